@@ -1,0 +1,88 @@
+/* farm.yaml (libyaml). One file serves the coordinator (which nodes serve which
+ * platform) and the repository that checks it in (build: defaults for farmctl). */
+#ifndef FARM_CONFIG_H
+#define FARM_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct {
+    char *key;
+    char *value;
+} farm_kv_t;
+
+typedef struct {
+    char *name;
+    int slots; /* concurrent jobs, >= 1, default 1 */
+    int line, column;
+} farm_config_node_t;
+
+typedef struct {
+    char *platform; /* normalised, canonical string: "linux/arm/v7" */
+    char **native;  /* node names that build it natively */
+    size_t n_native;
+    char **emulated; /* node names that build it under emulation (used only while no native node is alive) */
+    size_t n_emulated;
+    int line, column;
+} farm_config_platform_t;
+
+typedef struct {
+    char *host; /* "registry.local:5000" as written in image references */
+    int insecure; /* plain HTTP allowed */
+} farm_config_registry_t;
+
+typedef struct {
+    int present;       /* a build: section was given */
+    char **tags;
+    size_t n_tags;
+    char **platforms;  /* normalised canonical strings */
+    size_t n_platforms;
+    char *dockerfile;  /* NULL: "Dockerfile" */
+    farm_kv_t *args;
+    size_t n_args;
+} farm_config_build_t;
+
+typedef struct {
+    char *path;              /* the file read, for messages */
+    char *agents_endpoint;   /* coordinator.agents, e.g. "tcp://0.0.0.0:7700" (NULL if absent) */
+    char *clients_endpoint;  /* coordinator.clients, e.g. "tcp://127.0.0.1:7701" (NULL if absent) */
+    int heartbeat_ms;        /* coordinator.heartbeat, default 1000 */
+    int liveness;            /* coordinator.liveness, beats of silence before a node is lost, default 3 */
+    int queue_timeout_ms;    /* coordinator.queue_timeout: how long a job may wait for a live node, default 600000 */
+    char *state_dir;         /* coordinator.state_dir, NULL if absent */
+    farm_config_platform_t *platforms;
+    size_t n_platforms;
+    farm_config_node_t *nodes;
+    size_t n_nodes;
+    farm_config_registry_t *registries;
+    size_t n_registries;
+    farm_config_build_t build;
+} farm_config_t;
+
+/* Every problem found in a file, each "PATH:LINE:COLUMN: what is wrong and what to do". */
+typedef struct {
+    char **items;
+    size_t n;
+} farm_diag_t;
+
+void farm_diag_add(farm_diag_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void farm_diag_clear(farm_diag_t *d);
+
+/* Parses a farm.yaml. On success returns 0 and *out. On any problem returns
+ * FARM_EINVALID, *out = NULL, and diags (if not NULL) holds every problem found
+ * (not just the first); farm_error_last() holds the first. */
+int farm_config_load(farm_config_t **out, const char *path, farm_diag_t *diags);
+/* Same from memory; `name` is used in messages in place of a path. */
+int farm_config_parse(farm_config_t **out, const char *name, const char *yaml, size_t len,
+                      farm_diag_t *diags);
+void farm_config_destroy(farm_config_t **self_p);
+
+const farm_config_node_t *farm_config_node(const farm_config_t *cfg, const char *name);
+/* The platform entry for a (normalised or not) platform string, NULL if the farm lacks it. */
+const farm_config_platform_t *farm_config_platform(const farm_config_t *cfg, const char *platform);
+/* 1 if `registry_host` is marked insecure (plain HTTP allowed). */
+int farm_config_registry_insecure(const farm_config_t *cfg, const char *registry_host);
+
+/* Parses a duration "500ms", "1s", "2m", "1h" into milliseconds; -1 on junk. */
+long farm_config_parse_duration_ms(const char *s);
+
+#endif

@@ -1,0 +1,27 @@
+/* farm error slot: functions return 0 ok / negative on failure and leave a
+ * message a person can read in a per-thread slot (libgit2 style). */
+#ifndef FARM_ERROR_H
+#define FARM_ERROR_H
+
+#include <stddef.h>
+
+enum {
+    FARM_OK = 0,
+    FARM_ERROR = -1,    /* generic failure */
+    FARM_ENOTFOUND = -2,
+    FARM_ETOOBIG = -3,
+    FARM_EAUTH = -4,
+    FARM_EINVALID = -5, /* bad input: file, message, user */
+    FARM_EIO = -6,
+    FARM_ERETRY = -7,   /* transient: worth retrying */
+};
+
+/* Sets the message (printf-style) and returns FARM_ERROR-or-given code via the
+ * helper below. Always returns `code` so callers can `return farm_error_set(...)`. */
+int farm_error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes the current message with more context: "ctx: old message". */
+int farm_error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *farm_error_last(void);
+void farm_error_clear(void);
+
+#endif
