@@ -1,4 +1,144 @@
-int main(void)
+/* farm-agent --coordinator ENDPOINT --name NAME [--platform P,...] [--slots N]
+ *            [--work-dir DIR] [--builder buildah] [--storage-driver D]
+ *            [--isolation I] [--builder-root DIR] [-v] */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "agent/agent.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/platform.h"
+
+static volatile int s_stop;
+
+static void s_on_signal(int sig)
 {
-    return 0;
+    (void)sig;
+    s_stop = 1;
+}
+
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: farm-agent --coordinator ENDPOINT --name NAME [options]\n"
+            "  --coordinator E     the coordinator's agent endpoint, e.g. tcp://farm:7700\n"
+            "  --name NAME         this node's name as farm.yaml lists it under nodes:\n"
+            "  --platform P,...    platforms to build (default: this host's)\n"
+            "  --slots N           concurrent jobs (default 1)\n"
+            "  --work-dir DIR      context cache and job dirs (default /var/tmp/farm-agent)\n"
+            "  --builder NAME      builder program (default buildah)\n"
+            "  --storage-driver D  builder storage driver (e.g. vfs, overlay)\n"
+            "  --isolation I       builder isolation (e.g. chroot, oci)\n"
+            "  --builder-root DIR  private builder storage (DIR/storage, DIR/run)\n"
+            "  -v, --verbose       debug logging\n");
+}
+
+int main(int argc, char **argv)
+{
+    enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK };
+    static const struct option opts[] = {
+        {"coordinator", required_argument, NULL, 'c'},
+        {"name", required_argument, NULL, 'n'},
+        {"platform", required_argument, NULL, 'p'},
+        {"slots", required_argument, NULL, 's'},
+        {"work-dir", required_argument, NULL, O_WORK},
+        {"builder", required_argument, NULL, O_BUILDER},
+        {"storage-driver", required_argument, NULL, O_STORAGE},
+        {"isolation", required_argument, NULL, O_ISOLATION},
+        {"builder-root", required_argument, NULL, O_ROOT},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    farm_agent_opts_t o = {.slots = 1, .work_dir = "/var/tmp/farm-agent"};
+    const char *platforms = NULL;
+    farm_agent_t *agent;
+    struct sigaction sa;
+    int c, verbose = 0, rc;
+    char *end;
+
+    o.builder.builder = "buildah";
+    while ((c = getopt_long(argc, argv, "c:n:p:s:vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o.coordinator = optarg; break;
+        case 'n': o.name = optarg; break;
+        case 'p': platforms = optarg; break;
+        case 's':
+            o.slots = (int)strtol(optarg, &end, 10);
+            if (*end || o.slots < 1 || o.slots > 1024) {
+                fprintf(stderr, "farm-agent: --slots wants a number from 1 to 1024, not \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case O_WORK: o.work_dir = optarg; break;
+        case O_BUILDER: o.builder.builder = optarg; break;
+        case O_STORAGE: o.builder.storage_driver = optarg; break;
+        case O_ISOLATION: o.builder.isolation = optarg; break;
+        case O_ROOT: o.builder.builder_root = optarg; break;
+        case 'v': verbose = 1; break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (!o.coordinator || !o.name || optind != argc) {
+        s_usage(stderr);
+        return 2;
+    }
+    if (strlen(o.name) > 128) {
+        fprintf(stderr, "farm-agent: --name is too long (128 characters at most)\n");
+        return 2;
+    }
+    farm_log_init("agent", verbose ? FARM_LOG_DEBUG : FARM_LOG_INFO);
+    o.platforms = calloc(64, sizeof *o.platforms);
+    if (!o.platforms)
+        return 1;
+    if (platforms) {
+        char *copy = strdup(platforms), *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            farm_platform_t p;
+            if (o.n_platforms == 64 || farm_platform_parse(&p, tok) < 0) {
+                fprintf(stderr, "farm-agent: --platform: %s\n",
+                        o.n_platforms == 64 ? "too many platforms" : farm_error_last());
+                return 2;
+            }
+            o.platforms[o.n_platforms] = malloc(FARM_PLATFORM_STRLEN);
+            farm_platform_format(o.platforms[o.n_platforms++], FARM_PLATFORM_STRLEN, &p);
+        }
+        free(copy);
+    } else {
+        farm_platform_t p;
+        if (farm_platform_host(&p) < 0) {
+            fprintf(stderr, "farm-agent: %s\n", farm_error_last());
+            return 1;
+        }
+        o.platforms[0] = malloc(FARM_PLATFORM_STRLEN);
+        farm_platform_format(o.platforms[o.n_platforms++], FARM_PLATFORM_STRLEN, &p);
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    agent = farm_agent_new(&o);
+    if (!agent) {
+        fprintf(stderr, "farm-agent: %s\n", farm_error_last());
+        return 1;
+    }
+    farm_log_info("node %s: %zu platform(s) (%s%s), %d slot(s), builder %s, coordinator %s",
+                  o.name, o.n_platforms, o.platforms[0], o.n_platforms > 1 ? ", ..." : "",
+                  o.slots, o.builder.builder, o.coordinator);
+    rc = farm_agent_run(agent, &s_stop);
+    farm_agent_destroy(&agent);
+    for (size_t i = 0; i < o.n_platforms; i++)
+        free(o.platforms[i]);
+    free(o.platforms);
+    curl_global_cleanup();
+    return rc < 0 ? 1 : 0;
 }

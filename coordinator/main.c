@@ -1,4 +1,88 @@
-int main(void)
+/* farm-coordinator --config farm.yaml [-v] */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "coordinator/coordinator.h"
+
+static volatile int s_stop;
+
+static void s_on_signal(int sig)
 {
-    return 0;
+    (void)sig;
+    s_stop = 1;
+}
+
+static void s_usage(FILE *f)
+{
+    fprintf(f, "usage: farm-coordinator --config FILE [-v]\n"
+               "  -c, --config FILE   farm.yaml naming endpoints, platforms and nodes\n"
+               "  -v, --verbose       debug logging (wire-level)\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    farm_config_t *cfg = NULL;
+    farm_coordinator_t *coord;
+    farm_diag_t diags = {0};
+    struct sigaction sa;
+    int c, verbose = 0, rc;
+
+    while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'v': verbose = 1; break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        s_usage(stderr);
+        return 2;
+    }
+    farm_log_init("coordinator", verbose ? FARM_LOG_DEBUG : FARM_LOG_INFO);
+    if (farm_config_load(&cfg, path, &diags) < 0) {
+        for (size_t i = 0; i < diags.n; i++)
+            fprintf(stderr, "%s\n", diags.items[i]);
+        if (!diags.n)
+            fprintf(stderr, "%s\n", farm_error_last());
+        fprintf(stderr, "farm-coordinator: %s is not valid; fix it (farmctl validate %s)\n",
+                path, path);
+        farm_diag_clear(&diags);
+        return 1;
+    }
+    if (!cfg->agents_endpoint || !cfg->clients_endpoint || cfg->n_platforms == 0) {
+        fprintf(stderr, "%s: the coordinator needs coordinator.agents, coordinator.clients and "
+                        "at least one entry under platforms:\n", path);
+        farm_config_destroy(&cfg);
+        return 1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    coord = farm_coordinator_new(&cfg);
+    if (!coord) {
+        farm_log_error("%s", farm_error_last());
+        farm_config_destroy(&cfg);
+        return 1;
+    }
+    rc = farm_coordinator_run(coord, &s_stop);
+    farm_coordinator_destroy(&coord);
+    curl_global_cleanup();
+    return rc < 0 ? 1 : 0;
 }

@@ -1,4 +1,46 @@
-int main(void)
+/* farmctl: the user's CLI to the farm. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "farmctl/nodes.h"
+#include "farmctl/submit.h"
+#include "farmctl/validate.h"
+
+static void s_usage(FILE *f)
 {
-    return 0;
+    fprintf(f, "usage: farmctl COMMAND [options]\n\n"
+               "commands:\n"
+               "  submit [-t REF]... [--platform P,...] [CONTEXT]  build on the farm, push one index\n"
+               "  validate [FILE]                                   check a farm.yaml\n"
+               "  nodes                                             list the farm's nodes\n"
+               "  version                                           print the version\n\n"
+               "Run `farmctl COMMAND --help` for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    farm_log_init("farmctl", FARM_LOG_WARN);
+    if (argc < 2) {
+        s_usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "submit") == 0 || strcmp(argv[1], "build") == 0)
+        return farmctl_submit_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "validate") == 0)
+        return farmctl_validate_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "nodes") == 0)
+        return farmctl_nodes_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("farmctl %s\n", FARM_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        s_usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "farmctl: unknown command \"%s\"\n", argv[1]);
+    s_usage(stderr);
+    return 2;
 }

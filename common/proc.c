@@ -1,0 +1,115 @@
+#include "common/proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/error.h"
+
+pid_t farm_proc_fork(int *out_fd, int (*fn)(void *), void *arg)
+{
+    int fds[2];
+    pid_t pid;
+
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        farm_error_set(FARM_EIO, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        farm_error_set(FARM_EIO, "fork: %s", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        /* a worker must not outlive the process that reports its result */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGPIPE, SIG_DFL);
+        dup2(fds[1], STDOUT_FILENO);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        _exit(fn(arg) & 0xff);
+    }
+    close(fds[1]);
+    fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    *out_fd = fds[0];
+    return pid;
+}
+
+int farm_proc_run(char *const argv[], const char *cwd)
+{
+    int status;
+    pid_t pid, parent = getpid();
+
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0)
+        return farm_error_set(FARM_EIO, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        if (cwd && chdir(cwd) != 0) {
+            fprintf(stderr, "cannot enter %s: %s\n", cwd, strerror(errno));
+            _exit(127);
+        }
+        execvp(argv[0], argv);
+        fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return farm_error_set(FARM_EIO, "waitpid: %s", strerror(errno));
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+int farm_linebuf_read(farm_linebuf_t *lb, int fd, void (*fn)(void *arg, const char *line),
+                      void *arg)
+{
+    char chunk[8192];
+
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return farm_error_set(FARM_EIO, "read: %s", strerror(errno));
+        }
+        if (n == 0) {
+            if (lb->len) {
+                lb->buf[lb->len] = '\0';
+                fn(arg, lb->buf);
+                lb->len = 0;
+            }
+            return 1;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            char c = chunk[i];
+            if (c == '\n' || lb->len == sizeof lb->buf - 1) {
+                lb->buf[lb->len] = '\0';
+                if (lb->len && lb->buf[lb->len - 1] == '\r')
+                    lb->buf[lb->len - 1] = '\0';
+                fn(arg, lb->buf);
+                lb->len = 0;
+                if (c == '\n')
+                    continue;
+            }
+            lb->buf[lb->len++] = c;
+        }
+    }
+}

@@ -1,0 +1,27 @@
+/* Child processes whose output a reactor reads line by line without blocking. */
+#ifndef FARM_PROC_H
+#define FARM_PROC_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Forks; the child gets stdout+stderr on a pipe, dies with its parent (PDEATHSIG),
+ * runs fn(arg) and _exits with its return value. *out_fd is the non-blocking read end. */
+pid_t farm_proc_fork(int *out_fd, int (*fn)(void *), void *arg);
+
+/* Runs argv synchronously with the caller's stdout/stderr, in cwd (may be NULL).
+ * Returns the exit status (0..255), 128+signal, or < 0 if it could not start. */
+int farm_proc_run(char *const argv[], const char *cwd);
+
+/* Reads everything available on a non-blocking fd and calls fn once per complete
+ * line (without the newline; over-long lines are cut at FARM_LINE_MAX). Returns 1 at
+ * EOF (remaining partial line flushed), 0 when more may come, < 0 on error. */
+#define FARM_LINE_MAX 4096
+typedef struct {
+    char buf[FARM_LINE_MAX];
+    size_t len;
+} farm_linebuf_t;
+int farm_linebuf_read(farm_linebuf_t *lb, int fd, void (*fn)(void *arg, const char *line),
+                      void *arg);
+
+#endif

@@ -1,0 +1,73 @@
+#include "coordinator/stitch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/log.h"
+
+static int s_verify_child(farm_registry_t *reg, const farm_stitch_req_t *req,
+                          const farm_descriptor_t *child)
+{
+    char digest[FARM_DIGEST_STRLEN] = "", media[128] = "", plat[FARM_PLATFORM_STRLEN];
+    uint64_t size = 0;
+    int rc;
+
+    farm_platform_format(plat, sizeof plat, &child->platform);
+    rc = farm_registry_manifest_head(reg, digest, &size, media, sizeof media, req->repository,
+                                     child->digest);
+    if (rc < 0)
+        return farm_error_wrap(rc, "%s child %s not found in %s/%s", plat, child->digest,
+                               req->registry, req->repository);
+    if (digest[0] && strcmp(digest, child->digest) != 0)
+        return farm_error_set(FARM_EINVALID, "%s child: registry answers digest %s for %s", plat,
+                              digest, child->digest);
+    if (size != child->size)
+        return farm_error_set(FARM_EINVALID,
+                              "%s child %s: registry says %llu bytes, agent reported %llu", plat,
+                              child->digest, (unsigned long long)size,
+                              (unsigned long long)child->size);
+    if (media[0] && strcmp(media, child->media_type) != 0)
+        return farm_error_set(FARM_EINVALID, "%s child %s: registry says media type %s, agent "
+                              "reported %s", plat, child->digest, media, child->media_type);
+    return 0;
+}
+
+int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
+                    const farm_stitch_req_t *req)
+{
+    farm_registry_opts_t opts = {.insecure = req->insecure};
+    farm_registry_t *reg = farm_registry_new(req->registry, &opts);
+    char *json = NULL, pushed[FARM_DIGEST_STRLEN];
+    size_t len = 0;
+    int rc = 0;
+
+    if (!reg)
+        return FARM_ERROR;
+    for (size_t i = 0; i < req->n_children; i++)
+        if ((rc = s_verify_child(reg, req, &req->children[i])) < 0)
+            goto done;
+    if ((rc = farm_oci_index_compose(&json, &len, req->children, req->n_children, NULL, NULL,
+                                     0)) < 0)
+        goto done;
+    farm_digest_buffer(out_digest, json, len);
+    *out_size = len;
+    for (size_t i = 0; i < req->n_tags; i++) {
+        rc = farm_registry_manifest_put(reg, pushed, req->repository, req->tags[i],
+                                        FARM_MEDIA_OCI_INDEX, json, len);
+        if (rc < 0) {
+            farm_error_wrap(rc, "pushing the index to %s/%s:%s", req->registry, req->repository,
+                            req->tags[i]);
+            goto done;
+        }
+        if (strcmp(pushed, out_digest) != 0) {
+            rc = farm_error_set(FARM_EINVALID, "index digest mismatch after push: %s vs %s",
+                                pushed, out_digest);
+            goto done;
+        }
+    }
+done:
+    free(json);
+    farm_registry_destroy(&reg);
+    return rc;
+}

@@ -1,0 +1,98 @@
+#include "farmctl/client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "common/error.h"
+
+struct farmctl_client {
+    void *zctx;
+    void *sock;
+    char endpoint[512];
+};
+
+const char *farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
+                             const farm_config_t *cfg)
+{
+    const char *e = explicit_endpoint;
+    char *star;
+
+    if (!e || !*e)
+        e = getenv("FARM_COORDINATOR");
+    if ((!e || !*e) && cfg)
+        e = cfg->clients_endpoint;
+    if (!e || !*e)
+        return NULL;
+    snprintf(buf, len, "%s", e);
+    /* a bind address is not a connect address */
+    if ((star = strstr(buf, "://0.0.0.0:")) || (star = strstr(buf, "://*:"))) {
+        char port[64];
+        snprintf(port, sizeof port, "%s", strrchr(star, ':'));
+        snprintf(star, len - (size_t)(star - buf), "://127.0.0.1%s", port);
+    }
+    return buf;
+}
+
+farmctl_client_t *farmctl_client_new(const char *endpoint)
+{
+    farmctl_client_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
+    self->zctx = zmq_ctx_new();
+    self->sock = farm_wire_socket(self->zctx, FARM_WIRE_DEALER_CLIENT, endpoint, NULL);
+    if (!self->sock) {
+        farmctl_client_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void farmctl_client_destroy(farmctl_client_t **self_p)
+{
+    farmctl_client_t *self = self_p ? *self_p : NULL;
+    if (!self)
+        return;
+    if (self->sock)
+        zmq_close(self->sock);
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    free(self);
+    *self_p = NULL;
+}
+
+int farmctl_client_send(farmctl_client_t *self, Farm__Envelope *env)
+{
+    zmq_pollitem_t item = {.socket = self->sock, .events = ZMQ_POLLOUT};
+    env->version = FARM_WIRE_VERSION;
+    /* DEALER queues until connected; wait a little for room rather than failing */
+    if (zmq_poll(&item, 1, 10000) <= 0)
+        return farm_error_set(FARM_EIO, "cannot send to the coordinator at %s", self->endpoint);
+    return farm_wire_send(self->sock, NULL, 0, env);
+}
+
+int farmctl_client_recv(farmctl_client_t *self, Farm__Envelope **out, int timeout_ms)
+{
+    zmq_pollitem_t item = {.socket = self->sock, .events = ZMQ_POLLIN};
+    int rc;
+
+    *out = NULL;
+    for (;;) {
+        rc = zmq_poll(&item, 1, timeout_ms);
+        if (rc < 0 && errno == EINTR)
+            return farm_error_set(FARM_ERROR, "interrupted");
+        if (rc <= 0)
+            return FARM_ERETRY;
+        rc = farm_wire_recv(self->sock, NULL, NULL, out);
+        if (rc != FARM_ERETRY)
+            return rc;
+    }
+}
+
+const char *farmctl_client_endpoint(const farmctl_client_t *self)
+{
+    return self->endpoint;
+}

@@ -1,0 +1,22 @@
+/* farmctl's connection to the coordinator's client endpoint. */
+#ifndef FARMCTL_CLIENT_H
+#define FARMCTL_CLIENT_H
+
+#include "common/config.h"
+#include "common/wire.h"
+
+typedef struct farmctl_client farmctl_client_t;
+
+/* Endpoint order: explicit, then $FARM_COORDINATOR, then cfg's coordinator.clients
+ * (a wildcard bind address is reached on 127.0.0.1). */
+const char *farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
+                             const farm_config_t *cfg);
+
+farmctl_client_t *farmctl_client_new(const char *endpoint);
+void farmctl_client_destroy(farmctl_client_t **self_p);
+int farmctl_client_send(farmctl_client_t *self, Farm__Envelope *env);
+/* Waits up to timeout_ms for one message: FARM_ERETRY on timeout. */
+int farmctl_client_recv(farmctl_client_t *self, Farm__Envelope **out, int timeout_ms);
+const char *farmctl_client_endpoint(const farmctl_client_t *self);
+
+#endif

@@ -1,0 +1,101 @@
+#include "farmctl/nodes.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "farmctl/client.h"
+
+static void s_join(char *out, size_t len, char **items, size_t n, const char *suffix)
+{
+    size_t off = strlen(out);
+    for (size_t i = 0; i < n && off < len; i++) {
+        int w = snprintf(out + off, len - off, "%s%s%s", off ? "," : "", items[i], suffix);
+        if (w > 0)
+            off += (size_t)w;
+    }
+}
+
+int farmctl_nodes_main(int argc, char **argv)
+{
+    enum { O_FARM = 256, O_COORD };
+    static const struct option opts[] = {{"farm", required_argument, NULL, O_FARM},
+                                         {"coordinator", required_argument, NULL, O_COORD},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *farm = NULL, *coord = NULL;
+    farm_config_t *cfg = NULL;
+    farmctl_client_t *cl = NULL;
+    Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
+    Farm__NodesRequest req = FARM__NODES_REQUEST__INIT;
+    char endpoint[512];
+    int c, rc = 1;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_FARM: farm = optarg; break;
+        case O_COORD: coord = optarg; break;
+        case 'h':
+            printf("usage: farmctl nodes [--farm FILE] [--coordinator ENDPOINT]\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!farm && !coord && !getenv("FARM_COORDINATOR") && access("farm.yaml", R_OK) == 0)
+        farm = "farm.yaml";
+    if (farm && farm_config_load(&cfg, farm, NULL) < 0) {
+        fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
+        return 1;
+    }
+    if (!farmctl_endpoint(endpoint, sizeof endpoint, coord, cfg)) {
+        fprintf(stderr, "farmctl nodes: no coordinator: pass --coordinator, set "
+                        "FARM_COORDINATOR, or run where farm.yaml names coordinator.clients\n");
+        goto done;
+    }
+    if (!(cl = farmctl_client_new(endpoint))) {
+        fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
+        goto done;
+    }
+    env.body_case = FARM__ENVELOPE__BODY_NODES_REQUEST;
+    env.nodes_request = &req;
+    if (farmctl_client_send(cl, &env) < 0) {
+        fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
+        goto done;
+    }
+    for (;;) {
+        int r = farmctl_client_recv(cl, &reply, 5000);
+        if (r == FARM_ERETRY) {
+            fprintf(stderr, "farmctl nodes: no answer from %s; is farm-coordinator running?\n",
+                    endpoint);
+            goto done;
+        }
+        if (r < 0) {
+            fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
+            goto done;
+        }
+        if (reply->body_case == FARM__ENVELOPE__BODY_NODES_REPLY)
+            break;
+        farm_wire_free(&reply);
+    }
+    printf("%-16s %-40s %-8s %-6s %s\n", "NAME", "PLATFORMS", "STATE", "SLOTS", "JOBS");
+    for (size_t i = 0; i < reply->nodes_reply->n_nodes; i++) {
+        const Farm__NodeInfo *n = reply->nodes_reply->nodes[i];
+        char plats[1024] = "", slots[32], jobs[1024] = "";
+        s_join(plats, sizeof plats, n->platforms, n->n_platforms, "");
+        s_join(plats, sizeof plats, n->emulated, n->n_emulated, "(emulated)");
+        s_join(jobs, sizeof jobs, n->jobs, n->n_jobs, "");
+        snprintf(slots, sizeof slots, "%u/%u", n->used, n->slots);
+        printf("%-16s %-40s %-8s %-6s %s\n", n->name, plats, n->state, slots,
+               jobs[0] ? jobs : "-");
+    }
+    rc = 0;
+done:
+    farm_wire_free(&reply);
+    farmctl_client_destroy(&cl);
+    farm_config_destroy(&cfg);
+    return rc;
+}

@@ -1,0 +1,566 @@
+/* farmctl submit: pack the context, send it once by digest, submit, stream progress,
+ * print the index digest last on stdout. */
+#include "farmctl/submit.h"
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/context.h"
+#include "common/error.h"
+#include "common/platform.h"
+#include "common/reference.h"
+#include "common/wire.h"
+#include "farmctl/client.h"
+
+#define MAX_LIST 64
+#define REPLY_TIMEOUT_MS 15000
+#define SILENCE_TIMEOUT_MS 60000 /* the coordinator heartbeats running builds */
+
+typedef enum { PROGRESS_PLAIN, PROGRESS_QUIET } progress_t;
+
+typedef struct {
+    const char *tags[MAX_LIST];
+    size_t n_tags;
+    char *platforms[MAX_LIST];
+    size_t n_platforms;
+    const char *dockerfile;
+    farm_kv_t args[MAX_LIST];
+    size_t n_args;
+    const char *farm_file;
+    const char *coordinator;
+    const char *metadata_file;
+    const char *context;
+    int allow_partial;
+    progress_t progress;
+} submit_opts_t;
+
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: farmctl submit [options] [CONTEXT]\n"
+            "  -t, --tag REF           image reference to push the index to (repeatable)\n"
+            "      --platform P,...    platforms to build (default: farm.yaml build.platforms)\n"
+            "  -f, --file PATH         Dockerfile (default: CONTEXT/Dockerfile)\n"
+            "      --build-arg K=V     build argument (repeatable)\n"
+            "      --farm FILE         farm.yaml (default: ./farm.yaml, then CONTEXT/farm.yaml)\n"
+            "      --coordinator E     coordinator client endpoint (else $FARM_COORDINATOR,\n"
+            "                          else farm.yaml coordinator.clients)\n"
+            "      --metadata-file F   write build metadata as JSON to F\n"
+            "      --progress MODE     auto, plain, tty or quiet (default auto)\n"
+            "      --allow-partial     push an index of the platforms that succeeded\n");
+}
+
+static int s_add_platforms(submit_opts_t *o, const char *list)
+{
+    char *copy = strdup(list), *save = NULL;
+    int rc = 0;
+
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        farm_platform_t p;
+        if (o->n_platforms == MAX_LIST) {
+            rc = farm_error_set(FARM_EINVALID, "too many platforms (at most %d)", MAX_LIST);
+            break;
+        }
+        if ((rc = farm_platform_parse(&p, tok)) < 0)
+            break;
+        o->platforms[o->n_platforms] = malloc(FARM_PLATFORM_STRLEN);
+        farm_platform_format(o->platforms[o->n_platforms++], FARM_PLATFORM_STRLEN, &p);
+    }
+    free(copy);
+    return rc;
+}
+
+static void s_set_arg(submit_opts_t *o, const char *key, const char *value)
+{
+    for (size_t i = 0; i < o->n_args; i++) {
+        if (strcmp(o->args[i].key, key) == 0) {
+            free(o->args[i].value);
+            o->args[i].value = strdup(value);
+            return;
+        }
+    }
+    if (o->n_args < MAX_LIST) {
+        o->args[o->n_args].key = strdup(key);
+        o->args[o->n_args++].value = strdup(value);
+    }
+}
+
+/* The Dockerfile as a path relative to the context (it must live inside it). */
+static int s_dockerfile_rel(char *out, size_t len, const char *context, const char *file,
+                            int from_cli)
+{
+    char ctx_real[PATH_MAX], file_real[PATH_MAX], joined[PATH_MAX * 2];
+    size_t cl;
+
+    if (!file)
+        file = "Dockerfile";
+    if (!realpath(context, ctx_real))
+        return farm_error_set(FARM_EINVALID, "context %s: no such directory", context);
+    /* -f is relative to the working directory (as with docker build); farm.yaml's
+     * build.dockerfile is relative to the context */
+    if (from_cli || file[0] == '/')
+        snprintf(joined, sizeof joined, "%s", file);
+    else
+        snprintf(joined, sizeof joined, "%s/%s", ctx_real, file);
+    if (!realpath(joined, file_real))
+        return farm_error_set(FARM_EINVALID, "Dockerfile %s not found", joined);
+    cl = strlen(ctx_real);
+    if (strncmp(file_real, ctx_real, cl) != 0 || file_real[cl] != '/')
+        return farm_error_set(FARM_EINVALID,
+                              "Dockerfile %s is outside the context %s; move it into the context",
+                              file_real, ctx_real);
+    snprintf(out, len, "%s", file_real + cl + 1);
+    return 0;
+}
+
+static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, uint64_t size,
+                    const submit_opts_t *o)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
+    Farm__ContextOffer offer = FARM__CONTEXT_OFFER__INIT;
+    char *buf = NULL;
+    int fd = -1, rc;
+    uint64_t offset = 0;
+
+    offer.digest = (char *)digest;
+    offer.size = size;
+    env.body_case = FARM__ENVELOPE__BODY_CONTEXT_OFFER;
+    env.context_offer = &offer;
+    if ((rc = farmctl_client_send(cl, &env)) < 0)
+        return rc;
+    for (;;) {
+        Farm__ContextChunk chunk = FARM__CONTEXT_CHUNK__INIT;
+        ssize_t n;
+
+        rc = farmctl_client_recv(cl, &reply, REPLY_TIMEOUT_MS);
+        if (rc == FARM_ERETRY) {
+            rc = farm_error_set(FARM_EIO, "no answer from the coordinator at %s within %d s; is "
+                                "farm-coordinator running there?", farmctl_client_endpoint(cl),
+                                REPLY_TIMEOUT_MS / 1000);
+            goto done;
+        }
+        if (rc < 0)
+            goto done;
+        if (reply->body_case == FARM__ENVELOPE__BODY_HEARTBEAT) {
+            farm_wire_free(&reply);
+            continue;
+        }
+        if (reply->body_case != FARM__ENVELOPE__BODY_CONTEXT_STATUS) {
+            rc = farm_error_set(FARM_EINVALID, "unexpected answer to a context upload");
+            goto done;
+        }
+        if (reply->context_status->error[0]) {
+            rc = farm_error_set(FARM_ERROR, "context upload refused: %s",
+                                reply->context_status->error);
+            goto done;
+        }
+        if (reply->context_status->have) {
+            if (o->progress != PROGRESS_QUIET)
+                fprintf(stderr, "#context %s %s\n", digest,
+                        offset ? "uploaded" : "already on the coordinator (not sent again)");
+            rc = 0;
+            goto done;
+        }
+        offset = reply->context_status->offset;
+        farm_wire_free(&reply);
+        if (fd < 0 && (fd = open(tar, O_RDONLY | O_CLOEXEC)) < 0) {
+            rc = farm_error_set(FARM_EIO, "cannot read %s", tar);
+            goto done;
+        }
+        if (!buf && !(buf = malloc(FARM_WIRE_CHUNK))) {
+            rc = farm_error_set(FARM_ERROR, "out of memory");
+            goto done;
+        }
+        n = pread(fd, buf, FARM_WIRE_CHUNK, (off_t)offset);
+        if (n <= 0) {
+            rc = farm_error_set(FARM_EIO, "cannot read %s at %llu", tar, (unsigned long long)offset);
+            goto done;
+        }
+        chunk.digest = (char *)digest;
+        chunk.offset = offset;
+        chunk.total = size;
+        chunk.data.data = (uint8_t *)buf;
+        chunk.data.len = (size_t)n;
+        env.body_case = FARM__ENVELOPE__BODY_CONTEXT_CHUNK;
+        env.context_chunk = &chunk;
+        if ((rc = farmctl_client_send(cl, &env)) < 0)
+            goto done;
+        if (offset == 0 && o->progress != PROGRESS_QUIET)
+            fprintf(stderr, "#context %s uploading %llu bytes\n", digest, (unsigned long long)size);
+    }
+done:
+    farm_wire_free(&reply);
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return rc;
+}
+
+static int s_write_metadata(const char *path, const Farm__BuildDone *d)
+{
+    json_t *root = json_object(), *desc = json_object(), *plats = json_object();
+    json_t *names = json_array();
+    int rc;
+
+    json_object_set_new(root, "containerimage.digest", json_string(d->index_digest));
+    json_object_set_new(desc, "mediaType", json_string("application/vnd.oci.image.index.v1+json"));
+    json_object_set_new(desc, "digest", json_string(d->index_digest));
+    json_object_set_new(desc, "size", json_integer((json_int_t)d->index_size));
+    json_object_set_new(root, "containerimage.descriptor", desc);
+    for (size_t i = 0; i < d->n_tags; i++)
+        json_array_append_new(names, json_string(d->tags[i]));
+    json_object_set_new(root, "farm.tags", names);
+    json_object_set_new(root, "farm.build_id", json_string(d->build_id));
+    for (size_t i = 0; i < d->n_children; i++) {
+        json_t *p = json_object();
+        json_object_set_new(p, "digest", json_string(d->children[i]->digest));
+        json_object_set_new(p, "mediaType", json_string(d->children[i]->media_type));
+        json_object_set_new(p, "size", json_integer((json_int_t)d->children[i]->size));
+        json_object_set_new(p, "node",
+                            json_string(i < d->n_child_nodes ? d->child_nodes[i] : ""));
+        json_object_set_new(plats, d->children[i]->platform, p);
+    }
+    json_object_set_new(root, "farm.platforms", plats);
+    json_object_set_new(root, "farm.stitch_ms", json_integer((json_int_t)d->stitch_ms));
+    rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(root);
+    return rc == 0 ? 0 : farm_error_set(FARM_EIO, "cannot write metadata file %s", path);
+}
+
+/* Builds' image references are full: "registry/repo:tag". */
+static void s_full_tags(const Farm__BuildDone *d, const char *first_tag, char *out, size_t len)
+{
+    farm_reference_t ref;
+    size_t off = 0;
+    out[0] = '\0';
+    if (farm_reference_parse(&ref, first_tag) < 0)
+        return;
+    for (size_t i = 0; i < d->n_tags && off < len; i++) {
+        int w = snprintf(out + off, len - off, "%s%s/%s:%s", i ? ", " : "", ref.registry,
+                         ref.repository, d->tags[i]);
+        if (w > 0)
+            off += (size_t)w;
+    }
+}
+
+static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
+{
+    Farm__Envelope *msg = NULL;
+    char tags[2048];
+    int rc;
+
+    for (;;) {
+        rc = farmctl_client_recv(cl, &msg, SILENCE_TIMEOUT_MS);
+        if (rc == FARM_ERETRY)
+            return farm_error_set(FARM_EIO, "the coordinator went silent for %d s; the build "
+                                  "may still finish there", SILENCE_TIMEOUT_MS / 1000);
+        if (rc < 0)
+            return rc;
+        switch (msg->body_case) {
+        case FARM__ENVELOPE__BODY_EVENT: {
+            const Farm__Event *e = msg->event;
+            if (o->progress == PROGRESS_QUIET)
+                break;
+            if (e->platform[0])
+                fprintf(stderr, "[%s %s] %s%s%s\n", e->platform, e->node[0] ? e->node : "-",
+                        strcmp(e->kind, "log") == 0 ? "" : e->kind,
+                        strcmp(e->kind, "log") == 0 ? "" : ": ", e->message);
+            else
+                fprintf(stderr, "#%s %s\n", e->kind, e->message);
+            break;
+        }
+        case FARM__ENVELOPE__BODY_BUILD_DONE: {
+            const Farm__BuildDone *d = msg->build_done;
+            if (!d->ok) {
+                fprintf(stderr, "error: build %s failed: %s\n", d->build_id, d->error);
+                farm_wire_free(&msg);
+                return 1;
+            }
+            s_full_tags(d, o->tags[0], tags, sizeof tags);
+            if (o->progress != PROGRESS_QUIET) {
+                for (size_t i = 0; i < d->n_children; i++)
+                    fprintf(stderr, "[%s %s] %s\n", d->children[i]->platform,
+                            i < d->n_child_nodes ? d->child_nodes[i] : "-",
+                            d->children[i]->digest);
+                fprintf(stderr, "#index pushed to %s (stitched in %llu ms)\n", tags,
+                        (unsigned long long)d->stitch_ms);
+            }
+            if (o->metadata_file && s_write_metadata(o->metadata_file, d) < 0) {
+                fprintf(stderr, "error: %s\n", farm_error_last());
+                farm_wire_free(&msg);
+                return 1;
+            }
+            printf("%s\n", d->index_digest);
+            fflush(stdout);
+            farm_wire_free(&msg);
+            return 0;
+        }
+        default: break;
+        }
+        farm_wire_free(&msg);
+    }
+}
+
+static int s_submit(farmctl_client_t *cl, const submit_opts_t *o, const char *digest,
+                    uint64_t size, const char *dockerfile)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
+    Farm__Submit s = FARM__SUBMIT__INIT;
+    Farm__KeyValue kvs[MAX_LIST], *kvp[MAX_LIST];
+    int rc;
+
+    for (size_t i = 0; i < o->n_args; i++) {
+        farm__key_value__init(&kvs[i]);
+        kvs[i].key = o->args[i].key;
+        kvs[i].value = o->args[i].value;
+        kvp[i] = &kvs[i];
+    }
+    s.n_tags = o->n_tags;
+    s.tags = (char **)o->tags;
+    s.n_platforms = o->n_platforms;
+    s.platforms = (char **)o->platforms;
+    s.dockerfile = (char *)dockerfile;
+    s.n_build_args = o->n_args;
+    s.build_args = kvp;
+    s.context_digest = (char *)digest;
+    s.context_size = size;
+    s.allow_partial = o->allow_partial;
+    env.body_case = FARM__ENVELOPE__BODY_SUBMIT;
+    env.submit = &s;
+    if ((rc = farmctl_client_send(cl, &env)) < 0)
+        return rc;
+    for (;;) {
+        rc = farmctl_client_recv(cl, &reply, REPLY_TIMEOUT_MS);
+        if (rc == FARM_ERETRY)
+            return farm_error_set(FARM_EIO, "no answer to the submit from %s",
+                                  farmctl_client_endpoint(cl));
+        if (rc < 0)
+            return rc;
+        if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
+            farm_error_set(FARM_EINVALID, "submit refused: %s", reply->refused->reason);
+            farm_wire_free(&reply);
+            return FARM_EINVALID;
+        }
+        if (reply->body_case == FARM__ENVELOPE__BODY_ACCEPTED) {
+            if (o->progress != PROGRESS_QUIET)
+                fprintf(stderr, "#build %s accepted: %zu platform(s)\n",
+                        reply->accepted->build_id, reply->accepted->n_platforms);
+            farm_wire_free(&reply);
+            return 0;
+        }
+        farm_wire_free(&reply);
+    }
+}
+
+int farmctl_submit_main(int argc, char **argv)
+{
+    enum { O_PLATFORM = 256, O_BUILD_ARG, O_FARM, O_COORD, O_META, O_PROGRESS, O_PARTIAL };
+    static const struct option opts[] = {{"tag", required_argument, NULL, 't'},
+                                         {"platform", required_argument, NULL, O_PLATFORM},
+                                         {"file", required_argument, NULL, 'f'},
+                                         {"build-arg", required_argument, NULL, O_BUILD_ARG},
+                                         {"farm", required_argument, NULL, O_FARM},
+                                         {"coordinator", required_argument, NULL, O_COORD},
+                                         {"metadata-file", required_argument, NULL, O_META},
+                                         {"progress", required_argument, NULL, O_PROGRESS},
+                                         {"allow-partial", no_argument, NULL, O_PARTIAL},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    submit_opts_t o = {.context = "."};
+    farm_config_t *cfg = NULL;
+    farm_diag_t diags = {0};
+    farmctl_client_t *cl = NULL;
+    char farm_path[PATH_MAX], endpoint[512], tar[] = "/tmp/farmctl-context-XXXXXX";
+    char digest[FARM_DIGEST_STRLEN], dockerfile[PATH_MAX];
+    const char *cli_platforms = NULL;
+    uint64_t size = 0;
+    int c, rc = 1, tarfd = -1, dockerfile_cli = 0;
+    struct stat st;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "t:f:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            if (o.n_tags < MAX_LIST)
+                o.tags[o.n_tags++] = optarg;
+            break;
+        case 'f': o.dockerfile = optarg; dockerfile_cli = 1; break;
+        case O_PLATFORM: cli_platforms = optarg; break;
+        case O_BUILD_ARG: break; /* applied after farm.yaml's defaults, below */
+        case O_FARM: o.farm_file = optarg; break;
+        case O_COORD: o.coordinator = optarg; break;
+        case O_META: o.metadata_file = optarg; break;
+        case O_PARTIAL: o.allow_partial = 1; break;
+        case O_PROGRESS:
+            if (strcmp(optarg, "quiet") == 0)
+                o.progress = PROGRESS_QUIET;
+            else if (strcmp(optarg, "plain") == 0 || strcmp(optarg, "auto") == 0 ||
+                     strcmp(optarg, "tty") == 0)
+                o.progress = PROGRESS_PLAIN;
+            else {
+                fprintf(stderr, "farmctl submit: --progress wants auto, plain, tty or quiet\n");
+                return 2;
+            }
+            break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc)
+        o.context = argv[optind++];
+    if (optind < argc) {
+        s_usage(stderr);
+        return 2;
+    }
+    if (stat(o.context, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "farmctl submit: context %s is not a directory\n", o.context);
+        return 2;
+    }
+
+    /* farm.yaml: --farm, else ./farm.yaml, else CONTEXT/farm.yaml */
+    farm_path[0] = '\0';
+    if (o.farm_file)
+        snprintf(farm_path, sizeof farm_path, "%s", o.farm_file);
+    else if (access("farm.yaml", R_OK) == 0)
+        snprintf(farm_path, sizeof farm_path, "farm.yaml");
+    else {
+        snprintf(farm_path, sizeof farm_path, "%s/farm.yaml", o.context);
+        if (access(farm_path, R_OK) != 0)
+            farm_path[0] = '\0';
+    }
+    if (farm_path[0] && farm_config_load(&cfg, farm_path, &diags) < 0) {
+        for (size_t i = 0; i < diags.n; i++)
+            fprintf(stderr, "%s\n", diags.items[i]);
+        if (!diags.n)
+            fprintf(stderr, "%s\n", farm_error_last());
+        fprintf(stderr, "farmctl submit: fix %s first (farmctl validate %s)\n", farm_path,
+                farm_path);
+        farm_diag_clear(&diags);
+        return 1;
+    }
+
+    /* defaults from farm.yaml's build: section, then the command line */
+    if (cfg && cfg->build.present) {
+        for (size_t i = 0; o.n_tags == 0 && i < cfg->build.n_tags && i < MAX_LIST; i++)
+            o.tags[i] = cfg->build.tags[i];
+        if (o.n_tags == 0)
+            o.n_tags = cfg->build.n_tags < MAX_LIST ? cfg->build.n_tags : MAX_LIST;
+        if (!cli_platforms)
+            for (size_t i = 0; i < cfg->build.n_platforms && i < MAX_LIST; i++)
+                o.platforms[o.n_platforms++] = strdup(cfg->build.platforms[i]);
+        if (!o.dockerfile)
+            o.dockerfile = cfg->build.dockerfile;
+        for (size_t i = 0; i < cfg->build.n_args; i++)
+            s_set_arg(&o, cfg->build.args[i].key, cfg->build.args[i].value);
+    }
+    if (cli_platforms && s_add_platforms(&o, cli_platforms) < 0) {
+        fprintf(stderr, "farmctl submit: --platform: %s\n", farm_error_last());
+        rc = 2;
+        goto done;
+    }
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "t:f:h", opts, NULL)) != -1) {
+        if (c == O_BUILD_ARG) {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) {
+                fprintf(stderr, "farmctl submit: --build-arg wants KEY=VALUE, not \"%s\"\n", optarg);
+                rc = 2;
+                goto done;
+            }
+            *eq = '\0';
+            s_set_arg(&o, optarg, eq + 1);
+            *eq = '=';
+        }
+    }
+    if (o.n_tags == 0) {
+        fprintf(stderr, "farmctl submit: no tag: pass -t REGISTRY/REPO:TAG or set build.tags in "
+                        "farm.yaml\n");
+        rc = 2;
+        goto done;
+    }
+    for (size_t i = 0; i < o.n_tags; i++) {
+        farm_reference_t ref;
+        if (farm_reference_parse(&ref, o.tags[i]) < 0) {
+            fprintf(stderr, "farmctl submit: -t: %s\n", farm_error_last());
+            rc = 2;
+            goto done;
+        }
+    }
+    if (o.n_platforms == 0) {
+        fprintf(stderr, "farmctl submit: no platform: pass --platform or set build.platforms in "
+                        "farm.yaml\n");
+        rc = 2;
+        goto done;
+    }
+    /* refuse what the farm cannot build before anything is packed or sent */
+    if (cfg && cfg->n_platforms) {
+        for (size_t i = 0; i < o.n_platforms; i++) {
+            if (!farm_config_platform(cfg, o.platforms[i])) {
+                fprintf(stderr, "farmctl submit: platform %s is not served by this farm (%s maps "
+                                "no nodes to it)\n", o.platforms[i], farm_path);
+                goto done;
+            }
+        }
+    }
+    if (s_dockerfile_rel(dockerfile, sizeof dockerfile, o.context, o.dockerfile,
+                         dockerfile_cli) < 0) {
+        fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
+        rc = 2;
+        goto done;
+    }
+    if (!farmctl_endpoint(endpoint, sizeof endpoint, o.coordinator, cfg)) {
+        fprintf(stderr, "farmctl submit: no coordinator: pass --coordinator, set "
+                        "FARM_COORDINATOR, or set coordinator.clients in farm.yaml\n");
+        rc = 2;
+        goto done;
+    }
+
+    tarfd = mkstemp(tar);
+    if (tarfd < 0) {
+        fprintf(stderr, "farmctl submit: cannot create a temporary file in /tmp\n");
+        goto done;
+    }
+    close(tarfd);
+    if (farm_context_pack(digest, &size, o.context, dockerfile, tar) < 0) {
+        fprintf(stderr, "farmctl submit: packing %s: %s\n", o.context, farm_error_last());
+        goto done;
+    }
+    if (o.progress != PROGRESS_QUIET)
+        fprintf(stderr, "#context %s packed: %s (%llu bytes)\n", o.context, digest,
+                (unsigned long long)size);
+    cl = farmctl_client_new(endpoint);
+    if (!cl) {
+        fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
+        goto done;
+    }
+    if (s_upload(cl, tar, digest, size, &o) < 0 ||
+        s_submit(cl, &o, digest, size, dockerfile) < 0) {
+        fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
+        goto done;
+    }
+    rc = s_follow(cl, &o);
+    if (rc < 0) {
+        fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
+        rc = 1;
+    }
+done:
+    if (tarfd >= 0)
+        unlink(tar);
+    farmctl_client_destroy(&cl);
+    for (size_t i = 0; i < o.n_platforms; i++)
+        free(o.platforms[i]);
+    for (size_t i = 0; i < o.n_args; i++) {
+        free(o.args[i].key);
+        free(o.args[i].value);
+    }
+    farm_config_destroy(&cfg);
+    return rc;
+}

@@ -1,0 +1,204 @@
+/* Wire messages: round trips over real ZeroMQ sockets, and refusal of malformed,
+ * oversized, versionless and multi-frame input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <zmq.h>
+
+#include "common/error.h"
+#include "common/wire.h"
+
+typedef struct {
+    void *zctx, *router, *dealer;
+} pair_t;
+
+static int s_setup(void **state)
+{
+    static int n;
+    char ep[64];
+    pair_t *p = calloc(1, sizeof *p);
+    snprintf(ep, sizeof ep, "inproc://wire-test-%d", n++);
+    p->zctx = zmq_ctx_new();
+    p->router = farm_wire_socket(p->zctx, FARM_WIRE_ROUTER_SERVER, ep, NULL);
+    p->dealer = farm_wire_socket(p->zctx, FARM_WIRE_DEALER_CLIENT, ep, "node-a");
+    assert_non_null(p->router);
+    assert_non_null(p->dealer);
+    *state = p;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    pair_t *p = *state;
+    zmq_close(p->router);
+    zmq_close(p->dealer);
+    zmq_ctx_term(p->zctx);
+    free(p);
+    return 0;
+}
+
+/* Receive with a bounded wait (farm_wire_recv itself never blocks). */
+static int s_recv(void *sock, char *rid, size_t *rid_len, Farm__Envelope **out)
+{
+    zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+    if (zmq_poll(&it, 1, 2000) <= 0)
+        return FARM_ERETRY;
+    return farm_wire_recv(sock, rid, rid_len, out);
+}
+
+static void test_hello_round_trip(void **state)
+{
+    pair_t *p = *state;
+    Farm__Envelope env = FARM__ENVELOPE__INIT, *got = NULL;
+    Farm__Hello h = FARM__HELLO__INIT;
+    char *plats[] = {"linux/arm64", "linux/arm/v7"};
+    char rid[FARM_WIRE_ROUTING_MAX];
+    size_t rid_len = 0;
+
+    h.name = "node-a";
+    h.platforms = plats;
+    h.n_platforms = 2;
+    h.slots = 4;
+    h.builder = "buildah";
+    h.version = "0.1.0";
+    env.version = FARM_WIRE_VERSION;
+    env.body_case = FARM__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    assert_int_equal(farm_wire_send(p->dealer, NULL, 0, &env), 0);
+    assert_int_equal(s_recv(p->router, rid, &rid_len, &got), 0);
+    /* the agent's stable routing id is its name */
+    assert_int_equal(rid_len, 6);
+    assert_memory_equal(rid, "node-a", 6);
+    assert_int_equal(got->body_case, FARM__ENVELOPE__BODY_HELLO);
+    assert_string_equal(got->hello->name, "node-a");
+    assert_int_equal(got->hello->n_platforms, 2);
+    assert_string_equal(got->hello->platforms[1], "linux/arm/v7");
+    assert_int_equal(got->hello->slots, 4);
+    farm_wire_free(&got);
+    assert_null(got);
+
+    /* and back through the router to that routing id, with binary data */
+    {
+        Farm__ContextChunk ch = FARM__CONTEXT_CHUNK__INIT;
+        uint8_t data[5] = {0, 1, 0, 2, 0};
+        ch.digest = "sha256:00";
+        ch.data.data = data;
+        ch.data.len = sizeof data;
+        ch.total = 5;
+        env.body_case = FARM__ENVELOPE__BODY_CONTEXT_CHUNK;
+        env.context_chunk = &ch;
+        assert_int_equal(farm_wire_send(p->router, "node-a", 6, &env), 0);
+        assert_int_equal(s_recv(p->dealer, NULL, NULL, &got), 0);
+        assert_int_equal(got->body_case, FARM__ENVELOPE__BODY_CONTEXT_CHUNK);
+        assert_int_equal(got->context_chunk->data.len, 5);
+        assert_memory_equal(got->context_chunk->data.data, data, 5);
+        farm_wire_free(&got);
+    }
+}
+
+static void test_unroutable_send_fails(void **state)
+{
+    pair_t *p = *state;
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
+    env.version = FARM_WIRE_VERSION;
+    env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    /* ROUTER_MANDATORY: a peer that is not connected is an error, not silence */
+    assert_true(farm_wire_send(p->router, "nobody", 6, &env) < 0);
+}
+
+static void test_malformed_refused(void **state)
+{
+    pair_t *p = *state;
+    Farm__Envelope *got = NULL;
+    char rid[FARM_WIRE_ROUTING_MAX];
+    size_t rid_len;
+    const char junk[] = "\xff\xff\xff\xff\x0f garbage";
+
+    assert_int_equal(zmq_send(p->dealer, junk, sizeof junk, 0), (int)sizeof junk);
+    assert_int_equal(s_recv(p->router, rid, &rid_len, &got), FARM_EINVALID);
+    assert_null(got);
+    assert_non_null(strstr(farm_error_last(), "malformed"));
+
+    /* an extra frame poisons the whole message */
+    {
+        Farm__Envelope env = FARM__ENVELOPE__INIT;
+        Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
+        uint8_t buf[64];
+        size_t n;
+        env.version = FARM_WIRE_VERSION;
+        env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
+        env.heartbeat = &hb;
+        n = farm__envelope__pack(&env, buf);
+        zmq_send(p->dealer, buf, n, ZMQ_SNDMORE);
+        zmq_send(p->dealer, buf, n, 0);
+        assert_int_equal(s_recv(p->router, rid, &rid_len, &got), FARM_EINVALID);
+        assert_null(got);
+    }
+    /* the socket still serves the next good message */
+    {
+        Farm__Envelope env = FARM__ENVELOPE__INIT;
+        Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
+        env.version = FARM_WIRE_VERSION;
+        env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
+        env.heartbeat = &hb;
+        assert_int_equal(farm_wire_send(p->dealer, NULL, 0, &env), 0);
+        assert_int_equal(s_recv(p->router, rid, &rid_len, &got), 0);
+        assert_int_equal(got->body_case, FARM__ENVELOPE__BODY_HEARTBEAT);
+        farm_wire_free(&got);
+    }
+}
+
+static void test_unpack_rules(void **state)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT, *got = NULL;
+    Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
+    uint8_t buf[64];
+    size_t n;
+    (void)state;
+
+    /* no body */
+    env.version = FARM_WIRE_VERSION;
+    n = farm__envelope__pack(&env, buf);
+    assert_int_equal(farm_wire_unpack(&got, buf, n), FARM_EINVALID);
+    assert_null(got);
+    /* wrong version */
+    env.version = 99;
+    env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    n = farm__envelope__pack(&env, buf);
+    assert_int_equal(farm_wire_unpack(&got, buf, n), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "version 99"));
+    /* too big, refused before unpacking */
+    assert_int_equal(farm_wire_unpack(&got, buf, (size_t)FARM_WIRE_MAXMSG + 1), FARM_ETOOBIG);
+    /* truncated */
+    env.version = FARM_WIRE_VERSION;
+    {
+        Farm__Hello h = FARM__HELLO__INIT;
+        h.name = "a-long-enough-node-name";
+        env.body_case = FARM__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        n = farm__envelope__pack(&env, buf);
+        assert_int_equal(farm_wire_unpack(&got, buf, n - 3), FARM_EINVALID);
+        assert_int_equal(farm_wire_unpack(&got, buf, n), 0);
+        assert_string_equal(got->hello->name, "a-long-enough-node-name");
+        farm_wire_free(&got);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_hello_round_trip, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_unroutable_send_fails, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_refused, s_setup, s_teardown),
+        cmocka_unit_test(test_unpack_rules),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
