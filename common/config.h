@@ -69,7 +69,10 @@ void farm_diag_clear(farm_diag_t *d);
 
 /* Parses a farm.yaml. On success returns 0 and *out. On any problem returns
  * FARM_EINVALID, *out = NULL, and diags (if not NULL) holds every problem found
- * (not just the first); farm_error_last() holds the first. */
+ * (not just the first); farm_error_last() holds the first. Problems are appended to
+ * diags in document order (at most 100, then one "N more problems" line). A file that
+ * cannot be read gives FARM_ENOTFOUND (missing), FARM_ETOOBIG (over 1 MiB) or FARM_EIO,
+ * with the same single message in diags. */
 int farm_config_load(farm_config_t **out, const char *path, farm_diag_t *diags);
 /* Same from memory; `name` is used in messages in place of a path. */
 int farm_config_parse(farm_config_t **out, const char *name, const char *yaml, size_t len,

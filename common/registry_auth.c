@@ -1,0 +1,583 @@
+/* Auth building blocks of the registry client: WWW-Authenticate parsing and docker
+ * config.json credential lookup (auths, credHelpers, credsStore). */
+#include "common/registry.h"
+
+#include "common/error.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define S_CONFIG_MAX (1u << 20)   /* config.json larger than this is refused */
+#define S_HELPER_OUT_MAX (64u << 10)
+#define S_HELPER_TIMEOUT_MS 30000
+
+/* ------------------------------------------------------------------------------ */
+/* WWW-Authenticate (RFC 7235 2.1: challenges and auth-params share ',' as separator) */
+
+static int s_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static const char *s_skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+static size_t s_token_len(const char *p)
+{
+    size_t n = 0;
+    while (s_tchar(p[n]))
+        n++;
+    return n;
+}
+
+/* Reads a token or quoted-string value at *pp into dst (NUL-terminated). */
+static int s_read_value(char *dst, size_t cap, const char **pp)
+{
+    const char *p = *pp;
+    size_t n = 0;
+
+    if (*p == '"') {
+        p++;
+        while (*p && *p != '"') {
+            if (*p == '\\' && p[1])
+                p++;
+            if (n + 1 >= cap)
+                return -1;
+            dst[n++] = *p++;
+        }
+        if (*p != '"')
+            return -1; /* unterminated */
+        p++;
+    } else {
+        /* token; be lenient about '/' and ':' which some servers leave unquoted */
+        while (*p && *p != ',' && *p != ' ' && *p != '\t') {
+            if (n + 1 >= cap)
+                return -1;
+            dst[n++] = *p++;
+        }
+    }
+    dst[n] = '\0';
+    *pp = p;
+    return 0;
+}
+
+static int s_scheme_rank(const char *scheme)
+{
+    if (strcasecmp(scheme, "Bearer") == 0)
+        return 3;
+    if (strcasecmp(scheme, "Basic") == 0)
+        return 2;
+    return 1;
+}
+
+int farm_registry_parse_challenge(farm_auth_challenge_t *out, const char *header)
+{
+    farm_auth_challenge_t cur;
+    const char *p = header;
+    int best = 0;
+
+    memset(out, 0, sizeof *out);
+    if (!header)
+        return farm_error_set(FARM_EINVALID, "no WWW-Authenticate challenge");
+    for (;;) {
+        size_t n;
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        n = s_token_len(p);
+        if (n == 0 || n >= sizeof cur.scheme)
+            return farm_error_set(FARM_EINVALID,
+                                  "malformed WWW-Authenticate challenge \"%.200s\"", header);
+        memset(&cur, 0, sizeof cur);
+        memcpy(cur.scheme, p, n);
+        p += n;
+        /* auth-params until a token that is not followed by '=' (the next scheme) */
+        for (;;) {
+            char name[64], value[1024];
+            const char *q;
+            p = s_skip_ws(p);
+            while (*p == ',' || *p == ' ' || *p == '\t')
+                p++;
+            n = s_token_len(p);
+            q = s_skip_ws(p + n);
+            if (n == 0 || *q != '=')
+                break;
+            if (q[1] == '=' || q[1] == '\0' || q[1] == ',') {
+                /* token68 ("abc==") or empty value: nothing we use */
+                while (*q == '=')
+                    q++;
+                p = q;
+                continue;
+            }
+            if (n >= sizeof name)
+                return farm_error_set(FARM_EINVALID,
+                                      "malformed WWW-Authenticate challenge \"%.200s\"", header);
+            memcpy(name, p, n);
+            name[n] = '\0';
+            q = s_skip_ws(q + 1);
+            if (s_read_value(value, sizeof value, &q) < 0)
+                return farm_error_set(FARM_EINVALID,
+                                      "malformed or over-long value for %s in WWW-Authenticate "
+                                      "challenge \"%.200s\"",
+                                      name, header);
+            p = q;
+            {
+                char *dst = NULL;
+                size_t cap = 0;
+                if (strcasecmp(name, "realm") == 0)
+                    dst = cur.realm, cap = sizeof cur.realm;
+                else if (strcasecmp(name, "service") == 0)
+                    dst = cur.service, cap = sizeof cur.service;
+                else if (strcasecmp(name, "scope") == 0)
+                    dst = cur.scope, cap = sizeof cur.scope;
+                else if (strcasecmp(name, "error") == 0)
+                    dst = cur.error, cap = sizeof cur.error;
+                if (dst) {
+                    if (strlen(value) >= cap)
+                        return farm_error_set(FARM_EINVALID,
+                                              "WWW-Authenticate %s value is too long", name);
+                    memcpy(dst, value, strlen(value) + 1);
+                }
+            }
+        }
+        if (s_scheme_rank(cur.scheme) > best) {
+            best = s_scheme_rank(cur.scheme);
+            *out = cur;
+        }
+    }
+    if (best < 2)
+        return farm_error_set(FARM_EINVALID,
+                              "no Bearer or Basic challenge in WWW-Authenticate \"%.200s\"",
+                              header);
+    if (best == 3 && !out->realm[0])
+        return farm_error_set(FARM_EINVALID,
+                              "Bearer challenge without a realm in WWW-Authenticate \"%.200s\"",
+                              header);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Credentials */
+
+static void s_wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+void farm_registry_creds_clear(farm_registry_creds_t *creds)
+{
+    if (!creds)
+        return;
+    free(creds->username);
+    s_wipe_free(creds->secret);
+    memset(creds, 0, sizeof *creds);
+}
+
+/* docker.io, index.docker.io and registry-1.docker.io are one registry */
+static const char *s_canon_host(const char *h)
+{
+    if (strcasecmp(h, "index.docker.io") == 0 || strcasecmp(h, "registry-1.docker.io") == 0)
+        return "docker.io";
+    return h;
+}
+
+/* A config key ("https://host/v1/", "host", "http://host") names host? */
+static int s_key_matches(const char *key, const char *host)
+{
+    char k[512];
+    const char *p = key;
+    size_t n;
+
+    if (strncasecmp(p, "https://", 8) == 0)
+        p += 8;
+    else if (strncasecmp(p, "http://", 7) == 0)
+        p += 7;
+    n = strcspn(p, "/");
+    if (n == 0 || n >= sizeof k)
+        return 0;
+    memcpy(k, p, n);
+    k[n] = '\0';
+    return strcasecmp(s_canon_host(k), s_canon_host(host)) == 0;
+}
+
+static json_t *s_object_lookup_host(json_t *obj, const char *host)
+{
+    const char *key;
+    json_t *v;
+    if (!json_is_object(obj))
+        return NULL;
+    json_object_foreach(obj, key, v) {
+        if (s_key_matches(key, host))
+            return v;
+    }
+    return NULL;
+}
+
+/* Server address a helper knows the registry by: docker stores Hub as its v1 URL. */
+static const char *s_helper_server(const char *host)
+{
+    if (strcmp(s_canon_host(host), "docker.io") == 0)
+        return "https://index.docker.io/v1/";
+    return host;
+}
+
+static int s_creds_set(farm_registry_creds_t *out, const char *user, size_t ulen,
+                       const char *secret, size_t slen, int identity)
+{
+    out->username = strndup(user ? user : "", user ? ulen : 0);
+    out->secret = strndup(secret, slen);
+    out->identity_token = identity;
+    if (!out->username || !out->secret) {
+        farm_registry_creds_clear(out);
+        return farm_error_set(FARM_ERROR, "out of memory");
+    }
+    return 0;
+}
+
+static int s_helper_get(farm_registry_creds_t *out, const char *name, const char *host)
+{
+    char prog[128], *buf = NULL;
+    const char *server = s_helper_server(host);
+    char *argv[3];
+    int in[2] = {-1, -1}, outp[2] = {-1, -1};
+    posix_spawn_file_actions_t fa;
+    int fa_init = 0, status = 0, rc = 0;
+    size_t len = 0;
+    pid_t pid = -1;
+    json_t *root = NULL;
+    struct timespec t0, now;
+
+    if (!*name || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+                      strlen(name) || strlen(name) > 64)
+        return farm_error_set(FARM_EINVALID, "credential helper name \"%.64s\" is not valid",
+                              name);
+    snprintf(prog, sizeof prog, "docker-credential-%s", name);
+    argv[0] = prog;
+    argv[1] = "get";
+    argv[2] = NULL;
+
+    buf = malloc(S_HELPER_OUT_MAX + 1);
+    if (!buf)
+        return farm_error_set(FARM_ERROR, "out of memory");
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0) {
+        rc = farm_error_set(FARM_EIO, "%s: pipe: %s", prog, strerror(errno));
+        goto done;
+    }
+    /* The server name fits the pipe buffer: write it before the child exists so a helper
+     * that exits early cannot SIGPIPE us. */
+    if (write(in[1], server, strlen(server)) != (ssize_t)strlen(server)) {
+        rc = farm_error_set(FARM_EIO, "%s: writing to pipe: %s", prog, strerror(errno));
+        goto done;
+    }
+    close(in[1]);
+    in[1] = -1;
+
+    posix_spawn_file_actions_init(&fa);
+    fa_init = 1;
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
+    rc = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
+    if (rc != 0) {
+        pid = -1;
+        rc = farm_error_set(FARM_ERROR,
+                            "credential helper %s for %s: cannot run it: %s (is it on PATH?)",
+                            prog, host, strerror(rc));
+        goto done;
+    }
+    close(outp[1]);
+    outp[1] = -1;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        struct pollfd pfd = {.fd = outp[0], .events = POLLIN};
+        long left;
+        ssize_t n;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left = S_HELPER_TIMEOUT_MS - ((now.tv_sec - t0.tv_sec) * 1000 +
+                                      (now.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0) {
+            kill(pid, SIGKILL);
+            rc = farm_error_set(FARM_ERROR, "credential helper %s for %s timed out after %d s",
+                                prog, host, S_HELPER_TIMEOUT_MS / 1000);
+            goto done;
+        }
+        if (poll(&pfd, 1, (int)left) < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = farm_error_set(FARM_EIO, "%s: poll: %s", prog, strerror(errno));
+            goto done;
+        }
+        if (len >= S_HELPER_OUT_MAX) {
+            kill(pid, SIGKILL);
+            rc = farm_error_set(FARM_ETOOBIG, "credential helper %s wrote more than %u bytes",
+                                prog, S_HELPER_OUT_MAX);
+            goto done;
+        }
+        n = read(outp[0], buf + len, S_HELPER_OUT_MAX - len);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0) {
+            rc = farm_error_set(FARM_EIO, "%s: read: %s", prog, strerror(errno));
+            goto done;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    pid = -1;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        /* helpers report "credentials not found in native keychain" on stdout */
+        if (strstr(buf, "credentials not found")) {
+            rc = farm_error_set(FARM_ENOTFOUND, "credential helper %s has no entry for %s",
+                                prog, server);
+        } else {
+            buf[strcspn(buf, "\r\n")] = '\0';
+            rc = farm_error_set(FARM_ERROR, "credential helper %s failed for %s (%s %d)%s%.200s",
+                                prog, server, WIFEXITED(status) ? "exit" : "signal",
+                                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+                                buf[0] ? ": " : "", buf);
+        }
+        goto done;
+    }
+    {
+        json_error_t jerr;
+        json_t *u, *sec;
+        root = json_loadb(buf, len, 0, &jerr);
+        u = json_object_get(root, "Username");
+        sec = json_object_get(root, "Secret");
+        if (!json_is_object(root) || !json_is_string(sec)) {
+            rc = farm_error_set(FARM_EINVALID,
+                                "credential helper %s gave no JSON {Username, Secret} for %s",
+                                prog, server);
+            goto done;
+        }
+        if (json_string_length(sec) == 0) {
+            rc = farm_error_set(FARM_ENOTFOUND, "credential helper %s has no entry for %s",
+                                prog, server);
+            goto done;
+        }
+        /* Username "<token>" marks the secret as an identity (refresh) token */
+        rc = s_creds_set(out, json_is_string(u) ? json_string_value(u) : "",
+                         json_is_string(u) ? json_string_length(u) : 0,
+                         json_string_value(sec), json_string_length(sec),
+                         json_is_string(u) && strcmp(json_string_value(u), "<token>") == 0);
+    }
+done:
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    if (fa_init)
+        posix_spawn_file_actions_destroy(&fa);
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0)
+            close(in[i]);
+        if (outp[i] >= 0)
+            close(outp[i]);
+    }
+    if (root) {
+        /* jansson holds copies of the secret; wipe the string before freeing */
+        json_t *sec = json_object_get(root, "Secret");
+        if (json_is_string(sec))
+            explicit_bzero((char *)json_string_value(sec), json_string_length(sec));
+        json_decref(root);
+    }
+    explicit_bzero(buf, len);
+    free(buf);
+    return rc;
+}
+
+static int s_auths_entry(farm_registry_creds_t *out, json_t *entry, const char *host,
+                         const char *path)
+{
+    json_t *auth = json_object_get(entry, "auth");
+    json_t *user = json_object_get(entry, "username");
+    json_t *pass = json_object_get(entry, "password");
+    json_t *idt = json_object_get(entry, "identitytoken");
+    unsigned char *dec = NULL;
+    int rc = FARM_ENOTFOUND;
+
+    if (json_is_string(auth) && json_string_length(auth) > 0) {
+        const char *b64 = json_string_value(auth);
+        size_t blen = json_string_length(auth);
+        int dlen;
+        char *colon;
+        if (blen > 8192 || blen % 4 != 0) {
+            rc = farm_error_set(FARM_EINVALID, "%s: auths entry for %s: \"auth\" is not valid "
+                                "base64 of user:password", path, host);
+            goto done;
+        }
+        dec = malloc(blen / 4 * 3 + 1);
+        if (!dec) {
+            rc = farm_error_set(FARM_ERROR, "out of memory");
+            goto done;
+        }
+        dlen = EVP_DecodeBlock(dec, (const unsigned char *)b64, (int)blen);
+        if (dlen < 0) {
+            rc = farm_error_set(FARM_EINVALID, "%s: auths entry for %s: \"auth\" is not valid "
+                                "base64 of user:password", path, host);
+            goto done;
+        }
+        /* EVP_DecodeBlock counts the padding as output bytes */
+        for (size_t i = blen; i > 0 && b64[i - 1] == '='; i--)
+            dlen--;
+        dec[dlen] = '\0';
+        colon = memchr(dec, ':', (size_t)dlen);
+        if (!colon) {
+            rc = farm_error_set(FARM_EINVALID, "%s: auths entry for %s: \"auth\" does not "
+                                "decode to user:password", path, host);
+            goto done;
+        }
+        if (json_is_string(idt) && json_string_length(idt) > 0)
+            rc = s_creds_set(out, (char *)dec, (size_t)(colon - (char *)dec),
+                             json_string_value(idt), json_string_length(idt), 1);
+        else
+            rc = s_creds_set(out, (char *)dec, (size_t)(colon - (char *)dec), colon + 1,
+                             (size_t)dlen - (size_t)(colon + 1 - (char *)dec), 0);
+        explicit_bzero(dec, (size_t)dlen);
+        goto done;
+    }
+    if (json_is_string(idt) && json_string_length(idt) > 0) {
+        rc = s_creds_set(out, json_is_string(user) ? json_string_value(user) : "",
+                         json_is_string(user) ? json_string_length(user) : 0,
+                         json_string_value(idt), json_string_length(idt), 1);
+        goto done;
+    }
+    if (json_is_string(user) && json_is_string(pass) && json_string_length(pass) > 0) {
+        rc = s_creds_set(out, json_string_value(user), json_string_length(user),
+                         json_string_value(pass), json_string_length(pass), 0);
+        goto done;
+    }
+    rc = farm_error_set(FARM_ENOTFOUND, "%s: auths entry for %s holds no credentials", path,
+                        host);
+done:
+    free(dec);
+    return rc;
+}
+
+static char *s_read_config(const char *path, int *out_rc)
+{
+    struct stat st;
+    char *buf = NULL;
+    FILE *f = fopen(path, "re");
+
+    *out_rc = 0;
+    if (!f) {
+        *out_rc = errno == ENOENT ? FARM_ENOTFOUND
+                                  : farm_error_set(FARM_EIO, "cannot open docker config %s: %s",
+                                                   path, strerror(errno));
+        if (*out_rc == FARM_ENOTFOUND)
+            farm_error_set(FARM_ENOTFOUND, "no docker config at %s", path);
+        return NULL;
+    }
+    if (fstat(fileno(f), &st) < 0 || st.st_size < 0 || (uint64_t)st.st_size > S_CONFIG_MAX) {
+        *out_rc = farm_error_set(FARM_ETOOBIG, "docker config %s is larger than %u bytes", path,
+                                 S_CONFIG_MAX);
+        goto done;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        *out_rc = farm_error_set(FARM_ERROR, "out of memory");
+        goto done;
+    }
+    if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        *out_rc = farm_error_set(FARM_EIO, "cannot read docker config %s", path);
+        free(buf);
+        buf = NULL;
+        goto done;
+    }
+    buf[st.st_size] = '\0';
+done:
+    fclose(f);
+    return buf;
+}
+
+int farm_registry_credentials_lookup(farm_registry_creds_t *out, const char *config_path,
+                                     const char *host)
+{
+    char pathbuf[4096];
+    char *text = NULL;
+    json_t *root = NULL, *v;
+    json_error_t jerr;
+    int rc = 0;
+
+    memset(out, 0, sizeof *out);
+    if (!config_path) {
+        const char *dc = getenv("DOCKER_CONFIG"), *home = getenv("HOME");
+        if (dc && *dc)
+            snprintf(pathbuf, sizeof pathbuf, "%s/config.json", dc);
+        else if (home && *home)
+            snprintf(pathbuf, sizeof pathbuf, "%s/.docker/config.json", home);
+        else
+            return farm_error_set(FARM_ENOTFOUND, "no docker config (neither DOCKER_CONFIG "
+                                  "nor HOME is set)");
+        config_path = pathbuf;
+    }
+    text = s_read_config(config_path, &rc);
+    if (!text)
+        goto done;
+    root = json_loads(text, 0, &jerr);
+    if (!json_is_object(root)) {
+        rc = farm_error_set(FARM_EINVALID, "%s:%d:%d: not a JSON object: %s", config_path,
+                            jerr.line, jerr.column, root ? "wrong type" : jerr.text);
+        goto done;
+    }
+
+    v = s_object_lookup_host(json_object_get(root, "credHelpers"), host);
+    if (json_is_string(v)) {
+        rc = s_helper_get(out, json_string_value(v), host);
+        goto done; /* docker does not fall back from a per-host helper */
+    }
+    v = json_object_get(root, "credsStore");
+    if (json_is_string(v) && json_string_length(v) > 0) {
+        rc = s_helper_get(out, json_string_value(v), host);
+        /* a config copied from a desktop names a store this host lacks: use auths */
+        if (rc < 0 && rc != FARM_ENOTFOUND && strstr(farm_error_last(), "cannot run"))
+            farm_log_warn("registry %s: %s; trying auths in %s", host, farm_error_last(),
+                          config_path);
+        else if (rc != FARM_ENOTFOUND)
+            goto done;
+    }
+    v = s_object_lookup_host(json_object_get(root, "auths"), host);
+    if (!json_is_object(v)) {
+        rc = farm_error_set(FARM_ENOTFOUND, "no credentials for %s in %s", host, config_path);
+        goto done;
+    }
+    rc = s_auths_entry(out, v, host, config_path);
+done:
+    json_decref(root);
+    if (text) {
+        explicit_bzero(text, strlen(text));
+        free(text);
+    }
+    return rc;
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# A RUN step that fails on one platform: farmctl exits non-zero with that platform's log
+# tail, and nothing is pushed under the tag.
+set -euo pipefail
+FARM_SOURCE_DIR=${FARM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+FARM_BUILD_DIR=${FARM_BUILD_DIR:-$FARM_SOURCE_DIR/build}
+# shellcheck source=../lab/lib.sh
+source "$FARM_SOURCE_DIR/tests/lab/lib.sh"
+lab_init
+lab_start_farm
+ctx=$LAB/ctx
+lab_example_context "$ctx"
+cat >>"$ctx/Dockerfile" <<'DEOF'
+RUN if [ "$TARGETARCH" = arm64 ]; then echo "farm-test: the arm64 step breaks here" >&2; exit 7; fi; echo ok
+DEOF
+tag=$REGISTRY/team/broken:1.0
+rc=0
+lab_farmctl submit -t "$tag" --platform linux/amd64,linux/arm64,linux/arm/v7 --progress plain \
+    "$ctx" >"$LAB/out" 2>"$LAB/err" || rc=$?
+cat "$LAB/err" >&2
+(( rc != 0 )) || lab_fail "farmctl exited 0 although arm64 failed"
+[[ ! -s $LAB/out ]] || lab_fail "farmctl printed a digest for a failed build: $(cat "$LAB/out")"
+grep -q 'error: build .* failed: linux/arm64 failed on node arm64-1' "$LAB/err" \
+    || lab_fail "the error does not name the failing platform and node"
+# the log tail comes with the error
+sed -n '/^error: build/,$p' "$LAB/err" | grep -q 'farm-test: the arm64 step breaks here' \
+    || lab_fail "the failing platform's log tail is not in the error"
+if skopeo inspect --raw --tls-verify=false "docker://$tag" >/dev/null 2>&1; then
+    lab_fail "something was pushed under $tag"
+fi
+# the coordinator keeps serving: the same farm builds a good submit right after
+lab_example_context "$LAB/good"
+lab_farmctl submit -t "$REGISTRY/team/good:1.0" --platform linux/amd64 --progress quiet \
+    "$LAB/good" >"$LAB/good.out" 2>"$LAB/good.err" || { cat "$LAB/good.err"; lab_fail "good submit after a failure failed"; }
+grep -Eq '^sha256:[0-9a-f]{64}$' "$LAB/good.out" || lab_fail "no digest from the good submit"
+lab_log "PASS"

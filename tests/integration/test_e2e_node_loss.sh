@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Two agents serve linux/amd64; the one running the job is killed with SIGKILL
+# mid-build; the build still succeeds on the other within a few heartbeat intervals.
+set -euo pipefail
+FARM_SOURCE_DIR=${FARM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+FARM_BUILD_DIR=${FARM_BUILD_DIR:-$FARM_SOURCE_DIR/build}
+# shellcheck source=../lab/lib.sh
+source "$FARM_SOURCE_DIR/tests/lab/lib.sh"
+lab_init
+lab_registry_start
+lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=x86-a,x86-b"
+lab_start_coordinator "$LAB/farm.yaml"
+lab_start_agent x86-a linux/amd64
+lab_start_agent x86-b linux/amd64
+lab_wait_nodes 2 30 x86-a x86-b
+ctx=$LAB/ctx
+lab_example_context "$ctx"
+# a long RUN step so there is a "mid-build" to kill
+cat >>"$ctx/Dockerfile" <<'DEOF'
+RUN echo "farm-test: long step starts" && sleep 6 && echo "farm-test: long step ends"
+DEOF
+tag=$REGISTRY/team/survivor:1.0
+"$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$tag" --platform linux/amd64 \
+    --metadata-file "$LAB/meta.json" --progress plain "$ctx" >"$LAB/out" 2>"$LAB/err" &
+submit_pid=$!
+victim=
+for _ in $(seq 1 600); do
+    if grep -q 'farm-test: long step starts' "$LAB/err"; then
+        victim=$(grep -m1 -o 'dispatched: attempt 1 on [a-z0-9-]*' "$LAB/err" | awk '{print $NF}')
+        break
+    fi
+    sleep 0.1
+done
+[[ -n $victim ]] || { cat "$LAB/err"; lab_fail "the build never reached its long RUN step"; }
+lab_log "killing $victim (SIGKILL) mid-build"
+lab_signal "agent-$victim" KILL
+t_kill=$(date +%s.%N)
+rc=0
+wait "$submit_pid" || rc=$?
+t_done=$(date +%s.%N)
+cat "$LAB/err" >&2
+(( rc == 0 )) || lab_fail "the build failed after losing $victim (exit $rc)"
+survivor=x86-a; [[ $victim == x86-a ]] && survivor=x86-b
+grep -q "lost: node $victim lost" "$LAB/err" || lab_fail "farmctl was not told that $victim was lost"
+grep -q "dispatched: attempt 2 on $survivor" "$LAB/err" || lab_fail "the job was not re-dispatched to $survivor as attempt 2"
+node=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["farm.platforms"]["linux/amd64"]["node"])' "$LAB/meta.json")
+[[ $node == "$survivor" ]] || lab_fail "metadata says the image came from $node, not $survivor"
+skopeo inspect --raw --tls-verify=false "docker://$tag" | grep -q 'image.index.v1+json' || lab_fail "no index under $tag"
+# re-dispatch is prompt: loss is noticed after 3 x 500 ms heartbeats; the rebuild itself
+# takes the rest. Generous bound for a shared machine.
+elapsed=$(echo "$t_done - $t_kill" | bc)
+lab_log "finished $elapsed s after the kill"
+(( $(echo "$elapsed < 120" | bc) )) || lab_fail "took $elapsed s after the kill"
+lab_log "PASS"

@@ -1,0 +1,606 @@
+/* farm.yaml: the ARCHITECTURE.md example read field by field, defaults, lookups, and every
+ * class of mistake reported at its exact line:column, all of them in one pass. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "common/error.h"
+
+#define DATA FARM_TEST_DATA "/config/"
+
+static farm_config_t *s_ok(const char *yaml)
+{
+    farm_config_t *cfg = NULL;
+    farm_diag_t d = {0};
+    if (farm_config_parse(&cfg, "t.yaml", yaml, strlen(yaml), &d) != 0) {
+        for (size_t i = 0; i < d.n; i++)
+            print_error("%s\n", d.items[i]);
+        farm_diag_clear(&d);
+        fail_msg("valid YAML refused:\n%s", yaml);
+    }
+    assert_int_equal(d.n, 0);
+    assert_non_null(cfg);
+    return cfg;
+}
+
+/* Exactly one problem, at `where` ("t.yaml:L:C"), whose text holds `needle`. */
+static void s_one(const char *yaml, const char *where, const char *needle)
+{
+    farm_config_t *cfg = (farm_config_t *)1;
+    farm_diag_t d = {0};
+    char prefix[64];
+    int rc = farm_config_parse(&cfg, "t.yaml", yaml, strlen(yaml), &d);
+
+    assert_int_equal(rc, FARM_EINVALID);
+    assert_null(cfg);
+    if (d.n != 1) {
+        for (size_t i = 0; i < d.n; i++)
+            print_error("  %s\n", d.items[i]);
+        fail_msg("expected one problem at %s, got %zu for:\n%s", where, d.n, yaml);
+    }
+    snprintf(prefix, sizeof prefix, "%s: ", where);
+    if (strncmp(d.items[0], prefix, strlen(prefix)) != 0 || !strstr(d.items[0], needle))
+        fail_msg("expected \"%s...%s\", got \"%s\"", prefix, needle, d.items[0]);
+    /* the error slot holds the same first problem */
+    assert_string_equal(farm_error_last(), d.items[0]);
+    farm_diag_clear(&d);
+}
+
+static void test_architecture_example(void **state)
+{
+    farm_config_t *cfg = NULL;
+    farm_diag_t d = {0};
+    const farm_config_platform_t *p;
+
+    assert_int_equal(farm_config_load(&cfg, DATA "good.yaml", &d), 0);
+    assert_int_equal(d.n, 0);
+    assert_string_equal(cfg->path, DATA "good.yaml");
+    assert_string_equal(cfg->agents_endpoint, "tcp://0.0.0.0:7700");
+    assert_string_equal(cfg->clients_endpoint, "tcp://127.0.0.1:7701");
+    assert_int_equal(cfg->heartbeat_ms, 1000);
+    assert_int_equal(cfg->liveness, 3);
+    assert_int_equal(cfg->queue_timeout_ms, 600000);
+    assert_string_equal(cfg->state_dir, "/var/lib/farm");
+
+    assert_int_equal(cfg->n_platforms, 3);
+    p = &cfg->platforms[0];
+    assert_string_equal(p->platform, "linux/amd64");
+    assert_int_equal(p->n_native, 2);
+    assert_string_equal(p->native[0], "x86-1");
+    assert_string_equal(p->native[1], "x86-2");
+    assert_int_equal(p->n_emulated, 0);
+    assert_int_equal(p->line, 7);
+    assert_int_equal(p->column, 3);
+    p = &cfg->platforms[1];
+    assert_string_equal(p->platform, "linux/arm64");
+    assert_int_equal(p->n_native, 2);
+    assert_string_equal(p->native[0], "pi5");
+    assert_string_equal(p->native[1], "graviton");
+    p = &cfg->platforms[2];
+    assert_string_equal(p->platform, "linux/arm/v7");
+    assert_int_equal(p->n_native, 1);
+    assert_string_equal(p->native[0], "pi3");
+    assert_int_equal(p->n_emulated, 1);
+    assert_string_equal(p->emulated[0], "x86-1");
+    assert_int_equal(p->line, 9);
+
+    assert_int_equal(cfg->n_nodes, 5);
+    assert_string_equal(cfg->nodes[0].name, "x86-1");
+    assert_int_equal(cfg->nodes[0].slots, 4);
+    assert_int_equal(cfg->nodes[0].line, 13);
+    assert_int_equal(cfg->nodes[0].column, 3);
+    assert_string_equal(cfg->nodes[3].name, "graviton");
+    assert_int_equal(cfg->nodes[3].slots, 8);
+    assert_string_equal(cfg->nodes[4].name, "pi3");
+    assert_int_equal(cfg->nodes[4].slots, 1);
+
+    assert_int_equal(cfg->n_registries, 1);
+    assert_string_equal(cfg->registries[0].host, "registry.local:5000");
+    assert_int_equal(cfg->registries[0].insecure, 1);
+
+    assert_true(cfg->build.present);
+    assert_int_equal(cfg->build.n_tags, 1);
+    assert_string_equal(cfg->build.tags[0], "registry.example.com/team/app:latest");
+    assert_int_equal(cfg->build.n_platforms, 3);
+    assert_string_equal(cfg->build.platforms[0], "linux/amd64");
+    assert_string_equal(cfg->build.platforms[1], "linux/arm64");
+    assert_string_equal(cfg->build.platforms[2], "linux/arm/v7");
+    assert_string_equal(cfg->build.dockerfile, "Dockerfile");
+    assert_int_equal(cfg->build.n_args, 1);
+    assert_string_equal(cfg->build.args[0].key, "VERSION");
+    assert_string_equal(cfg->build.args[0].value, "1.4");
+    farm_config_destroy(&cfg);
+    assert_null(cfg);
+    farm_config_destroy(&cfg); /* NULL is fine */
+    farm_config_destroy(NULL);
+}
+
+static void test_lookups(void **state)
+{
+    farm_config_t *cfg = NULL;
+    const farm_config_platform_t *p;
+    const farm_config_node_t *n;
+
+    assert_int_equal(farm_config_load(&cfg, DATA "good.yaml", NULL), 0);
+    p = farm_config_platform(cfg, "aarch64");
+    assert_non_null(p);
+    assert_string_equal(p->platform, "linux/arm64");
+    p = farm_config_platform(cfg, "linux/arm/7");
+    assert_non_null(p);
+    assert_string_equal(p->platform, "linux/arm/v7");
+    assert_string_equal(p->emulated[0], "x86-1");
+    assert_ptr_equal(farm_config_platform(cfg, "x86_64"), &cfg->platforms[0]);
+    assert_null(farm_config_platform(cfg, "linux/s390x"));
+    assert_null(farm_config_platform(cfg, "linux/arm/v6"));
+    assert_null(farm_config_platform(cfg, "linux/foo/bar/baz"));
+    assert_null(farm_config_platform(cfg, NULL));
+
+    n = farm_config_node(cfg, "graviton");
+    assert_non_null(n);
+    assert_int_equal(n->slots, 8);
+    assert_null(farm_config_node(cfg, "Graviton"));
+    assert_null(farm_config_node(cfg, "ghost"));
+
+    /* exact host:port as written in image references */
+    assert_int_equal(farm_config_registry_insecure(cfg, "registry.local:5000"), 1);
+    assert_int_equal(farm_config_registry_insecure(cfg, "registry.local"), 0);
+    assert_int_equal(farm_config_registry_insecure(cfg, "registry.local:5001"), 0);
+    assert_int_equal(farm_config_registry_insecure(cfg, "registry.example.com"), 0);
+    assert_int_equal(farm_config_registry_insecure(NULL, "registry.local:5000"), 0);
+    farm_config_destroy(&cfg);
+}
+
+static void test_defaults_and_forms(void **state)
+{
+    farm_config_t *cfg = s_ok("platforms:\n"
+                              "  x86_64:\n"
+                              "    - a\n"
+                              "    - b\n"
+                              "  armhf:\n"
+                              "    emulated: [a]\n"
+                              "  linux/arm64:\n"
+                              "    native: [c]\n"
+                              "    emulated:\n"
+                              "nodes:\n"
+                              "  a: {}\n"
+                              "  b:\n"
+                              "  c: {slots: 1024}\n"
+                              "registries:\n"
+                              "  plain:5000: {insecure: false}\n"
+                              "  other.example:\n");
+    assert_null(cfg->agents_endpoint);
+    assert_null(cfg->clients_endpoint);
+    assert_null(cfg->state_dir);
+    assert_int_equal(cfg->heartbeat_ms, 1000);
+    assert_int_equal(cfg->liveness, 3);
+    assert_int_equal(cfg->queue_timeout_ms, 600000);
+    assert_false(cfg->build.present);
+    assert_int_equal(cfg->n_platforms, 3);
+    assert_string_equal(cfg->platforms[0].platform, "linux/amd64");
+    assert_int_equal(cfg->platforms[0].n_native, 2);
+    assert_string_equal(cfg->platforms[1].platform, "linux/arm/v7");
+    assert_int_equal(cfg->platforms[1].n_native, 0);
+    assert_int_equal(cfg->platforms[1].n_emulated, 1);
+    assert_int_equal(cfg->platforms[2].n_native, 1);
+    assert_int_equal(cfg->platforms[2].n_emulated, 0);
+    assert_int_equal(farm_config_node(cfg, "a")->slots, 1);
+    assert_int_equal(farm_config_node(cfg, "b")->slots, 1);
+    assert_int_equal(farm_config_node(cfg, "c")->slots, 1024);
+    assert_int_equal(farm_config_registry_insecure(cfg, "plain:5000"), 0);
+    assert_int_equal(farm_config_registry_insecure(cfg, "other.example"), 0);
+    farm_config_destroy(&cfg);
+
+    cfg = s_ok("coordinator:\n"
+               "  agents: ipc:///run/farm/agents\n"
+               "  clients: inproc://clients\n"
+               "  heartbeat: 250ms\n"
+               "  liveness: 5\n"
+               "  queue_timeout: 1m30s\n");
+    assert_string_equal(cfg->agents_endpoint, "ipc:///run/farm/agents");
+    assert_string_equal(cfg->clients_endpoint, "inproc://clients");
+    assert_int_equal(cfg->heartbeat_ms, 250);
+    assert_int_equal(cfg->liveness, 5);
+    assert_int_equal(cfg->queue_timeout_ms, 90000);
+    farm_config_destroy(&cfg);
+
+    cfg = s_ok("coordinator: {agents: \"tcp://[::1]:7700\", clients: tcp://*:7701}\n");
+    assert_string_equal(cfg->agents_endpoint, "tcp://[::1]:7700");
+    assert_string_equal(cfg->clients_endpoint, "tcp://*:7701");
+    farm_config_destroy(&cfg);
+}
+
+static void test_build_only_file(void **state)
+{
+    farm_config_t *cfg = NULL;
+    assert_int_equal(farm_config_load(&cfg, DATA "build-only.yaml", NULL), 0);
+    assert_true(cfg->build.present);
+    assert_int_equal(cfg->n_nodes, 0);
+    assert_int_equal(cfg->n_platforms, 0);
+    assert_null(cfg->agents_endpoint);
+    assert_int_equal(cfg->build.n_tags, 2);
+    assert_string_equal(cfg->build.tags[1], "registry.example.com/team/app:latest");
+    assert_int_equal(cfg->build.n_platforms, 3);
+    assert_string_equal(cfg->build.platforms[0], "linux/arm64");
+    assert_string_equal(cfg->build.platforms[1], "linux/arm/v7");
+    assert_string_equal(cfg->build.platforms[2], "linux/amd64");
+    assert_null(cfg->build.dockerfile);
+    assert_int_equal(cfg->build.n_args, 2);
+    assert_string_equal(cfg->build.args[0].key, "VERSION");
+    assert_string_equal(cfg->build.args[0].value, "1.4"); /* as written, not a float */
+    assert_string_equal(cfg->build.args[1].key, "EMPTY");
+    assert_string_equal(cfg->build.args[1].value, "");
+    farm_config_destroy(&cfg);
+}
+
+static void test_syntax_errors(void **state)
+{
+    s_one("coordinator:\n"
+          "  agents: tcp://0.0.0.0:7700\n"
+          " clients: tcp://127.0.0.1:7701\n",
+          "t.yaml:3:2", "YAML syntax error: did not find expected key");
+    s_one("nodes: {a: {}\n", "t.yaml:2:1", "YAML syntax error");
+    s_one("nodes:\n  a: \"unterminated\n", "t.yaml:3:1", "YAML syntax error");
+    s_one("nodes:\n\ta: {}\n", "t.yaml:2:1", "tab character");
+    s_one("nodes: {}\n---\nbuild: {}\n", "t.yaml:2:1", "second YAML document");
+}
+
+static void test_alias_refused(void **state)
+{
+    farm_config_t *cfg = NULL;
+    farm_diag_t d = {0};
+    const char *y = "build:\n  tags: &t [a]\n  platforms: *t\n";
+    assert_int_equal(farm_config_parse(&cfg, "t.yaml", y, strlen(y), &d), FARM_EINVALID);
+    assert_int_equal(d.n, 1);
+    assert_string_equal(d.items[0], "t.yaml:3:14: YAML aliases (*t) are not supported in "
+                                    "farm.yaml; write the value out in full");
+    farm_diag_clear(&d);
+}
+
+static void test_unknown_keys(void **state)
+{
+    s_one("nodez:\n  a: {}\n", "t.yaml:1:1", "unknown key \"nodez\" at the top level; did you "
+                                             "mean \"nodes\"?");
+    s_one("version: 2\n", "t.yaml:1:1", "known keys: coordinator, platforms, nodes, registries, "
+                                        "build");
+    s_one("coordinator:\n  hearbeat: 1s\n", "t.yaml:2:3",
+          "unknown key \"hearbeat\" under coordinator:; did you mean \"heartbeat\"? (known keys: "
+          "agents, clients, heartbeat, liveness, queue_timeout, state_dir)");
+    s_one("nodes:\n  a: {slot: 2}\n", "t.yaml:2:7", "did you mean \"slots\"?");
+    s_one("platforms:\n  linux/amd64:\n    natve: [a]\n    emulated: [a]\nnodes: {a: {}}\n",
+          "t.yaml:3:5", "unknown key \"natve\" under linux/amd64:; did you mean \"native\"?");
+    s_one("registries:\n  r:5000: {insecure: true, tls: no}\n", "t.yaml:2:28",
+          "unknown key \"tls\" under registry \"r:5000\"");
+    s_one("build:\n  tag: [x]\n", "t.yaml:2:3", "did you mean \"tags\"?");
+}
+
+static void test_wrong_types(void **state)
+{
+    s_one("nodes: [a, b]\n", "t.yaml:1:8", "nodes: must be a map, got a list");
+    s_one("coordinator: tcp://0.0.0.0:7700\n", "t.yaml:1:14",
+          "coordinator: must be a map, got the value \"tcp://0.0.0.0:7700\"");
+    s_one("- nodes\n", "t.yaml:1:1", "the top level must be a map of sections, got a list");
+    s_one("platforms:\n  linux/amd64: {native: x}\nnodes: {x: {}}\n", "t.yaml:2:25",
+          "native of linux/amd64 must be a list of node names, got the value \"x\"");
+    s_one("platforms:\n  linux/amd64: x\nnodes: {x: {}}\n", "t.yaml:2:16",
+          "platform linux/amd64 must map to a list of node names");
+    s_one("platforms:\n  linux/amd64:\nnodes: {x: {}}\n", "t.yaml:2:3",
+          "platform linux/amd64 lists no nodes");
+    s_one("platforms:\n  linux/amd64: [[a]]\nnodes: {a: {}}\n", "t.yaml:2:17",
+          "a node name must be a non-empty string, got a list");
+    s_one("nodes:\n  a: [1]\n", "t.yaml:2:6", "node \"a\" must be a map, got a list");
+    s_one("nodes:\n  a: 4\n", "t.yaml:2:6", "node \"a\" must be a map, got the value \"4\"");
+    s_one("registries:\n  r:5000: {insecure: \"yes\"}\n", "t.yaml:2:22",
+          "must be true or false, got the value \"yes\" (quoted)");
+    s_one("build:\n  tags: app:1\n", "t.yaml:2:9", "build.tags must be a list");
+    s_one("build:\n  args: [A=1]\n", "t.yaml:2:9", "build.args must be a map, got a list");
+    s_one("build:\n  dockerfile: [a]\n", "t.yaml:2:15", "build.dockerfile must be a non-empty "
+                                                        "string, got a list");
+    s_one("coordinator:\n  state_dir: ~\n", "t.yaml:2:14", "coordinator.state_dir must be a "
+                                                           "non-empty string, got nothing");
+    s_one("coordinator:\n  liveness: \"5\"\n", "t.yaml:2:13", "(quoted)");
+}
+
+static void test_duplicates(void **state)
+{
+    s_one("nodes:\n  a: {}\n  a: {slots: 2}\n", "t.yaml:3:3",
+          "duplicate key \"a\" under nodes: (first at 2:3); remove one of them");
+    s_one("build: {}\nbuild: {}\n", "t.yaml:2:1", "duplicate key \"build\" at the top level "
+                                                 "(first at 1:1)");
+    s_one("nodes:\n  a: {slots: 1, slots: 2}\n", "t.yaml:2:17", "duplicate key \"slots\" under "
+                                                            "node \"a\" (first at 2:7)");
+    s_one("build:\n  args: {A: 1, B: 2, A: 3}\n", "t.yaml:2:22", "duplicate key \"A\" under "
+                                                              "build.args:");
+    /* the same platform after normalisation */
+    s_one("platforms:\n  aarch64: [a]\n  linux/arm64/v8: [a]\nnodes: {a: {}}\n", "t.yaml:3:3",
+          "\"linux/arm64/v8\" names the platform linux/arm64 again (first at 2:3 as "
+          "\"aarch64\")");
+    s_one("platforms:\n  linux/arm/v7: [a]\n  armhf: [a]\nnodes: {a: {}}\n", "t.yaml:3:3",
+          "names the platform linux/arm/v7 again");
+    s_one("build:\n  platforms: [x86_64, linux/amd64]\n", "t.yaml:2:23",
+          "\"linux/amd64\" names the platform linux/amd64 again (first at 2:15 as "
+          "\"x86_64\"); list each platform once in build.platforms");
+    /* the same node twice for a platform, native and emulated together */
+    s_one("platforms:\n  linux/amd64: [a, a]\nnodes: {a: {}}\n", "t.yaml:2:20",
+          "node \"a\" is listed twice for linux/amd64 (first at 2:17)");
+    s_one("platforms:\n  linux/amd64: {native: [a], emulated: [b, a]}\nnodes: {a: {}, b: {}}\n",
+          "t.yaml:2:44", "node \"a\" is listed twice for linux/amd64 (first at 2:26)");
+    s_one("build:\n  tags: [a:1, b:1, a:1]\n", "t.yaml:2:20", "tag \"a:1\" is listed twice");
+}
+
+static void test_platform_problems(void **state)
+{
+    s_one("platforms:\n  linux/foo/bar/baz: [a]\nnodes: {a: {}}\n", "t.yaml:2:3",
+          "platform \"linux/foo/bar/baz\" has too many parts");
+    s_one("platforms:\n  \"linux/\": [a]\nnodes: {a: {}}\n", "t.yaml:2:3",
+          "platform \"linux/\" has an empty part");
+    s_one("platforms:\n  linux/arm/v9: [a]\nnodes: {a: {}}\n", "t.yaml:2:3",
+          "variant \"v9\" does not exist for arm");
+    s_one("build:\n  platforms: [linux/amd64, linux/foo/bar/baz]\n", "t.yaml:2:28",
+          "build.platforms: platform \"linux/foo/bar/baz\" has too many parts");
+    s_one("build:\n  platforms:\n    - \"\"\n", "t.yaml:3:7",
+          "a build platform must be a non-empty string, got an empty string");
+}
+
+static void test_undefined_node(void **state)
+{
+    s_one("platforms:\n  linux/amd64: [a, ghost]\nnodes: {a: {}}\n", "t.yaml:2:20",
+          "node \"ghost\" is mapped to linux/amd64 but is not defined under nodes:; add "
+          "\"ghost: {slots: 1}\" under nodes: or fix the name");
+    s_one("platforms:\n  armhf:\n    native: [a]\n    emulated: [pi3]\nnodes: {a: {}}\n",
+          "t.yaml:4:16", "node \"pi3\" is mapped to linux/arm/v7 but is not defined");
+    /* no nodes: section at all */
+    s_one("platforms:\n  linux/amd64: [a]\n", "t.yaml:2:17", "node \"a\" is mapped to "
+                                                            "linux/amd64 but is not defined");
+}
+
+static void test_slots(void **state)
+{
+    s_one("nodes:\n  a: {slots: 0}\n", "t.yaml:2:14",
+          "nodes.a.slots must be a whole number from 1 to 1024, got the value \"0\"");
+    s_one("nodes:\n  a: {slots: -2}\n", "t.yaml:2:14", "got the value \"-2\"");
+    s_one("nodes:\n  a: {slots: 1025}\n", "t.yaml:2:14", "from 1 to 1024");
+    s_one("nodes:\n  a: {slots: 99999999999999999999}\n", "t.yaml:2:14", "from 1 to 1024");
+    s_one("nodes:\n  a: {slots: 2.5}\n", "t.yaml:2:14", "whole number");
+    s_one("nodes:\n  a: {slots: four}\n", "t.yaml:2:14", "got the value \"four\"");
+    s_one("nodes:\n  a: {slots: \"4\"}\n", "t.yaml:2:14", "(quoted)");
+    s_one("nodes:\n  a: {slots: }\n", "t.yaml:2:14", "got nothing");
+    s_one("nodes:\n  \"bad name\": {}\n", "t.yaml:2:3", "node name \"bad name\" is not valid");
+    s_one("platforms:\n  linux/amd64: [\"a\\x1b[2J\"]\nnodes: {a: {}}\n", "t.yaml:2:17",
+          "node \"a\\x1b[2J\" is mapped to linux/amd64 but is not a valid node name");
+}
+
+static void test_durations_and_endpoints(void **state)
+{
+    s_one("coordinator:\n  heartbeat: soon\n", "t.yaml:2:14",
+          "coordinator.heartbeat: \"soon\" is not a duration");
+    s_one("coordinator:\n  heartbeat: 1000\n", "t.yaml:2:14", "give it a unit");
+    s_one("coordinator:\n  heartbeat: 0ms\n", "t.yaml:2:14", "out of range");
+    s_one("coordinator:\n  heartbeat: 2h\n", "t.yaml:2:14", "out of range");
+    s_one("coordinator:\n  queue_timeout: [1s]\n", "t.yaml:2:18",
+          "coordinator.queue_timeout must be a duration, got a list");
+    s_one("coordinator:\n  agents: tcp://h:0\n", "t.yaml:2:11",
+          "coordinator.agents: \"tcp://h:0\" is not a valid endpoint; the port must be a "
+          "number from 1 to 65535");
+    s_one("coordinator:\n  agents: tcp://h:65536\n", "t.yaml:2:11", "from 1 to 65535");
+    s_one("coordinator:\n  agents: tcp://h:http\n", "t.yaml:2:11", "from 1 to 65535");
+    s_one("coordinator:\n  agents: tcp://h\n", "t.yaml:2:11", "needs a host and a port");
+    s_one("coordinator:\n  clients: tcp://:7701\n", "t.yaml:2:12", "needs a host and a port");
+    s_one("coordinator:\n  clients: http://h:80\n", "t.yaml:2:12",
+          "use tcp://host:port, ipc://path or inproc://name");
+    s_one("coordinator:\n  clients: ipc://\n", "t.yaml:2:12", "needs a path");
+    s_one("coordinator:\n  clients: inproc://\n", "t.yaml:2:12", "needs a path (ipc://) or a "
+                                                                "name (inproc://)");
+    s_one("coordinator:\n  agents: tcp://h:1\n  clients: tcp://h:1\n", "t.yaml:3:12",
+          "coordinator.clients is the same endpoint as coordinator.agents (2:11)");
+    s_one("coordinator:\n  liveness: 0\n", "t.yaml:2:13", "from 1 to 100");
+}
+
+static void test_build_args(void **state)
+{
+    s_one("build:\n  args: {A: [1]}\n", "t.yaml:2:13",
+          "build arg A must be a single value, got a list");
+    s_one("build:\n  args:\n    A:\n      b: c\n", "t.yaml:4:7",
+          "build arg A must be a single value, got a map");
+    s_one("build:\n  args: {A: }\n", "t.yaml:2:10", "build arg A has no value");
+    s_one("build:\n  args: {\"A=B\": x}\n", "t.yaml:2:10", "build arg name \"A=B\" is not valid");
+    s_one("build:\n  args: {\"A\\tB\": x}\n", "t.yaml:2:10", "build arg name \"A\\x09B\" is not valid");
+    s_one("build:\n  tags: [\"a b\"]\n", "t.yaml:2:10", "tag \"a b\" contains whitespace");
+}
+
+static void test_registries(void **state)
+{
+    s_one("registries:\n  \"https://r:5000\": {insecure: true}\n", "t.yaml:2:3",
+          "registry \"https://r:5000\" is not a host: write the host as in image references, "
+          "without a scheme");
+    s_one("registries:\n  r:5000/v2: {}\n", "t.yaml:2:3", "without a path");
+    s_one("registries:\n  r:5000: {insecure: maybe}\n", "t.yaml:2:22",
+          "registries.\"r:5000\".insecure must be true or false, got the value \"maybe\"");
+}
+
+/* The many-errors fixture: every problem found in one pass, in document order. */
+static void test_all_problems_in_one_pass(void **state)
+{
+    static const char *const want[] = {
+        "2:11: coordinator.agents: \"tcp://0.0.0.0:99999\" is not a valid endpoint",
+        "3:12: coordinator.clients: \"http://127.0.0.1:7701\" is not a valid endpoint",
+        "4:3: unknown key \"hearbeat\" under coordinator:; did you mean \"heartbeat\"?",
+        "5:13: coordinator.liveness must be a whole number",
+        "7:24: node \"ghost\" is mapped to linux/amd64 but is not defined under nodes:",
+        "8:3: \"x86_64\" names the platform linux/amd64 again (first at 7:3",
+        "9:3: platform \"linux/foo/bar/baz\" has too many parts",
+        "12:5: unknown key \"emulatd\" under linux/arm/v7:; did you mean \"emulated\"?",
+        "14:18: nodes.x86-1.slots must be a whole number from 1 to 1024, got the value \"0\"",
+        "15:18: nodes.x86-2.slots must be a whole number from 1 to 1024, got the value \"many\"",
+        "16:8: node \"pi3\" must be a map, got a list",
+        "17:3: duplicate key \"x86-1\" under nodes: (first at 14:3)",
+        "19:37: registries.\"registry.local:5000\".insecure must be true or false",
+        "21:28: \"amd64\" names the platform linux/amd64 again (first at 21:15",
+        "21:35: build.platforms: platform \"windoze/amd64\": unknown operating system",
+        "22:19: build arg VERSION must be a single value, got a list",
+        "23:3: unknown key \"tag\" under build:; did you mean \"tags\"?",
+    };
+    farm_config_t *cfg = NULL;
+    farm_diag_t d = {0};
+    const char *path = DATA "many-errors.yaml";
+
+    assert_int_equal(farm_config_load(&cfg, path, &d), FARM_EINVALID);
+    assert_null(cfg);
+    for (size_t i = 0; i < d.n; i++)
+        print_message("  %s\n", d.items[i]);
+    assert_int_equal(d.n, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < d.n; i++) {
+        char expect[512];
+        snprintf(expect, sizeof expect, "%s:%s", path, want[i]);
+        if (strncmp(d.items[i], expect, strlen(expect)) != 0)
+            fail_msg("problem %zu: want \"%s...\", got \"%s\"", i, expect, d.items[i]);
+        /* every message says what to do after what is wrong */
+        assert_non_null(strchr(d.items[i], ';'));
+    }
+    /* without a diag list the first problem is still in the error slot */
+    farm_error_clear();
+    assert_int_equal(farm_config_load(&cfg, path, NULL), FARM_EINVALID);
+    assert_string_equal(farm_error_last(), d.items[0]);
+    farm_diag_clear(&d);
+    assert_int_equal(d.n, 0);
+    assert_null(d.items);
+}
+
+static void test_bounds(void **state)
+{
+    farm_config_t *cfg = NULL;
+    farm_diag_t d = {0};
+    char *big, deep[200];
+    size_t n = 0;
+
+    /* nesting */
+    n += (size_t)snprintf(deep + n, sizeof deep - n, "nodes: ");
+    for (int i = 0; i < 40; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 40; i++)
+        deep[n++] = ']';
+    deep[n] = '\0';
+    s_one(deep, "t.yaml:1:39", "nesting deeper than 32 levels");
+
+    /* size, before libyaml sees a byte */
+    big = malloc(1024 * 1024 + 2);
+    assert_non_null(big);
+    memset(big, '#', 1024 * 1024 + 1);
+    big[1024 * 1024 + 1] = '\0';
+    assert_int_equal(farm_config_parse(&cfg, "t.yaml", big, strlen(big), &d), FARM_EINVALID);
+    assert_int_equal(d.n, 1);
+    assert_non_null(strstr(d.items[0], "may be at most 1048576 bytes"));
+    farm_diag_clear(&d);
+    big[1024 * 1024] = '\0'; /* exactly 1 MiB of comment: allowed in, but says nothing */
+    assert_int_equal(farm_config_parse(&cfg, "t.yaml", big, strlen(big), &d), FARM_EINVALID);
+    assert_int_equal(d.n, 1);
+    assert_non_null(strstr(d.items[0], "t.yaml:1:1: the file is empty"));
+    farm_diag_clear(&d);
+    free(big);
+
+    /* problems are capped, and the cap says so */
+    big = malloc(150 * 16 + 1);
+    assert_non_null(big);
+    n = 0;
+    for (int i = 0; i < 150; i++)
+        n += (size_t)sprintf(big + n, "bogus%03d: 1\n", i);
+    assert_int_equal(farm_config_parse(&cfg, "t.yaml", big, n, &d), FARM_EINVALID);
+    assert_int_equal(d.n, 101);
+    assert_non_null(strstr(d.items[0], "t.yaml:1:1: unknown key \"bogus000\""));
+    assert_string_equal(d.items[100], "t.yaml: 50 more problems not shown; fix these and run "
+                                      "again");
+    farm_diag_clear(&d);
+    free(big);
+
+    s_one("", "t.yaml:1:1", "the file is empty");
+    s_one("build:\n  args: {A: \"x\\0y\"}\n", "t.yaml:2:13", "NUL character");
+}
+
+static void test_missing_file(void **state)
+{
+    farm_config_t *cfg = (farm_config_t *)1;
+    farm_diag_t d = {0};
+    char expect[256];
+
+    assert_true(farm_config_load(&cfg, DATA "no-such-farm.yaml", &d) < 0);
+    assert_null(cfg);
+    assert_int_equal(d.n, 1);
+    snprintf(expect, sizeof expect, "%sno-such-farm.yaml: cannot open: %s", DATA,
+             strerror(ENOENT));
+    assert_non_null(strstr(d.items[0], expect));
+    assert_non_null(strstr(farm_error_last(), strerror(ENOENT)));
+    farm_diag_clear(&d);
+
+    assert_true(farm_config_load(&cfg, DATA, &d) < 0); /* a directory */
+    assert_non_null(strstr(d.items[0], "not a regular file"));
+    farm_diag_clear(&d);
+}
+
+static void test_parse_duration(void **state)
+{
+    static const struct {
+        const char *in;
+        long ms;
+    } t[] = {
+        {"500ms", 500}, {"1s", 1000},       {"2m", 120000},   {"1h", 3600000},
+        {"1m30s", 90000}, {"1.5s", 1500},   {" 1s ", 1000},   {"0s", 0},
+        {"1h1m1s1ms", 3661001},
+        {"", -1},       {"1000", -1},       {"s", -1},        {"1x", -1},
+        {"-1s", -1},    {"1 s", -1},        {"1.2.3s", -1},   {"1sec", -1},
+        {"1S", -1},     {"99999999999h", -1}, {".s", -1},     {"inf s", -1},
+        {"1e3ms", -1},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (farm_config_parse_duration_ms(t[i].in) != t[i].ms)
+            fail_msg("\"%s\": want %ld, got %ld", t[i].in, t[i].ms,
+                     farm_config_parse_duration_ms(t[i].in));
+    assert_int_equal(farm_config_parse_duration_ms(NULL), -1);
+}
+
+static void test_diag(void **state)
+{
+    farm_diag_t d = {0};
+    farm_diag_add(&d, "%s:%d", "a", 1);
+    farm_diag_add(&d, "b");
+    farm_diag_add(NULL, "ignored");
+    assert_int_equal(d.n, 2);
+    assert_string_equal(d.items[0], "a:1");
+    assert_string_equal(d.items[1], "b");
+    farm_diag_clear(&d);
+    assert_int_equal(d.n, 0);
+    farm_diag_clear(&d);
+    farm_diag_clear(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_architecture_example),
+        cmocka_unit_test(test_lookups),
+        cmocka_unit_test(test_defaults_and_forms),
+        cmocka_unit_test(test_build_only_file),
+        cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_alias_refused),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_platform_problems),
+        cmocka_unit_test(test_undefined_node),
+        cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_durations_and_endpoints),
+        cmocka_unit_test(test_build_args),
+        cmocka_unit_test(test_registries),
+        cmocka_unit_test(test_all_problems_in_one_pass),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_diag),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
