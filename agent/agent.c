@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 
 #include "common/digest.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/wire.h"
@@ -71,37 +71,6 @@ struct farm_agent {
 
 /* ------------------------------------------------------------------ helpers */
 
-static int s_mkdirs(const char *path)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-                return farm_error_set(FARM_EIO, "cannot create %s: %s", tmp, strerror(errno));
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-        return farm_error_set(FARM_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    return 0;
-}
-
-static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void s_rmtree(const char *path)
-{
-    nftw(path, s_rm_entry, 32, FTW_DEPTH | FTW_PHYS);
-}
-
 static void s_send(farm_agent_t *self, Farm__Envelope *env)
 {
     env->version = FARM_WIRE_VERSION;
@@ -134,7 +103,7 @@ static void s_job_free(job_t *job)
     if (job->fd >= 0)
         close(job->fd);
     if (job->dir[0])
-        s_rmtree(job->dir);
+        farm_fs_rmtree(job->dir);
     for (int i = 0; i < TAIL_LINES; i++)
         free(job->tail[i]);
     farm_wire_free(&job->assign_env);
@@ -238,7 +207,7 @@ static void s_job_start(farm_agent_t *self, job_t *job)
         return;
     }
     snprintf(job->dir, sizeof job->dir, "%s/job-%u-%d", self->jobs_dir, ++self->seq, (int)getpid());
-    if (s_mkdirs(job->dir) < 0) {
+    if (farm_fs_mkdirs(job->dir) < 0) {
         free(kv);
         job->dir[0] = '\0';
         s_job_fail(self, job, farm_error_last());
@@ -589,7 +558,7 @@ farm_agent_t *farm_agent_new(const farm_agent_opts_t *opts)
     self->backoff_ms = BACKOFF_MIN_MS;
     snprintf(self->cache_dir, sizeof self->cache_dir, "%s/cache", opts->work_dir);
     snprintf(self->jobs_dir, sizeof self->jobs_dir, "%s/jobs", opts->work_dir);
-    if (s_mkdirs(self->cache_dir) < 0 || s_mkdirs(self->jobs_dir) < 0) {
+    if (farm_fs_mkdirs(self->cache_dir) < 0 || farm_fs_mkdirs(self->jobs_dir) < 0) {
         free(self);
         return NULL;
     }

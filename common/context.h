@@ -10,8 +10,10 @@
 
 /* Packs directory `dir` into a tar file at `out_path`, honouring dir/.dockerignore
  * (Docker's rules: filepath.Match patterns, "**", "!" exceptions, last match wins;
- * the Dockerfile and .dockerignore are always sent). Entries are sorted and owner/
- * mtime normalised so the same tree gives the same digest. The Dockerfile path
+ * the Dockerfile and .dockerignore are always sent). Entries are sorted and the owner
+ * normalised (uid/gid 0, no names) so the same tree gives the same digest; mtimes are
+ * kept in whole seconds, as COPY preserves them. Regular files, directories and
+ * symlinks only (others are skipped with a warning). The Dockerfile path
  * `dockerfile` (relative to dir, may be NULL) is included even if ignored.
  * Returns digest and size of the tar. */
 int farm_context_pack(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size, const char *dir,
@@ -26,6 +28,7 @@ int farm_context_extract(const char *tar_path, const char *dest, uint64_t max_by
 /* .dockerignore matcher, exposed for tests. */
 typedef struct farm_ignore farm_ignore_t;
 farm_ignore_t *farm_ignore_load(const char *dockerignore_path); /* missing file: empty matcher */
+/* NULL (message names the line) on a malformed pattern: "[abc", a lone "!". */
 farm_ignore_t *farm_ignore_parse(const char *text);
 /* 1 if relative path (forward slashes, no leading "./") is excluded. */
 int farm_ignore_match(const farm_ignore_t *self, const char *rel_path);

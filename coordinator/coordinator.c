@@ -15,6 +15,7 @@
 
 #include "common/digest.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "common/oci.h"
 #include "common/platform.h"
@@ -122,23 +123,6 @@ static void s_free_strv(char **v, size_t n)
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
-}
-
-static int s_mkdirs(const char *path)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-                return farm_error_set(FARM_EIO, "cannot create %s: %s", tmp, strerror(errno));
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-        return farm_error_set(FARM_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    return 0;
 }
 
 static void s_context_path(const farm_coordinator_t *self, char *buf, size_t len,
@@ -1325,7 +1309,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     *cfg_p = NULL;
     srandom((unsigned)(getpid() ^ farm_now_ms()));
     snprintf(self->contexts_dir, sizeof self->contexts_dir, "%s/contexts", state);
-    if (s_mkdirs(self->contexts_dir) < 0)
+    if (farm_fs_mkdirs(self->contexts_dir) < 0)
         goto fail;
     self->n_nodes = cfg->n_nodes;
     self->nodes = calloc(cfg->n_nodes + 1, sizeof *self->nodes);

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Restarts: a coordinator killed with SIGKILL and started again gets its agents back
+# (they notice, say HELLO again) and builds; an agent restarted under the same name
+# takes its place back (ROUTER_HANDOVER) and builds.
+set -euo pipefail
+FARM_SOURCE_DIR=${FARM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+FARM_BUILD_DIR=${FARM_BUILD_DIR:-$FARM_SOURCE_DIR/build}
+# shellcheck source=../lab/lib.sh
+source "$FARM_SOURCE_DIR/tests/lab/lib.sh"
+lab_init
+lab_registry_start
+lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=amd64-1"
+lab_start_coordinator "$LAB/farm.yaml"
+lab_start_agent amd64-1 linux/amd64
+lab_wait_nodes 1 30 amd64-1
+lab_example_context "$LAB/ctx"
+
+submit() {
+    lab_farmctl submit -t "$REGISTRY/team/restart:$1" --platform linux/amd64 --progress quiet \
+        "$LAB/ctx" >"$LAB/$1.out" 2>"$LAB/$1.err" || { cat "$LAB/$1.err"; lab_fail "submit $1 failed"; }
+    grep -Eq '^sha256:[0-9a-f]{64}$' "$LAB/$1.out" || lab_fail "submit $1 printed no digest"
+}
+
+lab_stop coordinator KILL
+lab_start_coordinator "$LAB/farm.yaml"
+lab_wait_nodes 1 40 amd64-1
+submit after-coordinator-restart
+grep -q 'welcomed by' "$LAB/agent-amd64-1.log"
+n=$(grep -c 'welcomed by' "$LAB/agent-amd64-1.log")
+(( n >= 2 )) || lab_fail "the agent was welcomed $n time(s); expected a second HELLO after the restart"
+
+lab_stop agent-amd64-1 KILL
+lab_start_agent amd64-1 linux/amd64
+lab_wait_nodes 1 40 amd64-1
+submit after-agent-restart
+lab_log "PASS"
