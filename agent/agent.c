@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,6 +56,7 @@ struct farm_agent {
     void *zctx;
     void *sock;
     int ready;              /* WELCOME received */
+    uint64_t session;       /* new for every session: a resent HELLO is not a restart */
     long long last_recv;    /* any message from the coordinator */
     long long next_beat;
     long long next_hello;
@@ -485,10 +487,19 @@ static void s_hello(farm_agent_t *self)
     h.slots = (uint32_t)self->opts.slots;
     h.builder = (char *)self->opts.builder.builder;
     h.version = FARM_VERSION;
+    h.session = self->session;
     env.body_case = FARM__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     s_send(self, &env);
     farm_log_debug("HELLO sent to %s", self->opts.coordinator);
+}
+
+static uint64_t s_new_session(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) != sizeof s)
+        s = (uint64_t)farm_now_ms() ^ ((uint64_t)getpid() << 32);
+    return s ? s : 1;
 }
 
 static int s_connect(farm_agent_t *self)
@@ -500,6 +511,7 @@ static int s_connect(farm_agent_t *self)
     if (!self->sock)
         return FARM_ERROR;
     self->ready = 0;
+    self->session = s_new_session();
     self->last_recv = farm_now_ms();
     s_hello(self);
     return 0;
@@ -523,10 +535,14 @@ static void s_on_message(farm_agent_t *self, Farm__Envelope **env_p)
         break;
     case FARM__ENVELOPE__BODY_REJECT:
         if (strstr(env->reject->reason, "say HELLO again")) {
-            /* the coordinator restarted and forgot us: what we ran is void */
-            s_drop_all_jobs(self, "coordinator forgot this session");
-            self->ready = 0;
-            s_hello(self);
+            /* the coordinator restarted or declared us lost: what we ran is void. One
+             * new session; the REJECTs of messages already in flight change nothing. */
+            if (self->ready) {
+                s_drop_all_jobs(self, "the coordinator forgot this session");
+                self->ready = 0;
+                self->session = s_new_session();
+                s_hello(self);
+            }
         } else {
             farm_log_error("rejected by %s: %s", self->opts.coordinator, env->reject->reason);
             self->fatal = 1;

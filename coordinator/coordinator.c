@@ -38,6 +38,7 @@ typedef struct {
     char rid[FARM_WIRE_ROUTING_MAX];
     size_t rid_len;
     node_state_t state;
+    uint64_t session;
     long long last_seen;
     int slots;
     int used;
@@ -628,7 +629,9 @@ static void s_reject(farm_coordinator_t *self, const void *rid, size_t rid_len,
     rj.reason = (char *)reason;
     env.body_case = FARM__ENVELOPE__BODY_REJECT;
     env.reject = &rj;
-    farm_log_warn("rejecting agent %.*s: %s", (int)rid_len, (const char *)rid, reason);
+    /* an agent forgotten by a restart or declared lost gets one per message in flight */
+    farm_log(strstr(reason, "say HELLO again") ? FARM_LOG_DEBUG : FARM_LOG_WARN,
+             "rejecting agent %.*s: %s", (int)rid_len, (const char *)rid, reason);
     s_send(self, self->agents, rid, rid_len, &env);
 }
 
@@ -686,8 +689,19 @@ static void s_on_hello(farm_coordinator_t *self, const void *rid, size_t rid_len
             emu[n_emu++] = cp->platform;
         plats[i] = strdup(canon);
     }
+    if (node->state == NODE_READY && node->session == h->session) {
+        /* the same session again (a HELLO resent before our WELCOME arrived): not a
+         * restart, nothing it runs is lost */
+        memcpy(node->rid, rid, rid_len);
+        node->rid_len = rid_len;
+        node->last_seen = farm_now_ms();
+        s_free_strv(plats, h->n_platforms);
+        plats = NULL;
+        goto welcome;
+    }
     if (node->state == NODE_READY) {
-        /* the same name again: the agent restarted or reconnected; what it ran is gone */
+        /* a new session under a known name: the agent restarted or reconnected, and what
+         * it ran is gone */
         s_node_lost(self, node, "it said HELLO again (restarted)");
     }
     s_free_strv(node->platforms, node->n_platforms);
@@ -697,11 +711,13 @@ static void s_on_hello(farm_coordinator_t *self, const void *rid, size_t rid_len
     memcpy(node->rid, rid, rid_len);
     node->rid_len = rid_len;
     node->state = NODE_READY;
+    node->session = h->session;
     node->last_seen = farm_now_ms();
     node->used = 0;
     node->slots = node->cfg->slots;
     if (h->slots > 0 && (int)h->slots < node->slots)
         node->slots = (int)h->slots;
+welcome:
     w.heartbeat_ms = (uint32_t)self->cfg->heartbeat_ms;
     w.liveness = (uint32_t)self->cfg->liveness;
     w.n_emulated = n_emu;

@@ -82,13 +82,18 @@ if ((with_farm)); then
     lab_start_farm
     ref=$REGISTRY/example-farm:bench
     plist=$(IFS=,; echo "${platforms[*]}")
-    echo "bench: farm ($plist) -> $ref"
-    t0=$(now)
-    out=$(lab_farmctl submit --progress plain -t "$ref" --platform "$plist" \
-        --build-arg VERSION=bench "$LAB/ctx" 2>>"$LAB/farmctl.log") \
-        || lab_fail "farmctl submit failed (see farmctl.log)"
-    t1=$(now)
-    printf '%s\n' "$out" >>"$LAB/farmctl.log"
-    report "TOTAL farm submit (build+push+index)" "$(secs "$t0" "$t1")"
-    echo "bench: farm index digest $(tail -n1 <<<"$out")"
+    for r in $(seq 1 "$runs"); do
+        echo "bench: farm run $r/$runs ($plist) -> $ref-$r"
+        t0=$(now)
+        out=$(lab_farmctl submit --progress plain -t "$ref-$r" --platform "$plist" \
+            --build-arg VERSION=bench --metadata-file "$LAB/meta-$r.json" "$LAB/ctx" \
+            2>>"$LAB/farmctl.log") || lab_fail "farmctl submit failed (see farmctl.log)"
+        t1=$(now)
+        printf '%s\n' "$out" >>"$LAB/farmctl.log"
+        report "TOTAL farm submit (build+push+index)" "$(secs "$t0" "$t1")"
+        # the coordinator's own measure: last job result -> index pushed under every tag
+        report "coordinator stitch (result->index)" \
+            "$(python3 -c 'import json,sys; print("%.3f" % (json.load(open(sys.argv[1]))["farm.stitch_ms"] / 1000))' "$LAB/meta-$r.json")"
+        echo "bench: farm index digest $(tail -n1 <<<"$out")"
+    done
 fi

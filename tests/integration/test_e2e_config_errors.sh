@@ -27,6 +27,15 @@ cat "$LAB/c.err" >&2
 (( rc != 0 && rc != 124 )) || lab_fail "the coordinator started with a bad farm.yaml (rc $rc)"
 grep -q "bad.yaml:6:[0-9]*:.*pi5" "$LAB/c.err" || lab_fail "the coordinator did not name line 6 and node pi5"
 
+# validate reports every problem of a file in one pass, each with file:line:column
+rc=0; "$FARMCTL" validate "$FARM_SOURCE_DIR/tests/data/config/many-errors.yaml" 2>"$LAB/many.err" || rc=$?
+(( rc == 1 )) || lab_fail "validate of many-errors.yaml exited $rc"
+n=$(grep -c '^.*many-errors.yaml:[0-9]*:[0-9]*: ' "$LAB/many.err")
+(( n == 17 )) || { cat "$LAB/many.err"; lab_fail "validate reported $n located problems, expected 17"; }
+grep -q 'many-errors.yaml: 17 problem(s)' "$LAB/many.err" || lab_fail "no problem count"
+"$FARMCTL" validate "$FARM_SOURCE_DIR/tests/data/config/good.yaml" >"$LAB/good.out" || lab_fail "good.yaml did not validate"
+grep -q 'ok (5 nodes, 3 platforms)' "$LAB/good.out" || lab_fail "validate of good.yaml: $(cat "$LAB/good.out")"
+
 # a real farm with amd64 only
 export LAB_SKIP_BINFMT=1
 lab_registry_start

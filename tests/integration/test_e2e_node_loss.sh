@@ -51,4 +51,44 @@ skopeo inspect --raw --tls-verify=false "docker://$tag" | grep -q 'image.index.v
 elapsed=$(echo "$t_done - $t_kill" | bc)
 lab_log "finished $elapsed s after the kill"
 (( $(echo "$elapsed < 120" | bc) )) || lab_fail "took $elapsed s after the kill"
+
+# Phase 2: a node that only freezes (SIGSTOP on the agent, its build worker runs on) is
+# declared lost, its job goes to the other node as attempt 2, and when it wakes up its
+# late result for attempt 1 is ignored: the index names the survivor's image.
+lab_start_agent "$victim" linux/amd64
+lab_wait_nodes 2 30 x86-a x86-b
+tag2=$REGISTRY/team/survivor:2.0
+: >"$LAB/err2"
+"$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$tag2" --platform linux/amd64 \
+    --build-arg ROUND=2 --metadata-file "$LAB/meta2.json" --progress plain "$ctx" >"$LAB/out2" 2>"$LAB/err2" &
+submit_pid=$!
+frozen=
+for _ in $(seq 1 600); do
+    if grep -q 'farm-test: long step starts' "$LAB/err2"; then
+        frozen=$(grep -m1 -o 'dispatched: attempt 1 on [a-z0-9-]*' "$LAB/err2" | awk '{print $NF}')
+        break
+    fi
+    sleep 0.1
+done
+[[ -n $frozen ]] || { cat "$LAB/err2"; lab_fail "round 2 never reached its long RUN step"; }
+frozen_pid=$(lab_pid "agent-$frozen")
+lab_log "freezing $frozen (SIGSTOP pid $frozen_pid only; its worker keeps building)"
+kill -STOP "$frozen_pid"
+rc=0
+wait "$submit_pid" || rc=$?
+sleep 8   # the frozen node's worker finishes its attempt meanwhile
+kill -CONT "$frozen_pid"
+cat "$LAB/err2" >&2
+(( rc == 0 )) || lab_fail "round 2 failed after freezing $frozen (exit $rc)"
+other=x86-a; [[ $frozen == x86-a ]] && other=x86-b
+grep -q "dispatched: attempt 2 on $other" "$LAB/err2" || lab_fail "round 2 was not re-dispatched to $other"
+node=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["farm.platforms"]["linux/amd64"]["node"])' "$LAB/meta2.json")
+[[ $node == "$other" ]] || lab_fail "round 2's image came from $node, not $other"
+# the woken node comes back by itself, and what it says about attempt 1 changes nothing
+lab_wait_nodes 2 40 x86-a x86-b
+lab_wait_until 60 "the frozen node's late attempt-1 result" \
+    grep -q "attempt=1 platform=linux/amd64 pushed" "$LAB/agent-$frozen.log"
+want=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containerimage.digest"])' "$LAB/meta2.json")
+got=sha256:$(skopeo inspect --raw --tls-verify=false "docker://$tag2" | sha256sum | cut -d' ' -f1)
+[[ $got == "$want" ]] || lab_fail "the index under $tag2 changed after the frozen node woke up"
 lab_log "PASS"

@@ -109,11 +109,26 @@ arch=$(qemu-aarch64-static "$LAB/arm64-root/bin/busybox" uname -m)
 [[ $(cat "$LAB/arm64-root/etc/farm-version") == 1.0 ]] || lab_fail "--build-arg VERSION did not reach the build"
 lab_log "arm64 child's busybox under qemu-aarch64-static: $arch"
 
-# a second submit of the same context does not send it again, and gives the same children
-lab_farmctl submit -t "$REGISTRY/team/example:again" --platform linux/amd64,linux/arm64,linux/arm/v7 \
-    --build-arg VERSION=1.0 --progress plain "$ctx" >"$LAB/submit2.out" 2>"$LAB/submit2.err" \
-    || { cat "$LAB/submit2.err"; lab_fail "second submit failed"; }
-grep -q 'already on the coordinator' "$LAB/submit2.err" || lab_fail "context was sent twice"
+# a bare `farmctl submit` in a repository with a farm.yaml: tags, platforms and the
+# coordinator endpoint come from it ($LAB/farm.yaml: build.tags = $REGISTRY/example:latest);
+# the same context is not sent again
+cp "$LAB/farm.yaml" "$ctx/farm.yaml"
+(cd "$ctx" && env -u FARM_COORDINATOR "$FARMCTL" submit --progress plain) >"$LAB/submit2.out" 2>"$LAB/submit2.err" \
+    || { cat "$LAB/submit2.err"; lab_fail "bare submit with farm.yaml defaults failed"; }
+rm "$ctx/farm.yaml"
+grep -q '#build .* accepted: 3 platform(s)' "$LAB/submit2.err" || lab_fail "bare submit did not take 3 platforms from farm.yaml"
+[[ $(skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/example:latest" | sha256sum | cut -d' ' -f1) == "$(tail -n1 "$LAB/submit2.out" | cut -d: -f2)" ]] \
+    || lab_fail "bare submit did not push to build.tags"
+# $FARM_COORDINATOR is used when --coordinator is absent; the context is already there
+FARM_COORDINATOR=$FARM_COORDINATOR "$FARMCTL" submit -t "$REGISTRY/team/example:again" \
+    --platform linux/amd64,linux/arm64,linux/arm/v7 --build-arg VERSION=1.0 --progress plain "$ctx" \
+    >"$LAB/submit3.out" 2>"$LAB/submit3.err" || { cat "$LAB/submit3.err"; lab_fail "third submit failed"; }
+grep -q 'already on the coordinator' "$LAB/submit3.err" || lab_fail "context was sent twice"
+# agents clean their job directories
+for a in amd64-1 arm64-1 armv7-1; do
+    left=$(find "$LAB/agents/$a/work/jobs" -mindepth 1 -maxdepth 1 | wc -l)
+    (( left == 0 )) || lab_fail "agent $a left $left job dir(s) behind"
+done
 
 # farmctl nodes lists the farm with states and slots
 lab_farmctl nodes >"$LAB/nodes.out"
