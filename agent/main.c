@@ -2,7 +2,6 @@
  *            [--work-dir DIR] [--builder buildah] [--storage-driver D]
  *            [--isolation I] [--builder-root DIR] [-v] */
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,15 +11,10 @@
 #include "agent/agent.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/platform.h"
 
 static volatile int s_stop;
-
-static void s_on_signal(int sig)
-{
-    (void)sig;
-    s_stop = 1;
-}
 
 static void s_usage(FILE *f)
 {
@@ -57,7 +51,6 @@ int main(int argc, char **argv)
     farm_agent_opts_t o = {.slots = 1, .work_dir = "/var/tmp/farm-agent"};
     const char *platforms = NULL;
     farm_agent_t *agent;
-    struct sigaction sa;
     int c, verbose = 0, rc;
     char *end;
 
@@ -120,11 +113,7 @@ int main(int argc, char **argv)
         farm_platform_format(o.platforms[o.n_platforms++], FARM_PLATFORM_STRLEN, &p);
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    farm_proc_stop_on_signals(&s_stop);
 
     agent = farm_agent_new(&o);
     if (!agent) {

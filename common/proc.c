@@ -12,6 +12,27 @@
 
 #include "common/error.h"
 
+static volatile int *s_stop_flag;
+
+static void s_on_stop_signal(int sig)
+{
+    (void)sig;
+    if (s_stop_flag)
+        *s_stop_flag = 1;
+}
+
+void farm_proc_stop_on_signals(volatile int *stop)
+{
+    struct sigaction sa;
+
+    s_stop_flag = stop;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
 pid_t farm_proc_fork(int *out_fd, int (*fn)(void *), void *arg)
 {
     int fds[2];

@@ -13,6 +13,10 @@ pid_t farm_proc_fork(int *out_fd, int (*fn)(void *), void *arg);
  * Returns the exit status (0..255), 128+signal, or < 0 if it could not start. */
 int farm_proc_run(char *const argv[], const char *cwd);
 
+/* Daemon start-up: SIGINT/SIGTERM set *stop (the reactor then ends cleanly), SIGPIPE is
+ * ignored (a dead peer is an error return, not a death). */
+void farm_proc_stop_on_signals(volatile int *stop);
+
 /* Reads everything available on a non-blocking fd and calls fn once per complete
  * line (without the newline; over-long lines are cut at FARM_LINE_MAX). Returns 1 at
  * EOF (remaining partial line flushed), 0 when more may come, < 0 on error. */

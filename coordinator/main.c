@@ -1,6 +1,5 @@
 /* farm-coordinator --config farm.yaml [-v] */
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,15 +8,10 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "coordinator/coordinator.h"
 
 static volatile int s_stop;
-
-static void s_on_signal(int sig)
-{
-    (void)sig;
-    s_stop = 1;
-}
 
 static void s_usage(FILE *f)
 {
@@ -36,7 +30,6 @@ int main(int argc, char **argv)
     farm_config_t *cfg = NULL;
     farm_coordinator_t *coord;
     farm_diag_t diags = {0};
-    struct sigaction sa;
     int c, verbose = 0, rc;
 
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
@@ -69,11 +62,7 @@ int main(int argc, char **argv)
         return 1;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    farm_proc_stop_on_signals(&s_stop);
 
     coord = farm_coordinator_new(&cfg);
     if (!coord) {

@@ -15,6 +15,20 @@ lab_start_agent x86-b linux/amd64
 lab_wait_nodes 2 30 x86-a x86-b
 ctx=$LAB/ctx
 lab_example_context "$ctx"
+
+# wait_long_step ERRFILE: wait until the build's long RUN step runs; print its node
+wait_long_step() {
+    local _
+    for _ in $(seq 1 600); do
+        if grep -q 'farm-test: long step starts' "$1"; then
+            grep -m1 -o 'dispatched: attempt 1 on [a-z0-9-]*' "$1" | awk '{print $NF}'
+            return 0
+        fi
+        sleep 0.1
+    done
+    cat "$1" >&2
+    lab_fail "the build never reached its long RUN step"
+}
 # a long RUN step so there is a "mid-build" to kill
 cat >>"$ctx/Dockerfile" <<'DEOF'
 RUN echo "farm-test: long step starts" && sleep 6 && echo "farm-test: long step ends"
@@ -23,15 +37,7 @@ tag=$REGISTRY/team/survivor:1.0
 "$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$tag" --platform linux/amd64 \
     --metadata-file "$LAB/meta.json" --progress plain "$ctx" >"$LAB/out" 2>"$LAB/err" &
 submit_pid=$!
-victim=
-for _ in $(seq 1 600); do
-    if grep -q 'farm-test: long step starts' "$LAB/err"; then
-        victim=$(grep -m1 -o 'dispatched: attempt 1 on [a-z0-9-]*' "$LAB/err" | awk '{print $NF}')
-        break
-    fi
-    sleep 0.1
-done
-[[ -n $victim ]] || { cat "$LAB/err"; lab_fail "the build never reached its long RUN step"; }
+victim=$(wait_long_step "$LAB/err") && [[ -n $victim ]] || lab_fail "no node ran the long step"
 lab_log "killing $victim (SIGKILL) mid-build"
 lab_signal "agent-$victim" KILL
 t_kill=$(date +%s.%N)
@@ -62,15 +68,7 @@ tag2=$REGISTRY/team/survivor:2.0
 "$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$tag2" --platform linux/amd64 \
     --build-arg ROUND=2 --metadata-file "$LAB/meta2.json" --progress plain "$ctx" >"$LAB/out2" 2>"$LAB/err2" &
 submit_pid=$!
-frozen=
-for _ in $(seq 1 600); do
-    if grep -q 'farm-test: long step starts' "$LAB/err2"; then
-        frozen=$(grep -m1 -o 'dispatched: attempt 1 on [a-z0-9-]*' "$LAB/err2" | awk '{print $NF}')
-        break
-    fi
-    sleep 0.1
-done
-[[ -n $frozen ]] || { cat "$LAB/err2"; lab_fail "round 2 never reached its long RUN step"; }
+frozen=$(wait_long_step "$LAB/err2") && [[ -n $frozen ]] || lab_fail "no node ran the long step (round 2)"
 frozen_pid=$(lab_pid "agent-$frozen")
 lab_log "freezing $frozen (SIGSTOP pid $frozen_pid only; its worker keeps building)"
 kill -STOP "$frozen_pid"
