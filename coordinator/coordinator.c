@@ -1058,11 +1058,6 @@ static void s_on_submit(farm_coordinator_t *self, const void *rid, size_t rid_le
         s_refuse(self, rid, rid_len, "no valid context digest");
         return;
     }
-    s_context_path(self, path, sizeof path, s->context_digest, ".tar");
-    if (stat(path, &st) != 0) {
-        s_refuse(self, rid, rid_len, "the coordinator does not hold this context; upload it first");
-        return;
-    }
     b = calloc(1, sizeof *b);
     if (!b)
         return;
@@ -1093,6 +1088,11 @@ static void s_on_submit(farm_coordinator_t *self, const void *rid, size_t rid_le
         }
         if (!s_in_list(b->tags, b->n_tags, ref.tag))
             b->tags[b->n_tags++] = strdup(ref.tag);
+    }
+    s_context_path(self, path, sizeof path, s->context_digest, ".tar");
+    if (stat(path, &st) != 0) {
+        snprintf(reason, sizeof reason, "the coordinator does not hold this context; upload it first");
+        goto refuse;
     }
     for (size_t i = 0; i < self->cfg->n_platforms; i++) {
         size_t l = strlen(served);
