@@ -1227,6 +1227,26 @@ done:
     free(ptrs);
 }
 
+static void s_on_cancel(farm_coordinator_t *self, const void *rid, size_t rid_len,
+                        const Farm__Cancel *c)
+{
+    for (build_t *b = self->builds; b; b = b->next) {
+        if (strcmp(b->id, c->build_id) != 0)
+            continue;
+        /* only the client that submitted a build may cancel it */
+        if (b->client_len != rid_len || memcmp(b->client, rid, rid_len) != 0) {
+            farm_log_warn("build=%s cancel from another client ignored", b->id);
+            return;
+        }
+        if (b->state == BUILD_RUNNING)
+            s_build_finish(self, b, 0, NULL, 0, "cancelled by farmctl; nothing was pushed under "
+                                                "the tags");
+        else if (b->state == BUILD_STITCHING)
+            s_event(self, b, "cancel", NULL, "too late to cancel: the index is being pushed");
+        return;
+    }
+}
+
 static void s_clients_readable(farm_coordinator_t *self)
 {
     for (int budget = 0; budget < 1000; budget++) {
@@ -1250,6 +1270,7 @@ static void s_clients_readable(farm_coordinator_t *self)
             break;
         case FARM__ENVELOPE__BODY_SUBMIT: s_on_submit(self, rid, rid_len, env->submit); break;
         case FARM__ENVELOPE__BODY_NODES_REQUEST: s_on_nodes(self, rid, rid_len); break;
+        case FARM__ENVELOPE__BODY_CANCEL: s_on_cancel(self, rid, rid_len, env->cancel); break;
         case FARM__ENVELOPE__BODY_HEARTBEAT: break;
         default:
             farm_log_warn("client sent an unexpected message (type %d); ignored",

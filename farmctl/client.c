@@ -82,8 +82,7 @@ int farmctl_client_recv(farmctl_client_t *self, Farm__Envelope **out, int timeou
     *out = NULL;
     for (;;) {
         rc = zmq_poll(&item, 1, timeout_ms);
-        if (rc < 0 && errno == EINTR)
-            return farm_error_set(FARM_ERROR, "interrupted");
+        /* a signal (Ctrl-C) is the caller's to handle: report "nothing yet" */
         if (rc <= 0)
             return FARM_ERETRY;
         rc = farm_wire_recv(self->sock, NULL, NULL, out);

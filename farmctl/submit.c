@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,14 @@
 
 typedef enum { PROGRESS_PLAIN, PROGRESS_QUIET } progress_t;
 
+static volatile sig_atomic_t s_interrupted;
+
+static void s_on_interrupt(int sig)
+{
+    (void)sig;
+    s_interrupted++;
+}
+
 typedef struct {
     const char *tags[MAX_LIST];
     size_t n_tags;
@@ -40,6 +49,7 @@ typedef struct {
     const char *context;
     int allow_partial;
     progress_t progress;
+    char build_id[64];
 } submit_opts_t;
 
 static void s_usage(FILE *f)
@@ -204,8 +214,12 @@ done:
     return rc;
 }
 
-static int s_write_metadata(const char *path, const Farm__BuildDone *d)
+static void s_full_tags(const Farm__BuildDone *d, const char *first_tag, const char *sep,
+                        char *out, size_t len);
+
+static int s_write_metadata(const char *path, const Farm__BuildDone *d, const char *first_tag)
 {
+    char full[4096];
     json_t *root = json_object(), *desc = json_object(), *plats = json_object();
     json_t *names = json_array();
     int rc;
@@ -218,6 +232,9 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d)
     for (size_t i = 0; i < d->n_tags; i++)
         json_array_append_new(names, json_string(d->tags[i]));
     json_object_set_new(root, "farm.tags", names);
+    /* as buildx writes it: the full references, comma-separated */
+    s_full_tags(d, first_tag, ",", full, sizeof full);
+    json_object_set_new(root, "image.name", json_string(full));
     json_object_set_new(root, "farm.build_id", json_string(d->build_id));
     for (size_t i = 0; i < d->n_children; i++) {
         json_t *p = json_object();
@@ -236,7 +253,8 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d)
 }
 
 /* Builds' image references are full: "registry/repo:tag". */
-static void s_full_tags(const Farm__BuildDone *d, const char *first_tag, char *out, size_t len)
+static void s_full_tags(const Farm__BuildDone *d, const char *first_tag, const char *sep,
+                        char *out, size_t len)
 {
     farm_reference_t ref;
     size_t off = 0;
@@ -244,26 +262,54 @@ static void s_full_tags(const Farm__BuildDone *d, const char *first_tag, char *o
     if (farm_reference_parse(&ref, first_tag) < 0)
         return;
     for (size_t i = 0; i < d->n_tags && off < len; i++) {
-        int w = snprintf(out + off, len - off, "%s%s/%s:%s", i ? ", " : "", ref.registry,
+        int w = snprintf(out + off, len - off, "%s%s/%s:%s", i ? sep : "", ref.registry,
                          ref.repository, d->tags[i]);
         if (w > 0)
             off += (size_t)w;
     }
 }
 
+/* Ctrl-C once: ask the coordinator to cancel and wait for its answer; twice: leave. */
+static int s_check_interrupt(farmctl_client_t *cl, const submit_opts_t *o, int *cancel_sent)
+{
+    if (!s_interrupted)
+        return 0;
+    if (s_interrupted > 1)
+        return farm_error_set(FARM_ERROR, "interrupted; build %s may go on on the farm",
+                              o->build_id);
+    if (!*cancel_sent) {
+        Farm__Envelope env = FARM__ENVELOPE__INIT;
+        Farm__Cancel c = FARM__CANCEL__INIT;
+        c.build_id = (char *)o->build_id;
+        env.body_case = FARM__ENVELOPE__BODY_CANCEL;
+        env.cancel = &c;
+        fprintf(stderr, "#cancelling build %s (Ctrl-C again to leave it running)\n", o->build_id);
+        farmctl_client_send(cl, &env);
+        *cancel_sent = 1;
+    }
+    return 0;
+}
+
 static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
 {
     Farm__Envelope *msg = NULL;
     char tags[2048];
-    int rc;
+    long long last = farm_now_ms();
+    int rc, cancel_sent = 0;
 
     for (;;) {
-        rc = farmctl_client_recv(cl, &msg, SILENCE_TIMEOUT_MS);
-        if (rc == FARM_ERETRY)
-            return farm_error_set(FARM_EIO, "the coordinator went silent for %d s; the build "
-                                  "may still finish there", SILENCE_TIMEOUT_MS / 1000);
+        if ((rc = s_check_interrupt(cl, o, &cancel_sent)) < 0)
+            return rc;
+        rc = farmctl_client_recv(cl, &msg, 250);
+        if (rc == FARM_ERETRY) {
+            if (farm_now_ms() - last > SILENCE_TIMEOUT_MS)
+                return farm_error_set(FARM_EIO, "the coordinator went silent for %d s; the "
+                                      "build may still finish there", SILENCE_TIMEOUT_MS / 1000);
+            continue;
+        }
         if (rc < 0)
             return rc;
+        last = farm_now_ms();
         switch (msg->body_case) {
         case FARM__ENVELOPE__BODY_EVENT: {
             const Farm__Event *e = msg->event;
@@ -284,7 +330,7 @@ static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
                 farm_wire_free(&msg);
                 return 1;
             }
-            s_full_tags(d, o->tags[0], tags, sizeof tags);
+            s_full_tags(d, o->tags[0], ", ", tags, sizeof tags);
             if (o->progress != PROGRESS_QUIET) {
                 for (size_t i = 0; i < d->n_children; i++)
                     fprintf(stderr, "[%s %s] %s\n", d->children[i]->platform,
@@ -293,7 +339,7 @@ static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
                 fprintf(stderr, "#index pushed to %s (stitched in %llu ms)\n", tags,
                         (unsigned long long)d->stitch_ms);
             }
-            if (o->metadata_file && s_write_metadata(o->metadata_file, d) < 0) {
+            if (o->metadata_file && s_write_metadata(o->metadata_file, d, o->tags[0]) < 0) {
                 fprintf(stderr, "error: %s\n", farm_error_last());
                 farm_wire_free(&msg);
                 return 1;
@@ -309,7 +355,7 @@ static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
     }
 }
 
-static int s_submit(farmctl_client_t *cl, const submit_opts_t *o, const char *digest,
+static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
                     uint64_t size, const char *dockerfile)
 {
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
@@ -350,6 +396,7 @@ static int s_submit(farmctl_client_t *cl, const submit_opts_t *o, const char *di
             return FARM_EINVALID;
         }
         if (reply->body_case == FARM__ENVELOPE__BODY_ACCEPTED) {
+            snprintf(o->build_id, sizeof o->build_id, "%s", reply->accepted->build_id);
             if (o->progress != PROGRESS_QUIET)
                 fprintf(stderr, "#build %s accepted: %zu platform(s)\n",
                         reply->accepted->build_id, reply->accepted->n_platforms);
@@ -545,6 +592,13 @@ int farmctl_submit_main(int argc, char **argv)
         s_submit(cl, &o, digest, size, dockerfile) < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         goto done;
+    }
+    {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = s_on_interrupt;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
     }
     rc = s_follow(cl, &o);
     if (rc < 0) {

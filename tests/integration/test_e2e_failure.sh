@@ -33,4 +33,24 @@ lab_example_context "$LAB/good"
 lab_farmctl submit -t "$REGISTRY/team/good:1.0" --platform linux/amd64 --progress quiet \
     "$LAB/good" >"$LAB/good.out" 2>"$LAB/good.err" || { cat "$LAB/good.err"; lab_fail "good submit after a failure failed"; }
 grep -Eq '^sha256:[0-9a-f]{64}$' "$LAB/good.out" || lab_fail "no digest from the good submit"
+
+# Ctrl-C on farmctl cancels the build: the agents stop, their slots free up, and nothing
+# is pushed under the tag
+lab_example_context "$LAB/slow"
+echo 'RUN echo "farm-test: long step starts" && sleep 30' >>"$LAB/slow/Dockerfile"
+"$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$REGISTRY/team/cancelled:1" \
+    --platform linux/amd64,linux/arm64 --progress plain "$LAB/slow" >"$LAB/c.out" 2>"$LAB/c.err" &
+pid=$!
+lab_wait_until 120 "the slow build's long step" grep -q '] farm-test: long step starts$' "$LAB/c.err"
+kill -INT "$pid"
+rc=0; wait "$pid" || rc=$?
+cat "$LAB/c.err" >&2
+(( rc != 0 )) || lab_fail "a cancelled build exited 0"
+grep -q 'cancelled by farmctl' "$LAB/c.err" || lab_fail "farmctl did not report the cancellation"
+lab_wait_until 30 "the agents to cancel their jobs" grep -q 'cancelling' "$LAB/agent-amd64-1.log"
+lab_wait_until 30 "amd64-1's slot to be free" bash -c \
+    '"$FARMCTL" nodes --coordinator "$FARM_COORDINATOR" | grep -Eq "^amd64-1 .* ready +0/1"'
+if skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/team/cancelled:1" >/dev/null 2>&1; then
+    lab_fail "a cancelled build pushed an index"
+fi
 lab_log "PASS"

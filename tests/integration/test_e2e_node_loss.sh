@@ -20,7 +20,7 @@ lab_example_context "$ctx"
 wait_long_step() {
     local _
     for _ in $(seq 1 600); do
-        if grep -q 'farm-test: long step starts' "$1"; then
+        if grep -q '] farm-test: long step starts$' "$1"; then
             grep -m1 -o 'dispatched: attempt 1 on [a-z0-9-]*' "$1" | awk '{print $NF}'
             return 0
         fi

@@ -73,6 +73,9 @@ jsonschema.validate(index, schema, resolver=resolver)
 print("index valid against image-index-schema.json with", len(index["manifests"]), "children")
 PYEOF
 
+name=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["image.name"])' "$LAB/meta.json")
+[[ $name == "$tag,$REGISTRY/team/example:latest" ]] || lab_fail "metadata image.name is $name"
+
 # skopeo picks the right child for each platform
 for spec in "amd64::linux/amd64" "arm64:v8:linux/arm64" "arm:v7:linux/arm/v7"; do
     arch=${spec%%:*}; rest=${spec#*:}; variant=${rest%%:*}; canon=${rest#*:}
