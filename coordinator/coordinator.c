@@ -58,6 +58,7 @@ typedef struct {
     node_t *node;
     char node_name[128]; /* last node that ran it */
     long long queued_at;
+    long long started_at;
     int waiting_said;
     farm_descriptor_t image;
     char error[1024];
@@ -547,6 +548,7 @@ static void s_assign(farm_coordinator_t *self, job_t *job, node_t *node, int emu
     env.body_case = FARM__ENVELOPE__BODY_JOB_ASSIGN;
     env.job_assign = &ja;
     job->state = JOB_RUNNING;
+    job->started_at = farm_now_ms();
     job->node = node;
     snprintf(job->node_name, sizeof job->node_name, "%s", node->cfg->name);
     node->used++;
@@ -1314,6 +1316,17 @@ static void s_on_timer(farm_coordinator_t *self)
             s_send(self, self->clients, b->client, b->client_len, &env);
         for (size_t i = 0; b->state == BUILD_RUNNING && i < b->n_jobs; i++) {
             job_t *j = &b->jobs[i];
+            if (j->state == JOB_RUNNING && now - j->started_at > self->cfg->job_timeout_ms) {
+                /* a hung builder must not hold the build forever */
+                s_job_cancel(self, j, "job_timeout");
+                j->state = JOB_FAILED;
+                snprintf(j->error, sizeof j->error,
+                         "attempt %u on node %s ran longer than %d s (coordinator.job_timeout)",
+                         j->attempt, j->node_name, self->cfg->job_timeout_ms / 1000);
+                s_event(self, b, "failed", j, "%s", j->error);
+                s_build_check(self, b);
+                continue;
+            }
             if (j->state == JOB_QUEUED && now - j->queued_at > self->cfg->queue_timeout_ms) {
                 j->state = JOB_FAILED;
                 snprintf(j->error, sizeof j->error,

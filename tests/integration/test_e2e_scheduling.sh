@@ -13,7 +13,7 @@ lab_init
 lab_registry_start
 lab_binfmt_register
 lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=x86-1" "linux/arm/v7=pi3;emulated=x86-1" "linux/arm64=pi5"
-sed -i 's/^  heartbeat: .*/&\n  queue_timeout: 4s/' "$LAB/farm.yaml"
+sed -i 's/^  heartbeat: .*/&\n  queue_timeout: 4s\n  job_timeout: 30s/' "$LAB/farm.yaml"
 "$FARMCTL" validate "$LAB/farm.yaml" || lab_fail "the lab's farm.yaml does not validate"
 lab_start_coordinator "$LAB/farm.yaml"
 lab_start_agent x86-1 linux/amd64,linux/arm/v7
@@ -45,4 +45,17 @@ grep -q 'no node of linux/arm64 became available within 4 s' "$LAB/wait.err" || 
 if skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/team/nobody:1" >/dev/null 2>&1; then
     lab_fail "an index was pushed although arm64 never built"
 fi
+
+# a builder that hangs does not hold the build forever: coordinator.job_timeout fails it
+# and the node's slot comes back
+lab_example_context "$LAB/hang"
+echo 'RUN echo "farm-test: hanging" && sleep 600' >>"$LAB/hang/Dockerfile"
+rc=0
+lab_farmctl submit -t "$REGISTRY/team/hang:1" --platform linux/amd64 --progress plain \
+    "$LAB/hang" >"$LAB/hang.out" 2>"$LAB/hang.err" || rc=$?
+cat "$LAB/hang.err" >&2
+(( rc != 0 )) || lab_fail "a hung build succeeded"
+grep -q 'ran longer than 30 s (coordinator.job_timeout)' "$LAB/hang.err" || lab_fail "no job_timeout message"
+lab_wait_until 30 "x86-1's slot to be free" bash -c \
+    '"$FARMCTL" nodes --coordinator "$FARM_COORDINATOR" | grep -Eq "^x86-1 .* ready +0/1"'
 lab_log "PASS"
