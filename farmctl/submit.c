@@ -20,12 +20,12 @@
 #include "common/reference.h"
 #include "common/wire.h"
 #include "farmctl/client.h"
+#include "farmctl/progress.h"
 
 #define MAX_LIST 64
 #define REPLY_TIMEOUT_MS 15000
 #define SILENCE_TIMEOUT_MS 60000 /* the coordinator heartbeats running builds */
 
-typedef enum { PROGRESS_PLAIN, PROGRESS_QUIET } progress_t;
 
 static volatile sig_atomic_t s_interrupted;
 
@@ -48,7 +48,8 @@ typedef struct {
     const char *metadata_file;
     const char *context;
     int allow_partial;
-    progress_t progress;
+    farmctl_progress_mode_t progress;
+    farmctl_progress_t *pg;
     char build_id[64];
 } submit_opts_t;
 
@@ -173,8 +174,7 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
             goto done;
         }
         if (reply->context_status->have) {
-            if (o->progress != PROGRESS_QUIET)
-                fprintf(stderr, "#context %s %s\n", digest,
+            farmctl_progress_note(o->pg, "#context %s %s", digest,
                         offset ? "uploaded" : "already on the coordinator (not sent again)");
             rc = 0;
             goto done;
@@ -203,8 +203,9 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
         env.context_chunk = &chunk;
         if ((rc = farmctl_client_send(cl, &env)) < 0)
             goto done;
-        if (offset == 0 && o->progress != PROGRESS_QUIET)
-            fprintf(stderr, "#context %s uploading %llu bytes\n", digest, (unsigned long long)size);
+        if (offset == 0)
+            farmctl_progress_note(o->pg, "#context %s uploading %llu bytes", digest,
+                                  (unsigned long long)size);
     }
 done:
     farm_wire_free(&reply);
@@ -283,7 +284,8 @@ static int s_check_interrupt(farmctl_client_t *cl, const submit_opts_t *o, int *
         c.build_id = (char *)o->build_id;
         env.body_case = FARM__ENVELOPE__BODY_CANCEL;
         env.cancel = &c;
-        fprintf(stderr, "#cancelling build %s (Ctrl-C again to leave it running)\n", o->build_id);
+        farmctl_progress_note(o->pg, "#cancelling build %s (Ctrl-C again to leave it running)",
+                              o->build_id);
         farmctl_client_send(cl, &env);
         *cancel_sent = 1;
     }
@@ -311,34 +313,22 @@ static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
             return rc;
         last = farm_now_ms();
         switch (msg->body_case) {
-        case FARM__ENVELOPE__BODY_EVENT: {
-            const Farm__Event *e = msg->event;
-            if (o->progress == PROGRESS_QUIET)
-                break;
-            if (e->platform[0])
-                fprintf(stderr, "[%s %s] %s%s%s\n", e->platform, e->node[0] ? e->node : "-",
-                        strcmp(e->kind, "log") == 0 ? "" : e->kind,
-                        strcmp(e->kind, "log") == 0 ? "" : ": ", e->message);
-            else
-                fprintf(stderr, "#%s %s\n", e->kind, e->message);
-            break;
-        }
+        case FARM__ENVELOPE__BODY_EVENT: farmctl_progress_event(o->pg, msg->event); break;
         case FARM__ENVELOPE__BODY_BUILD_DONE: {
             const Farm__BuildDone *d = msg->build_done;
+            farmctl_progress_finish(o->pg);
             if (!d->ok) {
                 fprintf(stderr, "error: build %s failed: %s\n", d->build_id, d->error);
                 farm_wire_free(&msg);
                 return 1;
             }
             s_full_tags(d, o->tags[0], ", ", tags, sizeof tags);
-            if (o->progress != PROGRESS_QUIET) {
-                for (size_t i = 0; i < d->n_children; i++)
-                    fprintf(stderr, "[%s %s] %s\n", d->children[i]->platform,
-                            i < d->n_child_nodes ? d->child_nodes[i] : "-",
-                            d->children[i]->digest);
-                fprintf(stderr, "#index pushed to %s (stitched in %llu ms)\n", tags,
-                        (unsigned long long)d->stitch_ms);
-            }
+            for (size_t i = 0; i < d->n_children; i++)
+                farmctl_progress_note(o->pg, "[%s %s] %s", d->children[i]->platform,
+                                      i < d->n_child_nodes ? d->child_nodes[i] : "-",
+                                      d->children[i]->digest);
+            farmctl_progress_note(o->pg, "#index pushed to %s (stitched in %llu ms)", tags,
+                                  (unsigned long long)d->stitch_ms);
             if (o->metadata_file && s_write_metadata(o->metadata_file, d, o->tags[0]) < 0) {
                 fprintf(stderr, "error: %s\n", farm_error_last());
                 farm_wire_free(&msg);
@@ -397,9 +387,8 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
         }
         if (reply->body_case == FARM__ENVELOPE__BODY_ACCEPTED) {
             snprintf(o->build_id, sizeof o->build_id, "%s", reply->accepted->build_id);
-            if (o->progress != PROGRESS_QUIET)
-                fprintf(stderr, "#build %s accepted: %zu platform(s)\n",
-                        reply->accepted->build_id, reply->accepted->n_platforms);
+            farmctl_progress_note(o->pg, "#build %s accepted: %zu platform(s)",
+                                  reply->accepted->build_id, reply->accepted->n_platforms);
             farm_wire_free(&reply);
             return 0;
         }
@@ -448,10 +437,13 @@ int farmctl_submit_main(int argc, char **argv)
         case O_PARTIAL: o.allow_partial = 1; break;
         case O_PROGRESS:
             if (strcmp(optarg, "quiet") == 0)
-                o.progress = PROGRESS_QUIET;
-            else if (strcmp(optarg, "plain") == 0 || strcmp(optarg, "auto") == 0 ||
-                     strcmp(optarg, "tty") == 0)
-                o.progress = PROGRESS_PLAIN;
+                o.progress = FARMCTL_PROGRESS_QUIET;
+            else if (strcmp(optarg, "plain") == 0)
+                o.progress = FARMCTL_PROGRESS_PLAIN;
+            else if (strcmp(optarg, "tty") == 0)
+                o.progress = FARMCTL_PROGRESS_TTY;
+            else if (strcmp(optarg, "auto") == 0)
+                o.progress = FARMCTL_PROGRESS_AUTO;
             else {
                 fprintf(stderr, "farmctl submit: --progress wants auto, plain, tty or quiet\n");
                 return 2;
@@ -580,9 +572,13 @@ int farmctl_submit_main(int argc, char **argv)
         fprintf(stderr, "farmctl submit: packing %s: %s\n", o.context, farm_error_last());
         goto done;
     }
-    if (o.progress != PROGRESS_QUIET)
-        fprintf(stderr, "#context %s packed: %s (%llu bytes)\n", o.context, digest,
-                (unsigned long long)size);
+    o.pg = farmctl_progress_new(o.progress, stderr);
+    if (!o.pg) {
+        fprintf(stderr, "farmctl submit: out of memory\n");
+        goto done;
+    }
+    farmctl_progress_note(o.pg, "#context %s packed: %s (%llu bytes)", o.context, digest,
+                          (unsigned long long)size);
     cl = farmctl_client_new(endpoint);
     if (!cl) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
@@ -609,6 +605,7 @@ done:
     if (tarfd >= 0)
         unlink(tar);
     farmctl_client_destroy(&cl);
+    farmctl_progress_destroy(&o.pg);
     for (size_t i = 0; i < o.n_platforms; i++)
         free(o.platforms[i]);
     for (size_t i = 0; i < o.n_args; i++) {

@@ -1,0 +1,182 @@
+#include "farmctl/progress.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#define ROWS_MAX 64
+#define REDRAW_MS 100 /* log lines redraw at most this often */
+
+typedef struct {
+    char platform[96];
+    char node[128];
+    char state[32];
+    char line[512];
+    long long started;
+    long long ended;
+} row_t;
+
+struct farmctl_progress {
+    farmctl_progress_mode_t mode;
+    FILE *out;
+    row_t rows[ROWS_MAX];
+    int n_rows;
+    int drawn;     /* lines of the block currently on screen */
+    int finished;  /* the block is final: later lines go below it */
+    long long last_draw;
+    long long t0;
+};
+
+farmctl_progress_t *farmctl_progress_new(farmctl_progress_mode_t mode, FILE *out)
+{
+    farmctl_progress_t *self = calloc(1, sizeof *self);
+    const char *term = getenv("TERM");
+
+    if (!self)
+        return NULL;
+    if (mode == FARMCTL_PROGRESS_AUTO)
+        mode = isatty(fileno(out)) && term && strcmp(term, "dumb") != 0 ? FARMCTL_PROGRESS_TTY
+                                                                       : FARMCTL_PROGRESS_PLAIN;
+    self->mode = mode;
+    self->out = out;
+    self->t0 = farm_now_ms();
+    return self;
+}
+
+void farmctl_progress_destroy(farmctl_progress_t **self_p)
+{
+    if (self_p && *self_p) {
+        free(*self_p);
+        *self_p = NULL;
+    }
+}
+
+int farmctl_progress_quiet(const farmctl_progress_t *self)
+{
+    return self->mode == FARMCTL_PROGRESS_QUIET;
+}
+
+static int s_width(const farmctl_progress_t *self)
+{
+    struct winsize ws;
+    if (ioctl(fileno(self->out), TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+        return ws.ws_col;
+    return 100;
+}
+
+/* Moves the cursor to the top of the block and clears it. */
+static void s_erase(farmctl_progress_t *self)
+{
+    if (self->drawn)
+        fprintf(self->out, "\033[%dA", self->drawn);
+    fputs("\r\033[J", self->out);
+    self->drawn = 0;
+}
+
+static void s_draw(farmctl_progress_t *self)
+{
+    int width = s_width(self);
+    long long now = farm_now_ms();
+    char buf[1024];
+
+    s_erase(self);
+    for (int i = 0; i < self->n_rows; i++) {
+        const row_t *r = &self->rows[i];
+        long long end = r->ended ? r->ended : now;
+        double secs = r->started ? (end - r->started) / 1000.0 : 0;
+        int n = snprintf(buf, sizeof buf, "[%c] %-14s %-12s %-9s %6.1fs  %s",
+                         r->ended ? '+' : ' ', r->platform, r->node[0] ? r->node : "-", r->state,
+                         secs, r->line);
+        if (n > width - 1)
+            buf[width - 1] = '\0';
+        fprintf(self->out, "%s\n", buf);
+        self->drawn++;
+    }
+    fflush(self->out);
+    self->last_draw = now;
+}
+
+void farmctl_progress_note(farmctl_progress_t *self, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (self->mode == FARMCTL_PROGRESS_QUIET)
+        return;
+    int live = self->mode == FARMCTL_PROGRESS_TTY && !self->finished;
+
+    if (live)
+        s_erase(self);
+    va_start(ap, fmt);
+    vfprintf(self->out, fmt, ap);
+    va_end(ap);
+    fputc('\n', self->out);
+    if (live)
+        s_draw(self);
+}
+
+static row_t *s_row(farmctl_progress_t *self, const char *platform)
+{
+    for (int i = 0; i < self->n_rows; i++)
+        if (strcmp(self->rows[i].platform, platform) == 0)
+            return &self->rows[i];
+    if (self->n_rows == ROWS_MAX)
+        return NULL;
+    row_t *r = &self->rows[self->n_rows++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->platform, sizeof r->platform, "%s", platform);
+    snprintf(r->state, sizeof r->state, "queued");
+    return r;
+}
+
+void farmctl_progress_event(farmctl_progress_t *self, const Farm__Event *e)
+{
+    int is_log = strcmp(e->kind, "log") == 0;
+    row_t *r;
+
+    if (self->mode == FARMCTL_PROGRESS_QUIET)
+        return;
+    if (self->mode == FARMCTL_PROGRESS_PLAIN) {
+        if (e->platform[0])
+            fprintf(self->out, "[%s %s] %s%s%s\n", e->platform, e->node[0] ? e->node : "-",
+                    is_log ? "" : e->kind, is_log ? "" : ": ", e->message);
+        else
+            fprintf(self->out, "#%s %s\n", e->kind, e->message);
+        return;
+    }
+    if (self->finished || !e->platform[0] || !(r = s_row(self, e->platform))) {
+        farmctl_progress_note(self, "#%s %s", e->kind, e->message);
+        return;
+    }
+    if (e->node[0])
+        snprintf(r->node, sizeof r->node, "%s", e->node);
+    if (!is_log) {
+        if (!strcmp(e->kind, "dispatched")) {
+            snprintf(r->state, sizeof r->state, "building");
+            r->started = farm_now_ms();
+            r->ended = 0;
+        } else if (!strcmp(e->kind, "pushed")) {
+            snprintf(r->state, sizeof r->state, "pushed");
+            r->ended = farm_now_ms();
+        } else if (!strcmp(e->kind, "lost")) {
+            snprintf(r->state, sizeof r->state, "retrying");
+        } else {
+            snprintf(r->state, sizeof r->state, "%.31s", e->kind);
+            if (!strcmp(e->kind, "failed"))
+                r->ended = farm_now_ms();
+        }
+    }
+    if (!is_log || !strcmp(r->state, "building"))
+        snprintf(r->line, sizeof r->line, "%s", e->message);
+    if (!is_log || farm_now_ms() - self->last_draw >= REDRAW_MS)
+        s_draw(self);
+}
+
+void farmctl_progress_finish(farmctl_progress_t *self)
+{
+    if (self->mode == FARMCTL_PROGRESS_TTY && self->n_rows && !self->finished)
+        s_draw(self);
+    self->drawn = 0; /* what follows goes below the block */
+    self->finished = 1;
+}
