@@ -329,6 +329,15 @@ static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
                                       d->children[i]->digest);
             farmctl_progress_note(o->pg, "#index pushed to %s (stitched in %llu ms)", tags,
                                   (unsigned long long)d->stitch_ms);
+            /* --allow-partial: say plainly which platforms the index lacks */
+            for (size_t i = 0; i < o->n_platforms; i++) {
+                int found = 0;
+                for (size_t k = 0; k < d->n_children; k++)
+                    found |= strcmp(d->children[k]->platform, o->platforms[i]) == 0;
+                if (!found)
+                    fprintf(stderr, "warning: the index lacks %s: it failed (--allow-partial)\n",
+                            o->platforms[i]);
+            }
             if (o->metadata_file && s_write_metadata(o->metadata_file, d, o->tags[0]) < 0) {
                 fprintf(stderr, "error: %s\n", farm_error_last());
                 farm_wire_free(&msg);

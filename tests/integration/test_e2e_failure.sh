@@ -28,6 +28,15 @@ sed -n '/^error: build/,$p' "$LAB/err" | grep -q 'farm-test: the arm64 step brea
 if skopeo inspect --raw --tls-verify=false "docker://$tag" >/dev/null 2>&1; then
     lab_fail "something was pushed under $tag"
 fi
+# --allow-partial: the index names the platforms that built, and farmctl says what it lacks
+lab_farmctl submit -t "$REGISTRY/team/partial:1.0" --platform linux/amd64,linux/arm64,linux/arm/v7 \
+    --allow-partial --progress plain "$ctx" >"$LAB/p.out" 2>"$LAB/p.err" \
+    || { cat "$LAB/p.err"; lab_fail "--allow-partial with one failing platform exited non-zero"; }
+grep -q 'warning: the index lacks linux/arm64' "$LAB/p.err" || lab_fail "no warning about the missing platform"
+n=$(skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/team/partial:1.0" \
+    | /usr/bin/python3 -c 'import json,sys; m=json.load(sys.stdin)["manifests"]; print(" ".join(sorted(x["platform"]["architecture"] for x in m)))')
+[[ $n == "amd64 arm" ]] || lab_fail "partial index holds [$n], expected amd64 and arm"
+
 # the coordinator keeps serving: the same farm builds a good submit right after
 lab_example_context "$LAB/good"
 lab_farmctl submit -t "$REGISTRY/team/good:1.0" --platform linux/amd64 --progress quiet \
