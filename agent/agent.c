@@ -46,7 +46,9 @@ typedef struct fetch {
     struct fetch *next;
     char digest[FARM_DIGEST_STRLEN];
     int fd;
-    uint64_t offset;
+    uint64_t offset;    /* bytes received and written, in order */
+    uint64_t requested; /* bytes asked for (requests in flight: requested - offset) */
+    uint64_t total;     /* 0 until known */
     farm_sha256_t *sha;
     long long last_activity;
 } fetch_t;
@@ -284,16 +286,31 @@ static fetch_t *s_fetch_find(farm_agent_t *self, const char *digest)
     return NULL;
 }
 
+/* Keeps up to FARM_WIRE_WINDOW bytes of chunk requests in flight (no stop-and-wait). */
+static void s_fetch_pump(farm_agent_t *self, fetch_t *f)
+{
+    do {
+        Farm__Envelope env = FARM__ENVELOPE__INIT;
+        Farm__ContextGet g = FARM__CONTEXT_GET__INIT;
+        if (f->total && f->requested >= f->total)
+            break;
+        if (!f->total && f->requested > f->offset)
+            break; /* size unknown: one request until the first chunk says it */
+        g.digest = f->digest;
+        g.offset = f->requested;
+        env.body_case = FARM__ENVELOPE__BODY_CONTEXT_GET;
+        env.context_get = &g;
+        s_send(self, &env);
+        f->requested += FARM_WIRE_CHUNK;
+    } while (f->requested - f->offset < FARM_WIRE_WINDOW);
+    f->last_activity = farm_now_ms();
+}
+
+/* Nothing arrived for a while (a request lost with a connection): ask again from here. */
 static void s_fetch_request(farm_agent_t *self, fetch_t *f)
 {
-    Farm__Envelope env = FARM__ENVELOPE__INIT;
-    Farm__ContextGet g = FARM__CONTEXT_GET__INIT;
-    g.digest = f->digest;
-    g.offset = f->offset;
-    env.body_case = FARM__ENVELOPE__BODY_CONTEXT_GET;
-    env.context_get = &g;
-    f->last_activity = farm_now_ms();
-    s_send(self, &env);
+    f->requested = f->offset;
+    s_fetch_pump(self, f);
 }
 
 static void s_fetch_drop(farm_agent_t *self, fetch_t *f, int keep_partial)
@@ -332,7 +349,7 @@ static void s_fetch_done(farm_agent_t *self, const char *digest, const char *err
     }
 }
 
-static void s_fetch_start(farm_agent_t *self, const char *digest)
+static void s_fetch_start(farm_agent_t *self, const char *digest, uint64_t total)
 {
     char path[1200];
     fetch_t *f;
@@ -345,6 +362,7 @@ static void s_fetch_start(farm_agent_t *self, const char *digest)
         return;
     }
     snprintf(f->digest, sizeof f->digest, "%s", digest);
+    f->total = total;
     s_cache_path(self, path, sizeof path, digest, ".partial");
     f->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     f->sha = farm_sha256_new();
@@ -388,8 +406,12 @@ static void s_on_chunk(farm_agent_t *self, const Farm__ContextChunk *c)
     }
     farm_sha256_update(f->sha, c->data.data, c->data.len);
     f->offset += c->data.len;
+    if (f->total != c->total) {
+        f->total = c->total;
+        f->requested = f->offset; /* the size we were told was wrong: re-plan */
+    }
     if (f->offset < c->total) {
-        s_fetch_request(self, f);
+        s_fetch_pump(self, f);
         return;
     }
     farm_sha256_final(f->sha, got);
@@ -444,7 +466,7 @@ static void s_on_assign(farm_agent_t *self, Farm__Envelope **env_p)
     if (stat(path, &st) == 0)
         s_job_start(self, job);
     else
-        s_fetch_start(self, a->context_digest);
+        s_fetch_start(self, a->context_digest, a->context_size);
 }
 
 static void s_on_cancel(farm_agent_t *self, const Farm__JobCancel *c)

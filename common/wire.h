@@ -11,6 +11,7 @@
 #define FARM_WIRE_VERSION 1
 #define FARM_WIRE_MAXMSG (8 << 20)     /* ZMQ_MAXMSGSIZE on every socket */
 #define FARM_WIRE_CHUNK (1 << 20)      /* context transfer chunk */
+#define FARM_WIRE_WINDOW (8ULL << 20)  /* context bytes in flight, unacknowledged */
 #define FARM_WIRE_ROUTING_MAX 255
 
 typedef enum { FARM_WIRE_ROUTER_SERVER, FARM_WIRE_DEALER_CLIENT } farm_wire_role_t;

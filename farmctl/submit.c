@@ -132,14 +132,42 @@ static int s_dockerfile_rel(char *out, size_t len, const char *context, const ch
     return 0;
 }
 
+/* Sends the chunks from `from` while fewer than FARM_WIRE_WINDOW bytes are unacknowledged
+ * (a credit window, zguide ch. 7 "file transfer": no stop-and-wait per chunk). */
+static int s_upload_pump(farmctl_client_t *cl, int fd, char *buf, const char *tar,
+                         const char *digest, uint64_t size, uint64_t *sent, uint64_t acked)
+{
+    while (*sent < size && *sent - acked < FARM_WIRE_WINDOW) {
+        Farm__Envelope env = FARM__ENVELOPE__INIT;
+        Farm__ContextChunk chunk = FARM__CONTEXT_CHUNK__INIT;
+        ssize_t n = pread(fd, buf, FARM_WIRE_CHUNK, (off_t)*sent);
+        int rc;
+
+        if (n <= 0)
+            return farm_error_set(FARM_EIO, "cannot read %s at %llu", tar,
+                                  (unsigned long long)*sent);
+        chunk.digest = (char *)digest;
+        chunk.offset = *sent;
+        chunk.total = size;
+        chunk.data.data = (uint8_t *)buf;
+        chunk.data.len = (size_t)n;
+        env.body_case = FARM__ENVELOPE__BODY_CONTEXT_CHUNK;
+        env.context_chunk = &chunk;
+        if ((rc = farmctl_client_send(cl, &env)) < 0)
+            return rc;
+        *sent += (uint64_t)n;
+    }
+    return 0;
+}
+
 static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, uint64_t size,
                     const submit_opts_t *o)
 {
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
     Farm__ContextOffer offer = FARM__CONTEXT_OFFER__INIT;
     char *buf = NULL;
-    int fd = -1, rc;
-    uint64_t offset = 0;
+    int fd = -1, rc, uploading = 0;
+    uint64_t sent = 0, acked = 0;
 
     offer.digest = (char *)digest;
     offer.size = size;
@@ -148,9 +176,6 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
     if ((rc = farmctl_client_send(cl, &env)) < 0)
         return rc;
     for (;;) {
-        Farm__ContextChunk chunk = FARM__CONTEXT_CHUNK__INIT;
-        ssize_t n;
-
         rc = farmctl_client_recv(cl, &reply, REPLY_TIMEOUT_MS);
         if (rc == FARM_ERETRY) {
             rc = farm_error_set(FARM_EIO, "no answer from the coordinator at %s within %d s; is "
@@ -175,37 +200,31 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
         }
         if (reply->context_status->have) {
             farmctl_progress_note(o->pg, "#context %s %s", digest,
-                        offset ? "uploaded" : "already on the coordinator (not sent again)");
+                                  uploading ? "uploaded"
+                                            : "already on the coordinator (not sent again)");
             rc = 0;
             goto done;
         }
-        offset = reply->context_status->offset;
-        farm_wire_free(&reply);
-        if (fd < 0 && (fd = open(tar, O_RDONLY | O_CLOEXEC)) < 0) {
-            rc = farm_error_set(FARM_EIO, "cannot read %s", tar);
-            goto done;
-        }
-        if (!buf && !(buf = malloc(FARM_WIRE_CHUNK))) {
-            rc = farm_error_set(FARM_ERROR, "out of memory");
-            goto done;
-        }
-        n = pread(fd, buf, FARM_WIRE_CHUNK, (off_t)offset);
-        if (n <= 0) {
-            rc = farm_error_set(FARM_EIO, "cannot read %s at %llu", tar, (unsigned long long)offset);
-            goto done;
-        }
-        chunk.digest = (char *)digest;
-        chunk.offset = offset;
-        chunk.total = size;
-        chunk.data.data = (uint8_t *)buf;
-        chunk.data.len = (size_t)n;
-        env.body_case = FARM__ENVELOPE__BODY_CONTEXT_CHUNK;
-        env.context_chunk = &chunk;
-        if ((rc = farmctl_client_send(cl, &env)) < 0)
-            goto done;
-        if (offset == 0)
+        if (!uploading) {
+            /* the coordinator lacks it: start where it says */
+            if ((fd = open(tar, O_RDONLY | O_CLOEXEC)) < 0) {
+                rc = farm_error_set(FARM_EIO, "cannot read %s", tar);
+                goto done;
+            }
+            if (!(buf = malloc(FARM_WIRE_CHUNK))) {
+                rc = farm_error_set(FARM_ERROR, "out of memory");
+                goto done;
+            }
+            uploading = 1;
+            sent = acked = reply->context_status->offset;
             farmctl_progress_note(o->pg, "#context %s uploading %llu bytes", digest,
                                   (unsigned long long)size);
+        } else if (reply->context_status->offset > acked) {
+            acked = reply->context_status->offset;
+        }
+        farm_wire_free(&reply);
+        if ((rc = s_upload_pump(cl, fd, buf, tar, digest, size, &sent, acked)) < 0)
+            goto done;
     }
 done:
     farm_wire_free(&reply);
