@@ -237,6 +237,16 @@ lab_kill_all() {
 # everything the lab started, remove $LAB (unless LAB_KEEP=1 or lab_init --dir).
 # Idempotent; it is the EXIT trap that lab_init installs.
 lab_cleanup() {
+    local rc=${1:-$?}
+    __lab_cleanup_inner "$rc"
+    rc=$?
+    # the EXIT trap keeps the script's status unless it exits itself
+    (( __lab_sanitizer_failed )) && exit 1
+    return "$rc"
+}
+
+__lab_sanitizer_failed=0
+__lab_cleanup_inner() {
     local rc=${1:-$?} hook
     (( __lab_cleaned )) && return "$rc"
     __lab_cleaned=1
@@ -248,6 +258,16 @@ lab_cleanup() {
     fi
     [[ -n $LAB && -d $LAB ]] || return "$rc"
     lab_kill_all
+    # farm built with -DFARM_SANITIZE=ON: a sanitizer report in any file the lab's
+    # processes wrote (daemon logs, farmctl's captured stderr) fails the test
+    local pat='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' san
+    san=$(find "$LAB" -maxdepth 1 -type f -size -64M -print0 | xargs -0 -r grep -lE "$pat" 2>/dev/null)
+    if [[ -n $san ]]; then
+        printf '\nlab: SANITIZER REPORT in %s\n' "$(tr '\n' ' ' <<<"$san")" >&2
+        xargs -r grep -hE -A30 "$pat" <<<"$san" 2>/dev/null | head -80 >&2
+        __lab_sanitizer_failed=1
+        rc=1
+    fi
     if (( __lab_owns_dir == 0 )); then
         return "$rc"
     fi
