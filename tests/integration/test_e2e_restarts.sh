@@ -22,8 +22,10 @@ submit() {
 }
 
 lab_stop coordinator KILL
+sleep 4   # long enough for the agent to notice (3 x 500 ms) and start backing off
 lab_start_coordinator "$LAB/farm.yaml"
-lab_wait_nodes 1 40 amd64-1
+lab_wait_nodes 1 60 amd64-1
+grep -q 'silent for .* ms; reconnecting' "$LAB/agent-amd64-1.log" || lab_fail "the agent did not notice the coordinator was gone"
 submit after-coordinator-restart
 grep -q 'welcomed by' "$LAB/agent-amd64-1.log"
 n=$(grep -c 'welcomed by' "$LAB/agent-amd64-1.log")
