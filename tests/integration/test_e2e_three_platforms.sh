@@ -93,8 +93,16 @@ done
 
 # skopeo copy --all copies the whole index
 skopeo copy --all --src-tls-verify=false "docker://$tag" "oci:$LAB/copy:all" >/dev/null
-n=$(ls "$LAB/copy/blobs/sha256" | wc -l)
-(( n >= 10 )) || lab_fail "skopeo copy --all copied only $n blobs"
+"$PY" - "$LAB/copy" "$LAB/index.json" <<'PYEOF' || lab_fail "skopeo copy --all did not copy the whole index"
+import json, os, sys
+layout, index = sys.argv[1], json.load(open(sys.argv[2]))
+blob = lambda d: os.path.join(layout, "blobs", "sha256", d.split(":")[1])
+for child in index["manifests"]:          # every child manifest, its config and layers
+    m = json.load(open(blob(child["digest"])))
+    for d in [m["config"]] + m["layers"]:
+        assert os.path.getsize(blob(d["digest"])) == d["size"], d
+print("skopeo copy --all copied", len(index["manifests"]), "children with their blobs")
+PYEOF
 
 # the arm64 child's own busybox runs under qemu-aarch64-static and says aarch64
 skopeo --override-arch arm64 copy --src-tls-verify=false "docker://$tag" "dir:$LAB/arm64" >/dev/null
