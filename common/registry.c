@@ -945,6 +945,29 @@ done:
     return rc;
 }
 
+/* Checks repo and digest and builds the blob URL and a "METHOD blob repo@digest" label. */
+static int s_blob_target(farm_registry_t *self, char *url, size_t url_len, char *what,
+                         size_t what_len, const char *method, const char *repo,
+                         const char *digest)
+{
+    int rc;
+
+    if ((rc = s_check_repo_ref(self, repo, NULL)) < 0)
+        return rc;
+    if (!farm_digest_valid(digest))
+        return farm_error_set(FARM_EINVALID, "registry %s: %s: invalid blob digest \"%.100s\"",
+                              self->host, repo, digest ? digest : "");
+    snprintf(url, url_len, "%s/v2/%s/blobs/%s", self->base, repo, digest);
+    snprintf(what, what_len, "%s blob %s@%s", method, repo, digest);
+    return 0;
+}
+
+static int s_blob_not_found(farm_registry_t *self, const char *repo, const char *digest)
+{
+    return farm_error_set(FARM_ENOTFOUND, "registry %s: blob %s not found in %s", self->host,
+                          digest, repo);
+}
+
 static int s_blob_head(farm_registry_t *self, uint64_t *out_size, const char *repo,
                        const char *digest, int push)
 {
@@ -953,21 +976,15 @@ static int s_blob_head(farm_registry_t *self, uint64_t *out_size, const char *re
     s_resp_t resp = {0};
     int rc;
 
-    if ((rc = s_check_repo_ref(self, repo, NULL)) < 0)
+    if ((rc = s_blob_target(self, url, sizeof url, what, sizeof what, "HEAD", repo, digest)) < 0)
         return rc;
-    if (!farm_digest_valid(digest))
-        return farm_error_set(FARM_EINVALID, "registry %s: %s: invalid blob digest \"%.100s\"",
-                              self->host, repo, digest ? digest : "");
-    snprintf(url, sizeof url, "%s/v2/%s/blobs/%s", self->base, repo, digest);
-    snprintf(what, sizeof what, "HEAD blob %s@%s", repo, digest);
     if ((rc = s_send(self, &req, &resp, 1)) < 0)
         goto done;
     if (resp.status == 200) {
         if (out_size)
             *out_size = resp.content_length;
     } else if (resp.status == 404) {
-        rc = farm_error_set(FARM_ENOTFOUND, "registry %s: blob %s not found in %s", self->host,
-                            digest, repo);
+        rc = s_blob_not_found(self, repo, digest);
     } else {
         rc = s_http_error(self, &resp, what);
     }
@@ -1161,18 +1178,12 @@ int farm_registry_blob_get(farm_registry_t *self, char **out_body, size_t *out_l
     *out_body = NULL;
     if (out_len)
         *out_len = 0;
-    if ((rc = s_check_repo_ref(self, repo, NULL)) < 0)
+    if ((rc = s_blob_target(self, url, sizeof url, what, sizeof what, "GET", repo, digest)) < 0)
         return rc;
-    if (!farm_digest_valid(digest))
-        return farm_error_set(FARM_EINVALID, "registry %s: %s: invalid blob digest \"%.100s\"",
-                              self->host, repo, digest ? digest : "");
-    snprintf(url, sizeof url, "%s/v2/%s/blobs/%s", self->base, repo, digest);
-    snprintf(what, sizeof what, "GET blob %s@%s", repo, digest);
     if ((rc = s_send(self, &req, &resp, 1)) < 0)
         goto done;
     if (resp.status == 404) {
-        rc = farm_error_set(FARM_ENOTFOUND, "registry %s: blob %s not found in %s", self->host,
-                            digest, repo);
+        rc = s_blob_not_found(self, repo, digest);
         goto done;
     }
     if (resp.status != 200) {
