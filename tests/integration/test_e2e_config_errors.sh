@@ -36,6 +36,15 @@ grep -q 'many-errors.yaml: 17 problem(s)' "$LAB/many.err" || lab_fail "no proble
 "$FARMCTL" validate "$FARM_SOURCE_DIR/tests/data/config/good.yaml" >"$LAB/good.out" || lab_fail "good.yaml did not validate"
 grep -q 'ok (5 nodes, 3 platforms)' "$LAB/good.out" || lab_fail "validate of good.yaml: $(cat "$LAB/good.out")"
 
+# no coordinator at the endpoint: farmctl gives up with a message, it does not hang
+lab_example_context "$LAB/ctx0"
+rc=0
+timeout 120 "$FARMCTL" submit --coordinator "tcp://127.0.0.1:$(lab_free_port)" -t 127.0.0.1:1/x/y:1 \
+    --platform linux/amd64 "$LAB/ctx0" >"$LAB/nc.out" 2>"$LAB/nc.err" || rc=$?
+cat "$LAB/nc.err" >&2
+(( rc != 0 && rc != 124 )) || lab_fail "farmctl with no coordinator exited $rc"
+grep -q 'is farm-coordinator running there' "$LAB/nc.err" || lab_fail "no hint that the coordinator is not running"
+
 # a real farm with amd64 only
 export LAB_SKIP_BINFMT=1
 lab_registry_start
