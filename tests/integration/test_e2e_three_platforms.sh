@@ -61,14 +61,17 @@ for canon, key, node in [("linux/amd64", "linux/amd64", "amd64-1"),
     assert plats[key]["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
 # the official schema, from Debian's golang-github-opencontainers-image-spec-dev
 import jsonschema
-schema_dir = os.path.dirname(glob.glob("/usr/share/gocode/src/github.com/opencontainers/image-spec/schema/image-index-schema.json")[0])
+schema_dir = "/usr/share/gocode/src/github.com/opencontainers/image-spec/schema"
+def sibling(uri):  # never the network: every reference is a sibling schema file
+    return json.load(open(os.path.join(schema_dir, uri.rsplit("/", 1)[-1])))
+schema = json.load(open(schema_dir + "/image-index-schema.json"))
 store = {}
 for f in glob.glob(schema_dir + "/*.json"):
-    s = json.load(open(f))
-    store[s.get("id", s.get("$id", ""))] = s
-    store[os.path.basename(f)] = s
-schema = json.load(open(schema_dir + "/image-index-schema.json"))
-resolver = jsonschema.RefResolver(base_uri="file://" + schema_dir + "/", referrer=schema, store=store)
+    doc = json.load(open(f))
+    store[os.path.basename(f)] = doc  # jsonschema 4.10 sometimes resolves "defs.json" bare
+    if doc.get("id"):
+        store[doc["id"]] = doc
+resolver = jsonschema.RefResolver.from_schema(schema, store=store, handlers={"https": sibling, "http": sibling})
 jsonschema.validate(index, schema, resolver=resolver)
 print("index valid against image-index-schema.json with", len(index["manifests"]), "children")
 PYEOF

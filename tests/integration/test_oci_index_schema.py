@@ -10,8 +10,6 @@ import subprocess
 import sys
 
 import jsonschema
-import referencing
-import referencing.jsonschema
 
 SCHEMA_DIR = pathlib.Path(
     "/usr/share/gocode/src/github.com/opencontainers/image-spec/schema")
@@ -43,19 +41,39 @@ def validator():
 
     # The schemas name each other by relative URI against ids such as
     # https://opencontainers.org/schema/image/index; every such URI is a sibling file.
-    def retrieve(uri):
-        name = uri.rsplit("/", 1)[-1]
-        path = SCHEMA_DIR / name
-        if not name.endswith(".json") or not path.is_file():
-            raise referencing.exceptions.NoSuchResource(ref=uri)
-        return referencing.Resource.from_contents(
-            json.loads(path.read_text()),
-            default_specification=referencing.jsonschema.DRAFT4)
-
     schema = json.loads((SCHEMA_DIR / "image-index-schema.json").read_text())
-    registry = referencing.Registry(retrieve=retrieve)
     jsonschema.Draft4Validator.check_schema(schema)
-    return jsonschema.Draft4Validator(schema, registry=registry)
+    try:  # jsonschema >= 4.18: the referencing library
+        import referencing
+        import referencing.jsonschema
+
+        def retrieve(uri):
+            name = uri.rsplit("/", 1)[-1]
+            path = SCHEMA_DIR / name
+            if not name.endswith(".json") or not path.is_file():
+                raise referencing.exceptions.NoSuchResource(ref=uri)
+            return referencing.Resource.from_contents(
+                json.loads(path.read_text()),
+                default_specification=referencing.jsonschema.DRAFT4)
+
+        return jsonschema.Draft4Validator(schema, registry=referencing.Registry(retrieve=retrieve))
+    except ImportError:  # Debian 12's python3-jsonschema 4.10: RefResolver with a store
+        def sibling(uri):
+            name = uri.rsplit("/", 1)[-1]
+            if not name.endswith(".json") or not (SCHEMA_DIR / name).is_file():
+                raise ValueError("schema reference outside the schema folder: " + uri)
+            return json.loads((SCHEMA_DIR / name).read_text())
+
+        # never the network: every https reference is a sibling file
+        store = {}
+        for f in SCHEMA_DIR.glob("*.json"):
+            doc = json.loads(f.read_text())
+            store[f.name] = doc  # 4.10 sometimes resolves "defs.json" with no base
+            if doc.get("id"):
+                store[doc["id"]] = doc
+        resolver = jsonschema.RefResolver.from_schema(schema, store=store,
+                                                      handlers={"https": sibling, "http": sibling})
+        return jsonschema.Draft4Validator(schema, resolver=resolver)
 
 
 def compose(*args):
