@@ -109,6 +109,7 @@ fi
 LAB_HEARTBEAT=1s lab_farm_yaml "$state/farm.yaml" \
     "linux/amd64=amd64-1" "linux/arm64=arm64-1" "linux/arm/v7=armv7-1"
 lab_start_coordinator "$state/farm.yaml"
+export LAB_AGENT_VERBOSE=""   # the build's own output, without the agents' debug lines
 lab_start_agent amd64-1 linux/amd64
 lab_start_agent arm64-1 linux/arm64
 lab_start_agent armv7-1 linux/arm/v7

@@ -665,7 +665,7 @@ lab_start_coordinator() {
 # lab_start_agent NAME PLATFORMS [EXTRA ARGS...]: start farm-agent NAME for PLATFORMS
 # (comma list, e.g. linux/arm64) against $LAB_AGENTS_ENDPOINT with its own --work-dir
 # $LAB/agents/NAME/work and --builder-root $LAB/agents/NAME/buildah, --storage-driver vfs
-# --isolation chroot -v; log $LAB/agent-NAME.log (appended across restarts). EXTRA ARGS go
+# --isolation chroot -v (LAB_AGENT_VERBOSE="" drops -v); log $LAB/agent-NAME.log (appended across restarts). EXTRA ARGS go
 # last (e.g. --slots 2). Pid in LAB_LAST_PID and $LAB/pids/agent-NAME.pid; the lab name
 # of the process is agent-NAME (lab_stop agent-NAME, lab_signal agent-NAME STOP).
 lab_start_agent() {
@@ -677,7 +677,7 @@ lab_start_agent() {
     lab_spawn "agent-$name" "$LAB/agent-$name.log" "$FARM_AGENT_BIN" \
         --coordinator "$LAB_AGENTS_ENDPOINT" --name "$name" --platform "$platforms" \
         --work-dir "$d/work" --builder buildah --builder-root "$d/buildah" \
-        --storage-driver vfs --isolation chroot -v "$@"
+        --storage-driver vfs --isolation chroot ${LAB_AGENT_VERBOSE--v} "$@"
     grep -qx "$name" "$LAB/agents.list" || echo "$name" >>"$LAB/agents.list"
 }
 
