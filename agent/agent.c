@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -278,6 +280,73 @@ static void s_job_readable(farm_agent_t *self, job_t *job)
 
 /* ------------------------------------------------------------------ contexts */
 
+static int s_cache_needed(const farm_agent_t *self, const char *hex)
+{
+    for (const job_t *j = self->jobs; j; j = j->next)
+        if (strcmp(j->a->context_digest + strlen("sha256:"), hex) == 0)
+            return 1;
+    return 0;
+}
+
+/* Keeps the context cache under --cache-max: least recently used first (mtime is the
+ * last use), never a context a current job needs. */
+static void s_cache_trim(farm_agent_t *self)
+{
+    typedef struct {
+        char hex[65];
+        time_t mtime;
+        unsigned long long size;
+    } entry_t;
+    entry_t *ents = NULL;
+    size_t n = 0, cap = 0;
+    unsigned long long total = 0, max = self->opts.cache_max ? self->opts.cache_max : 10ULL << 30;
+    DIR *d = opendir(self->cache_dir);
+    struct dirent *e;
+
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        char path[1400];
+        struct stat st;
+        if (strlen(e->d_name) != 68 || strcmp(e->d_name + 64, ".tar") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", self->cache_dir, e->d_name);
+        if (stat(path, &st) != 0)
+            continue;
+        if (n == cap) {
+            entry_t *grown = realloc(ents, (cap = cap ? cap * 2 : 16) * sizeof *ents);
+            if (!grown)
+                break;
+            ents = grown;
+        }
+        memcpy(ents[n].hex, e->d_name, 64);
+        ents[n].hex[64] = '\0';
+        ents[n].mtime = st.st_mtime;
+        ents[n].size = (unsigned long long)st.st_size;
+        total += ents[n++].size;
+    }
+    closedir(d);
+    while (total > max) {
+        size_t oldest = n;
+        for (size_t i = 0; i < n; i++)
+            if (ents[i].size && !s_cache_needed(self, ents[i].hex) &&
+                (oldest == n || ents[i].mtime < ents[oldest].mtime))
+                oldest = i;
+        if (oldest == n)
+            break; /* all in use */
+        {
+            char path[1400];
+            snprintf(path, sizeof path, "%s/%s.tar", self->cache_dir, ents[oldest].hex);
+            if (unlink(path) == 0)
+                farm_log_info("evicted context sha256:%s (%llu bytes) from the cache",
+                              ents[oldest].hex, ents[oldest].size);
+        }
+        total -= ents[oldest].size;
+        ents[oldest].size = 0;
+    }
+    free(ents);
+}
+
 static fetch_t *s_fetch_find(farm_agent_t *self, const char *digest)
 {
     for (fetch_t *f = self->fetches; f; f = f->next)
@@ -432,6 +501,7 @@ static void s_on_chunk(farm_agent_t *self, const Farm__ContextChunk *c)
     farm_log_info("cached context %s (%llu bytes)", digest, (unsigned long long)f->offset);
     s_fetch_drop(self, f, 1);
     s_fetch_done(self, digest, NULL);
+    s_cache_trim(self);
 }
 
 /* ------------------------------------------------------------------ messages */
@@ -463,8 +533,10 @@ static void s_on_assign(farm_agent_t *self, Farm__Envelope **env_p)
     }
     job->state = JOB_FETCHING;
     s_cache_path(self, path, sizeof path, a->context_digest, ".tar");
-    if (stat(path, &st) == 0)
+    if (stat(path, &st) == 0) {
+        utimensat(AT_FDCWD, path, NULL, 0); /* used now: last to be evicted */
         s_job_start(self, job);
+    }
     else
         s_fetch_start(self, a->context_digest, a->context_size);
 }

@@ -15,6 +15,7 @@ typedef struct {
     size_t n_platforms;
     int slots;
     const char *work_dir;
+    unsigned long long cache_max; /* bytes of cached contexts kept (LRU); 0: 10 GiB */
     farm_builder_opts_t builder;
 } farm_agent_opts_t;
 

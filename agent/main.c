@@ -25,6 +25,7 @@ static void s_usage(FILE *f)
             "  --platform P,...    platforms to build (default: this host's)\n"
             "  --slots N           concurrent jobs (default 1)\n"
             "  --work-dir DIR      context cache and job dirs (default /var/tmp/farm-agent)\n"
+            "  --cache-max SIZE    context cache size, e.g. 500M, 20G (default 10G)\n"
             "  --builder NAME      builder program (default buildah)\n"
             "  --storage-driver D  builder storage driver (e.g. vfs, overlay)\n"
             "  --isolation I       builder isolation (e.g. chroot, oci)\n"
@@ -34,13 +35,14 @@ static void s_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK };
+    enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK, O_CACHE };
     static const struct option opts[] = {
         {"coordinator", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
         {"platform", required_argument, NULL, 'p'},
         {"slots", required_argument, NULL, 's'},
         {"work-dir", required_argument, NULL, O_WORK},
+        {"cache-max", required_argument, NULL, O_CACHE},
         {"builder", required_argument, NULL, O_BUILDER},
         {"storage-driver", required_argument, NULL, O_STORAGE},
         {"isolation", required_argument, NULL, O_ISOLATION},
@@ -69,6 +71,19 @@ int main(int argc, char **argv)
             }
             break;
         case O_WORK: o.work_dir = optarg; break;
+        case O_CACHE: {
+            unsigned long long v = strtoull(optarg, &end, 10);
+            int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : *end == 'T' ? 40 : 0;
+            if (shift)
+                end++;
+            if (end == optarg || *end || v == 0 || v > (1ULL << 50) >> shift) {
+                fprintf(stderr, "farm-agent: --cache-max wants a size like 500M or 20G, not "
+                                "\"%s\"\n", optarg);
+                return 2;
+            }
+            o.cache_max = v << shift;
+            break;
+        }
         case O_BUILDER: o.builder.builder = optarg; break;
         case O_STORAGE: o.builder.storage_driver = optarg; break;
         case O_ISOLATION: o.builder.isolation = optarg; break;

@@ -657,7 +657,7 @@ static char *s_want_endpoint(s_ctx_t *ctx, const s_node_t *n, const char *what)
 static const char *const s_top_keys[] = {"coordinator", "platforms", "nodes", "registries",
                                          "build", NULL};
 static const char *const s_coord_keys[] = {"agents", "clients", "heartbeat", "liveness",
-                                           "queue_timeout", "job_timeout", "state_dir", NULL};
+                                           "queue_timeout", "job_timeout", "context_ttl", "state_dir", NULL};
 static const char *const s_plat_keys[] = {"native", "emulated", NULL};
 static const char *const s_node_keys[] = {"slots", NULL};
 static const char *const s_reg_keys[] = {"insecure", NULL};
@@ -687,6 +687,9 @@ static void s_coordinator(s_ctx_t *ctx, s_node_t *map)
         } else if (!strcmp(k->value, "heartbeat")) {
             s_want_duration(ctx, v, "coordinator.heartbeat", S_MAX_HEARTBEAT_MS,
                             &cfg->heartbeat_ms);
+        } else if (!strcmp(k->value, "context_ttl")) {
+            s_want_duration(ctx, v, "coordinator.context_ttl", S_MAX_QUEUE_TIMEOUT_MS,
+                            &cfg->context_ttl_ms);
         } else if (!strcmp(k->value, "job_timeout")) {
             s_want_duration(ctx, v, "coordinator.job_timeout", S_MAX_QUEUE_TIMEOUT_MS,
                             &cfg->job_timeout_ms);
@@ -1228,6 +1231,7 @@ int farm_config_parse(farm_config_t **out, const char *name, const char *yaml, s
     cfg->liveness = 3;
     cfg->queue_timeout_ms = 600000;
     cfg->job_timeout_ms = 7200000;
+    cfg->context_ttl_ms = 86400000;
     ctx.cfg = cfg;
 
     if (!yaml && len)

@@ -49,6 +49,7 @@ typedef struct {
     int liveness;            /* coordinator.liveness, beats of silence before a node is lost, default 3 */
     int queue_timeout_ms;    /* coordinator.queue_timeout: how long a job may wait for a live node, default 600000 */
     int job_timeout_ms;      /* coordinator.job_timeout: how long one attempt may run on a node, default 2 h */
+    int context_ttl_ms;      /* coordinator.context_ttl: unused contexts are deleted after this, default 24 h */
     char *state_dir;         /* coordinator.state_dir, NULL if absent */
     farm_config_platform_t *platforms;
     size_t n_platforms;

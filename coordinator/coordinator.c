@@ -1,5 +1,6 @@
 #include "coordinator/coordinator.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -116,6 +118,7 @@ struct farm_coordinator {
     char contexts_dir[1024];
     unsigned build_seq;
     long long next_beat;
+    long long next_sweep;
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -131,6 +134,49 @@ static void s_context_path(const farm_coordinator_t *self, char *buf, size_t len
                            const char *digest, const char *suffix)
 {
     snprintf(buf, len, "%s/%s%s", self->contexts_dir, digest + strlen("sha256:"), suffix);
+}
+
+/* A context's mtime is its last use: the sweep deletes what nobody used for context_ttl. */
+static void s_context_touch(const farm_coordinator_t *self, const char *digest)
+{
+    char path[1200];
+    s_context_path(self, path, sizeof path, digest, ".tar");
+    utimensat(AT_FDCWD, path, NULL, 0);
+}
+
+static int s_context_in_use(const farm_coordinator_t *self, const char *hex)
+{
+    for (const build_t *b = self->builds; b; b = b->next)
+        if (b->state != BUILD_DONE && strcmp(b->context_digest + strlen("sha256:"), hex) == 0)
+            return 1;
+    return 0;
+}
+
+static void s_contexts_sweep(farm_coordinator_t *self)
+{
+    DIR *d = opendir(self->contexts_dir);
+    struct dirent *e;
+    time_t now = time(NULL);
+
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        char hex[65], path[1400];
+        struct stat st;
+        size_t len = strlen(e->d_name);
+        if (len != 64 + 4 || strcmp(e->d_name + 64, ".tar") != 0)
+            continue;
+        memcpy(hex, e->d_name, 64);
+        hex[64] = '\0';
+        snprintf(path, sizeof path, "%s/%s", self->contexts_dir, e->d_name);
+        if (stat(path, &st) != 0 || (long long)(now - st.st_mtime) * 1000 <= self->cfg->context_ttl_ms ||
+            s_context_in_use(self, hex))
+            continue;
+        if (unlink(path) == 0)
+            farm_log_info("removed context sha256:%s (%lld bytes), unused for %lld s", hex,
+                          (long long)st.st_size, (long long)(now - st.st_mtime));
+    }
+    closedir(d);
 }
 
 static node_t *s_node_by_name(farm_coordinator_t *self, const char *name)
@@ -819,6 +865,8 @@ static void s_on_context_get(farm_coordinator_t *self, const void *rid, size_t r
         goto send;
     }
     ch.total = (uint64_t)st.st_size;
+    if (g->offset == 0)
+        s_context_touch(self, g->digest);
     if (g->offset > ch.total) {
         ch.error = "offset beyond the end of the context";
         goto send;
@@ -949,6 +997,7 @@ static void s_on_context_offer(farm_coordinator_t *self, const void *rid, size_t
     }
     s_context_path(self, path, sizeof path, o->digest, ".tar");
     if (stat(path, &st) == 0 && (uint64_t)st.st_size == o->size) {
+        s_context_touch(self, o->digest);
         s_context_status(self, rid, rid_len, o->digest, 1, o->size, NULL);
         return;
     }
@@ -1136,6 +1185,7 @@ static void s_on_submit(farm_coordinator_t *self, const void *rid, size_t rid_le
     b->allow_partial = s->allow_partial;
     snprintf(b->context_digest, sizeof b->context_digest, "%s", s->context_digest);
     b->context_size = (uint64_t)st.st_size;
+    s_context_touch(self, b->context_digest);
     b->dockerfile = strdup(s->dockerfile && *s->dockerfile ? s->dockerfile : "Dockerfile");
     if (s->n_build_args) {
         b->args = calloc(s->n_build_args, sizeof *b->args);
@@ -1336,6 +1386,11 @@ static void s_on_timer(farm_coordinator_t *self)
             }
         }
         pp = &b->next;
+    }
+    if (now >= self->next_sweep) {
+        s_contexts_sweep(self);
+        self->next_sweep = now + (self->cfg->context_ttl_ms / 2 < 60000 ? self->cfg->context_ttl_ms / 2
+                                                                         : 60000);
     }
     for (upload_t *u = self->uploads, *next; u; u = next) {
         next = u->next;

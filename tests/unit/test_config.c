@@ -68,6 +68,7 @@ static void test_architecture_example(void **state)
     assert_int_equal(cfg->liveness, 3);
     assert_int_equal(cfg->queue_timeout_ms, 600000);
     assert_int_equal(cfg->job_timeout_ms, 7200000);
+    assert_int_equal(cfg->context_ttl_ms, 86400000);
     assert_string_equal(cfg->state_dir, "/var/lib/farm");
 
     assert_int_equal(cfg->n_platforms, 3);
@@ -204,13 +205,15 @@ static void test_defaults_and_forms(void **state)
                "  heartbeat: 250ms\n"
                "  liveness: 5\n"
                "  queue_timeout: 1m30s\n"
-               "  job_timeout: 45m\n");
+               "  job_timeout: 45m\n"
+               "  context_ttl: 3h\n");
     assert_string_equal(cfg->agents_endpoint, "ipc:///run/farm/agents");
     assert_string_equal(cfg->clients_endpoint, "inproc://clients");
     assert_int_equal(cfg->heartbeat_ms, 250);
     assert_int_equal(cfg->liveness, 5);
     assert_int_equal(cfg->queue_timeout_ms, 90000);
     assert_int_equal(cfg->job_timeout_ms, 45 * 60 * 1000);
+    assert_int_equal(cfg->context_ttl_ms, 3 * 3600 * 1000);
     farm_config_destroy(&cfg);
 
     cfg = s_ok("coordinator: {agents: \"tcp://[::1]:7700\", clients: tcp://*:7701}\n");
@@ -274,7 +277,7 @@ static void test_unknown_keys(void **state)
                                         "build");
     s_one("coordinator:\n  hearbeat: 1s\n", "t.yaml:2:3",
           "unknown key \"hearbeat\" under coordinator:; did you mean \"heartbeat\"? (known keys: "
-          "agents, clients, heartbeat, liveness, queue_timeout, job_timeout, state_dir)");
+          "agents, clients, heartbeat, liveness, queue_timeout, job_timeout, context_ttl, state_dir)");
     s_one("nodes:\n  a: {slot: 2}\n", "t.yaml:2:7", "did you mean \"slots\"?");
     s_one("platforms:\n  linux/amd64:\n    natve: [a]\n    emulated: [a]\nnodes: {a: {}}\n",
           "t.yaml:3:5", "unknown key \"natve\" under linux/amd64:; did you mean \"native\"?");
