@@ -5,6 +5,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <unistd.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -466,8 +468,6 @@ static void s_check_keys(s_ctx_t *ctx, s_node_t *map, const char *const *known,
             if (!known[j]) {
                 k->skip = 1;
                 s_list_keys(list, sizeof list, known);
-                for (; known[j]; j++)
-                    ;
                 if (best_d <= 2 || (best_d <= 3 && strlen(k->value) > 6))
                     s_problem(ctx, S_AT(k), "unknown key %s %s; did you mean \"%s\"? (known "
                                             "keys: %s)", s_q(k->value), where, known[best], list);
@@ -792,7 +792,7 @@ static void s_platforms(s_ctx_t *ctx, s_node_t *map)
         farm_platform_t plat;
         char str[FARM_PLATFORM_STRLEN];
         s_str_idx_t *names;
-        size_t n_names;
+        size_t first_ref = ctx->n_refs, n_names = 0;
 
         if (k->skip)
             continue;
@@ -839,22 +839,18 @@ static void s_platforms(s_ctx_t *ctx, s_node_t *map)
                                         "native: or emulated:, or remove the platform", str);
         } else if (!v->bad) {
             s_problem(ctx, S_AT(v), "platform %s must map to a list of node names, got %s; "
-                                    "write e.g. \"%s: [%s]\"", str, s_what(v), k->value,
-                      v->value[0] ? v->value : "node-name");
+                                    "write e.g. \"%s: [%s]\"", str, s_what(v), str,
+                      s_name_ok(v->value) ? v->value : "node-name");
         }
         cfg->n_platforms++;
 
         /* the same node twice for one platform (native and emulated count together) */
-        n_names = 0;
-        if (!(names = calloc(p->n_native + p->n_emulated + 1, sizeof *names))) {
+        if (!(names = calloc(ctx->n_refs - first_ref + 1, sizeof *names))) {
             ctx->oom = 1;
             break;
         }
-        for (size_t j = ctx->n_refs - (p->n_native + p->n_emulated); j < ctx->n_refs; j++)
-            if (ctx->refs[j].platform == cfg->n_platforms - 1) {
-                names[n_names] = (s_str_idx_t){ctx->refs[j].name->value, j, ctx->refs[j].name};
-                n_names++;
-            }
+        for (size_t j = first_ref; j < ctx->n_refs; j++)
+            names[n_names++] = (s_str_idx_t){ctx->refs[j].name->value, j, ctx->refs[j].name};
         s_find_dups(ctx, names, n_names, s_on_dup_name, str);
         free(names);
     }
@@ -1276,14 +1272,22 @@ int farm_config_load(farm_config_t **out, const char *path, farm_diag_t *diags)
     *out = NULL;
     if (!path || !*path)
         return farm_error_set(FARM_EINVALID, "no farm.yaml path given");
-    if (!(f = fopen(path, "rb"))) {
+    /* O_NONBLOCK: a FIFO given as farm.yaml is refused below instead of blocking open() */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
         rc = farm_error_set(errno == ENOENT ? FARM_ENOTFOUND : FARM_EIO,
                             "%s: cannot open: %s; check the path or pass the right file", path,
                             strerror(errno));
         goto fail;
     }
-    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         rc = farm_error_set(FARM_EINVALID, "%s: not a regular file; pass a farm.yaml file", path);
+        goto fail;
+    }
+    if (!(f = fdopen(fd, "rb"))) {
+        close(fd);
+        rc = farm_error_set(FARM_EIO, "%s: %s", path, strerror(errno));
         goto fail;
     }
     if (!(buf = malloc(S_MAX_BYTES + 1))) {

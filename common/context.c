@@ -475,10 +475,17 @@ farm_ignore_t *farm_ignore_load(const char *dockerignore_path)
         farm_error_set(FARM_ERROR, "out of memory");
         goto done;
     }
-    while (got < (size_t)st.st_size &&
-           ((n = read(fd, text + got, (size_t)st.st_size - got)) > 0 || (n < 0 && errno == EINTR)))
-        if (n > 0)
-            got += (size_t)n;
+    while (got < (size_t)st.st_size) {
+        n = read(fd, text + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) { /* a partial read would silently drop patterns */
+            farm_error_set(FARM_EIO, "%s: %s", dockerignore_path,
+                           n < 0 ? strerror(errno) : "shrank while being read");
+            goto done;
+        }
+        got += (size_t)n;
+    }
     text[got] = '\0';
     if (strlen(text) != got) {
         farm_error_set(FARM_EINVALID, "%s: contains a NUL byte", dockerignore_path);
@@ -1051,7 +1058,7 @@ int farm_context_extract(const char *tar_path, const char *dest, uint64_t max_by
         goto done;
     }
     for (;;) {
-        const char *hl, *sl, *why;
+        const char *hl, *sl, *why, *pathname;
         mode_t type;
 
         r = archive_read_next_header(ar, &e);
@@ -1062,8 +1069,13 @@ int farm_context_extract(const char *tar_path, const char *dest, uint64_t max_by
                                 name, archive_error_string(ar));
             goto done;
         }
-        snprintf(name, sizeof name, "%s",
-                 archive_entry_pathname(e) ? archive_entry_pathname(e) : "");
+        pathname = archive_entry_pathname(e) ? archive_entry_pathname(e) : "";
+        /* Checked whole, not as a truncated copy that would name another file. */
+        if (snprintf(name, sizeof name, "%s", pathname) >= (int)sizeof name) {
+            rc = farm_error_set(FARM_EINVALID, "context tar %s: entry \"%.200s...\": refused: the "
+                                "name is longer than %d bytes", tar_path, pathname, PATH_MAX - 1);
+            goto done;
+        }
         if (++n_entries > max_entries) {
             rc = farm_error_set(FARM_ETOOBIG, "context tar %s: entry \"%s\": more than %" PRIu64
                                 " entries", tar_path, name, max_entries);

@@ -69,23 +69,15 @@ void farm_digest_buffer(char out[FARM_DIGEST_STRLEN], const void *data, size_t l
     s_hex(out, md);
 }
 
-int farm_digest_file(char out[FARM_DIGEST_STRLEN], uint64_t *out_size, const char *path)
+int farm_digest_fd(char out[FARM_DIGEST_STRLEN], uint64_t *out_size, int fd, const char *name)
 {
-    farm_sha256_t *h = NULL;
-    unsigned char *buf = NULL;
+    farm_sha256_t *h = farm_sha256_new();
+    unsigned char *buf = malloc(1 << 16);
     uint64_t total = 0;
-    int fd = -1, rc = 0;
+    int rc = 0;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = farm_error_set(errno == ENOENT ? FARM_ENOTFOUND : FARM_EIO,
-                            "cannot open %s: %s", path, strerror(errno));
-        goto done;
-    }
-    h = farm_sha256_new();
-    buf = malloc(1 << 16);
     if (!h || !buf) {
-        rc = farm_error_set(FARM_ERROR, "digest of %s: out of memory", path);
+        rc = farm_error_set(FARM_ERROR, "digest of %s: out of memory", name);
         goto done;
     }
     for (;;) {
@@ -93,7 +85,7 @@ int farm_digest_file(char out[FARM_DIGEST_STRLEN], uint64_t *out_size, const cha
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            rc = farm_error_set(FARM_EIO, "cannot read %s: %s", path, strerror(errno));
+            rc = farm_error_set(FARM_EIO, "cannot read %s: %s", name, strerror(errno));
             goto done;
         }
         if (n == 0)
@@ -107,8 +99,18 @@ int farm_digest_file(char out[FARM_DIGEST_STRLEN], uint64_t *out_size, const cha
 done:
     farm_sha256_destroy(&h);
     free(buf);
-    if (fd >= 0)
-        close(fd);
+    return rc;
+}
+
+int farm_digest_file(char out[FARM_DIGEST_STRLEN], uint64_t *out_size, const char *path)
+{
+    int rc, fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return farm_error_set(errno == ENOENT ? FARM_ENOTFOUND : FARM_EIO, "cannot open %s: %s",
+                              path, strerror(errno));
+    rc = farm_digest_fd(out, out_size, fd, path);
+    close(fd);
     return rc;
 }
 

@@ -18,6 +18,8 @@ void farm_sha256_destroy(farm_sha256_t **self_p);
 void farm_digest_buffer(char out[FARM_DIGEST_STRLEN], const void *data, size_t len);
 /* Digest of a file's exact bytes; size optional. */
 int farm_digest_file(char out[FARM_DIGEST_STRLEN], uint64_t *out_size, const char *path);
+/* Digest of what is left to read on fd (read to EOF); name is for messages. */
+int farm_digest_fd(char out[FARM_DIGEST_STRLEN], uint64_t *out_size, int fd, const char *name);
 /* 1 if s is "sha256:" followed by exactly 64 lowercase hex digits. */
 int farm_digest_valid(const char *s);
 

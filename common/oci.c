@@ -158,8 +158,8 @@ static int s_descriptor(const json_t *d, const char **media_type, const char **d
     if (media_type)
         *media_type = mt ? json_string_value(mt) : NULL;
     if (!json_is_string(dg) || !farm_digest_valid(json_string_value(dg)))
-        return farm_error_set(FARM_EINVALID, "%s: digest %s is not a valid sha256 digest", what,
-                              json_is_string(dg) ? json_string_value(dg) : "(missing)");
+        return farm_error_set(FARM_EINVALID, "%s: digest \"%.80s\" is not a valid sha256 digest",
+                              what, json_is_string(dg) ? json_string_value(dg) : "(missing)");
     *digest = json_string_value(dg);
     if (!json_is_integer(sz) || json_integer_value(sz) < 0)
         return farm_error_set(FARM_EINVALID, "%s: size of %s is missing or negative", what,
@@ -227,6 +227,11 @@ int farm_oci_layout_read(farm_oci_image_t **out, const char *layout_dir)
     int rc = 0;
 
     *out = NULL;
+    /* Room for "/blobs/sha256/<64 hex>", so no path below is ever truncated. */
+    if (strlen(layout_dir) > sizeof path - 96) {
+        rc = farm_error_set(FARM_EINVALID, "path too long");
+        goto done;
+    }
     if ((rc = s_check_layout_file(layout_dir)) < 0)
         goto done;
 
@@ -286,13 +291,13 @@ int farm_oci_layout_read(farm_oci_image_t **out, const char *layout_dir)
         goto done;
     }
     if (!mt || (strcmp(mt, FARM_MEDIA_OCI_MANIFEST) && strcmp(mt, FARM_MEDIA_DOCKER_MANIFEST))) {
-        rc = farm_error_set(FARM_EINVALID, "manifest %s: media type %s is not an OCI or Docker v2 "
-                            "image manifest", man_digest, mt ? mt : "(missing)");
+        rc = farm_error_set(FARM_EINVALID, "manifest %s: media type %.100s is not an OCI or "
+                            "Docker v2 image manifest", man_digest, mt ? mt : "(missing)");
         goto done;
     }
     if (desc_mt && strcmp(desc_mt, mt) != 0) {
-        rc = farm_error_set(FARM_EINVALID, "manifest %s says mediaType %s but index.json says %s",
-                            man_digest, mt, desc_mt);
+        rc = farm_error_set(FARM_EINVALID, "manifest %s says mediaType %s but index.json says "
+                            "%.100s", man_digest, mt, desc_mt);
         goto done;
     }
     v = json_object_get(man, "schemaVersion");
@@ -311,7 +316,7 @@ int farm_oci_layout_read(farm_oci_image_t **out, const char *layout_dir)
         goto done;
     }
     if (cfg_mt && strcmp(cfg_mt, S_MEDIA_OCI_CONFIG) && strcmp(cfg_mt, S_MEDIA_DOCKER_CONFIG)) {
-        rc = farm_error_set(FARM_EINVALID, "manifest %s: config media type %s is not an image "
+        rc = farm_error_set(FARM_EINVALID, "manifest %s: config media type %.100s is not an image "
                             "config", man_digest, cfg_mt);
         goto done;
     }

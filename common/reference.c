@@ -132,16 +132,6 @@ static int s_tag_valid(const char *t)
     return 1;
 }
 
-static int s_is_hex64(const char *s, size_t n)
-{
-    if (n != 64)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 int farm_reference_parse(farm_reference_t *out, const char *s)
 {
     char name[S_NAME_MAX + 1];
@@ -197,12 +187,10 @@ int farm_reference_parse(farm_reference_t *out, const char *s)
     dom_len = slash ? (size_t)(slash - name) : 0;
     if (slash && (memchr(name, '.', dom_len) || memchr(name, ':', dom_len) ||
                   (dom_len == 9 && memcmp(name, "localhost", 9) == 0) ||
-                  memchr(name, '[', dom_len) || s_has_upper(name, dom_len))) {
+                  s_has_upper(name, dom_len))) {
         if (!s_domain_valid(name, dom_len))
             return s_bad(s, "registry host is not a valid host[:port]");
-        if (dom_len >= sizeof out->registry)
-            return s_bad(s, "registry host is too long");
-        memcpy(out->registry, name, dom_len);
+        memcpy(out->registry, name, dom_len); /* fits: dom_len < name_len <= 255 */
         out->registry[dom_len] = '\0';
         remainder = slash + 1;
     } else {
@@ -218,7 +206,7 @@ int farm_reference_parse(farm_reference_t *out, const char *s)
         if (*c >= 'A' && *c <= 'Z')
             return s_bad(s, "repository name must be lowercase");
     if (strcmp(out->registry, "docker.io") == 0 && !slash && !strchr(remainder, '/') &&
-        s_is_hex64(remainder, strlen(remainder)))
+        strlen(remainder) == 64 && strspn(remainder, "0123456789abcdef") == 64)
         return s_bad(s, "a 64-character hexadecimal string is an image ID, not a name");
 
     {

@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -74,7 +75,8 @@ typedef struct {
     int discard;     /* ignore any 2xx body */
     int no_retry;    /* upload PUT: the outer loop restarts from POST instead */
     int stream;      /* long transfer: stall timeout instead of a total timeout */
-    const char *basic_userpwd_header; /* token request: "Authorization: Basic ..." */
+    int token_req;   /* to the token server: no registry auth, no challenge handling */
+    const char *authz; /* token_req: fixed "Authorization: ..." line, or NULL */
 } s_req_t;
 
 typedef struct {
@@ -85,6 +87,7 @@ typedef struct {
     int discard;
     int toobig;
     char location[4096];
+    int location_cut; /* Location did not fit: refuse it rather than follow a cut URL */
     char digest[FARM_DIGEST_STRLEN + 8];
     char content_type[256];
     uint64_t content_length;
@@ -171,15 +174,11 @@ static int s_ref_valid(const char *ref)
     return strspn(ref, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
 }
 
-static int s_check_repo_ref(const farm_registry_t *self, const char *repo, const char *ref)
+static int s_check_repo(const farm_registry_t *self, const char *repo)
 {
     if (!s_repo_valid(repo))
         return farm_error_set(FARM_EINVALID, "registry %s: invalid repository name \"%.300s\"",
                               self->host, repo ? repo : "");
-    if (ref && !s_ref_valid(ref))
-        return farm_error_set(FARM_EINVALID,
-                              "registry %s: %s: invalid tag or digest \"%.200s\"", self->host,
-                              repo, ref);
     return 0;
 }
 
@@ -311,12 +310,15 @@ static size_t s_write_cb(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static void s_copy_header_value(char *dst, size_t cap, const char *v, size_t n)
+/* 1 if the value was cut to fit */
+static int s_copy_header_value(char *dst, size_t cap, const char *v, size_t n)
 {
-    if (n >= cap)
+    int cut = n >= cap;
+    if (cut)
         n = cap - 1;
     memcpy(dst, v, n);
     dst[n] = '\0';
+    return cut;
 }
 
 static size_t s_header_cb(char *data, size_t size, size_t nitems, void *arg)
@@ -354,16 +356,18 @@ static size_t s_header_cb(char *data, size_t size, size_t nitems, void *arg)
     n = (size_t)(data + n - v);
 #define S_IS(name) (nlen == sizeof(name) - 1 && strncasecmp(data, name, nlen) == 0)
     if (S_IS("Location"))
-        s_copy_header_value(r->location, sizeof r->location, v, n);
+        r->location_cut = s_copy_header_value(r->location, sizeof r->location, v, n);
     else if (S_IS("Docker-Content-Digest"))
         s_copy_header_value(r->digest, sizeof r->digest, v, n);
     else if (S_IS("Content-Type"))
         s_copy_header_value(r->content_type, sizeof r->content_type, v, n);
     else if (S_IS("Content-Length")) {
-        char tmp[32];
+        char tmp[32], *end;
         s_copy_header_value(tmp, sizeof tmp, v, n);
-        r->content_length = strtoull(tmp, NULL, 10);
-        r->has_length = 1;
+        errno = 0;
+        r->content_length = strtoull(tmp, &end, 10);
+        /* a garbled length counts as none (HEAD manifest then GETs the bytes) */
+        r->has_length = tmp[0] >= '0' && tmp[0] <= '9' && *end == '\0' && errno == 0;
     } else if (S_IS("Retry-After")) {
         char tmp[64];
         s_copy_header_value(tmp, sizeof tmp, v, n);
@@ -578,13 +582,13 @@ static void s_token_drop(s_token_t *t)
     memset(t, 0, sizeof *t);
 }
 
-static int s_send(farm_registry_t *self, const s_req_t *req, s_resp_t *resp, int use_auth);
+static int s_send(farm_registry_t *self, const s_req_t *req, s_resp_t *resp);
 
 /* GET realm?service=&scope= (with Basic credentials if we have them) or, for an identity
- * token, the OAuth2 refresh-token POST; caches the token for expires_in. */
-static int s_token_fetch(farm_registry_t *self, const char *scope)
+ * token, the OAuth2 refresh-token POST; caches the token for expires_in in *out. */
+static int s_token_fetch(farm_registry_t *self, s_token_t **out, const char *scope)
 {
-    s_req_t treq = {0};
+    s_req_t treq = {.token_req = 1};
     s_resp_t tresp = {0};
     char *url = NULL, *esc_service = NULL, *esc_scope = NULL, *basic = NULL, *form = NULL;
     json_t *root = NULL, *tok, *exp;
@@ -649,10 +653,10 @@ static int s_token_fetch(farm_registry_t *self, const char *scope)
                 rc = farm_error_set(FARM_ERROR, "out of memory");
                 goto done;
             }
-            treq.basic_userpwd_header = basic;
+            treq.authz = basic;
         }
     }
-    if ((rc = s_send(self, &treq, &tresp, 0)) < 0) {
+    if ((rc = s_send(self, &treq, &tresp)) < 0) {
         rc = farm_error_wrap(rc, "registry %s: fetching a token", self->host);
         goto done;
     }
@@ -703,6 +707,7 @@ static int s_token_fetch(farm_registry_t *self, const char *scope)
     slot->expires.tv_sec += expires_in > 30 ? expires_in - 10 : expires_in;
     farm_log_debug("registry %s: got a token for scope \"%s\" (expires in %ld s)", self->host,
                    scope, expires_in);
+    *out = slot;
 done:
     if (root) {
         json_t *t = json_object_get(root, "token"), *a = json_object_get(root, "access_token");
@@ -732,10 +737,6 @@ static int s_auth_header(farm_registry_t *self, char **out, const s_req_t *req)
     int rc;
 
     *out = NULL;
-    if (req->basic_userpwd_header) {
-        *out = strdup(req->basic_userpwd_header);
-        return *out ? 0 : farm_error_set(FARM_ERROR, "out of memory");
-    }
     if (!s_url_host_is_api(self, req->url))
         return 0; /* never hand our credentials to another host */
     if (self->mode == S_AUTH_BASIC && s_have_creds(self)) {
@@ -750,13 +751,8 @@ static int s_auth_header(farm_registry_t *self, char **out, const s_req_t *req)
         s_token_drop(t);
         t = NULL;
     }
-    if (!t) {
-        if ((rc = s_token_fetch(self, scope)) < 0)
-            return rc;
-        t = s_token_find(self, scope);
-        if (!t)
-            return farm_error_set(FARM_ERROR, "registry %s: token cache failure", self->host);
-    }
+    if (!t && (rc = s_token_fetch(self, &t, scope)) < 0)
+        return rc;
     n = strlen(t->token) + sizeof "Authorization: Bearer ";
     *out = malloc(n);
     if (!*out)
@@ -825,16 +821,15 @@ static long s_backoff_ms(farm_registry_t *self, int attempt, long retry_after)
     return d;
 }
 
-static int s_send(farm_registry_t *self, const s_req_t *req, s_resp_t *resp, int use_auth)
+static int s_send(farm_registry_t *self, const s_req_t *req, s_resp_t *resp)
 {
     int attempt = 0, reauthed = 0, rc;
 
     for (;;) {
         char *authz = NULL;
-        if ((use_auth || req->basic_userpwd_header) &&
-            (rc = s_auth_header(self, &authz, req)) < 0)
+        if (!req->token_req && (rc = s_auth_header(self, &authz, req)) < 0)
             return rc;
-        rc = s_transfer(self, req, resp, authz);
+        rc = s_transfer(self, req, resp, req->token_req ? req->authz : authz);
         s_wipe_free(authz);
         if (rc == FARM_ERETRY) {
             if (req->no_retry || attempt >= self->max_retries)
@@ -846,7 +841,7 @@ static int s_send(farm_registry_t *self, const s_req_t *req, s_resp_t *resp, int
         }
         if (rc < 0)
             return rc;
-        if (resp->status == 401 && use_auth && !reauthed) {
+        if (resp->status == 401 && !req->token_req && !reauthed) {
             reauthed = 1;
             if ((rc = s_handle_challenge(self, req, resp)) < 0)
                 return rc;
@@ -936,7 +931,7 @@ int farm_registry_ping(farm_registry_t *self)
     int rc;
 
     snprintf(url, sizeof url, "%s/v2/", self->base);
-    if ((rc = s_send(self, &req, &resp, 1)) < 0)
+    if ((rc = s_send(self, &req, &resp)) < 0)
         goto done;
     if (resp.status != 200)
         rc = s_http_error(self, &resp, "GET /v2/");
@@ -945,49 +940,81 @@ done:
     return rc;
 }
 
-/* Checks repo and digest and builds the blob URL and a "METHOD blob repo@digest" label. */
-static int s_blob_target(farm_registry_t *self, char *url, size_t url_len, char *what,
-                         size_t what_len, const char *method, const char *repo,
-                         const char *digest)
+/* What one request is about: its URL and "METHOD blob repo@sha256:..." or
+ * "METHOD manifest repo:tag" for messages; name is that label without the method. */
+typedef struct {
+    char url[1024];
+    char what[400];
+    const char *name;
+} s_target_t;
+
+static void s_target_set(farm_registry_t *self, s_target_t *t, const char *method,
+                         const char *repo, const char *kind, const char *ref)
+{
+    int digest = farm_digest_valid(ref);
+    snprintf(t->url, sizeof t->url, "%s/v2/%s/%ss/%s", self->base, repo, kind, ref);
+    snprintf(t->what, sizeof t->what, "%s %s %s%s%s", method, kind, repo, digest ? "@" : ":",
+             ref);
+    t->name = t->what + strlen(method) + 1;
+}
+
+static int s_check_blob(farm_registry_t *self, const char *repo, const char *digest)
 {
     int rc;
-
-    if ((rc = s_check_repo_ref(self, repo, NULL)) < 0)
+    if ((rc = s_check_repo(self, repo)) < 0)
         return rc;
     if (!farm_digest_valid(digest))
         return farm_error_set(FARM_EINVALID, "registry %s: %s: invalid blob digest \"%.100s\"",
                               self->host, repo, digest ? digest : "");
-    snprintf(url, url_len, "%s/v2/%s/blobs/%s", self->base, repo, digest);
-    snprintf(what, what_len, "%s blob %s@%s", method, repo, digest);
     return 0;
 }
 
-static int s_blob_not_found(farm_registry_t *self, const char *repo, const char *digest)
+static int s_blob_target(farm_registry_t *self, s_target_t *t, const char *method,
+                         const char *repo, const char *digest)
 {
-    return farm_error_set(FARM_ENOTFOUND, "registry %s: blob %s not found in %s", self->host,
-                          digest, repo);
+    int rc = s_check_blob(self, repo, digest);
+    if (rc == 0)
+        s_target_set(self, t, method, repo, "blob", digest);
+    return rc;
+}
+
+static int s_manifest_target(farm_registry_t *self, s_target_t *t, const char *method,
+                             const char *repo, const char *ref)
+{
+    int rc;
+    if ((rc = s_check_repo(self, repo)) < 0)
+        return rc;
+    if (!s_ref_valid(ref))
+        return farm_error_set(FARM_EINVALID, "registry %s: %s: invalid tag or digest \"%.200s\"",
+                              self->host, repo, ref ? ref : "");
+    s_target_set(self, t, method, repo, "manifest", ref);
+    return 0;
+}
+
+/* 0 for a 200, FARM_ENOTFOUND for a 404, else the registry's error. */
+static int s_expect_200(farm_registry_t *self, const s_resp_t *resp, const s_target_t *t)
+{
+    if (resp->status == 200)
+        return 0;
+    if (resp->status == 404)
+        return farm_error_set(FARM_ENOTFOUND, "registry %s: %s not found", self->host, t->name);
+    return s_http_error(self, resp, t->what);
 }
 
 static int s_blob_head(farm_registry_t *self, uint64_t *out_size, const char *repo,
                        const char *digest, int push)
 {
-    char url[1024], what[400];
-    s_req_t req = {.method = "HEAD", .url = url, .repo = repo, .push = push};
+    s_target_t t;
+    s_req_t req = {.method = "HEAD", .url = t.url, .repo = repo, .push = push};
     s_resp_t resp = {0};
     int rc;
 
-    if ((rc = s_blob_target(self, url, sizeof url, what, sizeof what, "HEAD", repo, digest)) < 0)
+    if ((rc = s_blob_target(self, &t, "HEAD", repo, digest)) < 0)
         return rc;
-    if ((rc = s_send(self, &req, &resp, 1)) < 0)
+    if ((rc = s_send(self, &req, &resp)) < 0 || (rc = s_expect_200(self, &resp, &t)) < 0)
         goto done;
-    if (resp.status == 200) {
-        if (out_size)
-            *out_size = resp.content_length;
-    } else if (resp.status == 404) {
-        rc = s_blob_not_found(self, repo, digest);
-    } else {
-        rc = s_http_error(self, &resp, what);
-    }
+    if (out_size)
+        *out_size = resp.content_length;
 done:
     s_resp_free(&resp);
     return rc;
@@ -1053,7 +1080,7 @@ static int s_blob_upload_once(farm_registry_t *self, long *out_retry_after, cons
     *out_retry_after = -1;
     snprintf(post_url, sizeof post_url, "%s/v2/%s/blobs/uploads/", self->base, repo);
     snprintf(what, sizeof what, "starting the upload of blob %s to %s", digest, repo);
-    if ((rc = s_send(self, &post, &resp, 1)) < 0)
+    if ((rc = s_send(self, &post, &resp)) < 0)
         goto done;
     if (resp.status != 202) {
         *out_retry_after = resp.retry_after;
@@ -1065,12 +1092,17 @@ static int s_blob_upload_once(farm_registry_t *self, long *out_retry_after, cons
                             what);
         goto done;
     }
+    if (resp.location_cut) {
+        rc = farm_error_set(FARM_ERROR, "registry %s: %s: upload Location is longer than %zu "
+                            "bytes", self->host, what, sizeof resp.location - 1);
+        goto done;
+    }
     if ((rc = s_upload_url(self, &put_url, post_url, resp.location, digest)) < 0)
         goto done;
     put.url = put_url;
     snprintf(what, sizeof what, "uploading blob %s (%llu bytes) to %s", digest,
              (unsigned long long)size, repo);
-    if ((rc = s_send(self, &put, &resp, 1)) < 0)
+    if ((rc = s_send(self, &put, &resp)) < 0)
         goto done;
     if (resp.status != 201) {
         *out_retry_after = resp.retry_after;
@@ -1086,30 +1118,6 @@ done:
     return rc;
 }
 
-static int s_digest_stream(char out[FARM_DIGEST_STRLEN], uint64_t *out_size, FILE *f,
-                           const char *path)
-{
-    farm_sha256_t *h = farm_sha256_new();
-    char buf[1 << 16];
-    size_t n;
-    uint64_t total = 0;
-
-    if (!h)
-        return farm_error_set(FARM_ERROR, "out of memory");
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
-        farm_sha256_update(h, buf, n);
-        total += n;
-    }
-    if (ferror(f)) {
-        farm_sha256_destroy(&h);
-        return farm_error_set(FARM_EIO, "cannot read %s: %s", path, strerror(errno));
-    }
-    farm_sha256_final(h, out);
-    farm_sha256_destroy(&h);
-    *out_size = total;
-    return 0;
-}
-
 int farm_registry_blob_push_file(farm_registry_t *self, int *out_skipped, const char *repo,
                                  const char *digest, const char *path)
 {
@@ -1117,28 +1125,30 @@ int farm_registry_blob_push_file(farm_registry_t *self, int *out_skipped, const 
     uint64_t size = 0;
     struct stat st;
     FILE *f = NULL;
-    int rc, attempt;
+    int rc, attempt, fd;
 
     if (out_skipped)
         *out_skipped = 0;
-    if ((rc = s_check_repo_ref(self, repo, NULL)) < 0)
+    if ((rc = s_check_blob(self, repo, digest)) < 0)
         return rc;
-    if (!farm_digest_valid(digest))
-        return farm_error_set(FARM_EINVALID, "registry %s: %s: invalid blob digest \"%.100s\"",
-                              self->host, repo, digest ? digest : "");
     /* hash the open file so what we check is what we send */
-    f = fopen(path, "rbe");
-    if (!f)
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return farm_error_set(errno == ENOENT ? FARM_ENOTFOUND : FARM_EIO,
                               "blob %s: cannot open %s: %s", digest, path, strerror(errno));
-    if ((rc = s_digest_stream(actual, &size, f, path)) < 0)
+    if (!(f = fdopen(fd, "rb"))) {
+        rc = farm_error_set(FARM_ERROR, "blob %s: %s: %s", digest, path, strerror(errno));
+        close(fd);
+        goto done;
+    }
+    if ((rc = farm_digest_fd(actual, &size, fd, path)) < 0)
         goto done;
     if (strcmp(actual, digest) != 0) {
         rc = farm_error_set(FARM_EINVALID, "blob %s: %s has digest %s; refusing to upload it",
                             digest, path, actual);
         goto done;
     }
-    if (fstat(fileno(f), &st) < 0 || (uint64_t)st.st_size != size) {
+    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != size) {
         rc = farm_error_set(FARM_EIO, "blob %s: %s changed while it was being hashed", digest,
                             path);
         goto done;
@@ -1170,30 +1180,23 @@ done:
 int farm_registry_blob_get(farm_registry_t *self, char **out_body, size_t *out_len,
                            const char *repo, const char *digest, size_t max)
 {
-    char url[1024], what[400], actual[FARM_DIGEST_STRLEN];
-    s_req_t req = {.method = "GET", .url = url, .repo = repo, .max_body = max, .stream = 1};
+    char actual[FARM_DIGEST_STRLEN];
+    s_target_t t;
+    s_req_t req = {.method = "GET", .url = t.url, .repo = repo, .max_body = max, .stream = 1};
     s_resp_t resp = {0};
     int rc;
 
     *out_body = NULL;
     if (out_len)
         *out_len = 0;
-    if ((rc = s_blob_target(self, url, sizeof url, what, sizeof what, "GET", repo, digest)) < 0)
+    if ((rc = s_blob_target(self, &t, "GET", repo, digest)) < 0)
         return rc;
-    if ((rc = s_send(self, &req, &resp, 1)) < 0)
+    if ((rc = s_send(self, &req, &resp)) < 0 || (rc = s_expect_200(self, &resp, &t)) < 0)
         goto done;
-    if (resp.status == 404) {
-        rc = s_blob_not_found(self, repo, digest);
-        goto done;
-    }
-    if (resp.status != 200) {
-        rc = s_http_error(self, &resp, what);
-        goto done;
-    }
-    farm_digest_buffer(actual, resp.body ? resp.body : "", resp.len);
+    farm_digest_buffer(actual, resp.body, resp.len);
     if (strcmp(actual, digest) != 0) {
         rc = farm_error_set(FARM_ERROR, "registry %s: %s: content has digest %s", self->host,
-                            what, actual);
+                            t.what, actual);
         goto done;
     }
     if (!resp.body && !(resp.body = calloc(1, 1))) {
@@ -1213,38 +1216,35 @@ int farm_registry_manifest_put(farm_registry_t *self, char out_digest[FARM_DIGES
                                const char *repo, const char *ref, const char *media_type,
                                const void *body, size_t len)
 {
-    char url[1024], what[400], digest[FARM_DIGEST_STRLEN];
-    s_req_t req = {.method = "PUT", .url = url, .repo = repo, .push = 1,
+    char digest[FARM_DIGEST_STRLEN];
+    s_target_t t;
+    s_req_t req = {.method = "PUT", .url = t.url, .repo = repo, .push = 1,
                    .content_type = media_type, .body = body, .body_len = len,
                    .max_body = 64 << 10};
     s_resp_t resp = {0};
     int rc;
 
-    if ((rc = s_check_repo_ref(self, repo, ref)) < 0)
+    if ((rc = s_manifest_target(self, &t, "PUT", repo, ref)) < 0)
         return rc;
     if (!media_type || !*media_type || strpbrk(media_type, "\r\n") || strlen(media_type) > 255)
-        return farm_error_set(FARM_EINVALID, "registry %s: %s:%s: invalid manifest media type",
-                              self->host, repo, ref);
+        return farm_error_set(FARM_EINVALID, "registry %s: %s: invalid manifest media type",
+                              self->host, t.what);
     if (len > FARM_MANIFEST_MAX)
-        return farm_error_set(FARM_ETOOBIG, "registry %s: %s:%s: manifest is %zu bytes, over "
-                              "the %u byte limit", self->host, repo, ref, len,
-                              FARM_MANIFEST_MAX);
+        return farm_error_set(FARM_ETOOBIG, "registry %s: %s: manifest is %zu bytes, over "
+                              "the %u byte limit", self->host, t.what, len, FARM_MANIFEST_MAX);
     farm_digest_buffer(digest, body, len);
     if (farm_digest_valid(ref) && strcmp(ref, digest) != 0)
-        return farm_error_set(FARM_EINVALID, "registry %s: %s@%s: the manifest bytes have "
-                              "digest %s", self->host, repo, ref, digest);
-    snprintf(url, sizeof url, "%s/v2/%s/manifests/%s", self->base, repo, ref);
-    snprintf(what, sizeof what, "PUT manifest %s%s%s (%s)", repo,
-             farm_digest_valid(ref) ? "@" : ":", ref, media_type);
-    if ((rc = s_send(self, &req, &resp, 1)) < 0)
+        return farm_error_set(FARM_EINVALID, "registry %s: %s: the manifest bytes have "
+                              "digest %s", self->host, t.what, digest);
+    if ((rc = s_send(self, &req, &resp)) < 0)
         goto done;
     if (resp.status != 201 && resp.status != 200) {
-        rc = s_http_error(self, &resp, what);
+        rc = s_http_error(self, &resp, t.what);
         goto done;
     }
     if (resp.digest[0] && strcmp(resp.digest, digest) != 0) {
         rc = farm_error_set(FARM_ERROR, "registry %s: %s: registry reports digest %s but the "
-                            "bytes sent have %s", self->host, what, resp.digest, digest);
+                            "bytes sent have %s", self->host, t.what, resp.digest, digest);
         goto done;
     }
     if (out_digest)
@@ -1267,8 +1267,9 @@ int farm_registry_manifest_get(farm_registry_t *self, char **out_body, size_t *o
                                char *out_media_type, size_t mt_len, const char *repo,
                                const char *ref)
 {
-    char url[1024], what[400], digest[FARM_DIGEST_STRLEN];
-    s_req_t req = {.method = "GET", .url = url, .repo = repo, .accept = s_accept_manifests,
+    char digest[FARM_DIGEST_STRLEN];
+    s_target_t t;
+    s_req_t req = {.method = "GET", .url = t.url, .repo = repo, .accept = s_accept_manifests,
                    .max_body = FARM_MANIFEST_MAX};
     s_resp_t resp = {0};
     int rc;
@@ -1276,26 +1277,16 @@ int farm_registry_manifest_get(farm_registry_t *self, char **out_body, size_t *o
     *out_body = NULL;
     if (out_len)
         *out_len = 0;
-    if ((rc = s_check_repo_ref(self, repo, ref)) < 0)
+    if ((rc = s_manifest_target(self, &t, "GET", repo, ref)) < 0)
         return rc;
-    snprintf(url, sizeof url, "%s/v2/%s/manifests/%s", self->base, repo, ref);
-    snprintf(what, sizeof what, "GET manifest %s%s%s", repo, farm_digest_valid(ref) ? "@" : ":",
-             ref);
-    if ((rc = s_send(self, &req, &resp, 1)) < 0) {
+    if ((rc = s_send(self, &req, &resp)) < 0) {
         if (rc == FARM_ETOOBIG)
             rc = farm_error_set(FARM_ETOOBIG, "registry %s: %s: manifest is over %u bytes",
-                                self->host, what, FARM_MANIFEST_MAX);
+                                self->host, t.what, FARM_MANIFEST_MAX);
         goto done;
     }
-    if (resp.status == 404) {
-        rc = farm_error_set(FARM_ENOTFOUND, "registry %s: manifest %s%s%s not found",
-                            self->host, repo, farm_digest_valid(ref) ? "@" : ":", ref);
+    if ((rc = s_expect_200(self, &resp, &t)) < 0)
         goto done;
-    }
-    if (resp.status != 200) {
-        rc = s_http_error(self, &resp, what);
-        goto done;
-    }
     if (!resp.body && !(resp.body = calloc(1, 1))) {
         rc = farm_error_set(FARM_ERROR, "out of memory");
         goto done;
@@ -1303,12 +1294,12 @@ int farm_registry_manifest_get(farm_registry_t *self, char **out_body, size_t *o
     farm_digest_buffer(digest, resp.body, resp.len);
     if (farm_digest_valid(ref) && strcmp(ref, digest) != 0) {
         rc = farm_error_set(FARM_ERROR, "registry %s: %s: content has digest %s", self->host,
-                            what, digest);
+                            t.what, digest);
         goto done;
     }
     if (resp.digest[0] && strcmp(resp.digest, digest) != 0) {
         rc = farm_error_set(FARM_ERROR, "registry %s: %s: Docker-Content-Digest %s does not "
-                            "match the content (%s)", self->host, what, resp.digest, digest);
+                            "match the content (%s)", self->host, t.what, resp.digest, digest);
         goto done;
     }
     s_media_type_out(out_media_type, mt_len, resp.content_type);
@@ -1325,51 +1316,36 @@ int farm_registry_manifest_head(farm_registry_t *self, char out_digest[FARM_DIGE
                                 uint64_t *out_size, char *out_media_type, size_t mt_len,
                                 const char *repo, const char *ref)
 {
-    char url[1024], what[400];
-    s_req_t req = {.method = "HEAD", .url = url, .repo = repo, .accept = s_accept_manifests};
+    s_target_t t;
+    s_req_t req = {.method = "HEAD", .url = t.url, .repo = repo, .accept = s_accept_manifests};
     s_resp_t resp = {0};
+    char *body = NULL;
+    size_t len = 0;
     int rc;
 
-    if ((rc = s_check_repo_ref(self, repo, ref)) < 0)
+    if ((rc = s_manifest_target(self, &t, "HEAD", repo, ref)) < 0)
         return rc;
-    snprintf(url, sizeof url, "%s/v2/%s/manifests/%s", self->base, repo, ref);
-    snprintf(what, sizeof what, "HEAD manifest %s%s%s", repo,
-             farm_digest_valid(ref) ? "@" : ":", ref);
-    if ((rc = s_send(self, &req, &resp, 1)) < 0)
+    if ((rc = s_send(self, &req, &resp)) < 0 || (rc = s_expect_200(self, &resp, &t)) < 0)
         goto done;
-    if (resp.status == 404) {
-        rc = farm_error_set(FARM_ENOTFOUND, "registry %s: manifest %s%s%s not found",
-                            self->host, repo, farm_digest_valid(ref) ? "@" : ":", ref);
-        goto done;
-    }
-    if (resp.status != 200) {
-        rc = s_http_error(self, &resp, what);
-        goto done;
-    }
     if (resp.digest[0] && !farm_digest_valid(resp.digest)) {
         rc = farm_error_set(FARM_ERROR, "registry %s: %s: invalid Docker-Content-Digest "
-                            "\"%.100s\"", self->host, what, resp.digest);
+                            "\"%.100s\"", self->host, t.what, resp.digest);
         goto done;
     }
     if (farm_digest_valid(ref) && resp.digest[0] && strcmp(resp.digest, ref) != 0) {
         rc = farm_error_set(FARM_ERROR, "registry %s: %s: registry reports digest %s",
-                            self->host, what, resp.digest);
+                            self->host, t.what, resp.digest);
         goto done;
     }
     if (!resp.digest[0] || !resp.has_length) {
         /* HEAD without the facts: GET the bytes and compute them ourselves */
-        char *body = NULL, mt[256] = "";
-        size_t len = 0;
-        s_resp_free(&resp);
-        if ((rc = farm_registry_manifest_get(self, &body, &len, mt, sizeof mt, repo, ref)) < 0)
+        if ((rc = farm_registry_manifest_get(self, &body, &len, out_media_type, mt_len, repo,
+                                             ref)) < 0)
             goto done;
         if (out_digest)
             farm_digest_buffer(out_digest, body, len);
         if (out_size)
             *out_size = len;
-        if (out_media_type && mt_len)
-            snprintf(out_media_type, mt_len, "%s", mt);
-        free(body);
         goto done;
     }
     if (out_digest)
@@ -1378,6 +1354,7 @@ int farm_registry_manifest_head(farm_registry_t *self, char out_digest[FARM_DIGE
         *out_size = resp.content_length;
     s_media_type_out(out_media_type, mt_len, resp.content_type);
 done:
+    free(body);
     s_resp_free(&resp);
     return rc;
 }

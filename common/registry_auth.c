@@ -259,7 +259,10 @@ static int s_creds_set(farm_registry_creds_t *out, const char *user, size_t ulen
     return 0;
 }
 
-static int s_helper_get(farm_registry_creds_t *out, const char *name, const char *host)
+/* Runs docker-credential-NAME get. *out_missing (may be NULL) is set to 1 if the helper
+ * could not be started at all. */
+static int s_helper_get(farm_registry_creds_t *out, int *out_missing, const char *name,
+                        const char *host)
 {
     char prog[128], *buf = NULL;
     const char *server = s_helper_server(host);
@@ -304,6 +307,8 @@ static int s_helper_get(farm_registry_creds_t *out, const char *name, const char
     rc = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
     if (rc != 0) {
         pid = -1;
+        if (out_missing)
+            *out_missing = 1;
         rc = farm_error_set(FARM_ERROR,
                             "credential helper %s for %s: cannot run it: %s (is it on PATH?)",
                             prog, host, strerror(rc));
@@ -492,11 +497,10 @@ static char *s_read_config(const char *path, int *out_rc)
 
     *out_rc = 0;
     if (!f) {
-        *out_rc = errno == ENOENT ? FARM_ENOTFOUND
-                                  : farm_error_set(FARM_EIO, "cannot open docker config %s: %s",
-                                                   path, strerror(errno));
-        if (*out_rc == FARM_ENOTFOUND)
-            farm_error_set(FARM_ENOTFOUND, "no docker config at %s", path);
+        *out_rc = errno == ENOENT
+                      ? farm_error_set(FARM_ENOTFOUND, "no docker config at %s", path)
+                      : farm_error_set(FARM_EIO, "cannot open docker config %s: %s", path,
+                                       strerror(errno));
         return NULL;
     }
     if (fstat(fileno(f), &st) < 0 || st.st_size < 0 || (uint64_t)st.st_size > S_CONFIG_MAX) {
@@ -554,14 +558,15 @@ int farm_registry_credentials_lookup(farm_registry_creds_t *out, const char *con
 
     v = s_object_lookup_host(json_object_get(root, "credHelpers"), host);
     if (json_is_string(v)) {
-        rc = s_helper_get(out, json_string_value(v), host);
+        rc = s_helper_get(out, NULL, json_string_value(v), host);
         goto done; /* docker does not fall back from a per-host helper */
     }
     v = json_object_get(root, "credsStore");
     if (json_is_string(v) && json_string_length(v) > 0) {
-        rc = s_helper_get(out, json_string_value(v), host);
+        int missing = 0;
+        rc = s_helper_get(out, &missing, json_string_value(v), host);
         /* a config copied from a desktop names a store this host lacks: use auths */
-        if (rc < 0 && rc != FARM_ENOTFOUND && strstr(farm_error_last(), "cannot run"))
+        if (missing)
             farm_log_warn("registry %s: %s; trying auths in %s", host, farm_error_last(),
                           config_path);
         else if (rc != FARM_ENOTFOUND)

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "common/config.h"
@@ -247,10 +249,16 @@ static void test_build_only_file(void **state)
 
 static void test_syntax_errors(void **state)
 {
-    s_one("coordinator:\n"
-          "  agents: tcp://0.0.0.0:7700\n"
-          " clients: tcp://127.0.0.1:7701\n",
-          "t.yaml:3:2", "YAML syntax error: did not find expected key");
+    farm_config_t *cfg = (farm_config_t *)1;
+    farm_diag_t d = {0};
+
+    /* from a file: the message starts with its path */
+    assert_int_equal(farm_config_load(&cfg, DATA "syntax.yaml", &d), FARM_EINVALID);
+    assert_null(cfg);
+    assert_int_equal(d.n, 1);
+    assert_non_null(strstr(d.items[0], DATA "syntax.yaml:3:2: YAML syntax error: did not find "
+                                       "expected key"));
+    farm_diag_clear(&d);
     s_one("nodes: {a: {}\n", "t.yaml:2:1", "YAML syntax error");
     s_one("nodes:\n  a: \"unterminated\n", "t.yaml:3:1", "YAML syntax error");
     s_one("nodes:\n\ta: {}\n", "t.yaml:2:1", "tab character");
@@ -366,17 +374,37 @@ static void test_undefined_node(void **state)
                                                             "linux/amd64 but is not defined");
 }
 
+typedef struct {
+    const char *value, *needle;
+} s_case_t;
+
+/* s_one for each value written into `fmt` (one %s); every problem is at `where`. */
+static void s_each(const char *fmt, const char *where, const s_case_t *c, size_t n)
+{
+    char yaml[256];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(yaml, sizeof yaml, fmt, c[i].value);
+        s_one(yaml, where, c[i].needle);
+    }
+}
+
+#define S_EACH(fmt, where, ...)                                                                \
+    do {                                                                                       \
+        const s_case_t c_[] = {__VA_ARGS__};                                                   \
+        s_each(fmt, where, c_, sizeof c_ / sizeof *c_);                                        \
+    } while (0)
+
 static void test_slots(void **state)
 {
-    s_one("nodes:\n  a: {slots: 0}\n", "t.yaml:2:14",
-          "nodes.a.slots must be a whole number from 1 to 1024, got the value \"0\"");
-    s_one("nodes:\n  a: {slots: -2}\n", "t.yaml:2:14", "got the value \"-2\"");
-    s_one("nodes:\n  a: {slots: 1025}\n", "t.yaml:2:14", "from 1 to 1024");
-    s_one("nodes:\n  a: {slots: 99999999999999999999}\n", "t.yaml:2:14", "from 1 to 1024");
-    s_one("nodes:\n  a: {slots: 2.5}\n", "t.yaml:2:14", "whole number");
-    s_one("nodes:\n  a: {slots: four}\n", "t.yaml:2:14", "got the value \"four\"");
-    s_one("nodes:\n  a: {slots: \"4\"}\n", "t.yaml:2:14", "(quoted)");
-    s_one("nodes:\n  a: {slots: }\n", "t.yaml:2:14", "got nothing");
+    S_EACH("nodes:\n  a: {slots: %s}\n", "t.yaml:2:14",
+           {"0", "nodes.a.slots must be a whole number from 1 to 1024, got the value \"0\""},
+           {"-2", "got the value \"-2\""},
+           {"1025", "from 1 to 1024"},
+           {"99999999999999999999", "from 1 to 1024"},
+           {"2.5", "whole number"},
+           {"four", "got the value \"four\""},
+           {"\"4\"", "(quoted)"},
+           {"", "got nothing"});
     s_one("nodes:\n  \"bad name\": {}\n", "t.yaml:2:3", "node name \"bad name\" is not valid");
     s_one("platforms:\n  linux/amd64: [\"a\\x1b[2J\"]\nnodes: {a: {}}\n", "t.yaml:2:17",
           "node \"a\\x1b[2J\" is mapped to linux/amd64 but is not a valid node name");
@@ -384,25 +412,25 @@ static void test_slots(void **state)
 
 static void test_durations_and_endpoints(void **state)
 {
-    s_one("coordinator:\n  heartbeat: soon\n", "t.yaml:2:14",
-          "coordinator.heartbeat: \"soon\" is not a duration");
-    s_one("coordinator:\n  heartbeat: 1000\n", "t.yaml:2:14", "give it a unit");
-    s_one("coordinator:\n  heartbeat: 0ms\n", "t.yaml:2:14", "out of range");
-    s_one("coordinator:\n  heartbeat: 2h\n", "t.yaml:2:14", "out of range");
+    S_EACH("coordinator:\n  heartbeat: %s\n", "t.yaml:2:14",
+           {"soon", "coordinator.heartbeat: \"soon\" is not a duration"},
+           {"1000", "give it a unit"},
+           {"0ms", "out of range"},
+           {"2h", "out of range"});
+    S_EACH("coordinator:\n  agents: %s\n", "t.yaml:2:11",
+           {"tcp://h:0", "coordinator.agents: \"tcp://h:0\" is not a valid endpoint; the port "
+                         "must be a number from 1 to 65535"},
+           {"tcp://h:65536", "from 1 to 65535"},
+           {"tcp://h:http", "from 1 to 65535"},
+           {"tcp://h", "needs a host and a port"},
+           {"tcp://[::1:7700", "an IPv6 host goes in brackets"});
+    S_EACH("coordinator:\n  clients: %s\n", "t.yaml:2:12",
+           {"tcp://:7701", "needs a host and a port"},
+           {"http://h:80", "use tcp://host:port, ipc://path or inproc://name"},
+           {"ipc://", "needs a path"},
+           {"inproc://", "needs a path (ipc://) or a name (inproc://)"});
     s_one("coordinator:\n  queue_timeout: [1s]\n", "t.yaml:2:18",
           "coordinator.queue_timeout must be a duration, got a list");
-    s_one("coordinator:\n  agents: tcp://h:0\n", "t.yaml:2:11",
-          "coordinator.agents: \"tcp://h:0\" is not a valid endpoint; the port must be a "
-          "number from 1 to 65535");
-    s_one("coordinator:\n  agents: tcp://h:65536\n", "t.yaml:2:11", "from 1 to 65535");
-    s_one("coordinator:\n  agents: tcp://h:http\n", "t.yaml:2:11", "from 1 to 65535");
-    s_one("coordinator:\n  agents: tcp://h\n", "t.yaml:2:11", "needs a host and a port");
-    s_one("coordinator:\n  clients: tcp://:7701\n", "t.yaml:2:12", "needs a host and a port");
-    s_one("coordinator:\n  clients: http://h:80\n", "t.yaml:2:12",
-          "use tcp://host:port, ipc://path or inproc://name");
-    s_one("coordinator:\n  clients: ipc://\n", "t.yaml:2:12", "needs a path");
-    s_one("coordinator:\n  clients: inproc://\n", "t.yaml:2:12", "needs a path (ipc://) or a "
-                                                                "name (inproc://)");
     s_one("coordinator:\n  agents: tcp://h:1\n  clients: tcp://h:1\n", "t.yaml:3:12",
           "coordinator.clients is the same endpoint as coordinator.agents (2:11)");
     s_one("coordinator:\n  liveness: 0\n", "t.yaml:2:13", "from 1 to 100");
@@ -584,6 +612,24 @@ static void test_diag(void **state)
     farm_diag_clear(NULL);
 }
 
+/* A FIFO (or any non-file) given as farm.yaml is refused at once, not blocked on. */
+static void test_not_a_regular_file(void **state)
+{
+    char dir[] = "/tmp/farm-test-config-XXXXXX", path[64];
+    farm_config_t *cfg = NULL;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/farm.yaml", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(farm_config_load(&cfg, path, NULL), FARM_EINVALID);
+    assert_null(cfg);
+    assert_non_null(strstr(farm_error_last(), "not a regular file"));
+    assert_int_equal(farm_config_load(&cfg, dir, NULL), FARM_EINVALID);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -607,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_diag),
+        cmocka_unit_test(test_not_a_regular_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

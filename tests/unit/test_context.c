@@ -13,7 +13,6 @@
 #include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
@@ -22,6 +21,7 @@
 #include "common/context.h"
 #include "common/digest.h"
 #include "common/error.h"
+#include "common/fs.h"
 
 #define MTIME 1764324000 /* 2025-11-28T10:00:00Z */
 
@@ -34,16 +34,9 @@ static int s_setup(void **state)
     return 0;
 }
 
-static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    if (flag == FTW_DP)
-        chmod(path, 0700);
-    return remove(path);
-}
-
 static int s_teardown(void **state)
 {
-    nftw(s_base, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+    farm_fs_rmtree(s_base);
     return 0;
 }
 
@@ -477,7 +470,7 @@ static void s_refused(const ent_t *ents, size_t n, const char *entry, uint64_t m
     if (getenv("FARM_TEST_VERBOSE"))
         print_message("refused: %s\n", farm_error_last());
     s_assert_outside_intact();
-    nftw(s_path("dest"), s_rm, 16, FTW_DEPTH | FTW_PHYS);
+    farm_fs_rmtree(s_path("dest"));
     unlink(s_path("t.tar"));
 }
 
@@ -535,6 +528,24 @@ static void test_extract_hostile(void **state)
     }
 }
 
+/* A name longer than PATH_MAX is refused whole, not extracted under a truncated copy. */
+static void test_extract_long_name(void **state)
+{
+    static char name[5000];
+    ent_t ent = {name, 'f', "x\n"};
+
+    for (size_t i = 0; i + 2 < sizeof name; i += 2)
+        memcpy(name + i, "d/", 2);
+    name[sizeof name - 2] = 'f';
+    s_tar(s_path("t.tar"), &ent, 1);
+    s_dir("dest");
+    assert_int_equal(farm_context_extract(s_path("t.tar"), s_path("dest"), 1 << 20, 100),
+                     FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "entry \"d/d/d/"));
+    assert_non_null(strstr(farm_error_last(), "name is longer than"));
+    assert_int_equal(rmdir(s_path("dest")), 0); /* nothing was written */
+}
+
 static void test_extract_links_inside(void **state)
 {
     const ent_t ents[] = {
@@ -566,6 +577,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_extract_roundtrip, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_odd_names, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_extract_hostile, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_extract_long_name, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_extract_links_inside, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

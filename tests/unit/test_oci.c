@@ -11,7 +11,6 @@
 #include <cmocka.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -22,6 +21,7 @@
 
 #include "common/digest.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/oci.h"
 
 #define A64 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -85,10 +85,8 @@ static void s_make_layout(layout_t *l, const char *manifest_type, const char *ar
     memset(l, 0, sizeof *l);
     snprintf(l->dir, sizeof l->dir, "/tmp/farm-test-oci-XXXXXX");
     assert_non_null(mkdtemp(l->dir));
-    snprintf(path, sizeof path, "%s/blobs", l->dir);
-    assert_int_equal(mkdir(path, 0755), 0);
     snprintf(path, sizeof path, "%s/blobs/sha256", l->dir);
-    assert_int_equal(mkdir(path, 0755), 0);
+    assert_int_equal(farm_fs_mkdirs(path), 0);
     s_write_str(l->dir, "oci-layout", "{\"imageLayoutVersion\": \"1.0.0\"}");
 
     for (size_t i = 0; i < sizeof layer1; i++)
@@ -119,14 +117,9 @@ static void s_make_layout(layout_t *l, const char *manifest_type, const char *ar
     s_index(l, manifest_type, l->manifest, l->manifest_len);
 }
 
-static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static void s_cleanup(layout_t *l)
 {
-    nftw(l->dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+    farm_fs_rmtree(l->dir);
 }
 
 /* Reading must fail with an error message containing `needle`. */
@@ -285,23 +278,64 @@ static void test_traversal_digest(void **state)
     s_cleanup(&l);
 }
 
-static void test_layer_traversal_digest(void **state)
+/* Replaces the image with one whose config is `cfg` and whose layers are `layers` (a
+ * JSON array), and points index.json at it. */
+static void s_reimage(layout_t *l, const char *cfg, const char *layers)
 {
-    layout_t l;
-    char man[1024], cfgd[FARM_DIGEST_STRLEN];
-    const char *cfg = "{\"architecture\":\"amd64\",\"os\":\"linux\"}";
+    char man[2048];
 
-    s_make_layout(&l, FARM_MEDIA_OCI_MANIFEST, "amd64", NULL);
-    s_blob(l.dir, cfgd, cfg, strlen(cfg));
+    s_blob(l->dir, l->config, cfg, strlen(cfg));
     snprintf(man, sizeof man,
              "{\"schemaVersion\":2,\"mediaType\":\"" FARM_MEDIA_OCI_MANIFEST "\",\"config\":{"
              "\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\","
-             "\"size\":%zu},\"layers\":[{\"mediaType\":\"x/y\",\"digest\":\"sha256:../../"
-             "oci-layout\",\"size\":31}]}",
-             cfgd, strlen(cfg));
-    s_blob(l.dir, l.manifest, man, strlen(man));
-    s_index(&l, FARM_MEDIA_OCI_MANIFEST, l.manifest, strlen(man));
+             "\"size\":%zu},\"layers\":%s}",
+             l->config, strlen(cfg), layers);
+    s_blob(l->dir, l->manifest, man, strlen(man));
+    l->manifest_len = strlen(man);
+    s_index(l, FARM_MEDIA_OCI_MANIFEST, l->manifest, l->manifest_len);
+}
+
+static void test_layer_traversal_digest(void **state)
+{
+    layout_t l;
+
+    s_make_layout(&l, FARM_MEDIA_OCI_MANIFEST, "amd64", NULL);
+    s_reimage(&l, "{\"architecture\":\"amd64\",\"os\":\"linux\"}",
+              "[{\"mediaType\":\"x/y\",\"digest\":\"sha256:../../oci-layout\",\"size\":31}]");
     s_expect_refused(&l, "not a valid sha256 digest");
+    s_cleanup(&l);
+}
+
+/* The platform comes from the config: one that does not say it, or says junk, is
+ * refused naming the config, not pushed under a guessed platform. */
+static void test_config_platform_refused(void **state)
+{
+    layout_t l;
+    char want[128];
+
+    s_make_layout(&l, FARM_MEDIA_OCI_MANIFEST, "amd64", NULL);
+    s_reimage(&l, "{\"architecture\":\"amd64\"}", "[]");
+    s_expect_refused(&l, "os and architecture must be strings");
+    s_reimage(&l, "{\"architecture\":7,\"os\":\"linux\"}", "[]");
+    s_expect_refused(&l, "os and architecture must be strings");
+    s_reimage(&l, "{\"architecture\":\"mystery\",\"os\":\"linux\"}", "[]");
+    snprintf(want, sizeof want, "image config %s", l.config);
+    s_expect_refused(&l, want);
+    s_expect_refused(&l, "unknown architecture \"mystery\"");
+    s_cleanup(&l);
+}
+
+/* A descriptor's size is checked against the ceiling before anything is read. */
+static void test_manifest_over_limit(void **state)
+{
+    layout_t l;
+    farm_oci_image_t *img = NULL;
+
+    s_make_layout(&l, FARM_MEDIA_OCI_MANIFEST, "amd64", NULL);
+    s_index(&l, FARM_MEDIA_OCI_MANIFEST, l.manifest, (size_t)FARM_MANIFEST_MAX + 1);
+    assert_int_equal(farm_oci_layout_read(&img, l.dir), FARM_ETOOBIG);
+    assert_null(img);
+    assert_non_null(strstr(farm_error_last(), "over the 4 MiB limit"));
     s_cleanup(&l);
 }
 
@@ -415,6 +449,7 @@ static void test_index_compose_refuses(void **state)
     s_child(&c[0], "sha256:" A64, 1, "linux/amd64");
     snprintf(c[0].media_type, sizeof c[0].media_type, "%s", FARM_MEDIA_OCI_INDEX);
     assert_true(farm_oci_index_compose(&json, &len, c, 1, NULL, NULL, 0) < 0);
+    assert_non_null(strstr(farm_error_last(), "is not an image manifest"));
 
     s_child(&c[0], "sha256:" A64, 1, "linux/arm64");
     s_child(&c[1], "sha256:" B64, 1, "linux/arm64/v8");
@@ -556,6 +591,8 @@ int main(void)
         cmocka_unit_test(test_layer_missing_or_short),
         cmocka_unit_test(test_traversal_digest),
         cmocka_unit_test(test_layer_traversal_digest),
+        cmocka_unit_test(test_config_platform_refused),
+        cmocka_unit_test(test_manifest_over_limit),
         cmocka_unit_test(test_not_one_image),
         cmocka_unit_test(test_bad_layout_file),
         cmocka_unit_test(test_index_compose_exact),

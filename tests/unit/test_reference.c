@@ -137,10 +137,16 @@ static void test_limits(void **state)
     name[300] = '\0';
     name[0] = 'r', name[1] = '.', name[2] = 'i', name[3] = 'o', name[4] = '/';
     assert_int_equal(farm_reference_parse(&r, name), FARM_EINVALID);
-    /* docker.io/library/ counts toward the limit */
-    memset(name, 'a', 245);
-    name[245] = '\0';
+    assert_non_null(strstr(farm_error_last(), "255"));
+    /* docker.io/library/ counts toward the limit: 18 + 237 = 255 is the most */
+    memset(name, 'a', 237);
+    name[237] = '\0';
+    assert_int_equal(farm_reference_parse(&r, name), 0);
+    assert_int_equal(strlen(r.registry) + 1 + strlen(r.repository), 255);
+    name[237] = 'a';
+    name[238] = '\0';
     assert_int_equal(farm_reference_parse(&r, name), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "255"));
 }
 
 int main(void)

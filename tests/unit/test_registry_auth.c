@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/registry.h"
 
 /* ------------------------------------------------------------------------------ */
@@ -115,17 +115,12 @@ static int s_setup(void **state)
     return 0;
 }
 
-static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int s_teardown(void **state)
 {
     cfg_fixture_t *fx = *state;
     setenv("PATH", fx->old_path, 1);
     free(fx->old_path);
-    nftw(fx->dir, s_rm, 8, FTW_DEPTH | FTW_PHYS);
+    farm_fs_rmtree(fx->dir);
     unsetenv("DOCKER_CONFIG");
     free(fx);
     return 0;
@@ -282,6 +277,15 @@ static void test_helpers(void **state)
     assert_int_equal(farm_registry_credentials_lookup(&c, fx->cfg, "evil.example"),
                      FARM_EINVALID);
     assert_null(c.secret);
+
+    /* a credsStore this host does not have installed: auths still answers; a helper that
+     * runs and fails does not fall back (fail.example above) */
+    s_write(fx->cfg,
+            "{\"auths\":{\"fallback.example\":{\"auth\":\"Zjpn\"}},\"credsStore\":\"absent\"}",
+            0600);
+    s_expect(fx->cfg, "fallback.example", "f", "g", 0);
+    assert_int_equal(farm_registry_credentials_lookup(&c, fx->cfg, "none.example"),
+                     FARM_ENOTFOUND);
 }
 
 int main(void)

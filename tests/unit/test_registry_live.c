@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +23,8 @@
 
 #include "common/digest.h"
 #include "common/error.h"
+#include "common/fs.h"
+#include "common/proc.h"
 #include "common/log.h"
 #include "common/registry.h"
 
@@ -98,25 +99,6 @@ static void s_print_log_tail(const fixture_t *fx)
     fprintf(stderr, "--- docker-registry log tail ---\n%s\n---\n", buf);
 }
 
-/* Runs argv with stdout/stderr to /dev/null; exit status or -1. */
-static int s_run(char *const argv[])
-{
-    int status;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    if (waitpid(pid, &status, 0) < 0)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static int s_start(void **state, int auth)
 {
     fixture_t *fx = calloc(1, sizeof *fx);
@@ -148,8 +130,8 @@ static void s_launch(fixture_t *fx)
     if (fx->auth) {
         char *argv[] = {"htpasswd", "-Bbc", htp, USER, PASS, NULL};
         snprintf(htp, sizeof htp, "%s/htpasswd", fx->dir);
-        if (s_run(argv) != 0)
-            skip(); /* only reached when htpasswd is unavailable: see test_basic_auth */
+        if (farm_proc_run(argv, NULL) != 0)
+            fail_msg("htpasswd -Bbc %s failed (test_basic_auth skips when it is missing)", htp);
     }
     fx->port = s_free_port();
     assert_true(fx->port > 0);
@@ -200,11 +182,6 @@ static void s_launch(fixture_t *fx)
     }
 }
 
-static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int s_teardown(void **state)
 {
     fixture_t *fx = *state;
@@ -225,7 +202,7 @@ static int s_teardown(void **state)
         }
     }
     if (fx->dir[0])
-        nftw(fx->dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+        farm_fs_rmtree(fx->dir);
     unsetenv("DOCKER_CONFIG");
     free(fx);
     *state = NULL;
@@ -487,7 +464,7 @@ static void test_basic_auth(void **state)
     farm_registry_t *reg;
     char want[128];
 
-    if (s_run((char *[]){"sh", "-c", "command -v htpasswd", NULL}) != 0) {
+    if (farm_proc_run((char *[]){"sh", "-c", "command -v htpasswd >/dev/null", NULL}, NULL) != 0) {
         fprintf(stderr, "SKIP: htpasswd (apache2-utils) is not installed; no bcrypt tool to "
                         "make the registry's htpasswd file\n");
         skip();
