@@ -28,8 +28,11 @@
 
 typedef enum { JOB_FETCHING, JOB_RUNNING } job_state_t;
 
+struct farm_agent;
+
 typedef struct job {
     struct job *next;
+    struct farm_agent *agent; /* owner: log lines go out on its socket */
     Farm__Envelope *assign_env; /* owns the JobAssign */
     const Farm__JobAssign *a;
     job_state_t state;
@@ -63,7 +66,7 @@ struct farm_agent {
     uint64_t session;       /* new for every session: a resent HELLO is not a restart */
     long long last_recv;    /* any message from the coordinator */
     long long next_beat;
-    long long next_hello;
+    long long next_reconnect;
     int backoff_ms;
     int heartbeat_ms;
     int liveness;
@@ -173,8 +176,8 @@ static void s_job_fail(farm_agent_t *self, job_t *job, const char *error)
 
 static void s_job_line(void *arg, const char *line)
 {
-    job_t *job = ((void **)arg)[0];
-    farm_agent_t *self = ((void **)arg)[1];
+    job_t *job = arg;
+    farm_agent_t *self = job->agent;
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__JobLog l = FARM__JOB_LOG__INIT;
     unsigned slot;
@@ -250,8 +253,7 @@ static void s_job_start(farm_agent_t *self, job_t *job)
 
 static void s_job_readable(farm_agent_t *self, job_t *job)
 {
-    void *arg[2] = {job, self};
-    int rc = farm_linebuf_read(&job->lb, job->fd, s_job_line, arg);
+    int rc = farm_linebuf_read(&job->lb, job->fd, s_job_line, job);
     int status = 0;
     char media[128], digest[FARM_DIGEST_STRLEN];
     unsigned long long size, bms, pms;
@@ -520,6 +522,7 @@ static void s_on_assign(farm_agent_t *self, Farm__Envelope **env_p)
     if (!job)
         return;
     job->fd = -1;
+    job->agent = self;
     job->assign_env = *env_p;
     *env_p = NULL;
     job->a = job->assign_env->job_assign;
@@ -628,7 +631,7 @@ static void s_on_message(farm_agent_t *self, Farm__Envelope **env_p)
                       self->opts.name, self->heartbeat_ms);
         break;
     case FARM__ENVELOPE__BODY_REJECT:
-        if (strstr(env->reject->reason, "say HELLO again")) {
+        if (env->reject->rehello) {
             /* the coordinator restarted or declared us lost: what we ran is void. One
              * new session; the REJECTs of messages already in flight change nothing. */
             if (self->ready) {
@@ -741,14 +744,13 @@ int farm_agent_run(farm_agent_t *self, volatile int *stop)
         self->next_beat = now + self->heartbeat_ms;
         if (now - self->last_recv > (long long)self->heartbeat_ms * self->liveness) {
             /* Paranoid Pirate: the coordinator is gone; reconnect with backoff */
-            if (now < self->next_hello)
+            if (now < self->next_reconnect)
                 continue;
             farm_log_warn("coordinator %s silent for %lld ms; reconnecting (next try in %d ms)",
                           self->opts.coordinator, now - self->last_recv, self->backoff_ms);
             s_drop_all_jobs(self, "lost the coordinator");
             s_connect(self);
-            self->last_recv = now - (long long)self->heartbeat_ms * self->liveness + self->backoff_ms;
-            self->next_hello = now + self->backoff_ms;
+            self->next_reconnect = now + self->backoff_ms;
             if (self->backoff_ms < BACKOFF_MAX_MS)
                 self->backoff_ms *= 2;
             continue;

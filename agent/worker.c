@@ -17,7 +17,7 @@
 
 #define CONTEXT_MAX_BYTES (16ULL << 30)
 #define CONTEXT_MAX_ENTRIES 1000000ULL
-#define ARGV_MAX 256
+#define ARGV_FIXED 32 /* builder argv besides the build args */
 
 static long long s_ms_since(long long t0)
 {
@@ -89,7 +89,7 @@ int farm_worker_run(const farm_worker_job_t *job)
     char root[1200], runroot[1200], plat_s[FARM_PLATFORM_STRLEN], got_s[FARM_PLATFORM_STRLEN];
     char t_plat[FARM_PLATFORM_STRLEN], t_os[32], t_arch[32], t_var[16];
     char b_plat[FARM_PLATFORM_STRLEN], b_os[32], b_arch[32], b_var[16];
-    char *argv[ARGV_MAX], **kv = NULL;
+    char **argv = NULL, **kv = NULL;
     farm_platform_t plat, host;
     farm_oci_image_t *img = NULL;
     farm_registry_t *reg = NULL;
@@ -118,15 +118,18 @@ int farm_worker_run(const farm_worker_job_t *job)
     if (farm_context_extract(job->context_tar, ctx, CONTEXT_MAX_BYTES, CONTEXT_MAX_ENTRIES) < 0)
         return s_fail("context: %s", farm_error_last());
 
-    /* build args exactly as buildx sets them, then the user's (which may not override) */
+    /* build args exactly as buildx sets them, plus the user's (the coordinator refuses
+     * user args that name these) */
     farm_platform_target_args(&plat, t_plat, sizeof t_plat, t_os, sizeof t_os, t_arch,
                               sizeof t_arch, t_var, sizeof t_var);
     if (farm_platform_host(&host) < 0)
         return s_fail("%s", farm_error_last());
     farm_platform_target_args(&host, b_plat, sizeof b_plat, b_os, sizeof b_os, b_arch,
                               sizeof b_arch, b_var, sizeof b_var);
-    kv = calloc(job->n_args + 8, sizeof *kv);
-    if (!kv)
+    nkv = job->n_args + 8;
+    kv = calloc(nkv, sizeof *kv);
+    argv = calloc(ARGV_FIXED + 2 * nkv + 1, sizeof *argv);
+    if (!kv || !argv)
         return s_fail("out of memory");
     {
         const char *std[][2] = {{"TARGETPLATFORM", t_plat}, {"TARGETOS", t_os},
@@ -134,7 +137,10 @@ int farm_worker_run(const farm_worker_job_t *job)
                                 {"BUILDPLATFORM", b_plat},  {"BUILDOS", b_os},
                                 {"BUILDARCH", b_arch},      {"BUILDVARIANT", b_var}};
         for (size_t i = 0; i < 8; i++)
-            if (asprintf(&kv[nkv++], "%s=%s", std[i][0], std[i][1]) < 0)
+            if (asprintf(&kv[i], "%s=%s", std[i][0], std[i][1]) < 0)
+                return s_fail("out of memory");
+        for (size_t i = 0; i < job->n_args; i++)
+            if (asprintf(&kv[8 + i], "%s=%s", job->args[i].key, job->args[i].value) < 0)
                 return s_fail("out of memory");
     }
     n = s_builder_prefix(argv, root, runroot, sizeof root, job->builder);
@@ -149,16 +155,9 @@ int farm_worker_run(const farm_worker_job_t *job)
     argv[n++] = dockerfile;
     argv[n++] = "-t";
     argv[n++] = tag;
-    for (size_t i = 0; i < nkv && n < ARGV_MAX - 40; i++) {
+    for (size_t i = 0; i < nkv; i++) {
         argv[n++] = "--build-arg";
         argv[n++] = kv[i];
-    }
-    for (size_t i = 0; i < job->n_args && n < ARGV_MAX - 4; i++) {
-        char *a;
-        if (asprintf(&a, "%s=%s", job->args[i].key, job->args[i].value) < 0)
-            return s_fail("out of memory");
-        argv[n++] = "--build-arg";
-        argv[n++] = a;
     }
     argv[n++] = ctx;
     argv[n] = NULL;

@@ -101,7 +101,7 @@ int farm_wire_unpack(Farm__Envelope **out, const void *data, size_t len)
 int farm_wire_recv(void *sock, void *rid, size_t *rid_len, Farm__Envelope **out)
 {
     zmq_msg_t part;
-    int more, nparts = 0, rc = FARM_EINVALID, got_body = 0;
+    int more, nparts = 0, rc = 0, got_body = 0;
 
     *out = NULL;
     for (;;) {
@@ -133,8 +133,8 @@ int farm_wire_recv(void *sock, void *rid, size_t *rid_len, Farm__Envelope **out)
         if (!more)
             break;
     }
-    if (!got_body && rc == FARM_EINVALID)
-        farm_error_set(FARM_EINVALID, "message without body frame");
+    if (!got_body)
+        return farm_error_set(FARM_EINVALID, "message without body frame");
     return rc;
 }
 

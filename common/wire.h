@@ -12,6 +12,11 @@
 #define FARM_WIRE_MAXMSG (8 << 20)     /* ZMQ_MAXMSGSIZE on every socket */
 #define FARM_WIRE_CHUNK (1 << 20)      /* context transfer chunk */
 #define FARM_WIRE_WINDOW (8ULL << 20)  /* context bytes in flight, unacknowledged */
+#define FARM_BUILD_ARGS_MAX 128        /* --build-arg per submit */
+#define FARM_TAGS_MAX 64               /* -t per submit */
+#define FARM_PLATFORMS_MAX 64          /* platforms per submit */
+#define FARM_STR_(x) #x
+#define FARM_STR(x) FARM_STR_(x)
 #define FARM_WIRE_ROUTING_MAX 255
 
 typedef enum { FARM_WIRE_ROUTER_SERVER, FARM_WIRE_DEALER_CLIENT } farm_wire_role_t;

@@ -43,7 +43,6 @@ typedef struct {
     uint64_t session;
     long long last_seen;
     int slots;
-    int used;
     char **platforms; /* offered and accepted, canonical */
     size_t n_platforms;
 } node_t;
@@ -197,6 +196,16 @@ static node_t *s_node_by_rid(farm_coordinator_t *self, const void *rid, size_t l
     return NULL;
 }
 
+/* Slots in use: the running jobs that name the node (one source of truth). */
+static int s_node_used(const farm_coordinator_t *self, const node_t *n)
+{
+    int used = 0;
+    for (const build_t *b = self->builds; b; b = b->next)
+        for (size_t i = 0; i < b->n_jobs; i++)
+            used += b->jobs[i].state == JOB_RUNNING && b->jobs[i].node == n;
+    return used;
+}
+
 static int s_node_offers(const node_t *n, const char *platform)
 {
     for (size_t i = 0; i < n->n_platforms; i++)
@@ -258,8 +267,7 @@ static void s_event(farm_coordinator_t *self, build_t *b, const char *kind, cons
     env.version = FARM_WIRE_VERSION;
     env.body_case = FARM__ENVELOPE__BODY_EVENT;
     env.event = &ev;
-    if (farm_wire_send(self->clients, b->client, b->client_len, &env) < 0 &&
-        farm_error_last()[0]) {
+    if (farm_wire_send(self->clients, b->client, b->client_len, &env) < 0) {
         /* farmctl went away: the build goes on and its result is still pushed */
         farm_log_warn("build=%s client gone (%s); continuing without it", b->id,
                       farm_error_last());
@@ -322,15 +330,6 @@ static job_t *s_job_by_id(farm_coordinator_t *self, const char *id)
     return NULL;
 }
 
-static void s_job_release(job_t *job)
-{
-    if (job->node) {
-        if (job->node->used > 0)
-            job->node->used--;
-        job->node = NULL;
-    }
-}
-
 static void s_job_cancel(farm_coordinator_t *self, job_t *job, const char *reason)
 {
     if (job->state == JOB_RUNNING && job->node && job->node->state == NODE_READY) {
@@ -343,9 +342,22 @@ static void s_job_cancel(farm_coordinator_t *self, job_t *job, const char *reaso
         env.job_cancel = &jc;
         s_send_to_node(self, job->node, &env);
     }
-    s_job_release(job);
+    job->node = NULL;
     if (job->state == JOB_QUEUED || job->state == JOB_RUNNING)
         job->state = JOB_CANCELLED;
+}
+
+/* The job failed: record why and tell farmctl. The caller then runs s_build_check. */
+static void s_job_fail(farm_coordinator_t *self, job_t *job, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void s_job_fail(farm_coordinator_t *self, job_t *job, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(job->error, sizeof job->error, fmt, ap);
+    va_end(ap);
+    job->state = JOB_FAILED;
+    s_event(self, job->build, "failed", job, "%s", job->error);
 }
 
 static void s_build_finish(farm_coordinator_t *self, build_t *b, int ok, const char *index_digest,
@@ -548,13 +560,19 @@ static int s_platform_has_live(farm_coordinator_t *self, char **names, size_t n,
 static node_t *s_pick(farm_coordinator_t *self, char **names, size_t n, const char *platform)
 {
     node_t *best = NULL;
+    int best_used = 0;
     for (size_t i = 0; i < n; i++) {
         node_t *node = s_node_by_name(self, names[i]);
-        if (!node || node->state != NODE_READY || !s_node_offers(node, platform) ||
-            node->used >= node->slots)
+        int used;
+        if (!node || node->state != NODE_READY || !s_node_offers(node, platform))
             continue;
-        if (!best || (long)node->used * best->slots < (long)best->used * node->slots)
+        used = s_node_used(self, node);
+        if (used >= node->slots)
+            continue;
+        if (!best || (long)used * best->slots < (long)best_used * node->slots) {
             best = node;
+            best_used = used;
+        }
     }
     return best;
 }
@@ -597,10 +615,9 @@ static void s_assign(farm_coordinator_t *self, job_t *job, node_t *node, int emu
     job->started_at = farm_now_ms();
     job->node = node;
     snprintf(job->node_name, sizeof job->node_name, "%s", node->cfg->name);
-    node->used++;
     s_send_to_node(self, node, &env);
     s_event(self, b, "dispatched", job, "attempt %u on %s%s (%d/%d slots)", job->attempt,
-            node->cfg->name, emulated ? " (emulated)" : "", node->used, node->slots);
+            node->cfg->name, emulated ? " (emulated)" : "", s_node_used(self, node), node->slots);
     free(kvs);
     free(kvp);
 }
@@ -645,7 +662,7 @@ static void s_dispatch(farm_coordinator_t *self)
 
 static void s_job_requeue(farm_coordinator_t *self, job_t *job, const char *why)
 {
-    s_job_release(job);
+    job->node = NULL;
     job->state = JOB_QUEUED;
     job->attempt++;
     job->queued_at = farm_now_ms();
@@ -664,22 +681,23 @@ static void s_node_lost(farm_coordinator_t *self, node_t *node, const char *why)
         for (size_t i = 0; i < b->n_jobs; i++)
             if (b->jobs[i].state == JOB_RUNNING && b->jobs[i].node == node)
                 s_job_requeue(self, &b->jobs[i], msg);
-    node->used = 0;
 }
 
 /* ------------------------------------------------------------------ agent messages */
 
+/* rehello: the session is unknown and the agent should introduce itself again (sent
+ * once per message in flight, so logged quietly); otherwise a person must act. */
 static void s_reject(farm_coordinator_t *self, const void *rid, size_t rid_len,
-                     const char *reason)
+                     const char *reason, int rehello)
 {
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__Reject rj = FARM__REJECT__INIT;
     rj.reason = (char *)reason;
+    rj.rehello = rehello;
     env.body_case = FARM__ENVELOPE__BODY_REJECT;
     env.reject = &rj;
-    /* an agent forgotten by a restart or declared lost gets one per message in flight */
-    farm_log(strstr(reason, "say HELLO again") ? FARM_LOG_DEBUG : FARM_LOG_WARN,
-             "rejecting agent %.*s: %s", (int)rid_len, (const char *)rid, reason);
+    farm_log(rehello ? FARM_LOG_DEBUG : FARM_LOG_WARN, "rejecting agent %.*s: %s", (int)rid_len,
+             (const char *)rid, reason);
     s_send(self, self->agents, rid, rid_len, &env);
 }
 
@@ -697,7 +715,7 @@ static void s_on_hello(farm_coordinator_t *self, const void *rid, size_t rid_len
         snprintf(reason, sizeof reason,
                  "node \"%s\" is not defined under nodes: in %s; add it there or start the "
                  "agent with --name set to a configured node", h->name, self->cfg->path);
-        s_reject(self, rid, rid_len, reason);
+        s_reject(self, rid, rid_len, reason, 0);
         return;
     }
     sscanf(h->version, "%d", &major);
@@ -705,11 +723,11 @@ static void s_on_hello(farm_coordinator_t *self, const void *rid, size_t rid_len
     if (major != mine) {
         snprintf(reason, sizeof reason, "agent version %s is incompatible with coordinator %s; "
                  "run the same major version", h->version, FARM_VERSION);
-        s_reject(self, rid, rid_len, reason);
+        s_reject(self, rid, rid_len, reason, 0);
         return;
     }
     if (h->n_platforms == 0) {
-        s_reject(self, rid, rid_len, "the agent offers no platform; pass --platform");
+        s_reject(self, rid, rid_len, "the agent offers no platform; pass --platform", 0);
         return;
     }
     plats = calloc(h->n_platforms, sizeof *plats);
@@ -761,7 +779,6 @@ static void s_on_hello(farm_coordinator_t *self, const void *rid, size_t rid_len
     node->state = NODE_READY;
     node->session = h->session;
     node->last_seen = farm_now_ms();
-    node->used = 0;
     node->slots = node->cfg->slots;
     if (h->slots > 0 && (int)h->slots < node->slots)
         node->slots = (int)h->slots;
@@ -778,7 +795,7 @@ welcome:
     s_dispatch(self);
     goto done;
 reject:
-    s_reject(self, rid, rid_len, reason);
+    s_reject(self, rid, rid_len, reason, 0);
 done:
     if (plats)
         s_free_strv(plats, h->n_platforms);
@@ -806,26 +823,22 @@ static void s_on_job_result(farm_coordinator_t *self, node_t *node, const Farm__
         return;
     }
     b = job->build;
-    s_job_release(job);
+    job->node = NULL;
     b->last_result_at = farm_now_ms();
     for (size_t i = 0; i < r->n_log_tail; i++)
         s_tail_add(job, r->log_tail[i]);
     if (!r->ok) {
-        job->state = JOB_FAILED;
-        snprintf(job->error, sizeof job->error, "%s", r->error[0] ? r->error : "build failed");
-        s_event(self, b, "failed", job, "%s", job->error);
+        s_job_fail(self, job, "%s", r->error[0] ? r->error : "build failed");
         goto check;
     }
     if (!r->image || !farm_digest_valid(r->image->digest) ||
         farm_platform_parse(&p, r->image->platform) < 0 || !farm_platform_equal(&p, &job->plat) ||
         (strcmp(r->image->media_type, FARM_MEDIA_OCI_MANIFEST) != 0 &&
          strcmp(r->image->media_type, FARM_MEDIA_DOCKER_MANIFEST) != 0)) {
-        job->state = JOB_FAILED;
-        snprintf(job->error, sizeof job->error,
-                 "node %s reported an unusable image descriptor (platform %s, media type %s)",
-                 node->cfg->name, r->image ? r->image->platform : "-",
-                 r->image ? r->image->media_type : "-");
-        s_event(self, b, "failed", job, "%s", job->error);
+        s_job_fail(self, job,
+                   "node %s reported an unusable image descriptor (platform %s, media type %s)",
+                   node->cfg->name, r->image ? r->image->platform : "-",
+                   r->image ? r->image->media_type : "-");
         goto check;
     }
     job->state = JOB_DONE;
@@ -915,7 +928,7 @@ static void s_agents_readable(farm_coordinator_t *self)
         node = s_node_by_rid(self, rid, rid_len);
         if (!node) {
             /* e.g. the coordinator restarted: tell the agent to introduce itself again */
-            s_reject(self, rid, rid_len, "unknown session; say HELLO again");
+            s_reject(self, rid, rid_len, "unknown session; say HELLO again", 1);
             farm_wire_free(&env);
             continue;
         }
@@ -1097,17 +1110,44 @@ static void s_on_submit(farm_coordinator_t *self, const void *rid, size_t rid_le
     build_t *b = NULL, **tail;
     struct stat st;
 
+    if (s->n_tags > FARM_TAGS_MAX) {
+        s_refuse(self, rid, rid_len, "too many tags (at most " FARM_STR(FARM_TAGS_MAX) ")");
+        return;
+    }
     if (s->n_tags == 0) {
         s_refuse(self, rid, rid_len, "no tag given: pass -t REGISTRY/REPO:TAG or set build.tags");
         return;
     }
-    if (s->n_platforms == 0 || s->n_platforms > 64) {
-        s_refuse(self, rid, rid_len, "between 1 and 64 platforms are needed");
+    if (s->n_platforms == 0 || s->n_platforms > FARM_PLATFORMS_MAX) {
+        s_refuse(self, rid, rid_len,
+                 "between 1 and " FARM_STR(FARM_PLATFORMS_MAX) " platforms are needed");
         return;
     }
     if (!farm_digest_valid(s->context_digest)) {
         s_refuse(self, rid, rid_len, "no valid context digest");
         return;
+    }
+    if (s->n_build_args > FARM_BUILD_ARGS_MAX) {
+        s_refuse(self, rid, rid_len, "too many build args (at most " FARM_STR(FARM_BUILD_ARGS_MAX) ")");
+        return;
+    }
+    for (size_t i = 0; i < s->n_build_args; i++) {
+        static const char *const automatic[] = {"TARGETPLATFORM", "TARGETOS", "TARGETARCH",
+                                                "TARGETVARIANT", "BUILDPLATFORM", "BUILDOS",
+                                                "BUILDARCH", "BUILDVARIANT"};
+        const char *k = s->build_args[i]->key;
+        if (!k[0] || strchr(k, '=') || strlen(k) > 256) {
+            s_refuse(self, rid, rid_len, "a build arg name is empty, too long or contains '='");
+            return;
+        }
+        for (size_t a = 0; a < sizeof automatic / sizeof automatic[0]; a++) {
+            if (strcmp(k, automatic[a]) == 0) {
+                snprintf(reason, sizeof reason, "build arg %s is set by farm for each platform, "
+                         "as buildx does; drop it from --build-arg / build.args", k);
+                s_refuse(self, rid, rid_len, reason);
+                return;
+            }
+        }
     }
     b = calloc(1, sizeof *b);
     if (!b)
@@ -1243,7 +1283,7 @@ static void s_on_nodes(farm_coordinator_t *self, const void *rid, size_t rid_len
         ni->name = n->cfg->name;
         ni->state = states[n->state];
         ni->slots = (uint32_t)(n->slots ? n->slots : n->cfg->slots);
-        ni->used = (uint32_t)n->used;
+        ni->used = (uint32_t)s_node_used(self, n);
         /* platforms: what farm.yaml maps to this node, native and emulated */
         ni->platforms = calloc(self->cfg->n_platforms + 1, sizeof *ni->platforms);
         ni->emulated = calloc(self->cfg->n_platforms + 1, sizeof *ni->emulated);
@@ -1334,6 +1374,23 @@ static void s_clients_readable(farm_coordinator_t *self)
 
 /* ------------------------------------------------------------------ timers */
 
+/* queue_timeout: a job that found no live node; job_timeout: a hung attempt. */
+static void s_build_timeouts(farm_coordinator_t *self, build_t *b, long long now)
+{
+    for (size_t i = 0; i < b->n_jobs; i++) {
+        job_t *j = &b->jobs[i];
+        if (j->state == JOB_RUNNING && now - j->started_at > self->cfg->job_timeout_ms) {
+            s_job_cancel(self, j, "job_timeout");
+            s_job_fail(self, j, "attempt %u on node %s ran longer than %d s (coordinator.job_timeout)",
+                       j->attempt, j->node_name, self->cfg->job_timeout_ms / 1000);
+        } else if (j->state == JOB_QUEUED && now - j->queued_at > self->cfg->queue_timeout_ms) {
+            s_job_fail(self, j, "no node of %s became available within %d s (queue_timeout)",
+                       j->platform, self->cfg->queue_timeout_ms / 1000);
+        }
+    }
+    s_build_check(self, b);
+}
+
 static void s_on_timer(farm_coordinator_t *self)
 {
     long long now = farm_now_ms();
@@ -1364,27 +1421,8 @@ static void s_on_timer(farm_coordinator_t *self)
         }
         if (b->state != BUILD_DONE && !b->client_gone)
             s_send(self, self->clients, b->client, b->client_len, &env);
-        for (size_t i = 0; b->state == BUILD_RUNNING && i < b->n_jobs; i++) {
-            job_t *j = &b->jobs[i];
-            if (j->state == JOB_RUNNING && now - j->started_at > self->cfg->job_timeout_ms) {
-                /* a hung builder must not hold the build forever */
-                s_job_cancel(self, j, "job_timeout");
-                j->state = JOB_FAILED;
-                snprintf(j->error, sizeof j->error,
-                         "attempt %u on node %s ran longer than %d s (coordinator.job_timeout)",
-                         j->attempt, j->node_name, self->cfg->job_timeout_ms / 1000);
-                s_event(self, b, "failed", j, "%s", j->error);
-                s_build_check(self, b);
-                continue;
-            }
-            if (j->state == JOB_QUEUED && now - j->queued_at > self->cfg->queue_timeout_ms) {
-                j->state = JOB_FAILED;
-                snprintf(j->error, sizeof j->error,
-                         "no node of %s became available within %d s (queue_timeout)",
-                         j->platform, self->cfg->queue_timeout_ms / 1000);
-                s_build_check(self, b);
-            }
-        }
+        if (b->state == BUILD_RUNNING)
+            s_build_timeouts(self, b, now);
         pp = &b->next;
     }
     if (now >= self->next_sweep) {

@@ -22,7 +22,6 @@
 #include "farmctl/client.h"
 #include "farmctl/progress.h"
 
-#define MAX_LIST 64
 #define REPLY_TIMEOUT_MS 15000
 #define SILENCE_TIMEOUT_MS 60000 /* the coordinator heartbeats running builds */
 
@@ -36,12 +35,12 @@ static void s_on_interrupt(int sig)
 }
 
 typedef struct {
-    const char *tags[MAX_LIST];
+    const char *tags[FARM_TAGS_MAX];
     size_t n_tags;
-    char *platforms[MAX_LIST];
+    char *platforms[FARM_PLATFORMS_MAX];
     size_t n_platforms;
     const char *dockerfile;
-    farm_kv_t args[MAX_LIST];
+    farm_kv_t args[FARM_BUILD_ARGS_MAX];
     size_t n_args;
     const char *farm_file;
     const char *coordinator;
@@ -76,8 +75,9 @@ static int s_add_platforms(submit_opts_t *o, const char *list)
 
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         farm_platform_t p;
-        if (o->n_platforms == MAX_LIST) {
-            rc = farm_error_set(FARM_EINVALID, "too many platforms (at most %d)", MAX_LIST);
+        if (o->n_platforms == FARM_PLATFORMS_MAX) {
+            rc = farm_error_set(FARM_EINVALID, "too many platforms (at most %d)",
+                                FARM_PLATFORMS_MAX);
             break;
         }
         if ((rc = farm_platform_parse(&p, tok)) < 0)
@@ -89,19 +89,39 @@ static int s_add_platforms(submit_opts_t *o, const char *list)
     return rc;
 }
 
-static void s_set_arg(submit_opts_t *o, const char *key, const char *value)
+/* Sets a build arg; a later --build-arg of the same name wins, a farm.yaml default
+ * (override = 0) never replaces one given on the command line. */
+static int s_set_arg(submit_opts_t *o, const char *key, const char *value, int override)
 {
     for (size_t i = 0; i < o->n_args; i++) {
         if (strcmp(o->args[i].key, key) == 0) {
-            free(o->args[i].value);
-            o->args[i].value = strdup(value);
-            return;
+            if (override) {
+                free(o->args[i].value);
+                o->args[i].value = strdup(value);
+            }
+            return 0;
         }
     }
-    if (o->n_args < MAX_LIST) {
-        o->args[o->n_args].key = strdup(key);
-        o->args[o->n_args++].value = strdup(value);
-    }
+    if (o->n_args == FARM_BUILD_ARGS_MAX)
+        return farm_error_set(FARM_EINVALID, "too many build args (at most %d)",
+                              FARM_BUILD_ARGS_MAX);
+    o->args[o->n_args].key = strdup(key);
+    o->args[o->n_args++].value = strdup(value);
+    return 0;
+}
+
+/* --build-arg KEY=VALUE */
+static int s_cli_arg(submit_opts_t *o, char *kv)
+{
+    char *eq = strchr(kv, '=');
+    int rc;
+
+    if (!eq || eq == kv)
+        return farm_error_set(FARM_EINVALID, "--build-arg wants KEY=VALUE, not \"%s\"", kv);
+    *eq = '\0';
+    rc = s_set_arg(o, kv, eq + 1, 1);
+    *eq = '=';
+    return rc;
 }
 
 /* The Dockerfile as a path relative to the context (it must live inside it). */
@@ -378,7 +398,7 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
 {
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
     Farm__Submit s = FARM__SUBMIT__INIT;
-    Farm__KeyValue kvs[MAX_LIST], *kvp[MAX_LIST];
+    Farm__KeyValue kvs[FARM_BUILD_ARGS_MAX], *kvp[FARM_BUILD_ARGS_MAX];
     int rc;
 
     for (size_t i = 0; i < o->n_args; i++) {
@@ -444,21 +464,33 @@ int farmctl_submit_main(int argc, char **argv)
     farmctl_client_t *cl = NULL;
     char farm_path[PATH_MAX], endpoint[512], tar[] = "/tmp/farmctl-context-XXXXXX";
     char digest[FARM_DIGEST_STRLEN], dockerfile[PATH_MAX];
-    const char *cli_platforms = NULL;
     uint64_t size = 0;
-    int c, rc = 1, tarfd = -1, dockerfile_cli = 0;
+    int c, rc = 2, tarfd = -1, dockerfile_cli = 0; /* 2: usage error */
     struct stat st;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "t:f:h", opts, NULL)) != -1) {
         switch (c) {
         case 't':
-            if (o.n_tags < MAX_LIST)
-                o.tags[o.n_tags++] = optarg;
+            if (o.n_tags == FARM_TAGS_MAX) {
+                fprintf(stderr, "farmctl submit: too many -t (at most %d)\n", FARM_TAGS_MAX);
+                goto done;
+            }
+            o.tags[o.n_tags++] = optarg;
             break;
         case 'f': o.dockerfile = optarg; dockerfile_cli = 1; break;
-        case O_PLATFORM: cli_platforms = optarg; break;
-        case O_BUILD_ARG: break; /* applied after farm.yaml's defaults, below */
+        case O_PLATFORM:
+            if (s_add_platforms(&o, optarg) < 0) {
+                fprintf(stderr, "farmctl submit: --platform: %s\n", farm_error_last());
+                goto done;
+            }
+            break;
+        case O_BUILD_ARG:
+            if (s_cli_arg(&o, optarg) < 0) {
+                fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
+                goto done;
+            }
+            break;
         case O_FARM: o.farm_file = optarg; break;
         case O_COORD: o.coordinator = optarg; break;
         case O_META: o.metadata_file = optarg; break;
@@ -474,22 +506,22 @@ int farmctl_submit_main(int argc, char **argv)
                 o.progress = FARMCTL_PROGRESS_AUTO;
             else {
                 fprintf(stderr, "farmctl submit: --progress wants auto, plain, tty or quiet\n");
-                return 2;
+                goto done;
             }
             break;
-        case 'h': s_usage(stdout); return 0;
-        default: s_usage(stderr); return 2;
+        case 'h': s_usage(stdout); rc = 0; goto done;
+        default: s_usage(stderr); goto done;
         }
     }
     if (optind < argc)
         o.context = argv[optind++];
     if (optind < argc) {
         s_usage(stderr);
-        return 2;
+        goto done;
     }
     if (stat(o.context, &st) != 0 || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "farmctl submit: context %s is not a directory\n", o.context);
-        return 2;
+        goto done;
     }
 
     /* farm.yaml: --farm, else ./farm.yaml, else CONTEXT/farm.yaml */
@@ -511,60 +543,51 @@ int farmctl_submit_main(int argc, char **argv)
         fprintf(stderr, "farmctl submit: fix %s first (farmctl validate %s)\n", farm_path,
                 farm_path);
         farm_diag_clear(&diags);
-        return 1;
+        rc = 1;
+        goto done;
     }
 
-    /* defaults from farm.yaml's build: section, then the command line */
+    /* farm.yaml's build: section fills in what the command line did not give */
     if (cfg && cfg->build.present) {
-        for (size_t i = 0; o.n_tags == 0 && i < cfg->build.n_tags && i < MAX_LIST; i++)
-            o.tags[i] = cfg->build.tags[i];
+        if (o.n_tags == 0 && cfg->build.n_tags > FARM_TAGS_MAX) {
+            fprintf(stderr, "farmctl submit: %s: too many build.tags (at most %d)\n", farm_path,
+                    FARM_TAGS_MAX);
+            goto done;
+        }
         if (o.n_tags == 0)
-            o.n_tags = cfg->build.n_tags < MAX_LIST ? cfg->build.n_tags : MAX_LIST;
-        if (!cli_platforms)
-            for (size_t i = 0; i < cfg->build.n_platforms && i < MAX_LIST; i++)
-                o.platforms[o.n_platforms++] = strdup(cfg->build.platforms[i]);
+            for (size_t i = 0; i < cfg->build.n_tags; i++)
+                o.tags[o.n_tags++] = cfg->build.tags[i];
+        size_t n_cli_platforms = o.n_platforms;
+        for (size_t i = 0; n_cli_platforms == 0 && i < cfg->build.n_platforms; i++)
+            if (s_add_platforms(&o, cfg->build.platforms[i]) < 0) {
+                fprintf(stderr, "farmctl submit: %s: build.platforms: %s\n", farm_path,
+                        farm_error_last());
+                goto done;
+            }
         if (!o.dockerfile)
             o.dockerfile = cfg->build.dockerfile;
         for (size_t i = 0; i < cfg->build.n_args; i++)
-            s_set_arg(&o, cfg->build.args[i].key, cfg->build.args[i].value);
-    }
-    if (cli_platforms && s_add_platforms(&o, cli_platforms) < 0) {
-        fprintf(stderr, "farmctl submit: --platform: %s\n", farm_error_last());
-        rc = 2;
-        goto done;
-    }
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "t:f:h", opts, NULL)) != -1) {
-        if (c == O_BUILD_ARG) {
-            char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) {
-                fprintf(stderr, "farmctl submit: --build-arg wants KEY=VALUE, not \"%s\"\n", optarg);
-                rc = 2;
+            if (s_set_arg(&o, cfg->build.args[i].key, cfg->build.args[i].value, 0) < 0) {
+                fprintf(stderr, "farmctl submit: %s: build.args: %s\n", farm_path,
+                        farm_error_last());
                 goto done;
             }
-            *eq = '\0';
-            s_set_arg(&o, optarg, eq + 1);
-            *eq = '=';
-        }
     }
     if (o.n_tags == 0) {
         fprintf(stderr, "farmctl submit: no tag: pass -t REGISTRY/REPO:TAG or set build.tags in "
                         "farm.yaml\n");
-        rc = 2;
         goto done;
     }
     for (size_t i = 0; i < o.n_tags; i++) {
         farm_reference_t ref;
         if (farm_reference_parse(&ref, o.tags[i]) < 0) {
             fprintf(stderr, "farmctl submit: -t: %s\n", farm_error_last());
-            rc = 2;
-            goto done;
+                goto done;
         }
     }
     if (o.n_platforms == 0) {
         fprintf(stderr, "farmctl submit: no platform: pass --platform or set build.platforms in "
                         "farm.yaml\n");
-        rc = 2;
         goto done;
     }
     /* refuse what the farm cannot build before anything is packed or sent */
@@ -573,6 +596,7 @@ int farmctl_submit_main(int argc, char **argv)
             if (!farm_config_platform(cfg, o.platforms[i])) {
                 fprintf(stderr, "farmctl submit: platform %s is not served by this farm (%s maps "
                                 "no nodes to it)\n", o.platforms[i], farm_path);
+                rc = 1;
                 goto done;
             }
         }
@@ -580,16 +604,15 @@ int farmctl_submit_main(int argc, char **argv)
     if (s_dockerfile_rel(dockerfile, sizeof dockerfile, o.context, o.dockerfile,
                          dockerfile_cli) < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
-        rc = 2;
         goto done;
     }
     if (!farmctl_endpoint(endpoint, sizeof endpoint, o.coordinator, cfg)) {
         fprintf(stderr, "farmctl submit: no coordinator: pass --coordinator, set "
                         "FARM_COORDINATOR, or set coordinator.clients in farm.yaml\n");
-        rc = 2;
         goto done;
     }
 
+    rc = 1; /* from here on a failure is not a usage error */
     tarfd = mkstemp(tar);
     if (tarfd < 0) {
         fprintf(stderr, "farmctl submit: cannot create a temporary file in /tmp\n");

@@ -4,10 +4,8 @@
 # reports it, then a second submit of the same context (sent once: no upload).
 # Not a ctest test. usage: tests/integration/bench_context.sh [SIZE_MIB]  (default 256)
 set -euo pipefail
-FARM_SOURCE_DIR=${FARM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-FARM_BUILD_DIR=${FARM_BUILD_DIR:-$FARM_SOURCE_DIR/build}
 # shellcheck source=../lab/lib.sh
-source "$FARM_SOURCE_DIR/tests/lab/lib.sh"
+source "$(dirname "$0")/../lab/lib.sh"
 mib=${1:-256}
 lab_init
 export LAB_SKIP_BINFMT=1

@@ -3,10 +3,8 @@
 # coordinator.context_ttl, and an agent keeps its cache under --cache-max (least recently
 # used out first, never one a job needs). A later submit simply sends the context again.
 set -euo pipefail
-FARM_SOURCE_DIR=${FARM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-FARM_BUILD_DIR=${FARM_BUILD_DIR:-$FARM_SOURCE_DIR/build}
 # shellcheck source=../lab/lib.sh
-source "$FARM_SOURCE_DIR/tests/lab/lib.sh"
+source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
 lab_init
 export LAB_SKIP_BINFMT=1
 lab_registry_start

@@ -3,10 +3,8 @@
 # naming the line. A submit for a platform the farm lacks is refused without building
 # anything. An agent the farm does not know is rejected with a reason.
 set -euo pipefail
-FARM_SOURCE_DIR=${FARM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-FARM_BUILD_DIR=${FARM_BUILD_DIR:-$FARM_SOURCE_DIR/build}
 # shellcheck source=../lab/lib.sh
-source "$FARM_SOURCE_DIR/tests/lab/lib.sh"
+source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
 lab_init
 cat >"$LAB/bad.yaml" <<'YEOF'
 coordinator:

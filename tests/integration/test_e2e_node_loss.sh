@@ -2,10 +2,8 @@
 # Two agents serve linux/amd64; the one running the job is killed with SIGKILL
 # mid-build; the build still succeeds on the other within a few heartbeat intervals.
 set -euo pipefail
-FARM_SOURCE_DIR=${FARM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-FARM_BUILD_DIR=${FARM_BUILD_DIR:-$FARM_SOURCE_DIR/build}
 # shellcheck source=../lab/lib.sh
-source "$FARM_SOURCE_DIR/tests/lab/lib.sh"
+source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
 lab_init
 lab_registry_start
 lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=x86-a,x86-b"
@@ -89,8 +87,10 @@ node=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[
 [[ $node == "$other" ]] || lab_fail "round 2's image came from $node, not $other"
 # the woken node comes back by itself, and what it says about attempt 1 changes nothing
 lab_wait_nodes 2 40 x86-a x86-b
+bid2=$(grep -m1 -o '^#build b[0-9]*-[0-9a-f]*' "$LAB/err2" | cut -c8-)
+[[ -n $bid2 ]] || lab_fail "no build id in round 2's output"
 lab_wait_until 60 "the frozen node's late attempt-1 result" \
-    grep -q "attempt=1 platform=linux/amd64 pushed" "$LAB/agent-$frozen.log"
+    grep -q "job=$bid2.1 attempt=1 platform=linux/amd64 pushed" "$LAB/agent-$frozen.log"
 want=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containerimage.digest"])' "$LAB/meta2.json")
 got=sha256:$(skopeo inspect --raw --tls-verify=false "docker://$tag2" | sha256sum | cut -d' ' -f1)
 [[ $got == "$want" ]] || lab_fail "the index under $tag2 changed after the frozen node woke up"

@@ -3,10 +3,8 @@
 # credentials from their own docker config.json ($DOCKER_CONFIG), push, verify and stitch;
 # the password appears in no log. Without credentials the build fails saying what to do.
 set -euo pipefail
-FARM_SOURCE_DIR=${FARM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-FARM_BUILD_DIR=${FARM_BUILD_DIR:-$FARM_SOURCE_DIR/build}
 # shellcheck source=../lab/lib.sh
-source "$FARM_SOURCE_DIR/tests/lab/lib.sh"
+source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
 lab_init
 export LAB_SKIP_BINFMT=1
 user=farmbot

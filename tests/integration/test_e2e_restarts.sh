@@ -3,10 +3,8 @@
 # (they notice, say HELLO again) and builds; an agent restarted under the same name
 # takes its place back (ROUTER_HANDOVER) and builds.
 set -euo pipefail
-FARM_SOURCE_DIR=${FARM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-FARM_BUILD_DIR=${FARM_BUILD_DIR:-$FARM_SOURCE_DIR/build}
 # shellcheck source=../lab/lib.sh
-source "$FARM_SOURCE_DIR/tests/lab/lib.sh"
+source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
 lab_init
 lab_registry_start
 lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=amd64-1"
@@ -27,7 +25,6 @@ lab_start_coordinator "$LAB/farm.yaml"
 lab_wait_nodes 1 60 amd64-1
 grep -q 'silent for .* ms; reconnecting' "$LAB/agent-amd64-1.log" || lab_fail "the agent did not notice the coordinator was gone"
 submit after-coordinator-restart
-grep -q 'welcomed by' "$LAB/agent-amd64-1.log"
 n=$(grep -c 'welcomed by' "$LAB/agent-amd64-1.log")
 (( n >= 2 )) || lab_fail "the agent was welcomed $n time(s); expected a second HELLO after the restart"
 

@@ -4,10 +4,8 @@
 # Judged by real clients: the OCI schema, skopeo inspect/copy, qemu running the arm64
 # child's own binary.
 set -euo pipefail
-FARM_SOURCE_DIR=${FARM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-FARM_BUILD_DIR=${FARM_BUILD_DIR:-$FARM_SOURCE_DIR/build}
 # shellcheck source=../lab/lib.sh
-source "$FARM_SOURCE_DIR/tests/lab/lib.sh"
+source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
 lab_init
 lab_start_farm
 ctx=$LAB/example

@@ -3,10 +3,8 @@
 # a builder that ignores --platform (a real buildah behind a wrapper that swaps it) makes
 # a linux/amd64 image for a linux/arm64 job; nothing reaches the registry.
 set -euo pipefail
-FARM_SOURCE_DIR=${FARM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-FARM_BUILD_DIR=${FARM_BUILD_DIR:-$FARM_SOURCE_DIR/build}
 # shellcheck source=../lab/lib.sh
-source "$FARM_SOURCE_DIR/tests/lab/lib.sh"
+source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
 lab_init
 lab_registry_start
 lab_binfmt_register
