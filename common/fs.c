@@ -1,6 +1,7 @@
 #include "common/fs.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,4 +40,41 @@ static int s_rm_entry(const char *path, const struct stat *st, int flag, struct 
 void farm_fs_rmtree(const char *path)
 {
     nftw(path, s_rm_entry, 32, FTW_DEPTH | FTW_PHYS);
+}
+
+int farm_path_fmt(char *out, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(out, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len) {
+        if (len)
+            out[0] = '\0';
+        return farm_error_set(FARM_ETOOBIG, "path too long (%d bytes, at most %zu): %.80s...",
+                              n, len ? len - 1 : 0, fmt);
+    }
+    return 0;
+}
+
+int farm_path_join(char *out, size_t len, const char *a, const char *b)
+{
+    size_t la = strlen(a);
+    int n;
+
+    if (!b || !*b)
+        n = snprintf(out, len, "%s", a);
+    else if (la && a[la - 1] == '/')
+        n = snprintf(out, len, "%s%s", a, b);
+    else
+        n = snprintf(out, len, "%s/%s", a, b);
+    if (n < 0 || (size_t)n >= len) {
+        if (len)
+            out[0] = '\0';
+        return farm_error_set(FARM_ETOOBIG, "path too long (%d bytes, at most %zu): %.100s/%.60s",
+                              n, len ? len - 1 : 0, a, b ? b : "");
+    }
+    return 0;
 }

@@ -2,9 +2,17 @@
 #ifndef FARM_FS_H
 #define FARM_FS_H
 
+#include <stddef.h>
+
 /* mkdir -p with mode 0700 for every directory it creates. */
 int farm_fs_mkdirs(const char *path);
 /* rm -rf without following symlinks (nftw FTW_PHYS). */
 void farm_fs_rmtree(const char *path);
+
+/* out = "a/b" (one slash between them; b may be NULL or ""). Fails with FARM_ETOOBIG,
+ * naming the path, rather than cut it; out is "" then. */
+int farm_path_join(char *out, size_t len, const char *a, const char *b);
+/* out = printf(fmt, ...), or FARM_ETOOBIG (out "") when it does not fit. */
+int farm_path_fmt(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

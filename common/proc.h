@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "common/limits.h"
+
 /* Forks; the child gets stdout+stderr on a pipe, dies with its parent (PDEATHSIG),
  * runs fn(arg) and _exits with its return value. *out_fd is the non-blocking read end. */
 pid_t farm_proc_fork(int *out_fd, int (*fn)(void *), void *arg);
@@ -20,7 +22,6 @@ void farm_proc_stop_on_signals(volatile int *stop);
 /* Reads everything available on a non-blocking fd and calls fn once per complete
  * line (without the newline; over-long lines are cut at FARM_LINE_MAX). Returns 1 at
  * EOF (remaining partial line flushed), 0 when more may come, < 0 on error. */
-#define FARM_LINE_MAX 4096
 typedef struct {
     char buf[FARM_LINE_MAX];
     size_t len;

@@ -15,6 +15,22 @@ long long farm_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+const char *farm_wire_event_kind_name(Farm__EventKind kind)
+{
+    switch (kind) {
+    case FARM__EVENT_KIND__EVENT_QUEUED: return "queued";
+    case FARM__EVENT_KIND__EVENT_WAITING: return "waiting";
+    case FARM__EVENT_KIND__EVENT_DISPATCHED: return "dispatched";
+    case FARM__EVENT_KIND__EVENT_LOG: return "log";
+    case FARM__EVENT_KIND__EVENT_PUSHED: return "pushed";
+    case FARM__EVENT_KIND__EVENT_LOST: return "lost";
+    case FARM__EVENT_KIND__EVENT_FAILED: return "failed";
+    case FARM__EVENT_KIND__EVENT_VERIFYING: return "verifying";
+    case FARM__EVENT_KIND__EVENT_CANCEL: return "cancel";
+    default: return "event";
+    }
+}
+
 void *farm_wire_socket(void *zctx, farm_wire_role_t role, const char *endpoint,
                        const char *identity)
 {

@@ -6,17 +6,13 @@
 
 #include <stddef.h>
 
+#include "common/limits.h"
 #include "farm.pb-c.h"
 
 #define FARM_WIRE_VERSION 1
 #define FARM_WIRE_MAXMSG (8 << 20)     /* ZMQ_MAXMSGSIZE on every socket */
 #define FARM_WIRE_CHUNK (1 << 20)      /* context transfer chunk */
 #define FARM_WIRE_WINDOW (8ULL << 20)  /* context bytes in flight, unacknowledged */
-#define FARM_BUILD_ARGS_MAX 128        /* --build-arg per submit */
-#define FARM_TAGS_MAX 64               /* -t per submit */
-#define FARM_PLATFORMS_MAX 64          /* platforms per submit */
-#define FARM_STR_(x) #x
-#define FARM_STR(x) FARM_STR_(x)
 #define FARM_WIRE_ROUTING_MAX 255
 
 typedef enum { FARM_WIRE_ROUTER_SERVER, FARM_WIRE_DEALER_CLIENT } farm_wire_role_t;
@@ -37,6 +33,9 @@ void farm_wire_free(Farm__Envelope **env_p);
 
 /* Unpacks and validates bytes (exposed for tests and fuzzing). */
 int farm_wire_unpack(Farm__Envelope **out, const void *data, size_t len);
+
+/* "queued", "dispatched", ... as farmctl prints them; "event" for unknown kinds. */
+const char *farm_wire_event_kind_name(Farm__EventKind kind);
 
 /* Monotonic milliseconds. */
 long long farm_now_ms(void);

@@ -259,7 +259,9 @@ static void s_event(farm_coordinator_t *self, build_t *b, const char *kind, cons
     if (b->client_gone)
         return;
     ev.build_id = b->id;
-    ev.kind = (char *)kind;
+    for (int k = 0; k < 16; k++)
+        if (strcmp(farm_wire_event_kind_name((Farm__EventKind)k), kind) == 0)
+            ev.kind = (Farm__EventKind)k;
     ev.platform = job ? (char *)job->platform : "";
     ev.node = job ? (char *)job->node_name : "";
     ev.attempt = job ? job->attempt : 0;

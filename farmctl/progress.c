@@ -132,7 +132,8 @@ static row_t *s_row(farmctl_progress_t *self, const char *platform)
 
 void farmctl_progress_event(farmctl_progress_t *self, const Farm__Event *e)
 {
-    int is_log = strcmp(e->kind, "log") == 0;
+    const char *kind = farm_wire_event_kind_name(e->kind);
+    int is_log = e->kind == FARM__EVENT_KIND__EVENT_LOG;
     row_t *r;
 
     if (self->mode == FARMCTL_PROGRESS_QUIET)
@@ -140,30 +141,30 @@ void farmctl_progress_event(farmctl_progress_t *self, const Farm__Event *e)
     if (self->mode == FARMCTL_PROGRESS_PLAIN) {
         if (e->platform[0])
             fprintf(self->out, "[%s %s] %s%s%s\n", e->platform, e->node[0] ? e->node : "-",
-                    is_log ? "" : e->kind, is_log ? "" : ": ", e->message);
+                    is_log ? "" : kind, is_log ? "" : ": ", e->message);
         else
-            fprintf(self->out, "#%s %s\n", e->kind, e->message);
+            fprintf(self->out, "#%s %s\n", kind, e->message);
         return;
     }
     if (self->finished || !e->platform[0] || !(r = s_row(self, e->platform))) {
-        farmctl_progress_note(self, "#%s %s", e->kind, e->message);
+        farmctl_progress_note(self, "#%s %s", kind, e->message);
         return;
     }
     if (e->node[0])
         snprintf(r->node, sizeof r->node, "%s", e->node);
     if (!is_log) {
-        if (!strcmp(e->kind, "dispatched")) {
+        if (e->kind == FARM__EVENT_KIND__EVENT_DISPATCHED) {
             snprintf(r->state, sizeof r->state, "building");
             r->started = farm_now_ms();
             r->ended = 0;
-        } else if (!strcmp(e->kind, "pushed")) {
+        } else if (e->kind == FARM__EVENT_KIND__EVENT_PUSHED) {
             snprintf(r->state, sizeof r->state, "pushed");
             r->ended = farm_now_ms();
-        } else if (!strcmp(e->kind, "lost")) {
+        } else if (e->kind == FARM__EVENT_KIND__EVENT_LOST) {
             snprintf(r->state, sizeof r->state, "retrying");
         } else {
-            snprintf(r->state, sizeof r->state, "%.31s", e->kind);
-            if (!strcmp(e->kind, "failed"))
+            snprintf(r->state, sizeof r->state, "%.31s", kind);
+            if (e->kind == FARM__EVENT_KIND__EVENT_FAILED)
                 r->ended = farm_now_ms();
         }
     }

@@ -1,0 +1,36 @@
+/* Every bound farm places on input, in one place: farmctl checks them before it sends,
+ * the coordinator before it accepts, the agent before it builds. A change here changes
+ * all three. */
+#ifndef FARM_LIMITS_H
+#define FARM_LIMITS_H
+
+#define FARM_STR_(x) #x
+#define FARM_STR(x) FARM_STR_(x)
+
+/* Build contexts: the packed tar, and what extracting it may produce. */
+#define FARM_CONTEXT_MAX (4ULL << 30)            /* bytes of the tar (4 GiB) */
+#define FARM_CONTEXT_MAX_TEXT "4 GiB"
+#define FARM_CONTEXT_EXTRACT_MAX (16ULL << 30)   /* bytes written when extracting */
+#define FARM_CONTEXT_ENTRIES_MAX 1000000ULL      /* entries in one context */
+
+/* Names: node names become log fields (and, until CURVE, routing ids). */
+#define FARM_NAME_MAX 63                         /* characters in a node or client name */
+#define FARM_ID_MAX 63                           /* build and job ids */
+
+/* One submit. */
+#define FARM_TAGS_MAX 64                         /* -t per submit */
+#define FARM_PLATFORMS_MAX 64                    /* platforms per submit */
+#define FARM_BUILD_ARGS_MAX 128                  /* --build-arg per submit */
+#define FARM_BUILD_ARG_NAME_MAX 256              /* bytes in a build arg's name */
+#define FARM_BUILD_ARG_VALUE_MAX 16384           /* bytes in a build arg's value */
+#define FARM_DOCKERFILE_PATH_MAX 1024            /* bytes in the Dockerfile path */
+#define FARM_REFERENCE_MAX 512                   /* bytes in one image reference */
+
+/* Logs: lines kept per job to explain a failure, and the longest line forwarded. */
+#define FARM_TAIL_LINES 30
+#define FARM_LINE_MAX 4096
+
+/* Paths farm builds from configured directories (state_dir, --work-dir). */
+#define FARM_PATH_MAX 4096
+
+#endif
