@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/stitch.h"
 
 static volatile int s_stop;
 
@@ -32,6 +33,14 @@ int main(int argc, char **argv)
     farm_diag_t diags = {0};
     int c, verbose = 0, rc;
 
+    if (argc == 2 && strcmp(argv[1], "stitch") == 0) {
+        /* the index-push helper (coordinator.c starts it): log lines on stderr */
+        farm_log_init("stitch", FARM_LOG_DEBUG);
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        rc = farm_stitch_main();
+        curl_global_cleanup();
+        return rc;
+    }
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;

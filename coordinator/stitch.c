@@ -1,10 +1,13 @@
 #include "coordinator/stitch.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/child.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/wire.h"
 
 static int s_verify_child(farm_registry_t *reg, const farm_stitch_req_t *req,
                           const farm_descriptor_t *child)
@@ -69,5 +72,78 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
 done:
     free(json);
     farm_registry_destroy(&reg);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ the helper program */
+
+static int s_result(int ok, const char *error, const char *digest, uint64_t size)
+{
+    Farm__StitchResult r = FARM__STITCH_RESULT__INIT;
+    uint8_t *buf;
+    size_t len;
+    int rc;
+
+    r.ok = ok;
+    r.error = (char *)(error ? error : "");
+    r.index_digest = (char *)(digest ? digest : "");
+    r.index_size = size;
+    len = farm__stitch_result__get_packed_size(&r);
+    if (!(buf = malloc(len ? len : 1)))
+        return 1;
+    farm__stitch_result__pack(&r, buf);
+    rc = farm_child_result_write(buf, len);
+    free(buf);
+    return rc < 0 || !ok;
+}
+
+int farm_stitch_main(void)
+{
+    Farm__StitchRequest *req = NULL;
+    farm_descriptor_t *children = NULL;
+    farm_stitch_req_t sr = {0};
+    char digest[FARM_DIGEST_STRLEN];
+    uint64_t size = 0;
+    void *raw = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (farm_child_request_read(&raw, &len, FARM_WIRE_MAXMSG) < 0)
+        return s_result(0, farm_error_last(), NULL, 0);
+    req = farm__stitch_request__unpack(NULL, len, raw);
+    free(raw);
+    if (!req)
+        return s_result(0, "malformed stitch request", NULL, 0);
+    children = calloc(req->n_children + 1, sizeof *children);
+    if (!children) {
+        farm__stitch_request__free_unpacked(req, NULL);
+        return s_result(0, "out of memory", NULL, 0);
+    }
+    for (size_t i = 0; i < req->n_children; i++) {
+        const Farm__Descriptor *d = req->children[i];
+        farm_descriptor_t *c = &children[i];
+        if (snprintf(c->media_type, sizeof c->media_type, "%s", d->media_type) >=
+                (int)sizeof c->media_type ||
+            !farm_digest_valid(d->digest) || farm_platform_parse(&c->platform, d->platform) < 0) {
+            rc = s_result(0, "bad child descriptor in the stitch request", NULL, 0);
+            goto done;
+        }
+        snprintf(c->digest, sizeof c->digest, "%s", d->digest);
+        c->size = d->size;
+    }
+    sr.registry = req->registry;
+    sr.repository = req->repository;
+    sr.insecure = req->insecure;
+    sr.children = children;
+    sr.n_children = req->n_children;
+    sr.tags = req->tags;
+    sr.n_tags = req->n_tags;
+    if (farm_stitch_run(digest, &size, &sr) < 0)
+        rc = s_result(0, farm_error_last(), NULL, 0);
+    else
+        rc = s_result(1, NULL, digest, size);
+done:
+    free(children);
+    farm__stitch_request__free_unpacked(req, NULL);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* Verifies every child image in the registry and pushes the image index under each
- * tag. Blocking (HTTP): the coordinator runs it in a forked child. */
+ * tag. Blocking (HTTP): it runs in the helper program `farm-coordinator stitch`, which
+ * the coordinator starts with fork+exec (common/child.h). */
 #ifndef FARM_STITCH_H
 #define FARM_STITCH_H
 
@@ -22,5 +23,9 @@ typedef struct {
  * the OCI index and PUTs it under every tag. */
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
                     const farm_stitch_req_t *req);
+
+/* The helper program: a Farm__StitchRequest on fd 3, a Farm__StitchResult on fd 4.
+ * Returns the exit status. */
+int farm_stitch_main(void);
 
 #endif

@@ -1,0 +1,507 @@
+#include "coordinator/builds.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/digest.h"
+#include "common/error.h"
+#include "common/hmap.h"
+#include "common/log.h"
+#include "common/reference.h"
+
+struct farm_builds {
+    const farm_config_t *cfg;
+    farm_scheduler_t *sched;
+    farm_builds_cbs_t cbs;
+    void *arg;
+    farm_hmap_t *by_id;
+    farm_hmap_t *contexts; /* context digest -> builds not DONE that use it (count) */
+    farm_link_t active;    /* RUNNING and STITCHING builds, oldest first */
+    farm_link_t done;      /* DONE builds, by done_at */
+    size_t n_active;
+    unsigned seq;
+};
+
+static const char *const s_automatic_args[] = {"TARGETPLATFORM", "TARGETOS",  "TARGETARCH",
+                                               "TARGETVARIANT",  "BUILDPLATFORM", "BUILDOS",
+                                               "BUILDARCH",      "BUILDVARIANT"};
+
+farm_builds_t *farm_builds_new(const farm_config_t *cfg, farm_scheduler_t *sched,
+                               const farm_builds_cbs_t *cbs, void *arg)
+{
+    farm_builds_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = cfg;
+    self->sched = sched;
+    self->cbs = *cbs;
+    self->arg = arg;
+    self->by_id = farm_hmap_new();
+    self->contexts = farm_hmap_new();
+    farm_link_init(&self->active);
+    farm_link_init(&self->done);
+    if (!self->by_id || !self->contexts) {
+        farm_builds_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+static void s_build_free(farm_builds_t *self, farm_build_t *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n_jobs; i++) {
+        farm_scheduler_forget(self->sched, &b->jobs[i]);
+        farm_tail_clear(&b->jobs[i].tail);
+    }
+    free(b->jobs);
+    for (size_t i = 0; i < b->n_tags; i++)
+        free(b->tags[i]);
+    free(b->tags);
+    free(b->dockerfile);
+    for (size_t i = 0; i < b->n_args; i++) {
+        free(b->args[i].key);
+        free(b->args[i].value);
+    }
+    free(b->args);
+    free(b);
+}
+
+void farm_builds_destroy(farm_builds_t **self_p)
+{
+    farm_builds_t *self = self_p ? *self_p : NULL;
+    if (!self)
+        return;
+    for (farm_link_t *heads[] = {&self->active, &self->done, NULL}, **h = heads; *h; h++) {
+        while ((*h)->next && !farm_link_empty(*h)) {
+            farm_build_t *b = FARM_LINK_OWNER((*h)->next, farm_build_t, link);
+            farm_link_remove(&b->link);
+            s_build_free(self, b);
+        }
+    }
+    farm_hmap_destroy(&self->by_id);
+    farm_hmap_destroy(&self->contexts);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ------------------------------------------------------------------ events */
+
+void farm_builds_event(farm_builds_t *self, farm_build_t *b, const farm_job_t *job,
+                       farm_event_kind_t kind, const char *fmt, ...)
+{
+    char msg[4096];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap); /* a message is cut for display only */
+    va_end(ap);
+    if (self->cbs.event)
+        self->cbs.event(self->arg, b, job, kind, msg);
+}
+
+/* ------------------------------------------------------------------ context use */
+
+static void s_context_ref(farm_builds_t *self, const char *digest, int delta)
+{
+    uintptr_t n = (uintptr_t)farm_hmap_gets(self->contexts, digest);
+    if (delta > 0) {
+        if (farm_hmap_puts(self->contexts, digest, (void *)(n + 1)) < 0)
+            farm_log_warn("out of memory counting uses of context %s", digest);
+    } else if (n <= 1) {
+        farm_hmap_dels(self->contexts, digest);
+    } else {
+        farm_hmap_puts(self->contexts, digest, (void *)(n - 1)); /* replaces: no allocation */
+    }
+}
+
+int farm_builds_context_in_use(const farm_builds_t *self, const char *digest)
+{
+    return farm_hmap_gets(self->contexts, digest) != NULL;
+}
+
+/* ------------------------------------------------------------------ submit */
+
+static int s_refuse(char *reason, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int s_refuse(char *reason, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, len, fmt, ap);
+    va_end(ap);
+    return FARM_EINVALID;
+}
+
+static int s_check_args(const farm_submit_t *s, char *reason, size_t len)
+{
+    if (s->n_args > FARM_BUILD_ARGS_MAX)
+        return s_refuse(reason, len, "too many build args (%zu; at most %d)", s->n_args,
+                        FARM_BUILD_ARGS_MAX);
+    for (size_t i = 0; i < s->n_args; i++) {
+        const char *k = s->arg_keys[i], *v = s->arg_values[i];
+        if (!k[0] || strchr(k, '=') || strlen(k) > FARM_BUILD_ARG_NAME_MAX)
+            return s_refuse(reason, len, "build arg %zu: the name is empty, longer than %d "
+                            "bytes or contains '='", i + 1, FARM_BUILD_ARG_NAME_MAX);
+        if (strlen(v) > FARM_BUILD_ARG_VALUE_MAX)
+            return s_refuse(reason, len, "build arg %.64s: the value is longer than %d bytes",
+                            k, FARM_BUILD_ARG_VALUE_MAX);
+        for (size_t a = 0; a < sizeof s_automatic_args / sizeof s_automatic_args[0]; a++)
+            if (strcmp(k, s_automatic_args[a]) == 0)
+                return s_refuse(reason, len, "build arg %s is set by farm for each platform, "
+                                "as buildx does; drop it from --build-arg / build.args", k);
+    }
+    return 0;
+}
+
+static int s_has_tag(const farm_build_t *b, const char *tag)
+{
+    for (size_t i = 0; i < b->n_tags; i++)
+        if (strcmp(b->tags[i], tag) == 0)
+            return 1;
+    return 0;
+}
+
+static int s_fill_tags(farm_build_t *b, const farm_submit_t *s, char *reason, size_t len)
+{
+    for (size_t i = 0; i < s->n_tags; i++) {
+        farm_reference_t ref;
+        if (strlen(s->tags[i]) > FARM_REFERENCE_MAX)
+            return s_refuse(reason, len, "tag %zu is longer than %d bytes", i + 1,
+                            FARM_REFERENCE_MAX);
+        if (farm_reference_parse(&ref, s->tags[i]) < 0)
+            return s_refuse(reason, len, "bad tag: %s", farm_error_last());
+        if (!ref.tag[0] || ref.digest[0])
+            return s_refuse(reason, len, "tag %s must name a tag, not a digest", s->tags[i]);
+        if (i == 0) {
+            if (snprintf(b->registry, sizeof b->registry, "%s", ref.registry) >=
+                    (int)sizeof b->registry ||
+                snprintf(b->repository, sizeof b->repository, "%s", ref.repository) >=
+                    (int)sizeof b->repository)
+                return s_refuse(reason, len, "tag %s: registry or repository name too long",
+                                s->tags[i]);
+        } else if (strcmp(b->registry, ref.registry) != 0 ||
+                   strcmp(b->repository, ref.repository) != 0) {
+            return s_refuse(reason, len,
+                            "tags must all name the same repository (%s/%s vs %s); push "
+                            "other repositories with a separate submit", b->registry,
+                            b->repository, s->tags[i]);
+        }
+        if (s_has_tag(b, ref.tag))
+            continue;
+        if (!(b->tags[b->n_tags] = strdup(ref.tag)))
+            return s_refuse(reason, len, "coordinator out of memory");
+        b->n_tags++;
+    }
+    return 0;
+}
+
+static void s_served(const farm_config_t *cfg, char *buf, size_t len)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < cfg->n_platforms && off < len; i++) {
+        int w = snprintf(buf + off, len - off, "%s%s", i ? ", " : "", cfg->platforms[i].platform);
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+static int s_fill_jobs(farm_builds_t *self, farm_build_t *b, const farm_submit_t *s,
+                       char *reason, size_t len)
+{
+    for (size_t i = 0; i < s->n_platforms; i++) {
+        farm_job_t *job = &b->jobs[b->n_jobs];
+        const farm_config_platform_t *cp;
+        int dup = 0;
+
+        if (farm_platform_parse(&job->plat, s->platforms[i]) < 0)
+            return s_refuse(reason, len, "%s", farm_error_last());
+        farm_platform_format(job->platform, sizeof job->platform, &job->plat);
+        for (size_t k = 0; k < b->n_jobs; k++)
+            dup |= strcmp(b->jobs[k].platform, job->platform) == 0;
+        if (dup)
+            continue;
+        cp = farm_config_platform(self->cfg, job->platform);
+        if (!cp || cp->n_native + cp->n_emulated == 0) {
+            char served[1024];
+            s_served(self->cfg, served, sizeof served);
+            return s_refuse(reason, len,
+                            "platform %s is not served by this farm (%s serves: %s); add nodes "
+                            "for it under platforms: or drop it from --platform", job->platform,
+                            self->cfg->path, served);
+        }
+        job->build = b;
+        job->platform_index = (size_t)(cp - self->cfg->platforms);
+        snprintf(job->id, sizeof job->id, "%s.%zu", b->id, b->n_jobs + 1);
+        job->attempt = 1;
+        job->state = FARM_JOB_QUEUED;
+        b->n_jobs++;
+    }
+    return 0;
+}
+
+int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submit_t *s,
+                       long long now, char *reason, size_t len)
+{
+    farm_build_t *b = NULL;
+    const char *dockerfile = s->dockerfile && *s->dockerfile ? s->dockerfile : "Dockerfile";
+    int rc;
+
+    *out = NULL;
+    if (s->n_tags == 0)
+        return s_refuse(reason, len, "no tag given: pass -t REGISTRY/REPO:TAG or set build.tags");
+    if (s->n_tags > FARM_TAGS_MAX)
+        return s_refuse(reason, len, "too many tags (%zu; at most %d)", s->n_tags, FARM_TAGS_MAX);
+    if (s->n_platforms == 0 || s->n_platforms > FARM_PLATFORMS_MAX)
+        return s_refuse(reason, len, "between 1 and %d platforms are needed", FARM_PLATFORMS_MAX);
+    if (!s->context_digest || !farm_digest_valid(s->context_digest))
+        return s_refuse(reason, len, "no valid context digest");
+    if (strlen(dockerfile) > FARM_DOCKERFILE_PATH_MAX)
+        return s_refuse(reason, len, "the Dockerfile path is longer than %d bytes",
+                        FARM_DOCKERFILE_PATH_MAX);
+    if ((rc = s_check_args(s, reason, len)) < 0)
+        return rc;
+
+    b = calloc(1, sizeof *b);
+    if (!b)
+        return s_refuse(reason, len, "coordinator out of memory");
+    b->tags = calloc(s->n_tags, sizeof *b->tags);
+    b->jobs = calloc(s->n_platforms, sizeof *b->jobs);
+    b->dockerfile = strdup(dockerfile);
+    b->args = calloc(s->n_args + 1, sizeof *b->args);
+    if (!b->tags || !b->jobs || !b->dockerfile || !b->args) {
+        rc = s_refuse(reason, len, "coordinator out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < s->n_args; i++) {
+        b->args[i].key = strdup(s->arg_keys[i]);
+        b->args[i].value = strdup(s->arg_values[i]);
+        b->n_args++;
+        if (!b->args[i].key || !b->args[i].value) {
+            rc = s_refuse(reason, len, "coordinator out of memory");
+            goto fail;
+        }
+    }
+    if ((rc = s_fill_tags(b, s, reason, len)) < 0)
+        goto fail;
+    snprintf(b->id, sizeof b->id, "b%u-%04x", ++self->seq, (unsigned)(random() & 0xffff));
+    if ((rc = s_fill_jobs(self, b, s, reason, len)) < 0)
+        goto fail;
+    if (s->client_len > sizeof b->client) {
+        rc = s_refuse(reason, len, "client routing id too long");
+        goto fail;
+    }
+    memcpy(b->client, s->client, s->client_len);
+    b->client_len = s->client_len;
+    b->insecure = farm_config_registry_insecure(self->cfg, b->registry);
+    b->allow_partial = s->allow_partial;
+    snprintf(b->context_digest, sizeof b->context_digest, "%s", s->context_digest);
+    b->context_size = s->context_size;
+    b->created = b->last_result_at = now;
+    b->state = FARM_BUILD_RUNNING;
+    if (farm_hmap_puts(self->by_id, b->id, b) < 0) {
+        rc = s_refuse(reason, len, "coordinator out of memory");
+        goto fail;
+    }
+    farm_link_push_back(&self->active, &b->link);
+    self->n_active++;
+    s_context_ref(self, b->context_digest, +1);
+    farm_log_info("build=%s accepted: %zu platform(s) -> %s/%s, context %s", b->id, b->n_jobs,
+                  b->registry, b->repository, b->context_digest);
+    *out = b;
+    return 0;
+fail:
+    s_build_free(self, b);
+    return rc;
+}
+
+void farm_builds_start(farm_builds_t *self, farm_build_t *b, long long now)
+{
+    for (size_t i = 0; i < b->n_jobs && b->state == FARM_BUILD_RUNNING; i++) {
+        farm_job_t *job = &b->jobs[i];
+        farm_builds_event(self, b, job, FARM_EVENT_QUEUED, "queued");
+        if (farm_scheduler_add(self->sched, job, now) < 0)
+            farm_builds_job_failed(self, job, now, "cannot queue: %s", farm_error_last());
+    }
+}
+
+farm_build_t *farm_builds_get(farm_builds_t *self, const char *id)
+{
+    return farm_hmap_gets(self->by_id, id);
+}
+
+/* ------------------------------------------------------------------ outcomes */
+
+static void s_check(farm_builds_t *self, farm_build_t *b, long long now)
+{
+    size_t done = 0, failed = 0, pending = 0;
+
+    if (b->state != FARM_BUILD_RUNNING)
+        return;
+    for (size_t i = 0; i < b->n_jobs; i++) {
+        switch (b->jobs[i].state) {
+        case FARM_JOB_DONE: done++; break;
+        case FARM_JOB_FAILED:
+        case FARM_JOB_CANCELLED: failed++; break;
+        default: pending++;
+        }
+    }
+    if (failed && !b->allow_partial) {
+        char msg[8192], tail[6144];
+        msg[0] = '\0';
+        for (size_t i = 0; i < b->n_jobs; i++) {
+            farm_job_t *j = &b->jobs[i];
+            if (j->state != FARM_JOB_FAILED)
+                continue;
+            farm_tail_format(&j->tail, tail, sizeof tail);
+            snprintf(msg, sizeof msg, "%s failed on node %s: %s%s%s", j->platform,
+                     j->node_name[0] ? j->node_name : "-", j->error,
+                     tail[0] ? "\nlast log lines:\n" : "", tail);
+            break;
+        }
+        farm_builds_finish(self, b, 0, NULL, 0, msg[0] ? msg : "a platform was cancelled", now);
+        return;
+    }
+    if (pending)
+        return;
+    if (!done) {
+        farm_builds_finish(self, b, 0, NULL, 0, "no platform succeeded", now);
+        return;
+    }
+    b->state = FARM_BUILD_STITCHING;
+    farm_builds_event(self, b, NULL, FARM_EVENT_VERIFYING,
+                      "all %zu platform(s) built; verifying children in %s/%s", done,
+                      b->registry, b->repository);
+    if (self->cbs.stitch)
+        self->cbs.stitch(self->arg, b);
+}
+
+void farm_builds_job_log(farm_builds_t *self, farm_job_t *job, const char *line)
+{
+    farm_tail_add(&job->tail, line);
+    farm_builds_event(self, job->build, job, FARM_EVENT_LOG, "%s", line);
+}
+
+void farm_builds_job_pushed(farm_builds_t *self, farm_job_t *job, const farm_descriptor_t *image,
+                            uint64_t build_ms, uint64_t push_ms, long long now)
+{
+    farm_build_t *b = job->build;
+    job->state = FARM_JOB_DONE;
+    job->image = *image;
+    b->last_result_at = now;
+    farm_builds_event(self, b, job, FARM_EVENT_PUSHED, "%s (%llu bytes) built in %.1f s, pushed in %.1f s",
+                      image->digest, (unsigned long long)image->size, build_ms / 1000.0,
+                      push_ms / 1000.0);
+    s_check(self, b, now);
+}
+
+void farm_builds_job_failed(farm_builds_t *self, farm_job_t *job, long long now,
+                            const char *fmt, ...)
+{
+    farm_build_t *b = job->build;
+    va_list ap;
+
+    if (job->state == FARM_JOB_QUEUED || job->state == FARM_JOB_RUNNING)
+        farm_scheduler_withdraw(self->sched, job, "failed");
+    va_start(ap, fmt);
+    vsnprintf(job->error, sizeof job->error, fmt, ap);
+    va_end(ap);
+    job->state = FARM_JOB_FAILED;
+    b->last_result_at = now;
+    farm_builds_event(self, b, job, FARM_EVENT_FAILED, "%s", job->error);
+    s_check(self, b, now);
+}
+
+void farm_builds_finish(farm_builds_t *self, farm_build_t *b, int ok, const char *index_digest,
+                        uint64_t index_size, const char *error, long long now)
+{
+    if (b->state == FARM_BUILD_DONE)
+        return;
+    for (size_t i = 0; i < b->n_jobs; i++) {
+        farm_job_t *j = &b->jobs[i];
+        if (j->state != FARM_JOB_QUEUED && j->state != FARM_JOB_RUNNING)
+            continue;
+        farm_scheduler_withdraw(self->sched, j, ok ? "build finished" : "build failed");
+        j->state = FARM_JOB_CANCELLED;
+    }
+    b->state = FARM_BUILD_DONE;
+    b->done_at = now;
+    farm_link_remove(&b->link);
+    farm_link_push_back(&self->done, &b->link);
+    self->n_active--;
+    s_context_ref(self, b->context_digest, -1);
+    if (ok)
+        farm_log_info("build=%s pushed index %s (%llu bytes) to %s/%s, stitch %lld ms", b->id,
+                      index_digest, (unsigned long long)index_size, b->registry, b->repository,
+                      now - b->last_result_at);
+    else
+        farm_log_warn("build=%s failed: %s", b->id, error ? error : "?");
+    if (self->cbs.done)
+        self->cbs.done(self->arg, b, ok, index_digest, index_size, error);
+}
+
+int farm_builds_cancel(farm_builds_t *self, const char *id, const void *client,
+                       size_t client_len, long long now)
+{
+    farm_build_t *b = farm_builds_get(self, id);
+
+    if (!b)
+        return FARM_ENOTFOUND;
+    if (b->client_len != client_len || memcmp(b->client, client, client_len) != 0) {
+        farm_log_warn("build=%s cancel from another client ignored", b->id);
+        return FARM_EAUTH;
+    }
+    if (b->state == FARM_BUILD_RUNNING)
+        farm_builds_finish(self, b, 0, NULL, 0,
+                           "cancelled by farmctl; nothing was pushed under the tags", now);
+    else if (b->state == FARM_BUILD_STITCHING)
+        farm_builds_event(self, b, NULL, FARM_EVENT_CANCEL,
+                          "too late to cancel: the index is being pushed");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ walking */
+
+void farm_builds_reap(farm_builds_t *self, long long now, long long keep_ms,
+                      void (*free_fn)(void *arg, farm_build_t *b), void *arg)
+{
+    while (!farm_link_empty(&self->done)) {
+        farm_build_t *b = FARM_LINK_OWNER(self->done.next, farm_build_t, link);
+        if (now - b->done_at <= keep_ms)
+            break;
+        farm_link_remove(&b->link);
+        farm_hmap_dels(self->by_id, b->id);
+        if (free_fn)
+            free_fn(arg, b);
+        s_build_free(self, b);
+    }
+}
+
+void farm_builds_each_active(farm_builds_t *self, void (*fn)(void *arg, farm_build_t *b),
+                             void *arg)
+{
+    for (farm_link_t *l = self->active.next, *next; l != &self->active; l = next) {
+        next = l->next;
+        fn(arg, FARM_LINK_OWNER(l, farm_build_t, link));
+    }
+}
+
+void farm_builds_each(farm_builds_t *self, void (*fn)(void *arg, farm_build_t *b), void *arg)
+{
+    farm_builds_each_active(self, fn, arg);
+    for (farm_link_t *l = self->done.next, *next; l != &self->done; l = next) {
+        next = l->next;
+        fn(arg, FARM_LINK_OWNER(l, farm_build_t, link));
+    }
+}
+
+size_t farm_builds_active(const farm_builds_t *self)
+{
+    return self->n_active;
+}

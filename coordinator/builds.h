@@ -1,0 +1,108 @@
+/* Builds: what a client submitted, its jobs (one per platform), their log tails and
+ * outcomes, and when a build is finished. Events go out through a callback; the index
+ * push is asked for through another (the coordinator runs it as a helper process). */
+#ifndef FARM_COORD_BUILDS_H
+#define FARM_COORD_BUILDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "coordinator/job.h"
+#include "coordinator/scheduler.h"
+
+/* Same numbers as farm.proto's EventKind (coordinator.c checks). */
+typedef enum {
+    FARM_EVENT_QUEUED = 1,
+    FARM_EVENT_WAITING = 2,
+    FARM_EVENT_DISPATCHED = 3,
+    FARM_EVENT_LOG = 4,
+    FARM_EVENT_PUSHED = 5,
+    FARM_EVENT_LOST = 6,
+    FARM_EVENT_FAILED = 7,
+    FARM_EVENT_VERIFYING = 8,
+    FARM_EVENT_CANCEL = 9
+} farm_event_kind_t;
+
+typedef struct {
+    /* One event of build b (job may be NULL): for the client, and the log. */
+    void (*event)(void *arg, farm_build_t *b, const farm_job_t *job, farm_event_kind_t kind,
+                  const char *message);
+    /* Every job of b is done (or done enough, with allow_partial): verify the children
+     * and push the index, then call farm_builds_finish. b is STITCHING. */
+    void (*stitch)(void *arg, farm_build_t *b);
+    /* b finished: tell its client (BuildDone). */
+    void (*done)(void *arg, farm_build_t *b, int ok, const char *index_digest,
+                 uint64_t index_size, const char *error);
+} farm_builds_cbs_t;
+
+/* A submit, as plain values (the coordinator unpacked it). */
+typedef struct {
+    char *const *tags;
+    size_t n_tags;
+    char *const *platforms;
+    size_t n_platforms;
+    const char *dockerfile;         /* NULL or "": Dockerfile */
+    const char *const *arg_keys;    /* build args: keys[i] = values[i] */
+    const char *const *arg_values;
+    size_t n_args;
+    const char *context_digest;
+    uint64_t context_size;          /* as stored by the coordinator */
+    int allow_partial;
+    const void *client;             /* the client's routing id */
+    size_t client_len;
+} farm_submit_t;
+
+typedef struct farm_builds farm_builds_t;
+
+farm_builds_t *farm_builds_new(const farm_config_t *cfg, farm_scheduler_t *sched,
+                               const farm_builds_cbs_t *cbs, void *arg);
+/* Frees every build (their helper handles must be gone: see farm_builds_each). */
+void farm_builds_destroy(farm_builds_t **self_p);
+
+/* Checks a submit and records the build with one QUEUED job per distinct platform.
+ * FARM_EINVALID with reason (a person can act on it) when refused. */
+int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submit_t *s,
+                       long long now, char *reason, size_t reason_len);
+/* After the client was told the build is accepted: each job says "queued" and goes to
+ * the scheduler. */
+void farm_builds_start(farm_builds_t *self, farm_build_t *b, long long now);
+farm_build_t *farm_builds_get(farm_builds_t *self, const char *id);
+
+void farm_builds_event(farm_builds_t *self, farm_build_t *b, const farm_job_t *job,
+                       farm_event_kind_t kind, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* A line of the job's build output. */
+void farm_builds_job_log(farm_builds_t *self, farm_job_t *job, const char *line);
+/* The job's attempt succeeded with image (already checked against the job's platform);
+ * the scheduler has released it. */
+void farm_builds_job_pushed(farm_builds_t *self, farm_job_t *job, const farm_descriptor_t *image,
+                            uint64_t build_ms, uint64_t push_ms, long long now);
+/* The job failed (the scheduler no longer holds it): FAILED, event, build checked. */
+void farm_builds_job_failed(farm_builds_t *self, farm_job_t *job, long long now,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Ends the build: unfinished jobs are withdrawn (CANCELLED), the build is DONE and its
+ * client is told. A DONE build is freed by farm_builds_reap a while later, so late
+ * results are still recognised. */
+void farm_builds_finish(farm_builds_t *self, farm_build_t *b, int ok, const char *index_digest,
+                        uint64_t index_size, const char *error, long long now);
+/* The client asked to cancel (only its own builds). 0 ok, FARM_ENOTFOUND, FARM_EAUTH. */
+int farm_builds_cancel(farm_builds_t *self, const char *id, const void *client,
+                       size_t client_len, long long now);
+
+/* Frees builds DONE for longer than keep_ms; before each, free_fn (may be NULL) lets
+ * the caller drop what it attached (b->stitch). */
+void farm_builds_reap(farm_builds_t *self, long long now, long long keep_ms,
+                      void (*free_fn)(void *arg, farm_build_t *b), void *arg);
+/* Calls fn for every build not DONE (running or stitching), oldest first. */
+void farm_builds_each_active(farm_builds_t *self, void (*fn)(void *arg, farm_build_t *b),
+                             void *arg);
+/* Calls fn for every build, active or DONE (shutdown). */
+void farm_builds_each(farm_builds_t *self, void (*fn)(void *arg, farm_build_t *b), void *arg);
+/* 1 while a build that is not DONE needs the context. */
+int farm_builds_context_in_use(const farm_builds_t *self, const char *digest);
+size_t farm_builds_active(const farm_builds_t *self);
+
+#endif

@@ -1,0 +1,44 @@
+/* Build contexts the coordinator holds: uploads from clients (by digest, in order,
+ * verified before they count), reads for agents, and the clean-up of contexts nobody
+ * used for context_ttl. Storage is a common/store.h content-addressed store. */
+#ifndef FARM_COORD_CTXSTORE_H
+#define FARM_COORD_CTXSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct farm_ctxstore farm_ctxstore_t;
+
+/* What to answer a client after an offer or a chunk. */
+typedef struct {
+    int have;          /* the context is stored: nothing more to send */
+    uint64_t offset;   /* else: send from here */
+    char error[512];   /* "" when fine */
+} farm_ctx_status_t;
+
+farm_ctxstore_t *farm_ctxstore_new(const char *dir);
+void farm_ctxstore_destroy(farm_ctxstore_t **self_p);
+
+/* A client offers `size` bytes hashing to digest. */
+void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
+                         size_t client_len, const char *digest, uint64_t size, long long now);
+/* The next chunk of that client's upload. */
+void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
+                         size_t client_len, const char *digest, uint64_t offset,
+                         const void *data, size_t len, long long now);
+/* 1 and *out_size when the context is stored (verified). */
+int farm_ctxstore_has(farm_ctxstore_t *self, const char *digest, uint64_t *out_size);
+/* Marks a use (a build accepted): the context stays at least context_ttl from now. */
+void farm_ctxstore_touch(farm_ctxstore_t *self, const char *digest);
+/* Reads up to cap bytes at offset for an agent. 0 with *out_len (0 at the end) and
+ * *out_total; < 0 with the error slot naming what is wrong. */
+int farm_ctxstore_read(farm_ctxstore_t *self, const char *digest, uint64_t offset, void *buf,
+                       size_t cap, size_t *out_len, uint64_t *out_total);
+/* Drops uploads idle for longer than idle_ms. */
+void farm_ctxstore_expire(farm_ctxstore_t *self, long long now, long long idle_ms);
+/* Deletes contexts unused for ttl_ms that in_use does not claim. */
+void farm_ctxstore_sweep(farm_ctxstore_t *self, long long ttl_ms,
+                         int (*in_use)(void *arg, const char *digest), void *arg);
+size_t farm_ctxstore_uploads(const farm_ctxstore_t *self);
+
+#endif

@@ -1,0 +1,120 @@
+/* The coordinator's plain records: a build and its jobs (one per platform). `builds`
+ * owns their memory and life; `scheduler` owns a job's place in the queues and on its
+ * node (the links below), and its QUEUED/RUNNING transitions and attempts. */
+#ifndef FARM_COORD_JOB_H
+#define FARM_COORD_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/limits.h"
+#include "common/oci.h"
+#include "common/platform.h"
+#include "common/tail.h"
+
+struct farm_node;
+struct farm_build;
+
+typedef enum {
+    FARM_JOB_QUEUED,
+    FARM_JOB_RUNNING,
+    FARM_JOB_DONE,
+    FARM_JOB_FAILED,
+    FARM_JOB_CANCELLED
+} farm_job_state_t;
+
+/* Intrusive doubly linked list membership. */
+typedef struct farm_link {
+    struct farm_link *prev, *next;
+} farm_link_t;
+
+typedef struct farm_job {
+    struct farm_build *build;
+    char id[FARM_ID_MAX + 1];
+    char platform[FARM_PLATFORM_STRLEN]; /* canonical */
+    farm_platform_t plat;
+    size_t platform_index;               /* into the config's platforms */
+    farm_job_state_t state;
+    unsigned attempt;
+    struct farm_node *node;              /* while RUNNING */
+    char node_name[FARM_NAME_MAX + 1];   /* the last node that ran it */
+    int emulated;                        /* the last attempt ran under emulation */
+    long long queued_at, started_at;
+    int waiting_said;                    /* "no live node" told once per attempt */
+    farm_descriptor_t image;             /* when DONE */
+    char error[1024];                    /* when FAILED */
+    farm_tail_t tail;
+    /* scheduler-owned links */
+    farm_link_t queue_link;   /* the platform's queue (QUEUED) */
+    farm_link_t timer_link;   /* queued-since or running-since order (QUEUED, RUNNING) */
+    farm_link_t node_link;    /* the node's running jobs (RUNNING) */
+} farm_job_t;
+
+typedef enum { FARM_BUILD_RUNNING, FARM_BUILD_STITCHING, FARM_BUILD_DONE } farm_build_state_t;
+
+typedef struct farm_build {
+    char id[FARM_ID_MAX + 1];
+    char client[256];  /* the client's routing id */
+    size_t client_len;
+    int client_gone;
+    char registry[256];
+    char repository[256];
+    char **tags;       /* tag names */
+    size_t n_tags;
+    int insecure;
+    int allow_partial;
+    char context_digest[FARM_DIGEST_STRLEN];
+    uint64_t context_size;
+    char *dockerfile;
+    farm_kv_t *args;
+    size_t n_args;
+    farm_job_t *jobs;
+    size_t n_jobs;
+    farm_build_state_t state;
+    long long created, last_result_at, done_at;
+    void *stitch;      /* the coordinator's handle on the index push (a helper process) */
+    farm_link_t link;  /* builds' running or done list */
+} farm_build_t;
+
+/* container_of for the links */
+#define FARM_LINK_OWNER(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+static inline void farm_link_init(farm_link_t *head)
+{
+    head->prev = head->next = head;
+}
+static inline int farm_link_empty(const farm_link_t *head)
+{
+    return head->next == head;
+}
+/* For a member (not a head): 1 while it is in a list. Members start zeroed. */
+static inline int farm_link_linked(const farm_link_t *l)
+{
+    return l->next != NULL;
+}
+static inline void farm_link_insert_before(farm_link_t *pos, farm_link_t *l)
+{
+    l->next = pos;
+    l->prev = pos->prev;
+    pos->prev->next = l;
+    pos->prev = l;
+}
+static inline void farm_link_push_back(farm_link_t *head, farm_link_t *l)
+{
+    farm_link_insert_before(head, l);
+}
+static inline void farm_link_push_front(farm_link_t *head, farm_link_t *l)
+{
+    farm_link_insert_before(head->next, l);
+}
+static inline void farm_link_remove(farm_link_t *l)
+{
+    if (!l->next)
+        return;
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+}
+
+#endif

@@ -1,0 +1,222 @@
+#include "coordinator/nodes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/hmap.h"
+#include "common/platform.h"
+
+struct farm_nodes {
+    const farm_config_t *cfg;
+    farm_node_t *nodes;
+    size_t n;
+    farm_hmap_t *by_name;
+    farm_hmap_t *by_rid; /* READY sessions only */
+};
+
+farm_nodes_t *farm_nodes_new(const farm_config_t *cfg)
+{
+    farm_nodes_t *self = calloc(1, sizeof *self);
+
+    if (!self)
+        return NULL;
+    self->cfg = cfg;
+    self->n = cfg->n_nodes;
+    self->nodes = calloc(cfg->n_nodes + 1, sizeof *self->nodes);
+    self->by_name = farm_hmap_new();
+    self->by_rid = farm_hmap_new();
+    if (!self->nodes || !self->by_name || !self->by_rid)
+        goto fail;
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        farm_node_t *n = &self->nodes[i];
+        n->cfg = &cfg->nodes[i];
+        n->index = i;
+        n->slots = cfg->nodes[i].slots;
+        if (farm_hmap_puts(self->by_name, n->cfg->name, n) < 0)
+            goto fail;
+    }
+    return self;
+fail:
+    farm_error_set(FARM_ERROR, "out of memory for %zu nodes", cfg->n_nodes);
+    farm_nodes_destroy(&self);
+    return NULL;
+}
+
+void farm_nodes_destroy(farm_nodes_t **self_p)
+{
+    farm_nodes_t *self = self_p ? *self_p : NULL;
+    if (!self)
+        return;
+    for (size_t i = 0; self->nodes && i < self->n; i++)
+        free(self->nodes[i].platforms);
+    free(self->nodes);
+    farm_hmap_destroy(&self->by_name);
+    farm_hmap_destroy(&self->by_rid);
+    free(self);
+    *self_p = NULL;
+}
+
+size_t farm_nodes_count(const farm_nodes_t *self)
+{
+    return self->n;
+}
+
+farm_node_t *farm_nodes_at(farm_nodes_t *self, size_t i)
+{
+    return i < self->n ? &self->nodes[i] : NULL;
+}
+
+farm_node_t *farm_nodes_by_name(farm_nodes_t *self, const char *name)
+{
+    return farm_hmap_gets(self->by_name, name);
+}
+
+farm_node_t *farm_nodes_by_rid(farm_nodes_t *self, const void *rid, size_t rid_len)
+{
+    return farm_hmap_get(self->by_rid, rid, rid_len);
+}
+
+static int s_listed(char *const *list, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+/* Moves the node's routing-id entry to rid (a session may reconnect from a new one). */
+static int s_set_rid(farm_nodes_t *self, farm_node_t *node, const void *rid, size_t rid_len)
+{
+    if (rid_len > sizeof node->rid)
+        return farm_error_set(FARM_EINVALID, "routing id too long");
+    if (node->rid_len && farm_hmap_get(self->by_rid, node->rid, node->rid_len) == node)
+        farm_hmap_del(self->by_rid, node->rid, node->rid_len);
+    memcpy(node->rid, rid, rid_len);
+    node->rid_len = rid_len;
+    /* a node that held this routing id before no longer hears from it: it goes silent
+     * and is lost through liveness like any other */
+    return farm_hmap_put(self->by_rid, rid, rid_len, node) < 0
+               ? farm_error_set(FARM_ERROR, "out of memory")
+               : 0;
+}
+
+farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
+                                      const farm_hello_t *h, const void *rid, size_t rid_len,
+                                      long long now, char *reason, size_t reason_len)
+{
+    farm_node_t *node = farm_nodes_by_name(self, h->name);
+    farm_node_platform_t *plats = NULL;
+    int major = 0, mine = 0;
+    farm_hello_outcome_t outcome;
+
+    *out = node;
+    reason[0] = '\0';
+    if (!node) {
+        snprintf(reason, reason_len,
+                 "node \"%.*s\" is not defined under nodes: in %s; add it there or start the "
+                 "agent with --name set to a configured node", FARM_NAME_MAX + 1, h->name,
+                 self->cfg->path);
+        return FARM_HELLO_REJECTED;
+    }
+    sscanf(h->version, "%d", &major);
+    sscanf(FARM_VERSION, "%d", &mine);
+    if (major != mine) {
+        snprintf(reason, reason_len, "agent version %.32s is incompatible with coordinator %s; "
+                 "run the same major version", h->version, FARM_VERSION);
+        return FARM_HELLO_REJECTED;
+    }
+    if (h->n_platforms == 0) {
+        snprintf(reason, reason_len, "the agent offers no platform; pass --platform");
+        return FARM_HELLO_REJECTED;
+    }
+    if (h->n_platforms > self->cfg->n_platforms) {
+        snprintf(reason, reason_len, "the agent offers %zu platforms but %s maps only %zu; "
+                 "drop the others from --platform", h->n_platforms, self->cfg->path,
+                 self->cfg->n_platforms);
+        return FARM_HELLO_REJECTED;
+    }
+    plats = calloc(h->n_platforms, sizeof *plats);
+    if (!plats) {
+        snprintf(reason, reason_len, "coordinator out of memory; try again");
+        return FARM_HELLO_REJECTED;
+    }
+    for (size_t i = 0; i < h->n_platforms; i++) {
+        farm_platform_t p;
+        char canon[FARM_PLATFORM_STRLEN];
+        const farm_config_platform_t *cp;
+        if (farm_platform_parse(&p, h->platforms[i]) < 0) {
+            snprintf(reason, reason_len, "bad platform from agent: %s", farm_error_last());
+            goto reject;
+        }
+        farm_platform_format(canon, sizeof canon, &p);
+        cp = farm_config_platform(self->cfg, canon);
+        if (!cp || (!s_listed(cp->native, cp->n_native, node->cfg->name) &&
+                    !s_listed(cp->emulated, cp->n_emulated, node->cfg->name))) {
+            snprintf(reason, reason_len,
+                     "platform %s is not mapped to node \"%s\" in %s (platforms:); map it or "
+                     "drop it from the agent's --platform", canon, node->cfg->name,
+                     self->cfg->path);
+            goto reject;
+        }
+        plats[i].platform_index = (size_t)(cp - self->cfg->platforms);
+        plats[i].emulated = !s_listed(cp->native, cp->n_native, node->cfg->name);
+    }
+    if (node->state == FARM_NODE_READY && node->session == h->session) {
+        /* a HELLO resent before our WELCOME arrived: not a restart */
+        free(plats);
+        if (s_set_rid(self, node, rid, rid_len) < 0)
+            goto oom;
+        node->last_seen = now;
+        return FARM_HELLO_RESENT;
+    }
+    outcome = node->state == FARM_NODE_READY ? FARM_HELLO_RESTARTED : FARM_HELLO_NEW;
+    if (s_set_rid(self, node, rid, rid_len) < 0) {
+        free(plats);
+        goto oom;
+    }
+    free(node->platforms);
+    node->platforms = plats;
+    node->n_platforms = h->n_platforms;
+    node->state = FARM_NODE_READY;
+    node->session = h->session;
+    node->last_seen = now;
+    node->slots = node->cfg->slots;
+    /* compared unsigned: a huge value must not wrap to a negative int */
+    if (h->slots > 0 && h->slots < (uint32_t)node->slots)
+        node->slots = (int)h->slots;
+    snprintf(node->builder, sizeof node->builder, "%.63s", h->builder ? h->builder : "");
+    return outcome;
+oom:
+    snprintf(reason, reason_len, "coordinator out of memory; try again");
+    return FARM_HELLO_REJECTED;
+reject:
+    free(plats);
+    return FARM_HELLO_REJECTED;
+}
+
+void farm_nodes_seen(farm_nodes_t *self, farm_node_t *node, long long now)
+{
+    (void)self;
+    node->last_seen = now;
+}
+
+void farm_nodes_lose(farm_nodes_t *self, farm_node_t *node)
+{
+    if (node->rid_len && farm_hmap_get(self->by_rid, node->rid, node->rid_len) == node)
+        farm_hmap_del(self->by_rid, node->rid, node->rid_len);
+    node->state = FARM_NODE_LOST;
+}
+
+int farm_node_serves(const farm_node_t *node, size_t platform_index, int *emulated)
+{
+    for (size_t i = 0; i < node->n_platforms; i++) {
+        if (node->platforms[i].platform_index == platform_index) {
+            if (emulated)
+                *emulated = node->platforms[i].emulated;
+            return 1;
+        }
+    }
+    return 0;
+}

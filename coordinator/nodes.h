@@ -1,0 +1,76 @@
+/* The node table: every node farm.yaml names, its session, liveness and the platforms it
+ * was accepted for. HELLO is checked here; the scheduler keeps the node's load. */
+#ifndef FARM_COORD_NODES_H
+#define FARM_COORD_NODES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/limits.h"
+
+typedef enum { FARM_NODE_UNKNOWN, FARM_NODE_READY, FARM_NODE_LOST } farm_node_state_t;
+
+typedef struct {
+    size_t platform_index; /* into the config's platforms */
+    int emulated;          /* listed under emulated: for this node */
+} farm_node_platform_t;
+
+typedef struct farm_node {
+    const farm_config_node_t *cfg;
+    size_t index;          /* in the table, stable */
+    farm_node_state_t state;
+    char rid[256];         /* routing id of the current session */
+    size_t rid_len;
+    uint64_t session;
+    long long last_seen;
+    int slots;             /* the smaller of farm.yaml's and the agent's */
+    farm_node_platform_t *platforms; /* accepted at HELLO */
+    size_t n_platforms;
+    char builder[64];
+} farm_node_t;
+
+typedef struct farm_nodes farm_nodes_t;
+
+/* What an agent says in HELLO, as plain values. */
+typedef struct {
+    const char *name;
+    char *const *platforms;
+    size_t n_platforms;
+    uint32_t slots;
+    const char *builder;
+    const char *version;
+    uint64_t session;
+} farm_hello_t;
+
+typedef enum {
+    FARM_HELLO_REJECTED = -1, /* reason says why and what to do */
+    FARM_HELLO_NEW = 0,       /* the node is READY with a new session */
+    FARM_HELLO_RESENT = 1,    /* the same session again: nothing it runs is lost */
+    FARM_HELLO_RESTARTED = 2  /* a new session of a READY node: what it ran is gone */
+} farm_hello_outcome_t;
+
+farm_nodes_t *farm_nodes_new(const farm_config_t *cfg);
+void farm_nodes_destroy(farm_nodes_t **self_p);
+
+size_t farm_nodes_count(const farm_nodes_t *self);
+farm_node_t *farm_nodes_at(farm_nodes_t *self, size_t i);
+farm_node_t *farm_nodes_by_name(farm_nodes_t *self, const char *name);
+/* The READY node whose session uses this routing id. */
+farm_node_t *farm_nodes_by_rid(farm_nodes_t *self, const void *rid, size_t rid_len);
+
+/* Checks a HELLO from routing id rid and, unless rejected, records the session (the node
+ * becomes READY, last_seen = now). For RESTARTED the caller first treats the node's old
+ * work as lost (the node is READY again when this returns). *out is the node. */
+farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
+                                      const farm_hello_t *h, const void *rid, size_t rid_len,
+                                      long long now, char *reason, size_t reason_len);
+/* Any message from the node's session. */
+void farm_nodes_seen(farm_nodes_t *self, farm_node_t *node, long long now);
+/* The node is LOST (silent, or gone); its routing id no longer maps to it. */
+void farm_nodes_lose(farm_nodes_t *self, farm_node_t *node);
+
+/* 1 when the node was accepted for the platform (config index); *emulated set. */
+int farm_node_serves(const farm_node_t *node, size_t platform_index, int *emulated);
+
+#endif

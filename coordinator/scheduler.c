@@ -1,0 +1,478 @@
+#include "coordinator/scheduler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/hmap.h"
+
+struct snode;
+
+/* A node's place in one platform's heap of nodes with free slots. */
+typedef struct {
+    struct snode *sn;
+    size_t platform;
+    int emulated;
+    size_t rank; /* position in farm.yaml's list for the platform: ties go to the first */
+    long pos;    /* in the heap, -1 when absent */
+} member_t;
+
+typedef struct snode {
+    farm_node_t *node; /* NULL until the node first says HELLO */
+    int live;
+    int used;
+    farm_link_t running; /* farm_job_t.node_link */
+    member_t *members;
+    size_t n_members;
+} snode_t;
+
+typedef struct {
+    member_t **a;
+    size_t n, cap;
+} heap_t;
+
+typedef struct {
+    farm_link_t queue; /* farm_job_t.queue_link, front = next to go */
+    size_t queued;
+    heap_t free[2];    /* [0] native, [1] emulated nodes with a free slot */
+    int live[2];       /* live nodes, native and emulated */
+    int dirty;         /* something changed since the last dispatch */
+} splat_t;
+
+struct farm_scheduler {
+    const farm_config_t *cfg;
+    farm_scheduler_cbs_t cbs;
+    void *arg;
+    farm_hmap_t *jobs; /* id -> farm_job_t */
+    snode_t *nodes;    /* by farm_node_t.index */
+    size_t n_nodes;
+    splat_t *plats;    /* by config platform index */
+    size_t n_plats;
+    size_t *dirty;     /* platform indexes with dirty set */
+    size_t n_dirty;
+    farm_link_t queued_order;  /* farm_job_t.timer_link of QUEUED jobs, by queued_at */
+    farm_link_t running_order; /* ... of RUNNING jobs, by started_at */
+    size_t queued;
+};
+
+/* ------------------------------------------------------------------ heaps */
+
+static int s_less(const member_t *x, const member_t *y)
+{
+    long long lx = (long long)x->sn->used * y->sn->node->slots;
+    long long ly = (long long)y->sn->used * x->sn->node->slots;
+    if (lx != ly)
+        return lx < ly;
+    return x->rank < y->rank;
+}
+
+static void s_heap_set(heap_t *h, size_t i, member_t *m)
+{
+    h->a[i] = m;
+    m->pos = (long)i;
+}
+
+static void s_sift_up(heap_t *h, size_t i)
+{
+    member_t *m = h->a[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!s_less(m, h->a[parent]))
+            break;
+        s_heap_set(h, i, h->a[parent]);
+        i = parent;
+    }
+    s_heap_set(h, i, m);
+}
+
+static void s_sift_down(heap_t *h, size_t i)
+{
+    member_t *m = h->a[i];
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        member_t *bm = m;
+        if (l < h->n && s_less(h->a[l], bm)) {
+            best = l;
+            bm = h->a[l];
+        }
+        if (r < h->n && s_less(h->a[r], bm))
+            best = r;
+        if (best == i)
+            break;
+        s_heap_set(h, i, h->a[best]);
+        i = best;
+    }
+    s_heap_set(h, i, m);
+}
+
+static int s_heap_push(heap_t *h, member_t *m)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 8;
+        member_t **a = realloc(h->a, cap * sizeof *a);
+        if (!a)
+            return -1;
+        h->a = a;
+        h->cap = cap;
+    }
+    s_heap_set(h, h->n++, m);
+    s_sift_up(h, h->n - 1);
+    return 0;
+}
+
+static void s_heap_remove(heap_t *h, member_t *m)
+{
+    size_t i = (size_t)m->pos;
+    member_t *last = h->a[--h->n];
+    m->pos = -1;
+    if (i == h->n)
+        return;
+    s_heap_set(h, i, last);
+    s_sift_up(h, i);
+    s_sift_down(h, (size_t)last->pos);
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static void s_mark_dirty(farm_scheduler_t *self, size_t p)
+{
+    if (self->plats[p].dirty)
+        return;
+    self->plats[p].dirty = 1;
+    self->dirty[self->n_dirty++] = p;
+}
+
+/* The node's load changed: move it in (or out of) every heap it belongs to. */
+static void s_node_reheap(farm_scheduler_t *self, snode_t *sn)
+{
+    int has_free = sn->live && sn->used < sn->node->slots;
+    for (size_t i = 0; i < sn->n_members; i++) {
+        member_t *m = &sn->members[i];
+        heap_t *h = &self->plats[m->platform].free[m->emulated];
+        if (!has_free) {
+            if (m->pos >= 0)
+                s_heap_remove(h, m);
+            continue;
+        }
+        if (m->pos < 0) {
+            /* out of memory: the node takes no new job of this platform for now */
+            if (s_heap_push(h, m) < 0)
+                continue;
+        } else {
+            s_sift_up(h, (size_t)m->pos);
+            s_sift_down(h, (size_t)m->pos);
+        }
+        s_mark_dirty(self, m->platform);
+    }
+}
+
+static void s_say_waiting(farm_scheduler_t *self, farm_job_t *job)
+{
+    splat_t *p = &self->plats[job->platform_index];
+    if (job->waiting_said || p->live[0] + p->live[1] > 0)
+        return;
+    job->waiting_said = 1;
+    if (self->cbs.waiting)
+        self->cbs.waiting(self->arg, job);
+}
+
+static void s_enqueue(farm_scheduler_t *self, farm_job_t *job, int front, long long now)
+{
+    splat_t *p = &self->plats[job->platform_index];
+    job->state = FARM_JOB_QUEUED;
+    job->node = NULL;
+    job->queued_at = now;
+    job->waiting_said = 0;
+    if (front)
+        farm_link_push_front(&p->queue, &job->queue_link);
+    else
+        farm_link_push_back(&p->queue, &job->queue_link);
+    farm_link_push_back(&self->queued_order, &job->timer_link);
+    p->queued++;
+    self->queued++;
+    s_mark_dirty(self, job->platform_index);
+}
+
+static void s_unqueue(farm_scheduler_t *self, farm_job_t *job)
+{
+    if (!farm_link_linked(&job->queue_link))
+        return;
+    farm_link_remove(&job->queue_link);
+    farm_link_remove(&job->timer_link);
+    self->plats[job->platform_index].queued--;
+    self->queued--;
+}
+
+/* ------------------------------------------------------------------ lifecycle */
+
+farm_scheduler_t *farm_scheduler_new(const farm_config_t *cfg, const farm_scheduler_cbs_t *cbs,
+                                     void *arg)
+{
+    farm_scheduler_t *self = calloc(1, sizeof *self);
+
+    if (!self)
+        return NULL;
+    self->cfg = cfg;
+    self->cbs = *cbs;
+    self->arg = arg;
+    self->n_nodes = cfg->n_nodes;
+    self->n_plats = cfg->n_platforms;
+    self->jobs = farm_hmap_new();
+    self->nodes = calloc(cfg->n_nodes + 1, sizeof *self->nodes);
+    self->plats = calloc(cfg->n_platforms + 1, sizeof *self->plats);
+    self->dirty = calloc(cfg->n_platforms + 1, sizeof *self->dirty);
+    if (!self->jobs || !self->nodes || !self->plats || !self->dirty) {
+        farm_scheduler_destroy(&self);
+        farm_error_set(FARM_ERROR, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < self->n_nodes; i++)
+        farm_link_init(&self->nodes[i].running);
+    for (size_t i = 0; i < self->n_plats; i++)
+        farm_link_init(&self->plats[i].queue);
+    farm_link_init(&self->queued_order);
+    farm_link_init(&self->running_order);
+    return self;
+}
+
+void farm_scheduler_destroy(farm_scheduler_t **self_p)
+{
+    farm_scheduler_t *self = self_p ? *self_p : NULL;
+    if (!self)
+        return;
+    for (size_t i = 0; self->nodes && i < self->n_nodes; i++)
+        free(self->nodes[i].members);
+    for (size_t i = 0; self->plats && i < self->n_plats; i++) {
+        free(self->plats[i].free[0].a);
+        free(self->plats[i].free[1].a);
+    }
+    free(self->nodes);
+    free(self->plats);
+    free(self->dirty);
+    farm_hmap_destroy(&self->jobs);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+int farm_scheduler_add(farm_scheduler_t *self, farm_job_t *job, long long now)
+{
+    if (job->platform_index >= self->n_plats)
+        return farm_error_set(FARM_EINVALID, "job %s: platform not in the farm", job->id);
+    if (farm_hmap_puts(self->jobs, job->id, job) < 0)
+        return farm_error_set(FARM_ERROR, "out of memory");
+    if (!job->attempt)
+        job->attempt = 1;
+    s_enqueue(self, job, 0, now);
+    s_say_waiting(self, job);
+    return 0;
+}
+
+void farm_scheduler_forget(farm_scheduler_t *self, farm_job_t *job)
+{
+    if (job->state == FARM_JOB_QUEUED || job->state == FARM_JOB_RUNNING)
+        farm_scheduler_withdraw(self, job, "forgotten");
+    if (farm_hmap_gets(self->jobs, job->id) == job)
+        farm_hmap_dels(self->jobs, job->id);
+}
+
+farm_job_t *farm_scheduler_job(farm_scheduler_t *self, const char *id)
+{
+    return farm_hmap_gets(self->jobs, id);
+}
+
+/* ------------------------------------------------------------------ nodes */
+
+static size_t s_rank(char *const *list, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], name) == 0)
+            return i;
+    return n;
+}
+
+int farm_scheduler_node_up(farm_scheduler_t *self, farm_node_t *node)
+{
+    snode_t *sn = &self->nodes[node->index];
+    member_t *members;
+
+    if (sn->live)
+        farm_scheduler_node_down(self, node, "it said HELLO again", 0);
+    members = calloc(node->n_platforms + 1, sizeof *members);
+    if (!members)
+        return farm_error_set(FARM_ERROR, "out of memory");
+    free(sn->members);
+    sn->members = members;
+    sn->n_members = node->n_platforms;
+    sn->node = node;
+    for (size_t i = 0; i < node->n_platforms; i++) {
+        const farm_config_platform_t *cp = &self->cfg->platforms[node->platforms[i].platform_index];
+        member_t *m = &members[i];
+        m->sn = sn;
+        m->platform = node->platforms[i].platform_index;
+        m->emulated = node->platforms[i].emulated;
+        m->rank = m->emulated ? s_rank(cp->emulated, cp->n_emulated, node->cfg->name)
+                              : s_rank(cp->native, cp->n_native, node->cfg->name);
+        m->pos = -1;
+        self->plats[m->platform].live[m->emulated]++;
+    }
+    sn->live = 1;
+    s_node_reheap(self, sn);
+    return 0;
+}
+
+void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const char *why,
+                              long long now)
+{
+    snode_t *sn = &self->nodes[node->index];
+
+    if (!sn->live)
+        return;
+    sn->live = 0;
+    s_node_reheap(self, sn); /* out of every heap */
+    for (size_t i = 0; i < sn->n_members; i++)
+        self->plats[sn->members[i].platform].live[sn->members[i].emulated]--;
+    while (!farm_link_empty(&sn->running)) {
+        farm_job_t *job = FARM_LINK_OWNER(sn->running.next, farm_job_t, node_link);
+        farm_link_remove(&job->node_link);
+        farm_link_remove(&job->timer_link);
+        sn->used--;
+        job->attempt++;
+        s_enqueue(self, job, 1, now);
+        if (self->cbs.requeued)
+            self->cbs.requeued(self->arg, job, why);
+        s_say_waiting(self, job);
+    }
+    /* the platform may have lost its last live node: the jobs waiting there say so */
+    for (size_t i = 0; i < sn->n_members; i++) {
+        splat_t *p = &self->plats[sn->members[i].platform];
+        if (p->live[0] + p->live[1] > 0)
+            continue;
+        for (farm_link_t *l = p->queue.next; l != &p->queue; l = l->next)
+            s_say_waiting(self, FARM_LINK_OWNER(l, farm_job_t, queue_link));
+    }
+}
+
+/* ------------------------------------------------------------------ dispatch */
+
+static member_t *s_pick(splat_t *p)
+{
+    if (p->free[0].n)
+        return p->free[0].a[0];
+    /* emulated nodes only while no native node of the platform is alive */
+    if (p->live[0] == 0 && p->free[1].n)
+        return p->free[1].a[0];
+    return NULL;
+}
+
+size_t farm_scheduler_dispatch(farm_scheduler_t *self, long long now)
+{
+    size_t assigned = 0;
+
+    while (self->n_dirty) {
+        size_t pi = self->dirty[--self->n_dirty];
+        splat_t *p = &self->plats[pi];
+        member_t *m;
+
+        p->dirty = 0;
+        /* the assign callback may withdraw or fail other jobs: re-read the queue head and
+         * the heaps every time round */
+        while (!farm_link_empty(&p->queue) && (m = s_pick(p))) {
+            farm_job_t *job = FARM_LINK_OWNER(p->queue.next, farm_job_t, queue_link);
+            snode_t *sn = m->sn;
+
+            s_unqueue(self, job);
+            job->state = FARM_JOB_RUNNING;
+            job->node = sn->node;
+            job->emulated = m->emulated;
+            job->started_at = now;
+            snprintf(job->node_name, sizeof job->node_name, "%s", sn->node->cfg->name);
+            farm_link_push_back(&sn->running, &job->node_link);
+            farm_link_push_back(&self->running_order, &job->timer_link);
+            sn->used++;
+            s_node_reheap(self, sn);
+            assigned++;
+            if (self->cbs.assign)
+                self->cbs.assign(self->arg, job, sn->node);
+        }
+    }
+    return assigned;
+}
+
+farm_job_t *farm_scheduler_running(farm_scheduler_t *self, const farm_node_t *node,
+                                   const char *job_id, unsigned attempt)
+{
+    farm_job_t *job = farm_hmap_gets(self->jobs, job_id);
+    if (!job || job->state != FARM_JOB_RUNNING || job->node != node || job->attempt != attempt)
+        return NULL;
+    return job;
+}
+
+void farm_scheduler_release(farm_scheduler_t *self, farm_job_t *job)
+{
+    snode_t *sn;
+
+    if (job->state != FARM_JOB_RUNNING || !job->node)
+        return;
+    sn = &self->nodes[job->node->index];
+    farm_link_remove(&job->node_link);
+    farm_link_remove(&job->timer_link);
+    sn->used--;
+    job->node = NULL;
+    s_node_reheap(self, sn);
+}
+
+void farm_scheduler_withdraw(farm_scheduler_t *self, farm_job_t *job, const char *reason)
+{
+    if (job->state == FARM_JOB_QUEUED) {
+        s_unqueue(self, job);
+    } else if (job->state == FARM_JOB_RUNNING && job->node) {
+        farm_node_t *node = job->node;
+        farm_scheduler_release(self, job);
+        if (self->cbs.cancel)
+            self->cbs.cancel(self->arg, job, node, reason);
+    }
+}
+
+void farm_scheduler_tick(farm_scheduler_t *self, long long now)
+{
+    while (!farm_link_empty(&self->running_order)) {
+        farm_job_t *job = FARM_LINK_OWNER(self->running_order.next, farm_job_t, timer_link);
+        if (now - job->started_at <= self->cfg->job_timeout_ms)
+            break;
+        farm_scheduler_withdraw(self, job, "job_timeout");
+        if (self->cbs.expired)
+            self->cbs.expired(self->arg, job, 1);
+    }
+    while (!farm_link_empty(&self->queued_order)) {
+        farm_job_t *job = FARM_LINK_OWNER(self->queued_order.next, farm_job_t, timer_link);
+        if (now - job->queued_at <= self->cfg->queue_timeout_ms)
+            break;
+        s_unqueue(self, job);
+        if (self->cbs.expired)
+            self->cbs.expired(self->arg, job, 0);
+    }
+}
+
+int farm_scheduler_node_used(const farm_scheduler_t *self, const farm_node_t *node)
+{
+    return self->nodes[node->index].used;
+}
+
+size_t farm_scheduler_node_jobs(const farm_scheduler_t *self, const farm_node_t *node,
+                                farm_job_t **out, size_t max)
+{
+    const snode_t *sn = &self->nodes[node->index];
+    size_t n = 0;
+    for (const farm_link_t *l = sn->running.next; l != &sn->running; l = l->next, n++)
+        if (n < max)
+            out[n] = FARM_LINK_OWNER(l, farm_job_t, node_link);
+    return n;
+}
+
+size_t farm_scheduler_queued(const farm_scheduler_t *self)
+{
+    return self->queued;
+}

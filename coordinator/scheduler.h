@@ -1,0 +1,77 @@
+/* The scheduler owns where every unfinished job is: in its platform's queue, or running
+ * on a node. The rules (ARCHITECTURE.md, "One build, step by step"):
+ *   - a job goes to a live node that farm.yaml maps to its platform and that has a free
+ *     slot, least loaded first (used/slots; ties: farm.yaml's order);
+ *   - nodes listed under emulated: only while no native node of the platform is alive;
+ *   - no live node for the platform: the job waits (said once per attempt), up to
+ *     queue_timeout; an attempt runs at most job_timeout;
+ *   - a lost node's jobs go back to the front of their queue as a new attempt, and a
+ *     result counts only from the node running that attempt.
+ * Dispatch costs O(log nodes) per job and never scans builds: a FIFO per platform, a
+ * heap per platform of the nodes with free slots, an index of jobs by id, timeouts
+ * kept in time order. */
+#ifndef FARM_COORD_SCHEDULER_H
+#define FARM_COORD_SCHEDULER_H
+
+#include <stddef.h>
+
+#include "common/config.h"
+#include "coordinator/job.h"
+#include "coordinator/nodes.h"
+
+typedef struct farm_scheduler farm_scheduler_t;
+
+typedef struct {
+    /* The job is now RUNNING on node as job->attempt: send it. If it cannot be sent,
+     * call farm_scheduler_release and fail the job. */
+    void (*assign)(void *arg, farm_job_t *job, farm_node_t *node);
+    /* The attempt no longer runs on node (withdrawn, timed out): tell the node to stop. */
+    void (*cancel)(void *arg, farm_job_t *job, farm_node_t *node, const char *reason);
+    /* No live node serves the job's platform: it waits. */
+    void (*waiting)(void *arg, farm_job_t *job);
+    /* The job's node was lost: it is queued again as job->attempt. */
+    void (*requeued)(void *arg, farm_job_t *job, const char *why);
+    /* queue_timeout (was_running 0) or job_timeout (1): the job is out of the scheduler;
+     * the callee fails it. */
+    void (*expired)(void *arg, farm_job_t *job, int was_running);
+} farm_scheduler_cbs_t;
+
+farm_scheduler_t *farm_scheduler_new(const farm_config_t *cfg, const farm_scheduler_cbs_t *cbs,
+                                     void *arg);
+void farm_scheduler_destroy(farm_scheduler_t **self_p);
+
+/* A new job (QUEUED, attempt 1, platform_index set): indexed by id and queued. */
+int farm_scheduler_add(farm_scheduler_t *self, farm_job_t *job, long long now);
+/* Forgets a job that is neither queued nor running (its build is being freed). */
+void farm_scheduler_forget(farm_scheduler_t *self, farm_job_t *job);
+farm_job_t *farm_scheduler_job(farm_scheduler_t *self, const char *id);
+
+/* The node is READY (a new session): its slots are free. */
+int farm_scheduler_node_up(farm_scheduler_t *self, farm_node_t *node);
+/* The node is gone: its running jobs are queued again as new attempts. */
+void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const char *why,
+                              long long now);
+
+/* Assigns queued jobs to free nodes, as many as possible. Returns how many. */
+size_t farm_scheduler_dispatch(farm_scheduler_t *self, long long now);
+
+/* The job when `attempt` of it runs on `node`, else NULL (late or foreign). */
+farm_job_t *farm_scheduler_running(farm_scheduler_t *self, const farm_node_t *node,
+                                   const char *job_id, unsigned attempt);
+/* Ends a running attempt (its result arrived, or it could not be sent): the slot is
+ * free, job->node NULL. The caller sets the job's new state. */
+void farm_scheduler_release(farm_scheduler_t *self, farm_job_t *job);
+/* Takes a queued or running job out (build finished or cancelled): a running attempt is
+ * cancelled on its node. The caller sets the job's new state. */
+void farm_scheduler_withdraw(farm_scheduler_t *self, farm_job_t *job, const char *reason);
+
+/* Applies queue_timeout and job_timeout. */
+void farm_scheduler_tick(farm_scheduler_t *self, long long now);
+
+int farm_scheduler_node_used(const farm_scheduler_t *self, const farm_node_t *node);
+/* Up to max of the node's running jobs into out; returns how many it runs. */
+size_t farm_scheduler_node_jobs(const farm_scheduler_t *self, const farm_node_t *node,
+                                farm_job_t **out, size_t max);
+size_t farm_scheduler_queued(const farm_scheduler_t *self);
+
+#endif

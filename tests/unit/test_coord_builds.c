@@ -1,0 +1,271 @@
+/* Builds: what a submit may ask for, how a build ends (failure with the log tail,
+ * stitch when every job is done, allow_partial, cancel by its own client only), and
+ * that finished builds are freed later while their jobs stop counting. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "coordinator/builds.h"
+#include "coordinator/nodes.h"
+#include "coordinator/scheduler.h"
+
+#define DIGEST "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+typedef struct {
+    farm_config_t *cfg;
+    farm_nodes_t *nodes;
+    farm_scheduler_t *s;
+    farm_builds_t *b;
+    int stitched, done, done_ok, cancels, assigns;
+    char done_error[8192];
+    char kinds[256]; /* one letter per event */
+} fx_t;
+
+static void cb_assign(void *a, farm_job_t *j, farm_node_t *n) { ((fx_t *)a)->assigns++; }
+static void cb_cancel(void *a, farm_job_t *j, farm_node_t *n, const char *r) { ((fx_t *)a)->cancels++; }
+
+static void cb_event(void *a, farm_build_t *b, const farm_job_t *j, farm_event_kind_t k,
+                     const char *msg)
+{
+    fx_t *fx = a;
+    size_t n = strlen(fx->kinds);
+    if (n + 1 < sizeof fx->kinds)
+        fx->kinds[n] = "?qwdlpLfvc"[k];
+}
+static void cb_stitch(void *a, farm_build_t *b) { ((fx_t *)a)->stitched++; }
+static void cb_done(void *a, farm_build_t *b, int ok, const char *d, uint64_t size, const char *err)
+{
+    fx_t *fx = a;
+    fx->done++;
+    fx->done_ok = ok;
+    snprintf(fx->done_error, sizeof fx->done_error, "%s", err ? err : "");
+}
+
+static const char *Y =
+    "coordinator: {agents: 'tcp://127.0.0.1:1', clients: 'tcp://127.0.0.1:2'}\n"
+    "platforms:\n  linux/amd64: [a]\n  linux/arm64: [b]\n"
+    "nodes:\n  a: {slots: 2}\n  b: {slots: 2}\n"
+    "registries:\n  'reg.local:5000': {insecure: true}\n";
+
+static int s_setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof *fx);
+    farm_scheduler_cbs_t scbs = {.assign = cb_assign, .cancel = cb_cancel};
+    farm_builds_cbs_t bcbs = {cb_event, cb_stitch, cb_done};
+    assert_int_equal(farm_config_parse(&fx->cfg, "t.yaml", Y, strlen(Y), NULL), 0);
+    fx->nodes = farm_nodes_new(fx->cfg);
+    fx->s = farm_scheduler_new(fx->cfg, &scbs, fx);
+    fx->b = farm_builds_new(fx->cfg, fx->s, &bcbs, fx);
+    assert_non_null(fx->b);
+    *state = fx;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    fx_t *fx = *state;
+    farm_builds_destroy(&fx->b);
+    farm_scheduler_destroy(&fx->s);
+    farm_nodes_destroy(&fx->nodes);
+    farm_config_destroy(&fx->cfg);
+    free(fx);
+    return 0;
+}
+
+static void s_up(fx_t *fx, const char *name, const char *plat)
+{
+    char *plats[] = {(char *)plat};
+    farm_hello_t h = {.name = name, .platforms = plats, .n_platforms = 1, .version = FARM_VERSION,
+                      .session = 7, .builder = "t"};
+    farm_node_t *n;
+    char reason[256];
+    assert_true(farm_nodes_hello(fx->nodes, &n, &h, name, strlen(name), 0, reason, sizeof reason) >= 0);
+    assert_int_equal(farm_scheduler_node_up(fx->s, n), 0);
+}
+
+static int s_submit(fx_t *fx, farm_build_t **out, char *const *tags, size_t n_tags,
+                    char *const *plats, size_t n_plats, const char *key, const char *client,
+                    char *reason)
+{
+    const char *keys[] = {key}, *values[] = {"1"};
+    farm_submit_t s = {.tags = tags, .n_tags = n_tags, .platforms = plats, .n_platforms = n_plats,
+                       .arg_keys = keys, .arg_values = values, .n_args = key ? 1 : 0,
+                       .context_digest = DIGEST, .context_size = 10, .client = client,
+                       .client_len = strlen(client)};
+    return farm_builds_submit(fx->b, out, &s, 0, reason, 2048);
+}
+
+static void test_submit_refusals(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL;
+    char reason[2048];
+    char *tag[] = {"reg.local:5000/team/app:1"}, *two[] = {"reg.local:5000/team/app:1", "reg.local:5000/other/app:1"};
+    char *amd[] = {"linux/amd64"}, *ppc[] = {"linux/ppc64le"};
+
+    assert_int_equal(s_submit(fx, &b, tag, 0, amd, 1, NULL, "c1", reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "no tag"));
+    assert_int_equal(s_submit(fx, &b, tag, 1, amd, 1, "TARGETARCH", "c1", reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "TARGETARCH is set by farm"));
+    assert_int_equal(s_submit(fx, &b, tag, 1, amd, 1, "A=B", "c1", reason), FARM_EINVALID);
+    assert_int_equal(s_submit(fx, &b, two, 2, amd, 1, NULL, "c1", reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "same repository"));
+    assert_int_equal(s_submit(fx, &b, tag, 1, ppc, 1, NULL, "c1", reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "linux/ppc64le is not served"));
+    assert_non_null(strstr(reason, "linux/amd64, linux/arm64"));
+    assert_null(b);
+    assert_int_equal(farm_builds_active(fx->b), 0);
+}
+
+static void test_submit_records_jobs_and_insecure(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL;
+    char reason[2048];
+    char *tag[] = {"reg.local:5000/team/app:1", "reg.local:5000/team/app:1", "reg.local:5000/team/app:latest"};
+    char *plats[] = {"linux/amd64", "x86_64", "aarch64"};
+
+    assert_int_equal(s_submit(fx, &b, tag, 3, plats, 3, "VERSION", "c1", reason), 0);
+    assert_int_equal(b->n_jobs, 2); /* x86_64 is linux/amd64 again */
+    assert_int_equal(b->n_tags, 2);
+    assert_string_equal(b->jobs[1].platform, "linux/arm64");
+    assert_string_equal(b->repository, "team/app");
+    assert_true(b->insecure);
+    assert_string_equal(b->dockerfile, "Dockerfile");
+    assert_true(farm_builds_context_in_use(fx->b, DIGEST));
+    assert_ptr_equal(farm_builds_get(fx->b, b->id), b);
+}
+
+static void test_failure_ends_build_with_tail(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL;
+    char reason[2048];
+    char *tag[] = {"reg.local:5000/team/app:1"}, *plats[] = {"linux/amd64", "linux/arm64"};
+
+    s_up(fx, "a", "linux/amd64");
+    s_up(fx, "b", "linux/arm64");
+    assert_int_equal(s_submit(fx, &b, tag, 1, plats, 2, NULL, "c1", reason), 0);
+    farm_builds_start(fx->b, b, 0);
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 0), 2);
+    farm_builds_job_log(fx->b, &b->jobs[1], "step 3: exit 1");
+    farm_scheduler_release(fx->s, &b->jobs[1]);
+    farm_builds_job_failed(fx->b, &b->jobs[1], 10, "RUN failed");
+    assert_int_equal(fx->done, 1);
+    assert_false(fx->done_ok);
+    assert_non_null(strstr(fx->done_error, "linux/arm64 failed on node b: RUN failed"));
+    assert_non_null(strstr(fx->done_error, "| step 3: exit 1"));
+    /* the other platform is cancelled on its node, and nothing is stitched */
+    assert_int_equal(fx->cancels, 1);
+    assert_int_equal(b->jobs[0].state, FARM_JOB_CANCELLED);
+    assert_int_equal(fx->stitched, 0);
+    assert_false(farm_builds_context_in_use(fx->b, DIGEST));
+    /* events: queued x2, dispatched is the coordinator's, log, failed */
+    assert_string_equal(fx->kinds, "qqlf");
+    /* kept a while for late results, then freed with its jobs */
+    farm_builds_reap(fx->b, 10 + 1000, 60000, NULL, NULL);
+    assert_non_null(farm_builds_get(fx->b, b->id));
+    farm_builds_reap(fx->b, 10 + 60001, 60000, NULL, NULL);
+    assert_null(farm_builds_get(fx->b, "b1-0000"));
+    assert_null(farm_scheduler_job(fx->s, "b1.1"));
+}
+
+static void s_pushed(fx_t *fx, farm_job_t *j)
+{
+    farm_descriptor_t d = {.size = 5};
+    snprintf(d.digest, sizeof d.digest, "%s", DIGEST);
+    d.platform = j->plat;
+    farm_scheduler_release(fx->s, j);
+    farm_builds_job_pushed(fx->b, j, &d, 1, 1, 5);
+}
+
+static void test_all_pushed_stitches_then_finishes(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL;
+    char reason[2048];
+    char *tag[] = {"reg.local:5000/team/app:1"}, *plats[] = {"linux/amd64", "linux/arm64"};
+
+    s_up(fx, "a", "linux/amd64");
+    s_up(fx, "b", "linux/arm64");
+    assert_int_equal(s_submit(fx, &b, tag, 1, plats, 2, NULL, "c1", reason), 0);
+    farm_builds_start(fx->b, b, 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    s_pushed(fx, &b->jobs[0]);
+    assert_int_equal(fx->stitched, 0);
+    s_pushed(fx, &b->jobs[1]);
+    assert_int_equal(fx->stitched, 1);
+    assert_int_equal(b->state, FARM_BUILD_STITCHING);
+    /* too late to cancel now */
+    assert_int_equal(farm_builds_cancel(fx->b, b->id, "c1", 2, 6), 0);
+    assert_int_equal(b->state, FARM_BUILD_STITCHING);
+    farm_builds_finish(fx->b, b, 1, DIGEST, 100, NULL, 7);
+    assert_int_equal(fx->done, 1);
+    assert_true(fx->done_ok);
+    assert_int_equal(farm_builds_active(fx->b), 0);
+    assert_string_equal(fx->kinds, "qqppvc");
+}
+
+static void test_allow_partial_stitches_what_built(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL;
+    char reason[2048];
+    char *tag[] = {"reg.local:5000/team/app:1"}, *plats[] = {"linux/amd64", "linux/arm64"};
+    const char *k[1];
+    farm_submit_t s = {.tags = tag, .n_tags = 1, .platforms = plats, .n_platforms = 2,
+                       .arg_keys = k, .arg_values = k, .context_digest = DIGEST,
+                       .allow_partial = 1, .client = "c1", .client_len = 2};
+
+    s_up(fx, "a", "linux/amd64");
+    assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), 0);
+    farm_builds_start(fx->b, b, 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    s_pushed(fx, &b->jobs[0]);
+    assert_int_equal(fx->stitched, 0); /* arm64 still queued */
+    farm_builds_job_failed(fx->b, &b->jobs[1], 9, "no node of linux/arm64 became available");
+    assert_int_equal(fx->stitched, 1);
+    assert_int_equal(fx->done, 0);
+}
+
+static void test_cancel_only_by_its_client(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL;
+    char reason[2048];
+    char *tag[] = {"reg.local:5000/team/app:1"}, *plats[] = {"linux/amd64"};
+
+    s_up(fx, "a", "linux/amd64");
+    assert_int_equal(s_submit(fx, &b, tag, 1, plats, 1, NULL, "c1", reason), 0);
+    farm_builds_start(fx->b, b, 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    assert_int_equal(farm_builds_cancel(fx->b, b->id, "c2", 2, 1), FARM_EAUTH);
+    assert_int_equal(b->state, FARM_BUILD_RUNNING);
+    assert_int_equal(farm_builds_cancel(fx->b, "nope", "c1", 2, 1), FARM_ENOTFOUND);
+    assert_int_equal(farm_builds_cancel(fx->b, b->id, "c1", 2, 1), 0);
+    assert_int_equal(b->state, FARM_BUILD_DONE);
+    assert_int_equal(fx->cancels, 1);
+    assert_non_null(strstr(fx->done_error, "cancelled by farmctl"));
+    /* the late result of the cancelled attempt does not count */
+    assert_null(farm_scheduler_running(fx->s, farm_nodes_by_name(fx->nodes, "a"), b->jobs[0].id, 1));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_submit_refusals, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_submit_records_jobs_and_insecure, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_failure_ends_build_with_tail, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_all_pushed_stitches_then_finishes, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_allow_partial_stitches_what_built, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_only_by_its_client, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,364 @@
+/* The scheduler's rules, each on its own, in milliseconds: least loaded first with
+ * farm.yaml's order on ties, native before emulated, waiting said once per attempt,
+ * requeue on loss as a new attempt, late results ignored, timeouts, withdraw. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "coordinator/nodes.h"
+#include "coordinator/scheduler.h"
+
+#define MAX_EV 20000
+
+typedef struct {
+    char kind;            /* a assign, c cancel, w waiting, r requeued, e expired */
+    farm_job_t *job;
+    const char *node;
+    unsigned attempt;
+} ev_t;
+
+typedef struct {
+    farm_config_t *cfg;
+    farm_nodes_t *nodes;
+    farm_scheduler_t *s;
+    ev_t ev[MAX_EV];
+    size_t n_ev;
+    farm_job_t *jobs;
+    size_t n_jobs;
+} fx_t;
+
+static void s_rec(fx_t *fx, char kind, farm_job_t *job, const farm_node_t *node)
+{
+    assert_true(fx->n_ev < MAX_EV);
+    fx->ev[fx->n_ev++] = (ev_t){kind, job, node ? node->cfg->name : NULL, job->attempt};
+}
+
+static void cb_assign(void *a, farm_job_t *j, farm_node_t *n) { s_rec(a, 'a', j, n); }
+static void cb_cancel(void *a, farm_job_t *j, farm_node_t *n, const char *r) { s_rec(a, 'c', j, n); }
+static void cb_waiting(void *a, farm_job_t *j) { s_rec(a, 'w', j, NULL); }
+static void cb_requeued(void *a, farm_job_t *j, const char *why) { s_rec(a, 'r', j, NULL); }
+static void cb_expired(void *a, farm_job_t *j, int running) { s_rec(a, 'e', j, NULL); }
+
+static fx_t *s_fx(const char *yaml, size_t n_jobs)
+{
+    fx_t *fx = calloc(1, sizeof *fx);
+    farm_scheduler_cbs_t cbs = {cb_assign, cb_cancel, cb_waiting, cb_requeued, cb_expired};
+    farm_diag_t d = {0};
+    assert_non_null(fx);
+    if (farm_config_parse(&fx->cfg, "test.yaml", yaml, strlen(yaml), &d) < 0) {
+        for (size_t i = 0; i < d.n; i++)
+            fprintf(stderr, "%s\n", d.items[i]);
+        fail_msg("config does not parse");
+    }
+    fx->nodes = farm_nodes_new(fx->cfg);
+    fx->s = farm_scheduler_new(fx->cfg, &cbs, fx);
+    fx->jobs = calloc(n_jobs + 1, sizeof *fx->jobs);
+    fx->n_jobs = n_jobs;
+    assert_non_null(fx->nodes);
+    assert_non_null(fx->s);
+    assert_non_null(fx->jobs);
+    return fx;
+}
+
+static void s_fx_free(fx_t *fx)
+{
+    farm_scheduler_destroy(&fx->s);
+    farm_nodes_destroy(&fx->nodes);
+    farm_config_destroy(&fx->cfg);
+    free(fx->jobs);
+    free(fx);
+}
+
+/* A node says HELLO for platforms (comma list) and slots; it is READY and up. */
+static farm_node_t *s_up(fx_t *fx, const char *name, const char *plats, unsigned slots)
+{
+    char buf[256], *save = NULL, *list[8];
+    farm_hello_t h = {.name = name, .platforms = list, .slots = slots, .builder = "test",
+                      .version = FARM_VERSION, .session = (uint64_t)random() + 1};
+    farm_node_t *n = NULL;
+    char reason[512];
+    snprintf(buf, sizeof buf, "%s", plats);
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        list[h.n_platforms++] = t;
+    assert_true(farm_nodes_hello(fx->nodes, &n, &h, name, strlen(name), 0, reason,
+                                 sizeof reason) >= 0);
+    assert_int_equal(farm_scheduler_node_up(fx->s, n), 0);
+    return n;
+}
+
+static farm_job_t *s_job(fx_t *fx, size_t i, const char *platform, long long now)
+{
+    farm_job_t *j = &fx->jobs[i];
+    const farm_config_platform_t *cp = farm_config_platform(fx->cfg, platform);
+    assert_non_null(cp);
+    snprintf(j->id, sizeof j->id, "b1.%zu", i + 1);
+    snprintf(j->platform, sizeof j->platform, "%s", cp->platform);
+    j->platform_index = (size_t)(cp - fx->cfg->platforms);
+    j->attempt = 1;
+    assert_int_equal(farm_scheduler_add(fx->s, j, now), 0);
+    return j;
+}
+
+static size_t s_count(const fx_t *fx, char kind)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < fx->n_ev; i++)
+        n += fx->ev[i].kind == kind;
+    return n;
+}
+
+static const ev_t *s_nth(const fx_t *fx, char kind, size_t nth)
+{
+    for (size_t i = 0; i < fx->n_ev; i++)
+        if (fx->ev[i].kind == kind && nth-- == 0)
+            return &fx->ev[i];
+    return NULL;
+}
+
+static const char *Y_TWO =
+    "coordinator: {agents: 'tcp://127.0.0.1:1', clients: 'tcp://127.0.0.1:2',"
+    " queue_timeout: 10s, job_timeout: 60s}\n"
+    "platforms:\n  linux/amd64: [a, b]\n"
+    "nodes:\n  a: {slots: 2}\n  b: {slots: 2}\n";
+
+static void test_least_loaded_ties_in_farm_yaml_order(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 5);
+    s_up(fx, "b", "linux/amd64", 0); /* b says HELLO first: order is farm.yaml's, not HELLO's */
+    s_up(fx, "a", "linux/amd64", 0);
+    for (size_t i = 0; i < 5; i++)
+        s_job(fx, i, "linux/amd64", 0);
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 0), 4);
+    assert_string_equal(s_nth(fx, 'a', 0)->node, "a");
+    assert_string_equal(s_nth(fx, 'a', 1)->node, "b");
+    assert_string_equal(s_nth(fx, 'a', 2)->node, "a");
+    assert_string_equal(s_nth(fx, 'a', 3)->node, "b");
+    /* every slot taken: the fifth job waits in the queue, FIFO */
+    assert_int_equal(farm_scheduler_queued(fx->s), 1);
+    assert_int_equal(fx->jobs[4].state, FARM_JOB_QUEUED);
+    assert_ptr_equal(s_nth(fx, 'a', 0)->job, &fx->jobs[0]);
+    assert_ptr_equal(s_nth(fx, 'a', 3)->job, &fx->jobs[3]);
+    /* a slot frees on b: the queued job goes there */
+    farm_scheduler_release(fx->s, &fx->jobs[1]);
+    fx->jobs[1].state = FARM_JOB_DONE;
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 0), 1);
+    assert_string_equal(s_nth(fx, 'a', 4)->node, "b");
+    assert_int_equal(farm_scheduler_node_used(fx->s, farm_nodes_by_name(fx->nodes, "b")), 2);
+    s_fx_free(fx);
+}
+
+static void test_load_is_a_ratio_of_slots(void **state)
+{
+    fx_t *fx = s_fx("coordinator: {agents: 'tcp://127.0.0.1:1', clients: 'tcp://127.0.0.1:2'}\n"
+                    "platforms:\n  linux/amd64: [big, small]\n"
+                    "nodes:\n  big: {slots: 4}\n  small: {slots: 1}\n", 5);
+    s_up(fx, "big", "linux/amd64", 0);
+    s_up(fx, "small", "linux/amd64", 0);
+    for (size_t i = 0; i < 5; i++)
+        s_job(fx, i, "linux/amd64", 0);
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 0), 5);
+    /* 0/4 vs 0/1: tie, big first; 1/4 vs 0/1: small; then only big has room */
+    assert_string_equal(s_nth(fx, 'a', 0)->node, "big");
+    assert_string_equal(s_nth(fx, 'a', 1)->node, "small");
+    for (size_t i = 2; i < 5; i++)
+        assert_string_equal(s_nth(fx, 'a', i)->node, "big");
+    s_fx_free(fx);
+}
+
+static void test_agent_slots_lower_the_configured_ones(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 3);
+    farm_node_t *a = s_up(fx, "a", "linux/amd64", 1);
+    assert_int_equal(a->slots, 1);
+    /* a huge value must not wrap to a negative count */
+    farm_node_t *b = s_up(fx, "b", "linux/amd64", 0xffffffffu);
+    assert_int_equal(b->slots, 2);
+    for (size_t i = 0; i < 3; i++)
+        s_job(fx, i, "linux/amd64", 0);
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 0), 3);
+    assert_int_equal(farm_scheduler_node_used(fx->s, a), 1);
+    assert_int_equal(farm_scheduler_node_used(fx->s, b), 2);
+    s_fx_free(fx);
+}
+
+static const char *Y_EMU =
+    "coordinator: {agents: 'tcp://127.0.0.1:1', clients: 'tcp://127.0.0.1:2'}\n"
+    "platforms:\n  linux/amd64: [x86]\n"
+    "  linux/arm/v7:\n    native: [pi]\n    emulated: [x86]\n"
+    "nodes:\n  x86: {slots: 4}\n  pi: {slots: 1}\n";
+
+static void test_native_before_emulated(void **state)
+{
+    fx_t *fx = s_fx(Y_EMU, 3);
+    farm_node_t *pi = s_up(fx, "pi", "linux/arm/v7", 0);
+    farm_node_t *x86 = s_up(fx, "x86", "linux/amd64,linux/arm/v7", 0);
+    s_job(fx, 0, "linux/arm/v7", 0);
+    s_job(fx, 1, "linux/arm/v7", 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    /* the busy native node is waited for while it lives: x86 idles for arm/v7 */
+    assert_int_equal(s_count(fx, 'a'), 1);
+    assert_string_equal(s_nth(fx, 'a', 0)->node, "pi");
+    assert_int_equal(fx->jobs[0].emulated, 0);
+    assert_int_equal(farm_scheduler_node_used(fx->s, x86), 0);
+    /* the native node dies: both jobs go to the emulated node, the lost one as attempt 2 */
+    farm_nodes_lose(fx->nodes, pi);
+    farm_scheduler_node_down(fx->s, pi, "lost", 5);
+    assert_int_equal(s_count(fx, 'r'), 1);
+    assert_int_equal(fx->jobs[0].attempt, 2);
+    farm_scheduler_dispatch(fx->s, 5);
+    assert_int_equal(s_count(fx, 'a'), 3);
+    /* the requeued job went to the front of the queue */
+    assert_ptr_equal(s_nth(fx, 'a', 1)->job, &fx->jobs[0]);
+    assert_string_equal(s_nth(fx, 'a', 1)->node, "x86");
+    assert_string_equal(s_nth(fx, 'a', 2)->node, "x86");
+    assert_int_equal(fx->jobs[0].emulated, 1);
+    assert_int_equal(farm_scheduler_node_used(fx->s, x86), 2);
+    s_fx_free(fx);
+}
+
+static void test_waiting_said_once_per_attempt(void **state)
+{
+    fx_t *fx = s_fx(Y_EMU, 2);
+    s_job(fx, 0, "linux/arm/v7", 0);
+    s_job(fx, 1, "linux/arm/v7", 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    farm_scheduler_dispatch(fx->s, 1);
+    assert_int_equal(s_count(fx, 'w'), 2);
+    assert_int_equal(s_count(fx, 'a'), 0);
+    /* an emulated node alone serves it */
+    farm_node_t *x86 = s_up(fx, "x86", "linux/amd64,linux/arm/v7", 1);
+    farm_scheduler_dispatch(fx->s, 2);
+    assert_int_equal(s_count(fx, 'a'), 1);
+    assert_string_equal(s_nth(fx, 'a', 0)->node, "x86");
+    /* the only node dies: the requeued attempt and the queued job say waiting (again for
+     * the first: a new attempt), nothing twice for the same attempt */
+    farm_nodes_lose(fx->nodes, x86);
+    farm_scheduler_node_down(fx->s, x86, "lost", 3);
+    farm_scheduler_dispatch(fx->s, 3);
+    assert_int_equal(s_count(fx, 'w'), 3);
+    assert_ptr_equal(s_nth(fx, 'w', 2)->job, &fx->jobs[0]);
+    assert_int_equal(s_nth(fx, 'w', 2)->attempt, 2);
+    s_fx_free(fx);
+}
+
+static void test_results_count_only_from_the_running_attempt(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 1);
+    farm_node_t *a = s_up(fx, "a", "linux/amd64", 1);
+    farm_node_t *b = s_up(fx, "b", "linux/amd64", 1);
+    s_job(fx, 0, "linux/amd64", 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    assert_ptr_equal(fx->jobs[0].node, a);
+    assert_ptr_equal(farm_scheduler_running(fx->s, a, "b1.1", 1), &fx->jobs[0]);
+    assert_null(farm_scheduler_running(fx->s, b, "b1.1", 1));  /* another node */
+    assert_null(farm_scheduler_running(fx->s, a, "b1.1", 2));  /* another attempt */
+    assert_null(farm_scheduler_running(fx->s, a, "b9.9", 1));  /* unknown job */
+    farm_nodes_lose(fx->nodes, a);
+    farm_scheduler_node_down(fx->s, a, "silent", 1);
+    farm_scheduler_dispatch(fx->s, 1);
+    assert_ptr_equal(fx->jobs[0].node, b);
+    /* attempt 1's late result, from a, no longer counts; attempt 2 on b does */
+    assert_null(farm_scheduler_running(fx->s, a, "b1.1", 1));
+    assert_null(farm_scheduler_running(fx->s, b, "b1.1", 1));
+    assert_ptr_equal(farm_scheduler_running(fx->s, b, "b1.1", 2), &fx->jobs[0]);
+    assert_int_equal(farm_scheduler_node_used(fx->s, a), 0);
+    s_fx_free(fx);
+}
+
+static void test_timeouts(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 3);
+    farm_node_t *a = s_up(fx, "a", "linux/amd64", 1);
+    s_job(fx, 0, "linux/amd64", 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    s_job(fx, 1, "linux/amd64", 1000);
+    s_job(fx, 2, "linux/amd64", 5000);
+    /* queue_timeout 10 s: job 1 expires at 11 s, job 2 not yet */
+    farm_scheduler_tick(fx->s, 11001);
+    assert_int_equal(s_count(fx, 'e'), 1);
+    assert_ptr_equal(s_nth(fx, 'e', 0)->job, &fx->jobs[1]);
+    assert_int_equal(farm_scheduler_queued(fx->s), 1);
+    /* job_timeout 60 s: the running attempt is cancelled on its node and expires */
+    farm_scheduler_tick(fx->s, 60001);
+    assert_int_equal(s_count(fx, 'c'), 1);
+    assert_string_equal(s_nth(fx, 'c', 0)->node, "a");
+    assert_ptr_equal(s_nth(fx, 'e', 1)->job, &fx->jobs[0]);
+    assert_int_equal(farm_scheduler_node_used(fx->s, a), 0);
+    s_fx_free(fx);
+}
+
+static void test_withdraw(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 2);
+    farm_node_t *a = s_up(fx, "a", "linux/amd64", 1);
+    s_job(fx, 0, "linux/amd64", 0);
+    s_job(fx, 1, "linux/amd64", 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    farm_scheduler_withdraw(fx->s, &fx->jobs[1], "build failed"); /* queued: silently */
+    assert_int_equal(farm_scheduler_queued(fx->s), 0);
+    assert_int_equal(s_count(fx, 'c'), 0);
+    farm_scheduler_withdraw(fx->s, &fx->jobs[0], "build failed"); /* running: cancelled */
+    assert_int_equal(s_count(fx, 'c'), 1);
+    assert_int_equal(farm_scheduler_node_used(fx->s, a), 0);
+    fx->jobs[0].state = fx->jobs[1].state = FARM_JOB_CANCELLED;
+    farm_scheduler_forget(fx->s, &fx->jobs[0]);
+    assert_null(farm_scheduler_job(fx->s, "b1.1"));
+    assert_ptr_equal(farm_scheduler_job(fx->s, "b1.2"), &fx->jobs[1]);
+    s_fx_free(fx);
+}
+
+/* Many nodes and many queued jobs: every slot is filled, no node over its slots, and
+ * the load stays balanced (no node more than one job ahead of another of equal slots). */
+static void test_many_nodes_balanced(void **state)
+{
+    enum { NODES = 200, JOBS = 5000 };
+    char *yaml = malloc(64 * NODES * 2 + 512), *p;
+    fx_t *fx;
+    assert_non_null(yaml);
+    p = yaml + sprintf(yaml, "coordinator: {agents: 'tcp://127.0.0.1:1', clients: 'tcp://127.0.0.1:2'}\n"
+                             "platforms:\n  linux/amd64: [");
+    for (int i = 0; i < NODES; i++)
+        p += sprintf(p, "%sn%d", i ? ", " : "", i);
+    p += sprintf(p, "]\nnodes:\n");
+    for (int i = 0; i < NODES; i++)
+        p += sprintf(p, "  n%d: {slots: 8}\n", i);
+    fx = s_fx(yaml, JOBS);
+    for (int i = 0; i < NODES; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "n%d", i);
+        s_up(fx, name, "linux/amd64", 0);
+    }
+    for (size_t i = 0; i < JOBS; i++)
+        s_job(fx, i, "linux/amd64", 0);
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 0), NODES * 8);
+    assert_int_equal(farm_scheduler_queued(fx->s), JOBS - NODES * 8);
+    for (int i = 0; i < NODES; i++)
+        assert_int_equal(farm_scheduler_node_used(fx->s, farm_nodes_at(fx->nodes, (size_t)i)), 8);
+    /* first round: one job per node before any node gets a second */
+    for (int i = 0; i < NODES; i++)
+        assert_int_equal(fx->jobs[i].node->index, (size_t)i);
+    s_fx_free(fx);
+    free(yaml);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_least_loaded_ties_in_farm_yaml_order),
+        cmocka_unit_test(test_load_is_a_ratio_of_slots),
+        cmocka_unit_test(test_agent_slots_lower_the_configured_ones),
+        cmocka_unit_test(test_native_before_emulated),
+        cmocka_unit_test(test_waiting_said_once_per_attempt),
+        cmocka_unit_test(test_results_count_only_from_the_running_attempt),
+        cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_withdraw),
+        cmocka_unit_test(test_many_nodes_balanced),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
