@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,10 +101,21 @@ int farm_proc_run(char *const argv[], const char *cwd)
 int farm_linebuf_read(farm_linebuf_t *lb, int fd, void (*fn)(void *arg, const char *line),
                       void *arg)
 {
+    return farm_linebuf_read_max(lb, fd, SIZE_MAX, fn, arg);
+}
+
+int farm_linebuf_read_max(farm_linebuf_t *lb, int fd, size_t max,
+                          void (*fn)(void *arg, const char *line), void *arg)
+{
     char chunk[8192];
+    size_t total = 0;
 
     for (;;) {
-        ssize_t n = read(fd, chunk, sizeof chunk);
+        ssize_t n;
+
+        if (total >= max)
+            return 0; /* budget spent: a level-triggered poll calls again */
+        n = read(fd, chunk, max - total < sizeof chunk ? max - total : sizeof chunk);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -119,6 +131,7 @@ int farm_linebuf_read(farm_linebuf_t *lb, int fd, void (*fn)(void *arg, const ch
             }
             return 1;
         }
+        total += (size_t)n;
         for (ssize_t i = 0; i < n; i++) {
             char c = chunk[i];
             if (c == '\n' || lb->len == sizeof lb->buf - 1) {

@@ -28,5 +28,9 @@ typedef struct {
 } farm_linebuf_t;
 int farm_linebuf_read(farm_linebuf_t *lb, int fd, void (*fn)(void *arg, const char *line),
                       void *arg);
+/* The same, reading at most max bytes per call (a budget, so one chatty child cannot hold
+ * the reactor): returns 0 once max bytes were read, even if more is waiting. */
+int farm_linebuf_read_max(farm_linebuf_t *lb, int fd, size_t max,
+                          void (*fn)(void *arg, const char *line), void *arg);
 
 #endif

@@ -5,7 +5,14 @@
  * Handlers may add and remove readers and timers (their own included) while the reactor
  * runs: a removed reader or timer is never called again, and its slot is reclaimed at
  * the end of the turn, so no handler sees a freed entry. A handler that returns < 0 ends
- * farm_reactor_run with that value. */
+ * farm_reactor_run with that value.
+ *
+ * One turn, in order: poll; the ready readers, in the order they were added; the timers
+ * that are due, earliest deadline first (ties: in the order added), each at most once per
+ * turn; the turn-end hook. A handler that returns < 0 skips the rest of the turn, hook
+ * included. An entry added from a handler takes part from the next turn at the latest.
+ * Remove a reader before closing its fd or socket: a closed fd is reported as ZMQ_POLLERR
+ * every turn, and its number may be reused by an unrelated fd. */
 #ifndef FARM_REACTOR_H
 #define FARM_REACTOR_H
 
@@ -29,7 +36,10 @@ int farm_reactor_add_fd(farm_reactor_t *self, int fd, short events, farm_reactor
 void farm_reactor_remove(farm_reactor_t *self, int id);
 
 /* A timer that fires every interval_ms (first after interval_ms), `times` times
- * (0: until cancelled). name appears in debug logs. Returns an id > 0, or < 0. */
+ * (0: until cancelled). name appears in debug logs. Returns an id > 0, or < 0.
+ * The next firing is interval_ms after this one ran (a late timer does not catch up in a
+ * burst); interval 0 fires every turn. On its last firing the timer is already spent
+ * when its handler runs: reset/cancel of it are then ignored. */
 int farm_reactor_timer_add(farm_reactor_t *self, const char *name, long long interval_ms,
                            unsigned times, farm_reactor_timer_fn fn, void *arg);
 /* New interval; the next firing is interval_ms from now. */

@@ -707,8 +707,10 @@ static int s_evict(farm_store_t *self, const s_entry_t *e, const char *why)
                           strerror(errno));
         return 0;
     }
-    farm_log_info("store %s: removed sha256:%s (%llu bytes), %s", self->dir, e->hex,
-                  (unsigned long long)e->size, why);
+    /* "removed context" (age) and "evicted context" (size) are what operators grep for */
+    farm_log_info("%s context sha256:%s (%llu bytes) from %s: %s",
+                  strncmp(why, "unused", 6) == 0 ? "removed" : "evicted", e->hex,
+                  (unsigned long long)e->size, self->dir, why);
     return 1;
 }
 

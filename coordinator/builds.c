@@ -293,6 +293,10 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     snprintf(b->id, sizeof b->id, "b%u-%04x", ++self->seq, (unsigned)(random() & 0xffff));
     if ((rc = s_fill_jobs(self, b, s, reason, len)) < 0)
         goto fail;
+    if (!s->context_stored) {
+        rc = s_refuse(reason, len, "the coordinator does not hold this context; upload it first");
+        goto fail;
+    }
     if (s->client_len > sizeof b->client) {
         rc = s_refuse(reason, len, "client routing id too long");
         goto fail;

@@ -47,6 +47,7 @@ typedef struct {
     const char *const *arg_values;
     size_t n_args;
     const char *context_digest;
+    int context_stored;             /* the coordinator holds the context (checked last) */
     uint64_t context_size;          /* as stored by the coordinator */
     int allow_partial;
     const void *client;             /* the client's routing id */

@@ -568,7 +568,7 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
         if (rc == FARM_ERETRY)
             break;
         if (rc < 0) {
-            farm_log_warn("bad message from an agent: %s", farm_error_last());
+            farm_log_warn("bad message from agent: %s", farm_error_last());
             continue;
         }
         if (env->body_case == FARM__ENVELOPE__BODY_HELLO) {
@@ -662,14 +662,8 @@ static void s_on_submit(farm_coordinator_t *self, const void *rid, size_t rid_le
     }
     sub.arg_keys = keys;
     sub.arg_values = values;
-    if (!farm_digest_valid(s->context_digest)) {
-        s_refuse(self, rid, rid_len, "no valid context digest");
-        goto done;
-    }
-    if (!farm_ctxstore_has(self->ctx, s->context_digest, &size)) {
-        s_refuse(self, rid, rid_len, "the coordinator does not hold this context; upload it first");
-        goto done;
-    }
+    if (farm_digest_valid(s->context_digest))
+        sub.context_stored = farm_ctxstore_has(self->ctx, s->context_digest, &size);
     sub.context_size = size;
     if (farm_builds_submit(self->builds, &b, &sub, now, reason, sizeof reason) < 0) {
         s_refuse(self, rid, rid_len, reason);

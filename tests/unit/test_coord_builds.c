@@ -97,7 +97,7 @@ static int s_submit(fx_t *fx, farm_build_t **out, char *const *tags, size_t n_ta
     const char *keys[] = {key}, *values[] = {"1"};
     farm_submit_t s = {.tags = tags, .n_tags = n_tags, .platforms = plats, .n_platforms = n_plats,
                        .arg_keys = keys, .arg_values = values, .n_args = key ? 1 : 0,
-                       .context_digest = DIGEST, .context_size = 10, .client = client,
+                       .context_digest = DIGEST, .context_stored = 1, .context_size = 10, .client = client,
                        .client_len = strlen(client)};
     return farm_builds_submit(fx->b, out, &s, 0, reason, 2048);
 }
@@ -221,7 +221,7 @@ static void test_allow_partial_stitches_what_built(void **state)
     char *tag[] = {"reg.local:5000/team/app:1"}, *plats[] = {"linux/amd64", "linux/arm64"};
     const char *k[1];
     farm_submit_t s = {.tags = tag, .n_tags = 1, .platforms = plats, .n_platforms = 2,
-                       .arg_keys = k, .arg_values = k, .context_digest = DIGEST,
+                       .arg_keys = k, .arg_values = k, .context_digest = DIGEST, .context_stored = 1,
                        .allow_partial = 1, .client = "c1", .client_len = 2};
 
     s_up(fx, "a", "linux/amd64");
