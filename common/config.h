@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "common/yamltree.h"
+
 typedef struct {
     char *key;
     char *value;
@@ -60,14 +62,7 @@ typedef struct {
     farm_config_build_t build;
 } farm_config_t;
 
-/* Every problem found in a file, each "PATH:LINE:COLUMN: what is wrong and what to do". */
-typedef struct {
-    char **items;
-    size_t n;
-} farm_diag_t;
-
-void farm_diag_add(farm_diag_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void farm_diag_clear(farm_diag_t *d);
+/* farm_diag_t (every problem found in a file) comes from common/yamltree.h. */
 
 /* Parses a farm.yaml. On success returns 0 and *out. On any problem returns
  * FARM_EINVALID, *out = NULL, and diags (if not NULL) holds every problem found

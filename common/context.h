@@ -25,13 +25,4 @@ int farm_context_pack(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size, c
 int farm_context_extract(const char *tar_path, const char *dest, uint64_t max_bytes,
                          uint64_t max_entries);
 
-/* .dockerignore matcher, exposed for tests. */
-typedef struct farm_ignore farm_ignore_t;
-farm_ignore_t *farm_ignore_load(const char *dockerignore_path); /* missing file: empty matcher */
-/* NULL (message names the line) on a malformed pattern: "[abc", a lone "!". */
-farm_ignore_t *farm_ignore_parse(const char *text);
-/* 1 if relative path (forward slashes, no leading "./") is excluded. */
-int farm_ignore_match(const farm_ignore_t *self, const char *rel_path);
-void farm_ignore_destroy(farm_ignore_t **self_p);
-
 #endif

@@ -6,27 +6,43 @@
 
 static _Thread_local char s_msg[2048];
 
+/* Messages are bounded by the slot; one that did not fit ends in "..." so a reader
+ * knows it was cut. */
+static void s_mark_cut(int n)
+{
+    if (n >= (int)sizeof s_msg)
+        memcpy(s_msg + sizeof s_msg - 4, "...", 4);
+}
+
 int farm_error_set(int code, const char *fmt, ...)
 {
     va_list ap;
+    int n;
     va_start(ap, fmt);
-    vsnprintf(s_msg, sizeof s_msg, fmt, ap);
+    n = vsnprintf(s_msg, sizeof s_msg, fmt, ap);
     va_end(ap);
+    s_mark_cut(n);
     return code;
 }
 
 int farm_error_wrap(int code, const char *fmt, ...)
 {
     char prefix[1024], old[sizeof s_msg];
+    size_t lp;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    if (vsnprintf(prefix, sizeof prefix, fmt, ap) >= (int)sizeof prefix)
+        memcpy(prefix + sizeof prefix - 4, "...", 4);
     va_end(ap);
+    lp = strlen(prefix);
     memcpy(old, s_msg, sizeof old);
-    if (old[0])
-        snprintf(s_msg, sizeof s_msg, "%s: %s", prefix, old);
-    else
-        snprintf(s_msg, sizeof s_msg, "%s", prefix);
+    if (!old[0]) {
+        memcpy(s_msg, prefix, lp + 1);
+        return code;
+    }
+    /* prefix (< 1 KiB) + ": " + old (< 2 KiB) may exceed the slot: old is cut, marked */
+    snprintf(s_msg, sizeof s_msg, "%s: %.*s", prefix, (int)(sizeof s_msg - 3 - lp), old);
+    s_mark_cut((int)(lp + 2 + strlen(old)));
     return code;
 }
 

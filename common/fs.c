@@ -8,13 +8,15 @@
 #include <sys/stat.h>
 
 #include "common/error.h"
+#include "common/limits.h"
 
 int farm_fs_mkdirs(const char *path)
 {
-    char tmp[4096];
+    char tmp[FARM_PATH_MAX];
+    int rc;
 
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
-        return farm_error_set(FARM_EINVALID, "path too long: %.100s...", path);
+    if ((rc = farm_path_join(tmp, sizeof tmp, path, NULL)) < 0)
+        return rc;
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/')
             continue;
@@ -51,10 +53,12 @@ int farm_path_fmt(char *out, size_t len, const char *fmt, ...)
     n = vsnprintf(out, len, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= len) {
+        /* name the path by its (cut) beginning, then leave nothing usable behind */
+        farm_error_set(FARM_ETOOBIG, "path too long (%d bytes, at most %zu): %.100s...", n,
+                       len ? len - 1 : 0, len ? out : "");
         if (len)
             out[0] = '\0';
-        return farm_error_set(FARM_ETOOBIG, "path too long (%d bytes, at most %zu): %.80s...",
-                              n, len ? len - 1 : 0, fmt);
+        return FARM_ETOOBIG;
     }
     return 0;
 }

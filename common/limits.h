@@ -26,6 +26,9 @@
 #define FARM_DOCKERFILE_PATH_MAX 1024            /* bytes in the Dockerfile path */
 #define FARM_REFERENCE_MAX 512                   /* bytes in one image reference */
 
+/* Uploads in progress at once on one coordinator (each holds a file open). */
+#define FARM_UPLOADS_MAX 64
+
 /* Logs: lines kept per job to explain a failure, and the longest line forwarded. */
 #define FARM_TAIL_LINES 30
 #define FARM_LINE_MAX 4096

@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,8 +43,10 @@ void farm_log(farm_log_level_t level, const char *fmt, ...)
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                  tm.tm_sec, (long)(tv.tv_usec / 1000), s_ident, (int)getpid(), names[level]);
     va_start(ap, fmt);
-    if (n > 0 && (size_t)n < sizeof line)
-        vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    /* a line too long for the buffer is cut and says so */
+    if (n > 0 && (size_t)n < sizeof line &&
+        vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap) >= (int)(sizeof line - (size_t)n))
+        memcpy(line + sizeof line - 4, "...", 4);
     va_end(ap);
     /* one write per line so concurrent processes do not interleave mid-line */
     fprintf(stderr, "%s\n", line);

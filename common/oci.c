@@ -3,6 +3,8 @@
 #include "common/oci.h"
 
 #include "common/error.h"
+#include "common/fs.h"
+#include "common/limits.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -91,14 +93,10 @@ done:
 
 static int s_blob_path(char *buf, size_t len, const char *layout_dir, const char *digest)
 {
-    int n;
     /* The hex part becomes a file name: only a strictly valid digest may get there. */
     if (!farm_digest_valid(digest))
         return farm_error_set(FARM_EINVALID, "\"%.80s\" is not a sha256 digest", digest);
-    n = snprintf(buf, len, "%s/blobs/sha256/%s", layout_dir, digest + 7);
-    if (n < 0 || (size_t)n >= len)
-        return farm_error_set(FARM_EINVALID, "%s: path too long", layout_dir);
-    return 0;
+    return farm_path_fmt(buf, len, "%s/blobs/sha256/%s", layout_dir, digest + 7);
 }
 
 void farm_oci_blob_path(char *buf, size_t len, const char *layout_dir, const char *digest)
@@ -111,7 +109,7 @@ void farm_oci_blob_path(char *buf, size_t len, const char *layout_dir, const cha
 static int s_read_blob(char **out, size_t *out_len, const char *layout_dir, const char *digest,
                        int64_t size, size_t max)
 {
-    char path[4096], got[FARM_DIGEST_STRLEN];
+    char path[FARM_PATH_MAX], got[FARM_DIGEST_STRLEN];
     int rc;
 
     if ((rc = s_blob_path(path, sizeof path, layout_dir, digest)) < 0)
@@ -190,12 +188,13 @@ static int s_add_blob(farm_oci_image_t *img, const char *digest)
 
 static int s_check_layout_file(const char *dir)
 {
-    char path[4096], *buf = NULL;
+    char path[FARM_PATH_MAX], *buf = NULL;
     size_t len;
     json_t *root = NULL, *v;
     int rc;
 
-    snprintf(path, sizeof path, "%s/oci-layout", dir);
+    if ((rc = farm_path_join(path, sizeof path, dir, "oci-layout")) < 0)
+        return rc;
     if ((rc = s_read_file(&buf, &len, path, S_LAYOUT_MAX, -1)) < 0) {
         if (rc == FARM_ENOTFOUND)
             rc = farm_error_set(FARM_EINVALID, "%s is not an OCI image layout (no oci-layout file)",
@@ -219,7 +218,7 @@ done:
 int farm_oci_layout_read(farm_oci_image_t **out, const char *layout_dir)
 {
     farm_oci_image_t *img = NULL;
-    char path[4096], *buf = NULL, *cfg_buf = NULL;
+    char path[FARM_PATH_MAX], *buf = NULL, *cfg_buf = NULL;
     size_t len, cfg_len;
     json_t *index = NULL, *man = NULL, *cfg = NULL, *v, *mans, *layers;
     const char *desc_mt, *man_digest, *mt, *cfg_digest, *cfg_mt;
@@ -236,7 +235,8 @@ int farm_oci_layout_read(farm_oci_image_t **out, const char *layout_dir)
         goto done;
 
     /* index.json: exactly one image. */
-    snprintf(path, sizeof path, "%s/index.json", layout_dir);
+    if ((rc = farm_path_join(path, sizeof path, layout_dir, "index.json")) < 0)
+        goto done;
     if ((rc = s_read_file(&buf, &len, path, S_INDEX_MAX, -1)) < 0)
         goto done;
     if ((rc = s_parse(&index, buf, len, path)) < 0)
@@ -305,6 +305,7 @@ int farm_oci_layout_read(farm_oci_image_t **out, const char *layout_dir)
         rc = farm_error_set(FARM_EINVALID, "manifest %s: schemaVersion must be 2", man_digest);
         goto done;
     }
+    /* mt is one of the two manifest types above; the digest was validated by s_read_blob */
     snprintf(img->manifest.media_type, sizeof img->manifest.media_type, "%s", mt);
     snprintf(img->manifest.digest, sizeof img->manifest.digest, "%s", man_digest);
     img->manifest.size = (uint64_t)man_size;
@@ -339,7 +340,7 @@ int farm_oci_layout_read(farm_oci_image_t **out, const char *layout_dir)
             goto done;
         }
     }
-    snprintf(img->config_digest, sizeof img->config_digest, "%s", cfg_digest);
+    snprintf(img->config_digest, sizeof img->config_digest, "%s", cfg_digest); /* validated */
     if ((rc = s_add_blob(img, cfg_digest)) < 0)
         goto done;
 
@@ -405,7 +406,7 @@ void farm_oci_image_destroy(farm_oci_image_t **self_p)
 int farm_oci_push_image(farm_registry_t *reg, const char *repo, const char *layout_dir,
                         const farm_oci_image_t *img, farm_oci_progress_fn fn, void *arg)
 {
-    char path[4096], got[FARM_DIGEST_STRLEN] = "";
+    char path[FARM_PATH_MAX], got[FARM_DIGEST_STRLEN] = "";
     int rc = 0;
 
     /* Children before the manifest: a registry may refuse a manifest whose blobs are

@@ -229,6 +229,13 @@ int farm_platform_parse(farm_platform_t *out, const char *s)
     return s_normalise(out, parts[0], parts[1], parts[2], s);
 }
 
+/* The fields are NUL-terminated within their arrays, so FARM_PLATFORM_STRLEN always
+ * holds the result; only a caller's smaller buffer cuts it. */
+_Static_assert(FARM_PLATFORM_STRLEN >= sizeof ((farm_platform_t *)0)->os +
+                                           sizeof ((farm_platform_t *)0)->architecture +
+                                           sizeof ((farm_platform_t *)0)->variant,
+               "FARM_PLATFORM_STRLEN holds os/architecture/variant");
+
 void farm_platform_format(char *buf, size_t len, const farm_platform_t *p)
 {
     if (!len)

@@ -19,7 +19,8 @@ typedef struct {
  * message naming the string on junk. */
 int farm_platform_parse(farm_platform_t *out, const char *s);
 
-/* Canonical short form: "linux/amd64", "linux/arm64", "linux/arm/v7". */
+/* Canonical short form: "linux/amd64", "linux/arm64", "linux/arm/v7". A buffer of
+ * FARM_PLATFORM_STRLEN always holds it. */
 void farm_platform_format(char *buf, size_t len, const farm_platform_t *p);
 
 /* 1 when both name the same platform after normalisation. */
@@ -38,7 +39,8 @@ int farm_platform_from_config(farm_platform_t *out, const char *os, const char *
 int farm_platform_host(farm_platform_t *out);
 
 /* The values buildx sets for TARGETPLATFORM / TARGETOS / TARGETARCH / TARGETVARIANT
- * (TARGETVARIANT is "" for amd64 and arm64, "v7" for arm/v7). */
+ * (TARGETVARIANT is "" for amd64 and arm64, "v7" for arm/v7). Buffers of
+ * FARM_PLATFORM_STRLEN and of the farm_platform_t fields' sizes always hold them. */
 void farm_platform_target_args(const farm_platform_t *p, char *platform, size_t plen,
                                char *os, size_t olen, char *arch, size_t alen,
                                char *variant, size_t vlen);

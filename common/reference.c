@@ -2,6 +2,7 @@
 
 #include "common/digest.h"
 #include "common/error.h"
+#include "common/str.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -156,7 +157,7 @@ int farm_reference_parse(farm_reference_t *out, const char *s)
             return s_bad(s, "only sha256 digests are supported (expected @sha256:<64 hex>)");
         if (!farm_digest_valid(at + 1))
             return s_bad(s, "digest must be sha256: followed by 64 lowercase hex digits");
-        snprintf(out->digest, sizeof out->digest, "%s", at + 1);
+        snprintf(out->digest, sizeof out->digest, "%s", at + 1); /* valid: 71 bytes */
         name_len = (size_t)(at - s);
     } else {
         name_len = strlen(s);
@@ -237,12 +238,11 @@ int farm_reference_parse(farm_reference_t *out, const char *s)
     return 0;
 }
 
-void farm_reference_format(char *buf, size_t len, const farm_reference_t *r)
+int farm_reference_format(char *buf, size_t len, const farm_reference_t *r)
 {
-    if (!buf || len == 0)
-        return;
-    snprintf(buf, len, "%s/%s%s%s%s%s", r->registry, r->repository, r->tag[0] ? ":" : "",
-             r->tag, r->digest[0] ? "@" : "", r->digest);
+    return farm_str_fmt(buf, len, "image reference", "%s/%s%s%s%s%s", r->registry,
+                        r->repository, r->tag[0] ? ":" : "", r->tag, r->digest[0] ? "@" : "",
+                        r->digest);
 }
 
 const char *farm_reference_api_host(const farm_reference_t *r)

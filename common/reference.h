@@ -14,8 +14,9 @@ typedef struct {
 } farm_reference_t;
 
 int farm_reference_parse(farm_reference_t *out, const char *s);
-/* "registry/repository[:tag][@digest]" */
-void farm_reference_format(char *buf, size_t len, const farm_reference_t *r);
+/* "registry/repository[:tag][@digest]"; FARM_ETOOBIG (buf "") if it does not fit.
+ * FARM_REFERENCE_MAX (common/limits.h) holds every parsed reference. */
+int farm_reference_format(char *buf, size_t len, const farm_reference_t *r);
 /* The host to talk HTTP to: "registry-1.docker.io" for docker.io, else registry. */
 const char *farm_reference_api_host(const farm_reference_t *r);
 

@@ -3,6 +3,8 @@
 #include "common/registry.h"
 
 #include "common/error.h"
+#include "common/registry_auth.h"
+#include "common/str.h"
 #include "common/log.h"
 
 #include <curl/curl.h>
@@ -25,20 +27,11 @@
 #define S_RETRY_AFTER_CAP_S 60
 #define S_ERRBODY_MAX (64u << 10) /* error bodies are kept up to this, then dropped */
 #define S_TOKEN_BODY_MAX (1u << 20)
-#define S_TOKENS_MAX 16
 #define S_HDR_MAX 8192
 
 static const char s_accept_manifests[] =
     "Accept: " FARM_MEDIA_OCI_INDEX ", " FARM_MEDIA_OCI_MANIFEST ", " FARM_MEDIA_DOCKER_LIST
     ", " FARM_MEDIA_DOCKER_MANIFEST;
-
-typedef enum { S_AUTH_NONE, S_AUTH_BASIC, S_AUTH_BEARER } s_auth_mode_t;
-
-typedef struct {
-    char scope[320]; /* "" (ping) or "repository:NAME:pull[,push]" */
-    char *token;
-    struct timespec expires;
-} s_token_t;
 
 struct farm_registry {
     char host[256];     /* as the caller named it: "docker.io", "localhost:5000" */
@@ -47,17 +40,9 @@ struct farm_registry {
     int insecure;
     int max_retries;
     long timeout_s;
-    char *docker_config;
     CURL *curl;
     unsigned int seed;
-
-    int creds_loaded;
-    farm_registry_creds_t creds;
-
-    s_auth_mode_t mode;
-    char realm[1024];
-    char service[256];
-    s_token_t tokens[S_TOKENS_MAX];
+    farm_registry_auth_t *auth;
 };
 
 typedef struct {
@@ -130,15 +115,8 @@ static void s_loggable_url(char *buf, size_t n, const char *url)
     const char *rest = at ? at + 1 : host;
     size_t restlen = strcspn(rest, "?#");
 
-    snprintf(buf, n, "%.*s%.*s%s", (int)(host - url), url, (int)restlen, rest,
-             rest[restlen] ? "?..." : "");
-}
-
-static int s_now_ms_after(const struct timespec *t)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+    farm_str_fmt_cut(buf, n, "%.*s%.*s%s", (int)(host - url), url, (int)restlen, rest,
+                     rest[restlen] ? "?..." : "");
 }
 
 static void s_sleep_ms(long ms)
@@ -198,23 +176,21 @@ static void s_registry_error_text(char *buf, size_t n, const s_resp_t *resp)
             json_t *code = json_object_get(e, "code"), *msg = json_object_get(e, "message");
             json_t *detail = json_object_get(e, "detail");
             char dbuf[256] = "";
-            int w;
             if (i >= 3 || off >= n)
                 break;
             if (json_is_string(detail)) {
-                snprintf(dbuf, sizeof dbuf, " (%s)", json_string_value(detail));
+                farm_str_fmt_cut(dbuf, sizeof dbuf, " (%s)", json_string_value(detail));
             } else if (detail && !json_is_null(detail)) {
                 char *d = json_dumps(detail, JSON_COMPACT);
                 if (d)
-                    snprintf(dbuf, sizeof dbuf, " (%.200s)", d);
+                    farm_str_fmt_cut(dbuf, sizeof dbuf, " (%s)", d);
                 free(d);
             }
-            w = snprintf(buf + off, n - off, "%s%s: %s%s", i ? "; " : "",
-                         json_is_string(code) ? json_string_value(code) : "UNKNOWN",
-                         json_is_string(msg) ? json_string_value(msg) : "", dbuf);
-            if (w < 0)
+            if (farm_str_fmt_cut(buf + off, n - off, "%s%s: %s%s", i ? "; " : "",
+                                 json_is_string(code) ? json_string_value(code) : "UNKNOWN",
+                                 json_is_string(msg) ? json_string_value(msg) : "", dbuf))
                 break;
-            off += (size_t)w;
+            off += strlen(buf + off);
         }
     }
     json_decref(root);
@@ -395,17 +371,6 @@ static size_t s_header_cb(char *data, size_t size, size_t nitems, void *arg)
 /* ------------------------------------------------------------------------------ */
 /* one transfer */
 
-static int s_url_host_is_api(const farm_registry_t *self, const char *url)
-{
-    const char *p = strstr(url, "://");
-    size_t n;
-    if (!p)
-        return 0;
-    p += 3;
-    n = strcspn(p, "/?#");
-    return n == strlen(self->api_host) && strncasecmp(p, self->api_host, n) == 0;
-}
-
 /* One HTTP exchange. 0 with resp->status set; FARM_ERETRY for a connection-level failure
  * (worth another try); other < 0 for errors that will not get better. */
 static int s_transfer(farm_registry_t *self, const s_req_t *req, s_resp_t *resp,
@@ -470,7 +435,9 @@ static int s_transfer(farm_registry_t *self, const s_req_t *req, s_resp_t *resp,
     if (req->accept)
         hdrs = curl_slist_append(hdrs, req->accept);
     if (req->content_type) {
-        snprintf(ctype, sizeof ctype, "Content-Type: %s", req->content_type);
+        if ((rc = farm_str_fmt(ctype, sizeof ctype, "the Content-Type header", "Content-Type: %s",
+                               req->content_type)) < 0)
+            goto done;
         hdrs = curl_slist_append(hdrs, ctype);
     }
     if (authz)
@@ -516,290 +483,45 @@ done:
 }
 
 /* ------------------------------------------------------------------------------ */
-/* auth */
-
-static int s_load_creds(farm_registry_t *self)
-{
-    int rc;
-    if (self->creds_loaded)
-        return 0;
-    rc = farm_registry_credentials_lookup(&self->creds, self->docker_config, self->host);
-    if (rc == FARM_ENOTFOUND) {
-        farm_log_debug("registry %s: %s; going anonymous", self->host, farm_error_last());
-        rc = 0;
-    } else if (rc < 0) {
-        return farm_error_wrap(rc, "registry %s: looking up credentials", self->host);
-    }
-    self->creds_loaded = 1;
-    return rc;
-}
-
-static int s_have_creds(const farm_registry_t *self)
-{
-    return self->creds.secret != NULL;
-}
-
-static char *s_basic_header(const farm_registry_t *self)
-{
-    size_t ul = strlen(self->creds.username), sl = strlen(self->creds.secret);
-    size_t plen = ul + 1 + sl;
-    char *plain = malloc(plen + 1);
-    char *hdr = malloc(sizeof "Authorization: Basic " + 4 * ((plen + 2) / 3) + 1);
-    if (!plain || !hdr) {
-        free(plain);
-        free(hdr);
-        return NULL;
-    }
-    memcpy(plain, self->creds.username, ul);
-    plain[ul] = ':';
-    memcpy(plain + ul + 1, self->creds.secret, sl);
-    strcpy(hdr, "Authorization: Basic ");
-    EVP_EncodeBlock((unsigned char *)hdr + strlen(hdr), (unsigned char *)plain, (int)plen);
-    explicit_bzero(plain, plen);
-    free(plain);
-    return hdr;
-}
-
-static void s_scope_of(char *buf, size_t n, const s_req_t *req)
-{
-    if (req->repo)
-        snprintf(buf, n, "repository:%s:%s", req->repo, req->push ? "pull,push" : "pull");
-    else
-        buf[0] = '\0';
-}
-
-static s_token_t *s_token_find(farm_registry_t *self, const char *scope)
-{
-    for (int i = 0; i < S_TOKENS_MAX; i++)
-        if (self->tokens[i].token && strcmp(self->tokens[i].scope, scope) == 0)
-            return &self->tokens[i];
-    return NULL;
-}
-
-static void s_token_drop(s_token_t *t)
-{
-    s_wipe_free(t->token);
-    memset(t, 0, sizeof *t);
-}
+/* auth (the state machine is in registry_auth.c; this is its way to the token server) */
 
 static int s_send(farm_registry_t *self, const s_req_t *req, s_resp_t *resp);
 
-/* GET realm?service=&scope= (with Basic credentials if we have them) or, for an identity
- * token, the OAuth2 refresh-token POST; caches the token for expires_in in *out. */
-static int s_token_fetch(farm_registry_t *self, s_token_t **out, const char *scope)
+static int s_token_send(void *arg, const farm_registry_token_req_t *treq, long *out_status,
+                        char **out_body, size_t *out_len)
 {
-    s_req_t treq = {.token_req = 1};
-    s_resp_t tresp = {0};
-    char *url = NULL, *esc_service = NULL, *esc_scope = NULL, *basic = NULL, *form = NULL;
-    json_t *root = NULL, *tok, *exp;
-    s_token_t *slot = NULL;
-    long expires_in = 60;
-    size_t ulen;
-    int rc = 0;
+    farm_registry_t *self = arg;
+    s_req_t req = {.token_req = 1,
+                   .method = treq->method,
+                   .url = treq->url,
+                   .authz = treq->authz,
+                   .content_type = treq->content_type,
+                   .body = treq->body,
+                   .body_len = treq->body_len,
+                   .max_body = S_TOKEN_BODY_MAX};
+    s_resp_t resp = {0};
+    int rc;
 
-    if (strncmp(self->realm, "https://", 8) != 0 &&
-        !(self->insecure && strncmp(self->realm, "http://", 7) == 0)) {
-        return farm_error_set(FARM_EAUTH, "registry %s: token realm \"%.300s\" is not an https "
-                              "URL; refusing to send credentials there", self->host, self->realm);
-    }
-    esc_service = curl_easy_escape(self->curl, self->service, 0);
-    esc_scope = curl_easy_escape(self->curl, scope, 0);
-    if (!esc_service || !esc_scope) {
-        rc = farm_error_set(FARM_ERROR, "out of memory");
-        goto done;
-    }
-    ulen = strlen(self->realm) + strlen(esc_service) + strlen(esc_scope) + 32;
-    url = malloc(ulen);
-    if (!url) {
-        rc = farm_error_set(FARM_ERROR, "out of memory");
-        goto done;
-    }
-    treq.url = url;
-    treq.max_body = S_TOKEN_BODY_MAX;
-    if (s_have_creds(self) && self->creds.identity_token) {
-        /* docker's OAuth2 flow for identity tokens (distribution token spec, oauth.md) */
-        char *esc_rt = curl_easy_escape(self->curl, self->creds.secret, 0);
-        size_t flen;
-        if (!esc_rt) {
-            rc = farm_error_set(FARM_ERROR, "out of memory");
-            goto done;
-        }
-        flen = strlen(esc_rt) + strlen(esc_service) + strlen(esc_scope) + 96;
-        form = malloc(flen);
-        if (form)
-            snprintf(form, flen,
-                     "grant_type=refresh_token&client_id=farm&service=%s&scope=%s&"
-                     "refresh_token=%s",
-                     esc_service, esc_scope, esc_rt);
-        explicit_bzero(esc_rt, strlen(esc_rt));
-        curl_free(esc_rt);
-        if (!form) {
-            rc = farm_error_set(FARM_ERROR, "out of memory");
-            goto done;
-        }
-        snprintf(url, ulen, "%s", self->realm);
-        treq.method = "POST";
-        treq.body = form;
-        treq.body_len = strlen(form);
-        treq.content_type = "application/x-www-form-urlencoded";
-    } else {
-        snprintf(url, ulen, "%s%sservice=%s%s%s", self->realm,
-                 strchr(self->realm, '?') ? "&" : "?", esc_service, scope[0] ? "&scope=" : "",
-                 esc_scope);
-        treq.method = "GET";
-        if (s_have_creds(self)) {
-            basic = s_basic_header(self);
-            if (!basic) {
-                rc = farm_error_set(FARM_ERROR, "out of memory");
-                goto done;
-            }
-            treq.authz = basic;
-        }
-    }
-    if ((rc = s_send(self, &treq, &tresp)) < 0) {
+    *out_status = 0;
+    *out_body = NULL;
+    *out_len = 0;
+    if ((rc = s_send(self, &req, &resp)) < 0) {
         rc = farm_error_wrap(rc, "registry %s: fetching a token", self->host);
         goto done;
     }
-    if (tresp.status == 401 || tresp.status == 403) {
-        rc = farm_error_set(FARM_EAUTH, "registry %s: the token server refused %s (HTTP %ld); "
-                            "check the credentials for %s (docker login %s)",
-                            self->host,
-                            s_have_creds(self) ? "the configured credentials" : "anonymous access",
-                            tresp.status, self->host, self->host);
+    *out_status = resp.status;
+    if (resp.status != 200 && resp.status != 401 && resp.status != 403) {
+        rc = s_http_error(self, &resp, "fetching a token");
         goto done;
     }
-    if (tresp.status != 200) {
-        rc = s_http_error(self, &tresp, "fetching a token");
-        goto done;
-    }
-    root = json_loadb(tresp.body ? tresp.body : "", tresp.len, 0, NULL);
-    tok = json_object_get(root, "token");
-    if (!json_is_string(tok) || json_string_length(tok) == 0)
-        tok = json_object_get(root, "access_token");
-    if (!json_is_string(tok) || json_string_length(tok) == 0 ||
-        strpbrk(json_string_value(tok), "\r\n")) {
-        rc = farm_error_set(FARM_EAUTH, "registry %s: token server answered without a usable "
-                            "token or access_token", self->host);
-        goto done;
-    }
-    exp = json_object_get(root, "expires_in");
-    if (json_is_integer(exp) && json_integer_value(exp) > 0 &&
-        json_integer_value(exp) < 366L * 86400)
-        expires_in = (long)json_integer_value(exp);
-    if (expires_in < 60)
-        expires_in = 60; /* the spec's minimum lifetime */
-
-    slot = s_token_find(self, scope);
-    for (int i = 0; !slot && i < S_TOKENS_MAX; i++)
-        if (!self->tokens[i].token)
-            slot = &self->tokens[i];
-    if (!slot)
-        slot = &self->tokens[0];
-    s_token_drop(slot);
-    slot->token = strdup(json_string_value(tok));
-    if (!slot->token) {
-        rc = farm_error_set(FARM_ERROR, "out of memory");
-        goto done;
-    }
-    snprintf(slot->scope, sizeof slot->scope, "%s", scope);
-    clock_gettime(CLOCK_MONOTONIC, &slot->expires);
-    /* renew a little early so a token does not lapse mid-request */
-    slot->expires.tv_sec += expires_in > 30 ? expires_in - 10 : expires_in;
-    farm_log_debug("registry %s: got a token for scope \"%s\" (expires in %ld s)", self->host,
-                   scope, expires_in);
-    *out = slot;
+    *out_body = resp.body;
+    *out_len = resp.len;
+    resp.body = NULL;
 done:
-    if (root) {
-        json_t *t = json_object_get(root, "token"), *a = json_object_get(root, "access_token");
-        if (json_is_string(t))
-            explicit_bzero((char *)json_string_value(t), json_string_length(t));
-        if (json_is_string(a))
-            explicit_bzero((char *)json_string_value(a), json_string_length(a));
-        json_decref(root);
-    }
-    if (tresp.body)
-        explicit_bzero(tresp.body, tresp.len);
-    s_resp_free(&tresp);
-    s_wipe_free(basic);
-    s_wipe_free(form);
-    free(url);
-    curl_free(esc_service);
-    curl_free(esc_scope);
+    if (resp.body)
+        explicit_bzero(resp.body, resp.len);
+    s_resp_free(&resp);
     return rc;
-}
-
-/* The Authorization header line for req, fetching a token if needed; NULL if none. */
-static int s_auth_header(farm_registry_t *self, char **out, const s_req_t *req)
-{
-    char scope[320];
-    s_token_t *t;
-    size_t n;
-    int rc;
-
-    *out = NULL;
-    if (!s_url_host_is_api(self, req->url))
-        return 0; /* never hand our credentials to another host */
-    if (self->mode == S_AUTH_BASIC && s_have_creds(self)) {
-        *out = s_basic_header(self);
-        return *out ? 0 : farm_error_set(FARM_ERROR, "out of memory");
-    }
-    if (self->mode != S_AUTH_BEARER)
-        return 0;
-    s_scope_of(scope, sizeof scope, req);
-    t = s_token_find(self, scope);
-    if (t && s_now_ms_after(&t->expires)) {
-        s_token_drop(t);
-        t = NULL;
-    }
-    if (!t && (rc = s_token_fetch(self, &t, scope)) < 0)
-        return rc;
-    n = strlen(t->token) + sizeof "Authorization: Bearer ";
-    *out = malloc(n);
-    if (!*out)
-        return farm_error_set(FARM_ERROR, "out of memory");
-    snprintf(*out, n, "Authorization: Bearer %s", t->token);
-    return 0;
-}
-
-/* A 401 arrived: learn the scheme from the challenge; the caller retries once. */
-static int s_handle_challenge(farm_registry_t *self, const s_req_t *req, const s_resp_t *resp)
-{
-    farm_auth_challenge_t ch;
-    char scope[320];
-    int rc;
-
-    if (!resp->www_auth[0])
-        return 0; /* nothing to learn; the 401 stands */
-    if ((rc = farm_registry_parse_challenge(&ch, resp->www_auth)) < 0)
-        return farm_error_wrap(FARM_EAUTH, "registry %s", self->host);
-    if ((rc = s_load_creds(self)) < 0)
-        return rc;
-    if (strcasecmp(ch.scheme, "Basic") == 0) {
-        if (!s_have_creds(self))
-            return farm_error_set(FARM_EAUTH,
-                                  "registry %s%s%s requires a login (Basic auth) and no "
-                                  "credentials for it were found in the docker config; run: "
-                                  "docker login %s",
-                                  self->host, req->repo ? ": " : "", req->repo ? req->repo : "",
-                                  self->host);
-        if (self->creds.identity_token)
-            return farm_error_set(FARM_EAUTH, "registry %s wants Basic auth but the docker "
-                                  "config holds only an identity token for it; run: docker "
-                                  "login %s", self->host, self->host);
-        self->mode = S_AUTH_BASIC;
-        return 0;
-    }
-    snprintf(self->realm, sizeof self->realm, "%s", ch.realm);
-    snprintf(self->service, sizeof self->service, "%s", ch.service);
-    self->mode = S_AUTH_BEARER;
-    /* the token we sent (if any) was not good enough: fetch afresh */
-    s_scope_of(scope, sizeof scope, req);
-    {
-        s_token_t *t = s_token_find(self, scope);
-        if (t)
-            s_token_drop(t);
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -827,7 +549,9 @@ static int s_send(farm_registry_t *self, const s_req_t *req, s_resp_t *resp)
 
     for (;;) {
         char *authz = NULL;
-        if (!req->token_req && (rc = s_auth_header(self, &authz, req)) < 0)
+        if (!req->token_req &&
+            (rc = farm_registry_auth_header(self->auth, &authz, req->url, req->repo,
+                                            req->push)) < 0)
             return rc;
         rc = s_transfer(self, req, resp, req->token_req ? req->authz : authz);
         s_wipe_free(authz);
@@ -843,11 +567,12 @@ static int s_send(farm_registry_t *self, const s_req_t *req, s_resp_t *resp)
             return rc;
         if (resp->status == 401 && !req->token_req && !reauthed) {
             reauthed = 1;
-            if ((rc = s_handle_challenge(self, req, resp)) < 0)
+            if (!resp->www_auth[0])
+                return 0; /* nothing to learn; the 401 stands */
+            if ((rc = farm_registry_auth_challenge(self->auth, resp->www_auth, req->repo,
+                                                   req->push)) < 0)
                 return rc;
-            if (resp->www_auth[0])
-                continue;
-            return 0;
+            continue;
         }
         if (s_status_retryable(resp->status) && !req->no_retry &&
             attempt < self->max_retries) {
@@ -883,6 +608,8 @@ farm_registry_t *farm_registry_new(const char *host, const farm_registry_opts_t 
         farm_error_set(FARM_ERROR, "out of memory");
         return NULL;
     }
+    /* host is shorter than host[] (checked above), so it and api_host fit, and base[]
+     * holds "https://" + api_host */
     snprintf(self->host, sizeof self->host, "%s", host);
     snprintf(self->api_host, sizeof self->api_host, "%s",
              strcmp(host, "docker.io") == 0 || strcmp(host, "index.docker.io") == 0
@@ -894,10 +621,10 @@ farm_registry_t *farm_registry_new(const char *host, const farm_registry_opts_t 
     self->max_retries = opts && opts->max_retries > 0 ? opts->max_retries : S_DEFAULT_RETRIES;
     self->timeout_s = opts && opts->timeout_s > 0 ? opts->timeout_s : S_DEFAULT_TIMEOUT;
     self->seed = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)self;
-    if (opts && opts->docker_config && !(self->docker_config = strdup(opts->docker_config)))
-        goto fail;
+    self->auth = farm_registry_auth_new(self->host, self->api_host, self->insecure,
+                                        opts ? opts->docker_config : NULL, s_token_send, self);
     self->curl = curl_easy_init();
-    if (!self->curl)
+    if (!self->auth || !self->curl)
         goto fail;
     return self;
 fail:
@@ -914,10 +641,7 @@ void farm_registry_destroy(farm_registry_t **self_p)
     self = *self_p;
     if (self->curl)
         curl_easy_cleanup(self->curl);
-    for (int i = 0; i < S_TOKENS_MAX; i++)
-        s_token_drop(&self->tokens[i]);
-    farm_registry_creds_clear(&self->creds);
-    free(self->docker_config);
+    farm_registry_auth_destroy(&self->auth);
     free(self);
     curl_global_cleanup();
     *self_p = NULL;
@@ -925,7 +649,7 @@ void farm_registry_destroy(farm_registry_t **self_p)
 
 int farm_registry_ping(farm_registry_t *self)
 {
-    char url[400];
+    char url[sizeof self->base + 8]; /* base + "/v2/" */
     s_req_t req = {.method = "GET", .url = url, .max_body = 64 << 10};
     s_resp_t resp = {0};
     int rc;
@@ -948,14 +672,17 @@ typedef struct {
     const char *name;
 } s_target_t;
 
-static void s_target_set(farm_registry_t *self, s_target_t *t, const char *method,
-                         const char *repo, const char *kind, const char *ref)
+static int s_target_set(farm_registry_t *self, s_target_t *t, const char *method,
+                        const char *repo, const char *kind, const char *ref)
 {
-    int digest = farm_digest_valid(ref);
-    snprintf(t->url, sizeof t->url, "%s/v2/%s/%ss/%s", self->base, repo, kind, ref);
-    snprintf(t->what, sizeof t->what, "%s %s %s%s%s", method, kind, repo, digest ? "@" : ":",
-             ref);
+    int digest = farm_digest_valid(ref), rc;
+    if ((rc = farm_str_fmt(t->url, sizeof t->url, "the request URL", "%s/v2/%s/%ss/%s",
+                           self->base, repo, kind, ref)) < 0 ||
+        (rc = farm_str_fmt(t->what, sizeof t->what, "the request label", "%s %s %s%s%s", method,
+                           kind, repo, digest ? "@" : ":", ref)) < 0)
+        return farm_error_wrap(rc, "registry %s: %s", self->host, repo);
     t->name = t->what + strlen(method) + 1;
+    return 0;
 }
 
 static int s_check_blob(farm_registry_t *self, const char *repo, const char *digest)
@@ -974,7 +701,7 @@ static int s_blob_target(farm_registry_t *self, s_target_t *t, const char *metho
 {
     int rc = s_check_blob(self, repo, digest);
     if (rc == 0)
-        s_target_set(self, t, method, repo, "blob", digest);
+        rc = s_target_set(self, t, method, repo, "blob", digest);
     return rc;
 }
 
@@ -987,8 +714,7 @@ static int s_manifest_target(farm_registry_t *self, s_target_t *t, const char *m
     if (!s_ref_valid(ref))
         return farm_error_set(FARM_EINVALID, "registry %s: %s: invalid tag or digest \"%.200s\"",
                               self->host, repo, ref ? ref : "");
-    s_target_set(self, t, method, repo, "manifest", ref);
-    return 0;
+    return s_target_set(self, t, method, repo, "manifest", ref);
 }
 
 /* 0 for a 200, FARM_ENOTFOUND for a 404, else the registry's error. */
@@ -1050,6 +776,7 @@ static int s_upload_url(farm_registry_t *self, char **out, const char *post_url,
                             self->host, location);
         goto done;
     }
+    /* digest was checked by farm_digest_valid: fixed length */
     snprintf(q, sizeof q, "digest=%s", digest);
     if (curl_url_set(u, CURLUPART_QUERY, q, CURLU_APPENDQUERY) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_URL, out, 0) != CURLUE_OK) {
@@ -1078,8 +805,11 @@ static int s_blob_upload_once(farm_registry_t *self, long *out_retry_after, cons
     int rc;
 
     *out_retry_after = -1;
-    snprintf(post_url, sizeof post_url, "%s/v2/%s/blobs/uploads/", self->base, repo);
-    snprintf(what, sizeof what, "starting the upload of blob %s to %s", digest, repo);
+    if ((rc = farm_str_fmt(post_url, sizeof post_url, "the upload URL", "%s/v2/%s/blobs/uploads/",
+                           self->base, repo)) < 0 ||
+        (rc = farm_str_fmt(what, sizeof what, "the request label",
+                           "starting the upload of blob %s to %s", digest, repo)) < 0)
+        return farm_error_wrap(rc, "registry %s: %s", self->host, repo);
     if ((rc = s_send(self, &post, &resp)) < 0)
         goto done;
     if (resp.status != 202) {
@@ -1100,8 +830,10 @@ static int s_blob_upload_once(farm_registry_t *self, long *out_retry_after, cons
     if ((rc = s_upload_url(self, &put_url, post_url, resp.location, digest)) < 0)
         goto done;
     put.url = put_url;
-    snprintf(what, sizeof what, "uploading blob %s (%llu bytes) to %s", digest,
-             (unsigned long long)size, repo);
+    if ((rc = farm_str_fmt(what, sizeof what, "the request label",
+                           "uploading blob %s (%llu bytes) to %s", digest,
+                           (unsigned long long)size, repo)) < 0)
+        goto done;
     if ((rc = s_send(self, &put, &resp)) < 0)
         goto done;
     if (resp.status != 201) {
@@ -1254,13 +986,16 @@ done:
     return rc;
 }
 
-/* Content-Type without parameters ("; charset=...") */
-static void s_media_type_out(char *out, size_t n, const char *ct)
+/* Content-Type without parameters ("; charset=..."); a media type that does not fit
+ * the caller's buffer is an error, not a shorter (other) media type. */
+static int s_media_type_out(farm_registry_t *self, char *out, size_t n, const char *ct)
 {
     size_t l = strcspn(ct, "; \t");
-    if (!out || n == 0)
-        return;
-    snprintf(out, n, "%.*s", (int)l, ct);
+    if (!out)
+        return 0;
+    if (farm_str_fmt(out, n, "the media type", "%.*s", (int)l, ct) < 0)
+        return farm_error_wrap(FARM_ETOOBIG, "registry %s", self->host);
+    return 0;
 }
 
 int farm_registry_manifest_get(farm_registry_t *self, char **out_body, size_t *out_len,
@@ -1302,7 +1037,8 @@ int farm_registry_manifest_get(farm_registry_t *self, char **out_body, size_t *o
                             "match the content (%s)", self->host, t.what, resp.digest, digest);
         goto done;
     }
-    s_media_type_out(out_media_type, mt_len, resp.content_type);
+    if ((rc = s_media_type_out(self, out_media_type, mt_len, resp.content_type)) < 0)
+        goto done;
     *out_body = resp.body;
     resp.body = NULL;
     if (out_len)
@@ -1349,10 +1085,10 @@ int farm_registry_manifest_head(farm_registry_t *self, char out_digest[FARM_DIGE
         goto done;
     }
     if (out_digest)
-        snprintf(out_digest, FARM_DIGEST_STRLEN, "%s", resp.digest);
+        memcpy(out_digest, resp.digest, FARM_DIGEST_STRLEN); /* valid: exactly that long */
     if (out_size)
         *out_size = resp.content_length;
-    s_media_type_out(out_media_type, mt_len, resp.content_type);
+    rc = s_media_type_out(self, out_media_type, mt_len, resp.content_type);
 done:
     free(body);
     s_resp_free(&resp);

@@ -1,7 +1,8 @@
 /* OCI distribution client (libcurl + OpenSSL + jansson).
- * Auth: anonymous, Basic, Bearer tokens from WWW-Authenticate challenges; credentials
- * from the docker config.json (auths, credHelpers, credsStore). Retries 408/429/5xx and
- * connection errors with exponential backoff + jitter (Retry-After honoured, capped).
+ * Auth (common/registry_auth.h): anonymous, Basic, Bearer tokens from WWW-Authenticate
+ * challenges; credentials from the docker config.json (auths, credHelpers, credsStore).
+ * Retries 408/429/5xx and connection errors with exponential backoff + jitter
+ * (Retry-After honoured, capped).
  * Blocking calls: run them in a child process or thread, never in a reactor. */
 #ifndef FARM_REGISTRY_H
 #define FARM_REGISTRY_H
@@ -62,39 +63,5 @@ int farm_registry_manifest_head(farm_registry_t *self, char out_digest[FARM_DIGE
 int farm_registry_manifest_get(farm_registry_t *self, char **out_body, size_t *out_len,
                                char *out_media_type, size_t mt_len, const char *repo,
                                const char *ref);
-
-/* --- Auth building blocks (exposed so they can be tested on their own) --- */
-
-/* One parsed WWW-Authenticate challenge (RFC 7235; distribution token spec). */
-typedef struct {
-    char scheme[16];   /* "Bearer" or "Basic" (as sent; compare case-insensitively) */
-    char realm[1024];  /* token endpoint for Bearer, a label for Basic */
-    char service[256];
-    char scope[1024];  /* may be "" */
-    char error[64];    /* e.g. "insufficient_scope", may be "" */
-} farm_auth_challenge_t;
-
-/* Parses a WWW-Authenticate value (possibly several challenges, comma separated;
- * quoted values may hold commas and \-escapes). Picks Bearer over Basic over others.
- * FARM_EINVALID if nothing usable is in it or a value does not fit. */
-int farm_registry_parse_challenge(farm_auth_challenge_t *out, const char *header);
-
-/* Credentials for one registry host. secret is a password or, when identity_token is
- * set, an OAuth2 refresh token (docker's "identitytoken" / helper Username "<token>"). */
-typedef struct {
-    char *username;
-    char *secret;
-    int identity_token;
-} farm_registry_creds_t;
-
-/* Looks host ("localhost:5000", "docker.io", ...) up in a docker config.json:
- * credHelpers[host], then credsStore, then auths (keys may carry https:// and /v1/).
- * Helpers run as `docker-credential-NAME get` (server on stdin, never in argv).
- * config_path NULL: $DOCKER_CONFIG/config.json, then ~/.docker/config.json.
- * 0 found, FARM_ENOTFOUND if there is no file or no entry, < 0 on error. */
-int farm_registry_credentials_lookup(farm_registry_creds_t *out, const char *config_path,
-                                     const char *host);
-/* Wipes and frees what lookup filled in; safe on a zeroed or cleared struct. */
-void farm_registry_creds_clear(farm_registry_creds_t *creds);
 
 #endif

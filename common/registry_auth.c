@@ -1,10 +1,14 @@
-/* Auth building blocks of the registry client: WWW-Authenticate parsing and docker
- * config.json credential lookup (auths, credHelpers, credsStore). */
-#include "common/registry.h"
+/* Registry authentication: WWW-Authenticate parsing, docker config.json credential
+ * lookup (auths, credHelpers, credsStore), and the state machine that turns challenges
+ * into Basic or Bearer Authorization headers, with tokens cached per scope. */
+#include "common/registry_auth.h"
 
 #include "common/error.h"
+#include "common/fs.h"
+#include "common/limits.h"
 #include "common/log.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -26,6 +30,8 @@ extern char **environ;
 #define S_CONFIG_MAX (1u << 20)   /* config.json larger than this is refused */
 #define S_HELPER_OUT_MAX (64u << 10)
 #define S_HELPER_TIMEOUT_MS 30000
+#define S_TOKENS_MAX 16
+#define S_SCOPE_MAX 320 /* "repository:" + a name of at most 255 + ":pull,push" */
 
 /* ------------------------------------------------------------------------------ */
 /* WWW-Authenticate (RFC 7235 2.1: challenges and auth-params share ',' as separator) */
@@ -528,7 +534,7 @@ done:
 int farm_registry_credentials_lookup(farm_registry_creds_t *out, const char *config_path,
                                      const char *host)
 {
-    char pathbuf[4096];
+    char pathbuf[FARM_PATH_MAX];
     char *text = NULL;
     json_t *root = NULL, *v;
     json_error_t jerr;
@@ -538,12 +544,14 @@ int farm_registry_credentials_lookup(farm_registry_creds_t *out, const char *con
     if (!config_path) {
         const char *dc = getenv("DOCKER_CONFIG"), *home = getenv("HOME");
         if (dc && *dc)
-            snprintf(pathbuf, sizeof pathbuf, "%s/config.json", dc);
+            rc = farm_path_join(pathbuf, sizeof pathbuf, dc, "config.json");
         else if (home && *home)
-            snprintf(pathbuf, sizeof pathbuf, "%s/.docker/config.json", home);
+            rc = farm_path_join(pathbuf, sizeof pathbuf, home, ".docker/config.json");
         else
             return farm_error_set(FARM_ENOTFOUND, "no docker config (neither DOCKER_CONFIG "
                                   "nor HOME is set)");
+        if (rc < 0)
+            return farm_error_wrap(rc, "docker config");
         config_path = pathbuf;
     }
     text = s_read_config(config_path, &rc);
@@ -585,4 +593,358 @@ done:
         free(text);
     }
     return rc;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* The state machine: anonymous until a 401 says Basic or Bearer. */
+
+typedef enum { S_AUTH_NONE, S_AUTH_BASIC, S_AUTH_BEARER } s_auth_mode_t;
+
+typedef struct {
+    char scope[S_SCOPE_MAX]; /* "" (ping) or "repository:NAME:pull[,push]" */
+    char *token;
+    struct timespec expires;
+} s_token_t;
+
+struct farm_registry_auth {
+    char *host;     /* for messages and the credential lookup */
+    char *api_host; /* the only host that gets our credentials */
+    int insecure;
+    char *docker_config;
+    farm_registry_token_send_fn send;
+    void *send_arg;
+
+    int creds_loaded;
+    farm_registry_creds_t creds;
+
+    s_auth_mode_t mode;
+    char realm[sizeof ((farm_auth_challenge_t *)0)->realm];
+    char service[sizeof ((farm_auth_challenge_t *)0)->service];
+    s_token_t tokens[S_TOKENS_MAX];
+};
+
+static int s_now_after(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+static int s_url_host_is_api(const farm_registry_auth_t *self, const char *url)
+{
+    const char *p = strstr(url, "://");
+    size_t n;
+    if (!p)
+        return 0;
+    p += 3;
+    n = strcspn(p, "/?#");
+    return n == strlen(self->api_host) && strncasecmp(p, self->api_host, n) == 0;
+}
+
+static int s_load_creds(farm_registry_auth_t *self)
+{
+    int rc;
+    if (self->creds_loaded)
+        return 0;
+    rc = farm_registry_credentials_lookup(&self->creds, self->docker_config, self->host);
+    if (rc == FARM_ENOTFOUND) {
+        farm_log_debug("registry %s: %s; going anonymous", self->host, farm_error_last());
+        rc = 0;
+    } else if (rc < 0) {
+        return farm_error_wrap(rc, "registry %s: looking up credentials", self->host);
+    }
+    self->creds_loaded = 1;
+    return rc;
+}
+
+static int s_have_creds(const farm_registry_auth_t *self)
+{
+    return self->creds.secret != NULL;
+}
+
+static char *s_basic_header(const farm_registry_auth_t *self)
+{
+    size_t ul = strlen(self->creds.username), sl = strlen(self->creds.secret);
+    size_t plen = ul + 1 + sl;
+    char *plain = malloc(plen + 1);
+    char *hdr = malloc(sizeof "Authorization: Basic " + 4 * ((plen + 2) / 3) + 1);
+    if (!plain || !hdr) {
+        free(plain);
+        free(hdr);
+        return NULL;
+    }
+    memcpy(plain, self->creds.username, ul);
+    plain[ul] = ':';
+    memcpy(plain + ul + 1, self->creds.secret, sl);
+    strcpy(hdr, "Authorization: Basic ");
+    EVP_EncodeBlock((unsigned char *)hdr + strlen(hdr), (unsigned char *)plain, (int)plen);
+    explicit_bzero(plain, plen);
+    free(plain);
+    return hdr;
+}
+
+static int s_scope_of(const farm_registry_auth_t *self, char *buf, size_t n, const char *repo,
+                      int push)
+{
+    int w;
+    if (!repo) {
+        buf[0] = '\0';
+        return 0;
+    }
+    w = snprintf(buf, n, "repository:%s:%s", repo, push ? "pull,push" : "pull");
+    if (w < 0 || (size_t)w >= n)
+        return farm_error_set(FARM_EINVALID, "registry %s: repository name \"%.100s...\" is too "
+                              "long for a token scope", self->host, repo);
+    return 0;
+}
+
+static s_token_t *s_token_find(farm_registry_auth_t *self, const char *scope)
+{
+    for (int i = 0; i < S_TOKENS_MAX; i++)
+        if (self->tokens[i].token && strcmp(self->tokens[i].scope, scope) == 0)
+            return &self->tokens[i];
+    return NULL;
+}
+
+static void s_token_drop(s_token_t *t)
+{
+    s_wipe_free(t->token);
+    memset(t, 0, sizeof *t);
+}
+
+/* GET realm?service=&scope= (with Basic credentials if we have them) or, for an identity
+ * token, the OAuth2 refresh-token POST; caches the token for expires_in in *out. */
+static int s_token_fetch(farm_registry_auth_t *self, s_token_t **out, const char *scope)
+{
+    farm_registry_token_req_t treq = {0};
+    char *url = NULL, *esc_service = NULL, *esc_scope = NULL, *basic = NULL, *form = NULL;
+    char *body = NULL;
+    size_t body_len = 0;
+    long status = 0;
+    json_t *root = NULL, *tok, *exp;
+    s_token_t *slot = NULL;
+    long expires_in = 60;
+    int rc = 0;
+
+    if (strncmp(self->realm, "https://", 8) != 0 &&
+        !(self->insecure && strncmp(self->realm, "http://", 7) == 0)) {
+        return farm_error_set(FARM_EAUTH, "registry %s: token realm \"%.300s\" is not an https "
+                              "URL; refusing to send credentials there", self->host, self->realm);
+    }
+    /* curl_easy_escape ignores its handle since 7.82 */
+    esc_service = curl_easy_escape(NULL, self->service, 0);
+    esc_scope = curl_easy_escape(NULL, scope, 0);
+    if (!esc_service || !esc_scope) {
+        rc = farm_error_set(FARM_ERROR, "out of memory");
+        goto done;
+    }
+    if (s_have_creds(self) && self->creds.identity_token) {
+        /* docker's OAuth2 flow for identity tokens (distribution token spec, oauth.md) */
+        char *esc_rt = curl_easy_escape(NULL, self->creds.secret, 0);
+        int n;
+        if (!esc_rt) {
+            rc = farm_error_set(FARM_ERROR, "out of memory");
+            goto done;
+        }
+        n = asprintf(&form, "grant_type=refresh_token&client_id=farm&service=%s&scope=%s&"
+                     "refresh_token=%s", esc_service, esc_scope, esc_rt);
+        explicit_bzero(esc_rt, strlen(esc_rt));
+        curl_free(esc_rt);
+        if (n < 0 || !(url = strdup(self->realm))) {
+            form = n < 0 ? NULL : form;
+            rc = farm_error_set(FARM_ERROR, "out of memory");
+            goto done;
+        }
+        treq.method = "POST";
+        treq.body = form;
+        treq.body_len = strlen(form);
+        treq.content_type = "application/x-www-form-urlencoded";
+    } else {
+        if (asprintf(&url, "%s%sservice=%s%s%s", self->realm,
+                     strchr(self->realm, '?') ? "&" : "?", esc_service,
+                     scope[0] ? "&scope=" : "", esc_scope) < 0) {
+            url = NULL;
+            rc = farm_error_set(FARM_ERROR, "out of memory");
+            goto done;
+        }
+        treq.method = "GET";
+        if (s_have_creds(self)) {
+            basic = s_basic_header(self);
+            if (!basic) {
+                rc = farm_error_set(FARM_ERROR, "out of memory");
+                goto done;
+            }
+            treq.authz = basic;
+        }
+    }
+    treq.url = url;
+    if ((rc = self->send(self->send_arg, &treq, &status, &body, &body_len)) < 0)
+        goto done;
+    if (status == 401 || status == 403) {
+        rc = farm_error_set(FARM_EAUTH, "registry %s: the token server refused %s (HTTP %ld); "
+                            "check the credentials for %s (docker login %s)",
+                            self->host,
+                            s_have_creds(self) ? "the configured credentials" : "anonymous access",
+                            status, self->host, self->host);
+        goto done;
+    }
+    root = json_loadb(body ? body : "", body_len, 0, NULL);
+    tok = json_object_get(root, "token");
+    if (!json_is_string(tok) || json_string_length(tok) == 0)
+        tok = json_object_get(root, "access_token");
+    if (!json_is_string(tok) || json_string_length(tok) == 0 ||
+        strpbrk(json_string_value(tok), "\r\n")) {
+        rc = farm_error_set(FARM_EAUTH, "registry %s: token server answered without a usable "
+                            "token or access_token", self->host);
+        goto done;
+    }
+    exp = json_object_get(root, "expires_in");
+    if (json_is_integer(exp) && json_integer_value(exp) > 0 &&
+        json_integer_value(exp) < 366L * 86400)
+        expires_in = (long)json_integer_value(exp);
+    if (expires_in < 60)
+        expires_in = 60; /* the spec's minimum lifetime */
+
+    slot = s_token_find(self, scope);
+    for (int i = 0; !slot && i < S_TOKENS_MAX; i++)
+        if (!self->tokens[i].token)
+            slot = &self->tokens[i];
+    if (!slot)
+        slot = &self->tokens[0];
+    s_token_drop(slot);
+    slot->token = strdup(json_string_value(tok));
+    if (!slot->token) {
+        rc = farm_error_set(FARM_ERROR, "out of memory");
+        goto done;
+    }
+    /* scope came from s_scope_of, into a buffer of the same size */
+    memcpy(slot->scope, scope, strlen(scope) + 1);
+    clock_gettime(CLOCK_MONOTONIC, &slot->expires);
+    /* renew a little early so a token does not lapse mid-request */
+    slot->expires.tv_sec += expires_in > 30 ? expires_in - 10 : expires_in;
+    farm_log_debug("registry %s: got a token for scope \"%s\" (expires in %ld s)", self->host,
+                   scope, expires_in);
+    *out = slot;
+done:
+    if (root) {
+        json_t *t = json_object_get(root, "token"), *a = json_object_get(root, "access_token");
+        if (json_is_string(t))
+            explicit_bzero((char *)json_string_value(t), json_string_length(t));
+        if (json_is_string(a))
+            explicit_bzero((char *)json_string_value(a), json_string_length(a));
+        json_decref(root);
+    }
+    if (body)
+        explicit_bzero(body, body_len);
+    free(body);
+    s_wipe_free(basic);
+    s_wipe_free(form);
+    free(url);
+    curl_free(esc_service);
+    curl_free(esc_scope);
+    return rc;
+}
+
+farm_registry_auth_t *farm_registry_auth_new(const char *host, const char *api_host,
+                                             int insecure, const char *docker_config,
+                                             farm_registry_token_send_fn send, void *send_arg)
+{
+    farm_registry_auth_t *self = calloc(1, sizeof *self);
+
+    if (!self || !(self->host = strdup(host)) || !(self->api_host = strdup(api_host)) ||
+        (docker_config && !(self->docker_config = strdup(docker_config)))) {
+        farm_registry_auth_destroy(&self);
+        farm_error_set(FARM_ERROR, "registry %s: out of memory", host);
+        return NULL;
+    }
+    self->insecure = insecure;
+    self->send = send;
+    self->send_arg = send_arg;
+    return self;
+}
+
+void farm_registry_auth_destroy(farm_registry_auth_t **self_p)
+{
+    farm_registry_auth_t *self;
+    if (!self_p || !*self_p)
+        return;
+    self = *self_p;
+    for (int i = 0; i < S_TOKENS_MAX; i++)
+        s_token_drop(&self->tokens[i]);
+    farm_registry_creds_clear(&self->creds);
+    free(self->host);
+    free(self->api_host);
+    free(self->docker_config);
+    free(self);
+    *self_p = NULL;
+}
+
+int farm_registry_auth_header(farm_registry_auth_t *self, char **out, const char *url,
+                              const char *repo, int push)
+{
+    char scope[S_SCOPE_MAX];
+    s_token_t *t;
+    int rc;
+
+    *out = NULL;
+    if (!s_url_host_is_api(self, url))
+        return 0; /* never hand our credentials to another host */
+    if (self->mode == S_AUTH_BASIC && s_have_creds(self)) {
+        *out = s_basic_header(self);
+        return *out ? 0 : farm_error_set(FARM_ERROR, "out of memory");
+    }
+    if (self->mode != S_AUTH_BEARER)
+        return 0;
+    if ((rc = s_scope_of(self, scope, sizeof scope, repo, push)) < 0)
+        return rc;
+    t = s_token_find(self, scope);
+    if (t && s_now_after(&t->expires)) {
+        s_token_drop(t);
+        t = NULL;
+    }
+    if (!t && (rc = s_token_fetch(self, &t, scope)) < 0)
+        return rc;
+    if (asprintf(out, "Authorization: Bearer %s", t->token) < 0) {
+        *out = NULL;
+        return farm_error_set(FARM_ERROR, "out of memory");
+    }
+    return 0;
+}
+
+int farm_registry_auth_challenge(farm_registry_auth_t *self, const char *www_auth,
+                                 const char *repo, int push)
+{
+    farm_auth_challenge_t ch;
+    char scope[S_SCOPE_MAX];
+    s_token_t *t;
+    int rc;
+
+    if ((rc = farm_registry_parse_challenge(&ch, www_auth)) < 0)
+        return farm_error_wrap(FARM_EAUTH, "registry %s", self->host);
+    if ((rc = s_load_creds(self)) < 0)
+        return rc;
+    if (strcasecmp(ch.scheme, "Basic") == 0) {
+        if (!s_have_creds(self))
+            return farm_error_set(FARM_EAUTH,
+                                  "registry %s%s%s requires a login (Basic auth) and no "
+                                  "credentials for it were found in the docker config; run: "
+                                  "docker login %s",
+                                  self->host, repo ? ": " : "", repo ? repo : "", self->host);
+        if (self->creds.identity_token)
+            return farm_error_set(FARM_EAUTH, "registry %s wants Basic auth but the docker "
+                                  "config holds only an identity token for it; run: docker "
+                                  "login %s", self->host, self->host);
+        self->mode = S_AUTH_BASIC;
+        return 0;
+    }
+    /* same sizes as the challenge's fields: copied whole, never cut */
+    memcpy(self->realm, ch.realm, sizeof self->realm);
+    memcpy(self->service, ch.service, sizeof self->service);
+    self->mode = S_AUTH_BEARER;
+    /* the token we sent (if any) was not good enough: fetch afresh */
+    if ((rc = s_scope_of(self, scope, sizeof scope, repo, push)) < 0)
+        return rc;
+    if ((t = s_token_find(self, scope)))
+        s_token_drop(t);
+    return 0;
 }

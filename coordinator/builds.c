@@ -238,7 +238,7 @@ static int s_fill_jobs(farm_builds_t *self, farm_build_t *b, const farm_submit_t
         }
         job->build = b;
         job->platform_index = (size_t)(cp - self->cfg->platforms);
-        snprintf(job->id, sizeof job->id, "%s.%zu", b->id, b->n_jobs + 1);
+        snprintf(job->id, sizeof job->id, "%.40s.%zu", b->id, b->n_jobs + 1); /* build ids are short */
         job->attempt = 1;
         job->state = FARM_JOB_QUEUED;
         b->n_jobs++;

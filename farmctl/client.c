@@ -7,6 +7,7 @@
 #include <zmq.h>
 
 #include "common/error.h"
+#include "common/str.h"
 
 struct farmctl_client {
     void *zctx;
@@ -14,34 +15,38 @@ struct farmctl_client {
     char endpoint[512];
 };
 
-const char *farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
-                             const farm_config_t *cfg)
+int farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
+                     const farm_config_t *cfg)
 {
-    const char *e = explicit_endpoint;
-    char *star;
+    const char *e = explicit_endpoint, *star;
 
+    if (len)
+        buf[0] = '\0';
     if (!e || !*e)
         e = getenv("FARM_COORDINATOR");
     if ((!e || !*e) && cfg)
         e = cfg->clients_endpoint;
     if (!e || !*e)
-        return NULL;
-    snprintf(buf, len, "%s", e);
+        return farm_error_set(FARM_ENOTFOUND, "no coordinator endpoint given");
     /* a bind address is not a connect address */
-    if ((star = strstr(buf, "://0.0.0.0:")) || (star = strstr(buf, "://*:"))) {
-        char port[64];
-        snprintf(port, sizeof port, "%s", strrchr(star, ':'));
-        snprintf(star, len - (size_t)(star - buf), "://127.0.0.1%s", port);
-    }
-    return buf;
+    if ((star = strstr(e, "://0.0.0.0:")) || (star = strstr(e, "://*:")))
+        return farm_str_fmt(buf, len, "the coordinator endpoint", "%.*s://127.0.0.1%s",
+                            (int)(star - e), e, strrchr(star, ':'));
+    return farm_str_fmt(buf, len, "the coordinator endpoint", "%s", e);
 }
 
 farmctl_client_t *farmctl_client_new(const char *endpoint)
 {
     farmctl_client_t *self = calloc(1, sizeof *self);
-    if (!self)
+    if (!self) {
+        farm_error_set(FARM_ERROR, "out of memory");
         return NULL;
-    snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
+    }
+    if (farm_str_fmt(self->endpoint, sizeof self->endpoint, "the coordinator endpoint", "%s",
+                     endpoint) < 0) {
+        free(self);
+        return NULL;
+    }
     self->zctx = zmq_ctx_new();
     self->sock = farm_wire_socket(self->zctx, FARM_WIRE_DEALER_CLIENT, endpoint, NULL);
     if (!self->sock) {

@@ -8,9 +8,10 @@
 typedef struct farmctl_client farmctl_client_t;
 
 /* Endpoint order: explicit, then $FARM_COORDINATOR, then cfg's coordinator.clients
- * (a wildcard bind address is reached on 127.0.0.1). */
-const char *farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
-                             const farm_config_t *cfg);
+ * (a wildcard bind address is reached on 127.0.0.1). FARM_ENOTFOUND when none is given,
+ * FARM_ETOOBIG (buf "") when it does not fit buf. */
+int farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
+                     const farm_config_t *cfg);
 
 farmctl_client_t *farmctl_client_new(const char *endpoint);
 void farmctl_client_destroy(farmctl_client_t **self_p);

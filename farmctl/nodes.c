@@ -8,15 +8,17 @@
 
 #include "common/config.h"
 #include "common/error.h"
+#include "common/str.h"
 #include "farmctl/client.h"
 
+/* Appends items to a display column; a list too long ends in "..." */
 static void s_join(char *out, size_t len, char **items, size_t n, const char *suffix)
 {
     size_t off = strlen(out);
-    for (size_t i = 0; i < n && off < len; i++) {
-        int w = snprintf(out + off, len - off, "%s%s%s", off ? "," : "", items[i], suffix);
-        if (w > 0)
-            off += (size_t)w;
+    for (size_t i = 0; i < n && off + 1 < len; i++) {
+        if (farm_str_fmt_cut(out + off, len - off, "%s%s%s", off ? "," : "", items[i], suffix))
+            break;
+        off += strlen(out + off);
     }
 }
 
@@ -52,9 +54,12 @@ int farmctl_nodes_main(int argc, char **argv)
         fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
         return 1;
     }
-    if (!farmctl_endpoint(endpoint, sizeof endpoint, coord, cfg)) {
+    if (farmctl_endpoint(endpoint, sizeof endpoint, coord, cfg) == FARM_ENOTFOUND) {
         fprintf(stderr, "farmctl nodes: no coordinator: pass --coordinator, set "
                         "FARM_COORDINATOR, or run where farm.yaml names coordinator.clients\n");
+        goto done;
+    } else if (!endpoint[0]) {
+        fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
         goto done;
     }
     if (!(cl = farmctl_client_new(endpoint))) {

@@ -6,12 +6,16 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#define ROWS_MAX 64
+#include "common/limits.h"
+#include "common/platform.h"
+#include "common/str.h"
+
+#define ROWS_MAX FARM_PLATFORMS_MAX /* one row per platform of a submit */
 #define REDRAW_MS 100 /* log lines redraw at most this often */
 
 typedef struct {
-    char platform[96];
-    char node[128];
+    char platform[FARM_PLATFORM_STRLEN];
+    char node[FARM_NAME_MAX + 1];
     char state[32];
     char line[512];
     long long started;
@@ -86,10 +90,11 @@ static void s_draw(farmctl_progress_t *self)
         const row_t *r = &self->rows[i];
         long long end = r->ended ? r->ended : now;
         double secs = r->started ? (end - r->started) / 1000.0 : 0;
-        int n = snprintf(buf, sizeof buf, "[%c] %-14s %-12s %-9s %6.1fs  %s",
+        farm_str_fmt_cut(buf, sizeof buf, "[%c] %-14s %-12s %-9s %6.1fs  %s",
                          r->ended ? '+' : ' ', r->platform, r->node[0] ? r->node : "-", r->state,
                          secs, r->line);
-        if (n > width - 1)
+        /* one terminal line per row, or the redraw's cursor arithmetic goes wrong */
+        if (width > 0 && (size_t)width <= sizeof buf && strlen(buf) > (size_t)width - 1)
             buf[width - 1] = '\0';
         fprintf(self->out, "%s\n", buf);
         self->drawn++;
@@ -121,11 +126,12 @@ static row_t *s_row(farmctl_progress_t *self, const char *platform)
     for (int i = 0; i < self->n_rows; i++)
         if (strcmp(self->rows[i].platform, platform) == 0)
             return &self->rows[i];
-    if (self->n_rows == ROWS_MAX)
+    /* a platform too long to be a row's key is shown as a plain note instead */
+    if (self->n_rows == ROWS_MAX || strlen(platform) >= sizeof self->rows[0].platform)
         return NULL;
     row_t *r = &self->rows[self->n_rows++];
     memset(r, 0, sizeof *r);
-    snprintf(r->platform, sizeof r->platform, "%s", platform);
+    memcpy(r->platform, platform, strlen(platform) + 1);
     snprintf(r->state, sizeof r->state, "queued");
     return r;
 }
@@ -151,7 +157,7 @@ void farmctl_progress_event(farmctl_progress_t *self, const Farm__Event *e)
         return;
     }
     if (e->node[0])
-        snprintf(r->node, sizeof r->node, "%s", e->node);
+        farm_str_fmt_cut(r->node, sizeof r->node, "%s", e->node);
     if (!is_log) {
         if (e->kind == FARM__EVENT_KIND__EVENT_DISPATCHED) {
             snprintf(r->state, sizeof r->state, "building");
@@ -169,7 +175,7 @@ void farmctl_progress_event(farmctl_progress_t *self, const Farm__Event *e)
         }
     }
     if (!is_log || !strcmp(r->state, "building"))
-        snprintf(r->line, sizeof r->line, "%s", e->message);
+        farm_str_fmt_cut(r->line, sizeof r->line, "%s", e->message);
     if (!is_log || farm_now_ms() - self->last_draw >= REDRAW_MS)
         s_draw(self);
 }

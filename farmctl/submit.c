@@ -16,15 +16,17 @@
 #include "common/config.h"
 #include "common/context.h"
 #include "common/error.h"
+#include "common/fs.h"
+#include "common/limits.h"
 #include "common/platform.h"
 #include "common/reference.h"
+#include "common/str.h"
 #include "common/wire.h"
 #include "farmctl/client.h"
 #include "farmctl/progress.h"
 
 #define REPLY_TIMEOUT_MS 15000
 #define SILENCE_TIMEOUT_MS 60000 /* the coordinator heartbeats running builds */
-
 
 static volatile sig_atomic_t s_interrupted;
 
@@ -49,7 +51,7 @@ typedef struct {
     int allow_partial;
     farmctl_progress_mode_t progress;
     farmctl_progress_t *pg;
-    char build_id[64];
+    char build_id[FARM_ID_MAX + 1];
 } submit_opts_t;
 
 static void s_usage(FILE *f)
@@ -73,6 +75,8 @@ static int s_add_platforms(submit_opts_t *o, const char *list)
     char *copy = strdup(list), *save = NULL;
     int rc = 0;
 
+    if (!copy)
+        return farm_error_set(FARM_ERROR, "out of memory");
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         farm_platform_t p;
         if (o->n_platforms == FARM_PLATFORMS_MAX) {
@@ -82,7 +86,10 @@ static int s_add_platforms(submit_opts_t *o, const char *list)
         }
         if ((rc = farm_platform_parse(&p, tok)) < 0)
             break;
-        o->platforms[o->n_platforms] = malloc(FARM_PLATFORM_STRLEN);
+        if (!(o->platforms[o->n_platforms] = malloc(FARM_PLATFORM_STRLEN))) {
+            rc = farm_error_set(FARM_ERROR, "out of memory");
+            break;
+        }
         farm_platform_format(o->platforms[o->n_platforms++], FARM_PLATFORM_STRLEN, &p);
     }
     free(copy);
@@ -93,11 +100,23 @@ static int s_add_platforms(submit_opts_t *o, const char *list)
  * (override = 0) never replaces one given on the command line. */
 static int s_set_arg(submit_opts_t *o, const char *key, const char *value, int override)
 {
+    char *k = NULL, *v = NULL;
+
+    if (strlen(key) > FARM_BUILD_ARG_NAME_MAX)
+        return farm_error_set(FARM_EINVALID, "build arg name \"%.40s...\" is %zu bytes; farm "
+                              "accepts names of at most %d bytes", key, strlen(key),
+                              FARM_BUILD_ARG_NAME_MAX);
+    if (strlen(value) > FARM_BUILD_ARG_VALUE_MAX)
+        return farm_error_set(FARM_EINVALID, "build arg %s: the value is %zu bytes; farm accepts "
+                              "values of at most %d bytes (put larger data in the context)",
+                              key, strlen(value), FARM_BUILD_ARG_VALUE_MAX);
     for (size_t i = 0; i < o->n_args; i++) {
         if (strcmp(o->args[i].key, key) == 0) {
             if (override) {
+                if (!(v = strdup(value)))
+                    return farm_error_set(FARM_ERROR, "out of memory");
                 free(o->args[i].value);
-                o->args[i].value = strdup(value);
+                o->args[i].value = v;
             }
             return 0;
         }
@@ -105,8 +124,12 @@ static int s_set_arg(submit_opts_t *o, const char *key, const char *value, int o
     if (o->n_args == FARM_BUILD_ARGS_MAX)
         return farm_error_set(FARM_EINVALID, "too many build args (at most %d)",
                               FARM_BUILD_ARGS_MAX);
-    o->args[o->n_args].key = strdup(key);
-    o->args[o->n_args++].value = strdup(value);
+    if (!(k = strdup(key)) || !(v = strdup(value))) {
+        free(k);
+        return farm_error_set(FARM_ERROR, "out of memory");
+    }
+    o->args[o->n_args].key = k;
+    o->args[o->n_args++].value = v;
     return 0;
 }
 
@@ -130,6 +153,7 @@ static int s_dockerfile_rel(char *out, size_t len, const char *context, const ch
 {
     char ctx_real[PATH_MAX], file_real[PATH_MAX], joined[PATH_MAX * 2];
     size_t cl;
+    int rc;
 
     if (!file)
         file = "Dockerfile";
@@ -137,10 +161,9 @@ static int s_dockerfile_rel(char *out, size_t len, const char *context, const ch
         return farm_error_set(FARM_EINVALID, "context %s: no such directory", context);
     /* -f is relative to the working directory (as with docker build); farm.yaml's
      * build.dockerfile is relative to the context */
-    if (from_cli || file[0] == '/')
-        snprintf(joined, sizeof joined, "%s", file);
-    else
-        snprintf(joined, sizeof joined, "%s/%s", ctx_real, file);
+    if ((rc = farm_path_join(joined, sizeof joined, from_cli || file[0] == '/' ? file : ctx_real,
+                             from_cli || file[0] == '/' ? NULL : file)) < 0)
+        return farm_error_wrap(rc, "Dockerfile");
     if (!realpath(joined, file_real))
         return farm_error_set(FARM_EINVALID, "Dockerfile %s not found", joined);
     cl = strlen(ctx_real);
@@ -148,8 +171,12 @@ static int s_dockerfile_rel(char *out, size_t len, const char *context, const ch
         return farm_error_set(FARM_EINVALID,
                               "Dockerfile %s is outside the context %s; move it into the context",
                               file_real, ctx_real);
-    snprintf(out, len, "%s", file_real + cl + 1);
-    return 0;
+    if (strlen(file_real + cl + 1) > FARM_DOCKERFILE_PATH_MAX)
+        return farm_error_set(FARM_EINVALID, "the Dockerfile path %.60s... is %zu bytes inside "
+                              "the context; farm accepts at most %d: move or rename it",
+                              file_real + cl + 1, strlen(file_real + cl + 1),
+                              FARM_DOCKERFILE_PATH_MAX);
+    return farm_str_fmt(out, len, "the Dockerfile path", "%s", file_real + cl + 1);
 }
 
 /* Sends the chunks from `from` while fewer than FARM_WIRE_WINDOW bytes are unacknowledged
@@ -254,12 +281,11 @@ done:
     return rc;
 }
 
-static void s_full_tags(const Farm__BuildDone *d, const char *first_tag, const char *sep,
-                        char *out, size_t len);
+static char *s_full_tags(const Farm__BuildDone *d, const char *first_tag, const char *sep);
 
 static int s_write_metadata(const char *path, const Farm__BuildDone *d, const char *first_tag)
 {
-    char full[4096];
+    char *full = NULL;
     json_t *root = json_object(), *desc = json_object(), *plats = json_object();
     json_t *names = json_array();
     int rc;
@@ -273,8 +299,12 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
         json_array_append_new(names, json_string(d->tags[i]));
     json_object_set_new(root, "farm.tags", names);
     /* as buildx writes it: the full references, comma-separated */
-    s_full_tags(d, first_tag, ",", full, sizeof full);
+    if (!(full = s_full_tags(d, first_tag, ","))) {
+        json_decref(root);
+        return farm_error_set(FARM_ERROR, "out of memory");
+    }
     json_object_set_new(root, "image.name", json_string(full));
+    free(full);
     json_object_set_new(root, "farm.build_id", json_string(d->build_id));
     for (size_t i = 0; i < d->n_children; i++) {
         json_t *p = json_object();
@@ -292,21 +322,25 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
     return rc == 0 ? 0 : farm_error_set(FARM_EIO, "cannot write metadata file %s", path);
 }
 
-/* Builds' image references are full: "registry/repo:tag". */
-static void s_full_tags(const Farm__BuildDone *d, const char *first_tag, const char *sep,
-                        char *out, size_t len)
+/* Builds' image references are full: "registry/repo:tag", joined by sep; malloc'd
+ * (every tag, whatever their number and length), NULL on out of memory. */
+static char *s_full_tags(const Farm__BuildDone *d, const char *first_tag, const char *sep)
 {
     farm_reference_t ref;
-    size_t off = 0;
-    out[0] = '\0';
-    if (farm_reference_parse(&ref, first_tag) < 0)
-        return;
-    for (size_t i = 0; i < d->n_tags && off < len; i++) {
-        int w = snprintf(out + off, len - off, "%s%s/%s:%s", i ? sep : "", ref.registry,
-                         ref.repository, d->tags[i]);
-        if (w > 0)
-            off += (size_t)w;
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+
+    if (!f)
+        return NULL;
+    if (farm_reference_parse(&ref, first_tag) == 0)
+        for (size_t i = 0; i < d->n_tags; i++)
+            fprintf(f, "%s%s/%s:%s", i ? sep : "", ref.registry, ref.repository, d->tags[i]);
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
     }
+    return out;
 }
 
 /* Ctrl-C once: ask the coordinator to cancel and wait for its answer; twice: leave. */
@@ -334,7 +368,7 @@ static int s_check_interrupt(farmctl_client_t *cl, const submit_opts_t *o, int *
 static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
 {
     Farm__Envelope *msg = NULL;
-    char tags[2048];
+    char *tags;
     long long last = farm_now_ms();
     int rc, cancel_sent = 0;
 
@@ -361,13 +395,14 @@ static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
                 farm_wire_free(&msg);
                 return 1;
             }
-            s_full_tags(d, o->tags[0], ", ", tags, sizeof tags);
+            tags = s_full_tags(d, o->tags[0], ", ");
             for (size_t i = 0; i < d->n_children; i++)
                 farmctl_progress_note(o->pg, "[%s %s] %s", d->children[i]->platform,
                                       i < d->n_child_nodes ? d->child_nodes[i] : "-",
                                       d->children[i]->digest);
-            farmctl_progress_note(o->pg, "#index pushed to %s (stitched in %llu ms)", tags,
-                                  (unsigned long long)d->stitch_ms);
+            farmctl_progress_note(o->pg, "#index pushed to %s (stitched in %llu ms)",
+                                  tags ? tags : d->tags[0], (unsigned long long)d->stitch_ms);
+            free(tags);
             /* --allow-partial: say plainly which platforms the index lacks */
             for (size_t i = 0; i < o->n_platforms; i++) {
                 int found = 0;
@@ -434,7 +469,13 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
             return FARM_EINVALID;
         }
         if (reply->body_case == FARM__ENVELOPE__BODY_ACCEPTED) {
-            snprintf(o->build_id, sizeof o->build_id, "%s", reply->accepted->build_id);
+            if (farm_str_fmt(o->build_id, sizeof o->build_id, "the build id",
+                             "%s", reply->accepted->build_id) < 0) {
+                farm_error_wrap(FARM_EINVALID, "the coordinator accepted the build with an id "
+                                "farmctl cannot hold (at most %d bytes)", FARM_ID_MAX);
+                farm_wire_free(&reply);
+                return FARM_EINVALID;
+            }
             farmctl_progress_note(o->pg, "#build %s accepted: %zu platform(s)",
                                   reply->accepted->build_id, reply->accepted->n_platforms);
             farm_wire_free(&reply);
@@ -527,14 +568,18 @@ int farmctl_submit_main(int argc, char **argv)
     /* farm.yaml: --farm, else ./farm.yaml, else CONTEXT/farm.yaml */
     farm_path[0] = '\0';
     if (o.farm_file)
-        snprintf(farm_path, sizeof farm_path, "%s", o.farm_file);
+        rc = farm_path_join(farm_path, sizeof farm_path, o.farm_file, NULL);
     else if (access("farm.yaml", R_OK) == 0)
-        snprintf(farm_path, sizeof farm_path, "farm.yaml");
-    else {
-        snprintf(farm_path, sizeof farm_path, "%s/farm.yaml", o.context);
-        if (access(farm_path, R_OK) != 0)
-            farm_path[0] = '\0';
+        rc = farm_path_join(farm_path, sizeof farm_path, "farm.yaml", NULL);
+    else if ((rc = farm_path_join(farm_path, sizeof farm_path, o.context, "farm.yaml")) == 0 &&
+             access(farm_path, R_OK) != 0)
+        farm_path[0] = '\0';
+    if (rc < 0) {
+        fprintf(stderr, "farmctl submit: farm.yaml: %s\n", farm_error_last());
+        rc = 2;
+        goto done;
     }
+    rc = 2;
     if (farm_path[0] && farm_config_load(&cfg, farm_path, &diags) < 0) {
         for (size_t i = 0; i < diags.n; i++)
             fprintf(stderr, "%s\n", diags.items[i]);
@@ -580,9 +625,17 @@ int farmctl_submit_main(int argc, char **argv)
     }
     for (size_t i = 0; i < o.n_tags; i++) {
         farm_reference_t ref;
-        if (farm_reference_parse(&ref, o.tags[i]) < 0) {
+        char full[FARM_REFERENCE_MAX + 1];
+        if (strlen(o.tags[i]) > FARM_REFERENCE_MAX) {
+            fprintf(stderr, "farmctl submit: -t: the reference \"%.60s...\" is %zu bytes; farm "
+                            "accepts at most %d\n", o.tags[i], strlen(o.tags[i]),
+                    FARM_REFERENCE_MAX);
+            goto done;
+        }
+        if (farm_reference_parse(&ref, o.tags[i]) < 0 ||
+            farm_reference_format(full, sizeof full, &ref) < 0) {
             fprintf(stderr, "farmctl submit: -t: %s\n", farm_error_last());
-                goto done;
+            goto done;
         }
     }
     if (o.n_platforms == 0) {
@@ -606,9 +659,12 @@ int farmctl_submit_main(int argc, char **argv)
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         goto done;
     }
-    if (!farmctl_endpoint(endpoint, sizeof endpoint, o.coordinator, cfg)) {
+    if (farmctl_endpoint(endpoint, sizeof endpoint, o.coordinator, cfg) == FARM_ENOTFOUND) {
         fprintf(stderr, "farmctl submit: no coordinator: pass --coordinator, set "
                         "FARM_COORDINATOR, or set coordinator.clients in farm.yaml\n");
+        goto done;
+    } else if (!endpoint[0]) {
+        fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         goto done;
     }
 
@@ -630,6 +686,14 @@ int farmctl_submit_main(int argc, char **argv)
     }
     farmctl_progress_note(o.pg, "#context %s packed: %s (%llu bytes)", o.context, digest,
                           (unsigned long long)size);
+    /* refused here, before a byte is sent, rather than by the coordinator mid-upload */
+    if (size > FARM_CONTEXT_MAX) {
+        fprintf(stderr, "farmctl submit: the context %s packs to %llu bytes (%.1f GiB); farm "
+                        "accepts at most " FARM_CONTEXT_MAX_TEXT ": leave out what the build "
+                        "does not need with a .dockerignore in %s\n", o.context,
+                (unsigned long long)size, (double)size / (1u << 30), o.context);
+        goto done;
+    }
     cl = farmctl_client_new(endpoint);
     if (!cl) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());

@@ -1,6 +1,7 @@
-/* Build contexts: .dockerignore rules as Docker applies them, deterministic packing
- * (the exact entry list is checked by reading the tar back), and extraction that
- * refuses every way out of dest a hostile tar can try, naming the entry. */
+/* Build contexts: deterministic packing honouring .dockerignore (the exact entry list is
+ * checked by reading the tar back; the matcher's own rules are in test_dockerignore.c),
+ * and extraction that refuses every way out of dest a hostile tar can try, naming the
+ * entry. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,85 +78,6 @@ static char *s_read(const char *path)
     buf[n] = '\0';
     fclose(f);
     return buf;
-}
-
-/* ---- .dockerignore matcher ---- */
-
-static void s_expect(const farm_ignore_t *ig, const char *path, int excluded)
-{
-    if (farm_ignore_match(ig, path) != excluded)
-        fail_msg("%s: expected %s", path, excluded ? "excluded" : "included");
-}
-
-static void test_ignore_rules(void **state)
-{
-    farm_ignore_t *ig = farm_ignore_parse("\xef\xbb\xbf# comment line\r\n"
-                                          "*.log\r\n"
-                                          "build/\n"
-                                          "!build/keep.txt\n"
-                                          "  **/secret  \n"
-                                          "\n"
-                                          "/abs.txt\n"
-                                          "docs/**/*.md\n"
-                                          "?.tmp\n"
-                                          "[a-c]x\n"
-                                          "vendor/**\n"
-                                          "./x/../cleaned\n"
-                                          "*.md\n"
-                                          "!README.md\n"
-                                          "README.md\n"
-                                          " # not a comment: leading space\n");
-    assert_non_null(ig);
-    s_expect(ig, "app.log", 1);
-    s_expect(ig, "src/app.log", 0); /* "*" never crosses "/" */
-    s_expect(ig, "build", 1);
-    s_expect(ig, "build/out.o", 1); /* the parent matches */
-    s_expect(ig, "build/sub/deep.o", 1);
-    s_expect(ig, "build/keep.txt", 0); /* exception, later line wins */
-    s_expect(ig, "secret", 1);         /* double-star matches zero directories */
-    s_expect(ig, "a/b/secret", 1);
-    s_expect(ig, "a/secret/inside", 1);
-    s_expect(ig, "a/mysecret", 0);
-    s_expect(ig, "abs.txt", 1); /* leading "/" is the context root */
-    s_expect(ig, "sub/abs.txt", 0);
-    s_expect(ig, "docs/a.md", 1);
-    s_expect(ig, "docs/x/y/a.md", 1);
-    s_expect(ig, "docs/a.txt", 0);
-    s_expect(ig, "a.tmp", 1);
-    s_expect(ig, "ab.tmp", 0);
-    s_expect(ig, "\xc3\xa9.tmp", 1); /* "?" is one rune, not one byte */
-    s_expect(ig, "bx", 1);
-    s_expect(ig, "dx", 0);
-    s_expect(ig, "vendor/lib/a.c", 1);
-    s_expect(ig, "vendor", 0); /* vendor + double-star needs something under vendor */
-    s_expect(ig, "cleaned", 1);
-    s_expect(ig, "x/cleaned", 0);
-    s_expect(ig, "README.md", 1); /* excluded, re-included, excluded again */
-    s_expect(ig, "CHANGES.md", 1);
-    s_expect(ig, "# comment line", 0);
-    s_expect(ig, "# not a comment: leading space", 1);
-    s_expect(ig, "Dockerfile", 0);
-    farm_ignore_destroy(&ig);
-    assert_null(ig);
-    farm_ignore_destroy(&ig);
-}
-
-static void test_ignore_bad_patterns(void **state)
-{
-    farm_ignore_t *ig;
-
-    assert_null(ig = farm_ignore_parse("ok\n[abc\n"));
-    assert_non_null(strstr(farm_error_last(), "line 2"));
-    assert_null(ig = farm_ignore_parse("!\n"));
-    assert_non_null(strstr(farm_error_last(), "\"!\""));
-    ig = farm_ignore_parse(""); /* empty: nothing excluded */
-    assert_non_null(ig);
-    s_expect(ig, "anything", 0);
-    farm_ignore_destroy(&ig);
-    ig = farm_ignore_load(s_path("does-not-exist"));
-    assert_non_null(ig);
-    s_expect(ig, "anything", 0);
-    farm_ignore_destroy(&ig);
 }
 
 /* ---- packing ---- */
@@ -569,8 +491,6 @@ static void test_extract_links_inside(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ignore_rules),
-        cmocka_unit_test_setup_teardown(test_ignore_bad_patterns, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_pack_entries, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_pack_deterministic, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_pack_custom_dockerfile, s_setup, s_teardown),

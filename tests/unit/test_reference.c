@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/limits.h"
 #include "common/reference.h"
 
 #define D64 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -88,7 +89,7 @@ static void test_good(void **state)
         assert_string_equal(r.repository, s_good[i].repository);
         assert_string_equal(r.tag, s_good[i].tag);
         assert_string_equal(r.digest, s_good[i].digest);
-        farm_reference_format(buf, sizeof buf, &r);
+        assert_int_equal(farm_reference_format(buf, sizeof buf, &r), 0);
         if (s_good[i].formatted)
             assert_string_equal(buf, s_good[i].formatted);
         if (s_good[i].api_host)
@@ -98,7 +99,7 @@ static void test_good(void **state)
             farm_reference_t r2;
             char buf2[600];
             assert_int_equal(farm_reference_parse(&r2, buf), 0);
-            farm_reference_format(buf2, sizeof buf2, &r2);
+            assert_int_equal(farm_reference_format(buf2, sizeof buf2, &r2), 0);
             assert_string_equal(buf, buf2);
         }
     }
@@ -149,12 +150,40 @@ static void test_limits(void **state)
     assert_non_null(strstr(farm_error_last(), "255"));
 }
 
+/* The longest reference that parses still fits FARM_REFERENCE_MAX; a buffer too small is
+ * refused, never filled with a shorter (other) reference. */
+static void test_format_bounded(void **state)
+{
+    char in[1024], buf[FARM_REFERENCE_MAX], small[32];
+    farm_reference_t r;
+    size_t n = 0;
+
+    n += (size_t)snprintf(in + n, sizeof in - n, "registry.example.com:5000/");
+    while (n < 250)
+        in[n++] = 'a';
+    n += (size_t)snprintf(in + n, sizeof in - n, ":");
+    for (int i = 0; i < 128; i++)
+        in[n++] = 't';
+    n += (size_t)snprintf(in + n, sizeof in - n, "@sha256:%s%s",
+                          "0123456789abcdef0123456789abcdef",
+                          "0123456789abcdef0123456789abcdef");
+    assert_int_equal(farm_reference_parse(&r, in), 0);
+    assert_int_equal(farm_reference_format(buf, sizeof buf, &r), 0);
+    assert_string_equal(buf, in);
+
+    memset(small, 'x', sizeof small);
+    assert_int_equal(farm_reference_format(small, sizeof small, &r), FARM_ETOOBIG);
+    assert_string_equal(small, "");
+    assert_non_null(strstr(farm_error_last(), "image reference is too long"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),
         cmocka_unit_test(test_bad),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_format_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "common/registry.h"
+#include "common/registry_auth.h"
 
 /* ------------------------------------------------------------------------------ */
 /* challenges */

@@ -1,0 +1,121 @@
+/* Path helpers refuse rather than cut: a path one byte too long is FARM_ETOOBIG with an
+ * empty result (never a shorter path naming another file), one that fits exactly is
+ * whole; mkdirs refuses an over-long path before creating anything. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/limits.h"
+
+static void test_join(void **state)
+{
+    char out[16];
+
+    assert_int_equal(farm_path_join(out, sizeof out, "/a", "b"), 0);
+    assert_string_equal(out, "/a/b");
+    assert_int_equal(farm_path_join(out, sizeof out, "/a/", "b"), 0); /* one slash */
+    assert_string_equal(out, "/a/b");
+    assert_int_equal(farm_path_join(out, sizeof out, "/a", NULL), 0);
+    assert_string_equal(out, "/a");
+    assert_int_equal(farm_path_join(out, sizeof out, "/a", ""), 0);
+    assert_string_equal(out, "/a");
+    /* exactly 15 bytes fit in 16 */
+    assert_int_equal(farm_path_join(out, sizeof out, "/0123456789", "abc"), 0);
+    assert_string_equal(out, "/0123456789/abc");
+}
+
+static void test_join_refuses(void **state)
+{
+    char out[16];
+
+    /* 16 bytes do not fit in 16: refused, and nothing usable is left in out */
+    memset(out, 'x', sizeof out);
+    assert_int_equal(farm_path_join(out, sizeof out, "/0123456789", "abcd"), FARM_ETOOBIG);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(farm_error_last(), "path too long"));
+    assert_non_null(strstr(farm_error_last(), "/0123456789"));
+
+    memset(out, 'x', sizeof out);
+    assert_int_equal(farm_path_join(out, sizeof out, "/0123456789abcdef", NULL), FARM_ETOOBIG);
+    assert_string_equal(out, "");
+
+    /* a real-sized case: state_dir at the limit plus a file name */
+    {
+        char *dir = malloc(FARM_PATH_MAX), big[FARM_PATH_MAX];
+        assert_non_null(dir);
+        memset(dir, 'd', FARM_PATH_MAX - 1);
+        dir[0] = '/';
+        dir[FARM_PATH_MAX - 1] = '\0';
+        assert_int_equal(farm_path_join(big, sizeof big, dir, NULL), 0);
+        assert_int_equal(farm_path_join(big, sizeof big, dir, "x"), FARM_ETOOBIG);
+        assert_string_equal(big, "");
+        free(dir);
+    }
+}
+
+static void test_fmt(void **state)
+{
+    char out[16];
+
+    assert_int_equal(farm_path_fmt(out, sizeof out, "%s/%d.tar", "/ctx", 42), 0);
+    assert_string_equal(out, "/ctx/42.tar");
+
+    memset(out, 'x', sizeof out);
+    assert_int_equal(farm_path_fmt(out, sizeof out, "%s/%d.partial", "/ctx", 123456), FARM_ETOOBIG);
+    assert_string_equal(out, "");
+    /* the message names the path that did not fit, not the format */
+    assert_non_null(strstr(farm_error_last(), "/ctx/"));
+    assert_null(strstr(farm_error_last(), "%s"));
+
+    assert_int_equal(farm_path_fmt(out, 0, "%s", "a"), FARM_ETOOBIG); /* no room at all */
+}
+
+static void test_mkdirs_refuses_long(void **state)
+{
+    char base[] = "/tmp/farm-test-fs-XXXXXX", *path;
+    size_t n;
+    struct stat st;
+
+    assert_non_null(mkdtemp(base));
+    n = strlen(base);
+    assert_non_null(path = malloc(FARM_PATH_MAX + 64));
+    memcpy(path, base, n);
+    path[n] = '/';
+    memcpy(path + n + 1, "first", 5);
+    path[n + 6] = '/';
+    memset(path + n + 7, 'a', FARM_PATH_MAX);
+    path[n + 7 + FARM_PATH_MAX] = '\0';
+    assert_int_equal(farm_fs_mkdirs(path), FARM_ETOOBIG);
+    /* refused before anything was created: no "first" directory left behind */
+    path[n + 6] = '\0';
+    assert_int_not_equal(stat(path, &st), 0);
+    /* a path that fits is made, parents included */
+    memcpy(path + n + 6, "/x/y", 5);
+    assert_int_equal(farm_fs_mkdirs(path), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+    farm_fs_rmtree(base);
+    assert_int_not_equal(stat(base, &st), 0);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_join),
+        cmocka_unit_test(test_join_refuses),
+        cmocka_unit_test(test_fmt),
+        cmocka_unit_test(test_mkdirs_refuses_long),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
