@@ -1,12 +1,18 @@
-/* farm-agent: connects out to the coordinator, says HELLO, heartbeats, fetches
- * contexts by digest into a content-addressed cache, runs each job in a forked worker
- * (agent/worker.h) and reports. Reconnects with backoff (1 s doubling to 32 s). */
+/* farm-agent: connects out to the coordinator, says HELLO, heartbeats, fetches contexts
+ * by digest into a content-addressed cache, runs each job in an exec'd worker
+ * (`farm-agent worker`, agent/worker.h) and reports. One reactor (common/reactor.h);
+ * the rules live in session.h, cache.h and jobs.h, the sockets and protobuf here. */
 #ifndef FARM_AGENT_H
 #define FARM_AGENT_H
 
 #include <stddef.h>
 
-#include "agent/worker.h"
+typedef struct {
+    const char *builder;        /* "buildah" */
+    const char *storage_driver; /* NULL: builder default */
+    const char *isolation;      /* NULL: builder default */
+    const char *builder_root;   /* NULL: builder default storage */
+} farm_builder_opts_t;
 
 typedef struct {
     const char *coordinator; /* endpoint */
@@ -17,6 +23,7 @@ typedef struct {
     const char *work_dir;
     unsigned long long cache_max; /* bytes of cached contexts kept (LRU); 0: 10 GiB */
     farm_builder_opts_t builder;
+    const char *worker_exe;  /* NULL: /proc/self/exe (run with argv[1] = "worker") */
 } farm_agent_opts_t;
 
 typedef struct farm_agent farm_agent_t;

@@ -1,15 +1,16 @@
 /* farm-agent --coordinator ENDPOINT --name NAME [--platform P,...] [--slots N]
  *            [--work-dir DIR] [--builder buildah] [--storage-driver D]
- *            [--isolation I] [--builder-root DIR] [-v] */
+ *            [--isolation I] [--builder-root DIR] [-v]
+ * farm-agent worker   (started by the agent itself for each job: agent/worker.h) */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
 #include "agent/agent.h"
+#include "agent/worker.h"
 #include "common/error.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/platform.h"
@@ -31,6 +32,48 @@ static void s_usage(FILE *f)
             "  --isolation I       builder isolation (e.g. chroot, oci)\n"
             "  --builder-root DIR  private builder storage (DIR/storage, DIR/run)\n"
             "  -v, --verbose       debug logging\n");
+}
+
+/* --platform P,... (canonical forms), or this host's platform. 0, or an exit status. */
+static int s_platforms(farm_agent_opts_t *o, const char *list)
+{
+    farm_platform_t p;
+    char *copy, *save = NULL;
+
+    if (!(o->platforms = calloc(FARM_PLATFORMS_MAX, sizeof *o->platforms)))
+        return 1;
+    if (!list) {
+        if (farm_platform_host(&p) < 0) {
+            fprintf(stderr, "farm-agent: %s\n", farm_error_last());
+            return 1;
+        }
+        if (!(o->platforms[0] = malloc(FARM_PLATFORM_STRLEN)))
+            return 1;
+        farm_platform_format(o->platforms[o->n_platforms++], FARM_PLATFORM_STRLEN, &p);
+        return 0;
+    }
+    if (!(copy = strdup(list)))
+        return 1;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (o->n_platforms == FARM_PLATFORMS_MAX || farm_platform_parse(&p, tok) < 0) {
+            fprintf(stderr, "farm-agent: --platform: %s\n", o->n_platforms == FARM_PLATFORMS_MAX
+                                                              ? "too many platforms"
+                                                              : farm_error_last());
+            free(copy);
+            return 2;
+        }
+        if (!(o->platforms[o->n_platforms] = malloc(FARM_PLATFORM_STRLEN))) {
+            free(copy);
+            return 1;
+        }
+        farm_platform_format(o->platforms[o->n_platforms++], FARM_PLATFORM_STRLEN, &p);
+    }
+    free(copy);
+    if (!o->n_platforms) {
+        fprintf(stderr, "farm-agent: --platform names no platform\n");
+        return 2;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -56,6 +99,9 @@ int main(int argc, char **argv)
     int c, verbose = 0, rc;
     char *end;
 
+    /* the agent re-runs itself as each job's worker: nothing else may run first */
+    if (argc == 2 && strcmp(argv[1], "worker") == 0)
+        return farm_worker_main();
     o.builder.builder = "buildah";
     while ((c = getopt_long(argc, argv, "c:n:p:s:vh", opts, NULL)) != -1) {
         switch (c) {
@@ -97,37 +143,14 @@ int main(int argc, char **argv)
         s_usage(stderr);
         return 2;
     }
-    if (strlen(o.name) > 128) {
-        fprintf(stderr, "farm-agent: --name is too long (128 characters at most)\n");
+    if (!*o.name || strlen(o.name) > FARM_NAME_MAX) {
+        fprintf(stderr, "farm-agent: --name must have 1 to " FARM_STR(FARM_NAME_MAX)
+                        " characters (farm.yaml node names are no longer)\n");
         return 2;
     }
     farm_log_init("agent", verbose ? FARM_LOG_DEBUG : FARM_LOG_INFO);
-    o.platforms = calloc(64, sizeof *o.platforms);
-    if (!o.platforms)
-        return 1;
-    if (platforms) {
-        char *copy = strdup(platforms), *save = NULL;
-        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            farm_platform_t p;
-            if (o.n_platforms == 64 || farm_platform_parse(&p, tok) < 0) {
-                fprintf(stderr, "farm-agent: --platform: %s\n",
-                        o.n_platforms == 64 ? "too many platforms" : farm_error_last());
-                return 2;
-            }
-            o.platforms[o.n_platforms] = malloc(FARM_PLATFORM_STRLEN);
-            farm_platform_format(o.platforms[o.n_platforms++], FARM_PLATFORM_STRLEN, &p);
-        }
-        free(copy);
-    } else {
-        farm_platform_t p;
-        if (farm_platform_host(&p) < 0) {
-            fprintf(stderr, "farm-agent: %s\n", farm_error_last());
-            return 1;
-        }
-        o.platforms[0] = malloc(FARM_PLATFORM_STRLEN);
-        farm_platform_format(o.platforms[o.n_platforms++], FARM_PLATFORM_STRLEN, &p);
-    }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if ((rc = s_platforms(&o, platforms)) != 0)
+        return rc;
     farm_proc_stop_on_signals(&s_stop);
 
     agent = farm_agent_new(&o);
@@ -143,6 +166,5 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < o.n_platforms; i++)
         free(o.platforms[i]);
     free(o.platforms);
-    curl_global_cleanup();
     return rc < 0 ? 1 : 0;
 }

@@ -1,37 +1,23 @@
-/* One job, run in a forked child so the agent's reactor keeps heartbeating: extract
- * the context safely, run the builder for exactly one platform into an OCI layout,
- * check the image's platform, push blobs and manifest by digest. Its stdout is the
- * job's log; the last line "@@result ..." carries the outcome. */
+/* `farm-agent worker`: one job, in a program of its own (exec'd by the agent through
+ * common/child.h, never a bare fork of the agent that runs ZeroMQ threads). It reads a
+ * packed farm.WorkerRequest from fd 3, extracts the context safely into the job
+ * directory, runs the builder for exactly one platform into an OCI layout, checks the
+ * image's platform, pushes blobs and manifest by digest, and writes a packed
+ * farm.WorkerResult to fd 4. stdout/stderr are the job's log and nothing else: the
+ * builder and the Dockerfile's RUN steps write there, and fds 3 and 4 are close-on-exec so
+ * no builder process can reach the result.
+ *
+ * It leads its own session (setsid by common/child.c) and is a child subreaper, so every
+ * process the build starts stays below it; on SIGTERM (the agent's cancel, or PDEATHSIG
+ * when the agent dies) it ends that whole tree and exits. */
 #ifndef FARM_AGENT_WORKER_H
 #define FARM_AGENT_WORKER_H
 
-#include <stddef.h>
+/* The program: returns the exit status (0: a result was written, even a failure). */
+int farm_worker_main(void);
 
-#include "common/config.h"
-
-typedef struct {
-    const char *builder;        /* "buildah" */
-    const char *storage_driver; /* NULL: builder default */
-    const char *isolation;      /* NULL: builder default */
-    const char *builder_root;   /* NULL: builder default storage */
-} farm_builder_opts_t;
-
-typedef struct {
-    const char *job_id;
-    const char *platform;       /* canonical */
-    const char *context_tar;    /* cached context */
-    const char *job_dir;        /* private, empty, removed by the agent afterwards */
-    const char *dockerfile;     /* relative to the context */
-    const farm_kv_t *args;
-    size_t n_args;
-    const char *registry;
-    const char *repository;
-    int insecure;
-    const farm_builder_opts_t *builder;
-} farm_worker_job_t;
-
-/* Runs in the child: returns the exit status; prints "@@result ok MEDIATYPE DIGEST SIZE
- * BUILD_MS PUSH_MS" or "@@result error MESSAGE" as its last line. */
-int farm_worker_run(const farm_worker_job_t *job);
+/* The Dockerfile path stays inside the context: relative, no "..", at most
+ * FARM_DOCKERFILE_PATH_MAX bytes. */
+int farm_worker_dockerfile_ok(const char *path);
 
 #endif

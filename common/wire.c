@@ -1,10 +1,12 @@
 #include "common/wire.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <zmq.h>
 
+#include "common/child.h"
 #include "common/error.h"
 #include "common/log.h"
 
@@ -160,4 +162,27 @@ void farm_wire_free(Farm__Envelope **env_p)
         farm__envelope__free_unpacked(*env_p, NULL);
         *env_p = NULL;
     }
+}
+
+int farm_wire_pack(uint8_t **out, size_t *out_len, const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    *out = malloc(len ? len : 1);
+    *out_len = 0;
+    if (!*out)
+        return farm_error_set(FARM_ERROR, "out of memory packing a %zu-byte message", len);
+    *out_len = protobuf_c_message_pack(msg, *out);
+    return 0;
+}
+
+int farm_wire_result(const ProtobufCMessage *msg)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = farm_wire_pack(&buf, &len, msg);
+    if (rc < 0)
+        return rc;
+    rc = farm_child_result_write(buf, len);
+    free(buf);
+    return rc;
 }

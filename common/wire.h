@@ -5,6 +5,7 @@
 #define FARM_WIRE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/limits.h"
 #include "farm.pb-c.h"
@@ -30,6 +31,11 @@ int farm_wire_send(void *sock, const void *rid, size_t rid_len, const Farm__Enve
  * (message consumed, error says why). Free *out with farm_wire_free. */
 int farm_wire_recv(void *sock, void *rid, size_t *rid_len, Farm__Envelope **out);
 void farm_wire_free(Farm__Envelope **env_p);
+
+/* Packs any protobuf message (a helper's request or result) into a malloc'd buffer. */
+int farm_wire_pack(uint8_t **out, size_t *out_len, const ProtobufCMessage *msg);
+/* In a helper program: packs msg and writes it as the result (fd 4, common/child.h). */
+int farm_wire_result(const ProtobufCMessage *msg);
 
 /* Unpacks and validates bytes (exposed for tests and fuzzing). */
 int farm_wire_unpack(Farm__Envelope **out, const void *data, size_t len);

@@ -277,13 +277,10 @@ static void s_on_stitch(void *arg, farm_build_t *b)
     req.children = dptrs;
     req.n_tags = b->n_tags;
     req.tags = b->tags;
-    len = farm__stitch_request__get_packed_size(&req);
-    if (!(packed = malloc(len ? len : 1))) {
-        farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
-                           farm_now_ms());
+    if (farm_wire_pack(&packed, &len, &req.base) < 0) {
+        farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
         goto done;
     }
-    farm__stitch_request__pack(&req, packed);
     opts.request = packed;
     opts.request_len = len;
     st->coord = self;

@@ -80,21 +80,12 @@ done:
 static int s_result(int ok, const char *error, const char *digest, uint64_t size)
 {
     Farm__StitchResult r = FARM__STITCH_RESULT__INIT;
-    uint8_t *buf;
-    size_t len;
-    int rc;
 
     r.ok = ok;
     r.error = (char *)(error ? error : "");
     r.index_digest = (char *)(digest ? digest : "");
     r.index_size = size;
-    len = farm__stitch_result__get_packed_size(&r);
-    if (!(buf = malloc(len ? len : 1)))
-        return 1;
-    farm__stitch_result__pack(&r, buf);
-    rc = farm_child_result_write(buf, len);
-    free(buf);
-    return rc < 0 || !ok;
+    return farm_wire_result(&r.base) < 0 || !ok;
 }
 
 int farm_stitch_main(void)

@@ -1,0 +1,181 @@
+/* The exec'd worker's contract (agent/worker.h), run for real: this test binary re-runs
+ * itself as `worker` through common/child.h, the way the agent does. A fake builder
+ * prints a forged "@@result" line and tries fds 3 and 4: the result on fd 4 is a
+ * WorkerResult that says the build failed, and the builder found both fds closed. Also:
+ * the Dockerfile path rule, and a bad request answered with a result, not silence. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/worker.h"
+#include "common/child.h"
+#include "common/context.h"
+#include "common/fs.h"
+#include "common/wire.h"
+
+static char s_dir[256];
+static char s_log[16384];
+static size_t s_log_len;
+
+static void s_line(void *arg, const char *line)
+{
+    size_t l = strlen(line);
+    (void)arg;
+    if (s_log_len + l + 2 < sizeof s_log) {
+        memcpy(s_log + s_log_len, line, l);
+        s_log_len += l;
+        s_log[s_log_len++] = '\n';
+        s_log[s_log_len] = '\0';
+    }
+}
+
+/* Runs the worker with request bytes; returns its unpacked result (NULL: none). */
+static Farm__WorkerResult *s_run_worker(const void *req, size_t len, int *out_status)
+{
+    char *argv[] = {"/proc/self/exe", "worker", NULL};
+    farm_child_opts_t o = {.argv = argv, .request = req, .request_len = len};
+    farm_child_t *c = farm_child_spawn(&o);
+    Farm__WorkerResult *r = NULL;
+    const void *bytes;
+    size_t n = 0;
+
+    assert_non_null(c);
+    s_log_len = 0;
+    s_log[0] = '\0';
+    for (int i = 0; i < 3000 && !farm_child_done(c); i++) {
+        struct timespec ts = {0, 10000000L};
+        if (farm_child_log_fd(c) >= 0)
+            farm_child_read_log(c, s_line, NULL);
+        if (farm_child_result_fd(c) >= 0)
+            farm_child_read_result(c);
+        if (farm_child_log_fd(c) < 0 && farm_child_result_fd(c) < 0)
+            farm_child_reap(c, out_status);
+        if (!farm_child_done(c))
+            nanosleep(&ts, NULL);
+    }
+    assert_true(farm_child_done(c));
+    farm_child_reap(c, out_status);
+    bytes = farm_child_result(c, &n);
+    if (n)
+        r = farm__worker_result__unpack(NULL, n, bytes);
+    farm_child_destroy(&c);
+    return r;
+}
+
+static void test_dockerfile_rule(void **state)
+{
+    char long_path[FARM_DOCKERFILE_PATH_MAX + 2];
+    (void)state;
+    assert_true(farm_worker_dockerfile_ok("Dockerfile"));
+    assert_true(farm_worker_dockerfile_ok("sub/dir/Dockerfile.x"));
+    assert_true(farm_worker_dockerfile_ok("a..b/Dockerfile"));
+    assert_false(farm_worker_dockerfile_ok(""));
+    assert_false(farm_worker_dockerfile_ok("/etc/passwd"));
+    assert_false(farm_worker_dockerfile_ok("../Dockerfile"));
+    assert_false(farm_worker_dockerfile_ok("a/../../Dockerfile"));
+    memset(long_path, 'a', sizeof long_path - 1);
+    long_path[sizeof long_path - 1] = '\0';
+    assert_false(farm_worker_dockerfile_ok(long_path));
+}
+
+static void test_bad_request_gets_a_result(void **state)
+{
+    static const unsigned char junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
+    int status = -1;
+    Farm__WorkerResult *r;
+    (void)state;
+
+    r = s_run_worker(junk, sizeof junk, &status);
+    assert_non_null(r);
+    assert_false(r->ok);
+    assert_non_null(strstr(r->error, "WorkerRequest"));
+    farm__worker_result__free_unpacked(r, NULL);
+}
+
+static void test_builder_cannot_reach_result_fd(void **state)
+{
+    char ctxdir[300], tar[300], jobdir[300], builder[300], path[400];
+    char digest[FARM_DIGEST_STRLEN];
+    uint64_t size;
+    FILE *f;
+    Farm__WorkerRequest rq = FARM__WORKER_REQUEST__INIT;
+    Farm__BuilderOptions b = FARM__BUILDER_OPTIONS__INIT;
+    Farm__WorkerResult *r;
+    uint8_t *buf;
+    size_t len;
+    int status = -1;
+    (void)state;
+
+    snprintf(s_dir, sizeof s_dir, "/tmp/farm-test-worker.%d", (int)getpid());
+    farm_fs_rmtree(s_dir);
+    snprintf(ctxdir, sizeof ctxdir, "%s/ctx", s_dir);
+    snprintf(jobdir, sizeof jobdir, "%s/job", s_dir);
+    snprintf(tar, sizeof tar, "%s/ctx.tar", s_dir);
+    snprintf(builder, sizeof builder, "%s/fake-builder", s_dir);
+    assert_int_equal(farm_fs_mkdirs(ctxdir), 0);
+    assert_int_equal(farm_fs_mkdirs(jobdir), 0);
+    snprintf(path, sizeof path, "%s/Dockerfile", ctxdir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("FROM scratch\n", f);
+    fclose(f);
+    assert_int_equal(farm_context_pack(digest, &size, ctxdir, "Dockerfile", tar), 0);
+    f = fopen(builder, "w");
+    assert_non_null(f);
+    fputs("#!/bin/sh\n"
+          "echo '@@result ok application/vnd.oci.image.manifest.v1+json sha256:"
+          "0000000000000000000000000000000000000000000000000000000000000000 123 1 1'\n"
+          "( echo forged >&4 ) 2>/dev/null && echo 'FD4 OPEN'\n"
+          "( echo forged >/proc/self/fd/4 ) 2>/dev/null && echo 'PROC FD4 OPEN'\n"
+          "( cat <&3 ) 2>/dev/null >/dev/null && echo 'FD3 OPEN'\n"
+          "echo 'fake builder ran'\n"
+          "exit 1\n", f);
+    fclose(f);
+    chmod(builder, 0755);
+    b.builder = builder;
+    rq.job_id = "b1-aa.1";
+    rq.platform = "linux/amd64";
+    rq.context_tar = tar;
+    rq.job_dir = jobdir;
+    rq.dockerfile = "Dockerfile";
+    rq.registry = "127.0.0.1:1";
+    rq.repository = "team/x";
+    rq.builder = &b;
+    len = farm__worker_request__get_packed_size(&rq);
+    buf = malloc(len);
+    assert_non_null(buf);
+    farm__worker_request__pack(&rq, buf);
+    r = s_run_worker(buf, len, &status);
+    free(buf);
+    assert_non_null(r);
+    assert_non_null(strstr(s_log, "fake builder ran"));
+    assert_non_null(strstr(s_log, "@@result ok")); /* printed, as log text only */
+    assert_null(strstr(s_log, "FD4 OPEN"));
+    assert_null(strstr(s_log, "FD3 OPEN"));
+    assert_false(r->ok);
+    assert_non_null(strstr(r->error, "exited with status 1"));
+    assert_true(WIFEXITED(status));
+    farm__worker_result__free_unpacked(r, NULL);
+    farm_fs_rmtree(s_dir);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dockerfile_rule),
+        cmocka_unit_test(test_bad_request_gets_a_result),
+        cmocka_unit_test(test_builder_cannot_reach_result_fd),
+    };
+    if (argc == 2 && strcmp(argv[1], "worker") == 0)
+        return farm_worker_main(); /* as farm-agent does */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
