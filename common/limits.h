@@ -28,6 +28,7 @@
 
 /* Uploads in progress at once on one coordinator (each holds a file open). */
 #define FARM_UPLOADS_MAX 64
+#define FARM_UPLOADS_PER_CLIENT_MAX 4   /* a client's fifth replaces its oldest */
 
 /* Logs: lines kept per job to explain a failure, and the longest line forwarded. */
 #define FARM_TAIL_LINES 30

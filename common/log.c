@@ -26,28 +26,54 @@ int farm_log_enabled(farm_log_level_t level)
     return level <= s_level;
 }
 
+/* Text from peers (node names, registry errors, build output) is inert here: control
+ * characters are escaped, so one event stays one line and cannot forge another. */
+static size_t s_escape(char *out, size_t cap, const char *in)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 5 < cap; p++) {
+        if (*p >= 0x20 && *p != 0x7f) {
+            out[o++] = (char)*p;
+        } else if (*p == '\n' || *p == '\t' || *p == '\r') {
+            out[o++] = '\\';
+            out[o++] = *p == '\n' ? 'n' : *p == '\t' ? 't' : 'r';
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
 void farm_log(farm_log_level_t level, const char *fmt, ...)
 {
     static const char *names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
-    char line[4096];
+    char msg[4096], line[4096 + 128];
     struct timeval tv;
     struct tm tm;
     va_list ap;
-    int n;
+    int n, cut;
 
     if (level > s_level)
         return;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
+    va_start(ap, fmt);
+    cut = vsnprintf(msg, sizeof msg, fmt, ap) >= (int)sizeof msg;
+    va_end(ap);
     n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s ",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                  tm.tm_sec, (long)(tv.tv_usec / 1000), s_ident, (int)getpid(), names[level]);
-    va_start(ap, fmt);
-    /* a line too long for the buffer is cut and says so */
-    if (n > 0 && (size_t)n < sizeof line &&
-        vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap) >= (int)(sizeof line - (size_t)n))
-        memcpy(line + sizeof line - 4, "...", 4);
-    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line)
+        n = 0;
+    /* escaping can grow the text: a line too long for the buffer is cut and says so */
+    if (s_escape(line + n, sizeof line - (size_t)n - 4, msg) + (size_t)n + 5 >= sizeof line - 4 ||
+        cut)
+        strcat(line, "...");
     /* one write per line so concurrent processes do not interleave mid-line */
     fprintf(stderr, "%s\n", line);
 }

@@ -784,3 +784,35 @@ done:
     free(ents);
     return rc;
 }
+
+int farm_store_verify_all(farm_store_t *self, uint64_t *out_bytes)
+{
+    int fd = openat(self->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    char digest[FARM_DIGEST_STRLEN];
+
+    if (out_bytes)
+        *out_bytes = 0;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return farm_error_set(FARM_EIO, "store %s: cannot list it: %s", self->dir, strerror(errno));
+    }
+    while ((de = readdir(d))) {
+        uint64_t size = 0;
+        if (!s_is_object_name(de->d_name))
+            continue;
+        memcpy(digest, "sha256:", 7);
+        memcpy(digest + 7, de->d_name, HEX_LEN);
+        digest[7 + HEX_LEN] = '\0';
+        /* has() hashes what it has not seen and removes what does not match */
+        if (farm_store_has(self, digest, &size) == 1) {
+            n++;
+            if (out_bytes)
+                *out_bytes += size;
+        }
+    }
+    closedir(d);
+    return n;
+}

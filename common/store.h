@@ -32,6 +32,10 @@ int farm_store_path(const farm_store_t *self, char *out, size_t len, const char 
  * planted file is removed and counts as absent), < 0 on error. Hashes the file the first
  * time this process sees it. */
 int farm_store_has(farm_store_t *self, const char *digest, uint64_t *out_size);
+/* Checks every object now (start-up, before serving), so that later has()/open() answer
+ * from memory instead of hashing a large file inside a reactor turn. Returns how many
+ * objects verified (*out_bytes their size); the others are removed. */
+int farm_store_verify_all(farm_store_t *self, uint64_t *out_bytes);
 /* Opens a verified object read-only (O_NOFOLLOW): an fd, or FARM_ENOTFOUND. */
 int farm_store_open(farm_store_t *self, const char *digest, uint64_t *out_size);
 /* Marks a use now (mtime): the last to be evicted. */

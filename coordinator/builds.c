@@ -327,9 +327,11 @@ fail:
 
 void farm_builds_start(farm_builds_t *self, farm_build_t *b, long long now)
 {
+    /* every "queued" first, then whatever the scheduler says ("waiting") */
+    for (size_t i = 0; i < b->n_jobs; i++)
+        farm_builds_event(self, b, &b->jobs[i], FARM_EVENT_QUEUED, "queued");
     for (size_t i = 0; i < b->n_jobs && b->state == FARM_BUILD_RUNNING; i++) {
         farm_job_t *job = &b->jobs[i];
-        farm_builds_event(self, b, job, FARM_EVENT_QUEUED, "queued");
         if (farm_scheduler_add(self->sched, job, now) < 0)
             farm_builds_job_failed(self, job, now, "cannot queue: %s", farm_error_last());
     }
@@ -427,6 +429,7 @@ void farm_builds_finish(farm_builds_t *self, farm_build_t *b, int ok, const char
 {
     if (b->state == FARM_BUILD_DONE)
         return;
+    b->state = FARM_BUILD_DONE; /* first: a callback below cannot finish it twice */
     for (size_t i = 0; i < b->n_jobs; i++) {
         farm_job_t *j = &b->jobs[i];
         if (j->state != FARM_JOB_QUEUED && j->state != FARM_JOB_RUNNING)
@@ -434,7 +437,6 @@ void farm_builds_finish(farm_builds_t *self, farm_build_t *b, int ok, const char
         farm_scheduler_withdraw(self->sched, j, ok ? "build finished" : "build failed");
         j->state = FARM_JOB_CANCELLED;
     }
-    b->state = FARM_BUILD_DONE;
     b->done_at = now;
     farm_link_remove(&b->link);
     farm_link_push_back(&self->done, &b->link);

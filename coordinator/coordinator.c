@@ -29,6 +29,7 @@
 #define DONE_KEEP_MS 60000     /* finished builds linger so late results are recognised */
 #define UPLOAD_IDLE_MS 120000  /* abandoned uploads are dropped */
 #define RECV_BUDGET 1000       /* messages read from one socket per turn */
+#define STITCH_TIMEOUT_MS 600000 /* an index push that takes longer is stopped */
 
 _Static_assert((int)FARM_EVENT_QUEUED == (int)FARM__EVENT_KIND__EVENT_QUEUED &&
                    (int)FARM_EVENT_CANCEL == (int)FARM__EVENT_KIND__EVENT_CANCEL &&
@@ -41,6 +42,7 @@ typedef struct {
     farm_build_t *build;
     farm_child_t *child;
     int log_id, result_id; /* reactor readers, 0 once at EOF */
+    int timer_id;          /* the deadline */
     int failed_read;
 } stitch_t;
 
@@ -175,6 +177,8 @@ static void s_stitch_free(stitch_t **st_p)
         farm_reactor_remove(st->coord->reactor, st->log_id);
     if (st->result_id)
         farm_reactor_remove(st->coord->reactor, st->result_id);
+    if (st->timer_id > 0)
+        farm_reactor_timer_cancel(st->coord->reactor, st->timer_id);
     farm_child_destroy(&st->child);
     if (st->build)
         st->build->stitch = NULL;
@@ -182,7 +186,10 @@ static void s_stitch_free(stitch_t **st_p)
     *st_p = NULL;
 }
 
-/* Both streams ended: the result decides; a helper that died says nothing. */
+static void s_stitch_log_line(void *arg, const char *line);
+
+/* The result stream ended: it decides (a helper that died says nothing). The log is not
+ * waited for: a process the helper started may hold it open; the group is killed. */
 static void s_stitch_maybe_done(stitch_t *st)
 {
     farm_coordinator_t *self = st->coord;
@@ -191,8 +198,10 @@ static void s_stitch_maybe_done(stitch_t *st)
     const void *data;
     size_t len = 0;
 
-    if (st->log_id || st->result_id)
+    if (st->result_id)
         return;
+    if (st->log_id)
+        farm_child_read_log(st->child, s_stitch_log_line, st); /* what is there now */
     data = farm_child_result(st->child, &len);
     if (!st->failed_read && len)
         r = farm__stitch_result__unpack(NULL, len, data);
@@ -223,6 +232,21 @@ static int s_stitch_log(farm_reactor_t *r, int revents, void *arg)
     farm_reactor_remove(r, st->log_id);
     st->log_id = 0;
     s_stitch_maybe_done(st);
+    return 0;
+}
+
+static int s_stitch_deadline(farm_reactor_t *r, void *arg)
+{
+    stitch_t *st = arg;
+    farm_build_t *b = st->build;
+    char msg[1024];
+
+    st->timer_id = 0; /* a one-shot: spent */
+    snprintf(msg, sizeof msg, "the index push to %s/%s took longer than %d s and was stopped; "
+             "check the registry (some tags may already name the new index)", b->registry,
+             b->repository, STITCH_TIMEOUT_MS / 1000);
+    farm_builds_finish(st->coord->builds, b, 0, NULL, 0, msg, farm_now_ms());
+    s_stitch_free(&st);
     return 0;
 }
 
@@ -294,7 +318,9 @@ static void s_on_stitch(void *arg, farm_build_t *b)
                                      s_stitch_log, st);
     st->result_id = farm_reactor_add_fd(self->reactor, farm_child_result_fd(st->child),
                                         ZMQ_POLLIN, s_stitch_result, st);
-    if (st->log_id < 0 || st->result_id < 0) {
+    st->timer_id = farm_reactor_timer_add(self->reactor, "stitch-deadline", STITCH_TIMEOUT_MS, 1,
+                                          s_stitch_deadline, st);
+    if (st->log_id < 0 || st->result_id < 0 || st->timer_id < 0) {
         st->log_id = st->log_id < 0 ? 0 : st->log_id;
         st->result_id = st->result_id < 0 ? 0 : st->result_id;
         s_stitch_free(&st);
@@ -317,6 +343,8 @@ done:
 
 /* ------------------------------------------------------------------ scheduler callbacks */
 
+static void s_node_lost(farm_coordinator_t *self, farm_node_t *node, const char *why);
+
 static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
 {
     farm_coordinator_t *self = arg;
@@ -326,6 +354,7 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
     Farm__KeyValue *kvs = calloc(b->n_args + 1, sizeof *kvs);
     Farm__KeyValue **kvp = calloc(b->n_args + 1, sizeof *kvp);
     long long now = farm_now_ms();
+    int rc;
 
     if (!kvs || !kvp) {
         free(kvs);
@@ -355,7 +384,12 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
     ja.emulated = job->emulated;
     env.body_case = FARM__ENVELOPE__BODY_JOB_ASSIGN;
     env.job_assign = &ja;
-    if (s_send_node(self, node, &env) < 0) {
+    if ((rc = s_send_node(self, node, &env)) == FARM_ENOTFOUND) {
+        /* the agent's connection is gone: the node is lost now (not in liveness beats,
+         * where it would look idle and swallow every job), and this job with its others
+         * goes back to the front of its queue as a new attempt */
+        s_node_lost(self, node, "unreachable when sent a job");
+    } else if (rc < 0) {
         char why[512];
         snprintf(why, sizeof why, "could not send the job to node %s: %s", node->cfg->name,
                  farm_error_last());
@@ -462,9 +496,14 @@ static void s_on_hello(farm_coordinator_t *self, const void *rid, size_t rid_len
         s_reject(self, rid, rid_len, reason, 0);
         return;
     }
-    if (outcome == FARM_HELLO_RESTARTED)
-        farm_scheduler_node_down(self->sched, node, "it said HELLO again (restarted)", now);
-    if (outcome != FARM_HELLO_RESENT && farm_scheduler_node_up(self->sched, node) < 0) {
+    if (outcome == FARM_HELLO_RESTARTED) {
+        char msg[256];
+        farm_log_warn("node=%s lost: it said HELLO again (restarted)", node->cfg->name);
+        snprintf(msg, sizeof msg, "node %s lost (it said HELLO again (restarted))",
+                 node->cfg->name);
+        farm_scheduler_node_down(self->sched, node, msg, now);
+    }
+    if (outcome != FARM_HELLO_RESENT && farm_scheduler_node_up(self->sched, node, now) < 0) {
         farm_nodes_lose(self->nodes, node);
         s_reject(self, rid, rid_len, "coordinator out of memory; try again", 1);
         return;
@@ -504,7 +543,8 @@ static void s_on_job_result(farm_coordinator_t *self, farm_node_t *node, const F
         return;
     }
     farm_scheduler_release(self->sched, job);
-    for (size_t i = 0; i < r->n_log_tail && i < FARM_TAIL_LINES; i++)
+    for (size_t i = r->n_log_tail > FARM_TAIL_LINES ? r->n_log_tail - FARM_TAIL_LINES : 0;
+         i < r->n_log_tail; i++)
         farm_tail_add(&job->tail, r->log_tail[i]);
     if (!r->ok) {
         farm_builds_job_failed(self->builds, job, now, "%s", r->error[0] ? r->error : "build failed");
@@ -529,8 +569,25 @@ static void s_on_job_result(farm_coordinator_t *self, farm_node_t *node, const F
     farm_builds_job_pushed(self->builds, job, &image, r->build_ms, r->push_ms, now);
 }
 
-static void s_on_context_get(farm_coordinator_t *self, const void *rid, size_t rid_len,
-                             const Farm__ContextGet *g)
+/* A node may read a context only while it runs a job that needs it. */
+static int s_node_needs_context(farm_coordinator_t *self, const farm_node_t *node,
+                                const char *digest)
+{
+    size_t n = farm_scheduler_node_jobs(self->sched, node, NULL, 0);
+    farm_job_t **jobs = calloc(n + 1, sizeof *jobs);
+    int needed = 0;
+
+    if (!jobs)
+        return 0;
+    farm_scheduler_node_jobs(self->sched, node, jobs, n);
+    for (size_t i = 0; i < n && !needed; i++)
+        needed = strcmp(jobs[i]->build->context_digest, digest) == 0;
+    free(jobs);
+    return needed;
+}
+
+static void s_on_context_get(farm_coordinator_t *self, farm_node_t *node, const void *rid,
+                             size_t rid_len, const Farm__ContextGet *g)
 {
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__ContextChunk ch = FARM__CONTEXT_CHUNK__INIT;
@@ -540,9 +597,15 @@ static void s_on_context_get(farm_coordinator_t *self, const void *rid, size_t r
     ch.digest = g->digest;
     ch.offset = g->offset;
     ch.error = "";
-    if (farm_ctxstore_read(self->ctx, g->digest, g->offset, self->chunk, FARM_WIRE_CHUNK, &n,
-                           &total) < 0)
+    /* a bad digest, then an unknown one, then one this node has no business reading */
+    if (farm_digest_valid(g->digest) && farm_ctxstore_has(self->ctx, g->digest, &total) &&
+        !s_node_needs_context(self, node, g->digest)) {
+        ch.error = "no job of this node needs that context";
+        total = 0;
+    } else if (farm_ctxstore_read(self->ctx, g->digest, g->offset, self->chunk,
+                                  FARM_WIRE_CHUNK, &n, &total) < 0) {
         ch.error = (char *)farm_error_last();
+    }
     ch.total = total;
     ch.data.data = (uint8_t *)self->chunk;
     ch.data.len = n;
@@ -586,7 +649,7 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
         case FARM__ENVELOPE__BODY_JOB_LOG: s_on_job_log(self, node, env->job_log); break;
         case FARM__ENVELOPE__BODY_JOB_RESULT: s_on_job_result(self, node, env->job_result); break;
         case FARM__ENVELOPE__BODY_CONTEXT_GET:
-            s_on_context_get(self, rid, rid_len, env->context_get);
+            s_on_context_get(self, node, rid, rid_len, env->context_get);
             break;
         default:
             farm_log_warn("node=%s sent an unexpected message (type %d); ignored",
@@ -821,7 +884,8 @@ static int s_on_heartbeat(farm_reactor_t *r, void *arg)
             s_node_lost(self, n, why);
             continue;
         }
-        s_send_node(self, n, &env);
+        if (s_send_node(self, n, &env) == FARM_ENOTFOUND)
+            s_node_lost(self, n, "its connection is gone");
     }
     farm_builds_each_active(self->builds, s_client_beat, self);
     return 0;

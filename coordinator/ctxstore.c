@@ -12,6 +12,7 @@
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/store.h"
+#include "common/wire.h"
 
 typedef struct upload {
     struct upload *next;
@@ -28,6 +29,20 @@ struct farm_ctxstore {
     size_t n_uploads;
 };
 
+/* Every stored object is hashed once at start-up, before the reactor runs, so no
+ * turn later stalls on a large file (heartbeats would go unread). */
+static void s_verify(farm_store_t *store, const char *what)
+{
+    long long t0 = farm_now_ms();
+    uint64_t bytes = 0;
+    int n = farm_store_verify_all(store, &bytes);
+    if (n < 0)
+        farm_log_warn("%s: %s", what, farm_error_last());
+    else if (n > 0)
+        farm_log_info("%s: verified %d context(s), %llu bytes, in %lld ms", what, n,
+                      (unsigned long long)bytes, farm_now_ms() - t0);
+}
+
 farm_ctxstore_t *farm_ctxstore_new(const char *dir)
 {
     farm_ctxstore_t *self = calloc(1, sizeof *self);
@@ -39,6 +54,7 @@ farm_ctxstore_t *farm_ctxstore_new(const char *dir)
         farm_ctxstore_destroy(&self);
         return NULL;
     }
+    s_verify(self->store, "stored contexts");
     return self;
 }
 
@@ -111,6 +127,24 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
     key_len = s_key(key, client, client_len, digest);
     if ((up = farm_hmap_get(self->by_key, key, key_len)))
         s_drop(self, up); /* offered again: start over */
+    {
+        /* one client cannot hold every upload slot: its oldest upload makes room */
+        upload_t *oldest = NULL;
+        size_t mine = 0;
+        for (upload_t *o = self->uploads; o; o = o->next) {
+            if (o->key_len - strlen(digest) != client_len ||
+                memcmp(o->key, client, client_len) != 0)
+                continue;
+            mine++;
+            if (!oldest || o->last_activity < oldest->last_activity)
+                oldest = o;
+        }
+        if (mine >= FARM_UPLOADS_PER_CLIENT_MAX && oldest) {
+            farm_log_info("dropping upload of %s: its client started more than %d at once",
+                          farm_store_upload_digest(oldest->u), FARM_UPLOADS_PER_CLIENT_MAX);
+            s_drop(self, oldest);
+        }
+    }
     if (self->n_uploads >= FARM_UPLOADS_MAX) {
         s_status(out, 0, 0, "the coordinator is receiving too many contexts at once; try "
                             "again shortly");

@@ -142,10 +142,12 @@ farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
         snprintf(reason, reason_len, "coordinator out of memory; try again");
         return FARM_HELLO_REJECTED;
     }
+    size_t n_plats = 0;
     for (size_t i = 0; i < h->n_platforms; i++) {
         farm_platform_t p;
         char canon[FARM_PLATFORM_STRLEN];
         const farm_config_platform_t *cp;
+        int dup = 0;
         if (farm_platform_parse(&p, h->platforms[i]) < 0) {
             snprintf(reason, reason_len, "bad platform from agent: %s", farm_error_last());
             goto reject;
@@ -160,8 +162,14 @@ farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
                      self->cfg->path);
             goto reject;
         }
-        plats[i].platform_index = (size_t)(cp - self->cfg->platforms);
-        plats[i].emulated = !s_listed(cp->native, cp->n_native, node->cfg->name);
+        /* "linux/arm" and "linux/arm/v7" are one platform: counted once */
+        for (size_t k = 0; k < n_plats; k++)
+            dup |= plats[k].platform_index == (size_t)(cp - self->cfg->platforms);
+        if (dup)
+            continue;
+        plats[n_plats].platform_index = (size_t)(cp - self->cfg->platforms);
+        plats[n_plats].emulated = !s_listed(cp->native, cp->n_native, node->cfg->name);
+        n_plats++;
     }
     if (node->state == FARM_NODE_READY && node->session == h->session) {
         /* a HELLO resent before our WELCOME arrived: not a restart */
@@ -178,7 +186,7 @@ farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
     }
     free(node->platforms);
     node->platforms = plats;
-    node->n_platforms = h->n_platforms;
+    node->n_platforms = n_plats;
     node->state = FARM_NODE_READY;
     node->session = h->session;
     node->last_seen = now;

@@ -293,13 +293,13 @@ static size_t s_rank(char *const *list, size_t n, const char *name)
     return n;
 }
 
-int farm_scheduler_node_up(farm_scheduler_t *self, farm_node_t *node)
+int farm_scheduler_node_up(farm_scheduler_t *self, farm_node_t *node, long long now)
 {
     snode_t *sn = &self->nodes[node->index];
     member_t *members;
 
     if (sn->live)
-        farm_scheduler_node_down(self, node, "it said HELLO again", 0);
+        farm_scheduler_node_down(self, node, "it said HELLO again", now);
     members = calloc(node->n_platforms + 1, sizeof *members);
     if (!members)
         return farm_error_set(FARM_ERROR, "out of memory");
@@ -320,6 +320,8 @@ int farm_scheduler_node_up(farm_scheduler_t *self, farm_node_t *node)
     }
     sn->live = 1;
     s_node_reheap(self, sn);
+    for (size_t i = 0; i < sn->n_members; i++)
+        s_mark_dirty(self, members[i].platform);
     return 0;
 }
 
@@ -334,8 +336,9 @@ void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const c
     s_node_reheap(self, sn); /* out of every heap */
     for (size_t i = 0; i < sn->n_members; i++)
         self->plats[sn->members[i].platform].live[sn->members[i].emulated]--;
+    /* from the newest: each goes to the front, so they keep their order there */
     while (!farm_link_empty(&sn->running)) {
-        farm_job_t *job = FARM_LINK_OWNER(sn->running.next, farm_job_t, node_link);
+        farm_job_t *job = FARM_LINK_OWNER(sn->running.prev, farm_job_t, node_link);
         farm_link_remove(&job->node_link);
         farm_link_remove(&job->timer_link);
         sn->used--;
@@ -345,9 +348,11 @@ void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const c
             self->cbs.requeued(self->arg, job, why);
         s_say_waiting(self, job);
     }
-    /* the platform may have lost its last live node: the jobs waiting there say so */
+    /* the platform may have lost its last native node (emulated ones may take its jobs
+     * now) or its last node of all (the jobs waiting there say so) */
     for (size_t i = 0; i < sn->n_members; i++) {
         splat_t *p = &self->plats[sn->members[i].platform];
+        s_mark_dirty(self, sn->members[i].platform);
         if (p->live[0] + p->live[1] > 0)
             continue;
         for (farm_link_t *l = p->queue.next; l != &p->queue; l = l->next)

@@ -47,7 +47,7 @@ void farm_scheduler_forget(farm_scheduler_t *self, farm_job_t *job);
 farm_job_t *farm_scheduler_job(farm_scheduler_t *self, const char *id);
 
 /* The node is READY (a new session): its slots are free. */
-int farm_scheduler_node_up(farm_scheduler_t *self, farm_node_t *node);
+int farm_scheduler_node_up(farm_scheduler_t *self, farm_node_t *node, long long now);
 /* The node is gone: its running jobs are queued again as new attempts. */
 void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const char *why,
                               long long now);

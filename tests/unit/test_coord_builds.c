@@ -87,7 +87,7 @@ static void s_up(fx_t *fx, const char *name, const char *plat)
     farm_node_t *n;
     char reason[256];
     assert_true(farm_nodes_hello(fx->nodes, &n, &h, name, strlen(name), 0, reason, sizeof reason) >= 0);
-    assert_int_equal(farm_scheduler_node_up(fx->s, n), 0);
+    assert_int_equal(farm_scheduler_node_up(fx->s, n, 0), 0);
 }
 
 static int s_submit(fx_t *fx, farm_build_t **out, char *const *tags, size_t n_tags,

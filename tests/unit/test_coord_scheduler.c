@@ -88,7 +88,7 @@ static farm_node_t *s_up(fx_t *fx, const char *name, const char *plats, unsigned
         list[h.n_platforms++] = t;
     assert_true(farm_nodes_hello(fx->nodes, &n, &h, name, strlen(name), 0, reason,
                                  sizeof reason) >= 0);
-    assert_int_equal(farm_scheduler_node_up(fx->s, n), 0);
+    assert_int_equal(farm_scheduler_node_up(fx->s, n, 0), 0);
     return n;
 }
 
@@ -219,6 +219,52 @@ static void test_native_before_emulated(void **state)
     assert_string_equal(s_nth(fx, 'a', 2)->node, "x86");
     assert_int_equal(fx->jobs[0].emulated, 1);
     assert_int_equal(farm_scheduler_node_used(fx->s, x86), 2);
+    s_fx_free(fx);
+}
+
+/* The native node is busy with another platform's job while an arm/v7 job waits for it;
+ * when it is lost, the emulated node takes the waiting job at the next dispatch. */
+static void test_emulated_takes_over_when_native_lost(void **state)
+{
+    fx_t *fx = s_fx("coordinator: {agents: 'tcp://127.0.0.1:1', clients: 'tcp://127.0.0.1:2'}\n"
+                    "platforms:\n  linux/arm64: [pi]\n"
+                    "  linux/arm/v7:\n    native: [pi]\n    emulated: [x86]\n"
+                    "nodes:\n  x86: {slots: 2}\n  pi: {slots: 1}\n", 2);
+    farm_node_t *pi = s_up(fx, "pi", "linux/arm64,linux/arm/v7", 0);
+    s_up(fx, "x86", "linux/arm/v7", 0);
+    s_job(fx, 0, "linux/arm64", 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    s_job(fx, 1, "linux/arm/v7", 1);
+    farm_scheduler_dispatch(fx->s, 1);
+    assert_int_equal(s_count(fx, 'a'), 1); /* arm/v7 waits for its busy native node */
+    farm_nodes_lose(fx->nodes, pi);
+    farm_scheduler_node_down(fx->s, pi, "lost", 2);
+    farm_scheduler_dispatch(fx->s, 2);
+    assert_int_equal(s_count(fx, 'a'), 2);
+    assert_ptr_equal(s_nth(fx, 'a', 1)->job, &fx->jobs[1]);
+    assert_string_equal(s_nth(fx, 'a', 1)->node, "x86");
+    s_fx_free(fx);
+}
+
+/* A lost node's jobs go back to the front of the queue in the order they had. */
+static void test_requeue_keeps_order(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 4);
+    farm_node_t *a = s_up(fx, "a", "linux/amd64", 0);
+    for (size_t i = 0; i < 4; i++)
+        s_job(fx, i, "linux/amd64", 0);
+    farm_scheduler_dispatch(fx->s, 0); /* jobs 0, 1 on a; 2, 3 queued */
+    farm_nodes_lose(fx->nodes, a);
+    farm_scheduler_node_down(fx->s, a, "lost", 1);
+    s_up(fx, "b", "linux/amd64", 0);
+    farm_scheduler_dispatch(fx->s, 1);
+    assert_int_equal(s_count(fx, 'a'), 4);
+    assert_ptr_equal(s_nth(fx, 'a', 2)->job, &fx->jobs[0]);
+    assert_ptr_equal(s_nth(fx, 'a', 3)->job, &fx->jobs[1]);
+    farm_scheduler_release(fx->s, &fx->jobs[0]);
+    fx->jobs[0].state = FARM_JOB_DONE;
+    farm_scheduler_dispatch(fx->s, 2);
+    assert_ptr_equal(s_nth(fx, 'a', 4)->job, &fx->jobs[2]);
     s_fx_free(fx);
 }
 
@@ -354,6 +400,8 @@ int main(void)
         cmocka_unit_test(test_load_is_a_ratio_of_slots),
         cmocka_unit_test(test_agent_slots_lower_the_configured_ones),
         cmocka_unit_test(test_native_before_emulated),
+        cmocka_unit_test(test_emulated_takes_over_when_native_lost),
+        cmocka_unit_test(test_requeue_keeps_order),
         cmocka_unit_test(test_waiting_said_once_per_attempt),
         cmocka_unit_test(test_results_count_only_from_the_running_attempt),
         cmocka_unit_test(test_timeouts),
