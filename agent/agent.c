@@ -479,8 +479,16 @@ static int s_connect(farm_agent_t *self)
     self->sock_reader = 0;
     if (self->sock)
         zmq_close(self->sock);
-    self->sock = farm_wire_socket(self->zctx, FARM_WIRE_DEALER_CLIENT, self->opts.coordinator,
-                                  self->opts.name);
+    if (self->opts.keys) {
+        /* identity is the key; the routing id is whatever ZeroMQ picks, never a name */
+        farm_wire_curve_t curve = {.keys = self->opts.keys,
+                                   .server_key = self->opts.coordinator_key};
+        self->sock = farm_wire_socket_secure(self->zctx, FARM_WIRE_DEALER_CLIENT,
+                                             self->opts.coordinator, NULL, &curve);
+    } else {
+        self->sock = farm_wire_socket(self->zctx, FARM_WIRE_DEALER_CLIENT, self->opts.coordinator,
+                                      self->opts.name);
+    }
     if (!self->sock)
         return FARM_ERROR;
     self->sock_reader = farm_reactor_add_socket(self->reactor, self->sock, ZMQ_POLLIN,

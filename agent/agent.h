@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "common/keys.h"
+
 typedef struct {
     const char *builder;        /* "buildah" */
     const char *storage_driver; /* NULL: builder default */
@@ -24,6 +26,8 @@ typedef struct {
     unsigned long long cache_max; /* bytes of cached contexts kept (LRU); 0: 10 GiB */
     farm_builder_opts_t builder;
     const char *worker_exe;  /* NULL: /proc/self/exe (run with argv[1] = "worker") */
+    const farm_keypair_t *keys;  /* CURVE: this node's key pair (NULL: plain, loopback farms) */
+    const char *coordinator_key; /* CURVE: the coordinator's public key (Z85) */
 } farm_agent_opts_t;
 
 typedef struct farm_agent farm_agent_t;

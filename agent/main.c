@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "common/keys.h"
 #include "agent/worker.h"
 #include "common/error.h"
 #include "common/limits.h"
@@ -31,6 +32,8 @@ static void s_usage(FILE *f)
             "  --storage-driver D  builder storage driver (e.g. vfs, overlay)\n"
             "  --isolation I       builder isolation (e.g. chroot, oci)\n"
             "  --builder-root DIR  private builder storage (DIR/storage, DIR/run)\n"
+            "  --key FILE          this node's CURVE key pair (farmctl keygen NAME)\n"
+            "  --coordinator-key K the coordinator's public key, or its .pub file\n"
             "  -v, --verbose       debug logging\n");
 }
 
@@ -78,7 +81,7 @@ static int s_platforms(farm_agent_opts_t *o, const char *list)
 
 int main(int argc, char **argv)
 {
-    enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK, O_CACHE };
+    enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK, O_CACHE, O_KEY, O_CKEY };
     static const struct option opts[] = {
         {"coordinator", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
@@ -90,11 +93,17 @@ int main(int argc, char **argv)
         {"storage-driver", required_argument, NULL, O_STORAGE},
         {"isolation", required_argument, NULL, O_ISOLATION},
         {"builder-root", required_argument, NULL, O_ROOT},
+        {"key", required_argument, NULL, O_KEY},
+        {"coordinator-key", required_argument, NULL, O_CKEY},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     farm_agent_opts_t o = {.slots = 1, .work_dir = "/var/tmp/farm-agent"};
-    const char *platforms = NULL;
+    const char *platforms = NULL, *key_file = NULL, *coordinator_key = NULL;
+    farm_keypair_t keys;
+    char ckey[FARM_KEY_Z85_LEN + 1];
+
+    memset(&keys, 0, sizeof keys);
     farm_agent_t *agent;
     int c, verbose = 0, rc;
     char *end;
@@ -134,6 +143,8 @@ int main(int argc, char **argv)
         case O_STORAGE: o.builder.storage_driver = optarg; break;
         case O_ISOLATION: o.builder.isolation = optarg; break;
         case O_ROOT: o.builder.builder_root = optarg; break;
+        case O_KEY: key_file = optarg; break;
+        case O_CKEY: coordinator_key = optarg; break;
         case 'v': verbose = 1; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
@@ -151,6 +162,20 @@ int main(int argc, char **argv)
     farm_log_init("agent", verbose ? FARM_LOG_DEBUG : FARM_LOG_INFO);
     if ((rc = s_platforms(&o, platforms)) != 0)
         return rc;
+    if (!key_file != !coordinator_key) {
+        fprintf(stderr, "farm-agent: --key and --coordinator-key go together (CURVE needs this "
+                        "node's key pair and the coordinator's public key)\n");
+        return 2;
+    }
+    if (key_file) {
+        if (farm_key_load(&keys, key_file) < 0 ||
+            farm_key_load_public(ckey, coordinator_key) < 0) {
+            fprintf(stderr, "farm-agent: %s\n", farm_error_last());
+            return 2;
+        }
+        o.keys = &keys;
+        o.coordinator_key = ckey;
+    }
     farm_proc_stop_on_signals(&s_stop);
 
     agent = farm_agent_new(&o);
@@ -163,6 +188,7 @@ int main(int argc, char **argv)
                   o.slots, o.builder.builder, o.coordinator);
     rc = farm_agent_run(agent, &s_stop);
     farm_agent_destroy(&agent);
+    farm_key_wipe(&keys);
     for (size_t i = 0; i < o.n_platforms; i++)
         free(o.platforms[i]);
     free(o.platforms);

@@ -2,6 +2,7 @@
  * farm_config_t. Every problem is collected (not just the first) as
  * "PATH:LINE:COLUMN: what is wrong; what to do". */
 #include "common/config.h"
+#include "common/keys.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -45,6 +46,7 @@ typedef struct {
     farm_config_t *cfg;
     s_ref_t *refs;
     size_t n_refs, cap_refs;
+    const farm_yaml_node_t *key_at; /* where keys were last seen, for messages */
 } s_ctx_t;
 
 /* Printable, no whitespace: safe to echo unquoted in a message. */
@@ -54,6 +56,27 @@ static int s_word(const char *s)
         if (!isgraph((unsigned char)*s))
             return 0;
     return 1;
+}
+
+/* A size: a number with K, M, G or T (powers of 1024), e.g. 500M or 20G. */
+static void s_want_size(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *what,
+                        unsigned long long *out)
+{
+    const char *s;
+    char *end;
+    unsigned long long v;
+    int shift;
+
+    if (!(s = farm_yaml_want_string(ctx->y, n, what, "write a size, e.g. 500M or 20G")))
+        return;
+    v = strtoull(s, &end, 10);
+    shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : *end == 'T' ? 40 : -1;
+    if (end == s || shift < 0 || end[1] || v == 0 || v > (1ULL << 50) >> shift) {
+        farm_yaml_problem(ctx->y, FARM_YAML_AT(n), "%s: %s is not a size; write a number and K, "
+                          "M, G or T, e.g. 500M or 20G", what, farm_yaml_quote(s));
+        return;
+    }
+    *out = v << shift;
 }
 
 static int s_want_duration(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *what, long max,
@@ -152,13 +175,33 @@ static char *s_want_endpoint(s_ctx_t *ctx, const farm_yaml_node_t *n, const char
 
 /* -- sections ------------------------------------------------------------------------ */
 
-static const char *const s_top_keys[] = {"coordinator", "platforms", "nodes", "registries",
-                                         "build", NULL};
+static const char *const s_top_keys[] = {"coordinator", "platforms", "nodes", "clients",
+                                         "registries", "build", NULL};
 static const char *const s_coord_keys[] = {"agents",      "clients",       "heartbeat",
                                            "liveness",    "queue_timeout", "job_timeout",
-                                           "context_ttl", "state_dir",     NULL};
+                                           "context_ttl", "state_dir",     "public_key",
+                                           "secret_key_file", "max_builds_per_client",
+                                           "context_quota", NULL};
 static const char *const s_plat_keys[] = {"native", "emulated", NULL};
-static const char *const s_node_keys[] = {"slots", NULL};
+static const char *const s_node_keys[] = {"slots", "key", NULL};
+static const char *const s_client_keys[] = {"key", "role", NULL};
+
+/* A CURVE public key in Z85, as `farmctl keygen` prints it. */
+static char *s_want_key(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *what)
+{
+    const char *s = farm_yaml_want_string(ctx->y, n, what,
+                                          "write the 40-character public key that farmctl "
+                                          "keygen wrote to NAME.pub");
+    if (!s)
+        return NULL;
+    if (!farm_key_valid(s)) {
+        farm_yaml_problem(ctx->y, FARM_YAML_AT(n), "%s: %s is not a CURVE public key (40 "
+                          "Z85 characters from farmctl keygen's NAME.pub)", what,
+                          farm_yaml_quote(s));
+        return NULL;
+    }
+    return farm_yaml_strdup(ctx->y, s);
+}
 static const char *const s_reg_keys[] = {"insecure", NULL};
 static const char *const s_build_keys[] = {"tags", "platforms", "dockerfile", "args", NULL};
 
@@ -203,6 +246,20 @@ static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
             if ((s = farm_yaml_want_string(ctx->y, v, "coordinator.state_dir",
                                            "write a directory, e.g. /var/lib/farm")))
                 cfg->state_dir = farm_yaml_strdup(ctx->y, s);
+        } else if (!strcmp(k->value, "max_builds_per_client")) {
+            farm_yaml_want_int(ctx->y, v, "coordinator.max_builds_per_client", 1, 100000,
+                               &cfg->max_builds_per_client);
+        } else if (!strcmp(k->value, "context_quota")) {
+            s_want_size(ctx, v, "coordinator.context_quota", &cfg->context_quota);
+        } else if (!strcmp(k->value, "public_key")) {
+            cfg->public_key = s_want_key(ctx, v, "coordinator.public_key");
+            ctx->key_at = v;
+        } else if (!strcmp(k->value, "secret_key_file")) {
+            if ((s = farm_yaml_want_string(ctx->y, v, "coordinator.secret_key_file",
+                                           "write the path of the coordinator's key file "
+                                           "(farmctl keygen)")))
+                cfg->secret_key_file = farm_yaml_strdup(ctx->y, s);
+            ctx->key_at = v;
         }
     }
     if (agents && clients && !strcmp(agents->value, clients->value))
@@ -415,13 +472,150 @@ static void s_nodes(s_ctx_t *ctx, farm_yaml_node_t *map)
         snprintf(what, sizeof what, "under node %s", farm_yaml_quote(k->value));
         farm_yaml_check_keys(ctx->y, v, s_node_keys, what);
         for (size_t j = 0; j + 1 < v->n; j += 2) {
+            int is_key;
             if (v->items[j]->skip)
-                continue;
-            snprintf(what, sizeof what, "nodes.%s.slots",
-                     s_name_ok(k->value) ? k->value : farm_yaml_quote(k->value));
-            farm_yaml_want_int(ctx->y, v->items[j + 1], what, 1, S_MAX_SLOTS, &node->slots);
+                continue; /* a key that is not a scalar has no value to compare */
+            is_key = !strcmp(v->items[j]->value, "key");
+            snprintf(what, sizeof what, "nodes.%s.%s",
+                     s_name_ok(k->value) ? k->value : farm_yaml_quote(k->value),
+                     is_key ? "key" : "slots");
+            if (is_key) {
+                node->key = s_want_key(ctx, v->items[j + 1], what);
+                node->key_given = 1;
+                ctx->key_at = v->items[j + 1];
+            } else {
+                farm_yaml_want_int(ctx->y, v->items[j + 1], what, 1, S_MAX_SLOTS, &node->slots);
+            }
         }
     }
+}
+
+static void s_clients(s_ctx_t *ctx, farm_yaml_node_t *map)
+{
+    farm_config_t *cfg = ctx->cfg;
+
+    if (farm_yaml_want_map(ctx->y, map, "clients:",
+                           "write one client per line, e.g. "
+                           "\"alice: {key: KEY, role: submit}\"") < 0)
+        return;
+    farm_yaml_check_keys(ctx->y, map, NULL, "under clients:");
+    if (!(cfg->clients = calloc(map->n / 2 + 1, sizeof *cfg->clients))) {
+        farm_yaml_set_oom(ctx->y);
+        return;
+    }
+    for (size_t i = 0; i + 1 < map->n; i += 2) {
+        farm_yaml_node_t *k = map->items[i], *v = map->items[i + 1];
+        farm_config_client_t *cl;
+        char what[S_WHAT_MAX];
+        const char *role = NULL;
+        int key_given = 0;
+
+        if (k->skip)
+            continue;
+        if (!s_name_ok(k->value))
+            farm_yaml_problem(ctx->y, FARM_YAML_AT(k),
+                              "client name %s is not valid; use 1 to %d letters, digits, "
+                              "'-', '_' or '.'", farm_yaml_quote(k->value), FARM_NAME_MAX);
+        cl = &cfg->clients[cfg->n_clients++];
+        if (!(cl->name = farm_yaml_strdup(ctx->y, k->value)))
+            return;
+        cl->line = k->line;
+        cl->column = k->col;
+        ctx->key_at = k;
+        snprintf(what, sizeof what, "client %s", farm_yaml_quote(k->value));
+        if (farm_yaml_want_map(ctx->y, v, what, "write e.g. \"alice: {key: KEY, role: submit}\"") < 0)
+            continue;
+        snprintf(what, sizeof what, "under client %s", farm_yaml_quote(k->value));
+        farm_yaml_check_keys(ctx->y, v, s_client_keys, what);
+        for (size_t j = 0; j + 1 < v->n; j += 2) {
+            const farm_yaml_node_t *ck = v->items[j], *cv = v->items[j + 1];
+            if (ck->skip)
+                continue;
+            snprintf(what, sizeof what, "clients.%s.%s",
+                     s_name_ok(k->value) ? k->value : farm_yaml_quote(k->value), ck->value);
+            if (!strcmp(ck->value, "key")) {
+                cl->key = s_want_key(ctx, cv, what);
+                key_given = 1;
+                continue;
+            }
+            if (!(role = farm_yaml_want_string(ctx->y, cv, what, "write read, submit or admin")))
+                continue;
+            cl->role = !strcmp(role, "read")     ? FARM_ROLE_READ
+                       : !strcmp(role, "submit") ? FARM_ROLE_SUBMIT
+                       : !strcmp(role, "admin")  ? FARM_ROLE_ADMIN
+                                                 : FARM_ROLE_NONE;
+            if (!cl->role)
+                farm_yaml_problem(ctx->y, FARM_YAML_AT(cv), "%s: %s is not a role; use read "
+                                  "(nodes, builds), submit (and build) or admin (and cancel "
+                                  "any build, drain nodes)", what, farm_yaml_quote(role));
+        }
+        if (!cl->key && v->kind == FARM_YAML_MAP && !key_given)
+            farm_yaml_problem(ctx->y, FARM_YAML_AT(k), "client %s has no key; add \"key: ...\" "
+                              "with the public key from farmctl keygen", farm_yaml_quote(k->value));
+        if (!role && v->kind == FARM_YAML_MAP)
+            farm_yaml_problem(ctx->y, FARM_YAML_AT(k), "client %s has no role; add \"role: "
+                              "read\", \"role: submit\" or \"role: admin\"",
+                              farm_yaml_quote(k->value));
+    }
+}
+
+/* A host only this machine reaches: 127.0.0.0/8, ::1, localhost, or ipc:// and inproc://. */
+static int s_loopback(const char *e)
+{
+    const char *host, *colon;
+    if (strncmp(e, "tcp://", 6) != 0)
+        return 1;
+    host = e + 6;
+    colon = strrchr(host, ':');
+    if (!colon)
+        return 0;
+    return !strncmp(host, "127.", 4) || !strncmp(host, "localhost:", 10) ||
+           !strncmp(host, "[::1]:", 6);
+}
+
+/* Keys, all or none: with keys every node and client is known by its key and both
+ * endpoints use CURVE; without keys only this machine may reach the endpoints. */
+static void s_check_security(s_ctx_t *ctx)
+{
+    farm_config_t *cfg = ctx->cfg;
+    int any = cfg->public_key || cfg->secret_key_file || cfg->n_clients;
+
+    for (size_t i = 0; i < cfg->n_nodes; i++)
+        any |= cfg->nodes[i].key != NULL;
+    if (!any) {
+        const char *eps[] = {cfg->agents_endpoint, cfg->clients_endpoint};
+        /* only a coordinator's file (one with platforms:) binds these endpoints */
+        if (!cfg->n_platforms)
+            return;
+        const char *names[] = {"coordinator.agents", "coordinator.clients"};
+        for (int i = 0; i < 2; i++)
+            if (eps[i] && !s_loopback(eps[i]))
+                farm_yaml_problem(ctx->y, 1, 1, "%s is %s, which other hosts can reach, but "
+                                  "farm.yaml names no keys: every peer would be trusted. Make "
+                                  "keys with farmctl keygen and set coordinator.public_key, "
+                                  "coordinator.secret_key_file, a key for each node and "
+                                  "clients:, or bind 127.0.0.1", names[i], eps[i]);
+        return;
+    }
+    cfg->secure = 1;
+    /* farmctl reads farm.yaml for the coordinator's public key only: the rest is the
+     * coordinator's business (farmctl validate checks it all) */
+    if (!cfg->public_key)
+        farm_yaml_problem(ctx->y, ctx->key_at ? ctx->key_at->line : 1,
+                          ctx->key_at ? ctx->key_at->col : 1,
+                          "keys are configured but coordinator.public_key is missing; add the "
+                          "coordinator's public key (farmctl keygen coordinator)");
+    if (cfg->n_platforms && !cfg->secret_key_file)
+        farm_yaml_problem(ctx->y, ctx->key_at ? ctx->key_at->line : 1,
+                          ctx->key_at ? ctx->key_at->col : 1,
+                          "keys are configured but coordinator.secret_key_file is missing; "
+                          "name the coordinator's key file");
+    for (size_t i = 0; i < cfg->n_nodes; i++)
+        if (!cfg->nodes[i].key_given)
+            farm_yaml_problem(ctx->y, cfg->nodes[i].line, cfg->nodes[i].column,
+                              "node %s has no key, so it could never connect; add \"key: ...\" "
+                              "with its public key (farmctl keygen %s on that host)",
+                              farm_yaml_quote(cfg->nodes[i].name), cfg->nodes[i].name);
 }
 
 static void s_registries(s_ctx_t *ctx, farm_yaml_node_t *map)
@@ -683,6 +877,8 @@ static void s_top(s_ctx_t *ctx, farm_yaml_node_t *root)
             s_platforms(ctx, v);
         else if (!strcmp(k->value, "nodes"))
             s_nodes(ctx, v);
+        else if (!strcmp(k->value, "clients"))
+            s_clients(ctx, v);
         else if (!strcmp(k->value, "registries"))
             s_registries(ctx, v);
         else if (!strcmp(k->value, "build"))
@@ -691,6 +887,7 @@ static void s_top(s_ctx_t *ctx, farm_yaml_node_t *root)
             return;
     }
     s_check_refs(ctx);
+    s_check_security(ctx);
 }
 
 /* -- public -------------------------------------------------------------------------- */
@@ -714,6 +911,8 @@ int farm_config_parse(farm_config_t **out, const char *name, const char *yaml, s
     cfg->queue_timeout_ms = 600000;
     cfg->job_timeout_ms = 7200000;
     cfg->context_ttl_ms = 86400000;
+    cfg->max_builds_per_client = 64;
+    cfg->context_quota = 20ULL << 30;
     ctx.cfg = cfg;
 
     if (farm_yaml_load(ctx.y, yaml, len) == 0)
@@ -805,9 +1004,18 @@ void farm_config_destroy(farm_config_t **self_p)
         s_free_strv(c->platforms[i].emulated, c->platforms[i].n_emulated);
     }
     free(c->platforms);
-    for (size_t i = 0; i < c->n_nodes; i++)
+    for (size_t i = 0; i < c->n_nodes; i++) {
         free(c->nodes[i].name);
+        free(c->nodes[i].key);
+    }
     free(c->nodes);
+    for (size_t i = 0; i < c->n_clients; i++) {
+        free(c->clients[i].name);
+        free(c->clients[i].key);
+    }
+    free(c->clients);
+    free(c->public_key);
+    free(c->secret_key_file);
     for (size_t i = 0; i < c->n_registries; i++)
         free(c->registries[i].host);
     free(c->registries);
@@ -821,6 +1029,16 @@ void farm_config_destroy(farm_config_t **self_p)
     free(c->build.args);
     free(c);
     *self_p = NULL;
+}
+
+const char *farm_role_name(farm_role_t role)
+{
+    switch (role) {
+    case FARM_ROLE_READ: return "read";
+    case FARM_ROLE_SUBMIT: return "submit";
+    case FARM_ROLE_ADMIN: return "admin";
+    default: return "none";
+    }
 }
 
 const farm_config_node_t *farm_config_node(const farm_config_t *cfg, const char *name)

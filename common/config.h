@@ -15,8 +15,25 @@ typedef struct {
 typedef struct {
     char *name;
     int slots; /* concurrent jobs, >= 1, default 1 */
+    char *key; /* its CURVE public key (Z85), NULL without keys */
+    int key_given; /* a key: entry was written (valid or not) */
     int line, column;
 } farm_config_node_t;
+
+/* What a client may do (clients: NAME: {key, role}). Each includes the ones before. */
+typedef enum {
+    FARM_ROLE_NONE = 0,
+    FARM_ROLE_READ = 1,   /* farmctl nodes, builds */
+    FARM_ROLE_SUBMIT = 2, /* submit, cancel its own builds */
+    FARM_ROLE_ADMIN = 3   /* cancel any build, drain a node, see every job */
+} farm_role_t;
+
+typedef struct {
+    char *name;
+    char *key;       /* CURVE public key (Z85) */
+    farm_role_t role;
+    int line, column;
+} farm_config_client_t;
 
 typedef struct {
     char *platform; /* normalised, canonical string: "linux/arm/v7" */
@@ -53,6 +70,13 @@ typedef struct {
     int job_timeout_ms;      /* coordinator.job_timeout: how long one attempt may run on a node, default 2 h */
     int context_ttl_ms;      /* coordinator.context_ttl: unused contexts are deleted after this, default 24 h */
     char *state_dir;         /* coordinator.state_dir, NULL if absent */
+    char *public_key;        /* coordinator.public_key (Z85): farmctl and agents need it */
+    char *secret_key_file;   /* coordinator.secret_key_file: the coordinator's key pair */
+    int secure;              /* keys are configured: CURVE on both endpoints */
+    int max_builds_per_client;        /* coordinator.max_builds_per_client: running at once, default 64 */
+    unsigned long long context_quota; /* coordinator.context_quota: bytes of stored contexts, default 20 GiB */
+    farm_config_client_t *clients;
+    size_t n_clients;
     farm_config_platform_t *platforms;
     size_t n_platforms;
     farm_config_node_t *nodes;
@@ -77,6 +101,7 @@ int farm_config_parse(farm_config_t **out, const char *name, const char *yaml, s
 void farm_config_destroy(farm_config_t **self_p);
 
 const farm_config_node_t *farm_config_node(const farm_config_t *cfg, const char *name);
+const char *farm_role_name(farm_role_t role);
 /* The platform entry for a (normalised or not) platform string, NULL if the farm lacks it. */
 const farm_config_platform_t *farm_config_platform(const farm_config_t *cfg, const char *platform);
 /* 1 if `registry_host` is marked insecure (plain HTTP allowed). */

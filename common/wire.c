@@ -8,6 +8,7 @@
 
 #include "common/child.h"
 #include "common/error.h"
+#include "common/keys.h"
 #include "common/log.h"
 
 long long farm_now_ms(void)
@@ -36,6 +37,33 @@ const char *farm_wire_event_kind_name(Farm__EventKind kind)
 void *farm_wire_socket(void *zctx, farm_wire_role_t role, const char *endpoint,
                        const char *identity)
 {
+    return farm_wire_socket_secure(zctx, role, endpoint, identity, NULL);
+}
+
+/* CURVE options, all set before bind/connect (RFC 26; libzmq tests/testutil_security). */
+static int s_curve(void *sock, farm_wire_role_t role, const farm_wire_curve_t *c)
+{
+    int one = 1;
+    size_t klen = FARM_KEY_Z85_LEN + 1; /* Z85 text with its terminating NUL */
+
+    if (role == FARM_WIRE_ROUTER_SERVER) {
+        if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+            zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, c->keys->secret_key, klen) != 0 ||
+            /* without a ZAP domain CURVE authenticates nobody */
+            zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, c->zap_domain, strlen(c->zap_domain)) != 0)
+            return farm_error_set(FARM_ERROR, "CURVE setup: %s", zmq_strerror(errno));
+        return 0;
+    }
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, c->server_key, klen) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, c->keys->public_key, klen) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, c->keys->secret_key, klen) != 0)
+        return farm_error_set(FARM_ERROR, "CURVE setup: %s", zmq_strerror(errno));
+    return 0;
+}
+
+void *farm_wire_socket_secure(void *zctx, farm_wire_role_t role, const char *endpoint,
+                              const char *identity, const farm_wire_curve_t *curve)
+{
     int64_t maxmsg = FARM_WIRE_MAXMSG;
     int linger = 0, one = 1, hwm = 10000;
     void *sock = zmq_socket(zctx, role == FARM_WIRE_ROUTER_SERVER ? ZMQ_ROUTER : ZMQ_DEALER);
@@ -49,11 +77,17 @@ void *farm_wire_socket(void *zctx, farm_wire_role_t role, const char *endpoint,
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (curve && s_curve(sock, role, curve) < 0) {
+        zmq_close(sock);
+        return NULL;
+    }
     if (role == FARM_WIRE_ROUTER_SERVER) {
-        /* unroutable sends fail loudly instead of vanishing; a restarted agent takes
-         * its routing id back from the dead connection */
+        /* unroutable sends fail loudly instead of vanishing. Without CURVE (loopback
+         * only) a restarted agent takes its routing id back from the dead connection;
+         * with CURVE no peer may take over another's route: identity is the key. */
         zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-        zmq_setsockopt(sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+        if (!curve)
+            zmq_setsockopt(sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
         rc = zmq_bind(sock, endpoint);
     } else {
         if (identity && *identity)
@@ -90,14 +124,77 @@ int farm_wire_send(void *sock, const void *rid, size_t rid_len, const Farm__Enve
     return 0;
 }
 
+/* Reads a varint at *i (< len); -1 when cut or over 10 bytes. */
+static int s_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70 && *i < len; shift += 7) {
+        uint8_t b = p[(*i)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Counts the fields of a protobuf message, and of the length-delimited fields inside it
+ * that read as messages, down to `depth` levels. protobuf-c unpack allocates every
+ * element of a repeated field before anyone can check its count: a message of a few MiB
+ * made of millions of empty entries would cost hundreds of MiB and seconds. Returns -1
+ * when the bytes are not a message. */
+static long s_count_fields(const uint8_t *p, size_t len, int depth, long budget)
+{
+    long n = 0;
+    size_t i = 0;
+
+    while (i < len) {
+        uint64_t key, v;
+        if (s_varint(p, len, &i, &key) < 0 || (key >> 3) == 0)
+            return -1;
+        if (++n > budget)
+            return n;
+        switch (key & 7) {
+        case 0:
+            if (s_varint(p, len, &i, &v) < 0)
+                return -1;
+            break;
+        case 1: i += 8; break;
+        case 5: i += 4; break;
+        case 2: {
+            long inner;
+            if (s_varint(p, len, &i, &v) < 0 || v > len - i)
+                return -1;
+            /* strings that happen to read as messages only make the count larger */
+            if (depth > 0 && v && (inner = s_count_fields(p + i, (size_t)v, depth - 1,
+                                                          budget - n)) > 0)
+                n += inner;
+            i += (size_t)v;
+            break;
+        }
+        default: return -1;
+        }
+        if (i > len)
+            return -1;
+    }
+    return n;
+}
+
 int farm_wire_unpack(Farm__Envelope **out, const void *data, size_t len)
 {
     Farm__Envelope *env;
+    long fields;
 
     *out = NULL;
     if (len > FARM_WIRE_MAXMSG)
         return farm_error_set(FARM_ETOOBIG, "message of %zu bytes exceeds %d", len,
                               FARM_WIRE_MAXMSG);
+    /* Envelope > body > repeated entries > their fields: four levels cover the schema */
+    fields = s_count_fields(data, len, 3, FARM_WIRE_FIELDS_MAX);
+    if (fields > FARM_WIRE_FIELDS_MAX)
+        return farm_error_set(FARM_ETOOBIG, "message of %zu bytes holds more than %d fields; "
+                              "refused before unpacking", len, FARM_WIRE_FIELDS_MAX);
     env = farm__envelope__unpack(NULL, len, data);
     if (!env)
         return farm_error_set(FARM_EINVALID, "malformed message (%zu bytes): not a farm Envelope",
@@ -118,10 +215,18 @@ int farm_wire_unpack(Farm__Envelope **out, const void *data, size_t len)
 
 int farm_wire_recv(void *sock, void *rid, size_t *rid_len, Farm__Envelope **out)
 {
+    return farm_wire_recv_user(sock, rid, rid_len, NULL, 0, out);
+}
+
+int farm_wire_recv_user(void *sock, void *rid, size_t *rid_len, char *user, size_t user_cap,
+                        Farm__Envelope **out)
+{
     zmq_msg_t part;
     int more, nparts = 0, rc = 0, got_body = 0;
 
     *out = NULL;
+    if (user && user_cap)
+        user[0] = '\0';
     for (;;) {
         zmq_msg_init(&part);
         if (zmq_msg_recv(&part, sock, nparts == 0 ? ZMQ_DONTWAIT : 0) < 0) {
@@ -131,6 +236,13 @@ int farm_wire_recv(void *sock, void *rid, size_t *rid_len, Farm__Envelope **out)
             return farm_error_set(FARM_EIO, "recv: %s", zmq_strerror(errno));
         }
         more = zmq_msg_more(&part);
+        if (user && user_cap && !(rid && nparts == 0) && !got_body) {
+            /* who the ZAP handler said this peer is (its CURVE key): "" without CURVE. On
+             * the body frame: a ROUTER makes the routing-id frame itself, without metadata */
+            const char *u = zmq_msg_gets(&part, "User-Id");
+            if (u && strlen(u) < user_cap)
+                memcpy(user, u, strlen(u) + 1);
+        }
         if (rid && nparts == 0) {
             size_t n = zmq_msg_size(&part);
             if (n > FARM_WIRE_ROUTING_MAX)

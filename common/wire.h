@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/keys.h"
 #include "common/limits.h"
 #include "farm.pb-c.h"
 
@@ -15,6 +16,7 @@
 #define FARM_WIRE_CHUNK (1 << 20)      /* context transfer chunk */
 #define FARM_WIRE_WINDOW (8ULL << 20)  /* context bytes in flight, unacknowledged */
 #define FARM_WIRE_ROUTING_MAX 255
+#define FARM_WIRE_FIELDS_MAX 65536     /* protobuf fields in one message, counted before unpack */
 
 typedef enum { FARM_WIRE_ROUTER_SERVER, FARM_WIRE_DEALER_CLIENT } farm_wire_role_t;
 
@@ -22,6 +24,19 @@ typedef enum { FARM_WIRE_ROUTER_SERVER, FARM_WIRE_DEALER_CLIENT } farm_wire_role
  * (client). identity (clients, may be NULL) becomes a stable ZMQ_ROUTING_ID. */
 void *farm_wire_socket(void *zctx, farm_wire_role_t role, const char *endpoint,
                        const char *identity);
+
+/* CURVE on a socket: a server (ROUTER) needs its key pair and a ZAP domain ("agents",
+ * "clients": a ZAP handler must be bound, common/zap.h); a client (DEALER) its key pair
+ * and the server's public key. Keys are Z85 (common/keys.h). */
+typedef struct {
+    const farm_keypair_t *keys;
+    const char *server_key;
+    const char *zap_domain;
+} farm_wire_curve_t;
+
+/* farm_wire_socket with CURVE when curve is not NULL. */
+void *farm_wire_socket_secure(void *zctx, farm_wire_role_t role, const char *endpoint,
+                              const char *identity, const farm_wire_curve_t *curve);
 
 /* Packs env and sends it, preceded by the routing id when rid != NULL. */
 int farm_wire_send(void *sock, const void *rid, size_t rid_len, const Farm__Envelope *env);
@@ -31,6 +46,10 @@ int farm_wire_send(void *sock, const void *rid, size_t rid_len, const Farm__Enve
  * (message consumed, error says why). Free *out with farm_wire_free. */
 int farm_wire_recv(void *sock, void *rid, size_t *rid_len, Farm__Envelope **out);
 void farm_wire_free(Farm__Envelope **env_p);
+/* farm_wire_recv that also gives the peer's authenticated name (ZAP User-Id) in user
+ * ("" without CURVE or when it does not fit user_cap). */
+int farm_wire_recv_user(void *sock, void *rid, size_t *rid_len, char *user, size_t user_cap,
+                        Farm__Envelope **out);
 
 /* Packs any protobuf message (a helper's request or result) into a malloc'd buffer. */
 int farm_wire_pack(uint8_t **out, size_t *out_len, const ProtobufCMessage *msg);

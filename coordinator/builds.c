@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "common/digest.h"
 #include "common/error.h"
@@ -19,6 +20,7 @@ struct farm_builds {
     void *arg;
     farm_hmap_t *by_id;
     farm_hmap_t *contexts; /* context digest -> builds not DONE that use it (count) */
+    farm_hmap_t *per_client; /* client name (or routing id without keys) -> builds not DONE */
     farm_link_t active;    /* RUNNING and STITCHING builds, oldest first */
     farm_link_t done;      /* DONE builds, by done_at */
     size_t n_active;
@@ -41,9 +43,10 @@ farm_builds_t *farm_builds_new(const farm_config_t *cfg, farm_scheduler_t *sched
     self->arg = arg;
     self->by_id = farm_hmap_new();
     self->contexts = farm_hmap_new();
+    self->per_client = farm_hmap_new();
     farm_link_init(&self->active);
     farm_link_init(&self->done);
-    if (!self->by_id || !self->contexts) {
+    if (!self->by_id || !self->contexts || !self->per_client) {
         farm_builds_destroy(&self);
         return NULL;
     }
@@ -85,6 +88,7 @@ void farm_builds_destroy(farm_builds_t **self_p)
     }
     farm_hmap_destroy(&self->by_id);
     farm_hmap_destroy(&self->contexts);
+    farm_hmap_destroy(&self->per_client);
     free(self);
     *self_p = NULL;
 }
@@ -117,6 +121,37 @@ static void s_context_ref(farm_builds_t *self, const char *digest, int delta)
     } else {
         farm_hmap_puts(self->contexts, digest, (void *)(n - 1)); /* replaces: no allocation */
     }
+}
+
+/* The key a client's builds are counted under: its name, or without keys its routing id. */
+static size_t s_client_key(const void **key, const char *owner, const void *client,
+                           size_t client_len)
+{
+    if (owner && owner[0]) {
+        *key = owner;
+        return strlen(owner);
+    }
+    *key = client;
+    return client_len;
+}
+
+static uintptr_t s_client_builds(const farm_builds_t *self, const char *owner,
+                                 const void *client, size_t client_len)
+{
+    const void *k;
+    size_t kl = s_client_key(&k, owner, client, client_len);
+    return (uintptr_t)farm_hmap_get(self->per_client, k, kl);
+}
+
+static void s_client_ref(farm_builds_t *self, const farm_build_t *b, int delta)
+{
+    const void *k;
+    size_t kl = s_client_key(&k, b->owner, b->client, b->client_len);
+    uintptr_t n = (uintptr_t)farm_hmap_get(self->per_client, k, kl);
+    if (delta < 0 && n <= 1)
+        farm_hmap_del(self->per_client, k, kl);
+    else if (farm_hmap_put(self->per_client, k, kl, (void *)(delta > 0 ? n + 1 : n - 1)) < 0)
+        farm_log_warn("out of memory counting a client's builds");
 }
 
 int farm_builds_context_in_use(const farm_builds_t *self, const char *digest)
@@ -238,11 +273,24 @@ static int s_fill_jobs(farm_builds_t *self, farm_build_t *b, const farm_submit_t
         }
         job->build = b;
         job->platform_index = (size_t)(cp - self->cfg->platforms);
-        snprintf(job->id, sizeof job->id, "%.40s.%zu", b->id, b->n_jobs + 1); /* build ids are short */
+        snprintf(job->id, sizeof job->id, "%.48s.%u", b->id, (unsigned)(b->n_jobs + 1));
         job->attempt = 1;
         job->state = FARM_JOB_QUEUED;
         b->n_jobs++;
     }
+    return 0;
+}
+
+/* "b<seq>-<128 random bits in hex>": a build id cannot be guessed from another. */
+static int s_new_id(char *out, size_t len, unsigned seq)
+{
+    unsigned char r[16];
+    char hex[33];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        return -1;
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    snprintf(out, len, "b%u-%s", seq, hex);
     return 0;
 }
 
@@ -267,6 +315,12 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
                         FARM_DOCKERFILE_PATH_MAX);
     if ((rc = s_check_args(s, reason, len)) < 0)
         return rc;
+    if (s_client_builds(self, s->owner, s->client, s->client_len) >=
+        (uintptr_t)self->cfg->max_builds_per_client)
+        return s_refuse(reason, len, "client %s already has %d builds running "
+                        "(coordinator.max_builds_per_client in %s); wait for some to finish",
+                        s->owner && s->owner[0] ? s->owner : "(this connection)",
+                        self->cfg->max_builds_per_client, self->cfg->path);
 
     b = calloc(1, sizeof *b);
     if (!b)
@@ -290,7 +344,10 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     }
     if ((rc = s_fill_tags(b, s, reason, len)) < 0)
         goto fail;
-    snprintf(b->id, sizeof b->id, "b%u-%04x", ++self->seq, (unsigned)(random() & 0xffff));
+    if (s_new_id(b->id, sizeof b->id, ++self->seq) < 0) {
+        rc = s_refuse(reason, len, "coordinator cannot make a build id: no randomness");
+        goto fail;
+    }
     if ((rc = s_fill_jobs(self, b, s, reason, len)) < 0)
         goto fail;
     if (!s->context_stored) {
@@ -303,6 +360,7 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     }
     memcpy(b->client, s->client, s->client_len);
     b->client_len = s->client_len;
+    snprintf(b->owner, sizeof b->owner, "%.*s", FARM_NAME_MAX, s->owner ? s->owner : "");
     b->insecure = farm_config_registry_insecure(self->cfg, b->registry);
     b->allow_partial = s->allow_partial;
     snprintf(b->context_digest, sizeof b->context_digest, "%s", s->context_digest);
@@ -316,6 +374,7 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     farm_link_push_back(&self->active, &b->link);
     self->n_active++;
     s_context_ref(self, b->context_digest, +1);
+    s_client_ref(self, b, +1);
     farm_log_info("build=%s accepted: %zu platform(s) -> %s/%s, context %s", b->id, b->n_jobs,
                   b->registry, b->repository, b->context_digest);
     *out = b;
@@ -442,6 +501,7 @@ void farm_builds_finish(farm_builds_t *self, farm_build_t *b, int ok, const char
     farm_link_push_back(&self->done, &b->link);
     self->n_active--;
     s_context_ref(self, b->context_digest, -1);
+    s_client_ref(self, b, -1);
     if (ok)
         farm_log_info("build=%s pushed index %s (%llu bytes) to %s/%s, stitch %lld ms", b->id,
                       index_digest, (unsigned long long)index_size, b->registry, b->repository,
@@ -452,15 +512,24 @@ void farm_builds_finish(farm_builds_t *self, farm_build_t *b, int ok, const char
         self->cbs.done(self->arg, b, ok, index_digest, index_size, error);
 }
 
+int farm_build_owned_by(const farm_build_t *b, const void *client, size_t client_len,
+                        const char *owner)
+{
+    if (b->owner[0])
+        return owner && strcmp(b->owner, owner) == 0;
+    return b->client_len == client_len && memcmp(b->client, client, client_len) == 0;
+}
+
 int farm_builds_cancel(farm_builds_t *self, const char *id, const void *client,
-                       size_t client_len, long long now)
+                       size_t client_len, const char *owner, int admin, long long now)
 {
     farm_build_t *b = farm_builds_get(self, id);
 
     if (!b)
         return FARM_ENOTFOUND;
-    if (b->client_len != client_len || memcmp(b->client, client, client_len) != 0) {
-        farm_log_warn("build=%s cancel from another client ignored", b->id);
+    if (!admin && !farm_build_owned_by(b, client, client_len, owner)) {
+        farm_log_warn("build=%s cancel from another client%s%s ignored", b->id,
+                      owner && owner[0] ? " " : "", owner ? owner : "");
         return FARM_EAUTH;
     }
     if (b->state == FARM_BUILD_RUNNING)

@@ -52,6 +52,7 @@ typedef struct {
     int allow_partial;
     const void *client;             /* the client's routing id */
     size_t client_len;
+    const char *owner;              /* the client's authenticated name ("" without keys) */
 } farm_submit_t;
 
 typedef struct farm_builds farm_builds_t;
@@ -89,9 +90,13 @@ void farm_builds_job_failed(farm_builds_t *self, farm_job_t *job, long long now,
  * results are still recognised. */
 void farm_builds_finish(farm_builds_t *self, farm_build_t *b, int ok, const char *index_digest,
                         uint64_t index_size, const char *error, long long now);
-/* The client asked to cancel (only its own builds). 0 ok, FARM_ENOTFOUND, FARM_EAUTH. */
+/* A client asked to cancel. Its own builds (same name, or without keys the same
+ * connection) or, for an admin, any. 0 ok, FARM_ENOTFOUND, FARM_EAUTH. */
 int farm_builds_cancel(farm_builds_t *self, const char *id, const void *client,
-                       size_t client_len, long long now);
+                       size_t client_len, const char *owner, int admin, long long now);
+/* 1 when the build belongs to the client (as for cancel). */
+int farm_build_owned_by(const farm_build_t *b, const void *client, size_t client_len,
+                        const char *owner);
 
 /* Frees builds DONE for longer than keep_ms; before each, free_fn (may be NULL) lets
  * the caller drop what it attached (b->stitch). */

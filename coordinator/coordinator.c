@@ -13,6 +13,9 @@
 #include <zmq.h>
 
 #include "common/child.h"
+#include "common/hmap.h"
+#include "common/keys.h"
+#include "common/zap.h"
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/fs.h"
@@ -30,6 +33,7 @@
 #define UPLOAD_IDLE_MS 120000  /* abandoned uploads are dropped */
 #define RECV_BUDGET 1000       /* messages read from one socket per turn */
 #define STITCH_TIMEOUT_MS 600000 /* an index push that takes longer is stopped */
+#define STITCH_PARALLEL 8        /* index pushes at once; the others wait their turn */
 
 _Static_assert((int)FARM_EVENT_QUEUED == (int)FARM__EVENT_KIND__EVENT_QUEUED &&
                    (int)FARM_EVENT_CANCEL == (int)FARM__EVENT_KIND__EVENT_CANCEL &&
@@ -46,6 +50,12 @@ typedef struct {
     int failed_read;
 } stitch_t;
 
+/* Builds whose index push waits for a free helper slot, oldest first. */
+typedef struct stitch_wait {
+    struct stitch_wait *next;
+    farm_build_t *build;
+} stitch_wait_t;
+
 struct farm_coordinator {
     farm_config_t *cfg;
     void *zctx;
@@ -58,7 +68,23 @@ struct farm_coordinator {
     farm_ctxstore_t *ctx;
     char *chunk; /* FARM_WIRE_CHUNK bytes for context reads */
     char state_dir[FARM_PATH_MAX];
+    /* with keys (cfg->secure): CURVE on both endpoints, peers known by their keys */
+    farm_zap_t *zap;
+    farm_keypair_t keys;
+    farm_hmap_t *node_keys;   /* 32-byte public key -> node name */
+    farm_hmap_t *client_keys; /* 32-byte public key -> farm_config_client_t */
+    farm_hmap_t *clients_by_name;
+    size_t n_stitching;        /* helpers running */
+    stitch_wait_t *stitch_head, *stitch_tail;
 };
+
+/* Who sent a client message, and what it may do. */
+typedef struct {
+    const char *rid;
+    size_t rid_len;
+    const char *name;  /* "" without keys */
+    farm_role_t role;  /* without keys: admin (the endpoints are loopback-only then) */
+} client_t;
 
 /* ------------------------------------------------------------------ sending */
 
@@ -179,6 +205,8 @@ static void s_stitch_free(stitch_t **st_p)
         farm_reactor_remove(st->coord->reactor, st->result_id);
     if (st->timer_id > 0)
         farm_reactor_timer_cancel(st->coord->reactor, st->timer_id);
+    if (st->child)
+        st->coord->n_stitching--;
     farm_child_destroy(&st->child);
     if (st->build)
         st->build->stitch = NULL;
@@ -263,9 +291,8 @@ static int s_stitch_result(farm_reactor_t *r, int revents, void *arg)
     return 0;
 }
 
-static void s_on_stitch(void *arg, farm_build_t *b)
+static void s_stitch_start(farm_coordinator_t *self, farm_build_t *b)
 {
-    farm_coordinator_t *self = arg;
     Farm__StitchRequest req = FARM__STITCH_REQUEST__INIT;
     Farm__Descriptor *descs = calloc(b->n_jobs + 1, sizeof *descs);
     Farm__Descriptor **dptrs = calloc(b->n_jobs + 1, sizeof *dptrs);
@@ -310,6 +337,8 @@ static void s_on_stitch(void *arg, farm_build_t *b)
     st->coord = self;
     st->build = b;
     st->child = farm_child_spawn(&opts);
+    if (st->child)
+        self->n_stitching++;
     if (!st->child) {
         farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
         goto done;
@@ -339,6 +368,41 @@ done:
     free(descs);
     free(dptrs);
     free(plats);
+}
+
+/* Every job of b is done: its index push starts now, or when a helper slot frees (the
+ * turn-end hook), so a burst of finished builds never forks a burst of processes. */
+static void s_on_stitch(void *arg, farm_build_t *b)
+{
+    farm_coordinator_t *self = arg;
+    stitch_wait_t *w;
+
+    if (self->n_stitching < STITCH_PARALLEL && !self->stitch_head) {
+        s_stitch_start(self, b);
+        return;
+    }
+    if (!(w = calloc(1, sizeof *w))) {
+        farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
+                           farm_now_ms());
+        return;
+    }
+    w->build = b;
+    if (self->stitch_tail)
+        self->stitch_tail->next = w;
+    else
+        self->stitch_head = w;
+    self->stitch_tail = w;
+}
+
+static void s_stitch_start_waiting(farm_coordinator_t *self)
+{
+    while (self->stitch_head && self->n_stitching < STITCH_PARALLEL) {
+        stitch_wait_t *w = self->stitch_head;
+        if (!(self->stitch_head = w->next))
+            self->stitch_tail = NULL;
+        s_stitch_start(self, w->build);
+        free(w);
+    }
 }
 
 /* ------------------------------------------------------------------ scheduler callbacks */
@@ -619,11 +683,11 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
     farm_coordinator_t *self = arg;
 
     for (int budget = 0; budget < RECV_BUDGET; budget++) {
-        char rid[FARM_WIRE_ROUTING_MAX];
+        char rid[FARM_WIRE_ROUTING_MAX], user[FARM_NAME_MAX + 1];
         size_t rid_len = 0;
         Farm__Envelope *env = NULL;
         farm_node_t *node;
-        int rc = farm_wire_recv(self->agents, rid, &rid_len, &env);
+        int rc = farm_wire_recv_user(self->agents, rid, &rid_len, user, sizeof user, &env);
 
         if (rc == FARM_ERETRY)
             break;
@@ -632,11 +696,25 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
             continue;
         }
         if (env->body_case == FARM__ENVELOPE__BODY_HELLO) {
-            s_on_hello(self, rid, rid_len, env->hello);
+            /* a node's identity is its key: a HELLO counts only from that key */
+            if (self->cfg->secure && strcmp(env->hello->name, user) != 0) {
+                char reason[512];
+                snprintf(reason, sizeof reason, "this connection is authenticated as node %s, "
+                         "not %.64s; start the agent with --name %s", user, env->hello->name,
+                         user);
+                s_reject(self, rid, rid_len, reason, 0);
+            } else {
+                s_on_hello(self, rid, rid_len, env->hello);
+            }
             farm_wire_free(&env);
             continue;
         }
         node = farm_nodes_by_rid(self->nodes, rid, rid_len);
+        if (node && self->cfg->secure && strcmp(node->cfg->name, user) != 0) {
+            farm_log_warn("a connection authenticated as %s used the session of node %s; ignored",
+                          user, node->cfg->name);
+            node = NULL;
+        }
         if (!node || node->state != FARM_NODE_READY) {
             /* e.g. the coordinator restarted: tell the agent to introduce itself again */
             s_reject(self, rid, rid_len, "unknown session; say HELLO again", 1);
@@ -688,9 +766,10 @@ static void s_refuse(farm_coordinator_t *self, const void *rid, size_t rid_len,
     s_send(self->clients, rid, rid_len, &env);
 }
 
-static void s_on_submit(farm_coordinator_t *self, const void *rid, size_t rid_len,
-                        const Farm__Submit *s)
+static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm__Submit *s)
 {
+    const void *rid = c->rid;
+    size_t rid_len = c->rid_len;
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__Accepted acc = FARM__ACCEPTED__INIT;
     const char **keys = NULL, **values = NULL;
@@ -702,7 +781,7 @@ static void s_on_submit(farm_coordinator_t *self, const void *rid, size_t rid_le
                          .n_platforms = s->n_platforms, .dockerfile = s->dockerfile,
                          .n_args = s->n_build_args, .context_digest = s->context_digest,
                          .allow_partial = s->allow_partial, .client = rid,
-                         .client_len = rid_len};
+                         .client_len = rid_len, .owner = c->name};
 
     if (s->n_build_args > FARM_BUILD_ARGS_MAX) {
         snprintf(reason, sizeof reason, "too many build args (%zu; at most %d)",
@@ -744,9 +823,11 @@ done:
     free(values);
 }
 
-static void s_on_nodes(farm_coordinator_t *self, const void *rid, size_t rid_len)
+static void s_on_nodes(farm_coordinator_t *self, const client_t *c)
 {
     static char *states[] = {"unknown", "ready", "lost"};
+    const void *rid = c->rid;
+    size_t rid_len = c->rid_len;
     size_t n_nodes = farm_nodes_count(self->nodes);
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__NodesReply rep = FARM__NODES_REPLY__INIT;
@@ -762,7 +843,7 @@ static void s_on_nodes(farm_coordinator_t *self, const void *rid, size_t rid_len
         size_t nj = farm_scheduler_node_jobs(self->sched, n, NULL, 0);
         farm__node_info__init(ni);
         ni->name = n->cfg->name;
-        ni->state = states[n->state];
+        ni->state = farm_scheduler_node_drained(self->sched, n) ? "draining" : states[n->state];
         ni->slots = (uint32_t)n->slots;
         ni->used = (uint32_t)farm_scheduler_node_used(self->sched, n);
         /* platforms: what farm.yaml maps to this node, native and emulated */
@@ -782,8 +863,11 @@ static void s_on_nodes(farm_coordinator_t *self, const void *rid, size_t rid_len
         ni->jobs = calloc(nj + 1, sizeof *ni->jobs);
         if (jobs && ni->jobs) {
             farm_scheduler_node_jobs(self->sched, n, jobs, nj);
+            /* other clients' job ids are theirs: only an admin sees every one */
             for (size_t j = 0; j < nj; j++)
-                ni->jobs[ni->n_jobs++] = jobs[j]->id;
+                if (c->role >= FARM_ROLE_ADMIN ||
+                    farm_build_owned_by(jobs[j]->build, c->rid, c->rid_len, c->name))
+                    ni->jobs[ni->n_jobs++] = jobs[j]->id;
         }
         ptrs[i] = ni;
     }
@@ -803,16 +887,88 @@ send:
     free(ptrs);
 }
 
+/* The role a message needs, and what it is called in a refusal. */
+static farm_role_t s_needs(Farm__Envelope__BodyCase body, const char **what)
+{
+    switch (body) {
+    case FARM__ENVELOPE__BODY_NODES_REQUEST: *what = "list nodes"; return FARM_ROLE_READ;
+    case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
+    case FARM__ENVELOPE__BODY_CONTEXT_CHUNK:
+    case FARM__ENVELOPE__BODY_SUBMIT: *what = "submit builds"; return FARM_ROLE_SUBMIT;
+    case FARM__ENVELOPE__BODY_CANCEL: *what = "cancel builds"; return FARM_ROLE_SUBMIT;
+    case FARM__ENVELOPE__BODY_DRAIN: *what = "drain nodes"; return FARM_ROLE_ADMIN;
+    default: *what = "do this"; return FARM_ROLE_NONE;
+    }
+}
+
+static void s_on_drain(farm_coordinator_t *self, const client_t *c, const Farm__Drain *d)
+{
+    farm_node_t *n = farm_nodes_by_name(self->nodes, d->node);
+    char reason[256];
+
+    if (!n) {
+        snprintf(reason, sizeof reason, "no node \"%.64s\" in %s", d->node, self->cfg->path);
+        s_refuse(self, c->rid, c->rid_len, reason);
+        return;
+    }
+    farm_scheduler_node_drain(self->sched, n, !d->undo);
+    farm_log_info("node=%s %s by %s", n->cfg->name, d->undo ? "back in service" : "draining",
+                  c->name[0] ? c->name : "a local client");
+    s_on_nodes(self, c);
+}
+
+static void s_client_message(farm_coordinator_t *self, const client_t *c, Farm__Envelope *env)
+{
+    farm_ctx_status_t st;
+    const char *what;
+    farm_role_t need = s_needs(env->body_case, &what);
+
+    if (c->role < need) {
+        char reason[512];
+        snprintf(reason, sizeof reason, "client %s has role %s and may not %s; an admin can "
+                 "change its role under clients: in farm.yaml", c->name,
+                 farm_role_name(c->role), what);
+        farm_log_warn("%s", reason);
+        s_refuse(self, c->rid, c->rid_len, reason);
+        return;
+    }
+    switch (env->body_case) {
+    case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
+        farm_ctxstore_offer(self->ctx, &st, c->rid, c->rid_len, env->context_offer->digest,
+                            env->context_offer->size, farm_now_ms());
+        s_context_status(self, c->rid, c->rid_len, env->context_offer->digest, &st);
+        break;
+    case FARM__ENVELOPE__BODY_CONTEXT_CHUNK: {
+        const Farm__ContextChunk *ch = env->context_chunk;
+        farm_ctxstore_chunk(self->ctx, &st, c->rid, c->rid_len, ch->digest, ch->offset,
+                            ch->data.data, ch->data.len, farm_now_ms());
+        s_context_status(self, c->rid, c->rid_len, ch->digest, &st);
+        break;
+    }
+    case FARM__ENVELOPE__BODY_SUBMIT: s_on_submit(self, c, env->submit); break;
+    case FARM__ENVELOPE__BODY_NODES_REQUEST: s_on_nodes(self, c); break;
+    case FARM__ENVELOPE__BODY_DRAIN: s_on_drain(self, c, env->drain); break;
+    case FARM__ENVELOPE__BODY_CANCEL:
+        farm_builds_cancel(self->builds, env->cancel->build_id, c->rid, c->rid_len, c->name,
+                           c->role >= FARM_ROLE_ADMIN, farm_now_ms());
+        break;
+    case FARM__ENVELOPE__BODY_HEARTBEAT: break;
+    default:
+        farm_log_warn("client sent an unexpected message (type %d); ignored",
+                      (int)env->body_case);
+    }
+}
+
 static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
 {
     farm_coordinator_t *self = arg;
 
     for (int budget = 0; budget < RECV_BUDGET; budget++) {
-        char rid[FARM_WIRE_ROUTING_MAX];
+        char rid[FARM_WIRE_ROUTING_MAX], user[FARM_NAME_MAX + 1];
         size_t rid_len = 0;
         Farm__Envelope *env = NULL;
-        farm_ctx_status_t st;
-        int rc = farm_wire_recv(self->clients, rid, &rid_len, &env);
+        client_t c = {.rid = rid, .name = "", .role = FARM_ROLE_ADMIN};
+        int rc = farm_wire_recv_user(self->clients, rid, &rid_len, user, sizeof user, &env);
 
         if (rc == FARM_ERETRY)
             break;
@@ -820,29 +976,19 @@ static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
             farm_log_warn("bad message from a client: %s", farm_error_last());
             continue;
         }
-        switch (env->body_case) {
-        case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
-            farm_ctxstore_offer(self->ctx, &st, rid, rid_len, env->context_offer->digest,
-                                env->context_offer->size, farm_now_ms());
-            s_context_status(self, rid, rid_len, env->context_offer->digest, &st);
-            break;
-        case FARM__ENVELOPE__BODY_CONTEXT_CHUNK: {
-            const Farm__ContextChunk *c = env->context_chunk;
-            farm_ctxstore_chunk(self->ctx, &st, rid, rid_len, c->digest, c->offset,
-                                c->data.data, c->data.len, farm_now_ms());
-            s_context_status(self, rid, rid_len, c->digest, &st);
-            break;
+        c.rid_len = rid_len;
+        if (self->cfg->secure) {
+            /* the ZAP handler let in only listed keys; User-Id is the client's name */
+            const farm_config_client_t *cl = farm_hmap_gets(self->clients_by_name, user);
+            if (!cl) {
+                farm_log_warn("message from an unauthenticated client connection; ignored");
+                farm_wire_free(&env);
+                continue;
+            }
+            c.name = cl->name;
+            c.role = cl->role;
         }
-        case FARM__ENVELOPE__BODY_SUBMIT: s_on_submit(self, rid, rid_len, env->submit); break;
-        case FARM__ENVELOPE__BODY_NODES_REQUEST: s_on_nodes(self, rid, rid_len); break;
-        case FARM__ENVELOPE__BODY_CANCEL:
-            farm_builds_cancel(self->builds, env->cancel->build_id, rid, rid_len, farm_now_ms());
-            break;
-        case FARM__ENVELOPE__BODY_HEARTBEAT: break;
-        default:
-            farm_log_warn("client sent an unexpected message (type %d); ignored",
-                          (int)env->body_case);
-        }
+        s_client_message(self, &c, env);
         farm_wire_free(&env);
     }
     return 0;
@@ -925,11 +1071,68 @@ static int s_on_sweep(farm_reactor_t *r, void *arg)
     return 0;
 }
 
+/* ZAP: which enrolled node or client a CURVE key is, per endpoint. */
+static const char *s_zap_lookup(void *arg, const char *domain, const uint8_t key[32])
+{
+    farm_coordinator_t *self = arg;
+    if (strcmp(domain, "agents") == 0)
+        return farm_hmap_get(self->node_keys, key, 32);
+    if (strcmp(domain, "clients") == 0) {
+        const farm_config_client_t *c = farm_hmap_get(self->client_keys, key, 32);
+        return c ? c->name : NULL;
+    }
+    return NULL;
+}
+
+static int s_on_zap(farm_reactor_t *r, int revents, void *arg)
+{
+    farm_coordinator_t *self = arg;
+    farm_zap_handle(self->zap);
+    return 0;
+}
+
+/* Loads the coordinator's key pair and indexes every enrolled key. */
+static int s_security(farm_coordinator_t *self)
+{
+    const farm_config_t *cfg = self->cfg;
+    uint8_t raw[32];
+
+    if (farm_key_load(&self->keys, cfg->secret_key_file) < 0)
+        return farm_error_wrap(FARM_EINVALID, "coordinator.secret_key_file");
+    if (strcmp(self->keys.public_key, cfg->public_key) != 0)
+        return farm_error_set(FARM_EINVALID, "%s holds the key pair of %s, not of "
+                              "coordinator.public_key %s in %s; fix one of them",
+                              cfg->secret_key_file, self->keys.public_key, cfg->public_key,
+                              cfg->path);
+    self->node_keys = farm_hmap_new();
+    self->client_keys = farm_hmap_new();
+    self->clients_by_name = farm_hmap_new();
+    if (!self->node_keys || !self->client_keys || !self->clients_by_name)
+        return farm_error_set(FARM_ERROR, "out of memory");
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        if (farm_key_decode(raw, cfg->nodes[i].key) < 0 ||
+            farm_hmap_put(self->node_keys, raw, 32, cfg->nodes[i].name) < 0)
+            return farm_error_set(FARM_ERROR, "node %s: cannot index its key", cfg->nodes[i].name);
+    }
+    for (size_t i = 0; i < cfg->n_clients; i++) {
+        if (farm_key_decode(raw, cfg->clients[i].key) < 0 ||
+            farm_hmap_put(self->client_keys, raw, 32, &cfg->clients[i]) < 0 ||
+            farm_hmap_puts(self->clients_by_name, cfg->clients[i].name, &cfg->clients[i]) < 0)
+            return farm_error_set(FARM_ERROR, "client %s: cannot index its key",
+                                  cfg->clients[i].name);
+    }
+    /* before any server socket: a CURVE handshake with no handler would admit anyone */
+    if (!(self->zap = farm_zap_new(self->zctx, s_zap_lookup, self)))
+        return FARM_ERROR;
+    return 0;
+}
+
 /* End of every turn: whatever arrived may have freed slots or queued jobs. */
 static void s_on_turn_end(farm_reactor_t *r, void *arg)
 {
     farm_coordinator_t *self = arg;
     farm_scheduler_dispatch(self->sched, farm_now_ms());
+    s_stitch_start_waiting(self);
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -962,7 +1165,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     self->nodes = farm_nodes_new(cfg);
     self->sched = farm_scheduler_new(cfg, &scbs, self);
     self->builds = self->sched ? farm_builds_new(cfg, self->sched, &bcbs, self) : NULL;
-    self->ctx = farm_ctxstore_new(contexts);
+    self->ctx = farm_ctxstore_new(contexts, cfg->context_quota);
     self->reactor = farm_reactor_new();
     if (!self->ctx)
         goto fail; /* its error names the directory */
@@ -971,13 +1174,27 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         goto fail;
     }
     self->zctx = zmq_ctx_new();
-    self->agents = farm_wire_socket(self->zctx, FARM_WIRE_ROUTER_SERVER, cfg->agents_endpoint, NULL);
-    if (!self->agents)
+    if (cfg->secure && s_security(self) < 0)
         goto fail;
-    self->clients =
-        farm_wire_socket(self->zctx, FARM_WIRE_ROUTER_SERVER, cfg->clients_endpoint, NULL);
-    if (!self->clients)
+    {
+        farm_wire_curve_t ca = {.keys = &self->keys, .zap_domain = "agents"};
+        farm_wire_curve_t cc = {.keys = &self->keys, .zap_domain = "clients"};
+        self->agents = farm_wire_socket_secure(self->zctx, FARM_WIRE_ROUTER_SERVER,
+                                               cfg->agents_endpoint, NULL,
+                                               cfg->secure ? &ca : NULL);
+        if (!self->agents)
+            goto fail;
+        self->clients = farm_wire_socket_secure(self->zctx, FARM_WIRE_ROUTER_SERVER,
+                                                cfg->clients_endpoint, NULL,
+                                                cfg->secure ? &cc : NULL);
+        if (!self->clients)
+            goto fail;
+    }
+    if (self->zap && farm_reactor_add_socket(self->reactor, farm_zap_socket(self->zap), ZMQ_POLLIN,
+                                             s_on_zap, self) < 0) {
+        farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
+    }
     sweep_ms = cfg->context_ttl_ms / 2 < 60000 ? cfg->context_ttl_ms / 2 : 60000;
     if (sweep_ms < 100)
         sweep_ms = 100;
@@ -994,6 +1211,13 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     farm_log_info("listening: agents on %s, clients on %s; %zu node(s), %zu platform(s), "
                   "heartbeat %d ms, state in %s", cfg->agents_endpoint, cfg->clients_endpoint,
                   cfg->n_nodes, cfg->n_platforms, cfg->heartbeat_ms, state);
+    if (cfg->secure)
+        farm_log_info("CURVE on both endpoints: %zu node key(s), %zu client key(s); coordinator "
+                      "key %s", cfg->n_nodes, cfg->n_clients, cfg->public_key);
+    else
+        farm_log_warn("no keys in %s: the endpoints are loopback-only and every local process "
+                      "is trusted (fine for one machine; see farmctl keygen for a fleet)",
+                      cfg->path);
     return self;
 fail:
     farm_coordinator_destroy(&self);
@@ -1010,6 +1234,11 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     farm_coordinator_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
+    while (self->stitch_head) {
+        stitch_wait_t *w = self->stitch_head;
+        self->stitch_head = w->next;
+        free(w);
+    }
     if (self->builds)
         farm_builds_each(self->builds, s_drop_stitch, self);
     farm_builds_destroy(&self->builds);
@@ -1021,8 +1250,13 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
         zmq_close(self->agents);
     if (self->clients)
         zmq_close(self->clients);
+    farm_zap_destroy(&self->zap);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
+    farm_hmap_destroy(&self->node_keys);
+    farm_hmap_destroy(&self->client_keys);
+    farm_hmap_destroy(&self->clients_by_name);
+    farm_key_wipe(&self->keys);
     free(self->chunk);
     farm_config_destroy(&self->cfg);
     free(self);

@@ -24,6 +24,7 @@ typedef struct upload {
 
 struct farm_ctxstore {
     farm_store_t *store;
+    uint64_t quota; /* bytes the store may hold (least recently used out first) */
     farm_hmap_t *by_key;
     upload_t *uploads;
     size_t n_uploads;
@@ -43,11 +44,12 @@ static void s_verify(farm_store_t *store, const char *what)
                       (unsigned long long)bytes, farm_now_ms() - t0);
 }
 
-farm_ctxstore_t *farm_ctxstore_new(const char *dir)
+farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota)
 {
     farm_ctxstore_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    self->quota = quota;
     self->store = farm_store_new(dir);
     self->by_key = farm_hmap_new();
     if (!self->store || !self->by_key) {
@@ -117,6 +119,14 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
     if (size > FARM_CONTEXT_MAX) {
         s_status(out, 0, 0, "context too large (limit " FARM_CONTEXT_MAX_TEXT
                             "); trim it with .dockerignore");
+        return;
+    }
+    if (self->quota && size > self->quota) {
+        char err[256];
+        snprintf(err, sizeof err, "context of %llu bytes is larger than the coordinator's "
+                 "context store (coordinator.context_quota: %llu bytes)",
+                 (unsigned long long)size, (unsigned long long)self->quota);
+        s_status(out, 0, 0, err);
         return;
     }
     if (farm_store_has(self->store, digest, &have_size) == 1 && have_size == size) {
@@ -284,7 +294,7 @@ void farm_ctxstore_expire(farm_ctxstore_t *self, long long now, long long idle_m
 void farm_ctxstore_sweep(farm_ctxstore_t *self, long long ttl_ms,
                          int (*in_use)(void *arg, const char *digest), void *arg)
 {
-    farm_store_sweep(self->store, ttl_ms, 0, in_use, arg);
+    farm_store_sweep(self->store, ttl_ms, self->quota, in_use, arg);
 }
 
 size_t farm_ctxstore_uploads(const farm_ctxstore_t *self)

@@ -16,7 +16,9 @@ typedef struct {
     char error[512];   /* "" when fine */
 } farm_ctx_status_t;
 
-farm_ctxstore_t *farm_ctxstore_new(const char *dir);
+/* quota: bytes of contexts kept (0: no bound); the sweep removes the least recently used
+ * beyond it, and an offer larger than it is refused. */
+farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota);
 void farm_ctxstore_destroy(farm_ctxstore_t **self_p);
 
 /* A client offers `size` bytes hashing to digest. */
@@ -36,7 +38,8 @@ int farm_ctxstore_read(farm_ctxstore_t *self, const char *digest, uint64_t offse
                        size_t cap, size_t *out_len, uint64_t *out_total);
 /* Drops uploads idle for longer than idle_ms. */
 void farm_ctxstore_expire(farm_ctxstore_t *self, long long now, long long idle_ms);
-/* Deletes contexts unused for ttl_ms that in_use does not claim. */
+/* Deletes contexts unused for ttl_ms, then the least recently used beyond the quota,
+ * never one in_use claims. */
 void farm_ctxstore_sweep(farm_ctxstore_t *self, long long ttl_ms,
                          int (*in_use)(void *arg, const char *digest), void *arg);
 size_t farm_ctxstore_uploads(const farm_ctxstore_t *self);

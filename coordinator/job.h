@@ -54,9 +54,10 @@ typedef struct farm_job {
 typedef enum { FARM_BUILD_RUNNING, FARM_BUILD_STITCHING, FARM_BUILD_DONE } farm_build_state_t;
 
 typedef struct farm_build {
-    char id[FARM_ID_MAX + 1];
-    char client[256];  /* the client's routing id */
+    char id[FARM_ID_MAX + 1];   /* "b<seq>-<32 hex>" */
+    char client[256];  /* the client's routing id: events go there */
     size_t client_len;
+    char owner[FARM_NAME_MAX + 1]; /* the client's name (its key), "" without keys */
     int client_gone;
     char registry[256];
     char repository[256];

@@ -102,12 +102,68 @@ static int s_set_rid(farm_nodes_t *self, farm_node_t *node, const void *rid, siz
                : 0;
 }
 
+/* Each platform the agent offers must be mapped to the node (native or emulated);
+ * "linux/arm" and "linux/arm/v7" are one platform, counted once. */
+static int s_accept_platforms(farm_nodes_t *self, const farm_node_t *node, const farm_hello_t *h,
+                              farm_node_platform_t **out, size_t *out_n, char *reason,
+                              size_t reason_len)
+{
+    farm_node_platform_t *plats;
+    size_t n = 0;
+
+    if (h->n_platforms > FARM_PLATFORMS_MAX) {
+        snprintf(reason, reason_len, "the agent offers %zu platforms (at most %d)",
+                 h->n_platforms, FARM_PLATFORMS_MAX);
+        return FARM_EINVALID;
+    }
+    if (!(plats = calloc(h->n_platforms, sizeof *plats))) {
+        snprintf(reason, reason_len, "coordinator out of memory; try again");
+        return FARM_ERROR;
+    }
+    for (size_t i = 0; i < h->n_platforms; i++) {
+        farm_platform_t p;
+        char canon[FARM_PLATFORM_STRLEN];
+        const farm_config_platform_t *cp;
+        size_t index;
+        int dup = 0;
+
+        if (farm_platform_parse(&p, h->platforms[i]) < 0) {
+            snprintf(reason, reason_len, "bad platform from agent: %s", farm_error_last());
+            free(plats);
+            return FARM_EINVALID;
+        }
+        farm_platform_format(canon, sizeof canon, &p);
+        cp = farm_config_platform(self->cfg, canon);
+        if (!cp || (!s_listed(cp->native, cp->n_native, node->cfg->name) &&
+                    !s_listed(cp->emulated, cp->n_emulated, node->cfg->name))) {
+            snprintf(reason, reason_len,
+                     "platform %s is not mapped to node \"%s\" in %s (platforms:); map it or "
+                     "drop it from the agent's --platform", canon, node->cfg->name,
+                     self->cfg->path);
+            free(plats);
+            return FARM_EINVALID;
+        }
+        index = (size_t)(cp - self->cfg->platforms);
+        for (size_t k = 0; k < n; k++)
+            dup |= plats[k].platform_index == index;
+        if (dup)
+            continue;
+        plats[n].platform_index = index;
+        plats[n].emulated = !s_listed(cp->native, cp->n_native, node->cfg->name);
+        n++;
+    }
+    *out = plats;
+    *out_n = n;
+    return 0;
+}
+
 farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
                                       const farm_hello_t *h, const void *rid, size_t rid_len,
                                       long long now, char *reason, size_t reason_len)
 {
     farm_node_t *node = farm_nodes_by_name(self, h->name);
     farm_node_platform_t *plats = NULL;
+    size_t n_plats = 0;
     int major = 0, mine = 0;
     farm_hello_outcome_t outcome;
 
@@ -118,6 +174,12 @@ farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
                  "node \"%.*s\" is not defined under nodes: in %s; add it there or start the "
                  "agent with --name set to a configured node", FARM_NAME_MAX + 1, h->name,
                  self->cfg->path);
+        return FARM_HELLO_REJECTED;
+    }
+    /* bounded before anything is kept or logged */
+    if (strlen(h->version) > 32 || (h->builder && strlen(h->builder) > 63)) {
+        snprintf(reason, reason_len, "HELLO fields too long (version at most 32, builder at "
+                 "most 63 characters)");
         return FARM_HELLO_REJECTED;
     }
     sscanf(h->version, "%d", &major);
@@ -131,46 +193,8 @@ farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
         snprintf(reason, reason_len, "the agent offers no platform; pass --platform");
         return FARM_HELLO_REJECTED;
     }
-    if (h->n_platforms > self->cfg->n_platforms) {
-        snprintf(reason, reason_len, "the agent offers %zu platforms but %s maps only %zu; "
-                 "drop the others from --platform", h->n_platforms, self->cfg->path,
-                 self->cfg->n_platforms);
+    if (s_accept_platforms(self, node, h, &plats, &n_plats, reason, reason_len) < 0)
         return FARM_HELLO_REJECTED;
-    }
-    plats = calloc(h->n_platforms, sizeof *plats);
-    if (!plats) {
-        snprintf(reason, reason_len, "coordinator out of memory; try again");
-        return FARM_HELLO_REJECTED;
-    }
-    size_t n_plats = 0;
-    for (size_t i = 0; i < h->n_platforms; i++) {
-        farm_platform_t p;
-        char canon[FARM_PLATFORM_STRLEN];
-        const farm_config_platform_t *cp;
-        int dup = 0;
-        if (farm_platform_parse(&p, h->platforms[i]) < 0) {
-            snprintf(reason, reason_len, "bad platform from agent: %s", farm_error_last());
-            goto reject;
-        }
-        farm_platform_format(canon, sizeof canon, &p);
-        cp = farm_config_platform(self->cfg, canon);
-        if (!cp || (!s_listed(cp->native, cp->n_native, node->cfg->name) &&
-                    !s_listed(cp->emulated, cp->n_emulated, node->cfg->name))) {
-            snprintf(reason, reason_len,
-                     "platform %s is not mapped to node \"%s\" in %s (platforms:); map it or "
-                     "drop it from the agent's --platform", canon, node->cfg->name,
-                     self->cfg->path);
-            goto reject;
-        }
-        /* "linux/arm" and "linux/arm/v7" are one platform: counted once */
-        for (size_t k = 0; k < n_plats; k++)
-            dup |= plats[k].platform_index == (size_t)(cp - self->cfg->platforms);
-        if (dup)
-            continue;
-        plats[n_plats].platform_index = (size_t)(cp - self->cfg->platforms);
-        plats[n_plats].emulated = !s_listed(cp->native, cp->n_native, node->cfg->name);
-        n_plats++;
-    }
     if (node->state == FARM_NODE_READY && node->session == h->session) {
         /* a HELLO resent before our WELCOME arrived: not a restart */
         free(plats);
@@ -198,9 +222,6 @@ farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
     return outcome;
 oom:
     snprintf(reason, reason_len, "coordinator out of memory; try again");
-    return FARM_HELLO_REJECTED;
-reject:
-    free(plats);
     return FARM_HELLO_REJECTED;
 }
 

@@ -21,6 +21,7 @@ typedef struct {
 typedef struct snode {
     farm_node_t *node; /* NULL until the node first says HELLO */
     int live;
+    int drained;       /* an admin took it out of scheduling: counts as not live */
     int used;
     farm_link_t running; /* farm_job_t.node_link */
     member_t *members;
@@ -146,7 +147,7 @@ static void s_mark_dirty(farm_scheduler_t *self, size_t p)
 /* The node's load changed: move it in (or out of) every heap it belongs to. */
 static void s_node_reheap(farm_scheduler_t *self, snode_t *sn)
 {
-    int has_free = sn->live && sn->used < sn->node->slots;
+    int has_free = sn->live && !sn->drained && sn->used < sn->node->slots;
     for (size_t i = 0; i < sn->n_members; i++) {
         member_t *m = &sn->members[i];
         heap_t *h = &self->plats[m->platform].free[m->emulated];
@@ -316,7 +317,8 @@ int farm_scheduler_node_up(farm_scheduler_t *self, farm_node_t *node, long long 
         m->rank = m->emulated ? s_rank(cp->emulated, cp->n_emulated, node->cfg->name)
                               : s_rank(cp->native, cp->n_native, node->cfg->name);
         m->pos = -1;
-        self->plats[m->platform].live[m->emulated]++;
+        if (!sn->drained)
+            self->plats[m->platform].live[m->emulated]++;
     }
     sn->live = 1;
     s_node_reheap(self, sn);
@@ -334,7 +336,7 @@ void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const c
         return;
     sn->live = 0;
     s_node_reheap(self, sn); /* out of every heap */
-    for (size_t i = 0; i < sn->n_members; i++)
+    for (size_t i = 0; i < sn->n_members && !sn->drained; i++)
         self->plats[sn->members[i].platform].live[sn->members[i].emulated]--;
     /* from the newest: each goes to the front, so they keep their order there */
     while (!farm_link_empty(&sn->running)) {
@@ -358,6 +360,27 @@ void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const c
         for (farm_link_t *l = p->queue.next; l != &p->queue; l = l->next)
             s_say_waiting(self, FARM_LINK_OWNER(l, farm_job_t, queue_link));
     }
+}
+
+void farm_scheduler_node_drain(farm_scheduler_t *self, farm_node_t *node, int on)
+{
+    snode_t *sn = &self->nodes[node->index];
+
+    if (!!on == sn->drained)
+        return;
+    sn->drained = !!on;
+    if (sn->live) {
+        for (size_t i = 0; i < sn->n_members; i++) {
+            self->plats[sn->members[i].platform].live[sn->members[i].emulated] += on ? -1 : 1;
+            s_mark_dirty(self, sn->members[i].platform);
+        }
+        s_node_reheap(self, sn);
+    }
+}
+
+int farm_scheduler_node_drained(const farm_scheduler_t *self, const farm_node_t *node)
+{
+    return self->nodes[node->index].drained;
 }
 
 /* ------------------------------------------------------------------ dispatch */

@@ -52,6 +52,12 @@ int farm_scheduler_node_up(farm_scheduler_t *self, farm_node_t *node, long long 
 void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const char *why,
                               long long now);
 
+/* Drain (on) takes the node out of scheduling: its running jobs finish, it takes no new
+ * one, and it counts as not live (emulated nodes may step in). It lasts across the
+ * node's reconnects until undone. */
+void farm_scheduler_node_drain(farm_scheduler_t *self, farm_node_t *node, int on);
+int farm_scheduler_node_drained(const farm_scheduler_t *self, const farm_node_t *node);
+
 /* Assigns queued jobs to free nodes, as many as possible. Returns how many. */
 size_t farm_scheduler_dispatch(farm_scheduler_t *self, long long now);
 

@@ -106,7 +106,8 @@ say "coordinator and agents"
 if ! lab_port_listening 7700 && ! lab_port_listening 7701; then
     export LAB_AGENTS_PORT=7700 LAB_CLIENTS_PORT=7701
 fi
-LAB_HEARTBEAT=1s lab_farm_yaml "$state/farm.yaml" \
+# one machine: no keys, loopback endpoints only (farm.yaml for a fleet uses keys)
+LAB_KEYS=0 LAB_HEARTBEAT=1s lab_farm_yaml "$state/farm.yaml" \
     "linux/amd64=amd64-1" "linux/arm64=arm64-1" "linux/arm/v7=armv7-1"
 lab_start_coordinator "$state/farm.yaml"
 export LAB_AGENT_VERBOSE=""   # the build's own output, without the agents' debug lines

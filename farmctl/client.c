@@ -4,9 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "common/error.h"
+#include "common/fs.h"
+#include "common/keys.h"
 #include "common/str.h"
 
 struct farmctl_client {
@@ -35,11 +38,58 @@ int farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
     return farm_str_fmt(buf, len, "the coordinator endpoint", "%s", e);
 }
 
+/* The coordinator's public key: $FARM_COORDINATOR_KEY (a key or a .pub file), else
+ * farm.yaml's coordinator.public_key. 1 when there is one (the farm uses CURVE). */
+static int s_coordinator_key(char out[FARM_KEY_Z85_LEN + 1], const farm_config_t *cfg)
+{
+    const char *env = getenv("FARM_COORDINATOR_KEY");
+    if (env && *env)
+        return farm_key_load_public(out, env) < 0 ? -1 : 1;
+    if (cfg && cfg->public_key) {
+        snprintf(out, FARM_KEY_Z85_LEN + 1, "%s", cfg->public_key);
+        return 1;
+    }
+    return 0;
+}
+
+/* farmctl's own key pair: $FARM_KEY, else ~/.config/farm/key. */
+static int s_client_key(farm_keypair_t *out)
+{
+    const char *env = getenv("FARM_KEY"), *home = getenv("HOME");
+    char path[FARM_PATH_MAX];
+
+    if (env && *env)
+        return farm_key_load(out, env);
+    if (!home || farm_path_fmt(path, sizeof path, "%s/.config/farm/key", home) < 0 ||
+        access(path, F_OK) != 0)
+        return farm_error_set(FARM_ENOTFOUND,
+                              "the farm uses keys but farmctl has none: run `farmctl keygen NAME`, "
+                              "have the farm's admin add NAME.pub under clients: in farm.yaml, and "
+                              "set FARM_KEY=NAME.key (or put it at ~/.config/farm/key)");
+    return farm_key_load(out, path);
+}
+
 farmctl_client_t *farmctl_client_new(const char *endpoint)
 {
+    return farmctl_client_new_for(endpoint, NULL);
+}
+
+farmctl_client_t *farmctl_client_new_for(const char *endpoint, const farm_config_t *cfg)
+{
     farmctl_client_t *self = calloc(1, sizeof *self);
+    char server_key[FARM_KEY_Z85_LEN + 1];
+    farm_keypair_t keys;
+    farm_wire_curve_t curve = {.keys = &keys, .server_key = server_key};
+    int secure;
+
     if (!self) {
         farm_error_set(FARM_ERROR, "out of memory");
+        return NULL;
+    }
+    memset(&keys, 0, sizeof keys);
+    if ((secure = s_coordinator_key(server_key, cfg)) < 0 ||
+        (secure && s_client_key(&keys) < 0)) {
+        free(self);
         return NULL;
     }
     if (farm_str_fmt(self->endpoint, sizeof self->endpoint, "the coordinator endpoint", "%s",
@@ -48,7 +98,9 @@ farmctl_client_t *farmctl_client_new(const char *endpoint)
         return NULL;
     }
     self->zctx = zmq_ctx_new();
-    self->sock = farm_wire_socket(self->zctx, FARM_WIRE_DEALER_CLIENT, endpoint, NULL);
+    self->sock = farm_wire_socket_secure(self->zctx, FARM_WIRE_DEALER_CLIENT, endpoint, NULL,
+                                         secure ? &curve : NULL);
+    farm_key_wipe(&keys);
     if (!self->sock) {
         farmctl_client_destroy(&self);
         return NULL;

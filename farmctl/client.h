@@ -13,6 +13,10 @@ typedef struct farmctl_client farmctl_client_t;
 int farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
                      const farm_config_t *cfg);
 
+/* Connects to the coordinator. With a coordinator key ($FARM_COORDINATOR_KEY, else cfg's
+ * coordinator.public_key) the connection uses CURVE with farmctl's own key pair
+ * ($FARM_KEY, else ~/.config/farm/key); without one, plain (loopback farms). */
+farmctl_client_t *farmctl_client_new_for(const char *endpoint, const farm_config_t *cfg);
 farmctl_client_t *farmctl_client_new(const char *endpoint);
 void farmctl_client_destroy(farmctl_client_t **self_p);
 int farmctl_client_send(farmctl_client_t *self, Farm__Envelope *env);

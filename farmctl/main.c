@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "farmctl/drain.h"
+#include "farmctl/keygen.h"
 #include "farmctl/nodes.h"
 #include "farmctl/submit.h"
 #include "farmctl/validate.h"
@@ -14,6 +16,8 @@ static void s_usage(FILE *f)
                "  submit [-t REF]... [--platform P,...] [CONTEXT]  build on the farm, push one index\n"
                "  validate [FILE]                                   check a farm.yaml\n"
                "  nodes                                             list the farm's nodes\n"
+               "  drain NODE [--undo]                               (admin) no new jobs for NODE\n"
+               "  keygen NAME [--dir DIR]                           write a CURVE key pair\n"
                "  version                                           print the version\n\n"
                "Run `farmctl COMMAND --help` for a command's options.\n");
 }
@@ -31,6 +35,10 @@ int main(int argc, char **argv)
         return farmctl_validate_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "nodes") == 0)
         return farmctl_nodes_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "drain") == 0)
+        return farmctl_drain_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "keygen") == 0)
+        return farmctl_keygen_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("farmctl %s\n", FARM_VERSION);
         return 0;

@@ -9,14 +9,18 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/str.h"
+#include "common/text.h"
 #include "farmctl/client.h"
 
-/* Appends items to a display column; a list too long ends in "..." */
+/* Appends items (the coordinator's, so made inert) to a display column; a list too long
+ * ends in "..." */
 static void s_join(char *out, size_t len, char **items, size_t n, const char *suffix)
 {
     size_t off = strlen(out);
     for (size_t i = 0; i < n && off + 1 < len; i++) {
-        if (farm_str_fmt_cut(out + off, len - off, "%s%s%s", off ? "," : "", items[i], suffix))
+        char item[256];
+        farm_text_inert(item, sizeof item, items[i]);
+        if (farm_str_fmt_cut(out + off, len - off, "%s%s%s", off ? "," : "", item, suffix))
             break;
         off += strlen(out + off);
     }
@@ -62,7 +66,7 @@ int farmctl_nodes_main(int argc, char **argv)
         fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
         goto done;
     }
-    if (!(cl = farmctl_client_new(endpoint))) {
+    if (!(cl = farmctl_client_new_for(endpoint, cfg))) {
         fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
         goto done;
     }
@@ -85,17 +89,25 @@ int farmctl_nodes_main(int argc, char **argv)
         }
         if (reply->body_case == FARM__ENVELOPE__BODY_NODES_REPLY)
             break;
+        if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
+            char why[1024];
+            farm_text_inert(why, sizeof why, reply->refused->reason);
+            fprintf(stderr, "farmctl nodes: refused: %s\n", why);
+            goto done;
+        }
         farm_wire_free(&reply);
     }
     printf("%-16s %-40s %-8s %-6s %s\n", "NAME", "PLATFORMS", "STATE", "SLOTS", "JOBS");
     for (size_t i = 0; i < reply->nodes_reply->n_nodes; i++) {
         const Farm__NodeInfo *n = reply->nodes_reply->nodes[i];
-        char plats[1024] = "", slots[32], jobs[1024] = "";
+        char plats[1024] = "", slots[32], jobs[1024] = "", name[256], state[64];
         s_join(plats, sizeof plats, n->platforms, n->n_platforms, "");
         s_join(plats, sizeof plats, n->emulated, n->n_emulated, "(emulated)");
         s_join(jobs, sizeof jobs, n->jobs, n->n_jobs, "");
         snprintf(slots, sizeof slots, "%u/%u", n->used, n->slots);
-        printf("%-16s %-40s %-8s %-6s %s\n", n->name, plats, n->state, slots,
+        farm_text_inert(name, sizeof name, n->name);
+        farm_text_inert(state, sizeof state, n->state);
+        printf("%-16s %-40s %-8s %-6s %s\n", name, plats, state, slots,
                jobs[0] ? jobs : "-");
     }
     rc = 0;

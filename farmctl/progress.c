@@ -9,6 +9,7 @@
 #include "common/limits.h"
 #include "common/platform.h"
 #include "common/str.h"
+#include "common/text.h"
 
 #define ROWS_MAX FARM_PLATFORMS_MAX /* one row per platform of a submit */
 #define REDRAW_MS 100 /* log lines redraw at most this often */
@@ -93,9 +94,14 @@ static void s_draw(farmctl_progress_t *self)
         farm_str_fmt_cut(buf, sizeof buf, "[%c] %-14s %-12s %-9s %6.1fs  %s",
                          r->ended ? '+' : ' ', r->platform, r->node[0] ? r->node : "-", r->state,
                          secs, r->line);
-        /* one terminal line per row, or the redraw's cursor arithmetic goes wrong */
-        if (width > 0 && (size_t)width <= sizeof buf && strlen(buf) > (size_t)width - 1)
-            buf[width - 1] = '\0';
+        /* one terminal line per row, or the redraw's cursor arithmetic goes wrong (bytes
+         * are at least columns in UTF-8); the cut falls between characters */
+        if (width > 0 && (size_t)width <= sizeof buf && strlen(buf) > (size_t)width - 1) {
+            size_t cut = (size_t)width - 1;
+            while (cut > 0 && ((unsigned char)buf[cut] & 0xc0) == 0x80)
+                cut--;
+            buf[cut] = '\0';
+        }
         fprintf(self->out, "%s\n", buf);
         self->drawn++;
     }
@@ -106,17 +112,24 @@ static void s_draw(farmctl_progress_t *self)
 void farmctl_progress_note(farmctl_progress_t *self, const char *fmt, ...)
 {
     va_list ap;
+    char *text = NULL, *inert = NULL;
 
     if (self->mode == FARMCTL_PROGRESS_QUIET)
         return;
     int live = self->mode == FARMCTL_PROGRESS_TTY && !self->finished;
 
+    va_start(ap, fmt);
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
+    va_end(ap);
+    /* notes carry what the coordinator sent (ids, nodes, tags, messages): shown, not obeyed */
+    if (text)
+        inert = farm_text_inert_dup(text);
     if (live)
         s_erase(self);
-    va_start(ap, fmt);
-    vfprintf(self->out, fmt, ap);
-    va_end(ap);
-    fputc('\n', self->out);
+    fprintf(self->out, "%s\n", inert ? inert : "farmctl: out of memory formatting a note");
+    free(text);
+    free(inert);
     if (live)
         s_draw(self);
 }
@@ -140,24 +153,30 @@ void farmctl_progress_event(farmctl_progress_t *self, const Farm__Event *e)
 {
     const char *kind = farm_wire_event_kind_name(e->kind);
     int is_log = e->kind == FARM__EVENT_KIND__EVENT_LOG;
+    /* everything in an event is the peers' (build output above all): made inert first;
+     * the platform keeps room to be too long for a row, so a cut one is no row's key */
+    char platform[256], node[FARM_NAME_MAX + 1], message[2 * FARM_LINE_MAX];
     row_t *r;
 
     if (self->mode == FARMCTL_PROGRESS_QUIET)
         return;
+    farm_text_inert(platform, sizeof platform, e->platform);
+    farm_text_inert(node, sizeof node, e->node);
+    farm_text_inert(message, sizeof message, e->message);
     if (self->mode == FARMCTL_PROGRESS_PLAIN) {
-        if (e->platform[0])
-            fprintf(self->out, "[%s %s] %s%s%s\n", e->platform, e->node[0] ? e->node : "-",
-                    is_log ? "" : kind, is_log ? "" : ": ", e->message);
+        if (platform[0])
+            fprintf(self->out, "[%s %s] %s%s%s\n", platform, node[0] ? node : "-",
+                    is_log ? "" : kind, is_log ? "" : ": ", message);
         else
-            fprintf(self->out, "#%s %s\n", kind, e->message);
+            fprintf(self->out, "#%s %s\n", kind, message);
         return;
     }
-    if (self->finished || !e->platform[0] || !(r = s_row(self, e->platform))) {
-        farmctl_progress_note(self, "#%s %s", kind, e->message);
+    if (self->finished || !platform[0] || !(r = s_row(self, platform))) {
+        farmctl_progress_note(self, "#%s %s", kind, message);
         return;
     }
-    if (e->node[0])
-        farm_str_fmt_cut(r->node, sizeof r->node, "%s", e->node);
+    if (node[0])
+        farm_text_inert(r->node, sizeof r->node, node);
     if (!is_log) {
         if (e->kind == FARM__EVENT_KIND__EVENT_DISPATCHED) {
             snprintf(r->state, sizeof r->state, "building");
@@ -175,7 +194,7 @@ void farmctl_progress_event(farmctl_progress_t *self, const Farm__Event *e)
         }
     }
     if (!is_log || !strcmp(r->state, "building"))
-        farm_str_fmt_cut(r->line, sizeof r->line, "%s", e->message);
+        farm_text_inert(r->line, sizeof r->line, message); /* inert: cut between characters */
     if (!is_log || farm_now_ms() - self->last_draw >= REDRAW_MS)
         s_draw(self);
 }

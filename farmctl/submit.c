@@ -15,12 +15,14 @@
 
 #include "common/config.h"
 #include "common/context.h"
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/limits.h"
 #include "common/platform.h"
 #include "common/reference.h"
 #include "common/str.h"
+#include "common/text.h"
 #include "common/wire.h"
 #include "farmctl/client.h"
 #include "farmctl/progress.h"
@@ -241,8 +243,9 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
             goto done;
         }
         if (reply->context_status->error[0]) {
-            rc = farm_error_set(FARM_ERROR, "context upload refused: %s",
-                                reply->context_status->error);
+            char why[1024];
+            farm_text_inert(why, sizeof why, reply->context_status->error);
+            rc = farm_error_set(FARM_ERROR, "context upload refused: %s", why);
             goto done;
         }
         if (reply->context_status->have) {
@@ -317,7 +320,9 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
     }
     json_object_set_new(root, "farm.platforms", plats);
     json_object_set_new(root, "farm.stitch_ms", json_integer((json_int_t)d->stitch_ms));
-    rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_SORT_KEYS);
+    /* jansson escapes C0 controls; ENSURE_ASCII also writes C1 and all non-ASCII as \uXXXX,
+     * so a `cat` of the file cannot drive a terminal either */
+    rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
     json_decref(root);
     return rc == 0 ? 0 : farm_error_set(FARM_EIO, "cannot write metadata file %s", path);
 }
@@ -390,18 +395,33 @@ static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
         case FARM__ENVELOPE__BODY_BUILD_DONE: {
             const Farm__BuildDone *d = msg->build_done;
             farmctl_progress_finish(o->pg);
-            if (!d->ok) {
-                fprintf(stderr, "error: build %s failed: %s\n", d->build_id, d->error);
+            if (!d->ok || !farm_digest_valid(d->index_digest)) {
+                /* the coordinator's words are shown inert; stdout gets only a real digest */
+                char id[FARM_ID_MAX + 1], *why = farm_text_inert_lines_dup(d->error);
+                farm_text_inert(id, sizeof id, d->build_id);
+                fprintf(stderr, "error: build %s failed: %s\n", id,
+                        d->ok ? "the coordinator reported an index digest that is not "
+                                "sha256:<64 hex>"
+                              : why ? why : "(out of memory)");
+                free(why);
                 farm_wire_free(&msg);
                 return 1;
             }
             tags = s_full_tags(d, o->tags[0], ", ");
-            for (size_t i = 0; i < d->n_children; i++)
-                farmctl_progress_note(o->pg, "[%s %s] %s", d->children[i]->platform,
-                                      i < d->n_child_nodes ? d->child_nodes[i] : "-",
-                                      d->children[i]->digest);
+            /* each peer field inert on its own: a trailing ESC cannot join what follows */
+            for (size_t i = 0; i < d->n_children; i++) {
+                char plat[128], node[FARM_NAME_MAX + 1], digest[FARM_DIGEST_STRLEN];
+                farm_text_inert(plat, sizeof plat, d->children[i]->platform);
+                farm_text_inert(node, sizeof node,
+                                i < d->n_child_nodes ? d->child_nodes[i] : "-");
+                farm_text_inert(digest, sizeof digest, d->children[i]->digest);
+                farmctl_progress_note(o->pg, "[%s %s] %s", plat, node, digest);
+            }
+            char *shown = tags ? farm_text_inert_dup(tags) : NULL;
             farmctl_progress_note(o->pg, "#index pushed to %s (stitched in %llu ms)",
-                                  tags ? tags : d->tags[0], (unsigned long long)d->stitch_ms);
+                                  shown ? shown : "(out of memory)",
+                                  (unsigned long long)d->stitch_ms);
+            free(shown);
             free(tags);
             /* --allow-partial: say plainly which platforms the index lacks */
             for (size_t i = 0; i < o->n_platforms; i++) {
@@ -464,7 +484,9 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
         if (rc < 0)
             return rc;
         if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
-            farm_error_set(FARM_EINVALID, "submit refused: %s", reply->refused->reason);
+            char why[1024];
+            farm_text_inert(why, sizeof why, reply->refused->reason);
+            farm_error_set(FARM_EINVALID, "submit refused: %s", why);
             farm_wire_free(&reply);
             return FARM_EINVALID;
         }
@@ -476,8 +498,10 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
                 farm_wire_free(&reply);
                 return FARM_EINVALID;
             }
-            farmctl_progress_note(o->pg, "#build %s accepted: %zu platform(s)",
-                                  reply->accepted->build_id, reply->accepted->n_platforms);
+            /* shown and sent back in a Cancel: plain text only (an honest id is hex) */
+            farm_text_inert(o->build_id, sizeof o->build_id, reply->accepted->build_id);
+            farmctl_progress_note(o->pg, "#build %s accepted: %zu platform(s)", o->build_id,
+                                  reply->accepted->n_platforms);
             farm_wire_free(&reply);
             return 0;
         }
@@ -694,7 +718,7 @@ int farmctl_submit_main(int argc, char **argv)
                 (unsigned long long)size, (double)size / (1u << 30), o.context);
         goto done;
     }
-    cl = farmctl_client_new(endpoint);
+    cl = farmctl_client_new_for(endpoint, cfg);
     if (!cl) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         goto done;

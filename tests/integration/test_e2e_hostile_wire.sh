@@ -7,6 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
 lab_init
 export LAB_SKIP_BINFMT=1
+export LAB_KEYS=0 # raw peers without keys test the wire layer; test_e2e_curve tests CURVE
 lab_registry_start
 lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=amd64-1,fake-1"
 lab_start_coordinator "$LAB/farm.yaml"

@@ -39,7 +39,7 @@ export LAB_PYTHON
 LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
     libcurl4-openssl-dev libssl-dev libyaml-dev libjansson-dev libarchive-dev libcmocka-dev
     buildah docker-registry qemu-user-static skopeo golang-github-opencontainers-image-spec-dev
-    python3 python3-jsonschema binfmt-support iproute2 curl valgrind apache2-utils bc python3-zmq)
+    python3 python3-jsonschema binfmt-support iproute2 curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev)
 
 LAB=${LAB:-}
 LAB_LAST_PID=
@@ -561,6 +561,17 @@ __lab_join() {
 # $LAB/state; $REGISTRY (if set) is insecure and build.tags is $REGISTRY/example:latest.
 # With no SPEC: amd64-1, arm64-1, armv7-1. Sets LAB_FARM_YAML=OUT (the default for
 # lab_start_coordinator), which reads the endpoints back from the file.
+# Keys (CURVE) unless LAB_KEYS=0: farmctl keygen makes $LAB/keys/{coordinator,NODE,lab}.key,
+# farm.yaml enrols every node and the client "lab" (role $LAB_CLIENT_ROLE, default admin),
+# and FARM_KEY / FARM_COORDINATOR_KEY are exported so farmctl uses them.
+lab_keygen() {
+    local name=$1
+    mkdir -p "$LAB/keys"
+    [[ -f $LAB/keys/$name.key ]] || "$FARMCTL" keygen --dir "$LAB/keys" "$name" >/dev/null \
+        || lab_fail "farmctl keygen $name failed"
+    sed -n 's/^public-key = //p' "$LAB/keys/$name.pub"
+}
+
 lab_farm_yaml() {
     local out=${1:?usage: lab_farm_yaml OUT SPEC...} spec plat rest native emulated n name slots
     shift
@@ -578,6 +589,10 @@ lab_farm_yaml() {
         echo "  agents: tcp://127.0.0.1:$pa"
         echo "  clients: tcp://127.0.0.1:$pc"
         echo "  heartbeat: ${LAB_HEARTBEAT:-500ms}"
+        if [[ ${LAB_KEYS:-1} != 0 ]]; then
+            echo "  public_key: \"$(lab_keygen coordinator)\""
+            echo "  secret_key_file: $LAB/keys/coordinator.key"
+        fi
         echo "  state_dir: $LAB/state"
         echo "platforms:"
         for spec in "$@"; do
@@ -612,8 +627,16 @@ lab_farm_yaml() {
         done
         echo "nodes:"
         for name in "${node_order[@]}"; do
-            echo "  $name: {slots: ${slots_of[$name]}}"
+            if [[ ${LAB_KEYS:-1} != 0 ]]; then
+                echo "  $name: {slots: ${slots_of[$name]}, key: \"$(lab_keygen "$name")\"}"
+            else
+                echo "  $name: {slots: ${slots_of[$name]}}"
+            fi
         done
+        if [[ ${LAB_KEYS:-1} != 0 ]]; then
+            echo "clients:"
+            echo "  lab: {key: \"$(lab_keygen lab)\", role: ${LAB_CLIENT_ROLE:-admin}}"
+        fi
         if [[ -n ${REGISTRY:-} ]]; then
             echo "registries:"
             echo "  \"$REGISTRY\": {insecure: true}"
@@ -625,6 +648,11 @@ lab_farm_yaml() {
     } >"$out"
     mkdir -p "$LAB/state"
     export LAB_FARM_YAML=$out
+    if [[ ${LAB_KEYS:-1} != 0 ]]; then
+        export FARM_KEY=$LAB/keys/lab.key FARM_COORDINATOR_KEY=$LAB/keys/coordinator.pub
+    else
+        unset FARM_KEY FARM_COORDINATOR_KEY
+    fi
 }
 
 # Read "  KEY: VALUE" from the coordinator: section of a farm.yaml (our own files only).
@@ -673,9 +701,13 @@ lab_start_agent() {
     shift 2
     [[ -n ${LAB_AGENTS_ENDPOINT:-} ]] || lab_fail "lab_start_agent: no coordinator (LAB_AGENTS_ENDPOINT unset)"
     local d=$LAB/agents/$name
+    local -a keys=()
     mkdir -p "$d/work" "$d/buildah"
+    # with keys: the node's own key pair (made by lab_farm_yaml) and the coordinator's key
+    [[ -n ${FARM_COORDINATOR_KEY:-} && -f $LAB/keys/$name.key ]] \
+        && keys=(--key "$LAB/keys/$name.key" --coordinator-key "$FARM_COORDINATOR_KEY")
     lab_spawn "agent-$name" "$LAB/agent-$name.log" "$FARM_AGENT_BIN" \
-        --coordinator "$LAB_AGENTS_ENDPOINT" --name "$name" --platform "$platforms" \
+        --coordinator "$LAB_AGENTS_ENDPOINT" --name "$name" --platform "$platforms" "${keys[@]}" \
         --work-dir "$d/work" --builder buildah --builder-root "$d/buildah" \
         --storage-driver vfs --isolation chroot ${LAB_AGENT_VERBOSE--v} "$@"
     grep -qx "$name" "$LAB/agents.list" || echo "$name" >>"$LAB/agents.list"

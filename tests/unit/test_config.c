@@ -80,7 +80,7 @@ static void test_architecture_example(void **state)
     assert_string_equal(p->native[0], "x86-1");
     assert_string_equal(p->native[1], "x86-2");
     assert_int_equal(p->n_emulated, 0);
-    assert_int_equal(p->line, 7);
+    assert_int_equal(p->line, 9);
     assert_int_equal(p->column, 3);
     p = &cfg->platforms[1];
     assert_string_equal(p->platform, "linux/arm64");
@@ -93,12 +93,12 @@ static void test_architecture_example(void **state)
     assert_string_equal(p->native[0], "pi3");
     assert_int_equal(p->n_emulated, 1);
     assert_string_equal(p->emulated[0], "x86-1");
-    assert_int_equal(p->line, 9);
+    assert_int_equal(p->line, 11);
 
     assert_int_equal(cfg->n_nodes, 5);
     assert_string_equal(cfg->nodes[0].name, "x86-1");
     assert_int_equal(cfg->nodes[0].slots, 4);
-    assert_int_equal(cfg->nodes[0].line, 13);
+    assert_int_equal(cfg->nodes[0].line, 15);
     assert_int_equal(cfg->nodes[0].column, 3);
     assert_string_equal(cfg->nodes[3].name, "graviton");
     assert_int_equal(cfg->nodes[3].slots, 8);
@@ -108,6 +108,15 @@ static void test_architecture_example(void **state)
     assert_int_equal(cfg->n_registries, 1);
     assert_string_equal(cfg->registries[0].host, "registry.local:5000");
     assert_int_equal(cfg->registries[0].insecure, 1);
+
+    /* keys: CURVE on both endpoints, each node and client known by its key */
+    assert_true(cfg->secure);
+    assert_string_equal(cfg->public_key, "h#Jp0}jHp+u=n8SCj.!}MMGd4CYB{pO}MoSRdM&N");
+    assert_string_equal(cfg->secret_key_file, "/etc/farm/coordinator.key");
+    assert_string_equal(cfg->nodes[4].key, "um#>5Yn6IGO%LIjl8ZB[tUX5=c>>QEAvyM:vq=x]");
+    assert_int_equal(cfg->n_clients, 1);
+    assert_string_equal(cfg->clients[0].name, "alice");
+    assert_int_equal(cfg->clients[0].role, FARM_ROLE_SUBMIT);
 
     assert_true(cfg->build.present);
     assert_int_equal(cfg->build.n_tags, 1);
@@ -124,6 +133,46 @@ static void test_architecture_example(void **state)
     assert_null(cfg);
     farm_config_destroy(&cfg); /* NULL is fine */
     farm_config_destroy(NULL);
+}
+
+/* Keys, all or none: a coordinator's file without keys may bind loopback only; with
+ * keys every node needs one, clients need a key and a role, keys must be CURVE keys. */
+static void test_keys_and_clients(void **state)
+{
+    const char *base = "platforms: {linux/amd64: [a]}\n";
+    char y[1024];
+    farm_config_t *cfg;
+
+    snprintf(y, sizeof y, "coordinator: {agents: 'tcp://0.0.0.0:7700', clients: 'tcp://127.0.0.1:7701'}\n"
+             "%snodes: {a: {}}\n", base);
+    s_one(y, "t.yaml:1:1", "coordinator.agents is tcp://0.0.0.0:7700, which other hosts can "
+                           "reach, but farm.yaml names no keys");
+    snprintf(y, sizeof y, "coordinator: {agents: 'tcp://127.0.0.1:7700', clients: 'ipc:///run/farm.sock'}\n"
+             "%snodes: {a: {}}\n", base);
+    cfg = s_ok(y);
+    assert_false(cfg->secure);
+    farm_config_destroy(&cfg);
+    /* a repository's file (no platforms:) may name a remote coordinator */
+    cfg = s_ok("coordinator: {clients: 'tcp://farm.example.com:7701'}\n");
+    farm_config_destroy(&cfg);
+    snprintf(y, sizeof y, "coordinator: {agents: 'tcp://0.0.0.0:7700', public_key: "
+             "\"h#Jp0}jHp+u=n8SCj.!}MMGd4CYB{pO}MoSRdM&N\", secret_key_file: /k}\n"
+             "%snodes: {a: {}}\n", base);
+    s_one(y, "t.yaml:3:9", "node \"a\" has no key, so it could never connect");
+    snprintf(y, sizeof y, "coordinator: {public_key: \"h#Jp0}jHp+u=n8SCj.!}MMGd4CYB{pO}MoSRdM&N\","
+             " secret_key_file: /k}\n%snodes: {a: {key: short}}\n", base);
+    s_one(y, "t.yaml:3:18", "nodes.a.key: \"short\" is not a CURVE public key");
+    snprintf(y, sizeof y, "coordinator: {public_key: \"h#Jp0}jHp+u=n8SCj.!}MMGd4CYB{pO}MoSRdM&N\","
+             " secret_key_file: /k}\n%snodes: {a: {key: \"um#>5Yn6IGO%%LIjl8ZB[tUX5=c>>QEAvyM:vq=x]\"}}\n"
+             "clients: {ci: {key: \"6Nv).=U@Q.6g:P{e@rvS=3&7za+7XZf<D{CbgErO\", role: root}}\n", base);
+    s_one(y, "t.yaml:4:71", "clients.ci.role: \"root\" is not a role");
+    snprintf(y, sizeof y, "coordinator: {public_key: \"h#Jp0}jHp+u=n8SCj.!}MMGd4CYB{pO}MoSRdM&N\","
+             " secret_key_file: /k}\n%snodes: {a: {key: \"um#>5Yn6IGO%%LIjl8ZB[tUX5=c>>QEAvyM:vq=x]\"}}\n"
+             "clients: {ci: {key: \"6Nv).=U@Q.6g:P{e@rvS=3&7za+7XZf<D{CbgErO\", role: admin}}\n", base);
+    cfg = s_ok(y);
+    assert_true(cfg->secure);
+    assert_int_equal(cfg->clients[0].role, FARM_ROLE_ADMIN);
+    farm_config_destroy(&cfg);
 }
 
 static void test_lookups(void **state)
@@ -281,11 +330,12 @@ static void test_unknown_keys(void **state)
 {
     s_one("nodez:\n  a: {}\n", "t.yaml:1:1", "unknown key \"nodez\" at the top level; did you "
                                              "mean \"nodes\"?");
-    s_one("version: 2\n", "t.yaml:1:1", "known keys: coordinator, platforms, nodes, registries, "
+    s_one("version: 2\n", "t.yaml:1:1", "known keys: coordinator, platforms, nodes, clients, registries, "
                                         "build");
     s_one("coordinator:\n  hearbeat: 1s\n", "t.yaml:2:3",
           "unknown key \"hearbeat\" under coordinator:; did you mean \"heartbeat\"? (known keys: "
-          "agents, clients, heartbeat, liveness, queue_timeout, job_timeout, context_ttl, state_dir)");
+          "agents, clients, heartbeat, liveness, queue_timeout, job_timeout, context_ttl, state_dir, "
+          "public_key, secret_key_file, max_builds_per_client, context_quota)");
     s_one("nodes:\n  a: {slot: 2}\n", "t.yaml:2:7", "did you mean \"slots\"?");
     s_one("platforms:\n  linux/amd64:\n    natve: [a]\n    emulated: [a]\nnodes: {a: {}}\n",
           "t.yaml:3:5", "unknown key \"natve\" under linux/amd64:; did you mean \"native\"?");
@@ -635,6 +685,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_architecture_example),
         cmocka_unit_test(test_lookups),
+        cmocka_unit_test(test_keys_and_clients),
         cmocka_unit_test(test_defaults_and_forms),
         cmocka_unit_test(test_build_only_file),
         cmocka_unit_test(test_syntax_errors),

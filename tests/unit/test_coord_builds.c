@@ -170,11 +170,15 @@ static void test_failure_ends_build_with_tail(void **state)
     /* events: queued x2, dispatched is the coordinator's, log, failed */
     assert_string_equal(fx->kinds, "qqlf");
     /* kept a while for late results, then freed with its jobs */
+    char id[64], job_id[64];
+    snprintf(id, sizeof id, "%s", b->id);
+    snprintf(job_id, sizeof job_id, "%s", b->jobs[0].id);
     farm_builds_reap(fx->b, 10 + 1000, 60000, NULL, NULL);
-    assert_non_null(farm_builds_get(fx->b, b->id));
+    assert_non_null(farm_builds_get(fx->b, id));
+    assert_non_null(farm_scheduler_job(fx->s, job_id));
     farm_builds_reap(fx->b, 10 + 60001, 60000, NULL, NULL);
-    assert_null(farm_builds_get(fx->b, "b1-0000"));
-    assert_null(farm_scheduler_job(fx->s, "b1.1"));
+    assert_null(farm_builds_get(fx->b, id));
+    assert_null(farm_scheduler_job(fx->s, job_id));
 }
 
 static void s_pushed(fx_t *fx, farm_job_t *j)
@@ -204,7 +208,7 @@ static void test_all_pushed_stitches_then_finishes(void **state)
     assert_int_equal(fx->stitched, 1);
     assert_int_equal(b->state, FARM_BUILD_STITCHING);
     /* too late to cancel now */
-    assert_int_equal(farm_builds_cancel(fx->b, b->id, "c1", 2, 6), 0);
+    assert_int_equal(farm_builds_cancel(fx->b, b->id, "c1", 2, "", 0, 6), 0);
     assert_int_equal(b->state, FARM_BUILD_STITCHING);
     farm_builds_finish(fx->b, b, 1, DIGEST, 100, NULL, 7);
     assert_int_equal(fx->done, 1);
@@ -246,15 +250,66 @@ static void test_cancel_only_by_its_client(void **state)
     assert_int_equal(s_submit(fx, &b, tag, 1, plats, 1, NULL, "c1", reason), 0);
     farm_builds_start(fx->b, b, 0);
     farm_scheduler_dispatch(fx->s, 0);
-    assert_int_equal(farm_builds_cancel(fx->b, b->id, "c2", 2, 1), FARM_EAUTH);
+    assert_int_equal(farm_builds_cancel(fx->b, b->id, "c2", 2, "", 0, 1), FARM_EAUTH);
     assert_int_equal(b->state, FARM_BUILD_RUNNING);
-    assert_int_equal(farm_builds_cancel(fx->b, "nope", "c1", 2, 1), FARM_ENOTFOUND);
-    assert_int_equal(farm_builds_cancel(fx->b, b->id, "c1", 2, 1), 0);
+    assert_int_equal(farm_builds_cancel(fx->b, "nope", "c1", 2, "", 0, 1), FARM_ENOTFOUND);
+    assert_int_equal(farm_builds_cancel(fx->b, b->id, "c1", 2, "", 0, 1), 0);
     assert_int_equal(b->state, FARM_BUILD_DONE);
     assert_int_equal(fx->cancels, 1);
     assert_non_null(strstr(fx->done_error, "cancelled by farmctl"));
     /* the late result of the cancelled attempt does not count */
     assert_null(farm_scheduler_running(fx->s, farm_nodes_by_name(fx->nodes, "a"), b->jobs[0].id, 1));
+}
+
+/* With keys, a build belongs to its client's name (any connection of it) and an admin
+ * may cancel any build; build ids carry 128 random bits. */
+static void test_owner_and_admin(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL, *b2 = NULL;
+    char reason[2048];
+    char *tag[] = {"reg.local:5000/team/app:1"}, *plats[] = {"linux/amd64"};
+    const char *k[1];
+    farm_submit_t s = {.tags = tag, .n_tags = 1, .platforms = plats, .n_platforms = 1,
+                       .arg_keys = k, .arg_values = k, .context_digest = DIGEST, .context_stored = 1,
+                       .client = "r1", .client_len = 2, .owner = "alice"};
+
+    assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), 0);
+    assert_int_equal(farm_builds_submit(fx->b, &b2, &s, 0, reason, sizeof reason), 0);
+    assert_int_equal(strlen(strchr(b->id, '-') + 1), 32);
+    assert_string_not_equal(strchr(b->id, '-'), strchr(b2->id, '-'));
+    assert_true(farm_build_owned_by(b, "other-connection", 16, "alice"));
+    assert_false(farm_build_owned_by(b, "r1", 2, "bob"));
+    assert_int_equal(farm_builds_cancel(fx->b, b->id, "r1", 2, "bob", 0, 1), FARM_EAUTH);
+    assert_int_equal(farm_builds_cancel(fx->b, b->id, "rx", 2, "alice", 0, 1), 0);
+    assert_int_equal(b->state, FARM_BUILD_DONE);
+    assert_int_equal(farm_builds_cancel(fx->b, b2->id, "ry", 2, "root", 1, 1), 0);
+    assert_int_equal(b2->state, FARM_BUILD_DONE);
+}
+
+/* coordinator.max_builds_per_client: a client's builds beyond it are refused; another
+ * client is not affected, and a finished build frees its place. */
+static void test_builds_per_client(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b[3] = {NULL};
+    char reason[2048];
+    char *tag[] = {"reg.local:5000/team/app:1"}, *plats[] = {"linux/amd64"};
+    const char *k[1];
+    farm_submit_t s = {.tags = tag, .n_tags = 1, .platforms = plats, .n_platforms = 1,
+                       .arg_keys = k, .arg_values = k, .context_digest = DIGEST, .context_stored = 1,
+                       .client = "r1", .client_len = 2, .owner = "ci"};
+
+    fx->cfg->max_builds_per_client = 2;
+    assert_int_equal(farm_builds_submit(fx->b, &b[0], &s, 0, reason, sizeof reason), 0);
+    assert_int_equal(farm_builds_submit(fx->b, &b[1], &s, 0, reason, sizeof reason), 0);
+    assert_int_equal(farm_builds_submit(fx->b, &b[2], &s, 0, reason, sizeof reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "client ci already has 2 builds running"));
+    s.owner = "alice";
+    assert_int_equal(farm_builds_submit(fx->b, &b[2], &s, 0, reason, sizeof reason), 0);
+    farm_builds_finish(fx->b, b[0], 0, NULL, 0, "done", 1);
+    s.owner = "ci";
+    assert_int_equal(farm_builds_submit(fx->b, &b[0], &s, 2, reason, sizeof reason), 0);
 }
 
 int main(void)
@@ -266,6 +321,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_all_pushed_stitches_then_finishes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_allow_partial_stitches_what_built, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_only_by_its_client, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_owner_and_admin, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_builds_per_client, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -268,6 +268,31 @@ static void test_requeue_keeps_order(void **state)
     s_fx_free(fx);
 }
 
+/* A drained node finishes what it runs and takes nothing new; a drained native node
+ * lets the emulated one step in; undrain puts it back. */
+static void test_drain(void **state)
+{
+    fx_t *fx = s_fx(Y_EMU, 3);
+    farm_node_t *pi = s_up(fx, "pi", "linux/arm/v7", 0);
+    s_up(fx, "x86", "linux/amd64,linux/arm/v7", 0);
+    s_job(fx, 0, "linux/arm/v7", 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    assert_string_equal(s_nth(fx, 'a', 0)->node, "pi");
+    farm_scheduler_node_drain(fx->s, pi, 1);
+    assert_true(farm_scheduler_node_drained(fx->s, pi));
+    assert_ptr_equal(fx->jobs[0].node, pi); /* still running there */
+    farm_scheduler_release(fx->s, &fx->jobs[0]);
+    fx->jobs[0].state = FARM_JOB_DONE;
+    s_job(fx, 1, "linux/arm/v7", 1);
+    farm_scheduler_dispatch(fx->s, 1);
+    assert_string_equal(s_nth(fx, 'a', 1)->node, "x86"); /* pi is free but drained */
+    farm_scheduler_node_drain(fx->s, pi, 0);
+    s_job(fx, 2, "linux/arm/v7", 2);
+    farm_scheduler_dispatch(fx->s, 2);
+    assert_string_equal(s_nth(fx, 'a', 2)->node, "pi");
+    s_fx_free(fx);
+}
+
 static void test_waiting_said_once_per_attempt(void **state)
 {
     fx_t *fx = s_fx(Y_EMU, 2);
@@ -402,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_native_before_emulated),
         cmocka_unit_test(test_emulated_takes_over_when_native_lost),
         cmocka_unit_test(test_requeue_keeps_order),
+        cmocka_unit_test(test_drain),
         cmocka_unit_test(test_waiting_said_once_per_attempt),
         cmocka_unit_test(test_results_count_only_from_the_running_attempt),
         cmocka_unit_test(test_timeouts),

@@ -192,6 +192,67 @@ static void test_unpack_rules(void **state)
     }
 }
 
+/* Millions of empty repeated entries are refused before protobuf-c allocates them; a
+ * Submit at the real limits still unpacks. */
+static void test_field_count_refused_before_unpack(void **state)
+{
+    size_t n = 1000000, len = 2 + 3 + 2 * n + 8, i = 0;
+    uint8_t *buf = malloc(len), *body;
+    Farm__Envelope *env = NULL, e = FARM__ENVELOPE__INIT;
+    Farm__Submit sub = FARM__SUBMIT__INIT;
+    Farm__KeyValue kv[FARM_BUILD_ARGS_MAX], *kvp[FARM_BUILD_ARGS_MAX];
+    char *tags[FARM_TAGS_MAX];
+    long long t0;
+    size_t packed;
+
+    assert_non_null(buf);
+    buf[i++] = 0x08; /* version = 1 */
+    buf[i++] = 0x01;
+    buf[i++] = 0xaa; /* field 21 (submit), length-delimited: 2 * n bytes */
+    buf[i++] = 0x01;
+    {
+        uint64_t v = 2 * n;
+        while (v >= 0x80) {
+            buf[i++] = (uint8_t)(v | 0x80);
+            v >>= 7;
+        }
+        buf[i++] = (uint8_t)v;
+    }
+    body = buf + i;
+    for (size_t k = 0; k < n; k++) {
+        body[2 * k] = 0x22; /* field 4 (build_args), an empty KeyValue */
+        body[2 * k + 1] = 0x00;
+    }
+    i += 2 * n;
+    t0 = farm_now_ms();
+    assert_int_equal(farm_wire_unpack(&env, buf, i), FARM_ETOOBIG);
+    assert_null(env);
+    assert_non_null(strstr(farm_error_last(), "fields"));
+    assert_true(farm_now_ms() - t0 < 2000); /* refused by a scan, not after allocating */
+    free(buf);
+
+    for (size_t k = 0; k < FARM_BUILD_ARGS_MAX; k++) {
+        farm__key_value__init(&kv[k]);
+        kv[k].key = "K";
+        kv[k].value = "v";
+        kvp[k] = &kv[k];
+    }
+    for (size_t k = 0; k < FARM_TAGS_MAX; k++)
+        tags[k] = "registry.example.com/team/app:tag";
+    sub.n_build_args = FARM_BUILD_ARGS_MAX;
+    sub.build_args = kvp;
+    sub.n_tags = FARM_TAGS_MAX;
+    sub.tags = tags;
+    e.version = FARM_WIRE_VERSION;
+    e.body_case = FARM__ENVELOPE__BODY_SUBMIT;
+    e.submit = &sub;
+    assert_int_equal(farm_wire_pack(&buf, &packed, &e.base), 0);
+    assert_int_equal(farm_wire_unpack(&env, buf, packed), 0);
+    assert_int_equal(env->submit->n_build_args, FARM_BUILD_ARGS_MAX);
+    farm_wire_free(&env);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -199,6 +260,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unroutable_send_fails, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_malformed_refused, s_setup, s_teardown),
         cmocka_unit_test(test_unpack_rules),
+        cmocka_unit_test(test_field_count_refused_before_unpack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,62 @@
+/* farmctl keygen NAME [--dir DIR]: a CURVE key pair for a node, a client or the
+ * coordinator. */
+#include "farmctl/keygen.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/keys.h"
+#include "common/limits.h"
+
+int farmctl_keygen_main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *dir = ".", *name;
+    char path[FARM_PATH_MAX], pub[FARM_PATH_MAX];
+    farm_keypair_t kp;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'h':
+            printf("usage: farmctl keygen NAME [--dir DIR]\n"
+                   "  writes DIR/NAME.key (the key pair: keep it secret, mode 0600) and\n"
+                   "  DIR/NAME.pub (the public key, for farm.yaml); never overwrites a key\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (optind + 1 != argc) {
+        fprintf(stderr, "usage: farmctl keygen NAME [--dir DIR]\n");
+        return 2;
+    }
+    name = argv[optind];
+    if (!*name || strlen(name) > FARM_NAME_MAX || strpbrk(name, "/ \t\n")) {
+        fprintf(stderr, "farmctl keygen: NAME must be 1 to %d characters without '/' or spaces "
+                        "(the node or client name in farm.yaml)\n", FARM_NAME_MAX);
+        return 2;
+    }
+    if (farm_path_fmt(path, sizeof path, "%s/%s.key", dir, name) < 0 ||
+        farm_path_fmt(pub, sizeof pub, "%s/%s.pub", dir, name) < 0 ||
+        farm_key_generate(&kp) < 0 || farm_key_write(path, pub, &kp, name) < 0) {
+        fprintf(stderr, "farmctl keygen: %s\n", farm_error_last());
+        farm_key_wipe(&kp);
+        return 1;
+    }
+    printf("wrote %s (the key pair: keep it secret) and %s\n"
+           "public key: %s\n"
+           "in farm.yaml: nodes:   %s: {key: \"%s\"}\n"
+           "          or clients: %s: {key: \"%s\", role: submit}\n"
+           "          or coordinator: public_key: \"%s\"  secret_key_file: %s\n",
+           path, pub, kp.public_key, name, kp.public_key, name, kp.public_key, kp.public_key,
+           path);
+    farm_key_wipe(&kp);
+    return 0;
+}
