@@ -181,6 +181,7 @@ static const char *const s_coord_keys[] = {"agents",      "clients",       "hear
                                            "liveness",    "queue_timeout", "job_timeout",
                                            "context_ttl", "state_dir",     "public_key",
                                            "secret_key_file", "max_builds_per_client",
+                                           "max_uploads", "max_uploads_per_client",
                                            "context_quota", NULL};
 static const char *const s_plat_keys[] = {"native", "emulated", NULL};
 static const char *const s_node_keys[] = {"slots", "key", NULL};
@@ -249,6 +250,11 @@ static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
         } else if (!strcmp(k->value, "max_builds_per_client")) {
             farm_yaml_want_int(ctx->y, v, "coordinator.max_builds_per_client", 1, 100000,
                                &cfg->max_builds_per_client);
+        } else if (!strcmp(k->value, "max_uploads")) {
+            farm_yaml_want_int(ctx->y, v, "coordinator.max_uploads", 1, 4096, &cfg->max_uploads);
+        } else if (!strcmp(k->value, "max_uploads_per_client")) {
+            farm_yaml_want_int(ctx->y, v, "coordinator.max_uploads_per_client", 1, 4096,
+                               &cfg->max_uploads_per_client);
         } else if (!strcmp(k->value, "context_quota")) {
             s_want_size(ctx, v, "coordinator.context_quota", &cfg->context_quota);
         } else if (!strcmp(k->value, "public_key")) {
@@ -912,6 +918,8 @@ int farm_config_parse(farm_config_t **out, const char *name, const char *yaml, s
     cfg->job_timeout_ms = 7200000;
     cfg->context_ttl_ms = 86400000;
     cfg->max_builds_per_client = 64;
+    cfg->max_uploads = FARM_UPLOADS_MAX;
+    cfg->max_uploads_per_client = FARM_UPLOADS_PER_CLIENT_MAX;
     cfg->context_quota = 20ULL << 30;
     ctx.cfg = cfg;
 

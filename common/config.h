@@ -74,6 +74,8 @@ typedef struct {
     char *secret_key_file;   /* coordinator.secret_key_file: the coordinator's key pair */
     int secure;              /* keys are configured: CURVE on both endpoints */
     int max_builds_per_client;        /* coordinator.max_builds_per_client: running at once, default 64 */
+    int max_uploads;                  /* coordinator.max_uploads: context uploads at once, default 64 */
+    int max_uploads_per_client;       /* coordinator.max_uploads_per_client: default 4 */
     unsigned long long context_quota; /* coordinator.context_quota: bytes of stored contexts, default 20 GiB */
     farm_config_client_t *clients;
     size_t n_clients;

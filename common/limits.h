@@ -26,7 +26,8 @@
 #define FARM_DOCKERFILE_PATH_MAX 1024            /* bytes in the Dockerfile path */
 #define FARM_REFERENCE_MAX 512                   /* bytes in one image reference */
 
-/* Uploads in progress at once on one coordinator (each holds a file open). */
+/* Uploads in progress at once on one coordinator (each holds a file open): defaults of
+ * coordinator.max_uploads and coordinator.max_uploads_per_client. */
 #define FARM_UPLOADS_MAX 64
 #define FARM_UPLOADS_PER_CLIENT_MAX 4   /* a client's fifth replaces its oldest */
 

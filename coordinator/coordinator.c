@@ -1165,7 +1165,8 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     self->nodes = farm_nodes_new(cfg);
     self->sched = farm_scheduler_new(cfg, &scbs, self);
     self->builds = self->sched ? farm_builds_new(cfg, self->sched, &bcbs, self) : NULL;
-    self->ctx = farm_ctxstore_new(contexts, cfg->context_quota);
+    self->ctx = farm_ctxstore_new(contexts, cfg->context_quota, (size_t)cfg->max_uploads,
+                                  (size_t)cfg->max_uploads_per_client);
     self->reactor = farm_reactor_new();
     if (!self->ctx)
         goto fail; /* its error names the directory */

@@ -25,6 +25,7 @@ typedef struct upload {
 struct farm_ctxstore {
     farm_store_t *store;
     uint64_t quota; /* bytes the store may hold (least recently used out first) */
+    size_t max_uploads, max_per_client;
     farm_hmap_t *by_key;
     upload_t *uploads;
     size_t n_uploads;
@@ -44,12 +45,15 @@ static void s_verify(farm_store_t *store, const char *what)
                       (unsigned long long)bytes, farm_now_ms() - t0);
 }
 
-farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota)
+farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota, size_t max_uploads,
+                                   size_t max_per_client)
 {
     farm_ctxstore_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->quota = quota;
+    self->max_uploads = max_uploads ? max_uploads : FARM_UPLOADS_MAX;
+    self->max_per_client = max_per_client ? max_per_client : FARM_UPLOADS_PER_CLIENT_MAX;
     self->store = farm_store_new(dir);
     self->by_key = farm_hmap_new();
     if (!self->store || !self->by_key) {
@@ -149,15 +153,16 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
             if (!oldest || o->last_activity < oldest->last_activity)
                 oldest = o;
         }
-        if (mine >= FARM_UPLOADS_PER_CLIENT_MAX && oldest) {
-            farm_log_info("dropping upload of %s: its client started more than %d at once",
-                          farm_store_upload_digest(oldest->u), FARM_UPLOADS_PER_CLIENT_MAX);
+        if (mine >= self->max_per_client && oldest) {
+            farm_log_info("dropping upload of %s: its client started more than %zu at once "
+                          "(coordinator.max_uploads_per_client)",
+                          farm_store_upload_digest(oldest->u), self->max_per_client);
             s_drop(self, oldest);
         }
     }
-    if (self->n_uploads >= FARM_UPLOADS_MAX) {
-        s_status(out, 0, 0, "the coordinator is receiving too many contexts at once; try "
-                            "again shortly");
+    if (self->n_uploads >= self->max_uploads) {
+        s_status(out, 0, 0, "the coordinator is receiving too many contexts at once "
+                            "(coordinator.max_uploads); try again shortly");
         return;
     }
     up = calloc(1, sizeof *up);

@@ -17,8 +17,10 @@ typedef struct {
 } farm_ctx_status_t;
 
 /* quota: bytes of contexts kept (0: no bound); the sweep removes the least recently used
- * beyond it, and an offer larger than it is refused. */
-farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota);
+ * beyond it, and an offer larger than it is refused. Uploads at once: max_uploads in all,
+ * max_per_client per client (a client's next one replaces its oldest). */
+farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota, size_t max_uploads,
+                                   size_t max_per_client);
 void farm_ctxstore_destroy(farm_ctxstore_t **self_p);
 
 /* A client offers `size` bytes hashing to digest. */

@@ -15,6 +15,7 @@ coordinator:
   heartbeat: 500ms
   state_dir: $LAB/state
   max_builds_per_client: 5
+  max_uploads_per_client: 4
   context_quota: 1M
   public_key: "$(lab_keygen coordinator)"
   secret_key_file: $LAB/keys/coordinator.key
@@ -31,7 +32,7 @@ lab_start_coordinator "$LAB/farm.yaml"
     "$LAB_AGENTS_ENDPOINT" "$FARM_COORDINATOR" "$LAB/keys" || lab_fail "limit checks failed"
 grep -q "more than 65536 fields; refused before unpacking" "$LAB/coordinator.log" \
     || lab_fail "the million-field message was not refused before unpacking"
-grep -q "its client started more than 4 at once" "$LAB/coordinator.log" \
+grep -q "its client started more than 4 at once (coordinator.max_uploads_per_client)" "$LAB/coordinator.log" \
     || lab_fail "the dropped upload was not logged"
 lab_alive coordinator || lab_fail "the coordinator died"
 lab_log PASS

@@ -335,7 +335,8 @@ static void test_unknown_keys(void **state)
     s_one("coordinator:\n  hearbeat: 1s\n", "t.yaml:2:3",
           "unknown key \"hearbeat\" under coordinator:; did you mean \"heartbeat\"? (known keys: "
           "agents, clients, heartbeat, liveness, queue_timeout, job_timeout, context_ttl, state_dir, "
-          "public_key, secret_key_file, max_builds_per_client, context_quota)");
+          "public_key, secret_key_file, max_builds_per_client, max_uploads, max_uploads_per_client, "
+          "context_quota)");
     s_one("nodes:\n  a: {slot: 2}\n", "t.yaml:2:7", "did you mean \"slots\"?");
     s_one("platforms:\n  linux/amd64:\n    natve: [a]\n    emulated: [a]\nnodes: {a: {}}\n",
           "t.yaml:3:5", "unknown key \"natve\" under linux/amd64:; did you mean \"native\"?");
