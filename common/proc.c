@@ -34,40 +34,6 @@ void farm_proc_stop_on_signals(volatile int *stop)
     signal(SIGPIPE, SIG_IGN);
 }
 
-pid_t farm_proc_fork(int *out_fd, int (*fn)(void *), void *arg)
-{
-    int fds[2];
-    pid_t pid;
-
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-        farm_error_set(FARM_EIO, "pipe: %s", strerror(errno));
-        return -1;
-    }
-    fflush(NULL);
-    pid = fork();
-    if (pid < 0) {
-        farm_error_set(FARM_EIO, "fork: %s", strerror(errno));
-        close(fds[0]);
-        close(fds[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        /* a worker must not outlive the process that reports its result */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        signal(SIGPIPE, SIG_DFL);
-        dup2(fds[1], STDOUT_FILENO);
-        dup2(fds[1], STDERR_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        setvbuf(stdout, NULL, _IOLBF, 0);
-        _exit(fn(arg) & 0xff);
-    }
-    close(fds[1]);
-    fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
-    *out_fd = fds[0];
-    return pid;
-}
-
 int farm_proc_run(char *const argv[], const char *cwd)
 {
     int status;

@@ -1,4 +1,5 @@
-/* Child processes whose output a reactor reads line by line without blocking. */
+/* Running a program and waiting for it (inside helper programs only: the daemons start
+ * helpers with common/child.h), the daemons' signal set-up, and the non-blocking line reader. */
 #ifndef FARM_PROC_H
 #define FARM_PROC_H
 
@@ -6,10 +7,6 @@
 #include <sys/types.h>
 
 #include "common/limits.h"
-
-/* Forks; the child gets stdout+stderr on a pipe, dies with its parent (PDEATHSIG),
- * runs fn(arg) and _exits with its return value. *out_fd is the non-blocking read end. */
-pid_t farm_proc_fork(int *out_fd, int (*fn)(void *), void *arg);
 
 /* Runs argv synchronously with the caller's stdout/stderr, in cwd (may be NULL).
  * Returns the exit status (0..255), 128+signal, or < 0 if it could not start. */
