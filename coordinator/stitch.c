@@ -4,36 +4,271 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "common/child.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/wire.h"
 
+/* ------------------------------------------------------------------ child checks */
+
+/* A child is judged only on what the registry serves: the descriptor the coordinator
+ * holds says which digest the node reported and which platform its job was for; the
+ * manifest and config bytes say what that digest really is. */
+
+#define S_MEDIA_OCI_CONFIG "application/vnd.oci.image.config.v1+json"
+#define S_MEDIA_DOCKER_CONFIG "application/vnd.docker.container.image.v1+json"
+
+static int s_is_index_type(const char *mt)
+{
+    return !strcmp(mt, FARM_MEDIA_OCI_INDEX) || !strcmp(mt, FARM_MEDIA_DOCKER_LIST);
+}
+
+static int s_is_manifest_type(const char *mt)
+{
+    return !strcmp(mt, FARM_MEDIA_OCI_MANIFEST) || !strcmp(mt, FARM_MEDIA_DOCKER_MANIFEST);
+}
+
+/* Parses bytes that are not NUL-terminated C strings as one JSON object. */
+static int s_parse_object(json_t **out, const char *buf, size_t len, const char *what)
+{
+    json_error_t jerr;
+
+    *out = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!*out)
+        return farm_error_set(FARM_EINVALID, "%s is not valid JSON (line %d: %s)", what,
+                              jerr.line, jerr.text);
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return farm_error_set(FARM_EINVALID, "%s is not a JSON object", what);
+    }
+    return 0;
+}
+
+int farm_stitch_check_manifest(char out_cfg_digest[FARM_DIGEST_STRLEN], uint64_t *out_cfg_size,
+                               const farm_descriptor_t *expect, const char *served_type,
+                               const char *man, size_t man_len)
+{
+    char plat[FARM_PLATFORM_STRLEN], got[FARM_DIGEST_STRLEN];
+    json_t *root = NULL, *v, *cfg, *cd, *cs, *cm;
+    const char *mt;
+    int rc = 0;
+
+    out_cfg_digest[0] = '\0';
+    *out_cfg_size = 0;
+    farm_platform_format(plat, sizeof plat, &expect->platform);
+    if (man_len > FARM_MANIFEST_MAX) {
+        rc = farm_error_set(FARM_ETOOBIG, "%s child %s: the manifest is %zu bytes, over the "
+                            "%u byte limit", plat, expect->digest, man_len, FARM_MANIFEST_MAX);
+        goto done;
+    }
+    /* sha256 over the exact bytes served: neither the reported digest nor the
+     * registry's Docker-Content-Digest is taken on trust. */
+    farm_digest_buffer(got, man, man_len);
+    if (strcmp(got, expect->digest) != 0) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: the registry served a manifest whose "
+                            "bytes hash to %s", plat, expect->digest, got);
+        goto done;
+    }
+    if (man_len != expect->size) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: the manifest is %zu bytes but the "
+                            "node reported %llu", plat, expect->digest, man_len,
+                            (unsigned long long)expect->size);
+        goto done;
+    }
+    if ((rc = s_parse_object(&root, man, man_len, "the manifest")) < 0) {
+        rc = farm_error_wrap(rc, "%s child %s", plat, expect->digest);
+        goto done;
+    }
+    v = json_object_get(root, "mediaType");
+    if (v && !json_is_string(v)) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: mediaType is not a string", plat,
+                            expect->digest);
+        goto done;
+    }
+    /* An OCI manifest may leave mediaType out; the type it was pushed with then rules. */
+    mt = v ? json_string_value(v) : served_type && served_type[0] ? served_type : "";
+    if (s_is_index_type(mt) || (served_type && s_is_index_type(served_type)) ||
+        json_object_get(root, "manifests")) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s is an image index (%s), not an image "
+                            "manifest: a child must be a single-platform image", plat,
+                            expect->digest, mt[0] ? mt : "it lists manifests");
+        goto done;
+    }
+    if (!s_is_manifest_type(mt)) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: media type \"%.100s\" is not an OCI or "
+                            "Docker v2 image manifest", plat, expect->digest, mt);
+        goto done;
+    }
+    if (served_type && served_type[0] && strcmp(served_type, mt) != 0) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: the registry serves it as %.100s but "
+                            "the manifest says %s", plat, expect->digest, served_type, mt);
+        goto done;
+    }
+    if (strcmp(mt, expect->media_type) != 0) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: the manifest's media type is %s but "
+                            "the node reported %s", plat, expect->digest, mt,
+                            expect->media_type);
+        goto done;
+    }
+    v = json_object_get(root, "schemaVersion");
+    if (!json_is_integer(v) || json_integer_value(v) != 2) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: schemaVersion must be 2", plat,
+                            expect->digest);
+        goto done;
+    }
+    if (!json_is_array(json_object_get(root, "layers"))) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: the manifest has no layers array",
+                            plat, expect->digest);
+        goto done;
+    }
+    cfg = json_object_get(root, "config");
+    cd = json_object_get(cfg, "digest");
+    cs = json_object_get(cfg, "size");
+    cm = json_object_get(cfg, "mediaType");
+    if (!json_is_object(cfg) || !json_is_string(cd) || !farm_digest_valid(json_string_value(cd)) ||
+        !json_is_integer(cs) || json_integer_value(cs) < 0 || (cm && !json_is_string(cm))) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: the manifest's config descriptor is "
+                            "missing or malformed (needs a sha256 digest and a size)", plat,
+                            expect->digest);
+        goto done;
+    }
+    if (cm && strcmp(json_string_value(cm), S_MEDIA_OCI_CONFIG) &&
+        strcmp(json_string_value(cm), S_MEDIA_DOCKER_CONFIG)) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: config media type %.100s is not an "
+                            "image config", plat, expect->digest, json_string_value(cm));
+        goto done;
+    }
+    memcpy(out_cfg_digest, json_string_value(cd), FARM_DIGEST_STRLEN); /* valid: that long */
+    *out_cfg_size = (uint64_t)json_integer_value(cs);
+done:
+    json_decref(root);
+    return rc;
+}
+
+int farm_stitch_check_config(const farm_descriptor_t *expect, const char *cfg_digest,
+                             uint64_t cfg_size, const char *cfg, size_t cfg_len)
+{
+    char plat[FARM_PLATFORM_STRLEN], said[FARM_PLATFORM_STRLEN], got[FARM_DIGEST_STRLEN];
+    farm_platform_t p;
+    json_t *root = NULL, *os, *arch, *var;
+    int rc = 0;
+
+    farm_platform_format(plat, sizeof plat, &expect->platform);
+    if (cfg_len > FARM_STITCH_CONFIG_MAX) {
+        rc = farm_error_set(FARM_ETOOBIG, "%s child %s: image config %s is %zu bytes, over the "
+                            "%u byte limit", plat, expect->digest, cfg_digest, cfg_len,
+                            FARM_STITCH_CONFIG_MAX);
+        goto done;
+    }
+    farm_digest_buffer(got, cfg, cfg_len);
+    if (strcmp(got, cfg_digest) != 0) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: the registry served image config %s "
+                            "with bytes that hash to %s", plat, expect->digest, cfg_digest, got);
+        goto done;
+    }
+    if (cfg_len != cfg_size) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: image config %s is %zu bytes but the "
+                            "manifest says %llu", plat, expect->digest, cfg_digest, cfg_len,
+                            (unsigned long long)cfg_size);
+        goto done;
+    }
+    if ((rc = s_parse_object(&root, cfg, cfg_len, "the image config")) < 0) {
+        rc = farm_error_wrap(rc, "%s child %s", plat, expect->digest);
+        goto done;
+    }
+    os = json_object_get(root, "os");
+    arch = json_object_get(root, "architecture");
+    var = json_object_get(root, "variant");
+    if (!json_is_string(os) || !json_is_string(arch) || (var && !json_is_string(var))) {
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: image config %s has no os and "
+                            "architecture strings", plat, expect->digest, cfg_digest);
+        goto done;
+    }
+    if ((rc = farm_platform_from_config(&p, json_string_value(os), json_string_value(arch),
+                                        var ? json_string_value(var) : NULL)) < 0) {
+        rc = farm_error_wrap(rc, "%s child %s: image config %s", plat, expect->digest,
+                             cfg_digest);
+        goto done;
+    }
+    if (!farm_platform_equal(&p, &expect->platform)) {
+        farm_platform_format(said, sizeof said, &p);
+        rc = farm_error_set(FARM_EINVALID, "%s child %s: its image config %s says %s, not %s; "
+                            "refusing to put it in the index", plat, expect->digest, cfg_digest,
+                            said, plat);
+        goto done;
+    }
+done:
+    json_decref(root);
+    return rc;
+}
+
+int farm_stitch_check_child(const farm_descriptor_t *expect, const char *served_type,
+                            const char *man, size_t man_len, const char *cfg, size_t cfg_len)
+{
+    char cfg_digest[FARM_DIGEST_STRLEN];
+    uint64_t cfg_size;
+    int rc;
+
+    if ((rc = farm_stitch_check_manifest(cfg_digest, &cfg_size, expect, served_type, man,
+                                         man_len)) < 0)
+        return rc;
+    return farm_stitch_check_config(expect, cfg_digest, cfg_size, cfg, cfg_len);
+}
+
+/* Reads the child from the build's repository, and nowhere else: a digest that lives
+ * only in another repository is not found here and is refused. */
 static int s_verify_child(farm_registry_t *reg, const farm_stitch_req_t *req,
                           const farm_descriptor_t *child)
 {
-    char digest[FARM_DIGEST_STRLEN] = "", media[128] = "", plat[FARM_PLATFORM_STRLEN];
-    uint64_t size = 0;
+    char media[128] = "", plat[FARM_PLATFORM_STRLEN], cfg_digest[FARM_DIGEST_STRLEN];
+    char *man = NULL, *cfg = NULL;
+    size_t man_len = 0, cfg_len = 0;
+    uint64_t cfg_size = 0;
     int rc;
 
     farm_platform_format(plat, sizeof plat, &child->platform);
-    rc = farm_registry_manifest_head(reg, digest, &size, media, sizeof media, req->repository,
-                                     child->digest);
-    if (rc < 0)
-        return farm_error_wrap(rc, "%s child %s not found in %s/%s", plat, child->digest,
-                               req->registry, req->repository);
-    if (digest[0] && strcmp(digest, child->digest) != 0)
-        return farm_error_set(FARM_EINVALID, "%s child: registry answers digest %s for %s", plat,
-                              digest, child->digest);
-    if (size != child->size)
-        return farm_error_set(FARM_EINVALID,
-                              "%s child %s: registry says %llu bytes, agent reported %llu", plat,
-                              child->digest, (unsigned long long)size,
-                              (unsigned long long)child->size);
-    if (media[0] && strcmp(media, child->media_type) != 0)
-        return farm_error_set(FARM_EINVALID, "%s child %s: registry says media type %s, agent "
-                              "reported %s", plat, child->digest, media, child->media_type);
-    return 0;
+    rc = farm_registry_manifest_get(reg, &man, &man_len, media, sizeof media, req->repository,
+                                    child->digest);
+    if (rc == FARM_ENOTFOUND) {
+        rc = farm_error_set(FARM_ENOTFOUND, "%s child %s is not in %s/%s: a node must push its "
+                            "image to the build's repository", plat, child->digest,
+                            req->registry, req->repository);
+        goto done;
+    }
+    if (rc < 0) {
+        rc = farm_error_wrap(rc, "%s child %s: reading its manifest from %s/%s", plat,
+                             child->digest, req->registry, req->repository);
+        goto done;
+    }
+    if ((rc = farm_stitch_check_manifest(cfg_digest, &cfg_size, child, media, man,
+                                         man_len)) < 0)
+        goto done;
+    if (cfg_size > FARM_STITCH_CONFIG_MAX) {
+        rc = farm_error_set(FARM_ETOOBIG, "%s child %s: image config %s is %llu bytes, over "
+                            "the %u byte limit", plat, child->digest, cfg_digest,
+                            (unsigned long long)cfg_size, FARM_STITCH_CONFIG_MAX);
+        goto done;
+    }
+    rc = farm_registry_blob_get(reg, &cfg, &cfg_len, req->repository, cfg_digest,
+                                (size_t)cfg_size);
+    if (rc == FARM_ENOTFOUND) {
+        rc = farm_error_set(FARM_ENOTFOUND, "%s child %s: its image config %s is not in %s/%s",
+                            plat, child->digest, cfg_digest, req->registry, req->repository);
+        goto done;
+    }
+    if (rc < 0) {
+        rc = farm_error_wrap(rc, "%s child %s: reading image config %s", plat, child->digest,
+                             cfg_digest);
+        goto done;
+    }
+    rc = farm_stitch_check_config(child, cfg_digest, cfg_size, cfg, cfg_len);
+done:
+    free(man);
+    free(cfg);
+    return rc;
 }
 
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,

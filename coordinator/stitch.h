@@ -19,10 +19,33 @@ typedef struct {
     size_t n_tags;
 } farm_stitch_req_t;
 
-/* HEADs each child (digest, size and media type must match the report), composes
- * the OCI index and PUTs it under every tag. */
+/* Reads each child's manifest (by digest) and image config from the build's repository
+ * and checks them (farm_stitch_check_child), composes the OCI index and PUTs it under
+ * every tag. */
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
                     const farm_stitch_req_t *req);
+
+/* Image configs are read into memory for the check: bounded like the agent's. */
+#define FARM_STITCH_CONFIG_MAX (8u << 20)
+
+/* What the registry serves for one child, against the descriptor the coordinator holds
+ * (the digest, size and media type the node reported; the platform of its job). Messages
+ * name the platform, the digest and what differed; FARM_ETOOBIG over a bound.
+ *
+ * farm_stitch_check_manifest: man is the manifest's exact bytes (served_type: the
+ * Content-Type it came with, may be NULL). Its sha256 must be the digest, its length the
+ * size, its media type the reported one, and it must be an image manifest, not an index.
+ * Gives the config descriptor's digest and size. */
+int farm_stitch_check_manifest(char out_cfg_digest[FARM_DIGEST_STRLEN], uint64_t *out_cfg_size,
+                               const farm_descriptor_t *expect, const char *served_type,
+                               const char *man, size_t man_len);
+/* cfg is the config blob's exact bytes: sha256 and length must match the manifest's
+ * config descriptor, and its os/architecture/variant must normalise to expect->platform. */
+int farm_stitch_check_config(const farm_descriptor_t *expect, const char *cfg_digest,
+                             uint64_t cfg_size, const char *cfg, size_t cfg_len);
+/* Both of the above, for a manifest and the config it names. */
+int farm_stitch_check_child(const farm_descriptor_t *expect, const char *served_type,
+                            const char *man, size_t man_len, const char *cfg, size_t cfg_len);
 
 /* The helper program: a Farm__StitchRequest on fd 3, a Farm__StitchResult on fd 4.
  * Returns the exit status. */
