@@ -65,8 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(farm_wire_pack(&buf, &len, &env->base) == 0, "cannot pack an accepted message");
     if (s_has_unknown(&env->base))
         goto done;
-    FUZZ_CHECK(farm_wire_unpack(&env2, buf, len) == 0, "repacked message (%zu bytes) refused: %s", len,
-               farm_error_last());
+    FUZZ_CHECK(farm_wire_unpack(&env2, buf, len) == 0, "repacked message (%zu bytes) refused: %s",
+               len, farm_error_last());
     FUZZ_CHECK(env2->body_case == env->body_case, "body changed in a round trip");
     FUZZ_CHECK(farm_wire_pack(&buf2, &len2, &env2->base) == 0, "cannot pack twice");
     FUZZ_CHECK(len2 == len && memcmp(buf, buf2, len) == 0, "second round trip changed the bytes");

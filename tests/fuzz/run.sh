@@ -32,8 +32,9 @@ fbuild=${FARM_FUZZ_BUILD_DIR:-$build/fuzz}
 work=${FARM_FUZZ_WORK:-$fbuild/work}
 cc=${CC:-clang}
 
-command -v "$cc" >/dev/null \
-    || { echo "fuzz: $cc not found: the fuzzers need clang with libFuzzer (Debian: apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
+die() { echo "fuzz: $*" >&2; exit 1; }
+command -v "$cc" >/dev/null || die "$cc not found: the fuzzers need clang with libFuzzer" \
+    "(Debian: apt-get install clang libclang-rt-14-dev)"
 mkdir -p "$fbuild"
 cmake -S "$src" -B "$fbuild" -DCMAKE_C_COMPILER="$cc" >"$fbuild/configure.log" 2>&1 \
     || { cat "$fbuild/configure.log" >&2; echo "fuzz: configuring $fbuild failed" >&2; exit 1; }
@@ -51,8 +52,12 @@ fi
 
 bin=$fbuild/fuzz_$target
 seeds=$src/corpus/$target
-[[ -x $bin ]] || { echo "fuzz: no target $target ($bin); targets: $(cd "$src" && ls fuzz_*.c | sed 's/fuzz_//; s/\.c$//' | tr '\n' ' ')" >&2; exit 2; }
-[[ -d $seeds ]] && [[ -n $(ls -A "$seeds") ]] || { echo "fuzz: $target has no seeds in $seeds" >&2; exit 1; }
+if [[ ! -x $bin ]]; then
+    echo "fuzz: no target $target ($bin); targets:" \
+        "$(cd "$src" && for f in fuzz_*.c; do f=${f#fuzz_}; printf '%s ' "${f%.c}"; done)" >&2
+    exit 2
+fi
+[[ -d $seeds && -n $(ls -A "$seeds") ]] || die "$target has no seeds in $seeds"
 mkdir -p "$work/$target" "$work/artifacts" "$work/tmp"
 log=$work/$target.log
 
@@ -68,7 +73,7 @@ bad='ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|SUMMARY: |
 fail() {
     echo "fuzz $target: FAILED: $*" >&2
     grep -E -A40 "$bad" "$log" | head -n 80 >&2 || tail -n 40 "$log" >&2
-    ls "$work/artifacts/$target"-* 2>/dev/null | sed 's/^/fuzz: input saved as /' >&2 || true
+    sed -n "s/.*Test unit written to /fuzz: $target: input saved as /p" "$log" >&2
     exit 1
 }
 
@@ -76,7 +81,7 @@ fail() {
 "$bin" -runs=0 -timeout=10 "-artifact_prefix=$work/artifacts/$target-" "$seeds" >"$log" 2>&1 \
     || fail "a seed in $seeds"
 grep -qE "$bad" "$log" && fail "a seed in $seeds"
-nseeds=$(ls -A "$seeds" | wc -l)
+nseeds=$(find "$seeds" -type f | wc -l)
 
 # 2. Fuzzing: new inputs to the work corpus (first dir), the seeds read-only (second).
 if ((secs > 0)); then
@@ -88,10 +93,11 @@ fi
 
 # One line a person can compare between runs.
 done_line=$(grep -E '^#[0-9]+[[:space:]]+(DONE|INITED)' "$log" | tail -n 1)
-stat() { sed -n "s/^stat::$1:[[:space:]]*//p" "$log"; }
-printf 'fuzz %-12s ok: %s seeds, %ss, %s runs, %s exec/s, cov %s, ft %s, corpus %s, new %s, rss %s MB\n' \
-    "$target" "$nseeds" "$secs" "$(stat number_of_executed_units)" "$(stat average_exec_per_sec)" \
+final_stat() { sed -n "s/^stat::$1:[[:space:]]*//p" "$log"; }
+printf 'fuzz %-12s ok: %s seeds, %ss, %s runs, %s exec/s, cov %s, ft %s, corpus %s, new %s, %s\n' \
+    "$target" "$nseeds" "$secs" "$(final_stat number_of_executed_units)" \
+    "$(final_stat average_exec_per_sec)" \
     "$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$done_line")" \
     "$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$done_line")" \
     "$(sed -n 's/.*corp: \([^ ]*\).*/\1/p' <<<"$done_line")" \
-    "$(stat new_units_added)" "$(stat peak_rss_mb)"
+    "$(final_stat new_units_added)" "rss $(final_stat peak_rss_mb) MB"

@@ -11,15 +11,16 @@ lab_init --no-binaries
 
 secs=${FARM_FUZZ_SECONDS:-10}
 fuzz=$FARM_SOURCE_DIR/tests/fuzz
-command -v clang >/dev/null \
-    || lab_fail "clang is not installed: the fuzzers need it (apt-get install clang libclang-rt-14-dev)"
+command -v clang >/dev/null || lab_fail "clang is not installed: the fuzzers need it" \
+    "(apt-get install clang libclang-rt-14-dev)"
 
 # Configure and build once, here, so a build problem is reported as one.
 lab_log "building the fuzzers into $FARM_BUILD_DIR/fuzz"
-mkdir -p "$FARM_BUILD_DIR/fuzz"
-cmake -S "$fuzz" -B "$FARM_BUILD_DIR/fuzz" -DCMAKE_C_COMPILER=clang >"$LAB/fuzz-configure.log" 2>&1 \
+fbuild=$FARM_BUILD_DIR/fuzz
+mkdir -p "$fbuild"
+cmake -S "$fuzz" -B "$fbuild" -DCMAKE_C_COMPILER=clang >"$LAB/fuzz-configure.log" 2>&1 \
     || lab_fail "configuring tests/fuzz failed"
-cmake --build "$FARM_BUILD_DIR/fuzz" -j "$(nproc 2>/dev/null || echo 2)" >"$LAB/fuzz-build.log" 2>&1 \
+cmake --build "$fbuild" -j "$(nproc 2>/dev/null || echo 2)" >"$LAB/fuzz-build.log" 2>&1 \
     || lab_fail "building tests/fuzz failed"
 
 targets=()
@@ -31,9 +32,9 @@ done
 
 failed=()
 for t in "${targets[@]}"; do
-    [[ -x $FARM_BUILD_DIR/fuzz/fuzz_$t ]] || lab_fail "fuzz_$t was not built"
+    [[ -x $fbuild/fuzz_$t ]] || lab_fail "fuzz_$t was not built"
     # A fresh work corpus in $LAB; saved failing inputs are copied out before cleanup.
-    if FARM_FUZZ_WORK=$LAB/work FARM_FUZZ_BUILD_DIR=$FARM_BUILD_DIR/fuzz \
+    if FARM_FUZZ_WORK=$LAB/work FARM_FUZZ_BUILD_DIR=$fbuild \
         "$fuzz/run.sh" "$t" "$secs" >>"$LAB/fuzz-summary.log" 2>&1; then
         tail -n 1 "$LAB/fuzz-summary.log" >&2
     else
@@ -42,9 +43,9 @@ for t in "${targets[@]}"; do
     fi
 done
 if ((${#failed[@]})); then
-    mkdir -p "$FARM_BUILD_DIR/fuzz/failed"
-    cp -a "$LAB/work/artifacts/." "$FARM_BUILD_DIR/fuzz/failed/" 2>/dev/null || true
-    lab_fail "fuzz targets failed: ${failed[*]} (inputs copied to $FARM_BUILD_DIR/fuzz/failed;" \
-        "replay one with $FARM_BUILD_DIR/fuzz/fuzz_TARGET FILE)"
+    mkdir -p "$fbuild/failed"
+    cp -a "$LAB/work/artifacts/." "$fbuild/failed/" 2>/dev/null || true
+    lab_fail "fuzz targets failed: ${failed[*]} (inputs copied to $fbuild/failed;" \
+        "replay one with $fbuild/fuzz_TARGET FILE)"
 fi
 lab_log "all ${#targets[@]} fuzz targets passed (${secs}s each)"
