@@ -892,6 +892,7 @@ static farm_role_t s_needs(Farm__Envelope__BodyCase body, const char **what)
 {
     switch (body) {
     case FARM__ENVELOPE__BODY_NODES_REQUEST: *what = "list nodes"; return FARM_ROLE_READ;
+    case FARM__ENVELOPE__BODY_BUILDS_REQUEST: *what = "list builds"; return FARM_ROLE_READ;
     case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
     case FARM__ENVELOPE__BODY_CONTEXT_CHUNK:
     case FARM__ENVELOPE__BODY_SUBMIT: *what = "submit builds"; return FARM_ROLE_SUBMIT;
@@ -915,6 +916,88 @@ static void s_on_drain(farm_coordinator_t *self, const client_t *c, const Farm__
     farm_log_info("node=%s %s by %s", n->cfg->name, d->undo ? "back in service" : "draining",
                   c->name[0] ? c->name : "a local client");
     s_on_nodes(self, c);
+}
+
+typedef struct {
+    const client_t *client;
+    Farm__BuildInfo *infos;
+    Farm__BuildInfo **ptrs;
+    char **texts; /* every string made here, freed after the send */
+    size_t n, cap, n_texts, cap_texts;
+    long long now;
+} builds_list_t;
+
+static char *s_dup_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *s_dup_fmt(const char *fmt, ...)
+{
+    char *out = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&out, fmt, ap) < 0)
+        out = NULL;
+    va_end(ap);
+    return out;
+}
+
+static char *s_keep(builds_list_t *l, char *text)
+{
+    if (!text || l->n_texts == l->cap_texts)
+        return free(text), (char *)"";
+    return l->texts[l->n_texts++] = text;
+}
+
+static void s_list_build(void *arg, farm_build_t *b)
+{
+    static const char *jstates[] = {"queued", "running", "done", "failed", "cancelled"};
+    builds_list_t *l = arg;
+    Farm__BuildInfo *bi;
+
+    if (l->n == l->cap || (l->client->role < FARM_ROLE_ADMIN &&
+                           !farm_build_owned_by(b, l->client->rid, l->client->rid_len,
+                                                l->client->name)))
+        return;
+    bi = &l->infos[l->n];
+    farm__build_info__init(bi);
+    bi->build_id = b->id;
+    bi->owner = b->owner;
+    bi->repository = s_keep(l, s_dup_fmt("%s/%s", b->registry, b->repository));
+    bi->state = b->state == FARM_BUILD_STITCHING ? "stitching" : "running";
+    bi->age_ms = (uint64_t)(l->now - b->created);
+    bi->jobs = calloc(b->n_jobs + 1, sizeof *bi->jobs);
+    for (size_t i = 0; bi->jobs && i < b->n_jobs; i++) {
+        const farm_job_t *j = &b->jobs[i];
+        bi->jobs[bi->n_jobs++] = s_keep(l, s_dup_fmt("%s %s %s", j->platform,
+                                                            jstates[j->state],
+                                                            j->node_name[0] ? j->node_name : "-"));
+    }
+    l->ptrs[l->n++] = bi;
+}
+
+static void s_on_builds(farm_coordinator_t *self, const client_t *c)
+{
+    size_t cap = farm_builds_active(self->builds);
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__BuildsReply rep = FARM__BUILDS_REPLY__INIT;
+    builds_list_t l = {.client = c, .cap = cap, .now = farm_now_ms()};
+
+    l.infos = calloc(cap + 1, sizeof *l.infos);
+    l.ptrs = calloc(cap + 1, sizeof *l.ptrs);
+    l.cap_texts = cap * (FARM_PLATFORMS_MAX + 1);
+    l.texts = calloc(l.cap_texts + 1, sizeof *l.texts);
+    if (l.infos && l.ptrs && l.texts)
+        farm_builds_each_active(self->builds, s_list_build, &l);
+    rep.n_builds = l.n;
+    rep.builds = l.ptrs;
+    env.body_case = FARM__ENVELOPE__BODY_BUILDS_REPLY;
+    env.builds_reply = &rep;
+    s_send(self->clients, c->rid, c->rid_len, &env);
+    for (size_t i = 0; i < l.n; i++)
+        free(l.infos[i].jobs);
+    for (size_t i = 0; i < l.n_texts; i++)
+        free(l.texts[i]);
+    free(l.texts);
+    free(l.infos);
+    free(l.ptrs);
 }
 
 static void s_client_message(farm_coordinator_t *self, const client_t *c, Farm__Envelope *env)
@@ -948,6 +1031,7 @@ static void s_client_message(farm_coordinator_t *self, const client_t *c, Farm__
     case FARM__ENVELOPE__BODY_SUBMIT: s_on_submit(self, c, env->submit); break;
     case FARM__ENVELOPE__BODY_NODES_REQUEST: s_on_nodes(self, c); break;
     case FARM__ENVELOPE__BODY_DRAIN: s_on_drain(self, c, env->drain); break;
+    case FARM__ENVELOPE__BODY_BUILDS_REQUEST: s_on_builds(self, c); break;
     case FARM__ENVELOPE__BODY_CANCEL:
         farm_builds_cancel(self->builds, env->cancel->build_id, c->rid, c->rid_len, c->name,
                            c->role >= FARM_ROLE_ADMIN, farm_now_ms());

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "farmctl/builds.h"
 #include "farmctl/drain.h"
 #include "farmctl/keygen.h"
 #include "farmctl/nodes.h"
@@ -16,6 +17,7 @@ static void s_usage(FILE *f)
                "  submit [-t REF]... [--platform P,...] [CONTEXT]  build on the farm, push one index\n"
                "  validate [FILE]                                   check a farm.yaml\n"
                "  nodes                                             list the farm's nodes\n"
+               "  builds                                            list the builds running now\n"
                "  drain NODE [--undo]                               (admin) no new jobs for NODE\n"
                "  keygen NAME [--dir DIR]                           write a CURVE key pair\n"
                "  version                                           print the version\n\n"
@@ -35,6 +37,8 @@ int main(int argc, char **argv)
         return farmctl_validate_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "nodes") == 0)
         return farmctl_nodes_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "builds") == 0)
+        return farmctl_builds_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "drain") == 0)
         return farmctl_drain_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "keygen") == 0)

@@ -120,6 +120,20 @@ nodes = recv_body(ro, 27)
 ids = [j.decode() for n in nodes.get(1, []) for j in fields(n).get(7, [])] if nodes else ["?"]
 check(ids == [], "a read client does not see dev's job ids: %r" % (ids,))
 
+# builds: a client sees its own, an admin all, a read client not dev's
+build_id = text(acc, 1)
+
+
+def builds(sock):
+    sock.send(envelope(31, b""))
+    r = recv_body(sock, 32)
+    return [text(fields(b), 1) for b in r.get(1, [])] if r is not None else None
+
+
+check(builds(dev) == [build_id], "dev lists its own build")
+check(builds(ad) == [build_id], "the admin lists every build")
+check(builds(ro) == [], "a read client does not list dev's build")
+
 # draining is the admin's
 dev.send(envelope(30, f_bytes(1, "n1")))
 r = recv_body(dev, 23)
