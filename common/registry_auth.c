@@ -939,7 +939,7 @@ int farm_registry_auth_challenge(farm_registry_auth_t *self, const char *www_aut
     if (strcasecmp(ch.scheme, "Basic") == 0) {
         if (!s_have_creds(self) && self->creds_explicit)
             return farm_error_set(FARM_EAUTH,
-                                  "registry %s%s%s requires a login (Basic auth) and the build "
+                                  "registry %s%s%s answered HTTP 401: it requires a login (Basic auth) and the build "
                                   "carries none for it: run docker login %s where farmctl "
                                   "runs (farmctl sends the submitter's credentials), or have "
                                   "farm.yaml grant the farm's own (registries.%s.credentials_for)",
