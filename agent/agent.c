@@ -223,6 +223,11 @@ static int s_job_request(farm_agent_t *self, farm_job_t *job, uint8_t **out, siz
     rq.registry = a->registry;
     rq.repository = a->repository;
     rq.insecure = a->insecure;
+    /* the submitter's logins and farm.yaml's registry settings, on the sealed memfd only */
+    rq.n_credentials = a->n_credentials;
+    rq.credentials = a->credentials;
+    rq.n_registries = a->n_registries;
+    rq.registries = a->registries;
     rq.builder = &b;
     return farm_wire_pack(out, out_len, &rq.base);
 }
@@ -238,10 +243,13 @@ static void s_job_start(farm_agent_t *self, farm_job_t *job)
     if (farm_jobs_prepare(self->jobs, job) < 0 || s_job_request(self, job, &req, &req_len) < 0 ||
         (o.request = req, o.request_len = req_len,
          farm_jobs_spawn(self->jobs, job, &o, farm_now_ms()) < 0)) {
+        if (req)
+            explicit_bzero(req, req_len);
         free(req);
         s_job_fail(self, job, farm_error_last());
         return;
     }
+    explicit_bzero(req, req_len); /* it may hold the submitter's registry login */
     free(req);
     if ((id = farm_reactor_add_fd(self->reactor, farm_child_log_fd(job->child), ZMQ_POLLIN,
                                   s_on_job_log, job)) > 0)

@@ -1,6 +1,7 @@
 #include "agent/worker.h"
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -25,6 +27,7 @@
 #include "common/platform.h"
 #include "common/proc.h"
 #include "common/registry.h"
+#include "common/registry_auth.h"
 #include "common/wire.h"
 
 #define REQUEST_MAX (1u << 20)
@@ -32,6 +35,10 @@
 #define STD_ARGS 8             /* TARGET* and BUILD* */
 #define TERM_GRACE_MS 2000     /* SIGTERM to the tree, then SIGKILL (the agent waits 5 s) */
 #define TAG_PREFIX "localhost/farm-job:"
+#define REGISTRIES_MAX 64      /* registry settings in one request */
+#define AUTHFILE_MAX (1u << 20)
+
+extern char **environ;
 
 /* ------------------------------------------------------------------ the process tree */
 
@@ -203,10 +210,253 @@ int farm_worker_dockerfile_ok(const char *f)
     return 1;
 }
 
+/* How the builder reaches registries for base images: the submitter's logins (and the
+ * farm's own where farm.yaml grants them) in an auth file that lives only in a sealed
+ * memfd of ours, which buildah opens as /proc/OURPID/fd/N (no fd of ours is inherited by
+ * buildah, so none reaches a RUN step; a RUN step in its own PID namespace cannot name
+ * us); farm.yaml's private CAs in a cert dir and insecure hosts in a registries.conf (not
+ * secret: files in the job dir); and a private HOME so buildah reads no docker or
+ * containers auth file of the agent's. */
+typedef struct {
+    int authfd;
+    char authfile[64];
+    char certs[FARM_PATH_MAX];
+    char regconf[FARM_PATH_MAX];
+    char **envp;
+} access_t;
+
 typedef struct {
     const Farm__BuilderOptions *b;
     char root[FARM_PATH_MAX], runroot[FARM_PATH_MAX];
+    const access_t *acc;
 } builder_t;
+
+/* Registry hosts go into JSON and TOML strings and paths: hold them to host[:port]. */
+static int s_host_ok(const char *h)
+{
+    size_t n = h ? strlen(h) : 0;
+    return n > 0 && n <= FARM_REGISTRY_HOST_MAX &&
+           strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") == n;
+}
+
+static const Farm__RegistryCredential *s_cred(const Farm__WorkerRequest *rq, const char *host)
+{
+    for (size_t i = 0; i < rq->n_credentials; i++)
+        if (strcmp(rq->credentials[i]->registry, host) == 0 && rq->credentials[i]->secret[0])
+            return rq->credentials[i];
+    return NULL;
+}
+
+static const Farm__RegistrySettings *s_settings(const Farm__WorkerRequest *rq, const char *host)
+{
+    for (size_t i = 0; i < rq->n_registries; i++)
+        if (strcmp(rq->registries[i]->registry, host) == 0)
+            return rq->registries[i];
+    return NULL;
+}
+
+/* Appends to a bounded buffer; -1 when it would not fit. */
+static int s_cat(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (n >= cap - *len)
+        return -1;
+    memcpy(buf + *len, s, n);
+    *len += n;
+    buf[*len] = '\0';
+    return 0;
+}
+
+/* One "HOST": {"auth": base64(user:secret)} entry (identity tokens as docker writes them). */
+static int s_auth_entry(char *buf, size_t cap, size_t *len, const char *host, const char *user,
+                        const char *secret, int identity)
+{
+    size_t ul = strlen(user), sl = identity ? 0 : strlen(secret), plen = ul + 1 + sl;
+    char *plain = malloc(plen + 1), *b64 = malloc(4 * ((plen + 2) / 3) + 1);
+    int rc = -1;
+
+    if (!plain || !b64)
+        goto done;
+    memcpy(plain, user, ul);
+    plain[ul] = ':';
+    memcpy(plain + ul + 1, secret, sl);
+    EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)plain, (int)plen);
+    if (identity && strpbrk(secret, "\"\\\r\n"))
+        goto done; /* not JSON-safe: skipped (the pull goes anonymous) */
+    if (s_cat(buf, cap, len, *len > 11 ? ",\"" : "\"", *len > 11 ? 2 : 1) < 0 ||
+        s_cat(buf, cap, len, host, strlen(host)) < 0 ||
+        s_cat(buf, cap, len, "\":{\"auth\":\"", 11) < 0 || s_cat(buf, cap, len, b64, strlen(b64)) < 0 ||
+        (identity && (s_cat(buf, cap, len, "\",\"identitytoken\":\"", 19) < 0 ||
+                      s_cat(buf, cap, len, secret, strlen(secret)) < 0)) ||
+        s_cat(buf, cap, len, "\"}", 2) < 0)
+        goto done;
+    rc = 0;
+done:
+    if (plain)
+        explicit_bzero(plain, plen);
+    if (b64)
+        explicit_bzero(b64, strlen(b64));
+    free(plain);
+    free(b64);
+    return rc;
+}
+
+/* The auth file, in a sealed memfd that only we hold. */
+static int s_authfile(outcome_t *out, access_t *acc, const Farm__WorkerRequest *rq)
+{
+    char *buf = malloc(AUTHFILE_MAX);
+    size_t len = 0;
+    int fd = -1, rc = FARM_ERROR;
+
+    if (!buf)
+        return s_fail(out, "out of memory");
+    strcpy(buf, "{\"auths\":{");
+    len = strlen(buf);
+    for (size_t i = 0; i < rq->n_credentials; i++) {
+        const Farm__RegistryCredential *c = rq->credentials[i];
+        if (!c->secret[0])
+            continue;
+        if (s_auth_entry(buf, AUTHFILE_MAX - 4, &len, c->registry, c->username, c->secret,
+                         c->identity_token) < 0)
+            printf("farm: the login for %s does not fit the builder's auth file; pulls from it "
+                   "go anonymous\n", c->registry);
+    }
+    /* the farm's own login only where farm.yaml grants it to this build's client */
+    for (size_t i = 0; i < rq->n_registries; i++) {
+        const Farm__RegistrySettings *r = rq->registries[i];
+        farm_registry_creds_t own = {0};
+        if (!r->farm_credentials || s_cred(rq, r->registry))
+            continue;
+        if (farm_registry_credentials_lookup(&own, NULL, r->registry) == 0 &&
+            s_auth_entry(buf, AUTHFILE_MAX - 4, &len, r->registry, own.username, own.secret,
+                         own.identity_token) < 0)
+            printf("farm: the farm's login for %s does not fit the builder's auth file\n",
+                   r->registry);
+        farm_registry_creds_clear(&own);
+    }
+    s_cat(buf, AUTHFILE_MAX, &len, "}}\n", 3);
+    fd = memfd_create("farm-authfile", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        rc = s_fail(out, "memfd_create: %s", strerror(errno));
+        goto done;
+    }
+    if (write(fd, buf, len) != (ssize_t)len ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        rc = s_fail(out, "writing the builder's auth file: %s", strerror(errno));
+        goto done;
+    }
+    snprintf(acc->authfile, sizeof acc->authfile, "/proc/%d/fd/%d", (int)getpid(), fd);
+    acc->authfd = fd;
+    fd = -1;
+    rc = 0;
+done:
+    if (fd >= 0)
+        close(fd);
+    explicit_bzero(buf, AUTHFILE_MAX);
+    free(buf);
+    return rc;
+}
+
+static int s_write_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int ok;
+    if (fd < 0)
+        return -1;
+    ok = write(fd, data, len) == (ssize_t)len;
+    return close(fd) == 0 && ok ? 0 : -1;
+}
+
+/* "K=V" environment for the builder: ours without the variables that point at auth files
+ * or registry settings, plus our own. */
+static int s_env(outcome_t *out, access_t *acc, const char *job_dir)
+{
+    static const char *const drop[] = {"HOME=", "XDG_CONFIG_HOME=", "XDG_RUNTIME_DIR=",
+                                       "DOCKER_CONFIG=", "REGISTRY_AUTH_FILE=",
+                                       "CONTAINERS_REGISTRIES_CONF=", NULL};
+    char home[FARM_PATH_MAX], dir[FARM_PATH_MAX];
+    size_t n = 0, k = 0;
+
+    while (environ[n])
+        n++;
+    if (!(acc->envp = calloc(n + 8, sizeof *acc->envp)))
+        return s_fail(out, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        int skip = 0;
+        for (size_t d = 0; drop[d] && !skip; d++)
+            skip = strncmp(environ[i], drop[d], strlen(drop[d])) == 0;
+        if (!skip && !(acc->envp[k++] = strdup(environ[i])))
+            return s_fail(out, "out of memory");
+    }
+    if (farm_path_join(home, sizeof home, job_dir, "home") < 0 || mkdir(home, 0700) != 0 ||
+        farm_path_join(dir, sizeof dir, home, ".docker") < 0 || mkdir(dir, 0700) != 0)
+        return s_fail(out, "job directory: cannot make the builder's home: %s",
+                      farm_error_last());
+    if (asprintf(&acc->envp[k++], "HOME=%s", home) < 0 ||
+        asprintf(&acc->envp[k++], "XDG_CONFIG_HOME=%s/.config", home) < 0 ||
+        asprintf(&acc->envp[k++], "DOCKER_CONFIG=%s", dir) < 0 ||
+        asprintf(&acc->envp[k++], "REGISTRY_AUTH_FILE=%s", acc->authfile) < 0 ||
+        (acc->regconf[0] &&
+         asprintf(&acc->envp[k++], "CONTAINERS_REGISTRIES_CONF=%s", acc->regconf) < 0))
+        return s_fail(out, "out of memory");
+    return 0;
+}
+
+/* Everything the builder needs to reach registries as this build's submitter. */
+static int s_access(outcome_t *out, access_t *acc, const Farm__WorkerRequest *rq)
+{
+    char *conf = NULL;
+    size_t conf_len = 0;
+    FILE *f = NULL;
+    int rc;
+
+    acc->authfd = -1;
+    if ((rc = s_authfile(out, acc, rq)) < 0)
+        return rc;
+    for (size_t i = 0; i < rq->n_registries; i++) {
+        const Farm__RegistrySettings *r = rq->registries[i];
+        char path[FARM_PATH_MAX], name[32];
+        if (r->ca_pem.len) {
+            if (!acc->certs[0] &&
+                (farm_path_join(acc->certs, sizeof acc->certs, rq->job_dir, "certs") < 0 ||
+                 mkdir(acc->certs, 0700) != 0))
+                return s_fail(out, "job directory: cannot make the cert dir");
+            /* buildah's --cert-dir adds every *.crt in it to the system's roots */
+            snprintf(name, sizeof name, "ca-%zu.crt", i);
+            if (farm_path_join(path, sizeof path, acc->certs, name) < 0 ||
+                s_write_file(path, r->ca_pem.data, r->ca_pem.len) < 0)
+                return s_fail(out, "job directory: cannot write %s", name);
+        }
+        if (r->insecure) {
+            if (!f && !(f = open_memstream(&conf, &conf_len)))
+                return s_fail(out, "out of memory");
+            fprintf(f, "[[registry]]\nlocation = \"%s\"\ninsecure = true\n\n", r->registry);
+        }
+    }
+    if (f) {
+        if (fclose(f) != 0) {
+            free(conf);
+            return s_fail(out, "out of memory");
+        }
+        if (farm_path_join(acc->regconf, sizeof acc->regconf, rq->job_dir, "registries.conf") < 0 ||
+            s_write_file(acc->regconf, conf, conf_len) < 0) {
+            free(conf);
+            return s_fail(out, "job directory: cannot write registries.conf");
+        }
+        free(conf);
+    }
+    return s_env(out, acc, rq->job_dir);
+}
+
+static void s_access_clear(access_t *acc)
+{
+    if (acc->authfd >= 0)
+        close(acc->authfd);
+    acc->authfd = -1;
+    for (size_t i = 0; acc->envp && acc->envp[i]; i++)
+        free(acc->envp[i]);
+    free(acc->envp);
+    acc->envp = NULL;
+}
 
 /* Builder argv prefix: "buildah [--root R/storage --runroot R/run] [--storage-driver D]". */
 static int s_builder_prefix(char **argv, const builder_t *b)
@@ -307,6 +557,12 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
     }
     argv[n++] = "--platform";
     argv[n++] = plat_s;
+    argv[n++] = "--authfile";
+    argv[n++] = (char *)b->acc->authfile;
+    if (b->acc->certs[0]) {
+        argv[n++] = "--cert-dir";
+        argv[n++] = (char *)b->acc->certs;
+    }
     argv[n++] = "-f";
     argv[n++] = dockerfile;
     argv[n++] = "-t";
@@ -319,7 +575,7 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
     argv[n] = NULL;
     printf("farm: building %s with %s\n", plat_s, b->b->builder);
     fflush(stdout);
-    if ((n = farm_proc_run(argv, ctx)) != 0) {
+    if ((n = farm_proc_run_env(argv, ctx, b->acc->envp)) != 0) {
         rc = s_fail(out, "%s build for %s exited with status %d", b->b->builder, plat_s, n);
         goto done;
     }
@@ -329,14 +585,14 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
     argv[n++] = tag;
     argv[n++] = dest;
     argv[n] = NULL;
-    rc = farm_proc_run(argv, NULL);
+    rc = farm_proc_run_env(argv, NULL, b->acc->envp);
     /* the image now lives in the layout; drop it from builder storage either way */
     n = s_builder_prefix(rm, b);
     rm[n++] = "rmi";
     rm[n++] = "--force";
     rm[n++] = tag;
     rm[n] = NULL;
-    farm_proc_run(rm, NULL);
+    farm_proc_run_env(rm, NULL, b->acc->envp);
     if (rc != 0) {
         rc = s_fail(out, "%s push to an OCI layout exited with status %d", b->b->builder, rc);
         goto done;
@@ -357,6 +613,7 @@ static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *lay
     farm_oci_image_t *img = NULL;
     farm_registry_t *reg = NULL;
     farm_registry_opts_t ropts = {0};
+    farm_registry_creds_t creds = {0};
     long long t0 = farm_now_ms();
     int rc;
 
@@ -373,6 +630,23 @@ static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *lay
            rq->registry, rq->repository);
     fflush(stdout);
     ropts.insecure = rq->insecure;
+    /* the submitter's login; the agent's own only where farm.yaml grants it to this
+     * build's client; else anonymous (the registry's 401 says what is missing) */
+    {
+        const Farm__RegistryCredential *c = s_cred(rq, rq->registry);
+        const Farm__RegistrySettings *set = s_settings(rq, rq->registry);
+        if (c) {
+            creds.username = c->username;
+            creds.secret = c->secret;
+            creds.identity_token = c->identity_token;
+        }
+        ropts.explicit_creds = c || !(set && set->farm_credentials);
+        ropts.creds = c ? &creds : NULL;
+        if (set && set->ca_pem.len) {
+            ropts.ca_pem = (const char *)set->ca_pem.data;
+            ropts.ca_pem_len = set->ca_pem.len;
+        }
+    }
     reg = farm_registry_new(rq->registry, &ropts);
     if (!reg) {
         rc = s_fail(out, "registry %s: %s", rq->registry, farm_error_last());
@@ -397,6 +671,7 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
 {
     char ctx[FARM_PATH_MAX], layout[FARM_PATH_MAX];
     builder_t b = {0};
+    access_t acc = {.authfd = -1};
     farm_platform_t plat;
     long long t0 = farm_now_ms();
     int rc;
@@ -413,6 +688,16 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
         return s_fail(out, "Dockerfile path \"%.100s%s\" must be relative, inside the context "
                            "and at most %d bytes", rq->dockerfile,
                       strlen(rq->dockerfile) > 100 ? "..." : "", FARM_DOCKERFILE_PATH_MAX);
+    if (rq->n_credentials > FARM_CREDENTIALS_MAX || rq->n_registries > REGISTRIES_MAX)
+        return s_fail(out, "%zu registry logins and %zu registry settings; at most %d and %d",
+                      rq->n_credentials, rq->n_registries, FARM_CREDENTIALS_MAX, REGISTRIES_MAX);
+    for (size_t i = 0; i < rq->n_credentials; i++)
+        if (!s_host_ok(rq->credentials[i]->registry))
+            return s_fail(out, "a registry login names an invalid host");
+    for (size_t i = 0; i < rq->n_registries; i++)
+        if (!s_host_ok(rq->registries[i]->registry) ||
+            rq->registries[i]->ca_pem.len > FARM_CA_PEM_MAX)
+            return s_fail(out, "registry settings name an invalid host or an over-long CA");
     b.b = rq->builder;
     if (rq->builder->root[0] &&
         (farm_path_join(b.root, sizeof b.root, rq->builder->root, "storage") < 0 ||
@@ -428,10 +713,17 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
     if (farm_context_extract(rq->context_tar, ctx, FARM_CONTEXT_EXTRACT_MAX,
                              FARM_CONTEXT_ENTRIES_MAX) < 0)
         return s_fail(out, "context: %s", farm_error_last());
+    if ((rc = s_access(out, &acc, rq)) < 0)
+        goto done;
+    b.acc = &acc;
     if ((rc = s_build(out, rq, &b, ctx, layout, &plat)) < 0)
-        return rc;
+        goto done;
+    s_access_clear(&acc); /* the push is ours, not the builder's */
     out->build_ms = (uint64_t)(farm_now_ms() - t0);
-    return s_push(out, rq, layout, &plat);
+    rc = s_push(out, rq, layout, &plat);
+done:
+    s_access_clear(&acc);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ the program */
@@ -492,6 +784,7 @@ int farm_worker_main(void)
     if (farm_child_request_read(&req, &req_len, REQUEST_MAX) < 0) {
         s_fail(&out, "reading the job: %s", farm_error_last());
     } else if (!(rq = farm__worker_request__unpack(NULL, req_len, req))) {
+        explicit_bzero(req, req_len);
         s_fail(&out, "the job request is not a valid farm.WorkerRequest");
     } else {
         s_run(&out, rq);
@@ -500,8 +793,15 @@ int farm_worker_main(void)
     rc = s_write_result(&out, rq) < 0 ? 1 : 0;
     s_end_tree(0); /* nothing the build started outlives the job */
     free(out.error);
-    if (rq)
+    if (rq) {
+        for (size_t i = 0; i < rq->n_credentials; i++) {
+            explicit_bzero(rq->credentials[i]->secret, strlen(rq->credentials[i]->secret));
+            explicit_bzero(rq->credentials[i]->username, strlen(rq->credentials[i]->username));
+        }
         farm__worker_request__free_unpacked(rq, NULL);
+    }
+    if (req)
+        explicit_bzero(req, req_len);
     free(req);
     curl_global_cleanup();
     return rc;

@@ -203,7 +203,7 @@ static char *s_want_key(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *wha
     }
     return farm_yaml_strdup(ctx->y, s);
 }
-static const char *const s_reg_keys[] = {"insecure", NULL};
+static const char *const s_reg_keys[] = {"insecure", "ca", "credentials_for", NULL};
 static const char *const s_build_keys[] = {"tags", "platforms", "dockerfile", "args", NULL};
 
 static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
@@ -667,11 +667,41 @@ static void s_registries(s_ctx_t *ctx, farm_yaml_node_t *map)
             continue;
         snprintf(what, sizeof what, "under registry %s", farm_yaml_quote(k->value));
         farm_yaml_check_keys(ctx->y, v, s_reg_keys, what);
+        r->line = k->line;
+        r->column = k->col;
         for (size_t j = 0; j + 1 < v->n; j += 2) {
-            if (v->items[j]->skip)
+            const farm_yaml_node_t *key = v->items[j], *val = v->items[j + 1];
+            if (key->skip)
                 continue;
-            snprintf(what, sizeof what, "registries.%s.insecure", farm_yaml_quote(k->value));
-            farm_yaml_want_bool(ctx->y, v->items[j + 1], what, &r->insecure);
+            snprintf(what, sizeof what, "registries.%s.%s", farm_yaml_quote(k->value),
+                     key->value);
+            if (!strcmp(key->value, "insecure")) {
+                farm_yaml_want_bool(ctx->y, val, what, &r->insecure);
+            } else if (!strcmp(key->value, "ca")) {
+                const char *ca = farm_yaml_want_string(ctx->y, val, what,
+                                                       "write the path of a PEM CA bundle, "
+                                                       "e.g. /etc/farm/registry-ca.pem");
+                if (ca && !(r->ca = farm_yaml_strdup(ctx->y, ca)))
+                    return;
+            } else if (!strcmp(key->value, "credentials_for")) {
+                const farm_yaml_node_t *l = farm_yaml_want_list(
+                    ctx->y, val, what, "write the client names, e.g. [ci], or [\"*\"]");
+                if (!l)
+                    continue;
+                if (!(r->credentials_for = calloc(l->n + 1, sizeof *r->credentials_for))) {
+                    farm_yaml_set_oom(ctx->y);
+                    return;
+                }
+                for (size_t m = 0; m < l->n; m++) {
+                    const char *name = farm_yaml_want_string(ctx->y, l->items[m], what,
+                                                             "write a client name");
+                    if (!name)
+                        continue;
+                    if (!(r->credentials_for[r->n_credentials_for++] =
+                              farm_yaml_strdup(ctx->y, name)))
+                        return;
+                }
+            }
         }
     }
 }
@@ -817,6 +847,27 @@ static void s_build(s_ctx_t *ctx, farm_yaml_node_t *map)
 }
 
 /* Every node named under platforms: must be defined under nodes:. */
+/* registries.*.credentials_for names enrolled clients (or "*"): a typo would silently
+ * leave a client without the login it was meant to get. */
+static void s_check_grants(s_ctx_t *ctx)
+{
+    const farm_config_t *cfg = ctx->cfg;
+
+    for (size_t i = 0; cfg->n_clients && i < cfg->n_registries; i++) {
+        const farm_config_registry_t *r = &cfg->registries[i];
+        for (size_t j = 0; j < r->n_credentials_for; j++) {
+            int found = strcmp(r->credentials_for[j], "*") == 0;
+            for (size_t k = 0; !found && k < cfg->n_clients; k++)
+                found = strcmp(cfg->clients[k].name, r->credentials_for[j]) == 0;
+            if (!found)
+                farm_yaml_problem(ctx->y, r->line, r->column,
+                                  "registries.%s.credentials_for names client %s, which is "
+                                  "not under clients:; enrol it or fix the name",
+                                  r->host, farm_yaml_quote(r->credentials_for[j]));
+        }
+    }
+}
+
 static void s_check_refs(s_ctx_t *ctx)
 {
     const farm_config_t *cfg = ctx->cfg;
@@ -894,6 +945,7 @@ static void s_top(s_ctx_t *ctx, farm_yaml_node_t *root)
     }
     s_check_refs(ctx);
     s_check_security(ctx);
+    s_check_grants(ctx);
 }
 
 /* -- public -------------------------------------------------------------------------- */
@@ -1024,8 +1076,12 @@ void farm_config_destroy(farm_config_t **self_p)
     free(c->clients);
     free(c->public_key);
     free(c->secret_key_file);
-    for (size_t i = 0; i < c->n_registries; i++)
+    for (size_t i = 0; i < c->n_registries; i++) {
         free(c->registries[i].host);
+        free(c->registries[i].ca);
+        free(c->registries[i].ca_pem);
+        s_free_strv(c->registries[i].credentials_for, c->registries[i].n_credentials_for);
+    }
     free(c->registries);
     s_free_strv(c->build.tags, c->build.n_tags);
     s_free_strv(c->build.platforms, c->build.n_platforms);
@@ -1080,6 +1136,61 @@ int farm_config_registry_insecure(const farm_config_t *cfg, const char *registry
     for (size_t i = 0; i < cfg->n_registries; i++)
         if (strcmp(cfg->registries[i].host, registry_host) == 0)
             return cfg->registries[i].insecure;
+    return 0;
+}
+
+const farm_config_registry_t *farm_config_registry(const farm_config_t *cfg, const char *host)
+{
+    if (!cfg || !host)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_registries; i++)
+        if (strcmp(cfg->registries[i].host, host) == 0)
+            return &cfg->registries[i];
+    return NULL;
+}
+
+int farm_config_registry_grants(const farm_config_registry_t *r, const char *client)
+{
+    if (!r || !client)
+        return 0;
+    for (size_t i = 0; i < r->n_credentials_for; i++)
+        if (strcmp(r->credentials_for[i], "*") == 0 ||
+            (client[0] && strcmp(r->credentials_for[i], client) == 0))
+            return 1;
+    return 0;
+}
+
+int farm_config_load_cas(farm_config_t *cfg)
+{
+    for (size_t i = 0; cfg && i < cfg->n_registries; i++) {
+        farm_config_registry_t *r = &cfg->registries[i];
+        FILE *f;
+        char *buf;
+        size_t n;
+
+        if (!r->ca || r->ca_pem)
+            continue;
+        if (!(f = fopen(r->ca, "re")))
+            return farm_error_set(FARM_EIO, "%s:%d:%d: registries.%s.ca: cannot read %s: %s",
+                                  cfg->path, r->line, r->column, r->host, r->ca,
+                                  strerror(errno));
+        if (!(buf = malloc(FARM_CA_PEM_MAX + 1))) {
+            fclose(f);
+            return farm_error_set(FARM_ERROR, "out of memory");
+        }
+        n = fread(buf, 1, FARM_CA_PEM_MAX + 1, f);
+        fclose(f);
+        buf[n > FARM_CA_PEM_MAX ? FARM_CA_PEM_MAX : n] = '\0';
+        if (n > FARM_CA_PEM_MAX || !strstr(buf, "-----BEGIN CERTIFICATE-----")) {
+            free(buf);
+            return farm_error_set(FARM_EINVALID, "%s:%d:%d: registries.%s.ca: %s %s", cfg->path,
+                                  r->line, r->column, r->host, r->ca,
+                                  n > FARM_CA_PEM_MAX ? "is larger than 256 KiB"
+                                                      : "holds no PEM certificate");
+        }
+        r->ca_pem = buf;
+        r->ca_pem_len = n;
+    }
     return 0;
 }
 

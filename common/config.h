@@ -47,6 +47,12 @@ typedef struct {
 typedef struct {
     char *host; /* "registry.local:5000" as written in image references */
     int insecure; /* plain HTTP allowed */
+    char *ca;     /* registries.HOST.ca: a private CA bundle (PEM file), NULL if none */
+    char *ca_pem; /* its bytes, once farm_config_load_cas read them (coordinator only) */
+    size_t ca_pem_len;
+    char **credentials_for; /* clients whose builds may use the farm's own login ("*": all) */
+    size_t n_credentials_for;
+    int line, column;
 } farm_config_registry_t;
 
 typedef struct {
@@ -108,6 +114,14 @@ const char *farm_role_name(farm_role_t role);
 const farm_config_platform_t *farm_config_platform(const farm_config_t *cfg, const char *platform);
 /* 1 if `registry_host` is marked insecure (plain HTTP allowed). */
 int farm_config_registry_insecure(const farm_config_t *cfg, const char *registry_host);
+/* The registries: entry for host, NULL if farm.yaml has none. */
+const farm_config_registry_t *farm_config_registry(const farm_config_t *cfg, const char *host);
+/* 1 if farm.yaml lets builds of client (its key's name; "" on a keyless farm) use the
+ * farm's own credentials (the daemons' docker config) for registry r. */
+int farm_config_registry_grants(const farm_config_registry_t *r, const char *client);
+/* Reads every registries.*.ca file into ca_pem (at most FARM_CA_PEM_MAX bytes, must hold
+ * a PEM certificate). The coordinator calls it at start-up; farmctl never needs it. */
+int farm_config_load_cas(farm_config_t *cfg);
 
 /* Parses a duration "500ms", "1s", "2m", "1h" into milliseconds; -1 on junk. */
 long farm_config_parse_duration_ms(const char *s);

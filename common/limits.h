@@ -25,6 +25,11 @@
 #define FARM_BUILD_ARG_VALUE_MAX 16384           /* bytes in a build arg's value */
 #define FARM_DOCKERFILE_PATH_MAX 1024            /* bytes in the Dockerfile path */
 #define FARM_REFERENCE_MAX 512                   /* bytes in one image reference */
+#define FARM_CREDENTIALS_MAX 16                  /* registry logins per submit */
+#define FARM_CRED_USER_MAX 256                   /* bytes in a registry username */
+#define FARM_CRED_SECRET_MAX 16384               /* bytes in a password or identity token */
+#define FARM_REGISTRY_HOST_MAX 255               /* bytes in a registry host[:port] */
+#define FARM_CA_PEM_MAX (256u << 10)             /* bytes in a registries.*.ca bundle */
 
 /* Uploads in progress at once on one coordinator (each holds a file open): defaults of
  * coordinator.max_uploads and coordinator.max_uploads_per_client. */

@@ -36,6 +36,11 @@ void farm_proc_stop_on_signals(volatile int *stop)
 
 int farm_proc_run(char *const argv[], const char *cwd)
 {
+    return farm_proc_run_env(argv, cwd, NULL);
+}
+
+int farm_proc_run_env(char *const argv[], const char *cwd, char *const envp[])
+{
     int status;
     pid_t pid, parent = getpid();
 
@@ -51,7 +56,10 @@ int farm_proc_run(char *const argv[], const char *cwd)
             fprintf(stderr, "cannot enter %s: %s\n", cwd, strerror(errno));
             _exit(127);
         }
-        execvp(argv[0], argv);
+        if (envp)
+            execvpe(argv[0], argv, envp);
+        else
+            execvp(argv[0], argv);
         fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }

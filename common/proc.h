@@ -11,6 +11,8 @@
 /* Runs argv synchronously with the caller's stdout/stderr, in cwd (may be NULL).
  * Returns the exit status (0..255), 128+signal, or < 0 if it could not start. */
 int farm_proc_run(char *const argv[], const char *cwd);
+/* The same with envp (NULL: the caller's environment) as the whole environment. */
+int farm_proc_run_env(char *const argv[], const char *cwd, char *const envp[]);
 
 /* Daemon start-up: SIGINT/SIGTERM set *stop (the reactor then ends cleanly), SIGPIPE is
  * ignored (a dead peer is an error return, not a death). */

@@ -43,6 +43,8 @@ struct farm_registry {
     CURL *curl;
     unsigned int seed;
     farm_registry_auth_t *auth;
+    char *ca_pem; /* farm.yaml's ca: for this registry, or NULL: the system's roots */
+    size_t ca_pem_len;
 };
 
 typedef struct {
@@ -396,6 +398,11 @@ static int s_transfer(farm_registry_t *self, const s_req_t *req, s_resp_t *resp,
     snprintf(ua, sizeof ua, "farm/%s", FARM_VERSION);
     curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    if (self->ca_pem) {
+        struct curl_blob ca = {.data = self->ca_pem, .len = self->ca_pem_len,
+                               .flags = CURL_BLOB_NOCOPY};
+        curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &ca);
+    }
     if (req->stream) {
         /* a big blob may take longer than any fixed total: fail on a stall instead */
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -626,6 +633,14 @@ farm_registry_t *farm_registry_new(const char *host, const farm_registry_opts_t 
     self->curl = curl_easy_init();
     if (!self->auth || !self->curl)
         goto fail;
+    if (opts && opts->explicit_creds && farm_registry_auth_set_creds(self->auth, opts->creds) < 0)
+        goto fail;
+    if (opts && opts->ca_pem && opts->ca_pem_len) {
+        if (!(self->ca_pem = malloc(opts->ca_pem_len)))
+            goto fail;
+        memcpy(self->ca_pem, opts->ca_pem, opts->ca_pem_len);
+        self->ca_pem_len = opts->ca_pem_len;
+    }
     return self;
 fail:
     farm_error_set(FARM_ERROR, "registry %s: out of memory", host);
@@ -642,6 +657,7 @@ void farm_registry_destroy(farm_registry_t **self_p)
     if (self->curl)
         curl_easy_cleanup(self->curl);
     farm_registry_auth_destroy(&self->auth);
+    free(self->ca_pem);
     free(self);
     curl_global_cleanup();
     *self_p = NULL;

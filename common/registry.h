@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "common/digest.h"
+#include "common/registry_auth.h"
 
 #define FARM_MEDIA_OCI_INDEX "application/vnd.oci.image.index.v1+json"
 #define FARM_MEDIA_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
@@ -25,6 +26,13 @@ typedef struct {
     const char *docker_config; /* path to config.json; NULL: $DOCKER_CONFIG/config.json, then ~/.docker/config.json */
     int max_retries;           /* 0: default (5) */
     long timeout_s;            /* per request; 0: default (300) */
+    /* Whose login: with explicit set, creds (may be NULL: anonymous) and never a docker
+     * config (a build pushes with its submitter's login, not the host's); otherwise the
+     * docker config above. creds are copied. */
+    int explicit_creds;
+    const farm_registry_creds_t *creds;
+    const char *ca_pem;        /* private CA bundle (PEM) trusted instead of the system's */
+    size_t ca_pem_len;
 } farm_registry_opts_t;
 
 /* host is "localhost:5000" or "docker.io" (mapped to registry-1.docker.io). opts may be NULL. */

@@ -615,6 +615,7 @@ struct farm_registry_auth {
     void *send_arg;
 
     int creds_loaded;
+    int creds_explicit; /* given by the caller (a build's submitter), not a docker config */
     farm_registry_creds_t creds;
 
     s_auth_mode_t mode;
@@ -863,6 +864,18 @@ farm_registry_auth_t *farm_registry_auth_new(const char *host, const char *api_h
     return self;
 }
 
+int farm_registry_auth_set_creds(farm_registry_auth_t *self, const farm_registry_creds_t *creds)
+{
+    farm_registry_creds_clear(&self->creds);
+    self->creds_loaded = 1;
+    self->creds_explicit = 1;
+    if (!creds || !creds->secret || !creds->secret[0])
+        return 0;
+    return s_creds_set(&self->creds, creds->username,
+                       creds->username ? strlen(creds->username) : 0, creds->secret,
+                       strlen(creds->secret), creds->identity_token);
+}
+
 void farm_registry_auth_destroy(farm_registry_auth_t **self_p)
 {
     farm_registry_auth_t *self;
@@ -924,6 +937,14 @@ int farm_registry_auth_challenge(farm_registry_auth_t *self, const char *www_aut
     if ((rc = s_load_creds(self)) < 0)
         return rc;
     if (strcasecmp(ch.scheme, "Basic") == 0) {
+        if (!s_have_creds(self) && self->creds_explicit)
+            return farm_error_set(FARM_EAUTH,
+                                  "registry %s%s%s answered HTTP 401: it requires a login (Basic auth) and the build "
+                                  "carries none for it: run docker login %s where farmctl "
+                                  "runs (farmctl sends the submitter's credentials), or have "
+                                  "farm.yaml grant the farm's own (registries.%s.credentials_for)",
+                                  self->host, repo ? ": " : "", repo ? repo : "", self->host,
+                                  self->host);
         if (!s_have_creds(self))
             return farm_error_set(FARM_EAUTH,
                                   "registry %s%s%s requires a login (Basic auth) and no "

@@ -68,6 +68,9 @@ farm_registry_auth_t *farm_registry_auth_new(const char *host, const char *api_h
                                              farm_registry_token_send_fn send, void *send_arg);
 /* Wipes credentials and tokens. */
 void farm_registry_auth_destroy(farm_registry_auth_t **self_p);
+/* Use creds (copied; NULL: anonymous) and never look in a docker config. Call before
+ * the first request. */
+int farm_registry_auth_set_creds(farm_registry_auth_t *self, const farm_registry_creds_t *creds);
 
 /* The "Authorization: ..." line for a request to url about repository repo (NULL for
  * /v2/) needing push if push, fetching a Bearer token for that scope when none is

@@ -252,6 +252,8 @@ int farm_wire_recv_user(void *sock, void *rid, size_t *rid_len, char *user, size
         } else if (!got_body) {
             got_body = 1;
             rc = farm_wire_unpack(out, zmq_msg_data(&part), zmq_msg_size(&part));
+            /* the packed bytes may hold a registry login (Submit, JobAssign) */
+            explicit_bzero(zmq_msg_data(&part), zmq_msg_size(&part));
         } else {
             /* extra frames: drain and refuse the whole message */
             if (*out)
@@ -268,9 +270,24 @@ int farm_wire_recv_user(void *sock, void *rid, size_t *rid_len, char *user, size
     return rc;
 }
 
+static void s_wipe_creds(Farm__RegistryCredential **c, size_t n)
+{
+    for (size_t i = 0; c && i < n; i++) {
+        if (c[i] && c[i]->secret)
+            explicit_bzero(c[i]->secret, strlen(c[i]->secret));
+        if (c[i] && c[i]->username)
+            explicit_bzero(c[i]->username, strlen(c[i]->username));
+    }
+}
+
 void farm_wire_free(Farm__Envelope **env_p)
 {
     if (env_p && *env_p) {
+        /* registry logins a Submit or JobAssign carried leave no copy behind */
+        if ((*env_p)->body_case == FARM__ENVELOPE__BODY_SUBMIT && (*env_p)->submit)
+            s_wipe_creds((*env_p)->submit->credentials, (*env_p)->submit->n_credentials);
+        if ((*env_p)->body_case == FARM__ENVELOPE__BODY_JOB_ASSIGN && (*env_p)->job_assign)
+            s_wipe_creds((*env_p)->job_assign->credentials, (*env_p)->job_assign->n_credentials);
         farm__envelope__free_unpacked(*env_p, NULL);
         *env_p = NULL;
     }

@@ -53,10 +53,75 @@ farm_builds_t *farm_builds_new(const farm_config_t *cfg, farm_scheduler_t *sched
     return self;
 }
 
+static int s_refuse(char *reason, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Wipes and frees the submitter's logins: a build keeps them only while it runs. */
+static void s_creds_wipe(farm_build_t *b)
+{
+    for (size_t i = 0; i < b->n_creds; i++) {
+        farm_cred_t *c = &b->creds[i];
+        if (c->secret) {
+            explicit_bzero(c->secret, strlen(c->secret));
+            free(c->secret);
+        }
+        if (c->username) {
+            explicit_bzero(c->username, strlen(c->username));
+            free(c->username);
+        }
+        free(c->registry);
+    }
+    free(b->creds);
+    b->creds = NULL;
+    b->n_creds = 0;
+}
+
+const farm_cred_t *farm_build_cred(const farm_build_t *b, const char *host)
+{
+    for (size_t i = 0; b && host && i < b->n_creds; i++)
+        if (strcmp(b->creds[i].registry, host) == 0)
+            return &b->creds[i];
+    return NULL;
+}
+
+/* Bounded, one per registry host, each with a secret; never echoes a secret. */
+static int s_copy_creds(farm_build_t *b, const farm_submit_t *s, char *reason, size_t len)
+{
+    if (s->n_creds > FARM_CREDENTIALS_MAX)
+        return s_refuse(reason, len, "too many registry credentials (%zu; at most %d)",
+                        s->n_creds, FARM_CREDENTIALS_MAX);
+    if (!s->n_creds)
+        return 0;
+    if (!(b->creds = calloc(s->n_creds, sizeof *b->creds)))
+        return s_refuse(reason, len, "coordinator out of memory");
+    for (size_t i = 0; i < s->n_creds; i++) {
+        const farm_cred_t *c = &s->creds[i];
+        const char *r = c->registry ? c->registry : "";
+        if (!r[0] || strlen(r) > FARM_REGISTRY_HOST_MAX || strpbrk(r, "/?#@ \t\r\n"))
+            return s_refuse(reason, len, "registry credentials for an invalid host");
+        if (!c->secret || !c->secret[0] || strlen(c->secret) > FARM_CRED_SECRET_MAX ||
+            (c->username && strlen(c->username) > FARM_CRED_USER_MAX))
+            return s_refuse(reason, len, "registry credentials for %s: empty or over-long "
+                            "username or secret (at most %d and %d bytes)", r,
+                            FARM_CRED_USER_MAX, FARM_CRED_SECRET_MAX);
+        if (farm_build_cred(b, r))
+            return s_refuse(reason, len, "registry credentials for %s sent twice", r);
+        b->creds[i].registry = strdup(r);
+        b->creds[i].username = strdup(c->username ? c->username : "");
+        b->creds[i].secret = strdup(c->secret);
+        b->creds[i].identity_token = c->identity_token;
+        b->n_creds++;
+        if (!b->creds[i].registry || !b->creds[i].username || !b->creds[i].secret)
+            return s_refuse(reason, len, "coordinator out of memory");
+    }
+    return 0;
+}
+
 static void s_build_free(farm_builds_t *self, farm_build_t *b)
 {
     if (!b)
         return;
+    s_creds_wipe(b);
     for (size_t i = 0; i < b->n_jobs; i++) {
         farm_scheduler_forget(self->sched, &b->jobs[i]);
         farm_tail_clear(&b->jobs[i].tail);
@@ -342,7 +407,7 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
             goto fail;
         }
     }
-    if ((rc = s_fill_tags(b, s, reason, len)) < 0)
+    if ((rc = s_fill_tags(b, s, reason, len)) < 0 || (rc = s_copy_creds(b, s, reason, len)) < 0)
         goto fail;
     if (s_new_id(b->id, sizeof b->id, ++self->seq) < 0) {
         rc = s_refuse(reason, len, "coordinator cannot make a build id: no randomness");
@@ -497,6 +562,7 @@ void farm_builds_finish(farm_builds_t *self, farm_build_t *b, int ok, const char
         j->state = FARM_JOB_CANCELLED;
     }
     b->done_at = now;
+    s_creds_wipe(b); /* the stitch has its own copy; nothing else needs them now */
     farm_link_remove(&b->link);
     farm_link_push_back(&self->done, &b->link);
     self->n_active--;

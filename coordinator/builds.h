@@ -53,6 +53,8 @@ typedef struct {
     const void *client;             /* the client's routing id */
     size_t client_len;
     const char *owner;              /* the client's authenticated name ("" without keys) */
+    const farm_cred_t *creds;       /* the submitter's registry logins (copied) */
+    size_t n_creds;
 } farm_submit_t;
 
 typedef struct farm_builds farm_builds_t;
@@ -70,6 +72,8 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
  * the scheduler. */
 void farm_builds_start(farm_builds_t *self, farm_build_t *b, long long now);
 farm_build_t *farm_builds_get(farm_builds_t *self, const char *id);
+/* The submitter's login for registry host, NULL if none was sent (or the build is DONE). */
+const farm_cred_t *farm_build_cred(const farm_build_t *b, const char *host);
 
 void farm_builds_event(farm_builds_t *self, farm_build_t *b, const farm_job_t *job,
                        farm_event_kind_t kind, const char *fmt, ...)

@@ -294,6 +294,9 @@ static int s_stitch_result(farm_reactor_t *r, int revents, void *arg)
 static void s_stitch_start(farm_coordinator_t *self, farm_build_t *b)
 {
     Farm__StitchRequest req = FARM__STITCH_REQUEST__INIT;
+    Farm__RegistryCredential rc = FARM__REGISTRY_CREDENTIAL__INIT;
+    const farm_cred_t *cred;
+    const farm_config_registry_t *rcfg;
     Farm__Descriptor *descs = calloc(b->n_jobs + 1, sizeof *descs);
     Farm__Descriptor **dptrs = calloc(b->n_jobs + 1, sizeof *dptrs);
     char (*plats)[FARM_PLATFORM_STRLEN] = calloc(b->n_jobs + 1, sizeof *plats);
@@ -324,6 +327,19 @@ static void s_stitch_start(farm_coordinator_t *self, farm_build_t *b)
     req.registry = b->registry;
     req.repository = b->repository;
     req.insecure = b->insecure;
+    /* the target's login only: the stitch touches no other registry */
+    if ((cred = farm_build_cred(b, b->registry))) {
+        rc.registry = cred->registry;
+        rc.username = cred->username;
+        rc.secret = cred->secret;
+        rc.identity_token = cred->identity_token;
+        req.credential = &rc;
+    }
+    if ((rcfg = farm_config_registry(self->cfg, b->registry))) {
+        req.ca_pem.data = (uint8_t *)rcfg->ca_pem;
+        req.ca_pem.len = rcfg->ca_pem ? rcfg->ca_pem_len : 0;
+        req.farm_credentials = farm_config_registry_grants(rcfg, b->owner);
+    }
     req.n_children = n;
     req.children = dptrs;
     req.n_tags = b->n_tags;
@@ -337,6 +353,7 @@ static void s_stitch_start(farm_coordinator_t *self, farm_build_t *b)
     st->coord = self;
     st->build = b;
     st->child = farm_child_spawn(&opts);
+    explicit_bzero(packed, len); /* the login is in the child's sealed memfd now */
     if (st->child)
         self->n_stitching++;
     if (!st->child) {
@@ -409,12 +426,74 @@ static void s_stitch_start_waiting(farm_coordinator_t *self)
 
 static void s_node_lost(farm_coordinator_t *self, farm_node_t *node, const char *why);
 
+/* A JobAssign's registry part: the submitter's logins (all of the build's: the push and
+ * the base images), and farm.yaml's settings for every registry it names plus the target. */
+typedef struct {
+    Farm__RegistryCredential *creds, **cred_ptrs;
+    Farm__RegistrySettings *sets, **set_ptrs;
+} assign_regs_t;
+
+static void s_assign_registries_free(assign_regs_t *r)
+{
+    free(r->creds);
+    free(r->cred_ptrs);
+    free(r->sets);
+    free(r->set_ptrs);
+    memset(r, 0, sizeof *r);
+}
+
+static int s_assign_registries(farm_coordinator_t *self, const farm_build_t *b,
+                               Farm__JobAssign *ja, assign_regs_t *r)
+{
+    const farm_config_t *cfg = self->cfg;
+    size_t n = 0;
+
+    memset(r, 0, sizeof *r);
+    r->creds = calloc(b->n_creds + 1, sizeof *r->creds);
+    r->cred_ptrs = calloc(b->n_creds + 1, sizeof *r->cred_ptrs);
+    r->sets = calloc(cfg->n_registries + 1, sizeof *r->sets);
+    r->set_ptrs = calloc(cfg->n_registries + 1, sizeof *r->set_ptrs);
+    if (!r->creds || !r->cred_ptrs || !r->sets || !r->set_ptrs)
+        return FARM_ERROR;
+    for (size_t i = 0; i < b->n_creds; i++) {
+        farm__registry_credential__init(&r->creds[i]);
+        r->creds[i].registry = b->creds[i].registry;
+        r->creds[i].username = b->creds[i].username;
+        r->creds[i].secret = b->creds[i].secret;
+        r->creds[i].identity_token = b->creds[i].identity_token;
+        r->cred_ptrs[i] = &r->creds[i];
+    }
+    ja->n_credentials = b->n_creds;
+    ja->credentials = r->cred_ptrs;
+    for (size_t i = 0; i < cfg->n_registries; i++) {
+        const farm_config_registry_t *c = &cfg->registries[i];
+        Farm__RegistrySettings *s = &r->sets[n];
+        farm__registry_settings__init(s);
+        s->registry = c->host;
+        s->insecure = c->insecure;
+        s->ca_pem.data = (uint8_t *)c->ca_pem;
+        s->ca_pem.len = c->ca_pem ? c->ca_pem_len : 0;
+        s->farm_credentials = farm_config_registry_grants(c, b->owner);
+        r->set_ptrs[n++] = s;
+    }
+    if (!farm_config_registry(cfg, b->registry)) {
+        farm__registry_settings__init(&r->sets[n]);
+        r->sets[n].registry = (char *)b->registry;
+        r->set_ptrs[n] = &r->sets[n];
+        n++;
+    }
+    ja->n_registries = n;
+    ja->registries = r->set_ptrs;
+    return 0;
+}
+
 static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
 {
     farm_coordinator_t *self = arg;
     farm_build_t *b = job->build;
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__JobAssign ja = FARM__JOB_ASSIGN__INIT;
+    assign_regs_t regs = {0};
     Farm__KeyValue *kvs = calloc(b->n_args + 1, sizeof *kvs);
     Farm__KeyValue **kvp = calloc(b->n_args + 1, sizeof *kvp);
     long long now = farm_now_ms();
@@ -446,6 +525,11 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
     ja.repository = b->repository;
     ja.insecure = b->insecure;
     ja.emulated = job->emulated;
+    if (s_assign_registries(self, b, &ja, &regs) < 0) {
+        farm_scheduler_release(self->sched, job);
+        farm_builds_job_failed(self->builds, job, now, "coordinator out of memory sending the job");
+        goto done;
+    }
     env.body_case = FARM__ENVELOPE__BODY_JOB_ASSIGN;
     env.job_assign = &ja;
     if ((rc = s_send_node(self, node, &env)) == FARM_ENOTFOUND) {
@@ -465,6 +549,8 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
                           job->emulated ? " (emulated)" : "",
                           farm_scheduler_node_used(self->sched, node), node->slots);
     }
+done:
+    s_assign_registries_free(&regs);
     free(kvs);
     free(kvp);
 }
@@ -773,6 +859,7 @@ static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm_
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__Accepted acc = FARM__ACCEPTED__INIT;
     const char **keys = NULL, **values = NULL;
+    farm_cred_t *creds = NULL;
     char reason[2048];
     farm_build_t *b = NULL;
     uint64_t size = 0;
@@ -801,6 +888,24 @@ static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm_
     }
     sub.arg_keys = keys;
     sub.arg_values = values;
+    if (s->n_credentials > FARM_CREDENTIALS_MAX) {
+        snprintf(reason, sizeof reason, "too many registry credentials (%zu; at most %d)",
+                 s->n_credentials, FARM_CREDENTIALS_MAX);
+        s_refuse(self, rid, rid_len, reason);
+        goto done;
+    }
+    if (s->n_credentials && !(creds = calloc(s->n_credentials, sizeof *creds))) {
+        s_refuse(self, rid, rid_len, "coordinator out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < s->n_credentials; i++) {
+        creds[i].registry = s->credentials[i]->registry;
+        creds[i].username = s->credentials[i]->username;
+        creds[i].secret = s->credentials[i]->secret;
+        creds[i].identity_token = s->credentials[i]->identity_token;
+    }
+    sub.creds = creds;
+    sub.n_creds = s->n_credentials;
     if (farm_digest_valid(s->context_digest))
         sub.context_stored = farm_ctxstore_has(self->ctx, s->context_digest, &size);
     sub.context_size = size;
@@ -819,6 +924,7 @@ static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm_
     free(acc.platforms);
     farm_builds_start(self->builds, b, now);
 done:
+    free(creds); /* borrowed pointers: the envelope's strings are wiped with it */
     free(keys);
     free(values);
 }

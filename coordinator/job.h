@@ -51,6 +51,15 @@ typedef struct farm_job {
     farm_link_t node_link;    /* the node's running jobs (RUNNING) */
 } farm_job_t;
 
+/* A submitter's login for one registry, held for its build only (wiped when the build
+ * ends, never logged or written anywhere). */
+typedef struct {
+    char *registry;
+    char *username;
+    char *secret;
+    int identity_token;
+} farm_cred_t;
+
 typedef enum { FARM_BUILD_RUNNING, FARM_BUILD_STITCHING, FARM_BUILD_DONE } farm_build_state_t;
 
 typedef struct farm_build {
@@ -70,6 +79,8 @@ typedef struct farm_build {
     char *dockerfile;
     farm_kv_t *args;
     size_t n_args;
+    farm_cred_t *creds;  /* the submitter's, until the build is DONE */
+    size_t n_creds;
     farm_job_t *jobs;
     size_t n_jobs;
     farm_build_state_t state;

@@ -70,6 +70,11 @@ int main(int argc, char **argv)
         farm_config_destroy(&cfg);
         return 1;
     }
+    if (farm_config_load_cas(cfg) < 0) {
+        fprintf(stderr, "%s\n", farm_error_last());
+        farm_config_destroy(&cfg);
+        return 1;
+    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     farm_proc_stop_on_signals(&s_stop);
 

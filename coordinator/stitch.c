@@ -274,7 +274,13 @@ done:
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
                     const farm_stitch_req_t *req)
 {
-    farm_registry_opts_t opts = {.insecure = req->insecure};
+    /* the submitter's login, else the farm's own only where farm.yaml grants it, else
+     * anonymous: never the coordinator's login on a client's behalf by default */
+    farm_registry_opts_t opts = {.insecure = req->insecure,
+                                 .explicit_creds = req->creds || !req->farm_credentials,
+                                 .creds = req->creds,
+                                 .ca_pem = req->ca_pem,
+                                 .ca_pem_len = req->ca_pem_len};
     farm_registry_t *reg = farm_registry_new(req->registry, &opts);
     char *json = NULL, pushed[FARM_DIGEST_STRLEN];
     size_t len = 0;
@@ -328,6 +334,7 @@ int farm_stitch_main(void)
     Farm__StitchRequest *req = NULL;
     farm_descriptor_t *children = NULL;
     farm_stitch_req_t sr = {0};
+    farm_registry_creds_t creds = {0};
     char digest[FARM_DIGEST_STRLEN];
     uint64_t size = 0;
     void *raw = NULL;
@@ -337,6 +344,7 @@ int farm_stitch_main(void)
     if (farm_child_request_read(&raw, &len, FARM_WIRE_MAXMSG) < 0)
         return s_result(0, farm_error_last(), NULL, 0);
     req = farm__stitch_request__unpack(NULL, len, raw);
+    explicit_bzero(raw, len);
     free(raw);
     if (!req)
         return s_result(0, "malformed stitch request", NULL, 0);
@@ -364,12 +372,26 @@ int farm_stitch_main(void)
     sr.n_children = req->n_children;
     sr.tags = req->tags;
     sr.n_tags = req->n_tags;
+    if (req->credential && req->credential->secret[0] &&
+        strcmp(req->credential->registry, req->registry) == 0) {
+        creds.username = req->credential->username;
+        creds.secret = req->credential->secret;
+        creds.identity_token = req->credential->identity_token;
+        sr.creds = &creds;
+    }
+    sr.farm_credentials = req->farm_credentials;
+    sr.ca_pem = req->ca_pem.len ? (const char *)req->ca_pem.data : NULL;
+    sr.ca_pem_len = req->ca_pem.len;
     if (farm_stitch_run(digest, &size, &sr) < 0)
         rc = s_result(0, farm_error_last(), NULL, 0);
     else
         rc = s_result(1, NULL, digest, size);
 done:
     free(children);
+    if (req->credential) {
+        explicit_bzero(req->credential->secret, strlen(req->credential->secret));
+        explicit_bzero(req->credential->username, strlen(req->credential->username));
+    }
     farm__stitch_request__free_unpacked(req, NULL);
     return rc;
 }

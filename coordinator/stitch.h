@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/oci.h"
+#include "common/registry_auth.h"
 
 typedef struct {
     const char *registry;   /* host[:port] */
@@ -17,6 +18,10 @@ typedef struct {
     size_t n_children;
     char *const *tags;      /* tag names only (no repository) */
     size_t n_tags;
+    const farm_registry_creds_t *creds; /* the submitter's login for registry, or NULL */
+    int farm_credentials;   /* no creds: may use the coordinator's docker config (farm.yaml) */
+    const char *ca_pem;     /* registries.HOST.ca bytes, or NULL */
+    size_t ca_pem_len;
 } farm_stitch_req_t;
 
 /* Reads each child's manifest (by digest) and image config from the build's repository

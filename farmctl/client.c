@@ -16,6 +16,7 @@ struct farmctl_client {
     void *zctx;
     void *sock;
     char endpoint[512];
+    int secure; /* CURVE */
 };
 
 int farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
@@ -101,6 +102,7 @@ farmctl_client_t *farmctl_client_new_for(const char *endpoint, const farm_config
     self->sock = farm_wire_socket_secure(self->zctx, FARM_WIRE_DEALER_CLIENT, endpoint, NULL,
                                          secure ? &curve : NULL);
     farm_key_wipe(&keys);
+    self->secure = secure;
     if (!self->sock) {
         farmctl_client_destroy(&self);
         return NULL;
@@ -146,6 +148,16 @@ int farmctl_client_recv(farmctl_client_t *self, Farm__Envelope **out, int timeou
         if (rc != FARM_ERETRY)
             return rc;
     }
+}
+
+int farmctl_client_private(const farmctl_client_t *self)
+{
+    const char *e = self->endpoint;
+    if (self->secure)
+        return 1;
+    return strncmp(e, "ipc://", 6) == 0 || strncmp(e, "inproc://", 9) == 0 ||
+           strncmp(e, "tcp://127.", 10) == 0 || strncmp(e, "tcp://localhost:", 16) == 0 ||
+           strncmp(e, "tcp://[::1]:", 12) == 0;
 }
 
 const char *farmctl_client_endpoint(const farmctl_client_t *self)

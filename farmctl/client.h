@@ -23,5 +23,8 @@ int farmctl_client_send(farmctl_client_t *self, Farm__Envelope *env);
 /* Waits up to timeout_ms for one message: FARM_ERETRY on timeout. */
 int farmctl_client_recv(farmctl_client_t *self, Farm__Envelope **out, int timeout_ms);
 const char *farmctl_client_endpoint(const farmctl_client_t *self);
+/* 1 if what is sent cannot be read on the way: CURVE, or a plain connection that stays
+ * on this machine (a keyless farm binds loopback only). Registry logins go only then. */
+int farmctl_client_private(const farmctl_client_t *self);
 
 #endif

@@ -21,6 +21,7 @@
 #include "common/limits.h"
 #include "common/platform.h"
 #include "common/reference.h"
+#include "common/registry_auth.h"
 #include "common/str.h"
 #include "common/text.h"
 #include "common/wire.h"
@@ -54,7 +55,68 @@ typedef struct {
     farmctl_progress_mode_t progress;
     farmctl_progress_t *pg;
     char build_id[FARM_ID_MAX + 1];
+    /* the submitter's own registry logins, sent with the Submit and wiped after it */
+    char *cred_hosts[FARM_CREDENTIALS_MAX];
+    farm_registry_creds_t creds[FARM_CREDENTIALS_MAX];
+    size_t n_creds;
 } submit_opts_t;
+
+/* Looks host up in the submitter's docker config (auths, credHelpers, credsStore) and
+ * keeps what it finds. A host named twice is looked up once. A helper that fails is an
+ * error for the target registry (the push would fail later, less clearly), a warning for
+ * a base-image registry. */
+static int s_add_creds(submit_opts_t *o, const char *host, int target)
+{
+    int rc;
+
+    for (size_t i = 0; i < o->n_creds; i++)
+        if (strcmp(o->cred_hosts[i], host) == 0)
+            return 0;
+    if (o->n_creds == FARM_CREDENTIALS_MAX)
+        return 0;
+    rc = farm_registry_credentials_lookup(&o->creds[o->n_creds], NULL, host);
+    if (rc == FARM_ENOTFOUND)
+        return 0; /* anonymous for this host */
+    if (rc < 0 && !target) {
+        fprintf(stderr, "warning: %s; builds pull from %s anonymously\n", farm_error_last(), host);
+        return 0;
+    }
+    if (rc < 0)
+        return farm_error_wrap(rc, "your login for %s", host);
+    if (!(o->cred_hosts[o->n_creds] = strdup(host))) {
+        farm_registry_creds_clear(&o->creds[o->n_creds]);
+        return farm_error_set(FARM_ERROR, "out of memory");
+    }
+    o->n_creds++;
+    return 0;
+}
+
+/* Which logins go with the build: the target registry's, and those of the registries
+ * farm.yaml lists (where base images come from; farmctl cannot know a Dockerfile's FROM
+ * registries in general). Nothing else in the docker config leaves this machine. */
+static int s_collect_creds(submit_opts_t *o, const farm_config_t *cfg)
+{
+    farm_reference_t ref;
+    int rc;
+
+    if (farm_reference_parse(&ref, o->tags[0]) < 0)
+        return FARM_EINVALID;
+    if ((rc = s_add_creds(o, ref.registry, 1)) < 0)
+        return rc;
+    for (size_t i = 0; cfg && i < cfg->n_registries; i++)
+        if ((rc = s_add_creds(o, cfg->registries[i].host, 0)) < 0)
+            return rc;
+    return 0;
+}
+
+static void s_creds_clear(submit_opts_t *o)
+{
+    for (size_t i = 0; i < o->n_creds; i++) {
+        farm_registry_creds_clear(&o->creds[i]);
+        free(o->cred_hosts[i]);
+    }
+    o->n_creds = 0;
+}
 
 static void s_usage(FILE *f)
 {
@@ -454,6 +516,7 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
     Farm__Submit s = FARM__SUBMIT__INIT;
     Farm__KeyValue kvs[FARM_BUILD_ARGS_MAX], *kvp[FARM_BUILD_ARGS_MAX];
+    Farm__RegistryCredential creds[FARM_CREDENTIALS_MAX], *credp[FARM_CREDENTIALS_MAX];
     int rc;
 
     for (size_t i = 0; i < o->n_args; i++) {
@@ -472,9 +535,21 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     s.context_digest = (char *)digest;
     s.context_size = size;
     s.allow_partial = o->allow_partial;
+    for (size_t i = 0; i < o->n_creds; i++) {
+        farm__registry_credential__init(&creds[i]);
+        creds[i].registry = o->cred_hosts[i];
+        creds[i].username = o->creds[i].username;
+        creds[i].secret = o->creds[i].secret;
+        creds[i].identity_token = o->creds[i].identity_token;
+        credp[i] = &creds[i];
+    }
+    s.n_credentials = o->n_creds;
+    s.credentials = credp;
     env.body_case = FARM__ENVELOPE__BODY_SUBMIT;
     env.submit = &s;
-    if ((rc = farmctl_client_send(cl, &env)) < 0)
+    rc = farmctl_client_send(cl, &env);
+    s_creds_clear(o); /* sent (over CURVE on a keyed farm): farmctl needs them no more */
+    if (rc < 0)
         return rc;
     for (;;) {
         rc = farmctl_client_recv(cl, &reply, REPLY_TIMEOUT_MS);
@@ -723,6 +798,16 @@ int farmctl_submit_main(int argc, char **argv)
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         goto done;
     }
+    if (!farmctl_client_private(cl))
+        fprintf(stderr, "warning: %s is a plain (unencrypted) connection off this machine: "
+                        "your registry logins are not sent; the build pushes anonymously\n",
+                endpoint);
+    else if (s_collect_creds(&o, cfg) < 0) {
+        fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
+        goto done;
+    }
+    for (size_t i = 0; i < o.n_creds; i++)
+        farmctl_progress_note(o.pg, "#sending your login for %s with this build", o.cred_hosts[i]);
     if (s_upload(cl, tar, digest, size, &o) < 0 ||
         s_submit(cl, &o, digest, size, dockerfile) < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
@@ -741,6 +826,7 @@ int farmctl_submit_main(int argc, char **argv)
         rc = 1;
     }
 done:
+    s_creds_clear(&o);
     if (tarfd >= 0)
         unlink(tar);
     farmctl_client_destroy(&cl);

@@ -1,6 +1,7 @@
 /* farm.yaml: the ARCHITECTURE.md example read field by field, defaults, lookups, and every
  * class of mistake reported at its exact line:column, all of them in one pass. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -509,6 +510,62 @@ static void test_registries(void **state)
           "registries.\"r:5000\".insecure must be true or false, got the value \"maybe\"");
 }
 
+/* ca: and credentials_for: (who may use the farm's own login for a registry) */
+static void test_registry_ca_and_grants(void **state)
+{
+    char ca[] = "/tmp/farm-test-ca-XXXXXX", y[2048];
+    const char *pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const farm_config_registry_t *r;
+    farm_config_t *cfg;
+    int fd = mkstemp(ca);
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, pem, strlen(pem)), (ssize_t)strlen(pem));
+    close(fd);
+    snprintf(y, sizeof y, "registries:\n  r:5000: {ca: %s, credentials_for: [ci]}\n"
+             "  open:5000: {credentials_for: [\"*\"]}\n  plain:5000: {insecure: true}\n", ca);
+    cfg = s_ok(y);
+    r = farm_config_registry(cfg, "r:5000");
+    assert_non_null(r);
+    assert_string_equal(r->ca, ca);
+    assert_null(r->ca_pem);
+    assert_true(farm_config_registry_grants(r, "ci"));
+    assert_false(farm_config_registry_grants(r, "alice"));
+    assert_false(farm_config_registry_grants(r, "")); /* a keyless farm's client is nobody */
+    assert_true(farm_config_registry_grants(farm_config_registry(cfg, "open:5000"), ""));
+    assert_false(farm_config_registry_grants(farm_config_registry(cfg, "plain:5000"), "ci"));
+    assert_null(farm_config_registry(cfg, "other:5000"));
+    assert_int_equal(farm_config_load_cas(cfg), 0);
+    assert_int_equal(r->ca_pem_len, strlen(pem));
+    assert_memory_equal(r->ca_pem, pem, strlen(pem));
+    farm_config_destroy(&cfg);
+    /* a CA file that holds no certificate, or is missing: refused at load */
+    snprintf(y, sizeof y, "registries:\n  r:5000: {ca: /nonexistent/ca.pem}\n");
+    cfg = s_ok(y);
+    assert_int_equal(farm_config_load_cas(cfg), FARM_EIO);
+    assert_non_null(strstr(farm_error_last(), "registries.r:5000.ca: cannot read"));
+    farm_config_destroy(&cfg);
+    fd = open(ca, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "junk\n", 5), 5);
+    close(fd);
+    snprintf(y, sizeof y, "registries:\n  r:5000: {ca: %s}\n", ca);
+    cfg = s_ok(y);
+    assert_int_equal(farm_config_load_cas(cfg), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "holds no PEM certificate"));
+    farm_config_destroy(&cfg);
+    unlink(ca);
+    /* a grant must name an enrolled client */
+    s_one("coordinator: {public_key: \"h#Jp0}jHp+u=n8SCj.!}MMGd4CYB{pO}MoSRdM&N\"}\n"
+          "clients: {ci: {key: \"6Nv).=U@Q.6g:P{e@rvS=3&7za+7XZf<D{CbgErO\", role: submit}}\n"
+          "registries:\n  r:5000: {credentials_for: [cj]}\n",
+          "t.yaml:4:3", "registries.r:5000.credentials_for names client \"cj\", which is not "
+          "under clients:");
+    s_one("registries:\n  r:5000: {credentials_for: ci}\n", "t.yaml:2:29",
+          "credentials_for");
+}
+
 /* The many-errors fixture: every problem found in one pass, in document order. */
 static void test_all_problems_in_one_pass(void **state)
 {
@@ -700,6 +757,7 @@ int main(void)
         cmocka_unit_test(test_durations_and_endpoints),
         cmocka_unit_test(test_build_args),
         cmocka_unit_test(test_registries),
+        cmocka_unit_test(test_registry_ca_and_grants),
         cmocka_unit_test(test_all_problems_in_one_pass),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_missing_file),

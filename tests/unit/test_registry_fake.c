@@ -224,6 +224,52 @@ static void test_token_denied(void **state)
     farm_registry_destroy(&reg);
 }
 
+/* A build's login (explicit_creds): the docker config is never consulted, whatever it
+ * holds; the given login is used, and without one the client goes anonymous. */
+static void test_explicit_creds(void **state)
+{
+    fixture_t *fx = *state;
+    char good[160], wrong[160];
+    const char *d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    farm_registry_creds_t ok = {.username = "tokuser", .secret = "tok pass:1"};
+    farm_registry_creds_t bad = {.username = "tokuser", .secret = "wrong"};
+    farm_registry_opts_t opts = {.insecure = 1, .max_retries = 1, .timeout_s = 20,
+                                 .explicit_creds = 1};
+    farm_registry_t *reg;
+    FILE *f;
+    int rc;
+
+    snprintf(good, sizeof good, "%s/config.json", fx->dir);
+    snprintf(wrong, sizeof wrong, "%s/wrong2.json", fx->dir);
+    f = fopen(wrong, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"auths\":{\"%s\":{\"auth\":\"dG9rdXNlcjp3cm9uZw==\"}}}", fx->host);
+    fclose(f);
+    /* the host's config has the right login, the build's is wrong: refused */
+    opts.docker_config = good;
+    opts.creds = &bad;
+    reg = farm_registry_new(fx->host, &opts);
+    assert_non_null(reg);
+    assert_int_equal(farm_registry_blob_exists(reg, NULL, REPO, d), FARM_EAUTH);
+    assert_null(strstr(farm_error_last(), "wrong"));
+    farm_registry_destroy(&reg);
+    /* no login for the build: anonymous, even though the host's config has one */
+    opts.creds = NULL;
+    reg = farm_registry_new(fx->host, &opts);
+    assert_non_null(reg);
+    assert_int_equal(farm_registry_blob_exists(reg, NULL, REPO, d), FARM_EAUTH);
+    farm_registry_destroy(&reg);
+    /* the build's right login works with a wrong host config */
+    opts.docker_config = wrong;
+    opts.creds = &ok;
+    reg = farm_registry_new(fx->host, &opts);
+    assert_non_null(reg);
+    rc = farm_registry_blob_exists(reg, NULL, REPO, d);
+    if (rc == FARM_EAUTH)
+        fail_msg("explicit login refused: %s", farm_error_last());
+    farm_registry_destroy(&reg);
+}
+
 /* Bad names are refused before anything is sent (no server listens on port 1). */
 static void test_bad_arguments(void **state)
 {
@@ -249,6 +295,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bearer_and_quirks, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_token_denied, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_explicit_creds, s_setup, s_teardown),
         cmocka_unit_test(test_bad_arguments),
     };
     if (getenv("FARM_TEST_VERBOSE"))
