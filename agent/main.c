@@ -177,6 +177,7 @@ int main(int argc, char **argv)
         o.coordinator_key = ckey;
     }
     farm_proc_stop_on_signals(&s_stop);
+    farm_proc_raise_nofile();
 
     agent = farm_agent_new(&o);
     if (!agent) {

@@ -579,6 +579,51 @@ static int s_loopback(const char *e)
            !strncmp(host, "[::1]:", 6);
 }
 
+typedef struct {
+    const char *key, *kind, *name;
+    int line, column;
+} s_keyref_t;
+
+static int s_keyref_cmp(const void *a, const void *b)
+{
+    const s_keyref_t *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->line != y->line ? x->line - y->line : x->column - y->column);
+}
+
+/* One key, one identity: a key shared by two nodes, two clients, or a peer and the
+ * coordinator would let one act as the other. */
+static void s_check_unique_keys(s_ctx_t *ctx)
+{
+    const farm_config_t *cfg = ctx->cfg;
+    size_t n = 0;
+    s_keyref_t *refs = calloc(cfg->n_nodes + cfg->n_clients + 2, sizeof *refs);
+
+    if (!refs) {
+        farm_yaml_set_oom(ctx->y);
+        return;
+    }
+    if (cfg->public_key)
+        refs[n++] = (s_keyref_t){cfg->public_key, "the coordinator", "", 0, 0};
+    for (size_t i = 0; i < cfg->n_nodes; i++)
+        if (cfg->nodes[i].key)
+            refs[n++] = (s_keyref_t){cfg->nodes[i].key, "node", cfg->nodes[i].name,
+                                     cfg->nodes[i].line, cfg->nodes[i].column};
+    for (size_t i = 0; i < cfg->n_clients; i++)
+        if (cfg->clients[i].key)
+            refs[n++] = (s_keyref_t){cfg->clients[i].key, "client", cfg->clients[i].name,
+                                     cfg->clients[i].line, cfg->clients[i].column};
+    qsort(refs, n, sizeof *refs, s_keyref_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(refs[i].key, refs[i - 1].key) == 0)
+            farm_yaml_problem(ctx->y, refs[i].line ? refs[i].line : 1,
+                              refs[i].column ? refs[i].column : 1,
+                              "%s %s has the same key as %s%s%s; each node and client needs a "
+                              "key of its own (farmctl keygen)", refs[i].kind, refs[i].name,
+                              refs[i - 1].kind, refs[i - 1].name[0] ? " " : "", refs[i - 1].name);
+    free(refs);
+}
+
 /* Keys, all or none: with keys every node and client is known by its key and both
  * endpoints use CURVE; without keys only this machine may reach the endpoints. */
 static void s_check_security(s_ctx_t *ctx)
@@ -616,6 +661,7 @@ static void s_check_security(s_ctx_t *ctx)
                           ctx->key_at ? ctx->key_at->col : 1,
                           "keys are configured but coordinator.secret_key_file is missing; "
                           "name the coordinator's key file");
+    s_check_unique_keys(ctx);
     for (size_t i = 0; i < cfg->n_nodes; i++)
         if (!cfg->nodes[i].key_given)
             farm_yaml_problem(ctx->y, cfg->nodes[i].line, cfg->nodes[i].column,

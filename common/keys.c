@@ -118,7 +118,8 @@ static int s_read_file(char *buf, size_t cap, const char *path, int secret)
 {
     struct stat st;
     ssize_t n;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted at the path must not hang us (regular files ignore it) */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 
     if (fd < 0)
         return farm_error_set(errno == ENOENT ? FARM_ENOTFOUND : FARM_EIO, "cannot open key file "

@@ -17,6 +17,9 @@ int farm_proc_run_env(char *const argv[], const char *cwd, char *const envp[]);
 /* Daemon start-up: SIGINT/SIGTERM set *stop (the reactor then ends cleanly), SIGPIPE is
  * ignored (a dead peer is an error return, not a death). */
 void farm_proc_stop_on_signals(volatile int *stop);
+/* Raises the open-file soft limit to the hard limit (a daemon with many peers needs
+ * descriptors; the hard limit is the operator's). Returns the new soft limit. */
+long farm_proc_raise_nofile(void);
 
 /* Reads everything available on a non-blocking fd and calls fn once per complete
  * line (without the newline; over-long lines are cut at FARM_LINE_MAX). Returns 1 at

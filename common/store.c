@@ -816,3 +816,27 @@ int farm_store_verify_all(farm_store_t *self, uint64_t *out_bytes)
     closedir(d);
     return n;
 }
+
+int farm_store_usage(farm_store_t *self, uint64_t *out_bytes)
+{
+    int fd = openat(self->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+
+    *out_bytes = 0;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return farm_error_set(FARM_EIO, "store %s: cannot list it: %s", self->dir, strerror(errno));
+    }
+    while ((de = readdir(d))) {
+        struct stat st;
+        if (!s_is_object_name(de->d_name) ||
+            fstatat(self->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        *out_bytes += (uint64_t)st.st_size;
+        n++;
+    }
+    closedir(d);
+    return n;
+}

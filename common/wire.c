@@ -65,7 +65,7 @@ void *farm_wire_socket_secure(void *zctx, farm_wire_role_t role, const char *end
                               const char *identity, const farm_wire_curve_t *curve)
 {
     int64_t maxmsg = FARM_WIRE_MAXMSG;
-    int linger = 0, one = 1, hwm = 10000;
+    int linger = 0, one = 1, hwm = 10000, handshake_ms = 5000;
     void *sock = zmq_socket(zctx, role == FARM_WIRE_ROUTER_SERVER ? ZMQ_ROUTER : ZMQ_DEALER);
     int rc;
 
@@ -86,6 +86,9 @@ void *farm_wire_socket_secure(void *zctx, farm_wire_role_t role, const char *end
          * only) a restarted agent takes its routing id back from the dead connection;
          * with CURVE no peer may take over another's route: identity is the key. */
         zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+        /* a connection that has not finished its handshake in 5 s is dropped: idle
+         * sockets must not hold the daemon's file descriptors */
+        zmq_setsockopt(sock, ZMQ_HANDSHAKE_IVL, &handshake_ms, sizeof handshake_ms);
         if (!curve)
             zmq_setsockopt(sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
         rc = zmq_bind(sock, endpoint);
@@ -139,62 +142,66 @@ static int s_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *out)
     return -1;
 }
 
-/* Counts the fields of a protobuf message, and of the length-delimited fields inside it
- * that read as messages, down to `depth` levels. protobuf-c unpack allocates every
- * element of a repeated field before anyone can check its count: a message of a few MiB
- * made of millions of empty entries would cost hundreds of MiB and seconds. Returns -1
- * when the bytes are not a message. */
-static long s_count_fields(const uint8_t *p, size_t len, int depth, long budget)
+/* Walks the bytes with the schema before protobuf-c unpacks them: protobuf-c allocates
+ * every element of a repeated field before anyone can check its count, so a message of a
+ * few MiB made of millions of empty entries would cost hundreds of MiB and seconds. Counts
+ * every field (at most FARM_WIRE_FIELDS_MAX in all) and the elements of each repeated field
+ * (at most FARM_WIRE_REPEATED_MAX), descending only into fields the schema says are
+ * messages (strings and bytes are never guessed at). Malformed bytes are left for
+ * protobuf-c to refuse. */
+static int s_check_fields(const uint8_t *p, size_t len, const ProtobufCMessageDescriptor *d,
+                          int depth, long *total)
 {
-    long n = 0;
+    uint32_t counts[128] = {0};
     size_t i = 0;
 
     while (i < len) {
-        uint64_t key, v;
-        if (s_varint(p, len, &i, &key) < 0 || (key >> 3) == 0)
-            return -1;
-        if (++n > budget)
-            return n;
+        const ProtobufCFieldDescriptor *f;
+        uint64_t key, v = 0;
+        int rc;
+
+        if (s_varint(p, len, &i, &key) < 0 || (key >> 3) == 0 || (key >> 3) > UINT32_MAX)
+            return 0;
+        if (++*total > FARM_WIRE_FIELDS_MAX)
+            return farm_error_set(FARM_ETOOBIG, "more than %d fields", FARM_WIRE_FIELDS_MAX);
+        f = protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3));
+        if (f && f->label == PROTOBUF_C_LABEL_REPEATED && (size_t)(f - d->fields) < 128 &&
+            ++counts[f - d->fields] > FARM_WIRE_REPEATED_MAX)
+            return farm_error_set(FARM_ETOOBIG, "more than %d entries in %s.%s",
+                                  FARM_WIRE_REPEATED_MAX, d->short_name, f->name);
         switch (key & 7) {
         case 0:
             if (s_varint(p, len, &i, &v) < 0)
-                return -1;
+                return 0;
             break;
         case 1: i += 8; break;
         case 5: i += 4; break;
-        case 2: {
-            long inner;
+        case 2:
             if (s_varint(p, len, &i, &v) < 0 || v > len - i)
-                return -1;
-            /* strings that happen to read as messages only make the count larger */
-            if (depth > 0 && v && (inner = s_count_fields(p + i, (size_t)v, depth - 1,
-                                                          budget - n)) > 0)
-                n += inner;
+                return 0;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < 8 &&
+                (rc = s_check_fields(p + i, (size_t)v, f->descriptor, depth + 1, total)) < 0)
+                return rc;
             i += (size_t)v;
             break;
+        default: return 0;
         }
-        default: return -1;
-        }
-        if (i > len)
-            return -1;
     }
-    return n;
+    return 0;
 }
 
 int farm_wire_unpack(Farm__Envelope **out, const void *data, size_t len)
 {
     Farm__Envelope *env;
-    long fields;
+    long fields = 0;
+    int rc;
 
     *out = NULL;
     if (len > FARM_WIRE_MAXMSG)
         return farm_error_set(FARM_ETOOBIG, "message of %zu bytes exceeds %d", len,
                               FARM_WIRE_MAXMSG);
-    /* Envelope > body > repeated entries > their fields: four levels cover the schema */
-    fields = s_count_fields(data, len, 3, FARM_WIRE_FIELDS_MAX);
-    if (fields > FARM_WIRE_FIELDS_MAX)
-        return farm_error_set(FARM_ETOOBIG, "message of %zu bytes holds more than %d fields; "
-                              "refused before unpacking", len, FARM_WIRE_FIELDS_MAX);
+    if ((rc = s_check_fields(data, len, &farm__envelope__descriptor, 0, &fields)) < 0)
+        return farm_error_wrap(rc, "message of %zu bytes refused before unpacking", len);
     env = farm__envelope__unpack(NULL, len, data);
     if (!env)
         return farm_error_set(FARM_EINVALID, "malformed message (%zu bytes): not a farm Envelope",

@@ -17,6 +17,7 @@
 #define FARM_WIRE_WINDOW (8ULL << 20)  /* context bytes in flight, unacknowledged */
 #define FARM_WIRE_ROUTING_MAX 255
 #define FARM_WIRE_FIELDS_MAX 65536     /* protobuf fields in one message, counted before unpack */
+#define FARM_WIRE_REPEATED_MAX 4096    /* entries of one repeated field (nodes in a reply, ...) */
 
 typedef enum { FARM_WIRE_ROUTER_SERVER, FARM_WIRE_DEALER_CLIENT } farm_wire_role_t;
 

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 #define DONE_KEEP_MS 60000     /* finished builds linger so late results are recognised */
 #define UPLOAD_IDLE_MS 120000  /* abandoned uploads are dropped */
 #define RECV_BUDGET 1000       /* messages read from one socket per turn */
+#define CLIENT_TURN_MS 20      /* and at most this long on client messages per turn */
 #define STITCH_TIMEOUT_MS 600000 /* an index push that takes longer is stopped */
 #define STITCH_PARALLEL 8        /* index pushes at once; the others wait their turn */
 
@@ -85,6 +87,40 @@ typedef struct {
     const char *name;  /* "" without keys */
     farm_role_t role;  /* without keys: admin (the endpoints are loopback-only then) */
 } client_t;
+
+/* Warnings a peer can cause (bad or refused messages) are logged at most PEER_WARNS_PER_S
+ * per second; the rest are counted and the count is logged, so a flood cannot fill the
+ * disk or drown the log. */
+#define PEER_WARNS_PER_S 20
+static struct {
+    long long second;
+    unsigned logged, suppressed;
+} s_warns;
+
+static void s_peer_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void s_peer_warn(const char *fmt, ...)
+{
+    long long second = farm_now_ms() / 1000;
+    char msg[1024];
+    va_list ap;
+
+    if (second != s_warns.second) {
+        if (s_warns.suppressed)
+            farm_log_warn("%u more warnings about peers' messages in the last second were not "
+                          "logged", s_warns.suppressed);
+        s_warns.second = second;
+        s_warns.logged = s_warns.suppressed = 0;
+    }
+    if (s_warns.logged >= PEER_WARNS_PER_S) {
+        s_warns.suppressed++;
+        return;
+    }
+    s_warns.logged++;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    farm_log_warn("%s", msg);
+}
 
 /* ------------------------------------------------------------------ sending */
 
@@ -778,7 +814,7 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
         if (rc == FARM_ERETRY)
             break;
         if (rc < 0) {
-            farm_log_warn("bad message from agent: %s", farm_error_last());
+            s_peer_warn("bad message from agent: %s", farm_error_last());
             continue;
         }
         if (env->body_case == FARM__ENVELOPE__BODY_HELLO) {
@@ -797,7 +833,7 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
         }
         node = farm_nodes_by_rid(self->nodes, rid, rid_len);
         if (node && self->cfg->secure && strcmp(node->cfg->name, user) != 0) {
-            farm_log_warn("a connection authenticated as %s used the session of node %s; ignored",
+            s_peer_warn("a connection authenticated as %s used the session of node %s; ignored",
                           user, node->cfg->name);
             node = NULL;
         }
@@ -816,7 +852,7 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
             s_on_context_get(self, node, rid, rid_len, env->context_get);
             break;
         default:
-            farm_log_warn("node=%s sent an unexpected message (type %d); ignored",
+            s_peer_warn("node=%s sent an unexpected message (type %d); ignored",
                           node->cfg->name, (int)env->body_case);
         }
         farm_wire_free(&env);
@@ -1117,14 +1153,14 @@ static void s_client_message(farm_coordinator_t *self, const client_t *c, Farm__
         snprintf(reason, sizeof reason, "client %s has role %s and may not %s; an admin can "
                  "change its role under clients: in farm.yaml", c->name,
                  farm_role_name(c->role), what);
-        farm_log_warn("%s", reason);
+        s_peer_warn("%s", reason);
         s_refuse(self, c->rid, c->rid_len, reason);
         return;
     }
     switch (env->body_case) {
     case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
-        farm_ctxstore_offer(self->ctx, &st, c->rid, c->rid_len, env->context_offer->digest,
-                            env->context_offer->size, farm_now_ms());
+        farm_ctxstore_offer(self->ctx, &st, c->rid, c->rid_len, c->name,
+                            env->context_offer->digest, env->context_offer->size, farm_now_ms());
         s_context_status(self, c->rid, c->rid_len, env->context_offer->digest, &st);
         break;
     case FARM__ENVELOPE__BODY_CONTEXT_CHUNK: {
@@ -1144,7 +1180,7 @@ static void s_client_message(farm_coordinator_t *self, const client_t *c, Farm__
         break;
     case FARM__ENVELOPE__BODY_HEARTBEAT: break;
     default:
-        farm_log_warn("client sent an unexpected message (type %d); ignored",
+        s_peer_warn("client sent an unexpected message (type %d); ignored",
                       (int)env->body_case);
     }
 }
@@ -1152,8 +1188,10 @@ static void s_client_message(farm_coordinator_t *self, const client_t *c, Farm__
 static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
 {
     farm_coordinator_t *self = arg;
+    long long until = farm_now_ms() + CLIENT_TURN_MS;
 
-    for (int budget = 0; budget < RECV_BUDGET; budget++) {
+    /* the rest waits for the next turn: the agents' socket and the timers come first */
+    for (int budget = 0; budget < RECV_BUDGET && farm_now_ms() < until; budget++) {
         char rid[FARM_WIRE_ROUTING_MAX], user[FARM_NAME_MAX + 1];
         size_t rid_len = 0;
         Farm__Envelope *env = NULL;
@@ -1163,7 +1201,7 @@ static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
         if (rc == FARM_ERETRY)
             break;
         if (rc < 0) {
-            farm_log_warn("bad message from a client: %s", farm_error_last());
+            s_peer_warn("bad message from a client: %s", farm_error_last());
             continue;
         }
         c.rid_len = rid_len;
@@ -1171,7 +1209,7 @@ static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
             /* the ZAP handler let in only listed keys; User-Id is the client's name */
             const farm_config_client_t *cl = farm_hmap_gets(self->clients_by_name, user);
             if (!cl) {
-                farm_log_warn("message from an unauthenticated client connection; ignored");
+                s_peer_warn("message from an unauthenticated client connection; ignored");
                 farm_wire_free(&env);
                 continue;
             }
@@ -1343,7 +1381,15 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         return NULL;
     self->cfg = cfg;
     *cfg_p = NULL;
-    srandom((unsigned)(getpid() ^ farm_now_ms()));
+    {
+        /* libzmq draws routing ids from rand(): a guessable seed would let a peer claim
+         * the next id first, which libzmq 4.3 answers with an abort */
+        unsigned seed = 0;
+        if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+            seed = (unsigned)(getpid() ^ farm_now_ms());
+        srandom(seed);
+        srand(seed);
+    }
     if (farm_path_fmt(self->state_dir, sizeof self->state_dir, "%s", state) < 0 ||
         farm_path_join(contexts, sizeof contexts, state, "contexts") < 0) {
         farm_error_wrap(FARM_EINVALID, "coordinator.state_dir");
@@ -1356,7 +1402,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     self->sched = farm_scheduler_new(cfg, &scbs, self);
     self->builds = self->sched ? farm_builds_new(cfg, self->sched, &bcbs, self) : NULL;
     self->ctx = farm_ctxstore_new(contexts, cfg->context_quota, (size_t)cfg->max_uploads,
-                                  (size_t)cfg->max_uploads_per_client);
+                                  (size_t)cfg->max_uploads_per_client, s_context_in_use, self);
     self->reactor = farm_reactor_new();
     if (!self->ctx)
         goto fail; /* its error names the directory */
@@ -1380,6 +1426,14 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
                                                 cfg->secure ? &cc : NULL);
         if (!self->clients)
             goto fail;
+        {
+            /* what one client connection may have queued here: 64 messages of at most
+             * 4 MiB (a context chunk is 1 MiB, a submit at the limits about 2 MiB) */
+            int hwm = 64;
+            int64_t max = 4 << 20;
+            zmq_setsockopt(self->clients, ZMQ_RCVHWM, &hwm, sizeof hwm);
+            zmq_setsockopt(self->clients, ZMQ_MAXMSGSIZE, &max, sizeof max);
+        }
     }
     if (self->zap && farm_reactor_add_socket(self->reactor, farm_zap_socket(self->zap), ZMQ_POLLIN,
                                              s_on_zap, self) < 0) {

@@ -16,6 +16,7 @@
 
 typedef struct upload {
     struct upload *next;
+    char owner[FARM_NAME_MAX + 1]; /* the client's name, "" without keys */
     char key[256 + FARM_DIGEST_STRLEN]; /* client routing id + digest */
     size_t key_len;
     farm_store_upload_t *u;
@@ -26,6 +27,8 @@ struct farm_ctxstore {
     farm_store_t *store;
     uint64_t quota; /* bytes the store may hold (least recently used out first) */
     size_t max_uploads, max_per_client;
+    int (*in_use)(void *arg, const char *digest); /* contexts running builds need */
+    void *in_use_arg;
     farm_hmap_t *by_key;
     upload_t *uploads;
     size_t n_uploads;
@@ -46,7 +49,8 @@ static void s_verify(farm_store_t *store, const char *what)
 }
 
 farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota, size_t max_uploads,
-                                   size_t max_per_client)
+                                   size_t max_per_client,
+                                   int (*in_use)(void *arg, const char *digest), void *arg)
 {
     farm_ctxstore_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -54,6 +58,8 @@ farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota, size_t max_u
     self->quota = quota;
     self->max_uploads = max_uploads ? max_uploads : FARM_UPLOADS_MAX;
     self->max_per_client = max_per_client ? max_per_client : FARM_UPLOADS_PER_CLIENT_MAX;
+    self->in_use = in_use;
+    self->in_use_arg = arg;
     self->store = farm_store_new(dir);
     self->by_key = farm_hmap_new();
     if (!self->store || !self->by_key) {
@@ -108,8 +114,30 @@ static void s_status(farm_ctx_status_t *out, int have, uint64_t offset, const ch
     snprintf(out->error, sizeof out->error, "%s", error ? error : "");
 }
 
+/* The quota counts what is stored and what uploads in progress announced: room for
+ * `size` more is made by evicting the least recently used contexts no build needs. */
+static int s_make_room(farm_ctxstore_t *self, uint64_t size)
+{
+    uint64_t used = 0, inflight = 0;
+
+    for (upload_t *u = self->uploads; u; u = u->next)
+        inflight += farm_store_upload_size(u->u);
+    if (farm_store_usage(self->store, &used) < 0)
+        return FARM_EIO;
+    if (used + inflight + size <= self->quota)
+        return 0;
+    if (inflight + size > self->quota)
+        return FARM_ETOOBIG;
+    farm_store_sweep(self->store, 0, self->quota - inflight - size, self->in_use,
+                     self->in_use_arg);
+    if (farm_store_usage(self->store, &used) < 0 || used + inflight + size > self->quota)
+        return FARM_ETOOBIG;
+    return 0;
+}
+
 void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
-                         size_t client_len, const char *digest, uint64_t size, long long now)
+                         size_t client_len, const char *owner, const char *digest,
+                         uint64_t size, long long now)
 {
     char key[256 + FARM_DIGEST_STRLEN];
     size_t key_len;
@@ -141,13 +169,23 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
     key_len = s_key(key, client, client_len, digest);
     if ((up = farm_hmap_get(self->by_key, key, key_len)))
         s_drop(self, up); /* offered again: start over */
+    if (self->quota && s_make_room(self, size) < 0) {
+        char err[256];
+        snprintf(err, sizeof err, "the coordinator's context store is full (coordinator."
+                 "context_quota: %llu bytes, most of it for running builds); try again later",
+                 (unsigned long long)self->quota);
+        s_status(out, 0, 0, err);
+        return;
+    }
     {
         /* one client cannot hold every upload slot: its oldest upload makes room */
         upload_t *oldest = NULL;
         size_t mine = 0;
         for (upload_t *o = self->uploads; o; o = o->next) {
-            if (o->key_len - strlen(digest) != client_len ||
-                memcmp(o->key, client, client_len) != 0)
+            /* a client is its name (all its connections), or without keys its connection */
+            if (owner && owner[0] ? strcmp(o->owner, owner) != 0
+                                  : (o->key_len - strlen(digest) != client_len ||
+                                     memcmp(o->key, client, client_len) != 0))
                 continue;
             mine++;
             if (!oldest || o->last_activity < oldest->last_activity)
@@ -172,6 +210,7 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
     }
     memcpy(up->key, key, key_len);
     up->key_len = key_len;
+    snprintf(up->owner, sizeof up->owner, "%.*s", FARM_NAME_MAX, owner ? owner : "");
     up->last_activity = now;
     up->u = farm_store_upload_new(self->store, digest, size);
     if (!up->u || farm_hmap_put(self->by_key, up->key, up->key_len, up) < 0) {

@@ -18,14 +18,18 @@ typedef struct {
 
 /* quota: bytes of contexts kept (0: no bound); the sweep removes the least recently used
  * beyond it, and an offer larger than it is refused. Uploads at once: max_uploads in all,
- * max_per_client per client (a client's next one replaces its oldest). */
+ * max_per_client per client (a client's next one replaces its oldest). in_use says which
+ * contexts running builds need: never evicted. */
 farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota, size_t max_uploads,
-                                   size_t max_per_client);
+                                   size_t max_per_client,
+                                   int (*in_use)(void *arg, const char *digest), void *arg);
 void farm_ctxstore_destroy(farm_ctxstore_t **self_p);
 
-/* A client offers `size` bytes hashing to digest. */
+/* A client (routing id; owner: its name, "" without keys) offers `size` bytes hashing
+ * to digest. */
 void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
-                         size_t client_len, const char *digest, uint64_t size, long long now);
+                         size_t client_len, const char *owner, const char *digest,
+                         uint64_t size, long long now);
 /* The next chunk of that client's upload. */
 void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
                          size_t client_len, const char *digest, uint64_t offset,

@@ -77,6 +77,7 @@ int main(int argc, char **argv)
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     farm_proc_stop_on_signals(&s_stop);
+    farm_proc_raise_nofile();
 
     coord = farm_coordinator_new(&cfg);
     if (!coord) {

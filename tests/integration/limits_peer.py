@@ -90,6 +90,26 @@ h.send(envelope(19, f_bytes(1, "sha256:" + "9" * 64) + f_varint(2, 2 << 20)))
 st = recv_body(h, 20)
 check(st is not None and "context_quota" in text(st, 4), "an offer over the quota: %r" % (st,))
 
+# the quota is kept at once: a context fits when an unused one makes room for it
+def upload(sock, blob):
+    d = "sha256:" + hashlib.sha256(blob).hexdigest()
+    sock.send(envelope(19, f_bytes(1, d) + f_varint(2, len(blob))))
+    st = recv_body(sock, 20)
+    if st is None or text(st, 4):
+        return st
+    for off in range(0, len(blob), 1 << 19):
+        sock.send(envelope(18, f_bytes(1, d) + f_varint(2, off) + f_varint(3, len(blob))
+                           + f_bytes(4, blob[off:off + (1 << 19)])))
+        st = recv_body(sock, 20)
+    return st
+
+
+st = upload(h, b"A" * (600 << 10))
+check(st is not None and st.get(2) == [1], "a 600 KiB context stored: %r" % (st,))
+st = upload(h, b"B" * (600 << 10))
+check(st is not None and st.get(2) == [1],
+      "a second 600 KiB context stored after the first made room (quota 1M): %r" % (st,))
+
 # builds per client (5)
 data = b"tiny context"
 digest = "sha256:" + hashlib.sha256(data).hexdigest()

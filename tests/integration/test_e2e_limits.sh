@@ -30,9 +30,11 @@ YAML
 lab_start_coordinator "$LAB/farm.yaml"
 "$LAB_PYTHON" "$FARM_SOURCE_DIR/tests/integration/limits_peer.py" \
     "$LAB_AGENTS_ENDPOINT" "$FARM_COORDINATOR" "$LAB/keys" || lab_fail "limit checks failed"
-grep -q "more than 65536 fields; refused before unpacking" "$LAB/coordinator.log" \
+grep -q "refused before unpacking: more than 4096 entries in Submit.build_args" "$LAB/coordinator.log" \
     || lab_fail "the million-field message was not refused before unpacking"
 grep -q "its client started more than 4 at once (coordinator.max_uploads_per_client)" "$LAB/coordinator.log" \
     || lab_fail "the dropped upload was not logged"
+used=$(du -sb --apparent-size "$LAB/state/contexts" | cut -f1)
+(( used <= 1048576 + 65536 )) || lab_fail "the context store holds $used bytes, over its 1M quota"
 lab_alive coordinator || lab_fail "the coordinator died"
 lab_log PASS

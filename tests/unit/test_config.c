@@ -174,6 +174,11 @@ static void test_keys_and_clients(void **state)
     assert_true(cfg->secure);
     assert_int_equal(cfg->clients[0].role, FARM_ROLE_ADMIN);
     farm_config_destroy(&cfg);
+    /* a key shared by a node and a client, or a client and the coordinator, is refused */
+    snprintf(y, sizeof y, "coordinator: {public_key: \"h#Jp0}jHp+u=n8SCj.!}MMGd4CYB{pO}MoSRdM&N\","
+             " secret_key_file: /k}\n%snodes: {a: {key: \"um#>5Yn6IGO%%LIjl8ZB[tUX5=c>>QEAvyM:vq=x]\"}}\n"
+             "clients: {ci: {key: \"um#>5Yn6IGO%%LIjl8ZB[tUX5=c>>QEAvyM:vq=x]\", role: read}}\n", base);
+    s_one(y, "t.yaml:4:11", "client ci has the same key as node a");
 }
 
 static void test_lookups(void **state)
