@@ -30,20 +30,6 @@ struct farm_cache {
     fetch_t *fetches;
 };
 
-/* Every stored object is hashed once at start-up, before the reactor runs, so no
- * turn later stalls on a large file (heartbeats would go unread). */
-static void s_verify(farm_store_t *store, const char *what)
-{
-    long long t0 = farm_now_ms();
-    uint64_t bytes = 0;
-    int n = farm_store_verify_all(store, &bytes);
-    if (n < 0)
-        farm_log_warn("%s: %s", what, farm_error_last());
-    else if (n > 0)
-        farm_log_info("%s: verified %d context(s), %llu bytes, in %lld ms", what, n,
-                      (unsigned long long)bytes, farm_now_ms() - t0);
-}
-
 farm_cache_t *farm_cache_new(const char *dir, uint64_t max_bytes, farm_cache_request_fn fn,
                              void *arg)
 {
@@ -57,7 +43,8 @@ farm_cache_t *farm_cache_new(const char *dir, uint64_t max_bytes, farm_cache_req
         free(self);
         return NULL;
     }
-    s_verify(self->store, "context cache");
+    /* hashed once now, before the reactor runs: no turn later stalls on a large file */
+    farm_store_verify_logged(self->store, "context cache");
     self->max_bytes = max_bytes ? max_bytes : CACHE_MAX_DEFAULT;
     self->request = fn;
     self->arg = arg;

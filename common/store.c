@@ -1,4 +1,5 @@
 #include "common/store.h"
+#include "common/wire.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -814,6 +815,19 @@ int farm_store_verify_all(farm_store_t *self, uint64_t *out_bytes)
         }
     }
     closedir(d);
+    return n;
+}
+
+int farm_store_verify_logged(farm_store_t *self, const char *what)
+{
+    long long t0 = farm_now_ms();
+    uint64_t bytes = 0;
+    int n = farm_store_verify_all(self, &bytes);
+    if (n < 0)
+        farm_log_warn("%s: %s", what, farm_error_last());
+    else if (n > 0)
+        farm_log_info("%s: verified %d context(s), %llu bytes, in %lld ms", what, n,
+                      (unsigned long long)bytes, farm_now_ms() - t0);
     return n;
 }
 

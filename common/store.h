@@ -36,6 +36,8 @@ int farm_store_has(farm_store_t *self, const char *digest, uint64_t *out_size);
  * from memory instead of hashing a large file inside a reactor turn. Returns how many
  * objects verified (*out_bytes their size); the others are removed. */
 int farm_store_verify_all(farm_store_t *self, uint64_t *out_bytes);
+/* The same, at start-up, with one log line naming `what` (how many, how long). */
+int farm_store_verify_logged(farm_store_t *self, const char *what);
 /* Bytes the objects take on disk now (a directory scan); returns how many objects. */
 int farm_store_usage(farm_store_t *self, uint64_t *out_bytes);
 /* Opens a verified object read-only (O_NOFOLLOW): an fd, or FARM_ENOTFOUND. */

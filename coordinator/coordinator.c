@@ -172,6 +172,30 @@ static void s_on_event(void *arg, farm_build_t *b, const farm_job_t *job, farm_e
     }
 }
 
+/* The build's pushed images as wire descriptors (platform strings in plats, nodes in
+ * nodes if not NULL). Returns how many; the arrays hold b->n_jobs entries. */
+static size_t s_children(const farm_build_t *b, Farm__Descriptor *descs, Farm__Descriptor **dptrs,
+                         char (*plats)[FARM_PLATFORM_STRLEN], char **nodes)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_jobs; i++) {
+        const farm_job_t *j = &b->jobs[i];
+        if (j->state != FARM_JOB_DONE)
+            continue;
+        farm__descriptor__init(&descs[n]);
+        descs[n].media_type = (char *)j->image.media_type;
+        descs[n].digest = (char *)j->image.digest;
+        descs[n].size = j->image.size;
+        farm_platform_format(plats[n], sizeof plats[n], &j->image.platform);
+        descs[n].platform = plats[n];
+        dptrs[n] = &descs[n];
+        if (nodes)
+            nodes[n] = (char *)j->node_name;
+        n++;
+    }
+    return n;
+}
+
 static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_digest,
                       uint64_t index_size, const char *error)
 {
@@ -198,20 +222,7 @@ static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_dige
         done.error = "coordinator out of memory while reporting the result";
         goto send;
     }
-    for (size_t i = 0; i < b->n_jobs; i++) {
-        farm_job_t *j = &b->jobs[i];
-        if (j->state != FARM_JOB_DONE)
-            continue;
-        farm__descriptor__init(&descs[n]);
-        descs[n].media_type = j->image.media_type;
-        descs[n].digest = j->image.digest;
-        descs[n].size = j->image.size;
-        farm_platform_format(plats[n], sizeof plats[n], &j->image.platform);
-        descs[n].platform = plats[n];
-        dptrs[n] = &descs[n];
-        nodes[n] = j->node_name;
-        n++;
-    }
+    n = s_children(b, descs, dptrs, plats, nodes);
     done.n_children = n;
     done.children = dptrs;
     done.n_child_nodes = n;
@@ -347,19 +358,7 @@ static void s_stitch_start(farm_coordinator_t *self, farm_build_t *b)
                            farm_now_ms());
         goto done;
     }
-    for (size_t i = 0; i < b->n_jobs; i++) {
-        farm_job_t *j = &b->jobs[i];
-        if (j->state != FARM_JOB_DONE)
-            continue;
-        farm__descriptor__init(&descs[n]);
-        descs[n].media_type = j->image.media_type;
-        descs[n].digest = j->image.digest;
-        descs[n].size = j->image.size;
-        farm_platform_format(plats[n], sizeof plats[n], &j->image.platform);
-        descs[n].platform = plats[n];
-        dptrs[n] = &descs[n];
-        n++;
-    }
+    n = s_children(b, descs, dptrs, plats, NULL);
     req.registry = b->registry;
     req.repository = b->repository;
     req.insecure = b->insecure;

@@ -34,20 +34,6 @@ struct farm_ctxstore {
     size_t n_uploads;
 };
 
-/* Every stored object is hashed once at start-up, before the reactor runs, so no
- * turn later stalls on a large file (heartbeats would go unread). */
-static void s_verify(farm_store_t *store, const char *what)
-{
-    long long t0 = farm_now_ms();
-    uint64_t bytes = 0;
-    int n = farm_store_verify_all(store, &bytes);
-    if (n < 0)
-        farm_log_warn("%s: %s", what, farm_error_last());
-    else if (n > 0)
-        farm_log_info("%s: verified %d context(s), %llu bytes, in %lld ms", what, n,
-                      (unsigned long long)bytes, farm_now_ms() - t0);
-}
-
 farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota, size_t max_uploads,
                                    size_t max_per_client,
                                    int (*in_use)(void *arg, const char *digest), void *arg)
@@ -66,7 +52,8 @@ farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota, size_t max_u
         farm_ctxstore_destroy(&self);
         return NULL;
     }
-    s_verify(self->store, "stored contexts");
+    /* hashed once now, before the reactor runs: no turn later stalls on a large file */
+    farm_store_verify_logged(self->store, "stored contexts");
     return self;
 }
 
