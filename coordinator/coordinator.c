@@ -1364,6 +1364,58 @@ static void s_on_turn_end(farm_reactor_t *r, void *arg)
 
 /* ------------------------------------------------------------------ lifecycle */
 
+/* libzmq draws routing ids from rand(): a guessable seed would let a peer claim the next
+ * id first, which libzmq 4.3 answers with an abort. */
+static void s_seed_random(void)
+{
+    unsigned seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+        seed = (unsigned)(getpid() ^ farm_now_ms());
+    srandom(seed);
+    srand(seed);
+}
+
+/* The two ROUTER sockets (CURVE when farm.yaml has keys; the ZAP handler is bound
+ * first) and the reactor's readers and timers. */
+static int s_listen(farm_coordinator_t *self)
+{
+    const farm_config_t *cfg = self->cfg;
+    farm_wire_curve_t ca = {.keys = &self->keys, .zap_domain = "agents"};
+    farm_wire_curve_t cc = {.keys = &self->keys, .zap_domain = "clients"};
+    /* what one client connection may have queued here: 64 messages of at most 4 MiB (a
+     * context chunk is 1 MiB, a submit at the limits about 2 MiB) */
+    int hwm = 64;
+    int64_t max = 4 << 20;
+    long long sweep_ms = cfg->context_ttl_ms / 2 < 60000 ? cfg->context_ttl_ms / 2 : 60000;
+
+    self->zctx = zmq_ctx_new();
+    if (cfg->secure && s_security(self) < 0)
+        return FARM_ERROR;
+    self->agents = farm_wire_socket_secure(self->zctx, FARM_WIRE_ROUTER_SERVER,
+                                           cfg->agents_endpoint, NULL, cfg->secure ? &ca : NULL);
+    if (!self->agents)
+        return FARM_ERROR;
+    self->clients = farm_wire_socket_secure(self->zctx, FARM_WIRE_ROUTER_SERVER,
+                                            cfg->clients_endpoint, NULL, cfg->secure ? &cc : NULL);
+    if (!self->clients)
+        return FARM_ERROR;
+    zmq_setsockopt(self->clients, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(self->clients, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    if (sweep_ms < 100)
+        sweep_ms = 100;
+    if ((self->zap && farm_reactor_add_socket(self->reactor, farm_zap_socket(self->zap),
+                                              ZMQ_POLLIN, s_on_zap, self) < 0) ||
+        farm_reactor_add_socket(self->reactor, self->agents, ZMQ_POLLIN, s_agents_readable, self) < 0 ||
+        farm_reactor_add_socket(self->reactor, self->clients, ZMQ_POLLIN, s_clients_readable, self) < 0 ||
+        farm_reactor_timer_add(self->reactor, "heartbeat", cfg->heartbeat_ms, 0, s_on_heartbeat, self) < 0 ||
+        farm_reactor_timer_add(self->reactor, "chores", cfg->heartbeat_ms < 1000 ? cfg->heartbeat_ms : 1000,
+                               0, s_on_chores, self) < 0 ||
+        farm_reactor_timer_add(self->reactor, "contexts", sweep_ms, 0, s_on_sweep, self) < 0)
+        return farm_error_set(FARM_ERROR, "out of memory");
+    farm_reactor_set_turn_end(self->reactor, s_on_turn_end, self);
+    return 0;
+}
+
 farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
 {
     farm_coordinator_t *self = calloc(1, sizeof *self);
@@ -1374,21 +1426,12 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
                                  .waiting = s_on_waiting, .requeued = s_on_requeued,
                                  .expired = s_on_expired};
     farm_builds_cbs_t bcbs = {.event = s_on_event, .stitch = s_on_stitch, .done = s_on_done};
-    long long sweep_ms;
 
     if (!self)
         return NULL;
     self->cfg = cfg;
     *cfg_p = NULL;
-    {
-        /* libzmq draws routing ids from rand(): a guessable seed would let a peer claim
-         * the next id first, which libzmq 4.3 answers with an abort */
-        unsigned seed = 0;
-        if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
-            seed = (unsigned)(getpid() ^ farm_now_ms());
-        srandom(seed);
-        srand(seed);
-    }
+    s_seed_random();
     if (farm_path_fmt(self->state_dir, sizeof self->state_dir, "%s", state) < 0 ||
         farm_path_join(contexts, sizeof contexts, state, "contexts") < 0) {
         farm_error_wrap(FARM_EINVALID, "coordinator.state_dir");
@@ -1409,49 +1452,8 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
     }
-    self->zctx = zmq_ctx_new();
-    if (cfg->secure && s_security(self) < 0)
+    if (s_listen(self) < 0)
         goto fail;
-    {
-        farm_wire_curve_t ca = {.keys = &self->keys, .zap_domain = "agents"};
-        farm_wire_curve_t cc = {.keys = &self->keys, .zap_domain = "clients"};
-        self->agents = farm_wire_socket_secure(self->zctx, FARM_WIRE_ROUTER_SERVER,
-                                               cfg->agents_endpoint, NULL,
-                                               cfg->secure ? &ca : NULL);
-        if (!self->agents)
-            goto fail;
-        self->clients = farm_wire_socket_secure(self->zctx, FARM_WIRE_ROUTER_SERVER,
-                                                cfg->clients_endpoint, NULL,
-                                                cfg->secure ? &cc : NULL);
-        if (!self->clients)
-            goto fail;
-        {
-            /* what one client connection may have queued here: 64 messages of at most
-             * 4 MiB (a context chunk is 1 MiB, a submit at the limits about 2 MiB) */
-            int hwm = 64;
-            int64_t max = 4 << 20;
-            zmq_setsockopt(self->clients, ZMQ_RCVHWM, &hwm, sizeof hwm);
-            zmq_setsockopt(self->clients, ZMQ_MAXMSGSIZE, &max, sizeof max);
-        }
-    }
-    if (self->zap && farm_reactor_add_socket(self->reactor, farm_zap_socket(self->zap), ZMQ_POLLIN,
-                                             s_on_zap, self) < 0) {
-        farm_error_set(FARM_ERROR, "out of memory");
-        goto fail;
-    }
-    sweep_ms = cfg->context_ttl_ms / 2 < 60000 ? cfg->context_ttl_ms / 2 : 60000;
-    if (sweep_ms < 100)
-        sweep_ms = 100;
-    if (farm_reactor_add_socket(self->reactor, self->agents, ZMQ_POLLIN, s_agents_readable, self) < 0 ||
-        farm_reactor_add_socket(self->reactor, self->clients, ZMQ_POLLIN, s_clients_readable, self) < 0 ||
-        farm_reactor_timer_add(self->reactor, "heartbeat", cfg->heartbeat_ms, 0, s_on_heartbeat, self) < 0 ||
-        farm_reactor_timer_add(self->reactor, "chores", cfg->heartbeat_ms < 1000 ? cfg->heartbeat_ms : 1000,
-                               0, s_on_chores, self) < 0 ||
-        farm_reactor_timer_add(self->reactor, "contexts", sweep_ms, 0, s_on_sweep, self) < 0) {
-        farm_error_set(FARM_ERROR, "out of memory");
-        goto fail;
-    }
-    farm_reactor_set_turn_end(self->reactor, s_on_turn_end, self);
     farm_log_info("listening: agents on %s, clients on %s; %zu node(s), %zu platform(s), "
                   "heartbeat %d ms, state in %s", cfg->agents_endpoint, cfg->clients_endpoint,
                   cfg->n_nodes, cfg->n_platforms, cfg->heartbeat_ms, state);

@@ -101,6 +101,31 @@ static void s_status(farm_ctx_status_t *out, int have, uint64_t offset, const ch
     snprintf(out->error, sizeof out->error, "%s", error ? error : "");
 }
 
+/* One client cannot hold every upload slot: at its limit, its oldest upload makes room.
+ * A client is its name (all its connections), or without keys its connection. */
+static void s_client_room(farm_ctxstore_t *self, const void *client, size_t client_len,
+                          const char *owner, const char *digest)
+{
+    upload_t *oldest = NULL;
+    size_t mine = 0;
+
+    for (upload_t *o = self->uploads; o; o = o->next) {
+        if (owner && owner[0] ? strcmp(o->owner, owner) != 0
+                              : (o->key_len - strlen(digest) != client_len ||
+                                 memcmp(o->key, client, client_len) != 0))
+            continue;
+        mine++;
+        if (!oldest || o->last_activity < oldest->last_activity)
+            oldest = o;
+    }
+    if (mine >= self->max_per_client && oldest) {
+        farm_log_info("dropping upload of %s: its client started more than %zu at once "
+                      "(coordinator.max_uploads_per_client)",
+                      farm_store_upload_digest(oldest->u), self->max_per_client);
+        s_drop(self, oldest);
+    }
+}
+
 /* The quota counts what is stored and what uploads in progress announced: room for
  * `size` more is made by evicting the least recently used contexts no build needs. */
 static int s_make_room(farm_ctxstore_t *self, uint64_t size)
@@ -164,27 +189,7 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
         s_status(out, 0, 0, err);
         return;
     }
-    {
-        /* one client cannot hold every upload slot: its oldest upload makes room */
-        upload_t *oldest = NULL;
-        size_t mine = 0;
-        for (upload_t *o = self->uploads; o; o = o->next) {
-            /* a client is its name (all its connections), or without keys its connection */
-            if (owner && owner[0] ? strcmp(o->owner, owner) != 0
-                                  : (o->key_len - strlen(digest) != client_len ||
-                                     memcmp(o->key, client, client_len) != 0))
-                continue;
-            mine++;
-            if (!oldest || o->last_activity < oldest->last_activity)
-                oldest = o;
-        }
-        if (mine >= self->max_per_client && oldest) {
-            farm_log_info("dropping upload of %s: its client started more than %zu at once "
-                          "(coordinator.max_uploads_per_client)",
-                          farm_store_upload_digest(oldest->u), self->max_per_client);
-            s_drop(self, oldest);
-        }
-    }
+    s_client_room(self, client, client_len, owner, digest);
     if (self->n_uploads >= self->max_uploads) {
         s_status(out, 0, 0, "the coordinator is receiving too many contexts at once "
                             "(coordinator.max_uploads); try again shortly");
