@@ -235,7 +235,8 @@ static int s_job_request(farm_agent_t *self, farm_job_t *job, uint8_t **out, siz
 static void s_job_start(farm_agent_t *self, farm_job_t *job)
 {
     char *argv[] = {(char *)self->opts.worker_exe, "worker", NULL};
-    farm_child_opts_t o = {.argv = argv};
+    /* niced: a build must not take the CPU from the agent's heartbeats */
+    farm_child_opts_t o = {.argv = argv, .nice = 10};
     uint8_t *req = NULL;
     size_t req_len = 0;
     int id;

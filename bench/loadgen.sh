@@ -106,6 +106,7 @@ bench_farm_yaml() {
         echo "  clients: $BENCH_CLIENTS_EP"
         echo "  heartbeat: 1s"
         echo "  state_dir: $LAB/state-$run"
+        echo "  max_builds_per_client: 100000   # the load comes from a few simulated clients"
         echo "platforms:"
         for ((p = 0; p < np; p++)); do
             echo "  ${plat_list[p]}:"

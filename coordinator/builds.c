@@ -125,6 +125,8 @@ static void s_build_free(farm_builds_t *self, farm_build_t *b)
     for (size_t i = 0; i < b->n_jobs; i++) {
         farm_scheduler_forget(self->sched, &b->jobs[i]);
         farm_tail_clear(&b->jobs[i].tail);
+        free(b->jobs[i].image);
+        free(b->jobs[i].error);
     }
     free(b->jobs);
     for (size_t i = 0; i < b->n_tags; i++)
@@ -491,7 +493,7 @@ static void s_check(farm_builds_t *self, farm_build_t *b, long long now)
                 continue;
             farm_tail_format(&j->tail, tail, sizeof tail);
             snprintf(msg, sizeof msg, "%s failed on node %s: %s%s%s", j->platform,
-                     j->node_name[0] ? j->node_name : "-", j->error,
+                     j->node_name[0] ? j->node_name : "-", j->error ? j->error : "failed",
                      tail[0] ? "\nlast log lines:\n" : "", tail);
             break;
         }
@@ -523,7 +525,12 @@ void farm_builds_job_pushed(farm_builds_t *self, farm_job_t *job, const farm_des
 {
     farm_build_t *b = job->build;
     job->state = FARM_JOB_DONE;
-    job->image = *image;
+    free(job->image);
+    if (!(job->image = malloc(sizeof *job->image))) {
+        farm_builds_job_failed(self, job, now, "coordinator out of memory");
+        return;
+    }
+    *job->image = *image;
     b->last_result_at = now;
     farm_builds_event(self, b, job, FARM_EVENT_PUSHED, "%s (%llu bytes) built in %.1f s, pushed in %.1f s",
                       image->digest, (unsigned long long)image->size, build_ms / 1000.0,
@@ -540,11 +547,13 @@ void farm_builds_job_failed(farm_builds_t *self, farm_job_t *job, long long now,
     if (job->state == FARM_JOB_QUEUED || job->state == FARM_JOB_RUNNING)
         farm_scheduler_withdraw(self->sched, job, "failed");
     va_start(ap, fmt);
-    vsnprintf(job->error, sizeof job->error, fmt, ap);
+    free(job->error);
+    if (vasprintf(&job->error, fmt, ap) < 0)
+        job->error = NULL;
     va_end(ap);
     job->state = FARM_JOB_FAILED;
     b->last_result_at = now;
-    farm_builds_event(self, b, job, FARM_EVENT_FAILED, "%s", job->error);
+    farm_builds_event(self, b, job, FARM_EVENT_FAILED, "%s", job->error ? job->error : "failed");
     s_check(self, b, now);
 }
 

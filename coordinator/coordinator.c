@@ -149,10 +149,13 @@ static void s_on_event(void *arg, farm_build_t *b, const farm_job_t *job, farm_e
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__Event ev = FARM__EVENT__INIT;
 
+    /* a build's routine per-job steps are debug lines (at thousands of jobs a second
+     * they would cost more than the scheduling); what a person acts on stays info */
     if (kind != FARM_EVENT_LOG)
-        farm_log_info("build=%s%s%s %s: %s", b->id, job ? " platform=" : "",
-                      job ? job->platform : "",
-                      farm_wire_event_kind_name((Farm__EventKind)kind), msg);
+        farm_log(kind == FARM_EVENT_QUEUED || kind == FARM_EVENT_DISPATCHED ||
+                         kind == FARM_EVENT_PUSHED ? FARM_LOG_DEBUG : FARM_LOG_INFO,
+                 "build=%s%s%s %s: %s", b->id, job ? " platform=" : "", job ? job->platform : "",
+                 farm_wire_event_kind_name((Farm__EventKind)kind), msg);
     if (b->client_gone)
         return;
     ev.build_id = b->id;
@@ -180,13 +183,13 @@ static size_t s_children(const farm_build_t *b, Farm__Descriptor *descs, Farm__D
     size_t n = 0;
     for (size_t i = 0; i < b->n_jobs; i++) {
         const farm_job_t *j = &b->jobs[i];
-        if (j->state != FARM_JOB_DONE)
+        if (j->state != FARM_JOB_DONE || !j->image)
             continue;
         farm__descriptor__init(&descs[n]);
-        descs[n].media_type = (char *)j->image.media_type;
-        descs[n].digest = (char *)j->image.digest;
-        descs[n].size = j->image.size;
-        farm_platform_format(plats[n], sizeof plats[n], &j->image.platform);
+        descs[n].media_type = (char *)j->image->media_type;
+        descs[n].digest = (char *)j->image->digest;
+        descs[n].size = j->image->size;
+        farm_platform_format(plats[n], sizeof plats[n], &j->image->platform);
         descs[n].platform = plats[n];
         dptrs[n] = &descs[n];
         if (nodes)
@@ -348,7 +351,8 @@ static void s_stitch_start(farm_coordinator_t *self, farm_build_t *b)
     Farm__Descriptor **dptrs = calloc(b->n_jobs + 1, sizeof *dptrs);
     char (*plats)[FARM_PLATFORM_STRLEN] = calloc(b->n_jobs + 1, sizeof *plats);
     char *argv[] = {"/proc/self/exe", "stitch", NULL};
-    farm_child_opts_t opts = {.argv = argv};
+    /* niced: the index push must not take the CPU from dispatch and heartbeats */
+    farm_child_opts_t opts = {.argv = argv, .nice = 10};
     stitch_t *st = calloc(1, sizeof *st);
     uint8_t *packed = NULL;
     size_t n = 0, len;

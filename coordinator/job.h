@@ -42,8 +42,8 @@ typedef struct farm_job {
     int emulated;                        /* the last attempt ran under emulation */
     long long queued_at, started_at;
     int waiting_said;                    /* "no live node" told once per attempt */
-    farm_descriptor_t image;             /* when DONE */
-    char error[1024];                    /* when FAILED */
+    farm_descriptor_t *image;            /* when DONE (allocated: most jobs are queued) */
+    char *error;                         /* when FAILED (allocated) */
     farm_tail_t tail;
     /* scheduler-owned links */
     farm_link_t queue_link;   /* the platform's queue (QUEUED) */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -194,6 +195,21 @@ static int s_child_reqmax(void)
     return farm_child_result_write(res, strlen(res)) < 0 ? 3 : 0;
 }
 
+/* The child reads its request (which applies opts.nice) and answers its nice value. */
+static int s_child_nice(void)
+{
+    void *req = NULL;
+    size_t len = 0;
+    char res[32];
+
+    if (farm_child_request_read(&req, &len, 1024) < 0)
+        return 2;
+    free(req);
+    errno = 0;
+    snprintf(res, sizeof res, "%d", getpriority(PRIO_PROCESS, 0));
+    return farm_child_result_write(res, strlen(res)) < 0 ? 3 : 0;
+}
+
 static int s_child_main(int argc, char **argv, int *out)
 {
     const char *mode = argv[1];
@@ -216,6 +232,8 @@ static int s_child_main(int argc, char **argv, int *out)
         *out = s_child_cwd();
     else if (!strcmp(mode, "child-reqmax"))
         *out = s_child_reqmax();
+    else if (!strcmp(mode, "child-nice"))
+        *out = s_child_nice();
     else
         return 0;
     return 1;
@@ -587,6 +605,30 @@ static void test_no_fd_leaks_and_clean_signals(void **state)
     s_lines_free(&lines);
 }
 
+/* A helper lowers its priority by opts.nice once it runs (not before its exec, when the
+ * parent still waits for it), so its work yields to the daemon's loop. */
+static void test_nice(void **state)
+{
+    char *argv[] = {"/proc/self/exe", "child-nice", NULL};
+    farm_child_opts_t o = {.argv = argv, .request = "x", .request_len = 1, .nice = 7};
+    lines_t lines = {0};
+    const char *res;
+    size_t res_len;
+    int rrc, status = -1;
+    char want[32];
+    farm_child_t *c = farm_child_spawn(&o);
+
+    assert_non_null(c);
+    assert_true(s_drive(c, &lines, &rrc, &status, 20000));
+    res = farm_child_result(c, &res_len);
+    snprintf(want, sizeof want, "%d", getpriority(PRIO_PROCESS, 0) + 7 > 19
+                                          ? 19 : getpriority(PRIO_PROCESS, 0) + 7);
+    assert_int_equal(res_len, strlen(want));
+    assert_memory_equal(res, want, res_len);
+    farm_child_destroy(&c);
+    s_lines_free(&lines);
+}
+
 static void test_cwd_and_start_failures(void **state)
 {
     char dir[] = "/tmp/farm-child-XXXXXX", real[FARM_PATH_MAX];
@@ -677,6 +719,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_env_extra),
         cmocka_unit_test(test_no_fd_leaks_and_clean_signals),
         cmocka_unit_test(test_cwd_and_start_failures),
+        cmocka_unit_test(test_nice),
     };
 
     if (argc > 1 && s_child_main(argc, argv, &rc))
