@@ -274,20 +274,7 @@ farm_child_t *farm_child_spawn(const farm_child_opts_t *opts)
         farm_error_set(FARM_EINVALID, "child: no program to run");
         return NULL;
     }
-    /* the helper lowers its own priority once it runs (farm_child_request_read): lowered
-     * before the exec, the parent (suspended by vfork until then) would wait behind it */
-    char nice_env[32];
-    char *extra_buf[64], *const *extra = opts->env_extra;
-    if (opts->nice > 0) {
-        size_t k = 0;
-        snprintf(nice_env, sizeof nice_env, "FARM_CHILD_NICE=%d", opts->nice > 19 ? 19 : opts->nice);
-        for (; opts->env_extra && opts->env_extra[k] && k < 62; k++)
-            extra_buf[k] = opts->env_extra[k];
-        extra_buf[k++] = nice_env;
-        extra_buf[k] = NULL;
-        extra = extra_buf;
-    }
-    if (s_resolve(path, sizeof path, opts->argv[0]) < 0 || s_build_env(&envp, extra) < 0)
+    if (s_resolve(path, sizeof path, opts->argv[0]) < 0 || s_build_env(&envp, opts->env_extra) < 0)
         goto fail;
     if (!(self = calloc(1, sizeof *self))) {
         farm_error_set(FARM_ERROR, "child: out of memory");
@@ -347,6 +334,16 @@ farm_child_t *farm_child_spawn(const farm_child_opts_t *opts)
         goto fail; /* destroy reaps it */
     }
     s_close(&statp[0]);
+    /* lowered from here, after the exec: lowered inside the vforked child, the parent
+     * (suspended until the exec) would wait behind a low-priority process. What the
+     * helper starts later inherits it. */
+    if (opts->nice > 0) {
+        int cur;
+        errno = 0;
+        cur = getpriority(PRIO_PROCESS, pid);
+        if (errno == 0)
+            setpriority(PRIO_PROCESS, pid, cur + opts->nice > 19 ? 19 : cur + opts->nice);
+    }
     free(envp);
     return self;
 
@@ -522,12 +519,6 @@ int farm_child_request_read(void **out, size_t *out_len, size_t max)
 
     *out = NULL;
     *out_len = 0;
-    {
-        const char *nice_s = getenv("FARM_CHILD_NICE");
-        int nice_v = nice_s ? atoi(nice_s) : 0;
-        if (nice_v > 0 && nice_v <= 19)
-            setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) + nice_v);
-    }
     for (;;) {
         ssize_t n;
         if (len == cap) {

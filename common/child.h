@@ -25,9 +25,9 @@ typedef struct {
     const void *request;        /* packed request for fd 3 (may be NULL: empty) */
     size_t request_len;
     char *const *env_extra;     /* "K=V" added to the environment (NULL-terminated, or NULL) */
-    int nice;                   /* added to the child's nice value (0..19) once it runs (in
-                                 * farm_child_request_read): a helper's work must not take
-                                 * the CPU from the daemon's loop */
+    int nice;                   /* added to the child's nice value (up to 19) right after its
+                                 * exec: a helper's work must not take the CPU from the
+                                 * daemon's loop */
 } farm_child_opts_t;
 
 /* Starts the child. NULL on failure (error slot says why). Returns once the exec has

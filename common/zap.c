@@ -13,14 +13,13 @@
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define ZAP_FRAMES_MAX 8
-#define ZAP_LOGGED_MAX 1024 /* distinct refused keys logged; later ones are counted only */
+#define ZAP_LOGGED_MAX 1024 /* distinct refused keys logged; later new ones are refused silently */
 
 struct farm_zap {
     void *sock;
     farm_zap_lookup_fn fn;
     void *arg;
     farm_hmap_t *logged;
-    unsigned long refused;
 };
 
 farm_zap_t *farm_zap_new(void *zctx, farm_zap_lookup_fn fn, void *arg)
@@ -66,11 +65,6 @@ void farm_zap_destroy(farm_zap_t **self_p)
 void *farm_zap_socket(farm_zap_t *self)
 {
     return self->sock;
-}
-
-unsigned long farm_zap_refused(const farm_zap_t *self)
-{
-    return self->refused;
 }
 
 static void s_reply(farm_zap_t *self, const zmq_msg_t *request_id, const char *code,
@@ -121,7 +115,6 @@ static int s_one(farm_zap_t *self)
 #undef S_COPY
     rc = 1;
     if (strcmp(mechanism, "CURVE") != 0 || n < 7 || zmq_msg_size(&f[6]) != 32) {
-        self->refused++;
         farm_log_warn("refused a %s connection from %s on %s: only CURVE with an enrolled key "
                       "is accepted", mechanism[0] ? mechanism : "?", address, domain);
         s_reply(self, &f[1], "400", "CURVE required", "");
@@ -134,7 +127,6 @@ static int s_one(farm_zap_t *self)
             s_reply(self, &f[1], "200", "OK", user);
             goto done;
         }
-        self->refused++;
         /* logged once per key (bounded), so an operator can enrol it */
         if (!farm_hmap_get(self->logged, key, 32) && farm_hmap_size(self->logged) < ZAP_LOGGED_MAX) {
             char z85[FARM_KEY_Z85_LEN + 1];

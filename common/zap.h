@@ -19,7 +19,5 @@ void farm_zap_destroy(farm_zap_t **self_p);
 void *farm_zap_socket(farm_zap_t *self);
 /* Answers every request waiting (non-blocking). Returns how many were answered. */
 int farm_zap_handle(farm_zap_t *self);
-/* Handshakes refused so far. */
-unsigned long farm_zap_refused(const farm_zap_t *self);
 
 #endif

@@ -333,7 +333,3 @@ void farm_ctxstore_sweep(farm_ctxstore_t *self, long long ttl_ms,
     farm_store_sweep(self->store, ttl_ms, self->quota, in_use, arg);
 }
 
-size_t farm_ctxstore_uploads(const farm_ctxstore_t *self)
-{
-    return self->n_uploads;
-}

@@ -48,6 +48,5 @@ void farm_ctxstore_expire(farm_ctxstore_t *self, long long now, long long idle_m
  * never one in_use claims. */
 void farm_ctxstore_sweep(farm_ctxstore_t *self, long long ttl_ms,
                          int (*in_use)(void *arg, const char *digest), void *arg);
-size_t farm_ctxstore_uploads(const farm_ctxstore_t *self);
 
 #endif

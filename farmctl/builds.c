@@ -19,12 +19,10 @@ int farmctl_builds_main(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *farm = NULL, *coord = NULL;
-    farm_config_t *cfg = NULL;
-    farmctl_client_t *cl = NULL;
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
     Farm__BuildsRequest req = FARM__BUILDS_REQUEST__INIT;
-    char endpoint[512], a[512], b[512], c[512];
-    int ch, rc = 1;
+    char a[512], b[512], c[512];
+    int ch;
 
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -37,42 +35,10 @@ int farmctl_builds_main(int argc, char **argv)
         default: return 2;
         }
     }
-    if (!farm && !coord && !getenv("FARM_COORDINATOR") && access("farm.yaml", R_OK) == 0)
-        farm = "farm.yaml";
-    if (farm && farm_config_load(&cfg, farm, NULL) < 0) {
-        fprintf(stderr, "farmctl builds: %s\n", farm_error_last());
-        return 1;
-    }
-    if (farmctl_endpoint(endpoint, sizeof endpoint, coord, cfg) < 0 ||
-        !(cl = farmctl_client_new_for(endpoint, cfg))) {
-        fprintf(stderr, "farmctl builds: %s\n", farm_error_last());
-        goto done;
-    }
     env.body_case = FARM__ENVELOPE__BODY_BUILDS_REQUEST;
     env.builds_request = &req;
-    if (farmctl_client_send(cl, &env) < 0) {
-        fprintf(stderr, "farmctl builds: %s\n", farm_error_last());
-        goto done;
-    }
-    for (;;) {
-        int r = farmctl_client_recv(cl, &reply, 5000);
-        if (r == FARM_ERETRY) {
-            fprintf(stderr, "farmctl builds: no answer from %s\n", endpoint);
-            goto done;
-        }
-        if (r < 0) {
-            fprintf(stderr, "farmctl builds: %s\n", farm_error_last());
-            goto done;
-        }
-        if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
-            farm_text_inert(a, sizeof a, reply->refused->reason);
-            fprintf(stderr, "farmctl builds: refused: %s\n", a);
-            goto done;
-        }
-        if (reply->body_case == FARM__ENVELOPE__BODY_BUILDS_REPLY)
-            break;
-        farm_wire_free(&reply);
-    }
+    if (farmctl_request(&reply, "builds", farm, coord, &env, FARM__ENVELOPE__BODY_BUILDS_REPLY) != 0)
+        return 1;
     printf("%-44s %-10s %-9s %-8s %s\n", "BUILD", "OWNER", "STATE", "AGE", "REPOSITORY");
     for (size_t i = 0; i < reply->builds_reply->n_builds; i++) {
         const Farm__BuildInfo *bi = reply->builds_reply->builds[i];
@@ -86,10 +52,6 @@ int farmctl_builds_main(int argc, char **argv)
             printf("    %s\n", a);
         }
     }
-    rc = 0;
-done:
     farm_wire_free(&reply);
-    farmctl_client_destroy(&cl);
-    farm_config_destroy(&cfg);
-    return rc;
+    return 0;
 }

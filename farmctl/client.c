@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/keys.h"
+#include "common/text.h"
 #include "common/str.h"
 
 struct farmctl_client {
@@ -68,11 +69,6 @@ static int s_client_key(farm_keypair_t *out)
                               "have the farm's admin add NAME.pub under clients: in farm.yaml, and "
                               "set FARM_KEY=NAME.key (or put it at ~/.config/farm/key)");
     return farm_key_load(out, path);
-}
-
-farmctl_client_t *farmctl_client_new(const char *endpoint)
-{
-    return farmctl_client_new_for(endpoint, NULL);
 }
 
 farmctl_client_t *farmctl_client_new_for(const char *endpoint, const farm_config_t *cfg)
@@ -163,4 +159,59 @@ int farmctl_client_private(const farmctl_client_t *self)
 const char *farmctl_client_endpoint(const farmctl_client_t *self)
 {
     return self->endpoint;
+}
+
+int farmctl_request(Farm__Envelope **out, const char *cmd, const char *farm, const char *coord,
+                    Farm__Envelope *env, Farm__Envelope__BodyCase want)
+{
+    farm_config_t *cfg = NULL;
+    farmctl_client_t *cl = NULL;
+    Farm__Envelope *reply = NULL;
+    char endpoint[512], why[1024];
+    int rc = 1;
+
+    *out = NULL;
+    if (!farm && !coord && !getenv("FARM_COORDINATOR") && access("farm.yaml", R_OK) == 0)
+        farm = "farm.yaml";
+    if (farm && farm_config_load(&cfg, farm, NULL) < 0) {
+        fprintf(stderr, "farmctl %s: %s\n", cmd, farm_error_last());
+        return 1;
+    }
+    if (farmctl_endpoint(endpoint, sizeof endpoint, coord, cfg) == FARM_ENOTFOUND) {
+        fprintf(stderr, "farmctl %s: no coordinator: pass --coordinator, set FARM_COORDINATOR, "
+                        "or run where farm.yaml names coordinator.clients\n", cmd);
+        goto done;
+    }
+    if (!endpoint[0] || !(cl = farmctl_client_new_for(endpoint, cfg)) ||
+        farmctl_client_send(cl, env) < 0) {
+        fprintf(stderr, "farmctl %s: %s\n", cmd, farm_error_last());
+        goto done;
+    }
+    for (;;) {
+        int r = farmctl_client_recv(cl, &reply, 5000);
+        if (r == FARM_ERETRY) {
+            fprintf(stderr, "farmctl %s: no answer from %s; is farm-coordinator running?\n", cmd,
+                    endpoint);
+            goto done;
+        }
+        if (r < 0) {
+            fprintf(stderr, "farmctl %s: %s\n", cmd, farm_error_last());
+            goto done;
+        }
+        if (reply->body_case == want)
+            break;
+        if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
+            farm_text_inert(why, sizeof why, reply->refused->reason);
+            fprintf(stderr, "farmctl %s: refused: %s\n", cmd, why);
+            farm_wire_free(&reply);
+            goto done;
+        }
+        farm_wire_free(&reply);
+    }
+    *out = reply;
+    rc = 0;
+done:
+    farmctl_client_destroy(&cl);
+    farm_config_destroy(&cfg);
+    return rc;
 }

@@ -17,7 +17,13 @@ int farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
  * coordinator.public_key) the connection uses CURVE with farmctl's own key pair
  * ($FARM_KEY, else ~/.config/farm/key); without one, plain (loopback farms). */
 farmctl_client_t *farmctl_client_new_for(const char *endpoint, const farm_config_t *cfg);
-farmctl_client_t *farmctl_client_new(const char *endpoint);
+
+/* One request, one answer, for the short commands (nodes, builds, drain): farm.yaml is
+ * farm, else ./farm.yaml when no endpoint is given otherwise; connects, sends env and
+ * waits up to 5 s for a message of type want. A Refused, a timeout or any failure is
+ * printed as "farmctl CMD: ..." and gives 1; else 0 and *out (farm_wire_free it). */
+int farmctl_request(Farm__Envelope **out, const char *cmd, const char *farm, const char *coord,
+                    Farm__Envelope *env, Farm__Envelope__BodyCase want);
 void farmctl_client_destroy(farmctl_client_t **self_p);
 int farmctl_client_send(farmctl_client_t *self, Farm__Envelope *env);
 /* Waits up to timeout_ms for one message: FARM_ERETRY on timeout. */

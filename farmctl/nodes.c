@@ -34,12 +34,9 @@ int farmctl_nodes_main(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *farm = NULL, *coord = NULL;
-    farm_config_t *cfg = NULL;
-    farmctl_client_t *cl = NULL;
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
     Farm__NodesRequest req = FARM__NODES_REQUEST__INIT;
-    char endpoint[512];
-    int c, rc = 1;
+    int c;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -52,51 +49,10 @@ int farmctl_nodes_main(int argc, char **argv)
         default: return 2;
         }
     }
-    if (!farm && !coord && !getenv("FARM_COORDINATOR") && access("farm.yaml", R_OK) == 0)
-        farm = "farm.yaml";
-    if (farm && farm_config_load(&cfg, farm, NULL) < 0) {
-        fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
-        return 1;
-    }
-    if (farmctl_endpoint(endpoint, sizeof endpoint, coord, cfg) == FARM_ENOTFOUND) {
-        fprintf(stderr, "farmctl nodes: no coordinator: pass --coordinator, set "
-                        "FARM_COORDINATOR, or run where farm.yaml names coordinator.clients\n");
-        goto done;
-    } else if (!endpoint[0]) {
-        fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
-        goto done;
-    }
-    if (!(cl = farmctl_client_new_for(endpoint, cfg))) {
-        fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
-        goto done;
-    }
     env.body_case = FARM__ENVELOPE__BODY_NODES_REQUEST;
     env.nodes_request = &req;
-    if (farmctl_client_send(cl, &env) < 0) {
-        fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
-        goto done;
-    }
-    for (;;) {
-        int r = farmctl_client_recv(cl, &reply, 5000);
-        if (r == FARM_ERETRY) {
-            fprintf(stderr, "farmctl nodes: no answer from %s; is farm-coordinator running?\n",
-                    endpoint);
-            goto done;
-        }
-        if (r < 0) {
-            fprintf(stderr, "farmctl nodes: %s\n", farm_error_last());
-            goto done;
-        }
-        if (reply->body_case == FARM__ENVELOPE__BODY_NODES_REPLY)
-            break;
-        if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
-            char why[1024];
-            farm_text_inert(why, sizeof why, reply->refused->reason);
-            fprintf(stderr, "farmctl nodes: refused: %s\n", why);
-            goto done;
-        }
-        farm_wire_free(&reply);
-    }
+    if (farmctl_request(&reply, "nodes", farm, coord, &env, FARM__ENVELOPE__BODY_NODES_REPLY) != 0)
+        return 1;
     printf("%-16s %-40s %-8s %-6s %s\n", "NAME", "PLATFORMS", "STATE", "SLOTS", "JOBS");
     for (size_t i = 0; i < reply->nodes_reply->n_nodes; i++) {
         const Farm__NodeInfo *n = reply->nodes_reply->nodes[i];
@@ -110,10 +66,6 @@ int farmctl_nodes_main(int argc, char **argv)
         printf("%-16s %-40s %-8s %-6s %s\n", name, plats, state, slots,
                jobs[0] ? jobs : "-");
     }
-    rc = 0;
-done:
     farm_wire_free(&reply);
-    farmctl_client_destroy(&cl);
-    farm_config_destroy(&cfg);
-    return rc;
+    return 0;
 }

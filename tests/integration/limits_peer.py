@@ -5,6 +5,7 @@ Keys in KEYDIR (farmctl keygen): coordinator.pub, node n1, clients h (submit, th
 hostile one) and ro (read, the honest one). farm.yaml sets max_builds_per_client: 5 and
 context_quota: 1M."""
 import hashlib
+import socket
 import sys
 import threading
 import time
@@ -148,6 +149,30 @@ s2.send(hello(version="1" + "0" * 200))
 r = recv_body(s2, 12)
 check(r is not None and "too long" in text(r, 1), "an over-long HELLO refused: %r" % (r,))
 s2.close()
+
+# junk floods the log no more than 20 warnings a second (the rest are counted)
+for _ in range(300):
+    h.send(b"not a farm message")
+time.sleep(1.2)
+h.send(b"one more, a second later: the count of the suppressed ones is logged")
+honest("300 junk messages")
+
+# a connection that never finishes its handshake is dropped after 5 s: idle sockets
+# must not hold the coordinator's file descriptors
+host, port = CLIENTS.rsplit("/", 1)[1].rsplit(":", 1)
+raw = socket.create_connection((host, int(port)))
+raw.settimeout(1)
+t0, closed = time.time(), False
+while time.time() - t0 < 15 and not closed:
+    try:
+        closed = raw.recv(4096) == b""
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        closed = True
+raw.close()
+check(closed and 3 < time.time() - t0 < 14,
+      "an idle connection without a handshake was dropped after %.1f s" % (time.time() - t0))
 
 time.sleep(1)
 stop.set()

@@ -65,57 +65,13 @@ run_tty() {
 cat >"$LAB/fakecoord.py" <<'PYEOF'
 """fakecoord.py PORT SCENARIO: a coordinator's client endpoint that answers farmctl with
 terminal escapes in every text field. Protobuf is hand-encoded (proto/farm.proto)."""
-import sys, time
+import os, sys, time
 import zmq
 
+sys.path.insert(0, os.environ["FARM_SOURCE_DIR"] + "/tests/integration")
+from farm_wire import envelope as env, f_bytes as fb, f_varint as fv, fields  # noqa: E402
+
 port, scenario = sys.argv[1], sys.argv[2]
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def fv(num, v):
-    return varint(num << 3) + varint(v)
-
-
-def fb(num, b):
-    if isinstance(b, str):
-        b = b.encode()
-    return varint((num << 3) | 2) + varint(len(b)) + b
-
-
-def env(body_num, body):
-    return fv(1, 1) + fb(body_num, body)
-
-
-def fields(buf):
-    out, i = {}, 0
-    while i < len(buf):
-        key, i = rv(buf, i)
-        if key & 7 == 0:
-            v, i = rv(buf, i)
-        else:
-            n, i = rv(buf, i)
-            v, i = buf[i:i + n], i + n
-        out.setdefault(key >> 3, []).append(v)
-    return out
-
-
-def rv(buf, i):
-    shift = v = 0
-    while True:
-        b = buf[i]
-        i += 1
-        v |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return v, i
 
 
 def hostile(tag, c1raw=True):

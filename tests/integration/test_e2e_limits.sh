@@ -34,6 +34,10 @@ grep -q "refused before unpacking: more than 4096 entries in Submit.build_args" 
     || lab_fail "the million-field message was not refused before unpacking"
 grep -q "its client started more than 4 at once (coordinator.max_uploads_per_client)" "$LAB/coordinator.log" \
     || lab_fail "the dropped upload was not logged"
+n=$(grep -c "bad message from a client" "$LAB/coordinator.log" || true)
+(( n <= 40 )) || lab_fail "$n warnings for 300 junk messages: not rate-limited"
+grep -q "more warnings about peers' messages in the last second were not logged" "$LAB/coordinator.log" \
+    || lab_fail "the suppressed warnings were not counted"
 used=$(du -sb --apparent-size "$LAB/state/contexts" | cut -f1)
 (( used <= 1048576 + 65536 )) || lab_fail "the context store holds $used bytes, over its 1M quota"
 lab_alive coordinator || lab_fail "the coordinator died"

@@ -195,8 +195,9 @@ static int s_child_reqmax(void)
     return farm_child_result_write(res, strlen(res)) < 0 ? 3 : 0;
 }
 
-/* The child reads its request (which applies opts.nice) and answers its nice value. */
-static int s_child_nice(void)
+/* The child answers its nice value once the parent has lowered it (the parent does so
+ * right after the exec: waited for up to 5 s). */
+static int s_child_nice(const char *want)
 {
     void *req = NULL;
     size_t len = 0;
@@ -205,7 +206,8 @@ static int s_child_nice(void)
     if (farm_child_request_read(&req, &len, 1024) < 0)
         return 2;
     free(req);
-    errno = 0;
+    for (int i = 0; i < 500 && getpriority(PRIO_PROCESS, 0) != atoi(want); i++)
+        usleep(10000);
     snprintf(res, sizeof res, "%d", getpriority(PRIO_PROCESS, 0));
     return farm_child_result_write(res, strlen(res)) < 0 ? 3 : 0;
 }
@@ -232,8 +234,8 @@ static int s_child_main(int argc, char **argv, int *out)
         *out = s_child_cwd();
     else if (!strcmp(mode, "child-reqmax"))
         *out = s_child_reqmax();
-    else if (!strcmp(mode, "child-nice"))
-        *out = s_child_nice();
+    else if (!strcmp(mode, "child-nice") && argc > 2)
+        *out = s_child_nice(argv[2]);
     else
         return 0;
     return 1;
@@ -609,20 +611,21 @@ static void test_no_fd_leaks_and_clean_signals(void **state)
  * parent still waits for it), so its work yields to the daemon's loop. */
 static void test_nice(void **state)
 {
-    char *argv[] = {"/proc/self/exe", "child-nice", NULL};
+    char want[32];
+    char *argv[] = {"/proc/self/exe", "child-nice", want, NULL};
     farm_child_opts_t o = {.argv = argv, .request = "x", .request_len = 1, .nice = 7};
     lines_t lines = {0};
     const char *res;
     size_t res_len;
     int rrc, status = -1;
-    char want[32];
-    farm_child_t *c = farm_child_spawn(&o);
+    farm_child_t *c;
 
+    snprintf(want, sizeof want, "%d", getpriority(PRIO_PROCESS, 0) + 7 > 19
+                                          ? 19 : getpriority(PRIO_PROCESS, 0) + 7);
+    c = farm_child_spawn(&o);
     assert_non_null(c);
     assert_true(s_drive(c, &lines, &rrc, &status, 20000));
     res = farm_child_result(c, &res_len);
-    snprintf(want, sizeof want, "%d", getpriority(PRIO_PROCESS, 0) + 7 > 19
-                                          ? 19 : getpriority(PRIO_PROCESS, 0) + 7);
     assert_int_equal(res_len, strlen(want));
     assert_memory_equal(res, want, res_len);
     farm_child_destroy(&c);
