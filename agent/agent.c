@@ -211,7 +211,9 @@ static int s_job_request(farm_agent_t *self, farm_job_t *job, uint8_t **out, siz
         return rc;
     b.builder = (char *)bo->builder;
     b.storage_driver = (char *)(bo->storage_driver ? bo->storage_driver : "");
-    b.isolation = (char *)(bo->isolation ? bo->isolation : "");
+    b.isolation = (char *)(bo->isolation ? bo->isolation : "oci");
+    b.runtime = (char *)(bo->runtime ? bo->runtime : "runc");
+    b.network = (char *)(bo->network ? bo->network : "slirp4netns");
     b.root = (char *)(bo->builder_root ? bo->builder_root : "");
     rq.job_id = job->id;
     rq.platform = job->platform;

@@ -12,7 +12,9 @@
 typedef struct {
     const char *builder;        /* "buildah" */
     const char *storage_driver; /* NULL: builder default */
-    const char *isolation;      /* NULL: builder default */
+    const char *isolation;      /* "oci" (the sandbox, default) or "chroot" (opt-in) */
+    const char *runtime;        /* OCI runtime for the sandbox: "runc" (default) or "crun" */
+    const char *network;        /* RUN steps' network: "slirp4netns" (default) or "none" */
     const char *builder_root;   /* NULL: builder default storage */
 } farm_builder_opts_t;
 

@@ -30,7 +30,12 @@ static void s_usage(FILE *f)
             "  --cache-max SIZE    context cache size, e.g. 500M, 20G (default 10G)\n"
             "  --builder NAME      builder program (default buildah)\n"
             "  --storage-driver D  builder storage driver (e.g. vfs, overlay)\n"
-            "  --isolation I       builder isolation (e.g. chroot, oci)\n"
+            "  --isolation I       oci: RUN steps in the sandbox (user, pid, mount, ipc and\n"
+            "                      network namespaces; the default); chroot: no sandbox,\n"
+            "                      RUN steps run as this user on the host (opt-in, warned)\n"
+            "  --runtime R         OCI runtime for the sandbox (default runc)\n"
+            "  --network N         RUN steps' network: slirp4netns (outbound only, the\n"
+            "                      default) or none\n"
             "  --builder-root DIR  private builder storage (DIR/storage, DIR/run)\n"
             "  --key FILE          this node's CURVE key pair (farmctl keygen NAME)\n"
             "  --coordinator-key K the coordinator's public key, or its .pub file\n"
@@ -81,7 +86,8 @@ static int s_platforms(farm_agent_opts_t *o, const char *list)
 
 int main(int argc, char **argv)
 {
-    enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK, O_CACHE, O_KEY, O_CKEY };
+    enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK, O_CACHE, O_KEY, O_CKEY,
+           O_RUNTIME, O_NETWORK };
     static const struct option opts[] = {
         {"coordinator", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
@@ -93,6 +99,8 @@ int main(int argc, char **argv)
         {"storage-driver", required_argument, NULL, O_STORAGE},
         {"isolation", required_argument, NULL, O_ISOLATION},
         {"builder-root", required_argument, NULL, O_ROOT},
+        {"runtime", required_argument, NULL, O_RUNTIME},
+        {"network", required_argument, NULL, O_NETWORK},
         {"key", required_argument, NULL, O_KEY},
         {"coordinator-key", required_argument, NULL, O_CKEY},
         {"verbose", no_argument, NULL, 'v'},
@@ -112,6 +120,9 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "worker") == 0)
         return farm_worker_main();
     o.builder.builder = "buildah";
+    o.builder.isolation = "oci";
+    o.builder.runtime = "runc";
+    o.builder.network = "slirp4netns";
     while ((c = getopt_long(argc, argv, "c:n:p:s:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': o.coordinator = optarg; break;
@@ -141,7 +152,23 @@ int main(int argc, char **argv)
         }
         case O_BUILDER: o.builder.builder = optarg; break;
         case O_STORAGE: o.builder.storage_driver = optarg; break;
-        case O_ISOLATION: o.builder.isolation = optarg; break;
+        case O_ISOLATION:
+            if (strcmp(optarg, "oci") != 0 && strcmp(optarg, "chroot") != 0) {
+                fprintf(stderr, "farm-agent: --isolation wants oci or chroot, not \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            o.builder.isolation = optarg;
+            break;
+        case O_RUNTIME: o.builder.runtime = optarg; break;
+        case O_NETWORK:
+            if (strcmp(optarg, "slirp4netns") != 0 && strcmp(optarg, "none") != 0) {
+                fprintf(stderr, "farm-agent: --network wants slirp4netns or none, not \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            o.builder.network = optarg;
+            break;
         case O_ROOT: o.builder.builder_root = optarg; break;
         case O_KEY: key_file = optarg; break;
         case O_CKEY: coordinator_key = optarg; break;
