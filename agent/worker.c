@@ -1,4 +1,5 @@
 #include "agent/worker.h"
+#include "agent/sandbox.h"
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -31,6 +32,7 @@
 #include "common/wire.h"
 
 #define REQUEST_MAX (1u << 20)
+#define ENV_EXTRA_ROOM 4        /* environment entries s_env_add may append */
 #define ARGV_FIXED 32          /* builder argv besides the build args */
 #define STD_ARGS 8             /* TARGET* and BUILD* */
 #define TERM_GRACE_MS 2000     /* SIGTERM to the tree, then SIGKILL (the agent waits 5 s) */
@@ -229,6 +231,7 @@ typedef struct {
     const Farm__BuilderOptions *b;
     char root[FARM_PATH_MAX], runroot[FARM_PATH_MAX];
     const access_t *acc;
+    farm_sandbox_t *sb; /* isolation oci: every builder command runs inside */
 } builder_t;
 
 /* Registry hosts go into JSON and TOML strings and paths: hold them to host[:port]. */
@@ -378,7 +381,7 @@ static int s_env(outcome_t *out, access_t *acc, const char *job_dir)
 
     while (environ[n])
         n++;
-    if (!(acc->envp = calloc(n + 8, sizeof *acc->envp)))
+    if (!(acc->envp = calloc(n + 6 + ENV_EXTRA_ROOM, sizeof *acc->envp)))
         return s_fail(out, "out of memory");
     for (size_t i = 0; i < n; i++) {
         int skip = 0;
@@ -401,8 +404,26 @@ static int s_env(outcome_t *out, access_t *acc, const char *job_dir)
     return 0;
 }
 
-/* Everything the builder needs to reach registries as this build's submitter. */
-static int s_access(outcome_t *out, access_t *acc, const Farm__WorkerRequest *rq)
+/* Appends NULL-terminated entries to acc->envp (s_env left room for a few). */
+static int s_env_add(outcome_t *out, access_t *acc, char *const *add)
+{
+    size_t k = 0, room = ENV_EXTRA_ROOM;
+
+    while (acc->envp[k])
+        k++;
+    for (; *add; add++, k++) {
+        if (room-- == 0 || !(acc->envp[k] = strdup(*add)))
+            return s_fail(out, "out of memory");
+    }
+    return 0;
+}
+
+/* Everything the builder needs to reach registries as this build's submitter, and with
+ * isolation oci the sandbox it runs in (*sb): its namespace holder keeps the auth file's
+ * memfd, which the builder, inside the holder's user namespace, opens through the holder
+ * (a process outside that namespace, such as this worker, is not readable from in it). */
+static int s_access(outcome_t *out, access_t *acc, const Farm__WorkerRequest *rq,
+                    farm_sandbox_t **sb)
 {
     char *conf = NULL;
     size_t conf_len = 0;
@@ -412,6 +433,12 @@ static int s_access(outcome_t *out, access_t *acc, const Farm__WorkerRequest *rq
     acc->authfd = -1;
     if ((rc = s_authfile(out, acc, rq)) < 0)
         return rc;
+    if (strcmp(rq->builder->isolation, "chroot") != 0) {
+        const char *net = rq->builder->network[0] ? rq->builder->network : "slirp4netns";
+        if (!(*sb = farm_sandbox_start(net, acc->authfd)) ||
+            farm_sandbox_fd_path(*sb, acc->authfd, acc->authfile, sizeof acc->authfile) < 0)
+            return s_fail(out, "%s", farm_error_last());
+    }
     for (size_t i = 0; i < rq->n_registries; i++) {
         const Farm__RegistrySettings *r = rq->registries[i];
         char path[FARM_PATH_MAX], name[32];
@@ -458,10 +485,11 @@ static void s_access_clear(access_t *acc)
     acc->envp = NULL;
 }
 
-/* Builder argv prefix: "buildah [--root R/storage --runroot R/run] [--storage-driver D]". */
+/* Builder argv prefix: "[sandbox entry] buildah [--root R/storage --runroot R/run]
+ * [--storage-driver D]". */
 static int s_builder_prefix(char **argv, const builder_t *b)
 {
-    int n = 0;
+    int n = b->sb ? farm_sandbox_prefix(b->sb, argv) : 0;
     argv[n++] = b->b->builder;
     if (b->root[0]) {
         argv[n++] = "--root";
@@ -530,7 +558,7 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
     char dockerfile[FARM_PATH_MAX], tag[sizeof TAG_PREFIX + FARM_ID_MAX], dest[FARM_PATH_MAX + 8];
     char plat_s[FARM_PLATFORM_STRLEN];
     size_t nkv = rq->n_build_args + STD_ARGS;
-    char **kv = NULL, **argv = NULL, *rm[16];
+    char **kv = NULL, **argv = NULL, *rm[16 + FARM_SANDBOX_PREFIX_MAX];
     int n, rc = FARM_ERROR;
 
     farm_platform_format(plat_s, sizeof plat_s, plat);
@@ -545,15 +573,19 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
             *p = '_';
     if ((rc = s_build_args(out, &kv, rq, plat)) < 0)
         goto done;
-    if (!(argv = calloc(ARGV_FIXED + 2 * nkv + 1, sizeof *argv))) {
+    if (!(argv = calloc(ARGV_FIXED + FARM_SANDBOX_PREFIX_MAX + 2 * nkv + 1, sizeof *argv))) {
         rc = s_fail(out, "out of memory");
         goto done;
     }
     n = s_builder_prefix(argv, b);
     argv[n++] = "build";
-    if (b->b->isolation[0]) {
-        argv[n++] = "--isolation";
-        argv[n++] = b->b->isolation;
+    argv[n++] = "--isolation";
+    argv[n++] = b->sb ? "oci" : "chroot";
+    if (b->sb) {
+        argv[n++] = "--runtime";
+        argv[n++] = b->b->runtime[0] ? b->b->runtime : "runc";
+        argv[n++] = "--network";
+        argv[n++] = (char *)farm_sandbox_network(b->sb);
     }
     argv[n++] = "--platform";
     argv[n++] = plat_s;
@@ -573,7 +605,9 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
     }
     argv[n++] = (char *)ctx;
     argv[n] = NULL;
-    printf("farm: building %s with %s\n", plat_s, b->b->builder);
+    printf("farm: building %s with %s%s\n", plat_s, b->b->builder,
+           b->sb ? " in the sandbox" : ", RUN steps NOT sandboxed (this node uses "
+                                       "--isolation chroot)");
     fflush(stdout);
     if ((n = farm_proc_run_env(argv, ctx, b->acc->envp)) != 0) {
         rc = s_fail(out, "%s build for %s exited with status %d", b->b->builder, plat_s, n);
@@ -713,15 +747,18 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
     if (farm_context_extract(rq->context_tar, ctx, FARM_CONTEXT_EXTRACT_MAX,
                              FARM_CONTEXT_ENTRIES_MAX) < 0)
         return s_fail(out, "context: %s", farm_error_last());
-    if ((rc = s_access(out, &acc, rq)) < 0)
+    if ((rc = s_access(out, &acc, rq, &b.sb)) < 0 ||
+        (b.sb && (rc = s_env_add(out, &acc, farm_sandbox_env(b.sb))) < 0))
         goto done;
     b.acc = &acc;
     if ((rc = s_build(out, rq, &b, ctx, layout, &plat)) < 0)
         goto done;
+    farm_sandbox_stop(&b.sb);
     s_access_clear(&acc); /* the push is ours, not the builder's */
     out->build_ms = (uint64_t)(farm_now_ms() - t0);
     rc = s_push(out, rq, layout, &plat);
 done:
+    farm_sandbox_stop(&b.sb);
     s_access_clear(&acc);
     return rc;
 }

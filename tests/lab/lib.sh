@@ -39,7 +39,7 @@ export LAB_PYTHON
 LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
     libcurl4-openssl-dev libssl-dev libyaml-dev libjansson-dev libarchive-dev libcmocka-dev
     buildah docker-registry qemu-user-static skopeo golang-github-opencontainers-image-spec-dev
-    python3 python3-jsonschema binfmt-support iproute2 curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev)
+    python3 python3-jsonschema binfmt-support iproute2 runc slirp4netns uidmap curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev)
 
 LAB=${LAB:-}
 LAB_LAST_PID=
@@ -690,26 +690,74 @@ lab_start_coordinator() {
     LAB_LAST_PID=$pid
 }
 
+# lab_sandbox_user: make sure the unprivileged user sandboxed agents run as exists ($LAB_AGENT_USER,
+# default farm, as the package makes it) with subordinate uid and gid ranges of 65536, and
+# that it may open /dev/net/tun (Debian's default mode is 0666; some hosts ship 0600).
+# Needs root to change anything; prints nothing when all is in place.
+LAB_AGENT_USER=${LAB_AGENT_USER:-farm}
+lab_sandbox_user() {
+    local u=$LAB_AGENT_USER f start
+    if ! id "$u" >/dev/null 2>&1; then
+        [[ $(id -u) == 0 ]] || lab_fail "no user $u for the agents' sandbox (run as root once, or set LAB_AGENT_USER)"
+        useradd --system --user-group --home-dir /var/lib/farm-agent --no-create-home \
+            --shell /usr/sbin/nologin "$u" || lab_fail "useradd $u failed"
+        lab_log "created the system user $u for sandboxed agents"
+    fi
+    for f in /etc/subuid /etc/subgid; do
+        [[ -f $f ]] || touch "$f"
+        grep -q "^$u:[0-9]*:[0-9]*$" "$f" && continue
+        [[ $(id -u) == 0 ]] || lab_fail "$u has no range in $f (usermod --add-subuids/--add-subgids)"
+        # the first 65536 ids above every range in the file, and above 100000
+        start=$(awk -F: 'BEGIN { m = 100000 } NF == 3 && $2 + $3 > m { m = $2 + $3 } END { print m }' "$f")
+        if [[ $f == /etc/subuid ]]; then
+            usermod --add-subuids "$start-$((start + 65535))" "$u"
+        else
+            usermod --add-subgids "$start-$((start + 65535))" "$u"
+        fi || lab_fail "usermod: cannot give $u a range in $f"
+        lab_log "gave $u the ids $start-$((start + 65535)) in $f"
+    done
+    if ! setpriv --reuid "$u" --regid "$u" --init-groups sh -c 'exec 3<>/dev/net/tun' 2>/dev/null; then
+        [[ $(id -u) == 0 ]] || lab_fail "$u cannot open /dev/net/tun (slirp4netns needs it)"
+        chmod 0666 /dev/net/tun && lab_log "chmod 0666 /dev/net/tun (Debian's default mode) for slirp4netns"
+    fi
+}
+
 # lab_start_agent NAME PLATFORMS [EXTRA ARGS...]: start farm-agent NAME for PLATFORMS
 # (comma list, e.g. linux/arm64) against $LAB_AGENTS_ENDPOINT with its own --work-dir
 # $LAB/agents/NAME/work and --builder-root $LAB/agents/NAME/buildah, --storage-driver vfs
-# --isolation chroot -v (LAB_AGENT_VERBOSE="" drops -v); log $LAB/agent-NAME.log (appended across restarts). EXTRA ARGS go
-# last (e.g. --slots 2). Pid in LAB_LAST_PID and $LAB/pids/agent-NAME.pid; the lab name
-# of the process is agent-NAME (lab_stop agent-NAME, lab_signal agent-NAME STOP).
+# -v (LAB_AGENT_VERBOSE="" drops -v); log $LAB/agent-NAME.log (appended across restarts).
+# RUN steps run in the agent's sandbox (--isolation oci, the default) with the agent as
+# the unprivileged $LAB_AGENT_USER (lab_sandbox_user) owning $LAB/agents/NAME and its key;
+# LAB_ISOLATION=chroot starts it as root with --isolation chroot instead (the old, unsafe
+# way, for comparisons). EXTRA ARGS go last (e.g. --slots 2). Pid in LAB_LAST_PID and
+# $LAB/pids/agent-NAME.pid; the lab name of the process is agent-NAME (lab_stop
+# agent-NAME, lab_signal agent-NAME STOP).
 lab_start_agent() {
     local name=${1:?usage: lab_start_agent NAME PLATFORMS [ARGS...]} platforms=${2:?platforms}
     shift 2
     [[ -n ${LAB_AGENTS_ENDPOINT:-} ]] || lab_fail "lab_start_agent: no coordinator (LAB_AGENTS_ENDPOINT unset)"
-    local d=$LAB/agents/$name
-    local -a keys=()
-    mkdir -p "$d/work" "$d/buildah"
+    local d=$LAB/agents/$name iso=${LAB_ISOLATION:-oci}
+    local -a keys=() as=()
+    mkdir -p "$d/work" "$d/buildah" "$d/home"
     # with keys: the node's own key pair (made by lab_farm_yaml) and the coordinator's key
     [[ -n ${FARM_COORDINATOR_KEY:-} && -f $LAB/keys/$name.key ]] \
         && keys=(--key "$LAB/keys/$name.key" --coordinator-key "$FARM_COORDINATOR_KEY")
-    lab_spawn "agent-$name" "$LAB/agent-$name.log" "$FARM_AGENT_BIN" \
+    if [[ $iso != chroot && $(id -u) == 0 ]]; then
+        lab_sandbox_user
+        # the agent's user must reach its own dir, key and the coordinator's public key
+        chmod 0711 "$LAB" "$LAB/agents"
+        [[ -d $LAB/keys ]] && chmod 0711 "$LAB/keys"
+        [[ -n ${FARM_COORDINATOR_KEY:-} && -f $FARM_COORDINATOR_KEY ]] && chmod 0644 "$FARM_COORDINATOR_KEY"
+        [[ -f $LAB/keys/$name.key ]] && chown "$LAB_AGENT_USER:" "$LAB/keys/$name.key"
+        chown -R "$LAB_AGENT_USER:" "$d"
+        chmod 0700 "$d"
+        as=(setpriv --reuid "$LAB_AGENT_USER" --regid "$LAB_AGENT_USER" --init-groups
+            env HOME="$d/home")
+    fi
+    lab_spawn "agent-$name" "$LAB/agent-$name.log" "${as[@]}" "$FARM_AGENT_BIN" \
         --coordinator "$LAB_AGENTS_ENDPOINT" --name "$name" --platform "$platforms" "${keys[@]}" \
         --work-dir "$d/work" --builder buildah --builder-root "$d/buildah" \
-        --storage-driver vfs --isolation chroot ${LAB_AGENT_VERBOSE--v} "$@"
+        --storage-driver vfs --isolation "$iso" ${LAB_AGENT_VERBOSE--v} "$@"
     grep -qx "$name" "$LAB/agents.list" || echo "$name" >>"$LAB/agents.list"
 }
 
