@@ -214,6 +214,10 @@ int main(int argc, char **argv)
     farm_log_info("node %s: %zu platform(s) (%s%s), %d slot(s), builder %s, coordinator %s",
                   o.name, o.n_platforms, o.platforms[0], o.n_platforms > 1 ? ", ..." : "",
                   o.slots, o.builder.builder, o.coordinator);
+    if (strcmp(o.builder.isolation, "chroot") == 0)
+        farm_log_warn("--isolation chroot: RUN steps are NOT sandboxed; they run on this host "
+                      "with this agent's user and network (its files, keys and loopback "
+                      "services); use it only for Dockerfiles you trust");
     rc = farm_agent_run(agent, &s_stop);
     farm_agent_destroy(&agent);
     farm_key_wipe(&keys);

@@ -753,6 +753,10 @@ lab_start_agent() {
         chmod 0700 "$d"
         as=(setpriv --reuid "$LAB_AGENT_USER" --regid "$LAB_AGENT_USER" --init-groups
             env HOME="$d/home")
+    elif [[ $(id -u) == 0 ]]; then
+        # a key file and the agent's dirs must be its user's own (after a sandboxed run)
+        [[ -f $LAB/keys/$name.key ]] && chown root: "$LAB/keys/$name.key"
+        chown -R root: "$d"
     fi
     lab_spawn "agent-$name" "$LAB/agent-$name.log" "${as[@]}" "$FARM_AGENT_BIN" \
         --coordinator "$LAB_AGENTS_ENDPOINT" --name "$name" --platform "$platforms" "${keys[@]}" \
