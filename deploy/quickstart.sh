@@ -8,11 +8,14 @@
 #        deploy/quickstart.sh --stop [--state-dir DIR]
 #   --keep        leave the farm running (stop it later with --stop)
 #   --stop        stop a farm left running by --keep (by the pid files in the state dir)
-#   --state-dir   default ${XDG_STATE_HOME:-~/.local/state}/farm-quickstart, or
+#   --state-dir   default /var/lib/farm-quickstart for root, else
+#                 ${XDG_STATE_HOME:-~/.local/state}/farm-quickstart, or
 #                 /tmp/farm-quickstart when there is no usable home
 #   --no-install  don't apt-get install missing packages
 #   --no-build    use the binaries already in $FARM_BUILD_DIR (default build/)
-# Needs root for apt-get, binfmt_misc and buildah's chroot isolation.
+# Needs root for apt-get, binfmt_misc and the agents' user: the agents run as the
+# unprivileged system user farm (created if missing, with subordinate uid/gid ranges),
+# and RUN steps run in their sandbox (see README, "What farm defends against").
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,13 +32,17 @@ while (($#)); do
         --state-dir=*) state=${1#*=} ;;
         --no-install) install=0 ;;
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "quickstart: unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
 if [[ -z $state ]]; then
-    if [[ -n ${HOME:-} && -d $HOME && -w $HOME ]]; then
+    if [[ $(id -u) == 0 ]]; then
+        # the agents run as the unprivileged farm user, which must reach their dirs
+        # (root's home is closed to it)
+        state=/var/lib/farm-quickstart
+    elif [[ -n ${HOME:-} && -d $HOME && -w $HOME ]]; then
         state=${XDG_STATE_HOME:-$HOME/.local/state}/farm-quickstart
     else
         state=/tmp/farm-quickstart

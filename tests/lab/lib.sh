@@ -751,6 +751,9 @@ lab_start_agent() {
         [[ -f $LAB/keys/$name.key ]] && chown "$LAB_AGENT_USER:" "$LAB/keys/$name.key"
         chown -R "$LAB_AGENT_USER:" "$d"
         chmod 0700 "$d"
+        setpriv --reuid "$LAB_AGENT_USER" --regid "$LAB_AGENT_USER" --init-groups test -w "$d/work" \
+            || lab_fail "the agents' user $LAB_AGENT_USER cannot reach $d: a parent directory" \
+                "is closed to it (e.g. /root is 0700); use a directory under /var/lib, /var/tmp or /tmp"
         as=(setpriv --reuid "$LAB_AGENT_USER" --regid "$LAB_AGENT_USER" --init-groups
             env HOME="$d/home")
     elif [[ $(id -u) == 0 ]]; then
