@@ -434,7 +434,9 @@ static int s_access(outcome_t *out, access_t *acc, const Farm__WorkerRequest *rq
     if ((rc = s_authfile(out, acc, rq)) < 0)
         return rc;
     if (strcmp(rq->builder->isolation, "chroot") != 0) {
-        const char *net = rq->builder->network[0] ? rq->builder->network : "slirp4netns";
+        /* the node's network, unless the node or this build says none */
+        const char *net = rq->network_none ? "none"
+                          : rq->builder->network[0] ? rq->builder->network : "slirp4netns";
         if (!(*sb = farm_sandbox_start(net, acc->authfd)) ||
             farm_sandbox_fd_path(*sb, acc->authfd, acc->authfile, sizeof acc->authfile) < 0)
             return s_fail(out, "%s", farm_error_last());

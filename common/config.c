@@ -204,7 +204,8 @@ static char *s_want_key(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *wha
     return farm_yaml_strdup(ctx->y, s);
 }
 static const char *const s_reg_keys[] = {"insecure", "ca", "credentials_for", NULL};
-static const char *const s_build_keys[] = {"tags", "platforms", "dockerfile", "args", NULL};
+static const char *const s_build_keys[] = {"tags",    "platforms", "dockerfile",
+                                           "network", "args",      NULL};
 
 static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
 {
@@ -784,6 +785,15 @@ static void s_build(s_ctx_t *ctx, farm_yaml_node_t *map)
                                            "write a path relative to the "
                                            "context, e.g. Dockerfile")))
                 b->dockerfile = farm_yaml_strdup(ctx->y, s);
+        } else if (!strcmp(k->value, "network")) {
+            if (!(s = farm_yaml_want_string(ctx->y, v, "build.network",
+                                            "write default or none")))
+                continue;
+            if (strcmp(s, "none") != 0 && strcmp(s, "default") != 0)
+                farm_yaml_problem(ctx->y, v->line, v->col,
+                                  "build.network: \"%.32s\" is not offered; write default "
+                                  "(the node's: outbound only) or none", s);
+            b->network_none = strcmp(s, "none") == 0;
         } else if (!strcmp(k->value, "tags")) {
             if (!(l = farm_yaml_want_list(ctx->y, v, "build.tags",
                                           "write e.g. [registry.example.com/team/app:latest]")))

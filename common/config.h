@@ -62,6 +62,7 @@ typedef struct {
     char **platforms;  /* normalised canonical strings */
     size_t n_platforms;
     char *dockerfile;  /* NULL: "Dockerfile" */
+    int network_none;  /* build.network: none (RUN steps without network) */
     farm_kv_t *args;
     size_t n_args;
 } farm_config_build_t;

@@ -382,6 +382,11 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
                         FARM_DOCKERFILE_PATH_MAX);
     if ((rc = s_check_args(s, reason, len)) < 0)
         return rc;
+    if (s->network && *s->network && strcmp(s->network, "default") != 0 &&
+        strcmp(s->network, "none") != 0)
+        return s_refuse(reason, len, "network \"%.32s\" is not offered: RUN steps get the "
+                        "node's network (outbound only) or none (--network none); never the "
+                        "agent's host network", s->network);
     if (s_client_builds(self, s->owner, s->client, s->client_len) >=
         (uintptr_t)self->cfg->max_builds_per_client)
         return s_refuse(reason, len, "client %s already has %d builds running "
@@ -395,6 +400,7 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     b->tags = calloc(s->n_tags, sizeof *b->tags);
     b->jobs = calloc(s->n_platforms, sizeof *b->jobs);
     b->dockerfile = strdup(dockerfile);
+    b->network_none = s->network && strcmp(s->network, "none") == 0;
     b->args = calloc(s->n_args + 1, sizeof *b->args);
     if (!b->tags || !b->jobs || !b->dockerfile || !b->args) {
         rc = s_refuse(reason, len, "coordinator out of memory");

@@ -50,6 +50,7 @@ typedef struct {
     int context_stored;             /* the coordinator holds the context (checked last) */
     uint64_t context_size;          /* as stored by the coordinator */
     int allow_partial;
+    const char *network;            /* NULL, "" or "default": the node's; "none" */
     const void *client;             /* the client's routing id */
     size_t client_len;
     const char *owner;              /* the client's authenticated name ("" without keys) */

@@ -564,6 +564,7 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
     ja.repository = b->repository;
     ja.insecure = b->insecure;
     ja.emulated = job->emulated;
+    ja.network_none = b->network_none;
     if (s_assign_registries(self, b, &ja, &regs) < 0) {
         farm_scheduler_release(self->sched, job);
         farm_builds_job_failed(self->builds, job, now, "coordinator out of memory sending the job");
@@ -906,7 +907,8 @@ static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm_
     farm_submit_t sub = {.tags = s->tags, .n_tags = s->n_tags, .platforms = s->platforms,
                          .n_platforms = s->n_platforms, .dockerfile = s->dockerfile,
                          .n_args = s->n_build_args, .context_digest = s->context_digest,
-                         .allow_partial = s->allow_partial, .client = rid,
+                         .allow_partial = s->allow_partial, .network = s->network,
+                         .client = rid,
                          .client_len = rid_len, .owner = c->name};
 
     if (s->n_build_args > FARM_BUILD_ARGS_MAX) {

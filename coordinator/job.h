@@ -74,6 +74,7 @@ typedef struct farm_build {
     size_t n_tags;
     int insecure;
     int allow_partial;
+    int network_none;               /* RUN steps without network (farmctl --network none) */
     char context_digest[FARM_DIGEST_STRLEN];
     uint64_t context_size;
     char *dockerfile;

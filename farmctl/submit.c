@@ -52,6 +52,7 @@ typedef struct {
     const char *metadata_file;
     const char *context;
     int allow_partial;
+    const char *network; /* NULL: farm.yaml build.network, else the node's */
     farmctl_progress_mode_t progress;
     farmctl_progress_t *pg;
     char build_id[FARM_ID_MAX + 1];
@@ -131,7 +132,9 @@ static void s_usage(FILE *f)
             "                          else farm.yaml coordinator.clients)\n"
             "      --metadata-file F   write build metadata as JSON to F\n"
             "      --progress MODE     auto, plain, tty or quiet (default auto)\n"
-            "      --allow-partial     push an index of the platforms that succeeded\n");
+            "      --allow-partial     push an index of the platforms that succeeded\n"
+            "      --network MODE      RUN steps' network: default (the node's: outbound\n"
+            "                          only) or none (default: farm.yaml build.network)\n");
 }
 
 static int s_add_platforms(submit_opts_t *o, const char *list)
@@ -535,6 +538,7 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     s.context_digest = (char *)digest;
     s.context_size = size;
     s.allow_partial = o->allow_partial;
+    s.network = (char *)(o->network ? o->network : "");
     for (size_t i = 0; i < o->n_creds; i++) {
         farm__registry_credential__init(&creds[i]);
         creds[i].registry = o->cred_hosts[i];
@@ -586,7 +590,8 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
 
 int farmctl_submit_main(int argc, char **argv)
 {
-    enum { O_PLATFORM = 256, O_BUILD_ARG, O_FARM, O_COORD, O_META, O_PROGRESS, O_PARTIAL };
+    enum { O_PLATFORM = 256, O_BUILD_ARG, O_FARM, O_COORD, O_META, O_PROGRESS, O_PARTIAL,
+           O_NETWORK };
     static const struct option opts[] = {{"tag", required_argument, NULL, 't'},
                                          {"platform", required_argument, NULL, O_PLATFORM},
                                          {"file", required_argument, NULL, 'f'},
@@ -596,6 +601,7 @@ int farmctl_submit_main(int argc, char **argv)
                                          {"metadata-file", required_argument, NULL, O_META},
                                          {"progress", required_argument, NULL, O_PROGRESS},
                                          {"allow-partial", no_argument, NULL, O_PARTIAL},
+                                         {"network", required_argument, NULL, O_NETWORK},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     submit_opts_t o = {.context = "."};
@@ -635,6 +641,14 @@ int farmctl_submit_main(int argc, char **argv)
         case O_COORD: o.coordinator = optarg; break;
         case O_META: o.metadata_file = optarg; break;
         case O_PARTIAL: o.allow_partial = 1; break;
+        case O_NETWORK:
+            if (strcmp(optarg, "default") != 0 && strcmp(optarg, "none") != 0) {
+                fprintf(stderr, "farmctl submit: --network wants default or none, not \"%s\" "
+                                "(RUN steps never get the agent's host network)\n", optarg);
+                goto done;
+            }
+            o.network = optarg;
+            break;
         case O_PROGRESS:
             if (strcmp(optarg, "quiet") == 0)
                 o.progress = FARMCTL_PROGRESS_QUIET;
@@ -710,6 +724,8 @@ int farmctl_submit_main(int argc, char **argv)
             }
         if (!o.dockerfile)
             o.dockerfile = cfg->build.dockerfile;
+        if (!o.network && cfg->build.network_none)
+            o.network = "none";
         for (size_t i = 0; i < cfg->build.n_args; i++)
             if (s_set_arg(&o, cfg->build.args[i].key, cfg->build.args[i].value, 0) < 0) {
                 fprintf(stderr, "farmctl submit: %s: build.args: %s\n", farm_path,

@@ -137,7 +137,18 @@ c=$(grep -Ec "^\[[^]]*\] OUTBOUND: (ok )?outbound-from-sandbox-$$" "$log" || tru
 ((c == 2)) || lab_fail "outbound access from the sandbox did not reach $out_addr on both platforms ($c of 2)"
 lab_log "outbound HTTP from RUN steps reached $out_addr:$out_port on both platforms"
 
-# --- network none, per node ------------------------------------------------------------------
+# --- network none, per build (farmctl --network none) and per node (--network none) ----------
+submit b1 linux/amd64 "$LAB/build-none.log" --network none \
+    || { cat "$LAB/build-none.log" >&2; lab_fail "the --network none build failed"; }
+grep -q "^\[linux/amd64 sbx-amd64\] OUTBOUND: failed" "$LAB/build-none.log" \
+    || { grep OUTBOUND "$LAB/build-none.log" >&2; lab_fail "a --network none build's RUN step reached the outside"; }
+if lab_farmctl submit -t "$REGISTRY/team/sandbox:host" --platform linux/amd64 --network host \
+    "$ctx" >/dev/null 2>"$LAB/host.err"; then
+    lab_fail "farmctl submit --network host was accepted"
+fi
+grep -q "never get the agent's host network" "$LAB/host.err" || { cat "$LAB/host.err" >&2; lab_fail "--network host: no clear refusal"; }
+lab_log "--network none per build: no outbound access; --network host refused"
+
 lab_stop agent-sbx-amd64
 lab_start_agent sbx-amd64 linux/amd64 --network none
 lab_wait_nodes 1 30 sbx-amd64

@@ -117,6 +117,14 @@ static void test_submit_refusals(void **state)
     assert_int_equal(s_submit(fx, &b, tag, 1, amd, 1, "A=B", "c1", reason), FARM_EINVALID);
     assert_int_equal(s_submit(fx, &b, two, 2, amd, 1, NULL, "c1", reason), FARM_EINVALID);
     assert_non_null(strstr(reason, "same repository"));
+    {
+        farm_submit_t s = {.tags = tag, .n_tags = 1, .platforms = amd, .n_platforms = 1,
+                           .context_digest = DIGEST, .context_stored = 1, .context_size = 10,
+                           .client = "c1", .client_len = 2, .network = "host"};
+        assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason),
+                         FARM_EINVALID);
+        assert_non_null(strstr(reason, "network \"host\" is not offered"));
+    }
     assert_int_equal(s_submit(fx, &b, tag, 1, ppc, 1, NULL, "c1", reason), FARM_EINVALID);
     assert_non_null(strstr(reason, "linux/ppc64le is not served"));
     assert_non_null(strstr(reason, "linux/amd64, linux/arm64"));
@@ -139,8 +147,17 @@ static void test_submit_records_jobs_and_insecure(void **state)
     assert_string_equal(b->repository, "team/app");
     assert_true(b->insecure);
     assert_string_equal(b->dockerfile, "Dockerfile");
+    assert_false(b->network_none);
     assert_true(farm_builds_context_in_use(fx->b, DIGEST));
     assert_ptr_equal(farm_builds_get(fx->b, b->id), b);
+    {
+        char *amd[] = {"linux/amd64"};
+        farm_submit_t s = {.tags = tag, .n_tags = 1, .platforms = amd, .n_platforms = 1,
+                           .context_digest = DIGEST, .context_stored = 1, .context_size = 10,
+                           .client = "c2", .client_len = 2, .network = "none"};
+        assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), 0);
+        assert_true(b->network_none); /* sent to the agent in JobAssign.network_none */
+    }
 }
 
 static void test_failure_ends_build_with_tail(void **state)
