@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ struct farm_agent {
     farm_jobs_t *jobs;
     int t_heartbeat;
     int fatal;
+    char builder_root[FARM_PATH_MAX]; /* --builder-root, else WORK_DIR/builder */
 };
 
 /* ------------------------------------------------------------------ sending */
@@ -214,7 +216,7 @@ static int s_job_request(farm_agent_t *self, farm_job_t *job, uint8_t **out, siz
     b.isolation = (char *)(bo->isolation ? bo->isolation : "oci");
     b.runtime = (char *)(bo->runtime ? bo->runtime : "runc");
     b.network = (char *)(bo->network ? bo->network : "slirp4netns");
-    b.root = (char *)(bo->builder_root ? bo->builder_root : "");
+    b.root = self->builder_root;
     rq.job_id = job->id;
     rq.platform = job->platform;
     rq.context_tar = tar;
@@ -581,6 +583,24 @@ farm_agent_t *farm_agent_new(const farm_agent_opts_t *opts)
         farm_path_fmt(probe, sizeof probe, "%s/job-4294967295-4294967295/context/%0*d", jobs_dir,
                       64, 0) < 0) {
         farm_error_wrap(FARM_ETOOBIG, "--work-dir is too long");
+        goto fail;
+    }
+    /* the builder's storage: the agent's own (the sandbox writes it with the agent's
+     * subordinate ids), not the user's default ~/.local/share/containers */
+    if (opts->builder.builder_root && *opts->builder.builder_root) {
+        if (farm_path_fmt(self->builder_root, sizeof self->builder_root, "%s",
+                          opts->builder.builder_root) < 0) {
+            farm_error_wrap(FARM_ETOOBIG, "--builder-root is too long");
+            goto fail;
+        }
+    } else if (farm_path_join(self->builder_root, sizeof self->builder_root, opts->work_dir,
+                              "builder") < 0) {
+        farm_error_wrap(FARM_ETOOBIG, "--work-dir is too long");
+        goto fail;
+    } else if ((mkdir(opts->work_dir, 0700) != 0 && errno != EEXIST) ||
+               (mkdir(self->builder_root, 0700) != 0 && errno != EEXIST)) {
+        farm_error_set(FARM_ERROR, "builder storage %s: %s", self->builder_root,
+                       strerror(errno));
         goto fail;
     }
     if (!(self->session = farm_session_new()) || !(self->reactor = farm_reactor_new())) {

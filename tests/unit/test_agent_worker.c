@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/sandbox.h"
+#include "common/error.h"
 #include "agent/worker.h"
 #include "common/child.h"
 #include "common/context.h"
@@ -142,6 +144,7 @@ static void test_builder_cannot_reach_result_fd(void **state)
     fclose(f);
     chmod(builder, 0755);
     b.builder = builder;
+    b.isolation = "chroot"; /* a fake builder: the sandbox is test_e2e_sandbox's */
     rq.job_id = "b1-aa.1";
     rq.platform = "linux/amd64";
     rq.context_tar = tar;
@@ -168,10 +171,50 @@ static void test_builder_cannot_reach_result_fd(void **state)
     farm_fs_rmtree(s_dir);
 }
 
+/* /etc/subuid lines: by name or uid, the first range of at least `want`, else the largest */
+static void test_subid_ranges(void **state)
+{
+    char path[] = "/tmp/farm-test-subuid-XXXXXX";
+    int fd = mkstemp(path);
+    farm_subid_range_t r;
+    static const char text[] = "# comment\n"
+                               "alice:100000:65536\n"
+                               "farm:200000:1000\n"
+                               "farm:300000:65536\n"
+                               "farm:400000:65536\n"
+                               "995:500000:70000\n"
+                               "bogus:x:1\n"
+                               "short:600000\n"
+                               "zero:700000:0\n"
+                               "small:800000:10\n"
+                               "small:900000:20";
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(fd);
+    assert_int_equal(farm_subid_find(&r, path, "farm", 995, 65536), 0);
+    assert_int_equal(r.start, 300000); /* not the 1000-id range first listed */
+    assert_int_equal(r.count, 65536);
+    assert_int_equal(farm_subid_find(&r, path, NULL, 995, 65536), 0); /* numeric owner */
+    assert_int_equal(r.start, 500000);
+    assert_int_equal(farm_subid_find(&r, path, "small", 42, 65536), 0); /* the largest */
+    assert_int_equal(r.start, 900000);
+    assert_int_equal(r.count, 20);
+    assert_true(farm_subid_find(&r, path, "bob", 1000, 65536) < 0);
+    assert_non_null(strstr(farm_error_last(), "no range for user bob (uid 1000)"));
+    assert_true(farm_subid_find(&r, path, "bogus", 1001, 1) < 0);
+    assert_true(farm_subid_find(&r, path, "short", 1002, 1) < 0);
+    assert_true(farm_subid_find(&r, path, "zero", 1003, 1) < 0);
+    assert_true(farm_subid_find(&r, "/nonexistent/subuid", "farm", 995, 1) < 0);
+    assert_non_null(strstr(farm_error_last(), "cannot read /nonexistent/subuid"));
+    unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dockerfile_rule),
+        cmocka_unit_test(test_subid_ranges),
         cmocka_unit_test(test_bad_request_gets_a_result),
         cmocka_unit_test(test_builder_cannot_reach_result_fd),
     };
