@@ -38,6 +38,8 @@ struct farm_agent {
     int t_heartbeat;
     int fatal;
     char builder_root[FARM_PATH_MAX]; /* --builder-root, else WORK_DIR/builder */
+    uint64_t builder_cache_bytes;     /* as the last job measured it */
+    uint64_t cache_hits;              /* build steps from the cache, all jobs */
 };
 
 /* ------------------------------------------------------------------ sending */
@@ -99,6 +101,11 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
         r.image = &d;
         r.build_ms = ok->build_ms;
         r.push_ms = ok->push_ms;
+        r.cache_hits = ok->cache_hits;
+        r.steps = ok->steps;
+        self->cache_hits += ok->cache_hits;
+        if (ok->builder_cache_bytes)
+            self->builder_cache_bytes = ok->builder_cache_bytes;
     } else if (tail) {
         r.n_log_tail = farm_tail_lines(tail, lines);
         r.log_tail = (char **)lines;
@@ -106,8 +113,12 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
     env.body_case = FARM__ENVELOPE__BODY_JOB_RESULT;
     env.job_result = &r;
     s_send(self, &env);
-    farm_log_info("job=%s attempt=%u platform=%s %s%s", job_id, attempt, platform,
-                  ok ? "pushed " : "failed: ", ok ? ok->image->digest : error);
+    if (ok)
+        farm_log_info("job=%s attempt=%u platform=%s pushed %s (%u of %u steps cached)", job_id,
+                      attempt, platform, ok->image->digest, ok->cache_hits, ok->steps);
+    else
+        farm_log_info("job=%s attempt=%u platform=%s failed: %s", job_id, attempt, platform,
+                      error);
 }
 
 /* ------------------------------------------------------------------ jobs */
@@ -217,6 +228,7 @@ static int s_job_request(farm_agent_t *self, farm_job_t *job, uint8_t **out, siz
     b.runtime = (char *)(bo->runtime ? bo->runtime : "runc");
     b.network = (char *)(bo->network ? bo->network : "slirp4netns");
     b.root = self->builder_root;
+    b.cache_max = bo->cache_max;
     rq.job_id = job->id;
     rq.platform = job->platform;
     rq.context_tar = tar;
@@ -528,6 +540,8 @@ static int s_on_heartbeat(farm_reactor_t *reactor, void *arg)
         Farm__Envelope env = FARM__ENVELOPE__INIT;
         Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
         hb.jobs_running = (uint32_t)farm_jobs_count(self->jobs);
+        hb.builder_cache_bytes = self->builder_cache_bytes;
+        hb.cache_hits = self->cache_hits;
         env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
         env.heartbeat = &hb;
         s_send(self, &env);

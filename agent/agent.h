@@ -15,7 +15,8 @@ typedef struct {
     const char *isolation;      /* "oci" (the sandbox, default) or "chroot" (opt-in) */
     const char *runtime;        /* OCI runtime for the sandbox: "runc" (default) or "crun" */
     const char *network;        /* RUN steps' network: "slirp4netns" (default) or "none" */
-    const char *builder_root;   /* NULL: builder default storage */
+    const char *builder_root;   /* NULL: WORK_DIR/builder */
+    unsigned long long cache_max; /* --builder-cache-max: builder storage bytes (0: no bound) */
 } farm_builder_opts_t;
 
 typedef struct {

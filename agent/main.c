@@ -36,7 +36,10 @@ static void s_usage(FILE *f)
             "  --runtime R         OCI runtime for the sandbox (default runc)\n"
             "  --network N         RUN steps' network: slirp4netns (outbound only, the\n"
             "                      default) or none\n"
-            "  --builder-root DIR  private builder storage (DIR/storage, DIR/run)\n"
+            "  --builder-root DIR  builder storage, one per platform (DIR/PLATFORM/storage);\n"
+            "                      default WORK_DIR/builder\n"
+            "  --builder-cache-max SIZE  bound of builder storage, the layer cache (default\n"
+            "                      20G; least recently built images out first; 0: none)\n"
             "  --key FILE          this node's CURVE key pair (farmctl keygen NAME)\n"
             "  --coordinator-key K the coordinator's public key, or its .pub file\n"
             "  -v, --verbose       debug logging\n");
@@ -87,7 +90,7 @@ static int s_platforms(farm_agent_opts_t *o, const char *list)
 int main(int argc, char **argv)
 {
     enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK, O_CACHE, O_KEY, O_CKEY,
-           O_RUNTIME, O_NETWORK };
+           O_RUNTIME, O_NETWORK, O_BCACHE };
     static const struct option opts[] = {
         {"coordinator", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
@@ -101,6 +104,7 @@ int main(int argc, char **argv)
         {"builder-root", required_argument, NULL, O_ROOT},
         {"runtime", required_argument, NULL, O_RUNTIME},
         {"network", required_argument, NULL, O_NETWORK},
+        {"builder-cache-max", required_argument, NULL, O_BCACHE},
         {"key", required_argument, NULL, O_KEY},
         {"coordinator-key", required_argument, NULL, O_CKEY},
         {"verbose", no_argument, NULL, 'v'},
@@ -123,6 +127,7 @@ int main(int argc, char **argv)
     o.builder.isolation = "oci";
     o.builder.runtime = "runc";
     o.builder.network = "slirp4netns";
+    o.builder.cache_max = 20ULL << 30;
     while ((c = getopt_long(argc, argv, "c:n:p:s:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': o.coordinator = optarg; break;
@@ -137,17 +142,22 @@ int main(int argc, char **argv)
             }
             break;
         case O_WORK: o.work_dir = optarg; break;
-        case O_CACHE: {
+        case O_CACHE:
+        case O_BCACHE: {
             unsigned long long v = strtoull(optarg, &end, 10);
             int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : *end == 'T' ? 40 : 0;
             if (shift)
                 end++;
-            if (end == optarg || *end || v == 0 || v > (1ULL << 50) >> shift) {
-                fprintf(stderr, "farm-agent: --cache-max wants a size like 500M or 20G, not "
-                                "\"%s\"\n", optarg);
+            if (end == optarg || *end || (v == 0 && c == O_CACHE) || v > (1ULL << 50) >> shift) {
+                fprintf(stderr, "farm-agent: --%s wants a size like 500M or 20G%s, not \"%s\"\n",
+                        c == O_CACHE ? "cache-max" : "builder-cache-max",
+                        c == O_CACHE ? "" : " (0: no bound)", optarg);
                 return 2;
             }
-            o.cache_max = v << shift;
+            if (c == O_CACHE)
+                o.cache_max = v << shift;
+            else
+                o.builder.cache_max = v << shift;
             break;
         }
         case O_BUILDER: o.builder.builder = optarg; break;

@@ -1,4 +1,5 @@
 #include "agent/worker.h"
+#include "agent/layers.h"
 #include "agent/sandbox.h"
 
 #include <curl/curl.h>
@@ -33,7 +34,7 @@
 
 #define REQUEST_MAX (1u << 20)
 #define ENV_EXTRA_ROOM 4        /* environment entries s_env_add may append */
-#define ARGV_FIXED 32          /* builder argv besides the build args */
+#define ARGV_FIXED 48          /* builder argv besides the build args */
 #define STD_ARGS 8             /* TARGET* and BUILD* */
 #define TERM_GRACE_MS 2000     /* SIGTERM to the tree, then SIGKILL (the agent waits 5 s) */
 #define TAG_PREFIX "localhost/farm-job:"
@@ -183,6 +184,8 @@ typedef struct {
     char digest[FARM_DIGEST_STRLEN];
     uint64_t size;
     uint64_t build_ms, push_ms;
+    farm_layers_stats_t layers;  /* steps and cache hits, as the builder reported them */
+    uint64_t cache_bytes;        /* builder storage after the job (0: not measured) */
 } outcome_t;
 
 static int s_fail(outcome_t *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -229,7 +232,9 @@ typedef struct {
 
 typedef struct {
     const Farm__BuilderOptions *b;
-    char root[FARM_PATH_MAX], runroot[FARM_PATH_MAX];
+    char root[FARM_PATH_MAX], runroot[FARM_PATH_MAX]; /* ROOT/SLUG/storage, ROOT/SLUG/run */
+    char slug[FARM_PLATFORM_STRLEN];                   /* this platform's cache */
+    int lock;                                          /* its lock, shared while we build */
     const access_t *acc;
     farm_sandbox_t *sb; /* isolation oci: every builder command runs inside */
 } builder_t;
@@ -553,14 +558,46 @@ static int s_build_args(outcome_t *out, char ***out_kv, const Farm__WorkerReques
     return 0;
 }
 
-/* Builds into job_dir/oci with the builder; the image is dropped from builder storage. */
+/* Builder output: into the job's log, and counted (steps, cache hits). */
+static void s_on_builder_line(void *arg, const char *line)
+{
+    printf("%s\n", line);
+    farm_layers_scan(arg, line);
+}
+
+/* The index of the last argument (the context) in a NULL-terminated argv. */
+static int s_last_arg(char **argv)
+{
+    int i = 0;
+    while (argv[i])
+        i++;
+    return i - 1;
+}
+
+/* --cache-from/--cache-to of this build, per platform (REPO/SLUG); "" when not asked. */
+static int s_cache_refs(outcome_t *out, const Farm__WorkerRequest *rq, const builder_t *b,
+                        char *from, size_t from_cap, char *to, size_t to_cap)
+{
+    const Farm__BuildFlags *f = rq->flags;
+
+    from[0] = to[0] = 0;
+    if (f && f->cache_from[0] && farm_layers_cache_ref(from, from_cap, f->cache_from, b->slug) < 0)
+        return s_fail(out, "--cache-from: %s", farm_error_last());
+    if (f && f->cache_to[0] && farm_layers_cache_ref(to, to_cap, f->cache_to, b->slug) < 0)
+        return s_fail(out, "--cache-to: %s", farm_error_last());
+    return 0;
+}
+
+/* Builds into job_dir/oci with the builder (--layers: the steps stay cached). */
 static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_t *b,
                    const char *ctx, const char *layout, const farm_platform_t *plat)
 {
     char dockerfile[FARM_PATH_MAX], tag[sizeof TAG_PREFIX + FARM_ID_MAX], dest[FARM_PATH_MAX + 8];
     char plat_s[FARM_PLATFORM_STRLEN];
     size_t nkv = rq->n_build_args + STD_ARGS;
-    char **kv = NULL, **argv = NULL, *rm[16 + FARM_SANDBOX_PREFIX_MAX];
+    char cache_from[FARM_REFERENCE_MAX + FARM_PLATFORM_STRLEN + 2];
+    char cache_to[sizeof cache_from];
+    char **kv = NULL, **argv = NULL;
     int n, rc = FARM_ERROR;
 
     farm_platform_format(plat_s, sizeof plat_s, plat);
@@ -601,34 +638,59 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
     argv[n++] = dockerfile;
     argv[n++] = "-t";
     argv[n++] = tag;
+    /* every step's image stays in this platform's storage: the node's layer cache */
+    argv[n++] = "--layers";
     for (size_t i = 0; i < nkv; i++) {
         argv[n++] = "--build-arg";
         argv[n++] = kv[i];
     }
+    if ((rc = s_cache_refs(out, rq, b, cache_from, sizeof cache_from, cache_to,
+                           sizeof cache_to)) < 0)
+        goto done;
+    if (cache_from[0]) {
+        argv[n++] = "--cache-from";
+        argv[n++] = cache_from;
+    }
     argv[n++] = (char *)ctx;
     argv[n] = NULL;
+    if (cache_to[0]) { /* last before the context: a retry drops it */
+        argv[n - 1] = "--cache-to";
+        argv[n++] = cache_to;
+        argv[n++] = (char *)ctx;
+        argv[n] = NULL;
+    }
     printf("farm: building %s with %s%s\n", plat_s, b->b->builder,
            b->sb ? " in the sandbox" : ", RUN steps NOT sandboxed (this node uses "
                                        "--isolation chroot)");
     fflush(stdout);
-    if ((n = farm_proc_run_env(argv, ctx, b->acc->envp)) != 0) {
+    n = farm_proc_run_lines(argv, ctx, b->acc->envp, s_on_builder_line, &out->layers);
+    if (n != 0 && cache_to[0] && out->layers.cache_push_failed) {
+        /* a cache push never fails the build: the layers are local now, so again
+         * without --cache-to is quick */
+        printf("farm: pushing the build cache to %s failed; building again without "
+               "--cache-to\n", cache_to);
+        fflush(stdout);
+        int last = s_last_arg(argv);
+        argv[last - 2] = (char *)ctx;
+        argv[last - 1] = NULL;
+        memset(&out->layers, 0, sizeof out->layers);
+        n = farm_proc_run_lines(argv, ctx, b->acc->envp, s_on_builder_line, &out->layers);
+    }
+    if (n != 0) {
         rc = s_fail(out, "%s build for %s exited with status %d", b->b->builder, plat_s, n);
         goto done;
     }
+    printf("farm: %u of %u build steps from the cache\n", out->layers.cache_hits,
+           out->layers.steps);
     n = s_builder_prefix(argv, b);
     argv[n++] = "push";
     argv[n++] = "--quiet";
     argv[n++] = tag;
     argv[n++] = dest;
     argv[n] = NULL;
+    /* the image stays in builder storage under its job tag (the last step's cache);
+     * --builder-cache-max evicts the least recently built */
     rc = farm_proc_run_env(argv, NULL, b->acc->envp);
-    /* the image now lives in the layout; drop it from builder storage either way */
-    n = s_builder_prefix(rm, b);
-    rm[n++] = "rmi";
-    rm[n++] = "--force";
-    rm[n++] = tag;
-    rm[n] = NULL;
-    farm_proc_run_env(rm, NULL, b->acc->envp);
     if (rc != 0) {
         rc = s_fail(out, "%s push to an OCI layout exited with status %d", b->b->builder, rc);
         goto done;
@@ -640,6 +702,114 @@ done:
     free(kv);
     free(argv);
     return rc;
+}
+
+/* ------------------------------------------------------------------ the layer cache */
+
+static void s_on_first_number(void *arg, const char *line)
+{
+    uint64_t *v = arg;
+    if (!*v)
+        *v = strtoull(line, NULL, 10);
+}
+
+/* The oldest image (by creation) in builder storage: "buildah images" lists the tagged
+ * ones, each job's final image, whose untagged parents are the steps only it uses. */
+typedef struct {
+    char created[64], id[80];
+} oldest_t;
+
+static void s_on_image(void *arg, const char *line)
+{
+    oldest_t *o = arg;
+    const char *bar = strchr(line, '|');
+    size_t n = bar ? (size_t)(bar - line) : 0;
+
+    if (!bar || n >= sizeof o->created || strlen(bar + 1) >= sizeof o->id ||
+        strspn(bar + 1, "0123456789abcdef") != strlen(bar + 1) || !bar[1])
+        return;
+    if (!o->id[0] || strncmp(line, o->created, n) < 0) {
+        memcpy(o->created, line, n);
+        o->created[n] = 0;
+        strcpy(o->id, bar + 1);
+    }
+}
+
+static void s_on_nothing(void *arg, const char *line)
+{
+    (void)arg;
+    (void)line;
+}
+
+/* Runs "[sandbox] buildah [storage] WORDS..." with its output dropped or given to fn. */
+static int s_builder_run(const builder_t *b, void (*fn)(void *, const char *), void *arg,
+                         const char *const *words)
+{
+    char *argv[ARGV_FIXED + FARM_SANDBOX_PREFIX_MAX];
+    int n = s_builder_prefix(argv, b);
+
+    for (; *words && n < (int)(sizeof argv / sizeof *argv) - 1; words++)
+        argv[n++] = (char *)*words;
+    argv[n] = NULL;
+    return farm_proc_run_lines(argv, NULL, b->acc->envp, fn ? fn : s_on_nothing, arg);
+}
+
+/* Bytes of builder storage, every platform's ("du -sb ROOT" inside the sandbox: the
+ * storage belongs to our subordinate ids); 0 when it cannot be measured. */
+static uint64_t s_storage_bytes(const Farm__WorkerRequest *rq, const builder_t *b)
+{
+    char *argv[FARM_SANDBOX_PREFIX_MAX + 4];
+    int n = b->sb ? farm_sandbox_prefix(b->sb, argv) : 0;
+    uint64_t v = 0;
+
+    argv[n++] = "du";
+    argv[n++] = "-sb";
+    argv[n++] = rq->builder->root;
+    argv[n] = NULL;
+    farm_proc_run_lines(argv, NULL, b->acc->envp, s_on_first_number, &v);
+    return v;
+}
+
+/* --builder-cache-max: once storage is over it, and no other job of this platform runs
+ * (the lock, exclusively), drop dangling images, then jobs' images oldest first, then
+ * the whole platform's cache; never an image a running job uses. */
+static void s_cache_bound(outcome_t *out, const Farm__WorkerRequest *rq, builder_t *b)
+{
+    static const char *const prune[] = {"rmi", "--prune", NULL};
+    static const char *const list[] = {"images", "--format", "{{.CreatedAtRaw}}|{{.ID}}", NULL};
+    static const char *const wipe[] = {"rmi", "--all", "--force", NULL};
+    uint64_t max = rq->builder->cache_max, size = s_storage_bytes(rq, b), before = size;
+    int x, removed = 0;
+
+    out->cache_bytes = size;
+    if (max == 0 || size <= max)
+        return;
+    close(b->lock);
+    b->lock = -1;
+    if ((x = farm_layers_lock(rq->builder->root, b->slug, 1, 1)) < 0) {
+        printf("farm: builder cache over --builder-cache-max; other %s jobs run, so a later "
+               "job prunes it\n", b->slug);
+        return;
+    }
+    s_builder_run(b, NULL, NULL, prune);
+    while ((size = s_storage_bytes(rq, b)) > max && removed < 10000) {
+        oldest_t o = {{0}, {0}};
+        const char *rmi[] = {"rmi", "--force", o.id, NULL};
+        if (s_builder_run(b, s_on_image, &o, list) != 0 || !o.id[0])
+            break;
+        if (s_builder_run(b, NULL, NULL, rmi) != 0)
+            break;
+        removed++;
+    }
+    if (size > max) {
+        s_builder_run(b, NULL, NULL, wipe);
+        size = s_storage_bytes(rq, b);
+    }
+    close(x);
+    printf("farm: builder cache %.1f MiB > --builder-cache-max %.1f MiB: pruned %s (%d job "
+           "images) to %.1f MiB\n", before / 1048576.0, max / 1048576.0, b->slug, removed,
+           size / 1048576.0);
+    out->cache_bytes = size;
 }
 
 static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *layout,
@@ -735,9 +905,12 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
             rq->registries[i]->ca_pem.len > FARM_CA_PEM_MAX)
             return s_fail(out, "registry settings name an invalid host or an over-long CA");
     b.b = rq->builder;
+    b.lock = -1;
+    if (farm_layers_slug(b.slug, sizeof b.slug, &plat) < 0)
+        return s_fail(out, "%s", farm_error_last());
     if (rq->builder->root[0] &&
-        (farm_path_join(b.root, sizeof b.root, rq->builder->root, "storage") < 0 ||
-         farm_path_join(b.runroot, sizeof b.runroot, rq->builder->root, "run") < 0))
+        (farm_path_fmt(b.root, sizeof b.root, "%s/%s/storage", rq->builder->root, b.slug) < 0 ||
+         farm_path_fmt(b.runroot, sizeof b.runroot, "%s/%s/run", rq->builder->root, b.slug) < 0))
         return s_fail(out, "--builder-root: %s", farm_error_last());
     if (farm_path_join(ctx, sizeof ctx, rq->job_dir, "context") < 0 ||
         farm_path_join(layout, sizeof layout, rq->job_dir, "oci") < 0)
@@ -753,13 +926,23 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
         (b.sb && (rc = s_env_add(out, &acc, farm_sandbox_env(b.sb))) < 0))
         goto done;
     b.acc = &acc;
+    /* shared: other jobs of this platform may build beside us, a prune may not */
+    if (rq->builder->root[0] &&
+        (b.lock = farm_layers_lock(rq->builder->root, b.slug, 0, 0)) < 0) {
+        rc = s_fail(out, "%s", farm_error_last());
+        goto done;
+    }
     if ((rc = s_build(out, rq, &b, ctx, layout, &plat)) < 0)
         goto done;
+    if (rq->builder->root[0])
+        s_cache_bound(out, rq, &b);
     farm_sandbox_stop(&b.sb);
     s_access_clear(&acc); /* the push is ours, not the builder's */
     out->build_ms = (uint64_t)(farm_now_ms() - t0);
     rc = s_push(out, rq, layout, &plat);
 done:
+    if (b.lock >= 0)
+        close(b.lock);
     farm_sandbox_stop(&b.sb);
     s_access_clear(&acc);
     return rc;
@@ -783,6 +966,9 @@ static int s_write_result(const outcome_t *out, const Farm__WorkerRequest *rq)
     }
     r.build_ms = out->build_ms;
     r.push_ms = out->push_ms;
+    r.cache_hits = out->layers.cache_hits;
+    r.steps = out->layers.steps;
+    r.builder_cache_bytes = out->cache_bytes;
     return farm_wire_result(&r.base);
 }
 

@@ -53,9 +53,9 @@ int farm_proc_run(char *const argv[], const char *cwd)
     return farm_proc_run_env(argv, cwd, NULL);
 }
 
-int farm_proc_run_env(char *const argv[], const char *cwd, char *const envp[])
+/* fork + exec; out >= 0 becomes the child's stdout and stderr. The child's pid, or < 0. */
+static pid_t s_start(char *const argv[], const char *cwd, char *const envp[], int out)
 {
-    int status;
     pid_t pid, parent = getpid();
 
     fflush(NULL);
@@ -65,6 +65,8 @@ int farm_proc_run_env(char *const argv[], const char *cwd, char *const envp[])
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
+            _exit(127);
+        if (out >= 0 && (dup2(out, 1) < 0 || dup2(out, 2) < 0))
             _exit(127);
         if (cwd && chdir(cwd) != 0) {
             fprintf(stderr, "cannot enter %s: %s\n", cwd, strerror(errno));
@@ -77,6 +79,13 @@ int farm_proc_run_env(char *const argv[], const char *cwd, char *const envp[])
         fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    return pid;
+}
+
+static int s_wait(pid_t pid)
+{
+    int status;
+
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR)
             return farm_error_set(FARM_EIO, "waitpid: %s", strerror(errno));
@@ -84,6 +93,34 @@ int farm_proc_run_env(char *const argv[], const char *cwd, char *const envp[])
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
+}
+
+int farm_proc_run_env(char *const argv[], const char *cwd, char *const envp[])
+{
+    pid_t pid = s_start(argv, cwd, envp, -1);
+    return pid < 0 ? (int)pid : s_wait(pid);
+}
+
+int farm_proc_run_lines(char *const argv[], const char *cwd, char *const envp[],
+                        void (*fn)(void *arg, const char *line), void *arg)
+{
+    farm_linebuf_t lb = {.len = 0};
+    int p[2], rc;
+    pid_t pid;
+
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return farm_error_set(FARM_EIO, "pipe: %s", strerror(errno));
+    pid = s_start(argv, cwd, envp, p[1]);
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return (int)pid;
+    }
+    /* blocking: returns at EOF, every line passed on */
+    while ((rc = farm_linebuf_read(&lb, p[0], fn, arg)) == 0)
+        ;
+    close(p[0]);
+    return s_wait(pid);
 }
 
 int farm_linebuf_read(farm_linebuf_t *lb, int fd, void (*fn)(void *arg, const char *line),

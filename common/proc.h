@@ -13,6 +13,10 @@
 int farm_proc_run(char *const argv[], const char *cwd);
 /* The same with envp (NULL: the caller's environment) as the whole environment. */
 int farm_proc_run_env(char *const argv[], const char *cwd, char *const envp[]);
+/* The same with the program's stdout and stderr read line by line and given to fn (lines
+ * longer than FARM_LINE_MAX are cut), until it closes them; then its status. */
+int farm_proc_run_lines(char *const argv[], const char *cwd, char *const envp[],
+                        void (*fn)(void *arg, const char *line), void *arg);
 
 /* Daemon start-up: SIGINT/SIGTERM set *stop (the reactor then ends cleanly), SIGPIPE is
  * ignored (a dead peer is an error return, not a death). */

@@ -76,6 +76,8 @@ cat >"$ctx/Dockerfile" <<'EOF'
 FROM scratch
 ARG TARGETARCH
 ARG HOST_PID HOST_PORTS AGENT_FILES ARM_FILES HOST_SECRET ESCAPE_TO OUT_ADDR OUT_PORT
+# a fresh value per submit: the RUN step runs every time (not from the layer cache)
+ARG RUN_ID
 COPY attack busybox-arm64 /
 # amd64: the full attack program; arm64 (emulated): the same ideas with busybox
 RUN ["/busybox-arm64", "sh", "-c", "if [ \"$TARGETARCH\" = amd64 ]; then exec /attack; fi; \
@@ -102,7 +104,8 @@ submit() { # TAG PLATFORMS OUTFILE [extra farmctl args]
         --build-arg "HOST_PID=$victim" --build-arg "HOST_PORTS=$reg_port,$agents_port,$clients_port" \
         --build-arg "AGENT_FILES=$agent_files" --build-arg "ARM_FILES=$arm_files" \
         --build-arg "HOST_SECRET=$LAB/host-secret" --build-arg "ESCAPE_TO=$LAB/escaped-by-build" \
-        --build-arg "OUT_ADDR=$out_addr" --build-arg "OUT_PORT=$out_port" "$@" \
+        --build-arg "OUT_ADDR=$out_addr" --build-arg "OUT_PORT=$out_port" \
+        --build-arg "RUN_ID=$tag" "$@" \
         "$ctx" >"$out.out" 2>"$out"
 }
 

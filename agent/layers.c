@@ -1,0 +1,79 @@
+#include "agent/layers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/limits.h"
+
+int farm_layers_slug(char *out, size_t cap, const farm_platform_t *p)
+{
+    char s[FARM_PLATFORM_STRLEN];
+
+    farm_platform_format(s, sizeof s, p);
+    for (char *c = s; *c; c++)
+        if (*c == '/')
+            *c = '-';
+    return farm_path_fmt(out, cap, "%s", s);
+}
+
+int farm_layers_lock(const char *root, const char *slug, int exclusive, int nonblock)
+{
+    char path[FARM_PATH_MAX];
+    int fd;
+
+    if (farm_path_fmt(path, sizeof path, "%s/%s.lock", root, slug) < 0)
+        return FARM_ETOOBIG;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return farm_error_set(FARM_EIO, "builder cache lock %s: %s", path, strerror(errno));
+    while (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | (nonblock ? LOCK_NB : 0)) != 0) {
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return farm_error_set(FARM_ERETRY, "builder cache %s is in use", slug);
+        return farm_error_set(FARM_EIO, "builder cache lock %s: %s", path, strerror(e));
+    }
+    return fd;
+}
+
+int farm_layers_cache_ref(char *out, size_t cap, const char *repo, const char *slug)
+{
+    const char *path = repo ? strchr(repo, '/') : NULL;
+    size_t n = repo ? strlen(repo) : 0;
+
+    /* host[:port]/path: lower-case path components, no tag, digest or scheme */
+    if (!path || path == repo || n > FARM_REFERENCE_MAX || repo[n - 1] == '/' ||
+        strspn(repo, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") !=
+            (size_t)(path - repo) ||
+        strspn(path, "abcdefghijklmnopqrstuvwxyz0123456789._-/") != strlen(path) ||
+        strstr(path, "//") || strchr(path, ':'))
+        return farm_error_set(FARM_EINVALID, "cache repository \"%.100s\" must be "
+                              "REGISTRY/REPOSITORY (no tag, digest or scheme)", repo ? repo : "");
+    return farm_path_fmt(out, cap, "%s/%s", repo, slug);
+}
+
+void farm_layers_scan(farm_layers_stats_t *st, const char *line)
+{
+    const char *s;
+
+    /* "STEP 3/5: RUN ..." or, in multi-stage builds, "[2/2] STEP 1/4: FROM ..." */
+    if ((s = strstr(line, "STEP ")) && (s == line || (s >= line + 2 && s[-1] == ' ' &&
+                                                      s[-2] == ']'))) {
+        unsigned a, b;
+        char colon;
+        if (sscanf(s, "STEP %u/%u%c", &a, &b, &colon) == 3 && colon == ':')
+            st->steps++;
+    } else if (strncmp(line, "--> Using cache ", 16) == 0) {
+        st->cache_hits++;
+    } else if (strncmp(line, "Error: failed pushing cache to ", 31) == 0) {
+        st->cache_push_failed = 1;
+    }
+}

@@ -1,0 +1,36 @@
+/* The node's layer cache: buildah --layers keeps every step's image in builder storage, one
+ * storage per platform (ROOT/<os-arch-variant>/storage), so jobs of different platforms
+ * never race on a base image's name, and a prune never runs while a job of that platform
+ * does (a lock file per platform: builds hold it shared, the prune exclusively).
+ * The pure parts live here; agent/worker.c runs the builder. */
+#ifndef FARM_AGENT_LAYERS_H
+#define FARM_AGENT_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/platform.h"
+
+/* "linux-arm-v7": a platform as one path component. */
+int farm_layers_slug(char *out, size_t cap, const farm_platform_t *p);
+
+/* Opens (creating) ROOT/SLUG.lock and takes it shared or exclusive; nonblock: fail at
+ * once if taken. The fd (close it to release), or < 0 (FARM_ERETRY when taken). */
+int farm_layers_lock(const char *root, const char *slug, int exclusive, int nonblock);
+
+/* The registry cache of one platform: REPO/SLUG, where repo is "host[:port]/path" as the
+ * user gave it (farmctl --cache-to/--cache-from, farm.yaml build.cache), so platforms
+ * never overwrite each other's cache. -1 if repo is not such a repository (no tag, no
+ * digest, no scheme). */
+int farm_layers_cache_ref(char *out, size_t cap, const char *repo, const char *slug);
+
+/* What the builder's output said, line by line: STEP lines, the ones taken from the cache
+ * ("--> Using cache ID"), and a failed cache push. Builder output is partly the
+ * Dockerfile's: these numbers are statistics, never decisions about trust. */
+typedef struct {
+    uint32_t steps, cache_hits;
+    int cache_push_failed;
+} farm_layers_stats_t;
+void farm_layers_scan(farm_layers_stats_t *st, const char *line);
+
+#endif
