@@ -331,7 +331,24 @@ size_t farm_check_failures(const farm_check_report_t *r, int essential_only)
 
 /* ------------------------------------------------------------------ host helpers */
 
-/* Runs a tool; out gets its first line (stdout and stderr). The status, or < 0. */
+/* The line of text worth showing: the first when the tool worked (a --version), else the
+ * last that says "error" (Go tools warn first and fail last), else the last one. */
+static void s_pick_line(char *out, size_t len, char *text, int failed)
+{
+    char *pick = NULL, *save = NULL;
+
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        if (!failed) {
+            pick = l;
+            break;
+        }
+        if (!pick || strcasestr(pick, "error") == NULL || strcasestr(l, "error") != NULL)
+            pick = l;
+    }
+    farm_str_fmt_cut(out, len, "%s", pick ? pick : "");
+}
+
+/* Runs a tool; out gets the line worth showing (stdout and stderr). The status, or < 0. */
 static int s_tool(char *out, size_t len, char *const argv[])
 {
     farm_proc_capture_t pc = {.argv = argv, .with_stderr = 1, .timeout_ms = S_TOOL_TIMEOUT_MS};
@@ -342,8 +359,7 @@ static int s_tool(char *out, size_t len, char *const argv[])
         rc = 0; /* a chatty --version: the first line is what we want */
     else if (rc < 0)
         snprintf(buf, sizeof buf, "%s", farm_error_last());
-    buf[strcspn(buf, "\n")] = '\0';
-    farm_str_fmt_cut(out, len, "%s", buf);
+    s_pick_line(out, len, buf, rc != 0);
     return rc;
 }
 
@@ -415,6 +431,12 @@ static const char *s_who(char *buf, size_t len, const farm_check_host_t *h)
     return buf;
 }
 
+static const char *s_uid_text(char *buf, size_t len, const farm_check_host_t *h)
+{
+    farm_str_fmt_cut(buf, len, "%lu", (unsigned long)h->uid);
+    return buf;
+}
+
 /* ------------------------------------------------------------------ the checks */
 
 static void s_isolation(farm_check_report_t *r, const farm_agent_opts_t *o,
@@ -451,7 +473,11 @@ static void s_builder(farm_check_report_t *r, const farm_agent_opts_t *o,
     if (rc != 0) {
         it = s_item(r, FARM_CHECK_FAIL, 0, "builder", "`%s --version` failed (%s %d): %s", b,
                     rc < 0 ? "error" : "exit", rc, line);
-        if (strstr(line, "permission denied"))
+        if (strstr(line, "rundir") || strstr(line, "XDG_RUNTIME_DIR"))
+            s_fix(it, "set XDG_RUNTIME_DIR to a directory this user owns (mode 0700; systemd: "
+                  "RuntimeDirectory=), and TMPDIR (now %s) to one it can write",
+                  h->tmpdir ? h->tmpdir : "unset");
+        else if (strstr(line, "permission denied"))
             s_fix(it, "HOME (%s) must be this user's own: run the agent with its user's HOME "
                   "(and XDG_RUNTIME_DIR)", h->home ? h->home : "unset");
         else
@@ -926,7 +952,8 @@ static void s_disk(farm_check_report_t *r, const farm_check_host_t *h, const cha
     if (access(near, W_OK | X_OK) != 0) {
         s_fix(s_item(r, FARM_CHECK_FAIL, 0, what, "%s is not writable by %s", near,
                      s_who(who, sizeof who, h)),
-              "chown %s %s, or %s elsewhere", h->user ? h->user : "AGENT-USER", near, flag);
+              "chown %s %s, or %s elsewhere", h->user ? h->user : s_uid_text(who, sizeof who, h),
+              near, flag);
         return;
     }
     if (statvfs(near, &sv) != 0) {
@@ -969,6 +996,8 @@ static void s_disks(farm_check_report_t *r, const farm_agent_opts_t *o,
         farm_str_fmt_cut(storage, sizeof storage, "%s/.local/share/containers/storage",
                          h->home ? h->home : "");
     s_disk(r, h, "disk (builder storage)", storage, "--builder-root", 10 * S_GIB);
+    /* buildah writes layers being committed or pulled under TMPDIR (default /var/tmp) */
+    s_disk(r, h, "disk (temp dir)", h->tmpdir ? h->tmpdir : "/var/tmp", "TMPDIR=DIR", 10 * S_GIB);
 }
 
 static long long s_wall_ms(void)
@@ -1114,6 +1143,7 @@ void farm_check_host_default(farm_check_host_t *out)
     out->fuse = "/dev/fuse";
     out->uid = getuid();
     out->home = getenv("HOME");
+    out->tmpdir = getenv("TMPDIR");
     if ((pw = getpwuid(out->uid)) != NULL) {
         out->user = pw->pw_name; /* getpwuid's static storage: good until the next call */
         if (!out->home)

@@ -43,6 +43,7 @@ typedef struct {
     uid_t uid;                     /* the user the agent runs as */
     const char *user;              /* its name; NULL when /etc/passwd has none */
     const char *home;              /* its home (rootless builder storage) */
+    const char *tmpdir;            /* TMPDIR (the builder's temp files); NULL: /var/tmp */
 } farm_check_host_t;
 
 /* The running process's host: the real paths, getuid() and its passwd entry. */
