@@ -16,18 +16,27 @@
 
 static volatile int s_stop;
 
-/* farm-agent check: every finding with its fix; 1 when something FAILs. */
-static int s_check(const farm_agent_args_t *a)
+/* The checks for an agent started with a's options; NULL when out of memory. */
+static farm_check_report_t *s_checks(const farm_agent_args_t *a, unsigned flags)
 {
     farm_check_report_t *r = calloc(1, sizeof *r);
     farm_check_host_t host;
+
+    if (r) {
+        farm_check_host_default(&host);
+        farm_check_run(r, &a->opts, a->key_file, a->coordinator_key, &host, flags);
+    }
+    return r;
+}
+
+/* farm-agent check: every finding with its fix; 1 when something FAILs. */
+static int s_check(const farm_agent_args_t *a)
+{
+    farm_check_report_t *r = s_checks(a, FARM_CHECK_CLOCK | FARM_CHECK_PROBE);
     int rc;
 
     if (!r)
         return 1;
-    farm_check_host_default(&host);
-    farm_check_run(r, &a->opts, a->key_file, a->coordinator_key, &host,
-                   FARM_CHECK_CLOCK | FARM_CHECK_PROBE);
     farm_check_print(stdout, r);
     rc = farm_check_failures(r, 0) ? 1 : 0;
     printf("%s\n", rc ? "farm-agent check: FAIL (fix the lines marked FAIL)"
@@ -36,32 +45,27 @@ static int s_check(const farm_agent_args_t *a)
     return rc;
 }
 
-/* At start-up: the cheap checks, logged; a sandbox that cannot work refuses to start. */
-static int s_preflight(const farm_agent_opts_t *o)
+/* At start-up: the cheap checks (no clock), logged; a sandbox that cannot work refuses
+ * to start. */
+static int s_preflight(const farm_agent_args_t *a)
 {
-    farm_check_report_t *r = calloc(1, sizeof *r);
-    farm_check_host_t host;
-    size_t essential;
+    farm_check_report_t *r = s_checks(a, FARM_CHECK_PROBE);
+    int refuse;
 
     if (!r)
         return 0;
-    farm_check_host_default(&host);
-    farm_check_run(r, o, NULL, NULL, &host, FARM_CHECK_PROBE);
-    essential = farm_check_log(r);
-    if (essential && strcmp(o->builder.isolation, "oci") == 0) {
-        for (size_t i = 0; i < r->n; i++)
-            if (r->items[i].essential)
-                fprintf(stderr, "farm-agent: the sandbox cannot work here: %s: %s\n",
-                        r->items[i].what, r->items[i].detail);
+    refuse = farm_check_log(r) && strcmp(a->opts.builder.isolation, "oci") == 0;
+    for (size_t i = 0; refuse && i < r->n; i++)
+        if (r->items[i].essential)
+            fprintf(stderr, "farm-agent: the sandbox cannot work here: %s: %s\n",
+                    r->items[i].what, r->items[i].detail);
+    if (refuse)
         fprintf(stderr, "farm-agent: refusing to start. Run `farm-agent check` with the same "
                         "options for every finding and its fix. (--isolation chroot starts "
                         "without the sandbox: RUN steps then run unsandboxed on this host, "
                         "unsafe for Dockerfiles you do not trust.)\n");
-        free(r);
-        return 1;
-    }
     free(r);
-    return 0;
+    return refuse;
 }
 
 int main(int argc, char **argv)
@@ -95,7 +99,7 @@ int main(int argc, char **argv)
         a.opts.keys = &keys;
         a.opts.coordinator_key = ckey;
     }
-    if ((rc = s_preflight(&a.opts)) != 0)
+    if ((rc = s_preflight(&a)) != 0)
         goto done;
     farm_proc_stop_on_signals(&s_stop);
     farm_proc_raise_nofile();
