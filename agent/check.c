@@ -762,7 +762,7 @@ static int s_overlay_works(char *how, size_t len, const farm_check_host_t *h)
     if (uname(&u) == 0)
         farm_check_version_find(kv, sizeof kv, u.release);
     if (s_is_root(h) || (kv[0] && farm_check_version_cmp(kv, S_OVERLAY_ROOTLESS_KERNEL) >= 0)) {
-        farm_str_fmt_cut(how, len, "kernel %s%s", kv, s_is_root(h) ? ", root" : " >= "
+        farm_str_fmt_cut(how, len, "kernel %s%s", kv, s_is_root(h) ? " as root" : " >= "
                          S_OVERLAY_ROOTLESS_KERNEL);
         return 1;
     }
