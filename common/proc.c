@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -171,4 +174,108 @@ int farm_linebuf_read_max(farm_linebuf_t *lb, int fd, size_t max,
             lb->buf[lb->len++] = c;
         }
     }
+}
+
+static long long s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int farm_proc_capture(const farm_proc_capture_t *o, char *out, size_t cap, size_t *out_len)
+{
+    const char *prog = o->argv[0];
+    int in[2] = {-1, -1}, outp[2] = {-1, -1}, status = 0, rc;
+    posix_spawn_file_actions_t fa;
+    long long deadline = s_mono_ms() + o->timeout_ms;
+    size_t len = 0;
+    pid_t pid = -1;
+
+    if (out_len)
+        *out_len = 0;
+    if (cap == 0 || o->input_len > 4096)
+        return farm_error_set(FARM_EINVALID, "%s: no room for its output or input too long",
+                              prog);
+    out[0] = '\0';
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0) {
+        rc = farm_error_set(FARM_EIO, "%s: pipe: %s", prog, strerror(errno));
+        goto done;
+    }
+    /* the input fits the pipe's buffer: written before the child exists, so one that
+     * exits early cannot SIGPIPE us */
+    if (o->input_len && write(in[1], o->input, o->input_len) != (ssize_t)o->input_len) {
+        rc = farm_error_set(FARM_EIO, "%s: writing to pipe: %s", prog, strerror(errno));
+        goto done;
+    }
+    close(in[1]);
+    in[1] = -1;
+    posix_spawn_file_actions_init(&fa);
+    if (o->input)
+        posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    else
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
+    if (o->with_stderr)
+        posix_spawn_file_actions_adddup2(&fa, outp[1], 2);
+    rc = posix_spawnp(&pid, prog, &fa, NULL, o->argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+        pid = -1;
+        rc = farm_error_set(FARM_ENOTFOUND, "cannot run %s: %s", prog, strerror(rc));
+        goto done;
+    }
+    close(outp[1]);
+    outp[1] = -1;
+    for (;;) {
+        struct pollfd pfd = {.fd = outp[0], .events = POLLIN};
+        long long left = deadline - s_mono_ms();
+        ssize_t n;
+
+        if (left <= 0) {
+            rc = farm_error_set(FARM_ERETRY, "%s timed out after %d ms", prog, o->timeout_ms);
+            goto done;
+        }
+        if (poll(&pfd, 1, (int)left) < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = farm_error_set(FARM_EIO, "%s: poll: %s", prog, strerror(errno));
+            goto done;
+        }
+        if (len >= cap - 1) {
+            rc = farm_error_set(FARM_ETOOBIG, "%s wrote more than %zu bytes", prog, cap - 1);
+            goto done;
+        }
+        n = read(outp[0], out + len, cap - 1 - len);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0) {
+            rc = farm_error_set(FARM_EIO, "%s: read: %s", prog, strerror(errno));
+            goto done;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    pid = -1;
+    rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+done:
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0)
+            close(in[i]);
+        if (outp[i] >= 0)
+            close(outp[i]);
+    }
+    out[len < cap ? len : cap - 1] = '\0';
+    if (out_len)
+        *out_len = len;
+    return rc;
 }

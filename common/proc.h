@@ -18,6 +18,22 @@ int farm_proc_run_env(char *const argv[], const char *cwd, char *const envp[]);
 int farm_proc_run_lines(char *const argv[], const char *cwd, char *const envp[],
                         void (*fn)(void *arg, const char *line), void *arg);
 
+/* Runs a program and collects what it prints (a helper's answer, a tool's --version). */
+typedef struct {
+    char *const *argv;      /* argv[0] without a '/' is looked up on PATH */
+    const void *input;      /* its stdin (at most 4096 bytes, written before it starts);
+                             * NULL: /dev/null */
+    size_t input_len;
+    int with_stderr;        /* stderr into the output too (else it is the caller's) */
+    int timeout_ms;         /* killed after this long */
+} farm_proc_capture_t;
+
+/* Output goes to out (NUL-terminated; at most cap - 1 bytes). Returns the exit status
+ * (0..255) or 128+signal; FARM_ENOTFOUND when the program cannot be started, FARM_ERETRY
+ * when it ran out of time, FARM_ETOOBIG when it printed cap bytes or more (both killed);
+ * the error slot names the program. *out_len (may be NULL) gets the bytes kept. */
+int farm_proc_capture(const farm_proc_capture_t *opts, char *out, size_t cap, size_t *out_len);
+
 /* Daemon start-up: SIGINT/SIGTERM set *stop (the reactor then ends cleanly), SIGPIPE is
  * ignored (a dead peer is an error return, not a death). */
 void farm_proc_stop_on_signals(volatile int *stop);

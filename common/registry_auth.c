@@ -7,15 +7,13 @@
 #include "common/fs.h"
 #include "common/limits.h"
 #include "common/log.h"
+#include "common/proc.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,13 +271,11 @@ static int s_helper_get(farm_registry_creds_t *out, int *out_missing, const char
     char prog[128], *buf = NULL;
     const char *server = s_helper_server(host);
     char *argv[3];
-    int in[2] = {-1, -1}, outp[2] = {-1, -1};
-    posix_spawn_file_actions_t fa;
-    int fa_init = 0, status = 0, rc = 0;
+    farm_proc_capture_t pc = {.argv = argv, .input = server, .input_len = strlen(server),
+                              .timeout_ms = S_HELPER_TIMEOUT_MS};
+    int status, rc = 0;
     size_t len = 0;
-    pid_t pid = -1;
     json_t *root = NULL;
-    struct timespec t0, now;
 
     if (!*name || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
                       strlen(name) || strlen(name) > 64)
@@ -293,78 +289,24 @@ static int s_helper_get(farm_registry_creds_t *out, int *out_missing, const char
     buf = malloc(S_HELPER_OUT_MAX + 1);
     if (!buf)
         return farm_error_set(FARM_ERROR, "out of memory");
-    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0) {
-        rc = farm_error_set(FARM_EIO, "%s: pipe: %s", prog, strerror(errno));
-        goto done;
-    }
-    /* The server name fits the pipe buffer: write it before the child exists so a helper
-     * that exits early cannot SIGPIPE us. */
-    if (write(in[1], server, strlen(server)) != (ssize_t)strlen(server)) {
-        rc = farm_error_set(FARM_EIO, "%s: writing to pipe: %s", prog, strerror(errno));
-        goto done;
-    }
-    close(in[1]);
-    in[1] = -1;
-
-    posix_spawn_file_actions_init(&fa);
-    fa_init = 1;
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
-    rc = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
-    if (rc != 0) {
-        pid = -1;
+    status = farm_proc_capture(&pc, buf, S_HELPER_OUT_MAX + 1, &len);
+    if (status == FARM_ENOTFOUND) {
         if (out_missing)
             *out_missing = 1;
-        rc = farm_error_set(FARM_ERROR,
-                            "credential helper %s for %s: cannot run it: %s (is it on PATH?)",
-                            prog, host, strerror(rc));
+        rc = farm_error_wrap(FARM_ERROR, "credential helper %s for %s (is it on PATH?)", prog,
+                             host);
         goto done;
     }
-    close(outp[1]);
-    outp[1] = -1;
-
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        struct pollfd pfd = {.fd = outp[0], .events = POLLIN};
-        long left;
-        ssize_t n;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        left = S_HELPER_TIMEOUT_MS - ((now.tv_sec - t0.tv_sec) * 1000 +
-                                      (now.tv_nsec - t0.tv_nsec) / 1000000);
-        if (left <= 0) {
-            kill(pid, SIGKILL);
-            rc = farm_error_set(FARM_ERROR, "credential helper %s for %s timed out after %d s",
-                                prog, host, S_HELPER_TIMEOUT_MS / 1000);
-            goto done;
-        }
-        if (poll(&pfd, 1, (int)left) < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = farm_error_set(FARM_EIO, "%s: poll: %s", prog, strerror(errno));
-            goto done;
-        }
-        if (len >= S_HELPER_OUT_MAX) {
-            kill(pid, SIGKILL);
-            rc = farm_error_set(FARM_ETOOBIG, "credential helper %s wrote more than %u bytes",
-                                prog, S_HELPER_OUT_MAX);
-            goto done;
-        }
-        n = read(outp[0], buf + len, S_HELPER_OUT_MAX - len);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n < 0) {
-            rc = farm_error_set(FARM_EIO, "%s: read: %s", prog, strerror(errno));
-            goto done;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
+    if (status == FARM_ERETRY) {
+        rc = farm_error_set(FARM_ERROR, "credential helper %s for %s timed out after %d s",
+                            prog, host, S_HELPER_TIMEOUT_MS / 1000);
+        goto done;
     }
-    buf[len] = '\0';
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    pid = -1;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (status < 0) {
+        rc = status;
+        goto done;
+    }
+    if (status != 0) {
         /* helpers report "credentials not found in native keychain" on stdout */
         if (strstr(buf, "credentials not found")) {
             rc = farm_error_set(FARM_ENOTFOUND, "credential helper %s has no entry for %s",
@@ -372,9 +314,8 @@ static int s_helper_get(farm_registry_creds_t *out, int *out_missing, const char
         } else {
             buf[strcspn(buf, "\r\n")] = '\0';
             rc = farm_error_set(FARM_ERROR, "credential helper %s failed for %s (%s %d)%s%.200s",
-                                prog, server, WIFEXITED(status) ? "exit" : "signal",
-                                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
-                                buf[0] ? ": " : "", buf);
+                                prog, server, status < 128 ? "exit" : "signal",
+                                status < 128 ? status : status - 128, buf[0] ? ": " : "", buf);
         }
         goto done;
     }
@@ -402,19 +343,6 @@ static int s_helper_get(farm_registry_creds_t *out, int *out_missing, const char
                          json_is_string(u) && strcmp(json_string_value(u), "<token>") == 0);
     }
 done:
-    if (pid > 0) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-    }
-    if (fa_init)
-        posix_spawn_file_actions_destroy(&fa);
-    for (int i = 0; i < 2; i++) {
-        if (in[i] >= 0)
-            close(in[i]);
-        if (outp[i] >= 0)
-            close(outp[i]);
-    }
     if (root) {
         /* jansson holds copies of the secret; wipe the string before freeing */
         json_t *sec = json_object_get(root, "Secret");

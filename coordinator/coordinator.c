@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -29,6 +30,7 @@
 #include "coordinator/ctxstore.h"
 #include "coordinator/nodes.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/timeserve.h"
 
 #define DONE_KEEP_MS 60000     /* finished builds linger so late results are recognised */
 #define UPLOAD_IDLE_MS 120000  /* abandoned uploads are dropped */
@@ -65,6 +67,7 @@ struct farm_coordinator {
     void *clients;
     farm_reactor_t *reactor;
     farm_nodes_t *nodes;
+    farm_timeserve_t *timeserve;
     farm_scheduler_t *sched;
     farm_builds_t *builds;
     farm_ctxstore_t *ctx;
@@ -804,6 +807,31 @@ static void s_on_context_get(farm_coordinator_t *self, farm_node_t *node, const 
     s_send(self->agents, rid, rid_len, &env);
 }
 
+/* farm-agent check's clock question: answered on its own connection, never touching a
+ * node's session (the asker need not have said HELLO); budgets in timeserve.h. */
+static void s_on_time_request(farm_coordinator_t *self, const void *rid, size_t rid_len,
+                              const char *user, const Farm__TimeRequest *q)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__TimeReply t = FARM__TIME_REPLY__INIT;
+    struct timespec now;
+    int rc = farm_timeserve_admit(self->timeserve, user, self->cfg->secure, q->nonce,
+                                  farm_now_ms());
+
+    if (rc == FARM_EINVALID)
+        s_peer_warn("time request from %s ignored: %s", user[0] ? user : "an agent",
+                    farm_error_last());
+    if (rc < 0)
+        return;
+    clock_gettime(CLOCK_REALTIME, &now);
+    t.nonce = q->nonce;
+    t.unix_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    env.body_case = FARM__ENVELOPE__BODY_TIME_REPLY;
+    env.time_reply = &t;
+    s_send(self->agents, rid, rid_len, &env);
+    farm_log_debug("answered a time request from %s", user[0] ? user : "an agent");
+}
+
 static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
 {
     farm_coordinator_t *self = arg;
@@ -819,6 +847,11 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
             break;
         if (rc < 0) {
             s_peer_warn("bad message from agent: %s", farm_error_last());
+            continue;
+        }
+        if (env->body_case == FARM__ENVELOPE__BODY_TIME_REQUEST) {
+            s_on_time_request(self, rid, rid_len, user, env->time_request);
+            farm_wire_free(&env);
             continue;
         }
         if (env->body_case == FARM__ENVELOPE__BODY_HELLO) {
@@ -1447,6 +1480,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         goto fail;
     self->chunk = malloc(FARM_WIRE_CHUNK);
     self->nodes = farm_nodes_new(cfg);
+    self->timeserve = farm_timeserve_new(FARM_TIMESERVE_PER_PEER, FARM_TIMESERVE_TOTAL);
     self->sched = farm_scheduler_new(cfg, &scbs, self);
     self->builds = self->sched ? farm_builds_new(cfg, self->sched, &bcbs, self) : NULL;
     self->ctx = farm_ctxstore_new(contexts, cfg->context_quota, (size_t)cfg->max_uploads,
@@ -1454,7 +1488,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     self->reactor = farm_reactor_new();
     if (!self->ctx)
         goto fail; /* its error names the directory */
-    if (!self->chunk || !self->nodes || !self->sched || !self->builds || !self->reactor) {
+    if (!self->chunk || !self->nodes || !self->timeserve || !self->sched || !self->builds || !self->reactor) {
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
     }
@@ -1496,6 +1530,7 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     farm_builds_destroy(&self->builds);
     farm_scheduler_destroy(&self->sched);
     farm_nodes_destroy(&self->nodes);
+    farm_timeserve_destroy(&self->timeserve);
     farm_ctxstore_destroy(&self->ctx);
     farm_reactor_destroy(&self->reactor);
     if (self->agents)

@@ -75,14 +75,14 @@ fi
 # an agent whose name farm.yaml lacks is rejected with a reason and exits non-zero
 rc=0
 timeout 30 "$FARM_AGENT_BIN" --coordinator "$LAB_AGENTS_ENDPOINT" --name stranger \
-    --platform linux/amd64 --work-dir "$LAB/stranger" >"$LAB/st.out" 2>"$LAB/st.err" || rc=$?
+    --platform linux/amd64 --work-dir "$LAB/stranger" --isolation chroot >"$LAB/st.out" 2>"$LAB/st.err" || rc=$?
 cat "$LAB/st.err" >&2
 (( rc != 0 && rc != 124 )) || lab_fail "an unknown agent was not rejected (rc $rc)"
 grep -q 'node "stranger" is not defined under nodes:' "$LAB/st.err" || lab_fail "rejection gives no reason"
 # and one offering a platform not mapped to it
 rc=0
 timeout 30 "$FARM_AGENT_BIN" --coordinator "$LAB_AGENTS_ENDPOINT" --name amd64-1 \
-    --platform linux/arm64 --work-dir "$LAB/wrong" >"$LAB/w.out" 2>"$LAB/w.err" || rc=$?
+    --platform linux/arm64 --work-dir "$LAB/wrong" --isolation chroot >"$LAB/w.out" 2>"$LAB/w.err" || rc=$?
 (( rc != 0 && rc != 124 )) || lab_fail "an agent offering an unmapped platform was not rejected"
 grep -q 'platform linux/arm64 is not mapped to node "amd64-1"' "$LAB/w.err" || lab_fail "no reason for the platform rejection"
 lab_log "PASS"

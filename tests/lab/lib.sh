@@ -738,7 +738,7 @@ lab_start_agent() {
     [[ -n ${LAB_AGENTS_ENDPOINT:-} ]] || lab_fail "lab_start_agent: no coordinator (LAB_AGENTS_ENDPOINT unset)"
     local d=$LAB/agents/$name iso=${LAB_ISOLATION:-oci}
     local -a keys=() as=()
-    mkdir -p "$d/work" "$d/buildah" "$d/home"
+    mkdir -p "$d/work" "$d/buildah" "$d/home" "$d/tmp"
     # with keys: the node's own key pair (made by lab_farm_yaml) and the coordinator's key
     [[ -n ${FARM_COORDINATOR_KEY:-} && -f $LAB/keys/$name.key ]] \
         && keys=(--key "$LAB/keys/$name.key" --coordinator-key "$FARM_COORDINATOR_KEY")
@@ -755,7 +755,7 @@ lab_start_agent() {
             || lab_fail "the agents' user $LAB_AGENT_USER cannot reach $d: a parent directory" \
                 "is closed to it (e.g. /root is 0700); use a directory under /var/lib, /var/tmp or /tmp"
         as=(setpriv --reuid "$LAB_AGENT_USER" --regid "$LAB_AGENT_USER" --init-groups
-            env HOME="$d/home")
+            env HOME="$d/home" TMPDIR="$d/tmp")
     elif [[ $(id -u) == 0 ]]; then
         # a key file and the agent's dirs must be its user's own (after a sandboxed run)
         [[ -f $LAB/keys/$name.key ]] && chown root: "$LAB/keys/$name.key"
