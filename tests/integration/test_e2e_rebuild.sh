@@ -31,25 +31,6 @@ submit() { # TAG LOG [farmctl args...]
         || { cat "$log" >&2; lab_fail "submit $tag failed"; }
 }
 
-# app_txt TAG ARCH: /app.txt of that platform's image (its last layer, from the registry)
-app_txt() {
-    "$LAB_PYTHON" - "$REGISTRY" team/rebuild "$1" "$2" <<'PY'
-import io, json, sys, tarfile, urllib.request
-reg, repo, tag, arch = sys.argv[1:]
-def get(path, accept=None):
-    req = urllib.request.Request(f"http://{reg}/v2/{repo}/{path}")
-    if accept:
-        req.add_header("Accept", accept)
-    return urllib.request.urlopen(req).read()
-idx = json.loads(get(f"manifests/{tag}", "application/vnd.oci.image.index.v1+json"))
-child = [m for m in idx["manifests"] if m["platform"]["architecture"] == arch][0]
-man = json.loads(get(f"manifests/{child['digest']}", child["mediaType"]))
-blob = get(f"blobs/{man['layers'][-1]['digest']}")
-with tarfile.open(fileobj=io.BytesIO(blob)) as t:
-    print(t.extractfile("app.txt").read().decode().strip())
-PY
-}
-
 # 1. cold: the slow step runs on every platform
 echo v1 >"$ctx/app.txt"
 submit cold "$LAB/cold.log"
@@ -69,7 +50,7 @@ for p in linux/amd64 linux/arm64 linux/arm/v7; do
         || lab_fail "$p: the build log does not count the cached steps"
 done
 for a in amd64 arm64 arm; do
-    got=$(app_txt warm "$a")
+    got=$(lab_image_file "$REGISTRY/team/rebuild:warm" "$a" /app.txt)
     [[ $got == v2 ]] || lab_fail "$a: /app.txt in the rebuilt image is '$got', not v2"
 done
 lab_log "rebuild after a one-file change: the slow step ran on no platform; images hold the new file"

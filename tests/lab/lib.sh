@@ -850,3 +850,25 @@ lab_start_farm() {
 lab_index() {
     skopeo inspect --raw --tls-verify=false "docker://$1"
 }
+
+# lab_image_file REF ARCH PATH: print PATH from the last layer of ARCH's image (amd64,
+# arm64, arm) in the index at REF (HOST:PORT/REPO:TAG on the lab's plain-HTTP registry).
+lab_image_file() {
+    "$LAB_PYTHON" - "$1" "$2" "$3" <<'PY'
+import io, json, sys, tarfile, urllib.request
+ref, arch, path = sys.argv[1:]
+host, rest = ref.split("/", 1)
+repo, tag = rest.rsplit(":", 1)
+def get(p, accept=None):
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/{p}")
+    if accept:
+        req.add_header("Accept", accept)
+    return urllib.request.urlopen(req).read()
+idx = json.loads(get(f"manifests/{tag}", "application/vnd.oci.image.index.v1+json"))
+child = [m for m in idx["manifests"] if m["platform"]["architecture"] == arch][0]
+man = json.loads(get(f"manifests/{child['digest']}", child["mediaType"]))
+blob = get(f"blobs/{man['layers'][-1]['digest']}")
+with tarfile.open(fileobj=io.BytesIO(blob)) as t:
+    sys.stdout.write(t.extractfile(path.lstrip("/")).read().decode())
+PY
+}
