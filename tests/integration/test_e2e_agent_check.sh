@@ -74,9 +74,14 @@ lab_start_coordinator "$LAB/farm.yaml"
 lab_start_agent n1 linux/amd64
 lab_wait_nodes 1 30 n1
 keys=(--key "$LAB/keys/n1.key" --coordinator-key "$LAB/keys/coordinator.pub")
-run_check clock.out 0 "$FARM_AGENT_BIN" check --coordinator "$LAB_AGENTS_ENDPOINT" --name n1 \
-    "${keys[@]}" --isolation chroot --work-dir "$LAB/w" --builder-root "$LAB/b" \
-    --storage-driver overlay
+# as the agent itself runs (the lab's sandboxed agents run as $LAB_AGENT_USER, whose key
+# file this is)
+as_agent=()
+[[ $(id -u) == 0 ]] && as_agent=(setpriv --reuid "$LAB_AGENT_USER" --regid "$LAB_AGENT_USER"
+    --init-groups env HOME="$LAB/agents/n1/home" TMPDIR="$LAB/agents/n1/tmp")
+run_check clock.out 0 "${as_agent[@]}" "$FARM_AGENT_BIN" check --coordinator "$LAB_AGENTS_ENDPOINT" \
+    --name n1 "${keys[@]}" --work-dir "$LAB/agents/n1/work" \
+    --builder-root "$LAB/agents/n1/buildah" --storage-driver overlay
 line=$(grep '^ok    clock: the coordinator at ' "$LAB/clock.out") || lab_fail "no ok clock line"
 skew=$(sed -n 's/.* is \([0-9]*\) ms \(ahead\|behind\).*/\1/p' <<<"$line")
 [[ -n $skew ]] && ((skew < 2000)) || lab_fail "clock skew '$skew' is not under 2 s: $line"
@@ -95,8 +100,8 @@ grep -q 'fix: .*--key/--coordinator-key' "$LAB/nokey.out" || lab_fail "the fix d
 # a dead endpoint
 dead=tcp://127.0.0.1:$(lab_free_port)
 t0=$SECONDS
-run_check dead.out 1 "$FARM_AGENT_BIN" check --coordinator "$dead" "${keys[@]}" \
-    --isolation chroot --work-dir "$LAB/w" --builder-root "$LAB/b"
+run_check dead.out 1 "${as_agent[@]}" "$FARM_AGENT_BIN" check --coordinator "$dead" \
+    "${keys[@]}" --work-dir "$LAB/agents/n1/work" --builder-root "$LAB/agents/n1/buildah"
 ((SECONDS - t0 <= 9)) || lab_fail "the dead endpoint took $((SECONDS - t0)) s, not ~5"
 grep -q "^FAIL  clock: no answer from $dead within 5 s" "$LAB/dead.out" \
     || lab_fail "no FAIL naming the dead endpoint"
