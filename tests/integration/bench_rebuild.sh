@@ -82,9 +82,8 @@ for ((r = 1; r <= runs; r++)); do
         "$(awk '{print $NF}' <<<"${t[farm_cold]}")" "$(awk '{print $NF}' <<<"${t[farm_warm]}")" \
         "$(awk '{print $NF}' <<<"${t[buildah_cold]}")" "$(awk '{print $NF}' <<<"${t[buildah_warm]}")"
 done
-median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{a[NR] = $1} END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-fc=$(median <<<"${t[farm_cold]}") fw=$(median <<<"${t[farm_warm]}")
-bc_=$(median <<<"${t[buildah_cold]}") bw=$(median <<<"${t[buildah_warm]}")
+fc=$(lab_median <<<"${t[farm_cold]}") fw=$(lab_median <<<"${t[farm_warm]}")
+bc_=$(lab_median <<<"${t[buildah_cold]}") bw=$(lab_median <<<"${t[buildah_warm]}")
 printf 'median of %d (slow step %s s, 3 platforms):\n' "$runs" "$slow"
 printf '  farm                    cold %.2f s  warm %.2f s  warm/cold %.2f\n' "$fc" "$fw" "$(echo "$fw / $fc" | bc -l)"
 printf '  buildah --layers, 1 box cold %.2f s  warm %.2f s  warm/cold %.2f\n' "$bc_" "$bw" "$(echo "$bw / $bc_" | bc -l)"

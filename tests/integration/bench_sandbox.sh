@@ -57,8 +57,7 @@ for ((r = 0; r <= runs; r++)); do
         fi
     done
 done
-median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{a[NR] = $1} END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-m_oci=$(median <<<"${times[oci]}")
-m_chroot=$(median <<<"${times[chroot]}")
+m_oci=$(lab_median <<<"${times[oci]}")
+m_chroot=$(lab_median <<<"${times[chroot]}")
 printf 'median of %d: sandbox (oci) %.2f s, chroot %.2f s, cost %+.2f s (%.0f%%)\n' "$runs" \
     "$m_oci" "$m_chroot" "$(echo "$m_oci - $m_chroot" | bc)" "$(echo "($m_oci - $m_chroot) * 100 / $m_chroot" | bc -l)"

@@ -851,6 +851,12 @@ lab_index() {
     skopeo inspect --raw --tls-verify=false "docker://$1"
 }
 
+# lab_median: the median of the numbers on stdin (whitespace-separated), for benchmarks.
+lab_median() {
+    tr ' ' '\n' | sed '/^$/d' | sort -n \
+        | awk '{a[NR] = $1} END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
 # lab_image_file REF ARCH PATH: print PATH from the last layer of ARCH's image (amd64,
 # arm64, arm) in the index at REF (HOST:PORT/REPO:TAG on the lab's plain-HTTP registry).
 lab_image_file() {
