@@ -88,6 +88,55 @@ for p in "${pkgs[@]}"; do
 done
 lab_log "9 packages: names, architectures, version $version-1, stripped ELF binaries, conffiles, scripts, Depends checked"
 
+# --- the maintainer scripts on a host without the farm user -------------------------------
+# This host may already have a farm user (the lab makes one): the same scripts, filled in
+# for a stand-in user and directories in $LAB, show the fresh-host path: user and ids
+# made, an upgrade changes nothing, remove keeps the keys, purge restores /etc/subuid,
+# /etc/subgid and /etc/passwd exactly.
+st=$LAB/standin
+su=farm-pkgtest
+mkdir -p "$st"
+! getent passwd "$su" >/dev/null || lab_fail "user $su exists: a stand-in from an earlier run? (deluser --system $su)"
+for s in postinst prerm postrm; do
+    sed -e "s|@PKG@|farm-pkgtest|g; s|@USER@|$su|g; s|@HOME@|$st/home|g; s|@CONF@|$st/conf|g" \
+        -e "s|@RECORD@|$st/record|g; s|@ETC@|$st/etc|g; s|@ETC_RECORD@|$st/etc.created|g" \
+        -e "s|@SUBIDS@|65536|g; s|@SUBIDS_NOTE@||g; s|@SUBDIRS@|work builder|g" \
+        -e "s|@GECOS@|farm package test|g; s|@NEXT@|(test)|g" \
+        "$FARM_SOURCE_DIR/deploy/packages/debian/$s.in" >"$st/$s"
+    ! grep -q '@[A-Z_]*@' "$st/$s" || lab_fail "$s.in has a placeholder this test does not fill: $(grep -o '@[A-Z_]*@' "$st/$s" | sort -u)"
+    chmod +x "$st/$s"
+done
+lab_on_exit '"$st/postrm" purge >/dev/null 2>&1'
+ids_before=$(cat /etc/subuid /etc/subgid; getent passwd | sort; getent group | sort)
+"$st/postinst" configure "" >"$st/postinst.log" 2>&1 || { cat "$st/postinst.log" >&2; lab_fail "stand-in postinst failed"; }
+line=$(getent passwd "$su") || lab_fail "postinst made no user $su"
+[[ $(cut -d: -f3 <<<"$line") -lt 1000 && $(cut -d: -f7 <<<"$line") == /usr/sbin/nologin ]] \
+    || lab_fail "$su is not a system user without login: $line"
+for f in /etc/subuid /etc/subgid; do
+    r=$(grep "^$su:" "$f") || lab_fail "postinst gave $su no range in $f"
+    [[ ${r##*:} == 65536 ]] || lab_fail "$su's range in $f is not 65536 ids: $r"
+    sort -t: -k2,2n "$f" | awk -F: 'NF == 3 { if (NR > 1 && $2 < end) bad = 1; if ($2 + $3 > end) end = $2 + $3 } END { exit bad }' \
+        || lab_fail "$su's new range overlaps another in $f: $(cat "$f")"
+done
+for d in home home/work home/builder conf; do
+    [[ $(stat -c '%U %a' "$st/$d") == "$su 700" ]] || lab_fail "$st/$d is $(stat -c '%U %a' "$st/$d")"
+done
+[[ $(stat -c '%U %a' "$st/etc") == "root 755" ]] || lab_fail "$st/etc is $(stat -c '%U %a' "$st/etc")"
+made=$(cat /etc/subuid /etc/subgid; getent passwd | sort; ls -la "$st/home" "$st/conf")
+"$st/postinst" configure 0.1.0-1 >"$st/postinst2.log" 2>&1 || { cat "$st/postinst2.log" >&2; lab_fail "stand-in postinst (upgrade) failed"; }
+[[ $(cat /etc/subuid /etc/subgid; getent passwd | sort; ls -la "$st/home" "$st/conf") == "$made" ]] \
+    || lab_fail "a second postinst changed something: $(cat "$st/postinst2.log")"
+echo secret >"$st/conf/node.key"
+"$st/prerm" remove && "$st/postrm" remove || lab_fail "stand-in prerm/postrm remove failed"
+[[ -f $st/conf/node.key ]] && getent passwd "$su" >/dev/null || lab_fail "remove (not purge) took the keys or the user"
+"$st/postrm" purge >"$st/purge.log" 2>&1 || { cat "$st/purge.log" >&2; lab_fail "stand-in postrm purge failed"; }
+[[ $(cat /etc/subuid /etc/subgid; getent passwd | sort; getent group | sort) == "$ids_before" ]] \
+    || lab_fail "purge did not restore users, groups and ids: $(diff <(echo "$ids_before") <(cat /etc/subuid /etc/subgid; getent passwd | sort; getent group | sort))"
+for d in home conf etc record etc.created; do
+    [[ ! -e $st/$d ]] || lab_fail "purge left $st/$d"
+done
+lab_log "maintainer scripts with a fresh user: user, ids, dirs made once; remove keeps keys; purge restores all"
+
 # --- install, reinstall --------------------------------------------------------------------
 snapshot() {
     local d
@@ -176,14 +225,15 @@ grep -q '/usr/bin/farm-agent --coordinator' "$LAB/quickstart/agent-arm64-1.log" 
 lab_log "quickstart.sh with FARM_BUILD_DIR=/usr/bin: $(grep '^index digest' "$LAB/quickstart.log") in $((SECONDS - t0)) s"
 
 # --- arm64 and armhf agents from their packages, under qemu-user ---------------------------
-# runtime_root ARCH: the libraries farm-agent's Depends name, and theirs, unpacked from
-# Debian's ARCH packages into $LAB/rt-ARCH: if a Depends were missing, the agent would not load
+# runtime_root ARCH: the libraries the three packages' Depends name, and theirs, unpacked
+# from Debian's ARCH packages into $LAB/rt-ARCH: if a Depends were missing, a program
+# would not load
 declare -A qemu=([arm64]=aarch64 [armhf]=arm)
 runtime_root() {
     local a=$1 root=$LAB/rt-$1 debs=$work/debs-$1 p f l t
     local -a libs closure fetch=()
-    mapfile -t libs < <(dpkg-deb -f "$(deb farm-agent "$a")" Depends | tr ',' '\n' \
-        | sed 's/([^)]*)//; s/ //g' | grep '^lib')
+    mapfile -t libs < <(for p in "${pkgs[@]}"; do dpkg-deb -f "$(deb "$p" "$a")" Depends; done \
+        | tr ',' '\n' | sed 's/([^)]*)//; s/ //g' | grep '^lib' | sort -u)
     mapfile -t closure < <(apt-cache depends --recurse --no-recommends --no-suggests \
         --no-conflicts --no-breaks --no-replaces --no-enhances "${libs[@]/%/:$a}" \
         | grep -E "^[a-z0-9][^ ]*:$a\$" | sort -u)
@@ -206,7 +256,13 @@ runtime_root() {
     done < <(find "$root" -type l)
     lab_log "$a runtime root: ${#closure[@]} packages for Depends: ${libs[*]}"
 }
-for a in arm64 armhf; do runtime_root "$a"; done
+for a in arm64 armhf; do
+    runtime_root "$a"
+    out=$(QEMU_LD_PREFIX=$LAB/rt-$a "$LAB/x-$a/usr/bin/farmctl" version 2>&1) || true
+    [[ $out == *"$version"* ]] || lab_fail "the $a farmctl does not run under qemu: $out"
+    out=$(QEMU_LD_PREFIX=$LAB/rt-$a "$LAB/x-$a/usr/bin/farm-coordinator" --help 2>&1 | head -n1) || true
+    [[ $out == usage:\ farm-coordinator* ]] || lab_fail "the $a farm-coordinator does not run under qemu: $out"
+done
 
 REGISTRY=""
 lab_registry_start
