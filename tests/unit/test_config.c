@@ -275,18 +275,17 @@ static void test_defaults_and_forms(void **state)
     farm_config_destroy(&cfg);
 
     /* coordinator.cache_wait: a duration, and 0 (written bare or with a unit) turns it off */
-    cfg = s_ok("coordinator:\n  cache_wait: 1m\n");
-    assert_int_equal(cfg->cache_wait_ms, 60000);
-    farm_config_destroy(&cfg);
-    cfg = s_ok("coordinator:\n  cache_wait: 500ms\n");
-    assert_int_equal(cfg->cache_wait_ms, 500);
-    farm_config_destroy(&cfg);
-    cfg = s_ok("coordinator:\n  cache_wait: 0\n");
-    assert_int_equal(cfg->cache_wait_ms, 0);
-    farm_config_destroy(&cfg);
-    cfg = s_ok("coordinator:\n  cache_wait: 0s\n");
-    assert_int_equal(cfg->cache_wait_ms, 0);
-    farm_config_destroy(&cfg);
+    static const struct {
+        const char *text;
+        int ms;
+    } waits[] = {{"1m", 60000}, {"500ms", 500}, {"0", 0}, {"0s", 0}};
+    for (size_t i = 0; i < sizeof waits / sizeof *waits; i++) {
+        char y[64];
+        snprintf(y, sizeof y, "coordinator:\n  cache_wait: %s\n", waits[i].text);
+        cfg = s_ok(y);
+        assert_int_equal(cfg->cache_wait_ms, waits[i].ms);
+        farm_config_destroy(&cfg);
+    }
 
     cfg = s_ok("coordinator: {agents: \"tcp://[::1]:7700\", clients: tcp://*:7701}\n");
     assert_string_equal(cfg->agents_endpoint, "tcp://[::1]:7700");

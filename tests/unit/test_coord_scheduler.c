@@ -455,6 +455,28 @@ static void s_built(fx_t *fx, farm_job_t *j)
     farm_scheduler_job_built(fx->s, j, n);
 }
 
+/* Job i runs on node, placed warm (1) or not (0). */
+static void s_on(const fx_t *fx, size_t i, const farm_node_t *node, int warm)
+{
+    assert_int_equal(fx->jobs[i].state, FARM_JOB_RUNNING);
+    assert_ptr_equal(fx->jobs[i].node, node);
+    assert_int_equal(fx->jobs[i].warm, warm);
+}
+
+/* b comes up alone (slots as the agent says, 0: farm.yaml's) and builds app as job 0,
+ * so b is warm for it; then a comes up, first in farm.yaml and idle. */
+static farm_node_t *s_b_builds_app(fx_t *fx, const char *plats, unsigned b_slots,
+                                   farm_node_t **a_out)
+{
+    farm_node_t *b = s_up(fx, "b", plats, b_slots);
+    s_kjob(fx, 0, "linux/amd64", NULL, 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    s_on(fx, 0, b, 0); /* nothing was warm yet */
+    s_built(fx, &fx->jobs[0]);
+    *a_out = s_up(fx, "a", plats, 0);
+    return b;
+}
+
 static const char *Y_WARM =
     "coordinator: {agents: 'tcp://127.0.0.1:1', clients: 'tcp://127.0.0.1:2',"
     " cache_wait: 3s}\n"
@@ -466,13 +488,8 @@ static const char *Y_WARM =
 static void test_warm_node_takes_its_key_again(void **state)
 {
     fx_t *fx = s_fx(Y_WARM, 4);
-    farm_node_t *b = s_up(fx, "b", "linux/amd64,linux/arm64", 0);
-    s_kjob(fx, 0, "linux/amd64", NULL, 0);
-    farm_scheduler_dispatch(fx->s, 0);
-    assert_ptr_equal(fx->jobs[0].node, b);
-    assert_int_equal(fx->jobs[0].warm, 0); /* nothing was warm yet */
-    s_built(fx, &fx->jobs[0]);
-    s_up(fx, "a", "linux/amd64,linux/arm64", 0);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64,linux/arm64", 0, &a);
     s_kjob(fx, 1, "linux/amd64", NULL, 10);
     farm_scheduler_dispatch(fx->s, 10);
     assert_string_equal(s_nth(fx, 'a', 1)->node, "b");
@@ -488,16 +505,13 @@ static void test_warm_node_takes_its_key_again(void **state)
 }
 
 /* The warm node is busy: the job waits for it, at most cache_wait from when a cold node
- * was free for it, then the least loaded node takes it. Meanwhile a job of another
- * repository behind it takes the free node; a warm node that frees in time gets it. */
+ * was free for it, then the least loaded node takes it; a warm node that frees in time
+ * gets it. */
 static void test_busy_warm_node_is_waited_for_up_to_cache_wait(void **state)
 {
     fx_t *fx = s_fx(Y_WARM, 6);
-    farm_node_t *b = s_up(fx, "b", "linux/amd64", 1);
-    s_kjob(fx, 0, "linux/amd64", NULL, 0);
-    farm_scheduler_dispatch(fx->s, 0);
-    s_built(fx, &fx->jobs[0]);
-    farm_node_t *a = s_up(fx, "a", "linux/amd64", 0);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 1, &a);
     s_kjob(fx, 1, "linux/amd64", NULL, 100); /* takes b, its only slot */
     farm_scheduler_dispatch(fx->s, 100);
     assert_ptr_equal(fx->jobs[1].node, b);
@@ -511,8 +525,7 @@ static void test_busy_warm_node_is_waited_for_up_to_cache_wait(void **state)
     assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED);
     /* cache_wait is over: a takes it, cold */
     farm_scheduler_dispatch(fx->s, 4000);
-    assert_ptr_equal(fx->jobs[2].node, a);
-    assert_int_equal(fx->jobs[2].warm, 0);
+    s_on(fx, 2, a, 0);
     assert_int_equal(farm_scheduler_wake_at(fx->s), -1);
 
     /* both nodes built app now (b most recently): the next job goes to b, the one after
@@ -530,8 +543,31 @@ static void test_busy_warm_node_is_waited_for_up_to_cache_wait(void **state)
     farm_scheduler_release(fx->s, &fx->jobs[4]); /* failed, say: a is free again */
     fx->jobs[4].state = FARM_JOB_FAILED;
     farm_scheduler_dispatch(fx->s, 5100);
-    assert_ptr_equal(fx->jobs[5].node, a);
-    assert_int_equal(fx->jobs[5].warm, 1);
+    s_on(fx, 5, a, 1);
+    s_fx_free(fx);
+}
+
+/* A job queued while every node is busy starts its cache wait only when a cold node is
+ * free for it: cache_wait bounds how long that node idles, not how long the job queued. */
+static void test_cache_wait_counts_from_a_free_cold_node(void **state)
+{
+    fx_t *fx = s_fx(Y_WARM, 4);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 1, &a);
+    s_kjob(fx, 1, "linux/amd64", NULL, 10);
+    s_kjob(fx, 2, "linux/amd64", "other", 10);
+    s_kjob(fx, 3, "linux/amd64", NULL, 10);
+    farm_scheduler_dispatch(fx->s, 10);
+    s_on(fx, 1, b, 1);
+    s_on(fx, 2, a, 0);
+    assert_int_equal(farm_scheduler_wake_at(fx->s), -1); /* no free node: no wait yet */
+    farm_scheduler_release(fx->s, &fx->jobs[2]);
+    fx->jobs[2].state = FARM_JOB_DONE;
+    farm_scheduler_dispatch(fx->s, 2000);                /* a is free from now */
+    assert_int_equal(fx->jobs[3].state, FARM_JOB_QUEUED);
+    assert_int_equal(farm_scheduler_wake_at(fx->s), 5000);
+    farm_scheduler_dispatch(fx->s, 5000);
+    s_on(fx, 3, a, 0);
     s_fx_free(fx);
 }
 
@@ -540,11 +576,8 @@ static void test_busy_warm_node_is_waited_for_up_to_cache_wait(void **state)
 static void test_waiting_job_does_not_block_the_queue(void **state)
 {
     fx_t *fx = s_fx(Y_WARM, 4);
-    farm_node_t *b = s_up(fx, "b", "linux/amd64", 1);
-    s_kjob(fx, 0, "linux/amd64", NULL, 0);
-    farm_scheduler_dispatch(fx->s, 0);
-    s_built(fx, &fx->jobs[0]);
-    farm_node_t *a = s_up(fx, "a", "linux/amd64", 0);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 1, &a);
     s_kjob(fx, 1, "linux/amd64", NULL, 10);
     farm_scheduler_dispatch(fx->s, 10);
     assert_ptr_equal(fx->jobs[1].node, b);
@@ -552,13 +585,11 @@ static void test_waiting_job_does_not_block_the_queue(void **state)
     s_kjob(fx, 3, "linux/amd64", "other", 20);       /* behind it: takes a now */
     assert_int_equal(farm_scheduler_dispatch(fx->s, 20), 1);
     assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED);
-    assert_ptr_equal(fx->jobs[3].node, a);
-    assert_int_equal(fx->jobs[3].warm, 0);
+    s_on(fx, 3, a, 0);
     /* b frees before the wait ends: the waiting job goes there, warm */
     s_built(fx, &fx->jobs[1]);
     farm_scheduler_dispatch(fx->s, 30);
-    assert_ptr_equal(fx->jobs[2].node, b);
-    assert_int_equal(fx->jobs[2].warm, 1);
+    s_on(fx, 2, b, 1);
     assert_int_equal(farm_scheduler_wake_at(fx->s), -1);
     assert_int_equal(farm_scheduler_queued(fx->s), 0);
     s_fx_free(fx);
@@ -569,19 +600,15 @@ static void test_waiting_job_does_not_block_the_queue(void **state)
 static void test_waits_are_bounded_by_the_warm_slots(void **state)
 {
     fx_t *fx = s_fx(Y_WARM, 4);
-    farm_node_t *b = s_up(fx, "b", "linux/amd64", 1);
-    s_kjob(fx, 0, "linux/amd64", NULL, 0);
-    farm_scheduler_dispatch(fx->s, 0);
-    s_built(fx, &fx->jobs[0]);
-    farm_node_t *a = s_up(fx, "a", "linux/amd64", 0);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 1, &a);
     s_kjob(fx, 1, "linux/amd64", NULL, 10);
     s_kjob(fx, 2, "linux/amd64", NULL, 10);
     s_kjob(fx, 3, "linux/amd64", NULL, 10);
     assert_int_equal(farm_scheduler_dispatch(fx->s, 10), 2);
     assert_ptr_equal(fx->jobs[1].node, b);
     assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED); /* waits for b */
-    assert_ptr_equal(fx->jobs[3].node, a);                /* does not */
-    assert_int_equal(fx->jobs[3].warm, 0);
+    s_on(fx, 3, a, 0); /* does not */
     s_fx_free(fx);
 }
 
@@ -591,11 +618,8 @@ static void test_lost_or_drained_warm_node_is_not_waited_for(void **state)
 {
     for (int lose = 0; lose < 2; lose++) {
         fx_t *fx = s_fx(Y_WARM, 3);
-        farm_node_t *b = s_up(fx, "b", "linux/amd64", 1);
-        s_kjob(fx, 0, "linux/amd64", NULL, 0);
-        farm_scheduler_dispatch(fx->s, 0);
-        s_built(fx, &fx->jobs[0]);
-        farm_node_t *a = s_up(fx, "a", "linux/amd64", 0);
+        farm_node_t *a;
+        farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 1, &a);
         s_kjob(fx, 1, "linux/amd64", NULL, 10);
         farm_scheduler_dispatch(fx->s, 10);
         s_kjob(fx, 2, "linux/amd64", NULL, 20);
@@ -608,8 +632,7 @@ static void test_lost_or_drained_warm_node_is_not_waited_for(void **state)
             farm_scheduler_node_drain(fx->s, b, 1);
         }
         farm_scheduler_dispatch(fx->s, 30);
-        assert_ptr_equal(fx->jobs[2].node, a);
-        assert_int_equal(fx->jobs[2].warm, 0);
+        s_on(fx, 2, a, 0);
         if (lose) /* job 1 was requeued (in front): it waits for a, no warm node is alive */
             assert_int_equal(fx->jobs[1].state, FARM_JOB_QUEUED);
         assert_int_equal(farm_scheduler_wake_at(fx->s), -1);
@@ -624,18 +647,13 @@ static void test_cache_wait_zero_never_waits(void **state)
                     " cache_wait: 0}\n"
                     "platforms:\n  linux/amd64: [a, b]\n"
                     "nodes:\n  a: {slots: 1}\n  b: {slots: 1}\n", 3);
-    farm_node_t *b = s_up(fx, "b", "linux/amd64", 0);
-    s_kjob(fx, 0, "linux/amd64", NULL, 0);
-    farm_scheduler_dispatch(fx->s, 0);
-    s_built(fx, &fx->jobs[0]);
-    farm_node_t *a = s_up(fx, "a", "linux/amd64", 0);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 0, &a);
     s_kjob(fx, 1, "linux/amd64", NULL, 10);
     s_kjob(fx, 2, "linux/amd64", NULL, 10);
     assert_int_equal(farm_scheduler_dispatch(fx->s, 10), 2);
-    assert_ptr_equal(fx->jobs[1].node, b);
-    assert_int_equal(fx->jobs[1].warm, 1); /* still preferred while it has room */
-    assert_ptr_equal(fx->jobs[2].node, a);
-    assert_int_equal(fx->jobs[2].warm, 0);
+    s_on(fx, 1, b, 1); /* still preferred while it has room */
+    s_on(fx, 2, a, 0);
     assert_int_equal(farm_scheduler_wake_at(fx->s), -1);
     s_fx_free(fx);
 }
@@ -644,29 +662,23 @@ static void test_cache_wait_zero_never_waits(void **state)
 static void test_other_repository_platform_or_dockerfile_is_not_warm(void **state)
 {
     fx_t *fx = s_fx(Y_WARM, 4);
-    farm_node_t *b = s_up(fx, "b", "linux/amd64,linux/arm64", 0);
-    s_kjob(fx, 0, "linux/amd64", NULL, 0);
-    farm_scheduler_dispatch(fx->s, 0);
-    s_built(fx, &fx->jobs[0]);
-    farm_node_t *a = s_up(fx, "a", "linux/amd64,linux/arm64", 0);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64,linux/arm64", 0, &a);
     /* each alone, so a (first in farm.yaml, idle) is the least loaded choice */
     s_kjob(fx, 1, "linux/amd64", "other", 10);
     farm_scheduler_dispatch(fx->s, 10);
-    assert_ptr_equal(fx->jobs[1].node, a);
-    assert_int_equal(fx->jobs[1].warm, 0);
+    s_on(fx, 1, a, 0);
     farm_scheduler_release(fx->s, &fx->jobs[1]);
     fx->jobs[1].state = FARM_JOB_DONE;
     s_kjob(fx, 2, "linux/arm64", NULL, 20);
     farm_scheduler_dispatch(fx->s, 20);
-    assert_ptr_equal(fx->jobs[2].node, a);
-    assert_int_equal(fx->jobs[2].warm, 0);
+    s_on(fx, 2, a, 0);
     farm_scheduler_release(fx->s, &fx->jobs[2]);
     fx->jobs[2].state = FARM_JOB_DONE;
     s_kjob(fx, 3, "linux/amd64", NULL, 30);
     s_key(&fx->jobs[3], "app", "other.Dockerfile");
     farm_scheduler_dispatch(fx->s, 30);
-    assert_ptr_equal(fx->jobs[3].node, a);
-    assert_int_equal(fx->jobs[3].warm, 0);
+    s_on(fx, 3, a, 0);
     assert_int_equal(farm_scheduler_node_used(fx->s, b), 0);
     s_fx_free(fx);
 }
@@ -684,8 +696,7 @@ static void test_emulated_build_is_not_warm(void **state)
     farm_node_t *pi = s_up(fx, "pi", "linux/arm/v7", 0);
     s_kjob(fx, 1, "linux/arm/v7", NULL, 10);
     farm_scheduler_dispatch(fx->s, 10);
-    assert_ptr_equal(fx->jobs[1].node, pi);
-    assert_int_equal(fx->jobs[1].warm, 0);
+    s_on(fx, 1, pi, 0);
     s_fx_free(fx);
 }
 
@@ -758,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_many_nodes_balanced),
         cmocka_unit_test(test_warm_node_takes_its_key_again),
         cmocka_unit_test(test_busy_warm_node_is_waited_for_up_to_cache_wait),
+        cmocka_unit_test(test_cache_wait_counts_from_a_free_cold_node),
         cmocka_unit_test(test_waiting_job_does_not_block_the_queue),
         cmocka_unit_test(test_waits_are_bounded_by_the_warm_slots),
         cmocka_unit_test(test_lost_or_drained_warm_node_is_not_waited_for),
