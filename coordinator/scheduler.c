@@ -479,15 +479,18 @@ static void s_assign(farm_scheduler_t *self, farm_job_t *job, member_t *m, int w
  *     at most as many jobs of the platform wait as those nodes have slots); else it goes
  *     to the least loaded node.
  * A cold node thus idles at most cache_wait while a job waits for a warm one. NULL when
- * nothing can go now. */
+ * nothing can go now. *scan_waits is cleared once no waiting job can go: within one
+ * pass only a node that frees or dies (which marks the platform dirty: another pass)
+ * or the clock changes that, so the waits are not looked through for every job. */
 static farm_job_t *s_next(farm_scheduler_t *self, splat_t *p, long long now, member_t **m_out,
-                          int *warm)
+                          int *warm, int *scan_waits)
 {
     member_t *m;
     int busy;
 
     *warm = 0;
-    for (farm_link_t *l = p->waits.next; l != &p->waits; l = l->next) {
+    for (farm_link_t *l = *scan_waits ? p->waits.next : &p->waits; l != &p->waits;
+         l = l->next) {
         farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, queue_link);
         if ((m = s_warm_member(self, job, &busy))) {
             *warm = 1;
@@ -499,6 +502,7 @@ static farm_job_t *s_next(farm_scheduler_t *self, splat_t *p, long long now, mem
             return job;
         }
     }
+    *scan_waits = 0;
     while (!farm_link_empty(&p->queue)) {
         farm_job_t *job = FARM_LINK_OWNER(p->queue.next, farm_job_t, queue_link);
         if ((m = s_warm_member(self, job, &busy))) {
@@ -533,12 +537,12 @@ size_t farm_scheduler_dispatch(farm_scheduler_t *self, long long now)
         splat_t *p = &self->plats[pi];
         farm_job_t *job;
         member_t *m;
-        int warm;
+        int warm, scan_waits = 1;
 
         p->dirty = 0;
         /* the assign callback may withdraw or fail other jobs: re-read the queue, the
          * waits and the heaps every time round */
-        while (s_pick(p) && (job = s_next(self, p, now, &m, &warm))) {
+        while (s_pick(p) && (job = s_next(self, p, now, &m, &warm, &scan_waits))) {
             s_assign(self, job, m, warm, now);
             assigned++;
         }
