@@ -14,7 +14,8 @@
  *     result counts only from the node running that attempt.
  * Dispatch costs O(log nodes) per job and never scans builds: a FIFO per platform, a
  * heap per platform of the nodes with free slots, an index of jobs by id, timeouts
- * kept in time order. */
+ * kept in time order, one lookup of the job's warm nodes (coordinator/warm.h); the jobs
+ * waiting for a warm node (a few: their slots) are looked through once per pass. */
 #ifndef FARM_COORD_SCHEDULER_H
 #define FARM_COORD_SCHEDULER_H
 
