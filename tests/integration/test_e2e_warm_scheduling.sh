@@ -5,6 +5,8 @@
 #   every further build of that repository goes to n2, the node that built it, and farmctl
 #   (progress line, metadata file "warm": true, farmctl nodes "(warm)") says so;
 # - another repository is not warm on n2: it goes to n1, "warm": false;
+# - while its warm node is busy, a build waits for it at most coordinator.cache_wait (3s)
+#   and then goes to the idle node, long before the warm node is free;
 # - with n2 stopped, the next build of the repository goes to n1 promptly.
 # (The agents' cache hit counts are not judged here: that is the agents' part.)
 set -euo pipefail
@@ -99,15 +101,32 @@ wait "$submit_pid" || lab_fail "build 5 failed"
 ((warm_seen)) || lab_fail "farmctl nodes never showed build 5's job as (warm) on n2"
 expect 5 n2 true
 
-# 6: n2 is gone; the repository goes to n1 at once (no wait for a node that is not alive)
+# 6, 7: the other repository is warm on n1; 6 keeps n1 busy for a long step, 7 waits for
+# n1 up to cache_wait and then goes to the idle n2, finishing while 6 still runs
+sed -i 's/sleep 5$/sleep 25/' "$LAB/slow/Dockerfile"
+submit 6 "$REGISTRY/team/other" "$LAB/slow" &
+submit_pid=$!
+lab_wait_until 60 "build 6 to run on n1" bash -c \
+    '"$FARMCTL" nodes --coordinator "$FARM_COORDINATOR" | grep -Eq "^n1 .* 1/1 .*\(warm\)$"'
+t0=$SECONDS
+submit 7 "$REGISTRY/team/other"
+elapsed=$((SECONDS - t0))
+expect 7 n2 false
+kill -0 "$submit_pid" 2>/dev/null || lab_fail "build 7 was not placed before n1 was free again"
+((elapsed >= 3)) || lab_fail "build 7 did not wait for its warm node (${elapsed}s)"
+lab_log "build 7 waited for n1 and built on n2 in ${elapsed}s"
+wait "$submit_pid" || lab_fail "build 6 failed"
+expect 6 n1 true
+
+# 8: n2 is gone; the repository goes to n1 at once (no wait for a node that is not alive)
 lab_stop agent-n2
 t0=$SECONDS
-submit 6 "$app"
+submit 8 "$app"
 elapsed=$((SECONDS - t0))
-grep -q "^\[linux/amd64 n1\] dispatched: attempt [12] on n1" "$LAB/6.err" \
-    || lab_fail "build 6 was not dispatched to n1"
-[[ $(meta "$LAB/6.json" node) == '"n1"' ]] || lab_fail "build 6 did not come from n1"
-[[ $(meta "$LAB/6.json" warm) == false ]] || lab_fail "build 6 on n1 was said to be warm"
-((elapsed < 30)) || lab_fail "build 6 took ${elapsed}s with n2 stopped"
-lab_log "build 6 on n1 took ${elapsed}s"
+grep -q "^\[linux/amd64 n1\] dispatched: attempt [12] on n1" "$LAB/8.err" \
+    || lab_fail "build 8 was not dispatched to n1"
+[[ $(meta "$LAB/8.json" node) == '"n1"' ]] || lab_fail "build 8 did not come from n1"
+[[ $(meta "$LAB/8.json" warm) == false ]] || lab_fail "build 8 on n1 was said to be warm"
+((elapsed < 30)) || lab_fail "build 8 took ${elapsed}s with n2 stopped"
+lab_log "build 8 on n1 took ${elapsed}s"
 lab_log "PASS"
