@@ -25,6 +25,7 @@
 #define S_MAX_HEARTBEAT_MS 3600000L
 #define S_MAX_QUEUE_TIMEOUT_MS (7L * 24 * 3600 * 1000)
 #define S_MAX_LIVENESS 100
+#define S_MAX_CACHE_WAIT_MS 600000L /* 10 minutes: longer is no longer "briefly" */
 
 static const farm_yaml_limits_t s_limits = {
     .max_bytes = S_MAX_BYTES,
@@ -79,8 +80,8 @@ static void s_want_size(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *wha
     *out = v << shift;
 }
 
-static int s_want_duration(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *what, long max,
-                           int *out)
+static int s_want_duration(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *what, long min,
+                           long max, int *out)
 {
     long v;
     const char *s;
@@ -93,7 +94,8 @@ static int s_want_duration(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *
         return -1;
     }
     s = n->value;
-    v = farm_config_parse_duration_ms(s);
+    /* a bare 0 is unambiguous where 0 is allowed (it turns the wait off) */
+    v = min == 0 && !strcmp(s, "0") ? 0 : farm_config_parse_duration_ms(s);
     if (v < 0) {
         int digits = 1;
         for (const char *p = s; *p; p++)
@@ -104,9 +106,13 @@ static int s_want_duration(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *
                                  : "write a number and a unit (ms, s, m, h), e.g. 500ms, 1s or 2m");
         return -1;
     }
-    if (v < 1 || v > max) {
-        farm_yaml_problem(ctx->y, FARM_YAML_AT(n), "%s: %s is out of range; use from 1ms to %ldh",
-                          what, farm_yaml_quote(s), max / 3600000);
+    if (v < min || v > max) {
+        if (max >= 3600000)
+            farm_yaml_problem(ctx->y, FARM_YAML_AT(n), "%s: %s is out of range; use from %s to "
+                              "%ldh", what, farm_yaml_quote(s), min ? "1ms" : "0", max / 3600000);
+        else
+            farm_yaml_problem(ctx->y, FARM_YAML_AT(n), "%s: %s is out of range; use from %s to "
+                              "%lds", what, farm_yaml_quote(s), min ? "1ms" : "0", max / 1000);
         return -1;
     }
     *out = (int)v;
@@ -182,7 +188,7 @@ static const char *const s_coord_keys[] = {"agents",      "clients",       "hear
                                            "context_ttl", "state_dir",     "public_key",
                                            "secret_key_file", "max_builds_per_client",
                                            "max_uploads", "max_uploads_per_client",
-                                           "context_quota", NULL};
+                                           "context_quota", "cache_wait", NULL};
 static const char *const s_plat_keys[] = {"native", "emulated", NULL};
 static const char *const s_node_keys[] = {"slots", "key", NULL};
 static const char *const s_client_keys[] = {"key", "role", NULL};
@@ -230,17 +236,20 @@ static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
             if ((cfg->clients_endpoint = s_want_endpoint(ctx, v, "coordinator.clients")))
                 clients = v;
         } else if (!strcmp(k->value, "heartbeat")) {
-            s_want_duration(ctx, v, "coordinator.heartbeat", S_MAX_HEARTBEAT_MS,
+            s_want_duration(ctx, v, "coordinator.heartbeat", 1, S_MAX_HEARTBEAT_MS,
                             &cfg->heartbeat_ms);
         } else if (!strcmp(k->value, "context_ttl")) {
-            s_want_duration(ctx, v, "coordinator.context_ttl", S_MAX_QUEUE_TIMEOUT_MS,
+            s_want_duration(ctx, v, "coordinator.context_ttl", 1, S_MAX_QUEUE_TIMEOUT_MS,
                             &cfg->context_ttl_ms);
         } else if (!strcmp(k->value, "job_timeout")) {
-            s_want_duration(ctx, v, "coordinator.job_timeout", S_MAX_QUEUE_TIMEOUT_MS,
+            s_want_duration(ctx, v, "coordinator.job_timeout", 1, S_MAX_QUEUE_TIMEOUT_MS,
                             &cfg->job_timeout_ms);
         } else if (!strcmp(k->value, "queue_timeout")) {
-            s_want_duration(ctx, v, "coordinator.queue_timeout", S_MAX_QUEUE_TIMEOUT_MS,
+            s_want_duration(ctx, v, "coordinator.queue_timeout", 1, S_MAX_QUEUE_TIMEOUT_MS,
                             &cfg->queue_timeout_ms);
+        } else if (!strcmp(k->value, "cache_wait")) {
+            s_want_duration(ctx, v, "coordinator.cache_wait", 0, S_MAX_CACHE_WAIT_MS,
+                            &cfg->cache_wait_ms);
         } else if (!strcmp(k->value, "liveness")) {
             farm_yaml_want_int(ctx->y, v, "coordinator.liveness", 1, S_MAX_LIVENESS,
                                &cfg->liveness);
@@ -1025,6 +1034,7 @@ int farm_config_parse(farm_config_t **out, const char *name, const char *yaml, s
     cfg->queue_timeout_ms = 600000;
     cfg->job_timeout_ms = 7200000;
     cfg->context_ttl_ms = 86400000;
+    cfg->cache_wait_ms = 3000;
     cfg->max_builds_per_client = 64;
     cfg->max_uploads = FARM_UPLOADS_MAX;
     cfg->max_uploads_per_client = FARM_UPLOADS_PER_CLIENT_MAX;

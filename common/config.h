@@ -76,6 +76,7 @@ typedef struct {
     int queue_timeout_ms;    /* coordinator.queue_timeout: how long a job may wait for a live node, default 600000 */
     int job_timeout_ms;      /* coordinator.job_timeout: how long one attempt may run on a node, default 2 h */
     int context_ttl_ms;      /* coordinator.context_ttl: unused contexts are deleted after this, default 24 h */
+    int cache_wait_ms;       /* coordinator.cache_wait: how long a job waits for a busy node that built it recently, default 3 s, 0 never */
     char *state_dir;         /* coordinator.state_dir, NULL if absent */
     char *public_key;        /* coordinator.public_key (Z85): farmctl and agents need it */
     char *secret_key_file;   /* coordinator.secret_key_file: the coordinator's key pair */

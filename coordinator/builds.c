@@ -12,6 +12,7 @@
 #include "common/hmap.h"
 #include "common/log.h"
 #include "common/reference.h"
+#include "coordinator/warm.h"
 
 struct farm_builds {
     const farm_config_t *cfg;
@@ -125,6 +126,7 @@ static void s_build_free(farm_builds_t *self, farm_build_t *b)
     for (size_t i = 0; i < b->n_jobs; i++) {
         farm_scheduler_forget(self->sched, &b->jobs[i]);
         farm_tail_clear(&b->jobs[i].tail);
+        free(b->jobs[i].cache_key);
         free(b->jobs[i].image);
         free(b->jobs[i].error);
     }
@@ -344,6 +346,9 @@ static int s_fill_jobs(farm_builds_t *self, farm_build_t *b, const farm_submit_t
         job->attempt = 1;
         job->state = FARM_JOB_QUEUED;
         b->n_jobs++;
+        if (farm_warm_key(&job->cache_key, &job->cache_key_len, b->registry, b->repository,
+                          job->platform, b->dockerfile) < 0)
+            return s_refuse(reason, len, "coordinator out of memory");
     }
     return 0;
 }
@@ -530,6 +535,8 @@ void farm_builds_job_pushed(farm_builds_t *self, farm_job_t *job, const farm_des
                             uint64_t build_ms, uint64_t push_ms, long long now)
 {
     farm_build_t *b = job->build;
+    char cached[64] = "";
+
     job->state = FARM_JOB_DONE;
     free(job->image);
     if (!(job->image = malloc(sizeof *job->image))) {
@@ -538,9 +545,13 @@ void farm_builds_job_pushed(farm_builds_t *self, farm_job_t *job, const farm_des
     }
     *job->image = *image;
     b->last_result_at = now;
-    farm_builds_event(self, b, job, FARM_EVENT_PUSHED, "%s (%llu bytes) built in %.1f s, pushed in %.1f s",
-                      image->digest, (unsigned long long)image->size, build_ms / 1000.0,
-                      push_ms / 1000.0);
+    if (job->steps)
+        snprintf(cached, sizeof cached, "; %u of %u steps from the cache", job->cache_hits,
+                 job->steps);
+    farm_builds_event(self, b, job, FARM_EVENT_PUSHED,
+                      "%s (%llu bytes) built in %.1f s%s, pushed in %.1f s%s", image->digest,
+                      (unsigned long long)image->size, build_ms / 1000.0,
+                      job->warm ? " on a warm node" : "", push_ms / 1000.0, cached);
     s_check(self, b, now);
 }
 

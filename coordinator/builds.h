@@ -83,7 +83,7 @@ void farm_builds_event(farm_builds_t *self, farm_build_t *b, const farm_job_t *j
 /* A line of the job's build output. */
 void farm_builds_job_log(farm_builds_t *self, farm_job_t *job, const char *line);
 /* The job's attempt succeeded with image (already checked against the job's platform);
- * the scheduler has released it. */
+ * the scheduler has released it. The caller set job->cache_hits and steps. */
 void farm_builds_job_pushed(farm_builds_t *self, farm_job_t *job, const farm_descriptor_t *image,
                             uint64_t build_ms, uint64_t push_ms, long long now);
 /* The job failed (the scheduler no longer holds it): FAILED, event, build checked. */

@@ -79,6 +79,8 @@ struct farm_coordinator {
     farm_hmap_t *node_keys;   /* 32-byte public key -> node name */
     farm_hmap_t *client_keys; /* 32-byte public key -> farm_config_client_t */
     farm_hmap_t *clients_by_name;
+    int cache_wait_timer;      /* wakes the dispatch when a job's cache wait ends */
+    long long cache_wait_at;   /* ... at this time */
     size_t n_stitching;        /* helpers running */
     stitch_wait_t *stitch_head, *stitch_tail;
 };
@@ -178,10 +180,17 @@ static void s_on_event(void *arg, farm_build_t *b, const farm_job_t *job, farm_e
     }
 }
 
-/* The build's pushed images as wire descriptors (platform strings in plats, nodes in
- * nodes if not NULL). Returns how many; the arrays hold b->n_jobs entries. */
+/* What BuildDone says of each child besides its descriptor, parallel to it. */
+typedef struct {
+    char **nodes;
+    protobuf_c_boolean *warm;
+    uint32_t *cache_hits, *steps;
+} children_extra_t;
+
+/* The build's pushed images as wire descriptors (platform strings in plats, the rest in
+ * extra if not NULL). Returns how many; the arrays hold b->n_jobs entries. */
 static size_t s_children(const farm_build_t *b, Farm__Descriptor *descs, Farm__Descriptor **dptrs,
-                         char (*plats)[FARM_PLATFORM_STRLEN], char **nodes)
+                         char (*plats)[FARM_PLATFORM_STRLEN], const children_extra_t *extra)
 {
     size_t n = 0;
     for (size_t i = 0; i < b->n_jobs; i++) {
@@ -195,8 +204,12 @@ static size_t s_children(const farm_build_t *b, Farm__Descriptor *descs, Farm__D
         farm_platform_format(plats[n], sizeof plats[n], &j->image->platform);
         descs[n].platform = plats[n];
         dptrs[n] = &descs[n];
-        if (nodes)
-            nodes[n] = (char *)j->node_name;
+        if (extra) {
+            extra->nodes[n] = (char *)j->node_name;
+            extra->warm[n] = j->warm;
+            extra->cache_hits[n] = j->cache_hits;
+            extra->steps[n] = j->steps;
+        }
         n++;
     }
     return n;
@@ -210,8 +223,11 @@ static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_dige
     Farm__BuildDone done = FARM__BUILD_DONE__INIT;
     Farm__Descriptor *descs = calloc(b->n_jobs + 1, sizeof *descs);
     Farm__Descriptor **dptrs = calloc(b->n_jobs + 1, sizeof *dptrs);
-    char **nodes = calloc(b->n_jobs + 1, sizeof *nodes);
     char (*plats)[FARM_PLATFORM_STRLEN] = calloc(b->n_jobs + 1, sizeof *plats);
+    children_extra_t x = {.nodes = calloc(b->n_jobs + 1, sizeof *x.nodes),
+                          .warm = calloc(b->n_jobs + 1, sizeof *x.warm),
+                          .cache_hits = calloc(b->n_jobs + 1, sizeof *x.cache_hits),
+                          .steps = calloc(b->n_jobs + 1, sizeof *x.steps)};
     size_t n = 0;
 
     done.build_id = b->id;
@@ -222,17 +238,23 @@ static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_dige
     done.n_tags = b->n_tags;
     done.tags = b->tags;
     done.stitch_ms = ok ? (uint64_t)(b->done_at - b->last_result_at) : 0;
-    if (!descs || !dptrs || !nodes || !plats) {
+    if (!descs || !dptrs || !plats || !x.nodes || !x.warm || !x.cache_hits || !x.steps) {
         /* still answer: the client must not wait forever */
         done.ok = 0;
         done.error = "coordinator out of memory while reporting the result";
         goto send;
     }
-    n = s_children(b, descs, dptrs, plats, nodes);
+    n = s_children(b, descs, dptrs, plats, &x);
     done.n_children = n;
     done.children = dptrs;
     done.n_child_nodes = n;
-    done.child_nodes = nodes;
+    done.child_nodes = x.nodes;
+    done.n_child_warm = n;
+    done.child_warm = x.warm;
+    done.n_child_cache_hits = n;
+    done.child_cache_hits = x.cache_hits;
+    done.n_child_steps = n;
+    done.child_steps = x.steps;
 send:
     if (!b->client_gone) {
         env.body_case = FARM__ENVELOPE__BODY_BUILD_DONE;
@@ -241,8 +263,11 @@ send:
     }
     free(descs);
     free(dptrs);
-    free(nodes);
     free(plats);
+    free(x.nodes);
+    free(x.warm);
+    free(x.cache_hits);
+    free(x.steps);
 }
 
 /* ------------------------------------------------------------------ the index push */
@@ -568,6 +593,7 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
     ja.insecure = b->insecure;
     ja.emulated = job->emulated;
     ja.network_none = b->network_none;
+    ja.warm = job->warm;
     if (s_assign_registries(self, b, &ja, &regs) < 0) {
         farm_scheduler_release(self->sched, job);
         farm_builds_job_failed(self->builds, job, now, "coordinator out of memory sending the job");
@@ -588,8 +614,9 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
         farm_builds_job_failed(self->builds, job, now, "%s", why);
     } else {
         farm_builds_event(self->builds, b, job, FARM_EVENT_DISPATCHED,
-                          "attempt %u on %s%s (%d/%d slots)", job->attempt, node->cfg->name,
+                          "attempt %u on %s%s%s (%d/%d slots)", job->attempt, node->cfg->name,
                           job->emulated ? " (emulated)" : "",
+                          job->warm ? " (warm: it built this recently)" : "",
                           farm_scheduler_node_used(self->sched, node), node->slots);
     }
 done:
@@ -759,6 +786,9 @@ static void s_on_job_result(farm_coordinator_t *self, farm_node_t *node, const F
     snprintf(image.digest, sizeof image.digest, "%s", r->image->digest);
     image.size = r->image->size;
     image.platform = job->plat;
+    job->cache_hits = r->cache_hits;
+    job->steps = r->steps;
+    farm_scheduler_job_built(self->sched, job, node);
     farm_builds_job_pushed(self->builds, job, &image, r->build_ms, r->push_ms, now);
 }
 
@@ -882,7 +912,10 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
         }
         farm_nodes_seen(self->nodes, node, farm_now_ms());
         switch (env->body_case) {
-        case FARM__ENVELOPE__BODY_HEARTBEAT: break;
+        case FARM__ENVELOPE__BODY_HEARTBEAT:
+            node->builder_cache_bytes = env->heartbeat->builder_cache_bytes;
+            node->cache_hits = env->heartbeat->cache_hits;
+            break;
         case FARM__ENVELOPE__BODY_JOB_LOG: s_on_job_log(self, node, env->job_log); break;
         case FARM__ENVELOPE__BODY_JOB_RESULT: s_on_job_result(self, node, env->job_result); break;
         case FARM__ENVELOPE__BODY_CONTEXT_GET:
@@ -1026,6 +1059,8 @@ static void s_on_nodes(farm_coordinator_t *self, const client_t *c)
         ni->state = farm_scheduler_node_drained(self->sched, n) ? "draining" : states[n->state];
         ni->slots = (uint32_t)n->slots;
         ni->used = (uint32_t)farm_scheduler_node_used(self->sched, n);
+        ni->builder_cache_bytes = n->builder_cache_bytes;
+        ni->cache_hits = n->cache_hits;
         /* platforms: what farm.yaml maps to this node, native and emulated */
         ni->platforms = calloc(self->cfg->n_platforms + 1, sizeof *ni->platforms);
         ni->emulated = calloc(self->cfg->n_platforms + 1, sizeof *ni->emulated);
@@ -1041,13 +1076,17 @@ static void s_on_nodes(farm_coordinator_t *self, const client_t *c)
         free(jobs);
         jobs = calloc(nj + 1, sizeof *jobs);
         ni->jobs = calloc(nj + 1, sizeof *ni->jobs);
-        if (jobs && ni->jobs) {
+        ni->job_warm = calloc(nj + 1, sizeof *ni->job_warm);
+        if (jobs && ni->jobs && ni->job_warm) {
             farm_scheduler_node_jobs(self->sched, n, jobs, nj);
             /* other clients' job ids are theirs: only an admin sees every one */
             for (size_t j = 0; j < nj; j++)
                 if (c->role >= FARM_ROLE_ADMIN ||
-                    farm_build_owned_by(jobs[j]->build, c->rid, c->rid_len, c->name))
+                    farm_build_owned_by(jobs[j]->build, c->rid, c->rid_len, c->name)) {
+                    ni->job_warm[ni->n_jobs] = jobs[j]->warm;
                     ni->jobs[ni->n_jobs++] = jobs[j]->id;
+                }
+            ni->n_job_warm = ni->n_jobs;
         }
         ptrs[i] = ni;
     }
@@ -1061,6 +1100,7 @@ send:
         free(infos[i].platforms);
         free(infos[i].emulated);
         free(infos[i].jobs);
+        free(infos[i].job_warm);
     }
     free(jobs);
     free(infos);
@@ -1393,11 +1433,34 @@ static int s_security(farm_coordinator_t *self)
     return 0;
 }
 
+/* A job's wait for a busy warm node ended: the turn-end hook dispatches it. */
+static int s_on_cache_wait(farm_reactor_t *r, void *arg)
+{
+    farm_coordinator_t *self = arg;
+    self->cache_wait_timer = 0; /* a one-shot: spent */
+    self->cache_wait_at = -1;
+    return 0;
+}
+
 /* End of every turn: whatever arrived may have freed slots or queued jobs. */
 static void s_on_turn_end(farm_reactor_t *r, void *arg)
 {
     farm_coordinator_t *self = arg;
-    farm_scheduler_dispatch(self->sched, farm_now_ms());
+    long long now = farm_now_ms(), wake;
+
+    farm_scheduler_dispatch(self->sched, now);
+    wake = farm_scheduler_wake_at(self->sched);
+    if (wake != self->cache_wait_at) {
+        if (self->cache_wait_timer > 0)
+            farm_reactor_timer_cancel(r, self->cache_wait_timer);
+        self->cache_wait_timer = 0;
+        self->cache_wait_at = -1;
+        /* out of memory: the chores timer dispatches within a second instead */
+        if (wake >= 0 && (self->cache_wait_timer = farm_reactor_timer_add(
+                              r, "cache-wait", wake > now ? wake - now : 0, 1,
+                              s_on_cache_wait, self)) > 0)
+            self->cache_wait_at = wake;
+    }
     s_stitch_start_waiting(self);
 }
 
@@ -1469,6 +1532,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     if (!self)
         return NULL;
     self->cfg = cfg;
+    self->cache_wait_at = -1;
     *cfg_p = NULL;
     s_seed_random();
     if (farm_path_fmt(self->state_dir, sizeof self->state_dir, "%s", state) < 0 ||

@@ -42,11 +42,17 @@ typedef struct farm_job {
     int emulated;                        /* the last attempt ran under emulation */
     long long queued_at, started_at;
     int waiting_said;                    /* "no live node" told once per attempt */
+    char *cache_key;                     /* what a node's layer cache holds for it: see */
+    size_t cache_key_len;                /* coordinator/warm.h (owned by the build) */
+    int warm;                            /* the last attempt went to a node that built it */
+    int warm_waiting;                    /* QUEUED, waiting for a busy warm node ... */
+    long long warm_until;                /* ... until then (coordinator.cache_wait) */
+    unsigned cache_hits, steps;          /* the builder's, from the result (DONE) */
     farm_descriptor_t *image;            /* when DONE (allocated: most jobs are queued) */
     char *error;                         /* when FAILED (allocated) */
     farm_tail_t tail;
     /* scheduler-owned links */
-    farm_link_t queue_link;   /* the platform's queue (QUEUED) */
+    farm_link_t queue_link;   /* the platform's queue or its warm waits (QUEUED) */
     farm_link_t timer_link;   /* queued-since or running-since order (QUEUED, RUNNING) */
     farm_link_t node_link;    /* the node's running jobs (RUNNING) */
 } farm_job_t;

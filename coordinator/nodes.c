@@ -219,6 +219,7 @@ farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
     if (h->slots > 0 && h->slots < (uint32_t)node->slots)
         node->slots = (int)h->slots;
     snprintf(node->builder, sizeof node->builder, "%.63s", h->builder ? h->builder : "");
+    node->builder_cache_bytes = node->cache_hits = 0; /* until its first heartbeat */
     return outcome;
 oom:
     snprintf(reason, reason_len, "coordinator out of memory; try again");

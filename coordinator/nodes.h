@@ -28,6 +28,8 @@ typedef struct farm_node {
     farm_node_platform_t *platforms; /* accepted at HELLO */
     size_t n_platforms;
     char builder[64];
+    uint64_t builder_cache_bytes; /* from its heartbeats: builder storage in use */
+    uint64_t cache_hits;          /* build steps from its cache since the agent started */
 } farm_node_t;
 
 typedef struct farm_nodes farm_nodes_t;

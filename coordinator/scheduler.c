@@ -6,6 +6,8 @@
 
 #include "common/error.h"
 #include "common/hmap.h"
+#include "common/log.h"
+#include "coordinator/warm.h"
 
 struct snode;
 
@@ -35,7 +37,9 @@ typedef struct {
 
 typedef struct {
     farm_link_t queue; /* farm_job_t.queue_link, front = next to go */
-    size_t queued;
+    size_t queued;     /* in queue and waits */
+    farm_link_t waits; /* farm_job_t.queue_link: waiting for a busy warm node, by warm_until */
+    size_t n_waits;
     heap_t free[2];    /* [0] native, [1] emulated nodes with a free slot */
     int live[2];       /* live nodes, native and emulated */
     int dirty;         /* something changed since the last dispatch */
@@ -55,6 +59,8 @@ struct farm_scheduler {
     farm_link_t queued_order;  /* farm_job_t.timer_link of QUEUED jobs, by queued_at */
     farm_link_t running_order; /* ... of RUNNING jobs, by started_at */
     size_t queued;
+    farm_warm_t *warm;         /* which nodes built what recently */
+    long long wake_at;         /* the next end of a cache wait; -1: none */
 };
 
 /* ------------------------------------------------------------------ heaps */
@@ -185,6 +191,7 @@ static void s_enqueue(farm_scheduler_t *self, farm_job_t *job, int front, long l
     job->node = NULL;
     job->queued_at = now;
     job->waiting_said = 0;
+    job->warm_waiting = 0;
     if (front)
         farm_link_push_front(&p->queue, &job->queue_link);
     else
@@ -203,6 +210,22 @@ static void s_unqueue(farm_scheduler_t *self, farm_job_t *job)
     farm_link_remove(&job->timer_link);
     self->plats[job->platform_index].queued--;
     self->queued--;
+    if (job->warm_waiting) {
+        self->plats[job->platform_index].n_waits--;
+        job->warm_waiting = 0;
+    }
+}
+
+/* The jobs waiting for a warm node go back to the front of the queue, in their order. */
+static void s_unwait_all(splat_t *p)
+{
+    while (!farm_link_empty(&p->waits)) {
+        farm_job_t *job = FARM_LINK_OWNER(p->waits.prev, farm_job_t, queue_link);
+        farm_link_remove(&job->queue_link);
+        farm_link_push_front(&p->queue, &job->queue_link);
+        job->warm_waiting = 0;
+        p->n_waits--;
+    }
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -223,15 +246,19 @@ farm_scheduler_t *farm_scheduler_new(const farm_config_t *cfg, const farm_schedu
     self->nodes = calloc(cfg->n_nodes + 1, sizeof *self->nodes);
     self->plats = calloc(cfg->n_platforms + 1, sizeof *self->plats);
     self->dirty = calloc(cfg->n_platforms + 1, sizeof *self->dirty);
-    if (!self->jobs || !self->nodes || !self->plats || !self->dirty) {
+    self->warm = farm_warm_new(FARM_WARM_KEYS_MAX);
+    self->wake_at = -1;
+    if (!self->jobs || !self->nodes || !self->plats || !self->dirty || !self->warm) {
         farm_scheduler_destroy(&self);
         farm_error_set(FARM_ERROR, "out of memory");
         return NULL;
     }
     for (size_t i = 0; i < self->n_nodes; i++)
         farm_link_init(&self->nodes[i].running);
-    for (size_t i = 0; i < self->n_plats; i++)
+    for (size_t i = 0; i < self->n_plats; i++) {
         farm_link_init(&self->plats[i].queue);
+        farm_link_init(&self->plats[i].waits);
+    }
     farm_link_init(&self->queued_order);
     farm_link_init(&self->running_order);
     return self;
@@ -252,6 +279,7 @@ void farm_scheduler_destroy(farm_scheduler_t **self_p)
     free(self->plats);
     free(self->dirty);
     farm_hmap_destroy(&self->jobs);
+    farm_warm_destroy(&self->warm);
     free(self);
     *self_p = NULL;
 }
@@ -357,6 +385,7 @@ void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const c
         s_mark_dirty(self, sn->members[i].platform);
         if (p->live[0] + p->live[1] > 0)
             continue;
+        s_unwait_all(p); /* no warm node to wait for: they wait for any node, and say so */
         for (farm_link_t *l = p->queue.next; l != &p->queue; l = l->next)
             s_say_waiting(self, FARM_LINK_OWNER(l, farm_job_t, queue_link));
     }
@@ -395,38 +424,165 @@ static member_t *s_pick(splat_t *p)
     return NULL;
 }
 
+/* The job's warm nodes (those that built its key recently, native for its platform,
+ * live and not drained): the most recent one with a free slot, or NULL; *busy_slots is
+ * the slots of the others, which the job may wait for. */
+static member_t *s_warm_member(farm_scheduler_t *self, const farm_job_t *job, int *busy_slots)
+{
+    size_t idx[FARM_WARM_NODES], n;
+
+    *busy_slots = 0;
+    if (!job->cache_key)
+        return NULL;
+    n = farm_warm_nodes(self->warm, job->cache_key, job->cache_key_len, idx);
+    for (size_t i = 0; i < n; i++) {
+        snode_t *sn = idx[i] < self->n_nodes ? &self->nodes[idx[i]] : NULL;
+        if (!sn || !sn->live || sn->drained)
+            continue;
+        for (size_t k = 0; k < sn->n_members; k++) {
+            member_t *m = &sn->members[k];
+            if (m->platform != job->platform_index || m->emulated)
+                continue;
+            if (m->pos >= 0) /* in the free heap: a free slot */
+                return m;
+            *busy_slots += sn->node->slots;
+        }
+    }
+    return NULL;
+}
+
+static void s_assign(farm_scheduler_t *self, farm_job_t *job, member_t *m, int warm,
+                     long long now)
+{
+    snode_t *sn = m->sn;
+
+    s_unqueue(self, job);
+    job->state = FARM_JOB_RUNNING;
+    job->node = sn->node;
+    job->emulated = m->emulated;
+    job->warm = warm;
+    job->started_at = now;
+    snprintf(job->node_name, sizeof job->node_name, "%s", sn->node->cfg->name);
+    farm_link_push_back(&sn->running, &job->node_link);
+    farm_link_push_back(&self->running_order, &job->timer_link);
+    sn->used++;
+    s_node_reheap(self, sn);
+    if (self->cbs.assign)
+        self->cbs.assign(self->arg, job, sn->node);
+}
+
+/* The next job of the platform and its node, while some node has a free slot:
+ *   - a job waiting for a warm node goes there once it is free; to the least loaded node
+ *     when its cache_wait is over or no warm node of it is left alive (lost, drained);
+ *   - the queue's head goes to a free warm node; if its warm nodes are all busy it waits
+ *     for them (out of the queue, so the jobs behind it take the free nodes meanwhile;
+ *     at most as many jobs of the platform wait as those nodes have slots); else it goes
+ *     to the least loaded node.
+ * A cold node thus idles at most cache_wait while a job waits for a warm one. NULL when
+ * nothing can go now. *scan_waits is cleared once no waiting job can go: within one
+ * pass only a node that frees or dies (which marks the platform dirty: another pass)
+ * or the clock changes that, so the waits are not looked through for every job. */
+static farm_job_t *s_next(farm_scheduler_t *self, splat_t *p, long long now, member_t **m_out,
+                          int *warm, int *scan_waits)
+{
+    member_t *m;
+    int busy;
+
+    *warm = 0;
+    for (farm_link_t *l = *scan_waits ? p->waits.next : &p->waits; l != &p->waits;
+         l = l->next) {
+        farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, queue_link);
+        if ((m = s_warm_member(self, job, &busy))) {
+            *warm = 1;
+            *m_out = m;
+            return job;
+        }
+        if (now >= job->warm_until || busy == 0) {
+            *m_out = s_pick(p);
+            return job;
+        }
+    }
+    *scan_waits = 0;
+    while (!farm_link_empty(&p->queue)) {
+        farm_job_t *job = FARM_LINK_OWNER(p->queue.next, farm_job_t, queue_link);
+        if ((m = s_warm_member(self, job, &busy))) {
+            *warm = 1;
+            *m_out = m;
+            return job;
+        }
+        if (self->cfg->cache_wait_ms <= 0 || (size_t)busy <= p->n_waits) {
+            *m_out = s_pick(p);
+            return job;
+        }
+        farm_link_remove(&job->queue_link);
+        farm_link_push_back(&p->waits, &job->queue_link);
+        job->warm_waiting = 1;
+        job->warm_until = now + self->cfg->cache_wait_ms;
+        p->n_waits++;
+    }
+    return NULL;
+}
+
 size_t farm_scheduler_dispatch(farm_scheduler_t *self, long long now)
 {
     size_t assigned = 0;
 
+    /* a cache wait ended: its platform is looked at again */
+    if (self->wake_at >= 0 && now >= self->wake_at)
+        for (size_t i = 0; i < self->n_plats; i++)
+            if (self->plats[i].n_waits)
+                s_mark_dirty(self, i);
     while (self->n_dirty) {
         size_t pi = self->dirty[--self->n_dirty];
         splat_t *p = &self->plats[pi];
+        farm_job_t *job;
         member_t *m;
+        int warm, scan_waits = 1;
 
         p->dirty = 0;
-        /* the assign callback may withdraw or fail other jobs: re-read the queue head and
-         * the heaps every time round */
-        while (!farm_link_empty(&p->queue) && (m = s_pick(p))) {
-            farm_job_t *job = FARM_LINK_OWNER(p->queue.next, farm_job_t, queue_link);
-            snode_t *sn = m->sn;
-
-            s_unqueue(self, job);
-            job->state = FARM_JOB_RUNNING;
-            job->node = sn->node;
-            job->emulated = m->emulated;
-            job->started_at = now;
-            snprintf(job->node_name, sizeof job->node_name, "%s", sn->node->cfg->name);
-            farm_link_push_back(&sn->running, &job->node_link);
-            farm_link_push_back(&self->running_order, &job->timer_link);
-            sn->used++;
-            s_node_reheap(self, sn);
+        /* the assign callback may withdraw or fail other jobs: re-read the queue, the
+         * waits and the heaps every time round */
+        while (s_pick(p) && (job = s_next(self, p, now, &m, &warm, &scan_waits))) {
+            s_assign(self, job, m, warm, now);
             assigned++;
-            if (self->cbs.assign)
-                self->cbs.assign(self->arg, job, sn->node);
+        }
+    }
+    /* the earliest cache wait still to end (one that ended waits for any free slot) */
+    self->wake_at = -1;
+    for (size_t i = 0; i < self->n_plats; i++) {
+        const splat_t *p = &self->plats[i];
+        for (const farm_link_t *l = p->waits.next; l != &p->waits; l = l->next) {
+            const farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, queue_link);
+            if (job->warm_until <= now)
+                continue;
+            if (self->wake_at < 0 || job->warm_until < self->wake_at)
+                self->wake_at = job->warm_until;
+            break; /* waits are in warm_until order */
         }
     }
     return assigned;
+}
+
+long long farm_scheduler_wake_at(const farm_scheduler_t *self)
+{
+    return self->wake_at;
+}
+
+void farm_scheduler_job_built(farm_scheduler_t *self, const farm_job_t *job,
+                              const farm_node_t *node)
+{
+    /* a native build only: an emulated node takes the platform only while no native one
+     * lives, and is never preferred for it */
+    if (!job->cache_key || job->emulated)
+        return;
+    if (farm_warm_record(self->warm, job->cache_key, job->cache_key_len, node->index) < 0)
+        farm_log_debug("job=%s: out of memory remembering that node %s built it", job->id,
+                       node->cfg->name);
+}
+
+size_t farm_scheduler_warm_keys(const farm_scheduler_t *self)
+{
+    return farm_warm_size(self->warm);
 }
 
 farm_job_t *farm_scheduler_running(farm_scheduler_t *self, const farm_node_t *node,

@@ -3,13 +3,19 @@
  *   - a job goes to a live node that farm.yaml maps to its platform and that has a free
  *     slot, least loaded first (used/slots; ties: farm.yaml's order);
  *   - nodes listed under emulated: only while no native node of the platform is alive;
+ *   - cache-aware: a native node that recently built the job's key (repository, platform,
+ *     Dockerfile) goes first while it has a free slot ("warm"); when all such nodes are
+ *     busy the job waits for one at most coordinator.cache_wait, counted from when a
+ *     cold node was free for it, and meanwhile the jobs behind it take the free nodes;
+ *     lost and drained nodes are never waited for;
  *   - no live node for the platform: the job waits (said once per attempt), up to
  *     queue_timeout; an attempt runs at most job_timeout;
  *   - a lost node's jobs go back to the front of their queue as a new attempt, and a
  *     result counts only from the node running that attempt.
  * Dispatch costs O(log nodes) per job and never scans builds: a FIFO per platform, a
  * heap per platform of the nodes with free slots, an index of jobs by id, timeouts
- * kept in time order. */
+ * kept in time order, one lookup of the job's warm nodes (coordinator/warm.h); the jobs
+ * waiting for a warm node (a few: their slots) are looked through once per pass. */
 #ifndef FARM_COORD_SCHEDULER_H
 #define FARM_COORD_SCHEDULER_H
 
@@ -60,6 +66,12 @@ int farm_scheduler_node_drained(const farm_scheduler_t *self, const farm_node_t 
 
 /* Assigns queued jobs to free nodes, as many as possible. Returns how many. */
 size_t farm_scheduler_dispatch(farm_scheduler_t *self, long long now);
+/* When the next cache wait ends (dispatch again then), -1 if no job waits for one. */
+long long farm_scheduler_wake_at(const farm_scheduler_t *self);
+/* The job's attempt built successfully on node: node becomes warm for its key. */
+void farm_scheduler_job_built(farm_scheduler_t *self, const farm_job_t *job,
+                              const farm_node_t *node);
+size_t farm_scheduler_warm_keys(const farm_scheduler_t *self);
 
 /* The job when `attempt` of it runs on `node`, else NULL (late or foreign). */
 farm_job_t *farm_scheduler_running(farm_scheduler_t *self, const farm_node_t *node,

@@ -26,6 +26,23 @@ static void s_join(char *out, size_t len, char **items, size_t n, const char *su
     }
 }
 
+/* Bytes as a person reads them: 0, 900K, 1.5M, 20.3G (powers of 1024). */
+static void s_size(char *out, size_t len, unsigned long long bytes)
+{
+    static const char units[] = "KMGTP";
+    double v = (double)bytes;
+    int u = -1;
+
+    while (v >= 1024 && u < (int)sizeof units - 2) {
+        v /= 1024;
+        u++;
+    }
+    if (u < 0)
+        snprintf(out, len, "%llu", bytes);
+    else
+        snprintf(out, len, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
+}
+
 int farmctl_nodes_main(int argc, char **argv)
 {
     enum { O_FARM = 256, O_COORD };
@@ -53,18 +70,25 @@ int farmctl_nodes_main(int argc, char **argv)
     env.nodes_request = &req;
     if (farmctl_request(&reply, "nodes", farm, coord, &env, FARM__ENVELOPE__BODY_NODES_REPLY) != 0)
         return 1;
-    printf("%-16s %-40s %-8s %-6s %s\n", "NAME", "PLATFORMS", "STATE", "SLOTS", "JOBS");
+    /* CACHE: the node's builder storage (its layer cache); HITS: build steps it took from
+     * it since the agent started; a job placed there because the node built the same
+     * repository, platform and Dockerfile recently is marked (warm) */
+    printf("%-16s %-40s %-8s %-6s %-7s %-7s %s\n", "NAME", "PLATFORMS", "STATE", "SLOTS",
+           "CACHE", "HITS", "JOBS");
     for (size_t i = 0; i < reply->nodes_reply->n_nodes; i++) {
         const Farm__NodeInfo *n = reply->nodes_reply->nodes[i];
-        char plats[1024] = "", slots[32], jobs[1024] = "", name[256], state[64];
+        char plats[1024] = "", slots[32], jobs[1024] = "", name[256], state[64], cache[16];
         s_join(plats, sizeof plats, n->platforms, n->n_platforms, "");
         s_join(plats, sizeof plats, n->emulated, n->n_emulated, "(emulated)");
-        s_join(jobs, sizeof jobs, n->jobs, n->n_jobs, "");
+        for (size_t j = 0; j < n->n_jobs; j++)
+            s_join(jobs, sizeof jobs, &n->jobs[j], 1,
+                   j < n->n_job_warm && n->job_warm[j] ? "(warm)" : "");
         snprintf(slots, sizeof slots, "%u/%u", n->used, n->slots);
+        s_size(cache, sizeof cache, (unsigned long long)n->builder_cache_bytes);
         farm_text_inert(name, sizeof name, n->name);
         farm_text_inert(state, sizeof state, n->state);
-        printf("%-16s %-40s %-8s %-6s %s\n", name, plats, state, slots,
-               jobs[0] ? jobs : "-");
+        printf("%-16s %-40s %-8s %-6s %-7s %-7llu %s\n", name, plats, state, slots, cache,
+               (unsigned long long)n->cache_hits, jobs[0] ? jobs : "-");
     }
     farm_wire_free(&reply);
     return 0;

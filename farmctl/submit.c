@@ -381,6 +381,12 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
         json_object_set_new(p, "size", json_integer((json_int_t)d->children[i]->size));
         json_object_set_new(p, "node",
                             json_string(i < d->n_child_nodes ? d->child_nodes[i] : ""));
+        /* placed on a node that had built it (its layer cache), and what the cache gave */
+        json_object_set_new(p, "warm", json_boolean(i < d->n_child_warm && d->child_warm[i]));
+        json_object_set_new(p, "cache_hits", json_integer(i < d->n_child_cache_hits
+                                                              ? d->child_cache_hits[i] : 0));
+        json_object_set_new(p, "steps", json_integer(i < d->n_child_steps ? d->child_steps[i]
+                                                                            : 0));
         json_object_set_new(plats, d->children[i]->platform, p);
     }
     json_object_set_new(root, "farm.platforms", plats);
@@ -480,7 +486,8 @@ static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
                 farm_text_inert(node, sizeof node,
                                 i < d->n_child_nodes ? d->child_nodes[i] : "-");
                 farm_text_inert(digest, sizeof digest, d->children[i]->digest);
-                farmctl_progress_note(o->pg, "[%s %s] %s", plat, node, digest);
+                farmctl_progress_note(o->pg, "[%s %s] %s%s", plat, node, digest,
+                                      i < d->n_child_warm && d->child_warm[i] ? " (warm)" : "");
             }
             char *shown = tags ? farm_text_inert_dup(tags) : NULL;
             farmctl_progress_note(o->pg, "#index pushed to %s (stitched in %llu ms)",

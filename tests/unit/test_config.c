@@ -271,7 +271,21 @@ static void test_defaults_and_forms(void **state)
     assert_int_equal(cfg->queue_timeout_ms, 90000);
     assert_int_equal(cfg->job_timeout_ms, 45 * 60 * 1000);
     assert_int_equal(cfg->context_ttl_ms, 3 * 3600 * 1000);
+    assert_int_equal(cfg->cache_wait_ms, 3000); /* the default */
     farm_config_destroy(&cfg);
+
+    /* coordinator.cache_wait: a duration, and 0 (written bare or with a unit) turns it off */
+    static const struct {
+        const char *text;
+        int ms;
+    } waits[] = {{"1m", 60000}, {"500ms", 500}, {"0", 0}, {"0s", 0}};
+    for (size_t i = 0; i < sizeof waits / sizeof *waits; i++) {
+        char y[64];
+        snprintf(y, sizeof y, "coordinator:\n  cache_wait: %s\n", waits[i].text);
+        cfg = s_ok(y);
+        assert_int_equal(cfg->cache_wait_ms, waits[i].ms);
+        farm_config_destroy(&cfg);
+    }
 
     cfg = s_ok("coordinator: {agents: \"tcp://[::1]:7700\", clients: tcp://*:7701}\n");
     assert_string_equal(cfg->agents_endpoint, "tcp://[::1]:7700");
@@ -342,7 +356,7 @@ static void test_unknown_keys(void **state)
           "unknown key \"hearbeat\" under coordinator:; did you mean \"heartbeat\"? (known keys: "
           "agents, clients, heartbeat, liveness, queue_timeout, job_timeout, context_ttl, state_dir, "
           "public_key, secret_key_file, max_builds_per_client, max_uploads, max_uploads_per_client, "
-          "context_quota)");
+          "context_quota, cache_wait)");
     s_one("nodes:\n  a: {slot: 2}\n", "t.yaml:2:7", "did you mean \"slots\"?");
     s_one("platforms:\n  linux/amd64:\n    natve: [a]\n    emulated: [a]\nnodes: {a: {}}\n",
           "t.yaml:3:5", "unknown key \"natve\" under linux/amd64:; did you mean \"native\"?");
@@ -492,6 +506,14 @@ static void test_durations_and_endpoints(void **state)
     s_one("coordinator:\n  agents: tcp://h:1\n  clients: tcp://h:1\n", "t.yaml:3:12",
           "coordinator.clients is the same endpoint as coordinator.agents (2:11)");
     s_one("coordinator:\n  liveness: 0\n", "t.yaml:2:13", "from 1 to 100");
+    S_EACH("coordinator:\n  cache_wait: %s\n", "t.yaml:2:15",
+           {"soon", "coordinator.cache_wait: \"soon\" is not a duration"},
+           {"3", "give it a unit"},
+           {"-1s", "is not a duration"},
+           {"11m", "coordinator.cache_wait: \"11m\" is out of range; use from 0 to 600s"},
+           {"[1s]", "coordinator.cache_wait must be a duration, got a list"});
+    /* a bare 0 stays refused where 0 is not allowed */
+    s_one("coordinator:\n  heartbeat: 0\n", "t.yaml:2:14", "give it a unit");
 }
 
 static void test_build_args(void **state)

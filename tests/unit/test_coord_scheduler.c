@@ -1,6 +1,8 @@
 /* The scheduler's rules, each on its own, in milliseconds: least loaded first with
  * farm.yaml's order on ties, native before emulated, waiting said once per attempt,
- * requeue on loss as a new attempt, late results ignored, timeouts, withdraw. */
+ * requeue on loss as a new attempt, late results ignored, timeouts, withdraw; warm nodes
+ * (that built the same repository, platform and Dockerfile) first, waited for at most
+ * coordinator.cache_wait. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include "common/config.h"
 #include "coordinator/nodes.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/warm.h"
 
 #define MAX_EV 20000
 
@@ -71,6 +74,8 @@ static void s_fx_free(fx_t *fx)
     farm_scheduler_destroy(&fx->s);
     farm_nodes_destroy(&fx->nodes);
     farm_config_destroy(&fx->cfg);
+    for (size_t i = 0; i < fx->n_jobs; i++)
+        free(fx->jobs[i].cache_key);
     free(fx->jobs);
     free(fx);
 }
@@ -418,6 +423,335 @@ static void test_many_nodes_balanced(void **state)
     free(yaml);
 }
 
+/* ------------------------------------------------------------------ warm nodes */
+
+/* The key of repository (on reg.local), the job's platform and dockerfile. */
+static void s_key(farm_job_t *j, const char *repository, const char *dockerfile)
+{
+    free(j->cache_key);
+    assert_int_equal(farm_warm_key(&j->cache_key, &j->cache_key_len, "reg.local", repository,
+                                   j->platform, dockerfile), 0);
+}
+
+/* A job of repository "app" (Dockerfile), or of repo when given. */
+static farm_job_t *s_kjob(fx_t *fx, size_t i, const char *platform, const char *repo,
+                          long long now)
+{
+    farm_job_t *j = &fx->jobs[i];
+    const farm_config_platform_t *cp = farm_config_platform(fx->cfg, platform);
+    assert_non_null(cp);
+    snprintf(j->platform, sizeof j->platform, "%s", cp->platform);
+    s_key(j, repo ? repo : "app", "Dockerfile");
+    return s_job(fx, i, platform, now);
+}
+
+/* The job's attempt ends well on its node: the node is warm for its key. */
+static void s_built(fx_t *fx, farm_job_t *j)
+{
+    farm_node_t *n = j->node;
+    assert_non_null(n);
+    farm_scheduler_release(fx->s, j);
+    j->state = FARM_JOB_DONE;
+    farm_scheduler_job_built(fx->s, j, n);
+}
+
+/* Job i runs on node, placed warm (1) or not (0). */
+static void s_on(const fx_t *fx, size_t i, const farm_node_t *node, int warm)
+{
+    assert_int_equal(fx->jobs[i].state, FARM_JOB_RUNNING);
+    assert_ptr_equal(fx->jobs[i].node, node);
+    assert_int_equal(fx->jobs[i].warm, warm);
+}
+
+/* b comes up alone (slots as the agent says, 0: farm.yaml's) and builds app as job 0,
+ * so b is warm for it; then a comes up, first in farm.yaml and idle. */
+static farm_node_t *s_b_builds_app(fx_t *fx, const char *plats, unsigned b_slots,
+                                   farm_node_t **a_out)
+{
+    farm_node_t *b = s_up(fx, "b", plats, b_slots);
+    s_kjob(fx, 0, "linux/amd64", NULL, 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    s_on(fx, 0, b, 0); /* nothing was warm yet */
+    s_built(fx, &fx->jobs[0]);
+    *a_out = s_up(fx, "a", plats, 0);
+    return b;
+}
+
+static const char *Y_WARM =
+    "coordinator: {agents: 'tcp://127.0.0.1:1', clients: 'tcp://127.0.0.1:2',"
+    " cache_wait: 3s}\n"
+    "platforms:\n  linux/amd64: [a, b]\n  linux/arm64: [a, b]\n"
+    "nodes:\n  a: {slots: 1}\n  b: {slots: 2}\n";
+
+/* b builds app first (a is not up yet); later a is idle and first in farm.yaml, yet the
+ * jobs of app go to b while it has a free slot. */
+static void test_warm_node_takes_its_key_again(void **state)
+{
+    fx_t *fx = s_fx(Y_WARM, 4);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64,linux/arm64", 0, &a);
+    s_kjob(fx, 1, "linux/amd64", NULL, 10);
+    farm_scheduler_dispatch(fx->s, 10);
+    assert_string_equal(s_nth(fx, 'a', 1)->node, "b");
+    assert_int_equal(fx->jobs[1].warm, 1);
+    /* b runs one of its two slots; a is idle (least loaded) but b still has room */
+    s_kjob(fx, 2, "linux/amd64", NULL, 20);
+    farm_scheduler_dispatch(fx->s, 20);
+    assert_string_equal(s_nth(fx, 'a', 2)->node, "b");
+    assert_int_equal(fx->jobs[2].warm, 1);
+    assert_int_equal(farm_scheduler_node_used(fx->s, b), 2);
+    assert_int_equal(farm_scheduler_wake_at(fx->s), -1);
+    s_fx_free(fx);
+}
+
+/* The warm node is busy: the job waits for it, at most cache_wait from when a cold node
+ * was free for it, then the least loaded node takes it; a warm node that frees in time
+ * gets it. */
+static void test_busy_warm_node_is_waited_for_up_to_cache_wait(void **state)
+{
+    fx_t *fx = s_fx(Y_WARM, 6);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 1, &a);
+    s_kjob(fx, 1, "linux/amd64", NULL, 100); /* takes b, its only slot */
+    farm_scheduler_dispatch(fx->s, 100);
+    assert_ptr_equal(fx->jobs[1].node, b);
+    /* job 2 waits for b although a is free */
+    s_kjob(fx, 2, "linux/amd64", NULL, 1000);
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 1000), 0);
+    assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED);
+    assert_int_equal(farm_scheduler_wake_at(fx->s), 4000);
+    assert_int_equal(farm_scheduler_node_used(fx->s, a), 0);
+    farm_scheduler_dispatch(fx->s, 3999);
+    assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED);
+    /* cache_wait is over: a takes it, cold */
+    farm_scheduler_dispatch(fx->s, 4000);
+    s_on(fx, 2, a, 0);
+    assert_int_equal(farm_scheduler_wake_at(fx->s), -1);
+
+    /* both nodes built app now (b most recently): the next job goes to b, the one after
+     * to a, both warm; the third waits for whichever frees first, before cache_wait */
+    s_built(fx, &fx->jobs[2]);
+    s_built(fx, &fx->jobs[1]);
+    s_kjob(fx, 3, "linux/amd64", NULL, 5000);
+    s_kjob(fx, 4, "linux/amd64", NULL, 5000);
+    s_kjob(fx, 5, "linux/amd64", NULL, 5000);
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 5000), 2);
+    assert_ptr_equal(fx->jobs[3].node, b);
+    assert_ptr_equal(fx->jobs[4].node, a);
+    assert_int_equal(fx->jobs[3].warm + fx->jobs[4].warm, 2);
+    assert_int_equal(fx->jobs[5].state, FARM_JOB_QUEUED);
+    farm_scheduler_release(fx->s, &fx->jobs[4]); /* failed, say: a is free again */
+    fx->jobs[4].state = FARM_JOB_FAILED;
+    farm_scheduler_dispatch(fx->s, 5100);
+    s_on(fx, 5, a, 1);
+    s_fx_free(fx);
+}
+
+/* A job queued while every node is busy starts its cache wait only when a cold node is
+ * free for it: cache_wait bounds how long that node idles, not how long the job queued. */
+static void test_cache_wait_counts_from_a_free_cold_node(void **state)
+{
+    fx_t *fx = s_fx(Y_WARM, 4);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 1, &a);
+    s_kjob(fx, 1, "linux/amd64", NULL, 10);
+    s_kjob(fx, 2, "linux/amd64", "other", 10);
+    s_kjob(fx, 3, "linux/amd64", NULL, 10);
+    farm_scheduler_dispatch(fx->s, 10);
+    s_on(fx, 1, b, 1);
+    s_on(fx, 2, a, 0);
+    assert_int_equal(farm_scheduler_wake_at(fx->s), -1); /* no free node: no wait yet */
+    farm_scheduler_release(fx->s, &fx->jobs[2]);
+    fx->jobs[2].state = FARM_JOB_DONE;
+    farm_scheduler_dispatch(fx->s, 2000);                /* a is free from now */
+    assert_int_equal(fx->jobs[3].state, FARM_JOB_QUEUED);
+    assert_int_equal(farm_scheduler_wake_at(fx->s), 5000);
+    farm_scheduler_dispatch(fx->s, 5000);
+    s_on(fx, 3, a, 0);
+    s_fx_free(fx);
+}
+
+/* The head of the queue waits for its busy warm node; the job behind it, of another
+ * repository, is not held up and takes the free node at once. */
+static void test_waiting_job_does_not_block_the_queue(void **state)
+{
+    fx_t *fx = s_fx(Y_WARM, 4);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 1, &a);
+    s_kjob(fx, 1, "linux/amd64", NULL, 10);
+    farm_scheduler_dispatch(fx->s, 10);
+    assert_ptr_equal(fx->jobs[1].node, b);
+    s_kjob(fx, 2, "linux/amd64", NULL, 20);          /* app: waits for b */
+    s_kjob(fx, 3, "linux/amd64", "other", 20);       /* behind it: takes a now */
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 20), 1);
+    assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED);
+    s_on(fx, 3, a, 0);
+    /* b frees before the wait ends: the waiting job goes there, warm */
+    s_built(fx, &fx->jobs[1]);
+    farm_scheduler_dispatch(fx->s, 30);
+    s_on(fx, 2, b, 1);
+    assert_int_equal(farm_scheduler_wake_at(fx->s), -1);
+    assert_int_equal(farm_scheduler_queued(fx->s), 0);
+    s_fx_free(fx);
+}
+
+/* No more jobs of a platform wait than the busy warm nodes have slots: with b's one slot
+ * taken and one job of app waiting for it, the next job of app takes the free node. */
+static void test_waits_are_bounded_by_the_warm_slots(void **state)
+{
+    fx_t *fx = s_fx(Y_WARM, 4);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 1, &a);
+    s_kjob(fx, 1, "linux/amd64", NULL, 10);
+    s_kjob(fx, 2, "linux/amd64", NULL, 10);
+    s_kjob(fx, 3, "linux/amd64", NULL, 10);
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 10), 2);
+    assert_ptr_equal(fx->jobs[1].node, b);
+    assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED); /* waits for b */
+    s_on(fx, 3, a, 0); /* does not */
+    s_fx_free(fx);
+}
+
+/* A warm node that is lost or drained is not waited for: the job goes to the least
+ * loaded node at the next dispatch, long before cache_wait ends. */
+static void test_lost_or_drained_warm_node_is_not_waited_for(void **state)
+{
+    for (int lose = 0; lose < 2; lose++) {
+        fx_t *fx = s_fx(Y_WARM, 3);
+        farm_node_t *a;
+        farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 1, &a);
+        s_kjob(fx, 1, "linux/amd64", NULL, 10);
+        farm_scheduler_dispatch(fx->s, 10);
+        s_kjob(fx, 2, "linux/amd64", NULL, 20);
+        farm_scheduler_dispatch(fx->s, 20);
+        assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED); /* waits for b */
+        if (lose) {
+            farm_nodes_lose(fx->nodes, b);
+            farm_scheduler_node_down(fx->s, b, "lost", 30);
+        } else {
+            farm_scheduler_node_drain(fx->s, b, 1);
+        }
+        farm_scheduler_dispatch(fx->s, 30);
+        s_on(fx, 2, a, 0);
+        if (lose) /* job 1 was requeued (in front): it waits for a, no warm node is alive */
+            assert_int_equal(fx->jobs[1].state, FARM_JOB_QUEUED);
+        assert_int_equal(farm_scheduler_wake_at(fx->s), -1);
+        s_fx_free(fx);
+    }
+}
+
+/* coordinator.cache_wait: 0 never waits: a busy warm node means the least loaded node. */
+static void test_cache_wait_zero_never_waits(void **state)
+{
+    fx_t *fx = s_fx("coordinator: {agents: 'tcp://127.0.0.1:1', clients: 'tcp://127.0.0.1:2',"
+                    " cache_wait: 0}\n"
+                    "platforms:\n  linux/amd64: [a, b]\n"
+                    "nodes:\n  a: {slots: 1}\n  b: {slots: 1}\n", 3);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64", 0, &a);
+    s_kjob(fx, 1, "linux/amd64", NULL, 10);
+    s_kjob(fx, 2, "linux/amd64", NULL, 10);
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 10), 2);
+    s_on(fx, 1, b, 1); /* still preferred while it has room */
+    s_on(fx, 2, a, 0);
+    assert_int_equal(farm_scheduler_wake_at(fx->s), -1);
+    s_fx_free(fx);
+}
+
+/* Another repository, platform or Dockerfile is not warm on the node that built app. */
+static void test_other_repository_platform_or_dockerfile_is_not_warm(void **state)
+{
+    fx_t *fx = s_fx(Y_WARM, 4);
+    farm_node_t *a;
+    farm_node_t *b = s_b_builds_app(fx, "linux/amd64,linux/arm64", 0, &a);
+    /* each alone, so a (first in farm.yaml, idle) is the least loaded choice */
+    s_kjob(fx, 1, "linux/amd64", "other", 10);
+    farm_scheduler_dispatch(fx->s, 10);
+    s_on(fx, 1, a, 0);
+    farm_scheduler_release(fx->s, &fx->jobs[1]);
+    fx->jobs[1].state = FARM_JOB_DONE;
+    s_kjob(fx, 2, "linux/arm64", NULL, 20);
+    farm_scheduler_dispatch(fx->s, 20);
+    s_on(fx, 2, a, 0);
+    farm_scheduler_release(fx->s, &fx->jobs[2]);
+    fx->jobs[2].state = FARM_JOB_DONE;
+    s_kjob(fx, 3, "linux/amd64", NULL, 30);
+    s_key(&fx->jobs[3], "app", "other.Dockerfile");
+    farm_scheduler_dispatch(fx->s, 30);
+    s_on(fx, 3, a, 0);
+    assert_int_equal(farm_scheduler_node_used(fx->s, b), 0);
+    s_fx_free(fx);
+}
+
+/* An emulated node's build makes nothing warm: it is used only while no native node lives. */
+static void test_emulated_build_is_not_warm(void **state)
+{
+    fx_t *fx = s_fx(Y_EMU, 2);
+    farm_node_t *x86 = s_up(fx, "x86", "linux/amd64,linux/arm/v7", 0);
+    s_kjob(fx, 0, "linux/arm/v7", NULL, 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    assert_ptr_equal(fx->jobs[0].node, x86);
+    s_built(fx, &fx->jobs[0]);
+    assert_int_equal(farm_scheduler_warm_keys(fx->s), 0);
+    farm_node_t *pi = s_up(fx, "pi", "linux/arm/v7", 0);
+    s_kjob(fx, 1, "linux/arm/v7", NULL, 10);
+    farm_scheduler_dispatch(fx->s, 10);
+    s_on(fx, 1, pi, 0);
+    s_fx_free(fx);
+}
+
+/* The coordinator remembers at most FARM_WARM_KEYS_MAX keys, the least recently used
+ * forgotten first; each key keeps its FARM_WARM_NODES most recent nodes. */
+static void test_warm_keys_are_bounded(void **state)
+{
+    enum { EXTRA = 5 };
+    fx_t *fx = s_fx(Y_WARM, 3);
+    farm_node_t *b = s_up(fx, "b", "linux/amd64", 0);
+    farm_job_t k = {0};
+    char repo[32];
+
+    snprintf(k.platform, sizeof k.platform, "linux/amd64");
+    for (int i = 0; i < FARM_WARM_KEYS_MAX + EXTRA; i++) {
+        snprintf(repo, sizeof repo, "app%d", i);
+        s_key(&k, repo, "Dockerfile");
+        farm_scheduler_job_built(fx->s, &k, b);
+    }
+    assert_int_equal(farm_scheduler_warm_keys(fx->s), FARM_WARM_KEYS_MAX);
+    s_up(fx, "a", "linux/amd64", 0);
+    s_kjob(fx, 0, "linux/amd64", "app0", 10); /* forgotten: least loaded, a */
+    farm_scheduler_dispatch(fx->s, 10);
+    assert_string_equal(fx->jobs[0].node_name, "a");
+    assert_int_equal(fx->jobs[0].warm, 0);
+    snprintf(repo, sizeof repo, "app%d", FARM_WARM_KEYS_MAX + EXTRA - 1);
+    s_kjob(fx, 1, "linux/amd64", repo, 20);   /* remembered: b */
+    farm_scheduler_dispatch(fx->s, 20);
+    assert_string_equal(fx->jobs[1].node_name, "b");
+    assert_int_equal(fx->jobs[1].warm, 1);
+    free(k.cache_key);
+    s_fx_free(fx);
+
+    /* per key: the last FARM_WARM_NODES nodes, most recent first */
+    farm_warm_t *w = farm_warm_new(2);
+    size_t out[FARM_WARM_NODES];
+    assert_non_null(w);
+    for (size_t n = 0; n < FARM_WARM_NODES + 2; n++)
+        assert_int_equal(farm_warm_record(w, "k", 1, n), 0);
+    assert_int_equal(farm_warm_record(w, "k", 1, 3), 0); /* again: to the front */
+    assert_int_equal(farm_warm_nodes(w, "k", 1, out), FARM_WARM_NODES);
+    assert_int_equal(out[0], 3);
+    assert_int_equal(out[1], 5);
+    assert_int_equal(out[2], 4);
+    assert_int_equal(out[3], 2);
+    /* LRU: a lookup counts as a use */
+    assert_int_equal(farm_warm_record(w, "l", 1, 1), 0);
+    assert_int_equal(farm_warm_nodes(w, "k", 1, out), FARM_WARM_NODES);
+    assert_int_equal(farm_warm_record(w, "m", 1, 1), 0); /* "l" goes */
+    assert_int_equal(farm_warm_size(w), 2);
+    assert_int_equal(farm_warm_nodes(w, "l", 1, out), 0);
+    assert_int_equal(farm_warm_nodes(w, "k", 1, out), FARM_WARM_NODES);
+    farm_warm_destroy(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -433,6 +767,16 @@ int main(void)
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_withdraw),
         cmocka_unit_test(test_many_nodes_balanced),
+        cmocka_unit_test(test_warm_node_takes_its_key_again),
+        cmocka_unit_test(test_busy_warm_node_is_waited_for_up_to_cache_wait),
+        cmocka_unit_test(test_cache_wait_counts_from_a_free_cold_node),
+        cmocka_unit_test(test_waiting_job_does_not_block_the_queue),
+        cmocka_unit_test(test_waits_are_bounded_by_the_warm_slots),
+        cmocka_unit_test(test_lost_or_drained_warm_node_is_not_waited_for),
+        cmocka_unit_test(test_cache_wait_zero_never_waits),
+        cmocka_unit_test(test_other_repository_platform_or_dockerfile_is_not_warm),
+        cmocka_unit_test(test_emulated_build_is_not_warm),
+        cmocka_unit_test(test_warm_keys_are_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

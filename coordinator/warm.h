@@ -1,0 +1,33 @@
+/* Which nodes built what recently: per key (registry/repository, platform, Dockerfile
+ * path) the last FARM_WARM_NODES nodes that built it successfully, most recent first.
+ * Their builder's layer cache likely holds its steps, so the scheduler prefers them
+ * (ARCHITECTURE.md, "Caching"). Memory is bounded: at most max_keys keys, the least
+ * recently used (recorded or looked up) forgotten first. */
+#ifndef FARM_COORD_WARM_H
+#define FARM_COORD_WARM_H
+
+#include <stddef.h>
+
+#define FARM_WARM_NODES 4        /* nodes remembered per key */
+#define FARM_WARM_KEYS_MAX 4096  /* keys remembered by the coordinator */
+
+typedef struct farm_warm farm_warm_t;
+
+farm_warm_t *farm_warm_new(size_t max_keys);
+void farm_warm_destroy(farm_warm_t **self_p);
+
+/* The key of a job: "registry/repository", platform and Dockerfile path joined by NUL
+ * bytes (none of them holds one), malloc'd into *out with its length. < 0 out of memory. */
+int farm_warm_key(char **out, size_t *out_len, const char *registry, const char *repository,
+                  const char *platform, const char *dockerfile);
+
+/* node_index built key: it becomes the most recent of the key's nodes. < 0 out of
+ * memory (nothing is remembered then). */
+int farm_warm_record(farm_warm_t *self, const char *key, size_t key_len, size_t node_index);
+/* The key's nodes, most recent first, into out; returns how many (0: none). A use of the
+ * key for the LRU order. */
+size_t farm_warm_nodes(farm_warm_t *self, const char *key, size_t key_len,
+                       size_t out[FARM_WARM_NODES]);
+size_t farm_warm_size(const farm_warm_t *self);
+
+#endif
