@@ -18,7 +18,7 @@ lab_example_context "$ctx"
 wait_long_step() {
     local _
     for _ in $(seq 1 600); do
-        if grep -q '] farm-test: long step starts$' "$1"; then
+        if grep -q "] farm-test: long step starts [0-9]*$" "$1"; then
             grep -m1 -o 'dispatched: attempt 1 on [a-z0-9-]*' "$1" | awk '{print $NF}'
             return 0
         fi
@@ -29,10 +29,12 @@ wait_long_step() {
 }
 # a long RUN step so there is a "mid-build" to kill
 cat >>"$ctx/Dockerfile" <<'DEOF'
-RUN echo "farm-test: long step starts" && sleep 6 && echo "farm-test: long step ends"
+# a new ROUND per submit: the long step runs every time (the nodes keep a layer cache)
+ARG ROUND
+RUN echo "farm-test: long step starts $ROUND" && sleep 6 && echo "farm-test: long step ends"
 DEOF
 tag=$REGISTRY/team/survivor:1.0
-"$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$tag" --platform linux/amd64 \
+"$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$tag" --platform linux/amd64 --build-arg ROUND=1 \
     --metadata-file "$LAB/meta.json" --progress plain "$ctx" >"$LAB/out" 2>"$LAB/err" &
 submit_pid=$!
 victim=$(wait_long_step "$LAB/err") && [[ -n $victim ]] || lab_fail "no node ran the long step"
@@ -68,7 +70,7 @@ lab_start_agent "$victim" linux/amd64
 lab_wait_nodes 2 30 x86-a x86-b
 tag2=$REGISTRY/team/survivor:2.0
 : >"$LAB/err2"
-"$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$tag2" --platform linux/amd64 \
+"$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$tag2" --platform linux/amd64 --build-arg ROUND=2 \
     --build-arg ROUND=2 --metadata-file "$LAB/meta2.json" --progress plain "$ctx" >"$LAB/out2" 2>"$LAB/err2" &
 submit_pid=$!
 frozen=$(wait_long_step "$LAB/err2") && [[ -n $frozen ]] || lab_fail "no node ran the long step (round 2)"
