@@ -442,6 +442,21 @@ static int s_kv_check(const farm_kv_t *kv, size_t n, const char *what)
     return 0;
 }
 
+/* The counts, checked before anything else (on the wire: before anything is copied). */
+static int s_counts(size_t labels, size_t annotations, size_t secrets)
+{
+    if (labels > FARM_LABELS_MAX)
+        return farm_error_set(FARM_EINVALID, "too many labels (%zu; at most %d)", labels,
+                              FARM_LABELS_MAX);
+    if (annotations > FARM_ANNOTATIONS_MAX)
+        return farm_error_set(FARM_EINVALID, "too many annotations (%zu; at most %d)",
+                              annotations, FARM_ANNOTATIONS_MAX);
+    if (secrets > FARM_SECRETS_MAX)
+        return farm_error_set(FARM_EINVALID, "too many secrets (%zu; at most %d)", secrets,
+                              FARM_SECRETS_MAX);
+    return 0;
+}
+
 int farm_buildflags_check(const farm_buildflags_t *f)
 {
     int rc;
@@ -449,16 +464,9 @@ int farm_buildflags_check(const farm_buildflags_t *f)
     if (f->target && !s_name_ok(f->target, FARM_TARGET_MAX))
         return farm_error_set(FARM_EINVALID, "the target is not a stage name (letters, digits, "
                               "'.', '_', '-', at most %d bytes)", FARM_TARGET_MAX);
-    if (f->n_labels > FARM_LABELS_MAX)
-        return farm_error_set(FARM_EINVALID, "too many labels (%zu; at most %d)", f->n_labels,
-                              FARM_LABELS_MAX);
-    if (f->n_annotations + f->n_index_annotations > FARM_ANNOTATIONS_MAX)
-        return farm_error_set(FARM_EINVALID, "too many annotations (%zu; at most %d)",
-                              f->n_annotations + f->n_index_annotations, FARM_ANNOTATIONS_MAX);
-    if (f->n_secrets > FARM_SECRETS_MAX)
-        return farm_error_set(FARM_EINVALID, "too many secrets (%zu; at most %d)", f->n_secrets,
-                              FARM_SECRETS_MAX);
-    if ((rc = s_kv_check(f->labels, f->n_labels, "label")) < 0 ||
+    if ((rc = s_counts(f->n_labels, f->n_annotations + f->n_index_annotations,
+                       f->n_secrets)) < 0 ||
+        (rc = s_kv_check(f->labels, f->n_labels, "label")) < 0 ||
         (rc = s_kv_check(f->annotations, f->n_annotations, "annotation")) < 0 ||
         (rc = s_kv_check(f->index_annotations, f->n_index_annotations, "index annotation")) < 0)
         return rc;
@@ -500,15 +508,9 @@ int farm_buildflags_from_wire(farm_buildflags_t *out, const Farm__BuildFlags *w)
     if (!w)
         return 0;
     /* counts and sizes first: nothing is copied for a hostile message */
-    if (w->n_labels > FARM_LABELS_MAX)
-        return farm_error_set(FARM_EINVALID, "too many labels (%zu; at most %d)", w->n_labels,
-                              FARM_LABELS_MAX);
-    if (w->n_annotations + w->n_index_annotations > FARM_ANNOTATIONS_MAX)
-        return farm_error_set(FARM_EINVALID, "too many annotations (%zu; at most %d)",
-                              w->n_annotations + w->n_index_annotations, FARM_ANNOTATIONS_MAX);
-    if (w->n_secrets > FARM_SECRETS_MAX)
-        return farm_error_set(FARM_EINVALID, "too many secrets (%zu; at most %d)", w->n_secrets,
-                              FARM_SECRETS_MAX);
+    if ((rc = s_counts(w->n_labels, w->n_annotations + w->n_index_annotations,
+                       w->n_secrets)) < 0)
+        return rc;
     for (size_t i = 0; i < w->n_secrets; i++)
         if (w->secrets[i]->value.len > FARM_SECRET_MAX)
             return farm_error_set(FARM_EINVALID, "secret %zu is %zu bytes; at most "
