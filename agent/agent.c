@@ -245,6 +245,7 @@ static int s_job_request(farm_agent_t *self, farm_job_t *job, uint8_t **out, siz
     rq.credentials = a->credentials;
     rq.n_registries = a->n_registries;
     rq.registries = a->registries;
+    rq.flags = a->flags; /* build secrets too: the sealed memfd only */
     rq.builder = &b;
     return farm_wire_pack(out, out_len, &rq.base);
 }

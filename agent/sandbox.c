@@ -228,7 +228,7 @@ done:
     return rc;
 }
 
-farm_sandbox_t *farm_sandbox_start(const char *network, int keep_fd)
+farm_sandbox_t *farm_sandbox_start(const char *network, const int *keep, size_t n_keep)
 {
     char *holder_argv[] = {"unshare", "--user", "--net", "--", "sleep", "infinity", NULL};
     struct passwd *pw = getpwuid(geteuid());
@@ -241,7 +241,7 @@ farm_sandbox_t *farm_sandbox_start(const char *network, int keep_fd)
     }
     sb->holder = sb->slirp = -1;
     sb->slirp_exit = -1;
-    if ((sb->holder = s_spawn(holder_argv, &keep_fd, keep_fd >= 0, 0)) < 0) {
+    if ((sb->holder = s_spawn(holder_argv, keep, n_keep, 0)) < 0) {
         farm_error_set(FARM_ERROR, "sandbox: fork: %s", strerror(errno));
         goto fail;
     }

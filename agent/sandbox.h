@@ -32,8 +32,9 @@ int farm_subid_find(farm_subid_range_t *out, const char *path, const char *name,
 typedef struct farm_sandbox farm_sandbox_t;
 
 /* network: "slirp4netns" or "none". Starts the holder (and slirp4netns); the holder keeps
- * keep_fd (if >= 0) open under the same number, for farm_sandbox_fd_path. */
-farm_sandbox_t *farm_sandbox_start(const char *network, int keep_fd);
+ * the n_keep fds of keep (the builder's auth file, build secrets) open under the same
+ * numbers, for farm_sandbox_fd_path. */
+farm_sandbox_t *farm_sandbox_start(const char *network, const int *keep, size_t n_keep);
 /* "/proc/HOLDER/fd/FD": how a program inside the sandbox's user namespace opens a file the
  * holder keeps (RUN steps, in their own PID namespace, cannot name the holder). */
 int farm_sandbox_fd_path(const farm_sandbox_t *sb, int fd, char *buf, size_t cap);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/buildflags.h"
 #include "common/child.h"
 #include "common/context.h"
 #include "common/error.h"
@@ -32,7 +33,7 @@
 #include "common/registry_auth.h"
 #include "common/wire.h"
 
-#define REQUEST_MAX (1u << 20)
+#define REQUEST_MAX FARM_WIRE_MAXMSG /* what a JobAssign may hold (build args, secrets) */
 #define ENV_EXTRA_ROOM 4        /* environment entries s_env_add may append */
 #define ARGV_FIXED 48          /* builder argv besides the build args */
 #define STD_ARGS 8             /* TARGET* and BUILD* */
@@ -225,6 +226,10 @@ int farm_worker_dockerfile_ok(const char *f)
 typedef struct {
     int authfd;
     char authfile[64];
+    /* build secrets the same way: one sealed memfd each, opened by buildah by path */
+    int secret_fds[FARM_SECRETS_MAX];
+    char secret_paths[FARM_SECRETS_MAX][64];
+    size_t n_secrets;
     char certs[FARM_PATH_MAX];
     char regconf[FARM_PATH_MAX];
     char **envp;
@@ -236,6 +241,7 @@ typedef struct {
     char slug[FARM_PLATFORM_STRLEN];                   /* this platform's cache */
     int lock;                                          /* its lock, shared while we build */
     const access_t *acc;
+    const farm_buildflags_t *flags; /* checked again here: the agent is not trusted */
     farm_sandbox_t *sb; /* isolation oci: every builder command runs inside */
 } builder_t;
 
@@ -308,12 +314,27 @@ done:
     return rc;
 }
 
+/* A sealed memfd holding data (nobody can change it), close-on-exec; -1 on failure. */
+static int s_sealed_memfd(outcome_t *out, const char *name, const void *data, size_t len)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+    if (fd < 0)
+        return s_fail(out, "memfd_create: %s", strerror(errno));
+    if ((len && write(fd, data, len) != (ssize_t)len) ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        close(fd);
+        return s_fail(out, "writing %s: %s", name, strerror(errno));
+    }
+    return fd;
+}
+
 /* The auth file, in a sealed memfd that only we hold. */
 static int s_authfile(outcome_t *out, access_t *acc, const Farm__WorkerRequest *rq)
 {
     char *buf = malloc(AUTHFILE_MAX);
     size_t len = 0;
-    int fd = -1, rc = FARM_ERROR;
+    int fd, rc = FARM_ERROR;
 
     if (!buf)
         return s_fail(out, "out of memory");
@@ -342,23 +363,14 @@ static int s_authfile(outcome_t *out, access_t *acc, const Farm__WorkerRequest *
         farm_registry_creds_clear(&own);
     }
     s_cat(buf, AUTHFILE_MAX, &len, "}}\n", 3);
-    fd = memfd_create("farm-authfile", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0) {
-        rc = s_fail(out, "memfd_create: %s", strerror(errno));
-        goto done;
-    }
-    if (write(fd, buf, len) != (ssize_t)len ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
-        rc = s_fail(out, "writing the builder's auth file: %s", strerror(errno));
+    if ((fd = s_sealed_memfd(out, "farm-authfile", buf, len)) < 0) {
+        rc = fd;
         goto done;
     }
     snprintf(acc->authfile, sizeof acc->authfile, "/proc/%d/fd/%d", (int)getpid(), fd);
     acc->authfd = fd;
-    fd = -1;
     rc = 0;
 done:
-    if (fd >= 0)
-        close(fd);
     explicit_bzero(buf, AUTHFILE_MAX);
     free(buf);
     return rc;
@@ -428,23 +440,38 @@ static int s_env_add(outcome_t *out, access_t *acc, char *const *add)
  * memfd, which the builder, inside the holder's user namespace, opens through the holder
  * (a process outside that namespace, such as this worker, is not readable from in it). */
 static int s_access(outcome_t *out, access_t *acc, const Farm__WorkerRequest *rq,
-                    farm_sandbox_t **sb)
+                    const farm_buildflags_t *flags, farm_sandbox_t **sb)
 {
     char *conf = NULL;
     size_t conf_len = 0;
     FILE *f = NULL;
-    int rc;
+    int rc, keep[1 + FARM_SECRETS_MAX];
 
     acc->authfd = -1;
     if ((rc = s_authfile(out, acc, rq)) < 0)
         return rc;
+    keep[0] = acc->authfd;
+    /* each secret: a sealed memfd, named for buildah by /proc path (never argv or disk) */
+    for (size_t i = 0; i < flags->n_secrets && i < FARM_SECRETS_MAX; i++) {
+        int fd = s_sealed_memfd(out, "farm-secret", flags->secrets[i].value,
+                                flags->secrets[i].len);
+        if (fd < 0)
+            return fd;
+        acc->secret_fds[acc->n_secrets++] = keep[1 + i] = fd;
+        snprintf(acc->secret_paths[i], sizeof acc->secret_paths[i], "/proc/%d/fd/%d",
+                 (int)getpid(), fd);
+    }
     if (strcmp(rq->builder->isolation, "chroot") != 0) {
         /* the node's network, unless the node or this build says none */
         const char *net = rq->network_none ? "none"
                           : rq->builder->network[0] ? rq->builder->network : "slirp4netns";
-        if (!(*sb = farm_sandbox_start(net, acc->authfd)) ||
+        if (!(*sb = farm_sandbox_start(net, keep, 1 + acc->n_secrets)) ||
             farm_sandbox_fd_path(*sb, acc->authfd, acc->authfile, sizeof acc->authfile) < 0)
             return s_fail(out, "%s", farm_error_last());
+        for (size_t i = 0; i < acc->n_secrets; i++)
+            if (farm_sandbox_fd_path(*sb, acc->secret_fds[i], acc->secret_paths[i],
+                                     sizeof acc->secret_paths[i]) < 0)
+                return s_fail(out, "%s", farm_error_last());
     }
     for (size_t i = 0; i < rq->n_registries; i++) {
         const Farm__RegistrySettings *r = rq->registries[i];
@@ -486,6 +513,9 @@ static void s_access_clear(access_t *acc)
     if (acc->authfd >= 0)
         close(acc->authfd);
     acc->authfd = -1;
+    for (size_t i = 0; i < acc->n_secrets; i++)
+        close(acc->secret_fds[i]);
+    acc->n_secrets = 0;
     for (size_t i = 0; acc->envp && acc->envp[i]; i++)
         free(acc->envp[i]);
     free(acc->envp);
@@ -588,16 +618,67 @@ static int s_cache_refs(outcome_t *out, const Farm__WorkerRequest *rq, const bui
     return 0;
 }
 
+static int s_argf(char **v, size_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int s_argf(char **v, size_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = vasprintf(&v[*n], fmt, ap);
+    va_end(ap);
+    if (rc < 0) {
+        v[*n] = NULL;
+        return -1;
+    }
+    (*n)++;
+    return 0;
+}
+
+/* The build's flags as buildah spells them, each one argv entry "--opt=value" (so no
+ * value is ever read as an option); *out_v holds *out_n malloc'd strings. A secret is
+ * named by its memfd's /proc path, type=file (without a type buildah would take an
+ * environment variable named like the id). */
+static int s_flag_args(outcome_t *out, char ***out_v, size_t *out_n, const farm_buildflags_t *f,
+                       const access_t *acc)
+{
+    size_t n = 0;
+    char **v = calloc(4 + f->n_labels + f->n_annotations + f->n_secrets, sizeof *v);
+    int bad = !v;
+
+    *out_v = v;
+    *out_n = 0;
+    if (!bad && f->target)
+        bad |= s_argf(v, &n, "--target=%s", f->target);
+    if (!bad && f->no_cache)
+        bad |= s_argf(v, &n, "--no-cache");
+    if (!bad && f->pull)
+        bad |= s_argf(v, &n, "--pull=always");
+    for (size_t i = 0; !bad && i < f->n_labels; i++)
+        bad |= s_argf(v, &n, "--label=%s=%s", f->labels[i].key, f->labels[i].value);
+    for (size_t i = 0; !bad && i < f->n_annotations; i++)
+        bad |= s_argf(v, &n, "--annotation=%s=%s", f->annotations[i].key,
+                      f->annotations[i].value);
+    for (size_t i = 0; !bad && i < f->n_secrets && i < acc->n_secrets; i++)
+        bad |= s_argf(v, &n, "--secret=id=%s,src=%s,type=file", f->secrets[i].id,
+                      acc->secret_paths[i]);
+    *out_n = n;
+    if (bad)
+        return s_fail(out, "out of memory");
+    if (f->n_secrets)
+        printf("farm: %zu build secret(s) mounted for RUN --mount=type=secret\n", f->n_secrets);
+    return 0;
+}
+
 /* Builds into job_dir/oci with the builder (--layers: the steps stay cached). */
 static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_t *b,
                    const char *ctx, const char *layout, const farm_platform_t *plat)
 {
     char dockerfile[FARM_PATH_MAX], tag[sizeof TAG_PREFIX + FARM_ID_MAX], dest[FARM_PATH_MAX + 8];
     char plat_s[FARM_PLATFORM_STRLEN];
-    size_t nkv = rq->n_build_args + STD_ARGS;
+    size_t nkv = rq->n_build_args + STD_ARGS, nfl = 0;
     char cache_from[FARM_REFERENCE_MAX + FARM_PLATFORM_STRLEN + 2];
     char cache_to[sizeof cache_from];
-    char **kv = NULL, **argv = NULL;
+    char **kv = NULL, **argv = NULL, **fl = NULL;
     int n, rc = FARM_ERROR;
 
     farm_platform_format(plat_s, sizeof plat_s, plat);
@@ -610,9 +691,11 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
         if (*p != '-' && *p != '_' && *p != '.' && !(*p >= 'a' && *p <= 'z') &&
             !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9'))
             *p = '_';
-    if ((rc = s_build_args(out, &kv, rq, plat)) < 0)
+    if ((rc = s_build_args(out, &kv, rq, plat)) < 0 ||
+        (rc = s_flag_args(out, &fl, &nfl, b->flags, b->acc)) < 0)
         goto done;
-    if (!(argv = calloc(ARGV_FIXED + FARM_SANDBOX_PREFIX_MAX + 2 * nkv + 1, sizeof *argv))) {
+    if (!(argv = calloc(ARGV_FIXED + FARM_SANDBOX_PREFIX_MAX + 2 * nkv + nfl + 1,
+                        sizeof *argv))) {
         rc = s_fail(out, "out of memory");
         goto done;
     }
@@ -644,6 +727,8 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
         argv[n++] = "--build-arg";
         argv[n++] = kv[i];
     }
+    for (size_t i = 0; i < nfl; i++)
+        argv[n++] = fl[i];
     if ((rc = s_cache_refs(out, rq, b, cache_from, sizeof cache_from, cache_to,
                            sizeof cache_to)) < 0)
         goto done;
@@ -700,6 +785,9 @@ done:
     for (size_t i = 0; kv && i < nkv; i++)
         free(kv[i]);
     free(kv);
+    for (size_t i = 0; i < nfl; i++)
+        free(fl[i]);
+    free(fl);
     free(argv);
     return rc;
 }
@@ -878,6 +966,7 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
     char ctx[FARM_PATH_MAX], layout[FARM_PATH_MAX];
     builder_t b = {0};
     access_t acc = {.authfd = -1};
+    farm_buildflags_t flags = {0};
     farm_platform_t plat;
     long long t0 = farm_now_ms();
     int rc;
@@ -922,7 +1011,10 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
     if (farm_context_extract(rq->context_tar, ctx, FARM_CONTEXT_EXTRACT_MAX,
                              FARM_CONTEXT_ENTRIES_MAX) < 0)
         return s_fail(out, "context: %s", farm_error_last());
-    if ((rc = s_access(out, &acc, rq, &b.sb)) < 0 ||
+    if (farm_buildflags_from_wire(&flags, rq->flags) < 0)
+        return s_fail(out, "build flags: %s", farm_error_last());
+    b.flags = &flags;
+    if ((rc = s_access(out, &acc, rq, &flags, &b.sb)) < 0 ||
         (b.sb && (rc = s_env_add(out, &acc, farm_sandbox_env(b.sb))) < 0))
         goto done;
     b.acc = &acc;
@@ -938,6 +1030,7 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
         s_cache_bound(out, rq, &b);
     farm_sandbox_stop(&b.sb);
     s_access_clear(&acc); /* the push is ours, not the builder's */
+    farm_buildflags_wipe_secrets(&flags);
     out->build_ms = (uint64_t)(farm_now_ms() - t0);
     rc = s_push(out, rq, layout, &plat);
 done:
@@ -945,6 +1038,7 @@ done:
         close(b.lock);
     farm_sandbox_stop(&b.sb);
     s_access_clear(&acc);
+    farm_buildflags_clear(&flags); /* secrets wiped */
     return rc;
 }
 
@@ -1023,6 +1117,7 @@ int farm_worker_main(void)
             explicit_bzero(rq->credentials[i]->secret, strlen(rq->credentials[i]->secret));
             explicit_bzero(rq->credentials[i]->username, strlen(rq->credentials[i]->username));
         }
+        farm_buildflags_wire_wipe(rq->flags);
         farm__worker_request__free_unpacked(rq, NULL);
     }
     if (req)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/buildflags.h"
 #include "common/error.h"
 #include "common/limits.h"
 #include "common/platform.h"
@@ -210,8 +211,9 @@ static char *s_want_key(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *wha
     return farm_yaml_strdup(ctx->y, s);
 }
 static const char *const s_reg_keys[] = {"insecure", "ca", "credentials_for", NULL};
-static const char *const s_build_keys[] = {"tags",    "platforms", "dockerfile",
-                                           "network", "args",      NULL};
+static const char *const s_build_keys[] = {"tags",   "platforms", "dockerfile", "network",
+                                           "args",   "target",    "no_cache",   "pull",
+                                           "labels", "annotations", "secrets",  NULL};
 
 static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
 {
@@ -771,6 +773,72 @@ static void s_on_dup_tag(farm_yaml_t *y, const farm_yaml_entry_t *dup,
                       farm_yaml_quote(dup->s), FARM_YAML_AT(first->node));
 }
 
+/* build.labels / build.annotations: {KEY: VALUE}, each checked as farmctl's --label /
+ * --annotation would check it (set_fn on a scratch set of flags). */
+static void s_build_meta(s_ctx_t *ctx, const farm_yaml_node_t *v, const char *what,
+                         int (*set_fn)(farm_buildflags_t *, const char *, const char *),
+                         farm_kv_t **out, size_t *n_out)
+{
+    farm_buildflags_t scratch = {0};
+
+    if (farm_yaml_want_map(ctx->y, v, what, "write e.g. {org.opencontainers.image.vendor: "
+                           "\"Example\"}") < 0 || farm_yaml_is_null(v))
+        return;
+    farm_yaml_check_keys(ctx->y, (farm_yaml_node_t *)v, NULL, what);
+    if (!(*out = calloc(v->n / 2 + 1, sizeof **out))) {
+        farm_yaml_set_oom(ctx->y);
+        return;
+    }
+    for (size_t j = 0; j + 1 < v->n; j += 2) {
+        const farm_yaml_node_t *k = v->items[j], *val = v->items[j + 1];
+        if (k->skip || val->bad)
+            continue;
+        if (val->kind != FARM_YAML_SCALAR || farm_yaml_is_null(val)) {
+            farm_yaml_problem(ctx->y, FARM_YAML_AT(val), "%s %s must be a single value, got %s; "
+                              "write %s: \"...\"", what, farm_yaml_quote(k->value),
+                              farm_yaml_what(val), k->value);
+            continue;
+        }
+        if (set_fn(&scratch, k->value, val->value) < 0) {
+            farm_yaml_problem(ctx->y, FARM_YAML_AT(k), "%s: %s", what, farm_error_last());
+            continue;
+        }
+        (*out)[*n_out].key = farm_yaml_strdup(ctx->y, k->value);
+        (*out)[*n_out].value = farm_yaml_strdup(ctx->y, val->value);
+        (*n_out)++;
+    }
+    farm_buildflags_clear(&scratch);
+}
+
+/* build.secrets: farmctl --secret specs; a value never belongs in a checked-in file. */
+static void s_build_secrets(s_ctx_t *ctx, const farm_yaml_node_t *v, farm_config_build_t *b)
+{
+    const farm_yaml_node_t *l = farm_yaml_want_list(ctx->y, v, "build.secrets",
+                                                    "write e.g. [\"id=token,env=TOKEN\"]");
+    if (!l)
+        return;
+    if (!(b->secrets = calloc(l->n + 1, sizeof *b->secrets))) {
+        farm_yaml_set_oom(ctx->y);
+        return;
+    }
+    for (size_t j = 0; j < l->n; j++) {
+        farm_secret_spec_t spec;
+        const char *s = farm_yaml_want_string(ctx->y, l->items[j], "a build secret",
+                                              "write id=ID,src=FILE or id=ID,env=VARIABLE");
+        if (!s)
+            continue;
+        if (farm_secret_spec_parse(&spec, s) < 0) {
+            farm_yaml_problem(ctx->y, FARM_YAML_AT(l->items[j]), "build.secrets: %s",
+                              farm_error_last());
+            continue;
+        }
+        b->secrets[b->n_secrets++] = farm_yaml_strdup(ctx->y, s);
+    }
+    if (b->n_secrets > FARM_SECRETS_MAX)
+        farm_yaml_problem(ctx->y, FARM_YAML_AT(l), "build.secrets: %zu secrets; farm sends at "
+                          "most %d", b->n_secrets, FARM_SECRETS_MAX);
+}
+
 static void s_build(s_ctx_t *ctx, farm_yaml_node_t *map)
 {
     farm_config_build_t *b = &ctx->cfg->build;
@@ -794,6 +862,28 @@ static void s_build(s_ctx_t *ctx, farm_yaml_node_t *map)
                                            "write a path relative to the "
                                            "context, e.g. Dockerfile")))
                 b->dockerfile = farm_yaml_strdup(ctx->y, s);
+        } else if (!strcmp(k->value, "target")) {
+            farm_buildflags_t scratch = {0};
+            if (!(s = farm_yaml_want_string(ctx->y, v, "build.target",
+                                            "write a stage name of the Dockerfile")))
+                continue;
+            if (farm_buildflags_set_target(&scratch, s) < 0)
+                farm_yaml_problem(ctx->y, FARM_YAML_AT(v), "build.target: %s", farm_error_last());
+            else
+                b->target = farm_yaml_strdup(ctx->y, s);
+            farm_buildflags_clear(&scratch);
+        } else if (!strcmp(k->value, "no_cache")) {
+            farm_yaml_want_bool(ctx->y, v, "build.no_cache", &b->no_cache);
+        } else if (!strcmp(k->value, "pull")) {
+            farm_yaml_want_bool(ctx->y, v, "build.pull", &b->pull);
+        } else if (!strcmp(k->value, "labels")) {
+            s_build_meta(ctx, v, "build.labels", farm_buildflags_set_label, &b->labels,
+                         &b->n_labels);
+        } else if (!strcmp(k->value, "annotations")) {
+            s_build_meta(ctx, v, "build.annotations", farm_buildflags_set_annotation,
+                         &b->annotations, &b->n_annotations);
+        } else if (!strcmp(k->value, "secrets")) {
+            s_build_secrets(ctx, v, b);
         } else if (!strcmp(k->value, "network")) {
             if (!(s = farm_yaml_want_string(ctx->y, v, "build.network",
                                             "write default or none")))
@@ -1157,6 +1247,18 @@ void farm_config_destroy(farm_config_t **self_p)
         free(c->build.args[i].value);
     }
     free(c->build.args);
+    free(c->build.target);
+    for (size_t i = 0; i < c->build.n_labels; i++) {
+        free(c->build.labels[i].key);
+        free(c->build.labels[i].value);
+    }
+    free(c->build.labels);
+    for (size_t i = 0; i < c->build.n_annotations; i++) {
+        free(c->build.annotations[i].key);
+        free(c->build.annotations[i].value);
+    }
+    free(c->build.annotations);
+    s_free_strv(c->build.secrets, c->build.n_secrets);
     free(c);
     *self_p = NULL;
 }

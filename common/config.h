@@ -65,6 +65,15 @@ typedef struct {
     int network_none;  /* build.network: none (RUN steps without network) */
     farm_kv_t *args;
     size_t n_args;
+    char *target;      /* build.target: the stage to build, NULL: the last */
+    int no_cache;      /* build.no_cache: true */
+    int pull;          /* build.pull: true (always pull base images) */
+    farm_kv_t *labels; /* build.labels: {KEY: VALUE} */
+    size_t n_labels;
+    farm_kv_t *annotations; /* build.annotations: {[manifest:|index:]KEY: VALUE} as written */
+    size_t n_annotations;
+    char **secrets;    /* build.secrets: farmctl --secret specs (id=, src=/env=; no values) */
+    size_t n_secrets;
 } farm_config_build_t;
 
 typedef struct {

@@ -31,6 +31,19 @@
 #define FARM_REGISTRY_HOST_MAX 255               /* bytes in a registry host[:port] */
 #define FARM_CA_PEM_MAX (256u << 10)             /* bytes in a registries.*.ca bundle */
 
+/* One submit's build flags (farmctl submit --target, --label, --annotation, --secret;
+ * farm.yaml build:). A JobAssign holds them all: at most 2 x 128 x 4 KiB of metadata and
+ * 16 x 64 KiB of secrets, well under one wire message. */
+#define FARM_TARGET_MAX 128                      /* bytes in a --target stage name */
+#define FARM_LABELS_MAX 128                      /* --label per submit */
+#define FARM_ANNOTATIONS_MAX 128                 /* --annotation per submit, all kinds */
+#define FARM_META_KEY_MAX 256                    /* bytes in a label or annotation key */
+#define FARM_META_VALUE_MAX 4096                 /* bytes in a label or annotation value */
+#define FARM_SECRETS_MAX 16                      /* --secret per submit */
+#define FARM_SECRET_ID_MAX 128                   /* bytes in a secret id */
+#define FARM_SECRET_MAX (64u << 10)              /* bytes in one secret's value */
+#define FARM_SECRET_MAX_TEXT "64 KiB"
+
 /* Uploads in progress at once on one coordinator (each holds a file open): defaults of
  * coordinator.max_uploads and coordinator.max_uploads_per_client. */
 #define FARM_UPLOADS_MAX 64

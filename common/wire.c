@@ -6,6 +6,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "common/buildflags.h"
 #include "common/child.h"
 #include "common/error.h"
 #include "common/keys.h"
@@ -291,10 +292,15 @@ void farm_wire_free(Farm__Envelope **env_p)
 {
     if (env_p && *env_p) {
         /* registry logins a Submit or JobAssign carried leave no copy behind */
-        if ((*env_p)->body_case == FARM__ENVELOPE__BODY_SUBMIT && (*env_p)->submit)
+        /* and so do build secrets (Submit.flags, JobAssign.flags) */
+        if ((*env_p)->body_case == FARM__ENVELOPE__BODY_SUBMIT && (*env_p)->submit) {
             s_wipe_creds((*env_p)->submit->credentials, (*env_p)->submit->n_credentials);
-        if ((*env_p)->body_case == FARM__ENVELOPE__BODY_JOB_ASSIGN && (*env_p)->job_assign)
+            farm_buildflags_wire_wipe((*env_p)->submit->flags);
+        }
+        if ((*env_p)->body_case == FARM__ENVELOPE__BODY_JOB_ASSIGN && (*env_p)->job_assign) {
             s_wipe_creds((*env_p)->job_assign->credentials, (*env_p)->job_assign->n_credentials);
+            farm_buildflags_wire_wipe((*env_p)->job_assign->flags);
+        }
         farm__envelope__free_unpacked(*env_p, NULL);
         *env_p = NULL;
     }

@@ -123,6 +123,7 @@ static void s_build_free(farm_builds_t *self, farm_build_t *b)
     if (!b)
         return;
     s_creds_wipe(b);
+    farm_buildflags_clear(&b->flags);
     for (size_t i = 0; i < b->n_jobs; i++) {
         farm_scheduler_forget(self->sched, &b->jobs[i]);
         farm_tail_clear(&b->jobs[i].tail);
@@ -387,6 +388,9 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
                         FARM_DOCKERFILE_PATH_MAX);
     if ((rc = s_check_args(s, reason, len)) < 0)
         return rc;
+    /* what a client sent is checked again here: counts, sizes, keys, ids */
+    if (s->flags && farm_buildflags_check(s->flags) < 0)
+        return s_refuse(reason, len, "%s", farm_error_last());
     if (s->network && *s->network && strcmp(s->network, "default") != 0 &&
         strcmp(s->network, "none") != 0)
         return s_refuse(reason, len, "network \"%.32s\" is not offered: RUN steps get the "
@@ -448,6 +452,10 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     if (farm_hmap_puts(self->by_id, b->id, b) < 0) {
         rc = s_refuse(reason, len, "coordinator out of memory");
         goto fail;
+    }
+    if (s->flags) {
+        b->flags = *s->flags;
+        memset(s->flags, 0, sizeof *s->flags);
     }
     farm_link_push_back(&self->active, &b->link);
     self->n_active++;
@@ -589,6 +597,7 @@ void farm_builds_finish(farm_builds_t *self, farm_build_t *b, int ok, const char
     }
     b->done_at = now;
     s_creds_wipe(b); /* the stitch has its own copy; nothing else needs them now */
+    farm_buildflags_wipe_secrets(&b->flags); /* only jobs needed them */
     farm_link_remove(&b->link);
     farm_link_push_back(&self->done, &b->link);
     self->n_active--;

@@ -56,6 +56,8 @@ typedef struct {
     const char *owner;              /* the client's authenticated name ("" without keys) */
     const farm_cred_t *creds;       /* the submitter's registry logins (copied) */
     size_t n_creds;
+    farm_buildflags_t *flags;       /* NULL: none; checked, and moved into the build (then
+                                     * zeroed) when it is accepted */
 } farm_submit_t;
 
 typedef struct farm_builds farm_builds_t;

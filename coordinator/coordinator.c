@@ -384,8 +384,10 @@ static void s_stitch_start(farm_coordinator_t *self, farm_build_t *b)
     stitch_t *st = calloc(1, sizeof *st);
     uint8_t *packed = NULL;
     size_t n = 0, len;
+    Farm__BuildFlags fl;
+    farm_buildflags_wire_t fw = {0};
 
-    if (!descs || !dptrs || !plats || !st) {
+    if (!descs || !dptrs || !plats || !st || farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {
         farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
                            farm_now_ms());
         goto done;
@@ -411,6 +413,8 @@ static void s_stitch_start(farm_coordinator_t *self, farm_build_t *b)
     req.children = dptrs;
     req.n_tags = b->n_tags;
     req.tags = b->tags;
+    req.n_index_annotations = fl.n_index_annotations;
+    req.index_annotations = fl.index_annotations;
     if (farm_wire_pack(&packed, &len, &req.base) < 0) {
         farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
         goto done;
@@ -452,6 +456,7 @@ done:
     free(descs);
     free(dptrs);
     free(plats);
+    farm_buildflags_wire_free(&fw);
 }
 
 /* Every job of b is done: its index push starts now, or when a helper slot frees (the
@@ -561,6 +566,8 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__JobAssign ja = FARM__JOB_ASSIGN__INIT;
     assign_regs_t regs = {0};
+    Farm__BuildFlags fl;
+    farm_buildflags_wire_t fw = {0};
     Farm__KeyValue *kvs = calloc(b->n_args + 1, sizeof *kvs);
     Farm__KeyValue **kvp = calloc(b->n_args + 1, sizeof *kvp);
     long long now = farm_now_ms();
@@ -594,7 +601,9 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
     ja.emulated = job->emulated;
     ja.network_none = b->network_none;
     ja.warm = job->warm;
-    if (s_assign_registries(self, b, &ja, &regs) < 0) {
+    ja.flags = &fl;
+    if (s_assign_registries(self, b, &ja, &regs) < 0 ||
+        farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {
         farm_scheduler_release(self->sched, job);
         farm_builds_job_failed(self->builds, job, now, "coordinator out of memory sending the job");
         goto done;
@@ -621,6 +630,7 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
     }
 done:
     s_assign_registries_free(&regs);
+    farm_buildflags_wire_free(&fw);
     free(kvs);
     free(kvp);
 }
@@ -966,6 +976,7 @@ static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm_
     Farm__Accepted acc = FARM__ACCEPTED__INIT;
     const char **keys = NULL, **values = NULL;
     farm_cred_t *creds = NULL;
+    farm_buildflags_t flags = {0};
     char reason[2048];
     farm_build_t *b = NULL;
     uint64_t size = 0;
@@ -1013,6 +1024,13 @@ static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm_
     }
     sub.creds = creds;
     sub.n_creds = s->n_credentials;
+    /* a checked copy, bounded before anything is copied (a hostile client) */
+    if (farm_buildflags_from_wire(&flags, s->flags) < 0) {
+        snprintf(reason, sizeof reason, "build flags: %s", farm_error_last());
+        s_refuse(self, rid, rid_len, reason);
+        goto done;
+    }
+    sub.flags = &flags;
     if (farm_digest_valid(s->context_digest))
         sub.context_stored = farm_ctxstore_has(self->ctx, s->context_digest, &size);
     sub.context_size = size;
@@ -1032,6 +1050,7 @@ static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm_
     farm_builds_start(self->builds, b, now);
 done:
     free(creds); /* borrowed pointers: the envelope's strings are wiped with it */
+    farm_buildflags_clear(&flags); /* a refused build's secrets (an accepted one took them) */
     free(keys);
     free(values);
 }

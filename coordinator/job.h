@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buildflags.h"
 #include "common/config.h"
 #include "common/limits.h"
 #include "common/oci.h"
@@ -88,6 +89,7 @@ typedef struct farm_build {
     size_t n_args;
     farm_cred_t *creds;  /* the submitter's, until the build is DONE */
     size_t n_creds;
+    farm_buildflags_t flags; /* --target, --label, ...; its secrets only until DONE */
     farm_job_t *jobs;
     size_t n_jobs;
     farm_build_state_t state;

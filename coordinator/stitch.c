@@ -291,8 +291,8 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
     for (size_t i = 0; i < req->n_children; i++)
         if ((rc = s_verify_child(reg, req, &req->children[i])) < 0)
             goto done;
-    if ((rc = farm_oci_index_compose(&json, &len, req->children, req->n_children, NULL, NULL,
-                                     0)) < 0)
+    if ((rc = farm_oci_index_compose(&json, &len, req->children, req->n_children, req->ann_keys,
+                                     req->ann_values, req->n_ann)) < 0)
         goto done;
     farm_digest_buffer(out_digest, json, len);
     *out_size = len;
@@ -335,6 +335,7 @@ int farm_stitch_main(void)
     farm_descriptor_t *children = NULL;
     farm_stitch_req_t sr = {0};
     farm_registry_creds_t creds = {0};
+    const char **ann = NULL;
     char digest[FARM_DIGEST_STRLEN];
     uint64_t size = 0;
     void *raw = NULL;
@@ -348,8 +349,15 @@ int farm_stitch_main(void)
     free(raw);
     if (!req)
         return s_result(0, "malformed stitch request", NULL, 0);
+    if (req->n_index_annotations > FARM_ANNOTATIONS_MAX) {
+        farm__stitch_request__free_unpacked(req, NULL);
+        return s_result(0, "too many index annotations in the stitch request", NULL, 0);
+    }
     children = calloc(req->n_children + 1, sizeof *children);
-    if (!children) {
+    ann = calloc(2 * req->n_index_annotations + 1, sizeof *ann);
+    if (!children || !ann) {
+        free(children);
+        free(ann);
         farm__stitch_request__free_unpacked(req, NULL);
         return s_result(0, "out of memory", NULL, 0);
     }
@@ -380,6 +388,13 @@ int farm_stitch_main(void)
         sr.creds = &creds;
     }
     sr.farm_credentials = req->farm_credentials;
+    for (size_t i = 0; i < req->n_index_annotations; i++) {
+        ann[i] = req->index_annotations[i]->key;
+        ann[req->n_index_annotations + i] = req->index_annotations[i]->value;
+    }
+    sr.ann_keys = ann;
+    sr.ann_values = ann + req->n_index_annotations;
+    sr.n_ann = req->n_index_annotations;
     sr.ca_pem = req->ca_pem.len ? (const char *)req->ca_pem.data : NULL;
     sr.ca_pem_len = req->ca_pem.len;
     if (farm_stitch_run(digest, &size, &sr) < 0)
@@ -388,6 +403,7 @@ int farm_stitch_main(void)
         rc = s_result(1, NULL, digest, size);
 done:
     free(children);
+    free(ann);
     if (req->credential) {
         explicit_bzero(req->credential->secret, strlen(req->credential->secret));
         explicit_bzero(req->credential->username, strlen(req->credential->username));

@@ -22,6 +22,9 @@ typedef struct {
     int farm_credentials;   /* no creds: may use the coordinator's docker config (farm.yaml) */
     const char *ca_pem;     /* registries.HOST.ca bytes, or NULL */
     size_t ca_pem_len;
+    const char *const *ann_keys;   /* the index's annotations (--annotation index:K=V) */
+    const char *const *ann_values;
+    size_t n_ann;
 } farm_stitch_req_t;
 
 /* Reads each child's manifest (by digest) and image config from the build's repository

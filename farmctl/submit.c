@@ -2,6 +2,7 @@
  * print the index digest last on stdout. */
 #include "farmctl/submit.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/buildflags.h"
 #include "common/config.h"
 #include "common/context.h"
 #include "common/digest.h"
@@ -60,6 +62,17 @@ typedef struct {
     char *cred_hosts[FARM_CREDENTIALS_MAX];
     farm_registry_creds_t creds[FARM_CREDENTIALS_MAX];
     size_t n_creds;
+    /* buildx's flags: farm.yaml's build: first, then the command line's (later wins) */
+    farm_buildflags_t flags;
+    const char *target;          /* --target */
+    int no_cache, pull;          /* --no-cache, --pull */
+    const char *labels[FARM_LABELS_MAX];
+    size_t n_labels;
+    const char *annotations[FARM_ANNOTATIONS_MAX];
+    size_t n_annotations;
+    farm_secret_spec_t secrets[FARM_SECRETS_MAX];
+    size_t n_secrets;
+    const char *iidfile;
 } submit_opts_t;
 
 /* Looks host up in the submitter's docker config (auths, credHelpers, credsStore) and
@@ -134,7 +147,17 @@ static void s_usage(FILE *f)
             "      --progress MODE     auto, plain, tty or quiet (default auto)\n"
             "      --allow-partial     push an index of the platforms that succeeded\n"
             "      --network MODE      RUN steps' network: default (the node's: outbound\n"
-            "                          only) or none (default: farm.yaml build.network)\n");
+            "                          only) or none (default: farm.yaml build.network)\n"
+            "      --target STAGE      build the Dockerfile's stage STAGE\n"
+            "      --no-cache          build every step anew (no layer cache)\n"
+            "      --pull              always pull base images\n"
+            "      --label K=V         image config label (repeatable)\n"
+            "      --annotation [manifest:|index:]K=V\n"
+            "                          annotation of each image manifest, or of the index\n"
+            "      --secret id=ID,src=FILE|env=VAR\n"
+            "                          secret for RUN --mount=type=secret,id=ID (repeatable)\n"
+            "      --iidfile FILE      write the index digest to FILE\n"
+            "  -q, --quiet             no progress; only the digest on stdout\n");
 }
 
 static int s_add_platforms(submit_opts_t *o, const char *list)
@@ -212,6 +235,82 @@ static int s_cli_arg(submit_opts_t *o, char *kv)
     rc = s_set_arg(o, kv, eq + 1, 1);
     *eq = '=';
     return rc;
+}
+
+/* Options that repeat: the spec is checked now (a usage error), applied in s_flags. */
+static int s_cli_spec(const char **list, size_t *n, size_t max, const char *spec,
+                      const char *flag, int (*check)(farm_buildflags_t *, const char *))
+{
+    farm_buildflags_t scratch = {0};
+    int rc = check(&scratch, spec);
+
+    farm_buildflags_clear(&scratch);
+    if (rc < 0)
+        return rc;
+    if (*n == max)
+        return farm_error_set(FARM_EINVALID, "too many %s (at most %zu)", flag, max);
+    list[(*n)++] = spec;
+    return 0;
+}
+
+static int s_cli_secret(submit_opts_t *o, const char *spec)
+{
+    if (o->n_secrets == FARM_SECRETS_MAX)
+        return farm_error_set(FARM_EINVALID, "too many --secret (at most %d)", FARM_SECRETS_MAX);
+    if (farm_secret_spec_parse(&o->secrets[o->n_secrets], spec) < 0)
+        return FARM_EINVALID;
+    o->n_secrets++;
+    return 0;
+}
+
+/* The build's flags: farm.yaml's build: section (cfg may be NULL), then the command line's,
+ * a later label, annotation or secret id replacing an earlier one. Secrets are read here:
+ * a farm.yaml src= is relative to farm.yaml's directory. */
+static int s_flags(submit_opts_t *o, const farm_config_t *cfg, const char *farm_path)
+{
+    farm_buildflags_t *f = &o->flags;
+    const farm_config_build_t *b = cfg ? &cfg->build : NULL;
+    char dir[PATH_MAX];
+    int rc;
+
+    if (b && b->target && (rc = farm_buildflags_set_target(f, b->target)) < 0)
+        return farm_error_wrap(rc, "%s: build.target", farm_path);
+    if (o->target && (rc = farm_buildflags_set_target(f, o->target)) < 0)
+        return farm_error_wrap(rc, "--target");
+    f->no_cache = o->no_cache || (b && b->no_cache);
+    f->pull = o->pull || (b && b->pull);
+    for (size_t i = 0; b && i < b->n_labels; i++)
+        if ((rc = farm_buildflags_set_label(f, b->labels[i].key, b->labels[i].value)) < 0)
+            return farm_error_wrap(rc, "%s: build.labels", farm_path);
+    for (size_t i = 0; b && i < b->n_annotations; i++)
+        if ((rc = farm_buildflags_set_annotation(f, b->annotations[i].key,
+                                                 b->annotations[i].value)) < 0)
+            return farm_error_wrap(rc, "%s: build.annotations", farm_path);
+    for (size_t i = 0; i < o->n_labels; i++)
+        if ((rc = farm_buildflags_label_spec(f, o->labels[i])) < 0)
+            return rc;
+    for (size_t i = 0; i < o->n_annotations; i++)
+        if ((rc = farm_buildflags_annotation_spec(f, o->annotations[i])) < 0)
+            return rc;
+    snprintf(dir, sizeof dir, "%s", farm_path ? farm_path : ".");
+    if (strrchr(dir, '/'))
+        *strrchr(dir, '/') = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    for (size_t i = 0; b && i < b->n_secrets; i++) {
+        farm_secret_spec_t spec;
+        int on_cli = 0;
+        if ((rc = farm_secret_spec_parse(&spec, b->secrets[i])) < 0)
+            return farm_error_wrap(rc, "%s: build.secrets", farm_path);
+        for (size_t k = 0; k < o->n_secrets; k++)
+            on_cli |= strcmp(o->secrets[k].id, spec.id) == 0;
+        if (!on_cli && (rc = farm_buildflags_add_secret(f, &spec, dir)) < 0)
+            return farm_error_wrap(rc, "%s: build.secrets", farm_path);
+    }
+    for (size_t i = 0; i < o->n_secrets; i++)
+        if ((rc = farm_buildflags_add_secret(f, &o->secrets[i], NULL)) < 0)
+            return farm_error_wrap(rc, "--secret");
+    return 0;
 }
 
 /* The Dockerfile as a path relative to the context (it must live inside it). */
@@ -419,6 +518,18 @@ static char *s_full_tags(const Farm__BuildDone *d, const char *first_tag, const 
     return out;
 }
 
+/* --iidfile: the index digest, as buildx writes an image id (no newline). */
+static int s_write_iidfile(const char *path, const char *digest)
+{
+    FILE *f = fopen(path, "we");
+    int ok = f && fputs(digest, f) >= 0;
+
+    if (f && fclose(f) != 0)
+        ok = 0;
+    return ok ? 0 : farm_error_set(FARM_EIO, "cannot write --iidfile %s: %s", path,
+                                   strerror(errno));
+}
+
 /* Ctrl-C once: ask the coordinator to cancel and wait for its answer; twice: leave. */
 static int s_check_interrupt(farmctl_client_t *cl, const submit_opts_t *o, int *cancel_sent)
 {
@@ -509,6 +620,11 @@ static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
                 farm_wire_free(&msg);
                 return 1;
             }
+            if (o->iidfile && s_write_iidfile(o->iidfile, d->index_digest) < 0) {
+                fprintf(stderr, "error: %s\n", farm_error_last());
+                farm_wire_free(&msg);
+                return 1;
+            }
             printf("%s\n", d->index_digest);
             fflush(stdout);
             farm_wire_free(&msg);
@@ -527,6 +643,8 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     Farm__Submit s = FARM__SUBMIT__INIT;
     Farm__KeyValue kvs[FARM_BUILD_ARGS_MAX], *kvp[FARM_BUILD_ARGS_MAX];
     Farm__RegistryCredential creds[FARM_CREDENTIALS_MAX], *credp[FARM_CREDENTIALS_MAX];
+    Farm__BuildFlags flags;
+    farm_buildflags_wire_t fw;
     int rc;
 
     for (size_t i = 0; i < o->n_args; i++) {
@@ -556,10 +674,15 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     }
     s.n_credentials = o->n_creds;
     s.credentials = credp;
+    if ((rc = farm_buildflags_to_wire(&flags, &fw, &o->flags)) < 0)
+        return rc;
+    s.flags = &flags;
     env.body_case = FARM__ENVELOPE__BODY_SUBMIT;
     env.submit = &s;
     rc = farmctl_client_send(cl, &env);
+    farm_buildflags_wire_free(&fw);
     s_creds_clear(o); /* sent (over CURVE on a keyed farm): farmctl needs them no more */
+    farm_buildflags_wipe_secrets(&o->flags); /* likewise the build's secrets */
     if (rc < 0)
         return rc;
     for (;;) {
@@ -598,7 +721,7 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
 int farmctl_submit_main(int argc, char **argv)
 {
     enum { O_PLATFORM = 256, O_BUILD_ARG, O_FARM, O_COORD, O_META, O_PROGRESS, O_PARTIAL,
-           O_NETWORK };
+           O_NETWORK, O_TARGET, O_NO_CACHE, O_PULL, O_LABEL, O_ANNOTATION, O_SECRET, O_IIDFILE };
     static const struct option opts[] = {{"tag", required_argument, NULL, 't'},
                                          {"platform", required_argument, NULL, O_PLATFORM},
                                          {"file", required_argument, NULL, 'f'},
@@ -609,6 +732,14 @@ int farmctl_submit_main(int argc, char **argv)
                                          {"progress", required_argument, NULL, O_PROGRESS},
                                          {"allow-partial", no_argument, NULL, O_PARTIAL},
                                          {"network", required_argument, NULL, O_NETWORK},
+                                         {"target", required_argument, NULL, O_TARGET},
+                                         {"no-cache", no_argument, NULL, O_NO_CACHE},
+                                         {"pull", no_argument, NULL, O_PULL},
+                                         {"label", required_argument, NULL, O_LABEL},
+                                         {"annotation", required_argument, NULL, O_ANNOTATION},
+                                         {"secret", required_argument, NULL, O_SECRET},
+                                         {"iidfile", required_argument, NULL, O_IIDFILE},
+                                         {"quiet", no_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     submit_opts_t o = {.context = "."};
@@ -622,7 +753,7 @@ int farmctl_submit_main(int argc, char **argv)
     struct stat st;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "t:f:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:f:qh", opts, NULL)) != -1) {
         switch (c) {
         case 't':
             if (o.n_tags == FARM_TAGS_MAX) {
@@ -667,6 +798,24 @@ int farmctl_submit_main(int argc, char **argv)
                 o.progress = FARMCTL_PROGRESS_AUTO;
             else {
                 fprintf(stderr, "farmctl submit: --progress wants auto, plain, tty or quiet\n");
+                goto done;
+            }
+            break;
+        case O_TARGET: o.target = optarg; break;
+        case O_NO_CACHE: o.no_cache = 1; break;
+        case O_PULL: o.pull = 1; break;
+        case O_IIDFILE: o.iidfile = optarg; break;
+        case 'q': o.progress = FARMCTL_PROGRESS_QUIET; break;
+        case O_LABEL:
+        case O_ANNOTATION:
+        case O_SECRET:
+            if ((c == O_LABEL && s_cli_spec(o.labels, &o.n_labels, FARM_LABELS_MAX, optarg,
+                                            "--label", farm_buildflags_label_spec) < 0) ||
+                (c == O_ANNOTATION &&
+                 s_cli_spec(o.annotations, &o.n_annotations, FARM_ANNOTATIONS_MAX, optarg,
+                            "--annotation", farm_buildflags_annotation_spec) < 0) ||
+                (c == O_SECRET && s_cli_secret(&o, optarg) < 0)) {
+                fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
                 goto done;
             }
             break;
@@ -739,6 +888,10 @@ int farmctl_submit_main(int argc, char **argv)
                         farm_error_last());
                 goto done;
             }
+    }
+    if (s_flags(&o, cfg, farm_path[0] ? farm_path : NULL) < 0) {
+        fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
+        goto done;
     }
     if (o.n_tags == 0) {
         fprintf(stderr, "farmctl submit: no tag: pass -t REGISTRY/REPO:TAG or set build.tags in "
@@ -850,6 +1003,7 @@ int farmctl_submit_main(int argc, char **argv)
     }
 done:
     s_creds_clear(&o);
+    farm_buildflags_clear(&o.flags);
     if (tarfd >= 0)
         unlink(tar);
     farmctl_client_destroy(&cl);

@@ -15,6 +15,7 @@
 
 #include "common/config.h"
 #include "common/error.h"
+#include "common/limits.h"
 
 #define DATA FARM_TEST_DATA "/config/"
 
@@ -528,6 +529,55 @@ static void test_build_args(void **state)
     s_one("build:\n  tags: [\"a b\"]\n", "t.yaml:2:10", "tag \"a b\" contains whitespace");
 }
 
+/* build: keys for farmctl submit's buildx flags; secrets only as references (no values) */
+static void test_build_flags(void **state)
+{
+    farm_config_t *cfg = s_ok("build:\n"
+                              "  target: release\n"
+                              "  no_cache: true\n"
+                              "  pull: true\n"
+                              "  labels: {org.example.team: farm, empty: \"\"}\n"
+                              "  annotations: {\"index:org.example.i\": i, plain: p}\n"
+                              "  secrets: [\"id=npmrc,src=.npmrc\", \"id=token,env=TOKEN\"]\n");
+    assert_string_equal(cfg->build.target, "release");
+    assert_true(cfg->build.no_cache);
+    assert_true(cfg->build.pull);
+    assert_int_equal(cfg->build.n_labels, 2);
+    assert_string_equal(cfg->build.labels[0].key, "org.example.team");
+    assert_string_equal(cfg->build.labels[1].value, "");
+    assert_int_equal(cfg->build.n_annotations, 2);
+    assert_string_equal(cfg->build.annotations[0].key, "index:org.example.i");
+    assert_int_equal(cfg->build.n_secrets, 2);
+    assert_string_equal(cfg->build.secrets[1], "id=token,env=TOKEN");
+    farm_config_destroy(&cfg);
+
+    s_one("build:\n  target: \"-x\"\n", "t.yaml:2:11", "build.target: target \"-x\" is not a "
+          "stage name");
+    s_one("build:\n  no_cache: yes\n", "t.yaml:2:13", "build.no_cache must be true or false");
+    s_one("build:\n  pull: 1\n", "t.yaml:2:9", "build.pull must be true or false");
+    s_one("build:\n  labels: [a=b]\n", "t.yaml:2:11", "build.labels must be a map, got a list");
+    s_one("build:\n  labels: {\"a b\": x}\n", "t.yaml:2:12",
+          "build.labels: label key \"a b\" is not valid");
+    s_one("build:\n  labels: {a: [x]}\n", "t.yaml:2:15", "build.labels \"a\" must be a single "
+          "value, got a list");
+    s_one("build:\n  annotations:\n    \"manifest-descriptor:k\": v\n", "t.yaml:3:5",
+          "manifest-descriptor: annotations are not supported");
+    s_one("build:\n  annotations: {\"foo:k\": v}\n", "t.yaml:2:17", "unknown type \"foo\"");
+    s_one("build:\n  secrets: [\"id=x,value=hunter2\"]\n", "t.yaml:2:13",
+          "build.secrets: --secret id=x,value=hunter2: unknown key \"value\"");
+    s_one("build:\n  secrets: [\"src=.npmrc\"]\n", "t.yaml:2:13", "no id=");
+    s_one("build:\n  secrets: id=x,env=Y\n", "t.yaml:2:12", "build.secrets must be a list");
+    s_one("build:\n  secrets: [[x]]\n", "t.yaml:2:13", "a build secret must be a non-empty "
+          "string, got a list");
+    {
+        char yaml[4096];
+        size_t off = (size_t)snprintf(yaml, sizeof yaml, "build:\n  secrets:\n");
+        for (int i = 0; i <= FARM_SECRETS_MAX; i++)
+            off += (size_t)snprintf(yaml + off, sizeof yaml - off, "    - id=s%d,env=S\n", i);
+        s_one(yaml, "t.yaml:3:5", "build.secrets: 17 secrets; farm sends at most 16");
+    }
+}
+
 static void test_registries(void **state)
 {
     s_one("registries:\n  \"https://r:5000\": {insecure: true}\n", "t.yaml:2:3",
@@ -784,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_slots),
         cmocka_unit_test(test_durations_and_endpoints),
         cmocka_unit_test(test_build_args),
+        cmocka_unit_test(test_build_flags),
         cmocka_unit_test(test_registries),
         cmocka_unit_test(test_registry_ca_and_grants),
         cmocka_unit_test(test_all_problems_in_one_pass),

@@ -329,6 +329,73 @@ static void test_builds_per_client(void **state)
     assert_int_equal(farm_builds_submit(fx->b, &b[0], &s, 2, reason, sizeof reason), 0);
 }
 
+/* Build flags from a client are checked again (a hostile client skips farmctl's checks);
+ * an accepted build takes them over, and its secrets are wiped when it ends. */
+static void test_flags_checked_and_secrets_wiped(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL;
+    char reason[2048], *tag[] = {"reg.local:5000/team/app:1"}, *plats[] = {"linux/amd64"};
+    farm_secret_t sec[FARM_SECRETS_MAX + 1];
+    farm_kv_t kv = {"a", "1"};
+    char *big = calloc(1, FARM_SECRET_MAX + 1);
+    farm_buildflags_t f = {0};
+    farm_submit_t s = {.tags = tag, .n_tags = 1, .platforms = plats, .n_platforms = 1,
+                       .context_digest = DIGEST, .context_stored = 1, .client = "c1",
+                       .client_len = 2, .flags = &f};
+
+    for (size_t i = 0; i <= FARM_SECRETS_MAX; i++) {
+        static char ids[FARM_SECRETS_MAX + 1][8];
+        snprintf(ids[i], sizeof ids[i], "s%zu", i);
+        sec[i] = (farm_secret_t){ids[i], "v", 1};
+    }
+    f.secrets = sec;
+    f.n_secrets = FARM_SECRETS_MAX + 1;
+    assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "too many secrets (17; at most 16)"));
+    f.n_secrets = 1;
+    sec[0] = (farm_secret_t){"s0", big, FARM_SECRET_MAX + 1};
+    assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "secret s0 is 65537 bytes; at most 64 KiB"));
+    f.n_secrets = 0;
+    f.labels = &kv;
+    f.n_labels = FARM_LABELS_MAX + 1;
+    assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "too many labels"));
+    f.n_labels = 0;
+    f.index_annotations = &kv;
+    f.n_index_annotations = FARM_ANNOTATIONS_MAX + 1;
+    assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "too many annotations"));
+    f.n_index_annotations = 0;
+    f.target = "--rm";
+    assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "the target is not a stage name"));
+    assert_null(b);
+    free(big);
+
+    /* accepted: the build owns the flags, the secrets go when it ends */
+    memset(&f, 0, sizeof f);
+    assert_int_equal(farm_buildflags_set_target(&f, "release"), 0);
+    assert_int_equal(farm_buildflags_annotation_spec(&f, "index:org.example.i=1"), 0);
+    setenv("FARM_TEST_TOKEN", "env-value", 1);
+    {
+        farm_secret_spec_t spec;
+        assert_int_equal(farm_secret_spec_parse(&spec, "id=tok,env=FARM_TEST_TOKEN"), 0);
+        assert_int_equal(farm_buildflags_add_secret(&f, &spec, NULL), 0);
+    }
+    assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), 0);
+    assert_null(f.target); /* moved */
+    assert_int_equal(f.n_secrets, 0);
+    assert_string_equal(b->flags.target, "release");
+    assert_int_equal(b->flags.n_secrets, 1);
+    assert_string_equal(b->flags.secrets[0].value, "env-value");
+    farm_builds_finish(fx->b, b, 0, NULL, 0, "done", 1);
+    assert_int_equal(b->flags.n_secrets, 0);
+    assert_null(b->flags.secrets);
+    assert_string_equal(b->flags.index_annotations[0].key, "org.example.i"); /* kept */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +407,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_only_by_its_client, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_owner_and_admin, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_builds_per_client, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_flags_checked_and_secrets_wiped, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
