@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "common/buildflags.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/limits.h"
@@ -46,15 +47,7 @@ int farm_layers_lock(const char *root, const char *slug, int exclusive, int nonb
 
 int farm_layers_cache_ref(char *out, size_t cap, const char *repo, const char *slug)
 {
-    const char *path = repo ? strchr(repo, '/') : NULL;
-    size_t n = repo ? strlen(repo) : 0;
-
-    /* host[:port]/path: lower-case path components, no tag, digest or scheme */
-    if (!path || path == repo || n > FARM_REFERENCE_MAX || repo[n - 1] == '/' ||
-        strspn(repo, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") !=
-            (size_t)(path - repo) ||
-        strspn(path, "abcdefghijklmnopqrstuvwxyz0123456789._-/") != strlen(path) ||
-        strstr(path, "//") || strchr(path, ':'))
+    if (!farm_cache_repo_ok(repo))
         return farm_error_set(FARM_EINVALID, "cache repository \"%.100s\" must be "
                               "REGISTRY/REPOSITORY (no tag, digest or scheme)", repo ? repo : "");
     return farm_path_fmt(out, cap, "%s/%s", repo, slug);

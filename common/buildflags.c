@@ -44,6 +44,8 @@ void farm_buildflags_clear(farm_buildflags_t *f)
         return;
     farm_buildflags_wipe_secrets(f);
     free(f->target);
+    free(f->cache_from);
+    free(f->cache_to);
     s_kv_free(&f->labels, &f->n_labels);
     s_kv_free(&f->annotations, &f->n_annotations);
     s_kv_free(&f->index_annotations, &f->n_index_annotations);
@@ -157,6 +159,46 @@ int farm_buildflags_set_target(farm_buildflags_t *f, const char *stage)
         return farm_error_set(FARM_ERROR, "out of memory");
     free(f->target);
     f->target = t;
+    return 0;
+}
+
+int farm_cache_repo_ok(const char *repo)
+{
+    const char *path = repo ? strchr(repo, '/') : NULL;
+    size_t n = repo ? strlen(repo) : 0;
+
+    return path && path != repo && n <= FARM_REFERENCE_MAX && repo[n - 1] != '/' &&
+           strspn(repo, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") ==
+               (size_t)(path - repo) &&
+           strspn(path, "abcdefghijklmnopqrstuvwxyz0123456789._-/") == strlen(path) &&
+           !strstr(path, "//") && !strstr(path, "/.") && !strchr(path, ':');
+}
+
+int farm_buildflags_cache_spec(farm_buildflags_t *f, int to, const char *spec)
+{
+    const char *flag = to ? "--cache-to" : "--cache-from", *ref = spec;
+    char *copy, **slot = to ? &f->cache_to : &f->cache_from;
+
+    if (strchr(spec, '=')) {
+        /* type=registry,ref=R[,mode=max|min...]: the registry kind only */
+        const char *t = strstr(spec, "type="), *r = strstr(spec, "ref=");
+        if ((t && strncmp(t + 5, "registry", 8) != 0) || !r || (r != spec && r[-1] != ','))
+            return farm_error_set(FARM_EINVALID, "%s \"%.100s\": farm keeps a registry cache "
+                                  "only: write REGISTRY/REPOSITORY or "
+                                  "type=registry,ref=REGISTRY/REPOSITORY", flag, spec);
+        ref = r + 4;
+    }
+    if (!(copy = strndup(ref, strcspn(ref, ","))))
+        return farm_error_set(FARM_ERROR, "out of memory");
+    if (!farm_cache_repo_ok(copy)) {
+        farm_error_set(FARM_EINVALID, "%s: \"%.100s\" is not REGISTRY/REPOSITORY (no tag or "
+                       "digest: each platform's cache is REPOSITORY/OS-ARCH[-VARIANT])", flag,
+                       copy);
+        free(copy);
+        return FARM_EINVALID;
+    }
+    free(*slot);
+    *slot = copy;
     return 0;
 }
 
@@ -464,6 +506,9 @@ int farm_buildflags_check(const farm_buildflags_t *f)
     if (f->target && !s_name_ok(f->target, FARM_TARGET_MAX))
         return farm_error_set(FARM_EINVALID, "the target is not a stage name (letters, digits, "
                               "'.', '_', '-', at most %d bytes)", FARM_TARGET_MAX);
+    if ((f->cache_from && !farm_cache_repo_ok(f->cache_from)) ||
+        (f->cache_to && !farm_cache_repo_ok(f->cache_to)))
+        return farm_error_set(FARM_EINVALID, "a cache repository is not REGISTRY/REPOSITORY");
     if ((rc = s_counts(f->n_labels, f->n_annotations + f->n_index_annotations,
                        f->n_secrets)) < 0 ||
         (rc = s_kv_check(f->labels, f->n_labels, "label")) < 0 ||
@@ -518,6 +563,8 @@ int farm_buildflags_from_wire(farm_buildflags_t *out, const Farm__BuildFlags *w)
     out->no_cache = w->no_cache;
     out->pull = w->pull;
     if ((w->target[0] && !(out->target = strdup(w->target))) ||
+        (w->cache_from[0] && !(out->cache_from = strdup(w->cache_from))) ||
+        (w->cache_to[0] && !(out->cache_to = strdup(w->cache_to))) ||
         (rc = s_kv_copy(&out->labels, &out->n_labels, w->labels, w->n_labels)) < 0 ||
         (rc = s_kv_copy(&out->annotations, &out->n_annotations, w->annotations,
                         w->n_annotations)) < 0 ||
@@ -581,6 +628,8 @@ int farm_buildflags_to_wire(Farm__BuildFlags *out, farm_buildflags_wire_t *store
         return farm_error_set(FARM_ERROR, "out of memory");
     }
     out->target = f->target ? f->target : "";
+    out->cache_from = f->cache_from ? f->cache_from : "";
+    out->cache_to = f->cache_to ? f->cache_to : "";
     out->no_cache = f->no_cache;
     out->pull = f->pull;
     out->n_labels = nl;

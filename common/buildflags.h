@@ -30,6 +30,7 @@ typedef struct {
     size_t n_index_annotations;
     farm_secret_t *secrets;
     size_t n_secrets;
+    char *cache_from, *cache_to;  /* registry cache repositories (one per platform below) */
 } farm_buildflags_t;
 
 /* Frees everything; secrets are wiped first. f itself is not freed. */
@@ -41,6 +42,12 @@ void farm_buildflags_wipe_secrets(farm_buildflags_t *f);
 
 /* --target STAGE. */
 int farm_buildflags_set_target(farm_buildflags_t *f, const char *stage);
+/* --cache-from / --cache-to (to: 1) as buildx writes them for a registry cache:
+ * REGISTRY/REPOSITORY or type=registry,ref=REGISTRY/REPOSITORY. Each platform's cache is
+ * REGISTRY/REPOSITORY/OS-ARCH[-VARIANT] (agent/layers.h), so no tag or digest. */
+int farm_buildflags_cache_spec(farm_buildflags_t *f, int to, const char *spec);
+/* REGISTRY[:PORT]/REPOSITORY with no tag, digest or scheme: 1, else 0. */
+int farm_cache_repo_ok(const char *repo);
 /* --label KEY=VALUE, or key and value apart (farm.yaml build.labels). */
 int farm_buildflags_label_spec(farm_buildflags_t *f, const char *spec);
 int farm_buildflags_set_label(farm_buildflags_t *f, const char *key, const char *value);

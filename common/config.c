@@ -213,7 +213,8 @@ static char *s_want_key(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *wha
 static const char *const s_reg_keys[] = {"insecure", "ca", "credentials_for", NULL};
 static const char *const s_build_keys[] = {"tags",   "platforms", "dockerfile", "network",
                                            "args",   "target",    "no_cache",   "pull",
-                                           "labels", "annotations", "secrets",  NULL};
+                                           "labels", "annotations", "secrets",  "cache",
+                                           NULL};
 
 static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
 {
@@ -872,6 +873,17 @@ static void s_build(s_ctx_t *ctx, farm_yaml_node_t *map)
             else
                 b->target = farm_yaml_strdup(ctx->y, s);
             farm_buildflags_clear(&scratch);
+        } else if (!strcmp(k->value, "cache")) {
+            farm_buildflags_t scratch = {0};
+            if (!(s = farm_yaml_want_string(ctx->y, v, "build.cache",
+                                            "write REGISTRY/REPOSITORY, e.g. "
+                                            "registry.example.com/team/app-cache")))
+                continue;
+            if (farm_buildflags_cache_spec(&scratch, 1, s) < 0)
+                farm_yaml_problem(ctx->y, FARM_YAML_AT(v), "build.cache: %s", farm_error_last());
+            else
+                b->cache = farm_yaml_strdup(ctx->y, s);
+            farm_buildflags_clear(&scratch);
         } else if (!strcmp(k->value, "no_cache")) {
             farm_yaml_want_bool(ctx->y, v, "build.no_cache", &b->no_cache);
         } else if (!strcmp(k->value, "pull")) {
@@ -1248,6 +1260,7 @@ void farm_config_destroy(farm_config_t **self_p)
     }
     free(c->build.args);
     free(c->build.target);
+    free(c->build.cache);
     for (size_t i = 0; i < c->build.n_labels; i++) {
         free(c->build.labels[i].key);
         free(c->build.labels[i].value);

@@ -66,6 +66,7 @@ typedef struct {
     farm_kv_t *args;
     size_t n_args;
     char *target;      /* build.target: the stage to build, NULL: the last */
+    char *cache;       /* build.cache: registry cache repository (--cache-from and -to) */
     int no_cache;      /* build.no_cache: true */
     int pull;          /* build.pull: true (always pull base images) */
     farm_kv_t *labels; /* build.labels: {KEY: VALUE} */

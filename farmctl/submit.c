@@ -65,6 +65,7 @@ typedef struct {
     /* buildx's flags: farm.yaml's build: first, then the command line's (later wins) */
     farm_buildflags_t flags;
     const char *target;          /* --target */
+    const char *cache_from, *cache_to; /* --cache-from, --cache-to */
     int no_cache, pull;          /* --no-cache, --pull */
     const char *labels[FARM_LABELS_MAX];
     size_t n_labels;
@@ -105,9 +106,10 @@ static int s_add_creds(submit_opts_t *o, const char *host, int target)
     return 0;
 }
 
-/* Which logins go with the build: the target registry's, and those of the registries
- * farm.yaml lists (where base images come from; farmctl cannot know a Dockerfile's FROM
- * registries in general). Nothing else in the docker config leaves this machine. */
+/* Which logins go with the build: the target registry's, the registry caches', and those
+ * of the registries farm.yaml lists (where base images come from; farmctl cannot know a
+ * Dockerfile's FROM registries in general). Nothing else in the docker config leaves this
+ * machine. */
 static int s_collect_creds(submit_opts_t *o, const farm_config_t *cfg)
 {
     farm_reference_t ref;
@@ -117,6 +119,18 @@ static int s_collect_creds(submit_opts_t *o, const farm_config_t *cfg)
         return FARM_EINVALID;
     if ((rc = s_add_creds(o, ref.registry, 1)) < 0)
         return rc;
+    const char *caches[] = {o->flags.cache_to, o->flags.cache_from};
+    for (size_t i = 0; i < 2; i++) {
+        const char *c = caches[i];
+        char host[FARM_REGISTRY_HOST_MAX + 1];
+        size_t n = c ? strcspn(c, "/") : FARM_REGISTRY_HOST_MAX + 1;
+        if (n <= FARM_REGISTRY_HOST_MAX) {
+            memcpy(host, c, n);
+            host[n] = 0;
+            if ((rc = s_add_creds(o, host, 0)) < 0)
+                return rc;
+        }
+    }
     for (size_t i = 0; cfg && i < cfg->n_registries; i++)
         if ((rc = s_add_creds(o, cfg->registries[i].host, 0)) < 0)
             return rc;
@@ -150,6 +164,10 @@ static void s_usage(FILE *f)
             "                          only) or none (default: farm.yaml build.network)\n"
             "      --target STAGE      build the Dockerfile's stage STAGE\n"
             "      --no-cache          build every step anew (no layer cache)\n"
+            "      --cache-from REPO   start from the registry cache REPO/OS-ARCH[-VARIANT]\n"
+            "      --cache-to REPO     push each platform's build cache there (never fails\n"
+            "                          the build); REPO or type=registry,ref=REPO;\n"
+            "                          farm.yaml build.cache sets both\n"
             "      --pull              always pull base images\n"
             "      --label K=V         image config label (repeatable)\n"
             "      --annotation [manifest:|index:]K=V\n"
@@ -277,6 +295,12 @@ static int s_flags(submit_opts_t *o, const farm_config_t *cfg, const char *farm_
         return farm_error_wrap(rc, "%s: build.target", farm_path);
     if (o->target && (rc = farm_buildflags_set_target(f, o->target)) < 0)
         return farm_error_wrap(rc, "--target");
+    if (b && b->cache && ((rc = farm_buildflags_cache_spec(f, 0, b->cache)) < 0 ||
+                          (rc = farm_buildflags_cache_spec(f, 1, b->cache)) < 0))
+        return farm_error_wrap(rc, "%s: build.cache", farm_path);
+    if ((o->cache_from && (rc = farm_buildflags_cache_spec(f, 0, o->cache_from)) < 0) ||
+        (o->cache_to && (rc = farm_buildflags_cache_spec(f, 1, o->cache_to)) < 0))
+        return rc;
     f->no_cache = o->no_cache || (b && b->no_cache);
     f->pull = o->pull || (b && b->pull);
     for (size_t i = 0; b && i < b->n_labels; i++)
@@ -721,7 +745,8 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
 int farmctl_submit_main(int argc, char **argv)
 {
     enum { O_PLATFORM = 256, O_BUILD_ARG, O_FARM, O_COORD, O_META, O_PROGRESS, O_PARTIAL,
-           O_NETWORK, O_TARGET, O_NO_CACHE, O_PULL, O_LABEL, O_ANNOTATION, O_SECRET, O_IIDFILE };
+           O_NETWORK, O_TARGET, O_NO_CACHE, O_PULL, O_LABEL, O_ANNOTATION, O_SECRET, O_IIDFILE,
+           O_CACHE_FROM, O_CACHE_TO };
     static const struct option opts[] = {{"tag", required_argument, NULL, 't'},
                                          {"platform", required_argument, NULL, O_PLATFORM},
                                          {"file", required_argument, NULL, 'f'},
@@ -734,6 +759,8 @@ int farmctl_submit_main(int argc, char **argv)
                                          {"network", required_argument, NULL, O_NETWORK},
                                          {"target", required_argument, NULL, O_TARGET},
                                          {"no-cache", no_argument, NULL, O_NO_CACHE},
+                                         {"cache-from", required_argument, NULL, O_CACHE_FROM},
+                                         {"cache-to", required_argument, NULL, O_CACHE_TO},
                                          {"pull", no_argument, NULL, O_PULL},
                                          {"label", required_argument, NULL, O_LABEL},
                                          {"annotation", required_argument, NULL, O_ANNOTATION},
@@ -803,6 +830,8 @@ int farmctl_submit_main(int argc, char **argv)
             break;
         case O_TARGET: o.target = optarg; break;
         case O_NO_CACHE: o.no_cache = 1; break;
+        case O_CACHE_FROM: o.cache_from = optarg; break;
+        case O_CACHE_TO: o.cache_to = optarg; break;
         case O_PULL: o.pull = 1; break;
         case O_IIDFILE: o.iidfile = optarg; break;
         case 'q': o.progress = FARMCTL_PROGRESS_QUIET; break;

@@ -100,6 +100,42 @@ static void test_target(void **state)
     farm_buildflags_clear(&f);
 }
 
+/* --cache-from/--cache-to: a registry repository (each platform's cache goes below it) */
+static void test_cache_specs(void **state)
+{
+    farm_buildflags_t f = {0};
+    Farm__BuildFlags w = FARM__BUILD_FLAGS__INIT;
+    farm_buildflags_wire_t store;
+    farm_buildflags_t back = {0};
+    (void)state;
+
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "reg.local:5000/team/app-cache"), 0);
+    assert_string_equal(f.cache_from, "reg.local:5000/team/app-cache");
+    assert_int_equal(farm_buildflags_cache_spec(&f, 1, "type=registry,ref=reg.local/c,mode=max"), 0);
+    assert_string_equal(f.cache_to, "reg.local/c");
+    assert_int_equal(farm_buildflags_cache_spec(&f, 1, "ref=reg.local/d"), 0);
+    assert_string_equal(f.cache_to, "reg.local/d");
+    assert_int_equal(farm_buildflags_cache_spec(&f, 1, "type=local,dest=/tmp/x"), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "registry cache only"));
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "reg.local/app:tag"), FARM_EINVALID);
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "reg.local/app@sha256:00"), FARM_EINVALID);
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "app-cache"), FARM_EINVALID);
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "https://reg.local/app"), FARM_EINVALID);
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "reg.local/../etc"), FARM_EINVALID);
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "reg.local/App"), FARM_EINVALID);
+    assert_string_equal(f.cache_from, "reg.local:5000/team/app-cache"); /* unchanged */
+    /* on the wire and back, checked again */
+    assert_int_equal(farm_buildflags_to_wire(&w, &store, &f), 0);
+    assert_string_equal(w.cache_to, "reg.local/d");
+    assert_int_equal(farm_buildflags_from_wire(&back, &w), 0);
+    assert_string_equal(back.cache_from, "reg.local:5000/team/app-cache");
+    farm_buildflags_wire_free(&store);
+    farm_buildflags_clear(&back);
+    w.cache_to = "reg.local/x:latest"; /* a hostile peer's */
+    assert_int_equal(farm_buildflags_from_wire(&back, &w), FARM_EINVALID);
+    farm_buildflags_clear(&f);
+}
+
 static void test_secret_specs(void **state)
 {
     farm_secret_spec_t s;
@@ -295,6 +331,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_labels),       cmocka_unit_test(test_annotations),
         cmocka_unit_test(test_target),       cmocka_unit_test(test_secret_specs),
+        cmocka_unit_test(test_cache_specs),
         cmocka_unit_test(test_secret_values), cmocka_unit_test(test_wire),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -389,6 +389,7 @@ static void test_wrong_types(void **state)
     s_one("build:\n  dockerfile: [a]\n", "t.yaml:2:15", "build.dockerfile must be a non-empty "
                                                         "string, got a list");
     s_one("build:\n  network: host\n", "t.yaml:2:12", "build.network: \"host\" is not offered");
+    s_one("build:\n  cache: reg.local/app:1\n", "t.yaml:2:10", "build.cache: --cache-to: ");
     s_one("coordinator:\n  state_dir: ~\n", "t.yaml:2:14", "coordinator.state_dir must be a "
                                                            "non-empty string, got nothing");
     s_one("coordinator:\n  liveness: \"5\"\n", "t.yaml:2:13", "(quoted)");
