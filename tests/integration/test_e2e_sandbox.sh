@@ -165,6 +165,11 @@ lab_log "--network none: no outbound access, attacks blocked"
 lab_stop agent-sbx-amd64
 LAB_ISOLATION=chroot lab_start_agent sbx-amd64 linux/amd64
 lab_wait_nodes 1 30 sbx-amd64
+# (the node may still count as ready from its last run: wait for the new run's log)
+for _ in $(seq 100); do
+    grep -q "WARN.*--isolation chroot" "$LAB/agent-sbx-amd64.log" && break
+    sleep 0.1
+done
 grep -q "WARN.*--isolation chroot" "$LAB/agent-sbx-amd64.log" \
     || lab_fail "an agent with --isolation chroot does not warn at start-up"
 lab_example_context "$LAB/plain"
