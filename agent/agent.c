@@ -235,6 +235,7 @@ static int s_job_request(farm_agent_t *self, farm_job_t *job, uint8_t **out, siz
     rq.job_dir = job->dir;
     rq.dockerfile = a->dockerfile;
     rq.network_none = a->network_none;
+    rq.cache_scope = a->cache_scope;
     rq.n_build_args = a->n_build_args;
     rq.build_args = a->build_args;
     rq.registry = a->registry;

@@ -237,13 +237,22 @@ typedef struct {
 
 typedef struct {
     const Farm__BuilderOptions *b;
-    char root[FARM_PATH_MAX], runroot[FARM_PATH_MAX]; /* ROOT/SLUG/storage, ROOT/SLUG/run */
+    char scope[FARM_PATH_MAX];                         /* ROOT/SCOPE: this client's caches */
+    char root[FARM_PATH_MAX], runroot[FARM_PATH_MAX]; /* SCOPE/SLUG/storage, SCOPE/SLUG/run */
     char slug[FARM_PLATFORM_STRLEN];                   /* this platform's cache */
     int lock;                                          /* its lock, shared while we build */
     const access_t *acc;
     const farm_buildflags_t *flags; /* checked again here: the agent is not trusted */
     farm_sandbox_t *sb; /* isolation oci: every builder command runs inside */
 } builder_t;
+
+/* A cache scope is a client's name, one path component: [A-Za-z0-9._-], not "." first. */
+static int s_scope_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n <= FARM_NAME_MAX && s[0] != '.' &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
 
 /* Registry hosts go into JSON and TOML strings and paths: hold them to host[:port]. */
 static int s_host_ok(const char *h)
@@ -842,9 +851,9 @@ static int s_builder_run(const builder_t *b, void (*fn)(void *, const char *), v
     return farm_proc_run_lines(argv, NULL, b->acc->envp, fn ? fn : s_on_nothing, arg);
 }
 
-/* Bytes of builder storage, every platform's ("du -sb ROOT" inside the sandbox: the
- * storage belongs to our subordinate ids); 0 when it cannot be measured. */
-static uint64_t s_storage_bytes(const Farm__WorkerRequest *rq, const builder_t *b)
+/* Bytes under dir ("du -sb DIR" inside the sandbox: builder storage belongs to our
+ * subordinate ids); 0 when it cannot be measured. */
+static uint64_t s_storage_bytes(const builder_t *b, const char *dir)
 {
     char *argv[FARM_SANDBOX_PREFIX_MAX + 4];
     int n = b->sb ? farm_sandbox_prefix(b->sb, argv) : 0;
@@ -852,35 +861,44 @@ static uint64_t s_storage_bytes(const Farm__WorkerRequest *rq, const builder_t *
 
     argv[n++] = "du";
     argv[n++] = "-sb";
-    argv[n++] = rq->builder->root;
+    argv[n++] = (char *)dir;
     argv[n] = NULL;
     farm_proc_run_lines(argv, NULL, b->acc->envp, s_on_first_number, &v);
     return v;
 }
 
-/* --builder-cache-max: once storage is over it, and no other job of this platform runs
- * (the lock, exclusively), drop dangling images, then jobs' images oldest first, then
- * the whole platform's cache; never an image a running job uses. */
+/* --builder-cache-max bounds each cache (a client's, a platform's: ROOT/SCOPE/SLUG).
+ * After every job, built or failed (a failed build keeps the steps it committed): once
+ * this cache is over the bound and no other job of it runs (the lock, exclusively), drop
+ * dangling images, then jobs' images oldest first, then the whole cache; never an image
+ * a running job uses. out->cache_bytes: the whole builder root, for the heartbeat. */
 static void s_cache_bound(outcome_t *out, const Farm__WorkerRequest *rq, builder_t *b)
 {
     static const char *const prune[] = {"rmi", "--prune", NULL};
     static const char *const list[] = {"images", "--format", "{{.CreatedAtRaw}}|{{.ID}}", NULL};
     static const char *const wipe[] = {"rmi", "--all", "--force", NULL};
-    uint64_t max = rq->builder->cache_max, size = s_storage_bytes(rq, b), before = size;
+    char mine[FARM_PATH_MAX + FARM_PLATFORM_STRLEN + 2];
+    uint64_t max = rq->builder->cache_max, size, before;
     int x, removed = 0;
 
-    out->cache_bytes = size;
-    if (max == 0 || size <= max)
+    if (!rq->builder->root[0] || !b->acc)
         return;
-    close(b->lock);
+    snprintf(mine, sizeof mine, "%s/%s", b->scope, b->slug);
+    size = before = s_storage_bytes(b, mine);
+    if (max == 0 || size <= max) {
+        out->cache_bytes = s_storage_bytes(b, rq->builder->root);
+        return;
+    }
+    if (b->lock >= 0)
+        close(b->lock);
     b->lock = -1;
-    if ((x = farm_layers_lock(rq->builder->root, b->slug, 1, 1)) < 0) {
+    if ((x = farm_layers_lock(b->scope, b->slug, 1, 1)) < 0) {
         printf("farm: builder cache over --builder-cache-max; other %s jobs run, so a later "
                "job prunes it\n", b->slug);
         return;
     }
     s_builder_run(b, NULL, NULL, prune);
-    while ((size = s_storage_bytes(rq, b)) > max && removed < 10000) {
+    while ((size = s_storage_bytes(b, mine)) > max && removed < 10000) {
         oldest_t o = {{0}, {0}};
         const char *rmi[] = {"rmi", "--force", o.id, NULL};
         if (s_builder_run(b, s_on_image, &o, list) != 0 || !o.id[0])
@@ -891,13 +909,32 @@ static void s_cache_bound(outcome_t *out, const Farm__WorkerRequest *rq, builder
     }
     if (size > max) {
         s_builder_run(b, NULL, NULL, wipe);
-        size = s_storage_bytes(rq, b);
+        size = s_storage_bytes(b, mine);
     }
     close(x);
     printf("farm: builder cache %.1f MiB > --builder-cache-max %.1f MiB: pruned %s (%d job "
            "images) to %.1f MiB\n", before / 1048576.0, max / 1048576.0, b->slug, removed,
            size / 1048576.0);
-    out->cache_bytes = size;
+    out->cache_bytes = s_storage_bytes(b, rq->builder->root);
+}
+
+/* The cache's lock, shared (other jobs of this client and platform build beside us, a
+ * prune may not). When nobody else holds it, first remove working containers an earlier
+ * run left (an agent killed mid-build leaves them, with a RUN step's secret mounts). */
+static int s_cache_enter(outcome_t *out, builder_t *b)
+{
+    static const char *const rm_all[] = {"rm", "--all", NULL};
+    int fd;
+
+    if (mkdir(b->scope, 0700) != 0 && errno != EEXIST)
+        return s_fail(out, "builder storage %s: %s", b->scope, strerror(errno));
+    if ((fd = farm_layers_lock(b->scope, b->slug, 1, 1)) >= 0) {
+        s_builder_run(b, NULL, NULL, rm_all);
+        close(fd);
+    }
+    if ((b->lock = farm_layers_lock(b->scope, b->slug, 0, 0)) < 0)
+        return s_fail(out, "%s", farm_error_last());
+    return 0;
 }
 
 static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *layout,
@@ -997,9 +1034,15 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
     b.lock = -1;
     if (farm_layers_slug(b.slug, sizeof b.slug, &plat) < 0)
         return s_fail(out, "%s", farm_error_last());
+    /* each client's layer cache is its own: no build reuses, or is poisoned by, another
+     * client's steps (buildah's cache key does not cover secret or bind mounts) */
+    if (!s_scope_ok(rq->cache_scope))
+        return s_fail(out, "cache scope \"%.40s\" is not a client name", rq->cache_scope);
     if (rq->builder->root[0] &&
-        (farm_path_fmt(b.root, sizeof b.root, "%s/%s/storage", rq->builder->root, b.slug) < 0 ||
-         farm_path_fmt(b.runroot, sizeof b.runroot, "%s/%s/run", rq->builder->root, b.slug) < 0))
+        (farm_path_fmt(b.scope, sizeof b.scope, "%s/%s", rq->builder->root,
+                       rq->cache_scope[0] ? rq->cache_scope : "shared") < 0 ||
+         farm_path_fmt(b.root, sizeof b.root, "%s/%s/storage", b.scope, b.slug) < 0 ||
+         farm_path_fmt(b.runroot, sizeof b.runroot, "%s/%s/run", b.scope, b.slug) < 0))
         return s_fail(out, "--builder-root: %s", farm_error_last());
     if (farm_path_join(ctx, sizeof ctx, rq->job_dir, "context") < 0 ||
         farm_path_join(layout, sizeof layout, rq->job_dir, "oci") < 0)
@@ -1018,16 +1061,12 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
         (b.sb && (rc = s_env_add(out, &acc, farm_sandbox_env(b.sb))) < 0))
         goto done;
     b.acc = &acc;
-    /* shared: other jobs of this platform may build beside us, a prune may not */
-    if (rq->builder->root[0] &&
-        (b.lock = farm_layers_lock(rq->builder->root, b.slug, 0, 0)) < 0) {
-        rc = s_fail(out, "%s", farm_error_last());
+    if (rq->builder->root[0] && (rc = s_cache_enter(out, &b)) < 0)
         goto done;
-    }
-    if ((rc = s_build(out, rq, &b, ctx, layout, &plat)) < 0)
+    rc = s_build(out, rq, &b, ctx, layout, &plat);
+    s_cache_bound(out, rq, &b); /* failed builds too: they keep what they committed */
+    if (rc < 0)
         goto done;
-    if (rq->builder->root[0])
-        s_cache_bound(out, rq, &b);
     farm_sandbox_stop(&b.sb);
     s_access_clear(&acc); /* the push is ours, not the builder's */
     farm_buildflags_wipe_secrets(&flags);

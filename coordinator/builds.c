@@ -347,8 +347,8 @@ static int s_fill_jobs(farm_builds_t *self, farm_build_t *b, const farm_submit_t
         job->attempt = 1;
         job->state = FARM_JOB_QUEUED;
         b->n_jobs++;
-        if (farm_warm_key(&job->cache_key, &job->cache_key_len, b->registry, b->repository,
-                          job->platform, b->dockerfile) < 0)
+        if (farm_warm_key(&job->cache_key, &job->cache_key_len, b->owner, b->registry,
+                          b->repository, job->platform, b->dockerfile) < 0)
             return s_refuse(reason, len, "coordinator out of memory");
     }
     return 0;
@@ -430,6 +430,8 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
         rc = s_refuse(reason, len, "coordinator cannot make a build id: no randomness");
         goto fail;
     }
+    /* before the jobs: their warm-cache keys hold the owner (nodes cache per client) */
+    snprintf(b->owner, sizeof b->owner, "%.*s", FARM_NAME_MAX, s->owner ? s->owner : "");
     if ((rc = s_fill_jobs(self, b, s, reason, len)) < 0)
         goto fail;
     if (!s->context_stored) {
@@ -442,7 +444,6 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     }
     memcpy(b->client, s->client, s->client_len);
     b->client_len = s->client_len;
-    snprintf(b->owner, sizeof b->owner, "%.*s", FARM_NAME_MAX, s->owner ? s->owner : "");
     b->insecure = farm_config_registry_insecure(self->cfg, b->registry);
     b->allow_partial = s->allow_partial;
     snprintf(b->context_digest, sizeof b->context_digest, "%s", s->context_digest);

@@ -601,6 +601,8 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
     ja.emulated = job->emulated;
     ja.network_none = b->network_none;
     ja.warm = job->warm;
+    ja.cache_scope = b->owner; /* nodes keep a layer cache per client: no client reuses,
+                                * or poisons, another's steps */
     ja.flags = &fl;
     if (s_assign_registries(self, b, &ja, &regs) < 0 ||
         farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {

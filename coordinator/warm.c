@@ -49,17 +49,21 @@ void farm_warm_destroy(farm_warm_t **self_p)
     *self_p = NULL;
 }
 
-int farm_warm_key(char **out, size_t *out_len, const char *registry, const char *repository,
-                  const char *platform, const char *dockerfile)
+int farm_warm_key(char **out, size_t *out_len, const char *scope, const char *registry,
+                  const char *repository, const char *platform, const char *dockerfile)
 {
-    size_t lr = strlen(registry), lp = strlen(repository), lf = strlen(platform);
-    size_t ld = strlen(dockerfile), len = lr + 1 + lp + 1 + lf + 1 + ld;
+    size_t ls = strlen(scope), lr = strlen(registry), lp = strlen(repository);
+    size_t lf = strlen(platform), ld = strlen(dockerfile);
+    size_t len = ls + 1 + lr + 1 + lp + 1 + lf + 1 + ld;
     char *k = malloc(len + 1), *p = k;
 
     *out = NULL;
     *out_len = 0;
     if (!k)
         return -1;
+    memcpy(p, scope, ls);
+    p += ls;
+    *p++ = '\0';
     memcpy(p, registry, lr);
     p += lr;
     *p++ = '/';

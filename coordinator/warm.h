@@ -16,10 +16,11 @@ typedef struct farm_warm farm_warm_t;
 farm_warm_t *farm_warm_new(size_t max_keys);
 void farm_warm_destroy(farm_warm_t **self_p);
 
-/* The key of a job: "registry/repository", platform and Dockerfile path joined by NUL
- * bytes (none of them holds one), malloc'd into *out with its length. < 0 out of memory. */
-int farm_warm_key(char **out, size_t *out_len, const char *registry, const char *repository,
-                  const char *platform, const char *dockerfile);
+/* The key of a job: the client (whose layer cache it is: nodes keep one per client),
+ * "registry/repository", platform and Dockerfile path joined by NUL bytes (none of them
+ * holds one), malloc'd into *out with its length. < 0 out of memory. */
+int farm_warm_key(char **out, size_t *out_len, const char *scope, const char *registry,
+                  const char *repository, const char *platform, const char *dockerfile);
 
 /* node_index built key: it becomes the most recent of the key's nodes. < 0 out of
  * memory (nothing is remembered then). */

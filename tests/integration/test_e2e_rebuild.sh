@@ -72,4 +72,21 @@ for i in 1 2 3 4 5 6; do
     ((size <= max)) || lab_fail "builder storage is $size bytes after build $i, over --builder-cache-max ($max)"
 done
 grep -q "pruned linux-amd64" "$LAB"/bound*.log || lab_fail "no build pruned the cache: the test did not exceed the bound"
+# failed builds keep the steps they committed: the bound holds for them too
+cp "$ctx/Dockerfile" "$LAB/Dockerfile.ok"
+cat >>"$ctx/Dockerfile" <<'EOF'
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox head -c 3000000 /dev/urandom > /big"]
+RUN ["/bin/busybox", "false"]
+EOF
+for i in 1 2 3; do
+    head -c 700000 /dev/urandom | base64 >"$ctx/app.txt"
+    if lab_farmctl submit -t "$REGISTRY/team/rebuild:fail$i" --platform linux/amd64 \
+        --progress plain "$ctx" >/dev/null 2>"$LAB/fail$i.log"; then
+        lab_fail "the failing build $i succeeded"
+    fi
+    size=$(du -sb "$store" | cut -f1)
+    lab_log "after failed build $i: builder storage $size bytes (bound $max)"
+    ((size <= max)) || lab_fail "builder storage is $size bytes after failed build $i, over --builder-cache-max ($max)"
+done
+cp "$LAB/Dockerfile.ok" "$ctx/Dockerfile"
 lab_log "PASS: warm rebuilds, and builder storage stayed under --builder-cache-max (peak $peak of $max bytes)"

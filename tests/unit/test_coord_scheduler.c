@@ -429,8 +429,8 @@ static void test_many_nodes_balanced(void **state)
 static void s_key(farm_job_t *j, const char *repository, const char *dockerfile)
 {
     free(j->cache_key);
-    assert_int_equal(farm_warm_key(&j->cache_key, &j->cache_key_len, "reg.local", repository,
-                                   j->platform, dockerfile), 0);
+    assert_int_equal(farm_warm_key(&j->cache_key, &j->cache_key_len, "alice", "reg.local",
+                                   repository, j->platform, dockerfile), 0);
 }
 
 /* A job of repository "app" (Dockerfile), or of repo when given. */
