@@ -21,7 +21,7 @@ ctx=$LAB/ctx
 lab_example_context "$ctx"
 # a uniquely recognisable long RUN step, with a child of its own in the background
 cat >>"$ctx/Dockerfile" <<'DEOF'
-RUN echo "farm-test: long sleep starts" && (sleep 3142 &) && sleep 3141
+RUN --mount=type=secret,id=tok echo "farm-test: long sleep starts" && (sleep 3142 &) && sleep 3141
 DEOF
 
 # build_procs: "PID STATE what" for every live process of this build: the RUN step's
@@ -46,8 +46,11 @@ build_procs() {
 no_build_procs() { [[ -z $(build_procs) ]]; }
 sleep_runs() { pgrep -f '^sleep 3141$' >/dev/null; }
 
-"$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$REGISTRY/team/killed:1" \
-    --platform linux/amd64 --progress plain "$ctx" >"$LAB/out" 2>"$LAB/err" &
+# the RUN step has a secret mounted: buildah keeps a copy in the working container while
+# it runs, which the kill leaves behind
+secret="agent-kill-secret-$$-$RANDOM"
+TOK=$secret "$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$REGISTRY/team/killed:1" \
+    --platform linux/amd64 --progress plain --secret id=tok,env=TOK "$ctx" >"$LAB/out" 2>"$LAB/err" &
 submit_pid=$!
 lab_wait_until 180 "the RUN step's sleep 3141" sleep_runs
 build_procs >"$LAB/procs-before"
@@ -86,4 +89,15 @@ left=$(find "$jobs_dir" -mindepth 1 -maxdepth 1)
 grep -q 'removed 1 job dir(s) left by an earlier agent run' "$LAB/agent-x86-k.log" \
     || lab_fail "the restarted agent did not say it removed the old job dir"
 no_build_procs || { build_procs >&2; lab_fail "processes of the build are back"; }
+# the killed build's working container (with the secret's copy) is gone once the node
+# runs its next job of that cache
+grep -rlq -- "$secret" "$LAB/agents" 2>/dev/null \
+    || lab_fail "the killed build left no copy of its secret: this test would not show the clean-up"
+lab_example_context "$LAB/ctx2"
+"$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$REGISTRY/team/after:1" \
+    --platform linux/amd64 --progress plain "$LAB/ctx2" >/dev/null 2>"$LAB/err2" \
+    || { cat "$LAB/err2" >&2; lab_fail "the build after the restart failed"; }
+if grep -rl -- "$secret" "$LAB/agents" "$LAB/state" >&2 2>/dev/null; then
+    lab_fail "the killed build's secret is still on disk (above)"
+fi
 lab_log "PASS"
