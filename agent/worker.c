@@ -1,4 +1,5 @@
 #include "agent/worker.h"
+#include "agent/builder.h"
 #include "agent/layers.h"
 #include "agent/sandbox.h"
 
@@ -235,24 +236,13 @@ typedef struct {
     char **envp;
 } access_t;
 
+/* The builder as this job uses it: in its storage (agent/builder.h), with the
+ * registry access and the checked flags. */
 typedef struct {
-    const Farm__BuilderOptions *b;
-    char scope[FARM_PATH_MAX];                         /* ROOT/SCOPE: this client's caches */
-    char root[FARM_PATH_MAX], runroot[FARM_PATH_MAX]; /* SCOPE/SLUG/storage, SCOPE/SLUG/run */
-    char slug[FARM_PLATFORM_STRLEN];                   /* this platform's cache */
-    int lock;                                          /* its lock, shared while we build */
+    farm_builder_t bl;
     const access_t *acc;
     const farm_buildflags_t *flags; /* checked again here: the agent is not trusted */
-    farm_sandbox_t *sb; /* isolation oci: every builder command runs inside */
 } builder_t;
-
-/* A cache scope is a client's name, one path component: [A-Za-z0-9._-], not "." first. */
-static int s_scope_ok(const char *s)
-{
-    size_t n = strlen(s);
-    return n <= FARM_NAME_MAX && s[0] != '.' &&
-           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
-}
 
 /* Registry hosts go into JSON and TOML strings and paths: hold them to host[:port]. */
 static int s_host_ok(const char *h)
@@ -531,25 +521,6 @@ static void s_access_clear(access_t *acc)
     acc->envp = NULL;
 }
 
-/* Builder argv prefix: "[sandbox entry] buildah [--root R/storage --runroot R/run]
- * [--storage-driver D]". */
-static int s_builder_prefix(char **argv, const builder_t *b)
-{
-    int n = b->sb ? farm_sandbox_prefix(b->sb, argv) : 0;
-    argv[n++] = b->b->builder;
-    if (b->root[0]) {
-        argv[n++] = "--root";
-        argv[n++] = (char *)b->root;
-        argv[n++] = "--runroot";
-        argv[n++] = (char *)b->runroot;
-    }
-    if (b->b->storage_driver[0]) {
-        argv[n++] = "--storage-driver";
-        argv[n++] = b->b->storage_driver;
-    }
-    return n;
-}
-
 static void s_progress(void *arg, const char *digest, uint64_t size, int skipped)
 {
     (void)arg;
@@ -620,9 +591,9 @@ static int s_cache_refs(outcome_t *out, const Farm__WorkerRequest *rq, const bui
     const Farm__BuildFlags *f = rq->flags;
 
     from[0] = to[0] = 0;
-    if (f && f->cache_from[0] && farm_layers_cache_ref(from, from_cap, f->cache_from, b->slug) < 0)
+    if (f && f->cache_from[0] && farm_layers_cache_ref(from, from_cap, f->cache_from, b->bl.slug) < 0)
         return s_fail(out, "--cache-from: %s", farm_error_last());
-    if (f && f->cache_to[0] && farm_layers_cache_ref(to, to_cap, f->cache_to, b->slug) < 0)
+    if (f && f->cache_to[0] && farm_layers_cache_ref(to, to_cap, f->cache_to, b->bl.slug) < 0)
         return s_fail(out, "--cache-to: %s", farm_error_last());
     return 0;
 }
@@ -703,20 +674,20 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
     if ((rc = s_build_args(out, &kv, rq, plat)) < 0 ||
         (rc = s_flag_args(out, &fl, &nfl, b->flags, b->acc)) < 0)
         goto done;
-    if (!(argv = calloc(ARGV_FIXED + FARM_SANDBOX_PREFIX_MAX + 2 * nkv + nfl + 1,
+    if (!(argv = calloc(ARGV_FIXED + FARM_BUILDER_PREFIX_MAX + 2 * nkv + nfl + 1,
                         sizeof *argv))) {
         rc = s_fail(out, "out of memory");
         goto done;
     }
-    n = s_builder_prefix(argv, b);
+    n = farm_builder_prefix(argv, &b->bl);
     argv[n++] = "build";
     argv[n++] = "--isolation";
-    argv[n++] = b->sb ? "oci" : "chroot";
-    if (b->sb) {
+    argv[n++] = b->bl.sb ? "oci" : "chroot";
+    if (b->bl.sb) {
         argv[n++] = "--runtime";
-        argv[n++] = b->b->runtime[0] ? b->b->runtime : "runc";
+        argv[n++] = b->bl.opts->runtime[0] ? b->bl.opts->runtime : "runc";
         argv[n++] = "--network";
-        argv[n++] = (char *)farm_sandbox_network(b->sb);
+        argv[n++] = (char *)farm_sandbox_network(b->bl.sb);
     }
     argv[n++] = "--platform";
     argv[n++] = plat_s;
@@ -753,8 +724,8 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
         argv[n++] = (char *)ctx;
         argv[n] = NULL;
     }
-    printf("farm: building %s with %s%s\n", plat_s, b->b->builder,
-           b->sb ? " in the sandbox" : ", RUN steps NOT sandboxed (this node uses "
+    printf("farm: building %s with %s%s\n", plat_s, b->bl.opts->builder,
+           b->bl.sb ? " in the sandbox" : ", RUN steps NOT sandboxed (this node uses "
                                        "--isolation chroot)");
     fflush(stdout);
     n = farm_proc_run_lines(argv, ctx, b->acc->envp, s_on_builder_line, &out->layers);
@@ -771,12 +742,12 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
         n = farm_proc_run_lines(argv, ctx, b->acc->envp, s_on_builder_line, &out->layers);
     }
     if (n != 0) {
-        rc = s_fail(out, "%s build for %s exited with status %d", b->b->builder, plat_s, n);
+        rc = s_fail(out, "%s build for %s exited with status %d", b->bl.opts->builder, plat_s, n);
         goto done;
     }
     printf("farm: %u of %u build steps from the cache\n", out->layers.cache_hits,
            out->layers.steps);
-    n = s_builder_prefix(argv, b);
+    n = farm_builder_prefix(argv, &b->bl);
     argv[n++] = "push";
     argv[n++] = "--quiet";
     argv[n++] = tag;
@@ -786,7 +757,7 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
      * --builder-cache-max evicts the least recently built */
     rc = farm_proc_run_env(argv, NULL, b->acc->envp);
     if (rc != 0) {
-        rc = s_fail(out, "%s push to an OCI layout exited with status %d", b->b->builder, rc);
+        rc = s_fail(out, "%s push to an OCI layout exited with status %d", b->bl.opts->builder, rc);
         goto done;
     }
     rc = 0;
@@ -799,142 +770,6 @@ done:
     free(fl);
     free(argv);
     return rc;
-}
-
-/* ------------------------------------------------------------------ the layer cache */
-
-static void s_on_first_number(void *arg, const char *line)
-{
-    uint64_t *v = arg;
-    if (!*v)
-        *v = strtoull(line, NULL, 10);
-}
-
-/* The oldest image (by creation) in builder storage: "buildah images" lists the tagged
- * ones, each job's final image, whose untagged parents are the steps only it uses. */
-typedef struct {
-    char created[64], id[80];
-} oldest_t;
-
-static void s_on_image(void *arg, const char *line)
-{
-    oldest_t *o = arg;
-    const char *bar = strchr(line, '|');
-    size_t n = bar ? (size_t)(bar - line) : 0;
-
-    if (!bar || n >= sizeof o->created || strlen(bar + 1) >= sizeof o->id ||
-        strspn(bar + 1, "0123456789abcdef") != strlen(bar + 1) || !bar[1])
-        return;
-    if (!o->id[0] || strncmp(line, o->created, n) < 0) {
-        memcpy(o->created, line, n);
-        o->created[n] = 0;
-        strcpy(o->id, bar + 1);
-    }
-}
-
-static void s_on_nothing(void *arg, const char *line)
-{
-    (void)arg;
-    (void)line;
-}
-
-/* Runs "[sandbox] buildah [storage] WORDS..." with its output dropped or given to fn. */
-static int s_builder_run(const builder_t *b, void (*fn)(void *, const char *), void *arg,
-                         const char *const *words)
-{
-    char *argv[ARGV_FIXED + FARM_SANDBOX_PREFIX_MAX];
-    int n = s_builder_prefix(argv, b);
-
-    for (; *words && n < (int)(sizeof argv / sizeof *argv) - 1; words++)
-        argv[n++] = (char *)*words;
-    argv[n] = NULL;
-    return farm_proc_run_lines(argv, NULL, b->acc->envp, fn ? fn : s_on_nothing, arg);
-}
-
-/* Bytes under dir ("du -sb DIR" inside the sandbox: builder storage belongs to our
- * subordinate ids); 0 when it cannot be measured. */
-static uint64_t s_storage_bytes(const builder_t *b, const char *dir)
-{
-    char *argv[FARM_SANDBOX_PREFIX_MAX + 4];
-    int n = b->sb ? farm_sandbox_prefix(b->sb, argv) : 0;
-    uint64_t v = 0;
-
-    argv[n++] = "du";
-    argv[n++] = "-sb";
-    argv[n++] = (char *)dir;
-    argv[n] = NULL;
-    farm_proc_run_lines(argv, NULL, b->acc->envp, s_on_first_number, &v);
-    return v;
-}
-
-/* --builder-cache-max bounds each cache (a client's, a platform's: ROOT/SCOPE/SLUG).
- * After every job, built or failed (a failed build keeps the steps it committed): once
- * this cache is over the bound and no other job of it runs (the lock, exclusively), drop
- * dangling images, then jobs' images oldest first, then the whole cache; never an image
- * a running job uses. out->cache_bytes: the whole builder root, for the heartbeat. */
-static void s_cache_bound(outcome_t *out, const Farm__WorkerRequest *rq, builder_t *b)
-{
-    static const char *const prune[] = {"rmi", "--prune", NULL};
-    static const char *const list[] = {"images", "--format", "{{.CreatedAtRaw}}|{{.ID}}", NULL};
-    static const char *const wipe[] = {"rmi", "--all", "--force", NULL};
-    char mine[FARM_PATH_MAX + FARM_PLATFORM_STRLEN + 2];
-    uint64_t max = rq->builder->cache_max, size, before;
-    int x, removed = 0;
-
-    if (!rq->builder->root[0] || !b->acc)
-        return;
-    snprintf(mine, sizeof mine, "%s/%s", b->scope, b->slug);
-    size = before = s_storage_bytes(b, mine);
-    if (max == 0 || size <= max) {
-        out->cache_bytes = s_storage_bytes(b, rq->builder->root);
-        return;
-    }
-    if (b->lock >= 0)
-        close(b->lock);
-    b->lock = -1;
-    if ((x = farm_layers_lock(b->scope, b->slug, 1, 1)) < 0) {
-        printf("farm: builder cache over --builder-cache-max; other %s jobs run, so a later "
-               "job prunes it\n", b->slug);
-        return;
-    }
-    s_builder_run(b, NULL, NULL, prune);
-    while ((size = s_storage_bytes(b, mine)) > max && removed < 10000) {
-        oldest_t o = {{0}, {0}};
-        const char *rmi[] = {"rmi", "--force", o.id, NULL};
-        if (s_builder_run(b, s_on_image, &o, list) != 0 || !o.id[0])
-            break;
-        if (s_builder_run(b, NULL, NULL, rmi) != 0)
-            break;
-        removed++;
-    }
-    if (size > max) {
-        s_builder_run(b, NULL, NULL, wipe);
-        size = s_storage_bytes(b, mine);
-    }
-    close(x);
-    printf("farm: builder cache %.1f MiB > --builder-cache-max %.1f MiB: pruned %s (%d job "
-           "images) to %.1f MiB\n", before / 1048576.0, max / 1048576.0, b->slug, removed,
-           size / 1048576.0);
-    out->cache_bytes = s_storage_bytes(b, rq->builder->root);
-}
-
-/* The cache's lock, shared (other jobs of this client and platform build beside us, a
- * prune may not). When nobody else holds it, first remove working containers an earlier
- * run left (an agent killed mid-build leaves them, with a RUN step's secret mounts). */
-static int s_cache_enter(outcome_t *out, builder_t *b)
-{
-    static const char *const rm_all[] = {"rm", "--all", NULL};
-    int fd;
-
-    if (mkdir(b->scope, 0700) != 0 && errno != EEXIST)
-        return s_fail(out, "builder storage %s: %s", b->scope, strerror(errno));
-    if ((fd = farm_layers_lock(b->scope, b->slug, 1, 1)) >= 0) {
-        s_builder_run(b, NULL, NULL, rm_all);
-        close(fd);
-    }
-    if ((b->lock = farm_layers_lock(b->scope, b->slug, 0, 0)) < 0)
-        return s_fail(out, "%s", farm_error_last());
-    return 0;
 }
 
 static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *layout,
@@ -1030,20 +865,10 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
         if (!s_host_ok(rq->registries[i]->registry) ||
             rq->registries[i]->ca_pem.len > FARM_CA_PEM_MAX)
             return s_fail(out, "registry settings name an invalid host or an over-long CA");
-    b.b = rq->builder;
-    b.lock = -1;
-    if (farm_layers_slug(b.slug, sizeof b.slug, &plat) < 0)
-        return s_fail(out, "%s", farm_error_last());
     /* each client's layer cache is its own: no build reuses, or is poisoned by, another
      * client's steps (buildah's cache key does not cover secret or bind mounts) */
-    if (!s_scope_ok(rq->cache_scope))
-        return s_fail(out, "cache scope \"%.40s\" is not a client name", rq->cache_scope);
-    if (rq->builder->root[0] &&
-        (farm_path_fmt(b.scope, sizeof b.scope, "%s/%s", rq->builder->root,
-                       rq->cache_scope[0] ? rq->cache_scope : "shared") < 0 ||
-         farm_path_fmt(b.root, sizeof b.root, "%s/%s/storage", b.scope, b.slug) < 0 ||
-         farm_path_fmt(b.runroot, sizeof b.runroot, "%s/%s/run", b.scope, b.slug) < 0))
-        return s_fail(out, "--builder-root: %s", farm_error_last());
+    if (farm_builder_init(&b.bl, rq->builder, rq->cache_scope, &plat) < 0)
+        return s_fail(out, "%s", farm_error_last());
     if (farm_path_join(ctx, sizeof ctx, rq->job_dir, "context") < 0 ||
         farm_path_join(layout, sizeof layout, rq->job_dir, "oci") < 0)
         return s_fail(out, "job directory: %s", farm_error_last());
@@ -1057,25 +882,28 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
     if (farm_buildflags_from_wire(&flags, rq->flags) < 0)
         return s_fail(out, "build flags: %s", farm_error_last());
     b.flags = &flags;
-    if ((rc = s_access(out, &acc, rq, &flags, &b.sb)) < 0 ||
-        (b.sb && (rc = s_env_add(out, &acc, farm_sandbox_env(b.sb))) < 0))
+    if ((rc = s_access(out, &acc, rq, &flags, &b.bl.sb)) < 0 ||
+        (b.bl.sb && (rc = s_env_add(out, &acc, farm_sandbox_env(b.bl.sb))) < 0))
         goto done;
     b.acc = &acc;
-    if (rq->builder->root[0] && (rc = s_cache_enter(out, &b)) < 0)
+    b.bl.envp = acc.envp;
+    if (farm_builder_enter(&b.bl) < 0) {
+        rc = s_fail(out, "%s", farm_error_last());
         goto done;
+    }
     rc = s_build(out, rq, &b, ctx, layout, &plat);
-    s_cache_bound(out, rq, &b); /* failed builds too: they keep what they committed */
+    /* failed builds too: they keep the steps they committed */
+    out->cache_bytes = farm_builder_bound(&b.bl, rq->builder->cache_max);
     if (rc < 0)
         goto done;
-    farm_sandbox_stop(&b.sb);
+    farm_sandbox_stop(&b.bl.sb);
     s_access_clear(&acc); /* the push is ours, not the builder's */
     farm_buildflags_wipe_secrets(&flags);
     out->build_ms = (uint64_t)(farm_now_ms() - t0);
     rc = s_push(out, rq, layout, &plat);
 done:
-    if (b.lock >= 0)
-        close(b.lock);
-    farm_sandbox_stop(&b.sb);
+    farm_builder_leave(&b.bl);
+    farm_sandbox_stop(&b.bl.sb);
     s_access_clear(&acc);
     farm_buildflags_clear(&flags); /* secrets wiped */
     return rc;

@@ -28,7 +28,8 @@
 #                       (default 90, 90, 60)
 #   --reactor R         farm-loadgen's: epoll (default) or zmq_poll
 # Environment: FARM_BUILD_DIR (default /work/main/build) holds farm-loadgen and
-# farm-coordinator; FARM_COORDINATOR_BIN and FARM_LOADGEN_BIN override either one.
+# farm-coordinator; FARM_COORDINATOR_BIN and FARM_LOADGEN_BIN override either one;
+# LOADGEN_CACHE_WAIT sets farm.yaml's coordinator.cache_wait (e.g. 0: no warm waits).
 # LAB_KEEP=1 keeps the lab directory (coordinator logs) for a look afterwards.
 set -euo pipefail
 
@@ -107,6 +108,7 @@ bench_farm_yaml() {
         echo "  heartbeat: 1s"
         echo "  state_dir: $LAB/state-$run"
         echo "  max_builds_per_client: 100000   # the load comes from a few simulated clients"
+        [[ -n ${LOADGEN_CACHE_WAIT:-} ]] && echo "  cache_wait: $LOADGEN_CACHE_WAIT"
         echo "platforms:"
         for ((p = 0; p < np; p++)); do
             echo "  ${plat_list[p]}:"

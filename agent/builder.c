@@ -1,0 +1,189 @@
+#include "agent/builder.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/layers.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/proc.h"
+
+#define RUN_ARGV_MAX (FARM_BUILDER_PREFIX_MAX + 16)
+
+/* A cache scope is a client's name, one path component: [A-Za-z0-9._-], not "." first. */
+static int s_scope_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n <= FARM_NAME_MAX && s[0] != '.' &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+int farm_builder_init(farm_builder_t *b, const Farm__BuilderOptions *opts, const char *scope,
+                      const farm_platform_t *p)
+{
+    memset(b, 0, sizeof *b);
+    b->opts = opts;
+    b->lock = -1;
+    if (!s_scope_ok(scope))
+        return farm_error_set(FARM_EINVALID, "cache scope \"%.40s\" is not a client name",
+                              scope);
+    if (farm_layers_slug(b->slug, sizeof b->slug, p) < 0)
+        return FARM_ERROR;
+    if (opts->root[0] &&
+        (farm_path_fmt(b->scope, sizeof b->scope, "%s/%s", opts->root,
+                       scope[0] ? scope : "shared") < 0 ||
+         farm_path_fmt(b->root, sizeof b->root, "%s/%s/storage", b->scope, b->slug) < 0 ||
+         farm_path_fmt(b->runroot, sizeof b->runroot, "%s/%s/run", b->scope, b->slug) < 0))
+        return farm_error_wrap(FARM_ETOOBIG, "--builder-root");
+    return 0;
+}
+
+int farm_builder_prefix(char **argv, const farm_builder_t *b)
+{
+    int n = b->sb ? farm_sandbox_prefix(b->sb, argv) : 0;
+    argv[n++] = b->opts->builder;
+    if (b->root[0]) {
+        argv[n++] = "--root";
+        argv[n++] = (char *)b->root;
+        argv[n++] = "--runroot";
+        argv[n++] = (char *)b->runroot;
+    }
+    if (b->opts->storage_driver[0]) {
+        argv[n++] = "--storage-driver";
+        argv[n++] = b->opts->storage_driver;
+    }
+    return n;
+}
+
+static void s_on_nothing(void *arg, const char *line)
+{
+    (void)arg;
+    (void)line;
+}
+
+int farm_builder_run(const farm_builder_t *b, void (*fn)(void *, const char *), void *arg,
+                     const char *const *words)
+{
+    char *argv[RUN_ARGV_MAX];
+    int n = farm_builder_prefix(argv, b);
+
+    for (; *words && n < RUN_ARGV_MAX - 1; words++)
+        argv[n++] = (char *)*words;
+    argv[n] = NULL;
+    return farm_proc_run_lines(argv, NULL, b->envp, fn ? fn : s_on_nothing, arg);
+}
+
+static void s_on_first_number(void *arg, const char *line)
+{
+    uint64_t *v = arg;
+    if (!*v)
+        *v = strtoull(line, NULL, 10);
+}
+
+/* Bytes under dir ("du -sb DIR" inside the sandbox: builder storage belongs to our
+ * subordinate ids); 0 when it cannot be measured. */
+static uint64_t s_bytes(const farm_builder_t *b, const char *dir)
+{
+    char *argv[FARM_SANDBOX_PREFIX_MAX + 4];
+    int n = b->sb ? farm_sandbox_prefix(b->sb, argv) : 0;
+    uint64_t v = 0;
+
+    argv[n++] = "du";
+    argv[n++] = "-sb";
+    argv[n++] = (char *)dir;
+    argv[n] = NULL;
+    farm_proc_run_lines(argv, NULL, b->envp, s_on_first_number, &v);
+    return v;
+}
+
+/* The oldest image (by creation) in builder storage: "buildah images" lists the tagged
+ * ones, each job's final image, whose untagged parents are the steps only it uses. */
+typedef struct {
+    char created[64], id[80];
+} oldest_t;
+
+static void s_on_image(void *arg, const char *line)
+{
+    oldest_t *o = arg;
+    const char *bar = strchr(line, '|');
+    size_t n = bar ? (size_t)(bar - line) : 0;
+
+    if (!bar || n >= sizeof o->created || strlen(bar + 1) >= sizeof o->id ||
+        strspn(bar + 1, "0123456789abcdef") != strlen(bar + 1) || !bar[1])
+        return;
+    if (!o->id[0] || strncmp(line, o->created, n) < 0) {
+        memcpy(o->created, line, n);
+        o->created[n] = 0;
+        strcpy(o->id, bar + 1);
+    }
+}
+
+int farm_builder_enter(farm_builder_t *b)
+{
+    static const char *const rm_all[] = {"rm", "--all", NULL};
+    int fd;
+
+    if (!b->scope[0])
+        return 0;
+    if (mkdir(b->scope, 0700) != 0 && errno != EEXIST)
+        return farm_error_set(FARM_EIO, "builder storage %s: %s", b->scope, strerror(errno));
+    if ((fd = farm_layers_lock(b->scope, b->slug, 1, 1)) >= 0) {
+        farm_builder_run(b, NULL, NULL, rm_all);
+        close(fd);
+    }
+    if ((b->lock = farm_layers_lock(b->scope, b->slug, 0, 0)) < 0)
+        return b->lock;
+    return 0;
+}
+
+void farm_builder_leave(farm_builder_t *b)
+{
+    if (b->lock >= 0)
+        close(b->lock);
+    b->lock = -1;
+}
+
+uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max)
+{
+    static const char *const prune[] = {"rmi", "--prune", NULL};
+    static const char *const list[] = {"images", "--format", "{{.CreatedAtRaw}}|{{.ID}}", NULL};
+    static const char *const wipe[] = {"rmi", "--all", "--force", NULL};
+    char mine[FARM_PATH_MAX + FARM_PLATFORM_STRLEN + 2];
+    uint64_t size, before;
+    int x, removed = 0;
+
+    if (!b->scope[0])
+        return 0;
+    snprintf(mine, sizeof mine, "%s/%s", b->scope, b->slug);
+    size = before = s_bytes(b, mine);
+    farm_builder_leave(b);
+    if (max == 0 || size <= max)
+        return s_bytes(b, b->opts->root);
+    if ((x = farm_layers_lock(b->scope, b->slug, 1, 1)) < 0) {
+        printf("farm: builder cache over --builder-cache-max; other jobs of it run, so a "
+               "later job prunes it\n");
+        return s_bytes(b, b->opts->root);
+    }
+    farm_builder_run(b, NULL, NULL, prune);
+    while ((size = s_bytes(b, mine)) > max && removed < 10000) {
+        oldest_t o = {{0}, {0}};
+        const char *rmi[] = {"rmi", "--force", o.id, NULL};
+        if (farm_builder_run(b, s_on_image, &o, list) != 0 || !o.id[0] ||
+            farm_builder_run(b, NULL, NULL, rmi) != 0)
+            break;
+        removed++;
+    }
+    if (size > max) {
+        farm_builder_run(b, NULL, NULL, wipe);
+        size = s_bytes(b, mine);
+    }
+    close(x);
+    printf("farm: builder cache %.1f MiB > --builder-cache-max %.1f MiB: pruned %s (%d job "
+           "images) to %.1f MiB\n", before / 1048576.0, max / 1048576.0, b->slug, removed,
+           size / 1048576.0);
+    return s_bytes(b, b->opts->root);
+}
