@@ -38,6 +38,12 @@ void farm_buildflags_wipe_secrets(farm_buildflags_t *f)
     f->n_secrets = 0;
 }
 
+int farm_buildflags_empty(const farm_buildflags_t *f)
+{
+    return !f->target && !f->no_cache && !f->pull && !f->n_labels && !f->n_annotations &&
+           !f->n_index_annotations && !f->n_secrets && !f->cache_from && !f->cache_to;
+}
+
 void farm_buildflags_clear(farm_buildflags_t *f)
 {
     if (!f)

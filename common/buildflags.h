@@ -33,6 +33,8 @@ typedef struct {
     char *cache_from, *cache_to;  /* registry cache repositories (one per platform below) */
 } farm_buildflags_t;
 
+/* 1 when f asks for nothing (a build without flags sends none). */
+int farm_buildflags_empty(const farm_buildflags_t *f);
 /* Frees everything; secrets are wiped first. f itself is not freed. */
 void farm_buildflags_clear(farm_buildflags_t *f);
 /* Wipes and frees the secrets only (a build that ended keeps its other flags). */

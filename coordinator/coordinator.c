@@ -603,9 +603,10 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
     ja.warm = job->warm;
     ja.cache_scope = b->owner; /* nodes keep a layer cache per client: no client reuses,
                                 * or poisons, another's steps */
-    ja.flags = &fl;
+    /* most builds ask for no flags: then none is built, sent or unpacked */
+    ja.flags = farm_buildflags_empty(&b->flags) ? NULL : &fl;
     if (s_assign_registries(self, b, &ja, &regs) < 0 ||
-        farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {
+        (ja.flags && farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0)) {
         farm_scheduler_release(self->sched, job);
         farm_builds_job_failed(self->builds, job, now, "coordinator out of memory sending the job");
         goto done;
