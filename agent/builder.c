@@ -14,11 +14,12 @@
 
 #define RUN_ARGV_MAX (FARM_BUILDER_PREFIX_MAX + 16)
 
-/* A cache scope is a client's name, one path component: [A-Za-z0-9._-], not "." first. */
+/* A cache scope is a client's name (farm.yaml's rule: [A-Za-z0-9._-]), used as one path
+ * component: never "." or "..". */
 static int s_scope_ok(const char *s)
 {
     size_t n = strlen(s);
-    return n <= FARM_NAME_MAX && s[0] != '.' &&
+    return n <= FARM_NAME_MAX && strcmp(s, ".") != 0 && strcmp(s, "..") != 0 &&
            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 

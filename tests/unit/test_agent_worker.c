@@ -16,12 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/builder.h"
 #include "agent/sandbox.h"
 #include "common/error.h"
 #include "agent/worker.h"
 #include "common/child.h"
 #include "common/context.h"
 #include "common/fs.h"
+#include "common/platform.h"
 #include "common/wire.h"
 
 static char s_dir[256];
@@ -210,11 +212,52 @@ static void test_subid_ranges(void **state)
     unlink(path);
 }
 
+/* One cache per client and platform: the paths, and scopes that are not one component */
+static void test_builder_paths(void **state)
+{
+    Farm__BuilderOptions o = FARM__BUILDER_OPTIONS__INIT;
+    farm_builder_t b;
+    farm_platform_t p;
+    char *argv[FARM_BUILDER_PREFIX_MAX + 1];
+    int n;
+    (void)state;
+
+    o.builder = "buildah";
+    o.root = "/r";
+    o.storage_driver = "vfs";
+    assert_int_equal(farm_platform_parse(&p, "linux/arm/v7"), 0);
+    assert_int_equal(farm_builder_init(&b, &o, "alice", &p), 0);
+    assert_string_equal(b.scope, "/r/alice");
+    assert_string_equal(b.root, "/r/alice/linux-arm-v7/storage");
+    assert_string_equal(b.runroot, "/r/alice/linux-arm-v7/run");
+    assert_int_equal(b.lock, -1);
+    n = farm_builder_prefix(argv, &b); /* no sandbox: buildah itself */
+    assert_int_equal(n, 7);
+    assert_string_equal(argv[0], "buildah");
+    assert_string_equal(argv[2], "/r/alice/linux-arm-v7/storage");
+    assert_string_equal(argv[6], "vfs");
+    assert_int_equal(farm_builder_init(&b, &o, "", &p), 0); /* a farm without keys */
+    assert_string_equal(b.scope, "/r/shared");
+    assert_int_equal(farm_builder_init(&b, &o, ".ci", &p), 0);
+    assert_string_equal(b.scope, "/r/.ci");
+    assert_int_equal(farm_builder_init(&b, &o, "..", &p), FARM_EINVALID);
+    assert_int_equal(farm_builder_init(&b, &o, ".", &p), FARM_EINVALID);
+    assert_int_equal(farm_builder_init(&b, &o, "a/b", &p), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "is not a client name"));
+    o.root = ""; /* no builder root: buildah's own storage, no cache dirs */
+    assert_int_equal(farm_builder_init(&b, &o, "alice", &p), 0);
+    assert_string_equal(b.scope, "");
+    assert_int_equal(farm_builder_prefix(argv, &b), 3);
+    assert_int_equal(farm_builder_enter(&b), 0);
+    assert_int_equal(farm_builder_bound(&b, 1), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dockerfile_rule),
         cmocka_unit_test(test_subid_ranges),
+        cmocka_unit_test(test_builder_paths),
         cmocka_unit_test(test_bad_request_gets_a_result),
         cmocka_unit_test(test_builder_cannot_reach_result_fd),
     };
