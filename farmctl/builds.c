@@ -1,6 +1,5 @@
 #include "farmctl/builds.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,28 +12,14 @@
 
 int farmctl_builds_main(int argc, char **argv)
 {
-    enum { O_FARM = 256, O_COORD };
-    static const struct option opts[] = {{"farm", required_argument, NULL, O_FARM},
-                                         {"coordinator", required_argument, NULL, O_COORD},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *farm = NULL, *coord = NULL;
+    const char *farm, *coord;
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
     Farm__BuildsRequest req = FARM__BUILDS_REQUEST__INIT;
     char a[512], b[512], c[512];
-    int ch;
+    int rc;
 
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case O_FARM: farm = optarg; break;
-        case O_COORD: coord = optarg; break;
-        case 'h':
-            printf("usage: farmctl builds [--farm FILE] [--coordinator ENDPOINT]\n");
-            return 0;
-        default: return 2;
-        }
-    }
+    if ((rc = farmctl_short_args(argc, argv, "builds", &farm, &coord)) >= 0)
+        return rc;
     env.body_case = FARM__ENVELOPE__BODY_BUILDS_REQUEST;
     env.builds_request = &req;
     if (farmctl_request(&reply, "builds", farm, coord, &env, FARM__ENVELOPE__BODY_BUILDS_REPLY) != 0)

@@ -1,6 +1,7 @@
 #include "farmctl/client.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,4 +215,33 @@ done:
     farmctl_client_destroy(&cl);
     farm_config_destroy(&cfg);
     return rc;
+}
+
+int farmctl_short_args(int argc, char **argv, const char *cmd, const char **farm,
+                       const char **coord)
+{
+    enum { O_FARM = 256, O_COORD };
+    static const struct option opts[] = {{"farm", required_argument, NULL, O_FARM},
+                                         {"coordinator", required_argument, NULL, O_COORD},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+
+    *farm = *coord = NULL;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_FARM: *farm = optarg; break;
+        case O_COORD: *coord = optarg; break;
+        case 'h':
+            printf("usage: farmctl %s [--farm FILE] [--coordinator ENDPOINT]\n", cmd);
+            return 0;
+        default: return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "farmctl %s: unexpected argument \"%s\"\n", cmd, argv[optind]);
+        return 2;
+    }
+    return -1;
 }

@@ -24,6 +24,10 @@ farmctl_client_t *farmctl_client_new_for(const char *endpoint, const farm_config
  * printed as "farmctl CMD: ..." and gives 1; else 0 and *out (farm_wire_free it). */
 int farmctl_request(Farm__Envelope **out, const char *cmd, const char *farm, const char *coord,
                     Farm__Envelope *env, Farm__Envelope__BodyCase want);
+/* The short commands' arguments, "farmctl CMD [--farm FILE] [--coordinator ENDPOINT]":
+ * -1 to go on with *farm and *coord set, else the exit status (0 after --help, 2). */
+int farmctl_short_args(int argc, char **argv, const char *cmd, const char **farm,
+                       const char **coord);
 void farmctl_client_destroy(farmctl_client_t **self_p);
 int farmctl_client_send(farmctl_client_t *self, Farm__Envelope *env);
 /* Waits up to timeout_ms for one message: FARM_ERETRY on timeout. */

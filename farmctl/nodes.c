@@ -1,6 +1,5 @@
 #include "farmctl/nodes.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,27 +44,13 @@ static void s_size(char *out, size_t len, unsigned long long bytes)
 
 int farmctl_nodes_main(int argc, char **argv)
 {
-    enum { O_FARM = 256, O_COORD };
-    static const struct option opts[] = {{"farm", required_argument, NULL, O_FARM},
-                                         {"coordinator", required_argument, NULL, O_COORD},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *farm = NULL, *coord = NULL;
+    const char *farm, *coord;
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
     Farm__NodesRequest req = FARM__NODES_REQUEST__INIT;
-    int c;
+    int rc;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case O_FARM: farm = optarg; break;
-        case O_COORD: coord = optarg; break;
-        case 'h':
-            printf("usage: farmctl nodes [--farm FILE] [--coordinator ENDPOINT]\n");
-            return 0;
-        default: return 2;
-        }
-    }
+    if ((rc = farmctl_short_args(argc, argv, "nodes", &farm, &coord)) >= 0)
+        return rc;
     env.body_case = FARM__ENVELOPE__BODY_NODES_REQUEST;
     env.nodes_request = &req;
     if (farmctl_request(&reply, "nodes", farm, coord, &env, FARM__ENVELOPE__BODY_NODES_REPLY) != 0)
