@@ -41,7 +41,6 @@ void farm_agent_args_usage(FILE *f)
 static int s_platforms(farm_agent_opts_t *o, const char *list)
 {
     farm_platform_t p;
-    char *copy, *save = NULL;
 
     if (!(o->platforms = calloc(FARM_PLATFORMS_MAX, sizeof *o->platforms)))
         return 1;
@@ -55,23 +54,10 @@ static int s_platforms(farm_agent_opts_t *o, const char *list)
         farm_platform_format(o->platforms[o->n_platforms++], FARM_PLATFORM_STRLEN, &p);
         return 0;
     }
-    if (!(copy = strdup(list)))
-        return 1;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (o->n_platforms == FARM_PLATFORMS_MAX || farm_platform_parse(&p, tok) < 0) {
-            fprintf(stderr, "farm-agent: --platform: %s\n", o->n_platforms == FARM_PLATFORMS_MAX
-                                                              ? "too many platforms"
-                                                              : farm_error_last());
-            free(copy);
-            return 2;
-        }
-        if (!(o->platforms[o->n_platforms] = malloc(FARM_PLATFORM_STRLEN))) {
-            free(copy);
-            return 1;
-        }
-        farm_platform_format(o->platforms[o->n_platforms++], FARM_PLATFORM_STRLEN, &p);
+    if (farm_platform_list(o->platforms, &o->n_platforms, FARM_PLATFORMS_MAX, list) < 0) {
+        fprintf(stderr, "farm-agent: --platform: %s\n", farm_error_last());
+        return 2;
     }
-    free(copy);
     if (!o->n_platforms) {
         fprintf(stderr, "farm-agent: --platform names no platform\n");
         return 2;

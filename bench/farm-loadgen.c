@@ -1435,27 +1435,7 @@ static void s_usage(FILE *f)
 
 static int s_parse_platforms(s_lg_t *lg, const char *list)
 {
-    char *copy = strdup(list), *save = NULL;
-    int rc = 0;
-
-    if (!copy)
-        return farm_error_set(FARM_ERROR, "out of memory");
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        farm_platform_t p;
-        if (lg->n_platforms == S_MAX_PLATFORMS) {
-            rc = farm_error_set(FARM_EINVALID, "at most %d platforms", S_MAX_PLATFORMS);
-            break;
-        }
-        if ((rc = farm_platform_parse(&p, tok)) < 0)
-            break;
-        if (!(lg->platforms[lg->n_platforms] = malloc(FARM_PLATFORM_STRLEN))) {
-            rc = farm_error_set(FARM_ERROR, "out of memory");
-            break;
-        }
-        farm_platform_format(lg->platforms[lg->n_platforms++], FARM_PLATFORM_STRLEN, &p);
-    }
-    free(copy);
-    return rc;
+    return farm_platform_list(lg->platforms, &lg->n_platforms, S_MAX_PLATFORMS, list);
 }
 
 static int s_int_arg(const char *name, const char *v, long long min, long long max, long long *out)

@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 
@@ -316,4 +317,29 @@ void farm_platform_target_args(const farm_platform_t *p, char *platform, size_t 
         snprintf(arch, alen, "%s", c.architecture);
     if (variant && vlen)
         snprintf(variant, vlen, "%s", c.variant);
+}
+
+int farm_platform_list(char **out, size_t *n, size_t max, const char *list)
+{
+    char *copy = strdup(list), *save = NULL;
+    int rc = 0;
+
+    if (!copy)
+        return farm_error_set(FARM_ERROR, "out of memory");
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        farm_platform_t p;
+        if (*n == max) {
+            rc = farm_error_set(FARM_EINVALID, "too many platforms (at most %zu)", max);
+            break;
+        }
+        if ((rc = farm_platform_parse(&p, tok)) < 0)
+            break;
+        if (!(out[*n] = malloc(FARM_PLATFORM_STRLEN))) {
+            rc = farm_error_set(FARM_ERROR, "out of memory");
+            break;
+        }
+        farm_platform_format(out[(*n)++], FARM_PLATFORM_STRLEN, &p);
+    }
+    free(copy);
+    return rc;
 }

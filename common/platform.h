@@ -22,6 +22,10 @@ int farm_platform_parse(farm_platform_t *out, const char *s);
 /* Canonical short form: "linux/amd64", "linux/arm64", "linux/arm/v7". A buffer of
  * FARM_PLATFORM_STRLEN always holds it. */
 void farm_platform_format(char *buf, size_t len, const farm_platform_t *p);
+/* A comma list ("linux/amd64,arm64"): each platform in canonical form, malloc'd
+ * FARM_PLATFORM_STRLEN strings appended to out[*n] (at most max in all). FARM_EINVALID
+ * (and what is wrong) for a bad platform or too many; out keeps what was added. */
+int farm_platform_list(char **out, size_t *n, size_t max, const char *list);
 
 /* 1 when both name the same platform after normalisation. */
 int farm_platform_equal(const farm_platform_t *a, const farm_platform_t *b);

@@ -180,28 +180,7 @@ static void s_usage(FILE *f)
 
 static int s_add_platforms(submit_opts_t *o, const char *list)
 {
-    char *copy = strdup(list), *save = NULL;
-    int rc = 0;
-
-    if (!copy)
-        return farm_error_set(FARM_ERROR, "out of memory");
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        farm_platform_t p;
-        if (o->n_platforms == FARM_PLATFORMS_MAX) {
-            rc = farm_error_set(FARM_EINVALID, "too many platforms (at most %d)",
-                                FARM_PLATFORMS_MAX);
-            break;
-        }
-        if ((rc = farm_platform_parse(&p, tok)) < 0)
-            break;
-        if (!(o->platforms[o->n_platforms] = malloc(FARM_PLATFORM_STRLEN))) {
-            rc = farm_error_set(FARM_ERROR, "out of memory");
-            break;
-        }
-        farm_platform_format(o->platforms[o->n_platforms++], FARM_PLATFORM_STRLEN, &p);
-    }
-    free(copy);
-    return rc;
+    return farm_platform_list(o->platforms, &o->n_platforms, FARM_PLATFORMS_MAX, list);
 }
 
 /* Sets a build arg; a later --build-arg of the same name wins, a farm.yaml default

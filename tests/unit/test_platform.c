@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/utsname.h>
@@ -247,6 +248,26 @@ static void test_format_bounded(void **state)
     assert_memory_equal(small, "linux/a", 8);
 }
 
+/* --platform lists: canonical forms appended, bounded, a bad one named */
+static void test_list(void **state)
+{
+    char *out[3] = {0};
+    size_t n = 0;
+    (void)state;
+
+    assert_int_equal(farm_platform_list(out, &n, 3, "amd64,linux/arm/v7"), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0], "linux/amd64");
+    assert_string_equal(out[1], "linux/arm/v7");
+    assert_int_equal(farm_platform_list(out, &n, 3, "aarch64,ppc99"), FARM_EINVALID);
+    assert_int_equal(n, 3); /* aarch64 was added, ppc99 refused */
+    assert_string_equal(out[2], "linux/arm64");
+    assert_int_equal(farm_platform_list(out, &n, 3, "s390x"), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "too many platforms (at most 3)"));
+    for (size_t i = 0; i < n; i++)
+        free(out[i]);
+}
+
 static void test_host(void **state)
 {
     farm_platform_t p, q;
@@ -278,7 +299,7 @@ int main(void)
         cmocka_unit_test(test_from_config),
         cmocka_unit_test(test_target_args),
         cmocka_unit_test(test_format_bounded),
-        cmocka_unit_test(test_host),
+        cmocka_unit_test(test_list), cmocka_unit_test(test_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
