@@ -7,8 +7,7 @@
 #   2. read another client's secret-derived layer: alice's step wrote data fetched with
 #      her token; mallory's identical step (a dummy token) reused it and printed it;
 #   3. build FROM another client's private base image that the node had pulled with that
-#      client's login, without a login of his own (buildah's pull policy uses what the
-#      storage holds).
+#      client's login, without a login of his own (test_e2e_private_base tries that).
 # Each client now has its own cache on every node (BUILDER_ROOT/CLIENT/PLATFORM), and the
 # coordinator's warm placement is per client too. Two clients with role submit, one node.
 set -euo pipefail
