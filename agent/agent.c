@@ -613,10 +613,9 @@ farm_agent_t *farm_agent_new(const farm_agent_opts_t *opts)
                               "builder") < 0) {
         farm_error_wrap(FARM_ETOOBIG, "--work-dir is too long");
         goto fail;
-    } else if ((mkdir(opts->work_dir, 0700) != 0 && errno != EEXIST) ||
-               (mkdir(self->builder_root, 0700) != 0 && errno != EEXIST)) {
-        farm_error_set(FARM_ERROR, "builder storage %s: %s", self->builder_root,
-                       strerror(errno));
+    }
+    if (farm_fs_mkdirs(self->builder_root) < 0) {
+        farm_error_wrap(FARM_EIO, "builder storage %s", self->builder_root);
         goto fail;
     }
     if (!(self->session = farm_session_new()) || !(self->reactor = farm_reactor_new())) {

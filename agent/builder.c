@@ -15,7 +15,8 @@
 #define RUN_ARGV_MAX (FARM_BUILDER_PREFIX_MAX + 16)
 
 /* A cache scope is a client's name (farm.yaml's rule: [A-Za-z0-9._-]), used as one path
- * component: never "." or "..". */
+ * component: never "." or "..". A farm without keys uses "@keyless", which no client name
+ * can be. */
 static int s_scope_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -36,7 +37,7 @@ int farm_builder_init(farm_builder_t *b, const Farm__BuilderOptions *opts, const
         return FARM_ERROR;
     if (opts->root[0] &&
         (farm_path_fmt(b->scope, sizeof b->scope, "%s/%s", opts->root,
-                       scope[0] ? scope : "shared") < 0 ||
+                       scope[0] ? scope : "@keyless") < 0 ||
          farm_path_fmt(b->root, sizeof b->root, "%s/%s/storage", b->scope, b->slug) < 0 ||
          farm_path_fmt(b->runroot, sizeof b->runroot, "%s/%s/run", b->scope, b->slug) < 0))
         return farm_error_wrap(FARM_ETOOBIG, "--builder-root");
@@ -159,10 +160,10 @@ uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max)
 
     if (!b->scope[0])
         return 0;
-    snprintf(mine, sizeof mine, "%s/%s", b->scope, b->slug);
-    size = before = s_bytes(b, mine);
+    if (farm_path_fmt(mine, sizeof mine, "%s/%s", b->scope, b->slug) < 0)
+        return 0;
     farm_builder_leave(b);
-    if (max == 0 || size <= max)
+    if (max == 0 || (size = before = s_bytes(b, mine)) <= max)
         return s_bytes(b, b->opts->root);
     if ((x = farm_layers_lock(b->scope, b->slug, 1, 1)) < 0) {
         printf("farm: builder cache over --builder-cache-max; other jobs of it run, so a "

@@ -23,7 +23,7 @@ typedef struct {
     char *const *envp;                                /* the builder's environment */
 } farm_builder_t;
 
-/* The paths of scope's (a client's name, "" without keys: "shared") cache of platform p
+/* The paths of scope's (a client's name, "" without keys: "@keyless") cache of platform p
  * under opts->root (none when opts->root is ""). FARM_EINVALID for a scope that is not one
  * path component of [A-Za-z0-9._-]. */
 int farm_builder_init(farm_builder_t *b, const Farm__BuilderOptions *opts, const char *scope,

@@ -46,47 +46,18 @@
 int farm_check_subid_find(farm_subid_range_t *out, const char *path, const char *user,
                           unsigned long id)
 {
-    FILE *f = fopen(path, "re");
-    char line[512], idtext[32];
-    int found = 0;
+    int rc;
 
+    /* the sandbox's own parser (agent/sandbox.h), so both see the same range */
     memset(out, 0, sizeof *out);
-    if (!f)
-        return errno == ENOENT ? farm_error_set(FARM_ENOTFOUND, "%s does not exist", path)
-                               : farm_error_set(FARM_EIO, "cannot read %s: %s", path,
-                                                strerror(errno));
-    snprintf(idtext, sizeof idtext, "%lu", id);
-    while (fgets(line, sizeof line, f)) {
-        char *name = line, *start, *count, *end;
-        unsigned long s, c;
-
-        line[strcspn(line, "\r\n")] = '\0';
-        while (isspace((unsigned char)*name))
-            name++;
-        if (*name == '#' || !*name || !(start = strchr(name, ':')))
-            continue;
-        *start++ = '\0';
-        if (!(count = strchr(start, ':')))
-            continue;
-        *count++ = '\0';
-        /* an entry names the user, or its uid in digits (shadow's subordinateio.c) */
-        if (!((user && strcmp(name, user) == 0) || strcmp(name, idtext) == 0))
-            continue;
-        errno = 0;
-        s = strtoul(start, &end, 10);
-        if (errno || end == start || *end || !isdigit((unsigned char)*start))
-            continue;
-        c = strtoul(count, &end, 10);
-        if (errno || end == count || *end || !isdigit((unsigned char)*count) || c == 0)
-            continue;
-        if (!found || c > out->count) {
-            out->start = s;
-            out->count = c;
-        }
-        found = 1;
+    if (access(path, F_OK) != 0 && errno == ENOENT)
+        return farm_error_set(FARM_ENOTFOUND, "%s does not exist", path);
+    rc = farm_subid_find(out, path, user, id, S_SUBIDS_WANTED);
+    if (rc == FARM_ENOTFOUND) {
+        memset(out, 0, sizeof *out);
+        return 0;
     }
-    fclose(f);
-    return found;
+    return rc < 0 ? rc : 1;
 }
 
 unsigned long farm_check_subid_free(const char *const *paths, size_t n_paths,

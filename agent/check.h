@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "agent/agent.h"
+#include "agent/sandbox.h"
 #include "common/platform.h"
 
 typedef enum { FARM_CHECK_OK, FARM_CHECK_WARN, FARM_CHECK_FAIL } farm_check_level_t;
@@ -68,13 +69,9 @@ size_t farm_check_failures(const farm_check_report_t *r, int essential_only);
 
 /* ---- the pure parts ---- */
 
-/* A subordinate id range (/etc/subuid, /etc/subgid: "name-or-id:start:count"). */
-typedef struct {
-    unsigned long start, count;
-} farm_subid_range_t;
-
-/* The largest range of user (by name; may be NULL) or of id (by number) in path.
- * 1 found, 0 none, FARM_ENOTFOUND when the file does not exist, < 0 unreadable. */
+/* The range of user (by name; may be NULL) or of id (by number) in path that the sandbox
+ * maps (farm_subid_find, agent/sandbox.h: the first of 65536 ids or more, else the
+ * largest). 1 found, 0 none, FARM_ENOTFOUND when the file does not exist, < 0 unreadable. */
 int farm_check_subid_find(farm_subid_range_t *out, const char *path, const char *user,
                           unsigned long id);
 /* The lowest start >= 100000 where count ids overlap no range of any of the files (the

@@ -62,10 +62,13 @@ void farm_layers_scan(farm_layers_stats_t *st, const char *line)
                                                       s[-2] == ']'))) {
         unsigned a, b;
         char colon;
-        if (sscanf(s, "STEP %u/%u%c", &a, &b, &colon) == 3 && colon == ':')
+        if (sscanf(s, "STEP %u/%u%c", &a, &b, &colon) == 3 && colon == ':') {
             st->steps++;
-    } else if (strncmp(line, "--> Using cache ", 16) == 0) {
+            st->step_open = 1;
+        }
+    } else if (strncmp(line, "--> Using cache ", 16) == 0 && st->step_open) {
         st->cache_hits++;
+        st->step_open = 0;
     } else if (strncmp(line, "Error: failed pushing cache to ", 31) == 0) {
         st->cache_push_failed = 1;
     }

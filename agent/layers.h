@@ -28,8 +28,9 @@ int farm_layers_cache_ref(char *out, size_t cap, const char *repo, const char *s
  * ("--> Using cache ID"), and a failed cache push. Builder output is partly the
  * Dockerfile's: these numbers are statistics, never decisions about trust. */
 typedef struct {
-    uint32_t steps, cache_hits;
+    uint32_t steps, cache_hits; /* at most one hit per step: never more hits than steps */
     int cache_push_failed;
+    int step_open;              /* a STEP line came, and no hit for it yet */
 } farm_layers_stats_t;
 void farm_layers_scan(farm_layers_stats_t *st, const char *line);
 

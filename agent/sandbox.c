@@ -46,7 +46,7 @@ static int s_parse_ul(const char *s, size_t n, unsigned long *out)
     return 0;
 }
 
-int farm_subid_find(farm_subid_range_t *out, const char *path, const char *name, unsigned long id,
+int farm_subid_find(farm_subid_range_t *out, const char *path, const char *user, unsigned long id,
                     unsigned long want)
 {
     char line[512], idstr[24];
@@ -57,19 +57,20 @@ int farm_subid_find(farm_subid_range_t *out, const char *path, const char *name,
         return farm_error_set(FARM_EIO, "cannot read %s: %s", path, strerror(errno));
     snprintf(idstr, sizeof idstr, "%lu", id);
     while (fgets(line, sizeof line, f)) {
-        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        char *name = line + strspn(line, " \t");
+        char *c1 = strchr(name, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         farm_subid_range_t r;
         size_t owner_len, n3;
 
-        if (line[0] == '#' || !c2)
+        if (name[0] == '#' || !c2)
             continue;
-        owner_len = (size_t)(c1 - line);
+        owner_len = (size_t)(c1 - name);
         n3 = strcspn(c2 + 1, "\r\n");
         if (s_parse_ul(c1 + 1, (size_t)(c2 - c1 - 1), &r.start) < 0 ||
             s_parse_ul(c2 + 1, n3, &r.count) < 0 || r.count == 0)
             continue;
-        if (!((name && strlen(name) == owner_len && memcmp(line, name, owner_len) == 0) ||
-              (strlen(idstr) == owner_len && memcmp(line, idstr, owner_len) == 0)))
+        if (!((user && strlen(user) == owner_len && memcmp(name, user, owner_len) == 0) ||
+              (strlen(idstr) == owner_len && memcmp(name, idstr, owner_len) == 0)))
             continue;
         if (!found || (out->count < want && r.count > out->count))
             *out = r;
@@ -79,7 +80,7 @@ int farm_subid_find(farm_subid_range_t *out, const char *path, const char *name,
     }
     fclose(f);
     if (!found)
-        return farm_error_set(FARM_ENOTFOUND, "%s has no range for user %s (uid %lu)", path, name ? name : "?",
+        return farm_error_set(FARM_ENOTFOUND, "%s has no range for user %s (uid %lu)", path, user ? user : "?",
                               id);
     return 0;
 }
@@ -107,6 +108,8 @@ static pid_t s_spawn(char *const argv[], const int *keep, size_t nkeep, int quie
         dup2(nul, 1);
         if (quiet)
             dup2(nul, 2);
+        if (nul > 2)
+            close(nul);
     }
     for (size_t i = 0; i < nkeep; i++)
         fcntl(keep[i], F_SETFD, 0);

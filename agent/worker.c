@@ -390,6 +390,7 @@ static int s_write_file(const char *path, const void *data, size_t len)
 static int s_env(outcome_t *out, access_t *acc, const char *job_dir)
 {
     static const char *const drop[] = {"HOME=", "XDG_CONFIG_HOME=", "XDG_RUNTIME_DIR=",
+                                       "_CONTAINERS_", /* the sandbox sets its own */
                                        "DOCKER_CONFIG=", "REGISTRY_AUTH_FILE=",
                                        "CONTAINERS_REGISTRIES_CONF=", NULL};
     char home[FARM_PATH_MAX], dir[FARM_PATH_MAX];
@@ -585,15 +586,15 @@ static int s_last_arg(char **argv)
 }
 
 /* --cache-from/--cache-to of this build, per platform (REPO/SLUG); "" when not asked. */
-static int s_cache_refs(outcome_t *out, const Farm__WorkerRequest *rq, const builder_t *b,
-                        char *from, size_t from_cap, char *to, size_t to_cap)
+static int s_cache_refs(outcome_t *out, const builder_t *b, char *from, size_t from_cap,
+                        char *to, size_t to_cap)
 {
-    const Farm__BuildFlags *f = rq->flags;
+    const farm_buildflags_t *f = b->flags; /* checked (farm_buildflags_from_wire) */
 
     from[0] = to[0] = 0;
-    if (f && f->cache_from[0] && farm_layers_cache_ref(from, from_cap, f->cache_from, b->bl.slug) < 0)
+    if (f->cache_from && farm_layers_cache_ref(from, from_cap, f->cache_from, b->bl.slug) < 0)
         return s_fail(out, "--cache-from: %s", farm_error_last());
-    if (f && f->cache_to[0] && farm_layers_cache_ref(to, to_cap, f->cache_to, b->bl.slug) < 0)
+    if (f->cache_to && farm_layers_cache_ref(to, to_cap, f->cache_to, b->bl.slug) < 0)
         return s_fail(out, "--cache-to: %s", farm_error_last());
     return 0;
 }
@@ -709,7 +710,7 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
     }
     for (size_t i = 0; i < nfl; i++)
         argv[n++] = fl[i];
-    if ((rc = s_cache_refs(out, rq, b, cache_from, sizeof cache_from, cache_to,
+    if ((rc = s_cache_refs(out, b, cache_from, sizeof cache_from, cache_to,
                            sizeof cache_to)) < 0)
         goto done;
     if (cache_from[0]) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent/builder.h"
+#include "agent/layers.h"
 #include "agent/sandbox.h"
 #include "common/error.h"
 #include "agent/worker.h"
@@ -212,6 +213,36 @@ static void test_subid_ranges(void **state)
     unlink(path);
 }
 
+/* The builder's output, counted: a hit counts only right after its STEP line, so lines a
+ * RUN step prints cannot make more hits than steps; a failed cache push is seen */
+static void test_layers_scan(void **state)
+{
+    static const char *const lines[] = {
+        "STEP 1/4: FROM scratch",        "STEP 2/4: COPY a /a",
+        "--> Using cache 0123abcd",      "STEP 3/4: RUN echo x",
+        "--> Using cache forged-by-run", "--> Using cache forged-again",
+        "[2/2] STEP 4/4: COPY b /b",     "--> Using cache 4567",
+        "STEP x/y: not a step",          "Error: failed pushing cache to reg/x/linux-amd64:k",
+        NULL};
+    farm_layers_stats_t st = {0};
+    char ref[300];
+    farm_platform_t p;
+    (void)state;
+
+    for (size_t i = 0; lines[i]; i++)
+        farm_layers_scan(&st, lines[i]);
+    assert_int_equal(st.steps, 4);
+    assert_int_equal(st.cache_hits, 3); /* 2/4, 3/4 (once), 4/4 */
+    assert_true(st.cache_push_failed);
+    assert_int_equal(farm_platform_parse(&p, "linux/arm/v7"), 0);
+    assert_int_equal(farm_layers_slug(ref, sizeof ref, &p), 0);
+    assert_string_equal(ref, "linux-arm-v7");
+    assert_int_equal(farm_layers_cache_ref(ref, sizeof ref, "reg:5000/team/c", "linux-arm-v7"), 0);
+    assert_string_equal(ref, "reg:5000/team/c/linux-arm-v7");
+    assert_int_equal(farm_layers_cache_ref(ref, sizeof ref, "reg/c:tag", "linux-amd64"),
+                     FARM_EINVALID);
+}
+
 /* One cache per client and platform: the paths, and scopes that are not one component */
 static void test_builder_paths(void **state)
 {
@@ -237,6 +268,8 @@ static void test_builder_paths(void **state)
     assert_string_equal(argv[2], "/r/alice/linux-arm-v7/storage");
     assert_string_equal(argv[6], "vfs");
     assert_int_equal(farm_builder_init(&b, &o, "", &p), 0); /* a farm without keys */
+    assert_string_equal(b.scope, "/r/@keyless");
+    assert_int_equal(farm_builder_init(&b, &o, "shared", &p), 0); /* a client: no clash */
     assert_string_equal(b.scope, "/r/shared");
     assert_int_equal(farm_builder_init(&b, &o, ".ci", &p), 0);
     assert_string_equal(b.scope, "/r/.ci");
@@ -258,6 +291,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_dockerfile_rule),
         cmocka_unit_test(test_subid_ranges),
         cmocka_unit_test(test_builder_paths),
+        cmocka_unit_test(test_layers_scan),
         cmocka_unit_test(test_bad_request_gets_a_result),
         cmocka_unit_test(test_builder_cannot_reach_result_fd),
     };
