@@ -168,41 +168,76 @@ int farm_buildflags_set_target(farm_buildflags_t *f, const char *stage)
     return 0;
 }
 
+/* One repository path component as the distribution spec has it: lower-case letters and
+ * digits, joined by one separator run of ".", "_", "__" or "-"s; n bytes at p. */
+static int s_repo_component_ok(const char *p, size_t n)
+{
+    static const char alnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    size_t i = 0, run;
+
+    while (i < n) {
+        if ((run = strspn(p + i, alnum)) == 0 || i + run > n)
+            return 0;
+        if ((i += run) == n)
+            return 1;
+        run = strspn(p + i, "._-");
+        if (i + run >= n || !((run == 1) || (run == 2 && p[i] == '_' && p[i + 1] == '_') ||
+                              strspn(p + i, "-") == run))
+            return 0;
+        i += run;
+    }
+    return 0;
+}
+
 int farm_cache_repo_ok(const char *repo)
 {
-    const char *path = repo ? strchr(repo, '/') : NULL;
+    const char *path = repo ? strchr(repo, '/') : NULL, *c;
     size_t n = repo ? strlen(repo) : 0;
 
-    return path && path != repo && n <= FARM_REFERENCE_MAX && repo[n - 1] != '/' &&
-           strspn(repo, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") ==
-               (size_t)(path - repo) &&
-           strspn(path, "abcdefghijklmnopqrstuvwxyz0123456789._-/") == strlen(path) &&
-           !strstr(path, "//") && !strstr(path, "/.") && !strchr(path, ':');
+    if (!path || path == repo || n > FARM_REFERENCE_MAX || strlen(path + 1) > 255 ||
+        strspn(repo, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") !=
+            (size_t)(path - repo))
+        return 0;
+    for (c = path + 1;; c += strcspn(c, "/") + 1) {
+        if (!s_repo_component_ok(c, strcspn(c, "/")))
+            return 0;
+        if (!c[strcspn(c, "/")])
+            return 1;
+    }
 }
 
 int farm_buildflags_cache_spec(farm_buildflags_t *f, int to, const char *spec)
 {
-    const char *flag = to ? "--cache-to" : "--cache-from", *ref = spec;
-    char *copy, **slot = to ? &f->cache_to : &f->cache_from;
+    const char *flag = to ? "--cache-to" : "--cache-from";
+    char *copy = strdup(spec), *ref = NULL, *save = NULL, **slot = to ? &f->cache_to : &f->cache_from;
 
-    if (strchr(spec, '=')) {
-        /* type=registry,ref=R[,mode=max|min...]: the registry kind only */
-        const char *t = strstr(spec, "type="), *r = strstr(spec, "ref=");
-        if ((t && strncmp(t + 5, "registry", 8) != 0) || !r || (r != spec && r[-1] != ','))
-            return farm_error_set(FARM_EINVALID, "%s \"%.100s\": farm keeps a registry cache "
-                                  "only: write REGISTRY/REPOSITORY or "
-                                  "type=registry,ref=REGISTRY/REPOSITORY", flag, spec);
-        ref = r + 4;
-    }
-    if (!(copy = strndup(ref, strcspn(ref, ","))))
+    if (!copy)
         return farm_error_set(FARM_ERROR, "out of memory");
-    if (!farm_cache_repo_ok(copy)) {
+    if (!strchr(spec, '=')) {
+        ref = copy;
+    } else {
+        /* buildx's type=registry,ref=R[,mode=min|max]: the registry kind only */
+        for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+            if (strncmp(kv, "ref=", 4) == 0) {
+                ref = kv + 4;
+            } else if (strcmp(kv, "type=registry") != 0 && strcmp(kv, "mode=min") != 0 &&
+                       strcmp(kv, "mode=max") != 0) {
+                farm_error_set(FARM_EINVALID, "%s \"%.100s\": \"%.40s\" is not offered: farm "
+                               "keeps a registry cache only (REGISTRY/REPOSITORY or "
+                               "type=registry,ref=REGISTRY/REPOSITORY)", flag, spec, kv);
+                free(copy);
+                return FARM_EINVALID;
+            }
+        }
+    }
+    if (!ref || !farm_cache_repo_ok(ref)) {
         farm_error_set(FARM_EINVALID, "%s: \"%.100s\" is not REGISTRY/REPOSITORY (no tag or "
                        "digest: each platform's cache is REPOSITORY/OS-ARCH[-VARIANT])", flag,
-                       copy);
+                       ref ? ref : spec);
         free(copy);
         return FARM_EINVALID;
     }
+    memmove(copy, ref, strlen(ref) + 1);
     free(*slot);
     *slot = copy;
     return 0;

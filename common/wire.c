@@ -108,9 +108,20 @@ void *farm_wire_socket_secure(void *zctx, farm_wire_role_t role, const char *end
     return sock;
 }
 
+/* ZeroMQ frees a sent message's buffer when it is on the wire: wiped first for messages
+ * that carry secrets (hint: the length). */
+static void s_wipe_free(void *data, void *hint)
+{
+    explicit_bzero(data, (size_t)(uintptr_t)hint);
+    free(data);
+}
+
 int farm_wire_send(void *sock, const void *rid, size_t rid_len, const Farm__Envelope *env)
 {
     size_t len = farm__envelope__get_packed_size(env);
+    /* a Submit and a JobAssign may hold registry logins and build secrets */
+    int secret = env->body_case == FARM__ENVELOPE__BODY_SUBMIT ||
+                 env->body_case == FARM__ENVELOPE__BODY_JOB_ASSIGN;
     zmq_msg_t msg;
 
     if (len > FARM_WIRE_MAXMSG)
@@ -119,8 +130,19 @@ int farm_wire_send(void *sock, const void *rid, size_t rid_len, const Farm__Enve
     if (rid && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return farm_error_set(errno == EHOSTUNREACH ? FARM_ENOTFOUND : FARM_EIO,
                               "send: %s", zmq_strerror(errno));
-    zmq_msg_init_size(&msg, len);
-    farm__envelope__pack(env, zmq_msg_data(&msg));
+    if (secret) {
+        uint8_t *buf = malloc(len ? len : 1);
+        if (!buf)
+            return farm_error_set(FARM_ERROR, "out of memory");
+        farm__envelope__pack(env, buf);
+        if (zmq_msg_init_data(&msg, buf, len, s_wipe_free, (void *)(uintptr_t)len) != 0) {
+            s_wipe_free(buf, (void *)(uintptr_t)len);
+            return farm_error_set(FARM_ERROR, "out of memory");
+        }
+    } else {
+        zmq_msg_init_size(&msg, len);
+        farm__envelope__pack(env, zmq_msg_data(&msg));
+    }
     if (zmq_msg_send(&msg, sock, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&msg);
         return farm_error_set(FARM_EIO, "send: %s", zmq_strerror(errno));

@@ -799,8 +799,9 @@ static void s_on_job_result(farm_coordinator_t *self, farm_node_t *node, const F
     snprintf(image.digest, sizeof image.digest, "%s", r->image->digest);
     image.size = r->image->size;
     image.platform = job->plat;
-    job->cache_hits = r->cache_hits;
+    /* statistics from the builder's output: never more hits than steps */
     job->steps = r->steps;
+    job->cache_hits = r->cache_hits <= r->steps ? r->cache_hits : r->steps;
     farm_scheduler_job_built(self->sched, job, node);
     farm_builds_job_pushed(self->builds, job, &image, r->build_ms, r->push_ms, now);
 }

@@ -123,6 +123,16 @@ static void test_cache_specs(void **state)
     assert_int_equal(farm_buildflags_cache_spec(&f, 0, "https://reg.local/app"), FARM_EINVALID);
     assert_int_equal(farm_buildflags_cache_spec(&f, 0, "reg.local/../etc"), FARM_EINVALID);
     assert_int_equal(farm_buildflags_cache_spec(&f, 0, "reg.local/App"), FARM_EINVALID);
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "reg.local/a..b"), FARM_EINVALID);
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "reg.local/a-"), FARM_EINVALID);
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "type=registryX,ref=reg.local/c"),
+                     FARM_EINVALID);
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "type=registry,ref=reg.local/c,x=1"),
+                     FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "\"x=1\" is not offered"));
+    assert_int_equal(farm_buildflags_cache_spec(&f, 0, "type=registry"), FARM_EINVALID);
+    assert_int_equal(farm_buildflags_cache_spec(&f, 1, "reg.local/my__app--x/c.d_e"), 0);
+    assert_int_equal(farm_buildflags_cache_spec(&f, 1, "ref=reg.local/d"), 0);
     assert_string_equal(f.cache_from, "reg.local:5000/team/app-cache"); /* unchanged */
     /* on the wire and back, checked again */
     assert_int_equal(farm_buildflags_to_wire(&w, &store, &f), 0);
