@@ -300,8 +300,11 @@ rm -f "$LAB/layer.tar"
 if grep -rlF --exclude-dir=in -e "$secret_file" -e "$secret_env" "$LAB" 2>/dev/null; then
     lab_fail "a secret leaked into the files above"
 fi
-if find /tmp /var/tmp -xdev -type f -newer "$LAB/start-stamp" -size -20M -not -path "$LAB/in/*" -print0 2>/dev/null \
-    | xargs -0 -r grep -lF -e "$secret_file" -e "$secret_env" 2>/dev/null; then
+# (xargs -r with no file runs nothing and says 0: judge by what grep lists)
+leaks=$(find /tmp /var/tmp -xdev -type f -newer "$LAB/start-stamp" -size -20M -not -path "$LAB/in/*" -print0 2>/dev/null \
+    | xargs -0 -r grep -lF -e "$secret_file" -e "$secret_env" 2>/dev/null || true)
+if [[ -n $leaks ]]; then
+    printf '%s\n' "$leaks" >&2
     lab_fail "a secret leaked into the files above (under /tmp or /var/tmp)"
 fi
 lab_log "secrets: readable in RUN, in no layer, log, argv or file"

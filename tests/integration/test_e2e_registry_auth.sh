@@ -147,8 +147,11 @@ b64=$(printf '%s:%s' "$user" "$pass" | base64 -w0)
 if grep -rlF -e "$pass" -e "$b64" "$LAB" 2>/dev/null; then
     lab_fail "the submitter's password leaked into the files above"
 fi
-if find /tmp -xdev -type f -newer "$LAB/start-stamp" -size -20M -print0 2>/dev/null \
-    | xargs -0 -r grep -lF -e "$pass" -e "$b64" 2>/dev/null; then
+# (xargs -r with no file runs nothing and says 0: judge by what grep lists)
+leaks=$(find /tmp -xdev -type f -newer "$LAB/start-stamp" -size -20M -print0 2>/dev/null \
+    | xargs -0 -r grep -lF -e "$pass" -e "$b64" 2>/dev/null || true)
+if [[ -n $leaks ]]; then
+    printf '%s\n' "$leaks" >&2
     lab_fail "the submitter's password leaked into the files above (under /tmp)"
 fi
 lab_log "PASS"
