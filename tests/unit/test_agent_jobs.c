@@ -210,6 +210,10 @@ static void test_cancel_kills_group(void **state)
     s_run_until_exit(jobs, job, 1000 + FARM_JOBS_KILL_GRACE_MS);
     assert_true(WIFSIGNALED(job->exit_status));
     assert_int_equal(WTERMSIG(job->exit_status), SIGKILL);
+    /* SIGKILL reached the whole group; its other members may take a moment to die
+     * (reaped by init, not by us), so wait for them, generously */
+    for (int i = 0; i < 500 && s_group_alive(pgid); i++)
+        s_nap(10);
     assert_false(s_group_alive(pgid));
     for (int i = 0; i < 300 && !farm_jobs_finished(job, 1000 + FARM_JOBS_KILL_GRACE_MS); i++) {
         if (farm_child_log_fd(job->child) >= 0)
