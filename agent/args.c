@@ -187,6 +187,15 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
                         " characters (farm.yaml node names are no longer)\n");
         return 2;
     }
+    /* the build runs in the context dir and the rest does not: a relative path would name
+     * two places */
+    if (o->work_dir[0] != '/' ||
+        (o->builder.builder_root && o->builder.builder_root[0] != '/')) {
+        fprintf(stderr, "farm-agent: %s wants an absolute path, not \"%s\"\n",
+                o->work_dir[0] != '/' ? "--work-dir" : "--builder-root",
+                o->work_dir[0] != '/' ? o->work_dir : o->builder.builder_root);
+        return 2;
+    }
     if (!out->key_file != !out->coordinator_key) {
         fprintf(stderr, "farm-agent: --key and --coordinator-key go together (CURVE needs this "
                         "node's key pair and the coordinator's public key)\n");

@@ -87,13 +87,6 @@ int farm_subid_find(farm_subid_range_t *out, const char *path, const char *user,
 
 /* ------------------------------------------------------------------ processes */
 
-static long long s_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* fork + exec argv with stdin and stdout on /dev/null, and stderr too when quiet (else
  * it stays: the build log), keeping only the fds in keep[] (cleared of close-on-exec). */
 static pid_t s_spawn(char *const argv[], const int *keep, size_t nkeep, int quiet)
@@ -133,7 +126,7 @@ static int s_holder_wait(farm_sandbox_t *sb)
 {
     char mine[64], path[48], theirs[64];
     ssize_t n = readlink("/proc/self/ns/user", mine, sizeof mine - 1);
-    long long end = s_ms() + HOLDER_WAIT_MS;
+    long long end = farm_now_ms() + HOLDER_WAIT_MS;
 
     if (n < 0)
         return farm_error_set(FARM_ERROR, "sandbox: cannot read /proc/self/ns/user: %s", strerror(errno));
@@ -153,7 +146,7 @@ static int s_holder_wait(farm_sandbox_t *sb)
                                   "namespaces may be disabled here (run farm-agent check)",
                                   WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
         }
-        if (s_ms() > end)
+        if (farm_now_ms() > end)
             return farm_error_set(FARM_ERROR, "sandbox: the namespace holder did not start in %d ms",
                                   HOLDER_WAIT_MS);
         usleep(2000);

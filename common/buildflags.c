@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/str.h"
+#include "common/text.h"
 
 /* ------------------------------------------------------------------ memory */
 
@@ -60,43 +61,11 @@ void farm_buildflags_clear(farm_buildflags_t *f)
 
 /* ------------------------------------------------------------------ what is well-formed */
 
-/* Valid UTF-8: no overlong forms, surrogates or code points past U+10FFFF (the index's
- * JSON and the builder's metadata hold these strings). */
-static int s_utf8(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p, n, cp;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3, cp = c & 0x07;
-        else
-            return 0;
-        for (unsigned i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return 0;
-        p += n + 1;
-    }
-    return 1;
-}
-
 /* A label or annotation key: one word, no '=' (the builder's KEY=VALUE). */
 static int s_key_ok(const char *k)
 {
     size_t n = strlen(k);
-    if (n == 0 || n > FARM_META_KEY_MAX || !s_utf8(k))
+    if (n == 0 || n > FARM_META_KEY_MAX || !farm_utf8_valid(k))
         return 0;
     for (const unsigned char *p = (const unsigned char *)k; *p; p++)
         if (*p <= 0x20 || *p == 0x7f || *p == '=')
@@ -106,7 +75,7 @@ static int s_key_ok(const char *k)
 
 static int s_value_ok(const char *v)
 {
-    return strlen(v) <= FARM_META_VALUE_MAX && s_utf8(v);
+    return strlen(v) <= FARM_META_VALUE_MAX && farm_utf8_valid(v);
 }
 
 /* A stage name or a secret id: it becomes part of the builder's argv and of
@@ -154,6 +123,20 @@ static int s_kv_set(farm_kv_t **kv, size_t *n, const char *key, const char *valu
 }
 
 /* ------------------------------------------------------------------ person's input */
+
+int farm_build_network_parse(const char *s, int *none)
+{
+    *none = 0;
+    if (!s || !*s || strcmp(s, "default") == 0)
+        return 0;
+    if (strcmp(s, "none") == 0) {
+        *none = 1;
+        return 0;
+    }
+    return farm_error_set(FARM_EINVALID, "\"%.32s\" is not offered: RUN steps get "
+                          "the node's network (default: outbound only) or none; never the "
+                          "agent's host network", s);
+}
 
 int farm_buildflags_set_target(farm_buildflags_t *f, const char *stage)
 {

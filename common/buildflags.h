@@ -42,6 +42,11 @@ void farm_buildflags_wipe_secrets(farm_buildflags_t *f);
 
 /* --- what a person writes (a later key or secret id replaces an earlier one) --- */
 
+/* --network / build.network: default (NULL and "" too: the node's network, outbound only)
+ * or none; *none says which. Anything else, the agent's host network above all, is refused
+ * with the reason. */
+int farm_build_network_parse(const char *s, int *none);
+
 /* --target STAGE. */
 int farm_buildflags_set_target(farm_buildflags_t *f, const char *stage);
 /* --cache-from / --cache-to (to: 1) as buildx writes them for a registry cache:

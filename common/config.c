@@ -900,11 +900,9 @@ static void s_build(s_ctx_t *ctx, farm_yaml_node_t *map)
             if (!(s = farm_yaml_want_string(ctx->y, v, "build.network",
                                             "write default or none")))
                 continue;
-            if (strcmp(s, "none") != 0 && strcmp(s, "default") != 0)
-                farm_yaml_problem(ctx->y, v->line, v->col,
-                                  "build.network: \"%.32s\" is not offered; write default "
-                                  "(the node's: outbound only) or none", s);
-            b->network_none = strcmp(s, "none") == 0;
+            if (!*s || farm_build_network_parse(s, &b->network_none) < 0)
+                farm_yaml_problem(ctx->y, v->line, v->col, "build.network: %s",
+                                  *s ? farm_error_last() : "empty; write default or none");
         } else if (!strcmp(k->value, "tags")) {
             if (!(l = farm_yaml_want_list(ctx->y, v, "build.tags",
                                           "write e.g. [registry.example.com/team/app:latest]")))

@@ -176,7 +176,7 @@ int farm_linebuf_read_max(farm_linebuf_t *lb, int fd, size_t max,
     }
 }
 
-static long long s_mono_ms(void)
+long long farm_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -188,7 +188,7 @@ int farm_proc_capture(const farm_proc_capture_t *o, char *out, size_t cap, size_
     const char *prog = o->argv[0];
     int in[2] = {-1, -1}, outp[2] = {-1, -1}, status = 0, rc;
     posix_spawn_file_actions_t fa;
-    long long deadline = s_mono_ms() + o->timeout_ms;
+    long long deadline = farm_now_ms() + o->timeout_ms;
     size_t len = 0;
     pid_t pid = -1;
 
@@ -229,24 +229,28 @@ int farm_proc_capture(const farm_proc_capture_t *o, char *out, size_t cap, size_
     outp[1] = -1;
     for (;;) {
         struct pollfd pfd = {.fd = outp[0], .events = POLLIN};
-        long long left = deadline - s_mono_ms();
+        long long left = deadline - farm_now_ms();
+        char spill[1];
         ssize_t n;
+        int ready;
 
         if (left <= 0) {
             rc = farm_error_set(FARM_ERETRY, "%s timed out after %d ms", prog, o->timeout_ms);
             goto done;
         }
-        if (poll(&pfd, 1, (int)left) < 0) {
+        if ((ready = poll(&pfd, 1, (int)left)) < 0) {
             if (errno == EINTR)
                 continue;
             rc = farm_error_set(FARM_EIO, "%s: poll: %s", prog, strerror(errno));
             goto done;
         }
-        if (len >= cap - 1) {
-            rc = farm_error_set(FARM_ETOOBIG, "%s wrote more than %zu bytes", prog, cap - 1);
-            goto done;
-        }
-        n = read(outp[0], out + len, cap - 1 - len);
+        if (ready == 0)
+            continue; /* the deadline, checked above (a read now would block) */
+        /* out full: one more byte (into spill) tells EOF, output that just fits, from more */
+        if (len < cap - 1)
+            n = read(outp[0], out + len, cap - 1 - len);
+        else
+            n = read(outp[0], spill, sizeof spill);
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0) {
@@ -255,11 +259,31 @@ int farm_proc_capture(const farm_proc_capture_t *o, char *out, size_t cap, size_
         }
         if (n == 0)
             break;
+        if (len >= cap - 1) {
+            rc = farm_error_set(FARM_ETOOBIG, "%s wrote more than %zu bytes", prog, cap - 1);
+            goto done;
+        }
         len += (size_t)n;
     }
     out[len] = '\0';
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    /* its output closed; the exit is waited for within the same deadline (a program that
+     * closes stdout and lingers is killed like one that never finishes) */
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        struct timespec nap = {0, 5 * 1000 * 1000};
+
+        if (w == pid)
+            break;
+        if (w < 0 && errno != EINTR) {
+            rc = farm_error_set(FARM_EIO, "%s: waitpid: %s", prog, strerror(errno));
+            goto done;
+        }
+        if (farm_now_ms() >= deadline) {
+            rc = farm_error_set(FARM_ERETRY, "%s timed out after %d ms", prog, o->timeout_ms);
+            goto done;
+        }
+        nanosleep(&nap, NULL);
+    }
     pid = -1;
     rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 done:

@@ -34,6 +34,9 @@ typedef struct {
  * the error slot names the program. *out_len (may be NULL) gets the bytes kept. */
 int farm_proc_capture(const farm_proc_capture_t *opts, char *out, size_t cap, size_t *out_len);
 
+/* Monotonic milliseconds. */
+long long farm_now_ms(void);
+
 /* Daemon start-up: SIGINT/SIGTERM set *stop (the reactor then ends cleanly), SIGPIPE is
  * ignored (a dead peer is an error return, not a death). */
 void farm_proc_stop_on_signals(volatile int *stop);

@@ -35,9 +35,8 @@ static size_t s_esc_len(const unsigned char *p)
     return p[i] >= 0x30 && p[i] <= 0x7e ? i + 1 : 0;
 }
 
-/* Length of the valid UTF-8 character at p (p[0] >= 0x80) and its code point, or 0:
- * no overlong forms, no surrogates, nothing above U+10FFFF (RFC 3629 section 4). */
-static size_t s_utf8(const unsigned char *p, unsigned *cp)
+/* no overlong forms, no surrogates, nothing above U+10FFFF (RFC 3629 section 4) */
+size_t farm_utf8_char(const unsigned char *p, unsigned *cp)
 {
     size_t n;
     unsigned c, min;
@@ -59,6 +58,22 @@ static size_t s_utf8(const unsigned char *p, unsigned *cp)
         return 0;
     *cp = c;
     return n;
+}
+
+int farm_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    unsigned cp;
+    size_t n;
+
+    while (*p) {
+        if (*p < 0x80)
+            n = 1;
+        else if (!(n = farm_utf8_char(p, &cp)))
+            return 0;
+        p += n;
+    }
+    return 1;
 }
 
 /* Writes the inert text into out (cap bytes with the NUL; out may be NULL when cap is 0)
@@ -89,7 +104,7 @@ static size_t s_inert(char *out, size_t cap, const char *in, int keep_lf, int *c
             piece[n++] = *p == '\n' ? 'n' : 'r';
         } else if (*p >= 0x20 && *p < 0x7f) {
             piece[n++] = (char)*p;
-        } else if (*p < 0x80 || !(len = s_utf8(p, &cp))) {
+        } else if (*p < 0x80 || !(len = farm_utf8_char(p, &cp))) {
             /* C0, DEL, lone ESC, and bytes that are not UTF-8 (raw C1 among them) */
             piece[n++] = '\\';
             piece[n++] = 'x';

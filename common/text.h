@@ -29,4 +29,10 @@ char *farm_text_inert_dup(const char *in);
  * breaks (build output cannot add one: it arrives a line at a time). */
 char *farm_text_inert_lines_dup(const char *in);
 
+/* Length of the valid UTF-8 character at p (p[0] >= 0x80) and its code point in *cp, or 0
+ * when it is not one: no overlong forms, no surrogates, nothing above U+10FFFF. */
+size_t farm_utf8_char(const unsigned char *p, unsigned *cp);
+/* 1 when the NUL-terminated s is valid UTF-8 by the same rules, else 0. */
+int farm_utf8_valid(const char *s);
+
 #endif

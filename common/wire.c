@@ -12,13 +12,6 @@
 #include "common/keys.h"
 #include "common/log.h"
 
-long long farm_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 const char *farm_wire_event_kind_name(Farm__EventKind kind)
 {
     switch (kind) {

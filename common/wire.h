@@ -9,6 +9,7 @@
 
 #include "common/keys.h"
 #include "common/limits.h"
+#include "common/proc.h" /* farm_now_ms, which the wire users time with */
 #include "farm.pb-c.h"
 
 #define FARM_WIRE_VERSION 1
@@ -62,8 +63,5 @@ int farm_wire_unpack(Farm__Envelope **out, const void *data, size_t len);
 
 /* "queued", "dispatched", ... as farmctl prints them; "event" for unknown kinds. */
 const char *farm_wire_event_kind_name(Farm__EventKind kind);
-
-/* Monotonic milliseconds. */
-long long farm_now_ms(void);
 
 #endif

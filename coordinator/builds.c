@@ -372,7 +372,7 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
 {
     farm_build_t *b = NULL;
     const char *dockerfile = s->dockerfile && *s->dockerfile ? s->dockerfile : "Dockerfile";
-    int rc;
+    int rc, network_none = 0;
 
     *out = NULL;
     if (s->n_tags == 0)
@@ -391,11 +391,8 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     /* what a client sent is checked again here: counts, sizes, keys, ids */
     if (s->flags && farm_buildflags_check(s->flags) < 0)
         return s_refuse(reason, len, "%s", farm_error_last());
-    if (s->network && *s->network && strcmp(s->network, "default") != 0 &&
-        strcmp(s->network, "none") != 0)
-        return s_refuse(reason, len, "network \"%.32s\" is not offered: RUN steps get the "
-                        "node's network (outbound only) or none (--network none); never the "
-                        "agent's host network", s->network);
+    if (farm_build_network_parse(s->network, &network_none) < 0)
+        return s_refuse(reason, len, "network %s", farm_error_last());
     if (s_client_builds(self, s->owner, s->client, s->client_len) >=
         (uintptr_t)self->cfg->max_builds_per_client)
         return s_refuse(reason, len, "client %s already has %d builds running "
@@ -409,7 +406,7 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     b->tags = calloc(s->n_tags, sizeof *b->tags);
     b->jobs = calloc(s->n_platforms, sizeof *b->jobs);
     b->dockerfile = strdup(dockerfile);
-    b->network_none = s->network && strcmp(s->network, "none") == 0;
+    b->network_none = network_none;
     b->args = calloc(s->n_args + 1, sizeof *b->args);
     if (!b->tags || !b->jobs || !b->dockerfile || !b->args) {
         rc = s_refuse(reason, len, "coordinator out of memory");

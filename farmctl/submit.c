@@ -755,7 +755,7 @@ int farmctl_submit_main(int argc, char **argv)
     char farm_path[PATH_MAX], endpoint[512], tar[] = "/tmp/farmctl-context-XXXXXX";
     char digest[FARM_DIGEST_STRLEN], dockerfile[PATH_MAX];
     uint64_t size = 0;
-    int c, rc = 2, tarfd = -1, dockerfile_cli = 0; /* 2: usage error */
+    int c, rc = 2, tarfd = -1, dockerfile_cli = 0, none = 0; /* 2: usage error */
     struct stat st;
 
     optind = 1;
@@ -786,9 +786,9 @@ int farmctl_submit_main(int argc, char **argv)
         case O_META: o.metadata_file = optarg; break;
         case O_PARTIAL: o.allow_partial = 1; break;
         case O_NETWORK:
-            if (strcmp(optarg, "default") != 0 && strcmp(optarg, "none") != 0) {
-                fprintf(stderr, "farmctl submit: --network wants default or none, not \"%s\" "
-                                "(RUN steps never get the agent's host network)\n", optarg);
+            if (!*optarg || farm_build_network_parse(optarg, &none) < 0) {
+                fprintf(stderr, "farmctl submit: --network wants default or none: %s\n",
+                        *optarg ? farm_error_last() : "it is empty");
                 goto done;
             }
             o.network = optarg;

@@ -149,7 +149,7 @@ if lab_farmctl submit -t "$REGISTRY/team/sandbox:host" --platform linux/amd64 --
     "$ctx" >/dev/null 2>"$LAB/host.err"; then
     lab_fail "farmctl submit --network host was accepted"
 fi
-grep -q "never get the agent's host network" "$LAB/host.err" || { cat "$LAB/host.err" >&2; lab_fail "--network host: no clear refusal"; }
+grep -q "is not offered.*never the agent's host network" "$LAB/host.err" || { cat "$LAB/host.err" >&2; lab_fail "--network host: no clear refusal"; }
 lab_log "--network none per build: no outbound access; --network host refused"
 
 lab_stop agent-sbx-amd64

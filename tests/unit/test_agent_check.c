@@ -243,6 +243,8 @@ static void test_args(void **state)
     char *noname[] = {"farm-agent", "--coordinator", "tcp://x:1", NULL};
     char *bad[] = {"check", "--network", "host", NULL};
     char *neg[] = {"check", "--cache-max", "-5G", NULL};
+    char *relwork[] = {"check", "--work-dir", "work", NULL};
+    char *relroot[] = {"check", "--builder-root", "./b", NULL};
     (void)state;
     assert_int_equal(farm_agent_args_parse(&a, 9, ok, 0), 0);
     assert_int_equal(a.opts.cache_max, 20ULL << 30);
@@ -259,6 +261,12 @@ static void test_args(void **state)
     assert_int_equal(farm_agent_args_parse(&a, 3, bad, 1), 2);
     farm_agent_args_free(&a);
     assert_int_equal(farm_agent_args_parse(&a, 3, neg, 1), 2);
+    farm_agent_args_free(&a);
+    /* relative dirs would name one place for the build (run in the context) and another
+     * for the rest */
+    assert_int_equal(farm_agent_args_parse(&a, 3, relwork, 1), 2);
+    farm_agent_args_free(&a);
+    assert_int_equal(farm_agent_args_parse(&a, 3, relroot, 1), 2);
     farm_agent_args_free(&a);
 }
 

@@ -146,6 +146,21 @@ static void test_invalid_utf8_visible(void **state)
     assert_string_equal(s_inert("\x80\xbf"), "\\x80\\xbf");          /* lone continuation */
 }
 
+/* the same rules say yes or no to a whole string (labels, annotations: common/buildflags) */
+static void test_utf8_valid(void **state)
+{
+    (void)state;
+    assert_true(farm_utf8_valid(""));
+    assert_true(farm_utf8_valid("plain"));
+    assert_true(farm_utf8_valid("caf\xc3\xa9 \xf0\x9f\x90\xb3 \xf4\x8f\xbf\xbf"));
+    assert_false(farm_utf8_valid("a\xc3"));
+    assert_false(farm_utf8_valid("\xed\xa0\x80"));
+    assert_false(farm_utf8_valid("\xf4\x90\x80\x80"));
+    assert_false(farm_utf8_valid("\xe0\x80\xaf"));
+    assert_false(farm_utf8_valid("\xc1\xbf"));
+    assert_false(farm_utf8_valid("ok\x80"));
+}
+
 static void test_long_line_cut_between_characters(void **state)
 {
     char big[20000], out[64];
@@ -206,6 +221,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_text_unchanged),
+        cmocka_unit_test(test_utf8_valid),
         cmocka_unit_test(test_clear_screen_removed),
         cmocka_unit_test(test_osc_title_removed),
         cmocka_unit_test(test_csi_with_params),
