@@ -1,5 +1,6 @@
 #include "agent/builder.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +140,7 @@ int farm_builder_enter(farm_builder_t *b)
     }
     if ((b->lock = farm_layers_lock(b->scope, b->slug, 0, 0)) < 0)
         return b->lock;
+    futimens(b->lock, NULL); /* last used now: the node-wide bound empties the oldest first */
     return 0;
 }
 
@@ -147,6 +149,129 @@ void farm_builder_leave(farm_builder_t *b)
     if (b->lock >= 0)
         close(b->lock);
     b->lock = -1;
+}
+
+/* ------------------------------------------------------------------ the node-wide bound */
+
+/* One cache of the node: ROOT/SCOPE/SLUG.lock, last used (entered) at mtime. */
+typedef struct {
+    char scope[FARM_NAME_MAX + 1], slug[FARM_PLATFORM_STRLEN];
+    struct timespec used;
+} s_cache_t;
+
+static int s_by_use(const void *a, const void *b)
+{
+    const struct timespec *x = &((const s_cache_t *)a)->used, *y = &((const s_cache_t *)b)->used;
+    if (x->tv_sec != y->tv_sec)
+        return x->tv_sec < y->tv_sec ? -1 : 1;
+    return x->tv_nsec < y->tv_nsec ? -1 : x->tv_nsec > y->tv_nsec;
+}
+
+/* Adds SCOPE's caches (its *.lock files whose name is a platform slug) to *list. */
+static void s_scan_scope(s_cache_t **list, size_t *n, size_t *cap, const char *root,
+                         const char *scope)
+{
+    char dir[FARM_PATH_MAX], path[FARM_PATH_MAX];
+    struct dirent *e;
+    DIR *d;
+
+    if (farm_path_fmt(dir, sizeof dir, "%s/%s", root, scope) < 0 || !(d = opendir(dir)))
+        return;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        struct stat st;
+        s_cache_t *c;
+
+        if (len <= 5 || len - 5 >= FARM_PLATFORM_STRLEN ||
+            strcmp(e->d_name + len - 5, ".lock") != 0 ||
+            strspn(e->d_name, "abcdefghijklmnopqrstuvwxyz0123456789-") != len - 5 ||
+            farm_path_fmt(path, sizeof path, "%s/%s", dir, e->d_name) < 0 ||
+            lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (*n == *cap) {
+            s_cache_t *grown = realloc(*list, (*cap ? *cap * 2 : 16) * sizeof **list);
+            if (!grown)
+                break;
+            *list = grown;
+            *cap = *cap ? *cap * 2 : 16;
+        }
+        c = &(*list)[(*n)++];
+        snprintf(c->scope, sizeof c->scope, "%s", scope);
+        memcpy(c->slug, e->d_name, len - 5);
+        c->slug[len - 5] = '\0';
+        c->used = st.st_mtim;
+    }
+    closedir(d);
+}
+
+/* Every cache under the builder root but b's own, least recently used first. */
+static s_cache_t *s_other_caches(const farm_builder_t *b, size_t *out_n)
+{
+    s_cache_t *list = NULL;
+    size_t n = 0, cap = 0, k = 0;
+    const char *own = strrchr(b->scope, '/') + 1;
+    struct dirent *e;
+    DIR *d = opendir(b->opts->root);
+
+    while (d && (e = readdir(d)))
+        if (s_scope_ok(e->d_name) || strcmp(e->d_name, "@keyless") == 0)
+            s_scan_scope(&list, &n, &cap, b->opts->root, e->d_name);
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i].scope, own) != 0 || strcmp(list[i].slug, b->slug) != 0)
+            list[k++] = list[i];
+    if (k)
+        qsort(list, k, sizeof *list, s_by_use);
+    *out_n = k;
+    return list;
+}
+
+/* The whole builder root over max: other caches that no job uses (their lock, exclusively)
+ * are emptied, least recently used first, until it fits. Their names stay out of this
+ * build's log: they may be other clients'. Returns the root's bytes. */
+static uint64_t s_bound_node(const farm_builder_t *b, uint64_t max)
+{
+    static const char *const rm_all[] = {"rm", "--all", NULL};
+    static const char *const wipe[] = {"rmi", "--all", "--force", NULL};
+    uint64_t size = s_bytes(b, b->opts->root), before = size;
+    size_t n = 0, emptied = 0, busy = 0;
+    s_cache_t *list;
+
+    if (max == 0 || size <= max)
+        return size;
+    list = s_other_caches(b, &n);
+    for (size_t i = 0; i < n && size > max; i++) {
+        farm_builder_t o = *b;
+        int x;
+
+        o.lock = -1;
+        if (farm_path_fmt(o.scope, sizeof o.scope, "%s/%s", b->opts->root, list[i].scope) < 0 ||
+            farm_path_fmt(o.root, sizeof o.root, "%s/%s/storage", o.scope, list[i].slug) < 0 ||
+            farm_path_fmt(o.runroot, sizeof o.runroot, "%s/%s/run", o.scope, list[i].slug) < 0)
+            continue;
+        memcpy(o.slug, list[i].slug, sizeof o.slug);
+        if ((x = farm_layers_lock(o.scope, o.slug, 1, 1)) < 0) {
+            busy++; /* a job builds in it: never emptied under a running job */
+            continue;
+        }
+        farm_builder_run(&o, NULL, NULL, rm_all);
+        farm_builder_run(&o, NULL, NULL, wipe);
+        close(x);
+        emptied++;
+        size = s_bytes(b, b->opts->root);
+    }
+    free(list);
+    if (emptied)
+        printf("farm: this node's builder storage %.1f MiB > --builder-cache-max %.1f MiB: "
+               "emptied %zu idle cache(s) of other clients or platforms, least recently used "
+               "first, to %.1f MiB\n", before / 1048576.0, max / 1048576.0, emptied,
+               size / 1048576.0);
+    if (size > max)
+        printf("farm: this node's builder storage %.1f MiB is over --builder-cache-max "
+               "%.1f MiB; %zu cache(s) in use by running jobs: a later job prunes them\n",
+               size / 1048576.0, max / 1048576.0, busy);
+    return size;
 }
 
 uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max)
@@ -164,11 +289,11 @@ uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max)
         return 0;
     farm_builder_leave(b);
     if (max == 0 || (size = before = s_bytes(b, mine)) <= max)
-        return s_bytes(b, b->opts->root);
+        return s_bound_node(b, max);
     if ((x = farm_layers_lock(b->scope, b->slug, 1, 1)) < 0) {
         printf("farm: builder cache over --builder-cache-max; other jobs of it run, so a "
                "later job prunes it\n");
-        return s_bytes(b, b->opts->root);
+        return s_bound_node(b, max);
     }
     farm_builder_run(b, NULL, NULL, prune);
     while ((size = s_bytes(b, mine)) > max && removed < 10000) {
@@ -187,5 +312,5 @@ uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max)
     printf("farm: builder cache %.1f MiB > --builder-cache-max %.1f MiB: pruned %s (%d job "
            "images) to %.1f MiB\n", before / 1048576.0, max / 1048576.0, b->slug, removed,
            size / 1048576.0);
-    return s_bytes(b, b->opts->root);
+    return s_bound_node(b, max);
 }

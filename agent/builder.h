@@ -43,10 +43,12 @@ int farm_builder_run(const farm_builder_t *b, void (*fn)(void *, const char *), 
  * earlier run left (an agent killed mid-build leaves them, with a RUN step's secret
  * mounts). No-op without a builder root. */
 int farm_builder_enter(farm_builder_t *b);
-/* --builder-cache-max (max, 0: none), after every job, built or failed: once this cache
- * is over max and no other job of it runs (its lock, exclusively), drops dangling images,
- * then jobs' images oldest first, then the whole cache; never an image a running job
- * uses. Releases the lock. Returns the bytes of the whole builder root (0: unknown). */
+/* --builder-cache-max (max, 0: none) bounds the node's whole builder root, after every
+ * job, built or failed. First this cache: once it is over max and no other job of it runs
+ * (its lock, exclusively), drops dangling images, then jobs' images oldest first, then the
+ * whole cache. Then, while the root is over max, empties the other caches (clients',
+ * platforms') that no job uses, least recently entered first. Never an image a running
+ * job uses. Releases the lock. Returns the bytes of the whole builder root (0: unknown). */
 uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max);
 /* Releases the cache's lock. */
 void farm_builder_leave(farm_builder_t *b);
