@@ -175,7 +175,8 @@ static void s_scan_scope(s_cache_t **list, size_t *n, size_t *cap, const char *r
     struct dirent *e;
     DIR *d;
 
-    if (farm_path_fmt(dir, sizeof dir, "%s/%s", root, scope) < 0 || !(d = opendir(dir)))
+    if (strlen(scope) > FARM_NAME_MAX ||
+        farm_path_fmt(dir, sizeof dir, "%s/%s", root, scope) < 0 || !(d = opendir(dir)))
         return;
     while ((e = readdir(d))) {
         size_t len = strlen(e->d_name);
@@ -196,7 +197,7 @@ static void s_scan_scope(s_cache_t **list, size_t *n, size_t *cap, const char *r
             *cap = *cap ? *cap * 2 : 16;
         }
         c = &(*list)[(*n)++];
-        snprintf(c->scope, sizeof c->scope, "%s", scope);
+        memcpy(c->scope, scope, strlen(scope) + 1);
         memcpy(c->slug, e->d_name, len - 5);
         c->slug[len - 5] = '\0';
         c->used = st.st_mtim;
