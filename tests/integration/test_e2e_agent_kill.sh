@@ -19,9 +19,12 @@ agent_dir=$LAB/agents/x86-k
 jobs_dir=$agent_dir/work/jobs
 ctx=$LAB/ctx
 lab_example_context "$ctx"
-# a uniquely recognisable long RUN step, with a child of its own in the background
-cat >>"$ctx/Dockerfile" <<'DEOF'
-RUN --mount=type=secret,id=tok echo "farm-test: long sleep starts" && (sleep 3142 &) && sleep 3141
+# a uniquely recognisable long RUN step, with a child of its own in the background; the
+# durations hold our pid, so the same test running in another lab on this machine (whose
+# sleeps /proc shows too) is never taken for ours
+s1=1${$}1 s2=1${$}2
+cat >>"$ctx/Dockerfile" <<DEOF
+RUN --mount=type=secret,id=tok echo "farm-test: long sleep starts" && (sleep $s2 &) && sleep $s1
 DEOF
 
 # build_procs: "PID STATE what" for every live process of this build: the RUN step's
@@ -37,14 +40,14 @@ build_procs() {
         state=$(__lab_stat "$pid" 1 2>/dev/null) || continue
         [[ $state == Z || $state == X ]] && continue
         cmd=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
-        if [[ $cmd == *"sleep 314"[12]* || $cmd == *"$agent_dir/"* ]] \
+        if [[ $cmd == *"sleep $s1 "* || $cmd == *"sleep $s2 "* || $cmd == *"$agent_dir/"* ]] \
             || tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -q "^TMPDIR=$jobs_dir/"; then
             echo "$pid $state $cmd"
         fi
     done
 }
 no_build_procs() { [[ -z $(build_procs) ]]; }
-sleep_runs() { pgrep -f '^sleep 3141$' >/dev/null; }
+sleep_runs() { pgrep -f "^sleep $s1\$" >/dev/null; }
 
 # the RUN step has a secret mounted: buildah keeps a copy in the working container while
 # it runs, which the kill leaves behind
@@ -52,10 +55,10 @@ secret="agent-kill-secret-$$-$RANDOM"
 TOK=$secret "$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$REGISTRY/team/killed:1" \
     --platform linux/amd64 --progress plain --secret id=tok,env=TOK "$ctx" >"$LAB/out" 2>"$LAB/err" &
 submit_pid=$!
-lab_wait_until 180 "the RUN step's sleep 3141" sleep_runs
+lab_wait_until 180 "the RUN step's sleep $s1" sleep_runs
 build_procs >"$LAB/procs-before"
 cat "$LAB/procs-before" >&2
-grep -q 'sleep 3141' "$LAB/procs-before" || lab_fail "the build's processes are not recognised (no sleep 3141)"
+grep -q "sleep $s1" "$LAB/procs-before" || lab_fail "the build's processes are not recognised (no sleep $s1)"
 grep -Eq 'farm-agent worker|/proc/self/exe worker|exe worker' "$LAB/procs-before" \
     || lab_fail "no worker process among the build's processes"
 [[ -n $(find "$jobs_dir" -mindepth 1 -maxdepth 1) ]] || lab_fail "no job directory in $jobs_dir while the job runs"

@@ -15,9 +15,10 @@ ctx=$LAB/ctx
 lab_example_context "$ctx"
 
 # wait_long_step ERRFILE: wait until the build's long RUN step runs; print its node
+# (180 s, as the other tests wait for a build's step: a build on a loaded machine)
 wait_long_step() {
-    local _
-    for _ in $(seq 1 600); do
+    local deadline=$((SECONDS + 180))
+    while ((SECONDS < deadline)); do
         if grep -q "] farm-test: long step starts [0-9]*$" "$1"; then
             grep -m1 -o 'dispatched: attempt 1 on [a-z0-9-]*' "$1" | awk '{print $NF}'
             return 0

@@ -20,10 +20,13 @@ submit() {
 }
 
 lab_stop coordinator KILL
-sleep 4   # long enough for the agent to notice (3 x 500 ms) and start backing off
+# the agent notices (3 x 500 ms of silence) and backs off before the coordinator returns:
+# wait for that, not a fixed 4 s; back too early, the coordinator answers the agent's
+# heartbeats and the silence this test checks for may never be logged
+lab_wait_until 60 "the agent to notice the coordinator was gone" \
+    grep -q 'silent for .* ms; reconnecting' "$LAB/agent-amd64-1.log"
 lab_start_coordinator "$LAB/farm.yaml"
 lab_wait_nodes 1 60 amd64-1
-grep -q 'silent for .* ms; reconnecting' "$LAB/agent-amd64-1.log" || lab_fail "the agent did not notice the coordinator was gone"
 submit after-coordinator-restart
 n=$(grep -c 'welcomed by' "$LAB/agent-amd64-1.log")
 (( n >= 2 )) || lab_fail "the agent was welcomed $n time(s); expected a second HELLO after the restart"

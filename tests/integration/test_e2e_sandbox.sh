@@ -24,8 +24,14 @@ command -v gcc >/dev/null || lab_fail "gcc is not installed"
 
 # --- a server outside the agent's reach but on an address it can route to ---------------
 ns=farm-out-$$
-octet=$(( $$ % 200 + 20 ))
-out_host=10.231.$octet.1 out_addr=10.231.$octet.2 out_port=8080
+# a /30 of 10.231.0.0/16 chosen by our pid, not one already on this host: the same test
+# in another lab on this machine must not route our requests to its server
+for ((i = 0; i < 100; i++)); do
+    n=$((($$ + i * 997) % 16384))
+    out_host=10.231.$((n / 64)).$((n % 64 * 4 + 1)) out_addr=10.231.$((n / 64)).$((n % 64 * 4 + 2))
+    ip -o -4 addr show | grep -qF " $out_host/" || break
+done
+out_port=8080
 ip netns add "$ns" || lab_fail "ip netns add $ns"
 lab_on_exit "ip netns del $ns 2>/dev/null; ip link del fo$$ 2>/dev/null"
 ip link add "fo$$" type veth peer name "fi$$"
@@ -39,7 +45,8 @@ mkdir -p "$LAB/www"
 echo "outbound-from-sandbox-$$" >"$LAB/www/outbound.txt"
 lab_spawn outside "$LAB/outside.log" ip netns exec "$ns" "$LAB_PYTHON" -m http.server \
     --bind "$out_addr" --directory "$LAB/www" "$out_port"
-for _ in $(seq 50); do
+deadline=$((SECONDS + 30)) # python's start-up on a loaded machine
+while ((SECONDS < deadline)); do
     curl -fsS "http://$out_addr:$out_port/outbound.txt" >/dev/null 2>&1 && break
     sleep 0.1
 done
@@ -166,7 +173,8 @@ lab_stop agent-sbx-amd64
 LAB_ISOLATION=chroot lab_start_agent sbx-amd64 linux/amd64
 lab_wait_nodes 1 30 sbx-amd64
 # (the node may still count as ready from its last run: wait for the new run's log)
-for _ in $(seq 100); do
+deadline=$((SECONDS + 30))
+while ((SECONDS < deadline)); do
     grep -q "WARN.*--isolation chroot" "$LAB/agent-sbx-amd64.log" && break
     sleep 0.1
 done

@@ -89,8 +89,11 @@ cp -a "$LAB/ctx/." "$LAB/slow/"
 echo 'RUN echo "farm-test: slow step" && sleep 5' >>"$LAB/slow/Dockerfile"
 submit 5 "$app" "$LAB/slow" &
 submit_pid=$!
+# (looked for as long as the build runs, not a fixed 30 s: on a loaded machine the slow
+# step may start later than that)
 warm_seen=0
-for _ in $(seq 1 150); do
+deadline=$((SECONDS + 300))
+while kill -0 "$submit_pid" 2>/dev/null && ((SECONDS < deadline)); do
     if lab_farmctl nodes 2>/dev/null | grep -Eq '^n2 .* b[0-9]+-[0-9a-f]+\.1\(warm\)$'; then
         warm_seen=1
         break

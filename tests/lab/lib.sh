@@ -385,6 +385,18 @@ lab_port_listening() {
     fi
 }
 
+# lab_port_owned PORT PID: true when PID itself listens on TCP PORT. lab_port_listening
+# alone would also accept another process (another lab on this machine) that took a
+# port lab_free_port found free. Without ss, whoever listens counts.
+lab_port_owned() {
+    local port=$1 pid=$2
+    if command -v ss >/dev/null; then
+        [[ $(ss -Hltnp "sport = :$port" 2>/dev/null) == *"pid=$pid,"* ]]
+    else
+        lab_port_listening "$port"
+    fi
+}
+
 # --- registry ---------------------------------------------------------------------------
 
 # lab_registry_start [EXTRA_CONFIG_YAML]: start /usr/bin/docker-registry (distribution
@@ -393,14 +405,17 @@ lab_port_listening() {
 # answers. EXTRA_CONFIG_YAML (a file) is appended to the config, e.g. an auth: section;
 # /v2/ then answers 401, which still counts as up. Exports REGISTRY=127.0.0.1:PORT.
 lab_registry_start() {
-    local extra_conf=${1:-} port conf bin=/usr/bin/docker-registry
+    local extra_conf=${1:-} port conf bin=/usr/bin/docker-registry try pid deadline code
     [[ -x $bin ]] || bin=$(command -v docker-registry) \
         || lab_fail "docker-registry not installed (apt-get install docker-registry)"
-    port=${LAB_REGISTRY_PORT:-}
-    [[ -n $port ]] || port=$(lab_free_port)
     mkdir -p "$LAB/registry/data"
     conf=$LAB/registry/config.yml
-    cat >"$conf" <<EOF
+    # a port found free may be taken by another process before the registry binds it
+    # (other labs run on this machine): then the registry exits, and a fresh port is tried
+    for try in 1 2 3 4 5; do
+        port=${LAB_REGISTRY_PORT:-}
+        [[ -n $port ]] || port=$(lab_free_port)
+        cat >"$conf" <<EOF
 version: 0.1
 log:
   level: info
@@ -419,15 +434,25 @@ http:
   headers:
     X-Content-Type-Options: [nosniff]
 EOF
-    [[ -n $extra_conf ]] && cat "$extra_conf" >>"$conf"
-    lab_spawn registry "$LAB/registry.log" "$bin" serve "$conf"
-    local deadline=$((SECONDS + 30)) code
-    while :; do
-        lab_alive registry || lab_fail "docker-registry exited; see $LAB/registry.log"
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/v2/" || true)
-        [[ $code == 200 || $code == 401 ]] && break
-        ((SECONDS < deadline)) || lab_fail "docker-registry on 127.0.0.1:$port did not answer /v2/ within 30s"
-        sleep 0.1
+        [[ -n $extra_conf ]] && cat "$extra_conf" >>"$conf"
+        lab_spawn registry "$LAB/registry.log" "$bin" serve "$conf"
+        pid=$LAB_LAST_PID
+        deadline=$((SECONDS + 30))
+        while :; do
+            if ! __lab_alive "$pid"; then
+                if [[ -z ${LAB_REGISTRY_PORT:-} ]] && ((try < 5)) \
+                    && grep -q "127.0.0.1:$port: bind: address already in use" "$LAB/registry.log"; then
+                    lab_log "127.0.0.1:$port was taken before the registry bound it; another port"
+                    continue 2
+                fi
+                lab_fail "docker-registry exited; see $LAB/registry.log"
+            fi
+            # it answers, and it is ours (not another process on a port taken meanwhile)
+            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/v2/" || true)
+            [[ $code == 200 || $code == 401 ]] && lab_port_owned "$port" "$pid" && break 2
+            ((SECONDS < deadline)) || lab_fail "docker-registry on 127.0.0.1:$port did not answer /v2/ within 30s"
+            sleep 0.1
+        done
     done
     export REGISTRY=127.0.0.1:$port
     lab_log "registry up at $REGISTRY"
@@ -681,8 +706,10 @@ lab_start_coordinator() {
         port=${ep##*:}
         [[ $port =~ ^[0-9]+$ ]] || continue
         local deadline=$((SECONDS + 15))
-        until lab_port_listening "$port"; do
-            __lab_alive "$pid" || lab_fail "farm-coordinator exited at start; see $LAB/coordinator.log"
+        # its own listener: another process may have taken a port lab_free_port found free
+        until lab_port_owned "$port" "$pid"; do
+            __lab_alive "$pid" || lab_fail "farm-coordinator exited at start; see $LAB/coordinator.log" \
+                "(if it says the address is in use, another process took $ep first)"
             ((SECONDS < deadline)) || lab_fail "farm-coordinator did not listen on $ep within 15s"
             sleep 0.1
         done

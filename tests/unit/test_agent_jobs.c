@@ -190,15 +190,21 @@ static void test_cancel_kills_group(void **state)
 {
     farm_jobs_t *jobs = farm_jobs_new(s_dir, s_free_user);
     farm_job_t *job = farm_jobs_add(jobs, NULL, "c.1", 1, "linux/amd64", CTX, NULL);
-    char dir[FARM_PATH_MAX];
+    char dir[FARM_PATH_MAX], ready[FARM_PATH_MAX + 16];
     pid_t pgid;
     (void)state;
 
-    s_spawn_sh(jobs, job, "trap '' TERM; sleep 3600 & sleep 3601 & wait; wait");
+    /* "ready" once TERM is ignored and both sleeps are forked: a SIGTERM before the trap
+     * (a fixed nap is not enough on a loaded machine) would end the shell at once */
+    s_spawn_sh(jobs, job, "trap '' TERM; sleep 3600 & sleep 3601 & touch \"$TMPDIR/ready\"; "
+                          "wait; wait");
     pgid = farm_child_pid(job->child);
     memcpy(dir, job->dir, sizeof dir);
     assert_true(s_exists(dir));
-    s_nap(200);
+    snprintf(ready, sizeof ready, "%s/tmp/ready", dir);
+    for (int i = 0; i < 1000 && !s_exists(ready); i++)
+        s_nap(10);
+    assert_true(s_exists(ready));
     farm_jobs_cancel(jobs, job, 1000);
     assert_true(job->cancelled);
     assert_int_equal(job->state, FARM_JOB_RUNNING); /* until its worker is reaped */

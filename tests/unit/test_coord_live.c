@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -55,15 +56,19 @@ static int s_setup(void **state)
 
     snprintf(fx->dir, sizeof fx->dir, "/tmp/farm-coord-live.XXXXXX");
     assert_non_null(mkdtemp(fx->dir));
-    snprintf(fx->agents, sizeof fx->agents, "tcp://127.0.0.1:%d", s_free_port());
-    snprintf(fx->clients, sizeof fx->clients, "tcp://127.0.0.1:%d", s_free_port());
-    /* heartbeats far apart: only the send itself can reveal the dead node */
-    snprintf(yaml, sizeof yaml,
-             "coordinator: {agents: '%s', clients: '%s', heartbeat: 20s, state_dir: '%s'}\n"
-             "platforms:\n  linux/amd64: [a, b]\n"
-             "nodes:\n  a: {slots: 1}\n  b: {slots: 1}\n", fx->agents, fx->clients, fx->dir);
-    assert_int_equal(farm_config_parse(&cfg, "live.yaml", yaml, strlen(yaml), NULL), 0);
-    fx->coord = farm_coordinator_new(&cfg);
+    /* a port found free may be taken by another process before the coordinator binds it
+     * (other tests run on this machine): try fresh ports a few times */
+    for (int tries = 0; tries < 5 && !fx->coord; tries++) {
+        snprintf(fx->agents, sizeof fx->agents, "tcp://127.0.0.1:%d", s_free_port());
+        snprintf(fx->clients, sizeof fx->clients, "tcp://127.0.0.1:%d", s_free_port());
+        /* heartbeats far apart: only the send itself can reveal the dead node */
+        snprintf(yaml, sizeof yaml,
+                 "coordinator: {agents: '%s', clients: '%s', heartbeat: 20s, state_dir: '%s'}\n"
+                 "platforms:\n  linux/amd64: [a, b]\n"
+                 "nodes:\n  a: {slots: 1}\n  b: {slots: 1}\n", fx->agents, fx->clients, fx->dir);
+        assert_int_equal(farm_config_parse(&cfg, "live.yaml", yaml, strlen(yaml), NULL), 0);
+        fx->coord = farm_coordinator_new(&cfg);
+    }
     assert_non_null(fx->coord);
     assert_int_equal(pthread_create(&fx->thread, NULL, s_run, fx), 0);
     fx->zctx = zmq_ctx_new();
@@ -100,6 +105,47 @@ static Farm__Envelope *s_expect(void *sock, Farm__Envelope__BodyCase want)
         farm_wire_free(&env);
     }
     return NULL;
+}
+
+/* 1 if socket inode ino is one of this process's fds (the coordinator runs in it). */
+static int s_own_socket(unsigned long ino)
+{
+    char path[300], link[64], want[64];
+    struct dirent *e;
+    int found = 0;
+    DIR *d = opendir("/proc/self/fd");
+
+    assert_non_null(d);
+    snprintf(want, sizeof want, "socket:[%lu]", ino);
+    while (!found && (e = readdir(d))) {
+        ssize_t n;
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        n = readlink(path, link, sizeof link - 1);
+        found = n > 0 && (link[n] = '\0', strcmp(link, want) == 0);
+    }
+    closedir(d);
+    return found;
+}
+
+/* The coordinator's connections on its agents port that it has not closed yet
+ * (ESTABLISHED, or CLOSE_WAIT: the peer's FIN not yet acted on), from /proc/net/tcp;
+ * only our own sockets count, not another process's that shares the port number. */
+static int s_agent_conns(const fx_t *fx)
+{
+    unsigned port = (unsigned)atoi(strrchr(fx->agents, ':') + 1), lport, st;
+    unsigned long ino;
+    char line[512];
+    int n = 0;
+    FILE *f = fopen("/proc/net/tcp", "r");
+
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, " %*u: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport,
+                   &st, &ino) == 3 && lport == port && (st == 0x01 || st == 0x08) &&
+            s_own_socket(ino))
+            n++;
+    fclose(f);
+    return n;
 }
 
 static void s_send(void *sock, Farm__Envelope *env)
@@ -143,9 +189,14 @@ static void test_unreachable_node_does_not_swallow_jobs(void **state)
     const char ctx[] = "not really a tar";
     int lost_said = 0;
 
-    /* node a goes away without a word: the coordinator still counts it ready */
+    /* node a goes away without a word: the coordinator still counts it ready. Wait (not
+     * a fixed nap) until the coordinator's I/O thread has closed a's connection: by then
+     * the pipe's end is queued to its ROUTER, so the send to a fails at its next poll */
+    assert_int_equal(s_agent_conns(fx), 2);
     zmq_close(a);
-    usleep(300 * 1000);
+    for (int i = 0; i < 1000 && s_agent_conns(fx) > 1; i++)
+        usleep(10 * 1000);
+    assert_int_equal(s_agent_conns(fx), 1);
 
     farm_digest_buffer(digest, ctx, sizeof ctx);
     offer.digest = digest;
