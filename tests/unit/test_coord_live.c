@@ -192,6 +192,8 @@ static void test_unreachable_node_does_not_swallow_jobs(void **state)
     /* node a goes away without a word: the coordinator still counts it ready. Wait (not
      * a fixed nap) until the coordinator's I/O thread has closed a's connection: by then
      * the pipe's end is queued to its ROUTER, so the send to a fails at its next poll */
+    for (int i = 0; i < 1000 && s_agent_conns(fx) != 2; i++)
+        usleep(10 * 1000);
     assert_int_equal(s_agent_conns(fx), 2);
     zmq_close(a);
     for (int i = 0; i < 1000 && s_agent_conns(fx) > 1; i++)
