@@ -1,11 +1,14 @@
 #include "common/fs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/limits.h"
@@ -79,6 +82,51 @@ int farm_path_join(char *out, size_t len, const char *a, const char *b)
             out[0] = '\0';
         return farm_error_set(FARM_ETOOBIG, "path too long (%d bytes, at most %zu): %.100s/%.60s",
                               n, len ? len - 1 : 0, a, b ? b : "");
+    }
+    return 0;
+}
+
+int farm_fs_write_atomic(const char *path, const void *data, size_t len)
+{
+    char tmp[FARM_PATH_MAX], dir[FARM_PATH_MAX];
+    const char *p = data;
+    size_t done = 0;
+    int fd, dfd, rc = 0;
+
+    if (farm_path_fmt(tmp, sizeof tmp, "%s.new-XXXXXX", path) < 0 ||
+        farm_path_fmt(dir, sizeof dir, "%s", path) < 0)
+        return farm_error_set(FARM_ETOOBIG, "%s: path too long", path);
+    if ((fd = mkstemp(tmp)) < 0) /* 0600, O_EXCL */
+        return farm_error_set(FARM_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    while (done < len) {
+        ssize_t n = write(fd, p + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = farm_error_set(FARM_EIO, "cannot write %s: %s", tmp,
+                                n < 0 ? strerror(errno) : "no progress");
+            break;
+        }
+        done += (size_t)n;
+    }
+    if (rc == 0 && fsync(fd) != 0)
+        rc = farm_error_set(FARM_EIO, "cannot sync %s: %s", tmp, strerror(errno));
+    close(fd);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = farm_error_set(FARM_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (rc < 0) {
+        unlink(tmp);
+        return rc;
+    }
+    /* the rename itself is durable once the directory is */
+    if (strrchr(dir, '/'))
+        *(strrchr(dir, '/') == dir ? dir + 1 : strrchr(dir, '/')) = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+        fsync(dfd);
+        close(dfd);
     }
     return 0;
 }

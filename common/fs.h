@@ -9,6 +9,11 @@ int farm_fs_mkdirs(const char *path);
 /* rm -rf without following symlinks (nftw FTW_PHYS). */
 void farm_fs_rmtree(const char *path);
 
+/* Replaces path with len bytes of data, mode 0600, all or nothing: a new file beside it
+ * (O_EXCL), written, synced and renamed over it; the directory synced. The error names
+ * the path. */
+int farm_fs_write_atomic(const char *path, const void *data, size_t len);
+
 /* out = "a/b" (one slash between them; b may be NULL or ""). Fails with FARM_ETOOBIG,
  * naming the path, rather than cut it; out is "" then. */
 int farm_path_join(char *out, size_t len, const char *a, const char *b);

@@ -585,6 +585,11 @@ size_t farm_scheduler_warm_keys(const farm_scheduler_t *self)
     return farm_warm_size(self->warm);
 }
 
+farm_warm_t *farm_scheduler_warm(farm_scheduler_t *self)
+{
+    return self->warm;
+}
+
 farm_job_t *farm_scheduler_running(farm_scheduler_t *self, const farm_node_t *node,
                                    const char *job_id, unsigned attempt)
 {

@@ -72,6 +72,8 @@ long long farm_scheduler_wake_at(const farm_scheduler_t *self);
 void farm_scheduler_job_built(farm_scheduler_t *self, const farm_job_t *job,
                               const farm_node_t *node);
 size_t farm_scheduler_warm_keys(const farm_scheduler_t *self);
+/* The warm-node memory itself (saved and restored across restarts by the coordinator). */
+struct farm_warm *farm_scheduler_warm(farm_scheduler_t *self);
 
 /* The job when `attempt` of it runs on `node`, else NULL (late or foreign). */
 farm_job_t *farm_scheduler_running(farm_scheduler_t *self, const farm_node_t *node,

@@ -31,4 +31,20 @@ size_t farm_warm_nodes(farm_warm_t *self, const char *key, size_t key_len,
                        size_t out[FARM_WARM_NODES]);
 size_t farm_warm_size(const farm_warm_t *self);
 
+/* --- across restarts: STATE_DIR/warm.json, nodes by name (the indexes are farm.yaml's
+ * order, which may change) --- */
+
+/* 1 when a node was recorded since the last farm_warm_save (or load). */
+int farm_warm_dirty(const farm_warm_t *self);
+/* Writes what is remembered to path, all or nothing (farm_fs_write_atomic), least recently
+ * used first; node i is names[i] (n_names of them). */
+int farm_warm_save(farm_warm_t *self, const char *path, const char *const *names,
+                   size_t n_names);
+/* Adds what path holds: a missing file is nothing to add (0). Nodes not in names (no
+ * longer in farm.yaml) are skipped; past max_keys the oldest go. Returns the keys
+ * restored, or < 0 with an error naming the file and what is wrong with it (nothing is
+ * added then). */
+int farm_warm_load(farm_warm_t *self, const char *path, const char *const *names,
+                   size_t n_names);
+
 #endif

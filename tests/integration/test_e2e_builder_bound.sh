@@ -8,7 +8,9 @@
 #   2. a cache in use is never emptied: while alice's slow build runs, bob's builds take
 #      the root over the bound again; alice's build succeeds with her file in the image,
 #      bob's log says a running job's cache is over, and the next build after hers brings
-#      the root back under the bound.
+#      the root back under the bound;
+#   3. two jobs of one repository (one cache) at once: the prune waits for the running
+#      one, both images are right, and the next job prunes.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"
@@ -87,4 +89,24 @@ got=$(lab_image_file "$REGISTRY/alice/app:slow" amd64 /seen.txt)
 [[ $got == "$data" ]] || lab_fail "alice's image does not hold her file"
 build bob b8 "$LAB/b8.log"
 under_bound "after bob's build 8 (alice's done)"
+
+# 3. two jobs of one repository share its cache at once: bob's slow build runs while his
+# next builds of the same repository go over the bound; their prune waits for it (never
+# removing what it uses), all succeed, and the first job after it prunes
+ctx "$LAB/ctx-bob-slow" 'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox echo bob-slow-started; /bin/busybox sleep 20; /bin/busybox cp /data.txt /seen.txt"]'
+data=$(cat "$LAB/ctx-bob-slow/data.txt")
+FARM_KEY=$LAB/keys/bob.key lab_farmctl submit --progress plain --platform linux/amd64 \
+    -t "$REGISTRY/bob/app:slow" "$LAB/ctx-bob-slow" >/dev/null 2>"$LAB/bslow.log" &
+slow=$!
+lab_wait_until 120 "bob's slow RUN step" grep -q 'bob-slow-started' "$LAB/bslow.log"
+for i in 9 10; do
+    build bob "b$i" "$LAB/b$i.log"
+done
+grep -q 'other jobs of it run, so a later job prunes it' "$LAB"/b9.log "$LAB"/b10.log \
+    || lab_fail "bob's builds beside his slow one never found their cache over the bound"
+wait "$slow" || { cat "$LAB/bslow.log" >&2; lab_fail "bob's slow build failed while his other builds used its cache"; }
+got=$(lab_image_file "$REGISTRY/bob/app:slow" amd64 /seen.txt)
+[[ $got == "$data" ]] || lab_fail "bob's slow image does not hold its file"
+build bob b11 "$LAB/b11.log"
+under_bound "after bob's build 11 (his slow one done)"
 lab_log "PASS: --builder-cache-max bounds the whole node; idle caches go least recently used first, busy ones never"

@@ -7,7 +7,8 @@
 # - another repository is not warm on n2: it goes to n1, "warm": false;
 # - while its warm node is busy, a build waits for it at most coordinator.cache_wait (3s)
 #   and then goes to the idle node, long before the warm node is free;
-# - with n2 stopped, the next build of the repository goes to n1 promptly.
+# - with n2 stopped, the next build of the repository goes to n1 promptly;
+# - after a coordinator restart, a repository still goes to the node that built it.
 # (The agents' cache hit counts are not judged here: that is the agents' part.)
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
@@ -132,4 +133,26 @@ grep -q "^\[linux/amd64 n1\] dispatched: attempt [12] on n1" "$LAB/8.err" \
 [[ $(meta "$LAB/8.json" warm) == false ]] || lab_fail "build 8 on n1 was said to be warm"
 ((elapsed < 30)) || lab_fail "build 8 took ${elapsed}s with n2 stopped"
 lab_log "build 8 on n1 took ${elapsed}s"
+
+# 9, 10: which node holds which cache outlives a coordinator restart (STATE_DIR/warm.json,
+# written at most 5 s after a change and at shutdown): a repository built only on n2
+# goes back to n2 after the restart, though n1 is first in farm.yaml and as idle
+lab_start_agent n2 linux/amd64
+lab_wait_nodes 2 60 n1 n2
+lab_stop agent-n1
+# (until the coordinator has seen n1 go, it may still send n1 the job)
+n1_gone() { [[ $(__lab_nodes_ready n1) == 0 ]]; }
+lab_wait_until 60 "the coordinator to see n1 gone" n1_gone
+submit 9 "$REGISTRY/team/restart"
+expect 9 n2 false
+lab_stop coordinator
+[[ -s $LAB/state/warm.json ]] || lab_fail "the coordinator left no state/warm.json at shutdown"
+lab_start_coordinator "$LAB/farm.yaml"
+lab_start_agent n1 linux/amd64
+lab_wait_nodes 2 60 n1 n2
+# (the log is appended to: the restored line is the new coordinator's)
+grep -q "warm placement: [0-9]* repositories' cache nodes restored from" "$LAB/coordinator.log" \
+    || lab_fail "the restarted coordinator did not restore warm placement"
+submit 10 "$REGISTRY/team/restart"
+expect 10 n2 true
 lab_log "PASS"

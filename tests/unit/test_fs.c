@@ -109,6 +109,43 @@ static void test_mkdirs_refuses_long(void **state)
     free(path);
 }
 
+/* all or nothing: the old content or the new one, never a mix or a leftover temp file;
+ * a symlink at the path is replaced, not written through */
+static void test_write_atomic(void **state)
+{
+    char base[] = "/tmp/farm-test-fs-XXXXXX", path[64], target[64], buf[32] = {0};
+    struct stat st;
+    FILE *f;
+    (void)state;
+
+    assert_non_null(mkdtemp(base));
+    snprintf(path, sizeof path, "%s/f", base);
+    snprintf(target, sizeof target, "%s/target", base);
+    assert_int_equal(farm_fs_write_atomic(path, "first", 5), 0);
+    assert_int_equal(farm_fs_write_atomic(path, "second", 6), 0);
+    assert_non_null(f = fopen(path, "r"));
+    assert_int_equal(fread(buf, 1, sizeof buf - 1, f), 6);
+    fclose(f);
+    assert_string_equal(buf, "second");
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    /* the planted symlink is replaced; its target is untouched */
+    unlink(path);
+    assert_non_null(f = fopen(target, "w"));
+    fclose(f);
+    assert_int_equal(symlink(target, path), 0);
+    assert_int_equal(farm_fs_write_atomic(path, "third", 5), 0);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    /* a directory that is not there: an error naming the file, nothing left */
+    snprintf(path, sizeof path, "%s/no/f", base);
+    assert_true(farm_fs_write_atomic(path, "x", 1) < 0);
+    assert_non_null(strstr(farm_error_last(), "/no/f"));
+    farm_fs_rmtree(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -116,6 +153,7 @@ int main(void)
         cmocka_unit_test(test_join_refuses),
         cmocka_unit_test(test_fmt),
         cmocka_unit_test(test_mkdirs_refuses_long),
+        cmocka_unit_test(test_write_atomic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
