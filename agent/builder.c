@@ -167,6 +167,15 @@ static int s_by_use(const void *a, const void *b)
     return x->tv_nsec < y->tv_nsec ? -1 : x->tv_nsec > y->tv_nsec;
 }
 
+/* strspn over the first n bytes of s only */
+static size_t s_span(const char *s, const char *accept, size_t n)
+{
+    size_t i = 0;
+    while (i < n && s[i] && strchr(accept, s[i]))
+        i++;
+    return i;
+}
+
 /* Adds SCOPE's caches (its *.lock files whose name is a platform slug) to *list. */
 static void s_scan_scope(s_cache_t **list, size_t *n, size_t *cap, const char *root,
                          const char *scope)
@@ -185,7 +194,11 @@ static void s_scan_scope(s_cache_t **list, size_t *n, size_t *cap, const char *r
 
         if (len <= 5 || len - 5 >= FARM_PLATFORM_STRLEN ||
             strcmp(e->d_name + len - 5, ".lock") != 0 ||
-            strspn(e->d_name, "abcdefghijklmnopqrstuvwxyz0123456789-") != len - 5 ||
+            /* SLUG.lock, in farm_layers_slug's alphabet (a variant may hold '.' or '_'),
+             * never . or .. */
+            s_span(e->d_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-",
+                   len - 5) != len - 5 ||
+            strcmp(e->d_name, "..lock") == 0 || strcmp(e->d_name, "...lock") == 0 ||
             farm_path_fmt(path, sizeof path, "%s/%s", dir, e->d_name) < 0 ||
             lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
@@ -258,6 +271,7 @@ static uint64_t s_bound_node(const farm_builder_t *b, uint64_t max)
         }
         farm_builder_run(&o, NULL, NULL, rm_all);
         farm_builder_run(&o, NULL, NULL, wipe);
+        futimens(x, NULL); /* empty now: the last to try next time, not the first */
         close(x);
         emptied++;
         size = s_bytes(b, b->opts->root);

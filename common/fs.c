@@ -96,9 +96,8 @@ int farm_fs_write_atomic(const char *path, const void *data, size_t len)
     if (farm_path_fmt(tmp, sizeof tmp, "%s.new-XXXXXX", path) < 0 ||
         farm_path_fmt(dir, sizeof dir, "%s", path) < 0)
         return farm_error_set(FARM_ETOOBIG, "%s: path too long", path);
-    if ((fd = mkstemp(tmp)) < 0) /* 0600, O_EXCL */
+    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) /* 0600, O_EXCL */
         return farm_error_set(FARM_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
     while (done < len) {
         ssize_t n = write(fd, p + done, len - done);
         if (n < 0 && errno == EINTR)
@@ -112,7 +111,8 @@ int farm_fs_write_atomic(const char *path, const void *data, size_t len)
     }
     if (rc == 0 && fsync(fd) != 0)
         rc = farm_error_set(FARM_EIO, "cannot sync %s: %s", tmp, strerror(errno));
-    close(fd);
+    if (close(fd) != 0 && rc == 0)
+        rc = farm_error_set(FARM_EIO, "cannot write %s: %s", tmp, strerror(errno));
     if (rc == 0 && rename(tmp, path) != 0)
         rc = farm_error_set(FARM_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     if (rc < 0) {
@@ -128,5 +128,29 @@ int farm_fs_write_atomic(const char *path, const void *data, size_t len)
         fsync(dfd);
         close(dfd);
     }
+    return 0;
+}
+
+int farm_fs_check_owned(const char *what, const char *dir, const struct stat *st)
+{
+    uid_t me = geteuid();
+
+    if (S_ISLNK(st->st_mode))
+        return farm_error_set(FARM_EINVALID,
+                              "%s %s is a symlink; configure the real directory "
+                              "instead (owned by uid %u, mode 0700)", what, dir, (unsigned)me);
+    if (!S_ISDIR(st->st_mode))
+        return farm_error_set(FARM_EINVALID,
+                              "%s %s exists but is not a directory; remove it or "
+                              "choose another directory", what, dir);
+    if (st->st_uid != me)
+        return farm_error_set(FARM_EINVALID,
+                              "%s %s is owned by uid %u, not by this user (uid %u); "
+                              "run: chown %u %s (or choose another directory)", what, dir,
+                              (unsigned)st->st_uid, (unsigned)me, (unsigned)me, dir);
+    if (st->st_mode & (S_IWGRP | S_IWOTH))
+        return farm_error_set(FARM_EINVALID,
+                              "%s %s is writable by group or others (mode %04o); "
+                              "run: chmod go-w %s", what, dir, (unsigned)(st->st_mode & 07777), dir);
     return 0;
 }

@@ -9,6 +9,13 @@ int farm_fs_mkdirs(const char *path);
 /* rm -rf without following symlinks (nftw FTW_PHYS). */
 void farm_fs_rmtree(const char *path);
 
+/* A directory only this user may change: not a symlink, a directory, owned by the
+ * effective uid, not writable by group or others (another user who made it first, e.g.
+ * under /var/tmp, could otherwise swap what is in it). st: its lstat. The error names
+ * what (e.g. "store directory") and dir, and says how to fix it. */
+struct stat;
+int farm_fs_check_owned(const char *what, const char *dir, const struct stat *st);
+
 /* Replaces path with len bytes of data, mode 0600, all or nothing: a new file beside it
  * (O_EXCL), written, synced and renamed over it; the directory synced. The error names
  * the path. */

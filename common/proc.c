@@ -218,6 +218,8 @@ int farm_proc_capture(const farm_proc_capture_t *o, char *out, size_t cap, size_
     posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
     if (o->with_stderr)
         posix_spawn_file_actions_adddup2(&fa, outp[1], 2);
+    /* in our process group, not its own: a credential helper may ask on the terminal
+     * (pinentry), which a background group cannot */
     rc = posix_spawnp(&pid, prog, &fa, NULL, o->argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
@@ -267,7 +269,10 @@ int farm_proc_capture(const farm_proc_capture_t *o, char *out, size_t cap, size_
     }
     out[len] = '\0';
     /* its output closed; the exit is waited for within the same deadline (a program that
-     * closes stdout and lingers is killed like one that never finishes) */
+     * closes stdout and lingers is killed like one that never finishes), and a moment
+     * more: one that closed it just before the deadline is still exiting */
+    if (deadline < farm_now_ms() + 200)
+        deadline = farm_now_ms() + 200;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
         struct timespec nap = {0, 5 * 1000 * 1000};

@@ -288,30 +288,6 @@ static int s_remove_temps(farm_store_t *self)
     return 0;
 }
 
-static int s_check_dir(const char *dir, const struct stat *st)
-{
-    uid_t me = geteuid();
-
-    if (S_ISLNK(st->st_mode))
-        return farm_error_set(FARM_EINVALID,
-                              "store directory %s is a symlink; configure the real directory "
-                              "instead (owned by uid %u, mode 0700)", dir, (unsigned)me);
-    if (!S_ISDIR(st->st_mode))
-        return farm_error_set(FARM_EINVALID,
-                              "store directory %s exists but is not a directory; remove it or "
-                              "choose another directory", dir);
-    if (st->st_uid != me)
-        return farm_error_set(FARM_EINVALID,
-                              "store directory %s is owned by uid %u, not by this user (uid %u); "
-                              "run: chown %u %s (or choose another directory)", dir,
-                              (unsigned)st->st_uid, (unsigned)me, (unsigned)me, dir);
-    if (st->st_mode & (S_IWGRP | S_IWOTH))
-        return farm_error_set(FARM_EINVALID,
-                              "store directory %s is writable by group or others (mode %04o); "
-                              "run: chmod go-w %s", dir, (unsigned)(st->st_mode & 07777), dir);
-    return 0;
-}
-
 /* ---- store ----------------------------------------------------------------------- */
 
 farm_store_t *farm_store_new(const char *dir)
@@ -338,7 +314,7 @@ farm_store_t *farm_store_new(const char *dir)
             return NULL;
         }
     }
-    if (s_check_dir(dir, &lst) < 0)
+    if (farm_fs_check_owned("store directory", dir, &lst) < 0)
         return NULL;
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
@@ -350,7 +326,7 @@ farm_store_t *farm_store_new(const char *dir)
         farm_error_set(FARM_EIO, "store directory %s: %s", dir, strerror(errno));
         goto fail;
     }
-    if (s_check_dir(dir, &st) < 0)
+    if (farm_fs_check_owned("store directory", dir, &st) < 0)
         goto fail;
     if (st.st_dev != lst.st_dev || st.st_ino != lst.st_ino) {
         farm_error_set(FARM_EINVALID, "store directory %s changed while being opened; retry", dir);

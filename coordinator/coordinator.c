@@ -3,9 +3,11 @@
  * builds and ctxstore, which take plain values. */
 #include "coordinator/coordinator.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1567,6 +1569,28 @@ static int s_listen(farm_coordinator_t *self)
     return 0;
 }
 
+/* The state dir is ours alone (a directory another user made first, under /var/tmp say,
+ * would let them plant warm.json or swap what is in it); temp files an earlier process
+ * left (a crash between write and rename) are removed. */
+static int s_state_dir_ok(const char *state)
+{
+    struct stat st;
+    struct dirent *e;
+    DIR *d;
+
+    if (lstat(state, &st) != 0)
+        return farm_error_set(FARM_EIO, "coordinator.state_dir %s: %s", state, strerror(errno));
+    if (farm_fs_check_owned("coordinator.state_dir", state, &st) < 0)
+        return FARM_EINVALID;
+    if (!(d = opendir(state)))
+        return farm_error_set(FARM_EIO, "coordinator.state_dir %s: %s", state, strerror(errno));
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, "warm.json.new-", 14) == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
+            farm_log_info("removed %s/%s, left by an earlier run", state, e->d_name);
+    closedir(d);
+    return 0;
+}
+
 farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
 {
     farm_coordinator_t *self = calloc(1, sizeof *self);
@@ -1591,7 +1615,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         farm_error_wrap(FARM_EINVALID, "coordinator.state_dir");
         goto fail;
     }
-    if (farm_fs_mkdirs(state) < 0)
+    if (farm_fs_mkdirs(state) < 0 || s_state_dir_ok(state) < 0)
         goto fail;
     self->chunk = malloc(FARM_WIRE_CHUNK);
     self->nodes = farm_nodes_new(cfg);

@@ -13,7 +13,7 @@
 #include "common/hmap.h"
 #include "coordinator/job.h"
 
-#define WARM_FILE_MAX (16u << 20) /* 4,096 keys of a few hundred bytes fit many times over */
+#define WARM_FILE_MAX (64u << 20) /* 4,096 keys of 4 parts, escaped: far less */
 #define WARM_PART_MAX 4096        /* one part of a key (client, repository, ...) */
 
 typedef struct {
@@ -157,7 +157,9 @@ int farm_warm_dirty(const farm_warm_t *self)
 
 static const char *const s_parts[] = {"client", "repository", "platform", "dockerfile"};
 
-/* {"client":..,"repository":..,"platform":..,"dockerfile":..,"nodes":[..]} of e */
+/* {"client":..,"repository":..,"platform":..,"dockerfile":..,"nodes":[..]} of e; NULL out
+ * of memory, or when a part is not UTF-8 (a Dockerfile path may be any bytes: that key is
+ * not kept across a restart) */
 static json_t *s_entry_json(const entry_t *e, const char *const *names, size_t n_names)
 {
     json_t *o = json_object(), *nodes = json_array();
@@ -201,7 +203,7 @@ int farm_warm_save(farm_warm_t *self, const char *path, const char *const *names
      * the bound come back as they were */
     for (farm_link_t *l = self->lru.prev; l != &self->lru; l = l->prev) {
         json_t *o = s_entry_json(FARM_LINK_OWNER(l, entry_t, lru), names, n_names);
-        if (!o || json_array_append_new(list, o) < 0) {
+        if (o && json_array_append_new(list, o) < 0) {
             json_decref(root);
             return farm_error_set(FARM_ERROR, "out of memory");
         }
@@ -287,7 +289,8 @@ int farm_warm_load(farm_warm_t *self, const char *path, const char *const *names
     ssize_t got = 0;
     int fd, rc = 0;
 
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+    /* O_NONBLOCK: a FIFO planted there must not hang the start (refused below) */
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
         if (errno == ENOENT)
             return 0;
         return farm_error_set(FARM_EIO, "%s: %s", path, strerror(errno));

@@ -25,6 +25,22 @@ cat "$LAB/c.err" >&2
 (( rc != 0 && rc != 124 )) || lab_fail "the coordinator started with a bad farm.yaml (rc $rc)"
 grep -q "bad.yaml:6:[0-9]*:.*pi5" "$LAB/c.err" || lab_fail "the coordinator did not name line 6 and node pi5"
 
+# a state dir someone else made first (as another user could under /var/tmp, the
+# default's parent) or that others may write to: the coordinator refuses to start,
+# saying why, rather than trust what they may have planted (warm.json, contexts)
+sed 's/^  linux\/arm64: \[pi5\]$//' "$LAB/bad.yaml" >"$LAB/ok.yaml"
+for how in other-owner world-writable; do
+    st=$LAB/state-$how
+    mkdir -p "$st"
+    if [[ $how == other-owner ]]; then chown 65534:65534 "$st"; want="is owned by uid 65534"; else chmod 0777 "$st"; want="is writable by group or others"; fi
+    printf '  state_dir: %s\n' "$st" >"$LAB/st.yaml.part"
+    sed "/^  clients: /r $LAB/st.yaml.part" "$LAB/ok.yaml" >"$LAB/st.yaml"
+    rc=0; timeout 20 "$FARM_COORDINATOR_BIN" --config "$LAB/st.yaml" >"$LAB/st.out" 2>"$LAB/st.err" || rc=$?
+    cat "$LAB/st.err" >&2
+    (( rc != 0 && rc != 124 )) || lab_fail "the coordinator started with a state dir that $how (rc $rc)"
+    grep -q "coordinator.state_dir $st $want" "$LAB/st.err" || lab_fail "no clear refusal of the $how state dir"
+done
+
 # validate reports every problem of a file in one pass, each with file:line:column
 rc=0; "$FARMCTL" validate "$FARM_SOURCE_DIR/tests/data/config/many-errors.yaml" 2>"$LAB/many.err" || rc=$?
 (( rc == 1 )) || lab_fail "validate of many-errors.yaml exited $rc"

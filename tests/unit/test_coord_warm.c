@@ -102,6 +102,22 @@ static void test_roundtrip(void **state)
     /* no file yet: nothing, and no error */
     unlink(s_path);
     assert_int_equal(farm_warm_load(r, s_path, names, 3), 0);
+    /* a key JSON cannot hold (a Dockerfile path is any bytes) is not kept; the others are */
+    {
+        size_t l4;
+        char *k4 = NULL;
+        farm_warm_t *w2 = farm_warm_new(16), *r2 = farm_warm_new(16);
+        assert_int_equal(farm_warm_key(&k4, &l4, "alice", "reg", "r", "linux/amd64", "D\xe9"), 0);
+        assert_int_equal(farm_warm_record(w2, k1, l1, 0), 0);
+        assert_int_equal(farm_warm_record(w2, k4, l4, 1), 0);
+        assert_int_equal(farm_warm_save(w2, s_path, names, 3), 0);
+        assert_int_equal(farm_warm_load(r2, s_path, names, 3), 1);
+        assert_int_equal(farm_warm_nodes(r2, k1, l1, got), 1);
+        assert_int_equal(farm_warm_nodes(r2, k4, l4, got), 0);
+        farm_warm_destroy(&w2);
+        farm_warm_destroy(&r2);
+        free(k4);
+    }
     farm_warm_destroy(&r);
     farm_warm_destroy(&w);
     free(k1);
@@ -156,6 +172,17 @@ static void test_bad_files(void **state)
     }
     s_refused(big, "entries[0].client is not a string of at most");
     free(big);
+    /* a FIFO planted there neither hangs the start nor is read */
+    {
+        const char *names[] = {"n0"};
+        farm_warm_t *r = farm_warm_new(4);
+        unlink(s_path);
+        assert_int_equal(mkfifo(s_path, 0600), 0);
+        assert_true(farm_warm_load(r, s_path, names, 1) < 0);
+        assert_non_null(strstr(farm_error_last(), "not a regular file"));
+        unlink(s_path);
+        farm_warm_destroy(&r);
+    }
     /* a symlink planted where the file goes is not followed */
     {
         const char *names[] = {"n0"};

@@ -139,6 +139,12 @@ static void test_write_atomic(void **state)
     assert_true(S_ISREG(st.st_mode));
     assert_int_equal(stat(target, &st), 0);
     assert_int_equal(st.st_size, 0);
+    /* only the file and the symlink's target are there: no temp file left beside them */
+    {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "test $(ls -A '%s' | wc -l) -eq 2", base);
+        assert_int_equal(system(cmd), 0);
+    }
     /* a directory that is not there: an error naming the file, nothing left */
     snprintf(path, sizeof path, "%s/no/f", base);
     assert_true(farm_fs_write_atomic(path, "x", 1) < 0);
