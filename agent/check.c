@@ -943,8 +943,10 @@ static void s_disk(farm_check_report_t *r, const farm_check_host_t *h, const cha
                                        : level == FARM_CHECK_WARN ? " (under what it may use)"
                                                                   : "");
         s_fix(it, "free space on that filesystem, or %s on a larger disk%s", flag,
-              strcmp(flag, "--work-dir") == 0 ? " (--cache-max SIZE bounds the context cache)"
-                                              : "");
+              strcmp(flag, "--work-dir") == 0      ? " (--cache-max SIZE bounds the context cache)"
+              : strcmp(flag, "--builder-root") == 0 ? " (--builder-cache-max SIZE bounds the layer "
+                                                      "caches)"
+                                                    : "");
     }
 }
 
@@ -952,21 +954,17 @@ static void s_disks(farm_check_report_t *r, const farm_agent_opts_t *o,
                     const farm_check_host_t *h)
 {
     unsigned long long cache = o->cache_max ? o->cache_max : 10 * S_GIB;
+    unsigned long long layers = o->builder.cache_max ? o->builder.cache_max : 10 * S_GIB;
     char storage[FARM_PATH_MAX];
-    const char *xdg = getenv("XDG_DATA_HOME");
 
     s_disk(r, h, "disk (work dir)", o->work_dir, "--work-dir", cache);
-    /* buildah's storage: --builder-root, else its default for this user */
-    if (o->builder.builder_root)
+    /* the builder's storage where the agent puts it: --builder-root, else WORK_DIR/builder;
+     * it may grow to --builder-cache-max */
+    if (o->builder.builder_root && *o->builder.builder_root)
         farm_str_fmt_cut(storage, sizeof storage, "%s", o->builder.builder_root);
-    else if (s_is_root(h))
-        farm_str_fmt_cut(storage, sizeof storage, "/var/lib/containers/storage");
-    else if (xdg && *xdg)
-        farm_str_fmt_cut(storage, sizeof storage, "%s/containers/storage", xdg);
     else
-        farm_str_fmt_cut(storage, sizeof storage, "%s/.local/share/containers/storage",
-                         h->home ? h->home : "");
-    s_disk(r, h, "disk (builder storage)", storage, "--builder-root", 10 * S_GIB);
+        farm_str_fmt_cut(storage, sizeof storage, "%s/builder", o->work_dir);
+    s_disk(r, h, "disk (builder storage)", storage, "--builder-root", layers);
     /* buildah writes layers being committed or pulled under TMPDIR (default /var/tmp) */
     s_disk(r, h, "disk (temp dir)", h->tmpdir ? h->tmpdir : "/var/tmp", "TMPDIR=DIR", 10 * S_GIB);
 }

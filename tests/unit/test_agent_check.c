@@ -227,6 +227,14 @@ static void test_report(void **state)
                                  "165536-231071 farm"));
     assert_non_null(strstr(text, "FAIL  network: cannot open /nonexistent/tun read-write"));
     assert_non_null(strstr(text, "--network none"));
+    /* builder storage is judged where the agent puts it (WORK_DIR/builder by default), not
+     * at buildah's own default */
+    {
+        char want[2 * sizeof s_dir + 64];
+        snprintf(want, sizeof want, "disk (builder storage): %s/builder (on %s)", s_dir, s_dir);
+        assert_non_null(strstr(text, want));
+        assert_null(strstr(text, "containers/storage"));
+    }
     /* the sandbox's essentials are told apart from the rest */
     assert_true(farm_check_failures(r, 1) >= 3);
     assert_true(farm_check_failures(r, 0) > farm_check_failures(r, 1));
