@@ -337,5 +337,6 @@ int farm_warm_load(farm_warm_t *self, const char *path, const char *const *names
     if (rc < 0)
         return rc;
     self->dirty = 0;
-    return (int)(farm_warm_size(self) - before);
+    /* keys held now that were not before (the bound may have pushed some out) */
+    return farm_warm_size(self) > before ? (int)(farm_warm_size(self) - before) : 0;
 }
