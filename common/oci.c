@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/limits.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,11 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define S_LAYOUT_MAX (64u << 10)  /* oci-layout: a one-line JSON file */
 #define S_INDEX_MAX (4u << 20)    /* index.json: same ceiling as any manifest */
 #define S_CONFIG_MAX (8u << 20)   /* image config: history + env can be large, not huge */
+#define OCI_BLOB_UNKNOWN_RETRIES 3 /* manifest puts again after MANIFEST_BLOB_UNKNOWN */
 #define S_LAYERS_MAX 4096         /* far above the 127 layers overlayfs can stack */
 
 #define S_MEDIA_OCI_CONFIG "application/vnd.oci.image.config.v1+json"
@@ -407,8 +410,9 @@ int farm_oci_push_image(farm_registry_t *reg, const char *repo, const char *layo
                         const farm_oci_image_t *img, farm_oci_progress_fn fn, void *arg)
 {
     char path[FARM_PATH_MAX], got[FARM_DIGEST_STRLEN] = "";
-    int rc = 0;
+    int rc = 0, attempt = 0;
 
+again:
     /* Children before the manifest: a registry may refuse a manifest whose blobs are
      * unknown (distribution-spec, MANIFEST_BLOB_UNKNOWN). */
     for (size_t i = 0; i < img->n_blobs; i++) {
@@ -427,9 +431,23 @@ int farm_oci_push_image(farm_registry_t *reg, const char *repo, const char *layo
         if (fn)
             fn(arg, img->blobs[i], (uint64_t)st.st_size, skipped);
     }
-    if ((rc = farm_registry_manifest_put(reg, got, repo, img->manifest.digest,
-                                         img->manifest.media_type, img->manifest_json,
-                                         img->manifest_len)) < 0) {
+    rc = farm_registry_manifest_put(reg, got, repo, img->manifest.digest,
+                                    img->manifest.media_type, img->manifest_json,
+                                    img->manifest_len);
+    /* The registry says a blob we just pushed or found there is unknown. Pushes of the
+     * same blob to one repository at once (platforms sharing an empty layer) can make
+     * docker-registry's link to it unreadable for a moment: look again, push what is
+     * missing, and put the manifest again, a few times. */
+    if (rc == FARM_ENOTFOUND && attempt < OCI_BLOB_UNKNOWN_RETRIES) {
+        struct timespec nap = {0, 250L * 1000 * 1000 * (attempt + 1)};
+        farm_log_info("registry says a blob of %s is unknown in %s (%s); checking the blobs "
+                      "again (%d/%d)", img->manifest.digest, repo, farm_error_last(), attempt + 1,
+                      OCI_BLOB_UNKNOWN_RETRIES);
+        attempt++;
+        nanosleep(&nap, NULL);
+        goto again;
+    }
+    if (rc < 0) {
         rc = farm_error_wrap(rc, "pushing manifest %s to %s", img->manifest.digest, repo);
         goto done;
     }

@@ -198,6 +198,26 @@ static void s_registry_error_text(char *buf, size_t n, const s_resp_t *resp)
     json_decref(root);
 }
 
+/* 1 when the registry's JSON error names code ({"errors":[{"code":...}]}). */
+static int s_error_has_code(const s_resp_t *resp, const char *code)
+{
+    json_t *root, *errs, *e;
+    size_t i;
+    int found = 0;
+
+    if (!resp->body || resp->len == 0)
+        return 0;
+    root = json_loadb(resp->body, resp->len, 0, NULL);
+    errs = json_object_get(root, "errors");
+    if (json_is_array(errs))
+        json_array_foreach(errs, i, e) {
+            json_t *c = json_object_get(e, "code");
+            found |= json_is_string(c) && strcmp(json_string_value(c), code) == 0;
+        }
+    json_decref(root);
+    return found;
+}
+
 /* Sets the error for an unexpected HTTP status: "registry H: WHAT: HTTP 400: CODE: msg". */
 static int s_http_error(farm_registry_t *self, const s_resp_t *resp, const char *what)
 {
@@ -988,6 +1008,9 @@ int farm_registry_manifest_put(farm_registry_t *self, char out_digest[FARM_DIGES
         goto done;
     if (resp.status != 201 && resp.status != 200) {
         rc = s_http_error(self, &resp, t.what);
+        /* a blob it names is not (or not yet) known there: the caller may push it again */
+        if (resp.status == 400 && s_error_has_code(&resp, "MANIFEST_BLOB_UNKNOWN"))
+            rc = FARM_ENOTFOUND;
         goto done;
     }
     if (resp.digest[0] && strcmp(resp.digest, digest) != 0) {

@@ -57,7 +57,8 @@ int farm_registry_blob_get(farm_registry_t *self, char **out_body, size_t *out_l
                            const char *repo, const char *digest, size_t max);
 
 /* PUT /v2/<repo>/manifests/<ref> with Content-Type media_type. out_digest (may be
- * NULL) receives sha256 over the exact bytes. ref is a tag or a digest. */
+ * NULL) receives sha256 over the exact bytes. ref is a tag or a digest. FARM_ENOTFOUND
+ * when the registry says a blob the manifest names is unknown (MANIFEST_BLOB_UNKNOWN). */
 int farm_registry_manifest_put(farm_registry_t *self, char out_digest[FARM_DIGEST_STRLEN],
                                const char *repo, const char *ref, const char *media_type,
                                const void *body, size_t len);

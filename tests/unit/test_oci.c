@@ -478,6 +478,25 @@ static void s_progress(void *arg, const char *digest, uint64_t size, int skipped
     snprintf(p->last, sizeof p->last, "%s", digest);
 }
 
+/* The progress callback of a push that loses a blob behind its back once: after the last
+ * blob, the repository's link to layer1 is removed from the registry's storage, as a
+ * concurrent push of the same blob can leave it unreadable for a moment. */
+typedef struct {
+    progress_t p;
+    char link[1024];
+    int removed;
+} racing_t;
+
+static void s_progress_racing(void *arg, const char *digest, uint64_t size, int skipped)
+{
+    racing_t *r = arg;
+    s_progress(&r->p, digest, size, skipped);
+    if (r->p.calls == 3 && !r->removed) {
+        assert_int_equal(unlink(r->link), 0);
+        r->removed = 1;
+    }
+}
+
 static int s_free_port(void)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -576,6 +595,23 @@ static void test_push_to_registry(void **state)
     assert_int_equal(farm_oci_push_image(reg, "farm/test", l.dir, img, s_progress, &pr), 0);
     assert_int_equal(pr.calls, 3);
     assert_int_equal(pr.skipped, 3);
+    /* a blob unknown when the manifest is put (MANIFEST_BLOB_UNKNOWN): the blobs are looked
+     * at again, the missing one pushed again, and the manifest put again */
+    {
+        racing_t r;
+        memset(&r, 0, sizeof r);
+        snprintf(r.link, sizeof r.link,
+                 "%s/registry/docker/registry/v2/repositories/farm/race/_layers/sha256/%s/link",
+                 l.dir, l.layer1 + strlen("sha256:"));
+        if (farm_oci_push_image(reg, "farm/race", l.dir, img, s_progress_racing, &r) < 0)
+            fail_msg("push after a lost blob: %s", farm_error_last());
+        assert_true(r.removed);
+        assert_int_equal(r.p.calls, 6);   /* every blob twice */
+        assert_int_equal(r.p.skipped, 2); /* the second time, all but the lost one were there */
+        if (farm_registry_manifest_head(reg, dig, &size, mt, sizeof mt, "farm/race", l.manifest) < 0)
+            fail_msg("head: %s", farm_error_last());
+        assert_string_equal(dig, l.manifest);
+    }
 
     farm_oci_image_destroy(&img);
     farm_registry_destroy(&reg);
