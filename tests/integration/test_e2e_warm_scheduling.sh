@@ -147,12 +147,15 @@ submit 9 "$REGISTRY/team/restart"
 expect 9 n2 false
 lab_stop coordinator
 [[ -s $LAB/state/warm.json ]] || lab_fail "the coordinator left no state/warm.json at shutdown"
+# a temp file a crash between write and rename would leave: removed at the next start
+echo partial >"$LAB/state/warm.json.new-AbC123"
 lab_start_coordinator "$LAB/farm.yaml"
 lab_start_agent n1 linux/amd64
 lab_wait_nodes 2 60 n1 n2
 # (the log is appended to: the restored line is the new coordinator's)
 grep -q "warm placement: [0-9]* repositories' cache nodes restored from" "$LAB/coordinator.log" \
     || lab_fail "the restarted coordinator did not restore warm placement"
+[[ ! -e $LAB/state/warm.json.new-AbC123 ]] || lab_fail "the restarted coordinator left a crashed save's temp file"
 submit 10 "$REGISTRY/team/restart"
 expect 10 n2 true
 lab_log "PASS"

@@ -243,6 +243,15 @@ static void test_report(void **state)
     free(r);
 }
 
+/* farm_agent_args_parse's answer for a 3-word argv (what it parsed is freed) */
+static int s_args_rc(char **argv, int check)
+{
+    farm_agent_args_t a;
+    int rc = farm_agent_args_parse(&a, 3, argv, check);
+    farm_agent_args_free(&a);
+    return rc;
+}
+
 static void test_args(void **state)
 {
     farm_agent_args_t a;
@@ -262,20 +271,14 @@ static void test_args(void **state)
     assert_string_equal(a.opts.builder.runtime, "runc");
     farm_agent_args_free(&a);
     /* the agent needs --name; check does not */
-    assert_int_equal(farm_agent_args_parse(&a, 3, noname, 0), 2);
-    farm_agent_args_free(&a);
-    assert_int_equal(farm_agent_args_parse(&a, 3, noname, 1), 0);
-    farm_agent_args_free(&a);
-    assert_int_equal(farm_agent_args_parse(&a, 3, bad, 1), 2);
-    farm_agent_args_free(&a);
-    assert_int_equal(farm_agent_args_parse(&a, 3, neg, 1), 2);
-    farm_agent_args_free(&a);
+    assert_int_equal(s_args_rc(noname, 0), 2);
+    assert_int_equal(s_args_rc(noname, 1), 0);
+    assert_int_equal(s_args_rc(bad, 1), 2);
+    assert_int_equal(s_args_rc(neg, 1), 2);
     /* relative dirs would name one place for the build (run in the context) and another
      * for the rest */
-    assert_int_equal(farm_agent_args_parse(&a, 3, relwork, 1), 2);
-    farm_agent_args_free(&a);
-    assert_int_equal(farm_agent_args_parse(&a, 3, relroot, 1), 2);
-    farm_agent_args_free(&a);
+    assert_int_equal(s_args_rc(relwork, 1), 2);
+    assert_int_equal(s_args_rc(relroot, 1), 2);
 }
 
 int main(void)

@@ -172,6 +172,21 @@ static void test_bad_files(void **state)
     }
     s_refused(big, "entries[0].client is not a string of at most");
     free(big);
+    /* over the size limit (a sparse file: nothing is written, the size is what counts) */
+    {
+        const char *names[] = {"n0"};
+        farm_warm_t *r = farm_warm_new(4);
+        int fd;
+        unlink(s_path);
+        assert_true((fd = open(s_path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
+        assert_int_equal(ftruncate(fd, (off_t)(64u << 20) + 1), 0);
+        close(fd);
+        assert_true(farm_warm_load(r, s_path, names, 1) < 0);
+        assert_non_null(strstr(farm_error_last(), "not a regular file of at most 67108864 bytes"));
+        assert_int_equal(farm_warm_size(r), 0);
+        unlink(s_path);
+        farm_warm_destroy(&r);
+    }
     /* a FIFO planted there neither hangs the start nor is read */
     {
         const char *names[] = {"n0"};
