@@ -295,7 +295,7 @@ uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max)
     static const char *const list[] = {"images", "--format", "{{.CreatedAtRaw}}|{{.ID}}", NULL};
     static const char *const wipe[] = {"rmi", "--all", "--force", NULL};
     char mine[FARM_PATH_MAX + FARM_PLATFORM_STRLEN + 2];
-    uint64_t size, before;
+    uint64_t size = 0, before = 0;
     int x, removed = 0;
 
     if (!b->scope[0])
@@ -303,7 +303,14 @@ uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max)
     if (farm_path_fmt(mine, sizeof mine, "%s/%s", b->scope, b->slug) < 0)
         return 0;
     farm_builder_leave(b);
-    if (max == 0 || (size = before = s_bytes(b, mine)) <= max)
+    if (max && (size = before = s_bytes(b, mine)) == 0) {
+        /* a cache a job just used is never empty: du failed, and saying so beats a bound
+         * that quietly does nothing */
+        printf("farm: cannot measure builder storage %s (du); --builder-cache-max is not "
+               "applied after this job\n", mine);
+        return 0;
+    }
+    if (max == 0 || size <= max)
         return s_bound_node(b, max);
     if ((x = farm_layers_lock(b->scope, b->slug, 1, 1)) < 0) {
         printf("farm: builder cache over --builder-cache-max; other jobs of it run, so a "

@@ -127,8 +127,10 @@ static int s_kv_set(farm_kv_t **kv, size_t *n, const char *key, const char *valu
 int farm_build_network_parse(const char *s, int *none)
 {
     *none = 0;
-    if (!s || !*s || strcmp(s, "default") == 0)
+    if (!s || strcmp(s, "default") == 0)
         return 0;
+    if (!*s)
+        return farm_error_set(FARM_EINVALID, "it is empty; write default or none");
     if (strcmp(s, "none") == 0) {
         *none = 1;
         return 0;

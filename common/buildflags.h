@@ -42,8 +42,8 @@ void farm_buildflags_wipe_secrets(farm_buildflags_t *f);
 
 /* --- what a person writes (a later key or secret id replaces an earlier one) --- */
 
-/* --network / build.network: default (NULL and "" too: the node's network, outbound only)
- * or none; *none says which. Anything else, the agent's host network above all, is refused
+/* --network / build.network: default (NULL too, not given: the node's network, outbound
+ * only) or none; *none says which. "" is refused. Anything else, the agent's host network above all, is refused
  * with the reason. */
 int farm_build_network_parse(const char *s, int *none);
 

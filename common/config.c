@@ -291,7 +291,8 @@ static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
 static int s_name_ok(const char *s)
 {
     size_t n = strlen(s);
-    if (!n || n > FARM_NAME_MAX)
+    /* nodes keep a client's layer cache in a directory of its name: never . or .. */
+    if (!n || n > FARM_NAME_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
         return 0;
     for (; *s; s++)
         if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
@@ -900,9 +901,9 @@ static void s_build(s_ctx_t *ctx, farm_yaml_node_t *map)
             if (!(s = farm_yaml_want_string(ctx->y, v, "build.network",
                                             "write default or none")))
                 continue;
-            if (!*s || farm_build_network_parse(s, &b->network_none) < 0)
+            if (farm_build_network_parse(s, &b->network_none) < 0)
                 farm_yaml_problem(ctx->y, v->line, v->col, "build.network: %s",
-                                  *s ? farm_error_last() : "empty; write default or none");
+                                  farm_error_last());
         } else if (!strcmp(k->value, "tags")) {
             if (!(l = farm_yaml_want_list(ctx->y, v, "build.tags",
                                           "write e.g. [registry.example.com/team/app:latest]")))

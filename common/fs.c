@@ -1,5 +1,6 @@
 #include "common/fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -153,4 +154,25 @@ int farm_fs_check_owned(const char *what, const char *dir, const struct stat *st
                               "%s %s is writable by group or others (mode %04o); "
                               "run: chmod go-w %s", what, dir, (unsigned)(st->st_mode & 07777), dir);
     return 0;
+}
+
+int farm_fs_remove_atomic_temps(const char *path)
+{
+    char dir[FARM_PATH_MAX], prefix[FARM_PATH_MAX];
+    const char *base = strrchr(path, '/');
+    struct dirent *e;
+    int n = 0;
+    DIR *d;
+
+    if (farm_path_fmt(dir, sizeof dir, "%.*s", base ? (int)(base - path) : 1,
+                      base ? path : ".") < 0 ||
+        farm_path_fmt(prefix, sizeof prefix, "%s.new-", base ? base + 1 : path) < 0 ||
+        !(d = opendir(dir[0] ? dir : "/")))
+        return 0;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 &&
+            unlinkat(dirfd(d), e->d_name, 0) == 0)
+            n++;
+    closedir(d);
+    return n;
 }

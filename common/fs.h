@@ -9,6 +9,10 @@ int farm_fs_mkdirs(const char *path);
 /* rm -rf without following symlinks (nftw FTW_PHYS). */
 void farm_fs_rmtree(const char *path);
 
+/* Removes the temp files farm_fs_write_atomic(path) left when a process died between
+ * write and rename; returns how many. */
+int farm_fs_remove_atomic_temps(const char *path);
+
 /* A directory only this user may change: not a symlink, a directory, owned by the
  * effective uid, not writable by group or others (another user who made it first, e.g.
  * under /var/tmp, could otherwise swap what is in it). st: its lstat. The error names

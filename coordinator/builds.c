@@ -391,7 +391,9 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     /* what a client sent is checked again here: counts, sizes, keys, ids */
     if (s->flags && farm_buildflags_check(s->flags) < 0)
         return s_refuse(reason, len, "%s", farm_error_last());
-    if (farm_build_network_parse(s->network, &network_none) < 0)
+    /* the wire's unset string is "": not given */
+    if (farm_build_network_parse(s->network && *s->network ? s->network : NULL,
+                                 &network_none) < 0)
         return s_refuse(reason, len, "network %s", farm_error_last());
     if (s_client_builds(self, s->owner, s->client, s->client_len) >=
         (uintptr_t)self->cfg->max_builds_per_client)

@@ -3,7 +3,6 @@
  * builds and ctxstore, which take plain values. */
 #include "coordinator/coordinator.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/random.h>
@@ -1570,24 +1569,15 @@ static int s_listen(farm_coordinator_t *self)
 }
 
 /* The state dir is ours alone (a directory another user made first, under /var/tmp say,
- * would let them plant warm.json or swap what is in it); temp files an earlier process
- * left (a crash between write and rename) are removed. */
+ * would let them plant warm.json or swap what is in it). */
 static int s_state_dir_ok(const char *state)
 {
     struct stat st;
-    struct dirent *e;
-    DIR *d;
 
     if (lstat(state, &st) != 0)
         return farm_error_set(FARM_EIO, "coordinator.state_dir %s: %s", state, strerror(errno));
     if (farm_fs_check_owned("coordinator.state_dir", state, &st) < 0)
         return FARM_EINVALID;
-    if (!(d = opendir(state)))
-        return farm_error_set(FARM_EIO, "coordinator.state_dir %s: %s", state, strerror(errno));
-    while ((e = readdir(d)))
-        if (strncmp(e->d_name, "warm.json.new-", 14) == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
-            farm_log_info("removed %s/%s, left by an earlier run", state, e->d_name);
-    closedir(d);
     return 0;
 }
 
@@ -1637,6 +1627,8 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     }
     for (size_t i = 0; i < cfg->n_nodes; i++)
         self->node_names[i] = cfg->nodes[i].name;
+    if ((rc = farm_fs_remove_atomic_temps(self->warm_path)) > 0)
+        farm_log_info("removed %d temp file(s) of %s left by an earlier run", rc, self->warm_path);
     /* a file that cannot be read costs warm placement, not the start */
     if ((rc = farm_warm_load(farm_scheduler_warm(self->sched), self->warm_path,
                              self->node_names, cfg->n_nodes)) < 0)

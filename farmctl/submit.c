@@ -786,9 +786,9 @@ int farmctl_submit_main(int argc, char **argv)
         case O_META: o.metadata_file = optarg; break;
         case O_PARTIAL: o.allow_partial = 1; break;
         case O_NETWORK:
-            if (!*optarg || farm_build_network_parse(optarg, &none) < 0) {
+            if (farm_build_network_parse(optarg, &none) < 0) {
                 fprintf(stderr, "farmctl submit: --network wants default or none: %s\n",
-                        *optarg ? farm_error_last() : "it is empty");
+                        farm_error_last());
                 goto done;
             }
             o.network = optarg;

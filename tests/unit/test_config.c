@@ -480,6 +480,9 @@ static void test_slots(void **state)
            {"\"4\"", "(quoted)"},
            {"", "got nothing"});
     s_one("nodes:\n  \"bad name\": {}\n", "t.yaml:2:3", "node name \"bad name\" is not valid");
+    /* names become directories (a node keeps each client's layer cache in one of its
+     * name; clients' names follow the same rule): never . or .. */
+    s_one("nodes:\n  \"..\": {}\n", "t.yaml:2:3", "node name \"..\" is not valid");
     s_one("platforms:\n  linux/amd64: [\"a\\x1b[2J\"]\nnodes: {a: {}}\n", "t.yaml:2:17",
           "node \"a\\x1b[2J\" is mapped to linux/amd64 but is not a valid node name");
 }
