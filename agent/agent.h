@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm-agent: connects out to the coordinator, says HELLO, heartbeats, fetches contexts
  * by digest into a content-addressed cache, runs each job in an exec'd worker
  * (`farm-agent worker`, agent/worker.h) and reports. One reactor (common/reactor.h);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm-agent's command line, shared by the agent and `farm-agent check` (which checks
  * what an agent started with the same options would need). */
 #ifndef FARM_AGENT_ARGS_H

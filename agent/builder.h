@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The builder in its storage, for one job (used by agent/worker.c): buildah with this
  * client's and platform's layer cache (BUILDER_ROOT/SCOPE/SLUG/storage, agent/layers.h),
  * run inside the job's sandbox when there is one (agent/sandbox.h); the cache's lock,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The agent's context cache: contexts by digest in a content-addressed store
  * (common/store.h), fetched from the coordinator in chunks with up to FARM_WIRE_WINDOW
  * bytes of requests in flight, kept under a size bound (least recently used out first,

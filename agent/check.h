@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `farm-agent check`: what this host lacks for an agent configured by the same options,
  * one finding per line with the fix for each. The agent runs the cheap checks at start-up
  * and refuses to start a sandbox (--isolation oci) that cannot work.

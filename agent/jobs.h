@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The agent's jobs: each assigned job from the context fetch to its worker's end, the
  * worker process (an exec'd `farm-agent worker`, common/child.h), its log tail, cancel
  * with a grace period, and its private directory. No socket or protobuf here.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The node's layer cache: buildah --layers keeps every step's image in builder storage, one
  * storage per platform (ROOT/<os-arch-variant>/storage), so jobs of different platforms
  * never race on a base image's name, and a prune never runs while a job of that platform

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm-agent --coordinator ENDPOINT --name NAME [options]   (agent/args.h)
  * farm-agent check [the same options]   what this host lacks for that agent (agent/check.h)
  * farm-agent worker   (started by the agent itself for each job: agent/worker.h) */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The sandbox RUN steps run in (isolation "oci"), one per job, made of host tools so it
  * works the same when the agent itself runs under qemu-user (where a multi-threaded
  * emulator cannot unshare a user namespace):

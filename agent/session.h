@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The agent's session with the coordinator, as a state machine over plain values (no
  * socket here: agent.c sends what the returned action says). Paranoid Pirate (zguide
  * ch. 4): HELLO until WELCOME, heartbeats both ways, a coordinator silent for `liveness`

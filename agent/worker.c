@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #include "agent/worker.h"
 #include "agent/builder.h"
 #include "agent/layers.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `farm-agent worker`: one job, in a program of its own (exec'd by the agent through
  * common/child.h, never a bare fork of the agent that runs ZeroMQ threads). It reads a
  * packed farm.WorkerRequest from fd 3, extracts the context safely into the job

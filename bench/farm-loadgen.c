@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm-loadgen: N simulated agents and M simulated clients in one process, speaking the
  * real wire protocol to a real farm-coordinator, to measure it under load (issue 5,
  * "Scale"). bench/loadgen.sh sets up the registry and the coordinator and runs this.

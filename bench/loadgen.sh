@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # farm's load benchmark (issue 5, "Scale"): a real docker-registry, a real farm-coordinator,
 # and farm-loadgen simulating hundreds of agents and a few clients that speak the real
 # protocol (agents answer every job at once with an image that exists in the registry).

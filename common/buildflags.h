@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A build's flags with buildx's meaning (farmctl submit --target, --no-cache, --pull,
  * --label, --annotation, --secret; farm.yaml build:): parsed from what a person writes,
  * checked again on every hop (the coordinator trusts no client, the worker no agent),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helper programs started with fork+exec (never a bare fork of a process that runs
  * ZeroMQ threads: the child only rewires fds and execs, czmq zproc style).
  *

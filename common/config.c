@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm.yaml's schema: the bounded YAML tree (common/yamltree.c) -> a checked
  * farm_config_t. Every problem is collected (not just the first) as
  * "PATH:LINE:COLUMN: what is wrong; what to do". */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm.yaml (libyaml). One file serves the coordinator (which nodes serve which
  * platform) and the repository that checks it in (build: defaults for farmctl). */
 #ifndef FARM_CONFIG_H

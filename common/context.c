@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Build contexts: deterministic packing (honouring .dockerignore), confined extraction. */
 #include "common/context.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Build contexts: packed as a tar by farmctl (honouring .dockerignore), sent once by
  * digest, extracted safely by the agent. */
 #ifndef FARM_CONTEXT_H

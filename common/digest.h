@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sha256 content digests (OpenSSL 3 EVP), "sha256:<64 hex>". */
 #ifndef FARM_DIGEST_H
 #define FARM_DIGEST_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* .dockerignore: the rules of moby/patternmatcher (ignorefile.ReadAll + New +
  * MatchesOrParentMatches). A pattern is cleaned (filepath.Clean, leading "/" dropped),
  * "*" and "?" never match "/", "**" matches any number of directories, "!" makes an

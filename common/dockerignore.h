@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* .dockerignore matcher with Docker's rules (moby/patternmatcher): filepath.Match
  * patterns, "**", "!" exceptions, last match wins, a match on a parent directory covers
  * everything under it. */

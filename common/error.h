@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm error slot: functions return 0 ok / negative on failure and leave a
  * message a person can read in a per-thread slot (libgit2 style). */
 #ifndef FARM_ERROR_H

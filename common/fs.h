@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Small filesystem helpers shared by the coordinator and the agent. */
 #ifndef FARM_FS_H
 #define FARM_FS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A hash map from byte-string keys to pointers (open addressing, linear probing,
  * backward-shift deletion): node by name or routing id, job and build by id. Keys are
  * copied; values are borrowed. Lookups cost O(1) whatever the number of entries. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* CURVE key pairs (ZeroMQ's Z85 text form, 40 characters per key) and the files that hold
  * them. A key file is what `farmctl keygen` writes:
  *     # farm CURVE key pair ... keep this file secret

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Every bound farm places on input, in one place: farmctl checks them before it sends,
  * the coordinator before it accepts, the agent before it builds. A change here changes
  * all three. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One line per event to stderr: "2026-11-28T10:00:00.123Z coordinator INFO build=b1 ..."
  * Never pass secrets to these functions. */
 #ifndef FARM_LOG_H

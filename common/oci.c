@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* OCI image layouts (read what the builder wrote, push it by digest) and image indexes.
  * image-spec: image-layout.md, manifest.md, config.md, image-index.md. */
 #include "common/oci.h"

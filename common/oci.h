@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* OCI image layouts (what the builder writes) and image indexes (what farm pushes). */
 #ifndef FARM_OCI_H
 #define FARM_OCI_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* OCI platforms, normalised the way containerd/platforms does (platforms.go
  * Normalize/normalizeArch), plus the Debian and uname spellings a farm meets. */
 #include "common/platform.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* OCI platforms, normalised the way containerd/platforms does. */
 #ifndef FARM_PLATFORM_H
 #define FARM_PLATFORM_H

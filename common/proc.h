@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Running a program and waiting for it (inside helper programs only: the daemons start
  * helpers with common/child.h), the daemons' signal set-up, and the non-blocking line reader. */
 #ifndef FARM_PROC_H

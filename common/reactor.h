@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The event loop both daemons run (after czmq's zloop and redis' ae): ZeroMQ sockets and
  * plain fds polled with zmq_poll, several named timers on the monotonic clock, and a hook
  * at the end of every turn. The poll timeout is the earliest timer, never infinite.

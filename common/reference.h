@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Image references, normalised as docker/distribution does:
  * "alpine" -> docker.io/library/alpine:latest; "localhost:5000/a/b:t";
  * "r.io/a/b@sha256:..."; a first component with '.' or ':' or "localhost" is a registry. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* OCI distribution client: one libcurl easy handle per farm_registry_t (connections are
  * reused), blocking calls, retries with backoff, Basic and Bearer-token auth. */
 #include "common/registry.h"

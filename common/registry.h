@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* OCI distribution client (libcurl + OpenSSL + jansson).
  * Auth (common/registry_auth.h): anonymous, Basic, Bearer tokens from WWW-Authenticate
  * challenges; credentials from the docker config.json (auths, credHelpers, credsStore).

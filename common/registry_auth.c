@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Registry authentication: WWW-Authenticate parsing, docker config.json credential
  * lookup (auths, credHelpers, credsStore), and the state machine that turns challenges
  * into Basic or Bearer Authorization headers, with tokens cached per scope. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Registry authentication: WWW-Authenticate challenges, docker config.json credentials,
  * and the per-registry state machine (anonymous -> Basic or Bearer, tokens per scope)
  * the registry client asks for an Authorization header before each request. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A content-addressed store of files named by their sha256 digest: the coordinator's
  * received contexts and the agent's context cache.
  *

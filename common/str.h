@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Bounded formatting into fixed arrays: nothing is cut silently. Paths go through
  * farm_path_join / farm_path_fmt (common/fs.h); other strings through these. */
 #ifndef FARM_STR_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The last FARM_TAIL_LINES lines of a log, kept to explain a failure. */
 #ifndef FARM_TAIL_H
 #define FARM_TAIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Text a peer sent (build output, node names, error texts), made inert before a terminal
  * or a log shows it: it can no longer move the cursor, clear or retitle the screen, or
  * start a line that looks like ours. The rules, in the order they are tried:

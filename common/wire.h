@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Wire framing: one protobuf-c Envelope per ZeroMQ message, after the routing-id frame
  * on ROUTER sockets. Sizes are bounded before unpacking; packed bytes are never treated
  * as C strings. Socket options live here so CURVE/ZAP can be added in one place. */

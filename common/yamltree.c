@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A bounded YAML tree: libyaml events -> nodes with positions, then checks that report
  * every problem (not just the first) as "NAME:LINE:COLUMN: what is wrong; what to do",
  * sorted into document order at the end. */

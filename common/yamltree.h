@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A bounded YAML tree (libyaml): size, depth, node count and problem count limited,
  * aliases refused, every node with its line and column. The checks a schema is built
  * from report each problem as "NAME:LINE:COLUMN: what is wrong; what to do" and carry

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The ZAP handler (ZeroMQ RFC 27) that makes CURVE mean something: without one, CURVE
  * encrypts but admits any key. It binds inproc://zeromq.zap.01 in the daemon's context
  * (before any server socket) and answers each handshake from a lookup: the client's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Builds: what a client submitted, its jobs (one per platform), their log tails and
  * outcomes, and when a build is finished. Events go out through a callback; the index
  * push is asked for through another (the coordinator runs it as a helper process). */

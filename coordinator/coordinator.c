@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The coordinator's top file: the two ROUTER sockets, protobuf in and out, the reactor's
  * timers, and the index-push helper processes. The rules live in nodes, scheduler,
  * builds and ctxstore, which take plain values. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm-coordinator: the farm (nodes, liveness, slots), the job queue per platform and
  * the builds. One reactor: zmq_poll over the agent and client ROUTERs and the stitch
  * children's pipes, timers on the monotonic clock. Never builds anything itself. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Build contexts the coordinator holds: uploads from clients (by digest, in order,
  * verified before they count), reads for agents, and the clean-up of contexts nobody
  * used for context_ttl. Storage is a common/store.h content-addressed store. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The coordinator's plain records: a build and its jobs (one per platform). `builds`
  * owns their memory and life; `scheduler` owns a job's place in the queues and on its
  * node (the links below), and its QUEUED/RUNNING transitions and attempts. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm-coordinator --config farm.yaml [-v] */
 #include <getopt.h>
 #include <stdio.h>

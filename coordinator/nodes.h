@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The node table: every node farm.yaml names, its session, liveness and the platforms it
  * was accepted for. HELLO is checked here; the scheduler keeps the node's load. */
 #ifndef FARM_COORD_NODES_H

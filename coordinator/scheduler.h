@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The scheduler owns where every unfinished job is: in its platform's queue, or running
  * on a node. The rules (ARCHITECTURE.md, "One build, step by step"):
  *   - a job goes to a live node that farm.yaml maps to its platform and that has a free

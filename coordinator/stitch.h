@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Verifies every child image in the registry and pushes the image index under each
  * tag. Blocking (HTTP): it runs in the helper program `farm-coordinator stitch`, which
  * the coordinator starts with fork+exec (common/child.h). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The coordinator's answers to `farm-agent check`'s clock question (TimeRequest): which
  * requests are answered. A peer (its authenticated node name, "" in a farm without keys)
  * gets at most per_peer answers a second and the whole endpoint at most total: a flood

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Which nodes built what recently: per key (registry/repository, platform, Dockerfile
  * path) the last FARM_WARM_NODES nodes that built it successfully, most recent first.
  * Their builder's layer cache likely holds its steps, so the scheduler prefers them

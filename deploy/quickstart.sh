@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # farm on one machine, end to end: install what is missing, build, register qemu, start
 # a registry, a coordinator and three agents (amd64-1, arm64-1, armv7-1), build
 # deploy/example for linux/amd64, linux/arm64 and linux/arm/v7 with farmctl, and show the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farmctl's connection to the coordinator's client endpoint. */
 #ifndef FARMCTL_CLIENT_H
 #define FARMCTL_CLIENT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #ifndef FARMCTL_DRAIN_H
 #define FARMCTL_DRAIN_H
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farmctl keygen NAME [--dir DIR]: a CURVE key pair for a node, a client or the
  * coordinator. */
 #include "farmctl/keygen.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #ifndef FARMCTL_KEYGEN_H
 #define FARMCTL_KEYGEN_H
 

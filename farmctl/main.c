@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farmctl: the user's CLI to the farm. */
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farmctl's build progress on stderr: plain lines tagged [platform node] (CI logs), a
  * live block with one line per platform (terminals), or nothing (quiet). */
 #ifndef FARMCTL_PROGRESS_H

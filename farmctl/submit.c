@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farmctl submit: pack the context, send it once by digest, submit, stream progress,
  * print the index digest last on stdout. */
 #include "farmctl/submit.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farmctl validate: reads a farm.yaml and reports every problem in it at once. */
 #include "farmctl/validate.h"
 

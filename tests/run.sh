@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Install what is missing, fetch the lab's busybox, build, and run the tests with ctest.
 # Non-interactive (CI=true, no stdin). Extra arguments go to ctest, e.g.
 #   tests/run.sh -R unit            tests/run.sh -L integration -V

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Build the Debian packages farm-coordinator, farm-agent and farmctl for amd64, arm64 and
 # armhf on this amd64 Debian 12 machine: amd64 natively, arm64 and armhf with Debian's
 # cross compilers (crossbuild-essential-arm64/-armhf) against a sysroot of the target's

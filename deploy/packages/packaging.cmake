@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Install rules and Debian packages: one component per package, built by CPack's DEB
 # generator (deploy/packages/build-debs.sh runs it for amd64, arm64 and armhf).
 #

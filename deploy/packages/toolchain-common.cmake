@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared by toolchain-aarch64.cmake and toolchain-armhf.cmake (which set FARM_DEB_ARCH and
 # FARM_TRIPLET). FARM_SYSROOT is a directory holding the target's -dev packages unpacked
 # (dpkg -x), multiarch layout: usr/include/TRIPLET, usr/lib/TRIPLET, lib/TRIPLET.

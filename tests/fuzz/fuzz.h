@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the fuzz targets: libFuzzer's entry points and small input helpers. */
 #ifndef FARM_FUZZ_H
 #define FARM_FUZZ_H

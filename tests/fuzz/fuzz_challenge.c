@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* WWW-Authenticate values come from any registry a build talks to:
  * farm_registry_parse_challenge (common/registry_auth.h). An accepted challenge is
  * Bearer (with a realm) or Basic, every field NUL-terminated inside its array. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm.yaml: farm_config_parse (common/config.h) over arbitrary bytes. A refused file
  * must come with at least one located problem; an accepted one must be self-consistent
  * (every node a platform names is defined, every platform canonical and found again). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Context extraction (common/context.h): the tar comes from another machine. Each input
  * is written as a tar in a private temp dir and extracted into a fresh subdirectory with
  * small limits. After each run nothing outside that subdirectory may have changed (a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* .dockerignore (common/dockerignore.h): the input is a .dockerignore, then a NUL byte,
  * then '\n'-separated paths to match against it. Checked properties: Clean is
  * idempotent, and a plain path that keep() brought back is no longer excluded (that is

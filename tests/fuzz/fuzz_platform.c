@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Platforms (common/platform.h): "os/arch[/variant]" from farm.yaml, --platform and a
  * HELLO; and os/architecture/variant from an image config. Normalisation must be
  * idempotent and every output must fit the buffers the header promises. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Image references (common/reference.h): what a user types after -t and what a
  * Dockerfile's FROM names. A parsed reference must format into FARM_REFERENCE_MAX
  * bytes and parse back to itself. */

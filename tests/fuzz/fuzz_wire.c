@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Wire unpacking: any bytes a peer sends reach farm_wire_unpack (common/wire.h). An
  * accepted Envelope must pack again and survive a second round trip unchanged.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/fuzz/run.sh TARGET SECONDS [LIBFUZZER_ARG...]
 #
 # Builds the fuzz project (clang, tests/fuzz/CMakeLists.txt) and runs one target: first

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Baseline for farm's benchmark: "the usual way on one machine". Three `buildah build
 # --platform` runs one after another (foreign ones under qemu), then `buildah manifest
 # create/add/push` of one index to the lab registry. Prints wall times. Not a ctest test

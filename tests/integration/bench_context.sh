@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Benchmark: a large build context through farm (pack -> upload to the coordinator ->
 # agent fetch -> extract -> build -> push). Prints the time of each phase as farmctl
 # reports it, then a second submit of the same context (sent once: no upload).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # What the sandbox costs: the lab's example (three platforms, two of them emulated) built
 # through one farm with the agents in the sandbox (--isolation oci, as the farm user) and
 # with --isolation chroot (as root, the old way), alternating, same machine, same run.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """CURVE peers against a coordinator with keys: who may connect, speak as whom, and do
 what. Usage: curve_peer.py AGENTS_ENDPOINT CLIENTS_ENDPOINT KEYDIR
 

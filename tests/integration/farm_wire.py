@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Hand-encoded farm wire messages (proto/farm.proto field numbers) for raw ZeroMQ test
 peers, so tests do not share farm's own encoder; and CURVE key files as farmctl keygen
 writes them."""

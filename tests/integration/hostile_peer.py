@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Raw ZeroMQ peers that send farm's coordinator malformed and hostile messages.
 
 Messages are hand-encoded protobuf (proto/farm.proto field numbers), so the test does

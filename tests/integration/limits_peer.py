@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A hostile client hits every limit of the coordinator's client endpoint while an honest
 client and a node keep being served. Usage: limits_peer.py AGENTS CLIENTS KEYDIR
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What a hostile RUN step tries, built static and copied into a FROM-scratch image by
  * test_e2e_sandbox.sh. Every attempt prints one line "ATTACK <name>: blocked|SUCCEEDED
  * <detail>" (the test fails on any SUCCEEDED and on any attack that printed nothing), and

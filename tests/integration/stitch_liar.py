@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A node that builds nothing: it says HELLO over its own CURVE key, heartbeats, and
 answers every JobAssign with a successful JobResult naming whatever image ANSWER_FILE
 holds when the job arrives ("MEDIA_TYPE DIGEST SIZE", one line), for the job's own

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # farm-agent check on this host: as a uid with no subordinate range it FAILs naming
 # usermod --add-subuids; crun on a cgroup v1/hybrid host FAILs naming runc; an emulated
 # platform with no binfmt entry FAILs naming its qemu entry; against a lab coordinator the

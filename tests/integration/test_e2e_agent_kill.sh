@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # SIGKILL of the agent (its pid only, not its group) while a RUN step runs: the job's
 # whole process tree ends (worker, buildah, the RUN step's processes), and the agent
 # started again with the same --work-dir removes the job directory that was left.

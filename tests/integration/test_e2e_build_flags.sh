@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # farmctl submit's buildx flags, judged in the registry with skopeo, curl and tar:
 #  1. bad --label/--annotation/--secret specs, a missing src file or env var: exit 2,
 #     saying what and where, before anything is sent;

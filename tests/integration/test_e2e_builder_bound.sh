@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # --builder-cache-max bounds the node's whole builder storage, not each cache: a node
 # keeps one layer cache per client and platform (BUILDER_ROOT/CLIENT/PLATFORM), so a
 # per-cache bound would let N clients use N times the bound. One node, three clients:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Contexts do not fill the disk: the coordinator deletes contexts unused for
 # coordinator.context_ttl, and an agent keeps its cache under --cache-max (least recently
 # used out first, never one a job needs). A later submit simply sends the context again.

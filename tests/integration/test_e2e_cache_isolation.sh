@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A node's layer cache is its clients' own (from the security review of issue 8):
 # buildah's --layers cache key covers a step's text and parent, not what a RUN step reads
 # from a secret or bind mount. With one cache per node, a client could

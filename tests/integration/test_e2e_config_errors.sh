@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A farm.yaml with an error: `farmctl validate` and the coordinator both exit non-zero
 # naming the line. A submit for a platform the farm lacks is refused without building
 # anything. An agent the farm does not know is rejected with a reason.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # CURVE on both endpoints (raw pyzmq peers with keys from farmctl keygen): a plain-text
 # peer, an unknown key and a client key on the agent endpoint get nothing; a node's key
 # cannot HELLO as another node; a session that does not hold a job cannot read its

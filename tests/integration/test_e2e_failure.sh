@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A RUN step that fails on one platform: farmctl exits non-zero with that platform's log
 # tail, and nothing is pushed under the tag.
 set -euo pipefail

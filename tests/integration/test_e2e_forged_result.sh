@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A Dockerfile cannot plant a job result: its RUN step prints a result line in the old
 # "@@result ok ..." form naming another image that really is in the registry, and tries to
 # write to the worker's result fd (fd 4, /proc/self/fd/4), and leaves a process behind that

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Hostile and malformed messages on both coordinator endpoints (raw ZeroMQ peers written
 # in Python): each gets a clear refusal or is dropped, and the coordinator keeps serving:
 # afterwards `farmctl nodes` answers and a real build succeeds.

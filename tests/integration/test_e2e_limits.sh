@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Limits no peer can exhaust: a hostile client (enrolled, role submit) hits the upload,
 # quota, builds-per-client and field-count limits and sends an over-long HELLO, while an
 # honest client is answered promptly and a node's heartbeats keep flowing.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Two agents serve linux/amd64; the one running the job is killed with SIGKILL
 # mid-build; the build still succeeds on the other within a few heartbeat intervals.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # No confused deputy through a node's layer cache (security review of issue 8): alice
 # pushes a private base image to a registry that needs a password, and builds FROM it on
 # the node with her login, so the node pulls it. mallory, with no login at all, then

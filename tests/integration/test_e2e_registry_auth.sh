@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Registry logins belong to the submitter (no confused deputy), against a docker-registry
 # that wants a password (htpasswd, Basic) over plain HTTP (farm.yaml: insecure: true):
 #  1. the agent's and the coordinator's hosts HAVE a login for the registry in their own

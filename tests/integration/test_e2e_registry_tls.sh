@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A registry served over TLS with a certificate from a private CA the test makes: with
 # farm.yaml's registries.HOST.ca the agent pushes, the coordinator stitches, and buildah
 # pulls a base image FROM it. Without ca: the push fails on the certificate.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Restarts: a coordinator killed with SIGKILL and started again gets its agents back
 # (they notice, say HELLO again) and builds; an agent restarted under the same name
 # takes its place back (ROUTER_HANDOVER) and builds.

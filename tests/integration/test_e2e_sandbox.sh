@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # RUN steps are sandboxed (issue 7): a hostile Dockerfile, built by an agent with its
 # default isolation (the lab runs it as the unprivileged farm user), tries from a RUN step
 #   - a chroot escape (chroot into a subdirectory, walk up, chroot again) to read a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Scheduling rules on real parts:
 # - a platform whose native node is down is built on its emulated node (farm.yaml
 #   platforms: {native: [...], emulated: [...]}), and farmctl says so;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The stitch trusts nothing it was told. A node whose key is enrolled (a raw CURVE peer
 # that builds nothing, tests/integration/stitch_liar.py) answers linux/amd64 jobs with
 # JobResults naming images that really exist: a real linux/arm64 image of the same

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A 3-platform submit on real parts: docker-registry, buildah, a coordinator and agents
 # for linux/amd64, linux/arm64, linux/arm/v7 (arm RUN steps under qemu-user-static).
 # Judged by real clients: the OCI schema, skopeo inspect/copy, qemu running the arm64

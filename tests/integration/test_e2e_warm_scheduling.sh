@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Cache-aware scheduling on real parts: two nodes of one platform (n1 first in farm.yaml,
 # so least-loaded-first alone would pick it whenever both are idle).
 # - the first build of a repository goes to n2 (the only node up); once n1 is up too,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The agent refuses to push an image whose config names another platform than the job's:
 # a builder that ignores --platform (a real buildah behind a wrapper that swaps it) makes
 # a linux/amd64 image for a linux/arm64 job; nothing reaches the registry.

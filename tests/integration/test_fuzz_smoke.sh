@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The libFuzzer targets of tests/fuzz build with clang and survive a short run: each
 # replays its seed corpus (hostile inputs and the inputs of bugs found before) and then
 # fuzzes for FARM_FUZZ_SECONDS (default 10) from a fresh work corpus. Any crash, leak,

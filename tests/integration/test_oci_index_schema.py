@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """The image index farm composes validates against the official OCI image-spec JSON
 schema (Debian golang-github-opencontainers-image-spec-dev), with the schema's $refs
 resolved from its sibling files. The validator is shown to reject broken indexes, so a

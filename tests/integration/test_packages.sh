@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The Debian packages, built and used for real: deploy/packages/build-debs.sh builds
 # farm-coordinator, farm-agent and farmctl for amd64, arm64 and armhf; the package
 # metadata and binaries are checked (dpkg-deb, file, dpkg-shlibdeps); the amd64 packages

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # deploy/systemd's units: `systemd-analyze verify` passes on both without a word (their
 # ExecStart pointed at this build's binaries: verify checks the command exists), and
 # fails on broken copies (so this test can fail); their exposure (systemd-analyze

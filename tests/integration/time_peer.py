@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Raw peers ask the coordinator's clock (TimeRequest, Envelope field 33; TimeReply 34):
 an enrolled node key is answered with its nonce and a wall clock near ours; a request
 without a nonce is ignored; a flood from one key gets at most the per-peer budget; a

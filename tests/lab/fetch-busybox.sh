@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Fetch Debian's busybox-static for amd64, arm64 and armhf once, and cache the static
 # binaries as DEST/{amd64,arm64,armv7}/busybox. They are the only "base image" the lab
 # and the example use: no Docker Hub here, images start FROM scratch.

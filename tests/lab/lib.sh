@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash disable=SC2119,SC2120
 # farm's test lab: real parts on this machine (docker-registry, farm-coordinator,
 # farm-agent with buildah, qemu-user via binfmt_misc). Source it from an integration

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Prints the image index farm_oci_index_compose makes, for tests that judge it with
  * real tools (the official JSON schema, skopeo, a registry).
  *

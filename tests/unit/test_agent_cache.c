@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The agent's context cache (agent/cache.h): the credit window of chunk requests, a
  * fetch stored and verified by digest, duplicates ignored, bytes that do not hash to the
  * digest refused, a sender's error ending the fetch, stalled fetches asked again, and

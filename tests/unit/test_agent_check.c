@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm-agent check's pure parts: /etc/subuid parsing (several users, numeric names,
  * comments, junk), the free range to suggest, binfmt_misc entries, the cgroup mode,
  * version numbers, clock skew and disk levels; and the report with made-up host files. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The agent's jobs (agent/jobs.h): duplicates refused, ended jobs freed only at the end
  * of a turn (the use-after-free a REJECT with rehello caused), cancel ending the worker's
  * whole process group (SIGKILL after the grace period for one that ignores SIGTERM), a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The agent's session state machine (agent/session.h): HELLO until WELCOME, a resent
  * HELLO keeps the session id, heartbeats, loss after `liveness` silent beats, reconnect
  * backoff 1 s doubling to 32 s and back to 1 s on WELCOME, rehello handled once per

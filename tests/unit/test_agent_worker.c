@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The exec'd worker's contract (agent/worker.h), run for real: this test binary re-runs
  * itself as `worker` through common/child.h, the way the agent does. A fake builder
  * prints a forged "@@result" line and tries fds 3 and 4: the result on fd 4 is a

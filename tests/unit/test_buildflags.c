@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Build flags with buildx's meaning: --label/--annotation/--secret specs as a person
  * writes them, the limits, and the wire round trip a hostile peer cannot stretch. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Child processes: this binary re-runs itself ("/proc/self/exe MODE") as the child, so
  * both sides of the contract are real: the request on fd 3, the result on fd 4, the log
  * on 1+2 never taken for a result, the refused oversized result, the environment, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm.yaml: the ARCHITECTURE.md example read field by field, defaults, lookups, and every
  * class of mistake reported at its exact line:column, all of them in one pass. */
 #include <errno.h>

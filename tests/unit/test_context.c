@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Build contexts: deterministic packing honouring .dockerignore (the exact entry list is
  * checked by reading the tar back; the matcher's own rules are in test_dockerignore.c),
  * and extraction that refuses every way out of dest a hostile tar can try, naming the

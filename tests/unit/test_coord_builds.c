@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Builds: what a submit may ask for, how a build ends (failure with the log tail,
  * stitch when every job is done, allow_partial, cancel by its own client only), and
  * that finished builds are freed later while their jobs stop counting. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The coordinator over real ZeroMQ sockets, with test peers for agents and a client (no
  * builder, no registry): a node whose connection is gone must not swallow jobs. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The node table: HELLO checks with reasons a person can act on, sessions (a resent
  * HELLO is not a restart), routing ids, loss. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The scheduler's rules, each on its own, in milliseconds: least loaded first with
  * farm.yaml's order on ties, native before emulated, waiting said once per attempt,
  * requeue on loss as a new attempt, late results ignored, timeouts, withdraw; warm nodes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The stitch's child checks, without a registry: a manifest and the config it names,
  * judged against the descriptor the coordinator holds (reported digest, size and media
  * type; the job's platform). Each refusal must name the platform, the digest and what

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The coordinator's answers to farm-agent check's clock question: malformed requests
  * are refused with a reason, each peer and the whole endpoint keep to a budget a second. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Which nodes hold which caches, across a coordinator restart (STATE_DIR/warm.json): what
  * is saved comes back in the same order (the nodes' and the keys' LRU), nodes by name (a
  * node gone from farm.yaml is skipped, a reordered farm.yaml still matches), and a file

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* common/digest: sha256 of buffers, streams and files; digest string validation. */
 #include <setjmp.h>
 #include <stdarg.h>

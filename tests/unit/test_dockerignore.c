@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* .dockerignore matcher: Docker's rules (patternmatcher) line by line, malformed
  * patterns, the file reader's bounds, exceptions for the Dockerfile, and the walk's
  * "must I enter this excluded directory" question. */

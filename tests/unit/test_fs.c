@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Path helpers refuse rather than cut: a path one byte too long is FARM_ETOOBIG with an
  * empty result (never a shorter path naming another file), one that fits exactly is
  * whole; mkdirs refuses an over-long path before creating anything. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The hash map behind every index: put/get/del against a reference array, through
  * growth and many deletions (backward shift must keep every probe run reachable). */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* CURVE key files: written 0600 and never over an existing file, read back only when
  * private and consistent; public keys from text or a .pub file. */
 #include <setjmp.h>

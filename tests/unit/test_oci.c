@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* OCI layouts and indexes: a layout written here (real sha256 blobs) is read back with
  * its platform and digests; tampered, oversized-by-descriptor, traversing and
  * multi-image layouts are refused; the composed index is byte-exact. */

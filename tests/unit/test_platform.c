@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Platforms: containerd-style normalisation, refusal of junk with a message naming it,
  * equality across aliases, index variants, buildx TARGET* args, this host. */
 #include <setjmp.h>

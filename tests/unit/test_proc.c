@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm_proc_capture: a helper's answer or a tool's --version, read whole or refused.
  * Real programs (/bin/sh) on real pipes: output that just fits is kept, one byte more is
  * refused, input reaches stdin, exit codes and signals come back, and a program that

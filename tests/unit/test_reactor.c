@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The reactor: readers on real ZeroMQ sockets and pipes, timers in deadline order and with
  * their counts, cancel/remove from inside handlers (the removed entry is never called),
  * errors and *stop ending the run, the turn-end hook, timer_reset.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* common/reference: docker/distribution normalisation and grammar, table driven. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* common/registry auth building blocks: WWW-Authenticate parsing and docker config.json
  * credential lookup (auths, credHelpers, credsStore through a real helper process). */
 #include <setjmp.h>

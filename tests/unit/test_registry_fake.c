@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* common/registry against tests/data/registry/fake_registry.py: Bearer tokens from a token
  * server (Basic credentials from a docker config), 503 + Retry-After, a relative upload
  * Location with its own query, an upload PUT that fails once (restart from POST), a lying

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* common/registry against a real registry: Debian's docker-registry (CNCF distribution
  * 2.8) on a free 127.0.0.1 port with a temp storage dir, anonymous and htpasswd Basic. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Content-addressed store: round trips, and the attacks it must withstand: planted files,
  * symlinks and FIFOs under an object's or a temp file's name, concurrent uploads of one
  * digest with one corrupt, oversize and short uploads, unsafe directories; sweeping by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Bounded formatting: farm_str_fmt refuses what does not fit (FARM_ETOOBIG, empty
  * result, a message naming what), farm_str_fmt_cut marks a cut with "...". */
 #include <setjmp.h>

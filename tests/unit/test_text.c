@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* farm_text_inert: what a hostile build prints to retitle, clear or forge the user's
  * terminal comes out with no ESC, no C0/C1 control and no invalid UTF-8, while plain text
  * and UTF-8 come out as they went in. */

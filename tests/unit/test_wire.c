@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Wire messages: round trips over real ZeroMQ sockets, and refusal of malformed,
  * oversized, versionless and multi-frame input. */
 #include <setjmp.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """A scripted OCI registry with a Bearer token server, for paths docker-registry 2.8 cannot
 exercise here: token auth, 5xx + Retry-After, relative upload Locations that already carry a
 query, an upload PUT that fails once, a lying Docker-Content-Digest, an oversized manifest.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes the seed corpus of fuzz_context into DIR: small tars made with python's
 tarfile, honest ones (what farmctl packs) and hostile ones (each tries one escape or
 resource trick that farm_context_extract must refuse). Offline; its output is committed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Writes real Envelopes, packed from the generated protobuf-c types, into DIR as the
  * seed corpus of fuzz_wire: one message of every kind a peer sends, with typical field
  * values, plus two that farm_wire_unpack must refuse (wrong version, no body).
