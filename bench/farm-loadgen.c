@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* farm-loadgen: N simulated agents and M simulated clients in one process, speaking the
- * real wire protocol to a real farm-coordinator, to measure it under load (issue 5,
- * "Scale"). bench/loadgen.sh sets up the registry and the coordinator and runs this.
+ * real wire protocol to a real farm-coordinator, to measure it under load (dispatch,
+ * RSS, builds/s). bench/loadgen.sh sets up the registry and the coordinator and runs this.
  *
  * Agents: one DEALER each, routing id = node name, HELLO (name, one platform, slots,
  * FARM_VERSION, session), heartbeats every WELCOME.heartbeat_ms, and every JobAssign
@@ -45,7 +45,7 @@
 #include "common/registry.h"
 #include "common/wire.h"
 
-/* Issue 5's targets, printed next to the figures (a benchmark, not a test). */
+/* The scale targets, printed next to the figures (a benchmark, not a test). */
 #define S_TARGET_DISPATCH_PER_S 20000 /* 500 agents, 10,000 queued jobs, this 2-core box */
 #define S_TARGET_RSS_MIB 64           /* 1,000 agents, 10,000 queued jobs */
 
@@ -1308,7 +1308,7 @@ static void s_plan_queue(s_lg_t *lg)
     s_out(lg, "queued_jobs", "%lld  # accepted jobs not yet dispatched",
           lg->accepted_jobs - lg->first_assigns);
     s_report_rss(lg, "rss_kib_queued");
-    s_out(lg, "rss_target_mib", "%d  # issue 5: <= %d MiB with 1,000 agents and 10,000 queued jobs",
+    s_out(lg, "rss_target_mib", "%d  # target: <= %d MiB with 1,000 agents and 10,000 queued jobs",
           S_TARGET_RSS_MIB, S_TARGET_RSS_MIB);
 
     /* release: every held job is answered now, every new one at once */
@@ -1327,7 +1327,7 @@ static void s_plan_queue(s_lg_t *lg)
     s_out(lg, "dispatched_after_release", "%lld", lg->assigns - assigns0);
     s_out(lg, "drain_s", "%.3f", (double)drain_ms / 1000.0);
     s_out(lg, "dispatch_rate_jobs_per_s",
-          "%.1f  # target >= %d with 500 agents and 10,000 queued (issue 5)",
+          "%.1f  # target >= %d with 500 agents and 10,000 queued",
           s_rate(lg->assigns - assigns0, drain_ms), S_TARGET_DISPATCH_PER_S);
     s_out_cpu(lg, "drain", &m);
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# farm's load benchmark (issue 5, "Scale"): a real docker-registry, a real farm-coordinator,
+# farm's load benchmark (scale): a real docker-registry, a real farm-coordinator,
 # and farm-loadgen simulating hundreds of agents and a few clients that speak the real
 # protocol (agents answer every job at once with an image that exists in the registry).
-# Prints KEY=VALUE figures, the issue's targets next to them as "# ..." comments. A
+# Prints KEY=VALUE figures, the scale targets next to them as "# ..." comments. A
 # benchmark, not a test: nothing is asserted, and a stalled coordinator ends each run at
 # its deadline with what was measured.
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The rebuild benchmark (issue 8): a Dockerfile with a slow RUN step, then a COPY of a file
+# The rebuild benchmark (layer cache): a Dockerfile with a slow RUN step, then a COPY of a file
 # that changes. On one farm (registry, coordinator, the lab's three agents): a cold build,
 # then a build after a one-file change (warm). In the same run, the one-machine way:
 # `buildah build --layers` of the three platforms one after another (chroot isolation, as

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# A node's layer cache is its clients' own (from the security review of issue 8):
+# A node's layer cache is its clients' own (one cache per client and platform):
 # buildah's --layers cache key covers a step's text and parent, not what a RUN step reads
 # from a secret or bind mount. With one cache per node, a client could
 #   1. poison another client's later build: mallory builds a secret-dependent step with

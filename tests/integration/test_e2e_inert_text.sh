@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Terminal escapes from peers reach the user's terminal as plain text (issue 6, item 7).
+# Terminal escapes from peers reach the user's terminal as plain text.
 # 1. A fake coordinator (raw ZeroMQ, hand-encoded protobuf) puts clear-screen, OSC titles,
 #    cursor moves, C1 CSI (raw 0x9b and UTF-8 U+009B), CR, BS and BEL into every text field
 #    farmctl prints: events (platform, node, message), Accepted, BuildDone (error, children,

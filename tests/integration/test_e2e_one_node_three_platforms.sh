@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Concurrent jobs on one node are safe (issue 8): one agent with three slots serves
+# Concurrent jobs on one node are safe: one agent with three slots serves
 # linux/amd64 natively and linux/arm64 and linux/arm/v7 under qemu, and builds all three
 # at once FROM the same multi-arch base (an index in the lab registry, pulled by name by
 # the three jobs together), three times in a row, while two CPU burners load the machine.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# No confused deputy through a node's layer cache (security review of issue 8): alice
+# No confused deputy through a node's layer cache (clients never share one): alice
 # pushes a private base image to a registry that needs a password, and builds FROM it on
 # the node with her login, so the node pulls it. mallory, with no login at all, then
 # builds FROM the same name on the same node. With one cache per node, buildah (pull

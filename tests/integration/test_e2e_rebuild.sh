@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Fast rebuilds (issue 8): every node keeps a layer cache. A Dockerfile with a slow RUN
+# Fast rebuilds: every node keeps a layer cache. A Dockerfile with a slow RUN
 # step, then a COPY of a file that changes: the second submit after a one-file change runs
 # the slow step on no platform (shown from the build log: the step prints a marker when it
 # runs, and the builder says "Using cache"), and the image holds the new file. Then one

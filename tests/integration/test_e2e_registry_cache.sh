@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The shared cache in the registry, per platform (issue 8): two nodes of linux/amd64 and
+# The shared cache in the registry, per platform: two nodes of linux/amd64 and
 # one of linux/arm64. A build with --cache-to/--cache-from REPO (whose cache does not exist
 # yet: a cold build, not an error) pushes each platform's cache to REPO/linux-amd64 and
 # REPO/linux-arm64. Then the linux/amd64 node that built it is stopped and a one-file

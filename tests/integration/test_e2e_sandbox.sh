@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# RUN steps are sandboxed (issue 7): a hostile Dockerfile, built by an agent with its
+# RUN steps are sandboxed by default: a hostile Dockerfile, built by an agent with its
 # default isolation (the lab runs it as the unprivileged farm user), tries from a RUN step
 #   - a chroot escape (chroot into a subdirectory, walk up, chroot again) to read a
 #     root-only file of the host and to create a file on the host,
