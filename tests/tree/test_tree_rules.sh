@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Rules for the tree itself, checked on every unit run:
-#   1. no tracked file cites a tracker number ("issue 8", "Issue 5's", "issues 6"): a
+#   1. no tracked file cites a tracker number (the word "issue" and a number, any case): a
 #      comment or doc states the rule or behaviour, which outlives the tracker;
 #   2. every relative link in README.md, CONTRIBUTING.md and docs/*.md names a file or
 #      directory inside the repository (a clone has no ../shared or other neighbours).
