@@ -29,23 +29,19 @@ s_files() {
 }
 
 # s_check_citations ROOT: prints each citation as FILE:LINE: TEXT; status 1 if any.
+# One grep over every file (-I: binary files are not prose).
 s_check_citations() {
-    local r=$1 bad=0 f
-    while IFS= read -r -d '' f; do
-        [[ -f $r/$f ]] || continue
-        # binary files (images, archives) are not prose
-        grep -Iq . "$r/$f" 2>/dev/null || continue
-        if grep -nE "$cite_re" "$r/$f" | sed "s|^|$f:|"; then
-            bad=1
-        fi
-    done < <(s_files "$r")
-    return "$bad"
+    local r=$1 out
+    out=$(cd "$r" && s_files . | xargs -0 -r grep -nIE -- "$cite_re" 2>/dev/null) || true
+    [[ -z $out ]] && return 0
+    printf '%s\n' "$out"
+    return 1
 }
 
 # s_check_links ROOT: prints each link that leaves the repository or names nothing, as
 # FILE:LINE: link TARGET ...; status 1 if any.
 s_check_links() {
-    local r=$1 bad=0 doc n line target path dir resolved rootp
+    local r=$1 bad=0 doc n target path dir resolved rootp
     rootp=$(cd "$r" && pwd -P)
     local docs=()
     for doc in README.md CONTRIBUTING.md docs/*.md; do
@@ -54,34 +50,29 @@ s_check_links() {
     ((${#docs[@]})) || { echo "$r: no README.md to check" >&2; return 1; }
     for doc in "${docs[@]}"; do
         dir=$(dirname "$r/$doc")
-        n=0
-        while IFS= read -r line || [[ -n $line ]]; do
-            n=$((n + 1))
-            # inline links ](target) and reference definitions [name]: target
-            while IFS= read -r target; do
-                [[ -n $target ]] || continue
-                case $target in
-                http://* | https://* | mailto:*) continue ;;
-                '#'*) continue ;;
-                esac
-                path=${target%%#*}
-                if [[ $path == /* ]]; then
-                    echo "$doc:$n: link $target is an absolute path; link a file of the repository by a relative path"
-                    bad=1
-                    continue
-                fi
-                resolved=$(realpath -m "$dir/$path")
-                if [[ $resolved != "$rootp" && $resolved != "$rootp"/* ]]; then
-                    echo "$doc:$n: link $target leaves the repository; a clone has nothing there: move the text into the repository"
-                    bad=1
-                elif [[ ! -e $resolved ]]; then
-                    echo "$doc:$n: link $target names no file of the repository"
-                    bad=1
-                fi
-            done < <(printf '%s\n' "$line" |
-                grep -oE '\]\([^) ]+[) ]|^\[[^]]+\]:[ ]+[^ ]+' |
-                sed -E 's/^\]\(//; s/[) ]$//; s/^\[[^]]+\]:[ ]+//')
-        done <"$r/$doc"
+        # inline links ](target) and reference definitions [name]: target, as LINE:MATCH
+        while IFS=: read -r n target; do
+            target=$(printf '%s' "$target" | sed -E 's/^\]\(//; s/[) ]$//; s/^\[[^]]+\]:[ ]+//')
+            [[ -n $target ]] || continue
+            case $target in
+            http://* | https://* | mailto:*) continue ;;
+            '#'*) continue ;;
+            esac
+            path=${target%%#*}
+            if [[ $path == /* ]]; then
+                echo "$doc:$n: link $target is an absolute path; link a file of the repository by a relative path"
+                bad=1
+                continue
+            fi
+            resolved=$(realpath -m "$dir/$path")
+            if [[ $resolved != "$rootp" && $resolved != "$rootp"/* ]]; then
+                echo "$doc:$n: link $target leaves the repository; a clone has nothing there: move the text into the repository"
+                bad=1
+            elif [[ ! -e $resolved ]]; then
+                echo "$doc:$n: link $target names no file of the repository"
+                bad=1
+            fi
+        done < <(grep -noE '\]\([^) ]+[) ]|^\[[^]]+\]:[ ]+[^ ]+' "$r/$doc" || true)
     done
     return "$bad"
 }
