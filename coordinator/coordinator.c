@@ -785,6 +785,10 @@ static void s_on_job_result(farm_coordinator_t *self, farm_node_t *node, const F
         return;
     }
     farm_scheduler_release(self->sched, job);
+    /* the agent's tail holds the lines it streamed as JobLogs too: it replaces ours, or
+     * a failure would show each line twice */
+    if (r->n_log_tail)
+        farm_tail_clear(&job->tail);
     for (size_t i = r->n_log_tail > FARM_TAIL_LINES ? r->n_log_tail - FARM_TAIL_LINES : 0;
          i < r->n_log_tail; i++)
         farm_tail_add(&job->tail, r->log_tail[i]);
