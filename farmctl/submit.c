@@ -395,9 +395,7 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
     for (;;) {
         rc = farmctl_client_recv(cl, &reply, REPLY_TIMEOUT_MS);
         if (rc == FARM_ERETRY) {
-            rc = farm_error_set(FARM_EIO, "no answer from the coordinator at %s within %d s; is "
-                                "farm-coordinator running there?", farmctl_client_endpoint(cl),
-                                REPLY_TIMEOUT_MS / 1000);
+            rc = farmctl_client_silent(cl, REPLY_TIMEOUT_MS);
             goto done;
         }
         if (rc < 0)
@@ -405,6 +403,13 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
         if (reply->body_case == FARM__ENVELOPE__BODY_HEARTBEAT) {
             farm_wire_free(&reply);
             continue;
+        }
+        if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
+            /* a role or quota refusal: the coordinator's words, shown inert */
+            char why[1024];
+            farm_text_inert(why, sizeof why, reply->refused->reason);
+            rc = farm_error_set(FARM_EAUTH, "refused: %s", why);
+            goto done;
         }
         if (reply->body_case != FARM__ENVELOPE__BODY_CONTEXT_STATUS) {
             rc = farm_error_set(FARM_EINVALID, "unexpected answer to a context upload");
@@ -692,8 +697,7 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     for (;;) {
         rc = farmctl_client_recv(cl, &reply, REPLY_TIMEOUT_MS);
         if (rc == FARM_ERETRY)
-            return farm_error_set(FARM_EIO, "no answer to the submit from %s",
-                                  farmctl_client_endpoint(cl));
+            return farmctl_client_silent(cl, REPLY_TIMEOUT_MS);
         if (rc < 0)
             return rc;
         if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
