@@ -1041,6 +1041,7 @@ static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm_
                          .n_platforms = s->n_platforms, .dockerfile = s->dockerfile,
                          .n_args = s->n_build_args, .context_digest = s->context_digest,
                          .allow_partial = s->allow_partial, .network = s->network,
+                         .target_plain_http = s->target_plain_http,
                          .client = rid,
                          .client_len = rid_len, .owner = c->name};
 

@@ -3,8 +3,8 @@
 # Every refusal farmctl can meet names its cause and the fix, and comes quickly (not after
 # a 5 s silence): an unenrolled client key, the wrong coordinator key, no coordinator key,
 # the agents' port (keyed and keyless farms), a closed port, a port that takes the
-# connection and says nothing, a read client that submits, and a coordinator key given to
-# a keyless farm. farmctl finds its key at ~/.config/farm/key (a symlink to the user's own
+# connection and says nothing, a read client that submits, a registry that speaks plain
+# HTTP where farm.yaml expects TLS, and a coordinator key given to a keyless farm. farmctl finds its key at ~/.config/farm/key (a symlink to the user's own
 # 0600 file) and the coordinator's at ~/.config/farm/coordinator.pub, so the README's
 # `farmctl nodes --coordinator tcp://HEAD:7701` works as written.
 set -euo pipefail
@@ -13,7 +13,7 @@ source "$(dirname "$0")/../lab/lib.sh"
 lab_init
 pa=$(lab_free_port)
 pc=$(lab_free_port)
-for k in n1 ro stranger othercoord; do lab_keygen "$k" >/dev/null; done
+for k in n1 ro dev stranger othercoord; do lab_keygen "$k" >/dev/null; done
 cat >"$LAB/farm.yaml" <<YAML
 coordinator:
   agents: tcp://127.0.0.1:$pa
@@ -27,6 +27,7 @@ nodes:
   n1: {key: "$(lab_keygen n1)"}
 clients:
   ro: {key: "$(lab_keygen ro)", role: read}
+  dev: {key: "$(lab_keygen dev)", role: submit}
 YAML
 lab_start_coordinator "$LAB/farm.yaml"
 unset FARM_KEY FARM_COORDINATOR_KEY FARM_COORDINATOR
@@ -105,6 +106,16 @@ expect read_submits "client ro has role read; to submit it needs role submit" \
        --platform linux/amd64 --progress plain "$LAB/ctx"
 grep -qF "clients: ro: role: in $LAB/farm.yaml" "$LAB/read_submits.err" \
     || lab_fail "the role refusal does not name the farm.yaml setting"
+
+# a plain-HTTP registry farm.yaml does not list as insecure: refused when the build is
+# submitted, before any build work (this farm has no agents), with the line to add
+lab_registry_start
+expect plain_registry "submit refused: registry $REGISTRY answers plain HTTP, not TLS" \
+    FARM_COORDINATOR_KEY="$K/coordinator.pub" FARM_KEY="$K/dev.key" \
+    -- submit --coordinator "tcp://127.0.0.1:$pc" -t "$REGISTRY/team/app:1" \
+       --platform linux/amd64 --progress plain "$LAB/ctx"
+grep -qF "add \`registries: \"$REGISTRY\": {insecure: true}\` there" "$LAB/plain_registry.err" \
+    || lab_fail "the plain-HTTP refusal does not give the farm.yaml line"
 
 # README "A real fleet" step 6, as written: the user's key linked at ~/.config/farm/key
 # (keygen writes NAME.key where it runs) and the head's coordinator.pub beside it
