@@ -141,7 +141,8 @@ grep -qF "ln -s \"$LAB/work/alice.key\" ~/.config/farm/key" "$LAB/keygen.out" \
 lab_alive coordinator || lab_fail "the coordinator died"
 
 # a keyless farm: farmctl on the agents' port is told so by the coordinator; a
-# coordinator key given to it is named
+# coordinator key given to it is named; its quota refusal is shown as the coordinator
+# said it
 lab_stop coordinator
 pa2=$(lab_free_port)
 pc2=$(lab_free_port)
@@ -150,6 +151,7 @@ coordinator:
   agents: tcp://127.0.0.1:$pa2
   clients: tcp://127.0.0.1:$pc2
   state_dir: $LAB/state2
+  context_quota: 1M
 platforms:
   linux/amd64: [n1]
 nodes:
@@ -163,6 +165,12 @@ grep -qF "coordinator.clients in farm.yaml (tcp://127.0.0.1:$pc2)" "$LAB/plain_a
 expect plain_with_key "uses no keys" \
     FARM_COORDINATOR_KEY="$K/coordinator.pub" FARM_KEY="$K/ro.key" \
     -- nodes --coordinator "tcp://127.0.0.1:$pc2"
+# a quota refusal: the coordinator's words (the 5 MB context is over this farm's 1M)
+expect quota "context upload refused: context of " \
+    -- submit --coordinator "tcp://127.0.0.1:$pc2" -t 127.0.0.1:5999/team/app:1 \
+       --platform linux/amd64 --progress plain "$LAB/ctx"
+grep -qF "is larger than the coordinator's context store (coordinator.context_quota: 1048576 bytes)" \
+    "$LAB/quota.err" || lab_fail "the quota refusal does not name coordinator.context_quota"
 HOME=$LAB/nohome "$FARMCTL" nodes --coordinator "tcp://127.0.0.1:$pc2" >/dev/null 2>"$LAB/plain.err" \
     || lab_fail "farmctl nodes on the keyless farm failed: $(cat "$LAB/plain.err")"
 lab_alive coordinator || lab_fail "the coordinator died"
