@@ -2,11 +2,16 @@
 #include "farmctl/client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -186,48 +191,144 @@ int farmctl_client_send(farmctl_client_t *self, Farm__Envelope *env)
     return farm_wire_send(self->sock, NULL, 0, env);
 }
 
-/* Whether endpoint completes a handshake without keys (a keyless coordinator): a plain
- * connection that sends nothing, to tell a CURVE handshake the server dropped for the
- * wrong server key from one it dropped for having no keys at all. */
-static int s_speaks_plain(farmctl_client_t *self)
-{
-    void *mon = NULL;
-    void *sock = farm_wire_socket_monitored(self->zctx, FARM_WIRE_DEALER_CLIENT, self->endpoint,
-                                            NULL, NULL, &mon);
-    zmq_pollitem_t item = {.events = ZMQ_POLLIN};
-    long long until = farm_now_ms() + 2000;
-    int plain = 0, done = 0;
+/* What is at the endpoint, asked on a connection of farmctl's own: a ZeroMQ server
+ * and the security mechanism it asks for (its ZMTP 3 greeting, RFC 23: a 10-byte
+ * signature, the version, a 20-byte mechanism name), or why there is none. Only the
+ * signature and major version are sent, which is when a server sends the rest of its
+ * greeting; a mechanism of ours would let it close before its greeting is out. */
+typedef enum {
+    PEER_UNKNOWN,     /* not asked (not tcp:// or ipc://) or nothing clear */
+    PEER_UNREACHABLE, /* the connection failed: why says how */
+    PEER_NOT_ZMTP,    /* something answered, not in ZeroMQ's protocol: why says how */
+    PEER_CURVE,
+    PEER_NULL,
+} peer_kind_t;
 
-    if (!sock)
-        return 0;
-    item.socket = mon;
-    while (!done && farm_now_ms() < until) {
-        zmq_msg_t ev;
-        uint16_t event = 0;
-        if (zmq_poll(&item, 1, until - farm_now_ms()) <= 0)
-            break;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, mon, 0) < 0) {
-            zmq_msg_close(&ev);
-            break;
+#define PROBE_MS 2000
+
+static int s_probe_connect(const char *endpoint, char *why, size_t why_len)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    char host[256], port[16];
+    const char *hp, *colon;
+    int fd = -1, err = 0, gai;
+
+    if (strncmp(endpoint, "ipc://", 6) == 0) {
+        struct sockaddr_un un = {.sun_family = AF_UNIX};
+        if (strlen(endpoint + 6) >= sizeof un.sun_path ||
+            (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+            return -1;
+        memcpy(un.sun_path, endpoint + 6, strlen(endpoint + 6) + 1);
+        if (connect(fd, (struct sockaddr *)&un, sizeof un) != 0) {
+            snprintf(why, why_len, "%s", errno == ECONNREFUSED || errno == ENOENT
+                                             ? "nothing listens there"
+                                             : strerror(errno));
+            close(fd);
+            return -2;
         }
-        if (zmq_msg_size(&ev) >= 2)
-            memcpy(&event, zmq_msg_data(&ev), 2);
-        while (zmq_msg_more(&ev)) {
-            zmq_msg_close(&ev);
-            zmq_msg_init(&ev);
-            if (zmq_msg_recv(&ev, mon, 0) < 0)
+        return fd;
+    }
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return -1;
+    hp = endpoint + 6;
+    if (!(colon = strrchr(hp, ':')) || (size_t)(colon - hp) >= sizeof host ||
+        strlen(colon + 1) >= sizeof port)
+        return -1;
+    memcpy(host, hp, (size_t)(colon - hp));
+    host[colon - hp] = '\0';
+    snprintf(port, sizeof port, "%s", colon + 1);
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* [::1] */
+        memmove(host, host + 1, strlen(host) - 2);
+        host[strlen(host) - 2] = '\0';
+    }
+    if ((gai = getaddrinfo(host, port, &hints, &ai)) != 0) {
+        snprintf(why, why_len, "cannot resolve %s: %s", host, gai_strerror(gai));
+        return -2;
+    }
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        struct pollfd pfd = {.events = POLLOUT};
+        socklen_t elen = sizeof err;
+        if ((fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+            continue;
+        pfd.fd = fd;
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+            break;
+        err = errno;
+        if (err == EINPROGRESS) {
+            err = ETIMEDOUT;
+            if (poll(&pfd, 1, PROBE_MS) == 1 &&
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err == 0)
                 break;
         }
-        zmq_msg_close(&ev);
-        plain = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
-        done = plain || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
-               event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
-               event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_CONNECT_RETRIED;
+        close(fd);
+        fd = -1;
     }
-    zmq_close(mon);
-    zmq_close(sock);
-    return plain;
+    freeaddrinfo(ai);
+    if (fd < 0)
+        snprintf(why, why_len, "%s", err == ECONNREFUSED ? "nothing listens there (connection "
+                                                           "refused)"
+                                     : err ? strerror(err) : "no address to connect to");
+    return fd < 0 ? -2 : fd;
+}
+
+static peer_kind_t s_probe(const char *endpoint, char *why, size_t why_len)
+{
+    /* signature, major version 3 */
+    const unsigned char greeting[11] = {0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3};
+    unsigned char got[32];
+    size_t n = 0;
+    long long until = farm_now_ms() + PROBE_MS;
+    peer_kind_t kind = PEER_UNKNOWN;
+    int fd;
+
+    why[0] = '\0';
+    if ((fd = s_probe_connect(endpoint, why, why_len)) < 0)
+        return fd == -2 ? PEER_UNREACHABLE : PEER_UNKNOWN;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    if (send(fd, greeting, sizeof greeting, MSG_NOSIGNAL) != (ssize_t)sizeof greeting)
+        goto done;
+    while (n < sizeof got && farm_now_ms() < until) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ssize_t r;
+        if (poll(&pfd, 1, (int)(until - farm_now_ms())) <= 0)
+            break;
+        if ((r = recv(fd, got + n, sizeof got - n, 0)) <= 0) {
+            if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            break;
+        }
+        n += (size_t)r;
+    }
+    if (n == 0) {
+        snprintf(why, why_len, "it took the connection and %s without a word",
+                 farm_now_ms() < until ? "closed it" : "stayed silent");
+        kind = PEER_NOT_ZMTP;
+    } else if (got[0] != 0xff || (n >= 10 && !(got[9] & 1))) {
+        snprintf(why, why_len, "it answered, but not in ZeroMQ's protocol");
+        kind = PEER_NOT_ZMTP;
+    } else if (n == sizeof got && got[10] >= 3) {
+        kind = !memcmp(got + 12, "CURVE\0", 6) ? PEER_CURVE
+             : !memcmp(got + 12, "NULL\0", 5) ? PEER_NULL : PEER_UNKNOWN;
+    }
+done:
+    close(fd);
+    return kind;
+}
+
+static int s_uses_keys(farmctl_client_t *self)
+{
+    return farm_error_set(FARM_EAUTH, "the coordinator at %s uses keys (CURVE) but farmctl has no "
+                          "coordinator key: set FARM_COORDINATOR_KEY to the head's coordinator.pub "
+                          "(or copy it to ~/.config/farm/coordinator.pub), or run where farm.yaml "
+                          "gives coordinator.public_key", self->endpoint);
+}
+
+static int s_uses_no_keys(farmctl_client_t *self)
+{
+    return farm_error_set(FARM_EAUTH, "the coordinator at %s uses no keys (a farm.yaml without "
+                          "keys serves this machine only) but farmctl was given a coordinator key "
+                          "(%s): drop that key, or connect to the farm that uses it",
+                          self->endpoint, self->server_key_from);
 }
 
 /* What one refused handshake means, said in the user's terms (the coordinator logs its
@@ -235,6 +336,7 @@ static int s_speaks_plain(farmctl_client_t *self)
 static int s_refused(farmctl_client_t *self, uint16_t event, uint32_t value)
 {
     const char *e = self->endpoint;
+    char why[256];
 
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH && value == FARM_ZAP_OTHER_ENDPOINT)
         return farm_error_set(FARM_EAUTH, "%s is the coordinator's agents endpoint, where nodes "
@@ -247,37 +349,37 @@ static int s_refused(farmctl_client_t *self, uint16_t event, uint32_t value)
                               "farm.yaml. Have the farm's admin add `clients: NAME: {key: \"%s\", "
                               "role: submit}` and restart farm-coordinator, or use the key that "
                               "is enrolled", e, self->public_key, self->key_from, self->public_key);
-    /* keys on one side only: whichever side reads the other's greeting first says
-     * so, or the connection just closes (the server saw it first) */
-    if ((event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
-         value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) ||
-        (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL &&
-         (!self->secure || s_speaks_plain(self)))) {
-        if (self->secure)
-            return farm_error_set(FARM_EAUTH, "the coordinator at %s uses no keys (a farm.yaml "
-                                  "without keys serves this machine only) but farmctl was given "
-                                  "a coordinator key (%s): drop that key, or connect to the "
-                                  "farm that uses it", e, self->server_key_from);
-        return farm_error_set(FARM_EAUTH, "the coordinator at %s uses keys (CURVE) but farmctl "
-                              "has no coordinator key: set FARM_COORDINATOR_KEY to the head's "
-                              "coordinator.pub (or copy it to ~/.config/farm/coordinator.pub), "
-                              "or run where farm.yaml gives coordinator.public_key", e);
-    }
-    if (self->secure && (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
-                         (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
-                          value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)))
-        /* a CURVE server drops a HELLO it cannot decrypt without a word */
-        return farm_error_set(FARM_EAUTH, "%s closed the connection during the CURVE handshake: "
-                              "the coordinator key farmctl used (%s, from %s) is not that "
-                              "coordinator's. Compare it with coordinator.pub on the head host "
-                              "(or the coordinator's log: \"refused ... key\" means the other "
-                              "cause, an unenrolled client key)", e, self->server_key,
+    /* the server's greeting named another mechanism than ours */
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+        value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+        return self->secure ? s_uses_no_keys(self) : s_uses_keys(self);
+    /* the connection closed mid-handshake: a CURVE server drops a HELLO it cannot decrypt
+     * without a word, and whichever side reads the other's greeting first may close
+     * first. Its greeting says which it was. */
+    switch (s_probe(e, why, sizeof why)) {
+    case PEER_CURVE:
+        if (!self->secure)
+            return s_uses_keys(self);
+        return farm_error_set(FARM_EAUTH, "%s dropped the CURVE handshake: the coordinator key "
+                              "farmctl used (%s, from %s) is not that coordinator's. Compare it "
+                              "with coordinator.pub on the head host", e, self->server_key,
                               self->server_key_from);
-    return farm_error_set(FARM_EAUTH, "%s does not speak farm's protocol (the ZeroMQ handshake "
-                          "failed: %s 0x%x); is it the coordinator's clients endpoint "
+    case PEER_NULL:
+        if (self->secure)
+            return s_uses_no_keys(self);
+        break;
+    case PEER_NOT_ZMTP:
+    case PEER_UNREACHABLE:
+        return farm_error_set(FARM_EAUTH, "%s is not a farm coordinator's clients endpoint (%s); "
+                              "check --coordinator, $FARM_COORDINATOR or coordinator.clients in "
+                              "farm.yaml", e, why);
+    default: break;
+    }
+    return farm_error_set(FARM_EAUTH, "%s ended the connection during the ZeroMQ handshake "
+                          "(%s 0x%x); is it the coordinator's clients endpoint "
                           "(coordinator.clients in farm.yaml)?", e,
                           event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error"
-                                                                      : "closed, errno",
+                                                                      : "errno",
                           (unsigned)value);
 }
 
@@ -326,15 +428,17 @@ static int s_monitor_read(farmctl_client_t *self)
             if (!self->handshaken)
                 return s_refused(self, event, value);
             break;
-        case ZMQ_EVENT_CONNECT_RETRIED:
-            /* a retry before any connection: the connect itself failed (refused), which
-             * the system says at once; a host that does not answer is silence instead */
-            if (!self->connected)
-                return farm_error_set(FARM_EIO, "cannot connect to %s: nothing listens there "
-                                      "(connection refused). Is farm-coordinator running on that "
-                                      "host, and is this its clients endpoint (coordinator.clients "
-                                      "in farm.yaml)?", self->endpoint);
+        case ZMQ_EVENT_CONNECT_RETRIED: {
+            /* a retry before any connection: the connect itself failed at once (the event
+             * has no errno: a connection of our own asks why); a host that does not
+             * answer is silence instead */
+            char why[256];
+            if (!self->connected && s_probe(self->endpoint, why, sizeof why) == PEER_UNREACHABLE)
+                return farm_error_set(FARM_EIO, "cannot connect to %s: %s. Is farm-coordinator "
+                                      "running on that host, and is this its clients endpoint "
+                                      "(coordinator.clients in farm.yaml)?", self->endpoint, why);
             break;
+        }
         default: break;
         }
     }

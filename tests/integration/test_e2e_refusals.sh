@@ -2,11 +2,13 @@
 # SPDX-License-Identifier: Apache-2.0
 # Every refusal farmctl can meet names its cause and the fix, and comes quickly (not after
 # a 5 s silence): an unenrolled client key, the wrong coordinator key, no coordinator key,
-# the agents' port (keyed and keyless farms), a closed port, a port that takes the
-# connection and says nothing, a read client that submits, a registry that speaks plain
-# HTTP where farm.yaml expects TLS, and a coordinator key given to a keyless farm. farmctl finds its key at ~/.config/farm/key (a symlink to the user's own
-# 0600 file) and the coordinator's at ~/.config/farm/coordinator.pub, so the README's
-# `farmctl nodes --coordinator tcp://HEAD:7701` works as written.
+# the agents' port (keyed and keyless farms), a closed port, a name that does not
+# resolve, an HTTP server's port, a port that takes the connection and says nothing, a
+# read client that submits, a registry that speaks plain HTTP where farm.yaml expects
+# TLS, a quota, and a coordinator key given to a keyless farm. farmctl finds its key at
+# ~/.config/farm/key (a symlink to the user's own 0600 file) and the coordinator's at
+# ~/.config/farm/coordinator.pub, so the README's `farmctl nodes --coordinator
+# tcp://HEAD:7701` works as written.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"
@@ -83,6 +85,11 @@ expect closed_port "cannot connect to tcp://127.0.0.1:$closed: nothing listens t
     FARM_COORDINATOR_KEY="$K/coordinator.pub" FARM_KEY="$K/ro.key" \
     -- nodes --coordinator "tcp://127.0.0.1:$closed"
 
+# a name that does not resolve (.invalid never does, RFC 6761)
+expect no_such_host "cannot connect to tcp://farm-head.invalid:7701: cannot resolve farm-head.invalid" \
+    FARM_COORDINATOR_KEY="$K/coordinator.pub" FARM_KEY="$K/ro.key" \
+    -- nodes --coordinator "tcp://farm-head.invalid:7701"
+
 # a port that takes the connection and never speaks: silence, said as such after 5 s
 mute=$(lab_free_port)
 lab_spawn mute "$LAB/mute.log" "$LAB_PYTHON" -c '
@@ -116,6 +123,12 @@ expect plain_registry "submit refused: registry $REGISTRY answers plain HTTP, no
        --platform linux/amd64 --progress plain "$LAB/ctx"
 grep -qF "add \`registries: \"$REGISTRY\": {insecure: true}\` there" "$LAB/plain_registry.err" \
     || lab_fail "the plain-HTTP refusal does not give the farm.yaml line"
+
+# an HTTP server's port (the registry's: it waits for a request line that never comes) is
+# not taken for a coordinator that refused us, nor for "no answer"
+expect http_port "tcp://$REGISTRY took the connection but did not finish the ZeroMQ handshake within 5 s" \
+    FARM_COORDINATOR_KEY="$K/coordinator.pub" FARM_KEY="$K/ro.key" \
+    -- nodes --coordinator "tcp://$REGISTRY"
 
 # README "A real fleet" step 6, as written: the user's key linked at ~/.config/farm/key
 # (keygen writes NAME.key where it runs) and the head's coordinator.pub beside it
