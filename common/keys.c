@@ -177,7 +177,9 @@ int farm_key_load_public(char out[FARM_KEY_Z85_LEN + 1], const char *text_or_pat
     char text[KEY_FILE_MAX];
     int rc;
 
-    if (farm_key_valid(text_or_path)) {
+    /* a file first: a 40-character path of Z85 characters ('/', '.', '-' are) would
+     * decode as a key */
+    if (farm_key_valid(text_or_path) && access(text_or_path, F_OK) != 0) {
         memcpy(out, text_or_path, FARM_KEY_Z85_LEN + 1);
         return 0;
     }

@@ -500,8 +500,15 @@ static int s_transfer(farm_registry_t *self, const s_req_t *req, s_resp_t *resp,
         rc = FARM_ERROR;
         break;
     }
-    rc = farm_error_set(rc, "registry %s: %s %s: %s", self->host, req->method, logurl,
-                        errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    /* OpenSSL's words for a plain HTTP answer to its ClientHello: say what to do */
+    if (cc == CURLE_SSL_CONNECT_ERROR && strstr(errbuf, "wrong version number"))
+        rc = farm_error_set(rc, "registry %s: %s %s: %s (it answers plain HTTP, not TLS: if "
+                            "that is meant, list it in farm.yaml as registries: \"%s\": "
+                            "{insecure: true})", self->host, req->method, logurl, errbuf,
+                            self->host);
+    else
+        rc = farm_error_set(rc, "registry %s: %s %s: %s", self->host, req->method, logurl,
+                            errbuf[0] ? errbuf : curl_easy_strerror(cc));
 done:
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
     for (struct curl_slist *h = hdrs; h; h = h->next) /* the Authorization line is secret */

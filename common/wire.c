@@ -59,6 +59,13 @@ static int s_curve(void *sock, farm_wire_role_t role, const farm_wire_curve_t *c
 void *farm_wire_socket_secure(void *zctx, farm_wire_role_t role, const char *endpoint,
                               const char *identity, const farm_wire_curve_t *curve)
 {
+    return farm_wire_socket_monitored(zctx, role, endpoint, identity, curve, NULL);
+}
+
+void *farm_wire_socket_monitored(void *zctx, farm_wire_role_t role, const char *endpoint,
+                                 const char *identity, const farm_wire_curve_t *curve,
+                                 void **monitor_out)
+{
     int64_t maxmsg = FARM_WIRE_MAXMSG;
     int linger = 0, one = 1, hwm = 10000, handshake_ms = 5000;
     void *sock = zmq_socket(zctx, role == FARM_WIRE_ROUTER_SERVER ? ZMQ_ROUTER : ZMQ_DEALER);
@@ -75,6 +82,25 @@ void *farm_wire_socket_secure(void *zctx, farm_wire_role_t role, const char *end
     if (curve && s_curve(sock, role, curve) < 0) {
         zmq_close(sock);
         return NULL;
+    }
+    /* the monitor's reader is connected before bind/connect: an event sent while no
+     * reader is there is dropped, and a refused loopback connect is quick */
+    if (monitor_out) {
+        char name[64];
+        void *mon = NULL;
+        snprintf(name, sizeof name, "inproc://farm-monitor-%p", sock);
+        if (zmq_socket_monitor(sock, name, ZMQ_EVENT_ALL) != 0 ||
+            !(mon = zmq_socket(zctx, ZMQ_PAIR)) ||
+            zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+            zmq_connect(mon, name) != 0) {
+            farm_error_set(FARM_ERROR, "cannot monitor a socket on %s: %s", name,
+                           zmq_strerror(errno));
+            if (mon)
+                zmq_close(mon);
+            zmq_close(sock);
+            return NULL;
+        }
+        *monitor_out = mon;
     }
     if (role == FARM_WIRE_ROUTER_SERVER) {
         /* unroutable sends fail loudly instead of vanishing. Without CURVE (loopback
@@ -96,6 +122,10 @@ void *farm_wire_socket_secure(void *zctx, farm_wire_role_t role, const char *end
         farm_error_set(FARM_ERROR, "cannot %s %s: %s",
                        role == FARM_WIRE_ROUTER_SERVER ? "bind" : "connect to", endpoint,
                        zmq_strerror(errno));
+        if (monitor_out) {
+            zmq_close(*monitor_out);
+            *monitor_out = NULL;
+        }
         zmq_close(sock);
         return NULL;
     }

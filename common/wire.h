@@ -40,6 +40,12 @@ typedef struct {
 /* farm_wire_socket with CURVE when curve is not NULL. */
 void *farm_wire_socket_secure(void *zctx, farm_wire_role_t role, const char *endpoint,
                               const char *identity, const farm_wire_curve_t *curve);
+/* farm_wire_socket_secure that also reports the socket's events (zmq_socket_monitor:
+ * connects, handshake failures) to *monitor_out, a ZMQ_PAIR socket the caller reads and
+ * closes (before the socket), set up before the connection is made. */
+void *farm_wire_socket_monitored(void *zctx, farm_wire_role_t role, const char *endpoint,
+                                 const char *identity, const farm_wire_curve_t *curve,
+                                 void **monitor_out);
 
 /* Packs env and sends it, preceded by the routing id when rid != NULL. */
 int farm_wire_send(void *sock, const void *rid, size_t rid_len, const Farm__Envelope *env);

@@ -123,9 +123,20 @@ static int s_one(farm_zap_t *self)
     }
     {
         const uint8_t *key = zmq_msg_data(&f[6]);
-        const char *user = self->fn(self->arg, domain, key);
+        int other = 0;
+        const char *user = self->fn(self->arg, domain, key, &other);
         if (user) {
             s_reply(self, &f[1], "200", "OK", user);
+            goto done;
+        }
+        if (other) {
+            char code[8];
+            farm_log_warn("refused a %s key from %s on the %s endpoint: it is enrolled for the "
+                          "%s endpoint (a peer dialled the wrong port)",
+                          strcmp(domain, "agents") == 0 ? "client" : "node", address, domain,
+                          strcmp(domain, "agents") == 0 ? "clients" : "agents");
+            snprintf(code, sizeof code, "%d", FARM_ZAP_OTHER_ENDPOINT);
+            s_reply(self, &f[1], code, "enrolled for the other endpoint", "");
             goto done;
         }
         /* logged once per key (bounded), so an operator can enrol it */

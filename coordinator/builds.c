@@ -445,6 +445,14 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     memcpy(b->client, s->client, s->client_len);
     b->client_len = s->client_len;
     b->insecure = farm_config_registry_insecure(self->cfg, b->registry);
+    /* said now, before any build work, not by the push after the whole build */
+    if (s->target_plain_http && !b->insecure) {
+        rc = s_refuse(reason, len, "registry %s answers plain HTTP, not TLS, and %s does not "
+                      "allow that for it: add `registries: \"%s\": {insecure: true}` there "
+                      "and restart farm-coordinator (or tag for the registry's TLS address)",
+                      b->registry, self->cfg->path, b->registry);
+        goto fail;
+    }
     b->allow_partial = s->allow_partial;
     snprintf(b->context_digest, sizeof b->context_digest, "%s", s->context_digest);
     b->context_size = s->context_size;

@@ -51,6 +51,7 @@ typedef struct {
     int context_stored;             /* the coordinator holds the context (checked last) */
     uint64_t context_size;          /* as stored by the coordinator */
     int allow_partial;
+    int target_plain_http;          /* the submitter found the registry speaking plain HTTP */
     const char *network;            /* NULL, "" or "default": the node's; "none" */
     const void *client;             /* the client's routing id */
     size_t client_len;

@@ -785,6 +785,10 @@ static void s_on_job_result(farm_coordinator_t *self, farm_node_t *node, const F
         return;
     }
     farm_scheduler_release(self->sched, job);
+    /* the agent's tail holds the lines it streamed as JobLogs too: it replaces ours, or
+     * a failure would show each line twice */
+    if (r->n_log_tail)
+        farm_tail_clear(&job->tail);
     for (size_t i = r->n_log_tail > FARM_TAIL_LINES ? r->n_log_tail - FARM_TAIL_LINES : 0;
          i < r->n_log_tail; i++)
         farm_tail_add(&job->tail, r->log_tail[i]);
@@ -885,6 +889,44 @@ static void s_on_time_request(farm_coordinator_t *self, const void *rid, size_t 
     farm_log_debug("answered a time request from %s", user[0] ? user : "an agent");
 }
 
+/* What only farmctl sends. */
+static int s_client_body(Farm__Envelope__BodyCase body)
+{
+    switch (body) {
+    case FARM__ENVELOPE__BODY_NODES_REQUEST:
+    case FARM__ENVELOPE__BODY_BUILDS_REQUEST:
+    case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
+    case FARM__ENVELOPE__BODY_CONTEXT_CHUNK:
+    case FARM__ENVELOPE__BODY_SUBMIT:
+    case FARM__ENVELOPE__BODY_CANCEL:
+    case FARM__ENVELOPE__BODY_DRAIN: return 1;
+    default: return 0;
+    }
+}
+
+static void s_refuse_on(farm_coordinator_t *self, void *sock, const void *rid, size_t rid_len,
+                        const char *reason)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__Refused rf = FARM__REFUSED__INIT;
+    rf.reason = (char *)reason;
+    env.body_case = FARM__ENVELOPE__BODY_REFUSED;
+    env.refused = &rf;
+    farm_log_info("refused a client: %s", reason);
+    s_send(sock, rid, rid_len, &env);
+}
+
+static const char *s_wrong_port_reason(farm_coordinator_t *self)
+{
+    static char reason[1024];
+    snprintf(reason, sizeof reason, "this is the coordinator's agents endpoint (%s), where nodes "
+             "connect; farmctl connects to its clients endpoint, coordinator.clients in farm.yaml "
+             "(%s): fix --coordinator or $FARM_COORDINATOR",
+             self->cfg->agents_endpoint ? self->cfg->agents_endpoint : "coordinator.agents",
+             self->cfg->clients_endpoint ? self->cfg->clients_endpoint : "not set");
+    return reason;
+}
+
 static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
 {
     farm_coordinator_t *self = arg;
@@ -918,6 +960,13 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
             } else {
                 s_on_hello(self, rid, rid_len, env->hello);
             }
+            farm_wire_free(&env);
+            continue;
+        }
+        if (s_client_body(env->body_case)) {
+            /* farmctl pointed at this port (a keyless farm; with keys ZAP refuses a
+             * client's key here): say where it should go */
+            s_refuse_on(self, self->agents, rid, rid_len, s_wrong_port_reason(self));
             farm_wire_free(&env);
             continue;
         }
@@ -972,13 +1021,7 @@ static void s_context_status(farm_coordinator_t *self, const void *rid, size_t r
 static void s_refuse(farm_coordinator_t *self, const void *rid, size_t rid_len,
                      const char *reason)
 {
-    Farm__Envelope env = FARM__ENVELOPE__INIT;
-    Farm__Refused rf = FARM__REFUSED__INIT;
-    rf.reason = (char *)reason;
-    env.body_case = FARM__ENVELOPE__BODY_REFUSED;
-    env.refused = &rf;
-    farm_log_info("submit refused: %s", reason);
-    s_send(self->clients, rid, rid_len, &env);
+    s_refuse_on(self, self->clients, rid, rid_len, reason);
 }
 
 static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm__Submit *s)
@@ -998,6 +1041,7 @@ static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm_
                          .n_platforms = s->n_platforms, .dockerfile = s->dockerfile,
                          .n_args = s->n_build_args, .context_digest = s->context_digest,
                          .allow_partial = s->allow_partial, .network = s->network,
+                         .target_plain_http = s->target_plain_http,
                          .client = rid,
                          .client_len = rid_len, .owner = c->name};
 
@@ -1147,7 +1191,7 @@ static farm_role_t s_needs(Farm__Envelope__BodyCase body, const char **what)
     case FARM__ENVELOPE__BODY_BUILDS_REQUEST: *what = "list builds"; return FARM_ROLE_READ;
     case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
     case FARM__ENVELOPE__BODY_CONTEXT_CHUNK:
-    case FARM__ENVELOPE__BODY_SUBMIT: *what = "submit builds"; return FARM_ROLE_SUBMIT;
+    case FARM__ENVELOPE__BODY_SUBMIT: *what = "submit"; return FARM_ROLE_SUBMIT;
     case FARM__ENVELOPE__BODY_CANCEL: *what = "cancel builds"; return FARM_ROLE_SUBMIT;
     case FARM__ENVELOPE__BODY_DRAIN: *what = "drain nodes"; return FARM_ROLE_ADMIN;
     default: *what = "do this"; return FARM_ROLE_NONE;
@@ -1260,9 +1304,9 @@ static void s_client_message(farm_coordinator_t *self, const client_t *c, Farm__
 
     if (c->role < need) {
         char reason[512];
-        snprintf(reason, sizeof reason, "client %s has role %s and may not %s; an admin can "
-                 "change its role under clients: in farm.yaml", c->name,
-                 farm_role_name(c->role), what);
+        snprintf(reason, sizeof reason, "client %s has role %s; to %s it needs role %s: an "
+                 "admin changes clients: %s: role: in %s and restarts farm-coordinator", c->name,
+                 farm_role_name(c->role), what, farm_role_name(need), c->name, self->cfg->path);
         s_peer_warn("%s", reason);
         s_refuse(self, c->rid, c->rid_len, reason);
         return;
@@ -1429,16 +1473,21 @@ static int s_on_sweep(farm_reactor_t *r, void *arg)
 }
 
 /* ZAP: which enrolled node or client a CURVE key is, per endpoint. */
-static const char *s_zap_lookup(void *arg, const char *domain, const uint8_t key[32])
+static const char *s_zap_lookup(void *arg, const char *domain, const uint8_t key[32],
+                                int *other)
 {
     farm_coordinator_t *self = arg;
-    if (strcmp(domain, "agents") == 0)
-        return farm_hmap_get(self->node_keys, key, 32);
-    if (strcmp(domain, "clients") == 0) {
+    const char *user = NULL;
+
+    if (strcmp(domain, "agents") == 0) {
+        user = farm_hmap_get(self->node_keys, key, 32);
+        *other = !user && farm_hmap_get(self->client_keys, key, 32) != NULL;
+    } else if (strcmp(domain, "clients") == 0) {
         const farm_config_client_t *c = farm_hmap_get(self->client_keys, key, 32);
-        return c ? c->name : NULL;
+        user = c ? c->name : NULL;
+        *other = !user && farm_hmap_get(self->node_keys, key, 32) != NULL;
     }
-    return NULL;
+    return user;
 }
 
 static int s_on_zap(farm_reactor_t *r, int revents, void *arg)

@@ -15,8 +15,9 @@ int farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
                      const farm_config_t *cfg);
 
 /* Connects to the coordinator. With a coordinator key ($FARM_COORDINATOR_KEY, else cfg's
- * coordinator.public_key) the connection uses CURVE with farmctl's own key pair
- * ($FARM_KEY, else ~/.config/farm/key); without one, plain (loopback farms). */
+ * coordinator.public_key, else ~/.config/farm/coordinator.pub) the connection uses
+ * CURVE with farmctl's own key pair ($FARM_KEY, else ~/.config/farm/key, which may be a
+ * symlink to the user's own 0600 key file); without one, plain (loopback farms). */
 farmctl_client_t *farmctl_client_new_for(const char *endpoint, const farm_config_t *cfg);
 
 /* One request, one answer, for the short commands (nodes, builds, drain): farm.yaml is
@@ -31,8 +32,15 @@ int farmctl_short_args(int argc, char **argv, const char *cmd, const char **farm
                        const char **coord);
 void farmctl_client_destroy(farmctl_client_t **self_p);
 int farmctl_client_send(farmctl_client_t *self, Farm__Envelope *env);
-/* Waits up to timeout_ms for one message: FARM_ERETRY on timeout. */
+/* Waits up to timeout_ms for one message: FARM_ERETRY on timeout. A connection that
+ * cannot work fails at once, with what to fix in the error: FARM_EAUTH when the
+ * handshake was refused (an unenrolled key, the wrong coordinator key, keys on one side
+ * only, the agents' endpoint), FARM_EIO when nothing listens at the endpoint. */
 int farmctl_client_recv(farmctl_client_t *self, Farm__Envelope **out, int timeout_ms);
+/* After waited_ms without an answer: sets the error to what the silence means (nothing
+ * answered the connection, a handshake that never finished, or a coordinator that took
+ * the request and said nothing) and returns FARM_EIO (or a refusal seen meanwhile). */
+int farmctl_client_silent(farmctl_client_t *self, int waited_ms);
 const char *farmctl_client_endpoint(const farmctl_client_t *self);
 /* 1 if what is sent cannot be read on the way: CURVE, or a plain connection that stays
  * on this machine (a keyless farm binds loopback only). Registry logins go only then. */

@@ -5,6 +5,7 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
@@ -20,6 +21,7 @@ int farmctl_keygen_main(int argc, char **argv)
     const char *dir = ".", *name;
     char path[FARM_PATH_MAX], pub[FARM_PATH_MAX];
     farm_keypair_t kp;
+    char *real;
     int c;
 
     optind = 1;
@@ -29,7 +31,10 @@ int farmctl_keygen_main(int argc, char **argv)
         case 'h':
             printf("usage: farmctl keygen NAME [--dir DIR]\n"
                    "  writes DIR/NAME.key (the key pair: keep it secret, mode 0600) and\n"
-                   "  DIR/NAME.pub (the public key, for farm.yaml); never overwrites a key\n");
+                   "  DIR/NAME.pub (the public key, for farm.yaml); never overwrites a key.\n"
+                   "  farmctl uses $FARM_KEY, else ~/.config/farm/key (a symlink to your own\n"
+                   "  0600 NAME.key is fine), and the coordinator's key from\n"
+                   "  $FARM_COORDINATOR_KEY, farm.yaml, else ~/.config/farm/coordinator.pub\n");
             return 0;
         default: return 2;
         }
@@ -51,13 +56,21 @@ int farmctl_keygen_main(int argc, char **argv)
         farm_key_wipe(&kp);
         return 1;
     }
+    /* farmctl looks for its own key at one place: say where, with the absolute path */
+    if (!(real = realpath(path, NULL)))
+        real = strdup(path);
     printf("wrote %s (the key pair: keep it secret) and %s\n"
            "public key: %s\n"
            "in farm.yaml: nodes:   %s: {key: \"%s\"}\n"
            "          or clients: %s: {key: \"%s\", role: submit}\n"
-           "          or coordinator: public_key: \"%s\"  secret_key_file: %s\n",
+           "          or coordinator: public_key: \"%s\"  secret_key_file: %s\n"
+           "for farmctl (a client's key): mkdir -p ~/.config/farm && "
+           "ln -s \"%s\" ~/.config/farm/key\n"
+           "          (or FARM_KEY=%s); the coordinator's .pub goes to "
+           "~/.config/farm/coordinator.pub\n",
            path, pub, kp.public_key, name, kp.public_key, name, kp.public_key, kp.public_key,
-           path);
+           path, real ? real : path, real ? real : path);
+    free(real);
     farm_key_wipe(&kp);
     return 0;
 }

@@ -29,6 +29,7 @@
 #include "common/text.h"
 #include "common/wire.h"
 #include "farmctl/client.h"
+#include "farmctl/probe.h"
 #include "farmctl/progress.h"
 
 #define REPLY_TIMEOUT_MS 15000
@@ -55,6 +56,7 @@ typedef struct {
     const char *metadata_file;
     const char *context;
     int allow_partial;
+    int target_plain_http; /* the tags' registry answered plain HTTP (farmctl/probe.h) */
     const char *network; /* NULL: farm.yaml build.network, else the node's */
     farmctl_progress_mode_t progress;
     farmctl_progress_t *pg;
@@ -395,9 +397,7 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
     for (;;) {
         rc = farmctl_client_recv(cl, &reply, REPLY_TIMEOUT_MS);
         if (rc == FARM_ERETRY) {
-            rc = farm_error_set(FARM_EIO, "no answer from the coordinator at %s within %d s; is "
-                                "farm-coordinator running there?", farmctl_client_endpoint(cl),
-                                REPLY_TIMEOUT_MS / 1000);
+            rc = farmctl_client_silent(cl, REPLY_TIMEOUT_MS);
             goto done;
         }
         if (rc < 0)
@@ -405,6 +405,13 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
         if (reply->body_case == FARM__ENVELOPE__BODY_HEARTBEAT) {
             farm_wire_free(&reply);
             continue;
+        }
+        if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
+            /* a role or quota refusal: the coordinator's words, shown inert */
+            char why[1024];
+            farm_text_inert(why, sizeof why, reply->refused->reason);
+            rc = farm_error_set(FARM_EAUTH, "refused: %s", why);
+            goto done;
         }
         if (reply->body_case != FARM__ENVELOPE__BODY_CONTEXT_STATUS) {
             rc = farm_error_set(FARM_EINVALID, "unexpected answer to a context upload");
@@ -667,6 +674,7 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     s.context_digest = (char *)digest;
     s.context_size = size;
     s.allow_partial = o->allow_partial;
+    s.target_plain_http = o->target_plain_http;
     s.network = (char *)(o->network ? o->network : "");
     for (size_t i = 0; i < o->n_creds; i++) {
         farm__registry_credential__init(&creds[i]);
@@ -692,8 +700,7 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     for (;;) {
         rc = farmctl_client_recv(cl, &reply, REPLY_TIMEOUT_MS);
         if (rc == FARM_ERETRY)
-            return farm_error_set(FARM_EIO, "no answer to the submit from %s",
-                                  farmctl_client_endpoint(cl));
+            return farmctl_client_silent(cl, REPLY_TIMEOUT_MS);
         if (rc < 0)
             return rc;
         if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
@@ -993,6 +1000,16 @@ int farmctl_submit_main(int argc, char **argv)
     }
     for (size_t i = 0; i < o.n_creds; i++)
         farmctl_progress_note(o.pg, "#sending your login for %s with this build", o.cred_hosts[i]);
+    {
+        /* the coordinator judges it against its registries: (farmctl's farm.yaml may not
+         * be the farm's) when the build is submitted, before any build work */
+        farm_reference_t ref;
+        if (o.n_tags && farm_reference_parse(&ref, o.tags[0]) == 0 &&
+            farmctl_probe_plain_http(ref.registry)) {
+            o.target_plain_http = 1;
+            farmctl_progress_note(o.pg, "#registry %s answers plain HTTP (not TLS)", ref.registry);
+        }
+    }
     if (s_upload(cl, tar, digest, size, &o) < 0 ||
         s_submit(cl, &o, digest, size, dockerfile) < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());

@@ -65,7 +65,7 @@ check(recv_body(ro, 27) is not None, "a read client lists nodes")
 ro.send(envelope(21, f_bytes(1, "127.0.0.1:1/t/app:1") + f_bytes(2, "linux/amd64")
                  + f_bytes(5, "sha256:" + "0" * 64)))
 r = recv_body(ro, 23)
-check(r is not None and "role read and may not submit builds" in text(r, 1),
+check(r is not None and "role read; to submit it needs role submit" in text(r, 1),
       "a read client may not submit: %r" % (r,))
 
 dev = curve_dealer(CLIENTS, key("dev"), SERVER)
@@ -138,7 +138,7 @@ check(builds(ro) == [], "a read client does not list dev's build")
 # draining is the admin's
 dev.send(envelope(30, f_bytes(1, "n1")))
 r = recv_body(dev, 23)
-check(r is not None and "may not drain nodes" in text(r, 1), "dev may not drain: %r" % (r,))
+check(r is not None and "role submit; to drain nodes it needs role admin" in text(r, 1), "dev may not drain: %r" % (r,))
 ad.send(envelope(30, f_bytes(1, "n2")))
 nodes = recv_body(ad, 27)
 states = {text(fields(n), 1): text(fields(n), 4) for n in nodes.get(1, [])} if nodes else {}

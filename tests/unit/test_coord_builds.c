@@ -161,6 +161,29 @@ static void test_submit_records_jobs_and_insecure(void **state)
     }
 }
 
+/* A registry the submitter found speaking plain HTTP: refused at once, with the farm.yaml
+ * line to add, unless farm.yaml lists it insecure. */
+static void test_plain_http_registry(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL;
+    char reason[2048];
+    char *tls[] = {"tls.example:5000/team/app:1"}, *listed[] = {"reg.local:5000/team/app:1"};
+    char *amd[] = {"linux/amd64"};
+    farm_submit_t s = {.tags = tls, .n_tags = 1, .platforms = amd, .n_platforms = 1,
+                       .context_digest = DIGEST, .context_stored = 1, .context_size = 10,
+                       .client = "c1", .client_len = 2, .target_plain_http = 1};
+
+    assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "registry tls.example:5000 answers plain HTTP"));
+    assert_non_null(strstr(reason, "registries: \"tls.example:5000\": {insecure: true}"));
+    assert_null(b);
+    assert_int_equal(farm_builds_active(fx->b), 0);
+    s.tags = listed;
+    assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), 0);
+    assert_true(b->insecure);
+}
+
 static void test_failure_ends_build_with_tail(void **state)
 {
     fx_t *fx = *state;
@@ -402,6 +425,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_submit_refusals, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_submit_records_jobs_and_insecure, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_plain_http_registry, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_failure_ends_build_with_tail, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_all_pushed_stitches_then_finishes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_allow_partial_stitches_what_built, s_setup, s_teardown),

@@ -64,6 +64,27 @@ static void test_round_trip(void **state)
     assert_int_equal(back.secret_key[0], 0);
 }
 
+/* A .pub file whose path is 40 Z85 characters is read, not taken for the key itself. */
+static void test_public_key_path_like_a_key(void **state)
+{
+    farm_keypair_t kp;
+    char sec[160], pub[128], text[64];
+    size_t len;
+
+    s_path(pub, sizeof pub, "");
+    len = strlen(pub);
+    assert_true(len < FARM_KEY_Z85_LEN - 4);
+    memset(pub + len, 'k', FARM_KEY_Z85_LEN - 4 - len);
+    memcpy(pub + FARM_KEY_Z85_LEN - 4, ".pub", 5);
+    assert_true(farm_key_valid(pub)); /* the trap: the path decodes as Z85 */
+    snprintf(sec, sizeof sec, "%s.key", pub);
+    assert_int_equal(farm_key_generate(&kp), 0);
+    assert_int_equal(farm_key_write(sec, pub, &kp, "c"), 0);
+    assert_int_equal(farm_key_load_public(text, pub), 0);
+    assert_string_equal(text, kp.public_key);
+    farm_key_wipe(&kp);
+}
+
 static void test_refusals(void **state)
 {
     farm_keypair_t kp, other, back;
@@ -100,6 +121,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_refusals, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_public_key_path_like_a_key, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
