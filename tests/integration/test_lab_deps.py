@@ -5,7 +5,8 @@ that tests/run.sh installs: a package in LAB_DEPS (tests/lab/lib.sh), one they d
 or one every Debian system has (Essential: yes or Priority: required, the minbase). A tool
 installed by hand on this machine (or found through /usr/local or a pyenv shim first on
 PATH) fails this test, naming the command, where it was found and where it is called, so
-the suite cannot pass here and fail on a new machine.
+the suite cannot pass here and fail on a new machine. The same holds for the Python modules
+the tests import, as Debian's python3 (the lab's) finds them: a pip-installed one fails.
 
 Commands are found in the scripts' command positions (start of a command, after | && ||
 ; ( $( ! and after wrappers such as env, timeout, setsid, setpriv, xargs, command -v);
@@ -41,6 +42,7 @@ WRAPPERS = {
 NAME = re.compile(r"^(/[A-Za-z0-9_./+-]+|[A-Za-z0-9_][A-Za-z0-9_.+-]*)$")
 HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
 ARRAY = re.compile(r"(^|[\s;])[A-Za-z_][A-Za-z0-9_]*\+?=\(")
+IMPORT = re.compile(r"^\s*(?:import\s+([\w., ]+?)\s*(?:#.*)?$|from\s+(\w+)[\w.]*\s+import\b)")
 FUNC = re.compile(r"^\s*(?:function\s+)?([A-Za-z_][A-Za-z0-9_:-]*)\s*\(\)\s*\{?")
 
 
@@ -228,6 +230,40 @@ def owners(paths):
     return out
 
 
+def imports(text):
+    """{top-level module: [line numbers]} imported in Python code (a file or heredocs)."""
+    found = {}
+    for n, line in enumerate(text.split("\n"), 1):
+        m = IMPORT.match(line)
+        if not m:
+            continue
+        names = [m.group(2)] if m.group(2) else [x.split(" as ")[0] for x in m.group(1).split(",")]
+        for name in names:
+            name = name.strip().split(".")[0]
+            if name:
+                found.setdefault(name, []).append(n)
+    return found
+
+
+def module_files(python, names):
+    """{module: the file Debian's python3 imports it from} (built-in ones and those it
+    cannot find are left out: a missing module fails its own test)."""
+    code = ("import importlib.util, sys\n"
+            "for m in sys.argv[1:]:\n"
+            "    try:\n"
+            "        s = importlib.util.find_spec(m)\n"
+            "    except Exception:\n"
+            "        s = None\n"
+            "    o = s and (s.origin or (list(s.submodule_search_locations or []) or [None])[0])\n"
+            "    if o and o.startswith('/'):\n"
+            "        print(m + '\\t' + o)\n")
+    r = subprocess.run([python, "-I", "-c", code, *sorted(names)], capture_output=True,
+                       text=True, cwd="/")
+    if r.returncode != 0:
+        fail(f"{python} cannot look modules up: {r.stderr.strip()}")
+    return dict(line.split("\t", 1) for line in r.stdout.splitlines())
+
+
 def installed():
     """{package: (essential or required, [dependency alternatives], [provides])}."""
     fmt = "${Package}\t${Essential}\t${Priority}\t${Pre-Depends}, ${Depends}\t${Provides}\t${db:Status-Abbrev}\n"
@@ -280,22 +316,33 @@ def main():
         fail(f"LAB_DEPS packages not installed: {' '.join(missing)} (run tests/run.sh, which installs them)")
     covered = closure(deps + base, pkgs)
 
-    files, funcs, uses = [], set(), {}
+    files, funcs, uses, mods = [], set(), {}, {}
     for pat in SCRIPTS:
         files += sorted(SRC.glob(pat))
     if len(files) < 10:
         fail(f"found only {len(files)} scripts under {SRC}: is FARM_SOURCE_DIR right?")
-    for f in files:
+    pyfiles = sorted(SRC.glob("tests/integration/*.py")) + sorted(SRC.glob("tests/lab/*.py"))
+    local = {f.stem for f in pyfiles}
+    for f in files + pyfiles:
         text = f.read_text()
-        funcs |= {m.group(1) for m in map(FUNC.match, text.split("\n")) if m}
-        for cmd, lines in scan(text).items():
-            uses.setdefault(cmd, []).extend(f"{f.relative_to(SRC)}:{n}" for n in lines)
+        if f.suffix != ".py":
+            funcs |= {m.group(1) for m in map(FUNC.match, text.split("\n")) if m}
+            for cmd, lines in scan(text).items():
+                uses.setdefault(cmd, []).extend(f"{f.relative_to(SRC)}:{n}" for n in lines)
+        for mod, lines in imports(text).items():  # .py files and python heredocs
+            if mod not in local:
+                mods.setdefault(mod, []).extend(f"{f.relative_to(SRC)}:{n}" for n in lines)
+    python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else "python3"
+    mod_file = module_files(python, mods)
+    if not {"zmq", "jsonschema"} <= set(mod_file):
+        fail(f"{python} does not find zmq and jsonschema, which the tests import: "
+             "apt-get install python3-zmq python3-jsonschema (both in LAB_DEPS)")
     resolved = {}
     for cmd in sorted(uses):
         path = None if cmd in funcs else resolve(cmd)
         if path:  # else a word, not a program here (a missing program fails its own test)
             resolved[cmd] = path
-    pkg_of = owners(set(resolved.values()))
+    pkg_of = owners(set(resolved.values()) | set(mod_file.values()))
     problems, checked = [], len(resolved)
     for cmd, path in resolved.items():
         pkg = pkg_of.get(path)
@@ -308,11 +355,23 @@ def main():
             problems.append(f"{cmd}: {path} is from the package {pkg}, which LAB_DEPS neither "
                             f"lists nor depends on; called at {where}. Add {pkg} to LAB_DEPS in "
                             "tests/lab/lib.sh")
+    for mod, path in sorted(mod_file.items()):
+        pkg = pkg_of.get(path)
+        where = ", ".join(sorted(set(mods[mod]))[:3]) + (" ..." if len(set(mods[mod])) > 3 else "")
+        if pkg is None:
+            problems.append(f"python module {mod}: {path} belongs to no Debian package (pip?); "
+                            f"imported at {where}. Install Debian's python3-{mod.lower()} "
+                            "instead and add it to LAB_DEPS")
+        elif pkg not in covered:
+            problems.append(f"python module {mod}: {path} is from the package {pkg}, which "
+                            f"LAB_DEPS neither lists nor depends on; imported at {where}. Add "
+                            f"{pkg} to LAB_DEPS in tests/lab/lib.sh")
     if checked < 30:
         fail(f"only {checked} commands resolved: the scanner is broken")
     if problems:
-        fail(f"{len(problems)} command(s) a new machine would not have:\n  " + "\n  ".join(problems))
-    print(f"ok: {checked} commands in {len(files)} scripts come from LAB_DEPS "
+        fail(f"{len(problems)} thing(s) the tests use that a new machine would not have:\n  " + "\n  ".join(problems))
+    print(f"ok: {checked} commands in {len(files)} scripts and {len(mod_file)} python modules "
+          "come from LAB_DEPS "
           f"({len(deps)} packages, {len(covered)} with their dependencies and the base system)")
 
 
