@@ -20,7 +20,7 @@ import sys
 
 SRC = pathlib.Path(os.environ.get("FARM_SOURCE_DIR") or pathlib.Path(__file__).resolve().parents[2])
 SCRIPTS = ["tests/run.sh", ".ci/run", "tests/lab/*.sh", "tests/integration/*.sh",
-           "tests/fuzz/run.sh", "deploy/quickstart.sh", "deploy/packages/*.sh"]
+           "tests/tree/*.sh", "tests/fuzz/run.sh", "deploy/quickstart.sh", "deploy/packages/*.sh"]
 # a new Debian machine's PATH, after the caller's own (a shim earlier there wins: see above)
 STD_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
 

@@ -43,9 +43,10 @@ LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobu
     python3 python3-jsonschema binfmt-support iproute2 runc slirp4netns uidmap curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev systemd)
 
 # crun: test_e2e_agent_check judges it on this host's cgroups; openssl (the command) makes
-# test_e2e_registry_tls's certificates; file reads test_packages' binaries.
+# test_e2e_registry_tls's certificates; file reads test_packages' binaries; git lists the
+# files test_tree_rules checks.
 # test_lab_deps fails when a command the scripts call comes from a package not in LAB_DEPS.
-LAB_DEPS+=(crun file openssl)
+LAB_DEPS+=(crun file openssl git)
 
 LAB=${LAB:-}
 LAB_LAST_PID=
