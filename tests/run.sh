@@ -24,6 +24,10 @@ step() { printf '\n=== %s\n' "$*"; }
 if [[ -z ${FARM_SKIP_INSTALL:-} ]]; then
     step "packages"
     lab_install_deps
+else
+    mapfile -t missing < <(lab_missing_deps)
+    ((${#missing[@]} == 0)) || printf 'run.sh: WARNING: FARM_SKIP_INSTALL is set and these packages are missing: %s\n  the tests that use them will fail; install them: apt-get install %s\n' \
+        "${missing[*]}" "${missing[*]}" >&2
 fi
 
 step "busybox-static (amd64, arm64, armhf) for the lab's images"

@@ -74,7 +74,7 @@ for ((run = 1; run <= runs; run++)); do
     report "manifest push --all" "$(secs "$t1" "$t2")"
     report "builds (sequential)" "$(secs "$t_all0" "$t_builds")"
     report "TOTAL baseline (build+stitch+push)" "$(secs "$t_all0" "$t2")"
-    n=$(lab_index "$ref" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["manifests"]))')
+    n=$(lab_index "$ref" | "$LAB_PYTHON" -c 'import json,sys; print(len(json.load(sys.stdin)["manifests"]))')
     [[ $n == "${#platforms[@]}" ]] || lab_fail "baseline index at $ref has $n children, expected ${#platforms[@]}"
     unset ids
 done
@@ -94,7 +94,7 @@ if ((with_farm)); then
         report "TOTAL farm submit (build+push+index)" "$(secs "$t0" "$t1")"
         # the coordinator's own measure: last job result -> index pushed under every tag
         report "coordinator stitch (result->index)" \
-            "$(python3 -c 'import json,sys; print("%.3f" % (json.load(open(sys.argv[1]))["farm.stitch_ms"] / 1000))' "$LAB/meta-$r.json")"
+            "$("$LAB_PYTHON" -c 'import json,sys; print("%.3f" % (json.load(open(sys.argv[1]))["farm.stitch_ms"] / 1000))' "$LAB/meta-$r.json")"
         echo "bench: farm index digest $(tail -n1 <<<"$out")"
     done
 fi

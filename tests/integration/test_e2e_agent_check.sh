@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # farm-agent check on this host: as a uid with no subordinate range it FAILs naming
-# usermod --add-subuids; crun on a cgroup v1/hybrid host FAILs naming runc; an emulated
+# usermod --add-subuids; a crun that is absent FAILs naming apt-get install crun, the
+# installed one FAILs on a cgroup v1/hybrid host naming runc; an emulated
 # platform with no binfmt entry FAILs naming its qemu entry; against a lab coordinator the
 # clock check reports a skew under 2 s (without disturbing the node's own session), against
 # a dead endpoint it FAILs within ~5 s naming it. The coordinator answers time requests
@@ -40,16 +41,41 @@ grep -q '^ok    builder: buildah version' "$LAB/u.out" || lab_fail "buildah --ve
 # usage errors are status 2
 run_check usage.out 2 "$FARM_AGENT_BIN" check --isolation sandbox
 
-# 2. crun on this host's cgroup mode
-if [[ $(stat -f -c %T /sys/fs/cgroup) == cgroup2fs ]]; then
-    run_check crun.out 0 "$FARM_AGENT_BIN" check --isolation chroot --runtime crun
-    lab_log "cgroup v2 host: crun is not refused for cgroups here"
+# 2. the runtime, judged on what this host has (never assumed): a crun that is not there
+# FAILs naming its package; the crun this host has FAILs on cgroup v1/hybrid naming runc
+# and is ok on cgroup v2
+run_check nocrun.out 1 "$FARM_AGENT_BIN" check --runtime "$LAB/none/crun" --work-dir "$LAB/w" \
+    --builder-root "$LAB/b"
+grep -q "^FAIL  runtime: $LAB/none/crun not found" "$LAB/nocrun.out" || lab_fail "a missing crun was not refused"
+grep -q '^      fix: apt-get install crun, or --runtime runc' "$LAB/nocrun.out" \
+    || lab_fail "the fix for a missing crun does not name apt-get install crun"
+case $(stat -f -c %T /sys/fs/cgroup) in
+    cgroup2fs) mode="cgroup v2" ;;
+    tmpfs) mode="cgroup v1"; [[ -d /sys/fs/cgroup/unified ]] && mode="cgroup v1 (hybrid)" ;;
+    *) lab_fail "/sys/fs/cgroup is $(stat -f -c %T /sys/fs/cgroup): neither cgroup v1 nor v2" ;;
+esac
+rc=0
+"$FARM_AGENT_BIN" check --runtime crun --work-dir "$LAB/w" --builder-root "$LAB/b" \
+    >"$LAB/crun.out" 2>&1 || rc=$?
+cat "$LAB/crun.out" >&2
+if ! command -v crun >/dev/null; then
+    ((rc == 1)) || lab_fail "crun.out: exit status $rc without crun, expected 1"
+    grep -q '^FAIL  runtime: crun not found' "$LAB/crun.out" || lab_fail "the absent crun was not refused"
+    grep -q '^      fix: apt-get install crun' "$LAB/crun.out" \
+        || lab_fail "the fix for the absent crun does not name apt-get install crun"
+    lab_fail "crun is not installed here, so its $mode check cannot be shown: apt-get install crun" \
+        "(LAB_DEPS in tests/lab/lib.sh has it; tests/run.sh installs it)"
+elif [[ $mode == "cgroup v2" ]]; then
+    grep -q "^ok    runtime: crun version [0-9.]* (cgroup v2)" "$LAB/crun.out" \
+        || lab_fail "crun was not found fine on this cgroup v2 host"
 else
-    run_check crun.out 1 "$FARM_AGENT_BIN" check --runtime crun --work-dir "$LAB/w" \
-        --builder-root "$LAB/b"
-    grep -q '^FAIL  runtime: crun .*cgroup v1' "$LAB/crun.out" || lab_fail "crun was not refused"
+    ((rc == 1)) || lab_fail "crun.out: exit status $rc on a $mode host, expected 1"
+    grep -qF "FAIL  runtime: crun version" "$LAB/crun.out" || lab_fail "crun was not refused"
+    grep -qF "on a $mode host: crun refuses it" "$LAB/crun.out" \
+        || lab_fail "the crun refusal does not name this host's $mode"
     grep -q 'fix: use --runtime runc' "$LAB/crun.out" || lab_fail "the crun fix does not name runc"
 fi
+lab_log "runtime: crun on this $mode host judged"
 
 # 3. emulation: arm64 registered by the lab; a platform whose qemu entry is absent
 lab_binfmt_register

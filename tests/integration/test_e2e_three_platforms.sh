@@ -137,15 +137,24 @@ FARM_COORDINATOR=$FARM_COORDINATOR "$FARMCTL" submit -t "$REGISTRY/team/example:
     --platform linux/amd64,linux/arm64,linux/arm/v7 --build-arg VERSION=1.0 --progress plain "$ctx" \
     >"$LAB/submit3.out" 2>"$LAB/submit3.err" || { cat "$LAB/submit3.err"; lab_fail "third submit failed"; }
 grep -q 'already on the coordinator' "$LAB/submit3.err" || lab_fail "context was sent twice"
-# --progress auto on a terminal draws one live line per platform (run under a pty)
-script -qfec "$FARMCTL submit --coordinator $FARM_COORDINATOR -t $REGISTRY/team/example:tty --platform linux/amd64,linux/arm64,linux/arm/v7 $ctx" \
-    /dev/null >"$LAB/tty.out" 2>&1 </dev/null || { cat -v "$LAB/tty.out"; lab_fail "submit on a terminal failed"; }
+# --progress auto on a terminal draws one live line per platform (run under a pty). The
+# terminal's type is set here, not inherited: CI runners have TERM unset or dumb
+tty_submit() { # OUT TERM TAG
+    SHELL=/bin/sh TERM=$2 script -qfec "$FARMCTL submit --coordinator $FARM_COORDINATOR -t $REGISTRY/team/example:$3 --platform linux/amd64,linux/arm64,linux/arm/v7 $ctx" \
+        /dev/null >"$1" 2>&1 </dev/null || { cat -v "$1"; lab_fail "submit on a terminal (TERM=$2) failed"; }
+}
+tty_submit "$LAB/tty.out" xterm tty
 grep -q $'\033\\[J' "$LAB/tty.out" || lab_fail "no live redraw on a terminal"
 sed -i 's/\x1b\[[0-9]*[AJ]//g; s/\r//g' "$LAB/tty.out"
 for p in linux/amd64 linux/arm64 linux/arm/v7; do
     grep -Eq "^\[\+\] $p +[a-z0-9-]+ +pushed" "$LAB/tty.out" || { cat -v "$LAB/tty.out"; lab_fail "no finished line for $p on the terminal"; }
 done
 ! grep -q '^\[linux/amd64 amd64-1\] STEP' "$LAB/tty.out" || lab_fail "the terminal got plain log lines"
+# a dumb terminal cannot redraw: plain tagged lines instead
+tty_submit "$LAB/dumb.out" dumb dumb
+! grep -q $'\033\\[' "$LAB/dumb.out" || { cat -v "$LAB/dumb.out"; lab_fail "TERM=dumb got escape sequences"; }
+grep -q '^\[linux/arm64 arm64-1\]' <(tr -d '\r' <"$LAB/dumb.out") \
+    || { cat -v "$LAB/dumb.out"; lab_fail "TERM=dumb got no plain line tagged [linux/arm64 arm64-1]"; }
 
 # agents clean their job directories
 for a in amd64-1 arm64-1 armv7-1; do

@@ -42,6 +42,12 @@ LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobu
     buildah docker-registry qemu-user-static skopeo golang-github-opencontainers-image-spec-dev
     python3 python3-jsonschema binfmt-support iproute2 runc slirp4netns uidmap curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev systemd)
 
+# crun: test_e2e_agent_check judges it on this host's cgroups; openssl (the command) makes
+# test_e2e_registry_tls's certificates; file reads test_packages' binaries; git lists the
+# files test_tree_rules checks.
+# test_lab_deps fails when a command the scripts call comes from a package not in LAB_DEPS.
+LAB_DEPS+=(crun file openssl git)
+
 LAB=${LAB:-}
 LAB_LAST_PID=
 LAB_T0=${LAB_T0:-$SECONDS}
@@ -163,7 +169,27 @@ lab_init() {
                 "or set FARM_BUILD_DIR"
         done
     fi
+    (( need_bins )) && __lab_reachable_agent
     lab_log "lab in $LAB (build dir $FARM_BUILD_DIR)"
+}
+
+# Sandboxed agents run as $LAB_AGENT_USER, and test_e2e_agent_check runs farm-agent as a
+# uid of its own: they cannot run $FARM_AGENT_BIN in a checkout under a 0700 directory
+# (root's home, any Debian 12 home). Then the lab runs a copy in $LAB/bin (0711) instead.
+__lab_reachable_agent() {
+    local nobody=(setpriv --reuid 65534 --regid 65534 --clear-groups)
+    [[ $(id -u) == 0 ]] || return 0
+    "${nobody[@]}" test -x "$FARM_AGENT_BIN" 2>/dev/null && return 0
+    mkdir -p "$LAB/bin"
+    chmod 0711 "$LAB" "$LAB/bin"
+    cp "$FARM_AGENT_BIN" "$LAB/bin/farm-agent" && chmod 0755 "$LAB/bin/farm-agent" \
+        || lab_fail "cannot copy $FARM_AGENT_BIN to $LAB/bin"
+    "${nobody[@]}" test -x "$LAB/bin/farm-agent" 2>/dev/null \
+        || lab_fail "other users cannot run $FARM_AGENT_BIN (a parent directory is closed to them)" \
+            "nor its copy $LAB/bin/farm-agent: set TMPDIR to a directory they can reach, e.g. /tmp"
+    lab_log "$FARM_AGENT_BIN is closed to other users (a parent directory is 0700):" \
+        "the agents run a copy, $LAB/bin/farm-agent"
+    export FARM_AGENT_BIN=$LAB/bin/farm-agent
 }
 
 # lab_on_exit CMD...: run CMD (one string, eval'd) at exit, before the lab's processes die.
@@ -782,8 +808,12 @@ lab_start_agent() {
         setpriv --reuid "$LAB_AGENT_USER" --regid "$LAB_AGENT_USER" --init-groups test -w "$d/work" \
             || lab_fail "the agents' user $LAB_AGENT_USER cannot reach $d: a parent directory" \
                 "is closed to it (e.g. /root is 0700); use a directory under /var/lib, /var/tmp or /tmp"
+        setpriv --reuid "$LAB_AGENT_USER" --regid "$LAB_AGENT_USER" --init-groups test -x "$FARM_AGENT_BIN" \
+            || lab_fail "the agents' user $LAB_AGENT_USER cannot run $FARM_AGENT_BIN: a parent" \
+                "directory is closed to it; put the binary where it can reach it (e.g. under $LAB)"
+        # in its own dir: the test's (a 0700 checkout's build dir) may be closed to it
         as=(setpriv --reuid "$LAB_AGENT_USER" --regid "$LAB_AGENT_USER" --init-groups
-            env HOME="$d/home" TMPDIR="$d/tmp")
+            env -C "$d" HOME="$d/home" TMPDIR="$d/tmp")
     elif [[ $(id -u) == 0 ]]; then
         # a key file and the agent's dirs must be its user's own (after a sandboxed run)
         [[ -f $LAB/keys/$name.key ]] && chown root: "$LAB/keys/$name.key"

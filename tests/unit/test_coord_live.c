@@ -10,6 +10,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <zmq.h>
@@ -21,13 +22,26 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/stitch.h"
 
+/* Every wait for the coordinator: generous, as the machine may be loaded. */
+#define WAIT_MS 30000
+
 typedef struct {
     farm_coordinator_t *coord;
     volatile int stop;
     pthread_t thread;
     char agents[64], clients[64], dir[64];
     void *zctx;
+    /* the test's peers: closed by the teardown when a failed assertion skipped the test's
+     * own close, since zmq_ctx_term waits for every socket of its context to be closed */
+    void *a, *b, *c;
 } fx_t;
+
+static long long s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void *s_run(void *arg)
 {
@@ -84,6 +98,12 @@ static int s_teardown(void **state)
     fx->stop = 1;
     pthread_join(fx->thread, NULL);
     farm_coordinator_destroy(&fx->coord);
+    if (fx->a)
+        zmq_close(fx->a);
+    if (fx->b)
+        zmq_close(fx->b);
+    if (fx->c)
+        zmq_close(fx->c);
     zmq_ctx_term(fx->zctx);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
     assert_int_equal(system(cmd), 0);
@@ -91,13 +111,14 @@ static int s_teardown(void **state)
     return 0;
 }
 
-/* The next message of type `want` within 5 s (others are skipped); NULL if none. */
+/* The next message of type `want` within WAIT_MS (others are skipped); NULL if none. */
 static Farm__Envelope *s_expect(void *sock, Farm__Envelope__BodyCase want)
 {
-    for (int i = 0; i < 200; i++) {
+    long long deadline = s_now_ms() + WAIT_MS, left;
+    while ((left = deadline - s_now_ms()) > 0) {
         zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
         Farm__Envelope *env = NULL;
-        if (zmq_poll(&it, 1, 5000) <= 0)
+        if (zmq_poll(&it, 1, left) <= 0)
             return NULL;
         if (farm_wire_recv(sock, NULL, NULL, &env) < 0)
             continue;
@@ -155,9 +176,10 @@ static void s_send(void *sock, Farm__Envelope *env)
     assert_int_equal(farm_wire_send(sock, NULL, 0, env), 0);
 }
 
-static void *s_agent(fx_t *fx, const char *name)
+/* Agent `name`'s socket, kept in *out (for the teardown), once the coordinator welcomed it. */
+static void *s_agent(void **out, fx_t *fx, const char *name)
 {
-    void *s = farm_wire_socket(fx->zctx, FARM_WIRE_DEALER_CLIENT, fx->agents, name);
+    void *s = *out = farm_wire_socket(fx->zctx, FARM_WIRE_DEALER_CLIENT, fx->agents, name);
     Farm__Envelope env = FARM__ENVELOPE__INIT, *got;
     Farm__Hello h = FARM__HELLO__INIT;
     char *plats[] = {"linux/amd64"};
@@ -177,11 +199,21 @@ static void *s_agent(fx_t *fx, const char *name)
     return s;
 }
 
+/* Until the coordinator holds `want` agent connections, at most WAIT_MS; the count. */
+static int s_wait_conns(const fx_t *fx, int want)
+{
+    long long deadline = s_now_ms() + WAIT_MS;
+    int n;
+    while ((n = s_agent_conns(fx)) != want && s_now_ms() < deadline)
+        usleep(10 * 1000);
+    return n;
+}
+
 static void test_unreachable_node_does_not_swallow_jobs(void **state)
 {
     fx_t *fx = *state;
-    void *a = s_agent(fx, "a"), *b = s_agent(fx, "b");
-    void *c = farm_wire_socket(fx->zctx, FARM_WIRE_DEALER_CLIENT, fx->clients, NULL);
+    void *a = s_agent(&fx->a, fx, "a"), *b = s_agent(&fx->b, fx, "b");
+    void *c = fx->c = farm_wire_socket(fx->zctx, FARM_WIRE_DEALER_CLIENT, fx->clients, NULL);
     Farm__Envelope env = FARM__ENVELOPE__INIT, *got;
     Farm__ContextOffer offer = FARM__CONTEXT_OFFER__INIT;
     Farm__ContextChunk chunk = FARM__CONTEXT_CHUNK__INIT;
@@ -193,13 +225,10 @@ static void test_unreachable_node_does_not_swallow_jobs(void **state)
     /* node a goes away without a word: the coordinator still counts it ready. Wait (not
      * a fixed nap) until the coordinator's I/O thread has closed a's connection: by then
      * the pipe's end is queued to its ROUTER, so the send to a fails at its next poll */
-    for (int i = 0; i < 1000 && s_agent_conns(fx) != 2; i++)
-        usleep(10 * 1000);
-    assert_int_equal(s_agent_conns(fx), 2);
+    assert_int_equal(s_wait_conns(fx, 2), 2);
     zmq_close(a);
-    for (int i = 0; i < 1000 && s_agent_conns(fx) > 1; i++)
-        usleep(10 * 1000);
-    assert_int_equal(s_agent_conns(fx), 1);
+    fx->a = NULL;
+    assert_int_equal(s_wait_conns(fx, 1), 1);
 
     farm_digest_buffer(digest, ctx, sizeof ctx);
     offer.digest = digest;
@@ -248,8 +277,6 @@ static void test_unreachable_node_does_not_swallow_jobs(void **state)
         farm_wire_free(&got);
     }
     assert_true(lost_said);
-    zmq_close(b);
-    zmq_close(c);
 }
 
 int main(int argc, char **argv)
