@@ -232,6 +232,10 @@ wait_ready() {
     for i in $(seq 1 600); do
         out=$(ctl nodes --coordinator "$FARM_COORD_EP" 2>&1) || true
         grep -Eq '^head +linux/amd64 +ready' <<<"$out" && break
+        # a unit that failed to start is restarted every few seconds: no need to wait
+        for u in farm-coordinator farm-agent; do
+            [[ $(unit_prop $u NRestarts) == 0 ]] || { journal $u >&2; lab_fail "$1: $u failed and was restarted"; }
+        done
         ((i < 600)) || { journal farm-agent >&2; journal farm-coordinator >&2;
             lab_fail "$1: node head not ready after 120 s: $out"; }
         sleep 0.2
@@ -343,7 +347,7 @@ left=$(farm_names)
 [[ $left == $'/etc/farm\n/etc/farm/farm.yaml' ]] || lab_fail "after purge, still there: $(tr '\n' ' ' <<<"$left")"
 diffs=$(diff <(echo "$before") <(fs_state) | grep '^[<>]' | grep -v -e '^> /etc/farm root:root 755$' -e '^> /etc/farm/farm.yaml root:root 640$' || true)
 [[ -z $diffs ]] || lab_fail "purge did not restore the root (files, users, groups, ids): $diffs"
-lab_log "purged: file tree, users, groups and subordinate ids as before the install; kept /etc/farm/farm.yaml is root:root 640"
+lab_log "purged: file tree, users, groups and subordinate ids as before the install; kept /etc/farm/farm.yaml is $(inroot stat -c '%U:%G %a' /etc/farm/farm.yaml)"
 
 # --- installed again, the other way round: the users swap ids --------------------------------
 apt_in install "$(deb farm-agent /root/t/debs-next "$next")" "$(deb farmctl /root/t/debs-next "$next")"
