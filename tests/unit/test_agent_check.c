@@ -289,6 +289,22 @@ static void test_report(void **state)
         assert_non_null(strstr(text, want));
         assert_null(strstr(text, "containers/storage"));
     }
+    /* no_new_privs (which systemd sets for a User= unit with any seccomp option) makes
+     * the setuid bit inert whatever the bounding set */
+    {
+        char *t2 = NULL;
+        size_t l2 = 0;
+        FILE *f2;
+        h.status = s_file("status-nnp", "CapBnd:\t000001ffffffffff\nNoNewPrivs:\t1\n");
+        farm_check_run(r, &a.opts, NULL, NULL, &h, 0);
+        f2 = open_memstream(&t2, &l2);
+        farm_check_print(f2, r);
+        fclose(f2);
+        assert_non_null(strstr(t2, "FAIL  id-map privileges: no_new_privs is set"));
+        assert_non_null(strstr(t2, "NoNewPrivileges=no in farm-agent.service"));
+        assert_null(strstr(t2, "lacks CAP_"));
+        free(t2);
+    }
     /* the sandbox's essentials are told apart from the rest */
     assert_true(farm_check_failures(r, 1) >= 3);
     assert_true(farm_check_failures(r, 0) > farm_check_failures(r, 1));
