@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <limits.h>
 #include <poll.h>
 #include <pwd.h>
@@ -229,6 +230,77 @@ farm_check_level_t farm_check_disk_level(unsigned long long free_bytes, unsigned
     if (free_bytes < want || free_bytes < 10 * S_GIB)
         return FARM_CHECK_WARN;
     return FARM_CHECK_OK;
+}
+
+/* the capabilities newuidmap/newgidmap may need (linux/capability.h numbers) */
+static const struct {
+    int cap;
+    const char *name;
+} s_idmap_caps[] = {
+    {CAP_SETUID, "CAP_SETUID"},
+    {CAP_SETGID, "CAP_SETGID"},
+    {CAP_DAC_OVERRIDE, "CAP_DAC_OVERRIDE"},
+    {CAP_SYS_ADMIN, "CAP_SYS_ADMIN"},
+};
+
+#define S_CAP(c) ((uint64_t)1 << (c))
+
+/* "Name:\tVALUE" of a status line: VALUE's start, or NULL when there is no such line */
+static const char *s_status_field(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && p[n] == ':')
+            return p + n + 1;
+    return NULL;
+}
+
+int farm_check_status_parse(uint64_t *out_capbnd, int *out_nnp, const char *text)
+{
+    const char *bnd = s_status_field(text, "CapBnd"), *nnp = s_status_field(text, "NoNewPrivs");
+    char *end;
+    unsigned long long v;
+
+    if (!bnd || !nnp)
+        return farm_error_set(FARM_EINVALID, "no %s line in the process status",
+                              !bnd ? "CapBnd" : "NoNewPrivs");
+    while (*bnd == ' ' || *bnd == '\t')
+        bnd++;
+    errno = 0;
+    v = strtoull(bnd, &end, 16);
+    if (end == bnd || errno || (*end != '\n' && *end != '\0'))
+        return farm_error_set(FARM_EINVALID, "CapBnd is not a hex mask");
+    while (*nnp == ' ' || *nnp == '\t')
+        nnp++;
+    if ((*nnp != '0' && *nnp != '1') || (nnp[1] != '\n' && nnp[1] != '\0'))
+        return farm_error_set(FARM_EINVALID, "NoNewPrivs is not 0 or 1");
+    *out_capbnd = (uint64_t)v;
+    *out_nnp = *nnp == '1';
+    return 0;
+}
+
+uint64_t farm_check_idmap_caps_missing(uint64_t capbnd, int setuid_root)
+{
+    uint64_t need = S_CAP(CAP_SETUID) | S_CAP(CAP_SETGID);
+    if (setuid_root)
+        need |= S_CAP(CAP_DAC_OVERRIDE) | S_CAP(CAP_SYS_ADMIN);
+    return need & ~capbnd;
+}
+
+void farm_check_caps_text(char *out, size_t len, uint64_t mask)
+{
+    size_t used = 0;
+
+    if (len)
+        out[0] = '\0';
+    for (size_t i = 0; i < sizeof s_idmap_caps / sizeof s_idmap_caps[0]; i++) {
+        if (!(mask & S_CAP(s_idmap_caps[i].cap)))
+            continue;
+        if (used + 1 >= len || farm_str_fmt_cut(out + used, len - used, "%s%s",
+                                                used ? " " : "", s_idmap_caps[i].name))
+            return;
+        used += strlen(out + used);
+    }
 }
 
 /* ------------------------------------------------------------------ the report */
@@ -589,7 +661,8 @@ static void s_userns(farm_check_report_t *r, const farm_agent_opts_t *o,
     }
 }
 
-/* newuidmap/newgidmap: installed, and setuid root or with file capabilities. 1 if so. */
+/* newuidmap/newgidmap: installed, and setuid root (1) or with file capabilities (2); 0 if
+ * neither. */
 static int s_idmap_tool(farm_check_report_t *r, const char *prog, int essential)
 {
     char path[FARM_PATH_MAX];
@@ -604,13 +677,62 @@ static int s_idmap_tool(farm_check_report_t *r, const char *prog, int essential)
         getxattr(path, "security.capability", NULL, 0) > 0) {
         s_item(r, FARM_CHECK_OK, 0, prog, "%s (%s)", path,
                st.st_mode & S_ISUID ? "setuid root" : "file capabilities");
-        return 1;
+        return st.st_mode & S_ISUID ? 1 : 2;
     }
     s_fix(s_item(r, FARM_CHECK_FAIL, essential, prog,
                  "%s is neither setuid root nor has file capabilities: it cannot map the range",
                  path),
           "apt-get install --reinstall uidmap (or chmod u+s %s)", path);
     return 0;
+}
+
+/* What this process passes on to the setuid newuidmap/newgidmap: a bounding set without
+ * the capabilities they need, or no_new_privs, makes them fail ("open of uid_map failed:
+ * Permission denied") however right /etc/subuid is. Under systemd both come from the
+ * unit (CapabilityBoundingSet=, NoNewPrivileges= and the settings that imply it). 1 when
+ * nothing is in the way (or it cannot be told). */
+static int s_idmap_privs(farm_check_report_t *r, const farm_check_host_t *h, int setuid_root,
+                         int essential)
+{
+    char text[4096], names[128], want[128];
+    uint64_t capbnd, missing;
+    int nnp, ok = 1;
+
+    if (!h->status || s_read_text(text, sizeof text, h->status) < 0 ||
+        farm_check_status_parse(&capbnd, &nnp, text) < 0)
+        return 1;
+    if (nnp) {
+        s_fix(s_item(r, FARM_CHECK_FAIL, essential, "id-map privileges",
+                     "no_new_privs is set (NoNewPrivs: 1 in %s): newuidmap and newgidmap "
+                     "run without their setuid bit or file capabilities and cannot map the "
+                     "range", h->status),
+              "under systemd: NoNewPrivileges=no in farm-agent.service and none of the "
+              "settings that turn it on (SystemCallFilter=, RestrictNamespaces=, "
+              "ProtectKernelTunables=, PrivateDevices=... : see the packaged unit's "
+              "comments); elsewhere, start the agent without no_new_privs (setpriv "
+              "--no-new-privs, docker's no-new-privileges)");
+        ok = 0;
+    }
+    missing = farm_check_idmap_caps_missing(capbnd, setuid_root);
+    if (missing) {
+        farm_check_caps_text(names, sizeof names, missing);
+        farm_check_caps_text(want, sizeof want, farm_check_idmap_caps_missing(0, setuid_root));
+        s_fix(s_item(r, FARM_CHECK_FAIL, essential, "id-map privileges",
+                     "the capability bounding set (CapBnd %016llx in %s) lacks %s, which "
+                     "%s newuidmap and newgidmap need to open and write the sandbox's "
+                     "uid_map and gid_map", (unsigned long long)capbnd, h->status, names,
+                     setuid_root ? "the setuid-root" : "the file-capability"),
+              "under systemd: CapabilityBoundingSet=%s in farm-agent.service (the packaged "
+              "unit's; `systemctl edit farm-agent` to see an override that narrows it), "
+              "then systemctl restart farm-agent; elsewhere, start the agent with those in "
+              "its bounding set (capsh --drop / setpriv --bounding-set removed them)", want);
+        ok = 0;
+    }
+    if (ok)
+        s_item(r, FARM_CHECK_OK, 0, "id-map privileges",
+               "the bounding set holds what %s newuidmap needs; no_new_privs is off",
+               setuid_root ? "a setuid-root" : "a file-capability");
+    return ok;
 }
 
 static void s_subids(farm_check_report_t *r, const farm_agent_opts_t *o,
@@ -622,6 +744,7 @@ static void s_subids(farm_check_report_t *r, const farm_agent_opts_t *o,
     unsigned long free_start = farm_check_subid_free(paths, 2, S_SUBIDS_WANTED);
     char who[128], usermod[256];
     int ranges_ok = 1; /* and the id-map tools usable: worth the real try */
+    int uidmap, gidmap;
 
     s_who(who, sizeof who, h);
     if (s_is_root(h))
@@ -668,9 +791,13 @@ static void s_subids(farm_check_report_t *r, const farm_agent_opts_t *o,
                    range.start, range.start + range.count - 1, range.count, paths[i]);
         }
     }
-    if (!s_idmap_tool(r, "newuidmap", oci))
+    uidmap = s_idmap_tool(r, "newuidmap", oci);
+    gidmap = s_idmap_tool(r, "newgidmap", oci);
+    if (!uidmap || !gidmap)
         ranges_ok = 0;
-    if (!s_idmap_tool(r, "newgidmap", oci))
+    /* (as root, newuidmap needs nothing passed on: root owns the namespace and keeps its
+     * own capabilities); a missing tool is judged as Debian's, setuid */
+    if (!s_is_root(h) && !s_idmap_privs(r, h, uidmap != 2 || gidmap != 2, oci))
         ranges_ok = 0;
     if ((flags & FARM_CHECK_PROBE) && ranges_ok) {
         /* what the sandbox does: uid 0 = ours, 1.. = the range, through newuidmap */
@@ -1114,6 +1241,7 @@ void farm_check_host_default(farm_check_host_t *out)
     out->uid = getuid();
     out->home = getenv("HOME");
     out->tmpdir = getenv("TMPDIR");
+    out->status = "/proc/self/status";
     if ((pw = getpwuid(out->uid)) != NULL) {
         out->user = pw->pw_name; /* getpwuid's static storage: good until the next call */
         if (!out->home)

@@ -9,6 +9,7 @@
 #define FARM_AGENT_CHECK_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -46,6 +47,7 @@ typedef struct {
     const char *user;              /* its name; NULL when /etc/passwd has none */
     const char *home;              /* its home (rootless builder storage) */
     const char *tmpdir;            /* TMPDIR (the builder's temp files); NULL: /var/tmp */
+    const char *status;            /* /proc/self/status (CapBnd, NoNewPrivs); NULL: unknown */
 } farm_check_host_t;
 
 /* The running process's host: the real paths, getuid() and its passwd entry. */
@@ -112,5 +114,18 @@ farm_check_level_t farm_check_skew_level(long long skew_ms);
  * size) or 10 GiB. */
 farm_check_level_t farm_check_disk_level(unsigned long long free_bytes,
                                          unsigned long long want);
+
+/* From /proc/PID/status text: the capability bounding set (CapBnd, a mask of 1 << CAP_*)
+ * and the no_new_privs flag (NoNewPrivs). 0, or FARM_EINVALID when a line is missing. */
+int farm_check_status_parse(uint64_t *out_capbnd, int *out_nnp, const char *text);
+/* The capabilities newuidmap and newgidmap need that a bounding set lacks (a mask).
+ * Setuid root (Debian's), they run as root with only the bounding set's capabilities:
+ * CAP_DAC_OVERRIDE to open the agent's /proc/PID/uid_map, CAP_SYS_ADMIN to write a map
+ * into a namespace root does not own, CAP_SETUID / CAP_SETGID for the ranges. With file
+ * capabilities (setuid_root 0) they stay the agent's user, who owns the namespace: only
+ * CAP_SETUID and CAP_SETGID. */
+uint64_t farm_check_idmap_caps_missing(uint64_t capbnd, int setuid_root);
+/* "CAP_SETUID CAP_SETGID CAP_DAC_OVERRIDE CAP_SYS_ADMIN" for the bits of mask those are. */
+void farm_check_caps_text(char *out, size_t len, uint64_t mask);
 
 #endif

@@ -40,7 +40,8 @@ export LAB_PYTHON
 LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
     libcurl4-openssl-dev libssl-dev libyaml-dev libjansson-dev libarchive-dev libcmocka-dev
     buildah docker-registry qemu-user-static skopeo golang-github-opencontainers-image-spec-dev
-    python3 python3-jsonschema binfmt-support iproute2 runc slirp4netns uidmap curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev systemd)
+    python3 python3-jsonschema binfmt-support iproute2 runc slirp4netns uidmap curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev systemd
+    mmdebstrap systemd-container)
 
 # crun: test_e2e_agent_check judges it on this host's cgroups; openssl (the command) makes
 # test_e2e_registry_tls's certificates; file reads test_packages' binaries; git lists the

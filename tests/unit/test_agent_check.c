@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* farm-agent check's pure parts: /etc/subuid parsing (several users, numeric names,
  * comments, junk), the free range to suggest, binfmt_misc entries, the cgroup mode,
- * version numbers, clock skew and disk levels; and the report with made-up host files. */
+ * version numbers, clock skew and disk levels, the capability bounding set newuidmap
+ * needs; and the report with made-up host files. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -193,6 +194,49 @@ static void test_skew_and_disk(void **state)
 }
 
 /* The report over made-up host files: the fixes a person reads. */
+/* /proc/self/status's CapBnd and NoNewPrivs, and what newuidmap needs of the bounding set */
+static void test_caps(void **state)
+{
+    uint64_t bnd = 0;
+    int nnp = -1;
+    char names[128];
+    /* as a systemd unit's CapabilityBoundingSet=CAP_SETUID CAP_SETGID leaves it */
+    const char *unit = "Name:\tfarm-agent\nUmask:\t0022\nCapInh:\t0000000000000000\n"
+                       "CapBnd:\t00000000000000c0\nCapAmb:\t0000000000000000\n"
+                       "NoNewPrivs:\t0\nSeccomp:\t0\n";
+
+    (void)state;
+    assert_int_equal(farm_check_status_parse(&bnd, &nnp, unit), 0);
+    assert_int_equal(bnd, 0xc0);
+    assert_int_equal(nnp, 0);
+    assert_int_equal(farm_check_status_parse(&bnd, &nnp,
+                                             "CapBnd:\t000001ffffffffff\nNoNewPrivs:\t1\n"), 0);
+    assert_int_equal(bnd, 0x1ffffffffffULL);
+    assert_int_equal(nnp, 1);
+    /* a missing or garbled line is an error, not an empty set */
+    assert_true(farm_check_status_parse(&bnd, &nnp, "NoNewPrivs:\t0\n") < 0);
+    assert_true(farm_check_status_parse(&bnd, &nnp, "CapBnd:\t00c0\n") < 0);
+    assert_true(farm_check_status_parse(&bnd, &nnp, "CapBnd:\tzz\nNoNewPrivs:\t0\n") < 0);
+    assert_true(farm_check_status_parse(&bnd, &nnp, "CapBnd:\t00c0\nNoNewPrivs:\t2\n") < 0);
+    /* "CapBndX:" is another field */
+    assert_true(farm_check_status_parse(&bnd, &nnp, "CapBndX:\t00c0\nNoNewPrivs:\t0\n") < 0);
+
+    /* setuid-root newuidmap: CAP_SETUID and CAP_SETGID are not enough */
+    farm_check_caps_text(names, sizeof names, farm_check_idmap_caps_missing(0xc0, 1));
+    assert_string_equal(names, "CAP_DAC_OVERRIDE CAP_SYS_ADMIN");
+    assert_int_equal(farm_check_idmap_caps_missing(0xc0 | (1 << 1) | (1 << 21), 1), 0);
+    assert_int_equal(farm_check_idmap_caps_missing(0x1ffffffffffULL, 1), 0);
+    /* with file capabilities the agent's user stays the namespace's owner */
+    assert_int_equal(farm_check_idmap_caps_missing(0xc0, 0), 0);
+    farm_check_caps_text(names, sizeof names, farm_check_idmap_caps_missing(0x80, 0));
+    assert_string_equal(names, "CAP_SETGID");
+    farm_check_caps_text(names, sizeof names, farm_check_idmap_caps_missing(0, 1));
+    assert_string_equal(names, "CAP_SETUID CAP_SETGID CAP_DAC_OVERRIDE CAP_SYS_ADMIN");
+    /* a short buffer is cut, never overrun */
+    farm_check_caps_text(names, 12, farm_check_idmap_caps_missing(0, 1));
+    assert_true(strlen(names) < 12);
+}
+
 static void test_report(void **state)
 {
     farm_check_report_t *r = calloc(1, sizeof *r);
@@ -215,6 +259,8 @@ static void test_report(void **state)
     h.uid = 999;
     h.user = "farm";
     h.tmpdir = s_dir;
+    /* under a unit whose bounding set keeps only CAP_SETUID and CAP_SETGID */
+    h.status = s_file("status", "CapBnd:\t00000000000000c0\nNoNewPrivs:\t0\n");
     farm_check_run(r, &a.opts, NULL, NULL, &h, 0);
     f = open_memstream(&text, &len);
     farm_check_print(f, r);
@@ -226,6 +272,13 @@ static void test_report(void **state)
     assert_non_null(strstr(text, "FAIL  subordinate gids: no range for farm (uid 999)"));
     assert_non_null(strstr(text, "fix: usermod --add-subuids 165536-231071 --add-subgids "
                                  "165536-231071 farm"));
+    /* the id-map tools' real cause and the unit setting to change (on a host with
+     * Debian's setuid-root newuidmap, as the lab's) */
+    assert_non_null(strstr(text, "FAIL  id-map privileges: the capability bounding set "
+                                 "(CapBnd 00000000000000c0"));
+    assert_non_null(strstr(text, "lacks CAP_DAC_OVERRIDE CAP_SYS_ADMIN"));
+    assert_non_null(strstr(text, "fix: under systemd: CapabilityBoundingSet=CAP_SETUID "
+                                 "CAP_SETGID CAP_DAC_OVERRIDE CAP_SYS_ADMIN in farm-agent.service"));
     assert_non_null(strstr(text, "FAIL  network: cannot open /nonexistent/tun read-write"));
     assert_non_null(strstr(text, "--network none"));
     /* builder storage is judged where the agent puts it (WORK_DIR/builder by default), not
@@ -235,6 +288,22 @@ static void test_report(void **state)
         snprintf(want, sizeof want, "disk (builder storage): %s/builder (on %s)", s_dir, s_dir);
         assert_non_null(strstr(text, want));
         assert_null(strstr(text, "containers/storage"));
+    }
+    /* no_new_privs (which systemd sets for a User= unit with any seccomp option) makes
+     * the setuid bit inert whatever the bounding set */
+    {
+        char *t2 = NULL;
+        size_t l2 = 0;
+        FILE *f2;
+        h.status = s_file("status-nnp", "CapBnd:\t000001ffffffffff\nNoNewPrivs:\t1\n");
+        farm_check_run(r, &a.opts, NULL, NULL, &h, 0);
+        f2 = open_memstream(&t2, &l2);
+        farm_check_print(f2, r);
+        fclose(f2);
+        assert_non_null(strstr(t2, "FAIL  id-map privileges: no_new_privs is set"));
+        assert_non_null(strstr(t2, "NoNewPrivileges=no in farm-agent.service"));
+        assert_null(strstr(t2, "lacks CAP_"));
+        free(t2);
     }
     /* the sandbox's essentials are told apart from the rest */
     assert_true(farm_check_failures(r, 1) >= 3);
@@ -288,7 +357,8 @@ int main(void)
         cmocka_unit_test(test_subid_find),  cmocka_unit_test(test_subid_free),
         cmocka_unit_test(test_binfmt),      cmocka_unit_test(test_qemu_arch),
         cmocka_unit_test(test_cgroup_mode), cmocka_unit_test(test_versions),
-        cmocka_unit_test(test_skew_and_disk), cmocka_unit_test(test_report),
+        cmocka_unit_test(test_skew_and_disk), cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_report),
         cmocka_unit_test(test_args),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
