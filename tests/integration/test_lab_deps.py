@@ -39,6 +39,8 @@ WRAPPERS = {
     "flock": {"-w", "-E", "--timeout", "--conflict-exit-code"},
     "stdbuf": {"-i", "-o", "-e"},
 }
+# farm's own packages: a test that installs them (test_packages) may leave them behind
+OWN_PACKAGES = {"farm-agent", "farm-coordinator", "farmctl"}
 NAME = re.compile(r"^(/[A-Za-z0-9_./+-]+|[A-Za-z0-9_][A-Za-z0-9_.+-]*)$")
 HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
 ARRAY = re.compile(r"(^|[\s;])[A-Za-z_][A-Za-z0-9_]*\+?=\(")
@@ -346,6 +348,8 @@ def main():
     problems, checked = [], len(resolved)
     for cmd, path in resolved.items():
         pkg = pkg_of.get(path)
+        if pkg in OWN_PACKAGES:  # farm's own, which test_packages installs and purges
+            continue
         where = ", ".join(sorted(set(uses[cmd]))[:3]) + (" ..." if len(set(uses[cmd])) > 3 else "")
         if pkg is None:
             problems.append(f"{cmd}: {path} belongs to no Debian package (installed by hand?); "
