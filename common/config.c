@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "common/buildflags.h"
+#include "common/endpoint.h"
 #include "common/error.h"
 #include "common/limits.h"
 #include "common/platform.h"
@@ -50,6 +51,7 @@ typedef struct {
     s_ref_t *refs;
     size_t n_refs, cap_refs;
     const farm_yaml_node_t *key_at; /* where keys were last seen, for messages */
+    const farm_yaml_node_t *agents_at, *clients_at; /* coordinator.agents, .clients */
 } s_ctx_t;
 
 /* Printable, no whitespace: safe to echo unquoted in a message. */
@@ -121,61 +123,15 @@ static int s_want_duration(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *
     return 0;
 }
 
-/* ZeroMQ endpoints the farm can bind or connect: tcp://host:port, ipc://path, inproc://name. */
-static int s_endpoint_ok(const char *e, const char **why)
-{
-    if (!strncmp(e, "tcp://", 6)) {
-        const char *host = e + 6, *colon = strrchr(host, ':');
-        long port = 0;
-        if (!colon || colon == host) {
-            *why = "it needs a host and a port, e.g. tcp://127.0.0.1:7701";
-            return -1;
-        }
-        if (host[0] == '[' && colon[-1] != ']') {
-            *why = "an IPv6 host goes in brackets, e.g. tcp://[::1]:7701";
-            return -1;
-        }
-        for (const char *p = host; p < colon; p++)
-            if (isspace((unsigned char)*p) || *p == '/' || !isprint((unsigned char)*p)) {
-                *why = "the host contains a space, a slash or a control character";
-                return -1;
-            }
-        if (!colon[1] || strlen(colon + 1) > 5) {
-            *why = "the port must be a number from 1 to 65535";
-            return -1;
-        }
-        for (const char *p = colon + 1; *p; p++) {
-            if (!isdigit((unsigned char)*p)) {
-                *why = "the port must be a number from 1 to 65535";
-                return -1;
-            }
-            port = port * 10 + (*p - '0');
-        }
-        if (port < 1 || port > 65535) {
-            *why = "the port must be a number from 1 to 65535";
-            return -1;
-        }
-        return 0;
-    }
-    if (!strncmp(e, "ipc://", 6) || !strncmp(e, "inproc://", 9)) {
-        if (!e[e[0] == 'i' && e[1] == 'p' ? 6 : 9]) {
-            *why = "it needs a path (ipc://) or a name (inproc://) after the scheme";
-            return -1;
-        }
-        return 0;
-    }
-    *why = "use tcp://host:port, ipc://path or inproc://name";
-    return -1;
-}
-
 static char *s_want_endpoint(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *what)
 {
-    const char *s = farm_yaml_want_string(ctx->y, n, what, "write e.g. tcp://127.0.0.1:7701"), *why;
+    const char *s = farm_yaml_want_string(ctx->y, n, what, "write e.g. tcp://127.0.0.1:7701");
+    farm_endpoint_t ep;
     if (!s)
         return NULL;
-    if (s_endpoint_ok(s, &why) < 0) {
+    if (farm_endpoint_parse(&ep, s) < 0) {
         farm_yaml_problem(ctx->y, FARM_YAML_AT(n), "%s: %s is not a valid endpoint; %s", what,
-                          farm_yaml_quote(s), why);
+                          farm_yaml_quote(s), farm_error_last());
         return NULL;
     }
     return farm_yaml_strdup(ctx->y, s);
@@ -235,10 +191,10 @@ static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
             continue;
         if (!strcmp(k->value, "agents")) {
             if ((cfg->agents_endpoint = s_want_endpoint(ctx, v, "coordinator.agents")))
-                agents = v;
+                agents = ctx->agents_at = v;
         } else if (!strcmp(k->value, "clients")) {
             if ((cfg->clients_endpoint = s_want_endpoint(ctx, v, "coordinator.clients")))
-                clients = v;
+                clients = ctx->clients_at = v;
         } else if (!strcmp(k->value, "heartbeat")) {
             s_want_duration(ctx, v, "coordinator.heartbeat", 1, S_MAX_HEARTBEAT_MS,
                             &cfg->heartbeat_ms);
@@ -273,6 +229,8 @@ static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
             s_want_size(ctx, v, "coordinator.context_quota", &cfg->context_quota);
         } else if (!strcmp(k->value, "public_key")) {
             cfg->public_key = s_want_key(ctx, v, "coordinator.public_key");
+            cfg->public_key_line = v->line;
+            cfg->public_key_column = v->col;
             ctx->key_at = v;
         } else if (!strcmp(k->value, "secret_key_file")) {
             if ((s = farm_yaml_want_string(ctx->y, v, "coordinator.secret_key_file",
@@ -580,20 +538,6 @@ static void s_clients(s_ctx_t *ctx, farm_yaml_node_t *map)
     }
 }
 
-/* A host only this machine reaches: 127.0.0.0/8, ::1, localhost, or ipc:// and inproc://. */
-static int s_loopback(const char *e)
-{
-    const char *host, *colon;
-    if (strncmp(e, "tcp://", 6) != 0)
-        return 1;
-    host = e + 6;
-    colon = strrchr(host, ':');
-    if (!colon)
-        return 0;
-    return !strncmp(host, "127.", 4) || !strncmp(host, "localhost:", 10) ||
-           !strncmp(host, "[::1]:", 6);
-}
-
 typedef struct {
     const char *key, *kind, *name;
     int line, column;
@@ -649,18 +593,30 @@ static void s_check_security(s_ctx_t *ctx)
     for (size_t i = 0; i < cfg->n_nodes; i++)
         any |= cfg->nodes[i].key != NULL;
     if (!any) {
+        /* farmctl talks to coordinator.clients in the clear (logins, secrets) whatever else
+         * the file holds, so a repository's farm.yaml is held to this rule as well */
+        const farm_yaml_node_t *at[] = {ctx->agents_at, ctx->clients_at};
         const char *eps[] = {cfg->agents_endpoint, cfg->clients_endpoint};
-        /* only a coordinator's file (one with platforms:) binds these endpoints */
-        if (!cfg->n_platforms)
-            return;
         const char *names[] = {"coordinator.agents", "coordinator.clients"};
-        for (int i = 0; i < 2; i++)
-            if (eps[i] && !s_loopback(eps[i]))
-                farm_yaml_problem(ctx->y, 1, 1, "%s is %s, which other hosts can reach, but "
-                                  "farm.yaml names no keys: every peer would be trusted. Make "
-                                  "keys with farmctl keygen and set coordinator.public_key, "
-                                  "coordinator.secret_key_file, a key for each node and "
-                                  "clients:, or bind 127.0.0.1", names[i], eps[i]);
+        for (int i = 0; i < 2; i++) {
+            farm_endpoint_t ep;
+            if (!eps[i] || !at[i] || farm_endpoint_parse(&ep, eps[i]) < 0 || ep.loopback)
+                continue;
+            /* without platforms: (not a coordinator's file) only farmctl reads it, and it
+             * reaches a wildcard coordinator.clients on 127.0.0.1 */
+            if (!cfg->n_platforms && (i == 0 || ep.wildcard))
+                continue;
+            farm_yaml_problem(ctx->y, FARM_YAML_AT(at[i]), "%s is %s, which is not a "
+                              "loopback address, but farm.yaml names no keys: %s would "
+                              "travel unencrypted to whatever that is. Write a literal "
+                              "loopback address (tcp://127.0.0.1:PORT, tcp://[::1]:PORT) or "
+                              "ipc://PATH (a host name is never taken for this machine), or "
+                              "give the farm keys: farmctl keygen, coordinator.public_key, "
+                              "coordinator.secret_key_file, a key for each node and clients:",
+                              names[i], farm_yaml_quote(eps[i]),
+                              i ? "farmctl's registry logins and build secrets"
+                                : "every job and its registry logins");
+        }
         return;
     }
     cfg->secure = 1;
@@ -813,11 +769,46 @@ static void s_build_meta(s_ctx_t *ctx, const farm_yaml_node_t *v, const char *wh
     farm_buildflags_clear(&scratch);
 }
 
+/* A checked-in farm.yaml is written by whoever can change the repository: its secrets
+ * are files of the repository, never the user's environment or files elsewhere (farmctl
+ * submit checks the resolved path again, symlinks followed). 1 if the spec was refused. */
+static int s_secret_outside(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *s,
+                            const farm_secret_spec_t *spec)
+{
+    const char *p = spec->source;
+    int dotdot = 0;
+
+    if (spec->kind != FARM_SECRET_FILE) {
+        farm_yaml_problem(ctx->y, FARM_YAML_AT(n), "build.secrets: %s reads %s; a farm.yaml "
+                          "checked into a repository may not send your environment with a "
+                          "build: pass --secret %s to farmctl submit instead, or write "
+                          "id=%s,src=FILE with a file inside the repository",
+                          farm_yaml_quote(s), spec->kind == FARM_SECRET_ENV
+                              ? "an environment variable" : "the environment variable of "
+                                                            "its id when one is set",
+                          s, spec->id);
+        return 1;
+    }
+    for (const char *c = p; *c; c += strcspn(c, "/"), c += *c == '/') {
+        if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || !c[2]))
+            dotdot = 1;
+    }
+    if (p[0] == '/' || p[0] == '~' || dotdot) {
+        farm_yaml_problem(ctx->y, FARM_YAML_AT(n), "build.secrets: %s names a file outside "
+                          "the repository; a checked-in farm.yaml may only send files inside "
+                          "it (src= relative to farm.yaml's directory, no \"..\"): pass "
+                          "--secret id=%s,src=%s to farmctl submit instead", farm_yaml_quote(s),
+                          spec->id, p);
+        return 1;
+    }
+    return 0;
+}
+
 /* build.secrets: farmctl --secret specs; a value never belongs in a checked-in file. */
 static void s_build_secrets(s_ctx_t *ctx, const farm_yaml_node_t *v, farm_config_build_t *b)
 {
     const farm_yaml_node_t *l = farm_yaml_want_list(ctx->y, v, "build.secrets",
-                                                    "write e.g. [\"id=token,env=TOKEN\"]");
+                                                    "write e.g. [\"id=npmrc,src=.npmrc\"]");
     if (!l)
         return;
     if (!(b->secrets = calloc(l->n + 1, sizeof *b->secrets))) {
@@ -827,7 +818,7 @@ static void s_build_secrets(s_ctx_t *ctx, const farm_yaml_node_t *v, farm_config
     for (size_t j = 0; j < l->n; j++) {
         farm_secret_spec_t spec;
         const char *s = farm_yaml_want_string(ctx->y, l->items[j], "a build secret",
-                                              "write id=ID,src=FILE or id=ID,env=VARIABLE");
+                                              "write id=ID,src=FILE");
         if (!s)
             continue;
         if (farm_secret_spec_parse(&spec, s) < 0) {
@@ -835,6 +826,8 @@ static void s_build_secrets(s_ctx_t *ctx, const farm_yaml_node_t *v, farm_config
                               farm_error_last());
             continue;
         }
+        if (s_secret_outside(ctx, l->items[j], s, &spec))
+            continue;
         b->secrets[b->n_secrets++] = farm_yaml_strdup(ctx->y, s);
     }
     if (b->n_secrets > FARM_SECRETS_MAX)

@@ -74,7 +74,9 @@ typedef struct {
     size_t n_labels;
     farm_kv_t *annotations; /* build.annotations: {[manifest:|index:]KEY: VALUE} as written */
     size_t n_annotations;
-    char **secrets;    /* build.secrets: farmctl --secret specs (id=, src=/env=; no values) */
+    char **secrets;    /* build.secrets: farmctl --secret specs: id=ID,src=FILE with FILE
+                        * relative to farm.yaml's directory and inside it (no env=, no
+                        * absolute path, no ".."); farmctl checks the resolved path */
     size_t n_secrets;
 } farm_config_build_t;
 
@@ -90,6 +92,7 @@ typedef struct {
     int cache_wait_ms;       /* coordinator.cache_wait: how long a job waits for a busy node that built it recently, default 3 s, 0 never */
     char *state_dir;         /* coordinator.state_dir, NULL if absent */
     char *public_key;        /* coordinator.public_key (Z85): farmctl and agents need it */
+    int public_key_line, public_key_column; /* where it was written, for messages */
     char *secret_key_file;   /* coordinator.secret_key_file: the coordinator's key pair */
     int secure;              /* keys are configured: CURVE on both endpoints */
     int max_builds_per_client;        /* coordinator.max_builds_per_client: running at once, default 64 */

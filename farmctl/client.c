@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/endpoint.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/keys.h"
@@ -489,12 +490,7 @@ int farmctl_client_silent(farmctl_client_t *self, int waited_ms)
 
 int farmctl_client_private(const farmctl_client_t *self)
 {
-    const char *e = self->endpoint;
-    if (self->secure)
-        return 1;
-    return strncmp(e, "ipc://", 6) == 0 || strncmp(e, "inproc://", 9) == 0 ||
-           strncmp(e, "tcp://127.", 10) == 0 || strncmp(e, "tcp://localhost:", 16) == 0 ||
-           strncmp(e, "tcp://[::1]:", 12) == 0;
+    return self->secure || farm_endpoint_loopback(self->endpoint);
 }
 
 const char *farmctl_client_endpoint(const farmctl_client_t *self)

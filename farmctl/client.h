@@ -43,7 +43,8 @@ int farmctl_client_recv(farmctl_client_t *self, Farm__Envelope **out, int timeou
 int farmctl_client_silent(farmctl_client_t *self, int waited_ms);
 const char *farmctl_client_endpoint(const farmctl_client_t *self);
 /* 1 if what is sent cannot be read on the way: CURVE, or a plain connection that stays
- * on this machine (a keyless farm binds loopback only). Registry logins go only then. */
+ * on this machine (farm_endpoint_loopback: a literal loopback address, ipc://). Registry
+ * logins and build secrets go only then. */
 int farmctl_client_private(const farmctl_client_t *self);
 
 #endif

@@ -148,15 +148,23 @@ static void test_keys_and_clients(void **state)
 
     snprintf(y, sizeof y, "coordinator: {agents: 'tcp://0.0.0.0:7700', clients: 'tcp://127.0.0.1:7701'}\n"
              "%snodes: {a: {}}\n", base);
-    s_one(y, "t.yaml:1:1", "coordinator.agents is tcp://0.0.0.0:7700, which other hosts can "
-                           "reach, but farm.yaml names no keys");
+    s_one(y, "t.yaml:1:23", "coordinator.agents is \"tcp://0.0.0.0:7700\", which is not a "
+                            "loopback address, but farm.yaml names no keys");
     snprintf(y, sizeof y, "coordinator: {agents: 'tcp://127.0.0.1:7700', clients: 'ipc:///run/farm.sock'}\n"
              "%snodes: {a: {}}\n", base);
     cfg = s_ok(y);
     assert_false(cfg->secure);
     farm_config_destroy(&cfg);
-    /* a repository's file (no platforms:) may name a remote coordinator */
-    cfg = s_ok("coordinator: {clients: 'tcp://farm.example.com:7701'}\n");
+    /* a repository's file (no platforms:) may name a remote coordinator with its key
+     * (farmctl sends over CURVE only) */
+    cfg = s_ok("coordinator: {clients: 'tcp://farm.example.com:7701', public_key: "
+               "\"h#Jp0}jHp+u=n8SCj.!}MMGd4CYB{pO}MoSRdM&N\"}\n");
+    assert_true(cfg->secure);
+    assert_int_equal(cfg->public_key_line, 1);
+    assert_int_equal(cfg->public_key_column, 67);
+    farm_config_destroy(&cfg);
+    /* and a wildcard one, which farmctl reaches on 127.0.0.1 */
+    cfg = s_ok("coordinator: {clients: 'tcp://0.0.0.0:7701'}\n");
     farm_config_destroy(&cfg);
     snprintf(y, sizeof y, "coordinator: {agents: 'tcp://0.0.0.0:7700', public_key: "
              "\"h#Jp0}jHp+u=n8SCj.!}MMGd4CYB{pO}MoSRdM&N\", secret_key_file: /k}\n"
@@ -509,7 +517,8 @@ static void test_durations_and_endpoints(void **state)
            {"inproc://", "needs a path (ipc://) or a name (inproc://)"});
     s_one("coordinator:\n  queue_timeout: [1s]\n", "t.yaml:2:18",
           "coordinator.queue_timeout must be a duration, got a list");
-    s_one("coordinator:\n  agents: tcp://h:1\n  clients: tcp://h:1\n", "t.yaml:3:12",
+    s_one("coordinator:\n  agents: tcp://127.0.0.1:1\n  clients: tcp://127.0.0.1:1\n",
+          "t.yaml:3:12",
           "coordinator.clients is the same endpoint as coordinator.agents (2:11)");
     s_one("coordinator:\n  liveness: 0\n", "t.yaml:2:13", "from 1 to 100");
     S_EACH("coordinator:\n  cache_wait: %s\n", "t.yaml:2:15",
@@ -543,7 +552,7 @@ static void test_build_flags(void **state)
                               "  pull: true\n"
                               "  labels: {org.example.team: farm, empty: \"\"}\n"
                               "  annotations: {\"index:org.example.i\": i, plain: p}\n"
-                              "  secrets: [\"id=npmrc,src=.npmrc\", \"id=token,env=TOKEN\"]\n");
+                              "  secrets: [\"id=npmrc,src=.npmrc\", \"id=token,src=ci/t\"]\n");
     assert_string_equal(cfg->build.target, "release");
     assert_true(cfg->build.no_cache);
     assert_true(cfg->build.pull);
@@ -553,7 +562,7 @@ static void test_build_flags(void **state)
     assert_int_equal(cfg->build.n_annotations, 2);
     assert_string_equal(cfg->build.annotations[0].key, "index:org.example.i");
     assert_int_equal(cfg->build.n_secrets, 2);
-    assert_string_equal(cfg->build.secrets[1], "id=token,env=TOKEN");
+    assert_string_equal(cfg->build.secrets[1], "id=token,src=ci/t");
     farm_config_destroy(&cfg);
 
     s_one("build:\n  target: \"-x\"\n", "t.yaml:2:11", "build.target: target \"-x\" is not a "
@@ -578,9 +587,65 @@ static void test_build_flags(void **state)
         char yaml[4096];
         size_t off = (size_t)snprintf(yaml, sizeof yaml, "build:\n  secrets:\n");
         for (int i = 0; i <= FARM_SECRETS_MAX; i++)
-            off += (size_t)snprintf(yaml + off, sizeof yaml - off, "    - id=s%d,env=S\n", i);
+            off += (size_t)snprintf(yaml + off, sizeof yaml - off, "    - id=s%d,src=s\n", i);
         s_one(yaml, "t.yaml:3:5", "build.secrets: 17 secrets; farm sends at most 16");
     }
+}
+
+/* A checked-in farm.yaml is written by whoever can change the repository: its secrets
+ * are files inside the repository, never the environment or a file elsewhere. */
+static void test_build_secrets_stay_in_the_repository(void **state)
+{
+    farm_config_t *cfg = s_ok("build:\n  secrets: [\"id=a,src=.npmrc\", \"id=b,src=ci/x..y\", "
+                              "\"id=c,type=file\", \"id=d,src=./a/b\"]\n");
+    assert_int_equal(cfg->build.n_secrets, 4);
+    farm_config_destroy(&cfg);
+    (void)state;
+
+    s_one("build:\n  secrets: [\"id=a,src=/home/alice/.ssh/id_ed25519\"]\n", "t.yaml:2:13",
+          "build.secrets: \"id=a,src=/home/alice/.ssh/id_ed25519\" names a file outside the "
+          "repository; a checked-in farm.yaml may only send files inside it (src= relative to "
+          "farm.yaml's directory, no \"..\"): pass --secret "
+          "id=a,src=/home/alice/.ssh/id_ed25519 to farmctl submit instead");
+    s_one("build:\n  secrets: [\"id=b,src=../x\"]\n", "t.yaml:2:13", "names a file outside");
+    s_one("build:\n  secrets: [\"id=b,src=a/../../x\"]\n", "t.yaml:2:13", "names a file outside");
+    s_one("build:\n  secrets: [\"id=b,src=a/..\"]\n", "t.yaml:2:13", "names a file outside");
+    s_one("build:\n  secrets: [\"id=b,src=~/.npmrc\"]\n", "t.yaml:2:13", "names a file outside");
+    s_one("build:\n  secrets: [\"id=c,env=SOME_TOKEN\"]\n", "t.yaml:2:13",
+          "build.secrets: \"id=c,env=SOME_TOKEN\" reads an environment variable; a farm.yaml "
+          "checked into a repository may not send your environment with a build: pass "
+          "--secret id=c,env=SOME_TOKEN to farmctl submit instead");
+    s_one("build:\n  secrets: [\"id=c,type=env\"]\n", "t.yaml:2:13", "reads an environment");
+    /* neither src= nor env=: buildx reads the variable ID when it is set */
+    s_one("build:\n  secrets: [\"id=HOME\"]\n", "t.yaml:2:13",
+          "reads the environment variable of its id when one is set");
+}
+
+/* A keyless farm is reached only on this machine: an endpoint counts as loopback when it
+ * is a literal loopback address or ipc://, never by how a host name is spelt. */
+static void test_keyless_endpoint_is_literal_loopback(void **state)
+{
+    farm_config_t *cfg;
+    (void)state;
+
+    s_one("build:\n  tags: [r/a:1]\ncoordinator:\n  clients: tcp://127.attacker.example:7701\n",
+          "t.yaml:4:12", "coordinator.clients is \"tcp://127.attacker.example:7701\", which is "
+          "not a loopback address, but farm.yaml names no keys: farmctl's registry logins and "
+          "build secrets would travel unencrypted to whatever that is. Write a literal loopback "
+          "address (tcp://127.0.0.1:PORT, tcp://[::1]:PORT) or ipc://PATH");
+    s_one("coordinator:\n  clients: tcp://localhost:7701\n", "t.yaml:2:12",
+          "which is not a loopback address");
+    s_one("coordinator:\n  clients: tcp://farm.example.com:7701\n", "t.yaml:2:12",
+          "or give the farm keys");
+    s_one("coordinator:\n  clients: \"tcp://127.0.0.1;10.1.1.1:7701\"\n", "t.yaml:2:12",
+          "which is not a loopback address");
+    s_one("coordinator:\n  agents: tcp://127.0.0.1:7700\n  clients: tcp://localhost:7701\n"
+          "platforms: {linux/amd64: [a]}\nnodes: {a: {}}\n", "t.yaml:3:12",
+          "coordinator.clients is \"tcp://localhost:7701\", which is not a loopback address");
+    cfg = s_ok("coordinator:\n  clients: tcp://127.9.8.7:7701\n");
+    farm_config_destroy(&cfg);
+    cfg = s_ok("coordinator:\n  clients: \"tcp://[::1]:7701\"\n");
+    farm_config_destroy(&cfg);
 }
 
 static void test_registries(void **state)
@@ -840,6 +905,8 @@ int main(void)
         cmocka_unit_test(test_durations_and_endpoints),
         cmocka_unit_test(test_build_args),
         cmocka_unit_test(test_build_flags),
+        cmocka_unit_test(test_build_secrets_stay_in_the_repository),
+        cmocka_unit_test(test_keyless_endpoint_is_literal_loopback),
         cmocka_unit_test(test_registries),
         cmocka_unit_test(test_registry_ca_and_grants),
         cmocka_unit_test(test_all_problems_in_one_pass),
