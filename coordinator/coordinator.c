@@ -99,6 +99,7 @@ typedef struct {
     const char *rid;
     size_t rid_len;
     const char *name;  /* "" without keys */
+    const char *key;   /* its CURVE public key (Z85), "" without keys */
     farm_role_t role;  /* without keys: admin (the endpoints are loopback-only then) */
 } client_t;
 
@@ -1089,7 +1090,8 @@ static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm_
     }
     sub.flags = &flags;
     if (farm_digest_valid(s->context_digest))
-        sub.context_stored = farm_ctxstore_has(self->ctx, s->context_digest, &size);
+        sub.context_stored = farm_ctxstore_has_for(self->ctx, s->context_digest, c->key,
+                                                   &size);
     sub.context_size = size;
     if (farm_builds_submit(self->builds, &b, &sub, now, reason, sizeof reason) < 0) {
         s_refuse(self, rid, rid_len, reason);
@@ -1313,7 +1315,7 @@ static void s_client_message(farm_coordinator_t *self, const client_t *c, Farm__
     }
     switch (env->body_case) {
     case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
-        farm_ctxstore_offer(self->ctx, &st, c->rid, c->rid_len, c->name,
+        farm_ctxstore_offer(self->ctx, &st, c->rid, c->rid_len, c->key,
                             env->context_offer->digest, env->context_offer->size, farm_now_ms());
         s_context_status(self, c->rid, c->rid_len, env->context_offer->digest, &st);
         break;
@@ -1349,7 +1351,7 @@ static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
         char rid[FARM_WIRE_ROUTING_MAX], user[FARM_NAME_MAX + 1];
         size_t rid_len = 0;
         Farm__Envelope *env = NULL;
-        client_t c = {.rid = rid, .name = "", .role = FARM_ROLE_ADMIN};
+        client_t c = {.rid = rid, .name = "", .key = "", .role = FARM_ROLE_ADMIN};
         int rc = farm_wire_recv_user(self->clients, rid, &rid_len, user, sizeof user, &env);
 
         if (rc == FARM_ERETRY)
@@ -1368,6 +1370,7 @@ static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
                 continue;
             }
             c.name = cl->name;
+            c.key = cl->key ? cl->key : "";
             c.role = cl->role;
         }
         s_client_message(self, &c, env);

@@ -2,22 +2,40 @@
 #include "coordinator/ctxstore.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/digest.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/hmap.h"
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/store.h"
 #include "common/wire.h"
 
+#define OWNER_MAX 63           /* a client's key (Z85, 40) or name */
+#define OWNERS_PER_CONTEXT 256 /* beyond it the earliest uploader must send it again */
+#define OWNERS_FILE "owners.json"
+#define OWNERS_FILE_MAX (16u << 20)
+
+/* Who uploaded a stored context's bytes: a build is served a context only for one of
+ * them (a digest is printed and logged, so knowing it proves nothing). */
+typedef struct owners {
+    struct owners *next;
+    char digest[FARM_DIGEST_STRLEN];
+    char (*keys)[OWNER_MAX + 1];
+    size_t n;
+} owners_t;
+
 typedef struct upload {
     struct upload *next;
-    char owner[FARM_NAME_MAX + 1]; /* the client's name, "" without keys */
+    char owner[OWNER_MAX + 1]; /* the client's key, "" without keys */
     char key[256 + FARM_DIGEST_STRLEN]; /* client routing id + digest */
     size_t key_len;
     farm_store_upload_t *u;
@@ -33,7 +51,179 @@ struct farm_ctxstore {
     farm_hmap_t *by_key;
     upload_t *uploads;
     size_t n_uploads;
+    farm_hmap_t *owners; /* digest -> owners_t, each also on owners_list */
+    owners_t *owners_list;
+    char owners_path[FARM_PATH_MAX];
 };
+
+static void s_owners_free(owners_t *o)
+{
+    if (o) {
+        free(o->keys);
+        free(o);
+    }
+}
+
+static int s_owns(const farm_ctxstore_t *self, const char *digest, const char *owner)
+{
+    const owners_t *o = farm_hmap_gets(self->owners, digest);
+    for (size_t i = 0; o && i < o->n; i++)
+        if (strcmp(o->keys[i], owner) == 0)
+            return 1;
+    return 0;
+}
+
+/* 1 when added, 0 when it was there, < 0 out of memory. */
+static int s_own(farm_ctxstore_t *self, const char *digest, const char *owner)
+{
+    owners_t *o = farm_hmap_gets(self->owners, digest);
+    void *grown;
+
+    if (strlen(owner) > OWNER_MAX)
+        return farm_error_set(FARM_EINVALID, "owner too long");
+    if (s_owns(self, digest, owner))
+        return 0;
+    if (!o) {
+        if (!(o = calloc(1, sizeof *o)))
+            return farm_error_set(FARM_ERROR, "out of memory");
+        snprintf(o->digest, sizeof o->digest, "%s", digest);
+        if (farm_hmap_puts(self->owners, o->digest, o) < 0) {
+            free(o);
+            return farm_error_set(FARM_ERROR, "out of memory");
+        }
+        o->next = self->owners_list;
+        self->owners_list = o;
+    }
+    if (o->n == OWNERS_PER_CONTEXT) {
+        memmove(o->keys, o->keys + 1, (o->n - 1) * sizeof *o->keys);
+        o->n--;
+    }
+    if (!(grown = realloc(o->keys, (o->n + 1) * sizeof *o->keys)))
+        return farm_error_set(FARM_ERROR, "out of memory");
+    o->keys = grown;
+    snprintf(o->keys[o->n++], OWNER_MAX + 1, "%s", owner);
+    return 1;
+}
+
+/* Writes owners.json (all or nothing) with the contexts the store still holds. */
+static void s_owners_save(farm_ctxstore_t *self)
+{
+    json_t *root = json_object(), *map = json_object();
+    char *text = NULL;
+    int bad = !root || !map || json_object_set_new(root, "version", json_integer(1)) < 0;
+
+    for (const owners_t *o = self->owners_list; o && !bad; o = o->next) {
+        json_t *list = json_array();
+        if (!list) {
+            bad = 1;
+            break;
+        }
+        for (size_t k = 0; !bad && k < o->n; k++)
+            bad = json_array_append_new(list, json_string(o->keys[k])) < 0;
+        bad |= json_object_set_new(map, o->digest, list) < 0; /* takes list either way */
+    }
+    bad |= json_object_set_new(root, "owners", map) < 0; /* takes map either way */
+    if (!bad && !(text = json_dumps(root, JSON_COMPACT)))
+        bad = 1;
+    if (bad)
+        farm_log_warn("%s: out of memory; who uploaded which context is not saved (after a "
+                      "restart clients send their contexts again)", self->owners_path);
+    else if (farm_fs_write_atomic(self->owners_path, text, strlen(text)) < 0)
+        farm_log_warn("%s; after a restart clients send their contexts again",
+                      farm_error_last());
+    free(text);
+    json_decref(root);
+}
+
+/* Forgets the owners of contexts the store no longer holds (evicted, expired, corrupt).
+ * 1 if any were forgotten. */
+static int s_owners_prune(farm_ctxstore_t *self)
+{
+    int changed = 0;
+
+    for (owners_t **pp = &self->owners_list; *pp;) {
+        owners_t *o = *pp;
+        uint64_t size;
+        if (farm_store_has(self->store, o->digest, &size) == 1) {
+            pp = &o->next;
+            continue;
+        }
+        *pp = o->next;
+        farm_hmap_dels(self->owners, o->digest);
+        s_owners_free(o);
+        changed = 1;
+    }
+    return changed;
+}
+
+/* Reads owners.json. A missing file is no owners; a bad one is a warning (clients send
+ * their contexts again), never a failed start. Entries for contexts the store does not
+ * hold are dropped. */
+static void s_owners_load(farm_ctxstore_t *self)
+{
+    json_error_t jerr;
+    json_t *root = NULL, *map, *list;
+    const char *digest;
+    struct stat st;
+    char *text = NULL;
+    ssize_t got = 0;
+    size_t loaded = 0;
+    int fd;
+
+    /* O_NONBLOCK: a FIFO planted there must not hang the start (refused below) */
+    if ((fd = open(self->owners_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
+        if (errno != ENOENT)
+            farm_log_warn("%s: %s; clients send their stored contexts again",
+                          self->owners_path, strerror(errno));
+        return;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)OWNERS_FILE_MAX ||
+        !(text = malloc((size_t)st.st_size + 1))) {
+        farm_log_warn("%s: not a regular file of at most %u bytes; clients send their stored "
+                      "contexts again", self->owners_path, OWNERS_FILE_MAX);
+        close(fd);
+        return;
+    }
+    while (got < st.st_size) {
+        ssize_t n = read(fd, text + got, (size_t)(st.st_size - got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += n;
+    }
+    close(fd);
+    if (got == st.st_size)
+        root = json_loadb(text, (size_t)got, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
+    map = json_object_get(root, "owners");
+    if (!json_is_object(root) || json_integer_value(json_object_get(root, "version")) != 1 ||
+        !json_is_object(map)) {
+        farm_log_warn("%s: not a context-owners file of version 1 (an object with \"version\": "
+                      "1 and an \"owners\" map); clients send their stored contexts again",
+                      self->owners_path);
+        json_decref(root);
+        return;
+    }
+    json_object_foreach(map, digest, list) {
+        uint64_t size;
+        size_t k;
+        if (!farm_digest_valid(digest) || !json_is_array(list) ||
+            farm_store_has(self->store, digest, &size) != 1)
+            continue;
+        for (k = 0; k < json_array_size(list) && k < OWNERS_PER_CONTEXT; k++) {
+            json_t *v = json_array_get(list, k);
+            if (json_is_string(v) && json_string_length(v) <= OWNER_MAX &&
+                strlen(json_string_value(v)) == json_string_length(v) &&
+                s_own(self, digest, json_string_value(v)) < 0)
+                break;
+        }
+        loaded++;
+    }
+    json_decref(root);
+    farm_log_info("who uploaded which context: %zu context(s) restored from %s", loaded,
+                  self->owners_path);
+}
 
 farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota, size_t max_uploads,
                                    size_t max_per_client,
@@ -49,12 +239,16 @@ farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota, size_t max_u
     self->in_use_arg = arg;
     self->store = farm_store_new(dir);
     self->by_key = farm_hmap_new();
-    if (!self->store || !self->by_key) {
+    self->owners = farm_hmap_new();
+    if (!self->store || !self->by_key || !self->owners ||
+        farm_path_join(self->owners_path, sizeof self->owners_path, dir, OWNERS_FILE) < 0) {
         farm_ctxstore_destroy(&self);
         return NULL;
     }
     /* hashed once now, before the reactor runs: no turn later stalls on a large file */
     farm_store_verify_logged(self->store, "stored contexts");
+    farm_fs_remove_atomic_temps(self->owners_path);
+    s_owners_load(self);
     return self;
 }
 
@@ -80,6 +274,12 @@ void farm_ctxstore_destroy(farm_ctxstore_t **self_p)
     while (self->uploads)
         s_drop(self, self->uploads);
     farm_hmap_destroy(&self->by_key);
+    while (self->owners_list) {
+        owners_t *o = self->owners_list;
+        self->owners_list = o->next;
+        s_owners_free(o);
+    }
+    farm_hmap_destroy(&self->owners);
     farm_store_destroy(&self->store);
     free(self);
     *self_p = NULL;
@@ -174,7 +374,10 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
         s_status(out, 0, 0, err);
         return;
     }
-    if (farm_store_has(self->store, digest, &have_size) == 1 && have_size == size) {
+    /* held for this client only if it sent these bytes itself; to anyone else the answer
+     * and the context's age are as if it were absent (no oracle of what others sent) */
+    if (s_owns(self, digest, owner ? owner : "") &&
+        farm_store_has(self->store, digest, &have_size) == 1 && have_size == size) {
         farm_store_touch(self->store, digest);
         s_status(out, 1, size, NULL);
         return;
@@ -203,7 +406,7 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
     }
     memcpy(up->key, key, key_len);
     up->key_len = key_len;
-    snprintf(up->owner, sizeof up->owner, "%.*s", FARM_NAME_MAX, owner ? owner : "");
+    snprintf(up->owner, sizeof up->owner, "%.*s", OWNER_MAX, owner ? owner : "");
     up->last_activity = now;
     up->u = farm_store_upload_new(self->store, digest, size);
     if (!up->u || farm_hmap_put(self->by_key, up->key, up->key_len, up) < 0) {
@@ -225,7 +428,7 @@ void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
                          size_t client_len, const char *digest, uint64_t offset,
                          const void *data, size_t len, long long now)
 {
-    char key[256 + FARM_DIGEST_STRLEN];
+    char key[256 + FARM_DIGEST_STRLEN], owner[OWNER_MAX + 1];
     size_t key_len;
     upload_t *up;
     uint64_t size;
@@ -260,6 +463,7 @@ void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
         return;
     }
     /* complete: commit frees the upload either way */
+    snprintf(owner, sizeof owner, "%s", up->owner);
     {
         int rc = farm_store_upload_commit(&up->u);
         char err[512];
@@ -273,6 +477,9 @@ void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
             return;
         }
     }
+    /* the bytes verified: this client may build from them (saved, so a restart keeps it) */
+    if (s_own(self, digest, owner) > 0)
+        s_owners_save(self);
     farm_log_info("stored context %s (%llu bytes)", digest, (unsigned long long)size);
     s_status(out, 1, size, NULL);
 }
@@ -280,6 +487,14 @@ void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
 int farm_ctxstore_has(farm_ctxstore_t *self, const char *digest, uint64_t *out_size)
 {
     return farm_store_has(self->store, digest, out_size) == 1;
+}
+
+int farm_ctxstore_has_for(farm_ctxstore_t *self, const char *digest, const char *owner,
+                          uint64_t *out_size)
+{
+    *out_size = 0;
+    return s_owns(self, digest, owner ? owner : "") &&
+           farm_store_has(self->store, digest, out_size) == 1;
 }
 
 void farm_ctxstore_touch(farm_ctxstore_t *self, const char *digest)
@@ -332,5 +547,7 @@ void farm_ctxstore_sweep(farm_ctxstore_t *self, long long ttl_ms,
                          int (*in_use)(void *arg, const char *digest), void *arg)
 {
     farm_store_sweep(self->store, ttl_ms, self->quota, in_use, arg);
+    if (s_owners_prune(self))
+        s_owners_save(self);
 }
 

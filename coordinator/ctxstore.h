@@ -26,8 +26,11 @@ farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota, size_t max_u
                                    int (*in_use)(void *arg, const char *digest), void *arg);
 void farm_ctxstore_destroy(farm_ctxstore_t **self_p);
 
-/* A client (routing id; owner: its name, "" without keys) offers `size` bytes hashing
- * to digest. */
+/* A client (routing id; owner: its CURVE key, "" without keys) offers `size` bytes
+ * hashing to digest. The answer is "have" only when this owner uploaded those bytes
+ * itself; for anyone else the offer is answered and taken as if the context were absent
+ * (its age unchanged), so a digest reveals nothing of what others sent. A completed
+ * upload makes its owner one of the context's owners (kept in DIR/owners.json). */
 void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
                          size_t client_len, const char *owner, const char *digest,
                          uint64_t size, long long now);
@@ -35,8 +38,12 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
 void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
                          size_t client_len, const char *digest, uint64_t offset,
                          const void *data, size_t len, long long now);
-/* 1 and *out_size when the context is stored (verified). */
+/* 1 and *out_size when the context is stored (verified): for agents, which fetch what
+ * the coordinator dispatched. */
 int farm_ctxstore_has(farm_ctxstore_t *self, const char *digest, uint64_t *out_size);
+/* The same, for a build of owner: 1 only when that owner uploaded the bytes itself. */
+int farm_ctxstore_has_for(farm_ctxstore_t *self, const char *digest, const char *owner,
+                          uint64_t *out_size);
 /* Marks a use (a build accepted): the context stays at least context_ttl from now. */
 void farm_ctxstore_touch(farm_ctxstore_t *self, const char *digest);
 /* Reads up to cap bytes at offset for an agent. 0 with *out_len (0 at the end) and
@@ -46,7 +53,7 @@ int farm_ctxstore_read(farm_ctxstore_t *self, const char *digest, uint64_t offse
 /* Drops uploads idle for longer than idle_ms. */
 void farm_ctxstore_expire(farm_ctxstore_t *self, long long now, long long idle_ms);
 /* Deletes contexts unused for ttl_ms, then the least recently used beyond the quota,
- * never one in_use claims. */
+ * never one in_use claims; forgets the owners of what is gone. */
 void farm_ctxstore_sweep(farm_ctxstore_t *self, long long ttl_ms,
                          int (*in_use)(void *arg, const char *digest), void *arg);
 

@@ -21,6 +21,7 @@
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/keys.h"
 #include "common/limits.h"
 #include "common/platform.h"
 #include "common/reference.h"
@@ -77,6 +78,7 @@ typedef struct {
     farm_secret_spec_t secrets[FARM_SECRETS_MAX];
     size_t n_secrets;
     const char *iidfile;
+    int trust_repo_coordinator; /* farm.yaml's coordinator.public_key may differ from yours */
 } submit_opts_t;
 
 /* Looks host up in the submitter's docker config (auths, credHelpers, credsStore) and
@@ -160,6 +162,9 @@ static void s_usage(FILE *f)
             "      --farm FILE         farm.yaml (default: ./farm.yaml, then CONTEXT/farm.yaml)\n"
             "      --coordinator E     coordinator client endpoint (else $FARM_COORDINATOR,\n"
             "                          else farm.yaml coordinator.clients)\n"
+            "      --trust-repo-coordinator\n"
+            "                          use farm.yaml's coordinator.public_key even when it\n"
+            "                          is not $FARM_COORDINATOR_KEY (it gets your logins)\n"
             "      --metadata-file F   write build metadata as JSON to F\n"
             "      --progress MODE     auto, plain, tty or quiet (default auto)\n"
             "      --allow-partial     push an index of the platforms that succeeded\n"
@@ -263,9 +268,42 @@ static int s_cli_secret(submit_opts_t *o, const char *spec)
     return 0;
 }
 
+/* A farm.yaml secret (src= relative to farm.yaml's directory, dir): the file, symlinks
+ * resolved, must lie inside that directory. farm.yaml is written by whoever can change
+ * the repository; a file elsewhere (a key in ~/.ssh) is the user's to send, by --secret. */
+static int s_repo_secret(farm_buildflags_t *f, const farm_secret_spec_t *spec, const char *dir)
+{
+    char root[PATH_MAX], joined[PATH_MAX], real[PATH_MAX];
+    farm_secret_spec_t inside = *spec;
+    size_t n;
+    int rc;
+
+    if (spec->kind != FARM_SECRET_FILE) /* farm_config_load refuses these */
+        return farm_error_set(FARM_EINVALID, "secret %s: a checked-in farm.yaml may name only "
+                              "files inside the repository; pass --secret instead", spec->id);
+    if (!realpath(dir, root))
+        return farm_error_set(FARM_EINVALID, "secret %s: cannot resolve %s: %s", spec->id, dir,
+                              strerror(errno));
+    if ((rc = farm_path_join(joined, sizeof joined, root, spec->source)) < 0)
+        return farm_error_wrap(rc, "secret %s", spec->id);
+    if (!realpath(joined, real))
+        return farm_error_set(FARM_EINVALID, "secret %s: cannot read %s: %s", spec->id, joined,
+                              strerror(errno));
+    n = strlen(root);
+    if (strcmp(root, "/") != 0 && (strncmp(real, root, n) != 0 || real[n] != '/'))
+        return farm_error_set(FARM_EINVALID, "secret %s: src=%s resolves to %s, outside the "
+                              "repository (%s); a checked-in farm.yaml may send only files "
+                              "inside it: pass --secret id=%s,src=FILE to farmctl submit "
+                              "instead", spec->id, spec->source, real, root, spec->id);
+    if ((rc = farm_str_fmt(inside.source, sizeof inside.source, "the secret's path", "%s",
+                           real)) < 0)
+        return farm_error_wrap(rc, "secret %s", spec->id);
+    return farm_buildflags_add_secret(f, &inside, NULL);
+}
+
 /* The build's flags: farm.yaml's build: section (cfg may be NULL), then the command line's,
  * a later label, annotation or secret id replacing an earlier one. Secrets are read here:
- * a farm.yaml src= is relative to farm.yaml's directory. */
+ * a farm.yaml src= is relative to farm.yaml's directory and must stay inside it. */
 static int s_flags(submit_opts_t *o, const farm_config_t *cfg, const char *farm_path)
 {
     farm_buildflags_t *f = &o->flags;
@@ -310,12 +348,46 @@ static int s_flags(submit_opts_t *o, const farm_config_t *cfg, const char *farm_
             return farm_error_wrap(rc, "%s: build.secrets", farm_path);
         for (size_t k = 0; k < o->n_secrets; k++)
             on_cli |= strcmp(o->secrets[k].id, spec.id) == 0;
-        if (!on_cli && (rc = farm_buildflags_add_secret(f, &spec, dir)) < 0)
+        if (!on_cli && (rc = s_repo_secret(f, &spec, dir)) < 0)
             return farm_error_wrap(rc, "%s: build.secrets", farm_path);
     }
     for (size_t i = 0; i < o->n_secrets; i++)
         if ((rc = farm_buildflags_add_secret(f, &o->secrets[i], NULL)) < 0)
             return farm_error_wrap(rc, "--secret");
+    return 0;
+}
+
+/* The coordinator receives the user's registry logins and secrets, so its key (CURVE
+ * authenticates the coordinator by it, whichever endpoint is dialled) is the user's
+ * choice: $FARM_COORDINATOR_KEY. A farm.yaml's coordinator.public_key, written by
+ * whoever can change the repository, is used only when it is the same key, or with
+ * --trust-repo-coordinator. A keyless farm.yaml reaches only loopback (farm_config_load). */
+static int s_check_coordinator(const farm_config_t *cfg, const char *farm_path, int trust)
+{
+    const char *env = getenv("FARM_COORDINATOR_KEY");
+    char mine[FARM_KEY_Z85_LEN + 1];
+
+    if (!cfg || !cfg->public_key || trust)
+        return 0;
+    if (!env || !*env)
+        return farm_error_set(FARM_EINVALID, "%s:%d:%d: coordinator.public_key chooses the "
+                              "coordinator that would receive your registry logins and "
+                              "secrets, and this file is written by whoever can change the "
+                              "repository; farmctl takes that key only from you: set "
+                              "FARM_COORDINATOR_KEY to your farm's coordinator key (the key or "
+                              "its coordinator.pub, from the farm's admin), or pass "
+                              "--trust-repo-coordinator if you trust this file's coordinator",
+                              farm_path, cfg->public_key_line, cfg->public_key_column);
+    if (farm_key_load_public(mine, env) < 0)
+        return farm_error_wrap(FARM_EINVALID, "FARM_COORDINATOR_KEY");
+    if (strcmp(mine, cfg->public_key) != 0)
+        return farm_error_set(FARM_EINVALID, "%s:%d:%d: coordinator.public_key names a "
+                              "different coordinator than yours ($FARM_COORDINATOR_KEY); "
+                              "farmctl does not send your registry logins and secrets to a "
+                              "coordinator a repository chose. Remove coordinator.public_key "
+                              "from this farm.yaml (or make it your farm's key), or pass "
+                              "--trust-repo-coordinator if you trust this file's coordinator",
+                              farm_path, cfg->public_key_line, cfg->public_key_column);
     return 0;
 }
 
@@ -733,7 +805,7 @@ int farmctl_submit_main(int argc, char **argv)
 {
     enum { O_PLATFORM = 256, O_BUILD_ARG, O_FARM, O_COORD, O_META, O_PROGRESS, O_PARTIAL,
            O_NETWORK, O_TARGET, O_NO_CACHE, O_PULL, O_LABEL, O_ANNOTATION, O_SECRET, O_IIDFILE,
-           O_CACHE_FROM, O_CACHE_TO };
+           O_CACHE_FROM, O_CACHE_TO, O_TRUST_COORD };
     static const struct option opts[] = {{"tag", required_argument, NULL, 't'},
                                          {"platform", required_argument, NULL, O_PLATFORM},
                                          {"file", required_argument, NULL, 'f'},
@@ -753,6 +825,8 @@ int farmctl_submit_main(int argc, char **argv)
                                          {"annotation", required_argument, NULL, O_ANNOTATION},
                                          {"secret", required_argument, NULL, O_SECRET},
                                          {"iidfile", required_argument, NULL, O_IIDFILE},
+                                         {"trust-repo-coordinator", no_argument, NULL,
+                                          O_TRUST_COORD},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -821,6 +895,7 @@ int farmctl_submit_main(int argc, char **argv)
         case O_CACHE_TO: o.cache_to = optarg; break;
         case O_PULL: o.pull = 1; break;
         case O_IIDFILE: o.iidfile = optarg; break;
+        case O_TRUST_COORD: o.trust_repo_coordinator = 1; break;
         case 'q': o.progress = FARMCTL_PROGRESS_QUIET; break;
         case O_LABEL:
         case O_ANNOTATION:
@@ -950,6 +1025,11 @@ int farmctl_submit_main(int argc, char **argv)
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         goto done;
     }
+    if (s_check_coordinator(cfg, farm_path, o.trust_repo_coordinator) < 0) {
+        fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
+        rc = 1;
+        goto done;
+    }
     if (farmctl_endpoint(endpoint, sizeof endpoint, o.coordinator, cfg) == FARM_ENOTFOUND) {
         fprintf(stderr, "farmctl submit: no coordinator: pass --coordinator, set "
                         "FARM_COORDINATOR, or set coordinator.clients in farm.yaml\n");
@@ -990,7 +1070,14 @@ int farmctl_submit_main(int argc, char **argv)
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         goto done;
     }
-    if (!farmctl_client_private(cl))
+    if (!farmctl_client_private(cl) && o.flags.n_secrets) {
+        fprintf(stderr, "farmctl submit: %s is a plain (unencrypted) connection off this "
+                        "machine, and build secrets are never sent over one: set "
+                        "FARM_COORDINATOR_KEY (and FARM_KEY) for the farm's keys, use a "
+                        "loopback address (tcp://127.0.0.1:PORT, ipc://PATH), or drop the "
+                        "secrets\n", endpoint);
+        goto done;
+    } else if (!farmctl_client_private(cl))
         fprintf(stderr, "warning: %s is a plain (unencrypted) connection off this machine: "
                         "your registry logins are not sent; the build pushes anonymously\n",
                 endpoint);

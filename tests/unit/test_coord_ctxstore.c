@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Contexts are served only to clients that uploaded their bytes: a digest is printed and
+ * logged, so knowing it proves nothing. Another client's offer is answered as if the
+ * context were absent (no oracle), does not refresh its age, and is taken as an upload;
+ * who uploaded what outlives a restart and is forgotten with the context. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/digest.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "coordinator/ctxstore.h"
+
+#define ALICE "6Nv).=U@Q.6g:P{e@rvS=3&7za+7XZf<D{CbgErO"
+#define BOB "S.5KNl4+5+pc=yvcWB=ePs//lK-Zm+pVc&)VGZQ4"
+#define CAROL "0:2!mJo:y#t7mTNro92/<IFW^FS7R44fE-Ob!766"
+
+static char s_dir[] = "/tmp/farm-test-ctxstore.XXXXXX";
+static char s_store[sizeof s_dir + 16];
+static const char s_bytes[] = "alice's sources: a tar of her build context";
+static char s_digest[FARM_DIGEST_STRLEN];
+
+static int s_setup(void **state)
+{
+    (void)state;
+    memcpy(s_dir + sizeof s_dir - 7, "XXXXXX", 6); /* a fresh directory per test */
+    if (!mkdtemp(s_dir))
+        return -1;
+    snprintf(s_store, sizeof s_store, "%s/contexts", s_dir);
+    farm_digest_buffer(s_digest, s_bytes, sizeof s_bytes - 1);
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    (void)state;
+    farm_fs_rmtree(s_dir);
+    return 0;
+}
+
+static farm_ctxstore_t *s_new(void)
+{
+    farm_ctxstore_t *cs = farm_ctxstore_new(s_store, 0, 0, 0, NULL, NULL);
+    assert_non_null(cs);
+    return cs;
+}
+
+/* owner offers and, unless told "have", sends the bytes: the final status */
+static farm_ctx_status_t s_send(farm_ctxstore_t *cs, const char *rid, const char *owner,
+                                const void *bytes, size_t len)
+{
+    farm_ctx_status_t st;
+    farm_ctxstore_offer(cs, &st, rid, strlen(rid), owner, s_digest, len, 1000);
+    assert_string_equal(st.error, "");
+    if (st.have)
+        return st;
+    assert_int_equal(st.offset, 0);
+    farm_ctxstore_chunk(cs, &st, rid, strlen(rid), s_digest, 0, bytes, len, 1001);
+    return st;
+}
+
+static time_t s_mtime(void)
+{
+    char hex_path[512];
+    struct stat st;
+    snprintf(hex_path, sizeof hex_path, "%s/%s.tar", s_store, s_digest + strlen("sha256:"));
+    assert_int_equal(stat(hex_path, &st), 0);
+    return st.st_mtime;
+}
+
+static void s_age(void)
+{
+    char hex_path[512];
+    struct timeval old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    snprintf(hex_path, sizeof hex_path, "%s/%s.tar", s_store, s_digest + strlen("sha256:"));
+    assert_int_equal(utimes(hex_path, old), 0);
+}
+
+static void test_only_uploaders_are_served(void **state)
+{
+    farm_ctxstore_t *cs = s_new();
+    farm_ctx_status_t st;
+    uint64_t size = 0;
+    char forged[sizeof s_bytes];
+    (void)state;
+
+    st = s_send(cs, "alice-conn", ALICE, s_bytes, sizeof s_bytes - 1);
+    assert_true(st.have);
+    assert_true(farm_ctxstore_has_for(cs, s_digest, ALICE, &size));
+    assert_int_equal(size, sizeof s_bytes - 1);
+    /* bob only names the digest: no build of his is served it */
+    assert_false(farm_ctxstore_has_for(cs, s_digest, BOB, &size));
+    assert_int_equal(size, 0);
+    /* agents fetch what was dispatched */
+    assert_true(farm_ctxstore_has(cs, s_digest, &size));
+
+    /* bob's offer is answered as for an absent context, and leaves its age alone */
+    s_age();
+    farm_ctxstore_offer(cs, &st, "bob-conn", 8, BOB, s_digest, sizeof s_bytes - 1, 2000);
+    assert_false(st.have);
+    assert_int_equal(st.offset, 0);
+    assert_string_equal(st.error, "");
+    assert_int_equal(s_mtime(), 1000000000);
+    /* bytes that are not the context's make him no owner */
+    memcpy(forged, s_bytes, sizeof forged);
+    forged[0] = 'A';
+    farm_ctxstore_chunk(cs, &st, "bob-conn", 8, s_digest, 0, forged, sizeof s_bytes - 1, 2001);
+    assert_false(st.have);
+    assert_string_equal(st.error, "uploaded bytes do not match the offered digest");
+    assert_false(farm_ctxstore_has_for(cs, s_digest, BOB, &size));
+    assert_int_equal(s_mtime(), 1000000000);
+    /* alice's own offer: "have", and it counts as a use */
+    farm_ctxstore_offer(cs, &st, "alice-conn", 10, ALICE, s_digest, sizeof s_bytes - 1, 3000);
+    assert_true(st.have);
+    assert_true(s_mtime() > 1000000000);
+
+    /* bob who has the bytes and sends them becomes an owner (stored once) */
+    st = s_send(cs, "bob-conn", BOB, s_bytes, sizeof s_bytes - 1);
+    assert_true(st.have);
+    assert_true(farm_ctxstore_has_for(cs, s_digest, BOB, &size));
+    st = s_send(cs, "bob-conn", BOB, s_bytes, sizeof s_bytes - 1);
+    assert_true(st.have); /* now "have" at once: no chunk was needed */
+    assert_false(farm_ctxstore_has_for(cs, s_digest, CAROL, &size));
+    /* on a keyless farm every (local) client is one owner, "" */
+    assert_false(farm_ctxstore_has_for(cs, s_digest, "", &size));
+    farm_ctxstore_destroy(&cs);
+
+    /* a restart keeps who uploaded what */
+    cs = s_new();
+    assert_true(farm_ctxstore_has_for(cs, s_digest, ALICE, &size));
+    assert_true(farm_ctxstore_has_for(cs, s_digest, BOB, &size));
+    assert_false(farm_ctxstore_has_for(cs, s_digest, CAROL, &size));
+    farm_ctxstore_offer(cs, &st, "carol-conn", 10, CAROL, s_digest, sizeof s_bytes - 1, 4000);
+    assert_false(st.have);
+
+    /* an evicted context's owners are forgotten: it must be sent again, by anyone */
+    s_age();
+    farm_ctxstore_sweep(cs, 1000, NULL, NULL);
+    assert_false(farm_ctxstore_has(cs, s_digest, &size));
+    assert_false(farm_ctxstore_has_for(cs, s_digest, ALICE, &size));
+    farm_ctxstore_destroy(&cs);
+    cs = s_new();
+    farm_ctxstore_offer(cs, &st, "alice-conn", 10, ALICE, s_digest, sizeof s_bytes - 1, 5000);
+    assert_false(st.have);
+    farm_ctxstore_destroy(&cs);
+}
+
+/* A broken owners file costs re-uploads, never the start or a wrong owner. */
+static void test_bad_owners_file(void **state)
+{
+    farm_ctxstore_t *cs = s_new();
+    char path[512];
+    uint64_t size;
+    (void)state;
+
+    assert_true(s_send(cs, "alice-conn", ALICE, s_bytes, sizeof s_bytes - 1).have);
+    farm_ctxstore_destroy(&cs);
+    snprintf(path, sizeof path, "%s/owners.json", s_store);
+    const char *bad[] = {"{", "[]", "{\"version\": 2, \"owners\": {}}",
+                         "{\"version\": 1, \"owners\": {\"sha256:zz\": [\"x\"]}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(farm_fs_write_atomic(path, bad[i], strlen(bad[i])), 0);
+        cs = s_new();
+        assert_false(farm_ctxstore_has_for(cs, s_digest, ALICE, &size));
+        assert_true(farm_ctxstore_has(cs, s_digest, &size));
+        farm_ctxstore_destroy(&cs);
+    }
+    /* an owner planted for a digest: only what the file says, for stored contexts */
+    char planted[512];
+    snprintf(planted, sizeof planted, "{\"version\": 1, \"owners\": {\"%s\": [\"%s\", 7]}}",
+             s_digest, CAROL);
+    assert_int_equal(farm_fs_write_atomic(path, planted, strlen(planted)), 0);
+    cs = s_new();
+    assert_true(farm_ctxstore_has_for(cs, s_digest, CAROL, &size));
+    assert_false(farm_ctxstore_has_for(cs, s_digest, ALICE, &size));
+    farm_ctxstore_destroy(&cs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_only_uploaders_are_served, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_owners_file, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
