@@ -78,7 +78,7 @@ typedef struct {
     farm_secret_spec_t secrets[FARM_SECRETS_MAX];
     size_t n_secrets;
     const char *iidfile;
-    int trust_repo_coordinator; /* farm.yaml's coordinator.public_key may differ from yours */
+    int trust_repo_coordinator; /* farm.yaml's coordinator.public_key serves without yours */
 } submit_opts_t;
 
 /* Looks host up in the submitter's docker config (auths, credHelpers, credsStore) and
@@ -163,8 +163,8 @@ static void s_usage(FILE *f)
             "      --coordinator E     coordinator client endpoint (else $FARM_COORDINATOR,\n"
             "                          else farm.yaml coordinator.clients)\n"
             "      --trust-repo-coordinator\n"
-            "                          use farm.yaml's coordinator.public_key even when it\n"
-            "                          is not $FARM_COORDINATOR_KEY (it gets your logins)\n"
+            "                          without $FARM_COORDINATOR_KEY, use farm.yaml's\n"
+            "                          coordinator.public_key (it gets your logins)\n"
             "      --metadata-file F   write build metadata as JSON to F\n"
             "      --progress MODE     auto, plain, tty or quiet (default auto)\n"
             "      --allow-partial     push an index of the platforms that succeeded\n"
@@ -361,7 +361,8 @@ static int s_flags(submit_opts_t *o, const farm_config_t *cfg, const char *farm_
  * authenticates the coordinator by it, whichever endpoint is dialled) is the user's
  * choice: $FARM_COORDINATOR_KEY. A farm.yaml's coordinator.public_key, written by
  * whoever can change the repository, is used only when it is the same key, or with
- * --trust-repo-coordinator. A keyless farm.yaml reaches only loopback (farm_config_load). */
+ * --trust-repo-coordinator while the user has none (the user's key, when set, is the one
+ * farmctl_client_new_for uses). A keyless farm.yaml reaches only loopback. */
 static int s_check_coordinator(const farm_config_t *cfg, const char *farm_path, int trust)
 {
     const char *env = getenv("FARM_COORDINATOR_KEY");
