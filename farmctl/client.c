@@ -40,7 +40,8 @@ struct farmctl_client {
 int farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
                      const farm_config_t *cfg)
 {
-    const char *e = explicit_endpoint, *star;
+    const char *e = explicit_endpoint;
+    farm_endpoint_t ep;
 
     if (len)
         buf[0] = '\0';
@@ -50,10 +51,10 @@ int farmctl_endpoint(char *buf, size_t len, const char *explicit_endpoint,
         e = cfg->clients_endpoint;
     if (!e || !*e)
         return farm_error_set(FARM_ENOTFOUND, "no coordinator endpoint given");
-    /* a bind address is not a connect address */
-    if ((star = strstr(e, "://0.0.0.0:")) || (star = strstr(e, "://*:")))
-        return farm_str_fmt(buf, len, "the coordinator endpoint", "%.*s://127.0.0.1%s",
-                            (int)(star - e), e, strrchr(star, ':'));
+    /* a bind address (0.0.0.0, ::, *) is not a connect address: this machine's is */
+    if (farm_endpoint_parse(&ep, e) == 0 && ep.wildcard)
+        return farm_str_fmt(buf, len, "the coordinator endpoint", "tcp://127.0.0.1:%d",
+                            ep.port);
     return farm_str_fmt(buf, len, "the coordinator endpoint", "%s", e);
 }
 
@@ -78,11 +79,8 @@ static int s_config_file(char *out, size_t len, const char *name)
     return rc;
 }
 
-/* The coordinator's public key: $FARM_COORDINATOR_KEY (a key or a .pub file), else
- * farm.yaml's coordinator.public_key, else ~/.config/farm/coordinator.pub. 1 when there
- * is one (the farm uses CURVE); from says where it came from. */
-static int s_coordinator_key(char out[FARM_KEY_Z85_LEN + 1], char *from, size_t from_len,
-                             const farm_config_t *cfg)
+int farmctl_own_coordinator_key(char out[FARM_KEY_Z85_LEN + 1], char *from, size_t from_len,
+                                int with_file)
 {
     const char *env = getenv("FARM_COORDINATOR_KEY");
     char path[FARM_PATH_MAX];
@@ -92,15 +90,28 @@ static int s_coordinator_key(char out[FARM_KEY_Z85_LEN + 1], char *from, size_t 
         snprintf(from, from_len, "$FARM_COORDINATOR_KEY");
         return farm_key_load_public(out, env) < 0 ? -1 : 1;
     }
+    if (!with_file || (rc = s_config_file(path, sizeof path, "coordinator.pub")) <= 0)
+        return with_file ? rc : 0;
+    snprintf(from, from_len, "%s", path);
+    return farm_key_load_public(out, path) < 0 ? -1 : 1;
+}
+
+/* The coordinator's public key: $FARM_COORDINATOR_KEY (a key or a .pub file), else
+ * farm.yaml's coordinator.public_key, else ~/.config/farm/coordinator.pub. 1 when there
+ * is one (the farm uses CURVE); from says where it came from. */
+static int s_coordinator_key(char out[FARM_KEY_Z85_LEN + 1], char *from, size_t from_len,
+                             const farm_config_t *cfg)
+{
+    int rc = farmctl_own_coordinator_key(out, from, from_len, 0);
+
+    if (rc != 0)
+        return rc;
     if (cfg && cfg->public_key) {
         snprintf(from, from_len, "coordinator.public_key in %s", cfg->path);
         snprintf(out, FARM_KEY_Z85_LEN + 1, "%s", cfg->public_key);
         return 1;
     }
-    if ((rc = s_config_file(path, sizeof path, "coordinator.pub")) <= 0)
-        return rc;
-    snprintf(from, from_len, "%s", path);
-    return farm_key_load_public(out, path) < 0 ? -1 : 1;
+    return farmctl_own_coordinator_key(out, from, from_len, 1);
 }
 
 /* farmctl's own key pair: $FARM_KEY, else ~/.config/farm/key (a symlink to the user's

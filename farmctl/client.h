@@ -4,6 +4,7 @@
 #define FARMCTL_CLIENT_H
 
 #include "common/config.h"
+#include "common/keys.h"
 #include "common/wire.h"
 
 typedef struct farmctl_client farmctl_client_t;
@@ -46,5 +47,10 @@ const char *farmctl_client_endpoint(const farmctl_client_t *self);
  * on this machine (farm_endpoint_loopback: a literal loopback address, ipc://). Registry
  * logins and build secrets go only then. */
 int farmctl_client_private(const farmctl_client_t *self);
+/* The user's own coordinator key (not a farm.yaml's): $FARM_COORDINATOR_KEY, else (with
+ * with_file) ~/.config/farm/coordinator.pub. 1 with out and from (where it came from),
+ * 0 when there is none, < 0 when the one named cannot be read. */
+int farmctl_own_coordinator_key(char out[FARM_KEY_Z85_LEN + 1], char *from, size_t from_len,
+                                int with_file);
 
 #endif

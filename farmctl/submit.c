@@ -359,36 +359,37 @@ static int s_flags(submit_opts_t *o, const farm_config_t *cfg, const char *farm_
 
 /* The coordinator receives the user's registry logins and secrets, so its key (CURVE
  * authenticates the coordinator by it, whichever endpoint is dialled) is the user's
- * choice: $FARM_COORDINATOR_KEY. A farm.yaml's coordinator.public_key, written by
- * whoever can change the repository, is used only when it is the same key, or with
- * --trust-repo-coordinator while the user has none (the user's key, when set, is the one
- * farmctl_client_new_for uses). A keyless farm.yaml reaches only loopback. */
+ * choice: $FARM_COORDINATOR_KEY or ~/.config/farm/coordinator.pub. A farm.yaml's
+ * coordinator.public_key, written by whoever can change the repository, is used only when
+ * it is that key, or with --trust-repo-coordinator ($FARM_COORDINATOR_KEY still wins in
+ * farmctl_client_new_for). A keyless farm.yaml reaches only loopback (farm_config_load). */
 static int s_check_coordinator(const farm_config_t *cfg, const char *farm_path, int trust)
 {
-    const char *env = getenv("FARM_COORDINATOR_KEY");
-    char mine[FARM_KEY_Z85_LEN + 1];
+    char mine[FARM_KEY_Z85_LEN + 1], from[FARM_PATH_MAX + 64];
+    int rc;
 
     if (!cfg || !cfg->public_key || trust)
         return 0;
-    if (!env || !*env)
+    if ((rc = farmctl_own_coordinator_key(mine, from, sizeof from, 1)) < 0)
+        return rc;
+    if (rc == 0)
         return farm_error_set(FARM_EINVALID, "%s:%d:%d: coordinator.public_key chooses the "
                               "coordinator that would receive your registry logins and "
                               "secrets, and this file is written by whoever can change the "
                               "repository; farmctl takes that key only from you: set "
                               "FARM_COORDINATOR_KEY to your farm's coordinator key (the key or "
-                              "its coordinator.pub, from the farm's admin), or pass "
-                              "--trust-repo-coordinator if you trust this file's coordinator",
+                              "its coordinator.pub, from the farm's admin) or copy that file to "
+                              "~/.config/farm/coordinator.pub, or pass --trust-repo-coordinator "
+                              "if you trust this file's coordinator",
                               farm_path, cfg->public_key_line, cfg->public_key_column);
-    if (farm_key_load_public(mine, env) < 0)
-        return farm_error_wrap(FARM_EINVALID, "FARM_COORDINATOR_KEY");
     if (strcmp(mine, cfg->public_key) != 0)
         return farm_error_set(FARM_EINVALID, "%s:%d:%d: coordinator.public_key names a "
-                              "different coordinator than yours ($FARM_COORDINATOR_KEY); "
-                              "farmctl does not send your registry logins and secrets to a "
-                              "coordinator a repository chose. Remove coordinator.public_key "
-                              "from this farm.yaml (or make it your farm's key), or pass "
-                              "--trust-repo-coordinator if you trust this file's coordinator",
-                              farm_path, cfg->public_key_line, cfg->public_key_column);
+                              "different coordinator than yours (%s); farmctl does not send "
+                              "your registry logins and secrets to a coordinator a repository "
+                              "chose. Remove coordinator.public_key from this farm.yaml (or "
+                              "make it your farm's key), or pass --trust-repo-coordinator if "
+                              "you trust this file's coordinator",
+                              farm_path, cfg->public_key_line, cfg->public_key_column, from);
     return 0;
 }
 

@@ -110,7 +110,7 @@ lab_wait_until 10 "the plain listener" lab_port_listening "$port"
 printf '%s' "$token" >"$LAB/cli-secret"
 rc=0
 lab_example_context "$LAB/plainctx"   # no farm.yaml: the endpoint is the command line's
-(cd "$LAB/plainctx" && env -u FARM_COORDINATOR_KEY "$FARMCTL" submit \
+(cd "$LAB/plainctx" && env -u FARM_COORDINATOR_KEY HOME="$home" "$FARMCTL" submit \
     --coordinator "tcp://localhost:$port" --secret "id=s,src=$LAB/cli-secret" \
     -t "$REGISTRY/trust/plain:1" --platform linux/amd64 --progress plain .) \
     >/dev/null 2>"$LAB/s0b.err" || rc=$?
@@ -199,23 +199,31 @@ build:
 YAML
 "$FARMCTL" validate -q "$repo/farm.yaml" || lab_fail "validate refused the other coordinator's file"
 rc=0
-(cd "$repo" && env -u FARM_COORDINATOR "$FARMCTL" submit --progress plain .) \
+(cd "$repo" && env -u FARM_COORDINATOR HOME="$home" "$FARMCTL" submit --progress plain .) \
     >/dev/null 2>"$LAB/s2a.err" || rc=$?
 expect_refused "submit: farm.yaml names a different coordinator" "$LAB/s2a.err" "$rc" \
     "farm.yaml:3:15: coordinator.public_key names a different coordinator than yours (\$FARM_COORDINATOR_KEY)" \
     "--trust-repo-coordinator"
 rc=0
-(cd "$repo" && env -u FARM_COORDINATOR -u FARM_COORDINATOR_KEY "$FARMCTL" submit --progress plain .) \
-    >/dev/null 2>"$LAB/s2b.err" || rc=$?
+(cd "$repo" && env -u FARM_COORDINATOR -u FARM_COORDINATOR_KEY HOME="$home" "$FARMCTL" submit \
+    --progress plain .) >/dev/null 2>"$LAB/s2b.err" || rc=$?
 expect_refused "submit: farm.yaml's coordinator key without one of alice's" "$LAB/s2b.err" "$rc" \
     "farm.yaml:3:15: coordinator.public_key chooses the coordinator that would receive your registry logins" \
     "set FARM_COORDINATOR_KEY"
+# her key kept as ~/.config/farm/coordinator.pub counts as hers too
+mkdir -p "$home/.config/farm"
+cp "$coord_pub" "$home/.config/farm/coordinator.pub"
+rc=0
+(cd "$repo" && env -u FARM_COORDINATOR -u FARM_COORDINATOR_KEY HOME="$home" "$FARMCTL" submit \
+    --progress plain .) >/dev/null 2>"$LAB/s2d.err" || rc=$?
+expect_refused "submit: farm.yaml names a coordinator other than ~/.config/farm's" "$LAB/s2d.err" "$rc" \
+    "farm.yaml:3:15: coordinator.public_key names a different coordinator than yours ($home/.config/farm/coordinator.pub)"
 sleep 1
 [[ ! -s $LAB/evil.bin ]] || lab_fail "the repository's coordinator received a message: $(od -c "$LAB/evil.bin" | head)"
 not_pushed trust/logins:1
 # the probe sees a leak when there is one: trusting the file sends the Submit there
 rc=0
-(cd "$repo" && env -u FARM_COORDINATOR -u FARM_COORDINATOR_KEY "$FARMCTL" submit \
+(cd "$repo" && env -u FARM_COORDINATOR -u FARM_COORDINATOR_KEY HOME="$home" "$FARMCTL" submit \
     --trust-repo-coordinator --progress plain .) >/dev/null 2>"$LAB/s2c.err" || rc=$?
 grep -q "this coordinator got your Submit" "$LAB/s2c.err" \
     || { cat "$LAB/s2c.err" >&2; lab_fail "--trust-repo-coordinator did not reach the file's coordinator"; }
