@@ -100,8 +100,9 @@ void farm_log(farm_log_level_t level, const char *fmt, ...)
     /* for the journal the line starts with its syslog priority, as sd-daemon.h's SD_ERR,
      * SD_WARNING, SD_INFO, SD_DEBUG: systemd takes it off (SyslogLevelPrefix=yes) */
     n = snprintf(line, sizeof line, "%s%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s ",
-                 s_journal_prefix(level), tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec, (long)(tv.tv_usec / 1000), s_ident, (int)getpid(), names[level]);
+                 s_journal_prefix(level), tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000), s_ident,
+                 (int)getpid(), names[level]);
     if (n < 0 || (size_t)n >= sizeof line)
         n = 0;
     /* escaping can grow the text: a line too long for the buffer is cut and says so */
@@ -124,7 +125,8 @@ void farm_log_say(farm_log_level_t level, const char *fmt, ...)
     /* every line of it carries the priority: the journal judges lines, not messages */
     do {
         nl = strchr(p, '\n');
-        fprintf(stderr, "%s%.*s\n", s_journal_prefix(level), nl ? (int)(nl - p) : (int)strlen(p), p);
+        fprintf(stderr, "%s%.*s\n", s_journal_prefix(level),
+                nl ? (int)(nl - p) : (int)strlen(p), p);
         p = nl ? nl + 1 : NULL;
     } while (p && *p);
 }
