@@ -364,6 +364,11 @@ for spec in amd64::linux/amd64:x86_64 arm64:v8:linux/arm64:aarch64 arm:v7:linux/
 done
 lab_farmctl nodes >"$LAB/nodes.out"
 grep -Eq '^armv7-1 +linux/arm/v7 +ready' "$LAB/nodes.out" || lab_fail "farmctl nodes: $(cat "$LAB/nodes.out")"
+# each packaged agent said its version in HELLO: the VERSION column
+for node in amd64-1 arm64-1 armv7-1; do
+    grep -Eq "^$node .* ${version//./\\.} +-\$" "$LAB/nodes.out" \
+        || lab_fail "farmctl nodes does not show $node's version $version: $(cat "$LAB/nodes.out")"
+done
 
 # --- purge ---------------------------------------------------------------------------------
 purge || { cat "$LAB/purge.log" >&2; lab_fail "apt-get purge failed"; }
