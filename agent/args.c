@@ -36,7 +36,8 @@ void farm_agent_args_usage(FILE *f)
             "                      used idle caches go first; 0: none)\n"
             "  --key FILE          this node's CURVE key pair (farmctl keygen NAME)\n"
             "  --coordinator-key K the coordinator's public key, or its .pub file\n"
-            "  -v, --verbose       debug logging\n");
+            "  -v, --verbose       debug logging\n"
+            "  --version           print the version and exit\n");
 }
 
 /* --platform P,... (canonical forms), or this host's platform. 0, or an exit status. */
@@ -92,7 +93,7 @@ static int s_one_of(const char *flag, const char *value, const char *a, const ch
 int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int check)
 {
     enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK, O_CACHE, O_KEY, O_CKEY,
-           O_RUNTIME, O_NETWORK, O_BCACHE };
+           O_RUNTIME, O_NETWORK, O_BCACHE, O_VERSION };
     static const struct option opts[] = {
         {"coordinator", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
@@ -111,6 +112,7 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
         {"coordinator-key", required_argument, NULL, O_CKEY},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0}};
     farm_agent_opts_t *o = &out->opts;
     const char *platforms = NULL;
@@ -175,6 +177,10 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
         case 'v': out->verbose = 1; break;
         case 'h':
             farm_agent_args_usage(stdout);
+            out->help = 1;
+            return 0;
+        case O_VERSION:
+            printf("farm-agent %s\n", FARM_VERSION);
             out->help = 1;
             return 0;
         default: farm_agent_args_usage(stderr); return 2;

@@ -13,7 +13,7 @@ typedef struct {
     const char *key_file;        /* --key: loaded by the caller */
     const char *coordinator_key; /* --coordinator-key */
     int verbose;
-    int help;                    /* --help was printed: end with status 0 */
+    int help;                    /* --help or --version was printed: end with status 0 */
 } farm_agent_args_t;
 
 /* Parses argv (argv[0] is the program, or "check"). The agent needs --coordinator and

@@ -58,13 +58,13 @@ static int s_preflight(const farm_agent_args_t *a)
     refuse = farm_check_log(r) && strcmp(a->opts.builder.isolation, "oci") == 0;
     for (size_t i = 0; refuse && i < r->n; i++)
         if (r->items[i].essential)
-            fprintf(stderr, "farm-agent: the sandbox cannot work here: %s: %s\n",
-                    r->items[i].what, r->items[i].detail);
+            farm_log_say(FARM_LOG_ERROR, "farm-agent: the sandbox cannot work here: %s: %s",
+                         r->items[i].what, r->items[i].detail);
     if (refuse)
-        fprintf(stderr, "farm-agent: refusing to start. Run `farm-agent check` with the same "
-                        "options for every finding and its fix. (--isolation chroot starts "
-                        "without the sandbox: RUN steps then run unsandboxed on this host, "
-                        "unsafe for Dockerfiles you do not trust.)\n");
+        farm_log_say(FARM_LOG_ERROR, "farm-agent: refusing to start. Run `farm-agent check` "
+                     "with the same options for every finding and its fix. (--isolation "
+                     "chroot starts without the sandbox: RUN steps then run unsandboxed on "
+                     "this host, unsafe for Dockerfiles you do not trust.)");
     free(r);
     return refuse;
 }
@@ -93,7 +93,7 @@ int main(int argc, char **argv)
     if (a.key_file) {
         if (farm_key_load(&keys, a.key_file) < 0 ||
             farm_key_load_public(ckey, a.coordinator_key) < 0) {
-            fprintf(stderr, "farm-agent: %s\n", farm_error_last());
+            farm_log_say(FARM_LOG_ERROR, "farm-agent: %s", farm_error_last());
             rc = 2;
             goto done;
         }
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     farm_proc_raise_nofile();
 
     if (!(agent = farm_agent_new(&a.opts))) {
-        fprintf(stderr, "farm-agent: %s\n", farm_error_last());
+        farm_log_say(FARM_LOG_ERROR, "farm-agent: %s", farm_error_last());
         rc = 1;
         goto done;
     }

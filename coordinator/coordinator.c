@@ -1139,6 +1139,7 @@ static void s_on_nodes(farm_coordinator_t *self, const client_t *c)
         ni->used = (uint32_t)farm_scheduler_node_used(self->sched, n);
         ni->builder_cache_bytes = n->builder_cache_bytes;
         ni->cache_hits = n->cache_hits;
+        ni->version = n->version;
         /* platforms: what farm.yaml maps to this node, native and emulated */
         ni->platforms = calloc(self->cfg->n_platforms + 1, sizeof *ni->platforms);
         ni->emulated = calloc(self->cfg->n_platforms + 1, sizeof *ni->emulated);

@@ -19,7 +19,8 @@ static void s_usage(FILE *f)
 {
     fprintf(f, "usage: farm-coordinator --config FILE [-v]\n"
                "  -c, --config FILE   farm.yaml naming endpoints, platforms and nodes\n"
-               "  -v, --verbose       debug logging (wire-level)\n");
+               "  -v, --verbose       debug logging (wire-level)\n"
+               "  --version           print the version and exit\n");
 }
 
 int main(int argc, char **argv)
@@ -27,6 +28,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
                                          {NULL, 0, NULL, 0}};
     const char *path = NULL;
     farm_config_t *cfg = NULL;
@@ -47,6 +49,7 @@ int main(int argc, char **argv)
         case 'c': path = optarg; break;
         case 'v': verbose = 1; break;
         case 'h': s_usage(stdout); return 0;
+        case 'V': printf("farm-coordinator %s\n", FARM_VERSION); return 0;
         default: s_usage(stderr); return 2;
         }
     }
@@ -57,22 +60,22 @@ int main(int argc, char **argv)
     farm_log_init("coordinator", verbose ? FARM_LOG_DEBUG : FARM_LOG_INFO);
     if (farm_config_load(&cfg, path, &diags) < 0) {
         for (size_t i = 0; i < diags.n; i++)
-            fprintf(stderr, "%s\n", diags.items[i]);
+            farm_log_say(FARM_LOG_ERROR, "%s", diags.items[i]);
         if (!diags.n)
-            fprintf(stderr, "%s\n", farm_error_last());
-        fprintf(stderr, "farm-coordinator: %s is not valid; fix it (farmctl validate %s)\n",
-                path, path);
+            farm_log_say(FARM_LOG_ERROR, "%s", farm_error_last());
+        farm_log_say(FARM_LOG_ERROR, "farm-coordinator: %s is not valid; fix it (farmctl "
+                     "validate %s)", path, path);
         farm_diag_clear(&diags);
         return 1;
     }
     if (!cfg->agents_endpoint || !cfg->clients_endpoint || cfg->n_platforms == 0) {
-        fprintf(stderr, "%s: the coordinator needs coordinator.agents, coordinator.clients and "
-                        "at least one entry under platforms:\n", path);
+        farm_log_say(FARM_LOG_ERROR, "%s: the coordinator needs coordinator.agents, "
+                     "coordinator.clients and at least one entry under platforms:", path);
         farm_config_destroy(&cfg);
         return 1;
     }
     if (farm_config_load_cas(cfg) < 0) {
-        fprintf(stderr, "%s\n", farm_error_last());
+        farm_log_say(FARM_LOG_ERROR, "%s", farm_error_last());
         farm_config_destroy(&cfg);
         return 1;
     }

@@ -220,6 +220,7 @@ farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
     if (h->slots > 0 && h->slots < (uint32_t)node->slots)
         node->slots = (int)h->slots;
     snprintf(node->builder, sizeof node->builder, "%.63s", h->builder ? h->builder : "");
+    snprintf(node->version, sizeof node->version, "%.32s", h->version); /* bounded above */
     node->builder_cache_bytes = node->cache_hits = 0; /* until its first heartbeat */
     return outcome;
 oom:

@@ -29,6 +29,7 @@ typedef struct farm_node {
     farm_node_platform_t *platforms; /* accepted at HELLO */
     size_t n_platforms;
     char builder[64];
+    char version[33];      /* the agent's, from HELLO; "" if it sent none */
     uint64_t builder_cache_bytes; /* from its heartbeats: builder storage in use */
     uint64_t cache_hits;          /* build steps from its cache since the agent started */
 } farm_node_t;

@@ -57,13 +57,15 @@ int farmctl_nodes_main(int argc, char **argv)
     if (farmctl_request(&reply, "nodes", farm, coord, &env, FARM__ENVELOPE__BODY_NODES_REPLY) != 0)
         return 1;
     /* CACHE: the node's builder storage (its layer cache); HITS: build steps it took from
-     * it since the agent started; a job placed there because the node built the same
-     * repository, platform and Dockerfile recently is marked (warm) */
-    printf("%-16s %-40s %-8s %-6s %-7s %-7s %s\n", "NAME", "PLATFORMS", "STATE", "SLOTS",
-           "CACHE", "HITS", "JOBS");
+     * it since the agent started; VERSION: its agent's ("?": an agent too old to say, "-":
+     * never seen); a job placed there because the node built the same repository,
+     * platform and Dockerfile recently is marked (warm) */
+    printf("%-16s %-40s %-8s %-6s %-7s %-7s %-9s %s\n", "NAME", "PLATFORMS", "STATE", "SLOTS",
+           "CACHE", "HITS", "VERSION", "JOBS");
     for (size_t i = 0; i < reply->nodes_reply->n_nodes; i++) {
         const Farm__NodeInfo *n = reply->nodes_reply->nodes[i];
         char plats[1024] = "", slots[32], jobs[1024] = "", name[256], state[64], cache[16];
+        char version[64];
         s_join(plats, sizeof plats, n->platforms, n->n_platforms, "");
         s_join(plats, sizeof plats, n->emulated, n->n_emulated, "(emulated)");
         for (size_t j = 0; j < n->n_jobs; j++)
@@ -73,8 +75,12 @@ int farmctl_nodes_main(int argc, char **argv)
         s_size(cache, sizeof cache, (unsigned long long)n->builder_cache_bytes);
         farm_text_inert(name, sizeof name, n->name);
         farm_text_inert(state, sizeof state, n->state);
-        printf("%-16s %-40s %-8s %-6s %-7s %-7llu %s\n", name, plats, state, slots, cache,
-               (unsigned long long)n->cache_hits, jobs[0] ? jobs : "-");
+        if (n->version[0])
+            farm_text_inert(version, sizeof version, n->version);
+        else
+            snprintf(version, sizeof version, "%s", strcmp(n->state, "unknown") ? "?" : "-");
+        printf("%-16s %-40s %-8s %-6s %-7s %-7llu %-9s %s\n", name, plats, state, slots, cache,
+               (unsigned long long)n->cache_hits, version, jobs[0] ? jobs : "-");
     }
     farm_wire_free(&reply);
     return 0;

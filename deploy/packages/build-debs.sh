@@ -4,7 +4,9 @@
 # armhf on this amd64 Debian 12 machine: amd64 natively, arm64 and armhf with Debian's
 # cross compilers (crossbuild-essential-arm64/-armhf) against a sysroot of the target's
 # -dev packages (apt-get download + dpkg -x: nothing foreign is installed on this host,
-# so its own library versions never have to match the other architectures').
+# so its own library versions never have to match the other architectures'). Compiled
+# with dpkg-buildflags' flags for each architecture (hardening=+all, 64-bit file offsets)
+# and checked for them (tests/lab/check-hardening.sh).
 #
 # usage: deploy/packages/build-debs.sh [--arch amd64,arm64,armhf] [--out DIR] [--work DIR]
 #                                      [--no-install] [-j N]
@@ -28,7 +30,7 @@ while (($#)); do
         --work=*) work=${1#*=} ;;
         --no-install) install=0 ;;
         -j) jobs=${2:?-j N}; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "build-debs: unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -57,7 +59,7 @@ done
 
 # --- build tools --------------------------------------------------------------------------
 
-tools=(cmake pkg-config protobuf-c-compiler dpkg-dev file)
+tools=(cmake pkg-config protobuf-c-compiler dpkg-dev file binutils)
 for a in "${want[@]}"; do
     if [[ $a == amd64 ]]; then tools+=(build-essential "${dev_libs[@]}")
     else tools+=("crossbuild-essential-$a"); fi
@@ -130,15 +132,27 @@ for a in "${want[@]}"; do
         args+=("-DCMAKE_TOOLCHAIN_FILE=$repo/deploy/packages/${toolchain[$a]}"
                "-DFARM_SYSROOT=$work/sysroot-$a")
     fi
+    # Debian's flags for this architecture (dpkg-buildflags: hardening=+all adds BIND_NOW,
+    # future=+lfs 64-bit file offsets on armhf); CMake reads CFLAGS, CPPFLAGS and LDFLAGS
+    # on a first configure, so a build dir made without them is made again
+    flags=$(cd "$repo" && DEB_HOST_ARCH=$a DEB_BUILD_MAINT_OPTIONS="hardening=+all future=+lfs" \
+        dpkg-buildflags --export=sh) || die "$a: dpkg-buildflags failed"
+    if [[ -f $b/CMakeCache.txt && $(cat "$b/.buildflags" 2>/dev/null) != "$flags" ]]; then
+        rm -rf "$b"
+    fi
     say "$a: configure and build in $b"
-    cmake -S "$repo" -B "$b" "${args[@]}" >"$work/configure-$a.log" 2>&1 \
+    (eval "$flags" && export CFLAGS="$CPPFLAGS $CFLAGS" && cmake -S "$repo" -B "$b" "${args[@]}") \
+        >"$work/configure-$a.log" 2>&1 \
         || { cat "$work/configure-$a.log" >&2; die "$a: cmake configure failed"; }
+    printf '%s' "$flags" >"$b/.buildflags"
     cmake --build "$b" -j "$jobs" >"$work/build-$a.log" 2>&1 \
         || { tail -n 60 "$work/build-$a.log" >&2; die "$a: build failed (log $work/build-$a.log)"; }
     for exe in farm-coordinator farm-agent farmctl; do
         file -L "$b/$exe" | grep -q "${elf[$a]}" \
             || die "$a: $b/$exe is not a ${elf[$a]} binary: $(file -L "$b/$exe")"
     done
+    "$repo/tests/lab/check-hardening.sh" "$b/farm-coordinator" "$b/farm-agent" "$b/farmctl" \
+        || die "$a: the binaries lack hardening (above)"
     rm -rf "$b/packages"
     (cd "$b" && cpack -G DEB >"$work/cpack-$a.log" 2>&1) \
         || { cat "$work/cpack-$a.log" >&2; die "$a: cpack failed"; }

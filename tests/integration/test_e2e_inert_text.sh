@@ -100,8 +100,11 @@ while time.time() < deadline:
     send = lambda num, body: s.send_multipart([rid, env(num, body)])
     if 26 in e:  # NodesRequest
         info = (fb(1, hostile("name")) + fb(2, hostile("plat")) + fb(3, hostile("emu"))
-                + fb(4, hostile("state")) + fv(5, 1) + fv(6, 1) + fb(7, hostile("job")))
-        send(27, fb(1, info))
+                + fb(4, hostile("state")) + fv(5, 1) + fv(6, 1) + fb(7, hostile("job"))
+                + fb(10, hostile("version")))
+        # an agent too old to say its version (no field 10): farmctl shows "?"
+        old = fb(1, b"oldagent") + fb(4, b"ready") + fv(5, 1)
+        send(27, fb(1, info) + fb(1, old))
         break
     if 19 in e:  # ContextOffer
         digest = fields(e[19][0])[1][0]
@@ -157,7 +160,9 @@ fsubmit() { "$FARMCTL" submit --coordinator "$FAKE" -t 127.0.0.1:5999/inert/x:1 
 fake nodes
 "$FARMCTL" nodes --coordinator "$FAKE" >"$LAB/nodes.out" 2>&1 || { cat "$LAB/nodes.out" >&2; lab_fail "farmctl nodes failed"; }
 cat -v "$LAB/nodes.out" >&2
-check "$LAB/nodes.out" plain MARK-name MARK2-name MARK-plat MARK-emu MARK-state MARK-job '\rFORGED-name'
+check "$LAB/nodes.out" plain MARK-name MARK2-name MARK-plat MARK-emu MARK-state MARK-job MARK-version '\rFORGED-name'
+grep -Eq '^oldagent +ready +0/1 +0 +0 +\? +-$' "$LAB/nodes.out" \
+    || lab_fail "farmctl nodes does not show \"?\" for a node whose agent sent no version"
 fake nodes
 run_tty "$LAB/nodes.tty" "$FARMCTL" nodes --coordinator "$FAKE" || lab_fail "farmctl nodes failed on a tty"
 check "$LAB/nodes.tty" tty MARK-name MARK2-name

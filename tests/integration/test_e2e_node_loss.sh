@@ -43,7 +43,7 @@ victim=$(wait_long_step "$LAB/err") && [[ -n $victim ]] || lab_fail "no node ran
 # farmctl nodes shows the running job on its node
 lab_farmctl nodes >"$LAB/nodes-busy"
 cat "$LAB/nodes-busy" >&2
-grep -Eq "^$victim +linux/amd64 +ready +1/1 +[0-9.]+[KMGTP]? +[0-9]+ +b[0-9]+-[0-9a-f]+\.1\$" "$LAB/nodes-busy" \
+grep -Eq "^$victim +linux/amd64 +ready +1/1 +[0-9.]+[KMGTP]? +[0-9]+ +[0-9][^ ]* +b[0-9]+-[0-9a-f]+\.1\$" "$LAB/nodes-busy" \
     || lab_fail "farmctl nodes does not show $victim busy with the job"
 lab_log "killing $victim (SIGKILL) mid-build"
 lab_signal "agent-$victim" KILL

@@ -69,10 +69,13 @@ lab_start_agent n1 linux/amd64
 lab_wait_nodes 2 30 n1 n2
 lab_farmctl nodes >"$LAB/nodes"
 cat "$LAB/nodes" >&2
-grep -Eq '^NAME +PLATFORMS +STATE +SLOTS +CACHE +HITS +JOBS$' "$LAB/nodes" \
-    || lab_fail "farmctl nodes has no CACHE and HITS columns"
-grep -Eq '^n2 +linux/amd64 +ready +0/1 +[0-9.]+[KMGTP]? +[0-9]+ +-$' "$LAB/nodes" \
-    || lab_fail "farmctl nodes does not show n2's cache size and hits"
+grep -Eq '^NAME +PLATFORMS +STATE +SLOTS +CACHE +HITS +VERSION +JOBS$' "$LAB/nodes" \
+    || lab_fail "farmctl nodes has no CACHE, HITS and VERSION columns"
+# VERSION: what the agent said in its HELLO, the version CMakeLists.txt gives the build
+version=$(sed -n 's/^project(farm VERSION \([0-9.]*\).*/\1/p' "$FARM_SOURCE_DIR/CMakeLists.txt")
+[[ -n $version ]] || lab_fail "no project version in CMakeLists.txt"
+grep -Eq "^n2 +linux/amd64 +ready +0/1 +[0-9.]+[KMGTP]? +[0-9]+ +${version//./\\.} +-\$" "$LAB/nodes" \
+    || lab_fail "farmctl nodes does not show n2's cache size, hits and version $version"
 
 # 2, 3: both nodes idle, n1 first in farm.yaml; the builds go to n2, which built it
 submit 2 "$app"

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # The Debian packages, built and used for real: deploy/packages/build-debs.sh builds
 # farm-coordinator, farm-agent and farmctl for amd64, arm64 and armhf; the package
-# metadata and binaries are checked (dpkg-deb, file, dpkg-shlibdeps); the amd64 packages
+# metadata and binaries are checked (dpkg-deb, file, dpkg-shlibdeps, Debian's hardening:
+# tests/lab/check-hardening.sh), and the armhf farmctl packs a context holding a file over
+# 2 GiB under qemu (64-bit file offsets); the amd64 packages
 # are installed (apt-get install ./x.deb), reinstalled (nothing changes), their units pass
 # systemd-analyze verify, and their binaries run the quick start. Then the arm64 and armhf
 # agents from their packages (dpkg-deb -x), run under qemu-user through binfmt_misc with
@@ -88,6 +90,13 @@ for p in "${pkgs[@]}"; do
         || lab_fail "$p: Depends starts [$have], dpkg-shlibdeps says [$want] (deploy/packages/packaging.cmake)"
 done
 lab_log "9 packages: names, architectures, version $version-1, stripped ELF binaries, conffiles, scripts, Depends checked"
+# Debian's hardening in every packaged binary (PIE, RELRO, BIND_NOW, stack protector,
+# FORTIFY; on armhf 64-bit file offsets): read from the stripped files themselves
+for a in "${arches[@]}"; do
+    "$FARM_SOURCE_DIR/tests/lab/check-hardening.sh" "${pkgs[@]/#/$LAB/x-$a/usr/bin/}" 2>"$LAB/hardening-$a.err" \
+        || lab_fail "the $a packages' binaries lack hardening: $(cat "$LAB/hardening-$a.err")"
+done
+lab_log "9 binaries: PIE, RELRO, BIND_NOW, stack protector, FORTIFY; armhf with 64-bit file offsets"
 
 # --- the maintainer scripts on a host without the farm user -------------------------------
 # This host may already have a farm user (the lab makes one): the same scripts, filled in
@@ -265,6 +274,24 @@ for a in arm64 armhf; do
     [[ $out == usage:\ farm-coordinator* ]] || lab_fail "the $a farm-coordinator does not run under qemu: $out"
 done
 
+# The armhf farmctl packs a context holding a file over 2 GiB (sparse; farm's limit is
+# 4 GiB): with 32-bit file offsets its stat fails with EOVERFLOW ("Value too large for
+# defined data type"). No coordinator listens: the submit fails after the packing.
+big=$LAB/bigctx
+mkdir -p "$big"
+echo 'FROM scratch' >"$big/Dockerfile"
+truncate -s 2100M "$big/big.bin"
+t0=$SECONDS
+QEMU_LD_PREFIX=$LAB/rt-armhf timeout 600 "$LAB/x-armhf/usr/bin/farmctl" submit \
+    --coordinator "tcp://127.0.0.1:$(lab_free_port)" -t 127.0.0.1:5999/big/x:1 \
+    --platform linux/arm/v7 --progress plain "$big" >"$LAB/big.out" 2>"$LAB/big.err" || true
+grep -Eq "^#context $big packed: sha256:[0-9a-f]{64} \(22[0-9]{8} bytes\)$" "$LAB/big.err" \
+    || lab_fail "the armhf farmctl did not pack a context with a 2.1 GiB file: $(cat "$LAB/big.err")"
+grep -q 'no answer from the coordinator' "$LAB/big.err" \
+    || lab_fail "the armhf farmctl failed otherwise than at the connection: $(cat "$LAB/big.err")"
+rm -rf "$big"
+lab_log "armhf farmctl under qemu packed a 2.1 GiB file in $((SECONDS - t0)) s: $(grep -o '([0-9]* bytes)' "$LAB/big.err")"
+
 REGISTRY=""
 lab_registry_start
 lab_binfmt_register
@@ -337,6 +364,11 @@ for spec in amd64::linux/amd64:x86_64 arm64:v8:linux/arm64:aarch64 arm:v7:linux/
 done
 lab_farmctl nodes >"$LAB/nodes.out"
 grep -Eq '^armv7-1 +linux/arm/v7 +ready' "$LAB/nodes.out" || lab_fail "farmctl nodes: $(cat "$LAB/nodes.out")"
+# each packaged agent said its version in HELLO: the VERSION column
+for node in amd64-1 arm64-1 armv7-1; do
+    grep -Eq "^$node .* ${version//./\\.} +-\$" "$LAB/nodes.out" \
+        || lab_fail "farmctl nodes does not show $node's version $version: $(cat "$LAB/nodes.out")"
+done
 
 # --- purge ---------------------------------------------------------------------------------
 purge || { cat "$LAB/purge.log" >&2; lab_fail "apt-get purge failed"; }

@@ -113,11 +113,40 @@ static void test_sessions(void **state)
                      FARM_HELLO_NEW);
 }
 
+/* the agent's version is kept per node for farmctl nodes; an agent too old to send one
+ * (HELLO without field 5) is accepted with "" */
+static void test_version_kept(void **state)
+{
+    fx_t *fx = *state;
+    farm_node_t *n;
+    char reason[1024], v[40];
+
+    assert_string_equal(farm_nodes_by_name(fx->nodes, "x86")->version, "");
+    snprintf(v, sizeof v, "%.*s.7-test", (int)strcspn(FARM_VERSION, "."), FARM_VERSION);
+    assert_int_equal(s_hello(fx, &n, "x86", "linux/amd64", NULL, v, 1, "r1", reason),
+                     FARM_HELLO_NEW);
+    assert_string_equal(n->version, v);
+    farm_nodes_lose(fx->nodes, n);
+    assert_string_equal(n->version, v); /* a lost node still says what it ran */
+    if (FARM_VERSION[0] == '0') {
+        assert_int_equal(s_hello(fx, &n, "x86", "linux/amd64", NULL, "", 2, "r2", reason),
+                         FARM_HELLO_NEW);
+        assert_string_equal(n->version, "");
+    }
+    /* over 32 characters: refused before anything is kept */
+    assert_int_equal(s_hello(fx, &n, "x86", "linux/amd64", NULL,
+                             "0.1.0-aaaaaaaaaaaaaaaaaaaaaaaaaaaa", 3, "r3", reason),
+                     FARM_HELLO_REJECTED);
+    assert_non_null(strstr(reason, "version at most 32"));
+    assert_string_equal(n->version, FARM_VERSION[0] == '0' ? "" : v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hello_refusals_say_what_to_do, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sessions, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_version_kept, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

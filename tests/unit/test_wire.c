@@ -102,6 +102,52 @@ static void test_hello_round_trip(void **state)
     }
 }
 
+/* NodesReply carries each node's agent version; a reply without it (an older
+ * coordinator) reads as "" (farmctl nodes shows "?") */
+static void test_nodes_reply_version(void **state)
+{
+    pair_t *p = *state;
+    Farm__Envelope env = FARM__ENVELOPE__INIT, *got = NULL;
+    Farm__NodesReply rep = FARM__NODES_REPLY__INIT;
+    Farm__NodeInfo a = FARM__NODE_INFO__INIT, b = FARM__NODE_INFO__INIT, *nodes[] = {&a, &b};
+
+    a.name = "new";
+    a.state = "ready";
+    a.version = "0.1.0";
+    b.name = "old";
+    b.state = "ready"; /* version left unset, as an older coordinator sends it */
+    rep.nodes = nodes;
+    rep.n_nodes = 2;
+    env.version = FARM_WIRE_VERSION;
+    env.body_case = FARM__ENVELOPE__BODY_NODES_REPLY;
+    env.nodes_reply = &rep;
+    assert_int_equal(farm_wire_send(p->router, "node-a", 6, &env), 0);
+    assert_int_equal(s_recv(p->dealer, NULL, NULL, &got), 0);
+    assert_int_equal(got->body_case, FARM__ENVELOPE__BODY_NODES_REPLY);
+    assert_int_equal(got->nodes_reply->n_nodes, 2);
+    assert_string_equal(got->nodes_reply->nodes[0]->version, "0.1.0");
+    assert_string_equal(got->nodes_reply->nodes[1]->version, "");
+    farm_wire_free(&got);
+
+    /* and HELLO's version: an agent that leaves it out arrives with "" */
+    {
+        Farm__Hello h = FARM__HELLO__INIT;
+        char *plats[] = {"linux/arm64"};
+        char rid[FARM_WIRE_ROUTING_MAX];
+        size_t rid_len = 0;
+        h.name = "node-a";
+        h.platforms = plats;
+        h.n_platforms = 1;
+        env.body_case = FARM__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        assert_int_equal(farm_wire_send(p->dealer, NULL, 0, &env), 0);
+        assert_int_equal(s_recv(p->router, rid, &rid_len, &got), 0);
+        assert_int_equal(got->body_case, FARM__ENVELOPE__BODY_HELLO);
+        assert_string_equal(got->hello->version, "");
+        farm_wire_free(&got);
+    }
+}
+
 static void test_unroutable_send_fails(void **state)
 {
     pair_t *p = *state;
@@ -299,6 +345,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hello_round_trip, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_nodes_reply_version, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_unroutable_send_fails, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_malformed_refused, s_setup, s_teardown),
         cmocka_unit_test(test_unpack_rules),
