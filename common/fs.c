@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,50 @@ int farm_path_join(char *out, size_t len, const char *a, const char *b)
                               n, len ? len - 1 : 0, a, b ? b : "");
     }
     return 0;
+}
+
+int farm_fs_read_file(char **out, size_t *out_len, const char *path, size_t max)
+{
+    struct stat st;
+    char *text = NULL;
+    size_t got = 0;
+    int fd, rc = 0;
+
+    *out = NULL;
+    *out_len = 0;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0)
+        return errno == ENOENT ? farm_error_set(FARM_ENOTFOUND, "%s: no such file", path)
+                               : farm_error_set(FARM_EIO, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+        rc = farm_error_set(FARM_EINVALID, "%s: not a regular file of at most %zu bytes", path,
+                            max);
+        goto done;
+    }
+    if (!(text = malloc((size_t)st.st_size + 1))) {
+        rc = farm_error_set(FARM_ERROR, "out of memory");
+        goto done;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, text + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got != (size_t)st.st_size) {
+        rc = farm_error_set(FARM_EIO, "%s: short read (%zu of %lld bytes)", path, got,
+                            (long long)st.st_size);
+        goto done;
+    }
+    text[got] = '\0';
+    *out = text;
+    *out_len = got;
+    text = NULL;
+done:
+    free(text);
+    close(fd);
+    return rc;
 }
 
 int farm_fs_write_atomic(const char *path, const void *data, size_t len)

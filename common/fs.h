@@ -26,6 +26,12 @@ int farm_fs_check_owned(const char *what, const char *dir, const struct stat *st
  * the path. */
 int farm_fs_write_atomic(const char *path, const void *data, size_t len);
 
+/* Reads a whole state file this process wrote (warm.json, owners.json) into *out (malloc'd,
+ * NUL-terminated; *out_len bytes): a regular file, not a symlink (O_NOFOLLOW), not a FIFO
+ * (opened O_NONBLOCK, so one planted there cannot hang a start), at most max bytes.
+ * FARM_ENOTFOUND when there is none; otherwise the error names path and what is wrong. */
+int farm_fs_read_file(char **out, size_t *out_len, const char *path, size_t max);
+
 /* out = "a/b" (one slash between them; b may be NULL or ""). Fails with FARM_ETOOBIG,
  * naming the path, rather than cut it; out is "" then. */
 int farm_path_join(char *out, size_t len, const char *a, const char *b);

@@ -164,37 +164,16 @@ static void s_owners_load(farm_ctxstore_t *self)
     json_error_t jerr;
     json_t *root = NULL, *map, *list;
     const char *digest;
-    struct stat st;
     char *text = NULL;
-    ssize_t got = 0;
-    size_t loaded = 0;
-    int fd;
+    size_t got = 0, loaded = 0;
+    int rc;
 
-    /* O_NONBLOCK: a FIFO planted there must not hang the start (refused below) */
-    if ((fd = open(self->owners_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
-        if (errno != ENOENT)
-            farm_log_warn("%s: %s; clients send their stored contexts again",
-                          self->owners_path, strerror(errno));
+    if ((rc = farm_fs_read_file(&text, &got, self->owners_path, OWNERS_FILE_MAX)) < 0) {
+        if (rc != FARM_ENOTFOUND)
+            farm_log_warn("%s; clients send their stored contexts again", farm_error_last());
         return;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)OWNERS_FILE_MAX ||
-        !(text = malloc((size_t)st.st_size + 1))) {
-        farm_log_warn("%s: not a regular file of at most %u bytes; clients send their stored "
-                      "contexts again", self->owners_path, OWNERS_FILE_MAX);
-        close(fd);
-        return;
-    }
-    while (got < st.st_size) {
-        ssize_t n = read(fd, text + got, (size_t)(st.st_size - got));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += n;
-    }
-    close(fd);
-    if (got == st.st_size)
-        root = json_loadb(text, (size_t)got, JSON_REJECT_DUPLICATES, &jerr);
+    root = json_loadb(text, got, JSON_REJECT_DUPLICATES, &jerr);
     free(text);
     map = json_object_get(root, "owners");
     if (!json_is_object(root) || json_integer_value(json_object_get(root, "version")) != 1 ||

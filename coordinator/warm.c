@@ -284,41 +284,13 @@ int farm_warm_load(farm_warm_t *self, const char *path, const char *const *names
 {
     json_error_t jerr;
     json_t *root = NULL, *list;
-    struct stat st;
     char *text = NULL;
-    size_t before = farm_warm_size(self);
-    ssize_t got = 0;
-    int fd, rc = 0;
+    size_t before = farm_warm_size(self), got = 0;
+    int rc = 0;
 
-    /* O_NONBLOCK: a FIFO planted there must not hang the start (refused below) */
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
-        if (errno == ENOENT)
-            return 0;
-        return farm_error_set(FARM_EIO, "%s: %s", path, strerror(errno));
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)WARM_FILE_MAX) {
-        close(fd);
-        return farm_error_set(FARM_EINVALID, "%s: not a regular file of at most %u bytes", path,
-                              WARM_FILE_MAX);
-    }
-    if (!(text = malloc((size_t)st.st_size + 1))) {
-        close(fd);
-        return farm_error_set(FARM_ERROR, "out of memory");
-    }
-    while (got < st.st_size) {
-        ssize_t n = read(fd, text + got, (size_t)(st.st_size - got));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += n;
-    }
-    close(fd);
-    if (got != st.st_size) {
-        free(text);
-        return farm_error_set(FARM_EIO, "%s: short read", path);
-    }
-    root = json_loadb(text, (size_t)got, JSON_REJECT_DUPLICATES, &jerr);
+    if ((rc = farm_fs_read_file(&text, &got, path, WARM_FILE_MAX)) < 0)
+        return rc == FARM_ENOTFOUND ? 0 : rc;
+    root = json_loadb(text, got, JSON_REJECT_DUPLICATES, &jerr);
     free(text);
     if (!root)
         return farm_error_set(FARM_EINVALID, "%s:%d:%d: %s", path, jerr.line, jerr.column,

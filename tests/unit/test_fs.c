@@ -153,6 +153,52 @@ static void test_write_atomic(void **state)
     farm_fs_rmtree(base);
 }
 
+/* A state file is read whole, or refused naming it: missing (FARM_ENOTFOUND), over the
+ * bound, a FIFO (without hanging), a symlink, a directory. */
+static void test_read_file(void **state)
+{
+    char dir[] = "/tmp/farm-test-fs-XXXXXX", path[128], other[128];
+    char *text = (char *)1;
+    size_t len = 99;
+    FILE *f;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    assert_int_equal(farm_fs_read_file(&text, &len, path, 64), FARM_ENOTFOUND);
+    assert_null(text);
+    assert_int_equal(len, 0);
+
+    assert_non_null(f = fopen(path, "w"));
+    fputs("{\"version\": 1}", f);
+    fclose(f);
+    assert_int_equal(farm_fs_read_file(&text, &len, path, 64), 0);
+    assert_int_equal(len, 14);
+    assert_string_equal(text, "{\"version\": 1}");
+    free(text);
+    /* exactly at the bound is read; one byte under it is refused, naming the file */
+    assert_int_equal(farm_fs_read_file(&text, &len, path, 14), 0);
+    free(text);
+    assert_int_equal(farm_fs_read_file(&text, &len, path, 13), FARM_EINVALID);
+    assert_null(text);
+    assert_non_null(strstr(farm_error_last(), path));
+    assert_non_null(strstr(farm_error_last(), "at most 13 bytes"));
+
+    snprintf(other, sizeof other, "%s/link", dir);
+    assert_int_equal(symlink(path, other), 0);
+    assert_true(farm_fs_read_file(&text, &len, other, 64) < 0);
+    assert_null(text);
+    unlink(other);
+
+    snprintf(other, sizeof other, "%s/fifo", dir);
+    assert_int_equal(mkfifo(other, 0600), 0);
+    assert_int_equal(farm_fs_read_file(&text, &len, other, 64), FARM_EINVALID);
+    unlink(other);
+
+    assert_int_equal(farm_fs_read_file(&text, &len, dir, 1 << 20), FARM_EINVALID);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_fmt),
         cmocka_unit_test(test_mkdirs_refuses_long),
         cmocka_unit_test(test_write_atomic),
+        cmocka_unit_test(test_read_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
