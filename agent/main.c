@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* farm-agent --coordinator ENDPOINT --name NAME [options]   (agent/args.h)
+ *   exits FARM_EXIT_CONFIG (78) when it refuses to start: bad options, a key it cannot
+ *   load, a sandbox that cannot work here; systemd then leaves it stopped (the unit's
+ *   RestartPreventExitStatus=) instead of restarting it every few seconds
  * farm-agent check [the same options]   what this host lacks for that agent (agent/check.h)
  * farm-agent worker   (started by the agent itself for each job: agent/worker.h) */
 #include <stdio.h>
@@ -83,8 +86,11 @@ int main(int argc, char **argv)
     check = argc >= 2 && strcmp(argv[1], "check") == 0;
     memset(&keys, 0, sizeof keys);
     if ((rc = check ? farm_agent_args_parse(&a, argc - 1, argv + 1, 1)
-                    : farm_agent_args_parse(&a, argc, argv, 0)) != 0 || a.help)
+                    : farm_agent_args_parse(&a, argc, argv, 0)) != 0 || a.help) {
+        if (rc == 2 && !check)
+            rc = FARM_EXIT_CONFIG; /* the usage error is printed; the unit's options are wrong */
         goto done;
+    }
     farm_log_init("agent", a.verbose ? FARM_LOG_DEBUG : FARM_LOG_INFO);
     if (check) {
         rc = s_check(&a);
@@ -94,20 +100,23 @@ int main(int argc, char **argv)
         if (farm_key_load(&keys, a.key_file) < 0 ||
             farm_key_load_public(ckey, a.coordinator_key) < 0) {
             farm_log_say(FARM_LOG_ERROR, "farm-agent: %s", farm_error_last());
-            rc = 2;
+            rc = FARM_EXIT_CONFIG;
             goto done;
         }
         a.opts.keys = &keys;
         a.opts.coordinator_key = ckey;
     }
-    if ((rc = s_preflight(&a)) != 0)
+    if (s_preflight(&a)) {
+        rc = FARM_EXIT_CONFIG;
         goto done;
+    }
     farm_proc_stop_on_signals(&s_stop);
     farm_proc_raise_nofile();
 
     if (!(agent = farm_agent_new(&a.opts))) {
         farm_log_say(FARM_LOG_ERROR, "farm-agent: %s", farm_error_last());
-        rc = 1;
+        /* a path or endpoint it cannot use stays so; out of memory may pass */
+        rc = farm_error_last_code() == FARM_ERROR ? 1 : FARM_EXIT_CONFIG;
         goto done;
     }
     farm_log_info("node %s: %zu platform(s) (%s%s), %d slot(s), builder %s, coordinator %s",

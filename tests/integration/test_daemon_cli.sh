@@ -6,6 +6,8 @@
 #   starts with its syslog priority, so `journalctl -p err` finds the refusals: a
 #   coordinator refusing a bad farm.yaml and an agent refusing a missing key say <3>, a
 #   running coordinator's lines <6> (info) and <7> (debug, -v), and a warning <4>;
+# - a daemon that refuses to start (bad options, a bad farm.yaml, a missing key) exits
+#   78 (EX_CONFIG), which the units' RestartPreventExitStatus= does not restart;
 # - with stderr elsewhere (a file, a terminal) the same lines carry no prefix.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
@@ -37,8 +39,9 @@ run_to() {
 printf 'coordinator:\n  agents: tcp://127.0.0.1:1\nplatforms:\n  linux/amd64: [nowhere]\n' >"$LAB/bad.yaml"
 for j in 1 0; do
     f=$LAB/bad-$j.log
-    ! run_to "$f" "$j" "$FARM_COORDINATOR_BIN" --config "$LAB/bad.yaml" \
-        || lab_fail "farm-coordinator started with a bad farm.yaml: $(cat "$f")"
+    rc=0
+    run_to "$f" "$j" "$FARM_COORDINATOR_BIN" --config "$LAB/bad.yaml" || rc=$?
+    ((rc == 78)) || lab_fail "farm-coordinator with a bad farm.yaml: exit status $rc, not 78: $(cat "$f")"
     grep -q 'is not valid; fix it' "$f" || lab_fail "farm-coordinator did not refuse bad.yaml: $(cat "$f")"
     if ((j)); then
         grep -vq '^<3>' "$f" && lab_fail "a refusal line without <3> in the journal: $(grep -v '^<3>' "$f")"
@@ -50,14 +53,29 @@ lab_log "bad farm.yaml: every refusal line <3> in the journal, none elsewhere: $
 
 for j in 1 0; do
     f=$LAB/agent-$j.log
-    ! run_to "$f" "$j" "$FARM_AGENT_BIN" --coordinator tcp://127.0.0.1:1 --name n1 \
-        --key "$LAB/missing.key" --coordinator-key "$LAB/missing.pub" \
-        || lab_fail "farm-agent started without its key: $(cat "$f")"
+    rc=0
+    run_to "$f" "$j" "$FARM_AGENT_BIN" --coordinator tcp://127.0.0.1:1 --name n1 \
+        --key "$LAB/missing.key" --coordinator-key "$LAB/missing.pub" || rc=$?
+    ((rc == 78)) || lab_fail "farm-agent without its key: exit status $rc, not 78: $(cat "$f")"
     want="farm-agent: cannot open key file $LAB/missing.key"
     if ((j)); then want="<3>$want"; fi
     grep -q "^$want" "$f" || lab_fail "farm-agent's refusal is not \"$want...\": $(cat "$f")"
 done
 lab_log "agent without its key: $(cat "$LAB/agent-1.log")"
+
+# bad options: 78 from both daemons (under systemd they come from the unit's
+# FARM_AGENT_ARGS or FARM_COORDINATOR_ARGS), but `farm-agent check` keeps 2
+for cmd in "$FARM_COORDINATOR_BIN --config $LAB/bad.yaml --no-such-option" \
+    "$FARM_AGENT_BIN --coordinator tcp://127.0.0.1:1 --name n1 --slots many" \
+    "$FARM_AGENT_BIN --coordinator tcp://127.0.0.1:1 --name n1 --no-such-option"; do
+    rc=0
+    $cmd >"$LAB/opts.out" 2>&1 || rc=$?
+    ((rc == 78)) || lab_fail "$cmd: exit status $rc, not 78: $(cat "$LAB/opts.out")"
+done
+rc=0
+"$FARM_AGENT_BIN" check --slots many >"$LAB/opts.out" 2>&1 || rc=$?
+((rc == 2)) || lab_fail "farm-agent check --slots many: exit status $rc, not 2 (a usage error of a command)"
+lab_log "bad options: both daemons exit 78, farm-agent check 2"
 
 # a running coordinator, -v, its log the journal's stream: info, debug (a heartbeat of no
 # session) and warning lines (an agent that is not in farm.yaml says HELLO)
