@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* farm-agent --coordinator ENDPOINT --name NAME [options]   (agent/args.h)
  *   exits FARM_EXIT_CONFIG (78) when it refuses to start: bad options, a key it cannot
- *   load, a sandbox that cannot work here; systemd then leaves it stopped (the unit's
- *   RestartPreventExitStatus=) instead of restarting it every few seconds
+ *   load, no keys for a coordinator off this machine, a sandbox that cannot work here;
+ *   systemd then leaves it stopped (the unit's RestartPreventExitStatus=) instead of
+ *   restarting it every few seconds
  * farm-agent check [the same options]   what this host lacks for that agent (agent/check.h)
  * farm-agent worker   (started by the agent itself for each job: agent/worker.h) */
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "agent/args.h"
 #include "agent/check.h"
 #include "agent/worker.h"
+#include "common/endpoint.h"
 #include "common/error.h"
 #include "common/keys.h"
 #include "common/log.h"
@@ -72,6 +74,30 @@ static int s_preflight(const farm_agent_args_t *a)
     return refuse;
 }
 
+/* --coordinator by the one endpoint rule: a valid endpoint, and without keys one on this
+ * machine (the coordinator puts registry logins in the jobs it sends). 0 when fine. */
+static int s_endpoint_refused(const farm_agent_args_t *a)
+{
+    farm_endpoint_t ep;
+
+    if (farm_endpoint_parse(&ep, a->opts.coordinator) < 0) {
+        farm_log_say(FARM_LOG_ERROR, "farm-agent: --coordinator \"%s\": %s; write the "
+                     "coordinator's coordinator.agents endpoint", a->opts.coordinator,
+                     farm_error_last());
+        return 1;
+    }
+    if (a->key_file || ep.loopback)
+        return 0;
+    farm_log_say(FARM_LOG_ERROR, "farm-agent: refusing to start: --coordinator %s is not on "
+                 "this machine (only a literal loopback address or ipc:// is) and the agent "
+                 "has no keys, so its jobs, with the registry logins the coordinator puts in "
+                 "them, would cross the network unencrypted to whatever answers there. Enrol "
+                 "this node with keys: `farmctl keygen NAME` on it, NAME.pub's key under "
+                 "nodes: in the coordinator's farm.yaml, then --key NAME.key --coordinator-key "
+                 "coordinator.pub (README: \"A real fleet, step by step\")", a->opts.coordinator);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     farm_agent_args_t a;
@@ -94,6 +120,10 @@ int main(int argc, char **argv)
     farm_log_init("agent", a.verbose ? FARM_LOG_DEBUG : FARM_LOG_INFO);
     if (check) {
         rc = s_check(&a);
+        goto done;
+    }
+    if (s_endpoint_refused(&a)) {
+        rc = FARM_EXIT_CONFIG;
         goto done;
     }
     if (a.key_file) {
