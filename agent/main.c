@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* farm-agent --coordinator ENDPOINT --name NAME [options]   (agent/args.h)
+ *   exits FARM_EXIT_CONFIG (78) when it refuses to start: bad options, a key it cannot
+ *   load, no keys for a coordinator off this machine, a sandbox that cannot work here;
+ *   systemd then leaves it stopped (the unit's RestartPreventExitStatus=) instead of
+ *   restarting it every few seconds
  * farm-agent check [the same options]   what this host lacks for that agent (agent/check.h)
  * farm-agent worker   (started by the agent itself for each job: agent/worker.h) */
 #include <stdio.h>
@@ -10,6 +14,7 @@
 #include "agent/args.h"
 #include "agent/check.h"
 #include "agent/worker.h"
+#include "common/endpoint.h"
 #include "common/error.h"
 #include "common/keys.h"
 #include "common/log.h"
@@ -69,6 +74,30 @@ static int s_preflight(const farm_agent_args_t *a)
     return refuse;
 }
 
+/* --coordinator by the one endpoint rule: a valid endpoint, and without keys one on this
+ * machine (the coordinator puts registry logins in the jobs it sends). 0 when fine. */
+static int s_endpoint_refused(const farm_agent_args_t *a)
+{
+    farm_endpoint_t ep;
+
+    if (farm_endpoint_parse(&ep, a->opts.coordinator) < 0) {
+        farm_log_say(FARM_LOG_ERROR, "farm-agent: --coordinator \"%s\": %s; write the "
+                     "coordinator's coordinator.agents endpoint", a->opts.coordinator,
+                     farm_error_last());
+        return 1;
+    }
+    if (a->key_file || ep.loopback)
+        return 0;
+    farm_log_say(FARM_LOG_ERROR, "farm-agent: refusing to start: --coordinator %s is not on "
+                 "this machine (only a literal loopback address or ipc:// is) and the agent "
+                 "has no keys, so its jobs, with the registry logins the coordinator puts in "
+                 "them, would cross the network unencrypted to whatever answers there. Enrol "
+                 "this node with keys: `farmctl keygen NAME` on it, NAME.pub's key under "
+                 "nodes: in the coordinator's farm.yaml, then --key NAME.key --coordinator-key "
+                 "coordinator.pub (README: \"A real fleet, step by step\")", a->opts.coordinator);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     farm_agent_args_t a;
@@ -83,31 +112,41 @@ int main(int argc, char **argv)
     check = argc >= 2 && strcmp(argv[1], "check") == 0;
     memset(&keys, 0, sizeof keys);
     if ((rc = check ? farm_agent_args_parse(&a, argc - 1, argv + 1, 1)
-                    : farm_agent_args_parse(&a, argc, argv, 0)) != 0 || a.help)
+                    : farm_agent_args_parse(&a, argc, argv, 0)) != 0 || a.help) {
+        if (rc == 2 && !check)
+            rc = FARM_EXIT_CONFIG; /* the usage error is printed; the unit's options are wrong */
         goto done;
+    }
     farm_log_init("agent", a.verbose ? FARM_LOG_DEBUG : FARM_LOG_INFO);
     if (check) {
         rc = s_check(&a);
+        goto done;
+    }
+    if (s_endpoint_refused(&a)) {
+        rc = FARM_EXIT_CONFIG;
         goto done;
     }
     if (a.key_file) {
         if (farm_key_load(&keys, a.key_file) < 0 ||
             farm_key_load_public(ckey, a.coordinator_key) < 0) {
             farm_log_say(FARM_LOG_ERROR, "farm-agent: %s", farm_error_last());
-            rc = 2;
+            rc = FARM_EXIT_CONFIG;
             goto done;
         }
         a.opts.keys = &keys;
         a.opts.coordinator_key = ckey;
     }
-    if ((rc = s_preflight(&a)) != 0)
+    if (s_preflight(&a)) {
+        rc = FARM_EXIT_CONFIG;
         goto done;
+    }
     farm_proc_stop_on_signals(&s_stop);
     farm_proc_raise_nofile();
 
     if (!(agent = farm_agent_new(&a.opts))) {
         farm_log_say(FARM_LOG_ERROR, "farm-agent: %s", farm_error_last());
-        rc = 1;
+        /* a path or endpoint it cannot use stays so; out of memory may pass */
+        rc = farm_error_last_code() == FARM_ERROR ? 1 : FARM_EXIT_CONFIG;
         goto done;
     }
     farm_log_info("node %s: %zu platform(s) (%s%s), %d slot(s), builder %s, coordinator %s",

@@ -6,6 +6,7 @@
 #include <string.h>
 
 static _Thread_local char s_msg[2048];
+static _Thread_local int s_code = FARM_ERROR;
 
 /* Messages are bounded by the slot; one that did not fit ends in "..." so a reader
  * knows it was cut. */
@@ -23,6 +24,7 @@ int farm_error_set(int code, const char *fmt, ...)
     n = vsnprintf(s_msg, sizeof s_msg, fmt, ap);
     va_end(ap);
     s_mark_cut(n);
+    s_code = code;
     return code;
 }
 
@@ -31,6 +33,7 @@ int farm_error_wrap(int code, const char *fmt, ...)
     char prefix[1024], old[sizeof s_msg];
     size_t lp;
     va_list ap;
+    s_code = code;
     va_start(ap, fmt);
     if (vsnprintf(prefix, sizeof prefix, fmt, ap) >= (int)sizeof prefix)
         memcpy(prefix + sizeof prefix - 4, "...", 4);
@@ -52,7 +55,13 @@ const char *farm_error_last(void)
     return s_msg[0] ? s_msg : "unknown error";
 }
 
+int farm_error_last_code(void)
+{
+    return s_code;
+}
+
 void farm_error_clear(void)
 {
     s_msg[0] = '\0';
+    s_code = FARM_ERROR;
 }

@@ -6,6 +6,12 @@
 
 #include <stddef.h>
 
+/* The exit status of a daemon that refuses to start because of how it was set up (bad
+ * options, an invalid farm.yaml, a missing key, a host that cannot sandbox): sysexits.h's
+ * EX_CONFIG. The systemd units do not restart on it (RestartPreventExitStatus=), since
+ * starting again cannot help until a person changes something. */
+#define FARM_EXIT_CONFIG 78
+
 enum {
     FARM_OK = 0,
     FARM_ERROR = -1,    /* generic failure */
@@ -23,6 +29,9 @@ int farm_error_set(int code, const char *fmt, ...) __attribute__((format(printf,
 /* Prefixes the current message with more context: "ctx: old message". */
 int farm_error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *farm_error_last(void);
+/* The code the last farm_error_set or farm_error_wrap returned (FARM_ERROR when none
+ * since farm_error_clear): lets a program's top tell bad input from the rest. */
+int farm_error_last_code(void);
 void farm_error_clear(void);
 
 #endif

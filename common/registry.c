@@ -394,6 +394,14 @@ static size_t s_header_cb(char *data, size_t size, size_t nitems, void *arg)
 /* ------------------------------------------------------------------------------ */
 /* one transfer */
 
+/* 1 when OpenSSL's error says the server answered the TLS handshake in plain HTTP: the
+ * first bytes ("HTTP/1.1 400") read as a record of an unknown version, or of a length no
+ * TLS record has, depending on the version. */
+static int s_plain_http_answer(const char *errbuf)
+{
+    return strstr(errbuf, "wrong version number") || strstr(errbuf, "packet length too long");
+}
+
 /* One HTTP exchange. 0 with resp->status set; FARM_ERETRY for a connection-level failure
  * (worth another try); other < 0 for errors that will not get better. */
 static int s_transfer(farm_registry_t *self, const s_req_t *req, s_resp_t *resp,
@@ -500,12 +508,13 @@ static int s_transfer(farm_registry_t *self, const s_req_t *req, s_resp_t *resp,
         rc = FARM_ERROR;
         break;
     }
-    /* OpenSSL's words for a plain HTTP answer to its ClientHello: say what to do */
-    if (cc == CURLE_SSL_CONNECT_ERROR && strstr(errbuf, "wrong version number"))
-        rc = farm_error_set(rc, "registry %s: %s %s: %s (it answers plain HTTP, not TLS: if "
-                            "that is meant, list it in farm.yaml as registries: \"%s\": "
-                            "{insecure: true})", self->host, req->method, logurl, errbuf,
-                            self->host);
+    /* OpenSSL's words for a plain HTTP answer to its ClientHello: asking again gets the
+     * same answer, so it fails at once, saying what to do */
+    if (cc == CURLE_SSL_CONNECT_ERROR && s_plain_http_answer(errbuf))
+        rc = farm_error_set(FARM_ERROR, "registry %s: %s %s: %s (it answers plain HTTP, not "
+                            "TLS: if that is meant, list it in farm.yaml as registries: "
+                            "\"%s\": {insecure: true})", self->host, req->method, logurl,
+                            errbuf, self->host);
     else
         rc = farm_error_set(rc, "registry %s: %s %s: %s", self->host, req->method, logurl,
                             errbuf[0] ? errbuf : curl_easy_strerror(cc));

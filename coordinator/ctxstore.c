@@ -306,25 +306,72 @@ static void s_client_room(farm_ctxstore_t *self, const void *client, size_t clie
     }
 }
 
+/* "512 bytes", "1 MiB", "2.5 GiB": a size as a person reads it in a refusal. */
+static const char *s_size_text(char *buf, size_t cap, uint64_t bytes)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    size_t u = 0;
+
+    if (bytes < 1024) {
+        snprintf(buf, cap, "%llu bytes", (unsigned long long)bytes);
+        return buf;
+    }
+    for (v /= 1024; v >= 1024 && u + 1 < sizeof units / sizeof *units; v /= 1024)
+        u++;
+    snprintf(buf, cap, v == (double)(uint64_t)v ? "%.0f %s" : "%.1f %s", v, units[u]);
+    return buf;
+}
+
 /* The quota counts what is stored and what uploads in progress announced: room for
- * `size` more is made by evicting the least recently used contexts no build needs. */
-static int s_make_room(farm_ctxstore_t *self, uint64_t size)
+ * `size` more is made by evicting the least recently used contexts no build needs.
+ * FARM_ETOOBIG when there is none, with *out_kept (stored contexts left, those running
+ * builds need) and *out_inflight (announced by uploads in progress) for the refusal. */
+static int s_make_room(farm_ctxstore_t *self, uint64_t size, uint64_t *out_kept,
+                       uint64_t *out_inflight)
 {
     uint64_t used = 0, inflight = 0;
 
     for (upload_t *u = self->uploads; u; u = u->next)
         inflight += farm_store_upload_size(u->u);
+    *out_inflight = inflight;
+    *out_kept = 0;
     if (farm_store_usage(self->store, &used) < 0)
         return FARM_EIO;
+    *out_kept = used;
     if (used + inflight + size <= self->quota)
         return 0;
-    if (inflight + size > self->quota)
-        return FARM_ETOOBIG;
-    farm_store_sweep(self->store, 0, self->quota - inflight - size, self->in_use,
-                     self->in_use_arg);
-    if (farm_store_usage(self->store, &used) < 0 || used + inflight + size > self->quota)
-        return FARM_ETOOBIG;
-    return 0;
+    if (inflight + size <= self->quota)
+        farm_store_sweep(self->store, 0, self->quota - inflight - size, self->in_use,
+                         self->in_use_arg);
+    if (farm_store_usage(self->store, &used) < 0)
+        return FARM_EIO;
+    *out_kept = used;
+    return used + inflight + size > self->quota ? FARM_ETOOBIG : 0;
+}
+
+/* Why an offer of `size` bytes does not fit in the context store, and what to do. */
+void farm_ctxstore_quota_text(char *out, size_t cap, uint64_t size, uint64_t quota,
+                              uint64_t kept, uint64_t inflight)
+{
+    char s[32], q[32], k[32], i[32];
+
+    s_size_text(s, sizeof s, size);
+    s_size_text(q, sizeof q, quota);
+    if (size > quota) {
+        snprintf(out, cap, "the context is %s, more than the coordinator keeps for all "
+                 "contexts (coordinator.context_quota: %s, set in the coordinator's "
+                 "farm.yaml): make it smaller (.dockerignore leaves files out), or ask the "
+                 "farm's admin to raise coordinator.context_quota", s, q);
+        return;
+    }
+    s_size_text(k, sizeof k, kept);
+    s_size_text(i, sizeof i, inflight);
+    snprintf(out, cap, "the coordinator's context store is full: this context needs %s of "
+             "coordinator.context_quota's %s, and %s are contexts that running builds "
+             "need and %s uploads in progress (the rest was freed): submit again when "
+             "builds have finished, or ask the farm's admin to raise "
+             "coordinator.context_quota in the coordinator's farm.yaml", s, q, k, i);
 }
 
 void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
@@ -333,7 +380,8 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
 {
     char key[256 + FARM_DIGEST_STRLEN];
     size_t key_len;
-    uint64_t have_size = 0;
+    uint64_t have_size = 0, kept = 0, inflight = 0;
+    char err[sizeof out->error];
     upload_t *up;
 
     if (!farm_digest_valid(digest)) {
@@ -346,10 +394,7 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
         return;
     }
     if (self->quota && size > self->quota) {
-        char err[256];
-        snprintf(err, sizeof err, "context of %llu bytes is larger than the coordinator's "
-                 "context store (coordinator.context_quota: %llu bytes)",
-                 (unsigned long long)size, (unsigned long long)self->quota);
+        farm_ctxstore_quota_text(err, sizeof err, size, self->quota, 0, 0);
         s_status(out, 0, 0, err);
         return;
     }
@@ -364,11 +409,8 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
     key_len = s_key(key, client, client_len, digest);
     if ((up = farm_hmap_get(self->by_key, key, key_len)))
         s_drop(self, up); /* offered again: start over */
-    if (self->quota && s_make_room(self, size) < 0) {
-        char err[256];
-        snprintf(err, sizeof err, "the coordinator's context store is full (coordinator."
-                 "context_quota: %llu bytes, most of it for running builds); try again later",
-                 (unsigned long long)self->quota);
+    if (self->quota && s_make_room(self, size, &kept, &inflight) < 0) {
+        farm_ctxstore_quota_text(err, sizeof err, size, self->quota, kept, inflight);
         s_status(out, 0, 0, err);
         return;
     }
@@ -389,7 +431,6 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
     up->last_activity = now;
     up->u = farm_store_upload_new(self->store, digest, size);
     if (!up->u || farm_hmap_put(self->by_key, up->key, up->key_len, up) < 0) {
-        char err[512];
         snprintf(err, sizeof err, "coordinator cannot store the context: %s",
                  up->u ? "out of memory" : farm_error_last());
         farm_store_upload_abort(&up->u);

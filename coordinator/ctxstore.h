@@ -34,6 +34,11 @@ void farm_ctxstore_destroy(farm_ctxstore_t **self_p);
 void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
                          size_t client_len, const char *owner, const char *digest,
                          uint64_t size, long long now);
+/* The refusal of an offer of size bytes that does not fit in quota (both in bytes): the
+ * context alone is larger, or kept bytes (contexts running builds need) and inflight
+ * (uploads in progress) leave no room; names coordinator.context_quota and what to do. */
+void farm_ctxstore_quota_text(char *out, size_t cap, uint64_t size, uint64_t quota,
+                              uint64_t kept, uint64_t inflight);
 /* The next chunk of that client's upload. */
 void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
                          size_t client_len, const char *digest, uint64_t offset,

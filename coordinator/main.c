@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* farm-coordinator --config farm.yaml [-v] */
+/* farm-coordinator --config farm.yaml [-v]
+ *   exits FARM_EXIT_CONFIG (78) when it refuses to start: bad options, an invalid
+ *   farm.yaml, a key it cannot load, a state dir it may not use; systemd then leaves it
+ *   stopped (the unit's RestartPreventExitStatus=) instead of restarting it */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,12 +53,12 @@ int main(int argc, char **argv)
         case 'v': verbose = 1; break;
         case 'h': s_usage(stdout); return 0;
         case 'V': printf("farm-coordinator %s\n", FARM_VERSION); return 0;
-        default: s_usage(stderr); return 2;
+        default: s_usage(stderr); return FARM_EXIT_CONFIG;
         }
     }
     if (!path || optind != argc) {
         s_usage(stderr);
-        return 2;
+        return FARM_EXIT_CONFIG;
     }
     farm_log_init("coordinator", verbose ? FARM_LOG_DEBUG : FARM_LOG_INFO);
     if (farm_config_load(&cfg, path, &diags) < 0) {
@@ -66,18 +69,18 @@ int main(int argc, char **argv)
         farm_log_say(FARM_LOG_ERROR, "farm-coordinator: %s is not valid; fix it (farmctl "
                      "validate %s)", path, path);
         farm_diag_clear(&diags);
-        return 1;
+        return FARM_EXIT_CONFIG;
     }
     if (!cfg->agents_endpoint || !cfg->clients_endpoint || cfg->n_platforms == 0) {
         farm_log_say(FARM_LOG_ERROR, "%s: the coordinator needs coordinator.agents, "
                      "coordinator.clients and at least one entry under platforms:", path);
         farm_config_destroy(&cfg);
-        return 1;
+        return FARM_EXIT_CONFIG;
     }
     if (farm_config_load_cas(cfg) < 0) {
         farm_log_say(FARM_LOG_ERROR, "%s", farm_error_last());
         farm_config_destroy(&cfg);
-        return 1;
+        return FARM_EXIT_CONFIG;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     farm_proc_stop_on_signals(&s_stop);
@@ -85,9 +88,13 @@ int main(int argc, char **argv)
 
     coord = farm_coordinator_new(&cfg);
     if (!coord) {
+        /* a key or state dir it may not use (FARM_EINVALID, FARM_EIO) stays so until a
+         * person acts; a bind or out of memory may pass, so systemd tries again */
+        rc = farm_error_last_code();
         farm_log_error("%s", farm_error_last());
         farm_config_destroy(&cfg);
-        return 1;
+        curl_global_cleanup();
+        return rc == FARM_EINVALID || rc == FARM_EIO ? FARM_EXIT_CONFIG : 1;
     }
     rc = farm_coordinator_run(coord, &s_stop);
     farm_coordinator_destroy(&coord);

@@ -13,17 +13,17 @@
 
 int farmctl_builds_main(int argc, char **argv)
 {
-    const char *farm, *coord;
+    farmctl_target_t t;
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
     Farm__BuildsRequest req = FARM__BUILDS_REQUEST__INIT;
     char a[512], b[512], c[512];
     int rc;
 
-    if ((rc = farmctl_short_args(argc, argv, "builds", &farm, &coord)) >= 0)
+    if ((rc = farmctl_short_args(argc, argv, "builds", &t)) >= 0)
         return rc;
     env.body_case = FARM__ENVELOPE__BODY_BUILDS_REQUEST;
     env.builds_request = &req;
-    if (farmctl_request(&reply, "builds", farm, coord, &env, FARM__ENVELOPE__BODY_BUILDS_REPLY) != 0)
+    if (farmctl_request(&reply, "builds", &t, &env, FARM__ENVELOPE__BODY_BUILDS_REPLY) != 0)
         return 1;
     printf("%-44s %-10s %-9s %-8s %s\n", "BUILD", "OWNER", "STATE", "AGE", "REPOSITORY");
     for (size_t i = 0; i < reply->builds_reply->n_builds; i++) {

@@ -96,22 +96,41 @@ int farmctl_own_coordinator_key(char out[FARM_KEY_Z85_LEN + 1], char *from, size
     return farm_key_load_public(out, path) < 0 ? -1 : 1;
 }
 
-/* The coordinator's public key: $FARM_COORDINATOR_KEY (a key or a .pub file), else
- * farm.yaml's coordinator.public_key, else ~/.config/farm/coordinator.pub. 1 when there
- * is one (the farm uses CURVE); from says where it came from. */
-static int s_coordinator_key(char out[FARM_KEY_Z85_LEN + 1], char *from, size_t from_len,
-                             const farm_config_t *cfg)
+int farmctl_coordinator_key(char out[FARM_KEY_Z85_LEN + 1], char *from, size_t from_len,
+                            const farm_config_t *cfg, int trust_repo)
 {
-    int rc = farmctl_own_coordinator_key(out, from, from_len, 0);
+    const char *env = getenv("FARM_COORDINATOR_KEY");
+    int rc;
 
-    if (rc != 0)
-        return rc;
-    if (cfg && cfg->public_key) {
+    if (cfg && cfg->public_key && trust_repo && !(env && *env)) {
         snprintf(from, from_len, "coordinator.public_key in %s", cfg->path);
         snprintf(out, FARM_KEY_Z85_LEN + 1, "%s", cfg->public_key);
         return 1;
     }
-    return farmctl_own_coordinator_key(out, from, from_len, 1);
+    if ((rc = farmctl_own_coordinator_key(out, from, from_len, 1)) < 0)
+        return rc;
+    if (!cfg || !cfg->public_key || trust_repo)
+        return rc;
+    if (rc == 0)
+        return farm_error_set(FARM_EINVALID, "%s:%d:%d: coordinator.public_key chooses the "
+                              "coordinator farmctl trusts (it receives your registry logins "
+                              "and secrets and answers for the farm), and this file is written "
+                              "by whoever can change the repository; farmctl takes that key "
+                              "only from you: set FARM_COORDINATOR_KEY to your farm's "
+                              "coordinator key (the key or its coordinator.pub, from the farm's "
+                              "admin) or copy that file to ~/.config/farm/coordinator.pub, or "
+                              "pass --trust-repo-coordinator if you trust this file's "
+                              "coordinator", cfg->path, cfg->public_key_line,
+                              cfg->public_key_column);
+    if (strcmp(out, cfg->public_key) != 0)
+        return farm_error_set(FARM_EINVALID, "%s:%d:%d: coordinator.public_key names a "
+                              "different coordinator than yours (%s); farmctl does not trust "
+                              "a coordinator a repository chose with your registry logins, "
+                              "secrets or the farm's state. Remove coordinator.public_key from "
+                              "this farm.yaml (or make it your farm's key), or pass "
+                              "--trust-repo-coordinator if you trust this file's coordinator",
+                              cfg->path, cfg->public_key_line, cfg->public_key_column, from);
+    return 1;
 }
 
 /* farmctl's own key pair: $FARM_KEY, else ~/.config/farm/key (a symlink to the user's
@@ -138,7 +157,8 @@ static int s_client_key(farm_keypair_t *out, char *from, size_t from_len)
     return farm_key_load(out, path);
 }
 
-farmctl_client_t *farmctl_client_new_for(const char *endpoint, const farm_config_t *cfg)
+farmctl_client_t *farmctl_client_new_for(const char *endpoint, const farm_config_t *cfg,
+                                         int trust_repo)
 {
     farmctl_client_t *self = calloc(1, sizeof *self);
     char server_key[FARM_KEY_Z85_LEN + 1];
@@ -151,8 +171,8 @@ farmctl_client_t *farmctl_client_new_for(const char *endpoint, const farm_config
         return NULL;
     }
     memset(&keys, 0, sizeof keys);
-    if ((secure = s_coordinator_key(server_key, self->server_key_from,
-                                    sizeof self->server_key_from, cfg)) < 0 ||
+    if ((secure = farmctl_coordinator_key(server_key, self->server_key_from,
+                                          sizeof self->server_key_from, cfg, trust_repo)) < 0 ||
         (secure && s_client_key(&keys, self->key_from, sizeof self->key_from) < 0)) {
         free(self);
         return NULL;
@@ -509,9 +529,10 @@ const char *farmctl_client_endpoint(const farmctl_client_t *self)
     return self->endpoint;
 }
 
-int farmctl_request(Farm__Envelope **out, const char *cmd, const char *farm, const char *coord,
+int farmctl_request(Farm__Envelope **out, const char *cmd, const farmctl_target_t *t,
                     Farm__Envelope *env, Farm__Envelope__BodyCase want)
 {
+    const char *farm = t->farm, *coord = t->coord;
     farm_config_t *cfg = NULL;
     farmctl_client_t *cl = NULL;
     Farm__Envelope *reply = NULL;
@@ -530,7 +551,7 @@ int farmctl_request(Farm__Envelope **out, const char *cmd, const char *farm, con
                         "or run where farm.yaml names coordinator.clients\n", cmd);
         goto done;
     }
-    if (!endpoint[0] || !(cl = farmctl_client_new_for(endpoint, cfg)) ||
+    if (!endpoint[0] || !(cl = farmctl_client_new_for(endpoint, cfg, t->trust_repo_coordinator)) ||
         farmctl_client_send(cl, env) < 0) {
         fprintf(stderr, "farmctl %s: %s\n", cmd, farm_error_last());
         goto done;
@@ -561,31 +582,36 @@ done:
     return rc;
 }
 
-int farmctl_short_args(int argc, char **argv, const char *cmd, const char **farm,
-                       const char **coord)
+int farmctl_short_args(int argc, char **argv, const char *cmd, farmctl_target_t *out)
 {
-    enum { O_FARM = 256, O_COORD };
-    static const struct option opts[] = {{"farm", required_argument, NULL, O_FARM},
-                                         {"coordinator", required_argument, NULL, O_COORD},
-                                         {"help", no_argument, NULL, 'h'},
+    static const struct option opts[] = {FARMCTL_TARGET_OPTIONS, {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
 
-    *farm = *coord = NULL;
+    memset(out, 0, sizeof *out);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case O_FARM: *farm = optarg; break;
-        case O_COORD: *coord = optarg; break;
-        case 'h':
-            printf("usage: farmctl %s [--farm FILE] [--coordinator ENDPOINT]\n", cmd);
+        if ((c = farmctl_target_option(out, c, optarg)) == 0)
+            continue;
+        if (c == 'h') {
+            printf("usage: farmctl %s " FARMCTL_TARGET_USAGE "\n", cmd);
             return 0;
-        default: return 2;
         }
+        return 2;
     }
     if (optind != argc) {
         fprintf(stderr, "farmctl %s: unexpected argument \"%s\"\n", cmd, argv[optind]);
         return 2;
     }
     return -1;
+}
+
+int farmctl_target_option(farmctl_target_t *t, int c, const char *arg)
+{
+    switch (c) {
+    case FARMCTL_O_FARM: t->farm = arg; return 0;
+    case FARMCTL_O_COORD: t->coord = arg; return 0;
+    case FARMCTL_O_TRUST: t->trust_repo_coordinator = 1; return 0;
+    default: return c;
+    }
 }

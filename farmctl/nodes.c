@@ -45,16 +45,16 @@ static void s_size(char *out, size_t len, unsigned long long bytes)
 
 int farmctl_nodes_main(int argc, char **argv)
 {
-    const char *farm, *coord;
+    farmctl_target_t t;
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
     Farm__NodesRequest req = FARM__NODES_REQUEST__INIT;
     int rc;
 
-    if ((rc = farmctl_short_args(argc, argv, "nodes", &farm, &coord)) >= 0)
+    if ((rc = farmctl_short_args(argc, argv, "nodes", &t)) >= 0)
         return rc;
     env.body_case = FARM__ENVELOPE__BODY_NODES_REQUEST;
     env.nodes_request = &req;
-    if (farmctl_request(&reply, "nodes", farm, coord, &env, FARM__ENVELOPE__BODY_NODES_REPLY) != 0)
+    if (farmctl_request(&reply, "nodes", &t, &env, FARM__ENVELOPE__BODY_NODES_REPLY) != 0)
         return 1;
     /* CACHE: the node's builder storage (its layer cache); HITS: build steps it took from
      * it since the agent started; VERSION: its agent's ("?": an agent too old to say, "-":

@@ -357,42 +357,6 @@ static int s_flags(submit_opts_t *o, const farm_config_t *cfg, const char *farm_
     return 0;
 }
 
-/* The coordinator receives the user's registry logins and secrets, so its key (CURVE
- * authenticates the coordinator by it, whichever endpoint is dialled) is the user's
- * choice: $FARM_COORDINATOR_KEY or ~/.config/farm/coordinator.pub. A farm.yaml's
- * coordinator.public_key, written by whoever can change the repository, is used only when
- * it is that key, or with --trust-repo-coordinator ($FARM_COORDINATOR_KEY still wins in
- * farmctl_client_new_for). A keyless farm.yaml reaches only loopback (farm_config_load). */
-static int s_check_coordinator(const farm_config_t *cfg, const char *farm_path, int trust)
-{
-    char mine[FARM_KEY_Z85_LEN + 1], from[FARM_PATH_MAX + 64];
-    int rc;
-
-    if (!cfg || !cfg->public_key || trust)
-        return 0;
-    if ((rc = farmctl_own_coordinator_key(mine, from, sizeof from, 1)) < 0)
-        return rc;
-    if (rc == 0)
-        return farm_error_set(FARM_EINVALID, "%s:%d:%d: coordinator.public_key chooses the "
-                              "coordinator that would receive your registry logins and "
-                              "secrets, and this file is written by whoever can change the "
-                              "repository; farmctl takes that key only from you: set "
-                              "FARM_COORDINATOR_KEY to your farm's coordinator key (the key or "
-                              "its coordinator.pub, from the farm's admin) or copy that file to "
-                              "~/.config/farm/coordinator.pub, or pass --trust-repo-coordinator "
-                              "if you trust this file's coordinator",
-                              farm_path, cfg->public_key_line, cfg->public_key_column);
-    if (strcmp(mine, cfg->public_key) != 0)
-        return farm_error_set(FARM_EINVALID, "%s:%d:%d: coordinator.public_key names a "
-                              "different coordinator than yours (%s); farmctl does not send "
-                              "your registry logins and secrets to a coordinator a repository "
-                              "chose. Remove coordinator.public_key from this farm.yaml (or "
-                              "make it your farm's key), or pass --trust-repo-coordinator if "
-                              "you trust this file's coordinator",
-                              farm_path, cfg->public_key_line, cfg->public_key_column, from);
-    return 0;
-}
-
 /* The Dockerfile as a path relative to the context (it must live inside it). */
 static int s_dockerfile_rel(char *out, size_t len, const char *context, const char *file,
                             int from_cli)
@@ -833,6 +797,7 @@ int farmctl_submit_main(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     submit_opts_t o = {.context = "."};
+    char ckey[FARM_KEY_Z85_LEN + 1], ckey_from[FARM_PATH_MAX + 64];
     farm_config_t *cfg = NULL;
     farm_diag_t diags = {0};
     farmctl_client_t *cl = NULL;
@@ -1027,7 +992,9 @@ int farmctl_submit_main(int argc, char **argv)
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         goto done;
     }
-    if (s_check_coordinator(cfg, farm_path, o.trust_repo_coordinator) < 0) {
+    /* refused here, before anything is packed, by the rule every command follows */
+    if (cfg && farmctl_coordinator_key(ckey, ckey_from, sizeof ckey_from, cfg,
+                                       o.trust_repo_coordinator) < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         rc = 1;
         goto done;
@@ -1067,7 +1034,7 @@ int farmctl_submit_main(int argc, char **argv)
                 (unsigned long long)size, (double)size / (1u << 30), o.context);
         goto done;
     }
-    cl = farmctl_client_new_for(endpoint, cfg);
+    cl = farmctl_client_new_for(endpoint, cfg, o.trust_repo_coordinator);
     if (!cl) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         goto done;

@@ -145,7 +145,7 @@ as_u timeout 30 "$FARM_AGENT_BIN" --coordinator "$LAB_AGENTS_ENDPOINT" --name n1
     --work-dir "$LAB/u$U/work" --builder-root "$LAB/u$U/buildah" >"$LAB/refuse.out" \
     2>"$LAB/refuse.err" || rc=$?
 cat "$LAB/refuse.err" >&2
-((rc == 1)) || lab_fail "the sandboxed agent without a subuid range exited $rc, not 1"
+((rc == 78)) || lab_fail "the sandboxed agent without a subuid range exited $rc, not 78 (a refusal to start)"
 grep -q 'the sandbox cannot work here: subordinate uids' "$LAB/refuse.err" \
     || lab_fail "the refusal does not say what is missing"
 grep -q 'Run `farm-agent check`' "$LAB/refuse.err" || lab_fail "the refusal does not name farm-agent check"

@@ -23,7 +23,7 @@ cat "$LAB/v.err" >&2
 grep -q "bad.yaml:6:[0-9]*:.*pi5" "$LAB/v.err" || lab_fail "validate did not name line 6 and node pi5"
 rc=0; timeout 20 "$FARM_COORDINATOR_BIN" --config "$LAB/bad.yaml" >"$LAB/c.out" 2>"$LAB/c.err" || rc=$?
 cat "$LAB/c.err" >&2
-(( rc != 0 && rc != 124 )) || lab_fail "the coordinator started with a bad farm.yaml (rc $rc)"
+(( rc == 78 )) || lab_fail "the coordinator with a bad farm.yaml: exit status $rc, not 78 (a refusal to start)"
 grep -q "bad.yaml:6:[0-9]*:.*pi5" "$LAB/c.err" || lab_fail "the coordinator did not name line 6 and node pi5"
 
 # a state dir someone else made first (as another user could under /var/tmp, the
@@ -38,7 +38,7 @@ for how in other-owner world-writable; do
     sed "/^  clients: /r $LAB/st.yaml.part" "$LAB/ok.yaml" >"$LAB/st.yaml"
     rc=0; timeout 20 "$FARM_COORDINATOR_BIN" --config "$LAB/st.yaml" >"$LAB/st.out" 2>"$LAB/st.err" || rc=$?
     cat "$LAB/st.err" >&2
-    (( rc != 0 && rc != 124 )) || lab_fail "the coordinator started with a state dir that $how (rc $rc)"
+    (( rc == 78 )) || lab_fail "the coordinator with a state dir that $how: exit status $rc, not 78 (a refusal to start)"
     grep -q "coordinator.state_dir $st $want" "$LAB/st.err" || lab_fail "no clear refusal of the $how state dir"
 done
 

@@ -179,11 +179,11 @@ expect plain_with_key "uses no keys" \
     FARM_COORDINATOR_KEY="$K/coordinator.pub" FARM_KEY="$K/ro.key" \
     -- nodes --coordinator "tcp://127.0.0.1:$pc2"
 # a quota refusal: the coordinator's words (the 5 MB context is over this farm's 1M)
-expect quota "context upload refused: context of " \
+expect quota "context upload refused: the context is " \
     -- submit --coordinator "tcp://127.0.0.1:$pc2" -t 127.0.0.1:5999/team/app:1 \
        --platform linux/amd64 --progress plain "$LAB/ctx"
-grep -qF "is larger than the coordinator's context store (coordinator.context_quota: 1048576 bytes)" \
-    "$LAB/quota.err" || lab_fail "the quota refusal does not name coordinator.context_quota"
+grep -qF "more than the coordinator keeps for all contexts (coordinator.context_quota: 1 MiB, set in the coordinator's farm.yaml): make it smaller" \
+    "$LAB/quota.err" || lab_fail "the quota refusal does not name coordinator.context_quota and the fix"
 HOME=$LAB/nohome "$FARMCTL" nodes --coordinator "tcp://127.0.0.1:$pc2" >/dev/null 2>"$LAB/plain.err" \
     || lab_fail "farmctl nodes on the keyless farm failed: $(cat "$LAB/plain.err")"
 lab_alive coordinator || lab_fail "the coordinator died"

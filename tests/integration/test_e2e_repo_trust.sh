@@ -12,7 +12,9 @@
 #  2. a farm.yaml naming another coordinator (a real CURVE server, with its endpoint and
 #     key) and a host under registries: is refused, and that server receives nothing;
 #     with --trust-repo-coordinator it does receive the Submit with alice's passwords
-#     (so the probe would see the leak);
+#     (so the probe would see the leak); farmctl nodes, builds and drain follow the same
+#     rule (the file's key is refused unless it is alice's own, or trusted), and a
+#     farm.yaml naming alice's own key serves them;
 #  3. bob submits alice's context digest without sending its bytes: refused as "upload
 #     it first", while alice's own submit of it is accepted;
 #  4. bob offers alice's digest: told to send it, her context's age unchanged; alice's
@@ -208,7 +210,7 @@ rc=0
 (cd "$repo" && env -u FARM_COORDINATOR -u FARM_COORDINATOR_KEY HOME="$home" "$FARMCTL" submit \
     --progress plain .) >/dev/null 2>"$LAB/s2b.err" || rc=$?
 expect_refused "submit: farm.yaml's coordinator key without one of alice's" "$LAB/s2b.err" "$rc" \
-    "farm.yaml:3:15: coordinator.public_key chooses the coordinator that would receive your registry logins" \
+    "farm.yaml:3:15: coordinator.public_key chooses the coordinator farmctl trusts (it receives your registry logins" \
     "set FARM_COORDINATOR_KEY"
 # her key kept as ~/.config/farm/coordinator.pub counts as hers too
 mkdir -p "$home/.config/farm"
@@ -218,6 +220,17 @@ rc=0
     --progress plain .) >/dev/null 2>"$LAB/s2d.err" || rc=$?
 expect_refused "submit: farm.yaml names a coordinator other than ~/.config/farm's" "$LAB/s2d.err" "$rc" \
     "farm.yaml:3:15: coordinator.public_key names a different coordinator than yours ($home/.config/farm/coordinator.pub)"
+# nodes, builds and drain decide the key by the same rule
+for cmd in nodes builds "drain amd64-1"; do
+    rc=0
+    # shellcheck disable=SC2086 # cmd is the command and its argument
+    (cd "$repo" && env -u FARM_COORDINATOR -u FARM_COORDINATOR_KEY HOME="$home" "$FARMCTL" $cmd) \
+        >/dev/null 2>"$LAB/s2n.err" || rc=$?
+    expect_refused "farmctl $cmd: farm.yaml names a coordinator other than ~/.config/farm's" \
+        "$LAB/s2n.err" "$rc" \
+        "farmctl ${cmd%% *}: farm.yaml:3:15: coordinator.public_key names a different coordinator than yours ($home/.config/farm/coordinator.pub)" \
+        "--trust-repo-coordinator"
+done
 sleep 1
 [[ ! -s $LAB/evil.bin ]] || lab_fail "the repository's coordinator received a message: $(od -c "$LAB/evil.bin" | head)"
 not_pushed trust/logins:1
@@ -230,6 +243,26 @@ grep -q "this coordinator got your Submit" "$LAB/s2c.err" \
 grep -qF "$pw_target" "$LAB/evil.bin" && grep -qF "$pw_evil" "$LAB/evil.bin" \
     || lab_fail "the probe did not see the logins a trusted coordinator receives"
 lab_log "ok: only --trust-repo-coordinator sends alice's logins to the repository's coordinator"
+# trusted, nodes asks the file's coordinator (the probe hears the request)
+: >"$LAB/evil.bin"
+(cd "$repo" && env -u FARM_COORDINATOR -u FARM_COORDINATOR_KEY HOME="$home" "$FARMCTL" nodes \
+    --trust-repo-coordinator) >/dev/null 2>"$LAB/s2t.err" || true
+[[ -s $LAB/evil.bin ]] || { cat "$LAB/s2t.err" >&2; lab_fail "farmctl nodes --trust-repo-coordinator did not reach the file's coordinator"; }
+# a checked-in farm.yaml naming alice's own coordinator key serves every command
+repo=$LAB/repo2b
+mkdir -p "$repo"
+cat >"$repo/farm.yaml" <<YAML
+coordinator:
+  clients: $FARM_COORDINATOR
+  public_key: "$(sed -n 's/^public-key = //p' "$coord_pub")"
+YAML
+for cmd in nodes builds; do
+    (cd "$repo" && env -u FARM_COORDINATOR -u FARM_COORDINATOR_KEY HOME="$home" "$FARMCTL" $cmd) \
+        >"$LAB/s2own.out" 2>"$LAB/s2own.err" || { cat "$LAB/s2own.err" >&2; lab_fail "farmctl $cmd with a farm.yaml naming alice's own key failed"; }
+done
+(cd "$repo" && env -u FARM_COORDINATOR -u FARM_COORDINATOR_KEY HOME="$home" "$FARMCTL" nodes) \
+    | grep -q '^amd64-1 ' || lab_fail "farmctl nodes with alice's own key in farm.yaml does not list amd64-1"
+lab_log "ok: nodes, builds and drain take the repository's coordinator key only when it is alice's or trusted"
 
 # --- 3. a digest is not a capability: bob cannot build alice's context
 out=$(peer submit "$FARM_COORDINATOR" "$LAB/keys/bob.key" "$coord_pub" "$digest" "$REGISTRY/trust/bob:1")

@@ -7,7 +7,8 @@
 # `systemctl enable --now` of both units; an image with RUN steps is built through the
 # units and pushed to a registry on the host's loopback (the container shares the host's
 # network). Then a narrowed bounding set (an override as `systemctl edit` writes) makes
-# the agent refuse to start naming the capabilities and the unit setting; restart; an
+# the agent refuse to start naming the capabilities and the unit setting, and the unit
+# stay failed (exit status 78, not restarted), the refusal in `journalctl -p err`; an
 # upgrade to a higher version (the debs rebuilt from a copy with the version bumped)
 # restarts both services on the new binaries and builds again; remove keeps keys, users
 # and state; purge leaves nothing the packages made (the file tree, users, groups and
@@ -294,6 +295,25 @@ journal farm-agent 200 | grep -q 'lacks CAP_DAC_OVERRIDE CAP_SYS_ADMIN' \
     && journal farm-agent 200 | grep -q 'CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_DAC_OVERRIDE CAP_SYS_ADMIN' \
     || { journal farm-agent >&2; lab_fail "the narrowed agent's log does not name the capabilities and the setting"; }
 lab_log "with CapabilityBoundingSet=CAP_SETUID CAP_SETGID the agent refuses: $(journal farm-agent 200 | grep -m1 -o 'the sandbox cannot work here: id-map privileges: .\{0,80\}')"
+# a refusal is final: the unit fails (exit status 78, RestartPreventExitStatus=78) and
+# is not restarted every RestartSec= (5 s); the refusal is among the journal's errors
+for i in $(seq 1 300); do
+    [[ $(unit_prop farm-agent ActiveState) == failed ]] && break
+    ((i < 300)) || lab_fail "the refusing agent's unit is $(unit_prop farm-agent ActiveState)/$(unit_prop farm-agent SubState) after 60 s, not failed (restarted $(unit_prop farm-agent NRestarts) times)"
+    sleep 0.2
+done
+sleep 12 # more than twice RestartSec=5s: a restart would have come by now
+st="$(unit_prop farm-agent ActiveState)/$(unit_prop farm-agent SubState) status $(unit_prop farm-agent ExecMainStatus), $(unit_prop farm-agent NRestarts) restarts"
+[[ $st == "failed/failed status 78, 0 restarts" ]] \
+    || { journal farm-agent >&2; lab_fail "the refusing agent's unit is $st, not failed/failed status 78, 0 restarts"; }
+inroot journalctl -u farm-agent -p err --no-pager -o cat >"$LAB/journal-err.out" 2>&1
+grep -q 'farm-agent: the sandbox cannot work here: id-map privileges' "$LAB/journal-err.out" \
+    && grep -q 'farm-agent: refusing to start' "$LAB/journal-err.out" \
+    || { cat "$LAB/journal-err.out" >&2; lab_fail "journalctl -p err -u farm-agent does not show the refusal"; }
+status=$(inroot systemctl status farm-agent --no-pager 2>&1 || true)
+grep -q 'Active: failed' <<<"$status" && grep -q 'status=78' <<<"$status" \
+    || lab_fail "systemctl status farm-agent does not show the failure (Active: failed, status=78): $status"
+lab_log "the refusing agent's unit: $st; journalctl -p err: $(grep -m1 -o 'refusing to start.\{0,40\}' "$LAB/journal-err.out")"
 inroot rm -r /etc/systemd/system/farm-agent.service.d
 inroot systemctl daemon-reload
 inroot systemctl reset-failed farm-agent >/dev/null 2>&1 || true

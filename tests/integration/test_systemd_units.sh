@@ -7,7 +7,8 @@
 # sandbox needs: no NoNewPrivileges, exactly CAP_SETUID, CAP_SETGID, CAP_DAC_OVERRIDE and
 # CAP_SYS_ADMIN in the bounding set (the booted test, test_systemd_boot, shows they work), and
 # none of the options that make systemd turn NoNewPrivileges on by itself for an
-# unprivileged User= (newuidmap and newgidmap are setuid).
+# unprivileged User= (newuidmap and newgidmap are setuid). Both units leave a daemon
+# that refuses to start (exit status 78) stopped rather than restart it.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"
@@ -55,6 +56,12 @@ for spec in farm-coordinator:2.0 farm-agent:6.5; do
     [[ -n $got ]] || lab_fail "systemd-analyze security printed no exposure level for $u"
     (( $(echo "$got <= $max" | bc) )) || lab_fail "$u.service exposure $got > $max: a hardening line went"
     lab_log "$u.service exposure $got (at most $max)"
+done
+
+for u in farm-coordinator farm-agent; do
+    grep -qx 'RestartPreventExitStatus=78' "$units/$u.service" \
+        || lab_fail "$u.service restarts a daemon that refused to start (exit 78): it needs RestartPreventExitStatus=78"
+    grep -qx 'Restart=on-failure' "$units/$u.service" || lab_fail "$u.service does not restart after a crash"
 done
 
 # the agent's sandbox: settings (comments aside) that must and must not be there

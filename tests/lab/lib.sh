@@ -19,7 +19,7 @@
 #
 # Environment read: FARM_SOURCE_DIR (default: this repo), FARM_BUILD_DIR (default
 # $FARM_SOURCE_DIR/build), FARM_CACHE (default /var/cache/farm), FARM_BUSYBOX_DIR
-# (default $FARM_CACHE/busybox), LAB_HEARTBEAT (default 500ms), LAB_KEEP, LAB_VERBOSE,
+# (default $FARM_CACHE/busybox), LAB_HEARTBEAT (default 500ms), LAB_KEEP,
 # LAB_SKIP_BINFMT (lab_start_farm does not register qemu), LAB_LOG_LINES (default 60).
 
 [[ -n ${__FARM_LAB_SH:-} ]] && return 0

@@ -642,6 +642,15 @@ static void test_keyless_endpoint_is_literal_loopback(void **state)
     s_one("coordinator:\n  agents: tcp://127.0.0.1:7700\n  clients: tcp://localhost:7701\n"
           "platforms: {linux/amd64: [a]}\nnodes: {a: {}}\n", "t.yaml:3:12",
           "coordinator.clients is \"tcp://localhost:7701\", which is not a loopback address");
+    /* the agents' endpoint too: jobs carry registry logins to whatever connects */
+    s_one("coordinator:\n  agents: tcp://localhost:7700\n  clients: tcp://127.0.0.1:7701\n"
+          "platforms: {linux/amd64: [a]}\nnodes: {a: {}}\n", "t.yaml:2:11",
+          "coordinator.agents is \"tcp://localhost:7700\", which is not a loopback address, "
+          "but farm.yaml names no keys: every job and its registry logins would travel "
+          "unencrypted");
+    s_one("coordinator:\n  agents: tcp://10.0.0.10:7700\n  clients: tcp://127.0.0.1:7701\n"
+          "platforms: {linux/amd64: [a]}\nnodes: {a: {}}\n", "t.yaml:2:11",
+          "or give the farm keys");
     cfg = s_ok("coordinator:\n  clients: tcp://127.9.8.7:7701\n");
     farm_config_destroy(&cfg);
     cfg = s_ok("coordinator:\n  clients: \"tcp://[::1]:7701\"\n");

@@ -2,7 +2,8 @@
 /* Contexts are served only to clients that uploaded their bytes: a digest is printed and
  * logged, so knowing it proves nothing. Another client's offer is answered as if the
  * context were absent (no oracle), does not refresh its age, and is taken as an upload;
- * who uploaded what outlives a restart and is forgotten with the context. */
+ * who uploaded what outlives a restart and is forgotten with the context. An offer the
+ * quota cannot hold is refused naming coordinator.context_quota and what to do. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -186,11 +187,76 @@ static void test_bad_owners_file(void **state)
     farm_ctxstore_destroy(&cs);
 }
 
+static int s_all_in_use(void *arg, const char *digest)
+{
+    (void)arg;
+    (void)digest;
+    return 1;
+}
+
+/* The text alone: sizes as a person reads them, the limit, where it is set, the fix. */
+static void test_quota_text(void **state)
+{
+    char t[512];
+    (void)state;
+
+    farm_ctxstore_quota_text(t, sizeof t, 5ULL << 30, 1 << 20, 0, 0);
+    assert_string_equal(t, "the context is 5 GiB, more than the coordinator keeps for all "
+                        "contexts (coordinator.context_quota: 1 MiB, set in the "
+                        "coordinator's farm.yaml): make it smaller (.dockerignore leaves "
+                        "files out), or ask the farm's admin to raise "
+                        "coordinator.context_quota");
+    farm_ctxstore_quota_text(t, sizeof t, 3ULL << 29, 20ULL << 30, 18ULL << 30, 700);
+    assert_string_equal(t, "the coordinator's context store is full: this context needs "
+                        "1.5 GiB of coordinator.context_quota's 20 GiB, and 18 GiB are "
+                        "contexts that running builds need and 700 bytes uploads in "
+                        "progress (the rest was freed): submit again when builds have "
+                        "finished, or ask the farm's admin to raise "
+                        "coordinator.context_quota in the coordinator's farm.yaml");
+}
+
+/* Through the store: an offer over the quota, and one that fits the quota but not beside
+ * a context a running build holds (so nothing can be evicted). */
+static void test_quota_refusals(void **state)
+{
+    farm_ctxstore_t *cs = farm_ctxstore_new(s_store, 50, 0, 0, s_all_in_use, NULL);
+    farm_ctx_status_t st;
+    char other[FARM_DIGEST_STRLEN];
+    uint64_t size;
+    (void)state;
+
+    assert_non_null(cs);
+    farm_ctxstore_offer(cs, &st, "c1", 2, ALICE, s_digest, 51, 1000);
+    assert_false(st.have);
+    assert_non_null(strstr(st.error, "the context is 51 bytes, more than the coordinator "
+                                     "keeps for all contexts (coordinator.context_quota: "
+                                     "50 bytes, set in the coordinator's farm.yaml)"));
+    st = s_send(cs, "c1", ALICE, s_bytes, sizeof s_bytes - 1);
+    assert_string_equal(st.error, "");
+    assert_int_equal(farm_ctxstore_has(cs, s_digest, &size), 1);
+    assert_int_equal(size, sizeof s_bytes - 1);
+    farm_digest_buffer(other, "more", 4);
+    farm_ctxstore_offer(cs, &st, "c2", 2, BOB, other, 20, 1002);
+    assert_false(st.have);
+    assert_non_null(strstr(st.error, "store is full: this context needs 20 bytes of "
+                                     "coordinator.context_quota's 50 bytes, and 43 bytes "
+                                     "are contexts that running builds need and 0 bytes "
+                                     "uploads in progress"));
+    assert_non_null(strstr(st.error, "submit again when builds have finished, or ask the "
+                                     "farm's admin to raise coordinator.context_quota"));
+    /* what fits is taken */
+    farm_ctxstore_offer(cs, &st, "c2", 2, BOB, other, 4, 1003);
+    assert_string_equal(st.error, "");
+    farm_ctxstore_destroy(&cs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_only_uploaders_are_served, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_owners_file, s_setup, s_teardown),
+        cmocka_unit_test(test_quota_text),
+        cmocka_unit_test_setup_teardown(test_quota_refusals, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -464,7 +464,7 @@ static void test_index_compose_refuses(void **state)
     assert_null(json);
 }
 
-/* ---- push into a real registry (Debian's docker-registry), skipped if absent ---- */
+/* ---- push into a real registry (Debian's docker-registry; fails naming the package if absent) ---- */
 
 typedef struct {
     int calls, skipped;

@@ -2,7 +2,8 @@
 /* common/registry against tests/data/registry/fake_registry.py: Bearer tokens from a token
  * server (Basic credentials from a docker config), 503 + Retry-After, a relative upload
  * Location with its own query, an upload PUT that fails once (restart from POST), a lying
- * Docker-Content-Digest, HEAD without a digest, an oversized manifest. */
+ * Docker-Content-Digest, HEAD without a digest, an oversized manifest. And a plain HTTP
+ * server met with TLS: refused at the first answer, with the insecure: hint. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -271,6 +275,80 @@ static void test_explicit_creds(void **state)
     farm_registry_destroy(&reg);
 }
 
+/* A plain HTTP server in a child: answers 400 to whatever arrives, writes a byte to
+ * count_fd per connection. Its port, or -1. */
+static int s_plain_server(pid_t *out_pid, int count_fd)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 16) != 0 ||
+        getsockname(s, (struct sockaddr *)&a, &alen) != 0)
+        return -1;
+    if ((*out_pid = fork()) < 0)
+        return -1;
+    if (*out_pid == 0) {
+        static const char answer[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                                     "Connection: close\r\n\r\n";
+        char buf[4096];
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;) {
+            int c = accept(s, NULL, NULL);
+            if (c < 0)
+                continue;
+            if (write(count_fd, "c", 1) != 1 || read(c, buf, sizeof buf) < 0 ||
+                write(c, answer, sizeof answer - 1) < 0) {
+                /* the client went: it counted anyway */
+            }
+            close(c);
+        }
+    }
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+/* TLS to a registry that speaks plain HTTP: OpenSSL reads "HTTP/1.1 400" as a broken
+ * record. Asking again gets the same answer, so the push fails at its first connection
+ * (not after max_retries backed-off tries) with the farm.yaml line that fixes it. */
+static void test_plain_http_is_not_retried(void **state)
+{
+    farm_registry_opts_t opts = {.insecure = 0, .max_retries = 4, .timeout_s = 20};
+    char dir[] = "/tmp/farm-test-plainreg-XXXXXX", path[64], host[64], hint[128], digest[72];
+    char counted[16];
+    int fds[2], port, rc;
+    ssize_t n;
+    pid_t pid = -1;
+    farm_registry_t *reg;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/blob", dir);
+    assert_int_equal(farm_fs_write_atomic(path, "layer bytes", 11), 0);
+    farm_digest_buffer(digest, "layer bytes", 11);
+    assert_int_equal(pipe(fds), 0);
+    port = s_plain_server(&pid, fds[1]);
+    assert_true(port > 0);
+    close(fds[1]);
+    snprintf(host, sizeof host, "127.0.0.1:%d", port);
+    reg = farm_registry_new(host, &opts);
+    assert_non_null(reg);
+    rc = farm_registry_blob_push_file(reg, NULL, REPO, digest, path);
+    farm_registry_destroy(&reg);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    n = read(fds[0], counted, sizeof counted);
+    close(fds[0]);
+    farm_fs_rmtree(dir);
+    assert_true(rc < 0);
+    assert_int_not_equal(rc, FARM_ERETRY);
+    snprintf(hint, sizeof hint, "list it in farm.yaml as registries: \"%s\": {insecure: true}",
+             host);
+    if (!strstr(farm_error_last(), "answers plain HTTP, not TLS") || !strstr(farm_error_last(), hint))
+        fail_msg("no plain-HTTP hint in: %s", farm_error_last());
+    assert_int_equal(n, 1); /* one connection: no retry */
+}
+
 /* Bad names are refused before anything is sent (no server listens on port 1). */
 static void test_bad_arguments(void **state)
 {
@@ -298,6 +376,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token_denied, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explicit_creds, s_setup, s_teardown),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_plain_http_is_not_retried),
     };
     if (getenv("FARM_TEST_VERBOSE"))
         farm_log_init("test", FARM_LOG_DEBUG);
