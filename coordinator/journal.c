@@ -825,16 +825,16 @@ static int s_row_job(s_sql_t *s, farm_journal_job_t *j, sqlite3_stmt *st)
         s_col_fixed(j->id, sizeof j->id, st, 1) < 0 ||
         s_col_fixed(j->platform, sizeof j->platform, st, 2) < 0 ||
         s_col_fixed(j->node, sizeof j->node, st, 5) < 0 ||
-        s_col_fixed(j->image_digest, sizeof j->image_digest, st, 10) < 0 ||
-        s_col_fixed(j->image_media_type, sizeof j->image_media_type, st, 12) < 0 ||
-        s_col_dup(&j->error, st, 13, FARM_JOURNAL_REASON_MAX) < 0)
+        s_col_fixed(j->image_digest, sizeof j->image_digest, st, 9) < 0 ||
+        s_col_fixed(j->image_media_type, sizeof j->image_media_type, st, 11) < 0 ||
+        s_col_dup(&j->error, st, 12, FARM_JOURNAL_REASON_MAX) < 0)
         goto bad;
     j->state = s_state_of(s_job_states, 6, sqlite3_column_text(st, 3));
     j->attempt = (unsigned)sqlite3_column_int64(st, 4);
     j->queued_at = sqlite3_column_int64(st, 6);
     j->started_at = sqlite3_column_int64(st, 7);
     j->finished_at = sqlite3_column_int64(st, 8);
-    j->image_size = (uint64_t)sqlite3_column_int64(st, 11);
+    j->image_size = (uint64_t)sqlite3_column_int64(st, 10);
     if (s_job_ok(j) < 0)
         goto bad;
     return 0;
