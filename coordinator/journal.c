@@ -509,6 +509,13 @@ static s_sql_t *s_sql_open(const char *state_dir)
     }
     if (farm_path_join(s->path, sizeof s->path, state_dir, "journal.db") < 0)
         goto fail;
+    /* RETURNING (3.35) and SQLITE_OPEN_NOFOLLOW (3.31): features, not symbols, so the
+     * package's Depends does not catch an older library */
+    if (sqlite3_libversion_number() < 3035000) {
+        farm_error_set(FARM_EINVALID, "journal %s: libsqlite3 %s is older than 3.35, which the "
+                       "journal needs; upgrade libsqlite3-0", s->path, sqlite3_libversion());
+        goto fail;
+    }
     if (lstat(state_dir, &st) < 0) {
         farm_error_set(FARM_EIO, "coordinator.state_dir %s: %s", state_dir, strerror(errno));
         goto fail;
