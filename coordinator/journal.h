@@ -106,7 +106,9 @@ typedef struct {
  * error slot, naming the journal. */
 typedef struct farm_journal_ops {
     const char *name;
-    /* the build and (n_jobs > 0) these jobs of it, inserted or replaced */
+    /* the build inserted, or its state, times, result and needs_submitter updated (what
+     * the submit fixed stays as first written); and (n_jobs > 0) these jobs of it,
+     * inserted or updated */
     int (*put_build)(void *impl, const farm_journal_build_t *b, const farm_journal_job_t *jobs,
                      size_t n_jobs);
     int (*put_job)(void *impl, const farm_journal_job_t *job);
@@ -126,7 +128,7 @@ typedef struct farm_journal_ops {
 typedef struct farm_journal farm_journal_t;
 
 typedef struct {
-    long long retention_ms;           /* 0: FARM_JOURNAL_RETENTION_MS */
+    long long retention_ms;           /* 0: FARM_JOURNAL_RETENTION_MS (no farm.yaml key yet) */
 } farm_journal_opts_t;
 
 /* Opens (creates, or migrates to FARM_JOURNAL_SCHEMA) the SQLite journal state_dir/
