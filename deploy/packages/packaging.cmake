@@ -125,7 +125,13 @@ set(FARM_DEB_LIBS_agent "libarchive13 (>= 3.5.0), libc6 (>= 2.34), libcurl4 (>= 
 set(FARM_DEB_LIBS_farmctl "libarchive13 (>= 3.5.0), libc6 (>= 2.34), libcurl4 (>= 7.16.2), libjansson4 (>= 2.14), libprotobuf-c1 (>= 1.0.1), libssl3 (>= 3.0.0), libyaml-0-2, libzmq5 (>= 4.2.0)")
 
 set(CPACK_DEBIAN_COORDINATOR_PACKAGE_NAME farm-coordinator)
-set(CPACK_DEBIAN_COORDINATOR_PACKAGE_DEPENDS "${FARM_DEB_LIBS_coordinator}, adduser, passwd")
+# The journal's library (coordinator/journal.c). The coordinator does not call the journal
+# yet, so dpkg-shlibdeps does not list it: it is named after that list until then, when
+# dpkg-shlibdeps' "libsqlite3-0 (>= 3.7.15)" joins FARM_DEB_LIBS_coordinator in its order.
+# This line stays: the journal needs SQLite 3.35 (RETURNING), a feature no symbol shows.
+set(FARM_DEB_JOURNAL_coordinator "libsqlite3-0 (>= 3.35)")
+set(CPACK_DEBIAN_COORDINATOR_PACKAGE_DEPENDS
+  "${FARM_DEB_LIBS_coordinator}, ${FARM_DEB_JOURNAL_coordinator}, adduser, passwd")
 set(CPACK_COMPONENT_COORDINATOR_DESCRIPTION
 "farm build farm: the coordinator
 farm builds multi-architecture container images on native build nodes. The

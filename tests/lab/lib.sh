@@ -39,6 +39,7 @@ export LAB_PYTHON
 # Debian packages the build, the unit tests and the lab need (tests/run.sh, quickstart).
 LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
     libcurl4-openssl-dev libssl-dev libyaml-dev libjansson-dev libarchive-dev libcmocka-dev
+    libsqlite3-dev
     buildah docker-registry qemu-user-static skopeo golang-github-opencontainers-image-spec-dev
     python3 python3-jsonschema binfmt-support iproute2 runc slirp4netns uidmap curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev systemd
     mmdebstrap systemd-container)

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The coordinator's journal: builds, their jobs and each job's attempts, written before
+ * the coordinator acts on them and read back when it starts, so a restart loses nothing
+ * it had accepted. Plain records in, plain records out; the storage is behind
+ * farm_journal_ops_t (SQLite in state_dir is the one backend; a networked database for
+ * a standby coordinator can be another).
+ *
+ * Never stored: registry logins and build secrets. A record has no field for them, and
+ * farm_journal_build_from() does not read a build's creds or flags.secrets; they stay in
+ * the coordinator's memory and the submitter sends them again after a restart
+ * (needs_submitter says a build had some). */
+#ifndef FARM_COORD_JOURNAL_H
+#define FARM_COORD_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buildflags.h"
+#include "common/config.h"
+#include "common/digest.h"
+#include "common/limits.h"
+#include "common/platform.h"
+#include "coordinator/job.h"
+
+/* The schema this code writes; a journal with a higher version is refused. */
+#define FARM_JOURNAL_SCHEMA 2
+/* Ceilings of the strings only the journal bounds (the others are in common/limits.h). */
+#define FARM_JOURNAL_REASON_MAX 8192    /* bytes in a build's reason or a job's error */
+#define FARM_JOURNAL_MEDIA_TYPE_MAX 127 /* bytes in a result's media type */
+/* Finished builds are kept this long for clients that follow them, then pruned. */
+#define FARM_JOURNAL_RETENTION_MS (7LL * 24 * 3600 * 1000)
+
+typedef enum {
+    FARM_JOURNAL_BUILD_RUNNING = 1, /* accepted: jobs queued or running */
+    FARM_JOURNAL_BUILD_STITCHING,   /* every job done: the index is being pushed */
+    FARM_JOURNAL_BUILD_DONE         /* pushed or failed (ok, reason) */
+} farm_journal_build_state_t;
+
+typedef enum {
+    FARM_JOURNAL_JOB_QUEUED = 1,
+    FARM_JOURNAL_JOB_RUNNING,
+    FARM_JOURNAL_JOB_DONE,
+    FARM_JOURNAL_JOB_FAILED,
+    FARM_JOURNAL_JOB_CANCELLED
+} farm_journal_job_state_t;
+
+/* A build. Times are wall-clock milliseconds since the epoch (they must mean the same
+ * after a restart). Pointers are borrowed when the record is written; records the journal
+ * returns own them (farm_journal_loaded_free). */
+typedef struct {
+    char id[FARM_ID_MAX + 1];
+    uint64_t seq;                     /* submit order: the number in the id */
+    char owner[FARM_NAME_MAX + 1];    /* the client's name, "" without keys */
+    char registry[FARM_REGISTRY_HOST_MAX + 1];
+    char repository[256];
+    char **tags;
+    size_t n_tags;
+    char **platforms;                 /* canonical, one per job, in job order */
+    size_t n_platforms;
+    char context_digest[FARM_DIGEST_STRLEN];
+    uint64_t context_size;
+    /* options that are not secrets */
+    char *dockerfile;                 /* NULL: Dockerfile */
+    farm_kv_t *args;
+    size_t n_args;
+    farm_buildflags_t flags;          /* flags.secrets is never written, and empty when read */
+    int insecure, allow_partial, network_none;
+    int needs_submitter;              /* the build had logins or secrets: only its submitter
+                                       * can give them back after a restart */
+    farm_journal_build_state_t state;
+    long long created, updated, done_at;
+    int ok;                           /* DONE: 1 pushed, 0 failed */
+    char *reason;                     /* DONE and failed: why (NULL otherwise) */
+    char index_digest[FARM_DIGEST_STRLEN]; /* DONE and ok */
+    uint64_t index_size;
+} farm_journal_build_t;
+
+/* A job (one platform of a build) as of its latest attempt. Writing one also records
+ * that attempt (attempt > 0): running while the job runs, then done, failed, cancelled,
+ * or lost when the job went back to QUEUED. */
+typedef struct {
+    char build_id[FARM_ID_MAX + 1];
+    char id[FARM_ID_MAX + 1];
+    char platform[FARM_PLATFORM_STRLEN];
+    farm_journal_job_state_t state;
+    unsigned attempt;                 /* 0: never dispatched */
+    char node[FARM_NAME_MAX + 1];     /* the node of that attempt ("" before one) */
+    long long queued_at, started_at, finished_at;
+    /* DONE: the image the attempt pushed */
+    char image_digest[FARM_DIGEST_STRLEN];
+    uint64_t image_size;
+    char image_media_type[FARM_JOURNAL_MEDIA_TYPE_MAX + 1];
+    char *error;                      /* FAILED: why (NULL otherwise) */
+} farm_journal_job_t;
+
+/* What a starting coordinator reconciles: every build not DONE, oldest submit first, and
+ * their jobs, build by build in job order (job.build_id says whose). */
+typedef struct {
+    farm_journal_build_t *builds;
+    size_t n_builds;
+    farm_journal_job_t *jobs;
+    size_t n_jobs;
+} farm_journal_loaded_t;
+
+/* A backend. Each write is one transaction, durable when it returns 0. Errors go to the
+ * error slot, naming the journal. */
+typedef struct farm_journal_ops {
+    const char *name;
+    /* the build inserted, or its state, times, result and needs_submitter updated (what
+     * the submit fixed stays as first written); and (n_jobs > 0) these jobs of it,
+     * inserted or updated */
+    int (*put_build)(void *impl, const farm_journal_build_t *b, const farm_journal_job_t *jobs,
+                     size_t n_jobs);
+    int (*put_job)(void *impl, const farm_journal_job_t *job);
+    /* build id DONE at `at`; its jobs still QUEUED or RUNNING become CANCELLED */
+    int (*finish)(void *impl, const char *id, int ok, const char *reason,
+                  const char *index_digest, uint64_t index_size, long long at);
+    int (*load_unfinished)(void *impl, farm_journal_loaded_t *out);
+    /* one build, finished or not: FARM_ENOTFOUND when the journal has none by that id */
+    int (*get_build)(void *impl, farm_journal_build_t *out, const char *id);
+    /* removes DONE builds (and their jobs and attempts) done before `before` */
+    int (*prune)(void *impl, size_t *out_removed, long long before);
+    /* the next submit number, never handed out before by this journal */
+    int (*next_seq)(void *impl, uint64_t *out);
+    void (*close)(void *impl);
+} farm_journal_ops_t;
+
+typedef struct farm_journal farm_journal_t;
+
+typedef struct {
+    long long retention_ms;           /* 0: FARM_JOURNAL_RETENTION_MS (no farm.yaml key yet) */
+} farm_journal_opts_t;
+
+/* Opens (creates, or migrates to FARM_JOURNAL_SCHEMA) the SQLite journal state_dir/
+ * journal.db. state_dir must pass farm_fs_check_owned; the file and its -wal are the
+ * user's own, mode 0600. Refused, with the file named and what to do: a journal of a
+ * newer schema, one that is corrupt or not a farm journal, one another process holds
+ * open. opts may be NULL. */
+farm_journal_t *farm_journal_open(const char *state_dir, const farm_journal_opts_t *opts);
+/* Another backend: impl is owned (ops->close frees it). */
+farm_journal_t *farm_journal_new(const farm_journal_ops_t *ops, void *impl,
+                                 const farm_journal_opts_t *opts);
+void farm_journal_destroy(farm_journal_t **self_p);
+/* The file the journal lives in ("" for other backends), for messages. */
+const char *farm_journal_path(const farm_journal_t *self);
+
+/* Checks every string against its ceiling, then writes: FARM_EINVALID names the field. */
+int farm_journal_put_build(farm_journal_t *self, const farm_journal_build_t *b,
+                           const farm_journal_job_t *jobs, size_t n_jobs);
+int farm_journal_put_job(farm_journal_t *self, const farm_journal_job_t *job);
+int farm_journal_finish(farm_journal_t *self, const char *id, int ok, const char *reason,
+                        const char *index_digest, uint64_t index_size, long long at);
+int farm_journal_load_unfinished(farm_journal_t *self, farm_journal_loaded_t *out);
+void farm_journal_loaded_free(farm_journal_loaded_t *loaded);
+int farm_journal_get_build(farm_journal_t *self, farm_journal_build_t *out, const char *id);
+/* Frees what a record the journal returned owns; the record itself is not freed. */
+void farm_journal_build_clear(farm_journal_build_t *b);
+/* Prunes builds DONE longer than the retention before now. */
+int farm_journal_prune(farm_journal_t *self, size_t *out_removed, long long now);
+
+/* A new build id, "b<seq>-<32 hex>" as builds have always been named: seq is the journal's
+ * next submit number (so ids and submit order hold across restarts), the hex 128 random
+ * bits (an id cannot be guessed from another). */
+int farm_journal_next_build_id(farm_journal_t *self, char *out, size_t len, uint64_t *out_seq);
+
+/* The records of an in-memory build and job. Borrows b's strings (platforms: pointers to
+ * its jobs' put in plats); never reads b->creds or b->flags.secrets. created/updated/
+ * done_at are left 0 for the caller (the build's own times are monotonic). */
+int farm_journal_build_from(farm_journal_build_t *out, char *plats[FARM_PLATFORMS_MAX],
+                            const farm_build_t *b, uint64_t seq);
+void farm_journal_job_from(farm_journal_job_t *out, const farm_job_t *job);
+
+#endif
