@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The coordinator's top file: the two ROUTER sockets, protobuf in and out, the reactor's
- * timers, and the index-push helper processes. The rules live in nodes, scheduler,
- * builds and ctxstore, which take plain values. */
+ * timers. The rules live in nodes, scheduler, builds and ctxstore, which take plain
+ * values; pushes supervises the index-push helpers. */
 #include "coordinator/coordinator.h"
 
 #include <errno.h>
@@ -31,6 +31,7 @@
 #include "coordinator/builds.h"
 #include "coordinator/ctxstore.h"
 #include "coordinator/nodes.h"
+#include "coordinator/pushes.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/warm.h"
 #include "coordinator/timeserve.h"
@@ -47,22 +48,6 @@ _Static_assert((int)FARM_EVENT_QUEUED == (int)FARM__EVENT_KIND__EVENT_QUEUED &&
                    (int)FARM_EVENT_CANCEL == (int)FARM__EVENT_KIND__EVENT_CANCEL &&
                    (int)FARM_EVENT_LOG == (int)FARM__EVENT_KIND__EVENT_LOG,
                "builds.h event kinds follow farm.proto");
-
-/* The index push of one build: a `farm-coordinator stitch` helper process. */
-typedef struct {
-    farm_coordinator_t *coord;
-    farm_build_t *build;
-    farm_child_t *child;
-    int log_id, result_id; /* reactor readers, 0 once at EOF */
-    int timer_id;          /* the deadline */
-    int failed_read;
-} stitch_t;
-
-/* Builds whose index push waits for a free helper slot, oldest first. */
-typedef struct stitch_wait {
-    struct stitch_wait *next;
-    farm_build_t *build;
-} stitch_wait_t;
 
 struct farm_coordinator {
     farm_config_t *cfg;
@@ -90,8 +75,7 @@ struct farm_coordinator {
     farm_hmap_t *clients_by_name;
     int cache_wait_timer;      /* wakes the dispatch when a job's cache wait ends */
     long long cache_wait_at;   /* ... at this time */
-    size_t n_stitching;        /* helpers running */
-    stitch_wait_t *stitch_head, *stitch_tail;
+    farm_pushes_t *pushes;     /* the index-push helpers */
 };
 
 /* Who sent a client message, and what it may do. */
@@ -190,41 +174,6 @@ static void s_on_event(void *arg, farm_build_t *b, const farm_job_t *job, farm_e
     }
 }
 
-/* What BuildDone says of each child besides its descriptor, parallel to it. */
-typedef struct {
-    char **nodes;
-    protobuf_c_boolean *warm;
-    uint32_t *cache_hits, *steps;
-} children_extra_t;
-
-/* The build's pushed images as wire descriptors (platform strings in plats, the rest in
- * extra if not NULL). Returns how many; the arrays hold b->n_jobs entries. */
-static size_t s_children(const farm_build_t *b, Farm__Descriptor *descs, Farm__Descriptor **dptrs,
-                         char (*plats)[FARM_PLATFORM_STRLEN], const children_extra_t *extra)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < b->n_jobs; i++) {
-        const farm_job_t *j = &b->jobs[i];
-        if (j->state != FARM_JOB_DONE || !j->image)
-            continue;
-        farm__descriptor__init(&descs[n]);
-        descs[n].media_type = (char *)j->image->media_type;
-        descs[n].digest = (char *)j->image->digest;
-        descs[n].size = j->image->size;
-        farm_platform_format(plats[n], sizeof plats[n], &j->image->platform);
-        descs[n].platform = plats[n];
-        dptrs[n] = &descs[n];
-        if (extra) {
-            extra->nodes[n] = (char *)j->node_name;
-            extra->warm[n] = j->warm;
-            extra->cache_hits[n] = j->cache_hits;
-            extra->steps[n] = j->steps;
-        }
-        n++;
-    }
-    return n;
-}
-
 static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_digest,
                       uint64_t index_size, const char *error)
 {
@@ -234,7 +183,7 @@ static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_dige
     Farm__Descriptor *descs = calloc(b->n_jobs + 1, sizeof *descs);
     Farm__Descriptor **dptrs = calloc(b->n_jobs + 1, sizeof *dptrs);
     char (*plats)[FARM_PLATFORM_STRLEN] = calloc(b->n_jobs + 1, sizeof *plats);
-    children_extra_t x = {.nodes = calloc(b->n_jobs + 1, sizeof *x.nodes),
+    farm_children_extra_t x = {.nodes = calloc(b->n_jobs + 1, sizeof *x.nodes),
                           .warm = calloc(b->n_jobs + 1, sizeof *x.warm),
                           .cache_hits = calloc(b->n_jobs + 1, sizeof *x.cache_hits),
                           .steps = calloc(b->n_jobs + 1, sizeof *x.steps)};
@@ -254,7 +203,7 @@ static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_dige
         done.error = "coordinator out of memory while reporting the result";
         goto send;
     }
-    n = s_children(b, descs, dptrs, plats, &x);
+    n = farm_pushes_children(descs, dptrs, plats, b, &x);
     done.n_children = n;
     done.children = dptrs;
     done.n_child_nodes = n;
@@ -280,228 +229,10 @@ send:
     free(x.steps);
 }
 
-/* ------------------------------------------------------------------ the index push */
-
-static void s_stitch_free(stitch_t **st_p)
-{
-    stitch_t *st = *st_p;
-    if (!st)
-        return;
-    if (st->log_id)
-        farm_reactor_remove(st->coord->reactor, st->log_id);
-    if (st->result_id)
-        farm_reactor_remove(st->coord->reactor, st->result_id);
-    if (st->timer_id > 0)
-        farm_reactor_timer_cancel(st->coord->reactor, st->timer_id);
-    if (st->child)
-        st->coord->n_stitching--;
-    farm_child_destroy(&st->child);
-    if (st->build)
-        st->build->stitch = NULL;
-    free(st);
-    *st_p = NULL;
-}
-
-static void s_stitch_log_line(void *arg, const char *line);
-
-/* The result stream ended: it decides (a helper that died says nothing). The log is not
- * waited for: a process the helper started may hold it open; the group is killed. */
-static void s_stitch_maybe_done(stitch_t *st)
-{
-    farm_coordinator_t *self = st->coord;
-    farm_build_t *b = st->build;
-    Farm__StitchResult *r = NULL;
-    const void *data;
-    size_t len = 0;
-
-    if (st->result_id)
-        return;
-    if (st->log_id)
-        farm_child_read_log(st->child, s_stitch_log_line, st); /* what is there now */
-    data = farm_child_result(st->child, &len);
-    if (!st->failed_read && len)
-        r = farm__stitch_result__unpack(NULL, len, data);
-    if (r && r->ok && farm_digest_valid(r->index_digest))
-        farm_builds_finish(self->builds, b, 1, r->index_digest, r->index_size, NULL,
-                           farm_now_ms());
-    else if (r && !r->ok && r->error && r->error[0])
-        farm_builds_finish(self->builds, b, 0, NULL, 0, r->error, farm_now_ms());
-    else
-        farm_builds_finish(self->builds, b, 0, NULL, 0,
-                           "index push process died without a result", farm_now_ms());
-    if (r)
-        farm__stitch_result__free_unpacked(r, NULL);
-    s_stitch_free(&st);
-}
-
-static void s_stitch_log_line(void *arg, const char *line)
-{
-    stitch_t *st = arg;
-    farm_log_debug("build=%s stitch: %s", st->build->id, line);
-}
-
-static int s_stitch_log(farm_reactor_t *r, int revents, void *arg)
-{
-    stitch_t *st = arg;
-    if (farm_child_read_log(st->child, s_stitch_log_line, st) == 0)
-        return 0;
-    farm_reactor_remove(r, st->log_id);
-    st->log_id = 0;
-    s_stitch_maybe_done(st);
-    return 0;
-}
-
-static int s_stitch_deadline(farm_reactor_t *r, void *arg)
-{
-    stitch_t *st = arg;
-    farm_build_t *b = st->build;
-    char msg[1024];
-
-    st->timer_id = 0; /* a one-shot: spent */
-    snprintf(msg, sizeof msg, "the index push to %s/%s took longer than %d s and was stopped; "
-             "check the registry (some tags may already name the new index)", b->registry,
-             b->repository, STITCH_TIMEOUT_MS / 1000);
-    farm_builds_finish(st->coord->builds, b, 0, NULL, 0, msg, farm_now_ms());
-    s_stitch_free(&st);
-    return 0;
-}
-
-static int s_stitch_result(farm_reactor_t *r, int revents, void *arg)
-{
-    stitch_t *st = arg;
-    int rc = farm_child_read_result(st->child);
-    if (rc == 0)
-        return 0;
-    st->failed_read = rc < 0;
-    farm_reactor_remove(r, st->result_id);
-    st->result_id = 0;
-    s_stitch_maybe_done(st);
-    return 0;
-}
-
-static void s_stitch_start(farm_coordinator_t *self, farm_build_t *b)
-{
-    Farm__StitchRequest req = FARM__STITCH_REQUEST__INIT;
-    Farm__RegistryCredential rc = FARM__REGISTRY_CREDENTIAL__INIT;
-    const farm_cred_t *cred;
-    const farm_config_registry_t *rcfg;
-    Farm__Descriptor *descs = calloc(b->n_jobs + 1, sizeof *descs);
-    Farm__Descriptor **dptrs = calloc(b->n_jobs + 1, sizeof *dptrs);
-    char (*plats)[FARM_PLATFORM_STRLEN] = calloc(b->n_jobs + 1, sizeof *plats);
-    char *argv[] = {"/proc/self/exe", "stitch", NULL};
-    /* niced: the index push must not take the CPU from dispatch and heartbeats */
-    farm_child_opts_t opts = {.argv = argv, .nice = 10};
-    stitch_t *st = calloc(1, sizeof *st);
-    uint8_t *packed = NULL;
-    size_t n = 0, len;
-    Farm__BuildFlags fl;
-    farm_buildflags_wire_t fw = {0};
-
-    if (!descs || !dptrs || !plats || !st || farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {
-        farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
-                           farm_now_ms());
-        goto done;
-    }
-    n = s_children(b, descs, dptrs, plats, NULL);
-    req.registry = b->registry;
-    req.repository = b->repository;
-    req.insecure = b->insecure;
-    /* the target's login only: the stitch touches no other registry */
-    if ((cred = farm_build_cred(b, b->registry))) {
-        rc.registry = cred->registry;
-        rc.username = cred->username;
-        rc.secret = cred->secret;
-        rc.identity_token = cred->identity_token;
-        req.credential = &rc;
-    }
-    if ((rcfg = farm_config_registry(self->cfg, b->registry))) {
-        req.ca_pem.data = (uint8_t *)rcfg->ca_pem;
-        req.ca_pem.len = rcfg->ca_pem ? rcfg->ca_pem_len : 0;
-        req.farm_credentials = farm_config_registry_grants(rcfg, b->owner);
-    }
-    req.n_children = n;
-    req.children = dptrs;
-    req.n_tags = b->n_tags;
-    req.tags = b->tags;
-    req.n_index_annotations = fl.n_index_annotations;
-    req.index_annotations = fl.index_annotations;
-    if (farm_wire_pack(&packed, &len, &req.base) < 0) {
-        farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
-        goto done;
-    }
-    opts.request = packed;
-    opts.request_len = len;
-    st->coord = self;
-    st->build = b;
-    st->child = farm_child_spawn(&opts);
-    explicit_bzero(packed, len); /* the login is in the child's sealed memfd now */
-    if (st->child)
-        self->n_stitching++;
-    if (!st->child) {
-        farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
-        goto done;
-    }
-    st->log_id = farm_reactor_add_fd(self->reactor, farm_child_log_fd(st->child), ZMQ_POLLIN,
-                                     s_stitch_log, st);
-    st->result_id = farm_reactor_add_fd(self->reactor, farm_child_result_fd(st->child),
-                                        ZMQ_POLLIN, s_stitch_result, st);
-    st->timer_id = farm_reactor_timer_add(self->reactor, "stitch-deadline", STITCH_TIMEOUT_MS, 1,
-                                          s_stitch_deadline, st);
-    if (st->log_id < 0 || st->result_id < 0 || st->timer_id < 0) {
-        st->log_id = st->log_id < 0 ? 0 : st->log_id;
-        st->result_id = st->result_id < 0 ? 0 : st->result_id;
-        s_stitch_free(&st);
-        farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
-                           farm_now_ms());
-        goto done;
-    }
-    b->stitch = st;
-    st = NULL;
-    farm_log_debug("build=%s index push started (pid %d)", b->id,
-                   (int)farm_child_pid(((stitch_t *)b->stitch)->child));
-done:
-    if (st)
-        s_stitch_free(&st);
-    free(packed);
-    free(descs);
-    free(dptrs);
-    free(plats);
-    farm_buildflags_wire_free(&fw);
-}
-
-/* Every job of b is done: its index push starts now, or when a helper slot frees (the
- * turn-end hook), so a burst of finished builds never forks a burst of processes. */
 static void s_on_stitch(void *arg, farm_build_t *b)
 {
     farm_coordinator_t *self = arg;
-    stitch_wait_t *w;
-
-    if (self->n_stitching < STITCH_PARALLEL && !self->stitch_head) {
-        s_stitch_start(self, b);
-        return;
-    }
-    if (!(w = calloc(1, sizeof *w))) {
-        farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
-                           farm_now_ms());
-        return;
-    }
-    w->build = b;
-    if (self->stitch_tail)
-        self->stitch_tail->next = w;
-    else
-        self->stitch_head = w;
-    self->stitch_tail = w;
-}
-
-static void s_stitch_start_waiting(farm_coordinator_t *self)
-{
-    while (self->stitch_head && self->n_stitching < STITCH_PARALLEL) {
-        stitch_wait_t *w = self->stitch_head;
-        if (!(self->stitch_head = w->next))
-            self->stitch_tail = NULL;
-        s_stitch_start(self, w->build);
-        free(w);
-    }
+    farm_pushes_request(self->pushes, b);
 }
 
 /* ------------------------------------------------------------------ scheduler callbacks */
@@ -1425,13 +1156,8 @@ static int s_on_heartbeat(farm_reactor_t *r, void *arg)
 
 static void s_reap_stitch(void *arg, farm_build_t *b)
 {
-    stitch_t *st = b->stitch;
-    (void)arg;
-    if (st) {
-        st->build = NULL;
-        b->stitch = NULL;
-        s_stitch_free(&st);
-    }
+    farm_coordinator_t *self = arg;
+    farm_pushes_drop(self->pushes, b);
 }
 
 /* Saves the warm-node memory when it changed (at most every WARM_SAVE_MS while running). */
@@ -1565,7 +1291,7 @@ static void s_on_turn_end(farm_reactor_t *r, void *arg)
                               s_on_cache_wait, self)) > 0)
             self->cache_wait_at = wake;
     }
-    s_stitch_start_waiting(self);
+    farm_pushes_start_waiting(self->pushes);
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -1646,6 +1372,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
                                  .waiting = s_on_waiting, .requeued = s_on_requeued,
                                  .expired = s_on_expired};
     farm_builds_cbs_t bcbs = {.event = s_on_event, .stitch = s_on_stitch, .done = s_on_done};
+    farm_pushes_opts_t popts = {.parallel = STITCH_PARALLEL, .timeout_ms = STITCH_TIMEOUT_MS};
 
     if (!self)
         return NULL;
@@ -1669,9 +1396,12 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     self->ctx = farm_ctxstore_new(contexts, cfg->context_quota, (size_t)cfg->max_uploads,
                                   (size_t)cfg->max_uploads_per_client, s_context_in_use, self);
     self->reactor = farm_reactor_new();
+    self->pushes = self->builds && self->reactor
+                       ? farm_pushes_new(self->reactor, self->builds, cfg, &popts) : NULL;
     if (!self->ctx)
         goto fail; /* its error names the directory */
-    if (!self->chunk || !self->nodes || !self->timeserve || !self->sched || !self->builds || !self->reactor) {
+    if (!self->chunk || !self->nodes || !self->timeserve || !self->sched || !self->builds || !self->reactor ||
+        !self->pushes) {
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
     }
@@ -1709,23 +1439,12 @@ fail:
     return NULL;
 }
 
-static void s_drop_stitch(void *arg, farm_build_t *b)
-{
-    s_reap_stitch(arg, b);
-}
-
 void farm_coordinator_destroy(farm_coordinator_t **self_p)
 {
     farm_coordinator_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
-    while (self->stitch_head) {
-        stitch_wait_t *w = self->stitch_head;
-        self->stitch_head = w->next;
-        free(w);
-    }
-    if (self->builds)
-        farm_builds_each(self->builds, s_drop_stitch, self);
+    farm_pushes_destroy(&self->pushes); /* stops the helpers while their builds exist */
     farm_builds_destroy(&self->builds);
     farm_scheduler_destroy(&self->sched);
     farm_nodes_destroy(&self->nodes);
