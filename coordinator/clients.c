@@ -53,15 +53,21 @@ void farm_clients_destroy(farm_clients_t **self_p)
     *self_p = NULL;
 }
 
-static void s_send(farm_clients_t *self, const void *rid, size_t rid_len, Farm__Envelope *env)
+static void s_send_via(farm_clients_send_fn send, void *arg, const void *rid, size_t rid_len,
+                       Farm__Envelope *env)
 {
     env->version = FARM_WIRE_VERSION;
-    if (self->send(self->arg, rid, rid_len, env) < 0)
+    if (send(arg, rid, rid_len, env) < 0)
         farm_log_debug("send to a peer failed: %s", farm_error_last());
 }
 
-void farm_clients_refuse(farm_clients_t *self, const void *rid, size_t rid_len,
-                         const char *reason)
+static void s_send(farm_clients_t *self, const void *rid, size_t rid_len, Farm__Envelope *env)
+{
+    s_send_via(self->send, self->arg, rid, rid_len, env);
+}
+
+void farm_clients_refuse_via(farm_clients_send_fn send, void *arg, const void *rid,
+                             size_t rid_len, const char *reason)
 {
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__Refused rf = FARM__REFUSED__INIT;
@@ -69,7 +75,13 @@ void farm_clients_refuse(farm_clients_t *self, const void *rid, size_t rid_len,
     env.body_case = FARM__ENVELOPE__BODY_REFUSED;
     env.refused = &rf;
     farm_log_info("refused a client: %s", reason);
-    s_send(self, rid, rid_len, &env);
+    s_send_via(send, arg, rid, rid_len, &env);
+}
+
+void farm_clients_refuse(farm_clients_t *self, const void *rid, size_t rid_len,
+                         const char *reason)
+{
+    farm_clients_refuse_via(self->send, self->arg, rid, rid_len, reason);
 }
 
 int farm_client_sees(const farm_client_t *c, const farm_build_t *b)

@@ -43,9 +43,12 @@ void farm_clients_destroy(farm_clients_t **self_p);
  * else answered. */
 void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
                           const Farm__Envelope *env);
-/* A Refused with reason, logged as "refused a client". */
+/* A Refused with reason, logged as "refused a client"; _via sends it with send (farmctl
+ * at the agents' endpoint is told where to go). */
 void farm_clients_refuse(farm_clients_t *self, const void *rid, size_t rid_len,
                          const char *reason);
+void farm_clients_refuse_via(farm_clients_send_fn send, void *arg, const void *rid,
+                             size_t rid_len, const char *reason);
 
 /* The builds' callbacks: one event of b for its client and the log; b finished; and a
  * heartbeat to the client of every running build. */

@@ -83,12 +83,19 @@ static void s_send(void *sock, const void *rid, size_t rid_len, Farm__Envelope *
         farm_log_debug("send to a peer failed: %s", farm_error_last());
 }
 
-/* The clients module's way out. */
+/* The clients module's way out (farm_clients_send_fn), on either socket. */
 static int s_send_client(void *arg, const void *rid, size_t rid_len, Farm__Envelope *env)
 {
     farm_coordinator_t *self = arg;
     env->version = FARM_WIRE_VERSION;
     return farm_wire_send(self->clients, rid, rid_len, env);
+}
+
+static int s_send_agent(void *arg, const void *rid, size_t rid_len, Farm__Envelope *env)
+{
+    farm_coordinator_t *self = arg;
+    env->version = FARM_WIRE_VERSION;
+    return farm_wire_send(self->agents, rid, rid_len, env);
 }
 
 static int s_send_node(farm_coordinator_t *self, farm_node_t *n, Farm__Envelope *env)
@@ -523,18 +530,6 @@ static int s_client_body(Farm__Envelope__BodyCase body)
     }
 }
 
-static void s_refuse_on(farm_coordinator_t *self, void *sock, const void *rid, size_t rid_len,
-                        const char *reason)
-{
-    Farm__Envelope env = FARM__ENVELOPE__INIT;
-    Farm__Refused rf = FARM__REFUSED__INIT;
-    rf.reason = (char *)reason;
-    env.body_case = FARM__ENVELOPE__BODY_REFUSED;
-    env.refused = &rf;
-    farm_log_info("refused a client: %s", reason);
-    s_send(sock, rid, rid_len, &env);
-}
-
 static const char *s_wrong_port_reason(farm_coordinator_t *self)
 {
     static char reason[1024];
@@ -585,7 +580,8 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
         if (s_client_body(env->body_case)) {
             /* farmctl pointed at this port (a keyless farm; with keys ZAP refuses a
              * client's key here): say where it should go */
-            s_refuse_on(self, self->agents, rid, rid_len, s_wrong_port_reason(self));
+            farm_clients_refuse_via(s_send_agent, self, rid, rid_len,
+                                    s_wrong_port_reason(self));
             farm_wire_free(&env);
             continue;
         }

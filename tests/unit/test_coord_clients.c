@@ -20,6 +20,7 @@
 #include "coordinator/ctxstore.h"
 #include "coordinator/nodes.h"
 #include "coordinator/scheduler.h"
+#include "coord_fx.h"
 
 #define ALICE_KEY "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
 
@@ -36,10 +37,7 @@ typedef struct {
 } sent_t;
 
 typedef struct {
-    farm_config_t *cfg;
-    farm_nodes_t *nodes;
-    farm_scheduler_t *s;
-    farm_builds_t *b;
+    coord_fx_t c;
     farm_ctxstore_t *ctx;
     farm_clients_t *cl;
     sent_t sent;
@@ -80,42 +78,19 @@ static int cb_send(void *arg, const void *rid, size_t rid_len, Farm__Envelope *e
     return 0;
 }
 
-static void cb_assign(void *a, farm_job_t *j, farm_node_t *n) {}
-static void cb_cancel(void *a, farm_job_t *j, farm_node_t *n, const char *r) {}
-static void cb_event(void *a, farm_build_t *b, const farm_job_t *j, farm_event_kind_t k,
-                     const char *msg) {}
-static void cb_stitch(void *a, farm_build_t *b) {}
-static void cb_done(void *a, farm_build_t *b, int ok, const char *d, uint64_t size, const char *err) {}
-
-static const char *Y =
-    "coordinator: {agents: 'tcp://127.0.0.1:1', clients: 'tcp://127.0.0.1:2'}\n"
-    "platforms:\n  linux/amd64: [a]\n"
-    "nodes:\n  a: {slots: 4}\n"
-    "registries:\n  'reg.local:5000': {insecure: true}\n";
-
 static int s_setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof *fx);
-    farm_scheduler_cbs_t scbs = {.assign = cb_assign, .cancel = cb_cancel};
-    farm_builds_cbs_t bcbs = {cb_event, cb_stitch, cb_done};
-    char store[sizeof s_dir + 16], reason[256], *plats[] = {"linux/amd64"};
-    farm_hello_t h = {.name = "a", .platforms = plats, .n_platforms = 1,
-                      .version = FARM_VERSION, .session = 7, .builder = "t"};
-    farm_node_t *n;
+    char store[sizeof s_dir + 16];
 
     memcpy(s_dir + sizeof s_dir - 7, "XXXXXX", 6);
     assert_non_null(mkdtemp(s_dir));
     snprintf(store, sizeof store, "%s/contexts", s_dir);
-    assert_int_equal(farm_config_parse(&fx->cfg, "t.yaml", Y, strlen(Y), NULL), 0);
-    fx->nodes = farm_nodes_new(fx->cfg);
-    fx->s = farm_scheduler_new(fx->cfg, &scbs, fx);
-    fx->b = farm_builds_new(fx->cfg, fx->s, &bcbs, fx);
+    coord_fx_init(&fx->c, NULL, fx);
     fx->ctx = farm_ctxstore_new(store, 0, 0, 0, NULL, NULL);
     assert_non_null(fx->ctx);
-    fx->cl = farm_clients_new(fx->cfg, fx->nodes, fx->s, fx->b, fx->ctx, cb_send, fx);
+    fx->cl = farm_clients_new(fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, cb_send, fx);
     assert_non_null(fx->cl);
-    assert_true(farm_nodes_hello(fx->nodes, &n, &h, "a", 1, 0, reason, sizeof reason) >= 0);
-    assert_int_equal(farm_scheduler_node_up(fx->s, n, 0), 0);
     *state = fx;
     return 0;
 }
@@ -124,11 +99,8 @@ static int s_teardown(void **state)
 {
     fx_t *fx = *state;
     farm_clients_destroy(&fx->cl);
-    farm_builds_destroy(&fx->b);
-    farm_scheduler_destroy(&fx->s);
-    farm_nodes_destroy(&fx->nodes);
+    coord_fx_fini(&fx->c);
     farm_ctxstore_destroy(&fx->ctx);
-    farm_config_destroy(&fx->cfg);
     farm_fs_rmtree(s_dir);
     free(fx);
     return 0;
@@ -271,6 +243,10 @@ static void test_context_and_builds_are_the_uploaders(void **state)
 {
     fx_t *fx = *state;
     char digest[FARM_DIGEST_STRLEN];
+    const struct {
+        const farm_client_t *c;
+        size_t sees;
+    } seen[] = {{&s_alice, 1}, {&s_admin, 1}, {&s_bob, 0}, {&s_carol, 0}};
 
     s_upload(fx, &s_alice, digest);
     /* bob names alice's digest: as if the coordinator did not hold it */
@@ -280,24 +256,17 @@ static void test_context_and_builds_are_the_uploaders(void **state)
                         "the coordinator does not hold this context; upload it first");
     s_submit(fx, &s_alice, digest, 1);
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_ACCEPTED);
-    assert_int_equal(farm_scheduler_dispatch(fx->s, 0), 1);
+    assert_int_equal(farm_scheduler_dispatch(fx->c.s, 0), 1);
 
     /* alice and the admin see her build and its job; bob and carol see neither */
-    s_request(fx, &s_alice, FARM__ENVELOPE__BODY_BUILDS_REQUEST);
-    assert_int_equal(fx->sent.n_builds, 1);
-    assert_string_equal(fx->sent.owners[0], "alice");
-    s_request(fx, &s_admin, FARM__ENVELOPE__BODY_BUILDS_REQUEST);
-    assert_int_equal(fx->sent.n_builds, 1);
-    s_request(fx, &s_bob, FARM__ENVELOPE__BODY_BUILDS_REQUEST);
-    assert_int_equal(fx->sent.n_builds, 0);
-    s_request(fx, &s_carol, FARM__ENVELOPE__BODY_BUILDS_REQUEST);
-    assert_int_equal(fx->sent.n_builds, 0);
-    s_request(fx, &s_alice, FARM__ENVELOPE__BODY_NODES_REQUEST);
-    assert_int_equal(fx->sent.node_jobs, 1);
-    s_request(fx, &s_admin, FARM__ENVELOPE__BODY_NODES_REQUEST);
-    assert_int_equal(fx->sent.node_jobs, 1);
-    s_request(fx, &s_bob, FARM__ENVELOPE__BODY_NODES_REQUEST);
-    assert_int_equal(fx->sent.node_jobs, 0);
+    for (size_t i = 0; i < sizeof seen / sizeof seen[0]; i++) {
+        s_request(fx, seen[i].c, FARM__ENVELOPE__BODY_BUILDS_REQUEST);
+        assert_int_equal(fx->sent.n_builds, seen[i].sees);
+        if (seen[i].sees)
+            assert_string_equal(fx->sent.owners[0], "alice");
+        s_request(fx, seen[i].c, FARM__ENVELOPE__BODY_NODES_REQUEST);
+        assert_int_equal(fx->sent.node_jobs, seen[i].sees);
+    }
 
     /* the same rule, by value: a keyless farm's build belongs to its connection */
     {

@@ -19,15 +19,13 @@
 #include "coordinator/nodes.h"
 #include "coordinator/pushes.h"
 #include "coordinator/scheduler.h"
+#include "coord_fx.h"
 
 #define DIGEST "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define BUILDS 3
 
 typedef struct {
-    farm_config_t *cfg;
-    farm_nodes_t *nodes;
-    farm_scheduler_t *s;
-    farm_builds_t *b;
+    coord_fx_t c;
     farm_reactor_t *r;
     farm_pushes_t *p;
     int done, done_ok;
@@ -41,10 +39,6 @@ typedef struct {
 
 static fx_t *s_fx;
 
-static void cb_assign(void *a, farm_job_t *j, farm_node_t *n) {}
-static void cb_cancel(void *a, farm_job_t *j, farm_node_t *n, const char *r) {}
-static void cb_event(void *a, farm_build_t *b, const farm_job_t *j, farm_event_kind_t k,
-                     const char *msg) {}
 static void cb_stitch(void *a, farm_build_t *b)
 {
     fx_t *fx = a;
@@ -65,12 +59,6 @@ static void cb_done(void *a, farm_build_t *b, int ok, const char *d, uint64_t si
     fx->done++;
     fx->done_ok += ok;
 }
-
-static const char *Y =
-    "coordinator: {agents: 'tcp://127.0.0.1:1', clients: 'tcp://127.0.0.1:2'}\n"
-    "platforms:\n  linux/amd64: [a]\n"
-    "nodes:\n  a: {slots: 4}\n"
-    "registries:\n  'reg.local:5000': {insecure: true}\n";
 
 static void s_turn_end(farm_reactor_t *r, void *arg)
 {
@@ -93,13 +81,9 @@ static fx_t *s_setup(const char *script, size_t parallel, long long timeout_ms)
 {
     static char *argv[4];
     fx_t *fx = calloc(1, sizeof *fx);
-    farm_scheduler_cbs_t scbs = {.assign = cb_assign, .cancel = cb_cancel};
-    farm_builds_cbs_t bcbs = {cb_event, cb_stitch, cb_done};
+    farm_builds_cbs_t bcbs = {coord_fx_nop_event, cb_stitch, cb_done};
     farm_pushes_opts_t opts = {.parallel = parallel, .timeout_ms = timeout_ms, .argv = argv};
     char *plats[] = {"linux/amd64"}, *tag[] = {"reg.local:5000/team/app:1"};
-    farm_hello_t h = {.name = "a", .platforms = plats, .n_platforms = 1,
-                      .version = FARM_VERSION, .session = 7, .builder = "t"};
-    farm_node_t *n;
     char reason[2048];
 
     argv[0] = "/bin/sh";
@@ -107,32 +91,26 @@ static fx_t *s_setup(const char *script, size_t parallel, long long timeout_ms)
     argv[2] = (char *)script;
     argv[3] = NULL;
     assert_non_null(fx);
-    assert_int_equal(farm_config_parse(&fx->cfg, "t.yaml", Y, strlen(Y), NULL), 0);
-    fx->nodes = farm_nodes_new(fx->cfg);
-    fx->s = farm_scheduler_new(fx->cfg, &scbs, fx);
-    fx->b = farm_builds_new(fx->cfg, fx->s, &bcbs, fx);
+    coord_fx_init(&fx->c, &bcbs, fx);
     fx->r = farm_reactor_new();
-    assert_non_null(fx->b);
     assert_non_null(fx->r);
-    fx->p = farm_pushes_new(fx->r, fx->b, fx->cfg, &opts);
+    fx->p = farm_pushes_new(fx->r, fx->c.b, fx->c.cfg, &opts);
     assert_non_null(fx->p);
-    assert_true(farm_nodes_hello(fx->nodes, &n, &h, "a", 1, 0, reason, sizeof reason) >= 0);
-    assert_int_equal(farm_scheduler_node_up(fx->s, n, 0), 0);
     for (int i = 0; i < BUILDS; i++) {
         farm_submit_t s = {.tags = tag, .n_tags = 1, .platforms = plats, .n_platforms = 1,
                            .context_digest = DIGEST, .context_stored = 1, .context_size = 10,
                            .client = "c1", .client_len = 2};
         farm_descriptor_t d = {.size = 5};
         farm_build_t *b = NULL;
-        assert_int_equal(farm_builds_submit(fx->b, &b, &s, 0, reason, sizeof reason), 0);
-        farm_builds_start(fx->b, b, 0);
-        assert_int_equal(farm_scheduler_dispatch(fx->s, 0), 1);
+        assert_int_equal(farm_builds_submit(fx->c.b, &b, &s, 0, reason, sizeof reason), 0);
+        farm_builds_start(fx->c.b, b, 0);
+        assert_int_equal(farm_scheduler_dispatch(fx->c.s, 0), 1);
         snprintf(d.media_type, sizeof d.media_type, "%s", FARM_MEDIA_OCI_MANIFEST);
         snprintf(d.digest, sizeof d.digest, "%s", DIGEST);
         d.platform = b->jobs[0].plat;
         fx->builds[i] = b;
-        farm_scheduler_release(fx->s, &b->jobs[0]);
-        farm_builds_job_pushed(fx->b, &b->jobs[0], &d, 1, 1, 5);
+        farm_scheduler_release(fx->c.s, &b->jobs[0]);
+        farm_builds_job_pushed(fx->c.b, &b->jobs[0], &d, 1, 1, 5);
         assert_int_equal(b->state, FARM_BUILD_STITCHING);
     }
     farm_reactor_set_turn_end(fx->r, s_turn_end, fx);
@@ -147,11 +125,8 @@ static int s_teardown(void **state)
     if (!fx)
         return 0;
     farm_pushes_destroy(&fx->p);
-    farm_builds_destroy(&fx->b);
-    farm_scheduler_destroy(&fx->s);
-    farm_nodes_destroy(&fx->nodes);
+    coord_fx_fini(&fx->c);
     farm_reactor_destroy(&fx->r);
-    farm_config_destroy(&fx->cfg);
     free(fx);
     s_fx = NULL;
     return 0;
