@@ -34,7 +34,7 @@
 #include "coordinator/peerwarn.h"
 #include "coordinator/pushes.h"
 #include "coordinator/scheduler.h"
-#include "coordinator/warm.h"
+#include "coordinator/warmfile.h"
 #include "coordinator/timeserve.h"
 
 #define DONE_KEEP_MS 60000     /* finished builds linger so late results are recognised */
@@ -43,7 +43,6 @@
 #define CLIENT_TURN_MS 20      /* and at most this long on client messages per turn */
 #define STITCH_TIMEOUT_MS 600000 /* an index push that takes longer is stopped */
 #define STITCH_PARALLEL 8        /* index pushes at once; the others wait their turn */
-#define WARM_SAVE_MS 5000        /* warm.json is rewritten at most this often */
 
 
 struct farm_coordinator {
@@ -59,11 +58,7 @@ struct farm_coordinator {
     farm_ctxstore_t *ctx;
     char *chunk; /* FARM_WIRE_CHUNK bytes for context reads */
     char state_dir[FARM_PATH_MAX];
-    /* which nodes hold which caches, kept across restarts in STATE_DIR/warm.json */
-    char warm_path[FARM_PATH_MAX];
-    const char **node_names;   /* farm.yaml's, by node index */
-    long long warm_saved_at;
-    int warm_save_failed;      /* said once until a save works again */
+    farm_warmfile_t *warmfile; /* which nodes hold which caches, across restarts */
     /* with keys (cfg->secure): CURVE on both endpoints, peers known by their keys */
     farm_zap_t *zap;
     farm_keypair_t keys;
@@ -692,30 +687,12 @@ static void s_reap_stitch(void *arg, farm_build_t *b)
     farm_pushes_drop(self->pushes, b);
 }
 
-/* Saves the warm-node memory when it changed (at most every WARM_SAVE_MS while running). */
-static void s_warm_save(farm_coordinator_t *self, long long now, int force)
-{
-    farm_warm_t *warm = farm_scheduler_warm(self->sched);
-
-    if (!farm_warm_dirty(warm) || (!force && now - self->warm_saved_at < WARM_SAVE_MS))
-        return;
-    self->warm_saved_at = now;
-    if (farm_warm_save(warm, self->warm_path, self->node_names, self->cfg->n_nodes) < 0) {
-        if (!self->warm_save_failed)
-            farm_log_warn("cannot save which nodes hold which caches: %s (warm placement is "
-                          "lost if the coordinator restarts)", farm_error_last());
-        self->warm_save_failed = 1;
-    } else {
-        self->warm_save_failed = 0;
-    }
-}
-
 static int s_on_chores(farm_reactor_t *r, void *arg)
 {
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms();
     farm_scheduler_tick(self->sched, now);
-    s_warm_save(self, now, 0);
+    farm_warmfile_save(self->warmfile, now, 0);
     farm_builds_reap(self->builds, now, DONE_KEEP_MS, s_reap_stitch, self);
     farm_ctxstore_expire(self->ctx, now, UPLOAD_IDLE_MS);
     return 0;
@@ -872,8 +849,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     farm_coordinator_t *self = calloc(1, sizeof *self);
     farm_config_t *cfg = *cfg_p;
     const char *state = cfg->state_dir ? cfg->state_dir : "/var/tmp/farm-coordinator";
-    char contexts[FARM_PATH_MAX];
-    int rc;
+    char contexts[FARM_PATH_MAX], warm_path[FARM_PATH_MAX];
     farm_scheduler_cbs_t scbs = {.assign = s_on_assign, .cancel = s_on_cancel_job,
                                  .waiting = s_on_waiting, .requeued = s_on_requeued,
                                  .expired = s_on_expired};
@@ -888,7 +864,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     s_seed_random();
     if (farm_path_fmt(self->state_dir, sizeof self->state_dir, "%s", state) < 0 ||
         farm_path_join(contexts, sizeof contexts, state, "contexts") < 0 ||
-        farm_path_join(self->warm_path, sizeof self->warm_path, state, "warm.json") < 0) {
+        farm_path_join(warm_path, sizeof warm_path, state, "warm.json") < 0) {
         farm_error_wrap(FARM_EINVALID, "coordinator.state_dir");
         goto fail;
     }
@@ -914,22 +890,10 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
     }
-    if (!(self->node_names = calloc(cfg->n_nodes + 1, sizeof *self->node_names))) {
-        farm_error_set(FARM_ERROR, "out of memory");
+    if (!(self->warmfile = farm_warmfile_new(warm_path, farm_scheduler_warm(self->sched), cfg)))
         goto fail;
-    }
-    for (size_t i = 0; i < cfg->n_nodes; i++)
-        self->node_names[i] = cfg->nodes[i].name;
-    if ((rc = farm_fs_remove_atomic_temps(self->warm_path)) > 0)
-        farm_log_info("removed %d temp file(s) of %s left by an earlier run", rc, self->warm_path);
     /* a file that cannot be read costs warm placement, not the start */
-    if ((rc = farm_warm_load(farm_scheduler_warm(self->sched), self->warm_path,
-                             self->node_names, cfg->n_nodes)) < 0)
-        farm_log_warn("%s; starting without knowing which nodes hold which caches",
-                      farm_error_last());
-    else if (rc > 0)
-        farm_log_info("warm placement: %d repositories' cache nodes restored from %s", rc,
-                      self->warm_path);
+    farm_warmfile_restore(self->warmfile);
     if (s_listen(self) < 0)
         goto fail;
     farm_log_info("listening: agents on %s, clients on %s; %zu node(s), %zu platform(s), "
@@ -970,7 +934,7 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
         zmq_ctx_term(self->zctx);
     farm_enrolled_destroy(&self->enrolled);
     farm_key_wipe(&self->keys);
-    free(self->node_names);
+    farm_warmfile_destroy(&self->warmfile);
     free(self->chunk);
     farm_config_destroy(&self->cfg);
     free(self);
@@ -981,6 +945,6 @@ int farm_coordinator_run(farm_coordinator_t *self, volatile int *stop)
 {
     int rc = farm_reactor_run(self->reactor, stop);
     farm_log_info("shutting down");
-    s_warm_save(self, farm_now_ms(), 1);
+    farm_warmfile_save(self->warmfile, farm_now_ms(), 1);
     return rc;
 }

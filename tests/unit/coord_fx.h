@@ -24,16 +24,16 @@ typedef struct {
     farm_builds_t *b;
 } coord_fx_t;
 
-static void coord_fx_nop_assign(void *a, farm_job_t *j, farm_node_t *n) {}
-static void coord_fx_nop_cancel(void *a, farm_job_t *j, farm_node_t *n, const char *r) {}
-static void coord_fx_nop_event(void *a, farm_build_t *b, const farm_job_t *j,
+static inline void coord_fx_nop_assign(void *a, farm_job_t *j, farm_node_t *n) {}
+static inline void coord_fx_nop_cancel(void *a, farm_job_t *j, farm_node_t *n, const char *r) {}
+static inline void coord_fx_nop_event(void *a, farm_build_t *b, const farm_job_t *j,
                                farm_event_kind_t k, const char *msg) {}
-static void coord_fx_nop_stitch(void *a, farm_build_t *b) {}
-static void coord_fx_nop_done(void *a, farm_build_t *b, int ok, const char *d, uint64_t size,
+static inline void coord_fx_nop_stitch(void *a, farm_build_t *b) {}
+static inline void coord_fx_nop_done(void *a, farm_build_t *b, int ok, const char *d, uint64_t size,
                               const char *err) {}
 
 /* bcbs: the builds' callbacks (NULL: none do anything); arg goes to them. */
-static void coord_fx_init(coord_fx_t *fx, const farm_builds_cbs_t *bcbs, void *arg)
+static inline void coord_fx_init(coord_fx_t *fx, const farm_builds_cbs_t *bcbs, void *arg)
 {
     static const char y[] = COORD_FX_YAML;
     farm_scheduler_cbs_t scbs = {.assign = coord_fx_nop_assign, .cancel = coord_fx_nop_cancel};
@@ -54,7 +54,7 @@ static void coord_fx_init(coord_fx_t *fx, const farm_builds_cbs_t *bcbs, void *a
     assert_int_equal(farm_scheduler_node_up(fx->s, n, 0), 0);
 }
 
-static void coord_fx_fini(coord_fx_t *fx)
+static inline void coord_fx_fini(coord_fx_t *fx)
 {
     farm_builds_destroy(&fx->b);
     farm_scheduler_destroy(&fx->s);
