@@ -198,12 +198,6 @@ static void s_context_status(farm_clients_t *self, const void *rid, size_t rid_l
     s_send(self, rid, rid_len, &env);
 }
 
-static void s_refuse(farm_clients_t *self, const void *rid, size_t rid_len,
-                     const char *reason)
-{
-    farm_clients_refuse(self, rid, rid_len, reason);
-}
-
 static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm__Submit *s)
 {
     const void *rid = c->rid;
@@ -228,13 +222,13 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
     if (s->n_build_args > FARM_BUILD_ARGS_MAX) {
         snprintf(reason, sizeof reason, "too many build args (%zu; at most %d)",
                  s->n_build_args, FARM_BUILD_ARGS_MAX);
-        s_refuse(self, rid, rid_len, reason);
+        farm_clients_refuse(self, rid, rid_len, reason);
         return;
     }
     keys = calloc(s->n_build_args + 1, sizeof *keys);
     values = calloc(s->n_build_args + 1, sizeof *values);
     if (!keys || !values) {
-        s_refuse(self, rid, rid_len, "coordinator out of memory");
+        farm_clients_refuse(self, rid, rid_len, "coordinator out of memory");
         goto done;
     }
     for (size_t i = 0; i < s->n_build_args; i++) {
@@ -246,11 +240,11 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
     if (s->n_credentials > FARM_CREDENTIALS_MAX) {
         snprintf(reason, sizeof reason, "too many registry credentials (%zu; at most %d)",
                  s->n_credentials, FARM_CREDENTIALS_MAX);
-        s_refuse(self, rid, rid_len, reason);
+        farm_clients_refuse(self, rid, rid_len, reason);
         goto done;
     }
     if (s->n_credentials && !(creds = calloc(s->n_credentials, sizeof *creds))) {
-        s_refuse(self, rid, rid_len, "coordinator out of memory");
+        farm_clients_refuse(self, rid, rid_len, "coordinator out of memory");
         goto done;
     }
     for (size_t i = 0; i < s->n_credentials; i++) {
@@ -264,7 +258,7 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
     /* a checked copy, bounded before anything is copied (a hostile client) */
     if (farm_buildflags_from_wire(&flags, s->flags) < 0) {
         snprintf(reason, sizeof reason, "build flags: %s", farm_error_last());
-        s_refuse(self, rid, rid_len, reason);
+        farm_clients_refuse(self, rid, rid_len, reason);
         goto done;
     }
     sub.flags = &flags;
@@ -273,7 +267,7 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
                                                    &size);
     sub.context_size = size;
     if (farm_builds_submit(self->builds, &b, &sub, now, reason, sizeof reason) < 0) {
-        s_refuse(self, rid, rid_len, reason);
+        farm_clients_refuse(self, rid, rid_len, reason);
         goto done;
     }
     farm_ctxstore_touch(self->ctx, b->context_digest);
@@ -386,7 +380,7 @@ static void s_on_drain(farm_clients_t *self, const farm_client_t *c, const Farm_
 
     if (!n) {
         snprintf(reason, sizeof reason, "no node \"%.64s\" in %s", d->node, self->cfg->path);
-        s_refuse(self, c->rid, c->rid_len, reason);
+        farm_clients_refuse(self, c->rid, c->rid_len, reason);
         return;
     }
     farm_scheduler_node_drain(self->sched, n, !d->undo);
@@ -488,7 +482,7 @@ void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
                  "admin changes clients: %s: role: in %s and restarts farm-coordinator", c->name,
                  farm_role_name(c->role), what, farm_role_name(need), c->name, self->cfg->path);
         farm_peer_warn("%s", reason);
-        s_refuse(self, c->rid, c->rid_len, reason);
+        farm_clients_refuse(self, c->rid, c->rid_len, reason);
         return;
     }
     switch (env->body_case) {

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The coordinator's top file: the two ROUTER sockets, protobuf in and out, the reactor's
- * timers. The rules live in nodes, scheduler, builds and ctxstore, which take plain
- * values; pushes supervises the index-push helpers. */
+/* The coordinator's top file: the two ROUTER sockets, protobuf to and from the agents,
+ * the reactor's timers. The rules live in nodes, scheduler, builds and ctxstore, which
+ * take plain values; clients answers farmctl through a send function given here; pushes
+ * supervises the index-push helpers; warmfile keeps warm.json. */
 #include "coordinator/coordinator.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -15,7 +15,6 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "common/child.h"
 #include "common/keys.h"
 #include "common/zap.h"
 #include "common/digest.h"
@@ -34,8 +33,8 @@
 #include "coordinator/peerwarn.h"
 #include "coordinator/pushes.h"
 #include "coordinator/scheduler.h"
-#include "coordinator/warmfile.h"
 #include "coordinator/timeserve.h"
+#include "coordinator/warmfile.h"
 
 #define DONE_KEEP_MS 60000     /* finished builds linger so late results are recognised */
 #define UPLOAD_IDLE_MS 120000  /* abandoned uploads are dropped */
@@ -43,7 +42,6 @@
 #define CLIENT_TURN_MS 20      /* and at most this long on client messages per turn */
 #define STITCH_TIMEOUT_MS 600000 /* an index push that takes longer is stopped */
 #define STITCH_PARALLEL 8        /* index pushes at once; the others wait their turn */
-
 
 struct farm_coordinator {
     farm_config_t *cfg;
@@ -885,8 +883,8 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
                                                             s_send_client, self) : NULL;
     if (!self->ctx)
         goto fail; /* its error names the directory */
-    if (!self->chunk || !self->nodes || !self->timeserve || !self->sched || !self->builds || !self->reactor ||
-        !self->pushes || !self->cl) {
+    if (!self->chunk || !self->nodes || !self->timeserve || !self->sched || !self->builds ||
+        !self->reactor || !self->pushes || !self->cl) {
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
     }
