@@ -1,14 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The coordinator's top file: the two ROUTER sockets, protobuf in and out, the reactor's
- * timers, and the index-push helper processes. The rules live in nodes, scheduler,
- * builds and ctxstore, which take plain values. */
+/* The coordinator's top file: the two ROUTER sockets, protobuf to and from the agents,
+ * the reactor's timers. The rules live in nodes, scheduler, builds and ctxstore, which
+ * take plain values; clients answers farmctl through a send function given here; pushes
+ * supervises the index-push helpers; warmfile keeps warm.json. */
 #include "coordinator/coordinator.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +15,6 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "common/child.h"
-#include "common/hmap.h"
 #include "common/keys.h"
 #include "common/zap.h"
 #include "common/digest.h"
@@ -29,11 +26,15 @@
 #include "common/reactor.h"
 #include "common/wire.h"
 #include "coordinator/builds.h"
+#include "coordinator/clients.h"
 #include "coordinator/ctxstore.h"
+#include "coordinator/enrolled.h"
 #include "coordinator/nodes.h"
+#include "coordinator/peerwarn.h"
+#include "coordinator/pushes.h"
 #include "coordinator/scheduler.h"
-#include "coordinator/warm.h"
 #include "coordinator/timeserve.h"
+#include "coordinator/warmfile.h"
 
 #define DONE_KEEP_MS 60000     /* finished builds linger so late results are recognised */
 #define UPLOAD_IDLE_MS 120000  /* abandoned uploads are dropped */
@@ -41,28 +42,6 @@
 #define CLIENT_TURN_MS 20      /* and at most this long on client messages per turn */
 #define STITCH_TIMEOUT_MS 600000 /* an index push that takes longer is stopped */
 #define STITCH_PARALLEL 8        /* index pushes at once; the others wait their turn */
-#define WARM_SAVE_MS 5000        /* warm.json is rewritten at most this often */
-
-_Static_assert((int)FARM_EVENT_QUEUED == (int)FARM__EVENT_KIND__EVENT_QUEUED &&
-                   (int)FARM_EVENT_CANCEL == (int)FARM__EVENT_KIND__EVENT_CANCEL &&
-                   (int)FARM_EVENT_LOG == (int)FARM__EVENT_KIND__EVENT_LOG,
-               "builds.h event kinds follow farm.proto");
-
-/* The index push of one build: a `farm-coordinator stitch` helper process. */
-typedef struct {
-    farm_coordinator_t *coord;
-    farm_build_t *build;
-    farm_child_t *child;
-    int log_id, result_id; /* reactor readers, 0 once at EOF */
-    int timer_id;          /* the deadline */
-    int failed_read;
-} stitch_t;
-
-/* Builds whose index push waits for a free helper slot, oldest first. */
-typedef struct stitch_wait {
-    struct stitch_wait *next;
-    farm_build_t *build;
-} stitch_wait_t;
 
 struct farm_coordinator {
     farm_config_t *cfg;
@@ -77,65 +56,16 @@ struct farm_coordinator {
     farm_ctxstore_t *ctx;
     char *chunk; /* FARM_WIRE_CHUNK bytes for context reads */
     char state_dir[FARM_PATH_MAX];
-    /* which nodes hold which caches, kept across restarts in STATE_DIR/warm.json */
-    char warm_path[FARM_PATH_MAX];
-    const char **node_names;   /* farm.yaml's, by node index */
-    long long warm_saved_at;
-    int warm_save_failed;      /* said once until a save works again */
+    farm_warmfile_t *warmfile; /* which nodes hold which caches, across restarts */
     /* with keys (cfg->secure): CURVE on both endpoints, peers known by their keys */
     farm_zap_t *zap;
     farm_keypair_t keys;
-    farm_hmap_t *node_keys;   /* 32-byte public key -> node name */
-    farm_hmap_t *client_keys; /* 32-byte public key -> farm_config_client_t */
-    farm_hmap_t *clients_by_name;
+    farm_enrolled_t *enrolled; /* which node or client each key is */
     int cache_wait_timer;      /* wakes the dispatch when a job's cache wait ends */
     long long cache_wait_at;   /* ... at this time */
-    size_t n_stitching;        /* helpers running */
-    stitch_wait_t *stitch_head, *stitch_tail;
+    farm_pushes_t *pushes;     /* the index-push helpers */
+    farm_clients_t *cl;        /* farmctl's requests, and what builds' clients hear */
 };
-
-/* Who sent a client message, and what it may do. */
-typedef struct {
-    const char *rid;
-    size_t rid_len;
-    const char *name;  /* "" without keys */
-    const char *key;   /* its CURVE public key (Z85), "" without keys */
-    farm_role_t role;  /* without keys: admin (the endpoints are loopback-only then) */
-} client_t;
-
-/* Warnings a peer can cause (bad or refused messages) are logged at most PEER_WARNS_PER_S
- * per second; the rest are counted and the count is logged, so a flood cannot fill the
- * disk or drown the log. */
-#define PEER_WARNS_PER_S 20
-static struct {
-    long long second;
-    unsigned logged, suppressed;
-} s_warns;
-
-static void s_peer_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void s_peer_warn(const char *fmt, ...)
-{
-    long long second = farm_now_ms() / 1000;
-    char msg[1024];
-    va_list ap;
-
-    if (second != s_warns.second) {
-        if (s_warns.suppressed)
-            farm_log_warn("%u more warnings about peers' messages in the last second were not "
-                          "logged", s_warns.suppressed);
-        s_warns.second = second;
-        s_warns.logged = s_warns.suppressed = 0;
-    }
-    if (s_warns.logged >= PEER_WARNS_PER_S) {
-        s_warns.suppressed++;
-        return;
-    }
-    s_warns.logged++;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    farm_log_warn("%s", msg);
-}
 
 /* ------------------------------------------------------------------ sending */
 
@@ -144,6 +74,21 @@ static void s_send(void *sock, const void *rid, size_t rid_len, Farm__Envelope *
     env->version = FARM_WIRE_VERSION;
     if (farm_wire_send(sock, rid, rid_len, env) < 0)
         farm_log_debug("send to a peer failed: %s", farm_error_last());
+}
+
+/* The clients module's way out (farm_clients_send_fn), on either socket. */
+static int s_send_client(void *arg, const void *rid, size_t rid_len, Farm__Envelope *env)
+{
+    farm_coordinator_t *self = arg;
+    env->version = FARM_WIRE_VERSION;
+    return farm_wire_send(self->clients, rid, rid_len, env);
+}
+
+static int s_send_agent(void *arg, const void *rid, size_t rid_len, Farm__Envelope *env)
+{
+    farm_coordinator_t *self = arg;
+    env->version = FARM_WIRE_VERSION;
+    return farm_wire_send(self->agents, rid, rid_len, env);
 }
 
 static int s_send_node(farm_coordinator_t *self, farm_node_t *n, Farm__Envelope *env)
@@ -161,347 +106,20 @@ static void s_on_event(void *arg, farm_build_t *b, const farm_job_t *job, farm_e
                        const char *msg)
 {
     farm_coordinator_t *self = arg;
-    Farm__Envelope env = FARM__ENVELOPE__INIT;
-    Farm__Event ev = FARM__EVENT__INIT;
-
-    /* a build's routine per-job steps are debug lines (at thousands of jobs a second
-     * they would cost more than the scheduling); what a person acts on stays info */
-    if (kind != FARM_EVENT_LOG)
-        farm_log(kind == FARM_EVENT_QUEUED || kind == FARM_EVENT_DISPATCHED ||
-                         kind == FARM_EVENT_PUSHED ? FARM_LOG_DEBUG : FARM_LOG_INFO,
-                 "build=%s%s%s %s: %s", b->id, job ? " platform=" : "", job ? job->platform : "",
-                 farm_wire_event_kind_name((Farm__EventKind)kind), msg);
-    if (b->client_gone)
-        return;
-    ev.build_id = b->id;
-    ev.kind = (Farm__EventKind)kind;
-    ev.platform = job ? (char *)job->platform : "";
-    ev.node = job ? (char *)job->node_name : "";
-    ev.attempt = job ? job->attempt : 0;
-    ev.message = (char *)msg;
-    env.version = FARM_WIRE_VERSION;
-    env.body_case = FARM__ENVELOPE__BODY_EVENT;
-    env.event = &ev;
-    if (farm_wire_send(self->clients, b->client, b->client_len, &env) < 0) {
-        /* farmctl went away: the build goes on and its result is still pushed */
-        farm_log_warn("build=%s client gone (%s); continuing without it", b->id,
-                      farm_error_last());
-        b->client_gone = 1;
-    }
-}
-
-/* What BuildDone says of each child besides its descriptor, parallel to it. */
-typedef struct {
-    char **nodes;
-    protobuf_c_boolean *warm;
-    uint32_t *cache_hits, *steps;
-} children_extra_t;
-
-/* The build's pushed images as wire descriptors (platform strings in plats, the rest in
- * extra if not NULL). Returns how many; the arrays hold b->n_jobs entries. */
-static size_t s_children(const farm_build_t *b, Farm__Descriptor *descs, Farm__Descriptor **dptrs,
-                         char (*plats)[FARM_PLATFORM_STRLEN], const children_extra_t *extra)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < b->n_jobs; i++) {
-        const farm_job_t *j = &b->jobs[i];
-        if (j->state != FARM_JOB_DONE || !j->image)
-            continue;
-        farm__descriptor__init(&descs[n]);
-        descs[n].media_type = (char *)j->image->media_type;
-        descs[n].digest = (char *)j->image->digest;
-        descs[n].size = j->image->size;
-        farm_platform_format(plats[n], sizeof plats[n], &j->image->platform);
-        descs[n].platform = plats[n];
-        dptrs[n] = &descs[n];
-        if (extra) {
-            extra->nodes[n] = (char *)j->node_name;
-            extra->warm[n] = j->warm;
-            extra->cache_hits[n] = j->cache_hits;
-            extra->steps[n] = j->steps;
-        }
-        n++;
-    }
-    return n;
+    farm_clients_event(self->cl, b, job, kind, msg);
 }
 
 static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_digest,
                       uint64_t index_size, const char *error)
 {
     farm_coordinator_t *self = arg;
-    Farm__Envelope env = FARM__ENVELOPE__INIT;
-    Farm__BuildDone done = FARM__BUILD_DONE__INIT;
-    Farm__Descriptor *descs = calloc(b->n_jobs + 1, sizeof *descs);
-    Farm__Descriptor **dptrs = calloc(b->n_jobs + 1, sizeof *dptrs);
-    char (*plats)[FARM_PLATFORM_STRLEN] = calloc(b->n_jobs + 1, sizeof *plats);
-    children_extra_t x = {.nodes = calloc(b->n_jobs + 1, sizeof *x.nodes),
-                          .warm = calloc(b->n_jobs + 1, sizeof *x.warm),
-                          .cache_hits = calloc(b->n_jobs + 1, sizeof *x.cache_hits),
-                          .steps = calloc(b->n_jobs + 1, sizeof *x.steps)};
-    size_t n = 0;
-
-    done.build_id = b->id;
-    done.ok = ok;
-    done.error = (char *)(error ? error : "");
-    done.index_digest = (char *)(index_digest ? index_digest : "");
-    done.index_size = index_size;
-    done.n_tags = b->n_tags;
-    done.tags = b->tags;
-    done.stitch_ms = ok ? (uint64_t)(b->done_at - b->last_result_at) : 0;
-    if (!descs || !dptrs || !plats || !x.nodes || !x.warm || !x.cache_hits || !x.steps) {
-        /* still answer: the client must not wait forever */
-        done.ok = 0;
-        done.error = "coordinator out of memory while reporting the result";
-        goto send;
-    }
-    n = s_children(b, descs, dptrs, plats, &x);
-    done.n_children = n;
-    done.children = dptrs;
-    done.n_child_nodes = n;
-    done.child_nodes = x.nodes;
-    done.n_child_warm = n;
-    done.child_warm = x.warm;
-    done.n_child_cache_hits = n;
-    done.child_cache_hits = x.cache_hits;
-    done.n_child_steps = n;
-    done.child_steps = x.steps;
-send:
-    if (!b->client_gone) {
-        env.body_case = FARM__ENVELOPE__BODY_BUILD_DONE;
-        env.build_done = &done;
-        s_send(self->clients, b->client, b->client_len, &env);
-    }
-    free(descs);
-    free(dptrs);
-    free(plats);
-    free(x.nodes);
-    free(x.warm);
-    free(x.cache_hits);
-    free(x.steps);
+    farm_clients_done(self->cl, b, ok, index_digest, index_size, error);
 }
 
-/* ------------------------------------------------------------------ the index push */
-
-static void s_stitch_free(stitch_t **st_p)
-{
-    stitch_t *st = *st_p;
-    if (!st)
-        return;
-    if (st->log_id)
-        farm_reactor_remove(st->coord->reactor, st->log_id);
-    if (st->result_id)
-        farm_reactor_remove(st->coord->reactor, st->result_id);
-    if (st->timer_id > 0)
-        farm_reactor_timer_cancel(st->coord->reactor, st->timer_id);
-    if (st->child)
-        st->coord->n_stitching--;
-    farm_child_destroy(&st->child);
-    if (st->build)
-        st->build->stitch = NULL;
-    free(st);
-    *st_p = NULL;
-}
-
-static void s_stitch_log_line(void *arg, const char *line);
-
-/* The result stream ended: it decides (a helper that died says nothing). The log is not
- * waited for: a process the helper started may hold it open; the group is killed. */
-static void s_stitch_maybe_done(stitch_t *st)
-{
-    farm_coordinator_t *self = st->coord;
-    farm_build_t *b = st->build;
-    Farm__StitchResult *r = NULL;
-    const void *data;
-    size_t len = 0;
-
-    if (st->result_id)
-        return;
-    if (st->log_id)
-        farm_child_read_log(st->child, s_stitch_log_line, st); /* what is there now */
-    data = farm_child_result(st->child, &len);
-    if (!st->failed_read && len)
-        r = farm__stitch_result__unpack(NULL, len, data);
-    if (r && r->ok && farm_digest_valid(r->index_digest))
-        farm_builds_finish(self->builds, b, 1, r->index_digest, r->index_size, NULL,
-                           farm_now_ms());
-    else if (r && !r->ok && r->error && r->error[0])
-        farm_builds_finish(self->builds, b, 0, NULL, 0, r->error, farm_now_ms());
-    else
-        farm_builds_finish(self->builds, b, 0, NULL, 0,
-                           "index push process died without a result", farm_now_ms());
-    if (r)
-        farm__stitch_result__free_unpacked(r, NULL);
-    s_stitch_free(&st);
-}
-
-static void s_stitch_log_line(void *arg, const char *line)
-{
-    stitch_t *st = arg;
-    farm_log_debug("build=%s stitch: %s", st->build->id, line);
-}
-
-static int s_stitch_log(farm_reactor_t *r, int revents, void *arg)
-{
-    stitch_t *st = arg;
-    if (farm_child_read_log(st->child, s_stitch_log_line, st) == 0)
-        return 0;
-    farm_reactor_remove(r, st->log_id);
-    st->log_id = 0;
-    s_stitch_maybe_done(st);
-    return 0;
-}
-
-static int s_stitch_deadline(farm_reactor_t *r, void *arg)
-{
-    stitch_t *st = arg;
-    farm_build_t *b = st->build;
-    char msg[1024];
-
-    st->timer_id = 0; /* a one-shot: spent */
-    snprintf(msg, sizeof msg, "the index push to %s/%s took longer than %d s and was stopped; "
-             "check the registry (some tags may already name the new index)", b->registry,
-             b->repository, STITCH_TIMEOUT_MS / 1000);
-    farm_builds_finish(st->coord->builds, b, 0, NULL, 0, msg, farm_now_ms());
-    s_stitch_free(&st);
-    return 0;
-}
-
-static int s_stitch_result(farm_reactor_t *r, int revents, void *arg)
-{
-    stitch_t *st = arg;
-    int rc = farm_child_read_result(st->child);
-    if (rc == 0)
-        return 0;
-    st->failed_read = rc < 0;
-    farm_reactor_remove(r, st->result_id);
-    st->result_id = 0;
-    s_stitch_maybe_done(st);
-    return 0;
-}
-
-static void s_stitch_start(farm_coordinator_t *self, farm_build_t *b)
-{
-    Farm__StitchRequest req = FARM__STITCH_REQUEST__INIT;
-    Farm__RegistryCredential rc = FARM__REGISTRY_CREDENTIAL__INIT;
-    const farm_cred_t *cred;
-    const farm_config_registry_t *rcfg;
-    Farm__Descriptor *descs = calloc(b->n_jobs + 1, sizeof *descs);
-    Farm__Descriptor **dptrs = calloc(b->n_jobs + 1, sizeof *dptrs);
-    char (*plats)[FARM_PLATFORM_STRLEN] = calloc(b->n_jobs + 1, sizeof *plats);
-    char *argv[] = {"/proc/self/exe", "stitch", NULL};
-    /* niced: the index push must not take the CPU from dispatch and heartbeats */
-    farm_child_opts_t opts = {.argv = argv, .nice = 10};
-    stitch_t *st = calloc(1, sizeof *st);
-    uint8_t *packed = NULL;
-    size_t n = 0, len;
-    Farm__BuildFlags fl;
-    farm_buildflags_wire_t fw = {0};
-
-    if (!descs || !dptrs || !plats || !st || farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {
-        farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
-                           farm_now_ms());
-        goto done;
-    }
-    n = s_children(b, descs, dptrs, plats, NULL);
-    req.registry = b->registry;
-    req.repository = b->repository;
-    req.insecure = b->insecure;
-    /* the target's login only: the stitch touches no other registry */
-    if ((cred = farm_build_cred(b, b->registry))) {
-        rc.registry = cred->registry;
-        rc.username = cred->username;
-        rc.secret = cred->secret;
-        rc.identity_token = cred->identity_token;
-        req.credential = &rc;
-    }
-    if ((rcfg = farm_config_registry(self->cfg, b->registry))) {
-        req.ca_pem.data = (uint8_t *)rcfg->ca_pem;
-        req.ca_pem.len = rcfg->ca_pem ? rcfg->ca_pem_len : 0;
-        req.farm_credentials = farm_config_registry_grants(rcfg, b->owner);
-    }
-    req.n_children = n;
-    req.children = dptrs;
-    req.n_tags = b->n_tags;
-    req.tags = b->tags;
-    req.n_index_annotations = fl.n_index_annotations;
-    req.index_annotations = fl.index_annotations;
-    if (farm_wire_pack(&packed, &len, &req.base) < 0) {
-        farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
-        goto done;
-    }
-    opts.request = packed;
-    opts.request_len = len;
-    st->coord = self;
-    st->build = b;
-    st->child = farm_child_spawn(&opts);
-    explicit_bzero(packed, len); /* the login is in the child's sealed memfd now */
-    if (st->child)
-        self->n_stitching++;
-    if (!st->child) {
-        farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
-        goto done;
-    }
-    st->log_id = farm_reactor_add_fd(self->reactor, farm_child_log_fd(st->child), ZMQ_POLLIN,
-                                     s_stitch_log, st);
-    st->result_id = farm_reactor_add_fd(self->reactor, farm_child_result_fd(st->child),
-                                        ZMQ_POLLIN, s_stitch_result, st);
-    st->timer_id = farm_reactor_timer_add(self->reactor, "stitch-deadline", STITCH_TIMEOUT_MS, 1,
-                                          s_stitch_deadline, st);
-    if (st->log_id < 0 || st->result_id < 0 || st->timer_id < 0) {
-        st->log_id = st->log_id < 0 ? 0 : st->log_id;
-        st->result_id = st->result_id < 0 ? 0 : st->result_id;
-        s_stitch_free(&st);
-        farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
-                           farm_now_ms());
-        goto done;
-    }
-    b->stitch = st;
-    st = NULL;
-    farm_log_debug("build=%s index push started (pid %d)", b->id,
-                   (int)farm_child_pid(((stitch_t *)b->stitch)->child));
-done:
-    if (st)
-        s_stitch_free(&st);
-    free(packed);
-    free(descs);
-    free(dptrs);
-    free(plats);
-    farm_buildflags_wire_free(&fw);
-}
-
-/* Every job of b is done: its index push starts now, or when a helper slot frees (the
- * turn-end hook), so a burst of finished builds never forks a burst of processes. */
 static void s_on_stitch(void *arg, farm_build_t *b)
 {
     farm_coordinator_t *self = arg;
-    stitch_wait_t *w;
-
-    if (self->n_stitching < STITCH_PARALLEL && !self->stitch_head) {
-        s_stitch_start(self, b);
-        return;
-    }
-    if (!(w = calloc(1, sizeof *w))) {
-        farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
-                           farm_now_ms());
-        return;
-    }
-    w->build = b;
-    if (self->stitch_tail)
-        self->stitch_tail->next = w;
-    else
-        self->stitch_head = w;
-    self->stitch_tail = w;
-}
-
-static void s_stitch_start_waiting(farm_coordinator_t *self)
-{
-    while (self->stitch_head && self->n_stitching < STITCH_PARALLEL) {
-        stitch_wait_t *w = self->stitch_head;
-        if (!(self->stitch_head = w->next))
-            self->stitch_tail = NULL;
-        s_stitch_start(self, w->build);
-        free(w);
-    }
+    farm_pushes_request(self->pushes, b);
 }
 
 /* ------------------------------------------------------------------ scheduler callbacks */
@@ -877,7 +495,7 @@ static void s_on_time_request(farm_coordinator_t *self, const void *rid, size_t 
                                   farm_now_ms());
 
     if (rc == FARM_EINVALID)
-        s_peer_warn("time request from %s ignored: %s", user[0] ? user : "an agent",
+        farm_peer_warn("time request from %s ignored: %s", user[0] ? user : "an agent",
                     farm_error_last());
     if (rc < 0)
         return;
@@ -905,18 +523,6 @@ static int s_client_body(Farm__Envelope__BodyCase body)
     }
 }
 
-static void s_refuse_on(farm_coordinator_t *self, void *sock, const void *rid, size_t rid_len,
-                        const char *reason)
-{
-    Farm__Envelope env = FARM__ENVELOPE__INIT;
-    Farm__Refused rf = FARM__REFUSED__INIT;
-    rf.reason = (char *)reason;
-    env.body_case = FARM__ENVELOPE__BODY_REFUSED;
-    env.refused = &rf;
-    farm_log_info("refused a client: %s", reason);
-    s_send(sock, rid, rid_len, &env);
-}
-
 static const char *s_wrong_port_reason(farm_coordinator_t *self)
 {
     static char reason[1024];
@@ -942,7 +548,7 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
         if (rc == FARM_ERETRY)
             break;
         if (rc < 0) {
-            s_peer_warn("bad message from agent: %s", farm_error_last());
+            farm_peer_warn("bad message from agent: %s", farm_error_last());
             continue;
         }
         if (env->body_case == FARM__ENVELOPE__BODY_TIME_REQUEST) {
@@ -967,13 +573,14 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
         if (s_client_body(env->body_case)) {
             /* farmctl pointed at this port (a keyless farm; with keys ZAP refuses a
              * client's key here): say where it should go */
-            s_refuse_on(self, self->agents, rid, rid_len, s_wrong_port_reason(self));
+            farm_clients_refuse_via(s_send_agent, self, rid, rid_len,
+                                    s_wrong_port_reason(self));
             farm_wire_free(&env);
             continue;
         }
         node = farm_nodes_by_rid(self->nodes, rid, rid_len);
         if (node && self->cfg->secure && strcmp(node->cfg->name, user) != 0) {
-            s_peer_warn("a connection authenticated as %s used the session of node %s; ignored",
+            farm_peer_warn("a connection authenticated as %s used the session of node %s; ignored",
                           user, node->cfg->name);
             node = NULL;
         }
@@ -995,351 +602,12 @@ static int s_agents_readable(farm_reactor_t *r, int revents, void *arg)
             s_on_context_get(self, node, rid, rid_len, env->context_get);
             break;
         default:
-            s_peer_warn("node=%s sent an unexpected message (type %d); ignored",
+            farm_peer_warn("node=%s sent an unexpected message (type %d); ignored",
                           node->cfg->name, (int)env->body_case);
         }
         farm_wire_free(&env);
     }
     return 0;
-}
-
-/* ------------------------------------------------------------------ clients */
-
-static void s_context_status(farm_coordinator_t *self, const void *rid, size_t rid_len,
-                             const char *digest, const farm_ctx_status_t *st)
-{
-    Farm__Envelope env = FARM__ENVELOPE__INIT;
-    Farm__ContextStatus cs = FARM__CONTEXT_STATUS__INIT;
-    cs.digest = (char *)digest;
-    cs.have = st->have;
-    cs.offset = st->offset;
-    cs.error = (char *)st->error;
-    env.body_case = FARM__ENVELOPE__BODY_CONTEXT_STATUS;
-    env.context_status = &cs;
-    s_send(self->clients, rid, rid_len, &env);
-}
-
-static void s_refuse(farm_coordinator_t *self, const void *rid, size_t rid_len,
-                     const char *reason)
-{
-    s_refuse_on(self, self->clients, rid, rid_len, reason);
-}
-
-static void s_on_submit(farm_coordinator_t *self, const client_t *c, const Farm__Submit *s)
-{
-    const void *rid = c->rid;
-    size_t rid_len = c->rid_len;
-    Farm__Envelope env = FARM__ENVELOPE__INIT;
-    Farm__Accepted acc = FARM__ACCEPTED__INIT;
-    const char **keys = NULL, **values = NULL;
-    farm_cred_t *creds = NULL;
-    farm_buildflags_t flags = {0};
-    char reason[2048];
-    farm_build_t *b = NULL;
-    uint64_t size = 0;
-    long long now = farm_now_ms();
-    farm_submit_t sub = {.tags = s->tags, .n_tags = s->n_tags, .platforms = s->platforms,
-                         .n_platforms = s->n_platforms, .dockerfile = s->dockerfile,
-                         .n_args = s->n_build_args, .context_digest = s->context_digest,
-                         .allow_partial = s->allow_partial, .network = s->network,
-                         .target_plain_http = s->target_plain_http,
-                         .client = rid,
-                         .client_len = rid_len, .owner = c->name};
-
-    if (s->n_build_args > FARM_BUILD_ARGS_MAX) {
-        snprintf(reason, sizeof reason, "too many build args (%zu; at most %d)",
-                 s->n_build_args, FARM_BUILD_ARGS_MAX);
-        s_refuse(self, rid, rid_len, reason);
-        return;
-    }
-    keys = calloc(s->n_build_args + 1, sizeof *keys);
-    values = calloc(s->n_build_args + 1, sizeof *values);
-    if (!keys || !values) {
-        s_refuse(self, rid, rid_len, "coordinator out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < s->n_build_args; i++) {
-        keys[i] = s->build_args[i]->key;
-        values[i] = s->build_args[i]->value;
-    }
-    sub.arg_keys = keys;
-    sub.arg_values = values;
-    if (s->n_credentials > FARM_CREDENTIALS_MAX) {
-        snprintf(reason, sizeof reason, "too many registry credentials (%zu; at most %d)",
-                 s->n_credentials, FARM_CREDENTIALS_MAX);
-        s_refuse(self, rid, rid_len, reason);
-        goto done;
-    }
-    if (s->n_credentials && !(creds = calloc(s->n_credentials, sizeof *creds))) {
-        s_refuse(self, rid, rid_len, "coordinator out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < s->n_credentials; i++) {
-        creds[i].registry = s->credentials[i]->registry;
-        creds[i].username = s->credentials[i]->username;
-        creds[i].secret = s->credentials[i]->secret;
-        creds[i].identity_token = s->credentials[i]->identity_token;
-    }
-    sub.creds = creds;
-    sub.n_creds = s->n_credentials;
-    /* a checked copy, bounded before anything is copied (a hostile client) */
-    if (farm_buildflags_from_wire(&flags, s->flags) < 0) {
-        snprintf(reason, sizeof reason, "build flags: %s", farm_error_last());
-        s_refuse(self, rid, rid_len, reason);
-        goto done;
-    }
-    sub.flags = &flags;
-    if (farm_digest_valid(s->context_digest))
-        sub.context_stored = farm_ctxstore_has_for(self->ctx, s->context_digest, c->key,
-                                                   &size);
-    sub.context_size = size;
-    if (farm_builds_submit(self->builds, &b, &sub, now, reason, sizeof reason) < 0) {
-        s_refuse(self, rid, rid_len, reason);
-        goto done;
-    }
-    farm_ctxstore_touch(self->ctx, b->context_digest);
-    acc.build_id = b->id;
-    acc.platforms = calloc(b->n_jobs + 1, sizeof *acc.platforms);
-    for (size_t i = 0; acc.platforms && i < b->n_jobs; i++)
-        acc.platforms[acc.n_platforms++] = b->jobs[i].platform;
-    env.body_case = FARM__ENVELOPE__BODY_ACCEPTED;
-    env.accepted = &acc;
-    s_send(self->clients, rid, rid_len, &env);
-    free(acc.platforms);
-    farm_builds_start(self->builds, b, now);
-done:
-    free(creds); /* borrowed pointers: the envelope's strings are wiped with it */
-    farm_buildflags_clear(&flags); /* a refused build's secrets (an accepted one took them) */
-    free(keys);
-    free(values);
-}
-
-static void s_on_nodes(farm_coordinator_t *self, const client_t *c)
-{
-    static char *states[] = {"unknown", "ready", "lost"};
-    const void *rid = c->rid;
-    size_t rid_len = c->rid_len;
-    size_t n_nodes = farm_nodes_count(self->nodes);
-    Farm__Envelope env = FARM__ENVELOPE__INIT;
-    Farm__NodesReply rep = FARM__NODES_REPLY__INIT;
-    Farm__NodeInfo *infos = calloc(n_nodes + 1, sizeof *infos);
-    Farm__NodeInfo **ptrs = calloc(n_nodes + 1, sizeof *ptrs);
-    farm_job_t **jobs = NULL;
-
-    if (!infos || !ptrs)
-        goto send; /* an empty answer rather than none */
-    for (size_t i = 0; i < n_nodes; i++) {
-        farm_node_t *n = farm_nodes_at(self->nodes, i);
-        Farm__NodeInfo *ni = &infos[i];
-        size_t nj = farm_scheduler_node_jobs(self->sched, n, NULL, 0);
-        farm__node_info__init(ni);
-        ni->name = n->cfg->name;
-        ni->state = farm_scheduler_node_drained(self->sched, n) ? "draining" : states[n->state];
-        ni->slots = (uint32_t)n->slots;
-        ni->used = (uint32_t)farm_scheduler_node_used(self->sched, n);
-        ni->builder_cache_bytes = n->builder_cache_bytes;
-        ni->cache_hits = n->cache_hits;
-        ni->version = n->version;
-        /* platforms: what farm.yaml maps to this node, native and emulated */
-        ni->platforms = calloc(self->cfg->n_platforms + 1, sizeof *ni->platforms);
-        ni->emulated = calloc(self->cfg->n_platforms + 1, sizeof *ni->emulated);
-        for (size_t p = 0; ni->platforms && ni->emulated && p < self->cfg->n_platforms; p++) {
-            const farm_config_platform_t *cp = &self->cfg->platforms[p];
-            for (size_t k = 0; k < cp->n_native; k++)
-                if (strcmp(cp->native[k], n->cfg->name) == 0)
-                    ni->platforms[ni->n_platforms++] = cp->platform;
-            for (size_t k = 0; k < cp->n_emulated; k++)
-                if (strcmp(cp->emulated[k], n->cfg->name) == 0)
-                    ni->emulated[ni->n_emulated++] = cp->platform;
-        }
-        free(jobs);
-        jobs = calloc(nj + 1, sizeof *jobs);
-        ni->jobs = calloc(nj + 1, sizeof *ni->jobs);
-        ni->job_warm = calloc(nj + 1, sizeof *ni->job_warm);
-        if (jobs && ni->jobs && ni->job_warm) {
-            farm_scheduler_node_jobs(self->sched, n, jobs, nj);
-            /* other clients' job ids are theirs: only an admin sees every one */
-            for (size_t j = 0; j < nj; j++)
-                if (c->role >= FARM_ROLE_ADMIN ||
-                    farm_build_owned_by(jobs[j]->build, c->rid, c->rid_len, c->name)) {
-                    ni->job_warm[ni->n_jobs] = jobs[j]->warm;
-                    ni->jobs[ni->n_jobs++] = jobs[j]->id;
-                }
-            ni->n_job_warm = ni->n_jobs;
-        }
-        ptrs[i] = ni;
-    }
-    rep.n_nodes = n_nodes;
-    rep.nodes = ptrs;
-send:
-    env.body_case = FARM__ENVELOPE__BODY_NODES_REPLY;
-    env.nodes_reply = &rep;
-    s_send(self->clients, rid, rid_len, &env);
-    for (size_t i = 0; infos && i < n_nodes; i++) {
-        free(infos[i].platforms);
-        free(infos[i].emulated);
-        free(infos[i].jobs);
-        free(infos[i].job_warm);
-    }
-    free(jobs);
-    free(infos);
-    free(ptrs);
-}
-
-/* The role a message needs, and what it is called in a refusal. */
-static farm_role_t s_needs(Farm__Envelope__BodyCase body, const char **what)
-{
-    switch (body) {
-    case FARM__ENVELOPE__BODY_NODES_REQUEST: *what = "list nodes"; return FARM_ROLE_READ;
-    case FARM__ENVELOPE__BODY_BUILDS_REQUEST: *what = "list builds"; return FARM_ROLE_READ;
-    case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
-    case FARM__ENVELOPE__BODY_CONTEXT_CHUNK:
-    case FARM__ENVELOPE__BODY_SUBMIT: *what = "submit"; return FARM_ROLE_SUBMIT;
-    case FARM__ENVELOPE__BODY_CANCEL: *what = "cancel builds"; return FARM_ROLE_SUBMIT;
-    case FARM__ENVELOPE__BODY_DRAIN: *what = "drain nodes"; return FARM_ROLE_ADMIN;
-    default: *what = "do this"; return FARM_ROLE_NONE;
-    }
-}
-
-static void s_on_drain(farm_coordinator_t *self, const client_t *c, const Farm__Drain *d)
-{
-    farm_node_t *n = farm_nodes_by_name(self->nodes, d->node);
-    char reason[256];
-
-    if (!n) {
-        snprintf(reason, sizeof reason, "no node \"%.64s\" in %s", d->node, self->cfg->path);
-        s_refuse(self, c->rid, c->rid_len, reason);
-        return;
-    }
-    farm_scheduler_node_drain(self->sched, n, !d->undo);
-    farm_log_info("node=%s %s by %s", n->cfg->name, d->undo ? "back in service" : "draining",
-                  c->name[0] ? c->name : "a local client");
-    s_on_nodes(self, c);
-}
-
-typedef struct {
-    const client_t *client;
-    Farm__BuildInfo *infos;
-    Farm__BuildInfo **ptrs;
-    char **texts; /* every string made here, freed after the send */
-    size_t n, cap, n_texts, cap_texts;
-    long long now;
-} builds_list_t;
-
-static char *s_dup_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *s_dup_fmt(const char *fmt, ...)
-{
-    char *out = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&out, fmt, ap) < 0)
-        out = NULL;
-    va_end(ap);
-    return out;
-}
-
-static char *s_keep(builds_list_t *l, char *text)
-{
-    if (!text || l->n_texts == l->cap_texts)
-        return free(text), (char *)"";
-    return l->texts[l->n_texts++] = text;
-}
-
-static void s_list_build(void *arg, farm_build_t *b)
-{
-    static const char *jstates[] = {"queued", "running", "done", "failed", "cancelled"};
-    builds_list_t *l = arg;
-    Farm__BuildInfo *bi;
-
-    if (l->n == l->cap || (l->client->role < FARM_ROLE_ADMIN &&
-                           !farm_build_owned_by(b, l->client->rid, l->client->rid_len,
-                                                l->client->name)))
-        return;
-    bi = &l->infos[l->n];
-    farm__build_info__init(bi);
-    bi->build_id = b->id;
-    bi->owner = b->owner;
-    bi->repository = s_keep(l, s_dup_fmt("%s/%s", b->registry, b->repository));
-    bi->state = b->state == FARM_BUILD_STITCHING ? "stitching" : "running";
-    bi->age_ms = (uint64_t)(l->now - b->created);
-    bi->jobs = calloc(b->n_jobs + 1, sizeof *bi->jobs);
-    for (size_t i = 0; bi->jobs && i < b->n_jobs; i++) {
-        const farm_job_t *j = &b->jobs[i];
-        bi->jobs[bi->n_jobs++] = s_keep(l, s_dup_fmt("%s %s %s", j->platform,
-                                                            jstates[j->state],
-                                                            j->node_name[0] ? j->node_name : "-"));
-    }
-    l->ptrs[l->n++] = bi;
-}
-
-static void s_on_builds(farm_coordinator_t *self, const client_t *c)
-{
-    size_t cap = farm_builds_active(self->builds);
-    Farm__Envelope env = FARM__ENVELOPE__INIT;
-    Farm__BuildsReply rep = FARM__BUILDS_REPLY__INIT;
-    builds_list_t l = {.client = c, .cap = cap, .now = farm_now_ms()};
-
-    l.infos = calloc(cap + 1, sizeof *l.infos);
-    l.ptrs = calloc(cap + 1, sizeof *l.ptrs);
-    l.cap_texts = cap * (FARM_PLATFORMS_MAX + 1);
-    l.texts = calloc(l.cap_texts + 1, sizeof *l.texts);
-    if (l.infos && l.ptrs && l.texts)
-        farm_builds_each_active(self->builds, s_list_build, &l);
-    rep.n_builds = l.n;
-    rep.builds = l.ptrs;
-    env.body_case = FARM__ENVELOPE__BODY_BUILDS_REPLY;
-    env.builds_reply = &rep;
-    s_send(self->clients, c->rid, c->rid_len, &env);
-    for (size_t i = 0; i < l.n; i++)
-        free(l.infos[i].jobs);
-    for (size_t i = 0; i < l.n_texts; i++)
-        free(l.texts[i]);
-    free(l.texts);
-    free(l.infos);
-    free(l.ptrs);
-}
-
-static void s_client_message(farm_coordinator_t *self, const client_t *c, Farm__Envelope *env)
-{
-    farm_ctx_status_t st;
-    const char *what;
-    farm_role_t need = s_needs(env->body_case, &what);
-
-    if (c->role < need) {
-        char reason[512];
-        snprintf(reason, sizeof reason, "client %s has role %s; to %s it needs role %s: an "
-                 "admin changes clients: %s: role: in %s and restarts farm-coordinator", c->name,
-                 farm_role_name(c->role), what, farm_role_name(need), c->name, self->cfg->path);
-        s_peer_warn("%s", reason);
-        s_refuse(self, c->rid, c->rid_len, reason);
-        return;
-    }
-    switch (env->body_case) {
-    case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
-        farm_ctxstore_offer(self->ctx, &st, c->rid, c->rid_len, c->key,
-                            env->context_offer->digest, env->context_offer->size, farm_now_ms());
-        s_context_status(self, c->rid, c->rid_len, env->context_offer->digest, &st);
-        break;
-    case FARM__ENVELOPE__BODY_CONTEXT_CHUNK: {
-        const Farm__ContextChunk *ch = env->context_chunk;
-        farm_ctxstore_chunk(self->ctx, &st, c->rid, c->rid_len, ch->digest, ch->offset,
-                            ch->data.data, ch->data.len, farm_now_ms());
-        s_context_status(self, c->rid, c->rid_len, ch->digest, &st);
-        break;
-    }
-    case FARM__ENVELOPE__BODY_SUBMIT: s_on_submit(self, c, env->submit); break;
-    case FARM__ENVELOPE__BODY_NODES_REQUEST: s_on_nodes(self, c); break;
-    case FARM__ENVELOPE__BODY_DRAIN: s_on_drain(self, c, env->drain); break;
-    case FARM__ENVELOPE__BODY_BUILDS_REQUEST: s_on_builds(self, c); break;
-    case FARM__ENVELOPE__BODY_CANCEL:
-        farm_builds_cancel(self->builds, env->cancel->build_id, c->rid, c->rid_len, c->name,
-                           c->role >= FARM_ROLE_ADMIN, farm_now_ms());
-        break;
-    case FARM__ENVELOPE__BODY_HEARTBEAT: break;
-    default:
-        s_peer_warn("client sent an unexpected message (type %d); ignored",
-                      (int)env->body_case);
-    }
 }
 
 static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
@@ -1352,21 +620,21 @@ static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
         char rid[FARM_WIRE_ROUTING_MAX], user[FARM_NAME_MAX + 1];
         size_t rid_len = 0;
         Farm__Envelope *env = NULL;
-        client_t c = {.rid = rid, .name = "", .key = "", .role = FARM_ROLE_ADMIN};
+        farm_client_t c = {.rid = rid, .name = "", .key = "", .role = FARM_ROLE_ADMIN};
         int rc = farm_wire_recv_user(self->clients, rid, &rid_len, user, sizeof user, &env);
 
         if (rc == FARM_ERETRY)
             break;
         if (rc < 0) {
-            s_peer_warn("bad message from a client: %s", farm_error_last());
+            farm_peer_warn("bad message from a client: %s", farm_error_last());
             continue;
         }
         c.rid_len = rid_len;
         if (self->cfg->secure) {
             /* the ZAP handler let in only listed keys; User-Id is the client's name */
-            const farm_config_client_t *cl = farm_hmap_gets(self->clients_by_name, user);
+            const farm_config_client_t *cl = farm_enrolled_client(self->enrolled, user);
             if (!cl) {
-                s_peer_warn("message from an unauthenticated client connection; ignored");
+                farm_peer_warn("message from an unauthenticated client connection; ignored");
                 farm_wire_free(&env);
                 continue;
             }
@@ -1374,25 +642,13 @@ static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
             c.key = cl->key ? cl->key : "";
             c.role = cl->role;
         }
-        s_client_message(self, &c, env);
+        farm_clients_message(self->cl, &c, env);
         farm_wire_free(&env);
     }
     return 0;
 }
 
 /* ------------------------------------------------------------------ timers */
-
-static void s_client_beat(void *arg, farm_build_t *b)
-{
-    farm_coordinator_t *self = arg;
-    Farm__Envelope env = FARM__ENVELOPE__INIT;
-    Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
-    if (b->client_gone)
-        return;
-    env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &hb;
-    s_send(self->clients, b->client, b->client_len, &env);
-}
 
 /* Heartbeats both ways: nodes silent for `liveness` beats are lost; the others and the
  * clients of running builds hear from us. */
@@ -1419,37 +675,14 @@ static int s_on_heartbeat(farm_reactor_t *r, void *arg)
         if (s_send_node(self, n, &env) == FARM_ENOTFOUND)
             s_node_lost(self, n, "its connection is gone");
     }
-    farm_builds_each_active(self->builds, s_client_beat, self);
+    farm_clients_beat(self->cl);
     return 0;
 }
 
 static void s_reap_stitch(void *arg, farm_build_t *b)
 {
-    stitch_t *st = b->stitch;
-    (void)arg;
-    if (st) {
-        st->build = NULL;
-        b->stitch = NULL;
-        s_stitch_free(&st);
-    }
-}
-
-/* Saves the warm-node memory when it changed (at most every WARM_SAVE_MS while running). */
-static void s_warm_save(farm_coordinator_t *self, long long now, int force)
-{
-    farm_warm_t *warm = farm_scheduler_warm(self->sched);
-
-    if (!farm_warm_dirty(warm) || (!force && now - self->warm_saved_at < WARM_SAVE_MS))
-        return;
-    self->warm_saved_at = now;
-    if (farm_warm_save(warm, self->warm_path, self->node_names, self->cfg->n_nodes) < 0) {
-        if (!self->warm_save_failed)
-            farm_log_warn("cannot save which nodes hold which caches: %s (warm placement is "
-                          "lost if the coordinator restarts)", farm_error_last());
-        self->warm_save_failed = 1;
-    } else {
-        self->warm_save_failed = 0;
-    }
+    farm_coordinator_t *self = arg;
+    farm_pushes_drop(self->pushes, b);
 }
 
 static int s_on_chores(farm_reactor_t *r, void *arg)
@@ -1457,7 +690,7 @@ static int s_on_chores(farm_reactor_t *r, void *arg)
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms();
     farm_scheduler_tick(self->sched, now);
-    s_warm_save(self, now, 0);
+    farm_warmfile_save(self->warmfile, now, 0);
     farm_builds_reap(self->builds, now, DONE_KEEP_MS, s_reap_stitch, self);
     farm_ctxstore_expire(self->ctx, now, UPLOAD_IDLE_MS);
     return 0;
@@ -1481,17 +714,7 @@ static const char *s_zap_lookup(void *arg, const char *domain, const uint8_t key
                                 int *other)
 {
     farm_coordinator_t *self = arg;
-    const char *user = NULL;
-
-    if (strcmp(domain, "agents") == 0) {
-        user = farm_hmap_get(self->node_keys, key, 32);
-        *other = !user && farm_hmap_get(self->client_keys, key, 32) != NULL;
-    } else if (strcmp(domain, "clients") == 0) {
-        const farm_config_client_t *c = farm_hmap_get(self->client_keys, key, 32);
-        user = c ? c->name : NULL;
-        *other = !user && farm_hmap_get(self->node_keys, key, 32) != NULL;
-    }
-    return user;
+    return farm_enrolled_lookup(self->enrolled, domain, key, other);
 }
 
 static int s_on_zap(farm_reactor_t *r, int revents, void *arg)
@@ -1505,7 +728,6 @@ static int s_on_zap(farm_reactor_t *r, int revents, void *arg)
 static int s_security(farm_coordinator_t *self)
 {
     const farm_config_t *cfg = self->cfg;
-    uint8_t raw[32];
 
     if (farm_key_load(&self->keys, cfg->secret_key_file) < 0)
         return farm_error_wrap(FARM_EINVALID, "coordinator.secret_key_file");
@@ -1514,23 +736,8 @@ static int s_security(farm_coordinator_t *self)
                               "coordinator.public_key %s in %s; fix one of them",
                               cfg->secret_key_file, self->keys.public_key, cfg->public_key,
                               cfg->path);
-    self->node_keys = farm_hmap_new();
-    self->client_keys = farm_hmap_new();
-    self->clients_by_name = farm_hmap_new();
-    if (!self->node_keys || !self->client_keys || !self->clients_by_name)
-        return farm_error_set(FARM_ERROR, "out of memory");
-    for (size_t i = 0; i < cfg->n_nodes; i++) {
-        if (farm_key_decode(raw, cfg->nodes[i].key) < 0 ||
-            farm_hmap_put(self->node_keys, raw, 32, cfg->nodes[i].name) < 0)
-            return farm_error_set(FARM_ERROR, "node %s: cannot index its key", cfg->nodes[i].name);
-    }
-    for (size_t i = 0; i < cfg->n_clients; i++) {
-        if (farm_key_decode(raw, cfg->clients[i].key) < 0 ||
-            farm_hmap_put(self->client_keys, raw, 32, &cfg->clients[i]) < 0 ||
-            farm_hmap_puts(self->clients_by_name, cfg->clients[i].name, &cfg->clients[i]) < 0)
-            return farm_error_set(FARM_ERROR, "client %s: cannot index its key",
-                                  cfg->clients[i].name);
-    }
+    if (!(self->enrolled = farm_enrolled_new(cfg)))
+        return FARM_ERROR;
     /* before any server socket: a CURVE handshake with no handler would admit anyone */
     if (!(self->zap = farm_zap_new(self->zctx, s_zap_lookup, self)))
         return FARM_ERROR;
@@ -1565,7 +772,7 @@ static void s_on_turn_end(farm_reactor_t *r, void *arg)
                               s_on_cache_wait, self)) > 0)
             self->cache_wait_at = wake;
     }
-    s_stitch_start_waiting(self);
+    farm_pushes_start_waiting(self->pushes);
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -1640,12 +847,12 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     farm_coordinator_t *self = calloc(1, sizeof *self);
     farm_config_t *cfg = *cfg_p;
     const char *state = cfg->state_dir ? cfg->state_dir : "/var/tmp/farm-coordinator";
-    char contexts[FARM_PATH_MAX];
-    int rc;
+    char contexts[FARM_PATH_MAX], warm_path[FARM_PATH_MAX];
     farm_scheduler_cbs_t scbs = {.assign = s_on_assign, .cancel = s_on_cancel_job,
                                  .waiting = s_on_waiting, .requeued = s_on_requeued,
                                  .expired = s_on_expired};
     farm_builds_cbs_t bcbs = {.event = s_on_event, .stitch = s_on_stitch, .done = s_on_done};
+    farm_pushes_opts_t popts = {.parallel = STITCH_PARALLEL, .timeout_ms = STITCH_TIMEOUT_MS};
 
     if (!self)
         return NULL;
@@ -1655,7 +862,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     s_seed_random();
     if (farm_path_fmt(self->state_dir, sizeof self->state_dir, "%s", state) < 0 ||
         farm_path_join(contexts, sizeof contexts, state, "contexts") < 0 ||
-        farm_path_join(self->warm_path, sizeof self->warm_path, state, "warm.json") < 0) {
+        farm_path_join(warm_path, sizeof warm_path, state, "warm.json") < 0) {
         farm_error_wrap(FARM_EINVALID, "coordinator.state_dir");
         goto fail;
     }
@@ -1669,28 +876,22 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     self->ctx = farm_ctxstore_new(contexts, cfg->context_quota, (size_t)cfg->max_uploads,
                                   (size_t)cfg->max_uploads_per_client, s_context_in_use, self);
     self->reactor = farm_reactor_new();
+    self->pushes = self->builds && self->reactor
+                       ? farm_pushes_new(self->reactor, self->builds, cfg, &popts) : NULL;
+    self->cl = self->builds && self->ctx ? farm_clients_new(cfg, self->nodes, self->sched,
+                                                            self->builds, self->ctx,
+                                                            s_send_client, self) : NULL;
     if (!self->ctx)
         goto fail; /* its error names the directory */
-    if (!self->chunk || !self->nodes || !self->timeserve || !self->sched || !self->builds || !self->reactor) {
+    if (!self->chunk || !self->nodes || !self->timeserve || !self->sched || !self->builds ||
+        !self->reactor || !self->pushes || !self->cl) {
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
     }
-    if (!(self->node_names = calloc(cfg->n_nodes + 1, sizeof *self->node_names))) {
-        farm_error_set(FARM_ERROR, "out of memory");
+    if (!(self->warmfile = farm_warmfile_new(warm_path, farm_scheduler_warm(self->sched), cfg)))
         goto fail;
-    }
-    for (size_t i = 0; i < cfg->n_nodes; i++)
-        self->node_names[i] = cfg->nodes[i].name;
-    if ((rc = farm_fs_remove_atomic_temps(self->warm_path)) > 0)
-        farm_log_info("removed %d temp file(s) of %s left by an earlier run", rc, self->warm_path);
     /* a file that cannot be read costs warm placement, not the start */
-    if ((rc = farm_warm_load(farm_scheduler_warm(self->sched), self->warm_path,
-                             self->node_names, cfg->n_nodes)) < 0)
-        farm_log_warn("%s; starting without knowing which nodes hold which caches",
-                      farm_error_last());
-    else if (rc > 0)
-        farm_log_info("warm placement: %d repositories' cache nodes restored from %s", rc,
-                      self->warm_path);
+    farm_warmfile_restore(self->warmfile);
     if (s_listen(self) < 0)
         goto fail;
     farm_log_info("listening: agents on %s, clients on %s; %zu node(s), %zu platform(s), "
@@ -1709,23 +910,13 @@ fail:
     return NULL;
 }
 
-static void s_drop_stitch(void *arg, farm_build_t *b)
-{
-    s_reap_stitch(arg, b);
-}
-
 void farm_coordinator_destroy(farm_coordinator_t **self_p)
 {
     farm_coordinator_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
-    while (self->stitch_head) {
-        stitch_wait_t *w = self->stitch_head;
-        self->stitch_head = w->next;
-        free(w);
-    }
-    if (self->builds)
-        farm_builds_each(self->builds, s_drop_stitch, self);
+    farm_pushes_destroy(&self->pushes); /* stops the helpers while their builds exist */
+    farm_clients_destroy(&self->cl);
     farm_builds_destroy(&self->builds);
     farm_scheduler_destroy(&self->sched);
     farm_nodes_destroy(&self->nodes);
@@ -1739,11 +930,9 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     farm_zap_destroy(&self->zap);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
-    farm_hmap_destroy(&self->node_keys);
-    farm_hmap_destroy(&self->client_keys);
-    farm_hmap_destroy(&self->clients_by_name);
+    farm_enrolled_destroy(&self->enrolled);
     farm_key_wipe(&self->keys);
-    free(self->node_names);
+    farm_warmfile_destroy(&self->warmfile);
     free(self->chunk);
     farm_config_destroy(&self->cfg);
     free(self);
@@ -1754,6 +943,6 @@ int farm_coordinator_run(farm_coordinator_t *self, volatile int *stop)
 {
     int rc = farm_reactor_run(self->reactor, stop);
     farm_log_info("shutting down");
-    s_warm_save(self, farm_now_ms(), 1);
+    farm_warmfile_save(self->warmfile, farm_now_ms(), 1);
     return rc;
 }

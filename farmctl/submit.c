@@ -50,6 +50,7 @@ typedef struct {
     char *platforms[FARM_PLATFORMS_MAX];
     size_t n_platforms;
     const char *dockerfile;
+    int dockerfile_cli;          /* -f given: relative to the working directory */
     farm_kv_t args[FARM_BUILD_ARGS_MAX];
     size_t n_args;
     const char *farm_file;
@@ -767,7 +768,25 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     }
 }
 
-int farmctl_submit_main(int argc, char **argv)
+/* What one run of farmctl submit holds between its steps. */
+typedef struct {
+    farm_config_t *cfg;      /* farm.yaml, or NULL without one */
+    char farm_path[PATH_MAX]; /* "" without one */
+    char endpoint[512];
+    char tar[32];            /* the packed context, a temporary file ... */
+    int tar_made;            /* ... once created */
+    char digest[FARM_DIGEST_STRLEN];
+    uint64_t size;
+    char dockerfile[PATH_MAX]; /* relative to the context */
+    farmctl_client_t *cl;
+} submit_run_t;
+
+/* Each step returns GO_ON, or the exit status farmctl submit ends with (it said why):
+ * 0 after --help, 2 for a usage error, 1 for anything else. */
+#define GO_ON (-1)
+
+/* The command line into o. */
+static int s_parse_args(submit_opts_t *o, int argc, char **argv)
 {
     enum { O_PLATFORM = 256, O_BUILD_ARG, O_FARM, O_COORD, O_META, O_PROGRESS, O_PARTIAL,
            O_NETWORK, O_TARGET, O_NO_CACHE, O_PULL, O_LABEL, O_ANNOTATION, O_SECRET, O_IIDFILE,
@@ -796,299 +815,345 @@ int farmctl_submit_main(int argc, char **argv)
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    submit_opts_t o = {.context = "."};
-    char ckey[FARM_KEY_Z85_LEN + 1], ckey_from[FARM_PATH_MAX + 64];
-    farm_config_t *cfg = NULL;
-    farm_diag_t diags = {0};
-    farmctl_client_t *cl = NULL;
-    char farm_path[PATH_MAX], endpoint[512], tar[] = "/tmp/farmctl-context-XXXXXX";
-    char digest[FARM_DIGEST_STRLEN], dockerfile[PATH_MAX];
-    uint64_t size = 0;
-    int c, rc = 2, tarfd = -1, dockerfile_cli = 0, none = 0; /* 2: usage error */
+    int c, none = 0;
     struct stat st;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "t:f:qh", opts, NULL)) != -1) {
         switch (c) {
         case 't':
-            if (o.n_tags == FARM_TAGS_MAX) {
+            if (o->n_tags == FARM_TAGS_MAX) {
                 fprintf(stderr, "farmctl submit: too many -t (at most %d)\n", FARM_TAGS_MAX);
-                goto done;
+                return 2;
             }
-            o.tags[o.n_tags++] = optarg;
+            o->tags[o->n_tags++] = optarg;
             break;
-        case 'f': o.dockerfile = optarg; dockerfile_cli = 1; break;
+        case 'f': o->dockerfile = optarg; o->dockerfile_cli = 1; break;
         case O_PLATFORM:
-            if (s_add_platforms(&o, optarg) < 0) {
+            if (s_add_platforms(o, optarg) < 0) {
                 fprintf(stderr, "farmctl submit: --platform: %s\n", farm_error_last());
-                goto done;
+                return 2;
             }
             break;
         case O_BUILD_ARG:
-            if (s_cli_arg(&o, optarg) < 0) {
+            if (s_cli_arg(o, optarg) < 0) {
                 fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
-                goto done;
+                return 2;
             }
             break;
-        case O_FARM: o.farm_file = optarg; break;
-        case O_COORD: o.coordinator = optarg; break;
-        case O_META: o.metadata_file = optarg; break;
-        case O_PARTIAL: o.allow_partial = 1; break;
+        case O_FARM: o->farm_file = optarg; break;
+        case O_COORD: o->coordinator = optarg; break;
+        case O_META: o->metadata_file = optarg; break;
+        case O_PARTIAL: o->allow_partial = 1; break;
         case O_NETWORK:
             if (farm_build_network_parse(optarg, &none) < 0) {
                 fprintf(stderr, "farmctl submit: --network wants default or none: %s\n",
                         farm_error_last());
-                goto done;
+                return 2;
             }
-            o.network = optarg;
+            o->network = optarg;
             break;
         case O_PROGRESS:
             if (strcmp(optarg, "quiet") == 0)
-                o.progress = FARMCTL_PROGRESS_QUIET;
+                o->progress = FARMCTL_PROGRESS_QUIET;
             else if (strcmp(optarg, "plain") == 0)
-                o.progress = FARMCTL_PROGRESS_PLAIN;
+                o->progress = FARMCTL_PROGRESS_PLAIN;
             else if (strcmp(optarg, "tty") == 0)
-                o.progress = FARMCTL_PROGRESS_TTY;
+                o->progress = FARMCTL_PROGRESS_TTY;
             else if (strcmp(optarg, "auto") == 0)
-                o.progress = FARMCTL_PROGRESS_AUTO;
+                o->progress = FARMCTL_PROGRESS_AUTO;
             else {
                 fprintf(stderr, "farmctl submit: --progress wants auto, plain, tty or quiet\n");
-                goto done;
+                return 2;
             }
             break;
-        case O_TARGET: o.target = optarg; break;
-        case O_NO_CACHE: o.no_cache = 1; break;
-        case O_CACHE_FROM: o.cache_from = optarg; break;
-        case O_CACHE_TO: o.cache_to = optarg; break;
-        case O_PULL: o.pull = 1; break;
-        case O_IIDFILE: o.iidfile = optarg; break;
-        case O_TRUST_COORD: o.trust_repo_coordinator = 1; break;
-        case 'q': o.progress = FARMCTL_PROGRESS_QUIET; break;
+        case O_TARGET: o->target = optarg; break;
+        case O_NO_CACHE: o->no_cache = 1; break;
+        case O_CACHE_FROM: o->cache_from = optarg; break;
+        case O_CACHE_TO: o->cache_to = optarg; break;
+        case O_PULL: o->pull = 1; break;
+        case O_IIDFILE: o->iidfile = optarg; break;
+        case O_TRUST_COORD: o->trust_repo_coordinator = 1; break;
+        case 'q': o->progress = FARMCTL_PROGRESS_QUIET; break;
         case O_LABEL:
         case O_ANNOTATION:
         case O_SECRET:
-            if ((c == O_LABEL && s_cli_spec(o.labels, &o.n_labels, FARM_LABELS_MAX, optarg,
+            if ((c == O_LABEL && s_cli_spec(o->labels, &o->n_labels, FARM_LABELS_MAX, optarg,
                                             "--label", farm_buildflags_label_spec) < 0) ||
                 (c == O_ANNOTATION &&
-                 s_cli_spec(o.annotations, &o.n_annotations, FARM_ANNOTATIONS_MAX, optarg,
+                 s_cli_spec(o->annotations, &o->n_annotations, FARM_ANNOTATIONS_MAX, optarg,
                             "--annotation", farm_buildflags_annotation_spec) < 0) ||
-                (c == O_SECRET && s_cli_secret(&o, optarg) < 0)) {
+                (c == O_SECRET && s_cli_secret(o, optarg) < 0)) {
                 fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
-                goto done;
+                return 2;
             }
             break;
-        case 'h': s_usage(stdout); rc = 0; goto done;
-        default: s_usage(stderr); goto done;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
         }
     }
     if (optind < argc)
-        o.context = argv[optind++];
+        o->context = argv[optind++];
     if (optind < argc) {
         s_usage(stderr);
-        goto done;
+        return 2;
     }
-    if (stat(o.context, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "farmctl submit: context %s is not a directory\n", o.context);
-        goto done;
+    if (stat(o->context, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "farmctl submit: context %s is not a directory\n", o->context);
+        return 2;
     }
+    return GO_ON;
+}
 
-    /* farm.yaml: --farm, else ./farm.yaml, else CONTEXT/farm.yaml */
-    farm_path[0] = '\0';
-    if (o.farm_file)
-        rc = farm_path_join(farm_path, sizeof farm_path, o.farm_file, NULL);
+/* farm.yaml: --farm, else ./farm.yaml, else CONTEXT/farm.yaml; none is fine. */
+static int s_load_farm(submit_run_t *r, const submit_opts_t *o)
+{
+    farm_diag_t diags = {0};
+    int rc = 0;
+
+    r->farm_path[0] = '\0';
+    if (o->farm_file)
+        rc = farm_path_join(r->farm_path, sizeof r->farm_path, o->farm_file, NULL);
     else if (access("farm.yaml", R_OK) == 0)
-        rc = farm_path_join(farm_path, sizeof farm_path, "farm.yaml", NULL);
-    else if ((rc = farm_path_join(farm_path, sizeof farm_path, o.context, "farm.yaml")) == 0 &&
-             access(farm_path, R_OK) != 0)
-        farm_path[0] = '\0';
+        rc = farm_path_join(r->farm_path, sizeof r->farm_path, "farm.yaml", NULL);
+    else if ((rc = farm_path_join(r->farm_path, sizeof r->farm_path, o->context,
+                                  "farm.yaml")) == 0 &&
+             access(r->farm_path, R_OK) != 0)
+        r->farm_path[0] = '\0';
     if (rc < 0) {
         fprintf(stderr, "farmctl submit: farm.yaml: %s\n", farm_error_last());
-        rc = 2;
-        goto done;
+        return 2;
     }
-    rc = 2;
-    if (farm_path[0] && farm_config_load(&cfg, farm_path, &diags) < 0) {
+    if (r->farm_path[0] && farm_config_load(&r->cfg, r->farm_path, &diags) < 0) {
         for (size_t i = 0; i < diags.n; i++)
             fprintf(stderr, "%s\n", diags.items[i]);
         if (!diags.n)
             fprintf(stderr, "%s\n", farm_error_last());
-        fprintf(stderr, "farmctl submit: fix %s first (farmctl validate %s)\n", farm_path,
-                farm_path);
+        fprintf(stderr, "farmctl submit: fix %s first (farmctl validate %s)\n", r->farm_path,
+                r->farm_path);
         farm_diag_clear(&diags);
-        rc = 1;
-        goto done;
+        return 1;
     }
+    return GO_ON;
+}
 
-    /* farm.yaml's build: section fills in what the command line did not give */
+/* farm.yaml's build: section fills in what the command line did not give. */
+static int s_apply_build_section(submit_opts_t *o, const submit_run_t *r)
+{
+    const farm_config_t *cfg = r->cfg;
+    size_t n_cli_platforms = o->n_platforms;
+
     if (cfg && cfg->build.present) {
-        if (o.n_tags == 0 && cfg->build.n_tags > FARM_TAGS_MAX) {
-            fprintf(stderr, "farmctl submit: %s: too many build.tags (at most %d)\n", farm_path,
-                    FARM_TAGS_MAX);
-            goto done;
+        if (o->n_tags == 0 && cfg->build.n_tags > FARM_TAGS_MAX) {
+            fprintf(stderr, "farmctl submit: %s: too many build.tags (at most %d)\n",
+                    r->farm_path, FARM_TAGS_MAX);
+            return 2;
         }
-        if (o.n_tags == 0)
+        if (o->n_tags == 0)
             for (size_t i = 0; i < cfg->build.n_tags; i++)
-                o.tags[o.n_tags++] = cfg->build.tags[i];
-        size_t n_cli_platforms = o.n_platforms;
+                o->tags[o->n_tags++] = cfg->build.tags[i];
         for (size_t i = 0; n_cli_platforms == 0 && i < cfg->build.n_platforms; i++)
-            if (s_add_platforms(&o, cfg->build.platforms[i]) < 0) {
-                fprintf(stderr, "farmctl submit: %s: build.platforms: %s\n", farm_path,
+            if (s_add_platforms(o, cfg->build.platforms[i]) < 0) {
+                fprintf(stderr, "farmctl submit: %s: build.platforms: %s\n", r->farm_path,
                         farm_error_last());
-                goto done;
+                return 2;
             }
-        if (!o.dockerfile)
-            o.dockerfile = cfg->build.dockerfile;
-        if (!o.network && cfg->build.network_none)
-            o.network = "none";
+        if (!o->dockerfile)
+            o->dockerfile = cfg->build.dockerfile;
+        if (!o->network && cfg->build.network_none)
+            o->network = "none";
         for (size_t i = 0; i < cfg->build.n_args; i++)
-            if (s_set_arg(&o, cfg->build.args[i].key, cfg->build.args[i].value, 0) < 0) {
-                fprintf(stderr, "farmctl submit: %s: build.args: %s\n", farm_path,
+            if (s_set_arg(o, cfg->build.args[i].key, cfg->build.args[i].value, 0) < 0) {
+                fprintf(stderr, "farmctl submit: %s: build.args: %s\n", r->farm_path,
                         farm_error_last());
-                goto done;
+                return 2;
             }
     }
-    if (s_flags(&o, cfg, farm_path[0] ? farm_path : NULL) < 0) {
+    if (s_flags(o, cfg, r->farm_path[0] ? r->farm_path : NULL) < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
-        goto done;
+        return 2;
     }
-    if (o.n_tags == 0) {
+    return GO_ON;
+}
+
+/* What the build asks for, judged before anything is packed or sent: its tags and
+ * platforms, the Dockerfile, and the coordinator that would get the logins. */
+static int s_check_request(submit_run_t *r, const submit_opts_t *o)
+{
+    const farm_config_t *cfg = r->cfg;
+    char ckey[FARM_KEY_Z85_LEN + 1], ckey_from[FARM_PATH_MAX + 64];
+
+    if (o->n_tags == 0) {
         fprintf(stderr, "farmctl submit: no tag: pass -t REGISTRY/REPO:TAG or set build.tags in "
                         "farm.yaml\n");
-        goto done;
+        return 2;
     }
-    for (size_t i = 0; i < o.n_tags; i++) {
+    for (size_t i = 0; i < o->n_tags; i++) {
         farm_reference_t ref;
         char full[FARM_REFERENCE_MAX + 1];
-        if (strlen(o.tags[i]) > FARM_REFERENCE_MAX) {
+        if (strlen(o->tags[i]) > FARM_REFERENCE_MAX) {
             fprintf(stderr, "farmctl submit: -t: the reference \"%.60s...\" is %zu bytes; farm "
-                            "accepts at most %d\n", o.tags[i], strlen(o.tags[i]),
+                            "accepts at most %d\n", o->tags[i], strlen(o->tags[i]),
                     FARM_REFERENCE_MAX);
-            goto done;
+            return 2;
         }
-        if (farm_reference_parse(&ref, o.tags[i]) < 0 ||
+        if (farm_reference_parse(&ref, o->tags[i]) < 0 ||
             farm_reference_format(full, sizeof full, &ref) < 0) {
             fprintf(stderr, "farmctl submit: -t: %s\n", farm_error_last());
-            goto done;
+            return 2;
         }
     }
-    if (o.n_platforms == 0) {
+    if (o->n_platforms == 0) {
         fprintf(stderr, "farmctl submit: no platform: pass --platform or set build.platforms in "
                         "farm.yaml\n");
-        goto done;
+        return 2;
     }
     /* refuse what the farm cannot build before anything is packed or sent */
-    if (cfg && cfg->n_platforms) {
-        for (size_t i = 0; i < o.n_platforms; i++) {
-            if (!farm_config_platform(cfg, o.platforms[i])) {
-                fprintf(stderr, "farmctl submit: platform %s is not served by this farm (%s maps "
-                                "no nodes to it)\n", o.platforms[i], farm_path);
-                rc = 1;
-                goto done;
-            }
+    for (size_t i = 0; cfg && cfg->n_platforms && i < o->n_platforms; i++) {
+        if (!farm_config_platform(cfg, o->platforms[i])) {
+            fprintf(stderr, "farmctl submit: platform %s is not served by this farm (%s maps "
+                            "no nodes to it)\n", o->platforms[i], r->farm_path);
+            return 1;
         }
     }
-    if (s_dockerfile_rel(dockerfile, sizeof dockerfile, o.context, o.dockerfile,
-                         dockerfile_cli) < 0) {
+    if (s_dockerfile_rel(r->dockerfile, sizeof r->dockerfile, o->context, o->dockerfile,
+                         o->dockerfile_cli) < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
-        goto done;
+        return 2;
     }
     /* refused here, before anything is packed, by the rule every command follows */
     if (cfg && farmctl_coordinator_key(ckey, ckey_from, sizeof ckey_from, cfg,
-                                       o.trust_repo_coordinator) < 0) {
+                                       o->trust_repo_coordinator) < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
-        rc = 1;
-        goto done;
+        return 1;
     }
-    if (farmctl_endpoint(endpoint, sizeof endpoint, o.coordinator, cfg) == FARM_ENOTFOUND) {
+    if (farmctl_endpoint(r->endpoint, sizeof r->endpoint, o->coordinator, cfg) ==
+        FARM_ENOTFOUND) {
         fprintf(stderr, "farmctl submit: no coordinator: pass --coordinator, set "
                         "FARM_COORDINATOR, or set coordinator.clients in farm.yaml\n");
-        goto done;
-    } else if (!endpoint[0]) {
+        return 2;
+    } else if (!r->endpoint[0]) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
-        goto done;
+        return 2;
     }
+    return GO_ON;
+}
 
-    rc = 1; /* from here on a failure is not a usage error */
-    tarfd = mkstemp(tar);
-    if (tarfd < 0) {
+/* The context packed into a temporary tar (its digest and size), within farm's limit;
+ * the progress display starts here. */
+static int s_pack(submit_run_t *r, submit_opts_t *o)
+{
+    int fd;
+
+    snprintf(r->tar, sizeof r->tar, "/tmp/farmctl-context-XXXXXX");
+    if ((fd = mkstemp(r->tar)) < 0) {
         fprintf(stderr, "farmctl submit: cannot create a temporary file in /tmp\n");
-        goto done;
+        return 1;
     }
-    close(tarfd);
-    if (farm_context_pack(digest, &size, o.context, dockerfile, tar) < 0) {
-        fprintf(stderr, "farmctl submit: packing %s: %s\n", o.context, farm_error_last());
-        goto done;
+    close(fd);
+    r->tar_made = 1;
+    if (farm_context_pack(r->digest, &r->size, o->context, r->dockerfile, r->tar) < 0) {
+        fprintf(stderr, "farmctl submit: packing %s: %s\n", o->context, farm_error_last());
+        return 1;
     }
-    o.pg = farmctl_progress_new(o.progress, stderr);
-    if (!o.pg) {
+    o->pg = farmctl_progress_new(o->progress, stderr);
+    if (!o->pg) {
         fprintf(stderr, "farmctl submit: out of memory\n");
-        goto done;
+        return 1;
     }
-    farmctl_progress_note(o.pg, "#context %s packed: %s (%llu bytes)", o.context, digest,
-                          (unsigned long long)size);
+    farmctl_progress_note(o->pg, "#context %s packed: %s (%llu bytes)", o->context, r->digest,
+                          (unsigned long long)r->size);
     /* refused here, before a byte is sent, rather than by the coordinator mid-upload */
-    if (size > FARM_CONTEXT_MAX) {
+    if (r->size > FARM_CONTEXT_MAX) {
         fprintf(stderr, "farmctl submit: the context %s packs to %llu bytes (%.1f GiB); farm "
                         "accepts at most " FARM_CONTEXT_MAX_TEXT ": leave out what the build "
-                        "does not need with a .dockerignore in %s\n", o.context,
-                (unsigned long long)size, (double)size / (1u << 30), o.context);
-        goto done;
+                        "does not need with a .dockerignore in %s\n", o->context,
+                (unsigned long long)r->size, (double)r->size / (1u << 30), o->context);
+        return 1;
     }
-    cl = farmctl_client_new_for(endpoint, cfg, o.trust_repo_coordinator);
-    if (!cl) {
+    return GO_ON;
+}
+
+/* The connection, and what may go over it: logins and secrets only over a private one
+ * (CURVE, or this machine); whether the target registry answers plain HTTP. */
+static int s_connect(submit_run_t *r, submit_opts_t *o)
+{
+    farm_reference_t ref;
+
+    r->cl = farmctl_client_new_for(r->endpoint, r->cfg, o->trust_repo_coordinator);
+    if (!r->cl) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
-        goto done;
+        return 1;
     }
-    if (!farmctl_client_private(cl) && o.flags.n_secrets) {
+    if (!farmctl_client_private(r->cl) && o->flags.n_secrets) {
         fprintf(stderr, "farmctl submit: %s is a plain (unencrypted) connection off this "
                         "machine, and build secrets are never sent over one: set "
                         "FARM_COORDINATOR_KEY (and FARM_KEY) for the farm's keys, use a "
                         "loopback address (tcp://127.0.0.1:PORT, ipc://PATH), or drop the "
-                        "secrets\n", endpoint);
-        goto done;
-    } else if (!farmctl_client_private(cl))
+                        "secrets\n", r->endpoint);
+        return 1;
+    } else if (!farmctl_client_private(r->cl))
         fprintf(stderr, "warning: %s is a plain (unencrypted) connection off this machine: "
                         "your registry logins are not sent; the build pushes anonymously\n",
-                endpoint);
-    else if (s_collect_creds(&o, cfg) < 0) {
+                r->endpoint);
+    else if (s_collect_creds(o, r->cfg) < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
-        goto done;
+        return 1;
     }
-    for (size_t i = 0; i < o.n_creds; i++)
-        farmctl_progress_note(o.pg, "#sending your login for %s with this build", o.cred_hosts[i]);
-    {
-        /* the coordinator judges it against its registries: (farmctl's farm.yaml may not
-         * be the farm's) when the build is submitted, before any build work */
-        farm_reference_t ref;
-        if (o.n_tags && farm_reference_parse(&ref, o.tags[0]) == 0 &&
-            farmctl_probe_plain_http(ref.registry)) {
-            o.target_plain_http = 1;
-            farmctl_progress_note(o.pg, "#registry %s answers plain HTTP (not TLS)", ref.registry);
-        }
+    for (size_t i = 0; i < o->n_creds; i++)
+        farmctl_progress_note(o->pg, "#sending your login for %s with this build",
+                              o->cred_hosts[i]);
+    /* the coordinator judges it against its registries: (farmctl's farm.yaml may not be
+     * the farm's) when the build is submitted, before any build work */
+    if (o->n_tags && farm_reference_parse(&ref, o->tags[0]) == 0 &&
+        farmctl_probe_plain_http(ref.registry)) {
+        o->target_plain_http = 1;
+        farmctl_progress_note(o->pg, "#registry %s answers plain HTTP (not TLS)", ref.registry);
     }
-    if (s_upload(cl, tar, digest, size, &o) < 0 ||
-        s_submit(cl, &o, digest, size, dockerfile) < 0) {
+    return GO_ON;
+}
+
+/* Upload, submit, and follow the build to its end. */
+static int s_run_build(submit_run_t *r, submit_opts_t *o)
+{
+    struct sigaction sa;
+    int rc;
+
+    if (s_upload(r->cl, r->tar, r->digest, r->size, o) < 0 ||
+        s_submit(r->cl, o, r->digest, r->size, r->dockerfile) < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
-        goto done;
+        return 1;
     }
-    {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = s_on_interrupt;
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-    }
-    rc = s_follow(cl, &o);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_interrupt;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    rc = s_follow(r->cl, o);
     if (rc < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         rc = 1;
     }
-done:
+    return rc;
+}
+
+int farmctl_submit_main(int argc, char **argv)
+{
+    submit_opts_t o = {.context = "."};
+    submit_run_t r = {0};
+    int rc;
+
+    if ((rc = s_parse_args(&o, argc, argv)) == GO_ON &&
+        (rc = s_load_farm(&r, &o)) == GO_ON &&
+        (rc = s_apply_build_section(&o, &r)) == GO_ON &&
+        (rc = s_check_request(&r, &o)) == GO_ON &&
+        (rc = s_pack(&r, &o)) == GO_ON &&
+        (rc = s_connect(&r, &o)) == GO_ON)
+        rc = s_run_build(&r, &o);
     s_creds_clear(&o);
     farm_buildflags_clear(&o.flags);
-    if (tarfd >= 0)
-        unlink(tar);
-    farmctl_client_destroy(&cl);
+    if (r.tar_made)
+        unlink(r.tar);
+    farmctl_client_destroy(&r.cl);
     farmctl_progress_destroy(&o.pg);
     for (size_t i = 0; i < o.n_platforms; i++)
         free(o.platforms[i]);
@@ -1096,6 +1161,6 @@ done:
         free(o.args[i].key);
         free(o.args[i].value);
     }
-    farm_config_destroy(&cfg);
+    farm_config_destroy(&r.cfg);
     return rc;
 }

@@ -1,0 +1,531 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* farmctl's requests and what a build's client hears. Protobuf is read into plain
+ * values at the top of each handler; replies go out through the coordinator's send. */
+#include "coordinator/clients.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buildflags.h"
+#include "common/digest.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/platform.h"
+#include "coordinator/peerwarn.h"
+#include "coordinator/pushes.h"
+
+struct farm_clients {
+    const farm_config_t *cfg;
+    farm_nodes_t *nodes;
+    farm_scheduler_t *sched;
+    farm_builds_t *builds;
+    farm_ctxstore_t *ctx;
+    farm_clients_send_fn send;
+    void *arg;
+};
+
+farm_clients_t *farm_clients_new(const farm_config_t *cfg, farm_nodes_t *nodes,
+                                 farm_scheduler_t *sched, farm_builds_t *builds,
+                                 farm_ctxstore_t *ctx, farm_clients_send_fn send, void *arg)
+{
+    farm_clients_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        farm_error_set(FARM_ERROR, "out of memory");
+        return NULL;
+    }
+    self->cfg = cfg;
+    self->nodes = nodes;
+    self->sched = sched;
+    self->builds = builds;
+    self->ctx = ctx;
+    self->send = send;
+    self->arg = arg;
+    return self;
+}
+
+void farm_clients_destroy(farm_clients_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free(*self_p);
+    *self_p = NULL;
+}
+
+static void s_send_via(farm_clients_send_fn send, void *arg, const void *rid, size_t rid_len,
+                       Farm__Envelope *env)
+{
+    env->version = FARM_WIRE_VERSION;
+    if (send(arg, rid, rid_len, env) < 0)
+        farm_log_debug("send to a peer failed: %s", farm_error_last());
+}
+
+static void s_send(farm_clients_t *self, const void *rid, size_t rid_len, Farm__Envelope *env)
+{
+    s_send_via(self->send, self->arg, rid, rid_len, env);
+}
+
+void farm_clients_refuse_via(farm_clients_send_fn send, void *arg, const void *rid,
+                             size_t rid_len, const char *reason)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__Refused rf = FARM__REFUSED__INIT;
+    rf.reason = (char *)reason;
+    env.body_case = FARM__ENVELOPE__BODY_REFUSED;
+    env.refused = &rf;
+    farm_log_info("refused a client: %s", reason);
+    s_send_via(send, arg, rid, rid_len, &env);
+}
+
+void farm_clients_refuse(farm_clients_t *self, const void *rid, size_t rid_len,
+                         const char *reason)
+{
+    farm_clients_refuse_via(self->send, self->arg, rid, rid_len, reason);
+}
+
+int farm_client_sees(const farm_client_t *c, const farm_build_t *b)
+{
+    return c->role >= FARM_ROLE_ADMIN || farm_build_owned_by(b, c->rid, c->rid_len, c->name);
+}
+
+_Static_assert((int)FARM_EVENT_QUEUED == (int)FARM__EVENT_KIND__EVENT_QUEUED &&
+                   (int)FARM_EVENT_CANCEL == (int)FARM__EVENT_KIND__EVENT_CANCEL &&
+                   (int)FARM_EVENT_LOG == (int)FARM__EVENT_KIND__EVENT_LOG,
+               "builds.h event kinds follow farm.proto");
+
+/* ------------------------------------------------------------------ what a build's client hears */
+
+void farm_clients_event(farm_clients_t *self, farm_build_t *b, const farm_job_t *job,
+                        farm_event_kind_t kind, const char *msg)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__Event ev = FARM__EVENT__INIT;
+
+    /* a build's routine per-job steps are debug lines (at thousands of jobs a second
+     * they would cost more than the scheduling); what a person acts on stays info */
+    if (kind != FARM_EVENT_LOG)
+        farm_log(kind == FARM_EVENT_QUEUED || kind == FARM_EVENT_DISPATCHED ||
+                         kind == FARM_EVENT_PUSHED ? FARM_LOG_DEBUG : FARM_LOG_INFO,
+                 "build=%s%s%s %s: %s", b->id, job ? " platform=" : "", job ? job->platform : "",
+                 farm_wire_event_kind_name((Farm__EventKind)kind), msg);
+    if (b->client_gone)
+        return;
+    ev.build_id = b->id;
+    ev.kind = (Farm__EventKind)kind;
+    ev.platform = job ? (char *)job->platform : "";
+    ev.node = job ? (char *)job->node_name : "";
+    ev.attempt = job ? job->attempt : 0;
+    ev.message = (char *)msg;
+    env.version = FARM_WIRE_VERSION;
+    env.body_case = FARM__ENVELOPE__BODY_EVENT;
+    env.event = &ev;
+    if (self->send(self->arg, b->client, b->client_len, &env) < 0) {
+        /* farmctl went away: the build goes on and its result is still pushed */
+        farm_log_warn("build=%s client gone (%s); continuing without it", b->id,
+                      farm_error_last());
+        b->client_gone = 1;
+    }
+}
+
+void farm_clients_done(farm_clients_t *self, farm_build_t *b, int ok, const char *index_digest,
+                       uint64_t index_size, const char *error)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__BuildDone done = FARM__BUILD_DONE__INIT;
+    Farm__Descriptor *descs = calloc(b->n_jobs + 1, sizeof *descs);
+    Farm__Descriptor **dptrs = calloc(b->n_jobs + 1, sizeof *dptrs);
+    char (*plats)[FARM_PLATFORM_STRLEN] = calloc(b->n_jobs + 1, sizeof *plats);
+    farm_children_extra_t x = {.nodes = calloc(b->n_jobs + 1, sizeof *x.nodes),
+                               .warm = calloc(b->n_jobs + 1, sizeof *x.warm),
+                               .cache_hits = calloc(b->n_jobs + 1, sizeof *x.cache_hits),
+                               .steps = calloc(b->n_jobs + 1, sizeof *x.steps)};
+    size_t n = 0;
+
+    done.build_id = b->id;
+    done.ok = ok;
+    done.error = (char *)(error ? error : "");
+    done.index_digest = (char *)(index_digest ? index_digest : "");
+    done.index_size = index_size;
+    done.n_tags = b->n_tags;
+    done.tags = b->tags;
+    done.stitch_ms = ok ? (uint64_t)(b->done_at - b->last_result_at) : 0;
+    if (!descs || !dptrs || !plats || !x.nodes || !x.warm || !x.cache_hits || !x.steps) {
+        /* still answer: the client must not wait forever */
+        done.ok = 0;
+        done.error = "coordinator out of memory while reporting the result";
+        goto send;
+    }
+    n = farm_pushes_children(descs, dptrs, plats, b, &x);
+    done.n_children = n;
+    done.children = dptrs;
+    done.n_child_nodes = n;
+    done.child_nodes = x.nodes;
+    done.n_child_warm = n;
+    done.child_warm = x.warm;
+    done.n_child_cache_hits = n;
+    done.child_cache_hits = x.cache_hits;
+    done.n_child_steps = n;
+    done.child_steps = x.steps;
+send:
+    if (!b->client_gone) {
+        env.body_case = FARM__ENVELOPE__BODY_BUILD_DONE;
+        env.build_done = &done;
+        s_send(self, b->client, b->client_len, &env);
+    }
+    free(descs);
+    free(dptrs);
+    free(plats);
+    free(x.nodes);
+    free(x.warm);
+    free(x.cache_hits);
+    free(x.steps);
+}
+
+/* ------------------------------------------------------------------ requests */
+
+static void s_context_status(farm_clients_t *self, const void *rid, size_t rid_len,
+                             const char *digest, const farm_ctx_status_t *st)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__ContextStatus cs = FARM__CONTEXT_STATUS__INIT;
+    cs.digest = (char *)digest;
+    cs.have = st->have;
+    cs.offset = st->offset;
+    cs.error = (char *)st->error;
+    env.body_case = FARM__ENVELOPE__BODY_CONTEXT_STATUS;
+    env.context_status = &cs;
+    s_send(self, rid, rid_len, &env);
+}
+
+static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm__Submit *s)
+{
+    const void *rid = c->rid;
+    size_t rid_len = c->rid_len;
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__Accepted acc = FARM__ACCEPTED__INIT;
+    const char **keys = NULL, **values = NULL;
+    farm_cred_t *creds = NULL;
+    farm_buildflags_t flags = {0};
+    char reason[2048];
+    farm_build_t *b = NULL;
+    uint64_t size = 0;
+    long long now = farm_now_ms();
+    farm_submit_t sub = {.tags = s->tags, .n_tags = s->n_tags, .platforms = s->platforms,
+                         .n_platforms = s->n_platforms, .dockerfile = s->dockerfile,
+                         .n_args = s->n_build_args, .context_digest = s->context_digest,
+                         .allow_partial = s->allow_partial, .network = s->network,
+                         .target_plain_http = s->target_plain_http,
+                         .client = rid,
+                         .client_len = rid_len, .owner = c->name};
+
+    if (s->n_build_args > FARM_BUILD_ARGS_MAX) {
+        snprintf(reason, sizeof reason, "too many build args (%zu; at most %d)",
+                 s->n_build_args, FARM_BUILD_ARGS_MAX);
+        farm_clients_refuse(self, rid, rid_len, reason);
+        return;
+    }
+    keys = calloc(s->n_build_args + 1, sizeof *keys);
+    values = calloc(s->n_build_args + 1, sizeof *values);
+    if (!keys || !values) {
+        farm_clients_refuse(self, rid, rid_len, "coordinator out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < s->n_build_args; i++) {
+        keys[i] = s->build_args[i]->key;
+        values[i] = s->build_args[i]->value;
+    }
+    sub.arg_keys = keys;
+    sub.arg_values = values;
+    if (s->n_credentials > FARM_CREDENTIALS_MAX) {
+        snprintf(reason, sizeof reason, "too many registry credentials (%zu; at most %d)",
+                 s->n_credentials, FARM_CREDENTIALS_MAX);
+        farm_clients_refuse(self, rid, rid_len, reason);
+        goto done;
+    }
+    if (s->n_credentials && !(creds = calloc(s->n_credentials, sizeof *creds))) {
+        farm_clients_refuse(self, rid, rid_len, "coordinator out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < s->n_credentials; i++) {
+        creds[i].registry = s->credentials[i]->registry;
+        creds[i].username = s->credentials[i]->username;
+        creds[i].secret = s->credentials[i]->secret;
+        creds[i].identity_token = s->credentials[i]->identity_token;
+    }
+    sub.creds = creds;
+    sub.n_creds = s->n_credentials;
+    /* a checked copy, bounded before anything is copied (a hostile client) */
+    if (farm_buildflags_from_wire(&flags, s->flags) < 0) {
+        snprintf(reason, sizeof reason, "build flags: %s", farm_error_last());
+        farm_clients_refuse(self, rid, rid_len, reason);
+        goto done;
+    }
+    sub.flags = &flags;
+    if (farm_digest_valid(s->context_digest))
+        sub.context_stored = farm_ctxstore_has_for(self->ctx, s->context_digest, c->key,
+                                                   &size);
+    sub.context_size = size;
+    if (farm_builds_submit(self->builds, &b, &sub, now, reason, sizeof reason) < 0) {
+        farm_clients_refuse(self, rid, rid_len, reason);
+        goto done;
+    }
+    farm_ctxstore_touch(self->ctx, b->context_digest);
+    acc.build_id = b->id;
+    acc.platforms = calloc(b->n_jobs + 1, sizeof *acc.platforms);
+    for (size_t i = 0; acc.platforms && i < b->n_jobs; i++)
+        acc.platforms[acc.n_platforms++] = b->jobs[i].platform;
+    env.body_case = FARM__ENVELOPE__BODY_ACCEPTED;
+    env.accepted = &acc;
+    s_send(self, rid, rid_len, &env);
+    free(acc.platforms);
+    farm_builds_start(self->builds, b, now);
+done:
+    free(creds); /* borrowed pointers: the envelope's strings are wiped with it */
+    farm_buildflags_clear(&flags); /* a refused build's secrets (an accepted one took them) */
+    free(keys);
+    free(values);
+}
+
+static void s_on_nodes(farm_clients_t *self, const farm_client_t *c)
+{
+    static char *states[] = {"unknown", "ready", "lost"};
+    const void *rid = c->rid;
+    size_t rid_len = c->rid_len;
+    size_t n_nodes = farm_nodes_count(self->nodes);
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__NodesReply rep = FARM__NODES_REPLY__INIT;
+    Farm__NodeInfo *infos = calloc(n_nodes + 1, sizeof *infos);
+    Farm__NodeInfo **ptrs = calloc(n_nodes + 1, sizeof *ptrs);
+    farm_job_t **jobs = NULL;
+
+    if (!infos || !ptrs)
+        goto send; /* an empty answer rather than none */
+    for (size_t i = 0; i < n_nodes; i++) {
+        farm_node_t *n = farm_nodes_at(self->nodes, i);
+        Farm__NodeInfo *ni = &infos[i];
+        size_t nj = farm_scheduler_node_jobs(self->sched, n, NULL, 0);
+        farm__node_info__init(ni);
+        ni->name = n->cfg->name;
+        ni->state = farm_scheduler_node_drained(self->sched, n) ? "draining" : states[n->state];
+        ni->slots = (uint32_t)n->slots;
+        ni->used = (uint32_t)farm_scheduler_node_used(self->sched, n);
+        ni->builder_cache_bytes = n->builder_cache_bytes;
+        ni->cache_hits = n->cache_hits;
+        ni->version = n->version;
+        /* platforms: what farm.yaml maps to this node, native and emulated */
+        ni->platforms = calloc(self->cfg->n_platforms + 1, sizeof *ni->platforms);
+        ni->emulated = calloc(self->cfg->n_platforms + 1, sizeof *ni->emulated);
+        for (size_t p = 0; ni->platforms && ni->emulated && p < self->cfg->n_platforms; p++) {
+            const farm_config_platform_t *cp = &self->cfg->platforms[p];
+            for (size_t k = 0; k < cp->n_native; k++)
+                if (strcmp(cp->native[k], n->cfg->name) == 0)
+                    ni->platforms[ni->n_platforms++] = cp->platform;
+            for (size_t k = 0; k < cp->n_emulated; k++)
+                if (strcmp(cp->emulated[k], n->cfg->name) == 0)
+                    ni->emulated[ni->n_emulated++] = cp->platform;
+        }
+        free(jobs);
+        jobs = calloc(nj + 1, sizeof *jobs);
+        ni->jobs = calloc(nj + 1, sizeof *ni->jobs);
+        ni->job_warm = calloc(nj + 1, sizeof *ni->job_warm);
+        if (jobs && ni->jobs && ni->job_warm) {
+            farm_scheduler_node_jobs(self->sched, n, jobs, nj);
+            /* other clients' job ids are theirs: only an admin sees every one */
+            for (size_t j = 0; j < nj; j++)
+                if (farm_client_sees(c, jobs[j]->build)) {
+                    ni->job_warm[ni->n_jobs] = jobs[j]->warm;
+                    ni->jobs[ni->n_jobs++] = jobs[j]->id;
+                }
+            ni->n_job_warm = ni->n_jobs;
+        }
+        ptrs[i] = ni;
+    }
+    rep.n_nodes = n_nodes;
+    rep.nodes = ptrs;
+send:
+    env.body_case = FARM__ENVELOPE__BODY_NODES_REPLY;
+    env.nodes_reply = &rep;
+    s_send(self, rid, rid_len, &env);
+    for (size_t i = 0; infos && i < n_nodes; i++) {
+        free(infos[i].platforms);
+        free(infos[i].emulated);
+        free(infos[i].jobs);
+        free(infos[i].job_warm);
+    }
+    free(jobs);
+    free(infos);
+    free(ptrs);
+}
+
+/* The role a message needs, and what it is called in a refusal. */
+farm_role_t farm_clients_needs(Farm__Envelope__BodyCase body, const char **what)
+{
+    switch (body) {
+    case FARM__ENVELOPE__BODY_NODES_REQUEST: *what = "list nodes"; return FARM_ROLE_READ;
+    case FARM__ENVELOPE__BODY_BUILDS_REQUEST: *what = "list builds"; return FARM_ROLE_READ;
+    case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
+    case FARM__ENVELOPE__BODY_CONTEXT_CHUNK:
+    case FARM__ENVELOPE__BODY_SUBMIT: *what = "submit"; return FARM_ROLE_SUBMIT;
+    case FARM__ENVELOPE__BODY_CANCEL: *what = "cancel builds"; return FARM_ROLE_SUBMIT;
+    case FARM__ENVELOPE__BODY_DRAIN: *what = "drain nodes"; return FARM_ROLE_ADMIN;
+    default: *what = "do this"; return FARM_ROLE_NONE;
+    }
+}
+
+static void s_on_drain(farm_clients_t *self, const farm_client_t *c, const Farm__Drain *d)
+{
+    farm_node_t *n = farm_nodes_by_name(self->nodes, d->node);
+    char reason[256];
+
+    if (!n) {
+        snprintf(reason, sizeof reason, "no node \"%.64s\" in %s", d->node, self->cfg->path);
+        farm_clients_refuse(self, c->rid, c->rid_len, reason);
+        return;
+    }
+    farm_scheduler_node_drain(self->sched, n, !d->undo);
+    farm_log_info("node=%s %s by %s", n->cfg->name, d->undo ? "back in service" : "draining",
+                  c->name[0] ? c->name : "a local client");
+    s_on_nodes(self, c);
+}
+
+typedef struct {
+    const farm_client_t *client;
+    Farm__BuildInfo *infos;
+    Farm__BuildInfo **ptrs;
+    char **texts; /* every string made here, freed after the send */
+    size_t n, cap, n_texts, cap_texts;
+    long long now;
+} builds_list_t;
+
+static char *s_dup_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *s_dup_fmt(const char *fmt, ...)
+{
+    char *out = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&out, fmt, ap) < 0)
+        out = NULL;
+    va_end(ap);
+    return out;
+}
+
+static char *s_keep(builds_list_t *l, char *text)
+{
+    if (!text || l->n_texts == l->cap_texts)
+        return free(text), (char *)"";
+    return l->texts[l->n_texts++] = text;
+}
+
+static void s_list_build(void *arg, farm_build_t *b)
+{
+    static const char *jstates[] = {"queued", "running", "done", "failed", "cancelled"};
+    builds_list_t *l = arg;
+    Farm__BuildInfo *bi;
+
+    if (l->n == l->cap || !farm_client_sees(l->client, b))
+        return;
+    bi = &l->infos[l->n];
+    farm__build_info__init(bi);
+    bi->build_id = b->id;
+    bi->owner = b->owner;
+    bi->repository = s_keep(l, s_dup_fmt("%s/%s", b->registry, b->repository));
+    bi->state = b->state == FARM_BUILD_STITCHING ? "stitching" : "running";
+    bi->age_ms = (uint64_t)(l->now - b->created);
+    bi->jobs = calloc(b->n_jobs + 1, sizeof *bi->jobs);
+    for (size_t i = 0; bi->jobs && i < b->n_jobs; i++) {
+        const farm_job_t *j = &b->jobs[i];
+        bi->jobs[bi->n_jobs++] = s_keep(l, s_dup_fmt("%s %s %s", j->platform,
+                                                            jstates[j->state],
+                                                            j->node_name[0] ? j->node_name : "-"));
+    }
+    l->ptrs[l->n++] = bi;
+}
+
+static void s_on_builds(farm_clients_t *self, const farm_client_t *c)
+{
+    size_t cap = farm_builds_active(self->builds);
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__BuildsReply rep = FARM__BUILDS_REPLY__INIT;
+    builds_list_t l = {.client = c, .cap = cap, .now = farm_now_ms()};
+
+    l.infos = calloc(cap + 1, sizeof *l.infos);
+    l.ptrs = calloc(cap + 1, sizeof *l.ptrs);
+    l.cap_texts = cap * (FARM_PLATFORMS_MAX + 1);
+    l.texts = calloc(l.cap_texts + 1, sizeof *l.texts);
+    if (l.infos && l.ptrs && l.texts)
+        farm_builds_each_active(self->builds, s_list_build, &l);
+    rep.n_builds = l.n;
+    rep.builds = l.ptrs;
+    env.body_case = FARM__ENVELOPE__BODY_BUILDS_REPLY;
+    env.builds_reply = &rep;
+    s_send(self, c->rid, c->rid_len, &env);
+    for (size_t i = 0; i < l.n; i++)
+        free(l.infos[i].jobs);
+    for (size_t i = 0; i < l.n_texts; i++)
+        free(l.texts[i]);
+    free(l.texts);
+    free(l.infos);
+    free(l.ptrs);
+}
+
+void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
+                          const Farm__Envelope *env)
+{
+    farm_ctx_status_t st;
+    const char *what;
+    farm_role_t need = farm_clients_needs(env->body_case, &what);
+
+    if (c->role < need) {
+        char reason[512];
+        snprintf(reason, sizeof reason, "client %s has role %s; to %s it needs role %s: an "
+                 "admin changes clients: %s: role: in %s and restarts farm-coordinator", c->name,
+                 farm_role_name(c->role), what, farm_role_name(need), c->name, self->cfg->path);
+        farm_peer_warn("%s", reason);
+        farm_clients_refuse(self, c->rid, c->rid_len, reason);
+        return;
+    }
+    switch (env->body_case) {
+    case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
+        farm_ctxstore_offer(self->ctx, &st, c->rid, c->rid_len, c->key,
+                            env->context_offer->digest, env->context_offer->size, farm_now_ms());
+        s_context_status(self, c->rid, c->rid_len, env->context_offer->digest, &st);
+        break;
+    case FARM__ENVELOPE__BODY_CONTEXT_CHUNK: {
+        const Farm__ContextChunk *ch = env->context_chunk;
+        farm_ctxstore_chunk(self->ctx, &st, c->rid, c->rid_len, ch->digest, ch->offset,
+                            ch->data.data, ch->data.len, farm_now_ms());
+        s_context_status(self, c->rid, c->rid_len, ch->digest, &st);
+        break;
+    }
+    case FARM__ENVELOPE__BODY_SUBMIT: s_on_submit(self, c, env->submit); break;
+    case FARM__ENVELOPE__BODY_NODES_REQUEST: s_on_nodes(self, c); break;
+    case FARM__ENVELOPE__BODY_DRAIN: s_on_drain(self, c, env->drain); break;
+    case FARM__ENVELOPE__BODY_BUILDS_REQUEST: s_on_builds(self, c); break;
+    case FARM__ENVELOPE__BODY_CANCEL:
+        farm_builds_cancel(self->builds, env->cancel->build_id, c->rid, c->rid_len, c->name,
+                           c->role >= FARM_ROLE_ADMIN, farm_now_ms());
+        break;
+    case FARM__ENVELOPE__BODY_HEARTBEAT: break;
+    default:
+        farm_peer_warn("client sent an unexpected message (type %d); ignored",
+                       (int)env->body_case);
+    }
+}
+
+static void s_client_beat(void *arg, farm_build_t *b)
+{
+    farm_clients_t *self = arg;
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
+    if (b->client_gone)
+        return;
+    env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    s_send(self, b->client, b->client_len, &env);
+}
+
+void farm_clients_beat(farm_clients_t *self)
+{
+    farm_builds_each_active(self->builds, s_client_beat, self);
+}

@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Index pushes: one `farm-coordinator stitch` helper per build, supervised on the
+ * coordinator's reactor. The helper speaks common/child.h's contract: a StitchRequest in,
+ * a StitchResult out, log lines between. */
+#include "coordinator/pushes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "common/buildflags.h"
+#include "common/child.h"
+#include "common/digest.h"
+#include "common/error.h"
+#include "common/log.h"
+
+/* The index push of one build: a helper process. */
+typedef struct {
+    farm_pushes_t *owner;
+    farm_build_t *build;
+    farm_child_t *child;
+    int log_id, result_id; /* reactor readers, 0 once at EOF */
+    int timer_id;          /* the deadline */
+    int failed_read;
+} push_t;
+
+/* Builds whose index push waits for a free helper slot, oldest first. */
+typedef struct push_wait {
+    struct push_wait *next;
+    farm_build_t *build;
+} push_wait_t;
+
+struct farm_pushes {
+    farm_reactor_t *reactor;
+    farm_builds_t *builds;
+    const farm_config_t *cfg;
+    size_t parallel;
+    long long timeout_ms;
+    char *const *argv;
+    size_t n_running;
+    size_t n_waiting;
+    push_wait_t *head, *tail;
+};
+
+static char *s_default_argv[] = {"/proc/self/exe", "stitch", NULL};
+
+farm_pushes_t *farm_pushes_new(farm_reactor_t *reactor, farm_builds_t *builds,
+                               const farm_config_t *cfg, const farm_pushes_opts_t *opts)
+{
+    farm_pushes_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        farm_error_set(FARM_ERROR, "out of memory");
+        return NULL;
+    }
+    self->reactor = reactor;
+    self->builds = builds;
+    self->cfg = cfg;
+    self->parallel = opts->parallel;
+    self->timeout_ms = opts->timeout_ms;
+    self->argv = opts->argv ? opts->argv : s_default_argv;
+    return self;
+}
+
+size_t farm_pushes_children(Farm__Descriptor *descs, Farm__Descriptor **dptrs,
+                            char (*plats)[FARM_PLATFORM_STRLEN], const farm_build_t *b,
+                            const farm_children_extra_t *extra)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_jobs; i++) {
+        const farm_job_t *j = &b->jobs[i];
+        if (j->state != FARM_JOB_DONE || !j->image)
+            continue;
+        farm__descriptor__init(&descs[n]);
+        descs[n].media_type = (char *)j->image->media_type;
+        descs[n].digest = (char *)j->image->digest;
+        descs[n].size = j->image->size;
+        farm_platform_format(plats[n], sizeof plats[n], &j->image->platform);
+        descs[n].platform = plats[n];
+        dptrs[n] = &descs[n];
+        if (extra) {
+            extra->nodes[n] = (char *)j->node_name;
+            extra->warm[n] = j->warm;
+            extra->cache_hits[n] = j->cache_hits;
+            extra->steps[n] = j->steps;
+        }
+        n++;
+    }
+    return n;
+}
+
+static void s_push_free(push_t **st_p)
+{
+    push_t *st = *st_p;
+    if (!st)
+        return;
+    if (st->log_id)
+        farm_reactor_remove(st->owner->reactor, st->log_id);
+    if (st->result_id)
+        farm_reactor_remove(st->owner->reactor, st->result_id);
+    if (st->timer_id > 0)
+        farm_reactor_timer_cancel(st->owner->reactor, st->timer_id);
+    if (st->child)
+        st->owner->n_running--;
+    farm_child_destroy(&st->child);
+    if (st->build)
+        st->build->stitch = NULL;
+    free(st);
+    *st_p = NULL;
+}
+
+static void s_log_line(void *arg, const char *line)
+{
+    push_t *st = arg;
+    farm_log_debug("build=%s stitch: %s", st->build->id, line);
+}
+
+/* The result stream ended: it decides (a helper that died says nothing). The log is not
+ * waited for: a process the helper started may hold it open; the group is killed. */
+static void s_maybe_done(push_t *st)
+{
+    farm_pushes_t *self = st->owner;
+    farm_build_t *b = st->build;
+    Farm__StitchResult *r = NULL;
+    const void *data;
+    size_t len = 0;
+
+    if (st->result_id)
+        return;
+    if (st->log_id)
+        farm_child_read_log(st->child, s_log_line, st); /* what is there now */
+    data = farm_child_result(st->child, &len);
+    if (!st->failed_read && len)
+        r = farm__stitch_result__unpack(NULL, len, data);
+    if (r && r->ok && farm_digest_valid(r->index_digest))
+        farm_builds_finish(self->builds, b, 1, r->index_digest, r->index_size, NULL,
+                           farm_now_ms());
+    else if (r && !r->ok && r->error && r->error[0])
+        farm_builds_finish(self->builds, b, 0, NULL, 0, r->error, farm_now_ms());
+    else
+        farm_builds_finish(self->builds, b, 0, NULL, 0,
+                           "index push process died without a result", farm_now_ms());
+    if (r)
+        farm__stitch_result__free_unpacked(r, NULL);
+    s_push_free(&st);
+}
+
+static int s_on_log(farm_reactor_t *r, int revents, void *arg)
+{
+    push_t *st = arg;
+    if (farm_child_read_log(st->child, s_log_line, st) == 0)
+        return 0;
+    farm_reactor_remove(r, st->log_id);
+    st->log_id = 0;
+    s_maybe_done(st);
+    return 0;
+}
+
+static int s_on_deadline(farm_reactor_t *r, void *arg)
+{
+    push_t *st = arg;
+    farm_build_t *b = st->build;
+    char msg[1024];
+
+    st->timer_id = 0; /* a one-shot: spent */
+    snprintf(msg, sizeof msg, "the index push to %s/%s took longer than %lld s and was stopped; "
+             "check the registry (some tags may already name the new index)", b->registry,
+             b->repository, st->owner->timeout_ms / 1000);
+    farm_builds_finish(st->owner->builds, b, 0, NULL, 0, msg, farm_now_ms());
+    s_push_free(&st);
+    return 0;
+}
+
+static int s_on_result(farm_reactor_t *r, int revents, void *arg)
+{
+    push_t *st = arg;
+    int rc = farm_child_read_result(st->child);
+    if (rc == 0)
+        return 0;
+    st->failed_read = rc < 0;
+    farm_reactor_remove(r, st->result_id);
+    st->result_id = 0;
+    s_maybe_done(st);
+    return 0;
+}
+
+static void s_start(farm_pushes_t *self, farm_build_t *b)
+{
+    Farm__StitchRequest req = FARM__STITCH_REQUEST__INIT;
+    Farm__RegistryCredential rc = FARM__REGISTRY_CREDENTIAL__INIT;
+    const farm_cred_t *cred;
+    const farm_config_registry_t *rcfg;
+    Farm__Descriptor *descs = calloc(b->n_jobs + 1, sizeof *descs);
+    Farm__Descriptor **dptrs = calloc(b->n_jobs + 1, sizeof *dptrs);
+    char (*plats)[FARM_PLATFORM_STRLEN] = calloc(b->n_jobs + 1, sizeof *plats);
+    /* niced: the index push must not take the CPU from dispatch and heartbeats */
+    farm_child_opts_t opts = {.argv = self->argv, .nice = 10};
+    push_t *st = calloc(1, sizeof *st);
+    uint8_t *packed = NULL;
+    size_t n = 0, len;
+    Farm__BuildFlags fl;
+    farm_buildflags_wire_t fw = {0};
+
+    if (!descs || !dptrs || !plats || !st || farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {
+        farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
+                           farm_now_ms());
+        goto done;
+    }
+    n = farm_pushes_children(descs, dptrs, plats, b, NULL);
+    req.registry = b->registry;
+    req.repository = b->repository;
+    req.insecure = b->insecure;
+    /* the target's login only: the stitch touches no other registry */
+    if ((cred = farm_build_cred(b, b->registry))) {
+        rc.registry = cred->registry;
+        rc.username = cred->username;
+        rc.secret = cred->secret;
+        rc.identity_token = cred->identity_token;
+        req.credential = &rc;
+    }
+    if ((rcfg = farm_config_registry(self->cfg, b->registry))) {
+        req.ca_pem.data = (uint8_t *)rcfg->ca_pem;
+        req.ca_pem.len = rcfg->ca_pem ? rcfg->ca_pem_len : 0;
+        req.farm_credentials = farm_config_registry_grants(rcfg, b->owner);
+    }
+    req.n_children = n;
+    req.children = dptrs;
+    req.n_tags = b->n_tags;
+    req.tags = b->tags;
+    req.n_index_annotations = fl.n_index_annotations;
+    req.index_annotations = fl.index_annotations;
+    if (farm_wire_pack(&packed, &len, &req.base) < 0) {
+        farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
+        goto done;
+    }
+    opts.request = packed;
+    opts.request_len = len;
+    st->owner = self;
+    st->build = b;
+    st->child = farm_child_spawn(&opts);
+    explicit_bzero(packed, len); /* the login is in the child's sealed memfd now */
+    if (!st->child) {
+        farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
+        goto done;
+    }
+    self->n_running++;
+    st->log_id = farm_reactor_add_fd(self->reactor, farm_child_log_fd(st->child), ZMQ_POLLIN,
+                                     s_on_log, st);
+    st->result_id = farm_reactor_add_fd(self->reactor, farm_child_result_fd(st->child),
+                                        ZMQ_POLLIN, s_on_result, st);
+    st->timer_id = farm_reactor_timer_add(self->reactor, "stitch-deadline", self->timeout_ms,
+                                          1, s_on_deadline, st);
+    if (st->log_id < 0 || st->result_id < 0 || st->timer_id < 0) {
+        st->log_id = st->log_id < 0 ? 0 : st->log_id;
+        st->result_id = st->result_id < 0 ? 0 : st->result_id;
+        s_push_free(&st);
+        farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
+                           farm_now_ms());
+        goto done;
+    }
+    b->stitch = st;
+    farm_log_debug("build=%s index push started (pid %d)", b->id,
+                   (int)farm_child_pid(st->child));
+    st = NULL;
+done:
+    if (st)
+        s_push_free(&st);
+    free(packed);
+    free(descs);
+    free(dptrs);
+    free(plats);
+    farm_buildflags_wire_free(&fw);
+}
+
+void farm_pushes_request(farm_pushes_t *self, farm_build_t *b)
+{
+    push_wait_t *w;
+
+    if (self->n_running < self->parallel && !self->head) {
+        s_start(self, b);
+        return;
+    }
+    if (!(w = calloc(1, sizeof *w))) {
+        farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
+                           farm_now_ms());
+        return;
+    }
+    w->build = b;
+    if (self->tail)
+        self->tail->next = w;
+    else
+        self->head = w;
+    self->tail = w;
+    self->n_waiting++;
+}
+
+void farm_pushes_start_waiting(farm_pushes_t *self)
+{
+    while (self->head && self->n_running < self->parallel) {
+        push_wait_t *w = self->head;
+        if (!(self->head = w->next))
+            self->tail = NULL;
+        self->n_waiting--;
+        s_start(self, w->build);
+        free(w);
+    }
+}
+
+void farm_pushes_drop(farm_pushes_t *self, farm_build_t *b)
+{
+    push_t *st = b->stitch;
+    (void)self;
+    if (st) {
+        st->build = NULL;
+        b->stitch = NULL;
+        s_push_free(&st);
+    }
+}
+
+static void s_drop(void *arg, farm_build_t *b)
+{
+    farm_pushes_drop(arg, b);
+}
+
+size_t farm_pushes_running(const farm_pushes_t *self)
+{
+    return self->n_running;
+}
+
+size_t farm_pushes_waiting(const farm_pushes_t *self)
+{
+    return self->n_waiting;
+}
+
+void farm_pushes_destroy(farm_pushes_t **self_p)
+{
+    farm_pushes_t *self = self_p ? *self_p : NULL;
+    if (!self)
+        return;
+    while (self->head) {
+        push_wait_t *w = self->head;
+        self->head = w->next;
+        free(w);
+    }
+    if (self->builds)
+        farm_builds_each(self->builds, s_drop, self);
+    free(self);
+    *self_p = NULL;
+}

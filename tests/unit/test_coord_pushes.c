@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Index pushes with real helper processes (small shell programs in the stitch helper's
+ * place): at most `parallel` run, the others start as slots free, oldest first; the
+ * helper's result decides the build, a helper that dies without one fails it, and one
+ * that runs past the deadline is stopped and fails it with the deadline's message. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "common/reactor.h"
+#include "coordinator/builds.h"
+#include "coordinator/nodes.h"
+#include "coordinator/pushes.h"
+#include "coordinator/scheduler.h"
+#include "coord_fx.h"
+
+#define DIGEST "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define BUILDS 3
+
+typedef struct {
+    coord_fx_t c;
+    farm_reactor_t *r;
+    farm_pushes_t *p;
+    int done, done_ok;
+    size_t most_running;
+    char order[BUILDS + 1];     /* which build finished when: '0' + its submit index */
+    char error[BUILDS][1024];
+    char digest[BUILDS][FARM_DIGEST_STRLEN];
+    farm_build_t *builds[BUILDS];
+    volatile int stop;
+} fx_t;
+
+static fx_t *s_fx;
+
+static void cb_stitch(void *a, farm_build_t *b)
+{
+    fx_t *fx = a;
+    farm_pushes_request(fx->p, b);
+}
+
+static void cb_done(void *a, farm_build_t *b, int ok, const char *d, uint64_t size,
+                    const char *err)
+{
+    fx_t *fx = a;
+    for (int i = 0; i < BUILDS; i++) {
+        if (fx->builds[i] != b)
+            continue;
+        fx->order[fx->done] = (char)('0' + i);
+        snprintf(fx->error[i], sizeof fx->error[i], "%s", err ? err : "");
+        snprintf(fx->digest[i], sizeof fx->digest[i], "%s", d ? d : "");
+    }
+    fx->done++;
+    fx->done_ok += ok;
+}
+
+static void s_turn_end(farm_reactor_t *r, void *arg)
+{
+    fx_t *fx = arg;
+    farm_pushes_start_waiting(fx->p);
+    if (farm_pushes_running(fx->p) > fx->most_running)
+        fx->most_running = farm_pushes_running(fx->p);
+    if (fx->done == BUILDS)
+        fx->stop = 1;
+}
+
+static int s_give_up(farm_reactor_t *r, void *arg)
+{
+    fail_msg("the pushes did not end within 30 s");
+    return -1;
+}
+
+/* BUILDS builds reach STITCHING one after another with the helper `sh -c script`. */
+static fx_t *s_setup(const char *script, size_t parallel, long long timeout_ms)
+{
+    static char *argv[4];
+    fx_t *fx = calloc(1, sizeof *fx);
+    farm_builds_cbs_t bcbs = {coord_fx_nop_event, cb_stitch, cb_done};
+    farm_pushes_opts_t opts = {.parallel = parallel, .timeout_ms = timeout_ms, .argv = argv};
+    char *plats[] = {"linux/amd64"}, *tag[] = {"reg.local:5000/team/app:1"};
+    char reason[2048];
+
+    argv[0] = "/bin/sh";
+    argv[1] = "-c";
+    argv[2] = (char *)script;
+    argv[3] = NULL;
+    assert_non_null(fx);
+    coord_fx_init(&fx->c, &bcbs, fx);
+    fx->r = farm_reactor_new();
+    assert_non_null(fx->r);
+    fx->p = farm_pushes_new(fx->r, fx->c.b, fx->c.cfg, &opts);
+    assert_non_null(fx->p);
+    for (int i = 0; i < BUILDS; i++) {
+        farm_submit_t s = {.tags = tag, .n_tags = 1, .platforms = plats, .n_platforms = 1,
+                           .context_digest = DIGEST, .context_stored = 1, .context_size = 10,
+                           .client = "c1", .client_len = 2};
+        farm_descriptor_t d = {.size = 5};
+        farm_build_t *b = NULL;
+        assert_int_equal(farm_builds_submit(fx->c.b, &b, &s, 0, reason, sizeof reason), 0);
+        farm_builds_start(fx->c.b, b, 0);
+        assert_int_equal(farm_scheduler_dispatch(fx->c.s, 0), 1);
+        snprintf(d.media_type, sizeof d.media_type, "%s", FARM_MEDIA_OCI_MANIFEST);
+        snprintf(d.digest, sizeof d.digest, "%s", DIGEST);
+        d.platform = b->jobs[0].plat;
+        fx->builds[i] = b;
+        farm_scheduler_release(fx->c.s, &b->jobs[0]);
+        farm_builds_job_pushed(fx->c.b, &b->jobs[0], &d, 1, 1, 5);
+        assert_int_equal(b->state, FARM_BUILD_STITCHING);
+    }
+    farm_reactor_set_turn_end(fx->r, s_turn_end, fx);
+    assert_true(farm_reactor_timer_add(fx->r, "give-up", 30000, 1, s_give_up, fx) > 0);
+    s_fx = fx;
+    return fx;
+}
+
+static int s_teardown(void **state)
+{
+    fx_t *fx = s_fx;
+    if (!fx)
+        return 0;
+    farm_pushes_destroy(&fx->p);
+    coord_fx_fini(&fx->c);
+    farm_reactor_destroy(&fx->r);
+    free(fx);
+    s_fx = NULL;
+    return 0;
+}
+
+static void test_one_at_a_time_and_the_result_decides(void **state)
+{
+    /* reads its request (the build's children) and answers ok with an index digest */
+    fx_t *fx = s_setup("cat <&3 >/dev/null; echo pushing; "
+                       "printf '\\010\\001\\032\\107" DIGEST "\\040\\144' >&4", 1, 30000);
+
+    /* one helper started at once; the other two wait, oldest first */
+    assert_int_equal(farm_pushes_running(fx->p), 1);
+    assert_int_equal(farm_pushes_waiting(fx->p), 2);
+    assert_non_null(fx->builds[0]->stitch);
+    assert_null(fx->builds[1]->stitch);
+    assert_int_equal(farm_reactor_run(fx->r, &fx->stop), 0);
+    assert_int_equal(fx->done, BUILDS);
+    assert_int_equal(fx->done_ok, BUILDS);
+    assert_int_equal(fx->most_running, 1);
+    assert_string_equal(fx->order, "012");
+    for (int i = 0; i < BUILDS; i++)
+        assert_string_equal(fx->digest[i], DIGEST);
+    assert_int_equal(farm_pushes_running(fx->p), 0);
+    assert_int_equal(farm_pushes_waiting(fx->p), 0);
+}
+
+static void test_helper_without_result_fails_the_build(void **state)
+{
+    fx_t *fx = s_setup("echo 'no result'; exit 0", 2, 30000);
+
+    assert_int_equal(farm_pushes_running(fx->p), 2);
+    assert_int_equal(farm_pushes_waiting(fx->p), 1);
+    assert_int_equal(farm_reactor_run(fx->r, &fx->stop), 0);
+    assert_int_equal(fx->done, BUILDS);
+    assert_int_equal(fx->done_ok, 0);
+    assert_true(fx->most_running <= 2);
+    for (int i = 0; i < BUILDS; i++)
+        assert_string_equal(fx->error[i], "index push process died without a result");
+}
+
+static void test_helper_error_is_the_builds_error(void **state)
+{
+    /* ok=false, error "tag refused" */
+    fx_t *fx = s_setup("printf '\\022\\013tag refused' >&4", 3, 30000);
+
+    assert_int_equal(farm_reactor_run(fx->r, &fx->stop), 0);
+    assert_int_equal(fx->done_ok, 0);
+    for (int i = 0; i < BUILDS; i++)
+        assert_string_equal(fx->error[i], "tag refused");
+}
+
+static void test_deadline_stops_the_helper(void **state)
+{
+    fx_t *fx = s_setup("exec sleep 60", 3, 1500);
+
+    assert_int_equal(farm_pushes_running(fx->p), 3);
+    assert_int_equal(farm_reactor_run(fx->r, &fx->stop), 0);
+    assert_int_equal(fx->done, BUILDS);
+    assert_int_equal(fx->done_ok, 0);
+    for (int i = 0; i < BUILDS; i++)
+        assert_string_equal(fx->error[i],
+                            "the index push to reg.local:5000/team/app took longer than 1 s and "
+                            "was stopped; check the registry (some tags may already name the new "
+                            "index)");
+    assert_int_equal(farm_pushes_running(fx->p), 0);
+}
+
+static void test_destroy_stops_running_helpers(void **state)
+{
+    fx_t *fx = s_setup("exec sleep 60", 1, 30000);
+
+    assert_int_equal(farm_pushes_running(fx->p), 1);
+    assert_int_equal(farm_pushes_waiting(fx->p), 2);
+    /* the builds stay STITCHING and lose their handle: nothing is finished behind them */
+    farm_pushes_destroy(&fx->p);
+    assert_null(fx->p);
+    assert_null(fx->builds[0]->stitch);
+    assert_int_equal(fx->done, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_one_at_a_time_and_the_result_decides, s_teardown),
+        cmocka_unit_test_teardown(test_helper_without_result_fails_the_build, s_teardown),
+        cmocka_unit_test_teardown(test_helper_error_is_the_builds_error, s_teardown),
+        cmocka_unit_test_teardown(test_deadline_stops_the_helper, s_teardown),
+        cmocka_unit_test_teardown(test_destroy_stops_running_helpers, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
