@@ -709,6 +709,22 @@ static int s_put_job(void *impl, const farm_journal_job_t *job)
     return s_end(s, s_put_job_rows(s, job));
 }
 
+/* One statement over a build's rows: ?1 the build id, ?2 a time; what names it in errors. */
+static int s_exec_build_at(s_sql_t *s, const char *sql, const char *id, int64_t at,
+                           const char *what)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if ((rc = s_prepare(s, &st, sql)) < 0)
+        return rc;
+    s_bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, at);
+    rc = s_step_done(s, st, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int s_finish(void *impl, const char *id, int ok, const char *reason,
                     const char *index_digest, uint64_t index_size, long long at)
 {
@@ -731,22 +747,14 @@ static int s_finish(void *impl, const char *id, int ok, const char *reason,
     sqlite3_finalize(st);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         rc = farm_error_set(FARM_ENOTFOUND, "journal %s: no build %s to finish", s->path, id);
-    if (rc == 0 && (rc = s_prepare(s, &st, "UPDATE attempts SET outcome='cancelled',"
-                                           " finished_at=?2 WHERE build_id=?1 AND"
-                                           " outcome='running'")) == 0) {
-        s_bind_text(st, 1, id);
-        sqlite3_bind_int64(st, 2, at);
-        rc = s_step_done(s, st, "cancelling attempts");
-        sqlite3_finalize(st);
-    }
-    if (rc == 0 && (rc = s_prepare(s, &st, "UPDATE jobs SET state='cancelled', finished_at=?2"
-                                           " WHERE build_id=?1 AND state IN"
-                                           " ('queued','running')")) == 0) {
-        s_bind_text(st, 1, id);
-        sqlite3_bind_int64(st, 2, at);
-        rc = s_step_done(s, st, "cancelling jobs");
-        sqlite3_finalize(st);
-    }
+    if (rc == 0)
+        rc = s_exec_build_at(s, "UPDATE attempts SET outcome='cancelled', finished_at=?2"
+                                " WHERE build_id=?1 AND outcome='running'",
+                             id, at, "cancelling attempts");
+    if (rc == 0)
+        rc = s_exec_build_at(s, "UPDATE jobs SET state='cancelled', finished_at=?2"
+                                " WHERE build_id=?1 AND state IN ('queued','running')",
+                             id, at, "cancelling jobs");
     return s_end(s, rc);
 }
 
