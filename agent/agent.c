@@ -124,7 +124,7 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
 
 /* ------------------------------------------------------------------ jobs */
 
-/* farm_job_t.user: what the agent keeps with a job. */
+/* farm_agent_job_t.user: what the agent keeps with a job. */
 typedef struct {
     farm_agent_t *agent;
     Farm__Envelope *assign; /* owns the JobAssign */
@@ -137,18 +137,18 @@ static void s_free_user(void *user)
     free(u);
 }
 
-static farm_agent_t *s_agent_of(const farm_job_t *job)
+static farm_agent_t *s_agent_of(const farm_agent_job_t *job)
 {
     return ((const job_user_t *)job->user)->agent;
 }
 
-static const Farm__JobAssign *s_assign_of(const farm_job_t *job)
+static const Farm__JobAssign *s_assign_of(const farm_agent_job_t *job)
 {
     return ((const job_user_t *)job->user)->assign->job_assign;
 }
 
 /* Stops reading a job's streams (it is ending; freed at the end of the turn). */
-static void s_job_detach(farm_agent_t *self, farm_job_t *job)
+static void s_job_detach(farm_agent_t *self, farm_agent_job_t *job)
 {
     if (job->reader_log)
         farm_reactor_remove(self->reactor, job->reader_log);
@@ -157,7 +157,7 @@ static void s_job_detach(farm_agent_t *self, farm_job_t *job)
     job->reader_log = job->reader_result = 0;
 }
 
-static void s_job_fail(farm_agent_t *self, farm_job_t *job, const char *error)
+static void s_job_fail(farm_agent_t *self, farm_agent_job_t *job, const char *error)
 {
     s_send_result(self, job->id, job->attempt, job->platform, &job->tail, error, NULL);
     s_job_detach(self, job);
@@ -166,12 +166,12 @@ static void s_job_fail(farm_agent_t *self, farm_job_t *job, const char *error)
 
 static void s_job_line(void *arg, const char *line)
 {
-    farm_job_t *job = arg;
+    farm_agent_job_t *job = arg;
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__JobLog l = FARM__JOB_LOG__INIT;
 
     farm_tail_add(&job->tail, line);
-    if (job->cancelled || job->state == FARM_JOB_DEAD)
+    if (job->cancelled || job->state == FARM_AGENT_JOB_DEAD)
         return;
     l.job_id = job->id;
     l.attempt = job->attempt;
@@ -183,7 +183,7 @@ static void s_job_line(void *arg, const char *line)
 
 static int s_on_job_log(farm_reactor_t *reactor, int revents, void *arg)
 {
-    farm_job_t *job = arg;
+    farm_agent_job_t *job = arg;
     int rc = farm_child_read_log(job->child, s_job_line, job);
 
     (void)revents;
@@ -198,7 +198,7 @@ static int s_on_job_log(farm_reactor_t *reactor, int revents, void *arg)
 
 static int s_on_job_result(farm_reactor_t *reactor, int revents, void *arg)
 {
-    farm_job_t *job = arg;
+    farm_agent_job_t *job = arg;
     int rc = farm_child_read_result(job->child);
 
     (void)revents;
@@ -212,7 +212,7 @@ static int s_on_job_result(farm_reactor_t *reactor, int revents, void *arg)
 }
 
 /* The packed farm.WorkerRequest for the job's worker (fd 3). */
-static int s_job_request(farm_agent_t *self, farm_job_t *job, uint8_t **out, size_t *out_len)
+static int s_job_request(farm_agent_t *self, farm_agent_job_t *job, uint8_t **out, size_t *out_len)
 {
     const Farm__JobAssign *a = s_assign_of(job);
     const farm_builder_opts_t *bo = &self->opts.builder;
@@ -252,7 +252,7 @@ static int s_job_request(farm_agent_t *self, farm_job_t *job, uint8_t **out, siz
     return farm_wire_pack(out, out_len, &rq.base);
 }
 
-static void s_job_start(farm_agent_t *self, farm_job_t *job)
+static void s_job_start(farm_agent_t *self, farm_agent_job_t *job)
 {
     char *argv[] = {(char *)self->opts.worker_exe, "worker", NULL};
     /* niced: a build must not take the CPU from the agent's heartbeats */
@@ -299,7 +299,7 @@ static void s_status_text(char *buf, size_t len, int status)
 }
 
 /* The worker is done: report what its result says (fd 4; never its log). */
-static void s_job_finish(farm_agent_t *self, farm_job_t *job)
+static void s_job_finish(farm_agent_t *self, farm_agent_job_t *job)
 {
     size_t len = 0;
     const void *bytes = farm_child_result(job->child, &len);
@@ -337,7 +337,7 @@ static void s_drop_all(farm_agent_t *self, const char *why)
     size_t n = farm_jobs_count(self->jobs);
     if (n)
         farm_log_warn("dropping %zu job(s): %s", n, why);
-    for (farm_job_t *j = farm_jobs_first(self->jobs); j; j = j->next)
+    for (farm_agent_job_t *j = farm_jobs_first(self->jobs); j; j = j->next)
         s_job_detach(self, j);
     farm_jobs_drop_all(self->jobs, farm_now_ms());
     farm_cache_abort_all(self->cache);
@@ -352,7 +352,7 @@ static void s_turn_end(farm_reactor_t *reactor, void *arg)
 
     (void)reactor;
     farm_jobs_poll(self->jobs, now);
-    for (farm_job_t *j = farm_jobs_first(self->jobs); j; j = j->next)
+    for (farm_agent_job_t *j = farm_jobs_first(self->jobs); j; j = j->next)
         if (farm_jobs_finished(j, now))
             s_job_finish(self, j);
     farm_jobs_reap(self->jobs);
@@ -373,8 +373,8 @@ static void s_on_chunk(farm_agent_t *self, const Farm__ContextChunk *c)
 
     if (st != FARM_CACHE_STORED && st != FARM_CACHE_FAILED)
         return;
-    for (farm_job_t *j = farm_jobs_first(self->jobs); j; j = j->next) {
-        if (j->state != FARM_JOB_FETCHING || strcmp(j->context, c->digest) != 0)
+    for (farm_agent_job_t *j = farm_jobs_first(self->jobs); j; j = j->next) {
+        if (j->state != FARM_AGENT_JOB_FETCHING || strcmp(j->context, c->digest) != 0)
             continue;
         if (st == FARM_CACHE_STORED)
             s_job_start(self, j);
@@ -391,7 +391,7 @@ static void s_on_assign(farm_agent_t *self, Farm__Envelope **env_p)
 {
     const Farm__JobAssign *a = (*env_p)->job_assign;
     job_user_t *u = calloc(1, sizeof *u);
-    farm_job_t *job;
+    farm_agent_job_t *job;
     int dup = 0, has;
 
     job = u ? farm_jobs_add(self->jobs, &dup, a->job_id, a->attempt, a->platform,
@@ -425,13 +425,13 @@ static void s_on_assign(farm_agent_t *self, Farm__Envelope **env_p)
 
 static void s_on_cancel(farm_agent_t *self, const Farm__JobCancel *c)
 {
-    farm_job_t *job = farm_jobs_find(self->jobs, c->job_id, c->attempt);
+    farm_agent_job_t *job = farm_jobs_find(self->jobs, c->job_id, c->attempt);
 
     if (!job)
         return;
     farm_log_info("job=%s cancelling: %s", c->job_id, c->reason);
     farm_jobs_cancel(self->jobs, job, farm_now_ms());
-    if (job->state == FARM_JOB_DEAD)
+    if (job->state == FARM_AGENT_JOB_DEAD)
         s_job_detach(self, job);
 }
 

@@ -21,7 +21,7 @@
 
 struct farm_jobs {
     char dir[FARM_PATH_MAX];
-    farm_job_t *jobs;
+    farm_agent_job_t *jobs;
     void (*free_user)(void *user);
     unsigned seq;
 };
@@ -215,7 +215,7 @@ farm_jobs_t *farm_jobs_new(const char *dir, void (*free_user)(void *user))
     return self;
 }
 
-static void s_job_free(farm_jobs_t *self, farm_job_t *job)
+static void s_job_free(farm_jobs_t *self, farm_agent_job_t *job)
 {
     farm_child_destroy(&job->child);
     if (job->dir[0])
@@ -233,7 +233,7 @@ void farm_jobs_destroy(farm_jobs_t **self_p)
 
     if (!self)
         return;
-    for (farm_job_t *j = self->jobs; j; j = j->next) {
+    for (farm_agent_job_t *j = self->jobs; j; j = j->next) {
         if (j->child && !j->child_exited) {
             farm_child_kill(j->child, SIGTERM);
             running++;
@@ -242,7 +242,7 @@ void farm_jobs_destroy(farm_jobs_t **self_p)
     /* workers end their builders' trees on SIGTERM: give them the grace period */
     for (int waited = 0; running && waited < FARM_JOBS_KILL_GRACE_MS; waited += 50) {
         running = 0;
-        for (farm_job_t *j = self->jobs; j; j = j->next) {
+        for (farm_agent_job_t *j = self->jobs; j; j = j->next) {
             if (j->child && !j->child_exited) {
                 if (farm_child_reap(j->child, &j->exit_status) == 1)
                     j->child_exited = 1;
@@ -254,7 +254,7 @@ void farm_jobs_destroy(farm_jobs_t **self_p)
             s_sleep_ms(50);
     }
     while (self->jobs) {
-        farm_job_t *j = self->jobs;
+        farm_agent_job_t *j = self->jobs;
         self->jobs = j->next;
         s_job_free(self, j);
     }
@@ -262,18 +262,18 @@ void farm_jobs_destroy(farm_jobs_t **self_p)
     *self_p = NULL;
 }
 
-farm_job_t *farm_jobs_find(farm_jobs_t *self, const char *id, unsigned attempt)
+farm_agent_job_t *farm_jobs_find(farm_jobs_t *self, const char *id, unsigned attempt)
 {
-    for (farm_job_t *j = self->jobs; j; j = j->next)
-        if (j->state != FARM_JOB_DEAD && j->attempt == attempt && strcmp(j->id, id) == 0)
+    for (farm_agent_job_t *j = self->jobs; j; j = j->next)
+        if (j->state != FARM_AGENT_JOB_DEAD && j->attempt == attempt && strcmp(j->id, id) == 0)
             return j;
     return NULL;
 }
 
-farm_job_t *farm_jobs_add(farm_jobs_t *self, int *out_dup, const char *id, unsigned attempt,
+farm_agent_job_t *farm_jobs_add(farm_jobs_t *self, int *out_dup, const char *id, unsigned attempt,
                           const char *platform, const char *context, void *user)
 {
-    farm_job_t *job;
+    farm_agent_job_t *job;
 
     if (out_dup)
         *out_dup = 0;
@@ -295,14 +295,14 @@ farm_job_t *farm_jobs_add(farm_jobs_t *self, int *out_dup, const char *id, unsig
     memcpy(job->platform, platform, strlen(platform) + 1);
     memcpy(job->context, context, strlen(context) + 1);
     job->attempt = attempt;
-    job->state = FARM_JOB_FETCHING;
+    job->state = FARM_AGENT_JOB_FETCHING;
     job->user = user;
     job->next = self->jobs;
     self->jobs = job;
     return job;
 }
 
-farm_job_t *farm_jobs_first(farm_jobs_t *self)
+farm_agent_job_t *farm_jobs_first(farm_jobs_t *self)
 {
     return self->jobs;
 }
@@ -310,20 +310,20 @@ farm_job_t *farm_jobs_first(farm_jobs_t *self)
 size_t farm_jobs_count(const farm_jobs_t *self)
 {
     size_t n = 0;
-    for (const farm_job_t *j = self->jobs; j; j = j->next)
-        n += j->state != FARM_JOB_DEAD;
+    for (const farm_agent_job_t *j = self->jobs; j; j = j->next)
+        n += j->state != FARM_AGENT_JOB_DEAD;
     return n;
 }
 
 int farm_jobs_need_context(const farm_jobs_t *self, const char *digest)
 {
-    for (const farm_job_t *j = self->jobs; j; j = j->next)
-        if (j->state != FARM_JOB_DEAD && strcmp(j->context, digest) == 0)
+    for (const farm_agent_job_t *j = self->jobs; j; j = j->next)
+        if (j->state != FARM_AGENT_JOB_DEAD && strcmp(j->context, digest) == 0)
             return 1;
     return 0;
 }
 
-int farm_jobs_prepare(farm_jobs_t *self, farm_job_t *job)
+int farm_jobs_prepare(farm_jobs_t *self, farm_agent_job_t *job)
 {
     char tmp[FARM_PATH_MAX];
     int rc;
@@ -344,7 +344,7 @@ int farm_jobs_prepare(farm_jobs_t *self, farm_job_t *job)
     return 0;
 }
 
-static void s_record(const farm_job_t *job)
+static void s_record(const farm_agent_job_t *job)
 {
     char path[FARM_PATH_MAX];
     unsigned long long start = 0;
@@ -362,7 +362,7 @@ static void s_record(const farm_job_t *job)
     fclose(f);
 }
 
-int farm_jobs_spawn(farm_jobs_t *self, farm_job_t *job, const farm_child_opts_t *opts,
+int farm_jobs_spawn(farm_jobs_t *self, farm_agent_job_t *job, const farm_child_opts_t *opts,
                     long long now)
 {
     farm_child_opts_t o = *opts;
@@ -379,12 +379,12 @@ int farm_jobs_spawn(farm_jobs_t *self, farm_job_t *job, const farm_child_opts_t 
     if (!job->child)
         return FARM_ERROR;
     s_record(job);
-    job->state = FARM_JOB_RUNNING;
+    job->state = FARM_AGENT_JOB_RUNNING;
     job->started_ms = now;
     return 0;
 }
 
-static void s_terminate(farm_job_t *job, long long now)
+static void s_terminate(farm_agent_job_t *job, long long now)
 {
     if (!job->child || job->child_exited || job->kill_at)
         return;
@@ -392,32 +392,32 @@ static void s_terminate(farm_job_t *job, long long now)
     job->kill_at = now + FARM_JOBS_KILL_GRACE_MS;
 }
 
-void farm_jobs_cancel(farm_jobs_t *self, farm_job_t *job, long long now)
+void farm_jobs_cancel(farm_jobs_t *self, farm_agent_job_t *job, long long now)
 {
     (void)self;
     job->cancelled = 1;
     if (!job->child)
-        job->state = FARM_JOB_DEAD;
+        job->state = FARM_AGENT_JOB_DEAD;
     else
         s_terminate(job, now);
 }
 
-void farm_jobs_drop(farm_jobs_t *self, farm_job_t *job, long long now)
+void farm_jobs_drop(farm_jobs_t *self, farm_agent_job_t *job, long long now)
 {
     (void)self;
-    job->state = FARM_JOB_DEAD;
+    job->state = FARM_AGENT_JOB_DEAD;
     s_terminate(job, now);
 }
 
 void farm_jobs_drop_all(farm_jobs_t *self, long long now)
 {
-    for (farm_job_t *j = self->jobs; j; j = j->next)
+    for (farm_agent_job_t *j = self->jobs; j; j = j->next)
         farm_jobs_drop(self, j, now);
 }
 
 void farm_jobs_poll(farm_jobs_t *self, long long now)
 {
-    for (farm_job_t *j = self->jobs; j; j = j->next) {
+    for (farm_agent_job_t *j = self->jobs; j; j = j->next) {
         if (!j->child || j->child_exited)
             continue;
         if (j->kill_at && now >= j->kill_at) {
@@ -433,9 +433,9 @@ void farm_jobs_poll(farm_jobs_t *self, long long now)
     }
 }
 
-int farm_jobs_finished(const farm_job_t *job, long long now)
+int farm_jobs_finished(const farm_agent_job_t *job, long long now)
 {
-    return job->state == FARM_JOB_RUNNING && job->child && job->child_exited &&
+    return job->state == FARM_AGENT_JOB_RUNNING && job->child && job->child_exited &&
            (farm_child_done(job->child) ||
             (farm_child_result_fd(job->child) < 0 && now - job->exited_ms > 2000));
 }
@@ -443,9 +443,9 @@ int farm_jobs_finished(const farm_job_t *job, long long now)
 size_t farm_jobs_reap(farm_jobs_t *self)
 {
     size_t n = 0;
-    for (farm_job_t **pp = &self->jobs; *pp;) {
-        farm_job_t *j = *pp;
-        if (j->state != FARM_JOB_DEAD || (j->child && !j->child_exited)) {
+    for (farm_agent_job_t **pp = &self->jobs; *pp;) {
+        farm_agent_job_t *j = *pp;
+        if (j->state != FARM_AGENT_JOB_DEAD || (j->child && !j->child_exited)) {
             pp = &j->next;
             continue;
         }

@@ -98,7 +98,7 @@ static void s_ignore_line(void *arg, const char *line)
 }
 
 /* Reads the worker's streams and polls until it is reaped (at most ~10 s). */
-static void s_run_until_exit(farm_jobs_t *jobs, farm_job_t *job, long long now)
+static void s_run_until_exit(farm_jobs_t *jobs, farm_agent_job_t *job, long long now)
 {
     for (int i = 0; i < 1000 && !job->child_exited; i++) {
         if (farm_child_log_fd(job->child) >= 0)
@@ -112,13 +112,13 @@ static void s_run_until_exit(farm_jobs_t *jobs, farm_job_t *job, long long now)
     assert_true(job->child_exited);
 }
 
-static void s_spawn_sh(farm_jobs_t *jobs, farm_job_t *job, const char *script)
+static void s_spawn_sh(farm_jobs_t *jobs, farm_agent_job_t *job, const char *script)
 {
     char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
     farm_child_opts_t o = {.argv = argv};
     assert_int_equal(farm_jobs_prepare(jobs, job), 0);
     assert_int_equal(farm_jobs_spawn(jobs, job, &o, 0), 0);
-    assert_int_equal(job->state, FARM_JOB_RUNNING);
+    assert_int_equal(job->state, FARM_AGENT_JOB_RUNNING);
 }
 
 static void test_add_find_dup(void **state)
@@ -126,7 +126,7 @@ static void test_add_find_dup(void **state)
     farm_jobs_t *jobs = farm_jobs_new(s_dir, s_free_user);
     char long_id[FARM_ID_MAX + 2];
     int dup = 0;
-    farm_job_t *a;
+    farm_agent_job_t *a;
     (void)state;
 
     assert_non_null(jobs);
@@ -154,7 +154,7 @@ static void test_add_find_dup(void **state)
 static void test_drop_all_frees_at_turn_end(void **state)
 {
     farm_jobs_t *jobs = farm_jobs_new(s_dir, s_free_user);
-    farm_job_t *held[3];
+    farm_agent_job_t *held[3];
     (void)state;
 
     held[0] = farm_jobs_add(jobs, NULL, "j.1", 1, "linux/amd64", CTX, malloc(1));
@@ -166,7 +166,7 @@ static void test_drop_all_frees_at_turn_end(void **state)
     assert_null(farm_jobs_find(jobs, "j.2", 1));
     /* later in the same turn: the readers' pointers still work */
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(held[i]->state, FARM_JOB_DEAD);
+        assert_int_equal(held[i]->state, FARM_AGENT_JOB_DEAD);
         assert_int_equal(held[i]->attempt, 1);
         assert_string_equal(held[i]->platform, "linux/amd64");
     }
@@ -190,7 +190,7 @@ static void test_drop_all_frees_at_turn_end(void **state)
 static void test_cancel_kills_group(void **state)
 {
     farm_jobs_t *jobs = farm_jobs_new(s_dir, s_free_user);
-    farm_job_t *job = farm_jobs_add(jobs, NULL, "c.1", 1, "linux/amd64", CTX, NULL);
+    farm_agent_job_t *job = farm_jobs_add(jobs, NULL, "c.1", 1, "linux/amd64", CTX, NULL);
     char dir[FARM_PATH_MAX], ready[FARM_PATH_MAX + 16];
     pid_t pgid;
     (void)state;
@@ -208,7 +208,7 @@ static void test_cancel_kills_group(void **state)
     assert_true(s_exists(ready));
     farm_jobs_cancel(jobs, job, 1000);
     assert_true(job->cancelled);
-    assert_int_equal(job->state, FARM_JOB_RUNNING); /* until its worker is reaped */
+    assert_int_equal(job->state, FARM_AGENT_JOB_RUNNING); /* until its worker is reaped */
     farm_jobs_poll(jobs, 1000 + FARM_JOBS_KILL_GRACE_MS - 1);
     s_nap(300);
     farm_jobs_poll(jobs, 1000 + FARM_JOBS_KILL_GRACE_MS - 1);
@@ -239,7 +239,7 @@ static void test_cancel_kills_group(void **state)
 static void test_finished_status_and_tmpdir(void **state)
 {
     farm_jobs_t *jobs = farm_jobs_new(s_dir, s_free_user);
-    farm_job_t *job = farm_jobs_add(jobs, NULL, "f.1", 1, "linux/amd64", CTX, NULL);
+    farm_agent_job_t *job = farm_jobs_add(jobs, NULL, "f.1", 1, "linux/amd64", CTX, NULL);
     char want[FARM_PATH_MAX + 8];
     (void)state;
 
