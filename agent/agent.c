@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "agent/cache.h"
+#include "agent/held.h"
 #include "agent/jobs.h"
 #include "agent/session.h"
 #include "common/child.h"
@@ -36,7 +37,9 @@ struct farm_agent {
     farm_session_t *session;
     farm_cache_t *cache;
     farm_jobs_t *jobs;
+    farm_held_t *held;           /* finished results the coordinator has not taken */
     int t_heartbeat;
+    int orphan_said;             /* "no coordinator; jobs go on" said for this outage */
     int fatal;
     char builder_root[FARM_PATH_MAX]; /* --builder-root, else WORK_DIR/builder */
     uint64_t builder_cache_bytes;     /* as the last job measured it */
@@ -52,10 +55,36 @@ static void s_send(farm_agent_t *self, Farm__Envelope *env)
         farm_log_debug("send failed: %s", farm_error_last());
 }
 
+/* HELLO, listing what this agent still holds from earlier sessions: attempts that run
+ * (or fetch their context) and finished results not yet taken. */
 static void s_hello(farm_agent_t *self)
 {
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__Hello h = FARM__HELLO__INIT;
+    size_t max = farm_jobs_count(self->jobs) + farm_held_count(self->held), n = 0;
+    Farm__HeldJob *held = calloc(max + 1, sizeof *held);
+    Farm__HeldJob **held_p = calloc(max + 1, sizeof *held_p);
+
+    for (farm_agent_job_t *j = farm_jobs_first(self->jobs); held && held_p && j; j = j->next) {
+        if (j->state == FARM_AGENT_JOB_DEAD || j->cancelled || n == max)
+            continue;
+        farm__held_job__init(&held[n]);
+        held[n].job_id = j->id;
+        held[n].attempt = j->attempt;
+        held_p[n] = &held[n];
+        n++;
+    }
+    for (size_t i = 0; held && held_p && i < farm_held_count(self->held) && n < max; i++) {
+        const Farm__JobResult *r = farm_held_at(self->held, i);
+        farm__held_job__init(&held[n]);
+        held[n].job_id = r->job_id;
+        held[n].attempt = r->attempt;
+        held[n].finished = 1;
+        held_p[n] = &held[n];
+        n++;
+    }
+    h.n_jobs = held && held_p ? n : 0;
+    h.jobs = held_p;
     h.name = (char *)self->opts.name;
     h.n_platforms = self->opts.n_platforms;
     h.platforms = self->opts.platforms;
@@ -66,7 +95,9 @@ static void s_hello(farm_agent_t *self)
     env.body_case = FARM__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     s_send(self, &env);
-    farm_log_debug("HELLO sent to %s", self->opts.coordinator);
+    free(held);
+    free(held_p);
+    farm_log_debug("HELLO sent to %s (%zu job(s) held)", self->opts.coordinator, h.n_jobs);
 }
 
 static void s_request_chunk(void *arg, const char *digest, uint64_t offset)
@@ -111,9 +142,17 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
         r.n_log_tail = farm_tail_lines(tail, lines);
         r.log_tail = (char **)lines;
     }
+    /* kept until the coordinator takes it: it may be away now, or go away before this
+     * reaches it */
+    if (farm_held_put(self->held, &r) < 0)
+        farm_log_warn("job=%s attempt=%u: %s", job_id, attempt, farm_error_last());
     env.body_case = FARM__ENVELOPE__BODY_JOB_RESULT;
     env.job_result = &r;
-    s_send(self, &env);
+    if (farm_session_ready(self->session))
+        s_send(self, &env);
+    else
+        farm_log_info("job=%s attempt=%u finished while no coordinator answers; its result is "
+                      "kept until one does", job_id, attempt);
     if (ok)
         farm_log_info("job=%s attempt=%u platform=%s pushed %s (%u of %u steps cached)", job_id,
                       attempt, platform, ok->image->digest, ok->cache_hits, ok->steps);
@@ -122,12 +161,26 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
                       error);
 }
 
+/* After a WELCOME: every result the coordinator has not taken yet, oldest first. */
+static void s_send_held(farm_agent_t *self)
+{
+    for (size_t i = 0; i < farm_held_count(self->held); i++) {
+        Farm__Envelope env = FARM__ENVELOPE__INIT;
+        env.body_case = FARM__ENVELOPE__BODY_JOB_RESULT;
+        env.job_result = (Farm__JobResult *)farm_held_at(self->held, i);
+        s_send(self, &env);
+        farm_log_info("job=%s attempt=%u: its result, kept through the outage, sent",
+                      env.job_result->job_id, env.job_result->attempt);
+    }
+}
+
 /* ------------------------------------------------------------------ jobs */
 
 /* farm_agent_job_t.user: what the agent keeps with a job. */
 typedef struct {
     farm_agent_t *agent;
     Farm__Envelope *assign; /* owns the JobAssign */
+    long long assigned_ms;  /* its timeout_ms counts from here */
 } job_user_t;
 
 static void s_free_user(void *user)
@@ -334,9 +387,13 @@ static void s_job_finish(farm_agent_t *self, farm_agent_job_t *job)
 
 static void s_drop_all(farm_agent_t *self, const char *why)
 {
-    size_t n = farm_jobs_count(self->jobs);
-    if (n)
-        farm_log_warn("dropping %zu job(s): %s", n, why);
+    size_t n = farm_jobs_count(self->jobs), k = farm_held_count(self->held);
+    if (n || k)
+        farm_log_warn("dropping %zu job(s) and %zu finished result(s): %s", n, k, why);
+    while (farm_held_count(self->held)) {
+        const Farm__JobResult *r = farm_held_at(self->held, 0);
+        farm_held_drop(self->held, r->job_id, r->attempt);
+    }
     for (farm_agent_job_t *j = farm_jobs_first(self->jobs); j; j = j->next)
         s_job_detach(self, j);
     farm_jobs_drop_all(self->jobs, farm_now_ms());
@@ -407,6 +464,7 @@ static void s_on_assign(farm_agent_t *self, Farm__Envelope **env_p)
         return;
     }
     u->agent = self;
+    u->assigned_ms = farm_now_ms();
     u->assign = *env_p;
     *env_p = NULL;
     farm_log_info("job=%s attempt=%u platform=%s assigned (build %s)", a->job_id, a->attempt,
@@ -427,6 +485,9 @@ static void s_on_cancel(farm_agent_t *self, const Farm__JobCancel *c)
 {
     farm_agent_job_t *job = farm_jobs_find(self->jobs, c->job_id, c->attempt);
 
+    if (farm_held_drop(self->held, c->job_id, c->attempt))
+        farm_log_info("job=%.64s attempt=%u: its finished result is dropped: %.256s", c->job_id,
+                      c->attempt, c->reason);
     if (!job)
         return;
     farm_log_info("job=%s cancelling: %s", c->job_id, c->reason);
@@ -449,13 +510,18 @@ static void s_on_message(farm_agent_t *self, Farm__Envelope **env_p)
                                      farm_session_heartbeat_ms(self->session));
         farm_log_info("welcomed by %s as %s (heartbeat %d ms)", self->opts.coordinator,
                       self->opts.name, farm_session_heartbeat_ms(self->session));
+        self->orphan_said = 0;
+        s_send_held(self);
         break;
     }
     case FARM__ENVELOPE__BODY_REJECT:
         switch (farm_session_on_reject(self->session, env->reject->rehello)) {
         case FARM_SESSION_REHELLO:
-            /* the coordinator restarted or declared us lost: what we ran is void */
-            s_drop_all(self, "the coordinator forgot this session");
+            /* the coordinator restarted or declared us lost: our jobs go on, and the HELLO
+             * lists them; it adopts those it knows and cancels the others */
+            farm_log_info("the coordinator does not know this session; saying HELLO again "
+                          "with %zu job(s) and %zu result(s) held", farm_jobs_count(self->jobs),
+                          farm_held_count(self->held));
             s_hello(self);
             break;
         case FARM_SESSION_FATAL:
@@ -471,6 +537,11 @@ static void s_on_message(farm_agent_t *self, Farm__Envelope **env_p)
             s_on_assign(self, env_p);
         break;
     case FARM__ENVELOPE__BODY_JOB_CANCEL: s_on_cancel(self, env->job_cancel); break;
+    case FARM__ENVELOPE__BODY_JOB_ACK:
+        if (farm_held_drop(self->held, env->job_ack->job_id, env->job_ack->attempt))
+            farm_log_debug("job=%.64s attempt=%u: the coordinator took its result",
+                           env->job_ack->job_id, env->job_ack->attempt);
+        break;
     case FARM__ENVELOPE__BODY_CONTEXT_CHUNK: s_on_chunk(self, env->context_chunk); break;
     default:
         farm_log_warn("unexpected message type %d from the coordinator; ignored",
@@ -531,6 +602,34 @@ static int s_connect(farm_agent_t *self)
     return 0;
 }
 
+/* The bounds that hold without a coordinator: an attempt ends after the job_timeout its
+ * assignment carried, and everything is given up after --orphan-timeout with no
+ * coordinator answering at all. */
+static void s_bounds(farm_agent_t *self, long long now)
+{
+    long long orphaned = farm_session_orphaned_ms(self->session, now);
+
+    for (farm_agent_job_t *j = farm_jobs_first(self->jobs); j; j = j->next) {
+        const job_user_t *u = j->user;
+        uint32_t limit = s_assign_of(j)->timeout_ms;
+        if (j->state == FARM_AGENT_JOB_DEAD || j->cancelled || !limit ||
+            now - u->assigned_ms <= (long long)limit)
+            continue;
+        farm_log_warn("job=%s attempt=%u ran longer than its job_timeout (%u s); ending it",
+                      j->id, j->attempt, limit / 1000);
+        farm_jobs_cancel(self->jobs, j, now);
+        if (j->state == FARM_AGENT_JOB_DEAD)
+            s_job_detach(self, j);
+    }
+    if (orphaned > self->opts.orphan_timeout_ms &&
+        (farm_jobs_count(self->jobs) || farm_held_count(self->held))) {
+        char why[160];
+        snprintf(why, sizeof why, "no coordinator answered for %lld s (--orphan-timeout %lld s)",
+                 orphaned / 1000, self->opts.orphan_timeout_ms / 1000);
+        s_drop_all(self, why);
+    }
+}
+
 static int s_on_heartbeat(farm_reactor_t *reactor, void *arg)
 {
     farm_agent_t *self = arg;
@@ -538,6 +637,7 @@ static int s_on_heartbeat(farm_reactor_t *reactor, void *arg)
     long long silent = farm_session_silent_ms(self->session, now);
 
     (void)reactor;
+    s_bounds(self, now);
     switch (farm_session_tick(self->session, now)) {
     case FARM_SESSION_HEARTBEAT: {
         Farm__Envelope env = FARM__ENVELOPE__INIT;
@@ -556,7 +656,12 @@ static int s_on_heartbeat(farm_reactor_t *reactor, void *arg)
         farm_log_warn("coordinator %s silent for %lld ms; reconnecting (next try in %d ms)",
                       self->opts.coordinator, silent,
                       (int)farm_session_retry_in_ms(self->session, now));
-        s_drop_all(self, "lost the coordinator");
+        if (!self->orphan_said && (farm_jobs_count(self->jobs) || farm_held_count(self->held)))
+            farm_log_warn("%zu job(s) go on and %zu finished result(s) are kept while the "
+                          "coordinator is away (given up after %lld s without it: "
+                          "--orphan-timeout)", farm_jobs_count(self->jobs),
+                          farm_held_count(self->held), self->opts.orphan_timeout_ms / 1000);
+        self->orphan_said = 1;
         if (s_connect(self) < 0)
             farm_log_error("reconnecting to %s: %s", self->opts.coordinator, farm_error_last());
         break;
@@ -586,6 +691,7 @@ farm_agent_t *farm_agent_new(const farm_agent_opts_t *opts)
 {
     farm_agent_t *self = calloc(1, sizeof *self);
     char cache_dir[FARM_PATH_MAX], jobs_dir[FARM_PATH_MAX], probe[FARM_PATH_MAX];
+    char held_dir[FARM_PATH_MAX];
 
     if (!self) {
         farm_error_set(FARM_ERROR, "out of memory");
@@ -594,9 +700,12 @@ farm_agent_t *farm_agent_new(const farm_agent_opts_t *opts)
     self->opts = *opts;
     if (!self->opts.worker_exe)
         self->opts.worker_exe = "/proc/self/exe";
+    if (self->opts.orphan_timeout_ms <= 0)
+        self->opts.orphan_timeout_ms = FARM_AGENT_ORPHAN_TIMEOUT_MS;
     /* every path a job needs must fit: say so now, not in the middle of a build */
     if (farm_path_join(cache_dir, sizeof cache_dir, opts->work_dir, "cache") < 0 ||
         farm_path_join(jobs_dir, sizeof jobs_dir, opts->work_dir, "jobs") < 0 ||
+        farm_path_join(held_dir, sizeof held_dir, opts->work_dir, "results") < 0 ||
         farm_path_fmt(probe, sizeof probe, "%s/job-4294967295-4294967295/context/%0*d", jobs_dir,
                       64, 0) < 0) {
         farm_error_wrap(FARM_ETOOBIG, "--work-dir is too long");
@@ -626,6 +735,12 @@ farm_agent_t *farm_agent_new(const farm_agent_opts_t *opts)
     /* first: end and remove what an earlier run of this agent left */
     if (!(self->jobs = farm_jobs_new(jobs_dir, s_free_user)))
         goto fail;
+    /* results an earlier run finished and no coordinator took: delivered at WELCOME */
+    if (!(self->held = farm_held_new(held_dir)))
+        goto fail;
+    if (farm_held_count(self->held))
+        farm_log_info("%zu finished result(s) from an earlier run wait for the coordinator",
+                      farm_held_count(self->held));
     if (!(self->cache = farm_cache_new(cache_dir, opts->cache_max, s_request_chunk, self)))
         goto fail;
     if (!(self->zctx = zmq_ctx_new())) {
@@ -656,6 +771,7 @@ void farm_agent_destroy(farm_agent_t **self_p)
     if (self->jobs && farm_jobs_count(self->jobs))
         farm_log_warn("agent stopping: ending %zu job(s)", farm_jobs_count(self->jobs));
     farm_jobs_destroy(&self->jobs);
+    farm_held_destroy(&self->held);
     farm_cache_destroy(&self->cache);
     farm_reactor_destroy(&self->reactor);
     if (self->sock)

@@ -2,7 +2,11 @@
 /* farm-agent: connects out to the coordinator, says HELLO, heartbeats, fetches contexts
  * by digest into a content-addressed cache, runs each job in an exec'd worker
  * (`farm-agent worker`, agent/worker.h) and reports. One reactor (common/reactor.h);
- * the rules live in session.h, cache.h and jobs.h, the sockets and protobuf here. */
+ * the rules live in session.h, cache.h, jobs.h and held.h, the sockets and protobuf here.
+ * Jobs outlive the connection: a lost coordinator is reconnected to while they run, a
+ * finished result is kept (held.h) until the coordinator takes it, and the next HELLO
+ * lists both; only the coordinator's word (JobCancel, or a HELLO it answers without
+ * knowing the job) or the orphan timeout ends them. */
 #ifndef FARM_AGENT_H
 #define FARM_AGENT_H
 
@@ -20,6 +24,8 @@ typedef struct {
     unsigned long long cache_max; /* --builder-cache-max: builder storage bytes (0: no bound) */
 } farm_builder_opts_t;
 
+#define FARM_AGENT_ORPHAN_TIMEOUT_MS (10LL * 60 * 1000)
+
 typedef struct {
     const char *coordinator; /* endpoint */
     const char *name;
@@ -32,6 +38,8 @@ typedef struct {
     const char *worker_exe;  /* NULL: /proc/self/exe (run with argv[1] = "worker") */
     const farm_keypair_t *keys;  /* CURVE: this node's key pair (NULL: plain, loopback farms) */
     const char *coordinator_key; /* CURVE: the coordinator's public key (Z85) */
+    long long orphan_timeout_ms; /* jobs given up after this long with no coordinator
+                                  * answering (0: FARM_AGENT_ORPHAN_TIMEOUT_MS) */
 } farm_agent_opts_t;
 
 typedef struct farm_agent farm_agent_t;

@@ -34,6 +34,9 @@ void farm_agent_args_usage(FILE *f)
             "  --builder-cache-max SIZE  bound of all builder storage, the layer caches\n"
             "                      (default 20G; the oldest images, then the least recently\n"
             "                      used idle caches go first; 0: none)\n"
+            "  --orphan-timeout T  how long jobs go on with no coordinator answering, e.g.\n"
+            "                      90s, 10m, 1h (default 10m); they are kept through shorter\n"
+            "                      outages and handed to the coordinator when it answers\n"
             "  --key FILE          this node's CURVE key pair (farmctl keygen NAME)\n"
             "  --coordinator-key K the coordinator's public key, or its .pub file\n"
             "  -v, --verbose       debug logging\n"
@@ -82,6 +85,20 @@ static unsigned long long s_size(const char *text)
     return v << shift;
 }
 
+/* "90s", "10m", "1h", "600" (seconds): milliseconds, or 0 when it is no duration. */
+static long long s_duration_ms(const char *text)
+{
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    long long unit = *end == 'h' ? 3600000 : *end == 'm' ? 60000 : 1000;
+
+    if (*end == 'h' || *end == 'm' || *end == 's')
+        end++;
+    if (end == text || *end || text[0] == '-' || v == 0 || v > 7ULL * 24 * 3600)
+        return 0;
+    return (long long)v * unit;
+}
+
 static int s_one_of(const char *flag, const char *value, const char *a, const char *b)
 {
     if (strcmp(value, a) == 0 || strcmp(value, b) == 0)
@@ -93,7 +110,7 @@ static int s_one_of(const char *flag, const char *value, const char *a, const ch
 int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int check)
 {
     enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK, O_CACHE, O_KEY, O_CKEY,
-           O_RUNTIME, O_NETWORK, O_BCACHE, O_VERSION };
+           O_RUNTIME, O_NETWORK, O_BCACHE, O_VERSION, O_ORPHAN };
     static const struct option opts[] = {
         {"coordinator", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
@@ -108,6 +125,7 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
         {"runtime", required_argument, NULL, O_RUNTIME},
         {"network", required_argument, NULL, O_NETWORK},
         {"builder-cache-max", required_argument, NULL, O_BCACHE},
+        {"orphan-timeout", required_argument, NULL, O_ORPHAN},
         {"key", required_argument, NULL, O_KEY},
         {"coordinator-key", required_argument, NULL, O_CKEY},
         {"verbose", no_argument, NULL, 'v'},
@@ -127,6 +145,7 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
     o->builder.runtime = "runc";
     o->builder.network = "slirp4netns";
     o->builder.cache_max = 20ULL << 30;
+    o->orphan_timeout_ms = FARM_AGENT_ORPHAN_TIMEOUT_MS;
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:n:p:s:vh", opts, NULL)) != -1) {
         switch (c) {
@@ -155,6 +174,13 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
             } else if (!(o->builder.cache_max = s_size(optarg))) {
                 fprintf(stderr, "farm-agent: --builder-cache-max wants a size like 500M or "
                                 "20G (0: no bound), not \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case O_ORPHAN:
+            if (!(o->orphan_timeout_ms = s_duration_ms(optarg))) {
+                fprintf(stderr, "farm-agent: --orphan-timeout wants a duration like 90s, 10m "
+                                "or 1h (at most a week), not \"%s\"\n", optarg);
                 return 2;
             }
             break;

@@ -12,6 +12,8 @@ struct farm_session {
     int liveness;
     int backoff_ms;        /* wait after the next reconnect */
     long long last_recv;   /* any message from the coordinator */
+    long long last_heard;  /* the same, never reset by a reconnect */
+    int connected_once;
     long long last_tick;
     long long next_reconnect;
 };
@@ -51,11 +53,15 @@ void farm_session_connected(farm_session_t *self, long long now)
     self->ready = 0;
     self->last_recv = now;
     self->last_tick = now;
+    if (!self->connected_once)
+        self->last_heard = now;
+    self->connected_once = 1;
 }
 
 void farm_session_on_message(farm_session_t *self, long long now)
 {
     self->last_recv = now;
+    self->last_heard = now;
 }
 
 void farm_session_on_welcome(farm_session_t *self, uint32_t heartbeat_ms, uint32_t liveness)
@@ -86,8 +92,10 @@ farm_session_action_t farm_session_tick(farm_session_t *self, long long now)
 
     /* We did not run for several beats (SIGSTOP, an overloaded host): what the
      * coordinator sent meanwhile may be unread yet, so its silence is not its fault. */
-    if (self->last_tick && now - self->last_tick > 3 * hb && now - self->last_recv > hb)
+    if (self->last_tick && now - self->last_tick > 3 * hb && now - self->last_recv > hb) {
         self->last_recv = now - hb;
+        self->last_heard += now - self->last_tick; /* nor is the orphan time */
+    }
     self->last_tick = now;
     if (now - self->last_recv > hb * self->liveness) {
         if (now < self->next_reconnect)
@@ -110,6 +118,11 @@ int farm_session_backoff_ms(const farm_session_t *self) { return self->backoff_m
 long long farm_session_silent_ms(const farm_session_t *self, long long now)
 {
     return now - self->last_recv;
+}
+
+long long farm_session_orphaned_ms(const farm_session_t *self, long long now)
+{
+    return now - self->last_heard;
 }
 
 long long farm_session_retry_in_ms(const farm_session_t *self, long long now)

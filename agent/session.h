@@ -4,7 +4,10 @@
  * ch. 4): HELLO until WELCOME, heartbeats both ways, a coordinator silent for `liveness`
  * beats is lost and the agent reconnects with backoff 1 s doubling to 32 s. Every new
  * connection (and every REJECT with rehello) starts a new session id; a HELLO resent
- * while waiting for WELCOME keeps it, so the coordinator does not take it for a restart. */
+ * while waiting for WELCOME keeps it, so the coordinator does not take it for a restart.
+ * Losing the coordinator does not end the agent's jobs: they go on, and the next HELLO
+ * lists them for the coordinator to adopt or cancel; only a coordinator unheard of for
+ * the orphan timeout (farm-agent --orphan-timeout) makes the agent give them up. */
 #ifndef FARM_AGENT_SESSION_H
 #define FARM_AGENT_SESSION_H
 
@@ -17,10 +20,10 @@ typedef enum {
     FARM_SESSION_NONE,      /* nothing to send */
     FARM_SESSION_HEARTBEAT, /* send a HEARTBEAT */
     FARM_SESSION_HELLO,     /* send HELLO (again: same session, WELCOME not seen yet) */
-    FARM_SESSION_REHELLO,   /* the coordinator forgot this session: drop every job, HELLO
-                             * with the new session id on the same socket */
-    FARM_SESSION_RECONNECT, /* the coordinator is silent: drop every job, new socket, then
-                             * farm_session_connected and HELLO */
+    FARM_SESSION_REHELLO,   /* the coordinator forgot this session: HELLO with the new
+                             * session id (and the jobs still held) on the same socket */
+    FARM_SESSION_RECONNECT, /* the coordinator is silent: new socket, then
+                             * farm_session_connected and HELLO (jobs go on) */
     FARM_SESSION_FATAL,     /* rejected for a reason the agent cannot fix */
 } farm_session_action_t;
 
@@ -47,7 +50,10 @@ int farm_session_ready(const farm_session_t *self);
 uint64_t farm_session_id(const farm_session_t *self);
 int farm_session_heartbeat_ms(const farm_session_t *self);
 int farm_session_liveness(const farm_session_t *self);
-/* How long the coordinator has been silent at now. */
+/* How long no coordinator has said anything at all, across reconnects (from the first
+ * connection when none ever answered): what the orphan timeout is measured against. */
+long long farm_session_orphaned_ms(const farm_session_t *self, long long now);
+/* How long the coordinator has been silent at now (this connection). */
 long long farm_session_silent_ms(const farm_session_t *self, long long now);
 /* The wait after the next reconnect (1 s, 2 s, ... 32 s). */
 int farm_session_backoff_ms(const farm_session_t *self);

@@ -21,6 +21,7 @@
 /* One submit. */
 #define FARM_TAGS_MAX 64                         /* -t per submit */
 #define FARM_PLATFORMS_MAX 64                    /* platforms per submit */
+#define FARM_HELD_JOBS_MAX 2048 /* attempts an agent lists in HELLO (its slots and kept results) */
 #define FARM_BUILD_ARGS_MAX 128                  /* --build-arg per submit */
 #define FARM_BUILD_ARG_NAME_MAX 256              /* bytes in a build arg's name */
 #define FARM_BUILD_ARG_VALUE_MAX 16384           /* bytes in a build arg's value */

@@ -15,6 +15,7 @@ struct farm_nodes {
     size_t n;
     farm_hmap_t *by_name;
     farm_hmap_t *by_rid; /* READY sessions only */
+    long long last_check; /* farm_nodes_gap_check's last call (0: none yet) */
 };
 
 farm_nodes_t *farm_nodes_new(const farm_config_t *cfg)
@@ -239,6 +240,19 @@ void farm_nodes_lose(farm_nodes_t *self, farm_node_t *node)
     if (node->rid_len && farm_hmap_get(self->by_rid, node->rid, node->rid_len) == node)
         farm_hmap_del(self->by_rid, node->rid, node->rid_len);
     node->state = FARM_NODE_LOST;
+}
+
+long long farm_nodes_gap_check(farm_nodes_t *self, long long now, int heartbeat_ms)
+{
+    long long gap = self->last_check ? now - self->last_check : 0;
+
+    self->last_check = now;
+    if (gap <= 2LL * heartbeat_ms)
+        return 0;
+    for (size_t i = 0; i < self->n; i++)
+        if (self->nodes[i].state == FARM_NODE_READY && self->nodes[i].last_seen < now)
+            self->nodes[i].last_seen = now;
+    return gap;
 }
 
 int farm_node_serves(const farm_node_t *node, size_t platform_index, int *emulated)

@@ -74,6 +74,12 @@ void farm_nodes_seen(farm_nodes_t *self, farm_node_t *node, long long now);
 /* The node is LOST (silent, or gone); its routing id no longer maps to it. */
 void farm_nodes_lose(farm_nodes_t *self, farm_node_t *node);
 
+/* Called before every liveness check. When the coordinator itself did not run for more
+ * than two heartbeats since the last call (SIGSTOP, a stalled host), the pause is not the
+ * nodes' silence: every READY node's silence is counted from now, a fresh grace period.
+ * Returns the length of that gap in ms (0: none). */
+long long farm_nodes_gap_check(farm_nodes_t *self, long long now, int heartbeat_ms);
+
 /* 1 when the node was accepted for the platform (config index); *emulated set. */
 int farm_node_serves(const farm_node_t *node, size_t platform_index, int *emulated);
 

@@ -392,6 +392,93 @@ void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const c
     }
 }
 
+static long s_held_index(const farm_sched_held_t *held, size_t n, const farm_job_t *job)
+{
+    for (size_t i = 0; i < n; i++)
+        if (held[i].attempt == job->attempt && strcmp(held[i].job_id, job->id) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* job_timeout still counts from the attempt's first start: running_order stays sorted. */
+static void s_running_insert(farm_scheduler_t *self, farm_job_t *job)
+{
+    farm_link_t *pos = &self->running_order;
+    while (pos->prev != &self->running_order &&
+           FARM_LINK_OWNER(pos->prev, farm_job_t, timer_link)->started_at > job->started_at)
+        pos = pos->prev;
+    farm_link_insert_before(pos, &job->timer_link);
+}
+
+int farm_scheduler_node_rejoin(farm_scheduler_t *self, farm_node_t *node,
+                               const farm_sched_held_t *held, size_t n, int *adopted,
+                               const char *why, long long now)
+{
+    snode_t *sn = &self->nodes[node->index];
+    farm_link_t keep;
+    int rc;
+
+    farm_link_init(&keep);
+    for (size_t i = 0; i < n; i++)
+        adopted[i] = 0;
+    /* what it still runs stays out of the requeue below (timer links untouched) */
+    if (sn->live) {
+        for (farm_link_t *l = sn->running.next, *next; l != &sn->running; l = next) {
+            farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, node_link);
+            long i = s_held_index(held, n, job);
+            next = l->next;
+            if (i < 0)
+                continue;
+            farm_link_remove(&job->node_link);
+            farm_link_push_back(&keep, &job->node_link);
+            sn->used--;
+            adopted[i] = 1;
+        }
+        farm_scheduler_node_down(self, node, why, now);
+    }
+    rc = farm_scheduler_node_up(self, node, now);
+    while (!farm_link_empty(&keep)) {
+        farm_job_t *job = FARM_LINK_OWNER(keep.next, farm_job_t, node_link);
+        farm_link_remove(&job->node_link);
+        if (rc < 0) {
+            /* out of memory taking the node up: these go back to their queues instead */
+            farm_link_remove(&job->timer_link);
+            job->attempt++;
+            s_enqueue(self, job, 1, now);
+            if (self->cbs.requeued)
+                self->cbs.requeued(self->arg, job, why);
+            continue;
+        }
+        farm_link_push_back(&sn->running, &job->node_link);
+        sn->used++;
+    }
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            adopted[i] = 0;
+        return rc;
+    }
+    /* queued again when the node was lost, and not sent anywhere since: take it back */
+    for (size_t i = 0; i < n; i++) {
+        farm_job_t *job = adopted[i] ? NULL : farm_hmap_gets(self->jobs, held[i].job_id);
+        int emulated = 0;
+        if (!job || job->state != FARM_JOB_QUEUED || job->attempt != held[i].attempt + 1 ||
+            strcmp(job->node_name, node->cfg->name) != 0 ||
+            !farm_node_serves(node, job->platform_index, &emulated))
+            continue;
+        s_unqueue(self, job);
+        job->state = FARM_JOB_RUNNING;
+        job->attempt = held[i].attempt;
+        job->node = node;
+        job->emulated = emulated;
+        farm_link_push_back(&sn->running, &job->node_link);
+        s_running_insert(self, job);
+        sn->used++;
+        adopted[i] = 1;
+    }
+    s_node_reheap(self, sn);
+    return 0;
+}
+
 void farm_scheduler_node_drain(farm_scheduler_t *self, farm_node_t *node, int on)
 {
     snode_t *sn = &self->nodes[node->index];

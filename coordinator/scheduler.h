@@ -59,6 +59,23 @@ int farm_scheduler_node_up(farm_scheduler_t *self, farm_node_t *node, long long 
 void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const char *why,
                               long long now);
 
+/* An attempt a reconnecting node says it still holds (HELLO's jobs). */
+typedef struct {
+    const char *job_id;
+    unsigned attempt;
+} farm_sched_held_t;
+
+/* The node said HELLO with a new session (it reconnected after a network cut, a pause of
+ * either side, or an agent restart) and holds these attempts. Each that runs on it here
+ * stays assigned (no re-dispatch, no second copy); one queued again when the node was
+ * lost, and not yet sent elsewhere, is taken back as that attempt; the node's other
+ * running jobs are queued again as new attempts (why). adopted[i] (n of them) is 1 for
+ * each held attempt now running on the node, 0 for those it must not run (the caller
+ * cancels them). The node is up after, as with farm_scheduler_node_up. */
+int farm_scheduler_node_rejoin(farm_scheduler_t *self, farm_node_t *node,
+                               const farm_sched_held_t *held, size_t n, int *adopted,
+                               const char *why, long long now);
+
 /* Drain (on) takes the node out of scheduling: its running jobs finish, it takes no new
  * one, and it counts as not live (emulated nodes may step in). It lasts across the
  * node's reconnects until undone. */

@@ -164,6 +164,32 @@ static void test_own_stall_is_not_loss(void **state)
     farm_session_destroy(&s);
 }
 
+/* The orphan time runs across reconnects (each resets the connection's silence, not
+ * this), is reset by any message, and does not count the agent's own stall. */
+static void test_orphan_time_spans_reconnects(void **state)
+{
+    farm_session_t *s = s_welcomed(0);
+    (void)state;
+    assert_int_equal(farm_session_tick(s, 500), FARM_SESSION_HEARTBEAT);
+    assert_int_equal(farm_session_tick(s, 1000), FARM_SESSION_HEARTBEAT);
+    assert_int_equal(farm_session_tick(s, 1500), FARM_SESSION_HEARTBEAT);
+    assert_int_equal(farm_session_tick(s, 2000), FARM_SESSION_RECONNECT);
+    farm_session_connected(s, 2000);
+    assert_true(farm_session_silent_ms(s, 2500) == 500);
+    assert_true(farm_session_orphaned_ms(s, 2500) == 2500);
+    for (long long t = 2500; t <= 60000; t += 500)
+        if (farm_session_tick(s, t) == FARM_SESSION_RECONNECT)
+            farm_session_connected(s, t);
+    assert_true(farm_session_orphaned_ms(s, 60000) == 60000);
+    farm_session_on_message(s, 61000); /* a coordinator answers (even a REJECT) */
+    assert_true(farm_session_orphaned_ms(s, 61000) == 0);
+    /* the agent itself stopped 30 s: not counted as time without a coordinator */
+    assert_int_equal(farm_session_tick(s, 61500), FARM_SESSION_HELLO);
+    farm_session_tick(s, 91500);
+    assert_true(farm_session_orphaned_ms(s, 91500) < 2000);
+    farm_session_destroy(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +200,7 @@ int main(void)
         cmocka_unit_test(test_rehello_once),
         cmocka_unit_test(test_reject_fatal),
         cmocka_unit_test(test_own_stall_is_not_loss),
+        cmocka_unit_test(test_orphan_time_spans_reconnects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

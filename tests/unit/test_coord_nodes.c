@@ -141,12 +141,39 @@ static void test_version_kept(void **state)
     assert_string_equal(n->version, FARM_VERSION[0] == '0' ? "" : v);
 }
 
+/* A coordinator that did not run for over two heartbeats (stopped, stalled) gives every
+ * READY node a fresh grace period instead of counting its own pause against them; a
+ * normal turn changes nothing. */
+static void test_own_pause_is_not_the_nodes_silence(void **state)
+{
+    fx_t *fx = *state;
+    farm_node_t *x86 = NULL, *pi = NULL;
+    char reason[1024];
+
+    assert_int_equal(s_hello(fx, &x86, "x86", "linux/amd64", NULL, FARM_VERSION, 1, "r1", reason),
+                     FARM_HELLO_NEW);
+    assert_int_equal(s_hello(fx, &pi, "pi", "linux/arm/v7", NULL, FARM_VERSION, 2, "r2", reason),
+                     FARM_HELLO_NEW);
+    farm_nodes_lose(fx->nodes, pi);
+    assert_true(farm_nodes_gap_check(fx->nodes, 1000, 1000) == 0); /* first call */
+    assert_true(farm_nodes_gap_check(fx->nodes, 2000, 1000) == 0);
+    assert_true(farm_nodes_gap_check(fx->nodes, 4000, 1000) == 0); /* two beats: normal */
+    assert_true(x86->last_seen == 100);
+    /* stopped 20 s */
+    assert_true(farm_nodes_gap_check(fx->nodes, 24000, 1000) == 20000);
+    assert_true(x86->last_seen == 24000);
+    assert_true(pi->last_seen == 100); /* a lost node stays lost */
+    assert_true(farm_nodes_gap_check(fx->nodes, 25000, 1000) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hello_refusals_say_what_to_do, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sessions, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_version_kept, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_own_pause_is_not_the_nodes_silence, s_setup,
+                                        s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

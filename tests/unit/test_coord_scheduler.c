@@ -753,6 +753,115 @@ static void test_warm_keys_are_bounded(void **state)
     farm_warm_destroy(&w);
 }
 
+/* A node's new session (HELLO again) with the attempts it holds. */
+static int s_rejoin(fx_t *fx, farm_node_t *n, const farm_sched_held_t *held, size_t k,
+                    int *adopted, long long now)
+{
+    char *list[] = {"linux/amd64"};
+    farm_hello_t h = {.name = n->cfg->name, .platforms = list, .n_platforms = 1, .slots = 0,
+                      .builder = "test", .version = FARM_VERSION,
+                      .session = (uint64_t)random() + 1};
+    farm_node_t *again = NULL;
+    char reason[512];
+    assert_true(farm_nodes_hello(fx->nodes, &again, &h, n->cfg->name, strlen(n->cfg->name), now,
+                                 reason, sizeof reason) >= 0);
+    assert_ptr_equal(again, n);
+    return farm_scheduler_node_rejoin(fx->s, n, held, k, adopted, "lost", now);
+}
+
+/* A node that reconnects holding its attempts keeps them: no requeue, no second copy;
+ * what it no longer holds is queued again as a new attempt; what it holds that is not
+ * its own is not adopted. */
+static void test_rejoin_adopts_what_the_node_holds(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 3);
+    farm_node_t *a = s_up(fx, "a", "linux/amd64", 0);
+    farm_sched_held_t held[] = {{"b1.1", 1}, {"b1.2", 7}, {"b9.9", 1}};
+    int adopted[3];
+
+    for (size_t i = 0; i < 3; i++)
+        s_job(fx, i, "linux/amd64", 0);
+    farm_scheduler_dispatch(fx->s, 0); /* 1 and 2 on a (2 slots), 3 queued */
+    assert_int_equal(s_count(fx, 'a'), 2);
+    assert_int_equal(s_rejoin(fx, a, held, 3, adopted, 5000), 0);
+    assert_int_equal(adopted[0], 1);   /* b1.1 attempt 1 runs there: kept */
+    assert_int_equal(adopted[1], 0);   /* not that attempt */
+    assert_int_equal(adopted[2], 0);   /* unknown job */
+    assert_int_equal(fx->jobs[0].state, FARM_JOB_RUNNING);
+    assert_ptr_equal(fx->jobs[0].node, a);
+    assert_int_equal(fx->jobs[0].attempt, 1);
+    assert_true(fx->jobs[0].started_at == 0); /* job_timeout still counts from the start */
+    assert_ptr_equal(farm_scheduler_running(fx->s, a, "b1.1", 1), &fx->jobs[0]);
+    /* b1.2 it did not hold: queued again as attempt 2 */
+    assert_int_equal(s_count(fx, 'r'), 1);
+    assert_ptr_equal(s_nth(fx, 'r', 0)->job, &fx->jobs[1]);
+    assert_int_equal(fx->jobs[1].attempt, 2);
+    farm_scheduler_dispatch(fx->s, 5000);
+    /* one free slot: b1.2 (front of the queue) goes; b1.1 was never sent again */
+    assert_int_equal(s_count(fx, 'a'), 3);
+    assert_ptr_equal(s_nth(fx, 'a', 2)->job, &fx->jobs[1]);
+    assert_int_equal(farm_scheduler_node_used(fx->s, a), 2);
+    assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED);
+    /* job_timeout applies to the adopted attempt from its first start (b1.3 expires in
+     * its queue meanwhile; b1.2's attempt 2 started at 5 s has time left) */
+    farm_scheduler_tick(fx->s, 60001);
+    assert_int_equal(s_count(fx, 'e'), 2);
+    assert_true(s_nth(fx, 'e', 0)->job == &fx->jobs[0] || s_nth(fx, 'e', 1)->job == &fx->jobs[0]);
+    assert_true(s_nth(fx, 'e', 0)->job != &fx->jobs[1] && s_nth(fx, 'e', 1)->job != &fx->jobs[1]);
+    s_fx_free(fx);
+}
+
+/* A node declared lost (its attempt queued again as the next one) that comes back holding
+ * the old attempt gets it back while no other node took it; once another node runs it,
+ * the old attempt is not adopted (the caller cancels it). */
+static void test_rejoin_takes_back_a_requeued_attempt(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 2);
+    farm_node_t *a = s_up(fx, "a", "linux/amd64", 1);
+    farm_node_t *b = NULL;
+    farm_sched_held_t held[] = {{"b1.1", 1}, {"b1.2", 1}};
+    int adopted[2];
+
+    s_job(fx, 0, "linux/amd64", 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    assert_ptr_equal(fx->jobs[0].node, a);
+    farm_nodes_lose(fx->nodes, a);
+    farm_scheduler_node_down(fx->s, a, "silent", 3000);
+    farm_scheduler_dispatch(fx->s, 3000); /* no other node: it waits as attempt 2 */
+    assert_int_equal(fx->jobs[0].state, FARM_JOB_QUEUED);
+    assert_int_equal(fx->jobs[0].attempt, 2);
+    assert_int_equal(s_rejoin(fx, a, held, 1, adopted, 4000), 0);
+    assert_int_equal(adopted[0], 1);
+    assert_int_equal(fx->jobs[0].state, FARM_JOB_RUNNING);
+    assert_int_equal(fx->jobs[0].attempt, 1);
+    assert_ptr_equal(fx->jobs[0].node, a);
+    assert_int_equal(farm_scheduler_queued(fx->s), 0);
+    assert_int_equal(farm_scheduler_node_used(fx->s, a), 1);
+    farm_scheduler_dispatch(fx->s, 4000);
+    assert_int_equal(s_count(fx, 'a'), 1); /* never sent again */
+
+    /* the second job: lost with a, re-dispatched on b, then a comes back with it */
+    farm_scheduler_release(fx->s, &fx->jobs[0]);
+    fx->jobs[0].state = FARM_JOB_DONE;
+    s_job(fx, 1, "linux/amd64", 5000);
+    farm_scheduler_dispatch(fx->s, 5000);
+    assert_ptr_equal(fx->jobs[1].node, a);
+    farm_nodes_lose(fx->nodes, a);
+    farm_scheduler_node_down(fx->s, a, "silent", 8000);
+    b = s_up(fx, "b", "linux/amd64", 1);
+    farm_scheduler_dispatch(fx->s, 8000);
+    assert_ptr_equal(fx->jobs[1].node, b);
+    assert_int_equal(fx->jobs[1].attempt, 2);
+    assert_int_equal(s_rejoin(fx, a, held + 1, 1, adopted, 9000), 0);
+    assert_int_equal(adopted[0], 0);
+    assert_ptr_equal(fx->jobs[1].node, b);
+    assert_int_equal(fx->jobs[1].attempt, 2);
+    /* a done job is not adopted either */
+    assert_int_equal(s_rejoin(fx, a, held, 1, adopted, 9500), 0);
+    assert_int_equal(adopted[0], 0);
+    s_fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -778,6 +887,8 @@ int main(void)
         cmocka_unit_test(test_other_repository_platform_or_dockerfile_is_not_warm),
         cmocka_unit_test(test_emulated_build_is_not_warm),
         cmocka_unit_test(test_warm_keys_are_bounded),
+        cmocka_unit_test(test_rejoin_adopts_what_the_node_holds),
+        cmocka_unit_test(test_rejoin_takes_back_a_requeued_attempt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
