@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# An agent that loses its coordinator keeps its job running until a coordinator answers.
+# 1. The coordinator is SIGKILLed mid-RUN-step and started again 8 s later: the RUN step's
+#    process lives through the outage (the old agent killed it 2.5 s after the kill); the
+#    restarted coordinator does not know the job, answers the agent's HELLO (which lists
+#    it) with a cancel, and only then does the agent end it, naming the coordinator's
+#    reason.
+# 2. The coordinator is SIGKILLed mid-RUN-step and not started again: the job goes on
+#    until --orphan-timeout (20 s here) and is ended then, with that reason.
+set -euo pipefail
+# shellcheck source=../lab/lib.sh
+source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
+lab_init
+command -v pgrep >/dev/null || lab_fail "pgrep is not installed"
+export LAB_SKIP_BINFMT=1
+lab_registry_start
+lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=x86-l"
+lab_start_coordinator "$LAB/farm.yaml"
+lab_start_agent x86-l linux/amd64 --orphan-timeout 20s
+lab_wait_nodes 1 30 x86-l
+alog=$LAB/agent-x86-l.log
+ctx=$LAB/ctx
+lab_example_context "$ctx"
+dur=300.$$   # busybox sleep takes fractions: no other lab's sleep has this duration
+cat >>"$ctx/Dockerfile" <<DEOF
+ARG ROUND
+RUN echo "farm-test: long step starts \$ROUND" && sleep $dur
+DEOF
+sleep_pid() { pgrep -f "sleep $dur\$" | head -1; }
+
+# run_until_sleep ROUND: submit in the background; wait for the RUN step's sleep; print its pid
+run_until_sleep() {
+    "$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$REGISTRY/team/lost:$1" \
+        --platform linux/amd64 --progress plain --build-arg "ROUND=$1" "$ctx" \
+        >"$LAB/out-$1" 2>"$LAB/err-$1" &
+    echo $! >"$LAB/submit-$1.pid"
+    lab_wait_until 180 "the RUN step's sleep (round $1)" bash -c "pgrep -f 'sleep $dur\$' >/dev/null"
+}
+
+# --- 1. killed and restarted: the job runs until the new coordinator says cancel
+run_until_sleep 1
+p=$(sleep_pid)
+lab_log "RUN step running as pid $p; SIGKILL to the coordinator"
+lab_stop coordinator KILL
+kill "$(cat "$LAB/submit-1.pid")" 2>/dev/null || true   # its build is gone with the coordinator
+lab_wait_until 30 "the agent to notice the coordinator was gone" \
+    grep -q 'silent for .* ms; reconnecting' "$alog"
+sleep 6
+kill -0 "$p" 2>/dev/null || lab_fail "the RUN step (pid $p) ended while no coordinator was there"
+grep -q 'cancelling' "$alog" && lab_fail "the agent cancelled its job with no coordinator to say so"
+lab_log "RUN step (pid $p) still runs; starting the coordinator again"
+lab_start_coordinator "$LAB/farm.yaml"
+t_start=$SECONDS
+lab_wait_until 60 "the agent to be told to cancel its job" grep -q 'cancelling: the coordinator does not run this attempt' "$alog"
+lab_wait_until 30 "the RUN step to end after the cancel" bash -c "! kill -0 $p 2>/dev/null"
+lab_log "cancelled $((SECONDS - t_start)) s after the coordinator came back"
+grep -q 'not a job this coordinator runs there; cancelled' "$LAB/coordinator.log" \
+    || lab_fail "the coordinator did not say it cancelled the job it does not know"
+grep -Eq 'HELLO sent .*\(1 job\(s\) held\)' "$alog" || lab_fail "the agent's HELLO did not list its job"
+lab_wait_nodes 1 60 x86-l
+
+# --- 2. killed and gone: the job runs until --orphan-timeout
+run_until_sleep 2
+p=$(sleep_pid)
+lab_log "RUN step running as pid $p; SIGKILL to the coordinator, not started again"
+lab_stop coordinator KILL
+t_kill=$SECONDS
+kill "$(cat "$LAB/submit-2.pid")" 2>/dev/null || true
+sleep 12
+kill -0 "$p" 2>/dev/null || lab_fail "the RUN step (pid $p) ended 12 s after losing the coordinator (--orphan-timeout 20s)"
+lab_wait_until 40 "the agent to give up its job after --orphan-timeout" \
+    grep -q 'no coordinator answered for [0-9]* s (--orphan-timeout 20 s)' "$alog"
+lab_wait_until 30 "the RUN step to end after the orphan timeout" bash -c "! kill -0 $p 2>/dev/null"
+((SECONDS - t_kill >= 19)) || lab_fail "the job was given up $((SECONDS - t_kill)) s after the kill, before --orphan-timeout"
+lab_log "PASS"
