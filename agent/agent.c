@@ -504,6 +504,7 @@ static void s_on_message(farm_agent_t *self, Farm__Envelope **env_p)
     switch (env->body_case) {
     case FARM__ENVELOPE__BODY_WELCOME: {
         int before = farm_session_heartbeat_ms(self->session);
+        int was_ready = farm_session_ready(self->session); /* a resent HELLO's WELCOME */
         farm_session_on_welcome(self->session, env->welcome->heartbeat_ms, env->welcome->liveness);
         if (farm_session_heartbeat_ms(self->session) != before)
             farm_reactor_timer_reset(self->reactor, self->t_heartbeat,
@@ -511,7 +512,8 @@ static void s_on_message(farm_agent_t *self, Farm__Envelope **env_p)
         farm_log_info("welcomed by %s as %s (heartbeat %d ms)", self->opts.coordinator,
                       self->opts.name, farm_session_heartbeat_ms(self->session));
         self->orphan_said = 0;
-        s_send_held(self);
+        if (!was_ready)
+            s_send_held(self);
         break;
     }
     case FARM__ENVELOPE__BODY_REJECT:

@@ -751,7 +751,9 @@ static int s_on_heartbeat(farm_reactor_t *r, void *arg)
             s_node_lost(self, n, why);
             continue;
         }
-        if (s_send_node(self, n, &env) == FARM_ENOTFOUND)
+        /* after our own pause a node's old connection may be gone while its HELLO on a
+         * new one waits unread: that is not a loss */
+        if (s_send_node(self, n, &env) == FARM_ENOTFOUND && !gap)
             s_node_lost(self, n, "its connection is gone");
     }
     farm_clients_beat(self->cl);
