@@ -339,52 +339,38 @@ static void s_reject(farm_coordinator_t *self, const void *rid, size_t rid_len,
     s_send(self->agents, rid, rid_len, &env);
 }
 
-/* A new session of the node: the attempts its HELLO says it holds and this coordinator
- * runs there are adopted (scheduler.h farm_scheduler_node_rejoin: no re-dispatch, no
- * second copy); its other jobs are queued again. adopted[i] says which (h->n_jobs). */
+/* A new session of the node (HELLO, not resent): the attempts it says it holds and this
+ * coordinator runs there are adopted (farm_scheduler_node_rejoin: no re-dispatch, no
+ * second copy), its other jobs queued again, and each held attempt not adopted is
+ * cancelled on the node (before the WELCOME, so it does not send that result again). */
 static int s_node_rejoin(farm_coordinator_t *self, farm_node_t *node, const Farm__Hello *h,
-                         farm_hello_outcome_t outcome, int *adopted, long long now)
+                         long long now)
 {
     farm_sched_held_t *held = calloc(h->n_jobs + 1, sizeof *held);
+    int *adopted = calloc(h->n_jobs + 1, sizeof *adopted), rc = FARM_ERROR;
     char msg[256];
-    int rc;
 
-    if (!held)
-        return FARM_ERROR;
-    for (size_t i = 0; i < h->n_jobs; i++)
+    for (size_t i = 0; held && i < h->n_jobs; i++)
         held[i] = (farm_sched_held_t){h->jobs[i]->job_id, h->jobs[i]->attempt};
-    if (outcome == FARM_HELLO_RESTARTED)
-        farm_log_warn("node=%s said HELLO with a new session (it reconnected or restarted), "
-                      "holding %zu attempt(s)", node->cfg->name, h->n_jobs);
     snprintf(msg, sizeof msg, "node %s lost (it said HELLO again without this attempt)",
              node->cfg->name);
-    rc = farm_scheduler_node_rejoin(self->sched, node, held, h->n_jobs, adopted, msg, now);
+    if (held && adopted)
+        rc = farm_scheduler_node_rejoin(self->sched, node, held, h->n_jobs, adopted, msg, now);
     for (size_t i = 0; rc == 0 && i < h->n_jobs; i++) {
-        farm_job_t *job = adopted[i] ? farm_scheduler_job(self->sched, held[i].job_id) : NULL;
-        if (!job)
-            continue;
-        farm_log_info("node=%s job=%s attempt=%u adopted: the node kept it %s", node->cfg->name,
-                      job->id, job->attempt, h->jobs[i]->finished ? "and finished it" : "running");
-        farm_builds_event(self->builds, job->build, job, FARM_EVENT_DISPATCHED,
-                          "attempt %u on %s kept through the outage%s", job->attempt,
-                          node->cfg->name, h->jobs[i]->finished ? " (finished)" : "");
-    }
-    free(held);
-    return rc;
-}
-
-/* The held attempts this coordinator did not adopt: the node ends them, or drops their
- * results. */
-static void s_cancel_unadopted(farm_coordinator_t *self, farm_node_t *node, const Farm__Hello *h,
-                               const int *adopted)
-{
-    for (size_t i = 0; i < h->n_jobs; i++) {
         Farm__Envelope env = FARM__ENVELOPE__INIT;
         Farm__JobCancel jc = FARM__JOB_CANCEL__INIT;
-        if (adopted[i])
+        farm_job_t *job = adopted[i] ? farm_scheduler_job(self->sched, held[i].job_id) : NULL;
+        if (job) {
+            farm_log_info("node=%s job=%s attempt=%u adopted: the node kept it %s",
+                          node->cfg->name, job->id, job->attempt,
+                          h->jobs[i]->finished ? "and finished it" : "running");
+            farm_builds_event(self->builds, job->build, job, FARM_EVENT_DISPATCHED,
+                              "attempt %u on %s kept through the outage", job->attempt,
+                              node->cfg->name);
             continue;
+        }
         farm_log_info("node=%s job=%.64s attempt=%u: not a job this coordinator runs there; "
-                      "cancelled", node->cfg->name, h->jobs[i]->job_id, h->jobs[i]->attempt);
+                      "cancelled", node->cfg->name, held[i].job_id, held[i].attempt);
         jc.job_id = h->jobs[i]->job_id;
         jc.attempt = h->jobs[i]->attempt;
         jc.reason = "the coordinator does not run this attempt on this node (it restarted, "
@@ -393,6 +379,9 @@ static void s_cancel_unadopted(farm_coordinator_t *self, farm_node_t *node, cons
         env.job_cancel = &jc;
         s_send_node(self, node, &env);
     }
+    free(held);
+    free(adopted);
+    return rc;
 }
 
 static void s_on_hello(farm_coordinator_t *self, const void *rid, size_t rid_len,
@@ -406,27 +395,24 @@ static void s_on_hello(farm_coordinator_t *self, const void *rid, size_t rid_len
     char reason[1024], **emu = NULL;
     farm_node_t *node = NULL;
     farm_hello_outcome_t outcome;
-    int *adopted = NULL;
     long long now = farm_now_ms();
 
+    if (h->n_jobs > FARM_HELD_JOBS_MAX) { /* an agent holds its slots and 256 results */
+        snprintf(reason, sizeof reason, "HELLO lists %zu held jobs (at most %d)", h->n_jobs,
+                 FARM_HELD_JOBS_MAX);
+        s_reject(self, rid, rid_len, reason, 0);
+        return;
+    }
     outcome = farm_nodes_hello(self->nodes, &node, &hello, rid, rid_len, now, reason,
                                sizeof reason);
     if (outcome == FARM_HELLO_REJECTED) {
         s_reject(self, rid, rid_len, reason, 0);
         return;
     }
-    if (h->n_jobs > FARM_HELD_JOBS_MAX) {
-        farm_nodes_lose(self->nodes, node);
-        farm_scheduler_node_down(self->sched, node, "its HELLO was refused", now);
-        snprintf(reason, sizeof reason, "HELLO lists %zu held jobs (at most %d)", h->n_jobs,
-                 FARM_HELD_JOBS_MAX);
-        s_reject(self, rid, rid_len, reason, 0);
-        return;
-    }
-    if (outcome != FARM_HELLO_RESENT &&
-        (!(adopted = calloc(h->n_jobs + 1, sizeof *adopted)) ||
-         s_node_rejoin(self, node, h, outcome, adopted, now) < 0)) {
-        free(adopted);
+    if (outcome == FARM_HELLO_RESTARTED)
+        farm_log_warn("node=%s said HELLO with a new session (it reconnected or restarted), "
+                      "holding %zu attempt(s)", node->cfg->name, h->n_jobs);
+    if (outcome != FARM_HELLO_RESENT && s_node_rejoin(self, node, h, now) < 0) {
         farm_nodes_lose(self->nodes, node);
         farm_scheduler_node_down(self->sched, node, "coordinator out of memory", now);
         s_reject(self, rid, rid_len, "coordinator out of memory; try again", 1);
@@ -445,9 +431,6 @@ static void s_on_hello(farm_coordinator_t *self, const void *rid, size_t rid_len
     free(emu);
     farm_log_info("node=%s ready: %zu platform(s), %d slot(s), builder %s, version %.32s",
                   node->cfg->name, node->n_platforms, node->slots, node->builder, h->version);
-    if (adopted)
-        s_cancel_unadopted(self, node, h, adopted);
-    free(adopted);
 }
 
 static void s_on_job_log(farm_coordinator_t *self, farm_node_t *node, const Farm__JobLog *m)
@@ -736,9 +719,6 @@ static int s_on_heartbeat(farm_reactor_t *r, void *arg)
 
     long long gap = farm_nodes_gap_check(self->nodes, now, self->cfg->heartbeat_ms);
 
-    if (gap)
-        farm_log_warn("the coordinator did not run for %lld ms (stopped or stalled); every "
-                      "node gets a fresh %lld ms to be heard from", gap, silence);
     env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
     for (size_t i = 0; i < farm_nodes_count(self->nodes); i++) {

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/hmap.h"
+#include "common/log.h"
 #include "common/platform.h"
 
 struct farm_nodes {
@@ -249,6 +250,8 @@ long long farm_nodes_gap_check(farm_nodes_t *self, long long now, int heartbeat_
     self->last_check = now;
     if (gap <= 2LL * heartbeat_ms)
         return 0;
+    farm_log_warn("the coordinator did not run for %lld ms (stopped or stalled); every node "
+                  "gets a fresh liveness period to be heard from", gap);
     for (size_t i = 0; i < self->n; i++)
         if (self->nodes[i].state == FARM_NODE_READY && self->nodes[i].last_seen < now)
             self->nodes[i].last_seen = now;
