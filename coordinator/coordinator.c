@@ -63,6 +63,7 @@ struct farm_coordinator {
     farm_enrolled_t *enrolled; /* which node or client each key is */
     int cache_wait_timer;      /* wakes the dispatch when a job's cache wait ends */
     long long cache_wait_at;   /* ... at this time */
+    int sched_broken;          /* -v's self-check failed and said so (until it passes) */
     farm_pushes_t *pushes;     /* the index-push helpers */
     farm_clients_t *cl;        /* farmctl's requests, and what builds' clients hear */
 };
@@ -821,6 +822,13 @@ static void s_on_turn_end(farm_reactor_t *r, void *arg)
     long long now = farm_now_ms(), wake;
 
     farm_scheduler_dispatch(self->sched, now);
+    /* -v: the bookkeeping's self-check, said once until it holds again */
+    if (farm_log_enabled(FARM_LOG_DEBUG)) {
+        int broken = farm_scheduler_check(self->sched) < 0;
+        if (broken && !self->sched_broken)
+            farm_log_error("%s; please report this with the log", farm_error_last());
+        self->sched_broken = broken;
+    }
     wake = farm_scheduler_wake_at(self->sched);
     if (wake != self->cache_wait_at) {
         if (self->cache_wait_timer > 0)

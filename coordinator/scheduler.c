@@ -753,3 +753,112 @@ size_t farm_scheduler_queued(const farm_scheduler_t *self)
 {
     return self->queued;
 }
+
+/* ------------------------------------------------------------------ self-check */
+
+#define S_BROKEN(...) farm_error_set(FARM_ERROR, "scheduler error: " __VA_ARGS__)
+
+static int s_check_queue(const farm_scheduler_t *self, size_t pi, const farm_link_t *list,
+                         int waiting, size_t *count)
+{
+    for (const farm_link_t *l = list->next; l != list; l = l->next) {
+        const farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, queue_link);
+        if (job->state != FARM_JOB_QUEUED || job->node || job->platform_index != pi ||
+            !!job->warm_waiting != waiting || !farm_link_linked(&job->timer_link) ||
+            farm_link_linked(&job->node_link))
+            return S_BROKEN("job %s in %s's %s is not a queued job of that platform "
+                            "(state %d, warm_waiting %d)", job->id, self->cfg->platforms[pi].platform,
+                            waiting ? "warm waits" : "queue", (int)job->state, job->warm_waiting);
+        if (++*count > self->queued)
+            return S_BROKEN("%s's queue holds more jobs than are queued (%zu)",
+                            self->cfg->platforms[pi].platform, self->queued);
+    }
+    return 0;
+}
+
+static int s_check_node(const farm_scheduler_t *self, size_t ni, size_t *running)
+{
+    const snode_t *sn = &self->nodes[ni];
+    const char *name = self->cfg->nodes[ni].name;
+    int n = 0;
+
+    for (const farm_link_t *l = sn->running.next; l != &sn->running; l = l->next) {
+        const farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, node_link);
+        if (job->state != FARM_JOB_RUNNING || !job->node || job->node->index != ni ||
+            farm_link_linked(&job->queue_link) || !farm_link_linked(&job->timer_link))
+            return S_BROKEN("job %s on node %s's running list is not running there (state "
+                            "%d)", job->id, name, (int)job->state);
+        if (++n > sn->used)
+            break;
+    }
+    if (n != sn->used)
+        return S_BROKEN("node %s counts %d used slot(s) but runs %d job(s)", name, sn->used, n);
+    if (!sn->live && n)
+        return S_BROKEN("node %s is not live but runs %d job(s)", name, n);
+    for (size_t i = 0; i < sn->n_members; i++) {
+        const member_t *m = &sn->members[i];
+        const heap_t *h = &self->plats[m->platform].free[m->emulated];
+        int has_free = sn->live && !sn->drained && sn->node && sn->used < sn->node->slots;
+        if (m->pos >= 0 && ((size_t)m->pos >= h->n || h->a[m->pos] != m))
+            return S_BROKEN("node %s's place in %s's heap is wrong", name,
+                            self->cfg->platforms[m->platform].platform);
+        /* absent with a free slot is allowed: a push that ran out of memory */
+        if (m->pos >= 0 && !has_free)
+            return S_BROKEN("node %s is offered for %s with no free slot (live %d, drained "
+                            "%d, used %d)", name, self->cfg->platforms[m->platform].platform,
+                            sn->live, sn->drained, sn->used);
+    }
+    *running += (size_t)n;
+    return 0;
+}
+
+int farm_scheduler_check(const farm_scheduler_t *self)
+{
+    size_t queued = 0, running = 0, order = 0;
+    int rc;
+
+    for (size_t pi = 0; pi < self->n_plats; pi++) {
+        const splat_t *p = &self->plats[pi];
+        size_t in_queue = 0, in_waits = 0;
+        int live[2] = {0, 0};
+        if ((rc = s_check_queue(self, pi, &p->queue, 0, &in_queue)) < 0 ||
+            (rc = s_check_queue(self, pi, &p->waits, 1, &in_waits)) < 0)
+            return rc;
+        if (in_waits != p->n_waits || in_queue + in_waits != p->queued)
+            return S_BROKEN("%s counts %zu queued and %zu waiting, its lists hold %zu and %zu",
+                            self->cfg->platforms[pi].platform, p->queued, p->n_waits,
+                            in_queue + in_waits, in_waits);
+        queued += p->queued;
+        for (size_t ni = 0; ni < self->n_nodes; ni++) {
+            const snode_t *sn = &self->nodes[ni];
+            for (size_t k = 0; sn->live && !sn->drained && k < sn->n_members; k++)
+                if (sn->members[k].platform == pi)
+                    live[sn->members[k].emulated]++;
+        }
+        if (live[0] != p->live[0] || live[1] != p->live[1])
+            return S_BROKEN("%s counts %d native and %d emulated live node(s), there are %d "
+                            "and %d", self->cfg->platforms[pi].platform, p->live[0], p->live[1],
+                            live[0], live[1]);
+    }
+    if (queued != self->queued)
+        return S_BROKEN("%zu job(s) counted queued, the platforms hold %zu", self->queued,
+                        queued);
+    for (const farm_link_t *l = self->queued_order.next; l != &self->queued_order; l = l->next)
+        if (++order > queued)
+            break;
+    if (order != queued)
+        return S_BROKEN("the queue-timeout order holds %zu job(s), %zu are queued", order,
+                        queued);
+    for (size_t ni = 0; ni < self->n_nodes; ni++)
+        if ((rc = s_check_node(self, ni, &running)) < 0)
+            return rc;
+    order = 0;
+    for (const farm_link_t *l = self->running_order.next; l != &self->running_order;
+         l = l->next)
+        if (++order > running)
+            break;
+    if (order != running)
+        return S_BROKEN("the job-timeout order holds %zu job(s), nodes run %zu", order,
+                        running);
+    return 0;
+}

@@ -112,4 +112,12 @@ size_t farm_scheduler_node_jobs(const farm_scheduler_t *self, const farm_node_t 
                                 farm_job_t **out, size_t max);
 size_t farm_scheduler_queued(const farm_scheduler_t *self);
 
+/* The self-check of the bookkeeping: every queued job in its platform's queue or waits
+ * once, every running job on its node's list once, the counts (queued, waits, used slots,
+ * live nodes) equal to what the lists hold, a node in a platform's heap of free nodes
+ * only when it is live, not drained and has a free slot. 0, or FARM_ERROR naming the first
+ * broken rule ("scheduler error: ..."). The unit tests call it after every step; the
+ * coordinator with -v at every turn's end. */
+int farm_scheduler_check(const farm_scheduler_t *self);
+
 #endif

@@ -289,10 +289,11 @@ __lab_cleanup_inner() {
     lab_kill_all
     # farm built with -DFARM_SANITIZE=ON: a sanitizer report in any file the lab's
     # processes wrote (daemon logs, farmctl's captured stderr) fails the test
-    local pat='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' san
+    # and so does the coordinator's scheduler self-check (it runs at every turn under -v)
+    local pat='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|scheduler error: ' san
     san=$(find "$LAB" -maxdepth 1 -type f -size -64M -print0 | xargs -0 -r grep -lE "$pat" 2>/dev/null)
     if [[ -n $san ]]; then
-        printf '\nlab: SANITIZER REPORT in %s\n' "$(tr '\n' ' ' <<<"$san")" >&2
+        printf '\nlab: SANITIZER OR SCHEDULER REPORT in %s\n' "$(tr '\n' ' ' <<<"$san")" >&2
         xargs -r grep -hE -A30 "$pat" <<<"$san" 2>/dev/null | head -80 >&2
         __lab_sanitizer_failed=1
         rc=1

@@ -14,9 +14,87 @@
 #include <cmocka.h>
 
 #include "common/config.h"
+#include "common/error.h"
 #include "coordinator/nodes.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/warm.h"
+
+/* Every step the tests take is followed by the scheduler's self-check: each call below
+ * goes through a wrapper that asserts farm_scheduler_check() after it. */
+static void s_checked(const farm_scheduler_t *s)
+{
+    if (farm_scheduler_check(s) < 0)
+        fail_msg("%s", farm_error_last());
+}
+
+static int s_add(farm_scheduler_t *s, farm_job_t *j, long long now)
+{
+    int rc = farm_scheduler_add(s, j, now);
+    s_checked(s);
+    return rc;
+}
+
+static int s_node_up(farm_scheduler_t *s, farm_node_t *n, long long now)
+{
+    int rc = farm_scheduler_node_up(s, n, now);
+    s_checked(s);
+    return rc;
+}
+
+static void s_node_down(farm_scheduler_t *s, farm_node_t *n, const char *why, long long now)
+{
+    farm_scheduler_node_down(s, n, why, now);
+    s_checked(s);
+}
+
+static int s_node_rejoin(farm_scheduler_t *s, farm_node_t *n, const farm_sched_held_t *held,
+                         size_t k, int *adopted, const char *why, long long now)
+{
+    int rc = farm_scheduler_node_rejoin(s, n, held, k, adopted, why, now);
+    s_checked(s);
+    return rc;
+}
+
+static void s_node_drain(farm_scheduler_t *s, farm_node_t *n, int on)
+{
+    farm_scheduler_node_drain(s, n, on);
+    s_checked(s);
+}
+
+static size_t s_dispatch(farm_scheduler_t *s, long long now)
+{
+    size_t n = farm_scheduler_dispatch(s, now);
+    s_checked(s);
+    return n;
+}
+
+static void s_release(farm_scheduler_t *s, farm_job_t *j)
+{
+    farm_scheduler_release(s, j);
+    s_checked(s);
+}
+
+static void s_withdraw(farm_scheduler_t *s, farm_job_t *j, const char *reason)
+{
+    farm_scheduler_withdraw(s, j, reason);
+    s_checked(s);
+}
+
+static void s_tick(farm_scheduler_t *s, long long now)
+{
+    farm_scheduler_tick(s, now);
+    s_checked(s);
+}
+
+#define farm_scheduler_add s_add
+#define farm_scheduler_node_up s_node_up
+#define farm_scheduler_node_down s_node_down
+#define farm_scheduler_node_rejoin s_node_rejoin
+#define farm_scheduler_node_drain s_node_drain
+#define farm_scheduler_dispatch s_dispatch
+#define farm_scheduler_release s_release
+#define farm_scheduler_withdraw s_withdraw
+#define farm_scheduler_tick s_tick
 
 #define MAX_EV 20000
 
@@ -296,6 +374,29 @@ static void test_drain(void **state)
     s_job(fx, 2, "linux/arm/v7", 2);
     farm_scheduler_dispatch(fx->s, 2);
     assert_string_equal(s_nth(fx, 'a', 2)->node, "pi");
+    s_fx_free(fx);
+}
+
+/* The self-check is not vacuous: a job whose state no longer matches the list it is on,
+ * or a running job unlinked behind the scheduler's back, is named. */
+static void test_self_check_names_broken_bookkeeping(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 2);
+    s_up(fx, "a", "linux/amd64", 0);
+    s_job(fx, 0, "linux/amd64", 0);
+    s_job(fx, 1, "linux/amd64", 0);
+    assert_int_equal(farm_scheduler_check(fx->s), 0);
+    fx->jobs[1].state = FARM_JOB_RUNNING; /* still in the queue */
+    assert_int_equal(farm_scheduler_check(fx->s), FARM_ERROR);
+    assert_non_null(strstr(farm_error_last(), "scheduler error: job b1.2 in linux/amd64's queue"));
+    fx->jobs[1].state = FARM_JOB_QUEUED;
+    farm_scheduler_dispatch(fx->s, 0);
+    assert_ptr_not_equal(fx->jobs[0].node, NULL);
+    farm_link_remove(&fx->jobs[0].node_link); /* the slot stays counted */
+    assert_int_equal(farm_scheduler_check(fx->s), FARM_ERROR);
+    assert_non_null(strstr(farm_error_last(), "node a counts 2 used slot(s) but runs 1 job(s)"));
+    farm_link_push_back(&fx->jobs[1].node_link, &fx->jobs[0].node_link);
+    assert_int_equal(farm_scheduler_check(fx->s), 0);
     s_fx_free(fx);
 }
 
@@ -889,6 +990,7 @@ int main(void)
         cmocka_unit_test(test_warm_keys_are_bounded),
         cmocka_unit_test(test_rejoin_adopts_what_the_node_holds),
         cmocka_unit_test(test_rejoin_takes_back_a_requeued_attempt),
+        cmocka_unit_test(test_self_check_names_broken_bookkeeping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
