@@ -193,6 +193,7 @@ static void s_context_status(farm_clients_t *self, const void *rid, size_t rid_l
     cs.have = st->have;
     cs.offset = st->offset;
     cs.error = (char *)st->error;
+    cs.retry = st->error[0] && st->retry;
     env.body_case = FARM__ENVELOPE__BODY_CONTEXT_STATUS;
     env.context_status = &cs;
     s_send(self, rid, rid_len, &env);
@@ -493,8 +494,8 @@ void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
         break;
     case FARM__ENVELOPE__BODY_CONTEXT_CHUNK: {
         const Farm__ContextChunk *ch = env->context_chunk;
-        farm_ctxstore_chunk(self->ctx, &st, c->rid, c->rid_len, ch->digest, ch->offset,
-                            ch->data.data, ch->data.len, farm_now_ms());
+        farm_ctxstore_chunk(self->ctx, &st, c->rid, c->rid_len, c->key, ch->digest,
+                            ch->offset, ch->data.data, ch->data.len, farm_now_ms());
         s_context_status(self, c->rid, c->rid_len, ch->digest, &st);
         break;
     }

@@ -23,6 +23,7 @@
 #define OWNERS_PER_CONTEXT 256 /* beyond it the earliest uploader must send it again */
 #define OWNERS_FILE "owners.json"
 #define OWNERS_FILE_MAX (16u << 20)
+#define KEY_MAX (1 + 256 + FARM_DIGEST_STRLEN)
 
 /* Who uploaded a stored context's bytes: a build is served a context only for one of
  * them (a digest is printed and logged, so knowing it proves nothing). */
@@ -36,7 +37,7 @@ typedef struct owners {
 typedef struct upload {
     struct upload *next;
     char owner[OWNER_MAX + 1]; /* the client's key, "" without keys */
-    char key[256 + FARM_DIGEST_STRLEN]; /* client routing id + digest */
+    char key[KEY_MAX];         /* s_key: the client (key, or connection) + digest */
     size_t key_len;
     farm_store_upload_t *u;
     long long last_activity;
@@ -264,21 +265,40 @@ void farm_ctxstore_destroy(farm_ctxstore_t **self_p)
     *self_p = NULL;
 }
 
-static size_t s_key(char *key, const void *client, size_t client_len, const char *digest)
+/* An upload's key: 'k', the client's key and the digest, so that every connection of a
+ * keyed client shares one upload of a digest; without keys ('c') the connection's routing
+ * id, as a client is then its connection. */
+static size_t s_key(char *key, const void *client, size_t client_len, const char *owner,
+                    const char *digest)
 {
     size_t dl = strlen(digest);
+    if (owner && owner[0]) {
+        client = owner;
+        client_len = strlen(owner);
+        key[0] = 'k';
+    } else {
+        key[0] = 'c';
+    }
     if (client_len > 256)
         client_len = 256;
-    memcpy(key, client, client_len);
-    memcpy(key + client_len, digest, dl);
-    return client_len + dl;
+    memcpy(key + 1, client, client_len);
+    memcpy(key + 1 + client_len, digest, dl);
+    return 1 + client_len + dl;
 }
 
 static void s_status(farm_ctx_status_t *out, int have, uint64_t offset, const char *error)
 {
     out->have = have;
     out->offset = offset;
+    out->retry = 0;
     snprintf(out->error, sizeof out->error, "%s", error ? error : "");
+}
+
+/* A refusal that another offer after a pause gets past. */
+static void s_status_retry(farm_ctx_status_t *out, uint64_t offset, const char *error)
+{
+    s_status(out, 0, offset, error);
+    out->retry = 1;
 }
 
 /* One client cannot hold every upload slot: at its limit, its oldest upload makes room.
@@ -289,10 +309,13 @@ static void s_client_room(farm_ctxstore_t *self, const void *client, size_t clie
     upload_t *oldest = NULL;
     size_t mine = 0;
 
+    if (client_len > 256)
+        client_len = 256;
     for (upload_t *o = self->uploads; o; o = o->next) {
         if (owner && owner[0] ? strcmp(o->owner, owner) != 0
-                              : (o->key_len - strlen(digest) != client_len ||
-                                 memcmp(o->key, client, client_len) != 0))
+                              : (o->key[0] != 'c' ||
+                                 o->key_len - 1 - strlen(digest) != client_len ||
+                                 memcmp(o->key + 1, client, client_len) != 0))
             continue;
         mine++;
         if (!oldest || o->last_activity < oldest->last_activity)
@@ -378,7 +401,7 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
                          size_t client_len, const char *owner, const char *digest,
                          uint64_t size, long long now)
 {
-    char key[256 + FARM_DIGEST_STRLEN];
+    char key[KEY_MAX];
     size_t key_len;
     uint64_t have_size = 0, kept = 0, inflight = 0;
     char err[sizeof out->error];
@@ -406,9 +429,24 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
         s_status(out, 1, size, NULL);
         return;
     }
-    key_len = s_key(key, client, client_len, digest);
-    if ((up = farm_hmap_get(self->by_key, key, key_len)))
-        s_drop(self, up); /* offered again: start over */
+    key_len = s_key(key, client, client_len, owner, digest);
+    if ((up = farm_hmap_get(self->by_key, key, key_len))) {
+        /* this client is uploading it already (another submit, or this one again): join
+         * that upload, so concurrent submits of one context take one slot and none is
+         * replaced; the bytes are the client's own, whoever of its connections sends them */
+        if (farm_store_upload_size(up->u) != size) {
+            snprintf(err, sizeof err, "this client is already uploading %s with a size of "
+                     "%llu bytes, not %llu: the same digest cannot have two sizes (is the "
+                     "context file changing while farmctl reads it?)", digest,
+                     (unsigned long long)farm_store_upload_size(up->u),
+                     (unsigned long long)size);
+            s_status(out, 0, 0, err);
+            return;
+        }
+        up->last_activity = now;
+        s_status(out, 0, farm_store_upload_offset(up->u), NULL);
+        return;
+    }
     if (self->quota && s_make_room(self, size, &kept, &inflight) < 0) {
         farm_ctxstore_quota_text(err, sizeof err, size, self->quota, kept, inflight);
         s_status(out, 0, 0, err);
@@ -416,7 +454,7 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
     }
     s_client_room(self, client, client_len, owner, digest);
     if (self->n_uploads >= self->max_uploads) {
-        s_status(out, 0, 0, "the coordinator is receiving too many contexts at once "
+        s_status_retry(out, 0, "the coordinator is receiving too many contexts at once "
                             "(coordinator.max_uploads); try again shortly");
         return;
     }
@@ -445,31 +483,44 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
 }
 
 void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
-                         size_t client_len, const char *digest, uint64_t offset,
-                         const void *data, size_t len, long long now)
+                         size_t client_len, const char *owner_in, const char *digest,
+                         uint64_t offset, const void *data, size_t len, long long now)
 {
-    char key[256 + FARM_DIGEST_STRLEN], owner[OWNER_MAX + 1];
+    char key[KEY_MAX], owner[OWNER_MAX + 1];
     size_t key_len;
     upload_t *up;
-    uint64_t size;
+    uint64_t size, at;
 
     if (!farm_digest_valid(digest)) {
         s_status(out, 0, 0, "not a sha256 digest");
         return;
     }
-    key_len = s_key(key, client, client_len, digest);
+    key_len = s_key(key, client, client_len, owner_in, digest);
     up = farm_hmap_get(self->by_key, key, key_len);
     if (!up) {
-        s_status(out, 0, 0, "no upload in progress; offer first");
+        /* replaced, expired, or finished by another connection of this client */
+        s_status_retry(out, 0, "no upload in progress; offer first");
         return;
     }
-    if (offset != farm_store_upload_offset(up->u) ||
-        offset + len > farm_store_upload_size(up->u)) {
-        s_status(out, 0, farm_store_upload_offset(up->u),
-                 "chunk out of order or beyond the offered size");
+    at = farm_store_upload_offset(up->u);
+    if (offset + len > farm_store_upload_size(up->u) || offset + len < offset) {
+        s_status(out, 0, at, "chunk beyond the offered size");
         return;
     }
-    if (farm_store_upload_write(up->u, data, len) < 0) {
+    if (offset > at) {
+        /* a gap: the upload started over after this sender's offer */
+        s_status_retry(out, at, "chunk out of order (the upload is at an earlier offset); "
+                                "offer again");
+        return;
+    }
+    /* bytes before `at` came from another connection of this client: only the rest is new */
+    if (offset + len < at || (len > 0 && offset + len == at)) {
+        up->last_activity = now;
+        s_status(out, 0, at, NULL);
+        return;
+    }
+    if (farm_store_upload_write(up->u, (const char *)data + (at - offset),
+                                len - (size_t)(at - offset)) < 0) {
         char err[512];
         snprintf(err, sizeof err, "coordinator cannot store the context: %s", farm_error_last());
         s_drop(self, up);

@@ -14,13 +14,15 @@ typedef struct farm_ctxstore farm_ctxstore_t;
 typedef struct {
     int have;          /* the context is stored: nothing more to send */
     uint64_t offset;   /* else: send from here */
+    int retry;         /* with error: offer again after a pause (upload gone, or busy) */
     char error[512];   /* "" when fine */
 } farm_ctx_status_t;
 
 /* quota: bytes of contexts kept (0: no bound); the sweep removes the least recently used
  * beyond it, and an offer larger than it is refused. Uploads at once: max_uploads in all,
  * max_per_client per client (a client's next one replaces its oldest). in_use says which
- * contexts running builds need: never evicted. */
+ * contexts running builds need: never evicted. One upload per client and digest: a client
+ * is its key (all its connections share the upload), or without keys its connection. */
 farm_ctxstore_t *farm_ctxstore_new(const char *dir, uint64_t quota, size_t max_uploads,
                                    size_t max_per_client,
                                    int (*in_use)(void *arg, const char *digest), void *arg);
@@ -30,7 +32,9 @@ void farm_ctxstore_destroy(farm_ctxstore_t **self_p);
  * hashing to digest. The answer is "have" only when this owner uploaded those bytes
  * itself; for anyone else the offer is answered and taken as if the context were absent
  * (its age unchanged), so a digest reveals nothing of what others sent. A completed
- * upload makes its owner one of the context's owners (kept in DIR/owners.json). */
+ * upload makes its owner one of the context's owners (kept in DIR/owners.json). An offer
+ * of a digest the same client is already uploading joins that upload (no second slot,
+ * answered with its offset): every connection of that key may send its next bytes. */
 void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
                          size_t client_len, const char *owner, const char *digest,
                          uint64_t size, long long now);
@@ -39,9 +43,13 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
  * (uploads in progress) leave no room; names coordinator.context_quota and what to do. */
 void farm_ctxstore_quota_text(char *out, size_t cap, uint64_t size, uint64_t quota,
                               uint64_t kept, uint64_t inflight);
-/* The next chunk of that client's upload. */
+/* The next chunk of that client's upload. A chunk overlapping bytes already received
+ * (another connection of the client sent them) adds only what is new; the answer's offset
+ * says where the upload is. A chunk for no upload, or past a gap, is answered with retry
+ * set: offer again. owner as in farm_ctxstore_offer. */
 void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const void *client,
-                         size_t client_len, const char *digest, uint64_t offset,
+                         size_t client_len, const char *owner, const char *digest,
+                         uint64_t offset,
                          const void *data, size_t len, long long now);
 /* 1 and *out_size when the context is stored (verified): for agents, which fetch what
  * the coordinator dispatched. */

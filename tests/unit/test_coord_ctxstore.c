@@ -3,7 +3,9 @@
  * logged, so knowing it proves nothing. Another client's offer is answered as if the
  * context were absent (no oracle), does not refresh its age, and is taken as an upload;
  * who uploaded what outlives a restart and is forgotten with the context. An offer the
- * quota cannot hold is refused naming coordinator.context_quota and what to do. */
+ * quota cannot hold is refused naming coordinator.context_quota and what to do.
+ * Concurrent submits of one context by one client share one upload: none replaces
+ * another, and an upload that is gone is answered "offer again" (retry), not a failure. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -66,7 +68,7 @@ static farm_ctx_status_t s_send(farm_ctxstore_t *cs, const char *rid, const char
     if (st.have)
         return st;
     assert_int_equal(st.offset, 0);
-    farm_ctxstore_chunk(cs, &st, rid, strlen(rid), s_digest, 0, bytes, len, 1001);
+    farm_ctxstore_chunk(cs, &st, rid, strlen(rid), owner, s_digest, 0, bytes, len, 1001);
     return st;
 }
 
@@ -115,7 +117,8 @@ static void test_only_uploaders_are_served(void **state)
     /* bytes that are not the context's make him no owner */
     memcpy(forged, s_bytes, sizeof forged);
     forged[0] = 'A';
-    farm_ctxstore_chunk(cs, &st, "bob-conn", 8, s_digest, 0, forged, sizeof s_bytes - 1, 2001);
+    farm_ctxstore_chunk(cs, &st, "bob-conn", 8, BOB, s_digest, 0, forged, sizeof s_bytes - 1,
+                        2001);
     assert_false(st.have);
     assert_string_equal(st.error, "uploaded bytes do not match the offered digest");
     assert_false(farm_ctxstore_has_for(cs, s_digest, BOB, &size));
@@ -250,6 +253,112 @@ static void test_quota_refusals(void **state)
     farm_ctxstore_destroy(&cs);
 }
 
+static void s_offer(farm_ctxstore_t *cs, farm_ctx_status_t *st, const char *rid,
+                    const char *owner, const char *digest, uint64_t size)
+{
+    farm_ctxstore_offer(cs, st, rid, strlen(rid), owner, digest, size, 1000);
+}
+
+static void s_chunk(farm_ctxstore_t *cs, farm_ctx_status_t *st, const char *rid,
+                    const char *owner, uint64_t offset, size_t len)
+{
+    farm_ctxstore_chunk(cs, st, rid, strlen(rid), owner, s_digest, offset, s_bytes + offset, len,
+                        1001);
+}
+
+/* One client's connections share its upload of a digest; other clients never do. */
+static void test_concurrent_uploads_join(void **state)
+{
+    /* one upload per client at once: a second upload slot would replace the first */
+    farm_ctxstore_t *cs = farm_ctxstore_new(s_store, 0, 0, 1, NULL, NULL);
+    const size_t len = sizeof s_bytes - 1, half = len / 2;
+    farm_ctx_status_t st;
+    char other[FARM_DIGEST_STRLEN];
+    uint64_t size;
+    (void)state;
+
+    assert_non_null(cs);
+    s_offer(cs, &st, "alice-1", ALICE, s_digest, len);
+    assert_string_equal(st.error, "");
+    s_chunk(cs, &st, "alice-1", ALICE, 0, half);
+    assert_string_equal(st.error, "");
+    assert_int_equal(st.offset, half);
+    /* her second submit joins: answered with the upload's offset, nothing replaced */
+    s_offer(cs, &st, "alice-2", ALICE, s_digest, len);
+    assert_string_equal(st.error, "");
+    assert_false(st.have);
+    assert_int_equal(st.offset, half);
+    /* bob's offer of the same digest is his own upload, from 0: hers is not his */
+    s_offer(cs, &st, "bob-1", BOB, s_digest, len);
+    assert_string_equal(st.error, "");
+    assert_int_equal(st.offset, 0);
+    /* the same digest with another size is refused, not joined, not retried */
+    s_offer(cs, &st, "alice-3", ALICE, s_digest, len + 1);
+    assert_non_null(strstr(st.error, "the same digest cannot have two sizes"));
+    assert_false(st.retry);
+    /* alice-2 sends from 0 (a chunk overlapping what alice-1 sent): only the rest is new */
+    s_chunk(cs, &st, "alice-2", ALICE, 0, len);
+    assert_string_equal(st.error, "");
+    assert_true(st.have);
+    assert_true(farm_ctxstore_has_for(cs, s_digest, ALICE, &size));
+    assert_false(farm_ctxstore_has_for(cs, s_digest, BOB, &size));
+    /* alice-1's next chunk finds the upload finished: offer again, which says "have" */
+    s_chunk(cs, &st, "alice-1", ALICE, half, len - half);
+    assert_string_equal(st.error, "no upload in progress; offer first");
+    assert_true(st.retry);
+    s_offer(cs, &st, "alice-1", ALICE, s_digest, len);
+    assert_string_equal(st.error, "");
+    assert_true(st.have);
+    /* bob's upload went on beside hers, and a chunk past its offset is a gap: retry */
+    s_chunk(cs, &st, "bob-1", BOB, half, len - half);
+    assert_true(st.retry);
+    assert_int_equal(st.offset, 0);
+    assert_false(farm_ctxstore_has_for(cs, s_digest, BOB, &size));
+
+    /* the bound per client holds: bob's upload of another digest replaces this one, and
+     * the replaced upload's sender is told to offer again */
+    farm_digest_buffer(other, "more", 4);
+    s_offer(cs, &st, "bob-2", BOB, other, 4);
+    assert_string_equal(st.error, "");
+    s_chunk(cs, &st, "bob-1", BOB, 0, len);
+    assert_string_equal(st.error, "no upload in progress; offer first");
+    assert_true(st.retry);
+    farm_ctxstore_destroy(&cs);
+
+    /* without keys a client is its connection: two connections do not share an upload */
+    cs = farm_ctxstore_new(s_store, 0, 0, 1, NULL, NULL);
+    farm_digest_buffer(s_digest, "keyless", 7);
+    assert_non_null(cs);
+    s_offer(cs, &st, "conn-a", "", s_digest, 7);
+    farm_ctxstore_chunk(cs, &st, "conn-a", 6, "", s_digest, 0, "key", 3, 1001);
+    assert_int_equal(st.offset, 3);
+    s_offer(cs, &st, "conn-b", "", s_digest, 7);
+    assert_string_equal(st.error, "");
+    assert_int_equal(st.offset, 0);
+    farm_ctxstore_destroy(&cs);
+}
+
+/* Uploads in all are bounded; the refusal asks for another offer (farmctl waits and
+ * offers again) and names coordinator.max_uploads. */
+static void test_uploads_in_all(void **state)
+{
+    farm_ctxstore_t *cs = farm_ctxstore_new(s_store, 0, 2, 0, NULL, NULL);
+    farm_ctx_status_t st;
+    (void)state;
+
+    assert_non_null(cs);
+    s_offer(cs, &st, "a", ALICE, s_digest, 10);
+    s_offer(cs, &st, "b", BOB, s_digest, 10);
+    assert_string_equal(st.error, "");
+    s_offer(cs, &st, "c", CAROL, s_digest, 10);
+    assert_non_null(strstr(st.error, "(coordinator.max_uploads); try again shortly"));
+    assert_true(st.retry);
+    /* a client joining its own upload needs no slot */
+    s_offer(cs, &st, "a2", ALICE, s_digest, 10);
+    assert_string_equal(st.error, "");
+    farm_ctxstore_destroy(&cs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +366,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_owners_file, s_setup, s_teardown),
         cmocka_unit_test(test_quota_text),
         cmocka_unit_test_setup_teardown(test_quota_refusals, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_uploads_join, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_uploads_in_all, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
