@@ -444,6 +444,10 @@ void farm_ctxstore_offer(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
             return;
         }
         up->last_activity = now;
+        farm_log_debug("an offer of %s joins its client's upload in progress (at %llu of "
+                       "%llu bytes)", digest,
+                       (unsigned long long)farm_store_upload_offset(up->u),
+                       (unsigned long long)size);
         s_status(out, 0, farm_store_upload_offset(up->u), NULL);
         return;
     }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/buildflags.h"
@@ -35,6 +36,8 @@
 
 #define REPLY_TIMEOUT_MS 15000
 #define SILENCE_TIMEOUT_MS 60000 /* the coordinator heartbeats running builds */
+#define UPLOAD_OFFERS 10         /* offers of one context before farmctl gives up */
+#define UPLOAD_PAUSE_MS 100      /* the first pause before offering again; doubles */
 
 static volatile sig_atomic_t s_interrupted;
 
@@ -391,9 +394,11 @@ static int s_dockerfile_rel(char *out, size_t len, const char *context, const ch
 }
 
 /* Sends the chunks from `from` while fewer than FARM_WIRE_WINDOW bytes are unacknowledged
- * (a credit window, zguide ch. 7 "file transfer": no stop-and-wait per chunk). */
+ * (a credit window, zguide ch. 7 "file transfer": no stop-and-wait per chunk). Each chunk
+ * is answered once: *unanswered counts them. */
 static int s_upload_pump(farmctl_client_t *cl, int fd, char *buf, const char *tar,
-                         const char *digest, uint64_t size, uint64_t *sent, uint64_t acked)
+                         const char *digest, uint64_t size, uint64_t *sent, uint64_t acked,
+                         unsigned *unanswered)
 {
     while (*sent < size && *sent - acked < FARM_WIRE_WINDOW) {
         Farm__Envelope env = FARM__ENVELOPE__INIT;
@@ -414,26 +419,57 @@ static int s_upload_pump(farmctl_client_t *cl, int fd, char *buf, const char *ta
         if ((rc = farmctl_client_send(cl, &env)) < 0)
             return rc;
         *sent += (uint64_t)n;
+        (*unanswered)++;
     }
     return 0;
 }
 
-static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, uint64_t size,
-                    const submit_opts_t *o)
+static int s_offer(farmctl_client_t *cl, const char *digest, uint64_t size)
 {
-    Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__ContextOffer offer = FARM__CONTEXT_OFFER__INIT;
-    char *buf = NULL;
-    int fd = -1, rc, uploading = 0;
-    uint64_t sent = 0, acked = 0;
 
     offer.digest = (char *)digest;
     offer.size = size;
     env.body_case = FARM__ENVELOPE__BODY_CONTEXT_OFFER;
     env.context_offer = &offer;
-    if ((rc = farmctl_client_send(cl, &env)) < 0)
+    return farmctl_client_send(cl, &env);
+}
+
+/* Before offering again: 100 ms doubling up to 3.2 s, each between half and all of it so
+ * that clients told at once do not offer again in step. */
+static void s_upload_pause(unsigned attempt)
+{
+    long ms = (long)UPLOAD_PAUSE_MS << (attempt <= 6 ? attempt - 1 : 5);
+    struct timespec ts;
+
+    ms = ms / 2 + (long)(((unsigned)getpid() * 2654435761u + attempt * 40503u) %
+                         (unsigned)(ms / 2 + 1));
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Offers the context and sends what the coordinator lacks. An answer with retry set (the
+ * upload was replaced or expired, another submit of this client finished it, the
+ * coordinator receives too many at once) is not a failure: once the chunks in flight are
+ * answered, farmctl pauses and offers again, at most UPLOAD_OFFERS times. */
+static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, uint64_t size,
+                    const submit_opts_t *o)
+{
+    Farm__Envelope *reply = NULL;
+    char *buf = NULL;
+    int fd = -1, rc, uploading = 0, again = 0, sent_any = 0;
+    unsigned offers = 1, unanswered = 1;
+    uint64_t sent = 0, acked = 0;
+
+    if ((rc = s_offer(cl, digest, size)) < 0)
         return rc;
     for (;;) {
+        const Farm__ContextStatus *st;
+
+        farm_wire_free(&reply);
         rc = farmctl_client_recv(cl, &reply, REPLY_TIMEOUT_MS);
         if (rc == FARM_ERETRY) {
             rc = farmctl_client_silent(cl, REPLY_TIMEOUT_MS);
@@ -441,10 +477,8 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
         }
         if (rc < 0)
             goto done;
-        if (reply->body_case == FARM__ENVELOPE__BODY_HEARTBEAT) {
-            farm_wire_free(&reply);
+        if (reply->body_case == FARM__ENVELOPE__BODY_HEARTBEAT)
             continue;
-        }
         if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
             /* a role or quota refusal: the coordinator's words, shown inert */
             char why[1024];
@@ -456,38 +490,66 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
             rc = farm_error_set(FARM_EINVALID, "unexpected answer to a context upload");
             goto done;
         }
-        if (reply->context_status->error[0]) {
-            char why[1024];
-            farm_text_inert(why, sizeof why, reply->context_status->error);
-            rc = farm_error_set(FARM_ERROR, "context upload refused: %s", why);
-            goto done;
-        }
-        if (reply->context_status->have) {
+        st = reply->context_status;
+        if (unanswered)
+            unanswered--;
+        if (st->have) {
             farmctl_progress_note(o->pg, "#context %s %s", digest,
-                                  uploading ? "uploaded"
-                                            : "already on the coordinator (not sent again)");
+                                  sent_any ? "uploaded"
+                                           : "already on the coordinator (not sent again)");
             rc = 0;
             goto done;
         }
+        if (st->error[0] && !again) {
+            char why[1024];
+            farm_text_inert(why, sizeof why, st->error);
+            if (!st->retry) {
+                rc = farm_error_set(FARM_ERROR, "context upload refused: %s", why);
+                goto done;
+            }
+            if (offers >= UPLOAD_OFFERS) {
+                rc = farm_error_set(FARM_ERROR, "context upload refused: %s (offered %u "
+                                    "times; submit again later)", why, offers);
+                goto done;
+            }
+            farmctl_progress_note(o->pg, "#context %s offered again: %s", digest, why);
+            again = 1;
+        }
+        if (again) {
+            /* the answers to chunks still in flight are of the upload that is gone */
+            if (unanswered)
+                continue;
+            s_upload_pause(offers);
+            if ((rc = s_offer(cl, digest, size)) < 0)
+                goto done;
+            offers++;
+            unanswered = 1;
+            again = uploading = 0;
+            continue;
+        }
         if (!uploading) {
             /* the coordinator lacks it: start where it says */
-            if ((fd = open(tar, O_RDONLY | O_CLOEXEC)) < 0) {
+            if (fd < 0 && (fd = open(tar, O_RDONLY | O_CLOEXEC)) < 0) {
                 rc = farm_error_set(FARM_EIO, "cannot read %s", tar);
                 goto done;
             }
-            if (!(buf = malloc(FARM_WIRE_CHUNK))) {
+            if (!buf && !(buf = malloc(FARM_WIRE_CHUNK))) {
                 rc = farm_error_set(FARM_ERROR, "out of memory");
                 goto done;
             }
             uploading = 1;
-            sent = acked = reply->context_status->offset;
-            farmctl_progress_note(o->pg, "#context %s uploading %llu bytes", digest,
-                                  (unsigned long long)size);
-        } else if (reply->context_status->offset > acked) {
-            acked = reply->context_status->offset;
+            sent = acked = st->offset;
+            if (!sent_any)
+                farmctl_progress_note(o->pg, "#context %s uploading %llu bytes", digest,
+                                      (unsigned long long)size);
+            sent_any = 1;
+        } else if (st->offset > acked) {
+            /* another submit of this client sends the same upload: skip what it sent */
+            acked = st->offset;
+            if (sent < acked)
+                sent = acked;
         }
-        farm_wire_free(&reply);
-        if ((rc = s_upload_pump(cl, fd, buf, tar, digest, size, &sent, acked)) < 0)
+        if ((rc = s_upload_pump(cl, fd, buf, tar, digest, size, &sent, acked, &unanswered)) < 0)
             goto done;
     }
 done:
