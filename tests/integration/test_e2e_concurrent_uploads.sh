@@ -46,7 +46,7 @@ failed=0
 for p in "${pids[@]}"; do
     if ! wait "${p%%:*}"; then
         failed=$((failed + 1))
-        lab_log "submit ${p#*:} failed: $(grep -v STEP "$LAB/${p#*:}.err" | tail -3)"
+        lab_log "submit ${p#*:} failed: $(grep "^farmctl submit:" "$LAB/${p#*:}.err" | tail -1)"
     fi
 done
 lab_log "$(( ${#clients[@]} * per )) submits in $((SECONDS - t0)) s, $failed failed"
