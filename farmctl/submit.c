@@ -676,9 +676,14 @@ static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
             return rc;
         rc = farmctl_client_recv(cl, &msg, 250);
         if (rc == FARM_ERETRY) {
+            /* until a client can reattach, say only what is known: a paused coordinator
+             * may still finish the build, a restarted one has lost it */
             if (farm_now_ms() - last > SILENCE_TIMEOUT_MS)
-                return farm_error_set(FARM_EIO, "the coordinator went silent for %d s; the "
-                                      "build may still finish there", SILENCE_TIMEOUT_MS / 1000);
+                return farm_error_set(FARM_EIO, "no word from the coordinator at %s for %d s; "
+                                      "build %s may still be running there or may have been "
+                                      "lost with a restart; `farmctl builds` shows whether it "
+                                      "is there", farmctl_client_endpoint(cl),
+                                      SILENCE_TIMEOUT_MS / 1000, o->build_id);
             continue;
         }
         if (rc < 0)

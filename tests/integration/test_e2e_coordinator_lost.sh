@@ -5,7 +5,8 @@
 #    process lives through the outage (the old agent killed it 2.5 s after the kill); the
 #    restarted coordinator does not know the job, answers the agent's HELLO (which lists
 #    it) with a cancel, and only then does the agent end it, naming the coordinator's
-#    reason.
+#    reason. Its farmctl submit, left running, hears nothing more and after its 60 s
+#    silence bound says which build may be running or lost and what to run.
 # 2. The coordinator is SIGKILLed mid-RUN-step and not started again: the job goes on
 #    until --orphan-timeout (20 s here) and is ended then, with that reason.
 set -euo pipefail
@@ -43,7 +44,7 @@ run_until_sleep 1
 p=$(sleep_pid)
 lab_log "RUN step running as pid $p; SIGKILL to the coordinator"
 lab_stop coordinator KILL
-kill "$(cat "$LAB/submit-1.pid")" 2>/dev/null || true   # its build is gone with the coordinator
+t_kill1=$SECONDS   # farmctl submit 1 is left running: it must say its build may be lost
 lab_wait_until 30 "the agent to notice the coordinator was gone" \
     grep -q 'silent for .* ms; reconnecting' "$alog"
 sleep 6
@@ -59,6 +60,20 @@ grep -q 'not a job this coordinator runs there; cancelled' "$LAB/coordinator.log
     || lab_fail "the coordinator did not say it cancelled the job it does not know"
 grep -Eq 'HELLO sent .*\(1 job\(s\) held\)' "$alog" || lab_fail "the agent's HELLO did not list its job"
 lab_wait_nodes 1 60 x86-l
+# farmctl, whose build went with the killed coordinator, hears nothing from the new one:
+# after its 60 s silence bound it says which build and what is known, not that it finishes
+spid=$(cat "$LAB/submit-1.pid")
+lab_wait_until 150 "farmctl submit (round 1) to give up on the silent coordinator" \
+    grep -q 'no word from the coordinator' "$LAB/err-1"
+st=0; wait "$spid" || st=$?   # it exits right after saying so
+((st == 1)) || lab_fail "farmctl submit (round 1) exited $st after the coordinator went silent, not 1"
+((SECONDS - t_kill1 >= 55)) || lab_fail "farmctl gave up $((SECONDS - t_kill1)) s after the kill, before its 60 s bound"
+bid=$(grep -ho 'build b[0-9]*-[0-9a-f]* accepted' "$LAB/out-1" "$LAB/err-1" | head -1 | cut -d' ' -f2)
+[[ -n "$bid" ]] || lab_fail "farmctl submit (round 1) did not say its build was accepted"
+want="farmctl submit: no word from the coordinator at $FARM_COORDINATOR for 60 s; build $bid may still be running there or may have been lost with a restart; \`farmctl builds\` shows whether it is there"
+grep -qxF "$want" "$LAB/err-1" || { cat "$LAB/err-1" >&2; lab_fail "farmctl submit (round 1) did not name its build and what is known: want: $want"; }
+grep -q 'went silent\|may still finish' "$LAB/err-1" && lab_fail "farmctl still says the build may finish"
+lab_log "farmctl named build $bid after $((SECONDS - t_kill1)) s of silence"
 
 # --- 2. killed and gone: the job runs until --orphan-timeout
 run_until_sleep 2
