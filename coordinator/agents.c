@@ -18,20 +18,14 @@
 #include "coordinator/peerwarn.h"
 
 struct farm_agents {
-    const farm_config_t *cfg;
-    farm_nodes_t *nodes;
-    farm_scheduler_t *sched;
-    farm_builds_t *builds;
-    farm_ctxstore_t *ctx;
+    farm_coord_parts_t p;
     farm_timeserve_t *timeserve;
     farm_agents_send_fn send;
     void *arg;
     char *chunk; /* FARM_WIRE_CHUNK bytes for context reads */
 };
 
-farm_agents_t *farm_agents_new(const farm_config_t *cfg, farm_nodes_t *nodes,
-                               farm_scheduler_t *sched, farm_builds_t *builds,
-                               farm_ctxstore_t *ctx, farm_timeserve_t *timeserve,
+farm_agents_t *farm_agents_new(const farm_coord_parts_t *parts, farm_timeserve_t *timeserve,
                                farm_agents_send_fn send, void *arg)
 {
     farm_agents_t *self = calloc(1, sizeof *self);
@@ -40,11 +34,7 @@ farm_agents_t *farm_agents_new(const farm_config_t *cfg, farm_nodes_t *nodes,
         farm_error_set(FARM_ERROR, "out of memory");
         return NULL;
     }
-    self->cfg = cfg;
-    self->nodes = nodes;
-    self->sched = sched;
-    self->builds = builds;
-    self->ctx = ctx;
+    self->p = *parts;
     self->timeserve = timeserve;
     self->send = send;
     self->arg = arg;
@@ -85,8 +75,8 @@ static void s_node_lost(farm_agents_t *self, farm_node_t *node, const char *why)
     char msg[256];
     farm_log_warn("node=%s lost: %s", node->cfg->name, why);
     snprintf(msg, sizeof msg, "node %s lost (%s)", node->cfg->name, why);
-    farm_nodes_lose(self->nodes, node);
-    farm_scheduler_node_down(self->sched, node, msg, farm_now_ms());
+    farm_nodes_lose(self->p.nodes, node);
+    farm_scheduler_node_down(self->p.sched, node, msg, farm_now_ms());
 }
 
 /* A JobAssign's registry part: the submitter's logins (all of the build's: the push and
@@ -108,7 +98,7 @@ static void s_assign_registries_free(assign_regs_t *r)
 static int s_assign_registries(farm_agents_t *self, const farm_build_t *b,
                                Farm__JobAssign *ja, assign_regs_t *r)
 {
-    const farm_config_t *cfg = self->cfg;
+    const farm_config_t *cfg = self->p.cfg;
     size_t n = 0;
 
     memset(r, 0, sizeof *r);
@@ -166,8 +156,9 @@ void farm_agents_assign(farm_agents_t *self, farm_job_t *job, farm_node_t *node)
     if (!kvs || !kvp) {
         free(kvs);
         free(kvp);
-        farm_scheduler_release(self->sched, job);
-        farm_builds_job_failed(self->builds, job, now, "coordinator out of memory sending the job");
+        farm_scheduler_release(self->p.sched, job);
+        farm_builds_job_failed(self->p.builds, job, now,
+                               "coordinator out of memory sending the job");
         return;
     }
     for (size_t i = 0; i < b->n_args; i++) {
@@ -191,15 +182,16 @@ void farm_agents_assign(farm_agents_t *self, farm_job_t *job, farm_node_t *node)
     ja.emulated = job->emulated;
     ja.network_none = b->network_none;
     ja.warm = job->warm;
-    ja.timeout_ms = (uint32_t)self->cfg->job_timeout_ms; /* bounds it without us too */
+    ja.timeout_ms = (uint32_t)self->p.cfg->job_timeout_ms; /* bounds it without us too */
     ja.cache_scope = b->owner; /* nodes keep a layer cache per client: no client reuses,
                                 * or poisons, another's steps */
     /* most builds ask for no flags: then none is built, sent or unpacked */
     ja.flags = farm_buildflags_empty(&b->flags) ? NULL : &fl;
     if (s_assign_registries(self, b, &ja, &regs) < 0 ||
         (ja.flags && farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0)) {
-        farm_scheduler_release(self->sched, job);
-        farm_builds_job_failed(self->builds, job, now, "coordinator out of memory sending the job");
+        farm_scheduler_release(self->p.sched, job);
+        farm_builds_job_failed(self->p.builds, job, now,
+                               "coordinator out of memory sending the job");
         goto done;
     }
     env.body_case = FARM__ENVELOPE__BODY_JOB_ASSIGN;
@@ -213,14 +205,14 @@ void farm_agents_assign(farm_agents_t *self, farm_job_t *job, farm_node_t *node)
         char why[512];
         snprintf(why, sizeof why, "could not send the job to node %s: %s", node->cfg->name,
                  farm_error_last());
-        farm_scheduler_release(self->sched, job);
-        farm_builds_job_failed(self->builds, job, now, "%s", why);
+        farm_scheduler_release(self->p.sched, job);
+        farm_builds_job_failed(self->p.builds, job, now, "%s", why);
     } else {
-        farm_builds_event(self->builds, b, job, FARM_EVENT_DISPATCHED,
+        farm_builds_event(self->p.builds, b, job, FARM_EVENT_DISPATCHED,
                           "attempt %u on %s%s%s (%d/%d slots)", job->attempt, node->cfg->name,
                           job->emulated ? " (emulated)" : "",
                           job->warm ? " (warm: it built this recently)" : "",
-                          farm_scheduler_node_used(self->sched, node), node->slots);
+                          farm_scheduler_node_used(self->p.sched, node), node->slots);
     }
 done:
     s_assign_registries_free(&regs);
@@ -279,16 +271,16 @@ static int s_node_rejoin(farm_agents_t *self, farm_node_t *node, const Farm__Hel
     snprintf(msg, sizeof msg, "node %s lost (it said HELLO again without this attempt)",
              node->cfg->name);
     if (held && adopted)
-        rc = farm_scheduler_node_rejoin(self->sched, node, held, h->n_jobs, adopted, msg, now);
+        rc = farm_scheduler_node_rejoin(self->p.sched, node, held, h->n_jobs, adopted, msg, now);
     for (size_t i = 0; rc == 0 && i < h->n_jobs; i++) {
         Farm__Envelope env = FARM__ENVELOPE__INIT;
         Farm__JobCancel jc = FARM__JOB_CANCEL__INIT;
-        farm_job_t *job = adopted[i] ? farm_scheduler_job(self->sched, held[i].job_id) : NULL;
+        farm_job_t *job = adopted[i] ? farm_scheduler_job(self->p.sched, held[i].job_id) : NULL;
         if (job) {
             farm_log_info("node=%s job=%s attempt=%u adopted: the node kept it %s",
                           node->cfg->name, job->id, job->attempt,
                           h->jobs[i]->finished ? "and finished it" : "running");
-            farm_builds_event(self->builds, job->build, job, FARM_EVENT_DISPATCHED,
+            farm_builds_event(self->p.builds, job->build, job, FARM_EVENT_DISPATCHED,
                               "attempt %u on %s kept through the outage", job->attempt,
                               node->cfg->name);
             continue;
@@ -327,7 +319,7 @@ static void s_on_hello(farm_agents_t *self, const void *rid, size_t rid_len,
         s_reject(self, rid, rid_len, reason, 0);
         return;
     }
-    outcome = farm_nodes_hello(self->nodes, &node, &hello, rid, rid_len, now, reason,
+    outcome = farm_nodes_hello(self->p.nodes, &node, &hello, rid, rid_len, now, reason,
                                sizeof reason);
     if (outcome == FARM_HELLO_REJECTED) {
         s_reject(self, rid, rid_len, reason, 0);
@@ -337,17 +329,18 @@ static void s_on_hello(farm_agents_t *self, const void *rid, size_t rid_len,
         farm_log_warn("node=%s said HELLO with a new session (it reconnected or restarted), "
                       "holding %zu attempt(s)", node->cfg->name, h->n_jobs);
     if (outcome != FARM_HELLO_RESENT && s_node_rejoin(self, node, h, now) < 0) {
-        farm_nodes_lose(self->nodes, node);
-        farm_scheduler_node_down(self->sched, node, "coordinator out of memory", now);
+        farm_nodes_lose(self->p.nodes, node);
+        farm_scheduler_node_down(self->p.sched, node, "coordinator out of memory", now);
         s_reject(self, rid, rid_len, "coordinator out of memory; try again", 1);
         return;
     }
     emu = calloc(node->n_platforms + 1, sizeof *emu);
     for (size_t i = 0; emu && i < node->n_platforms; i++)
         if (node->platforms[i].emulated)
-            emu[w.n_emulated++] = self->cfg->platforms[node->platforms[i].platform_index].platform;
-    w.heartbeat_ms = (uint32_t)self->cfg->heartbeat_ms;
-    w.liveness = (uint32_t)self->cfg->liveness;
+            emu[w.n_emulated++] =
+                self->p.cfg->platforms[node->platforms[i].platform_index].platform;
+    w.heartbeat_ms = (uint32_t)self->p.cfg->heartbeat_ms;
+    w.liveness = (uint32_t)self->p.cfg->liveness;
     w.emulated = emu;
     env.body_case = FARM__ENVELOPE__BODY_WELCOME;
     env.welcome = &w;
@@ -359,14 +352,14 @@ static void s_on_hello(farm_agents_t *self, const void *rid, size_t rid_len,
 
 static void s_on_job_log(farm_agents_t *self, farm_node_t *node, const Farm__JobLog *m)
 {
-    farm_job_t *job = farm_scheduler_running(self->sched, node, m->job_id, m->attempt);
+    farm_job_t *job = farm_scheduler_running(self->p.sched, node, m->job_id, m->attempt);
     if (job)
-        farm_builds_job_log(self->builds, job, m->line);
+        farm_builds_job_log(self->p.builds, job, m->line);
 }
 
 static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__JobResult *r)
 {
-    farm_job_t *job = farm_scheduler_running(self->sched, node, r->job_id, r->attempt);
+    farm_job_t *job = farm_scheduler_running(self->p.sched, node, r->job_id, r->attempt);
     long long now = farm_now_ms();
     farm_descriptor_t image;
     farm_platform_t p;
@@ -384,7 +377,7 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
                       r->job_id, r->attempt);
         return;
     }
-    farm_scheduler_release(self->sched, job);
+    farm_scheduler_release(self->p.sched, job);
     /* the agent's tail holds the lines it streamed as JobLogs too: it replaces ours, or
      * a failure would show each line twice */
     if (r->n_log_tail)
@@ -393,14 +386,15 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
          i < r->n_log_tail; i++)
         farm_tail_add(&job->tail, r->log_tail[i]);
     if (!r->ok) {
-        farm_builds_job_failed(self->builds, job, now, "%s", r->error[0] ? r->error : "build failed");
+        farm_builds_job_failed(self->p.builds, job, now, "%s",
+                               r->error[0] ? r->error : "build failed");
         return;
     }
     if (!r->image || !farm_digest_valid(r->image->digest) ||
         farm_platform_parse(&p, r->image->platform) < 0 || !farm_platform_equal(&p, &job->plat) ||
         (strcmp(r->image->media_type, FARM_MEDIA_OCI_MANIFEST) != 0 &&
          strcmp(r->image->media_type, FARM_MEDIA_DOCKER_MANIFEST) != 0)) {
-        farm_builds_job_failed(self->builds, job, now,
+        farm_builds_job_failed(self->p.builds, job, now,
                                "node %s reported an unusable image descriptor (platform %.96s, "
                                "media type %.128s)", node->cfg->name,
                                r->image ? r->image->platform : "-",
@@ -415,21 +409,21 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
     /* statistics from the builder's output: never more hits than steps */
     job->steps = r->steps;
     job->cache_hits = r->cache_hits <= r->steps ? r->cache_hits : r->steps;
-    farm_scheduler_job_built(self->sched, job, node);
-    farm_builds_job_pushed(self->builds, job, &image, r->build_ms, r->push_ms, now);
+    farm_scheduler_job_built(self->p.sched, job, node);
+    farm_builds_job_pushed(self->p.builds, job, &image, r->build_ms, r->push_ms, now);
 }
 
 /* A node may read a context only while it runs a job that needs it. */
 static int s_node_needs_context(farm_agents_t *self, const farm_node_t *node,
                                 const char *digest)
 {
-    size_t n = farm_scheduler_node_jobs(self->sched, node, NULL, 0);
+    size_t n = farm_scheduler_node_jobs(self->p.sched, node, NULL, 0);
     farm_job_t **jobs = calloc(n + 1, sizeof *jobs);
     int needed = 0;
 
     if (!jobs)
         return 0;
-    farm_scheduler_node_jobs(self->sched, node, jobs, n);
+    farm_scheduler_node_jobs(self->p.sched, node, jobs, n);
     for (size_t i = 0; i < n && !needed; i++)
         needed = strcmp(jobs[i]->build->context_digest, digest) == 0;
     free(jobs);
@@ -448,11 +442,11 @@ static void s_on_context_get(farm_agents_t *self, farm_node_t *node, const void 
     ch.offset = g->offset;
     ch.error = "";
     /* a bad digest, then an unknown one, then one this node has no business reading */
-    if (farm_digest_valid(g->digest) && farm_ctxstore_has(self->ctx, g->digest, &total) &&
+    if (farm_digest_valid(g->digest) && farm_ctxstore_has(self->p.ctx, g->digest, &total) &&
         !s_node_needs_context(self, node, g->digest)) {
         ch.error = "no job of this node needs that context";
         total = 0;
-    } else if (farm_ctxstore_read(self->ctx, g->digest, g->offset, self->chunk,
+    } else if (farm_ctxstore_read(self->p.ctx, g->digest, g->offset, self->chunk,
                                   FARM_WIRE_CHUNK, &n, &total) < 0) {
         ch.error = (char *)farm_error_last();
     }
@@ -472,7 +466,7 @@ static void s_on_time_request(farm_agents_t *self, const void *rid, size_t rid_l
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__TimeReply t = FARM__TIME_REPLY__INIT;
     struct timespec now;
-    int rc = farm_timeserve_admit(self->timeserve, user, self->cfg->secure, q->nonce,
+    int rc = farm_timeserve_admit(self->timeserve, user, self->p.cfg->secure, q->nonce,
                                   farm_now_ms());
 
     if (rc == FARM_EINVALID)
@@ -510,8 +504,8 @@ static const char *s_wrong_port_reason(farm_agents_t *self)
     snprintf(reason, sizeof reason, "this is the coordinator's agents endpoint (%s), where nodes "
              "connect; farmctl connects to its clients endpoint, coordinator.clients in farm.yaml "
              "(%s): fix --coordinator or $FARM_COORDINATOR",
-             self->cfg->agents_endpoint ? self->cfg->agents_endpoint : "coordinator.agents",
-             self->cfg->clients_endpoint ? self->cfg->clients_endpoint : "not set");
+             self->p.cfg->agents_endpoint ? self->p.cfg->agents_endpoint : "coordinator.agents",
+             self->p.cfg->clients_endpoint ? self->p.cfg->clients_endpoint : "not set");
     return reason;
 }
 
@@ -528,7 +522,7 @@ void farm_agents_message(farm_agents_t *self, const void *rid, size_t rid_len,
     }
     if (env->body_case == FARM__ENVELOPE__BODY_HELLO) {
         /* a node's identity is its key: a HELLO counts only from that key */
-        if (self->cfg->secure && strcmp(env->hello->name, user) != 0) {
+        if (self->p.cfg->secure && strcmp(env->hello->name, user) != 0) {
             char reason[512];
             snprintf(reason, sizeof reason, "this connection is authenticated as node %s, "
                      "not %.64s; start the agent with --name %s", user, env->hello->name,
@@ -545,8 +539,8 @@ void farm_agents_message(farm_agents_t *self, const void *rid, size_t rid_len,
         farm_clients_refuse_via(self->send, self->arg, rid, rid_len, s_wrong_port_reason(self));
         return;
     }
-    node = farm_nodes_by_rid(self->nodes, rid, rid_len);
-    if (node && self->cfg->secure && strcmp(node->cfg->name, user) != 0) {
+    node = farm_nodes_by_rid(self->p.nodes, rid, rid_len);
+    if (node && self->p.cfg->secure && strcmp(node->cfg->name, user) != 0) {
         farm_peer_warn("a connection authenticated as %s used the session of node %s; ignored",
                       user, node->cfg->name);
         node = NULL;
@@ -556,7 +550,7 @@ void farm_agents_message(farm_agents_t *self, const void *rid, size_t rid_len,
         s_reject(self, rid, rid_len, "unknown session; say HELLO again", 1);
         return;
     }
-    farm_nodes_seen(self->nodes, node, farm_now_ms());
+    farm_nodes_seen(self->p.nodes, node, farm_now_ms());
     switch (env->body_case) {
     case FARM__ENVELOPE__BODY_HEARTBEAT:
         node->builder_cache_bytes = env->heartbeat->builder_cache_bytes;
@@ -575,15 +569,15 @@ void farm_agents_message(farm_agents_t *self, const void *rid, size_t rid_len,
 
 void farm_agents_beat(farm_agents_t *self, long long now)
 {
-    long long silence = (long long)self->cfg->heartbeat_ms * self->cfg->liveness;
+    long long silence = (long long)self->p.cfg->heartbeat_ms * self->p.cfg->liveness;
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
-    long long gap = farm_nodes_gap_check(self->nodes, now, self->cfg->heartbeat_ms);
+    long long gap = farm_nodes_gap_check(self->p.nodes, now, self->p.cfg->heartbeat_ms);
 
     env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
-    for (size_t i = 0; i < farm_nodes_count(self->nodes); i++) {
-        farm_node_t *n = farm_nodes_at(self->nodes, i);
+    for (size_t i = 0; i < farm_nodes_count(self->p.nodes); i++) {
+        farm_node_t *n = farm_nodes_at(self->p.nodes, i);
         if (n->state != FARM_NODE_READY)
             continue;
         if (now - n->last_seen > silence) {

@@ -15,6 +15,7 @@
 #include "coordinator/builds.h"
 #include "coordinator/ctxstore.h"
 #include "coordinator/nodes.h"
+#include "coordinator/parts.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/timeserve.h"
 
@@ -25,10 +26,9 @@ typedef int (*farm_agents_send_fn)(void *arg, const void *rid, size_t rid_len,
 
 typedef struct farm_agents farm_agents_t;
 
-/* Everything is borrowed and must outlive the object. */
-farm_agents_t *farm_agents_new(const farm_config_t *cfg, farm_nodes_t *nodes,
-                               farm_scheduler_t *sched, farm_builds_t *builds,
-                               farm_ctxstore_t *ctx, farm_timeserve_t *timeserve,
+/* The parts (copied), timeserve and what they point to are borrowed and must outlive the
+ * object. */
+farm_agents_t *farm_agents_new(const farm_coord_parts_t *parts, farm_timeserve_t *timeserve,
                                farm_agents_send_fn send, void *arg);
 void farm_agents_destroy(farm_agents_t **self_p);
 

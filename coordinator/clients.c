@@ -17,29 +17,20 @@
 #include "coordinator/pushes.h"
 
 struct farm_clients {
-    const farm_config_t *cfg;
-    farm_nodes_t *nodes;
-    farm_scheduler_t *sched;
-    farm_builds_t *builds;
-    farm_ctxstore_t *ctx;
+    farm_coord_parts_t p;
     farm_clients_send_fn send;
     void *arg;
 };
 
-farm_clients_t *farm_clients_new(const farm_config_t *cfg, farm_nodes_t *nodes,
-                                 farm_scheduler_t *sched, farm_builds_t *builds,
-                                 farm_ctxstore_t *ctx, farm_clients_send_fn send, void *arg)
+farm_clients_t *farm_clients_new(const farm_coord_parts_t *parts, farm_clients_send_fn send,
+                                 void *arg)
 {
     farm_clients_t *self = calloc(1, sizeof *self);
     if (!self) {
         farm_error_set(FARM_ERROR, "out of memory");
         return NULL;
     }
-    self->cfg = cfg;
-    self->nodes = nodes;
-    self->sched = sched;
-    self->builds = builds;
-    self->ctx = ctx;
+    self->p = *parts;
     self->send = send;
     self->arg = arg;
     return self;
@@ -264,14 +255,14 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
     }
     sub.flags = &flags;
     if (farm_digest_valid(s->context_digest))
-        sub.context_stored = farm_ctxstore_has_for(self->ctx, s->context_digest, c->key,
+        sub.context_stored = farm_ctxstore_has_for(self->p.ctx, s->context_digest, c->key,
                                                    &size);
     sub.context_size = size;
-    if (farm_builds_submit(self->builds, &b, &sub, now, reason, sizeof reason) < 0) {
+    if (farm_builds_submit(self->p.builds, &b, &sub, now, reason, sizeof reason) < 0) {
         farm_clients_refuse(self, rid, rid_len, reason);
         goto done;
     }
-    farm_ctxstore_touch(self->ctx, b->context_digest);
+    farm_ctxstore_touch(self->p.ctx, b->context_digest);
     acc.build_id = b->id;
     acc.platforms = calloc(b->n_jobs + 1, sizeof *acc.platforms);
     for (size_t i = 0; acc.platforms && i < b->n_jobs; i++)
@@ -280,7 +271,7 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
     env.accepted = &acc;
     s_send(self, rid, rid_len, &env);
     free(acc.platforms);
-    farm_builds_start(self->builds, b, now);
+    farm_builds_start(self->p.builds, b, now);
 done:
     free(creds); /* borrowed pointers: the envelope's strings are wiped with it */
     farm_buildflags_clear(&flags); /* a refused build's secrets (an accepted one took them) */
@@ -293,7 +284,7 @@ static void s_on_nodes(farm_clients_t *self, const farm_client_t *c)
     static char *states[] = {"unknown", "ready", "lost"};
     const void *rid = c->rid;
     size_t rid_len = c->rid_len;
-    size_t n_nodes = farm_nodes_count(self->nodes);
+    size_t n_nodes = farm_nodes_count(self->p.nodes);
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__NodesReply rep = FARM__NODES_REPLY__INIT;
     Farm__NodeInfo *infos = calloc(n_nodes + 1, sizeof *infos);
@@ -303,22 +294,22 @@ static void s_on_nodes(farm_clients_t *self, const farm_client_t *c)
     if (!infos || !ptrs)
         goto send; /* an empty answer rather than none */
     for (size_t i = 0; i < n_nodes; i++) {
-        farm_node_t *n = farm_nodes_at(self->nodes, i);
+        farm_node_t *n = farm_nodes_at(self->p.nodes, i);
         Farm__NodeInfo *ni = &infos[i];
-        size_t nj = farm_scheduler_node_jobs(self->sched, n, NULL, 0);
+        size_t nj = farm_scheduler_node_jobs(self->p.sched, n, NULL, 0);
         farm__node_info__init(ni);
         ni->name = n->cfg->name;
-        ni->state = farm_scheduler_node_drained(self->sched, n) ? "draining" : states[n->state];
+        ni->state = farm_scheduler_node_drained(self->p.sched, n) ? "draining" : states[n->state];
         ni->slots = (uint32_t)n->slots;
-        ni->used = (uint32_t)farm_scheduler_node_used(self->sched, n);
+        ni->used = (uint32_t)farm_scheduler_node_used(self->p.sched, n);
         ni->builder_cache_bytes = n->builder_cache_bytes;
         ni->cache_hits = n->cache_hits;
         ni->version = n->version;
         /* platforms: what farm.yaml maps to this node, native and emulated */
-        ni->platforms = calloc(self->cfg->n_platforms + 1, sizeof *ni->platforms);
-        ni->emulated = calloc(self->cfg->n_platforms + 1, sizeof *ni->emulated);
-        for (size_t p = 0; ni->platforms && ni->emulated && p < self->cfg->n_platforms; p++) {
-            const farm_config_platform_t *cp = &self->cfg->platforms[p];
+        ni->platforms = calloc(self->p.cfg->n_platforms + 1, sizeof *ni->platforms);
+        ni->emulated = calloc(self->p.cfg->n_platforms + 1, sizeof *ni->emulated);
+        for (size_t p = 0; ni->platforms && ni->emulated && p < self->p.cfg->n_platforms; p++) {
+            const farm_config_platform_t *cp = &self->p.cfg->platforms[p];
             for (size_t k = 0; k < cp->n_native; k++)
                 if (strcmp(cp->native[k], n->cfg->name) == 0)
                     ni->platforms[ni->n_platforms++] = cp->platform;
@@ -331,7 +322,7 @@ static void s_on_nodes(farm_clients_t *self, const farm_client_t *c)
         ni->jobs = calloc(nj + 1, sizeof *ni->jobs);
         ni->job_warm = calloc(nj + 1, sizeof *ni->job_warm);
         if (jobs && ni->jobs && ni->job_warm) {
-            farm_scheduler_node_jobs(self->sched, n, jobs, nj);
+            farm_scheduler_node_jobs(self->p.sched, n, jobs, nj);
             /* other clients' job ids are theirs: only an admin sees every one */
             for (size_t j = 0; j < nj; j++)
                 if (farm_client_sees(c, jobs[j]->build)) {
@@ -376,15 +367,15 @@ farm_role_t farm_clients_needs(Farm__Envelope__BodyCase body, const char **what)
 
 static void s_on_drain(farm_clients_t *self, const farm_client_t *c, const Farm__Drain *d)
 {
-    farm_node_t *n = farm_nodes_by_name(self->nodes, d->node);
+    farm_node_t *n = farm_nodes_by_name(self->p.nodes, d->node);
     char reason[256];
 
     if (!n) {
-        snprintf(reason, sizeof reason, "no node \"%.64s\" in %s", d->node, self->cfg->path);
+        snprintf(reason, sizeof reason, "no node \"%.64s\" in %s", d->node, self->p.cfg->path);
         farm_clients_refuse(self, c->rid, c->rid_len, reason);
         return;
     }
-    farm_scheduler_node_drain(self->sched, n, !d->undo);
+    farm_scheduler_node_drain(self->p.sched, n, !d->undo);
     farm_log_info("node=%s %s by %s", n->cfg->name, d->undo ? "back in service" : "draining",
                   c->name[0] ? c->name : "a local client");
     s_on_nodes(self, c);
@@ -445,7 +436,7 @@ static void s_list_build(void *arg, farm_build_t *b)
 
 static void s_on_builds(farm_clients_t *self, const farm_client_t *c)
 {
-    size_t cap = farm_builds_active(self->builds);
+    size_t cap = farm_builds_active(self->p.builds);
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__BuildsReply rep = FARM__BUILDS_REPLY__INIT;
     builds_list_t l = {.client = c, .cap = cap, .now = farm_now_ms()};
@@ -455,7 +446,7 @@ static void s_on_builds(farm_clients_t *self, const farm_client_t *c)
     l.cap_texts = cap * (FARM_PLATFORMS_MAX + 1);
     l.texts = calloc(l.cap_texts + 1, sizeof *l.texts);
     if (l.infos && l.ptrs && l.texts)
-        farm_builds_each_active(self->builds, s_list_build, &l);
+        farm_builds_each_active(self->p.builds, s_list_build, &l);
     rep.n_builds = l.n;
     rep.builds = l.ptrs;
     env.body_case = FARM__ENVELOPE__BODY_BUILDS_REPLY;
@@ -481,20 +472,20 @@ void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
         char reason[512];
         snprintf(reason, sizeof reason, "client %s has role %s; to %s it needs role %s: an "
                  "admin changes clients: %s: role: in %s and restarts farm-coordinator", c->name,
-                 farm_role_name(c->role), what, farm_role_name(need), c->name, self->cfg->path);
+                 farm_role_name(c->role), what, farm_role_name(need), c->name, self->p.cfg->path);
         farm_peer_warn("%s", reason);
         farm_clients_refuse(self, c->rid, c->rid_len, reason);
         return;
     }
     switch (env->body_case) {
     case FARM__ENVELOPE__BODY_CONTEXT_OFFER:
-        farm_ctxstore_offer(self->ctx, &st, c->rid, c->rid_len, c->key,
+        farm_ctxstore_offer(self->p.ctx, &st, c->rid, c->rid_len, c->key,
                             env->context_offer->digest, env->context_offer->size, farm_now_ms());
         s_context_status(self, c->rid, c->rid_len, env->context_offer->digest, &st);
         break;
     case FARM__ENVELOPE__BODY_CONTEXT_CHUNK: {
         const Farm__ContextChunk *ch = env->context_chunk;
-        farm_ctxstore_chunk(self->ctx, &st, c->rid, c->rid_len, c->key, ch->digest,
+        farm_ctxstore_chunk(self->p.ctx, &st, c->rid, c->rid_len, c->key, ch->digest,
                             ch->offset, ch->data.data, ch->data.len, farm_now_ms());
         s_context_status(self, c->rid, c->rid_len, ch->digest, &st);
         break;
@@ -504,7 +495,7 @@ void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
     case FARM__ENVELOPE__BODY_DRAIN: s_on_drain(self, c, env->drain); break;
     case FARM__ENVELOPE__BODY_BUILDS_REQUEST: s_on_builds(self, c); break;
     case FARM__ENVELOPE__BODY_CANCEL:
-        farm_builds_cancel(self->builds, env->cancel->build_id, c->rid, c->rid_len, c->name,
+        farm_builds_cancel(self->p.builds, env->cancel->build_id, c->rid, c->rid_len, c->name,
                            c->role >= FARM_ROLE_ADMIN, farm_now_ms());
         break;
     case FARM__ENVELOPE__BODY_HEARTBEAT: break;
@@ -528,5 +519,5 @@ static void s_client_beat(void *arg, farm_build_t *b)
 
 void farm_clients_beat(farm_clients_t *self)
 {
-    farm_builds_each_active(self->builds, s_client_beat, self);
+    farm_builds_each_active(self->p.builds, s_client_beat, self);
 }

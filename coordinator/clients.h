@@ -15,6 +15,7 @@
 #include "coordinator/builds.h"
 #include "coordinator/ctxstore.h"
 #include "coordinator/nodes.h"
+#include "coordinator/parts.h"
 #include "coordinator/scheduler.h"
 
 /* Who sent a client message, and what it may do. */
@@ -33,10 +34,9 @@ typedef int (*farm_clients_send_fn)(void *arg, const void *rid, size_t rid_len,
 
 typedef struct farm_clients farm_clients_t;
 
-/* Everything is borrowed and must outlive the object. */
-farm_clients_t *farm_clients_new(const farm_config_t *cfg, farm_nodes_t *nodes,
-                                 farm_scheduler_t *sched, farm_builds_t *builds,
-                                 farm_ctxstore_t *ctx, farm_clients_send_fn send, void *arg);
+/* The parts (copied) and what they point to are borrowed and must outlive the object. */
+farm_clients_t *farm_clients_new(const farm_coord_parts_t *parts, farm_clients_send_fn send,
+                                 void *arg);
 void farm_clients_destroy(farm_clients_t **self_p);
 
 /* One message from client c (authenticated as c says): refused unless c's role may,

@@ -402,6 +402,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
                                  .expired = s_on_expired};
     farm_builds_cbs_t bcbs = {.event = s_on_event, .stitch = s_on_stitch, .done = s_on_done};
     farm_pushes_opts_t popts = {.parallel = STITCH_PARALLEL, .timeout_ms = STITCH_TIMEOUT_MS};
+    farm_coord_parts_t parts;
 
     if (!self)
         return NULL;
@@ -426,12 +427,10 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     self->reactor = farm_reactor_new();
     self->pushes = self->builds && self->reactor
                        ? farm_pushes_new(self->reactor, self->builds, cfg, &popts) : NULL;
-    self->cl = self->builds && self->ctx ? farm_clients_new(cfg, self->nodes, self->sched,
-                                                            self->builds, self->ctx,
-                                                            s_send_client, self) : NULL;
+    parts = (farm_coord_parts_t){cfg, self->nodes, self->sched, self->builds, self->ctx};
+    self->cl = self->builds && self->ctx ? farm_clients_new(&parts, s_send_client, self) : NULL;
     self->ag = self->builds && self->ctx && self->timeserve
-                   ? farm_agents_new(cfg, self->nodes, self->sched, self->builds, self->ctx,
-                                     self->timeserve, s_send_agent, self) : NULL;
+                   ? farm_agents_new(&parts, self->timeserve, s_send_agent, self) : NULL;
     if (!self->ctx)
         goto fail; /* its error names the directory */
     if (!self->ag || !self->nodes || !self->timeserve || !self->sched || !self->builds ||

@@ -89,7 +89,8 @@ static int s_setup(void **state)
     coord_fx_init(&fx->c, NULL, fx);
     fx->ctx = farm_ctxstore_new(store, 0, 0, 0, NULL, NULL);
     assert_non_null(fx->ctx);
-    fx->cl = farm_clients_new(fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, cb_send, fx);
+    fx->cl = farm_clients_new(
+        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx}, cb_send, fx);
     assert_non_null(fx->cl);
     *state = fx;
     return 0;
