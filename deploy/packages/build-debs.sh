@@ -60,9 +60,12 @@ done
 # --- build tools --------------------------------------------------------------------------
 
 tools=(cmake pkg-config protobuf-c-compiler dpkg-dev file binutils)
+# each architecture's compilers, by package name (spelt out: what a new machine gets)
+declare -A compilers=([amd64]=build-essential [arm64]=crossbuild-essential-arm64
+                      [armhf]=crossbuild-essential-armhf)
 for a in "${want[@]}"; do
-    if [[ $a == amd64 ]]; then tools+=(build-essential "${dev_libs[@]}")
-    else tools+=("crossbuild-essential-$a"); fi
+    tools+=("${compilers[$a]}")
+    [[ $a == amd64 ]] && tools+=("${dev_libs[@]}")
 done
 missing=()
 for p in "${tools[@]}"; do
