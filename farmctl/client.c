@@ -241,8 +241,8 @@ typedef enum {
 static int s_probe_connect(const char *endpoint, char *why, size_t why_len)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-    char host[256], port[16];
-    const char *hp, *colon;
+    farm_endpoint_t ep;
+    char port[8];
     int fd = -1, err = 0, gai;
 
     if (strncmp(endpoint, "ipc://", 6) == 0) {
@@ -260,21 +260,12 @@ static int s_probe_connect(const char *endpoint, char *why, size_t why_len)
         }
         return fd;
     }
-    if (strncmp(endpoint, "tcp://", 6) != 0)
+    /* the one endpoint parser: host without its IPv6 brackets, port checked */
+    if (farm_endpoint_parse(&ep, endpoint) < 0 || ep.kind != FARM_ENDPOINT_TCP)
         return -1;
-    hp = endpoint + 6;
-    if (!(colon = strrchr(hp, ':')) || (size_t)(colon - hp) >= sizeof host ||
-        strlen(colon + 1) >= sizeof port)
-        return -1;
-    memcpy(host, hp, (size_t)(colon - hp));
-    host[colon - hp] = '\0';
-    snprintf(port, sizeof port, "%s", colon + 1);
-    if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* [::1] */
-        memmove(host, host + 1, strlen(host) - 2);
-        host[strlen(host) - 2] = '\0';
-    }
-    if ((gai = getaddrinfo(host, port, &hints, &ai)) != 0) {
-        snprintf(why, why_len, "cannot resolve %s: %s", host, gai_strerror(gai));
+    snprintf(port, sizeof port, "%d", ep.port);
+    if ((gai = getaddrinfo(ep.host, port, &hints, &ai)) != 0) {
+        snprintf(why, why_len, "cannot resolve %.120s: %s", ep.host, gai_strerror(gai));
         return -2;
     }
     for (struct addrinfo *a = ai; a; a = a->ai_next) {
