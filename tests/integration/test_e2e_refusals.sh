@@ -70,7 +70,7 @@ grep -qF "refused unknown key $stranger" "$LAB/coordinator.log" \
 expect wrong_coordinator_key "is not that coordinator's" \
     FARM_COORDINATOR_KEY="$K/othercoord.pub" FARM_KEY="$K/ro.key" \
     -- nodes --coordinator "tcp://127.0.0.1:$pc"
-grep -qF "$(sed -n 's/^public-key = //p' "$K/othercoord.pub")" "$LAB/wrong_coordinator_key.err" \
+grep -qF -- "$(sed -n 's/^public-key = //p' "$K/othercoord.pub")" "$LAB/wrong_coordinator_key.err" \
     || lab_fail "the wrong-key refusal does not show the key farmctl used"
 
 expect no_coordinator_key "uses keys (CURVE) but farmctl has no coordinator key: set FARM_COORDINATOR_KEY" \
