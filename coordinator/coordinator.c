@@ -67,7 +67,9 @@ struct farm_coordinator {
     farm_pushes_t *pushes;     /* the index-push helpers */
     farm_clients_t *cl;        /* farmctl's requests, and what builds' clients hear */
     farm_agents_t *ag;         /* what the nodes hear and say */
-    farm_journal_t *journal;   /* builds and jobs, across restarts */
+    farm_journal_t *journal;   /* builds and jobs, across restarts: committed each turn */
+    farm_wire_outbox_t *outbox; /* what waits for that commit (see s_send_client) */
+    int clients_held;          /* the outbox holds a client's message: the rest follow it */
     long long pruned_at;
     int stopping;              /* shutting down: the nodes keep what they run */
 };
@@ -75,10 +77,18 @@ struct farm_coordinator {
 /* ------------------------------------------------------------------ sending */
 
 /* The clients' and agents' modules' way out (farm_clients_send_fn, farm_agents_send_fn). */
+/* The journal commits once per turn (s_commit). What must not be said before that
+ * commit waits for it in the outbox: a build's Accepted (a client must not hold an id a
+ * crash would forget) and a result's JobAck (the node must keep the result until its
+ * record is durable). A client's later messages of the turn queue behind its Accepted. */
 static int s_send_client(void *arg, const void *rid, size_t rid_len, Farm__Envelope *env)
 {
     farm_coordinator_t *self = arg;
     env->version = FARM_WIRE_VERSION;
+    if (env->body_case == FARM__ENVELOPE__BODY_ACCEPTED || self->clients_held) {
+        self->clients_held = 1;
+        return farm_wire_outbox_add(self->outbox, self->clients, rid, rid_len, env);
+    }
     return farm_wire_send(self->clients, rid, rid_len, env);
 }
 
@@ -86,7 +96,20 @@ static int s_send_agent(void *arg, const void *rid, size_t rid_len, Farm__Envelo
 {
     farm_coordinator_t *self = arg;
     env->version = FARM_WIRE_VERSION;
+    if (env->body_case == FARM__ENVELOPE__BODY_JOB_ACK)
+        return farm_wire_outbox_add(self->outbox, self->agents, rid, rid_len, env);
     return farm_wire_send(self->agents, rid, rid_len, env);
+}
+
+/* The turn's journal writes made durable (one fsync), then what waited for them sent. A
+ * commit that fails is said; the coordinator goes on from memory. */
+static void s_commit(farm_coordinator_t *self)
+{
+    if (farm_journal_commit(self->journal) < 0)
+        farm_log_error("%s; what this turn changed is lost if the coordinator restarts",
+                       farm_error_last());
+    farm_wire_outbox_flush(self->outbox);
+    self->clients_held = 0;
 }
 
 /* ------------------------------------------------------------------ events (builds) */
@@ -340,6 +363,7 @@ static void s_on_turn_end(farm_reactor_t *r, void *arg)
             self->cache_wait_at = wake;
     }
     farm_pushes_start_waiting(self->pushes);
+    s_commit(self);
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -423,6 +447,8 @@ static int s_restore(farm_coordinator_t *self)
         return rc;
     rc = farm_builds_restore(self->builds, &loaded, park, farm_now_ms());
     farm_journal_loaded_free(&loaded);
+    if (rc == 0)
+        rc = farm_journal_commit(self->journal);
     if (rc == 0 && farm_scheduler_parked(self->sched))
         farm_log_info("journal: %zu job(s) ran on nodes when the coordinator stopped; each "
                       "waits up to %lld s for its node to say it still runs it",
@@ -460,6 +486,11 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     /* its refusal names the file and what to do (another coordinator holds it, ...) */
     if (!(self->journal = farm_journal_open(state, NULL)))
         goto fail;
+    if (!(self->outbox = farm_wire_outbox_new())) {
+        farm_error_set(FARM_ERROR, "out of memory");
+        goto fail;
+    }
+    farm_journal_set_batch(self->journal, 1);
     self->pruned_at = farm_now_ms() - PRUNE_EVERY_MS; /* the first chores prune */
     self->nodes = farm_nodes_new(cfg);
     self->timeserve = farm_timeserve_new(FARM_TIMESERVE_PER_PEER, FARM_TIMESERVE_TOTAL);
@@ -533,7 +564,8 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     farm_enrolled_destroy(&self->enrolled);
     farm_key_wipe(&self->keys);
     farm_warmfile_destroy(&self->warmfile);
-    farm_journal_destroy(&self->journal); /* every write was durable when it returned */
+    farm_journal_destroy(&self->journal); /* commits what the last turn wrote */
+    farm_wire_outbox_destroy(&self->outbox);
     farm_config_destroy(&self->cfg);
     free(self);
     *self_p = NULL;
