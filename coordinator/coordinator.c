@@ -43,6 +43,7 @@
 #define STITCH_PARALLEL 8        /* index pushes at once; the others wait their turn */
 #define PRUNE_EVERY_MS 600000    /* the journal drops builds past their retention */
 #define PARK_MIN_MS 10000        /* a restored running job waits at least this for its node */
+#define COMMIT_EVERY_MS 10       /* the journal's group commit: at most one fsync this often */
 
 struct farm_coordinator {
     farm_config_t *cfg;
@@ -70,6 +71,8 @@ struct farm_coordinator {
     farm_journal_t *journal;   /* builds and jobs, across restarts: committed each turn */
     farm_wire_outbox_t *outbox; /* what waits for that commit (see s_send_client) */
     int clients_held;          /* the outbox holds a client's message: the rest follow it */
+    long long committed_at;    /* the last commit */
+    int commit_timer;          /* a turn at the next commit's time */
     long long pruned_at;
     int stopping;              /* shutting down: the nodes keep what they run */
 };
@@ -101,13 +104,35 @@ static int s_send_agent(void *arg, const void *rid, size_t rid_len, Farm__Envelo
     return farm_wire_send(self->agents, rid, rid_len, env);
 }
 
-/* The turn's journal writes made durable (one fsync), then what waited for them sent. A
- * commit that fails is said; the coordinator goes on from memory. */
-static void s_commit(farm_coordinator_t *self)
+static int s_on_commit_timer(farm_reactor_t *r, void *arg)
 {
+    farm_coordinator_t *self = arg;
+    self->commit_timer = 0; /* a one-shot: spent; the turn's end commits */
+    return 0;
+}
+
+/* The journal's writes made durable (one fsync for all of them), then what waited for
+ * them sent; at most every COMMIT_EVERY_MS, so a busy coordinator's turns share a commit
+ * (what they sent meanwhile, a JobAssign say, costs at most its work again after a crash:
+ * the node's HELLO lists it, and the coordinator cancels what it does not know). A
+ * commit that fails is said; the coordinator goes on from memory. */
+static void s_commit(farm_coordinator_t *self, long long now)
+{
+    if (!farm_journal_pending(self->journal) && !farm_wire_outbox_size(self->outbox))
+        return;
+    if (now - self->committed_at < COMMIT_EVERY_MS) {
+        if (!self->commit_timer)
+            self->commit_timer = farm_reactor_timer_add(self->reactor, "commit",
+                                                        self->committed_at + COMMIT_EVERY_MS - now,
+                                                        1, s_on_commit_timer, self);
+        if (self->commit_timer > 0)
+            return; /* out of memory for a timer: commit now */
+        self->commit_timer = 0;
+    }
     if (farm_journal_commit(self->journal) < 0)
         farm_log_error("%s; what this turn changed is lost if the coordinator restarts",
                        farm_error_last());
+    self->committed_at = now;
     farm_wire_outbox_flush(self->outbox);
     self->clients_held = 0;
 }
@@ -363,7 +388,7 @@ static void s_on_turn_end(farm_reactor_t *r, void *arg)
             self->cache_wait_at = wake;
     }
     farm_pushes_start_waiting(self->pushes);
-    s_commit(self);
+    s_commit(self, farm_now_ms());
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -575,6 +600,8 @@ int farm_coordinator_run(farm_coordinator_t *self, volatile int *stop)
 {
     int rc = farm_reactor_run(self->reactor, stop);
     farm_log_info("shutting down");
+    self->committed_at = farm_now_ms() - COMMIT_EVERY_MS; /* the last turn's, now */
+    s_commit(self, farm_now_ms());
     farm_warmfile_save(self->warmfile, farm_now_ms(), 1);
     return rc;
 }

@@ -403,6 +403,11 @@ static int s_commit(void *impl)
     return s_exec(s, "COMMIT", "committing");
 }
 
+static int s_pending(void *impl)
+{
+    return ((s_sql_t *)impl)->in_tx;
+}
+
 static void s_set_batch(void *impl, int on)
 {
     s_sql_t *s = impl;
@@ -1024,6 +1029,7 @@ static const farm_journal_ops_t s_sqlite_ops = {
     .next_seq = s_next_seq,
     .set_batch = s_set_batch,
     .commit = s_commit,
+    .pending = s_pending,
     .close = s_sql_close,
 };
 
@@ -1100,6 +1106,11 @@ void farm_journal_set_batch(farm_journal_t *self, int on)
 int farm_journal_commit(farm_journal_t *self)
 {
     return self->ops->commit ? self->ops->commit(self->impl) : 0;
+}
+
+int farm_journal_pending(const farm_journal_t *self)
+{
+    return self->ops->pending ? self->ops->pending(self->impl) : 0;
 }
 
 int farm_journal_put_job(farm_journal_t *self, const farm_journal_job_t *job)

@@ -126,6 +126,7 @@ typedef struct farm_journal_ops {
      * transaction until commit (each still all or nothing); off commits what is open */
     void (*set_batch)(void *impl, int on);
     int (*commit)(void *impl);
+    int (*pending)(void *impl); /* 1 while a batch holds writes not committed */
     /* commits what a batch holds */
     void (*close)(void *impl);
 } farm_journal_ops_t;
@@ -159,6 +160,7 @@ int farm_journal_put_job(farm_journal_t *self, const farm_journal_job_t *job);
  * instead of one per write: 500-4,000 writes/s become one turn's worth each. */
 void farm_journal_set_batch(farm_journal_t *self, int on);
 int farm_journal_commit(farm_journal_t *self);
+int farm_journal_pending(const farm_journal_t *self);
 int farm_journal_finish(farm_journal_t *self, const char *id, int ok, const char *reason,
                         const char *index_digest, uint64_t index_size, long long at);
 int farm_journal_load_unfinished(farm_journal_t *self, farm_journal_loaded_t *out);
