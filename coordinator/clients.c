@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/platform.h"
+#include "common/text.h"
 #include "coordinator/journal.h"
 #include "coordinator/peerwarn.h"
 #include "coordinator/pushes.h"
@@ -597,8 +598,10 @@ static farm_build_t *s_followed(farm_clients_t *self, const farm_client_t *c, co
     if (!b && s_follow_journal(self, c, id))
         return NULL;
     if (!b) {
-        snprintf(reason, sizeof reason, "no build %.*s on this coordinator: it was pruned, or "
-                 "submitted to another farm", FARM_ID_MAX, id);
+        char shown[FARM_ID_MAX + 1]; /* the client's words, in the log too: inert */
+        farm_text_inert(shown, sizeof shown, id);
+        snprintf(reason, sizeof reason, "no build %s on this coordinator: it was pruned, or "
+                 "submitted to another farm", shown);
         farm_clients_refuse(self, c->rid, c->rid_len, reason);
         return NULL;
     }

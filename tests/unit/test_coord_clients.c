@@ -363,6 +363,10 @@ static void test_follow_rights(void **state)
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED);
     assert_string_equal(fx->sent.reason, "no build b99-00000000000000000000000000000000 on this "
                         "coordinator: it was pruned, or submitted to another farm");
+    s_follow(fx, &s_alice, "b1-\x1b]0;owned\x07", NULL); /* a hostile id: echoed inert */
+    assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED);
+    assert_null(strchr(fx->sent.reason, '\x1b'));
+    assert_null(strchr(fx->sent.reason, '\x07'));
 
     s_follow(fx, &alice2, id, NULL);
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_FOLLOWING);
