@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Builds: what a submit may ask for, how a build ends (failure with the log tail,
- * stitch when every job is done, allow_partial, cancel by its own client only), and
- * that finished builds are freed later while their jobs stop counting. */
+ * stitch when every job is done, allow_partial, cancel by its own client only), that
+ * finished builds are freed later while their jobs stop counting, the bounded follower
+ * list, and a build waiting for its submitter's logins (back, or failed after
+ * queue_timeout). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* farmctl's requests, answered without a socket (the send function records each reply):
  * the role each request needs, a context served to its uploader's builds only, submit's
- * limits, a drain of an unknown node, and which builds and job ids a client is shown. */
+ * limits, a drain of an unknown node, which builds and job ids a client is shown, who may
+ * follow a build (and the journal's answer for one gone from memory), the follower bound,
+ * and that only the submitter's token may send a waiting build's logins again. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include "coordinator/builds.h"
 #include "coordinator/clients.h"
 #include "coordinator/ctxstore.h"
+#include "coordinator/journal.h"
 #include "coordinator/nodes.h"
 #include "coordinator/scheduler.h"
 #include "coord_fx.h"
@@ -486,6 +489,46 @@ static void test_follow_submitter_sends_logins(void **state)
     assert_int_equal(farm_scheduler_queued(fx->c.s), 1);
 }
 
+/* A finished build the coordinator no longer holds in memory is answered from the
+ * journal: BuildDone at once to its owner; to another client it is unknown. */
+static void test_follow_from_journal(void **state)
+{
+    fx_t *fx = *state;
+    char digest[FARM_DIGEST_STRLEN], id[128], *plats[FARM_PLATFORMS_MAX];
+    const char *index = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    farm_journal_t *j = farm_journal_open(s_dir, NULL);
+    farm_journal_build_t jb;
+    farm_build_t *b;
+
+    if (!j)
+        fail_msg("farm_journal_open: %s", farm_error_last());
+    s_upload(fx, &s_alice, digest);
+    s_submit(fx, &s_alice, digest, 0);
+    snprintf(id, sizeof id, "%s", fx->sent.build_id);
+    b = farm_builds_get(fx->c.b, id);
+    assert_int_equal(farm_journal_build_from(&jb, plats, b, 1), 0);
+    jb.created = jb.updated = 1700000000000LL;
+    assert_int_equal(farm_journal_put_build(j, &jb, NULL, 0), 0);
+    assert_int_equal(farm_journal_finish(j, id, 1, NULL, index, 555, 1700000001000LL), 0);
+    farm_builds_finish(fx->c.b, b, 1, index, 555, NULL, 10);
+    farm_builds_reap(fx->c.b, 1000000, 0, NULL, NULL);
+    assert_null(farm_builds_get(fx->c.b, id));
+
+    s_follow(fx, &s_alice, id, NULL);
+    assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED); /* no journal set yet */
+    farm_clients_set_journal(fx->cl, j);
+    s_follow(fx, &s_alice, id, NULL);
+    assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_BUILD_DONE);
+    assert_string_equal(fx->sent.build_id, id);
+    assert_true(fx->sent.ok);
+    s_follow(fx, &s_bob, id, NULL);
+    assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED);
+    s_follow(fx, &s_admin, id, NULL);
+    assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_BUILD_DONE);
+    farm_clients_set_journal(fx->cl, NULL);
+    farm_journal_destroy(&j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,6 +539,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_follow_rights, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_follow_drops_oldest, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_follow_submitter_sends_logins, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_follow_from_journal, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
