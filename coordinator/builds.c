@@ -426,7 +426,8 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
             goto fail;
         }
     }
-    if ((rc = s_fill_tags(b, s, reason, len)) < 0 || (rc = s_copy_creds(b, s->creds, s->n_creds, reason, len)) < 0)
+    if ((rc = s_fill_tags(b, s, reason, len)) < 0 ||
+        (rc = s_copy_creds(b, s->creds, s->n_creds, reason, len)) < 0)
         goto fail;
     if (s_new_id(b->id, sizeof b->id, ++self->seq) < 0) {
         rc = s_refuse(reason, len, "coordinator cannot make a build id: no randomness");
