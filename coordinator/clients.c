@@ -20,7 +20,6 @@
 
 struct farm_clients {
     farm_coord_parts_t p;
-    farm_journal_t *journal; /* finished builds gone from memory; NULL: none */
     farm_clients_send_fn send;
     void *arg;
 };
@@ -37,11 +36,6 @@ farm_clients_t *farm_clients_new(const farm_coord_parts_t *parts, farm_clients_s
     self->send = send;
     self->arg = arg;
     return self;
-}
-
-void farm_clients_set_journal(farm_clients_t *self, farm_journal_t *journal)
-{
-    self->journal = journal;
 }
 
 void farm_clients_destroy(farm_clients_t **self_p)
@@ -530,7 +524,7 @@ static int s_follow_journal(farm_clients_t *self, const farm_client_t *c, const 
     char repo[FARM_REGISTRY_HOST_MAX + 1 + 256 + 1];
     int answered = 0;
 
-    if (!self->journal || farm_journal_get_build(self->journal, &jb, id) < 0)
+    if (!self->p.journal || farm_journal_get_build(self->p.journal, &jb, id) < 0)
         return 0;
     if (jb.state == FARM_JOURNAL_BUILD_DONE &&
         (c->role >= FARM_ROLE_ADMIN || !jb.owner[0] || strcmp(jb.owner, c->name) == 0)) {

@@ -38,9 +38,6 @@ typedef struct farm_clients farm_clients_t;
 farm_clients_t *farm_clients_new(const farm_coord_parts_t *parts, farm_clients_send_fn send,
                                  void *arg);
 void farm_clients_destroy(farm_clients_t **self_p);
-/* Where a Follow of a build no longer in memory is looked up (borrowed; NULL: nowhere). */
-struct farm_journal;
-void farm_clients_set_journal(farm_clients_t *self, struct farm_journal *journal);
 
 /* One message from client c (authenticated as c says): refused unless c's role may,
  * else answered. */

@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +27,7 @@
 #include "coordinator/clients.h"
 #include "coordinator/ctxstore.h"
 #include "coordinator/enrolled.h"
+#include "coordinator/journal.h"
 #include "coordinator/nodes.h"
 #include "coordinator/peerwarn.h"
 #include "coordinator/pushes.h"
@@ -39,6 +41,8 @@
 #define CLIENT_TURN_MS 20      /* and at most this long on client messages per turn */
 #define STITCH_TIMEOUT_MS 600000 /* an index push that takes longer is stopped */
 #define STITCH_PARALLEL 8        /* index pushes at once; the others wait their turn */
+#define PRUNE_EVERY_MS 600000    /* the journal drops builds past their retention */
+#define PARK_MIN_MS 10000        /* a restored running job waits at least this for its node */
 
 struct farm_coordinator {
     farm_config_t *cfg;
@@ -63,6 +67,9 @@ struct farm_coordinator {
     farm_pushes_t *pushes;     /* the index-push helpers */
     farm_clients_t *cl;        /* farmctl's requests, and what builds' clients hear */
     farm_agents_t *ag;         /* what the nodes hear and say */
+    farm_journal_t *journal;   /* builds and jobs, across restarts */
+    long long pruned_at;
+    int stopping;              /* shutting down: the nodes keep what they run */
 };
 
 /* ------------------------------------------------------------------ sending */
@@ -109,13 +116,17 @@ static void s_on_stitch(void *arg, farm_build_t *b)
 static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
 {
     farm_coordinator_t *self = arg;
+    farm_builds_job_journal(self->builds, job); /* before the node hears of it */
     farm_agents_assign(self->ag, job, node);
 }
 
 static void s_on_cancel_job(void *arg, farm_job_t *job, farm_node_t *node, const char *reason)
 {
     farm_coordinator_t *self = arg;
-    farm_agents_cancel(self->ag, job, node, reason);
+    /* a stop or restart withdraws every job from the scheduler: the nodes go on building
+     * and deliver to the coordinator that comes back */
+    if (!self->stopping)
+        farm_agents_cancel(self->ag, job, node, reason);
 }
 
 static void s_on_waiting(void *arg, farm_job_t *job)
@@ -129,8 +140,7 @@ static void s_on_waiting(void *arg, farm_job_t *job)
 static void s_on_requeued(void *arg, farm_job_t *job, const char *why)
 {
     farm_coordinator_t *self = arg;
-    farm_builds_event(self->builds, job->build, job, FARM_EVENT_LOST,
-                      "%s; re-dispatching as attempt %u", why, job->attempt);
+    farm_builds_job_requeued(self->builds, job, why);
 }
 
 static void s_on_expired(void *arg, farm_job_t *job, int was_running)
@@ -236,6 +246,14 @@ static int s_on_chores(farm_reactor_t *r, void *arg)
     farm_warmfile_save(self->warmfile, now, 0);
     farm_builds_reap(self->builds, now, DONE_KEEP_MS, s_reap_stitch, self);
     farm_ctxstore_expire(self->ctx, now, UPLOAD_IDLE_MS);
+    if (now - self->pruned_at >= PRUNE_EVERY_MS) {
+        struct timespec ts;
+        self->pruned_at = now;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (farm_journal_prune(self->journal, NULL, (long long)ts.tv_sec * 1000 +
+                                                        ts.tv_nsec / 1000000) < 0)
+            farm_log_warn("%s", farm_error_last());
+    }
     return 0;
 }
 
@@ -392,6 +410,27 @@ static int s_state_dir_ok(const char *state)
     return 0;
 }
 
+/* What the journal holds unfinished comes back before any agent or client is heard: the
+ * agents' HELLOs then find their jobs (parked for them), the clients their builds. */
+static int s_restore(farm_coordinator_t *self)
+{
+    farm_journal_loaded_t loaded;
+    long long park = 3LL * self->cfg->heartbeat_ms * self->cfg->liveness;
+    int rc;
+
+    if (park < PARK_MIN_MS)
+        park = PARK_MIN_MS;
+    if ((rc = farm_journal_load_unfinished(self->journal, &loaded)) < 0)
+        return rc;
+    rc = farm_builds_restore(self->builds, &loaded, park, farm_now_ms());
+    farm_journal_loaded_free(&loaded);
+    if (rc == 0 && farm_scheduler_parked(self->sched))
+        farm_log_info("journal: %zu job(s) ran on nodes when the coordinator stopped; each "
+                      "waits up to %lld s for its node to say it still runs it",
+                      farm_scheduler_parked(self->sched), park / 1000);
+    return rc;
+}
+
 farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
 {
     farm_coordinator_t *self = calloc(1, sizeof *self);
@@ -419,16 +458,23 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     }
     if (farm_fs_mkdirs(state) < 0 || s_state_dir_ok(state) < 0)
         goto fail;
+    /* its refusal names the file and what to do (another coordinator holds it, ...) */
+    if (!(self->journal = farm_journal_open(state, NULL)))
+        goto fail;
+    self->pruned_at = farm_now_ms() - PRUNE_EVERY_MS; /* the first chores prune */
     self->nodes = farm_nodes_new(cfg);
     self->timeserve = farm_timeserve_new(FARM_TIMESERVE_PER_PEER, FARM_TIMESERVE_TOTAL);
     self->sched = farm_scheduler_new(cfg, &scbs, self);
     self->builds = self->sched ? farm_builds_new(cfg, self->sched, &bcbs, self) : NULL;
+    if (self->builds)
+        farm_builds_set_journal(self->builds, self->journal);
     self->ctx = farm_ctxstore_new(contexts, cfg->context_quota, (size_t)cfg->max_uploads,
                                   (size_t)cfg->max_uploads_per_client, s_context_in_use, self);
     self->reactor = farm_reactor_new();
     self->pushes = self->builds && self->reactor
                        ? farm_pushes_new(self->reactor, self->builds, cfg, &popts) : NULL;
-    parts = (farm_coord_parts_t){cfg, self->nodes, self->sched, self->builds, self->ctx};
+    parts = (farm_coord_parts_t){cfg, self->nodes, self->sched, self->builds, self->ctx,
+                                 self->journal};
     self->cl = self->builds && self->ctx ? farm_clients_new(&parts, s_send_client, self) : NULL;
     self->ag = self->builds && self->ctx && self->timeserve
                    ? farm_agents_new(&parts, self->timeserve, s_send_agent, self) : NULL;
@@ -443,6 +489,8 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         goto fail;
     /* a file that cannot be read costs warm placement, not the start */
     farm_warmfile_restore(self->warmfile);
+    if (s_restore(self) < 0)
+        goto fail;
     if (s_listen(self) < 0)
         goto fail;
     farm_log_info("listening: agents on %s, clients on %s; %zu node(s), %zu platform(s), "
@@ -466,6 +514,7 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     farm_coordinator_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
+    self->stopping = 1;
     farm_pushes_destroy(&self->pushes); /* stops the helpers while their builds exist */
     farm_clients_destroy(&self->cl);
     farm_builds_destroy(&self->builds);
@@ -485,6 +534,7 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     farm_enrolled_destroy(&self->enrolled);
     farm_key_wipe(&self->keys);
     farm_warmfile_destroy(&self->warmfile);
+    farm_journal_destroy(&self->journal); /* every write was durable when it returned */
     farm_config_destroy(&self->cfg);
     free(self);
     *self_p = NULL;

@@ -45,6 +45,9 @@ typedef struct farm_job {
     int emulated;                        /* the last attempt ran under emulation */
     long long queued_at, started_at;
     int waiting_said;                    /* "no live node" told once per attempt */
+    int parked;                          /* QUEUED, restored from the journal as running on
+                                          * node_name: waits for that node's HELLO ... */
+    long long park_until;                /* ... until then, then queued as a new attempt */
     char *cache_key;                     /* what a node's layer cache holds for it: see */
     size_t cache_key_len;                /* coordinator/warm.h (owned by the build) */
     int warm;                            /* the last attempt went to a node that built it */
@@ -82,6 +85,7 @@ typedef struct {
 
 typedef struct farm_build {
     char id[FARM_ID_MAX + 1];   /* "b<seq>-<32 hex>" */
+    uint64_t seq;               /* submit order (the journal's: unique across restarts) */
     char client[256];  /* the submitter's routing id: without keys, whose build it is */
     size_t client_len;
     char owner[FARM_NAME_MAX + 1]; /* the client's name (its key), "" without keys */
@@ -90,9 +94,9 @@ typedef struct farm_build {
     /* SHA-256 of the submitting farmctl's Submit.submit_token ("" if it sent none): a
      * Follow or Logins carrying that token comes from the submitter itself */
     char token_digest[FARM_DIGEST_STRLEN];
-    /* its logins and secrets were lost with a coordinator restart: its QUEUED jobs stay
-     * out of the scheduler until the submitter sends them again (or the queue_timeout,
-     * counted from awaiting_since, fails the build) */
+    /* restored after a restart without the logins or secrets it had (never journaled):
+     * its QUEUED jobs stay out of the scheduler (parked ones go on) until the submitter
+     * sends them again, or the queue_timeout, counted from awaiting_since, fails it */
     int awaiting_submitter;
     long long awaiting_since;
     /* DONE: the outcome, for a follower that comes after the end */

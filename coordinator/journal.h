@@ -95,7 +95,7 @@ typedef struct {
 
 /* What a starting coordinator reconciles: every build not DONE, oldest submit first, and
  * their jobs, build by build in job order (job.build_id says whose). */
-typedef struct {
+typedef struct farm_journal_loaded {
     farm_journal_build_t *builds;
     size_t n_builds;
     farm_journal_job_t *jobs;

@@ -112,7 +112,7 @@ static int s_setup(void **state)
     fx->ctx = farm_ctxstore_new(store, 0, 0, 0, NULL, NULL);
     assert_non_null(fx->ctx);
     fx->cl = farm_clients_new(
-        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx}, cb_send, fx);
+        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, NULL}, cb_send, fx);
     assert_non_null(fx->cl);
     *state = fx;
     return 0;
@@ -515,8 +515,11 @@ static void test_follow_from_journal(void **state)
     assert_null(farm_builds_get(fx->c.b, id));
 
     s_follow(fx, &s_alice, id, NULL);
-    assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED); /* no journal set yet */
-    farm_clients_set_journal(fx->cl, j);
+    assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED); /* no journal given */
+    farm_clients_destroy(&fx->cl);
+    fx->cl = farm_clients_new(
+        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, j}, cb_send, fx);
+    assert_non_null(fx->cl);
     s_follow(fx, &s_alice, id, NULL);
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_BUILD_DONE);
     assert_string_equal(fx->sent.build_id, id);
@@ -525,7 +528,7 @@ static void test_follow_from_journal(void **state)
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED);
     s_follow(fx, &s_admin, id, NULL);
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_BUILD_DONE);
-    farm_clients_set_journal(fx->cl, NULL);
+    farm_clients_destroy(&fx->cl); /* before the journal it borrows */
     farm_journal_destroy(&j);
 }
 
