@@ -184,12 +184,20 @@ static int s_send_follow(const farmctl_follow_t *f)
     return farmctl_client_send(f->cl, &env);
 }
 
-/* Ctrl-C once: submit asks the coordinator to cancel and waits for its answer; wait
- * leaves (the build goes on). Twice: leave. 1 to leave now. */
-static int s_interrupt(const farmctl_follow_t *f, int *cancel_sent)
+/* Ctrl-C once: submit asks the coordinator to cancel and waits for its answer (at most
+ * REPLY_TIMEOUT_MS: a coordinator that is gone cannot answer); wait leaves (the build
+ * goes on). Twice: leave. 1 to leave now. */
+static int s_interrupt(const farmctl_follow_t *f, long long *cancel_sent)
 {
     if (!s_interrupted)
         return 0;
+    if (*cancel_sent && farm_now_ms() - *cancel_sent > REPLY_TIMEOUT_MS) {
+        fprintf(stderr, "farmctl %s: the coordinator at %s did not answer the cancel of build "
+                        "%s within %d s; the build may go on there: `farmctl wait %s` follows "
+                        "it\n", f->cmd, farmctl_client_endpoint(f->cl), f->build_id,
+                REPLY_TIMEOUT_MS / 1000, f->build_id);
+        return 1;
+    }
     if (s_interrupted > 1 || !f->cancel_on_interrupt) {
         fprintf(stderr, "farmctl %s: interrupted; build %s goes on on the farm: `farmctl wait "
                         "%s` follows it\n", f->cmd, f->build_id, f->build_id);
@@ -204,7 +212,7 @@ static int s_interrupt(const farmctl_follow_t *f, int *cancel_sent)
         farmctl_progress_note(f->pg, "#cancelling build %s (Ctrl-C again to leave it running)",
                               f->build_id);
         farmctl_client_send(f->cl, &env);
-        *cancel_sent = 1;
+        *cancel_sent = farm_now_ms();
     }
     return 0;
 }
@@ -248,9 +256,9 @@ int farmctl_follow(const farmctl_follow_t *f)
     Farm__Envelope *msg = NULL;
     const char *e = farmctl_client_endpoint(f->cl);
     long long now = farm_now_ms(), heard = now, lost_since = 0, next_follow = 0;
-    long long pause = FOLLOW_PAUSE_MS, quiet;
+    long long pause = FOLLOW_PAUSE_MS, quiet, cancel_sent = 0;
     unsigned drops = farmctl_client_disconnects(f->cl);
-    int rc = 1, cancel_sent = 0, attached = f->attached, lost = 0, waiting_said = 0;
+    int rc = 1, attached = f->attached, lost = 0, waiting_said = 0;
     int heartbeat_ms = f->heartbeat_ms > 0 ? f->heartbeat_ms : 1000;
     char bound[32];
 
@@ -317,13 +325,10 @@ int farmctl_follow(const farmctl_follow_t *f)
         }
         heard = now;
         switch (msg->body_case) {
-        case FARM__ENVELOPE__BODY_EVENT:
-            if (strcmp(msg->event->build_id, f->build_id) == 0)
-                farmctl_progress_event(f->pg, msg->event);
-            break;
+        /* this connection follows one build: what comes is that build's (its id as the
+         * coordinator spells it; farmctl holds an inert copy) */
+        case FARM__ENVELOPE__BODY_EVENT: farmctl_progress_event(f->pg, msg->event); break;
         case FARM__ENVELOPE__BODY_FOLLOWING:
-            if (strcmp(msg->following->build_id, f->build_id) != 0)
-                break;
             if (msg->following->heartbeat_ms)
                 heartbeat_ms = (int)msg->following->heartbeat_ms;
             if (!attached) {
@@ -339,8 +344,6 @@ int farmctl_follow(const farmctl_follow_t *f)
                 goto done;
             break;
         case FARM__ENVELOPE__BODY_BUILD_DONE:
-            if (strcmp(msg->build_done->build_id, f->build_id) != 0)
-                break;
             rc = s_done(f, msg->build_done);
             goto done;
         case FARM__ENVELOPE__BODY_REFUSED: {
