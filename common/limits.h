@@ -28,6 +28,7 @@
 #define FARM_DOCKERFILE_PATH_MAX 1024            /* bytes in the Dockerfile path */
 #define FARM_REFERENCE_MAX 512                   /* bytes in one image reference */
 #define FARM_CREDENTIALS_MAX 16                  /* registry logins per submit */
+#define FARM_SUBMIT_TOKEN_MAX 64                 /* bytes of Submit.submit_token */
 #define FARM_CRED_USER_MAX 256                   /* bytes in a registry username */
 #define FARM_CRED_SECRET_MAX 16384               /* bytes in a password or identity token */
 #define FARM_REGISTRY_HOST_MAX 255               /* bytes in a registry host[:port] */

@@ -437,6 +437,13 @@ void farm_wire_free(Farm__Envelope **env_p)
             s_wipe_creds((*env_p)->job_assign->credentials, (*env_p)->job_assign->n_credentials);
             farm_buildflags_wire_wipe((*env_p)->job_assign->flags);
         }
+        if ((*env_p)->body_case == FARM__ENVELOPE__BODY_LOGINS && (*env_p)->logins) {
+            Farm__Logins *l = (*env_p)->logins;
+            s_wipe_creds(l->credentials, l->n_credentials);
+            for (size_t i = 0; l->secrets && i < l->n_secrets; i++)
+                if (l->secrets[i] && l->secrets[i]->value.data)
+                    explicit_bzero(l->secrets[i]->value.data, l->secrets[i]->value.len);
+        }
         farm__envelope__free_unpacked(*env_p, NULL);
         *env_p = NULL;
     }

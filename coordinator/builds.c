@@ -97,17 +97,18 @@ const farm_cred_t *farm_build_cred(const farm_build_t *b, const char *host)
 }
 
 /* Bounded, one per registry host, each with a secret; never echoes a secret. */
-static int s_copy_creds(farm_build_t *b, const farm_submit_t *s, char *reason, size_t len)
+static int s_copy_creds(farm_build_t *b, const farm_cred_t *creds, size_t n_creds,
+                        char *reason, size_t len)
 {
-    if (s->n_creds > FARM_CREDENTIALS_MAX)
+    if (n_creds > FARM_CREDENTIALS_MAX)
         return s_refuse(reason, len, "too many registry credentials (%zu; at most %d)",
-                        s->n_creds, FARM_CREDENTIALS_MAX);
-    if (!s->n_creds)
+                        n_creds, FARM_CREDENTIALS_MAX);
+    if (!n_creds)
         return 0;
-    if (!(b->creds = calloc(s->n_creds, sizeof *b->creds)))
+    if (!(b->creds = calloc(n_creds, sizeof *b->creds)))
         return s_refuse(reason, len, "coordinator out of memory");
-    for (size_t i = 0; i < s->n_creds; i++) {
-        const farm_cred_t *c = &s->creds[i];
+    for (size_t i = 0; i < n_creds; i++) {
+        const farm_cred_t *c = &creds[i];
         const char *r = c->registry ? c->registry : "";
         if (!r[0] || strlen(r) > FARM_REGISTRY_HOST_MAX || strpbrk(r, "/?#@ \t\r\n"))
             return s_refuse(reason, len, "registry credentials for an invalid host");
@@ -135,6 +136,7 @@ static void s_build_free(farm_builds_t *self, farm_build_t *b)
         return;
     s_creds_wipe(b);
     farm_buildflags_clear(&b->flags);
+    free(b->error);
     for (size_t i = 0; i < b->n_jobs; i++) {
         farm_scheduler_forget(self->sched, &b->jobs[i]);
         farm_tail_clear(&b->jobs[i].tail);
@@ -530,7 +532,8 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
             goto fail;
         }
     }
-    if ((rc = s_fill_tags(b, s, reason, len)) < 0 || (rc = s_copy_creds(b, s, reason, len)) < 0)
+    if ((rc = s_fill_tags(b, s, reason, len)) < 0 ||
+        (rc = s_copy_creds(b, s->creds, s->n_creds, reason, len)) < 0)
         goto fail;
     if (s_new_id(self, b) < 0) {
         rc = s_refuse(reason, len, "coordinator cannot make a build id: %s", farm_error_last());
@@ -550,6 +553,9 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     }
     memcpy(b->client, s->client, s->client_len);
     b->client_len = s->client_len;
+    farm_build_follow(b, NULL, s->client, s->client_len);
+    if (s->token_len)
+        farm_digest_buffer(b->token_digest, s->token, s->token_len);
     b->insecure = farm_config_registry_insecure(self->cfg, b->registry);
     /* said now, before any build work, not by the push after the whole build */
     if (s->target_plain_http && !b->insecure) {
@@ -601,7 +607,8 @@ void farm_builds_start(farm_builds_t *self, farm_build_t *b, long long now)
     /* every "queued" first, then whatever the scheduler says ("waiting") */
     for (size_t i = 0; i < b->n_jobs; i++)
         farm_builds_event(self, b, &b->jobs[i], FARM_EVENT_QUEUED, "queued");
-    for (size_t i = 0; i < b->n_jobs && b->state == FARM_BUILD_RUNNING; i++) {
+    for (size_t i = 0; i < b->n_jobs && b->state == FARM_BUILD_RUNNING && !b->awaiting_submitter;
+         i++) {
         farm_job_t *job = &b->jobs[i];
         if (farm_scheduler_add(self->sched, job, now) < 0)
             farm_builds_job_failed(self, job, now, "cannot queue: %s", farm_error_last());
@@ -776,6 +783,124 @@ int farm_builds_cancel(farm_builds_t *self, const char *id, const void *client,
     return 0;
 }
 
+/* ------------------------------------------------------------------ followers */
+
+static int s_follower_at(const farm_build_t *b, const void *rid, size_t rid_len)
+{
+    for (size_t i = 0; i < b->n_followers; i++)
+        if (b->followers[i].rid_len == rid_len && memcmp(b->followers[i].rid, rid, rid_len) == 0)
+            return (int)i;
+    return -1;
+}
+
+int farm_build_follow(farm_build_t *b, farm_follower_t *out_dropped, const void *rid,
+                      size_t rid_len)
+{
+    int dropped = 0;
+
+    if (!rid_len || rid_len > sizeof b->followers[0].rid || s_follower_at(b, rid, rid_len) >= 0)
+        return 0;
+    if (b->n_followers == FARM_FOLLOWERS_MAX) {
+        if (out_dropped)
+            *out_dropped = b->followers[0];
+        memmove(&b->followers[0], &b->followers[1],
+                (FARM_FOLLOWERS_MAX - 1) * sizeof b->followers[0]);
+        b->n_followers--;
+        dropped = 1;
+    }
+    memcpy(b->followers[b->n_followers].rid, rid, rid_len);
+    b->followers[b->n_followers++].rid_len = rid_len;
+    return dropped;
+}
+
+void farm_build_unfollow(farm_build_t *b, const void *rid, size_t rid_len)
+{
+    int i = s_follower_at(b, rid, rid_len);
+    if (i < 0)
+        return;
+    memmove(&b->followers[i], &b->followers[i + 1],
+            (b->n_followers - (size_t)i - 1) * sizeof b->followers[0]);
+    b->n_followers--;
+}
+
+/* ------------------------------------------------------------------ the submitter */
+
+int farm_build_token_is(const farm_build_t *b, const void *token, size_t len)
+{
+    char digest[FARM_DIGEST_STRLEN];
+    if (!b->token_digest[0] || !len)
+        return 0;
+    farm_digest_buffer(digest, token, len);
+    return strcmp(digest, b->token_digest) == 0;
+}
+
+void farm_builds_await_submitter(farm_builds_t *self, farm_build_t *b, long long now)
+{
+    if (b->state == FARM_BUILD_DONE || b->awaiting_submitter)
+        return;
+    b->awaiting_submitter = 1;
+    b->awaiting_since = now;
+    /* a queued job with no logins would fail its pull or push: keep it out of reach (a
+     * parked one runs on its node with the logins it was given) */
+    for (size_t i = 0; i < b->n_jobs; i++)
+        if (b->jobs[i].state == FARM_JOB_QUEUED && !b->jobs[i].parked &&
+            farm_scheduler_job(self->sched, b->jobs[i].id) == &b->jobs[i])
+            farm_scheduler_forget(self->sched, &b->jobs[i]);
+    farm_log_info("build=%s waits for its submitter to send its registry logins and secrets "
+                  "again", b->id);
+}
+
+int farm_builds_submitter_back(farm_builds_t *self, farm_build_t *b, const farm_cred_t *creds,
+                               size_t n_creds, farm_buildflags_t *secrets, long long now,
+                               char *reason, size_t len)
+{
+    int rc;
+
+    if (!b->awaiting_submitter)
+        return s_refuse(reason, len, "build %s does not wait for its logins", b->id);
+    s_creds_wipe(b);
+    if ((rc = s_copy_creds(b, creds, n_creds, reason, len)) < 0) {
+        s_creds_wipe(b);
+        return rc;
+    }
+    if (secrets) {
+        farm_buildflags_wipe_secrets(&b->flags);
+        b->flags.secrets = secrets->secrets;
+        b->flags.n_secrets = secrets->n_secrets;
+        secrets->secrets = NULL;
+        secrets->n_secrets = 0;
+    }
+    b->awaiting_submitter = 0;
+    farm_log_info("build=%s its submitter is back with %zu login(s) and %zu secret(s); its "
+                  "jobs are queued again", b->id, b->n_creds, b->flags.n_secrets);
+    /* its queued jobs to the scheduler, as for a build restored with its logins (parked
+     * ones already wait for their node) */
+    farm_builds_resume(self, b, 0, now);
+    return 0;
+}
+
+void farm_builds_submitter_overdue(farm_builds_t *self, long long now)
+{
+    long long bound = self->cfg->queue_timeout_ms;
+
+    for (farm_link_t *l = self->active.next, *next; l != &self->active; l = next) {
+        farm_build_t *b = FARM_LINK_OWNER(l, farm_build_t, link);
+        char msg[1024], within[32];
+        next = l->next;
+        if (!b->awaiting_submitter || now - b->awaiting_since <= bound)
+            continue;
+        if (bound % 60000 == 0)
+            snprintf(within, sizeof within, "%lldm", bound / 60000);
+        else
+            snprintf(within, sizeof within, "%lld s", bound / 1000);
+        snprintf(msg, sizeof msg, "its registry logins and secrets were lost with a coordinator "
+                 "restart and its submitter did not reattach within %s (coordinator.queue_timeout "
+                 "in %s); submit it again", within, self->cfg->path);
+        b->awaiting_submitter = 0;
+        farm_builds_finish(self, b, 0, NULL, 0, msg, now);
+    }
+}
+
 /* ------------------------------------------------------------------ restore */
 
 static const farm_job_state_t s_job_states[] = {
@@ -860,7 +985,6 @@ static farm_build_t *s_restore_build(farm_builds_t *self, farm_journal_build_t *
     b->allow_partial = rec->allow_partial;
     b->network_none = rec->network_none;
     b->awaiting_submitter = rec->needs_submitter;
-    b->client_gone = 1; /* until its submitter follows it again */
     b->state = rec->state == FARM_JOURNAL_BUILD_STITCHING ? FARM_BUILD_STITCHING
                                                           : FARM_BUILD_RUNNING;
     b->created = s_mono(self, rec->created);
@@ -940,6 +1064,7 @@ int farm_builds_restore(farm_builds_t *self, farm_journal_loaded_t *loaded, long
             farm_builds_resume(self, b, park_ms, now);
             continue;
         }
+        b->awaiting_since = now; /* coordinator.queue_timeout counts from the start */
         /* what its nodes still run (with the logins they were given) is theirs to finish;
          * the rest waits for the submitter (farm_builds_resume then) */
         waiting++;

@@ -60,6 +60,8 @@ typedef struct {
     size_t n_creds;
     farm_buildflags_t *flags;       /* NULL: none; checked, and moved into the build (then
                                      * zeroed) when it is accepted */
+    const void *token;              /* Submit.submit_token (kept as its SHA-256) */
+    size_t token_len;
 } farm_submit_t;
 
 typedef struct farm_builds farm_builds_t;
@@ -130,6 +132,29 @@ int farm_builds_cancel(farm_builds_t *self, const char *id, const void *client,
 /* 1 when the build belongs to the client (as for cancel). */
 int farm_build_owned_by(const farm_build_t *b, const void *client, size_t client_len,
                         const char *owner);
+
+/* Adds connection rid to b's followers (its events and BuildDone go there too), once.
+ * With FARM_FOLLOWERS_MAX already, the oldest is dropped: 1 and *out_dropped (may be
+ * NULL) is it; else 0. */
+int farm_build_follow(farm_build_t *b, farm_follower_t *out_dropped, const void *rid,
+                      size_t rid_len);
+/* Removes rid from b's followers (its connection is gone). */
+void farm_build_unfollow(farm_build_t *b, const void *rid, size_t rid_len);
+/* 1 when token is the one the build's Submit carried (its submitting farmctl). */
+int farm_build_token_is(const farm_build_t *b, const void *token, size_t len);
+
+/* b lost its submitter's logins and secrets (a coordinator restart: they are never
+ * written down): awaiting_submitter, and its QUEUED jobs leave the scheduler. */
+void farm_builds_await_submitter(farm_builds_t *self, farm_build_t *b, long long now);
+/* The submitter sent them again: b takes copies of creds and the secrets of *secrets
+ * (moved; may be NULL), the flag is cleared and its QUEUED jobs go to the scheduler.
+ * FARM_EINVALID with reason when refused (b does not wait, bad logins). */
+int farm_builds_submitter_back(farm_builds_t *self, farm_build_t *b, const farm_cred_t *creds,
+                               size_t n_creds, farm_buildflags_t *secrets, long long now,
+                               char *reason, size_t len);
+/* Fails each build that waited for its submitter longer than coordinator.queue_timeout,
+ * saying so. */
+void farm_builds_submitter_overdue(farm_builds_t *self, long long now);
 
 /* Frees builds DONE for longer than keep_ms; before each, free_fn (may be NULL) lets
  * the caller drop what it attached (b->stitch). */

@@ -13,6 +13,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/platform.h"
+#include "common/text.h"
+#include "coordinator/journal.h"
 #include "coordinator/peerwarn.h"
 #include "coordinator/pushes.h"
 
@@ -87,6 +89,21 @@ _Static_assert((int)FARM_EVENT_QUEUED == (int)FARM__EVENT_KIND__EVENT_QUEUED &&
 
 /* ------------------------------------------------------------------ what a build's client hears */
 
+/* Sends env to every follower of b; one whose connection is gone stops following (the
+ * build goes on and its result is still pushed). */
+static void s_send_followers(farm_clients_t *self, farm_build_t *b, Farm__Envelope *env)
+{
+    env->version = FARM_WIRE_VERSION;
+    for (size_t i = b->n_followers; i-- > 0;) {
+        farm_follower_t *f = &b->followers[i];
+        if (self->send(self->arg, f->rid, f->rid_len, env) < 0) {
+            farm_log_warn("build=%s a follower is gone (%s); continuing without it", b->id,
+                          farm_error_last());
+            farm_build_unfollow(b, f->rid, f->rid_len);
+        }
+    }
+}
+
 void farm_clients_event(farm_clients_t *self, farm_build_t *b, const farm_job_t *job,
                         farm_event_kind_t kind, const char *msg)
 {
@@ -100,7 +117,7 @@ void farm_clients_event(farm_clients_t *self, farm_build_t *b, const farm_job_t 
                          kind == FARM_EVENT_PUSHED ? FARM_LOG_DEBUG : FARM_LOG_INFO,
                  "build=%s%s%s %s: %s", b->id, job ? " platform=" : "", job ? job->platform : "",
                  farm_wire_event_kind_name((Farm__EventKind)kind), msg);
-    if (b->client_gone)
+    if (!b->n_followers)
         return;
     ev.build_id = b->id;
     ev.kind = (Farm__EventKind)kind;
@@ -108,39 +125,36 @@ void farm_clients_event(farm_clients_t *self, farm_build_t *b, const farm_job_t 
     ev.node = job ? (char *)job->node_name : "";
     ev.attempt = job ? job->attempt : 0;
     ev.message = (char *)msg;
-    env.version = FARM_WIRE_VERSION;
     env.body_case = FARM__ENVELOPE__BODY_EVENT;
     env.event = &ev;
-    if (self->send(self->arg, b->client, b->client_len, &env) < 0) {
-        /* farmctl went away: the build goes on and its result is still pushed */
-        farm_log_warn("build=%s client gone (%s); continuing without it", b->id,
-                      farm_error_last());
-        b->client_gone = 1;
-    }
+    s_send_followers(self, b, &env);
 }
 
-void farm_clients_done(farm_clients_t *self, farm_build_t *b, int ok, const char *index_digest,
-                       uint64_t index_size, const char *error)
+/* The BuildDone of a DONE build b: to rid, or (rid NULL) to all its followers. */
+static void s_send_done(farm_clients_t *self, farm_build_t *b, const void *rid, size_t rid_len)
 {
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__BuildDone done = FARM__BUILD_DONE__INIT;
     Farm__Descriptor *descs = calloc(b->n_jobs + 1, sizeof *descs);
     Farm__Descriptor **dptrs = calloc(b->n_jobs + 1, sizeof *dptrs);
     char (*plats)[FARM_PLATFORM_STRLEN] = calloc(b->n_jobs + 1, sizeof *plats);
+    char repo[sizeof b->registry + sizeof b->repository + 1];
     farm_children_extra_t x = {.nodes = calloc(b->n_jobs + 1, sizeof *x.nodes),
                                .warm = calloc(b->n_jobs + 1, sizeof *x.warm),
                                .cache_hits = calloc(b->n_jobs + 1, sizeof *x.cache_hits),
                                .steps = calloc(b->n_jobs + 1, sizeof *x.steps)};
     size_t n = 0;
 
+    snprintf(repo, sizeof repo, "%s/%s", b->registry, b->repository);
     done.build_id = b->id;
-    done.ok = ok;
-    done.error = (char *)(error ? error : "");
-    done.index_digest = (char *)(index_digest ? index_digest : "");
-    done.index_size = index_size;
+    done.ok = b->ok;
+    done.error = b->error ? b->error : "";
+    done.index_digest = b->index_digest;
+    done.index_size = b->index_size;
     done.n_tags = b->n_tags;
     done.tags = b->tags;
-    done.stitch_ms = ok ? (uint64_t)(b->done_at - b->last_result_at) : 0;
+    done.repository = repo;
+    done.stitch_ms = b->ok ? (uint64_t)(b->done_at - b->last_result_at) : 0;
     if (!descs || !dptrs || !plats || !x.nodes || !x.warm || !x.cache_hits || !x.steps) {
         /* still answer: the client must not wait forever */
         done.ok = 0;
@@ -159,11 +173,12 @@ void farm_clients_done(farm_clients_t *self, farm_build_t *b, int ok, const char
     done.n_child_steps = n;
     done.child_steps = x.steps;
 send:
-    if (!b->client_gone) {
-        env.body_case = FARM__ENVELOPE__BODY_BUILD_DONE;
-        env.build_done = &done;
-        s_send(self, b->client, b->client_len, &env);
-    }
+    env.body_case = FARM__ENVELOPE__BODY_BUILD_DONE;
+    env.build_done = &done;
+    if (rid)
+        s_send(self, rid, rid_len, &env);
+    else
+        s_send_followers(self, b, &env);
     free(descs);
     free(dptrs);
     free(plats);
@@ -171,6 +186,20 @@ send:
     free(x.warm);
     free(x.cache_hits);
     free(x.steps);
+}
+
+void farm_clients_done(farm_clients_t *self, farm_build_t *b, int ok, const char *index_digest,
+                       uint64_t index_size, const char *error)
+{
+    /* kept for a follower that comes after the end */
+    b->ok = ok;
+    snprintf(b->index_digest, sizeof b->index_digest, "%s", index_digest ? index_digest : "");
+    b->index_size = index_size;
+    free(b->error);
+    b->error = !ok ? strdup(error ? error : "failed") : NULL;
+    if (!ok && !b->error)
+        farm_log_warn("build=%s out of memory keeping its error for later followers", b->id);
+    s_send_done(self, b, NULL, 0);
 }
 
 /* ------------------------------------------------------------------ requests */
@@ -209,8 +238,15 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
                          .allow_partial = s->allow_partial, .network = s->network,
                          .target_plain_http = s->target_plain_http,
                          .client = rid,
-                         .client_len = rid_len, .owner = c->name};
+                         .client_len = rid_len, .owner = c->name,
+                         .token = s->submit_token.data, .token_len = s->submit_token.len};
 
+    if (s->submit_token.len > FARM_SUBMIT_TOKEN_MAX) {
+        snprintf(reason, sizeof reason, "submit_token is %zu bytes; at most %d",
+                 s->submit_token.len, FARM_SUBMIT_TOKEN_MAX);
+        farm_clients_refuse(self, rid, rid_len, reason);
+        return;
+    }
     if (s->n_build_args > FARM_BUILD_ARGS_MAX) {
         snprintf(reason, sizeof reason, "too many build args (%zu; at most %d)",
                  s->n_build_args, FARM_BUILD_ARGS_MAX);
@@ -267,6 +303,7 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
     acc.platforms = calloc(b->n_jobs + 1, sizeof *acc.platforms);
     for (size_t i = 0; acc.platforms && i < b->n_jobs; i++)
         acc.platforms[acc.n_platforms++] = b->jobs[i].platform;
+    acc.heartbeat_ms = (uint32_t)self->p.cfg->heartbeat_ms;
     env.body_case = FARM__ENVELOPE__BODY_ACCEPTED;
     env.accepted = &acc;
     s_send(self, rid, rid_len, &env);
@@ -360,6 +397,8 @@ farm_role_t farm_clients_needs(Farm__Envelope__BodyCase body, const char **what)
     case FARM__ENVELOPE__BODY_CONTEXT_CHUNK:
     case FARM__ENVELOPE__BODY_SUBMIT: *what = "submit"; return FARM_ROLE_SUBMIT;
     case FARM__ENVELOPE__BODY_CANCEL: *what = "cancel builds"; return FARM_ROLE_SUBMIT;
+    case FARM__ENVELOPE__BODY_FOLLOW: *what = "follow builds"; return FARM_ROLE_READ;
+    case FARM__ENVELOPE__BODY_LOGINS: *what = "send a build's logins"; return FARM_ROLE_SUBMIT;
     case FARM__ENVELOPE__BODY_DRAIN: *what = "drain nodes"; return FARM_ROLE_ADMIN;
     default: *what = "do this"; return FARM_ROLE_NONE;
     }
@@ -461,6 +500,203 @@ static void s_on_builds(farm_clients_t *self, const farm_client_t *c)
     free(l.ptrs);
 }
 
+/* ------------------------------------------------------------------ following a build */
+
+int farm_client_is_submitter(const farm_client_t *c, const farm_build_t *b, const void *token,
+                             size_t token_len)
+{
+    if (b->owner[0] && strcmp(b->owner, c->name) != 0)
+        return 0;
+    if (b->token_digest[0])
+        return farm_build_token_is(b, token, token_len);
+    /* a build whose token was not kept: a submit process of its owner (keys), or of
+     * this machine (a keyless farm serves loopback only) */
+    return token_len > 0;
+}
+
+/* A build the coordinator no longer holds in memory but its journal has, finished:
+ * BuildDone from the record. 1 when answered. */
+static int s_follow_journal(farm_clients_t *self, const farm_client_t *c, const char *id)
+{
+    farm_journal_build_t jb;
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__BuildDone done = FARM__BUILD_DONE__INIT;
+    char repo[FARM_REGISTRY_HOST_MAX + 1 + 256 + 1];
+    int answered = 0;
+
+    if (!self->p.journal || farm_journal_get_build(self->p.journal, &jb, id) < 0)
+        return 0;
+    if (jb.state == FARM_JOURNAL_BUILD_DONE &&
+        (c->role >= FARM_ROLE_ADMIN || !jb.owner[0] || strcmp(jb.owner, c->name) == 0)) {
+        snprintf(repo, sizeof repo, "%s/%s", jb.registry, jb.repository);
+        done.build_id = jb.id;
+        done.ok = jb.ok;
+        done.error = jb.reason ? jb.reason : "";
+        done.index_digest = jb.index_digest;
+        done.index_size = jb.index_size;
+        done.n_tags = jb.n_tags;
+        done.tags = jb.tags;
+        done.repository = repo;
+        env.body_case = FARM__ENVELOPE__BODY_BUILD_DONE;
+        env.build_done = &done;
+        s_send(self, c->rid, c->rid_len, &env);
+        answered = 1;
+    }
+    farm_journal_build_clear(&jb);
+    return answered;
+}
+
+static void s_following(farm_clients_t *self, const farm_client_t *c, farm_build_t *b,
+                        int send_logins)
+{
+    static const char *jstates[] = {"queued", "running", "done", "failed", "cancelled"};
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__Following fo = FARM__FOLLOWING__INIT;
+    char repo[sizeof b->registry + sizeof b->repository + 1];
+    char jobs[FARM_PLATFORMS_MAX][FARM_PLATFORM_STRLEN + FARM_NAME_MAX + 16];
+    char *jptrs[FARM_PLATFORMS_MAX], waiting[1024] = "";
+    int queued = 1;
+
+    snprintf(repo, sizeof repo, "%s/%s", b->registry, b->repository);
+    for (size_t i = 0; i < b->n_jobs && i < FARM_PLATFORMS_MAX; i++) {
+        const farm_job_t *j = &b->jobs[i];
+        snprintf(jobs[i], sizeof jobs[i], "%s %s %s", j->platform, jstates[j->state],
+                 j->node_name[0] ? j->node_name : "-");
+        jptrs[fo.n_jobs++] = jobs[i];
+        queued &= j->state == FARM_JOB_QUEUED;
+    }
+    if (b->awaiting_submitter && !send_logins)
+        snprintf(waiting, sizeof waiting, "build %s waits for its submitter (the farmctl submit "
+                 "that sent it) to send its registry logins and secrets again: they were lost "
+                 "with a coordinator restart; it fails if the submitter does not come back "
+                 "within coordinator.queue_timeout", b->id);
+    fo.build_id = b->id;
+    fo.state = b->state == FARM_BUILD_STITCHING ? "stitching" : queued ? "queued" : "running";
+    fo.jobs = jptrs;
+    fo.repository = repo;
+    fo.heartbeat_ms = (uint32_t)self->p.cfg->heartbeat_ms;
+    fo.send_logins = send_logins;
+    fo.waiting = waiting;
+    env.body_case = FARM__ENVELOPE__BODY_FOLLOWING;
+    env.following = &fo;
+    s_send(self, c->rid, c->rid_len, &env);
+}
+
+/* The build c may follow, or NULL once answered: refused (unknown, not c's), or the
+ * journal's BuildDone of a build finished and gone from memory. */
+static farm_build_t *s_followed(farm_clients_t *self, const farm_client_t *c, const char *id)
+{
+    farm_build_t *b = farm_builds_get(self->p.builds, id);
+    char reason[512];
+
+    if (!b && s_follow_journal(self, c, id))
+        return NULL;
+    if (!b) {
+        char shown[FARM_ID_MAX + 1]; /* the client's words, in the log too: inert */
+        farm_text_inert(shown, sizeof shown, id);
+        snprintf(reason, sizeof reason, "no build %s on this coordinator: it was pruned, or "
+                 "submitted to another farm", shown);
+        farm_clients_refuse(self, c->rid, c->rid_len, reason);
+        return NULL;
+    }
+    if (!farm_client_sees(c, b)) {
+        /* the one rule of `farmctl builds` and cancel: its owner's, or an admin's */
+        snprintf(reason, sizeof reason, "build %s belongs to client %s; client %s may follow "
+                 "only its own builds (an admin may follow any): ask %s or an admin", b->id,
+                 b->owner, c->name, b->owner);
+        farm_peer_warn("%s", reason);
+        farm_clients_refuse(self, c->rid, c->rid_len, reason);
+        return NULL;
+    }
+    return b;
+}
+
+static void s_on_follow(farm_clients_t *self, const farm_client_t *c, const Farm__Follow *f)
+{
+    farm_follower_t old;
+    farm_build_t *b = s_followed(self, c, f->build_id);
+    char reason[512];
+
+    if (!b)
+        return;
+    if (b->state == FARM_BUILD_DONE) {
+        s_send_done(self, b, c->rid, c->rid_len);
+        return;
+    }
+    if (farm_build_follow(b, &old, c->rid, c->rid_len)) {
+        snprintf(reason, sizeof reason, "build %s has %d followers; this one, the oldest, no "
+                 "longer hears it: `farmctl wait %s` follows it again", b->id, FARM_FOLLOWERS_MAX,
+                 b->id);
+        farm_clients_refuse(self, old.rid, old.rid_len, reason);
+    }
+    farm_log_info("build=%s followed by %s (%zu follower(s))", b->id,
+                  c->name[0] ? c->name : "a local client", b->n_followers);
+    s_following(self, c, b,
+                b->awaiting_submitter &&
+                    farm_client_is_submitter(c, b, f->submit_token.data, f->submit_token.len));
+}
+
+static void s_on_logins(farm_clients_t *self, const farm_client_t *c, const Farm__Logins *l)
+{
+    Farm__BuildFlags only = FARM__BUILD_FLAGS__INIT;
+    farm_buildflags_t secrets = {0};
+    farm_cred_t *creds = NULL;
+    farm_build_t *b = s_followed(self, c, l->build_id);
+    char reason[1024];
+
+    if (!b)
+        return;
+    if (!farm_client_is_submitter(c, b, l->submit_token.data, l->submit_token.len)) {
+        snprintf(reason, sizeof reason, "only the farmctl submit that sent build %s may send "
+                 "its registry logins and secrets", b->id);
+        farm_clients_refuse(self, c->rid, c->rid_len, reason);
+        return;
+    }
+    if (!b->awaiting_submitter) { /* sent twice, or the build ended meanwhile */
+        if (b->state == FARM_BUILD_DONE)
+            s_send_done(self, b, c->rid, c->rid_len);
+        else
+            s_following(self, c, b, 0);
+        return;
+    }
+    if (l->n_credentials > FARM_CREDENTIALS_MAX) {
+        snprintf(reason, sizeof reason, "too many registry credentials (%zu; at most %d)",
+                 l->n_credentials, FARM_CREDENTIALS_MAX);
+        farm_clients_refuse(self, c->rid, c->rid_len, reason);
+        return;
+    }
+    only.n_secrets = l->n_secrets;
+    only.secrets = l->secrets;
+    if (farm_buildflags_from_wire(&secrets, &only) < 0) {
+        snprintf(reason, sizeof reason, "build %s: secrets: %s", b->id, farm_error_last());
+        farm_clients_refuse(self, c->rid, c->rid_len, reason);
+        return;
+    }
+    if (l->n_credentials && !(creds = calloc(l->n_credentials, sizeof *creds))) {
+        farm_clients_refuse(self, c->rid, c->rid_len, "coordinator out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < l->n_credentials; i++) {
+        creds[i].registry = l->credentials[i]->registry;
+        creds[i].username = l->credentials[i]->username;
+        creds[i].secret = l->credentials[i]->secret;
+        creds[i].identity_token = l->credentials[i]->identity_token;
+    }
+    if (farm_builds_submitter_back(self->p.builds, b, creds, l->n_credentials, &secrets,
+                                   farm_now_ms(), reason, sizeof reason) < 0) {
+        farm_clients_refuse(self, c->rid, c->rid_len, reason);
+        goto done;
+    }
+    farm_build_follow(b, NULL, c->rid, c->rid_len);
+    if (b->state == FARM_BUILD_DONE) /* a job could not be queued */
+        s_send_done(self, b, c->rid, c->rid_len);
+    else
+        s_following(self, c, b, 0);
+done:
+    free(creds); /* borrowed pointers: the envelope's strings are wiped with it */
+    farm_buildflags_clear(&secrets);
+}
+
 void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
                           const Farm__Envelope *env)
 {
@@ -498,6 +734,8 @@ void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
         farm_builds_cancel(self->p.builds, env->cancel->build_id, c->rid, c->rid_len, c->name,
                            c->role >= FARM_ROLE_ADMIN, farm_now_ms());
         break;
+    case FARM__ENVELOPE__BODY_FOLLOW: s_on_follow(self, c, env->follow); break;
+    case FARM__ENVELOPE__BODY_LOGINS: s_on_logins(self, c, env->logins); break;
     case FARM__ENVELOPE__BODY_HEARTBEAT: break;
     default:
         farm_peer_warn("client sent an unexpected message (type %d); ignored",
@@ -510,11 +748,9 @@ static void s_client_beat(void *arg, farm_build_t *b)
     farm_clients_t *self = arg;
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
-    if (b->client_gone)
-        return;
     env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
-    s_send(self, b->client, b->client_len, &env);
+    s_send_followers(self, b, &env);
 }
 
 void farm_clients_beat(farm_clients_t *self)

@@ -63,5 +63,11 @@ farm_role_t farm_clients_needs(Farm__Envelope__BodyCase body, const char **what)
 /* 1 when c may see build b and its job ids: its own builds (as for cancel), or any for
  * an admin. */
 int farm_client_sees(const farm_client_t *c, const farm_build_t *b);
+/* 1 when c is b's submitting farmctl (a Follow or Logins carrying token): the one that may
+ * send b's logins and secrets again. Its owner (with keys) with the Submit's token; for a
+ * build that has no token kept, any submit process of its owner (a Follow without a
+ * token is farmctl wait). */
+int farm_client_is_submitter(const farm_client_t *c, const farm_build_t *b, const void *token,
+                             size_t token_len);
 
 #endif

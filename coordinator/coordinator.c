@@ -290,6 +290,7 @@ static int s_on_chores(farm_reactor_t *r, void *arg)
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms();
     farm_scheduler_tick(self->sched, now);
+    farm_builds_submitter_overdue(self->builds, now);
     farm_warmfile_save(self->warmfile, now, 0);
     farm_builds_reap(self->builds, now, DONE_KEEP_MS, s_reap_stitch, self);
     farm_ctxstore_expire(self->ctx, now, UPLOAD_IDLE_MS);

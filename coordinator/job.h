@@ -10,6 +10,7 @@
 
 #include "common/buildflags.h"
 #include "common/config.h"
+#include "common/digest.h"
 #include "common/limits.h"
 #include "common/oci.h"
 #include "common/platform.h"
@@ -73,13 +74,36 @@ typedef struct {
 
 typedef enum { FARM_BUILD_RUNNING, FARM_BUILD_STITCHING, FARM_BUILD_DONE } farm_build_state_t;
 
+/* The connections that hear a build's events and its BuildDone: the submit's, and each
+ * that follows it by id (farmctl submit after an outage, farmctl wait). Bounded: a new
+ * follower beyond it replaces the oldest, which is told. */
+#define FARM_FOLLOWERS_MAX 8
+typedef struct {
+    char rid[256];     /* routing id */
+    size_t rid_len;
+} farm_follower_t;
+
 typedef struct farm_build {
     char id[FARM_ID_MAX + 1];   /* "b<seq>-<32 hex>" */
     uint64_t seq;               /* submit order (the journal's: unique across restarts) */
-    char client[256];  /* the client's routing id: events go there */
+    char client[256];  /* the submitter's routing id: without keys, whose build it is */
     size_t client_len;
     char owner[FARM_NAME_MAX + 1]; /* the client's name (its key), "" without keys */
-    int client_gone;
+    farm_follower_t followers[FARM_FOLLOWERS_MAX]; /* oldest first */
+    size_t n_followers;
+    /* SHA-256 of the submitting farmctl's Submit.submit_token ("" if it sent none): a
+     * Follow or Logins carrying that token comes from the submitter itself */
+    char token_digest[FARM_DIGEST_STRLEN];
+    /* restored after a restart without the logins or secrets it had (never journaled):
+     * its QUEUED jobs stay out of the scheduler (parked ones go on) until the submitter
+     * sends them again, or the queue_timeout, counted from awaiting_since, fails it */
+    int awaiting_submitter;
+    long long awaiting_since;
+    /* DONE: the outcome, for a follower that comes after the end */
+    int ok;
+    char index_digest[FARM_DIGEST_STRLEN];
+    uint64_t index_size;
+    char *error;       /* allocated; NULL when ok */
     char registry[256];
     char repository[256];
     char **tags;       /* tag names */
@@ -95,9 +119,6 @@ typedef struct farm_build {
     farm_cred_t *creds;  /* the submitter's, until the build is DONE */
     size_t n_creds;
     farm_buildflags_t flags; /* --target, --label, ...; its secrets only until DONE */
-    int awaiting_submitter;  /* restored after a restart without the logins or secrets it
-                              * had (never journaled): nothing of it runs until its
-                              * submitter sends them again */
     farm_job_t *jobs;
     size_t n_jobs;
     farm_build_state_t state;

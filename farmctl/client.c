@@ -31,6 +31,7 @@ struct farmctl_client {
     int secure; /* CURVE */
     int connected;  /* a connection was made at least once */
     int handshaken; /* ... and its ZMTP handshake succeeded */
+    unsigned disconnects; /* connections lost since it was made */
     char public_key[FARM_KEY_Z85_LEN + 1]; /* farmctl's own, shown when it is refused */
     char key_from[FARM_PATH_MAX + 32];     /* where farmctl's key pair came from */
     char server_key[FARM_KEY_Z85_LEN + 1];
@@ -443,6 +444,7 @@ static int s_monitor_read(farmctl_client_t *self)
         switch (event) {
         case ZMQ_EVENT_CONNECTED: self->connected = 1; break;
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: self->handshaken = 1; break;
+        case ZMQ_EVENT_DISCONNECTED: self->disconnects++; break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
@@ -508,6 +510,12 @@ int farmctl_client_silent(farmctl_client_t *self, int waited_ms)
     return farm_error_set(FARM_EIO, "the coordinator at %s took the connection but did not "
                           "answer within %d s; is it overloaded or stuck? (its log says)",
                           self->endpoint, waited_ms / 1000);
+}
+
+unsigned farmctl_client_disconnects(farmctl_client_t *self)
+{
+    s_monitor_read(self); /* a refusal is reported by the next recv */
+    return self->disconnects;
 }
 
 int farmctl_client_private(const farmctl_client_t *self)

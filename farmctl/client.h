@@ -73,6 +73,9 @@ int farmctl_client_recv(farmctl_client_t *self, Farm__Envelope **out, int timeou
  * the request and said nothing) and returns FARM_EIO (or a refusal seen meanwhile). */
 int farmctl_client_silent(farmctl_client_t *self, int waited_ms);
 const char *farmctl_client_endpoint(const farmctl_client_t *self);
+/* How many times the connection was lost (the socket connects again by itself: a
+ * restarted coordinator does not know it until farmctl says who it is). */
+unsigned farmctl_client_disconnects(farmctl_client_t *self);
 /* 1 if what is sent cannot be read on the way: CURVE, or a plain connection that stays
  * on this machine (farm_endpoint_loopback: a literal loopback address, ipc://). Registry
  * logins and build secrets go only then. */

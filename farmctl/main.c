@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "farmctl/builds.h"
 #include "farmctl/drain.h"
+#include "farmctl/follow.h"
 #include "farmctl/keygen.h"
 #include "farmctl/nodes.h"
 #include "farmctl/submit.h"
@@ -19,6 +20,7 @@ static void s_usage(FILE *f)
                "  validate [FILE]                                   check a farm.yaml\n"
                "  nodes                                             list the farm's nodes\n"
                "  builds                                            list the builds running now\n"
+               "  wait BUILD (alias attach)                         follow a build to its end\n"
                "  drain NODE [--undo]                               (admin) no new jobs for NODE\n"
                "  keygen NAME [--dir DIR]                           write a CURVE key pair\n"
                "  version                                           print the version\n\n"
@@ -40,6 +42,8 @@ int main(int argc, char **argv)
         return farmctl_nodes_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "builds") == 0)
         return farmctl_builds_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "wait") == 0 || strcmp(argv[1], "attach") == 0)
+        return farmctl_wait_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "drain") == 0)
         return farmctl_drain_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "keygen") == 0)

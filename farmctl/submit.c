@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,21 +32,13 @@
 #include "common/text.h"
 #include "common/wire.h"
 #include "farmctl/client.h"
+#include "farmctl/follow.h"
 #include "farmctl/probe.h"
 #include "farmctl/progress.h"
 
 #define REPLY_TIMEOUT_MS 15000
-#define SILENCE_TIMEOUT_MS 60000 /* the coordinator heartbeats running builds */
 #define UPLOAD_OFFERS 10         /* offers of one context before farmctl gives up */
 #define UPLOAD_PAUSE_MS 100      /* the first pause before offering again; doubles */
-
-static volatile sig_atomic_t s_interrupted;
-
-static void s_on_interrupt(int sig)
-{
-    (void)sig;
-    s_interrupted++;
-}
 
 typedef struct {
     const char *tags[FARM_TAGS_MAX];
@@ -83,6 +76,13 @@ typedef struct {
     size_t n_secrets;
     const char *iidfile;
     int trust_repo_coordinator; /* farm.yaml's coordinator.public_key serves without yours */
+    int detach;                 /* --detach: print the build id once accepted and leave */
+    long long give_up_ms;       /* --give-up-after */
+    /* 32 random bytes, in this process's memory only: the Submit carries them, and a
+     * Follow carrying them after a coordinator restart is this submit, which may send
+     * the build's logins and secrets again */
+    unsigned char token[32];
+    int heartbeat_ms;           /* the coordinator's (Accepted) */
 } submit_opts_t;
 
 /* Looks host up in the submitter's docker config (auths, credHelpers, credsStore) and
@@ -187,6 +187,11 @@ static void s_usage(FILE *f)
             "      --secret id=ID,src=FILE|env=VAR\n"
             "                          secret for RUN --mount=type=secret,id=ID (repeatable)\n"
             "      --iidfile FILE      write the index digest to FILE\n"
+            "      --detach            print the build id once accepted and exit 0; follow it\n"
+            "                          with farmctl wait BUILD\n"
+            "      --give-up-after D   how long the coordinator may be unreachable while\n"
+            "                          farmctl follows the build (default 15m); then it\n"
+            "                          prints the build id and exits 3\n"
             "  -q, --quiet             no progress; only the digest on stdout\n");
 }
 
@@ -560,199 +565,6 @@ done:
     return rc;
 }
 
-static char *s_full_tags(const Farm__BuildDone *d, const char *first_tag, const char *sep);
-
-static int s_write_metadata(const char *path, const Farm__BuildDone *d, const char *first_tag)
-{
-    char *full = NULL;
-    json_t *root = json_object(), *desc = json_object(), *plats = json_object();
-    json_t *names = json_array();
-    int rc;
-
-    json_object_set_new(root, "containerimage.digest", json_string(d->index_digest));
-    json_object_set_new(desc, "mediaType", json_string("application/vnd.oci.image.index.v1+json"));
-    json_object_set_new(desc, "digest", json_string(d->index_digest));
-    json_object_set_new(desc, "size", json_integer((json_int_t)d->index_size));
-    json_object_set_new(root, "containerimage.descriptor", desc);
-    for (size_t i = 0; i < d->n_tags; i++)
-        json_array_append_new(names, json_string(d->tags[i]));
-    json_object_set_new(root, "farm.tags", names);
-    /* as buildx writes it: the full references, comma-separated */
-    if (!(full = s_full_tags(d, first_tag, ","))) {
-        json_decref(root);
-        return farm_error_set(FARM_ERROR, "out of memory");
-    }
-    json_object_set_new(root, "image.name", json_string(full));
-    free(full);
-    json_object_set_new(root, "farm.build_id", json_string(d->build_id));
-    for (size_t i = 0; i < d->n_children; i++) {
-        json_t *p = json_object();
-        json_object_set_new(p, "digest", json_string(d->children[i]->digest));
-        json_object_set_new(p, "mediaType", json_string(d->children[i]->media_type));
-        json_object_set_new(p, "size", json_integer((json_int_t)d->children[i]->size));
-        json_object_set_new(p, "node",
-                            json_string(i < d->n_child_nodes ? d->child_nodes[i] : ""));
-        /* placed on a node that had built it (its layer cache), and what the cache gave */
-        json_object_set_new(p, "warm", json_boolean(i < d->n_child_warm && d->child_warm[i]));
-        json_object_set_new(p, "cache_hits", json_integer(i < d->n_child_cache_hits
-                                                              ? d->child_cache_hits[i] : 0));
-        json_object_set_new(p, "steps", json_integer(i < d->n_child_steps ? d->child_steps[i]
-                                                                            : 0));
-        json_object_set_new(plats, d->children[i]->platform, p);
-    }
-    json_object_set_new(root, "farm.platforms", plats);
-    json_object_set_new(root, "farm.stitch_ms", json_integer((json_int_t)d->stitch_ms));
-    /* jansson escapes C0 controls; ENSURE_ASCII also writes C1 and all non-ASCII as \uXXXX,
-     * so a `cat` of the file cannot drive a terminal either */
-    rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
-    json_decref(root);
-    return rc == 0 ? 0 : farm_error_set(FARM_EIO, "cannot write metadata file %s", path);
-}
-
-/* Builds' image references are full: "registry/repo:tag", joined by sep; malloc'd
- * (every tag, whatever their number and length), NULL on out of memory. */
-static char *s_full_tags(const Farm__BuildDone *d, const char *first_tag, const char *sep)
-{
-    farm_reference_t ref;
-    char *out = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&out, &len);
-
-    if (!f)
-        return NULL;
-    if (farm_reference_parse(&ref, first_tag) == 0)
-        for (size_t i = 0; i < d->n_tags; i++)
-            fprintf(f, "%s%s/%s:%s", i ? sep : "", ref.registry, ref.repository, d->tags[i]);
-    if (fclose(f) != 0) {
-        free(out);
-        return NULL;
-    }
-    return out;
-}
-
-/* --iidfile: the index digest, as buildx writes an image id (no newline). */
-static int s_write_iidfile(const char *path, const char *digest)
-{
-    FILE *f = fopen(path, "we");
-    int ok = f && fputs(digest, f) >= 0;
-
-    if (f && fclose(f) != 0)
-        ok = 0;
-    return ok ? 0 : farm_error_set(FARM_EIO, "cannot write --iidfile %s: %s", path,
-                                   strerror(errno));
-}
-
-/* Ctrl-C once: ask the coordinator to cancel and wait for its answer; twice: leave. */
-static int s_check_interrupt(farmctl_client_t *cl, const submit_opts_t *o, int *cancel_sent)
-{
-    if (!s_interrupted)
-        return 0;
-    if (s_interrupted > 1)
-        return farm_error_set(FARM_ERROR, "interrupted; build %s may go on on the farm",
-                              o->build_id);
-    if (!*cancel_sent) {
-        Farm__Envelope env = FARM__ENVELOPE__INIT;
-        Farm__Cancel c = FARM__CANCEL__INIT;
-        c.build_id = (char *)o->build_id;
-        env.body_case = FARM__ENVELOPE__BODY_CANCEL;
-        env.cancel = &c;
-        farmctl_progress_note(o->pg, "#cancelling build %s (Ctrl-C again to leave it running)",
-                              o->build_id);
-        farmctl_client_send(cl, &env);
-        *cancel_sent = 1;
-    }
-    return 0;
-}
-
-static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
-{
-    Farm__Envelope *msg = NULL;
-    char *tags;
-    long long last = farm_now_ms();
-    int rc, cancel_sent = 0;
-
-    for (;;) {
-        if ((rc = s_check_interrupt(cl, o, &cancel_sent)) < 0)
-            return rc;
-        rc = farmctl_client_recv(cl, &msg, 250);
-        if (rc == FARM_ERETRY) {
-            /* until a client can reattach, say only what is known: a paused coordinator
-             * may still finish the build, a restarted one has lost it */
-            if (farm_now_ms() - last > SILENCE_TIMEOUT_MS)
-                return farm_error_set(FARM_EIO, "no word from the coordinator at %s for %d s; "
-                                      "build %s may still be running there or may have been "
-                                      "lost with a restart; `farmctl builds` shows whether it "
-                                      "is there", farmctl_client_endpoint(cl),
-                                      SILENCE_TIMEOUT_MS / 1000, o->build_id);
-            continue;
-        }
-        if (rc < 0)
-            return rc;
-        last = farm_now_ms();
-        switch (msg->body_case) {
-        case FARM__ENVELOPE__BODY_EVENT: farmctl_progress_event(o->pg, msg->event); break;
-        case FARM__ENVELOPE__BODY_BUILD_DONE: {
-            const Farm__BuildDone *d = msg->build_done;
-            farmctl_progress_finish(o->pg);
-            if (!d->ok || !farm_digest_valid(d->index_digest)) {
-                /* the coordinator's words are shown inert; stdout gets only a real digest */
-                char id[FARM_ID_MAX + 1], *why = farm_text_inert_lines_dup(d->error);
-                farm_text_inert(id, sizeof id, d->build_id);
-                fprintf(stderr, "error: build %s failed: %s\n", id,
-                        d->ok ? "the coordinator reported an index digest that is not "
-                                "sha256:<64 hex>"
-                              : why ? why : "(out of memory)");
-                free(why);
-                farm_wire_free(&msg);
-                return 1;
-            }
-            tags = s_full_tags(d, o->tags[0], ", ");
-            /* each peer field inert on its own: a trailing ESC cannot join what follows */
-            for (size_t i = 0; i < d->n_children; i++) {
-                char plat[128], node[FARM_NAME_MAX + 1], digest[FARM_DIGEST_STRLEN];
-                farm_text_inert(plat, sizeof plat, d->children[i]->platform);
-                farm_text_inert(node, sizeof node,
-                                i < d->n_child_nodes ? d->child_nodes[i] : "-");
-                farm_text_inert(digest, sizeof digest, d->children[i]->digest);
-                farmctl_progress_note(o->pg, "[%s %s] %s%s", plat, node, digest,
-                                      i < d->n_child_warm && d->child_warm[i] ? " (warm)" : "");
-            }
-            char *shown = tags ? farm_text_inert_dup(tags) : NULL;
-            farmctl_progress_note(o->pg, "#index pushed to %s (stitched in %llu ms)",
-                                  shown ? shown : "(out of memory)",
-                                  (unsigned long long)d->stitch_ms);
-            free(shown);
-            free(tags);
-            /* --allow-partial: say plainly which platforms the index lacks */
-            for (size_t i = 0; i < o->n_platforms; i++) {
-                int found = 0;
-                for (size_t k = 0; k < d->n_children; k++)
-                    found |= strcmp(d->children[k]->platform, o->platforms[i]) == 0;
-                if (!found)
-                    fprintf(stderr, "warning: the index lacks %s: it failed (--allow-partial)\n",
-                            o->platforms[i]);
-            }
-            if (o->metadata_file && s_write_metadata(o->metadata_file, d, o->tags[0]) < 0) {
-                fprintf(stderr, "error: %s\n", farm_error_last());
-                farm_wire_free(&msg);
-                return 1;
-            }
-            if (o->iidfile && s_write_iidfile(o->iidfile, d->index_digest) < 0) {
-                fprintf(stderr, "error: %s\n", farm_error_last());
-                farm_wire_free(&msg);
-                return 1;
-            }
-            printf("%s\n", d->index_digest);
-            fflush(stdout);
-            farm_wire_free(&msg);
-            return 0;
-        }
-        default: break;
-        }
-        farm_wire_free(&msg);
-    }
-}
-
 static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
                     uint64_t size, const char *dockerfile)
 {
@@ -795,12 +607,20 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     if ((rc = farm_buildflags_to_wire(&flags, &fw, &o->flags)) < 0)
         return rc;
     s.flags = &flags;
+    if (getrandom(o->token, sizeof o->token, 0) != (ssize_t)sizeof o->token)
+        return farm_error_set(FARM_ERROR, "no randomness for the submit's token");
+    s.submit_token.data = o->token;
+    s.submit_token.len = sizeof o->token;
     env.body_case = FARM__ENVELOPE__BODY_SUBMIT;
     env.submit = &s;
     rc = farmctl_client_send(cl, &env);
     farm_buildflags_wire_free(&fw);
-    s_creds_clear(o); /* sent (over CURVE on a keyed farm): farmctl needs them no more */
-    farm_buildflags_wipe_secrets(&o->flags); /* likewise the build's secrets */
+    /* the logins and secrets stay in this process's memory only while it follows the
+     * build: a coordinator that restarts asks for them again */
+    if (rc < 0 || o->detach) {
+        s_creds_clear(o);
+        farm_buildflags_wipe_secrets(&o->flags);
+    }
     if (rc < 0)
         return rc;
     for (;;) {
@@ -828,6 +648,7 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
             farm_text_inert(o->build_id, sizeof o->build_id, reply->accepted->build_id);
             farmctl_progress_note(o->pg, "#build %s accepted: %zu platform(s)", o->build_id,
                                   reply->accepted->n_platforms);
+            o->heartbeat_ms = (int)reply->accepted->heartbeat_ms;
             farm_wire_free(&reply);
             return 0;
         }
@@ -857,7 +678,7 @@ static int s_parse_args(submit_opts_t *o, int argc, char **argv)
 {
     enum { O_PLATFORM = 256, O_BUILD_ARG, O_FARM, O_COORD, O_META, O_PROGRESS, O_PARTIAL,
            O_NETWORK, O_TARGET, O_NO_CACHE, O_PULL, O_LABEL, O_ANNOTATION, O_SECRET, O_IIDFILE,
-           O_CACHE_FROM, O_CACHE_TO, O_TRUST_COORD };
+           O_CACHE_FROM, O_CACHE_TO, O_TRUST_COORD, O_DETACH, O_GIVE_UP };
     static const struct option opts[] = {{"tag", required_argument, NULL, 't'},
                                          {"platform", required_argument, NULL, O_PLATFORM},
                                          {"file", required_argument, NULL, 'f'},
@@ -879,6 +700,8 @@ static int s_parse_args(submit_opts_t *o, int argc, char **argv)
                                          {"iidfile", required_argument, NULL, O_IIDFILE},
                                          {"trust-repo-coordinator", no_argument, NULL,
                                           O_TRUST_COORD},
+                                         {"detach", no_argument, NULL, O_DETACH},
+                                         {"give-up-after", required_argument, NULL, O_GIVE_UP},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -921,18 +744,13 @@ static int s_parse_args(submit_opts_t *o, int argc, char **argv)
             o->network = optarg;
             break;
         case O_PROGRESS:
-            if (strcmp(optarg, "quiet") == 0)
-                o->progress = FARMCTL_PROGRESS_QUIET;
-            else if (strcmp(optarg, "plain") == 0)
-                o->progress = FARMCTL_PROGRESS_PLAIN;
-            else if (strcmp(optarg, "tty") == 0)
-                o->progress = FARMCTL_PROGRESS_TTY;
-            else if (strcmp(optarg, "auto") == 0)
-                o->progress = FARMCTL_PROGRESS_AUTO;
-            else {
-                fprintf(stderr, "farmctl submit: --progress wants auto, plain, tty or quiet\n");
+            if (farmctl_parse_progress(&o->progress, "submit", optarg) < 0)
                 return 2;
-            }
+            break;
+        case O_DETACH: o->detach = 1; break;
+        case O_GIVE_UP:
+            if (farmctl_parse_give_up(&o->give_up_ms, "submit", optarg) < 0)
+                return 2;
             break;
         case O_TARGET: o->target = optarg; break;
         case O_NO_CACHE: o->no_cache = 1; break;
@@ -1180,32 +998,76 @@ static int s_connect(submit_run_t *r, submit_opts_t *o)
     return GO_ON;
 }
 
-/* Upload, submit, and follow the build to its end. */
+/* The coordinator restarted without the build's logins and secrets: send them again,
+ * as the Submit carried them. */
+static int s_send_logins(void *arg, farmctl_client_t *cl, const char *build_id)
+{
+    submit_opts_t *o = arg;
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__Logins l = FARM__LOGINS__INIT;
+    Farm__RegistryCredential creds[FARM_CREDENTIALS_MAX], *credp[FARM_CREDENTIALS_MAX];
+    Farm__BuildFlags flags;
+    farm_buildflags_wire_t fw;
+    int rc;
+
+    for (size_t i = 0; i < o->n_creds; i++) {
+        farm__registry_credential__init(&creds[i]);
+        creds[i].registry = o->cred_hosts[i];
+        creds[i].username = o->creds[i].username;
+        creds[i].secret = o->creds[i].secret;
+        creds[i].identity_token = o->creds[i].identity_token;
+        credp[i] = &creds[i];
+    }
+    if ((rc = farm_buildflags_to_wire(&flags, &fw, &o->flags)) < 0)
+        return rc;
+    l.build_id = (char *)build_id;
+    l.submit_token.data = o->token;
+    l.submit_token.len = sizeof o->token;
+    l.n_credentials = o->n_creds;
+    l.credentials = credp;
+    l.n_secrets = flags.n_secrets;
+    l.secrets = flags.secrets;
+    env.body_case = FARM__ENVELOPE__BODY_LOGINS;
+    env.logins = &l;
+    rc = farmctl_client_send(cl, &env);
+    farm_buildflags_wire_free(&fw);
+    return rc;
+}
+
+/* Upload, submit, and follow the build to its end (or, --detach, say its id). */
 static int s_run_build(submit_run_t *r, submit_opts_t *o)
 {
-    struct sigaction sa;
-    int rc;
+    farm_reference_t ref;
+    char repo[FARM_REFERENCE_MAX + 1];
 
     if (s_upload(r->cl, r->tar, r->digest, r->size, o) < 0 ||
         s_submit(r->cl, o, r->digest, r->size, r->dockerfile) < 0) {
         fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
         return 1;
     }
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_interrupt;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    rc = s_follow(r->cl, o);
-    if (rc < 0) {
-        fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
-        rc = 1;
+    if (o->detach) {
+        farmctl_progress_note(o->pg, "#detached: `farmctl wait %s` follows build %s",
+                              o->build_id, o->build_id);
+        printf("%s\n", o->build_id);
+        fflush(stdout);
+        return 0;
     }
-    return rc;
+    /* the user's own tag names the repository (checked by s_check_request) */
+    if (farm_reference_parse(&ref, o->tags[0]) < 0)
+        return 1;
+    snprintf(repo, sizeof repo, "%s/%s", ref.registry, ref.repository);
+    return farmctl_follow(&(farmctl_follow_t){
+        .cl = r->cl, .pg = o->pg, .cmd = "submit", .build_id = o->build_id,
+        .token = o->token, .token_len = sizeof o->token, .attached = 1,
+        .heartbeat_ms = o->heartbeat_ms, .give_up_ms = o->give_up_ms,
+        .cancel_on_interrupt = 1, .repository = repo, .platforms = o->platforms,
+        .n_platforms = o->n_platforms, .metadata_file = o->metadata_file,
+        .iidfile = o->iidfile, .send_logins = s_send_logins, .arg = o});
 }
 
 int farmctl_submit_main(int argc, char **argv)
 {
-    submit_opts_t o = {.context = "."};
+    submit_opts_t o = {.context = ".", .give_up_ms = FARMCTL_GIVE_UP_MS};
     submit_run_t r = {0};
     int rc;
 
@@ -1218,6 +1080,7 @@ int farmctl_submit_main(int argc, char **argv)
         rc = s_run_build(&r, &o);
     s_creds_clear(&o);
     farm_buildflags_clear(&o.flags);
+    explicit_bzero(o.token, sizeof o.token);
     if (r.tar_made)
         unlink(r.tar);
     farmctl_client_destroy(&r.cl);

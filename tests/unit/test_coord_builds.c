@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Builds: what a submit may ask for, how a build ends (failure with the log tail,
- * stitch when every job is done, allow_partial, cancel by its own client only), and
- * that finished builds are freed later while their jobs stop counting. */
+ * stitch when every job is done, allow_partial, cancel by its own client only), that
+ * finished builds are freed later while their jobs stop counting, the bounded follower
+ * list, and a build waiting for its submitter's logins (back, or failed after
+ * queue_timeout). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <cmocka.h>
 
 #include "common/config.h"
+#include "common/buildflags.h"
 #include "common/error.h"
 #include "coordinator/builds.h"
 #include "coordinator/journal.h"
@@ -431,6 +434,135 @@ static void test_flags_checked_and_secrets_wiped(void **state)
     assert_string_equal(b->flags.index_annotations[0].key, "org.example.i"); /* kept */
 }
 
+/* A build's followers: the submit's connection first, each other once, at most
+ * FARM_FOLLOWERS_MAX (a new one beyond drops the oldest, returned to be told), and one
+ * whose connection is gone leaves the list. */
+static void test_followers_bounded(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL;
+    farm_follower_t dropped;
+    char reason[2048], rid[16];
+    char *tag[] = {"reg.local:5000/team/app:1"}, *plats[] = {"linux/amd64"};
+
+    assert_int_equal(s_submit(fx, &b, tag, 1, plats, 1, NULL, "c1", reason), 0);
+    assert_int_equal(b->n_followers, 1);
+    assert_memory_equal(b->followers[0].rid, "c1", 2);
+    assert_int_equal(farm_build_follow(b, &dropped, "c1", 2), 0); /* once */
+    assert_int_equal(b->n_followers, 1);
+    for (int i = 2; i <= FARM_FOLLOWERS_MAX; i++) {
+        snprintf(rid, sizeof rid, "c%d", i);
+        assert_int_equal(farm_build_follow(b, &dropped, rid, strlen(rid)), 0);
+    }
+    assert_int_equal(b->n_followers, FARM_FOLLOWERS_MAX);
+    /* one more: the oldest (the submit's) goes, and is named */
+    assert_int_equal(farm_build_follow(b, &dropped, "new", 3), 1);
+    assert_int_equal(dropped.rid_len, 2);
+    assert_memory_equal(dropped.rid, "c1", 2);
+    assert_int_equal(b->n_followers, FARM_FOLLOWERS_MAX);
+    assert_memory_equal(b->followers[0].rid, "c2", 2);
+    assert_memory_equal(b->followers[FARM_FOLLOWERS_MAX - 1].rid, "new", 3);
+    /* gone from the middle: the others keep their order */
+    farm_build_unfollow(b, "c4", 2);
+    farm_build_unfollow(b, "zz", 2); /* not a follower: nothing */
+    assert_int_equal(b->n_followers, FARM_FOLLOWERS_MAX - 1);
+    assert_memory_equal(b->followers[1].rid, "c3", 2);
+    assert_memory_equal(b->followers[2].rid, "c5", 2);
+    /* still the submitter's build without keys, whoever follows it */
+    assert_true(farm_build_owned_by(b, "c1", 2, ""));
+    assert_false(farm_build_owned_by(b, "new", 3, ""));
+}
+
+/* A build that lost its logins with a restart: its queued jobs leave the scheduler until
+ * the submitter sends them again; then it takes them (secrets too) and its jobs run. */
+static void test_submitter_back(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL;
+    char reason[2048];
+    char *tag[] = {"reg.local:5000/team/app:1"}, *plats[] = {"linux/amd64", "linux/arm64"};
+    farm_cred_t creds[] = {{.registry = "reg.local:5000", .username = "u", .secret = "pw"}};
+    farm_cred_t bad[] = {{.registry = "reg.local:5000", .username = "u", .secret = ""}};
+    farm_buildflags_t sec = {0};
+    farm_secret_spec_t spec = {.kind = FARM_SECRET_ENV};
+
+    s_up(fx, "a", "linux/amd64");
+    assert_int_equal(s_submit(fx, &b, tag, 1, plats, 2, NULL, "c1", reason), 0);
+    farm_builds_start(fx->b, b, 0);
+    assert_int_equal(farm_scheduler_queued(fx->s), 2);
+    /* as the restore does: the flag set by hand */
+    farm_builds_await_submitter(fx->b, b, 100);
+    assert_true(b->awaiting_submitter);
+    assert_int_equal(farm_scheduler_queued(fx->s), 0);
+    assert_int_equal(farm_scheduler_check(fx->s), 0);
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 200), 0);
+    assert_int_equal(fx->assigns, 0);
+    assert_int_equal(b->jobs[0].state, FARM_JOB_QUEUED);
+    /* the queue_timeout does not fail it yet: a build waiting for its submitter is not
+     * a queued job */
+    farm_scheduler_tick(fx->s, 100 + fx->cfg->queue_timeout_ms);
+    farm_builds_submitter_overdue(fx->b, 100 + fx->cfg->queue_timeout_ms);
+    assert_int_equal(b->state, FARM_BUILD_RUNNING);
+
+    /* bad logins are refused and change nothing */
+    assert_int_equal(farm_builds_submitter_back(fx->b, b, bad, 1, NULL, 300, reason,
+                                                sizeof reason), FARM_EINVALID);
+    assert_non_null(strstr(reason, "registry credentials for reg.local:5000"));
+    assert_null(strstr(reason, "pw"));
+    assert_true(b->awaiting_submitter);
+    assert_int_equal(farm_scheduler_queued(fx->s), 0);
+
+    setenv("FARM_TEST_SECRET", "s3cret", 1);
+    snprintf(spec.id, sizeof spec.id, "tok");
+    snprintf(spec.source, sizeof spec.source, "FARM_TEST_SECRET");
+    assert_int_equal(farm_buildflags_add_secret(&sec, &spec, NULL), 0);
+    assert_int_equal(farm_builds_submitter_back(fx->b, b, creds, 1, &sec, 400, reason,
+                                                sizeof reason), 0);
+    assert_false(b->awaiting_submitter);
+    assert_int_equal(sec.n_secrets, 0); /* moved into the build */
+    assert_int_equal(b->flags.n_secrets, 1);
+    assert_string_equal(farm_build_cred(b, "reg.local:5000")->secret, "pw");
+    assert_int_equal(farm_scheduler_queued(fx->s), 2);
+    assert_int_equal(farm_scheduler_check(fx->s), 0);
+    assert_int_equal(farm_scheduler_dispatch(fx->s, 500), 1); /* amd64 on node a */
+    assert_int_equal(fx->assigns, 1);
+    /* a second time: the build no longer waits */
+    assert_int_equal(farm_builds_submitter_back(fx->b, b, creds, 1, NULL, 600, reason,
+                                                sizeof reason), FARM_EINVALID);
+    farm_buildflags_clear(&sec);
+    unsetenv("FARM_TEST_SECRET");
+}
+
+/* A build whose submitter never comes back fails after coordinator.queue_timeout,
+ * saying why and what to do. */
+static void test_submitter_overdue(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL, *other = NULL;
+    char reason[2048];
+    char *tag[] = {"reg.local:5000/team/app:1"}, *plats[] = {"linux/amd64"};
+    long long bound = fx->cfg->queue_timeout_ms;
+
+    assert_int_equal(s_submit(fx, &b, tag, 1, plats, 1, NULL, "c1", reason), 0);
+    assert_int_equal(s_submit(fx, &other, tag, 1, plats, 1, NULL, "c2", reason), 0);
+    farm_builds_await_submitter(fx->b, b, 1000);
+    farm_builds_start(fx->b, b, 1000); /* "queued" said, nothing scheduled */
+    assert_int_equal(farm_scheduler_queued(fx->s), 0);
+    farm_builds_submitter_overdue(fx->b, 1000 + bound);
+    assert_int_equal(b->state, FARM_BUILD_RUNNING);
+    farm_builds_submitter_overdue(fx->b, 1001 + bound);
+    assert_int_equal(b->state, FARM_BUILD_DONE);
+    assert_int_equal(fx->done, 1);
+    assert_false(fx->done_ok);
+    assert_string_equal(fx->done_error,
+                        "its registry logins and secrets were lost with a coordinator restart "
+                        "and its submitter did not reattach within 10m "
+                        "(coordinator.queue_timeout in t.yaml); submit it again");
+    assert_int_equal(other->state, FARM_BUILD_RUNNING); /* not waiting: untouched */
+    assert_int_equal(b->jobs[0].state, FARM_JOB_CANCELLED);
+    assert_int_equal(farm_scheduler_check(fx->s), 0);
+}
+
 static void s_fx_restart(fx_t *fx, farm_journal_t *j)
 {
     farm_scheduler_cbs_t scbs = {.assign = cb_assign, .cancel = cb_cancel,
@@ -560,6 +692,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_owner_and_admin, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_builds_per_client, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_flags_checked_and_secrets_wiped, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_followers_bounded, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_submitter_back, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_submitter_overdue, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_restore_from_journal, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
