@@ -985,6 +985,7 @@ static farm_build_t *s_restore_build(farm_builds_t *self, farm_journal_build_t *
     b->allow_partial = rec->allow_partial;
     b->network_none = rec->network_none;
     b->awaiting_submitter = rec->needs_submitter;
+    snprintf(b->token_digest, sizeof b->token_digest, "%s", rec->token_digest);
     b->state = rec->state == FARM_JOURNAL_BUILD_STITCHING ? FARM_BUILD_STITCHING
                                                           : FARM_BUILD_RUNNING;
     b->created = s_mono(self, rec->created);

@@ -177,14 +177,15 @@ static char *s_dump(json_t *j)
 static char *s_options_json(const farm_journal_build_t *b)
 {
     const farm_buildflags_t *f = &b->flags;
-    json_t *o = json_pack("{s:s?, s:o, s:s?, s:b, s:b, s:o, s:o, s:o, s:s?, s:s?}",
+    json_t *o = json_pack("{s:s?, s:o, s:s?, s:b, s:b, s:o, s:o, s:o, s:s?, s:s?, s:s?}",
                           "dockerfile", b->dockerfile, "args", s_kv_json(b->args, b->n_args),
                           "target", f->target, "no_cache", f->no_cache, "pull", f->pull,
                           "labels", s_kv_json(f->labels, f->n_labels),
                           "annotations", s_kv_json(f->annotations, f->n_annotations),
                           "index_annotations",
                           s_kv_json(f->index_annotations, f->n_index_annotations),
-                          "cache_from", f->cache_from, "cache_to", f->cache_to);
+                          "cache_from", f->cache_from, "cache_to", f->cache_to,
+                          "submit_token_sha256", b->token_digest[0] ? b->token_digest : NULL);
     return s_dump(o);
 }
 
@@ -261,6 +262,12 @@ static int s_options_from(farm_journal_build_t *b, const char *text)
         s_kv_from(&b->flags.index_annotations, &b->flags.n_index_annotations,
                   json_object_get(o, "index_annotations")) < 0)
         goto done;
+    {
+        const char *t = json_string_value(json_object_get(o, "submit_token_sha256"));
+        if (t && !farm_digest_valid(t))
+            goto done;
+        snprintf(b->token_digest, sizeof b->token_digest, "%s", t ? t : "");
+    }
     b->flags.no_cache = json_is_true(json_object_get(o, "no_cache"));
     b->flags.pull = json_is_true(json_object_get(o, "pull"));
     rc = 0;
@@ -1246,6 +1253,7 @@ int farm_journal_build_from(farm_journal_build_t *out, char *plats[FARM_PLATFORM
     out->allow_partial = b->allow_partial;
     out->network_none = b->network_none;
     out->needs_submitter = b->n_creds > 0 || b->flags.n_secrets > 0;
+    snprintf(out->token_digest, sizeof out->token_digest, "%s", b->token_digest);
     out->state = b->state == FARM_BUILD_RUNNING     ? FARM_JOURNAL_BUILD_RUNNING
                  : b->state == FARM_BUILD_STITCHING ? FARM_JOURNAL_BUILD_STITCHING
                                                     : FARM_JOURNAL_BUILD_DONE;

@@ -606,7 +606,8 @@ static void test_restore_from_journal(void **state)
     {
         farm_submit_t sub = {.tags = tag, .n_tags = 1, .platforms = amd, .n_platforms = 1,
                              .context_digest = DIGEST, .context_stored = 1, .context_size = 10,
-                             .client = "c2", .client_len = 2, .creds = &cred, .n_creds = 1};
+                             .client = "c2", .client_len = 2, .creds = &cred, .n_creds = 1,
+                             .token = "tok-of-c2", .token_len = 9};
         assert_int_equal(farm_builds_submit(fx->b, &b2, &sub, 0, reason, sizeof reason), 0);
     }
     farm_builds_start(fx->b, b2, 0);
@@ -640,6 +641,8 @@ static void test_restore_from_journal(void **state)
     assert_false(r->awaiting_submitter);
     assert_non_null(r = farm_builds_get(fx->b, ids[1]));
     assert_true(r->awaiting_submitter); /* the login was never written */
+    assert_true(farm_build_token_is(r, "tok-of-c2", 9)); /* its digest was: the same farmctl */
+    assert_false(farm_build_token_is(r, "tok-of-c3", 9));
     assert_true(r->jobs[0].parked);
     assert_int_equal(farm_scheduler_parked(fx->s), 4);
     assert_int_equal(farm_scheduler_queued(fx->s), 1); /* b4 */
