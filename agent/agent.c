@@ -185,8 +185,6 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
          * fault only when its own health checks confirm it (the log is the build's) */
         farm_fault_t fault = farm_health_classify(cause, sizeof cause, error, lines,
                                                   r.n_log_tail);
-        farm_health_error(line, sizeof line, cause, self->opts.name, error);
-        r.error = line;
         if (fault == FARM_FAULT_NODE && s_health_update(self)) {
             r.node_fault = self->unhealthy;
             farm_log_warn("job=%s attempt=%u failed for this node's reason (%s): the "
@@ -194,7 +192,10 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
         } else if (fault == FARM_FAULT_NODE) {
             farm_log_info("job=%s attempt=%u: its log says %s, but this node's health checks "
                           "pass: the failure counts as the build's", job_id, attempt, cause);
+            farm_health_classify_build(cause, sizeof cause, error, lines, r.n_log_tail);
         }
+        farm_health_error(line, sizeof line, cause, self->opts.name, error);
+        r.error = line;
     }
     /* kept until the coordinator takes it: it may be away now, or go away before this
      * reaches it */

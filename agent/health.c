@@ -64,7 +64,6 @@ farm_fault_t farm_health_classify(char *cause, size_t len, const char *error,
                                   const char *const *lines, size_t n)
 {
     const char *node = error ? s_node_cause(error) : NULL;
-    int build = 0;
 
     cause[0] = '\0';
     for (size_t i = 0; !node && i < n; i++)
@@ -73,6 +72,15 @@ farm_fault_t farm_health_classify(char *cause, size_t len, const char *error,
         farm_str_fmt_cut(cause, len, "%s", node);
         return FARM_FAULT_NODE;
     }
+    return farm_health_classify_build(cause, len, error, lines, n);
+}
+
+farm_fault_t farm_health_classify_build(char *cause, size_t len, const char *error,
+                                        const char *const *lines, size_t n)
+{
+    int build = 0;
+
+    cause[0] = '\0';
     /* the last step that failed is the one that ended the build */
     for (size_t i = n; !build && i > 0; i--)
         build = lines[i - 1] && s_build_cause(cause, len, lines[i - 1]);

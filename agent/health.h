@@ -34,6 +34,11 @@ typedef enum {
 farm_fault_t farm_health_classify(char *cause, size_t len, const char *error,
                                   const char *const *lines, size_t n);
 
+/* The Dockerfile's cause alone (FARM_FAULT_BUILD or UNKNOWN): what the error names when
+ * the node's checks did not confirm a node-local cause the log claimed. */
+farm_fault_t farm_health_classify_build(char *cause, size_t len, const char *error,
+                                        const char *const *lines, size_t n);
+
 /* The error line a person reads: "CAUSE on node NAME (ERROR)", or ERROR alone when there
  * is no cause. */
 void farm_health_error(char *out, size_t len, const char *cause, const char *node,

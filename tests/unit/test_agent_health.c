@@ -95,6 +95,29 @@ static void test_dockerfile_failures_are_the_build(void **state)
     assert_int_equal(farm_health_classify(cause, sizeof cause, "e", NULL, 0), FARM_FAULT_UNKNOWN);
 }
 
+/* A step that prints a node-local cause is suspected (the checks decide); without the
+ * node's cause the build's is what the error names. */
+static void test_build_cause_alone(void **state)
+{
+    const char *liar[] = {
+        "STEP 2/2: RUN echo 'No space left on device' >&2; false",
+        "No space left on device",
+        "Error: building at STEP \"RUN echo 'No space left on device' >&2; false\": while "
+        "running runtime: exit status 1",
+    };
+    char cause[FARM_HEALTH_CAUSE_MAX];
+    (void)state;
+    assert_int_equal(farm_health_classify(cause, sizeof cause, "e", liar, N(liar)),
+                     FARM_FAULT_NODE);
+    assert_int_equal(farm_health_classify_build(cause, sizeof cause, "e", liar, N(liar)),
+                     FARM_FAULT_BUILD);
+    assert_string_equal(cause, "step \"RUN echo 'No space left on device' >&2; false\" failed "
+                               "(exit status 1)");
+    assert_int_equal(farm_health_classify_build(cause, sizeof cause, "e", liar, 2),
+                     FARM_FAULT_UNKNOWN);
+    assert_string_equal(cause, "");
+}
+
 static void test_error_line_names_cause_and_node(void **state)
 {
     char out[512], small[24];
@@ -174,6 +197,7 @@ int main(void)
         cmocka_unit_test(test_disk_full_is_the_node),
         cmocka_unit_test(test_storage_and_sandbox_are_the_node),
         cmocka_unit_test(test_dockerfile_failures_are_the_build),
+        cmocka_unit_test(test_build_cause_alone),
         cmocka_unit_test(test_error_line_names_cause_and_node),
         cmocka_unit_test(test_verdict),
         cmocka_unit_test(test_check_on_this_host),
