@@ -98,14 +98,14 @@ void farm_health_error(char *out, size_t len, const char *cause, const char *nod
         farm_str_fmt_cut(out, len, "%s", error);
 }
 
-int farm_health_verdict(char *cause, size_t len, const farm_check_report_t *r)
+int farm_health_verdict(char *cause, size_t len, const farm_check_report_t *r, int sandbox)
 {
     cause[0] = '\0';
     for (size_t i = 0; i < r->n; i++) {
         const farm_check_item_t *it = &r->items[i];
         if (it->level != FARM_CHECK_FAIL)
             continue;
-        if (it->essential || strncmp(it->what, "disk", 4) == 0 ||
+        if ((sandbox && it->essential) || strncmp(it->what, "disk", 4) == 0 ||
             strcmp(it->what, "builder") == 0) {
             farm_str_fmt_cut(cause, len, "%s: %s", it->what, it->detail);
             return 1;
@@ -126,7 +126,8 @@ int farm_health_check(char *cause, size_t len, const farm_agent_opts_t *opts)
     }
     farm_check_host_default(&host);
     farm_check_run(r, opts, NULL, NULL, &host, FARM_CHECK_PROBE);
-    sick = farm_health_verdict(cause, len, r);
+    sick = farm_health_verdict(cause, len, r,
+                               !opts->builder.isolation || strcmp(opts->builder.isolation, "oci") == 0);
     free(r);
     return sick;
 }

@@ -45,9 +45,9 @@ void farm_health_error(char *out, size_t len, const char *cause, const char *nod
                        const char *error);
 
 /* From a check report: 1 unhealthy (cause: the first failing finding that stops builds
- * here: a disk under --min-free or unusable, the builder, or the sandbox's essentials),
- * 0 healthy (cause ""). */
-int farm_health_verdict(char *cause, size_t len, const farm_check_report_t *r);
+ * here: a disk under --min-free or unusable, the builder, or, for an agent that sandboxes
+ * its RUN steps (sandbox 1), the sandbox's essentials), 0 healthy (cause ""). */
+int farm_health_verdict(char *cause, size_t len, const farm_check_report_t *r, int sandbox);
 
 /* Runs the checks for an agent with opts (no clock question) and gives their verdict. */
 int farm_health_check(char *cause, size_t len, const farm_agent_opts_t *opts);

@@ -155,19 +155,21 @@ static void test_verdict(void **state)
     s_add(&r, FARM_CHECK_WARN, 0, "storage driver", "vfs copies every layer");
     s_add(&r, FARM_CHECK_FAIL, 0, "emulation linux/arm64", "qemu missing"); /* not this */
     s_add(&r, FARM_CHECK_FAIL, 0, "clock", "no answer");                    /* nor this */
-    assert_int_equal(farm_health_verdict(cause, sizeof cause, &r), 0);
+    assert_int_equal(farm_health_verdict(cause, sizeof cause, &r, 1), 0);
     assert_string_equal(cause, "");
     s_add(&r, FARM_CHECK_FAIL, 0, "disk (builder storage)",
           "/b: 0.0 GiB free (under --min-free)");
-    assert_int_equal(farm_health_verdict(cause, sizeof cause, &r), 1);
+    assert_int_equal(farm_health_verdict(cause, sizeof cause, &r, 1), 1);
     assert_string_equal(cause, "disk (builder storage): /b: 0.0 GiB free (under --min-free)");
     r.n = 0;
     s_add(&r, FARM_CHECK_FAIL, 1, "user namespaces", "unshare --user failed");
-    assert_int_equal(farm_health_verdict(cause, sizeof cause, &r), 1);
+    assert_int_equal(farm_health_verdict(cause, sizeof cause, &r, 1), 1);
     assert_string_equal(cause, "user namespaces: unshare --user failed");
+    /* without the sandbox (--isolation chroot) its essentials do not stop builds */
+    assert_int_equal(farm_health_verdict(cause, sizeof cause, &r, 0), 0);
     r.n = 0;
     s_add(&r, FARM_CHECK_FAIL, 0, "builder", "buildah not found");
-    assert_int_equal(farm_health_verdict(cause, sizeof cause, &r), 1);
+    assert_int_equal(farm_health_verdict(cause, sizeof cause, &r, 1), 1);
 }
 
 /* The real checks on a made-up agent: a work dir on this host's disk passes with a small
