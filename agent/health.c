@@ -39,7 +39,9 @@ static int s_build_cause(char *cause, size_t len, const char *line)
 
     if ((p = strstr(line, "building at STEP \"")) != NULL) {
         p += strlen("building at STEP \"");
-        q = strchr(p, '"');
+        /* the step may hold quotes itself: it ends at '": ' (buildah's next words) */
+        if (!(q = strstr(p, "\": ")))
+            q = strrchr(p, '"');
         n = q ? (int)(q - p) : (int)strlen(p);
         if (n > 120)
             n = 120;

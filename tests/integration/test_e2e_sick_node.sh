@@ -34,9 +34,11 @@ submit() { # NAME TAG: farmctl submit of $LAB/NAME to TAG, output in $LAB/NAME.{
 pushes() { grep -c ' pushed index ' "$LAB/coordinator.log" || true; }
 
 # --- the disk fills ---------------------------------------------------------------------
+# 24 MiB left, under --min-free: the build starts, and a step that writes 100 MiB runs out
 avail=$(df --output=avail -B1 "$small" | tail -1)
-fallocate -l "$avail" "$small/filler" || lab_fail "cannot fill $small"
+fallocate -l "$((avail - 24 * 1048576))" "$small/filler" || lab_fail "cannot fill $small"
 lab_log "filled $small: $(df --output=avail -h "$small" | tail -1 | tr -d ' ') left"
+echo 'RUN dd if=/dev/zero of=/fill bs=1M count=100 && rm /fill' >>"$LAB/ctx/Dockerfile"
 
 # both nodes idle: farm.yaml's order sends the build to amd64-1 first
 submit ctx "$REGISTRY/team/sick:1" || { cat "$LAB/ctx.err" >&2; lab_fail "the build failed instead of running again on amd64-2"; }
@@ -62,13 +64,14 @@ grep -Eq '^amd64-1 .* unhealthy ' "$LAB/nodes1" || lab_fail "farmctl nodes does 
 grep -Eq '^ +unhealthy: disk \(builder storage\): .*under --min-free' "$LAB/nodes1" \
     || lab_fail "farmctl nodes does not show amd64-1's cause"
 grep -Eq '^amd64-2 .* ready ' "$LAB/nodes1" || lab_fail "amd64-2 is not ready"
+find "$small" -name containers.json | grep -q . || lab_fail "no containers.json in amd64-1's storage to judge"
 leftover=$(find "$small" -name containers.json -exec grep -l '"id"' {} + 2>/dev/null || true)
 [[ -z $leftover ]] || lab_fail "the failed build left a container in amd64-1's storage: $leftover"
 
 # no later job goes there, though it is idle and first in farm.yaml
 started() { grep -c 'started (worker pid' "$LAB/agent-amd64-1.log" || true; }
 before=$(started)
-cp -r "$LAB/ctx" "$LAB/later"
+lab_example_context "$LAB/later"
 echo 'RUN echo later' >>"$LAB/later/Dockerfile"
 submit later "$REGISTRY/team/later:1" || { cat "$LAB/later.err" >&2; lab_fail "the later build failed"; }
 grep -q 'attempt 1 on amd64-2' "$LAB/later.err" || lab_fail "the later build did not go to amd64-2"
@@ -82,13 +85,13 @@ lab_log "amd64-1 ready again $((SECONDS - t0)) s after the space was freed"
 grep -q 'this node is healthy again' "$LAB/agent-amd64-1.log" || lab_fail "amd64-1 did not say it is healthy again"
 lab_farmctl nodes >"$LAB/nodes2"
 grep -q 'unhealthy' "$LAB/nodes2" && { cat "$LAB/nodes2" >&2; lab_fail "farmctl nodes still shows a cause"; }
-cp -r "$LAB/ctx" "$LAB/next"
+lab_example_context "$LAB/next"
 echo 'RUN echo next' >>"$LAB/next/Dockerfile"
 submit next "$REGISTRY/team/next:1" || { cat "$LAB/next.err" >&2; lab_fail "the build after the space was freed failed"; }
 grep -q 'attempt 1 on amd64-1' "$LAB/next.err" || lab_fail "the next build did not use amd64-1 again"
 
 # --- a Dockerfile's failure: not retried, the node stays ready ---------------------------
-cp -r "$LAB/ctx" "$LAB/broken"
+lab_example_context "$LAB/broken"
 echo 'RUN false' >>"$LAB/broken/Dockerfile"
 rc=0
 submit broken "$REGISTRY/team/broken:1" || rc=$?
@@ -104,7 +107,7 @@ grep -Eq '^amd64-1 .* ready ' "$LAB/nodes3" || lab_fail "amd64-1 is not ready af
 grep -q 'unhealthy' "$LAB/nodes3" && lab_fail "a Dockerfile's failure made a node unhealthy"
 
 # --- the attack: a step that prints a node's cause cannot make a healthy node unhealthy --
-cp -r "$LAB/ctx" "$LAB/liar"
+lab_example_context "$LAB/liar"
 echo 'RUN echo "write /x: No space left on device" >&2; false' >>"$LAB/liar/Dockerfile"
 rc=0
 submit liar "$REGISTRY/team/liar:1" || rc=$?
@@ -114,7 +117,7 @@ grep -q 'attempt 1 on amd64-1' "$LAB/liar.err" || lab_fail "the lying build did 
 grep -q 'attempt 2' "$LAB/liar.err" && lab_fail "a step that printed a node's cause got its job retried"
 grep -q 'No space left on device on node' "$LAB/liar.err" \
     && lab_fail "the error blames the node for what a step printed"
-grep -q 'step "RUN echo .*" failed (exit status 1) on node amd64-1' "$LAB/liar.err" \
+grep -qF 'step "RUN echo "write /x: No space left on device" >&2; false" failed (exit status 1) on node amd64-1' "$LAB/liar.err" \
     || lab_fail "the lying build's error does not name its failing step"
 grep -q "its log says No space left on device, but this node's health checks pass" \
     "$LAB/agent-amd64-1.log" || lab_fail "amd64-1 did not check itself and say the checks pass"

@@ -113,6 +113,13 @@ static void test_build_cause_alone(void **state)
                      FARM_FAULT_BUILD);
     assert_string_equal(cause, "step \"RUN echo 'No space left on device' >&2; false\" failed "
                                "(exit status 1)");
+    {
+        const char *quoted[] = {"Error: building at STEP \"RUN echo \"a: b\" && false\": while "
+                                "running runtime: exit status 3"};
+        assert_int_equal(farm_health_classify_build(cause, sizeof cause, "e", quoted, 1),
+                         FARM_FAULT_BUILD);
+        assert_string_equal(cause, "step \"RUN echo \"a: b\" && false\" failed (exit status 3)");
+    }
     assert_int_equal(farm_health_classify_build(cause, sizeof cause, "e", liar, 2),
                      FARM_FAULT_UNKNOWN);
     assert_string_equal(cause, "");
