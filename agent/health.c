@@ -109,7 +109,8 @@ int farm_health_verdict(char *cause, size_t len, const farm_check_report_t *r, i
             continue;
         if ((sandbox && it->essential) || strncmp(it->what, "disk", 4) == 0 ||
             strcmp(it->what, "builder") == 0) {
-            farm_str_fmt_cut(cause, len, "%s: %s", it->what, it->detail);
+            farm_str_fmt_cut(cause, len, "%s: %s%s%s", it->what, it->detail,
+                             it->fix[0] ? "; fix: " : "", it->fix);
             return 1;
         }
     }

@@ -19,7 +19,7 @@
 #include "agent/agent.h"
 #include "agent/check.h"
 
-#define FARM_HEALTH_CAUSE_MAX 256
+#define FARM_HEALTH_CAUSE_MAX 512
 
 typedef enum {
     FARM_FAULT_UNKNOWN, /* no recognisable cause */
@@ -44,9 +44,10 @@ farm_fault_t farm_health_classify_build(char *cause, size_t len, const char *err
 void farm_health_error(char *out, size_t len, const char *cause, const char *node,
                        const char *error);
 
-/* From a check report: 1 unhealthy (cause: the first failing finding that stops builds
- * here: a disk under --min-free or unusable, the builder, or, for an agent that sandboxes
- * its RUN steps (sandbox 1), the sandbox's essentials), 0 healthy (cause ""). */
+/* From a check report: 1 unhealthy, cause "WHAT: DETAIL; fix: FIX" of the first failing
+ * finding that stops builds here (a disk under --min-free or unusable, the builder, or,
+ * for an agent that sandboxes its RUN steps (sandbox 1), the sandbox's essentials);
+ * 0 healthy (cause ""). */
 int farm_health_verdict(char *cause, size_t len, const farm_check_report_t *r, int sandbox);
 
 /* Runs the checks for an agent with opts (no clock question) and gives their verdict. */

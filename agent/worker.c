@@ -705,9 +705,6 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
     argv[n++] = tag;
     /* every step's image stays in this platform's storage: the node's layer cache */
     argv[n++] = "--layers";
-    /* a failed step's working container goes too (a full disk stays full otherwise);
-     * the steps that built stay as the cache */
-    argv[n++] = "--force-rm";
     for (size_t i = 0; i < nkv; i++) {
         argv[n++] = "--build-arg";
         argv[n++] = kv[i];

@@ -10,7 +10,7 @@
 #include "common/config.h"
 #include "common/limits.h"
 
-#define FARM_NODE_CAUSE_MAX 300 /* an unhealthy node's cause, bytes kept */
+#define FARM_NODE_CAUSE_MAX 600 /* an unhealthy node's cause, bytes kept */
 
 typedef enum { FARM_NODE_UNKNOWN, FARM_NODE_READY, FARM_NODE_LOST } farm_node_state_t;
 

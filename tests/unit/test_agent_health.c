@@ -164,10 +164,12 @@ static void test_verdict(void **state)
     s_add(&r, FARM_CHECK_FAIL, 0, "clock", "no answer");                    /* nor this */
     assert_int_equal(farm_health_verdict(cause, sizeof cause, &r, 1), 0);
     assert_string_equal(cause, "");
-    s_add(&r, FARM_CHECK_FAIL, 0, "disk (builder storage)",
-          "/b: 0.0 GiB free (under --min-free)");
+    snprintf(s_add(&r, FARM_CHECK_FAIL, 0, "disk (builder storage)",
+                   "/b: 0.0 GiB free (under --min-free)")->fix,
+             FARM_CHECK_TEXT, "free space on that filesystem");
     assert_int_equal(farm_health_verdict(cause, sizeof cause, &r, 1), 1);
-    assert_string_equal(cause, "disk (builder storage): /b: 0.0 GiB free (under --min-free)");
+    assert_string_equal(cause, "disk (builder storage): /b: 0.0 GiB free (under --min-free); "
+                               "fix: free space on that filesystem");
     r.n = 0;
     s_add(&r, FARM_CHECK_FAIL, 1, "user namespaces", "unshare --user failed");
     assert_int_equal(farm_health_verdict(cause, sizeof cause, &r, 1), 1);
