@@ -5,14 +5,15 @@
 # itself, says it is unhealthy with the cause and takes no job; the build runs once more
 # on amd64-2 and pushes one index. The test frees the space: amd64-1 is ready again within
 # its re-check period and builds the next job. A Dockerfile's own failure (RUN false) is
-# not retried, is named in the error, and leaves the node ready.
+# not retried, is named in the error, and leaves the node ready. amd64-3 is unhealthy from
+# its start (--min-free more than any disk has): it says so, runs, and takes no job.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
 lab_init
 [[ $(id -u) == 0 ]] || lab_fail "this test mounts a small filesystem (tmpfs): run it as root"
 lab_registry_start
-lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=amd64-1,amd64-2"
+lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=amd64-1,amd64-2,amd64-3"
 lab_start_coordinator "$LAB/farm.yaml"
 
 # amd64-1's builder storage: a 256 MiB tmpfs (its work dir and TMPDIR stay on the disk)
@@ -22,7 +23,12 @@ mount -t tmpfs -o size=256m farm-sick "$small" || lab_fail "cannot mount a tmpfs
 lab_on_exit "umount -l '$small'"
 lab_start_agent amd64-1 linux/amd64 --min-free 48M
 lab_start_agent amd64-2 linux/amd64
+lab_start_agent amd64-3 linux/amd64 --min-free 1000T
 lab_wait_nodes 2 30 amd64-1 amd64-2
+lab_wait_until 30 "amd64-3 to be listed unhealthy" bash -c \
+    '"$FARMCTL" nodes --coordinator "$FARM_COORDINATOR" | grep -Eq "^amd64-3 .* unhealthy "'
+grep -q 'this node is unhealthy: disk (work dir): .*under --min-free' "$LAB/agent-amd64-3.log" \
+    || lab_fail "amd64-3 did not say at start that it is unhealthy and why"
 
 lab_example_context "$LAB/ctx"
 submit() { # NAME TAG: farmctl submit of $LAB/NAME to TAG, output in $LAB/NAME.{out,err}
@@ -84,7 +90,10 @@ lab_wait_nodes 1 45 amd64-1   # the agent re-checks every 15 s
 lab_log "amd64-1 ready again $((SECONDS - t0)) s after the space was freed"
 grep -q 'this node is healthy again' "$LAB/agent-amd64-1.log" || lab_fail "amd64-1 did not say it is healthy again"
 lab_farmctl nodes >"$LAB/nodes2"
-grep -q 'unhealthy' "$LAB/nodes2" && { cat "$LAB/nodes2" >&2; lab_fail "farmctl nodes still shows a cause"; }
+# one cause left, amd64-3's, listed right under it
+n=$(grep -c '^ *unhealthy: ' "$LAB/nodes2" || true)
+(( n == 1 )) && grep -A1 '^amd64-3 ' "$LAB/nodes2" | grep -q '^ *unhealthy: disk (work dir)' \
+    || { cat "$LAB/nodes2" >&2; lab_fail "farmctl nodes still shows amd64-1's cause"; }
 lab_example_context "$LAB/next"
 echo 'RUN echo next' >>"$LAB/next/Dockerfile"
 submit next "$REGISTRY/team/next:1" || { cat "$LAB/next.err" >&2; lab_fail "the build after the space was freed failed"; }
@@ -104,7 +113,8 @@ grep -q 'step "RUN false" failed (exit status 1) on node amd64-1' "$LAB/broken.e
 lab_farmctl nodes >"$LAB/nodes3"
 cat "$LAB/nodes3" >&2
 grep -Eq '^amd64-1 .* ready ' "$LAB/nodes3" || lab_fail "amd64-1 is not ready after a Dockerfile's failure"
-grep -q 'unhealthy' "$LAB/nodes3" && lab_fail "a Dockerfile's failure made a node unhealthy"
+(( $(grep -c '^ *unhealthy: ' "$LAB/nodes3" || true) == 1 )) \
+    || lab_fail "a Dockerfile's failure made a node unhealthy"
 
 # --- the attack: a step that prints a node's cause cannot make a healthy node unhealthy --
 lab_example_context "$LAB/liar"
@@ -123,4 +133,8 @@ grep -q "its log says No space left on device, but this node's health checks pas
     "$LAB/agent-amd64-1.log" || lab_fail "amd64-1 did not check itself and say the checks pass"
 lab_farmctl nodes >"$LAB/nodes4"
 grep -Eq '^amd64-1 .* ready ' "$LAB/nodes4" || { cat "$LAB/nodes4" >&2; lab_fail "the lying build made amd64-1 unready"; }
+# amd64-3 ran through it all, unhealthy, and never took a job
+lab_alive agent-amd64-3 || lab_fail "the agent unhealthy at start did not keep running"
+grep -q 'started (worker pid' "$LAB/agent-amd64-3.log" && lab_fail "amd64-3, unhealthy, started a job"
+grep -Eq '^amd64-3 .* unhealthy ' "$LAB/nodes4" || lab_fail "amd64-3 is no longer shown unhealthy"
 lab_log "PASS"
