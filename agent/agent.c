@@ -23,11 +23,13 @@
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/reactor.h"
+#include "common/str.h"
 #include "common/wire.h"
 
 #define MSG_BUDGET 1000          /* coordinator messages read per turn */
 #define FETCH_IDLE_MS 10000      /* a fetch with nothing received this long asks again */
 #define JOBS_POLL_MS 200         /* reap workers, enforce kill deadlines */
+#define PROBE_MS 2000            /* a registry's connection, from this node */
 
 struct farm_agent {
     farm_agent_opts_t opts;
@@ -47,6 +49,8 @@ struct farm_agent {
     uint64_t cache_hits;              /* build steps from the cache, all jobs */
     char unhealthy[FARM_HEALTH_CAUSE_MAX]; /* "" healthy; else the failing health check,
                                             * said in HELLO and every heartbeat */
+    char probe_registry[FARM_REFERENCE_MAX]; /* a registry a job could not reach: checked
+                                              * with the others until it answers */
 };
 
 /* ------------------------------------------------------------------ sending */
@@ -124,6 +128,11 @@ static int s_health_update(farm_agent_t *self)
     char cause[FARM_HEALTH_CAUSE_MAX];
     int sick = farm_health_check(cause, sizeof cause, &self->opts);
 
+    if (!sick && self->probe_registry[0])
+        sick = farm_health_probe(cause, sizeof cause, self->probe_registry, PROBE_MS);
+    if (!sick)
+        self->probe_registry[0] = '\0';
+
     if (sick && strcmp(cause, self->unhealthy) != 0)
         farm_log_warn("this node is unhealthy: %s; it takes no job until its health checks "
                       "pass (checked again every %d s)", cause, FARM_AGENT_RECHECK_MS / 1000);
@@ -149,9 +158,11 @@ static void s_request_chunk(void *arg, const char *digest, uint64_t offset)
     s_send(self, &env);
 }
 
+/* registry: the job's push target ("" or NULL when not known), probed from here when
+ * the error says it could not be reached. */
 static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attempt,
-                          const char *platform, const farm_tail_t *tail, const char *error,
-                          const Farm__WorkerResult *ok)
+                          const char *platform, const char *registry, const farm_tail_t *tail,
+                          const char *error, const Farm__WorkerResult *ok)
 {
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__JobResult r = FARM__JOB_RESULT__INIT;
@@ -185,6 +196,13 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
          * fault only when its own health checks confirm it (the log is the build's) */
         farm_fault_t fault = farm_health_classify(cause, sizeof cause, error, lines,
                                                   r.n_log_tail);
+        if (fault != FARM_FAULT_NODE && farm_health_registry(error, registry)) {
+            /* the push target did not answer at all: this node's network, if a connection
+             * from here fails now too (the re-checks try it again) */
+            snprintf(self->probe_registry, sizeof self->probe_registry, "%s", registry);
+            farm_str_fmt_cut(cause, sizeof cause, "registry %s unreachable", registry);
+            fault = FARM_FAULT_NODE;
+        }
         if (fault == FARM_FAULT_NODE && s_health_update(self)) {
             r.node_fault = self->unhealthy;
             farm_log_warn("job=%s attempt=%u failed for this node's reason (%s): the "
@@ -267,7 +285,8 @@ static void s_job_detach(farm_agent_t *self, farm_agent_job_t *job)
 
 static void s_job_fail(farm_agent_t *self, farm_agent_job_t *job, const char *error)
 {
-    s_send_result(self, job->id, job->attempt, job->platform, &job->tail, error, NULL);
+    s_send_result(self, job->id, job->attempt, job->platform, s_assign_of(job)->registry,
+                  &job->tail, error, NULL);
     s_job_detach(self, job);
     farm_jobs_drop(self->jobs, job, farm_now_ms());
 }
@@ -413,6 +432,7 @@ static void s_job_finish(farm_agent_t *self, farm_agent_job_t *job)
     const void *bytes = farm_child_result(job->child, &len);
     Farm__WorkerResult *r = NULL;
     char status[64], *msg = NULL;
+    const char *reg = s_assign_of(job)->registry;
 
     s_job_detach(self, job);
     if (job->cancelled) {
@@ -421,19 +441,19 @@ static void s_job_finish(farm_agent_t *self, farm_agent_job_t *job)
                (r = farm__worker_result__unpack(NULL, len, bytes)) != NULL) {
         if (r->ok && (!r->image || !farm_digest_valid(r->image->digest) ||
                       !r->image->media_type[0]))
-            s_send_result(self, job->id, job->attempt, job->platform, &job->tail,
+            s_send_result(self, job->id, job->attempt, job->platform, reg, &job->tail,
                           "the worker reported success without a valid image descriptor", NULL);
         else if (r->ok)
-            s_send_result(self, job->id, job->attempt, job->platform, NULL, NULL, r);
+            s_send_result(self, job->id, job->attempt, job->platform, reg, NULL, NULL, r);
         else
-            s_send_result(self, job->id, job->attempt, job->platform, &job->tail,
+            s_send_result(self, job->id, job->attempt, job->platform, reg, &job->tail,
                           r->error[0] ? r->error : "the worker failed without saying why", NULL);
         farm__worker_result__free_unpacked(r, NULL);
     } else {
         s_status_text(status, sizeof status, job->exit_status);
         if (asprintf(&msg, "job worker ended (%s) without a result", status) < 0)
             msg = NULL;
-        s_send_result(self, job->id, job->attempt, job->platform, &job->tail,
+        s_send_result(self, job->id, job->attempt, job->platform, reg, &job->tail,
                       msg ? msg : "job worker ended without a result", NULL);
         free(msg);
     }
@@ -514,7 +534,8 @@ static void s_on_assign(farm_agent_t *self, Farm__Envelope **env_p)
         if (!dup) {
             farm_log_warn("job=%.64s attempt=%u refused: %s", a->job_id, a->attempt,
                           farm_error_last());
-            s_send_result(self, a->job_id, a->attempt, a->platform, NULL, farm_error_last(), NULL);
+            s_send_result(self, a->job_id, a->attempt, a->platform, NULL, NULL,
+                          farm_error_last(), NULL);
         }
         return;
     }

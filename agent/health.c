@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "agent/health.h"
 
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "common/endpoint.h"
 #include "common/str.h"
 
 /* Node-local causes as builders and tools print them (Go says "no space left on device",
@@ -133,4 +139,80 @@ int farm_health_check(char *cause, size_t len, const farm_agent_opts_t *opts)
                                !opts->builder.isolation || strcmp(opts->builder.isolation, "oci") == 0);
     free(r);
     return sick;
+}
+
+/* curl's and the kernel's words for a registry this host cannot reach at all (not an
+ * answer it did not like). */
+static const char *const s_unreachable[] = {
+    "Failed to connect", "Couldn't connect", "Could not resolve", "Connection refused",
+    "Connection timed out", "Timeout was reached", "No route to host", "Network is unreachable",
+};
+
+int farm_health_registry(const char *error, const char *registry)
+{
+    char prefix[300];
+    const char *at;
+
+    if (!error || !registry || !registry[0] ||
+        farm_str_fmt_cut(prefix, sizeof prefix, "registry %s: ", registry))
+        return 0;
+    if (!(at = strstr(error, prefix)))
+        return 0;
+    for (size_t i = 0; i < sizeof s_unreachable / sizeof s_unreachable[0]; i++)
+        if (strstr(at, s_unreachable[i]))
+            return 1;
+    return 0;
+}
+
+int farm_health_probe(char *cause, size_t len, const char *registry, int timeout_ms)
+{
+    char ep_text[300];
+    farm_endpoint_t ep;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    char port[8];
+    int rc, err = 0;
+    const char *close_bracket = strrchr(registry, ']'), *colon = strrchr(registry, ':');
+
+    cause[0] = '\0';
+    /* host[:port] as in image references; no port: HTTPS's */
+    if (farm_str_fmt_cut(ep_text, sizeof ep_text, "tcp://%s%s", registry,
+                         colon && (!close_bracket || colon > close_bracket) ? "" : ":443") ||
+        farm_endpoint_parse(&ep, ep_text) < 0) {
+        farm_str_fmt_cut(cause, len, "registry %s: not a host[:port]", registry);
+        return 1;
+    }
+    snprintf(port, sizeof port, "%d", ep.port);
+    if ((rc = getaddrinfo(ep.host, port, &hints, &res)) != 0) {
+        farm_str_fmt_cut(cause, len, "registry %s unreachable from this node: %s", registry,
+                         gai_strerror(rc));
+        return 1;
+    }
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        socklen_t sl = sizeof err;
+
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            err = 0;
+        } else if (errno != EINPROGRESS) {
+            err = errno;
+        } else if (poll(&p, 1, timeout_ms) <= 0) {
+            err = ETIMEDOUT;
+        } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0) {
+            err = errno;
+        }
+        close(fd);
+        if (!err)
+            break;
+    }
+    freeaddrinfo(res);
+    if (!err)
+        return 0;
+    farm_str_fmt_cut(cause, len, "registry %s unreachable from this node: connect: %s", registry,
+                     strerror(err));
+    return 1;
 }

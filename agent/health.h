@@ -50,6 +50,14 @@ void farm_health_error(char *out, size_t len, const char *cause, const char *nod
  * 0 healthy (cause ""). */
 int farm_health_verdict(char *cause, size_t len, const farm_check_report_t *r, int sandbox);
 
+/* 1 when error (the worker's own, never the build's log) says the registry (host[:port])
+ * could not be reached at all: not resolved, no connection, timed out. A node-local cause
+ * only if farm_health_probe confirms it from this node. */
+int farm_health_registry(const char *error, const char *registry);
+/* Connects to the registry (host[:port], port 443 when none) within timeout_ms: 0 when it
+ * answers, 1 with cause "registry HOST unreachable from this node: ..." when not. */
+int farm_health_probe(char *cause, size_t len, const char *registry, int timeout_ms);
+
 /* Runs the checks for an agent with opts (no clock question) and gives their verdict. */
 int farm_health_check(char *cause, size_t len, const farm_agent_opts_t *opts);
 

@@ -11,6 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "agent/health.h"
 
@@ -202,6 +205,47 @@ static void test_check_on_this_host(void **state)
     rmdir(dir);
 }
 
+/* The worker's own error that the push target could not be reached at all, told apart
+ * from answers it did not like and from other registries. */
+static void test_registry_unreachable_in_the_error(void **state)
+{
+    (void)state;
+    assert_true(farm_health_registry("push to 127.0.0.1:5000/team/app: registry 127.0.0.1:5000: "
+                                     "HEAD http://127.0.0.1:5000/v2/: Failed to connect to "
+                                     "127.0.0.1 port 5000 after 0 ms: Couldn't connect to server",
+                                     "127.0.0.1:5000"));
+    assert_true(farm_health_registry("registry reg.example:443: GET https://reg.example/v2/: "
+                                     "Could not resolve host: reg.example", "reg.example:443"));
+    assert_false(farm_health_registry("push to r/x: registry r: PUT https://r/v2/x: 401 "
+                                      "Unauthorized", "r"));
+    assert_false(farm_health_registry("registry other:5000: Couldn't connect to server",
+                                      "127.0.0.1:5000"));
+    assert_false(farm_health_registry("Couldn't connect to server", "127.0.0.1:5000"));
+    assert_false(farm_health_registry("registry r: Couldn't connect", NULL));
+}
+
+/* The probe from this node: a port that listens answers, a closed one does not. */
+static void test_registry_probe(void **state)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    char reg[64], cause[FARM_HEALTH_CAUSE_MAX];
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    snprintf(reg, sizeof reg, "127.0.0.1:%d", ntohs(a.sin_port));
+    assert_int_equal(farm_health_probe(cause, sizeof cause, reg, 2000), 0);
+    assert_string_equal(cause, "");
+    close(fd); /* nothing listens there now */
+    assert_int_equal(farm_health_probe(cause, sizeof cause, reg, 2000), 1);
+    assert_non_null(strstr(cause, "unreachable from this node: connect: Connection refused"));
+    assert_non_null(strstr(cause, reg));
+    assert_int_equal(farm_health_probe(cause, sizeof cause, "bad host:x:y", 100), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -212,6 +256,8 @@ int main(void)
         cmocka_unit_test(test_error_line_names_cause_and_node),
         cmocka_unit_test(test_verdict),
         cmocka_unit_test(test_check_on_this_host),
+        cmocka_unit_test(test_registry_unreachable_in_the_error),
+        cmocka_unit_test(test_registry_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
