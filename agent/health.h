@@ -2,8 +2,9 @@
 /* Is a failed job the node's fault or the build's, and is the node healthy?
  *
  * A failed job's error and log tail are read for a recognisable cause: a node-local one
- * (the disk full, builder storage broken, the sandbox not set up) or the Dockerfile's (a
- * step that exited non-zero, a syntax error). The log is the build's output, which a
+ * (the disk full, builder storage broken, the sandbox not set up; the registry not
+ * reached, from the worker's own error only) or the Dockerfile's (a step that exited
+ * non-zero, a syntax error). The log is the build's output, which a
  * Dockerfile controls, so a node-local cause found there is only a suspicion: the node's
  * own health checks (`farm-agent check`'s, agent/check.h) must confirm it before the
  * node calls itself unhealthy and the job is run elsewhere. A build cannot make a healthy
