@@ -1069,12 +1069,19 @@ static void s_disk(farm_check_report_t *r, const farm_check_host_t *h, const cha
     free_bytes = (unsigned long long)sv.f_bavail * sv.f_frsize;
     level = farm_check_disk_level_min(free_bytes, want, min_free);
     {
+        char under[64];
+        if (min_free >= S_GIB)
+            snprintf(under, sizeof under, " (under --min-free %.1f GiB)",
+                     (double)min_free / (double)S_GIB);
+        else
+            snprintf(under, sizeof under, " (under --min-free %.0f MiB)",
+                     (double)min_free / (1024.0 * 1024.0));
         farm_check_item_t *it = s_item(r, level, 0, what, "%s%s%s%s: %.1f GiB free%s", dir,
                                        strcmp(near, dir) ? " (on " : "",
                                        strcmp(near, dir) ? near : "",
                                        strcmp(near, dir) ? ")" : "",
                                        (double)free_bytes / (double)S_GIB,
-                                       level == FARM_CHECK_FAIL ? " (under --min-free)"
+                                       level == FARM_CHECK_FAIL ? under
                                        : level == FARM_CHECK_WARN ? " (under what it may use)"
                                                                   : "");
         s_fix(it, "free space on that filesystem, or %s on a larger disk%s", flag,

@@ -67,7 +67,7 @@ grep -q 'this node is unhealthy: disk (builder storage)' "$LAB/agent-amd64-1.log
 lab_farmctl nodes >"$LAB/nodes1" || lab_fail "farmctl nodes failed"
 cat "$LAB/nodes1" >&2
 grep -Eq '^amd64-1 .* unhealthy ' "$LAB/nodes1" || lab_fail "farmctl nodes does not show amd64-1 unhealthy"
-grep -Eq '^ +unhealthy: disk \(builder storage\): .*under --min-free.*; fix: free space on that filesystem' "$LAB/nodes1" \
+grep -Eq '^ +unhealthy: disk \(builder storage\): .*\(under --min-free 48 MiB\); fix: free space on that filesystem' "$LAB/nodes1" \
     || lab_fail "farmctl nodes does not show amd64-1's cause"
 grep -Eq '^amd64-2 .* ready ' "$LAB/nodes1" || lab_fail "amd64-2 is not ready"
 find "$small" -name containers.json | grep -q . || lab_fail "no containers.json in amd64-1's storage to judge"
