@@ -174,6 +174,96 @@ int farm_wire_send(void *sock, const void *rid, size_t rid_len, const Farm__Enve
     return 0;
 }
 
+/* ------------------------------------------------------------------ outbox */
+
+typedef struct {
+    void *sock;
+    uint8_t rid[FARM_WIRE_ROUTING_MAX];
+    size_t rid_len; /* 0: no routing frame */
+    uint8_t *data;
+    size_t len;
+} held_t;
+
+struct farm_wire_outbox {
+    held_t *a;
+    size_t n, cap;
+};
+
+farm_wire_outbox_t *farm_wire_outbox_new(void)
+{
+    return calloc(1, sizeof(farm_wire_outbox_t));
+}
+
+static void s_held_clear(farm_wire_outbox_t *self)
+{
+    for (size_t i = 0; i < self->n; i++) {
+        explicit_bzero(self->a[i].data, self->a[i].len);
+        free(self->a[i].data);
+    }
+    self->n = 0;
+}
+
+void farm_wire_outbox_destroy(farm_wire_outbox_t **self_p)
+{
+    farm_wire_outbox_t *self = self_p ? *self_p : NULL;
+    if (!self)
+        return;
+    s_held_clear(self);
+    free(self->a);
+    free(self);
+    *self_p = NULL;
+}
+
+int farm_wire_outbox_add(farm_wire_outbox_t *self, void *sock, const void *rid, size_t rid_len,
+                         const Farm__Envelope *env)
+{
+    size_t len = farm__envelope__get_packed_size(env);
+    held_t *h;
+
+    if (len > FARM_WIRE_MAXMSG)
+        return farm_error_set(FARM_ETOOBIG, "message of %zu bytes exceeds %d", len,
+                              FARM_WIRE_MAXMSG);
+    if (rid_len > FARM_WIRE_ROUTING_MAX)
+        return farm_error_set(FARM_EINVALID, "routing id of %zu bytes", rid_len);
+    if (self->n == self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 64;
+        held_t *a = realloc(self->a, cap * sizeof *a);
+        if (!a)
+            return farm_error_set(FARM_ERROR, "out of memory");
+        self->a = a;
+        self->cap = cap;
+    }
+    h = &self->a[self->n];
+    if (!(h->data = malloc(len ? len : 1)))
+        return farm_error_set(FARM_ERROR, "out of memory");
+    farm__envelope__pack(env, h->data);
+    h->len = len;
+    h->sock = sock;
+    h->rid_len = rid ? rid_len : 0;
+    if (rid)
+        memcpy(h->rid, rid, rid_len);
+    self->n++;
+    return 0;
+}
+
+size_t farm_wire_outbox_size(const farm_wire_outbox_t *self)
+{
+    return self->n;
+}
+
+size_t farm_wire_outbox_flush(farm_wire_outbox_t *self)
+{
+    size_t failed = 0;
+    for (size_t i = 0; i < self->n; i++) {
+        held_t *h = &self->a[i];
+        if ((h->rid_len && zmq_send(h->sock, h->rid, h->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) ||
+            zmq_send(h->sock, h->data, h->len, ZMQ_DONTWAIT) < 0)
+            failed++;
+    }
+    s_held_clear(self);
+    return failed;
+}
+
 /* Reads a varint at *i (< len); -1 when cut or over 10 bytes. */
 static int s_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *out)
 {

@@ -50,6 +50,20 @@ void *farm_wire_socket_monitored(void *zctx, farm_wire_role_t role, const char *
 /* Packs env and sends it, preceded by the routing id when rid != NULL. */
 int farm_wire_send(void *sock, const void *rid, size_t rid_len, const Farm__Envelope *env);
 
+/* Messages held back until a moment the caller chooses (the coordinator: until its
+ * journal committed what they say), then sent in the order they were added. */
+typedef struct farm_wire_outbox farm_wire_outbox_t;
+farm_wire_outbox_t *farm_wire_outbox_new(void);
+/* Wipes what is still held (never sent) and frees the box. */
+void farm_wire_outbox_destroy(farm_wire_outbox_t **self_p);
+/* Packs env now (the caller may free it) for sock, after the routing id when rid. */
+int farm_wire_outbox_add(farm_wire_outbox_t *self, void *sock, const void *rid, size_t rid_len,
+                         const Farm__Envelope *env);
+size_t farm_wire_outbox_size(const farm_wire_outbox_t *self);
+/* Sends everything held; returns how many sends failed (a peer gone: as farm_wire_send,
+ * nothing else is done about it). */
+size_t farm_wire_outbox_flush(farm_wire_outbox_t *self);
+
 /* Receives one message (non-blocking: FARM_ERETRY when none is waiting). On ROUTER
  * sockets rid/rid_len receive the routing id. Malformed input returns FARM_EINVALID
  * (message consumed, error says why). Free *out with farm_wire_free. */

@@ -7,12 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/hmap.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/reference.h"
+#include "coordinator/journal.h"
 #include "coordinator/warm.h"
 
 struct farm_builds {
@@ -26,7 +29,9 @@ struct farm_builds {
     farm_link_t active;    /* RUNNING and STITCHING builds, oldest first */
     farm_link_t done;      /* DONE builds, by done_at */
     size_t n_active;
-    unsigned seq;
+    uint64_t seq;          /* without a journal: the last submit number handed out */
+    farm_journal_t *journal; /* borrowed; NULL: nothing is written (unit tests) */
+    long long wall_offset; /* wall-clock ms minus farm_now_ms(): the journal's times */
 };
 
 static const char *const s_automatic_args[] = {"TARGETPLATFORM", "TARGETOS",  "TARGETARCH",
@@ -48,6 +53,11 @@ farm_builds_t *farm_builds_new(const farm_config_t *cfg, farm_scheduler_t *sched
     self->per_client = farm_hmap_new();
     farm_link_init(&self->active);
     farm_link_init(&self->done);
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        self->wall_offset = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - farm_now_ms();
+    }
     if (!self->by_id || !self->contexts || !self->per_client) {
         farm_builds_destroy(&self);
         return NULL;
@@ -230,6 +240,97 @@ int farm_builds_context_in_use(const farm_builds_t *self, const char *digest)
     return farm_hmap_gets(self->contexts, digest) != NULL;
 }
 
+/* ------------------------------------------------------------------ journal */
+
+void farm_builds_set_journal(farm_builds_t *self, farm_journal_t *journal)
+{
+    self->journal = journal;
+}
+
+static long long s_wall(const farm_builds_t *self, long long t)
+{
+    return t ? t + self->wall_offset : 0;
+}
+
+static long long s_mono(const farm_builds_t *self, long long wall)
+{
+    return wall ? wall - self->wall_offset : 0;
+}
+
+static void s_job_record(const farm_builds_t *self, farm_journal_job_t *out,
+                         const farm_job_t *job, long long now)
+{
+    farm_journal_job_from(out, job);
+    out->queued_at = s_wall(self, job->queued_at);
+    out->started_at = job->state == FARM_JOB_QUEUED ? 0 : s_wall(self, job->started_at);
+    if (job->state != FARM_JOB_QUEUED && job->state != FARM_JOB_RUNNING)
+        out->finished_at = s_wall(self, now);
+}
+
+/* What the journal could not take costs that record after a restart, not the build: the
+ * error is said (the file and why) and the coordinator goes on. */
+static int s_journal_failed(const char *what, const char *id)
+{
+    farm_log_error("journal: %s of %s not written: %s", what, id, farm_error_last());
+    return FARM_EIO;
+}
+
+void farm_builds_job_journal(farm_builds_t *self, const farm_job_t *job)
+{
+    farm_journal_job_t rec;
+    long long now = farm_now_ms();
+
+    if (!self->journal || !job->build || job->build->state == FARM_BUILD_DONE)
+        return;
+    s_job_record(self, &rec, job, now);
+    if (farm_journal_put_job(self->journal, &rec) < 0)
+        s_journal_failed("a job's state", job->id);
+}
+
+void farm_builds_job_requeued(farm_builds_t *self, farm_job_t *job, const char *why)
+{
+    farm_build_t *b = job->build;
+
+    if (b->awaiting_submitter) {
+        /* nothing of it runs anew without the logins: out of the queue until they come */
+        farm_scheduler_withdraw(self->sched, job, why);
+        job->state = FARM_JOB_QUEUED;
+    }
+    farm_builds_job_journal(self, job);
+    if (b->awaiting_submitter)
+        farm_builds_event(self, b, job, FARM_EVENT_LOST, "%s; attempt %u waits for the build's "
+                          "submitter to send its registry logins again", why, job->attempt);
+    else
+        farm_builds_event(self, b, job, FARM_EVENT_LOST, "%s; re-dispatching as attempt %u",
+                          why, job->attempt);
+}
+
+/* The build as it is now, with its jobs when with_jobs. */
+static int s_journal_build(farm_builds_t *self, const farm_build_t *b, int with_jobs,
+                           long long now)
+{
+    farm_journal_build_t rec;
+    farm_journal_job_t *jobs = NULL;
+    char *plats[FARM_PLATFORMS_MAX];
+    int rc;
+
+    if (!self->journal)
+        return 0;
+    if (farm_journal_build_from(&rec, plats, b, b->seq) < 0)
+        return s_journal_failed("the build", b->id);
+    /* a restored build keeps needing its submitter until it has the logins back */
+    rec.needs_submitter |= b->awaiting_submitter;
+    rec.created = s_wall(self, b->created);
+    rec.updated = s_wall(self, now);
+    if (with_jobs && !(jobs = calloc(b->n_jobs + 1, sizeof *jobs)))
+        return farm_error_set(FARM_ERROR, "out of memory");
+    for (size_t i = 0; with_jobs && i < b->n_jobs; i++)
+        s_job_record(self, &jobs[i], &b->jobs[i], now);
+    rc = farm_journal_put_build(self->journal, &rec, jobs, with_jobs ? b->n_jobs : 0);
+    free(jobs);
+    return rc < 0 ? s_journal_failed("the build", b->id) : 0;
+}
+
 /* ------------------------------------------------------------------ submit */
 
 static int s_refuse(char *reason, size_t len, const char *fmt, ...)
@@ -355,16 +456,21 @@ static int s_fill_jobs(farm_builds_t *self, farm_build_t *b, const farm_submit_t
     return 0;
 }
 
-/* "b<seq>-<128 random bits in hex>": a build id cannot be guessed from another. */
-static int s_new_id(char *out, size_t len, unsigned seq)
+/* "b<seq>-<128 random bits in hex>": a build id cannot be guessed from another. The
+ * journal hands out seq (unique across restarts); without one, a counter. */
+static int s_new_id(farm_builds_t *self, farm_build_t *b)
 {
     unsigned char r[16];
     char hex[33];
+
+    if (self->journal)
+        return farm_journal_next_build_id(self->journal, b->id, sizeof b->id, &b->seq);
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
-        return -1;
+        return farm_error_set(FARM_EIO, "no randomness");
     for (int i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02x", r[i]);
-    snprintf(out, len, "b%u-%s", seq, hex);
+    b->seq = ++self->seq;
+    snprintf(b->id, sizeof b->id, "b%llu-%s", (unsigned long long)b->seq, hex);
     return 0;
 }
 
@@ -426,8 +532,8 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     }
     if ((rc = s_fill_tags(b, s, reason, len)) < 0 || (rc = s_copy_creds(b, s, reason, len)) < 0)
         goto fail;
-    if (s_new_id(b->id, sizeof b->id, ++self->seq) < 0) {
-        rc = s_refuse(reason, len, "coordinator cannot make a build id: no randomness");
+    if (s_new_id(self, b) < 0) {
+        rc = s_refuse(reason, len, "coordinator cannot make a build id: %s", farm_error_last());
         goto fail;
     }
     /* before the jobs: their warm-cache keys hold the owner (nodes cache per client) */
@@ -458,13 +564,24 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     b->context_size = s->context_size;
     b->created = b->last_result_at = now;
     b->state = FARM_BUILD_RUNNING;
-    if (farm_hmap_puts(self->by_id, b->id, b) < 0) {
-        rc = s_refuse(reason, len, "coordinator out of memory");
-        goto fail;
-    }
+    for (size_t i = 0; i < b->n_jobs; i++)
+        b->jobs[i].queued_at = now;
     if (s->flags) {
         b->flags = *s->flags;
         memset(s->flags, 0, sizeof *s->flags);
+    }
+    /* written before the client hears "accepted": a restart after that keeps it */
+    if (s_journal_build(self, b, 1, now) < 0) {
+        rc = s_refuse(reason, len, "the coordinator cannot record the build in its journal "
+                      "(%s): %s; nothing was started", farm_journal_path(self->journal),
+                      farm_error_last());
+        goto fail;
+    }
+    if (farm_hmap_puts(self->by_id, b->id, b) < 0) {
+        rc = s_refuse(reason, len, "coordinator out of memory");
+        if (self->journal)
+            farm_journal_finish(self->journal, b->id, 0, reason, NULL, 0, s_wall(self, now));
+        goto fail;
     }
     farm_link_push_back(&self->active, &b->link);
     self->n_active++;
@@ -535,6 +652,7 @@ static void s_check(farm_builds_t *self, farm_build_t *b, long long now)
         return;
     }
     b->state = FARM_BUILD_STITCHING;
+    s_journal_build(self, b, 0, now); /* a restart redoes the stitch */
     farm_builds_event(self, b, NULL, FARM_EVENT_VERIFYING,
                       "all %zu platform(s) built; verifying children in %s/%s", done,
                       b->registry, b->repository);
@@ -562,6 +680,7 @@ void farm_builds_job_pushed(farm_builds_t *self, farm_job_t *job, const farm_des
     }
     *job->image = *image;
     b->last_result_at = now;
+    farm_builds_job_journal(self, job);
     if (job->steps)
         snprintf(cached, sizeof cached, "; %u of %u steps from the cache", job->cache_hits,
                  job->steps);
@@ -587,6 +706,7 @@ void farm_builds_job_failed(farm_builds_t *self, farm_job_t *job, long long now,
     va_end(ap);
     job->state = FARM_JOB_FAILED;
     b->last_result_at = now;
+    farm_builds_job_journal(self, job);
     farm_builds_event(self, b, job, FARM_EVENT_FAILED, "%s", job->error ? job->error : "failed");
     s_check(self, b, now);
 }
@@ -605,6 +725,11 @@ void farm_builds_finish(farm_builds_t *self, farm_build_t *b, int ok, const char
         j->state = FARM_JOB_CANCELLED;
     }
     b->done_at = now;
+    /* before the client hears it: a restart does not run a finished build again */
+    if (self->journal &&
+        farm_journal_finish(self->journal, b->id, ok, ok ? NULL : error, ok ? index_digest : NULL,
+                            ok ? index_size : 0, s_wall(self, now)) < 0)
+        s_journal_failed("the build's end", b->id);
     s_creds_wipe(b); /* the stitch has its own copy; nothing else needs them now */
     farm_buildflags_wipe_secrets(&b->flags); /* only jobs needed them */
     farm_link_remove(&b->link);
@@ -648,6 +773,189 @@ int farm_builds_cancel(farm_builds_t *self, const char *id, const void *client,
     else if (b->state == FARM_BUILD_STITCHING)
         farm_builds_event(self, b, NULL, FARM_EVENT_CANCEL,
                           "too late to cancel: the index is being pushed");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ restore */
+
+static const farm_job_state_t s_job_states[] = {
+    [FARM_JOURNAL_JOB_QUEUED] = FARM_JOB_QUEUED,   [FARM_JOURNAL_JOB_RUNNING] = FARM_JOB_RUNNING,
+    [FARM_JOURNAL_JOB_DONE] = FARM_JOB_DONE,       [FARM_JOURNAL_JOB_FAILED] = FARM_JOB_FAILED,
+    [FARM_JOURNAL_JOB_CANCELLED] = FARM_JOB_CANCELLED,
+};
+
+/* One job of a restored build from its record; a platform farm.yaml no longer serves
+ * fails it (said). */
+static int s_restore_job(farm_builds_t *self, farm_build_t *b, farm_job_t *job,
+                         const farm_journal_job_t *rec)
+{
+    const farm_config_platform_t *cp;
+
+    job->build = b;
+    snprintf(job->id, sizeof job->id, "%s", rec->id);
+    snprintf(job->node_name, sizeof job->node_name, "%s", rec->node);
+    job->attempt = rec->attempt;
+    job->state = rec->state >= FARM_JOURNAL_JOB_QUEUED && rec->state <= FARM_JOURNAL_JOB_CANCELLED
+                     ? s_job_states[rec->state] : FARM_JOB_FAILED;
+    job->queued_at = s_mono(self, rec->queued_at);
+    job->started_at = s_mono(self, rec->started_at);
+    if (farm_platform_parse(&job->plat, rec->platform) < 0)
+        return farm_error_wrap(FARM_EINVALID, "journal: job %s", rec->id);
+    farm_platform_format(job->platform, sizeof job->platform, &job->plat);
+    if (farm_warm_key(&job->cache_key, &job->cache_key_len, b->owner, b->registry,
+                      b->repository, job->platform, b->dockerfile) < 0)
+        return farm_error_set(FARM_ERROR, "out of memory");
+    if (job->state == FARM_JOB_DONE) {
+        if (!(job->image = calloc(1, sizeof *job->image)))
+            return farm_error_set(FARM_ERROR, "out of memory");
+        snprintf(job->image->media_type, sizeof job->image->media_type, "%s",
+                 rec->image_media_type);
+        snprintf(job->image->digest, sizeof job->image->digest, "%s", rec->image_digest);
+        job->image->platform = job->plat;
+        job->image->size = rec->image_size;
+    } else if (job->state == FARM_JOB_FAILED && rec->error &&
+               !(job->error = strdup(rec->error))) {
+        return farm_error_set(FARM_ERROR, "out of memory");
+    }
+    cp = farm_config_platform(self->cfg, job->platform);
+    if (cp) {
+        job->platform_index = (size_t)(cp - self->cfg->platforms);
+    } else if (job->state == FARM_JOB_QUEUED || job->state == FARM_JOB_RUNNING) {
+        job->state = FARM_JOB_FAILED;
+        if (asprintf(&job->error, "platform %s is no longer served by %s (changed while the "
+                     "coordinator was down)", job->platform, self->cfg->path) < 0)
+            job->error = NULL;
+    }
+    return 0;
+}
+
+/* A build record's fields, moved out of rec (which the caller frees). */
+static farm_build_t *s_restore_build(farm_builds_t *self, farm_journal_build_t *rec,
+                                     const farm_journal_job_t *jobs, size_t n_jobs)
+{
+    farm_build_t *b = calloc(1, sizeof *b);
+
+    if (!b || !(b->jobs = calloc(n_jobs + 1, sizeof *b->jobs)))
+        goto oom;
+    snprintf(b->id, sizeof b->id, "%s", rec->id);
+    snprintf(b->owner, sizeof b->owner, "%s", rec->owner);
+    snprintf(b->registry, sizeof b->registry, "%s", rec->registry);
+    snprintf(b->repository, sizeof b->repository, "%s", rec->repository);
+    snprintf(b->context_digest, sizeof b->context_digest, "%s", rec->context_digest);
+    b->seq = rec->seq;
+    b->context_size = rec->context_size;
+    b->tags = rec->tags;
+    b->n_tags = rec->n_tags;
+    b->args = rec->args;
+    b->n_args = rec->n_args;
+    b->flags = rec->flags;
+    rec->tags = NULL;
+    rec->n_tags = 0;
+    rec->args = NULL;
+    rec->n_args = 0;
+    memset(&rec->flags, 0, sizeof rec->flags);
+    if (!(b->dockerfile = strdup(rec->dockerfile ? rec->dockerfile : "Dockerfile")))
+        goto oom;
+    b->insecure = rec->insecure;
+    b->allow_partial = rec->allow_partial;
+    b->network_none = rec->network_none;
+    b->awaiting_submitter = rec->needs_submitter;
+    b->client_gone = 1; /* until its submitter follows it again */
+    b->state = rec->state == FARM_JOURNAL_BUILD_STITCHING ? FARM_BUILD_STITCHING
+                                                          : FARM_BUILD_RUNNING;
+    b->created = s_mono(self, rec->created);
+    for (size_t i = 0; i < n_jobs; i++, b->n_jobs++)
+        if (s_restore_job(self, b, &b->jobs[i], &jobs[i]) < 0)
+            goto fail;
+    return b;
+oom:
+    farm_error_set(FARM_ERROR, "out of memory");
+fail:
+    s_build_free(self, b);
+    return NULL;
+}
+
+/* A job the journal says runs on a node waits for that node to say it still does; one
+ * that never reached a node is queued. */
+static int s_park(farm_builds_t *self, farm_job_t *job, long long park_ms, long long now)
+{
+    if (!job->node_name[0] || !job->attempt) {
+        job->state = FARM_JOB_QUEUED;
+        return farm_scheduler_add(self->sched, job, now);
+    }
+    return farm_scheduler_park(self->sched, job, now + park_ms);
+}
+
+void farm_builds_resume(farm_builds_t *self, farm_build_t *b, long long park_ms, long long now)
+{
+    if (b->state == FARM_BUILD_DONE)
+        return;
+    for (size_t i = 0; i < b->n_jobs && b->state == FARM_BUILD_RUNNING; i++) {
+        farm_job_t *job = &b->jobs[i];
+        int rc = 0;
+        if (job->state == FARM_JOB_RUNNING && !job->node)
+            rc = s_park(self, job, park_ms, now);
+        else if (job->state == FARM_JOB_QUEUED && !job->parked &&
+                 !farm_link_linked(&job->queue_link))
+            rc = farm_scheduler_add(self->sched, job, now);
+        if (rc < 0)
+            farm_builds_job_failed(self, job, now, "cannot queue: %s", farm_error_last());
+    }
+    if (b->state == FARM_BUILD_RUNNING)
+        s_check(self, b, now);
+    else if (b->state == FARM_BUILD_STITCHING && self->cbs.stitch)
+        self->cbs.stitch(self->arg, b); /* the same children: the same index */
+}
+
+int farm_builds_restore(farm_builds_t *self, farm_journal_loaded_t *loaded, long long park_ms,
+                        long long now)
+{
+    size_t j = 0, restored = 0, waiting = 0;
+
+    for (size_t i = 0; i < loaded->n_builds; i++) {
+        farm_journal_build_t *rec = &loaded->builds[i];
+        size_t first = j;
+        farm_build_t *b;
+
+        while (j < loaded->n_jobs && strcmp(loaded->jobs[j].build_id, rec->id) == 0)
+            j++;
+        if (rec->seq > self->seq)
+            self->seq = rec->seq;
+        if (!(b = s_restore_build(self, rec, loaded->jobs + first, j - first))) {
+            farm_log_error("journal: build %s cannot be restored: %s", rec->id,
+                           farm_error_last());
+            continue;
+        }
+        if (farm_hmap_puts(self->by_id, b->id, b) < 0) {
+            s_build_free(self, b);
+            return farm_error_set(FARM_ERROR, "out of memory");
+        }
+        b->last_result_at = now;
+        farm_link_push_back(&self->active, &b->link);
+        self->n_active++;
+        s_context_ref(self, b->context_digest, +1);
+        s_client_ref(self, b, +1);
+        restored++;
+        if (!b->awaiting_submitter) {
+            farm_builds_resume(self, b, park_ms, now);
+            continue;
+        }
+        /* what its nodes still run (with the logins they were given) is theirs to finish;
+         * the rest waits for the submitter (farm_builds_resume then) */
+        waiting++;
+        for (size_t k = 0; k < b->n_jobs; k++) {
+            farm_job_t *job = &b->jobs[k];
+            if (job->state == FARM_JOB_RUNNING && job->node_name[0] && job->attempt &&
+                farm_scheduler_park(self->sched, job, now + park_ms) < 0)
+                farm_builds_job_failed(self, job, now, "cannot queue: %s", farm_error_last());
+            else if (job->state == FARM_JOB_RUNNING)
+                job->state = FARM_JOB_QUEUED;
+        }
+    }
+    if (restored)
+        farm_log_info("journal: %zu unfinished build(s) restored from %s, %zu of them waiting "
+                      "for their submitter to send its registry logins or secrets again",
+                      restored, farm_journal_path(self->journal), waiting);
     return 0;
 }
 

@@ -63,11 +63,35 @@ typedef struct {
 } farm_submit_t;
 
 typedef struct farm_builds farm_builds_t;
+struct farm_journal;
+struct farm_journal_loaded;
 
 farm_builds_t *farm_builds_new(const farm_config_t *cfg, farm_scheduler_t *sched,
                                const farm_builds_cbs_t *cbs, void *arg);
 /* Frees every build (their helper handles must be gone: see farm_builds_each). */
 void farm_builds_destroy(farm_builds_t **self_p);
+
+/* The journal (coordinator/journal.h) every build and job change is written to before the
+ * coordinator acts on it; build ids then come from it (unique across restarts). NULL,
+ * the default: nothing is written (the unit tests). Set before the first submit. */
+void farm_builds_set_journal(farm_builds_t *self, struct farm_journal *journal);
+/* Restores the journal's unfinished builds at start: each job queued again, or (running
+ * on a node when the coordinator stopped) parked park_ms for that node to say it still
+ * holds it (farm_scheduler_park); a finished set of jobs is stitched, a stitch in flight
+ * redone. A build that had logins or secrets (never journaled) is awaiting_submitter:
+ * only its parked jobs go on until farm_builds_resume. The records' strings are moved
+ * out; the caller frees loaded. */
+int farm_builds_restore(farm_builds_t *self, struct farm_journal_loaded *loaded,
+                        long long park_ms, long long now);
+/* Puts a restored build's jobs in the scheduler (as restore does; again for one whose
+ * submitter sent its logins back) and stitches it when every job is done. */
+void farm_builds_resume(farm_builds_t *self, farm_build_t *b, long long park_ms, long long now);
+/* The scheduler changed the job (assigned it, or queued it again): written to the
+ * journal before the node or client hears of it. */
+void farm_builds_job_journal(farm_builds_t *self, const farm_job_t *job);
+/* The job's node was lost or came back without it: journaled, and its client told; a
+ * build awaiting its submitter keeps the job out of the queue. */
+void farm_builds_job_requeued(farm_builds_t *self, farm_job_t *job, const char *why);
 
 /* Checks a submit and records the build with one QUEUED job per distinct platform.
  * FARM_EINVALID with reason (a person can act on it) when refused. */

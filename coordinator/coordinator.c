@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +27,7 @@
 #include "coordinator/clients.h"
 #include "coordinator/ctxstore.h"
 #include "coordinator/enrolled.h"
+#include "coordinator/journal.h"
 #include "coordinator/nodes.h"
 #include "coordinator/peerwarn.h"
 #include "coordinator/pushes.h"
@@ -39,6 +41,8 @@
 #define CLIENT_TURN_MS 20      /* and at most this long on client messages per turn */
 #define STITCH_TIMEOUT_MS 600000 /* an index push that takes longer is stopped */
 #define STITCH_PARALLEL 8        /* index pushes at once; the others wait their turn */
+#define PRUNE_EVERY_MS 600000    /* the journal drops builds past their retention */
+#define PARK_MIN_MS 10000        /* a restored running job waits at least this for its node */
 
 struct farm_coordinator {
     farm_config_t *cfg;
@@ -63,15 +67,28 @@ struct farm_coordinator {
     farm_pushes_t *pushes;     /* the index-push helpers */
     farm_clients_t *cl;        /* farmctl's requests, and what builds' clients hear */
     farm_agents_t *ag;         /* what the nodes hear and say */
+    farm_journal_t *journal;   /* builds and jobs, across restarts: committed each turn */
+    farm_wire_outbox_t *outbox; /* what waits for that commit (see s_send_client) */
+    int clients_held;          /* the outbox holds a client's message: the rest follow it */
+    long long pruned_at;
+    int stopping;              /* shutting down: the nodes keep what they run */
 };
 
 /* ------------------------------------------------------------------ sending */
 
 /* The clients' and agents' modules' way out (farm_clients_send_fn, farm_agents_send_fn). */
+/* The journal commits once per turn (s_commit). What must not be said before that
+ * commit waits for it in the outbox: a build's Accepted (a client must not hold an id a
+ * crash would forget) and a result's JobAck (the node must keep the result until its
+ * record is durable). A client's later messages of the turn queue behind its Accepted. */
 static int s_send_client(void *arg, const void *rid, size_t rid_len, Farm__Envelope *env)
 {
     farm_coordinator_t *self = arg;
     env->version = FARM_WIRE_VERSION;
+    if (env->body_case == FARM__ENVELOPE__BODY_ACCEPTED || self->clients_held) {
+        self->clients_held = 1;
+        return farm_wire_outbox_add(self->outbox, self->clients, rid, rid_len, env);
+    }
     return farm_wire_send(self->clients, rid, rid_len, env);
 }
 
@@ -79,7 +96,20 @@ static int s_send_agent(void *arg, const void *rid, size_t rid_len, Farm__Envelo
 {
     farm_coordinator_t *self = arg;
     env->version = FARM_WIRE_VERSION;
+    if (env->body_case == FARM__ENVELOPE__BODY_JOB_ACK)
+        return farm_wire_outbox_add(self->outbox, self->agents, rid, rid_len, env);
     return farm_wire_send(self->agents, rid, rid_len, env);
+}
+
+/* The turn's journal writes made durable (one fsync), then what waited for them sent. A
+ * commit that fails is said; the coordinator goes on from memory. */
+static void s_commit(farm_coordinator_t *self)
+{
+    if (farm_journal_commit(self->journal) < 0)
+        farm_log_error("%s; what this turn changed is lost if the coordinator restarts",
+                       farm_error_last());
+    farm_wire_outbox_flush(self->outbox);
+    self->clients_held = 0;
 }
 
 /* ------------------------------------------------------------------ events (builds) */
@@ -109,13 +139,17 @@ static void s_on_stitch(void *arg, farm_build_t *b)
 static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
 {
     farm_coordinator_t *self = arg;
+    farm_builds_job_journal(self->builds, job); /* before the node hears of it */
     farm_agents_assign(self->ag, job, node);
 }
 
 static void s_on_cancel_job(void *arg, farm_job_t *job, farm_node_t *node, const char *reason)
 {
     farm_coordinator_t *self = arg;
-    farm_agents_cancel(self->ag, job, node, reason);
+    /* a stop or restart withdraws every job from the scheduler: the nodes go on building
+     * and deliver to the coordinator that comes back */
+    if (!self->stopping)
+        farm_agents_cancel(self->ag, job, node, reason);
 }
 
 static void s_on_waiting(void *arg, farm_job_t *job)
@@ -129,8 +163,7 @@ static void s_on_waiting(void *arg, farm_job_t *job)
 static void s_on_requeued(void *arg, farm_job_t *job, const char *why)
 {
     farm_coordinator_t *self = arg;
-    farm_builds_event(self->builds, job->build, job, FARM_EVENT_LOST,
-                      "%s; re-dispatching as attempt %u", why, job->attempt);
+    farm_builds_job_requeued(self->builds, job, why);
 }
 
 static void s_on_expired(void *arg, farm_job_t *job, int was_running)
@@ -235,6 +268,14 @@ static int s_on_chores(farm_reactor_t *r, void *arg)
     farm_warmfile_save(self->warmfile, now, 0);
     farm_builds_reap(self->builds, now, DONE_KEEP_MS, s_reap_stitch, self);
     farm_ctxstore_expire(self->ctx, now, UPLOAD_IDLE_MS);
+    if (now - self->pruned_at >= PRUNE_EVERY_MS) {
+        struct timespec ts;
+        self->pruned_at = now;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (farm_journal_prune(self->journal, NULL, (long long)ts.tv_sec * 1000 +
+                                                        ts.tv_nsec / 1000000) < 0)
+            farm_log_warn("%s", farm_error_last());
+    }
     return 0;
 }
 
@@ -322,6 +363,7 @@ static void s_on_turn_end(farm_reactor_t *r, void *arg)
             self->cache_wait_at = wake;
     }
     farm_pushes_start_waiting(self->pushes);
+    s_commit(self);
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -391,6 +433,29 @@ static int s_state_dir_ok(const char *state)
     return 0;
 }
 
+/* What the journal holds unfinished comes back before any agent or client is heard: the
+ * agents' HELLOs then find their jobs (parked for them), the clients their builds. */
+static int s_restore(farm_coordinator_t *self)
+{
+    farm_journal_loaded_t loaded;
+    long long park = 3LL * self->cfg->heartbeat_ms * self->cfg->liveness;
+    int rc;
+
+    if (park < PARK_MIN_MS)
+        park = PARK_MIN_MS;
+    if ((rc = farm_journal_load_unfinished(self->journal, &loaded)) < 0)
+        return rc;
+    rc = farm_builds_restore(self->builds, &loaded, park, farm_now_ms());
+    farm_journal_loaded_free(&loaded);
+    if (rc == 0)
+        rc = farm_journal_commit(self->journal);
+    if (rc == 0 && farm_scheduler_parked(self->sched))
+        farm_log_info("journal: %zu job(s) ran on nodes when the coordinator stopped; each "
+                      "waits up to %lld s for its node to say it still runs it",
+                      farm_scheduler_parked(self->sched), park / 1000);
+    return rc;
+}
+
 farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
 {
     farm_coordinator_t *self = calloc(1, sizeof *self);
@@ -418,16 +483,28 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     }
     if (farm_fs_mkdirs(state) < 0 || s_state_dir_ok(state) < 0)
         goto fail;
+    /* its refusal names the file and what to do (another coordinator holds it, ...) */
+    if (!(self->journal = farm_journal_open(state, NULL)))
+        goto fail;
+    if (!(self->outbox = farm_wire_outbox_new())) {
+        farm_error_set(FARM_ERROR, "out of memory");
+        goto fail;
+    }
+    farm_journal_set_batch(self->journal, 1);
+    self->pruned_at = farm_now_ms() - PRUNE_EVERY_MS; /* the first chores prune */
     self->nodes = farm_nodes_new(cfg);
     self->timeserve = farm_timeserve_new(FARM_TIMESERVE_PER_PEER, FARM_TIMESERVE_TOTAL);
     self->sched = farm_scheduler_new(cfg, &scbs, self);
     self->builds = self->sched ? farm_builds_new(cfg, self->sched, &bcbs, self) : NULL;
+    if (self->builds)
+        farm_builds_set_journal(self->builds, self->journal);
     self->ctx = farm_ctxstore_new(contexts, cfg->context_quota, (size_t)cfg->max_uploads,
                                   (size_t)cfg->max_uploads_per_client, s_context_in_use, self);
     self->reactor = farm_reactor_new();
     self->pushes = self->builds && self->reactor
                        ? farm_pushes_new(self->reactor, self->builds, cfg, &popts) : NULL;
-    parts = (farm_coord_parts_t){cfg, self->nodes, self->sched, self->builds, self->ctx};
+    parts = (farm_coord_parts_t){cfg, self->nodes, self->sched, self->builds, self->ctx,
+                                 self->journal};
     self->cl = self->builds && self->ctx ? farm_clients_new(&parts, s_send_client, self) : NULL;
     self->ag = self->builds && self->ctx && self->timeserve
                    ? farm_agents_new(&parts, self->timeserve, s_send_agent, self) : NULL;
@@ -442,6 +519,8 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         goto fail;
     /* a file that cannot be read costs warm placement, not the start */
     farm_warmfile_restore(self->warmfile);
+    if (s_restore(self) < 0)
+        goto fail;
     if (s_listen(self) < 0)
         goto fail;
     farm_log_info("listening: agents on %s, clients on %s; %zu node(s), %zu platform(s), "
@@ -465,6 +544,7 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     farm_coordinator_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
+    self->stopping = 1;
     farm_pushes_destroy(&self->pushes); /* stops the helpers while their builds exist */
     farm_clients_destroy(&self->cl);
     farm_builds_destroy(&self->builds);
@@ -484,6 +564,8 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     farm_enrolled_destroy(&self->enrolled);
     farm_key_wipe(&self->keys);
     farm_warmfile_destroy(&self->warmfile);
+    farm_journal_destroy(&self->journal); /* commits what the last turn wrote */
+    farm_wire_outbox_destroy(&self->outbox);
     farm_config_destroy(&self->cfg);
     free(self);
     *self_p = NULL;

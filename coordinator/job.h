@@ -44,6 +44,9 @@ typedef struct farm_job {
     int emulated;                        /* the last attempt ran under emulation */
     long long queued_at, started_at;
     int waiting_said;                    /* "no live node" told once per attempt */
+    int parked;                          /* QUEUED, restored from the journal as running on
+                                          * node_name: waits for that node's HELLO ... */
+    long long park_until;                /* ... until then, then queued as a new attempt */
     char *cache_key;                     /* what a node's layer cache holds for it: see */
     size_t cache_key_len;                /* coordinator/warm.h (owned by the build) */
     int warm;                            /* the last attempt went to a node that built it */
@@ -73,6 +76,7 @@ typedef enum { FARM_BUILD_RUNNING, FARM_BUILD_STITCHING, FARM_BUILD_DONE } farm_
 
 typedef struct farm_build {
     char id[FARM_ID_MAX + 1];   /* "b<seq>-<32 hex>" */
+    uint64_t seq;               /* submit order (the journal's: unique across restarts) */
     char client[256];  /* the client's routing id: events go there */
     size_t client_len;
     char owner[FARM_NAME_MAX + 1]; /* the client's name (its key), "" without keys */
@@ -92,6 +96,9 @@ typedef struct farm_build {
     farm_cred_t *creds;  /* the submitter's, until the build is DONE */
     size_t n_creds;
     farm_buildflags_t flags; /* --target, --label, ...; its secrets only until DONE */
+    int awaiting_submitter;  /* restored after a restart without the logins or secrets it
+                              * had (never journaled): nothing of it runs until its
+                              * submitter sends them again */
     farm_job_t *jobs;
     size_t n_jobs;
     farm_build_state_t state;

@@ -274,6 +274,8 @@ done:
 typedef struct {
     sqlite3 *db;
     char path[FARM_PATH_MAX];
+    int batch;  /* writes join one transaction until s_commit (each in a savepoint) */
+    int in_tx;  /* ... which is open */
 } s_sql_t;
 
 /* Each version's step, applied in order from the file's user_version. A step only adds:
@@ -361,18 +363,52 @@ static int s_step_done(s_sql_t *s, sqlite3_stmt *st, const char *what)
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : s_sqlerr(s, rc, what);
 }
 
+/* A write's transaction; in batch mode a savepoint in the batch's one (so a write that
+ * fails takes back only itself). */
 static int s_begin(s_sql_t *s)
 {
-    return s_exec(s, "BEGIN IMMEDIATE", "starting a transaction");
+    int rc;
+    if (!s->batch)
+        return s_exec(s, "BEGIN IMMEDIATE", "starting a transaction");
+    if (!s->in_tx) {
+        if ((rc = s_exec(s, "BEGIN IMMEDIATE", "starting a transaction")) < 0)
+            return rc;
+        s->in_tx = 1;
+    }
+    return s_exec(s, "SAVEPOINT w", "starting a write");
 }
 
 static int s_end(s_sql_t *s, int rc)
 {
+    if (s->batch && s->in_tx) {
+        if (rc < 0) {
+            sqlite3_exec(s->db, "ROLLBACK TO w; RELEASE w", NULL, NULL, NULL);
+            return rc;
+        }
+        return s_exec(s, "RELEASE w", "ending a write");
+    }
     if (rc < 0) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return rc;
     }
     return s_exec(s, "COMMIT", "committing");
+}
+
+static int s_commit(void *impl)
+{
+    s_sql_t *s = impl;
+    if (!s->in_tx)
+        return 0;
+    s->in_tx = 0;
+    return s_exec(s, "COMMIT", "committing");
+}
+
+static void s_set_batch(void *impl, int on)
+{
+    s_sql_t *s = impl;
+    if (!on)
+        s_commit(s);
+    s->batch = !!on;
 }
 
 static int s_int(s_sql_t *s, long long *out, const char *sql)
@@ -491,6 +527,8 @@ static void s_sql_close(void *impl)
     s_sql_t *s = impl;
     if (!s)
         return;
+    if (s->in_tx && s_commit(s) < 0)
+        farm_log_error("%s", farm_error_last());
     sqlite3_close_v2(s->db);
     free(s);
 }
@@ -957,13 +995,14 @@ static int s_next_seq(void *impl, uint64_t *out)
 {
     s_sql_t *s = impl;
     sqlite3_stmt *st = NULL;
-    int rc = s_prepare(s, &st, "UPDATE meta SET value = value + 1 WHERE key='next_seq'"
-                               " RETURNING value - 1");
+    int rc = s_begin(s), r;
     if (rc < 0)
         return rc;
-    /* one statement: its own transaction, durable (synchronous=FULL) before the number is
-     * handed out */
-    int r = sqlite3_step(st);
+    if ((rc = s_prepare(s, &st, "UPDATE meta SET value = value + 1 WHERE key='next_seq'"
+                                " RETURNING value - 1")) < 0)
+        return s_end(s, rc);
+    /* durable (synchronous=FULL) before the number is handed out, or with the batch */
+    r = sqlite3_step(st);
     if (r == SQLITE_ROW)
         *out = (uint64_t)sqlite3_column_int64(st, 0);
     else
@@ -971,7 +1010,7 @@ static int s_next_seq(void *impl, uint64_t *out)
     if (rc == 0 && (r = sqlite3_step(st)) != SQLITE_DONE)
         rc = s_sqlerr(s, r, "taking a submit number");
     sqlite3_finalize(st);
-    return rc;
+    return s_end(s, rc);
 }
 
 static const farm_journal_ops_t s_sqlite_ops = {
@@ -983,6 +1022,8 @@ static const farm_journal_ops_t s_sqlite_ops = {
     .get_build = s_get_build,
     .prune = s_prune,
     .next_seq = s_next_seq,
+    .set_batch = s_set_batch,
+    .commit = s_commit,
     .close = s_sql_close,
 };
 
@@ -1048,6 +1089,17 @@ int farm_journal_put_build(farm_journal_t *self, const farm_journal_build_t *b,
                                   jobs[i].id, b->id);
     }
     return self->ops->put_build(self->impl, b, jobs, n_jobs);
+}
+
+void farm_journal_set_batch(farm_journal_t *self, int on)
+{
+    if (self->ops->set_batch)
+        self->ops->set_batch(self->impl, on);
+}
+
+int farm_journal_commit(farm_journal_t *self)
+{
+    return self->ops->commit ? self->ops->commit(self->impl) : 0;
 }
 
 int farm_journal_put_job(farm_journal_t *self, const farm_journal_job_t *job)

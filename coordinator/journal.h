@@ -95,15 +95,15 @@ typedef struct {
 
 /* What a starting coordinator reconciles: every build not DONE, oldest submit first, and
  * their jobs, build by build in job order (job.build_id says whose). */
-typedef struct {
+typedef struct farm_journal_loaded {
     farm_journal_build_t *builds;
     size_t n_builds;
     farm_journal_job_t *jobs;
     size_t n_jobs;
 } farm_journal_loaded_t;
 
-/* A backend. Each write is one transaction, durable when it returns 0. Errors go to the
- * error slot, naming the journal. */
+/* A backend. Each write is one transaction, durable when it returns 0 (or, in batch
+ * mode, when commit returns 0). Errors go to the error slot, naming the journal. */
 typedef struct farm_journal_ops {
     const char *name;
     /* the build inserted, or its state, times, result and needs_submitter updated (what
@@ -122,6 +122,11 @@ typedef struct farm_journal_ops {
     int (*prune)(void *impl, size_t *out_removed, long long before);
     /* the next submit number, never handed out before by this journal */
     int (*next_seq)(void *impl, uint64_t *out);
+    /* optional (NULL: every write is durable when it returns): on, the writes join one
+     * transaction until commit (each still all or nothing); off commits what is open */
+    void (*set_batch)(void *impl, int on);
+    int (*commit)(void *impl);
+    /* commits what a batch holds */
     void (*close)(void *impl);
 } farm_journal_ops_t;
 
@@ -148,6 +153,12 @@ const char *farm_journal_path(const farm_journal_t *self);
 int farm_journal_put_build(farm_journal_t *self, const farm_journal_build_t *b,
                            const farm_journal_job_t *jobs, size_t n_jobs);
 int farm_journal_put_job(farm_journal_t *self, const farm_journal_job_t *job);
+/* Group commit. In batch mode a write is durable only once farm_journal_commit returns 0:
+ * the coordinator commits at the end of each reactor turn and holds back what must not
+ * be said before (a build's Accepted, a result's JobAck) until then. One fsync per turn
+ * instead of one per write: 500-4,000 writes/s become one turn's worth each. */
+void farm_journal_set_batch(farm_journal_t *self, int on);
+int farm_journal_commit(farm_journal_t *self);
 int farm_journal_finish(farm_journal_t *self, const char *id, int ok, const char *reason,
                         const char *index_digest, uint64_t index_size, long long at);
 int farm_journal_load_unfinished(farm_journal_t *self, farm_journal_loaded_t *out);

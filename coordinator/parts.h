@@ -7,6 +7,7 @@
 #include "common/config.h"
 #include "coordinator/builds.h"
 #include "coordinator/ctxstore.h"
+#include "coordinator/journal.h"
 #include "coordinator/nodes.h"
 #include "coordinator/scheduler.h"
 
@@ -16,6 +17,7 @@ typedef struct {
     farm_scheduler_t *sched;
     farm_builds_t *builds;
     farm_ctxstore_t *ctx;
+    farm_journal_t *journal; /* NULL in unit tests: nothing written */
 } farm_coord_parts_t;
 
 #endif

@@ -61,6 +61,8 @@ struct farm_scheduler {
     farm_link_t queued_order;  /* farm_job_t.timer_link of QUEUED jobs, by queued_at */
     farm_link_t running_order; /* ... of RUNNING jobs, by started_at */
     size_t queued;
+    farm_link_t parked_order;  /* ... of parked jobs (restored), by park_until */
+    size_t n_parked;
     farm_warm_t *warm;         /* which nodes built what recently */
     long long wake_at;         /* the next end of a cache wait; -1: none */
 };
@@ -213,6 +215,12 @@ static void s_enqueue(farm_scheduler_t *self, farm_job_t *job, int front, long l
 
 static void s_unqueue(farm_scheduler_t *self, farm_job_t *job)
 {
+    if (job->parked) {
+        farm_link_remove(&job->timer_link);
+        job->parked = 0;
+        self->n_parked--;
+        return;
+    }
     if (!farm_link_linked(&job->queue_link))
         return;
     farm_link_remove(&job->queue_link);
@@ -270,6 +278,7 @@ farm_scheduler_t *farm_scheduler_new(const farm_config_t *cfg, const farm_schedu
     }
     farm_link_init(&self->queued_order);
     farm_link_init(&self->running_order);
+    farm_link_init(&self->parked_order);
     return self;
 }
 
@@ -306,6 +315,41 @@ int farm_scheduler_add(farm_scheduler_t *self, farm_job_t *job, long long now)
     s_enqueue(self, job, 0, now);
     s_say_waiting(self, job);
     return 0;
+}
+
+int farm_scheduler_park(farm_scheduler_t *self, farm_job_t *job, long long until)
+{
+    farm_link_t *pos = &self->parked_order;
+
+    if (job->platform_index >= self->n_plats)
+        return farm_error_set(FARM_EINVALID, "job %s: platform not in the farm", job->id);
+    if (!job->attempt || !job->node_name[0])
+        return farm_error_set(FARM_EINVALID, "job %s: no attempt or node to wait for", job->id);
+    if (farm_hmap_puts(self->jobs, job->id, job) < 0)
+        return farm_error_set(FARM_ERROR, "out of memory");
+    job->state = FARM_JOB_QUEUED;
+    job->node = NULL;
+    job->parked = 1;
+    job->park_until = until;
+    while (pos->prev != &self->parked_order &&
+           FARM_LINK_OWNER(pos->prev, farm_job_t, timer_link)->park_until > until)
+        pos = pos->prev;
+    farm_link_insert_before(pos, &job->timer_link);
+    self->n_parked++;
+    return 0;
+}
+
+/* A parked job goes to the front of its queue as a new attempt (its node did not bring
+ * it back). */
+static void s_unpark_requeue(farm_scheduler_t *self, farm_job_t *job, const char *why,
+                             long long now)
+{
+    s_unqueue(self, job);
+    job->attempt++;
+    s_enqueue(self, job, 1, now);
+    if (self->cbs.requeued)
+        self->cbs.requeued(self->arg, job, why);
+    s_say_waiting(self, job);
 }
 
 void farm_scheduler_forget(farm_scheduler_t *self, farm_job_t *job)
@@ -465,11 +509,13 @@ int farm_scheduler_node_rejoin(farm_scheduler_t *self, farm_node_t *node,
             adopted[i] = 0;
         return rc;
     }
-    /* queued again when the node was lost, and not sent anywhere since: take it back */
+    /* queued again when the node was lost, and not sent anywhere since, or parked for
+     * this node at a restart: take it back */
     for (size_t i = 0; i < n; i++) {
         farm_job_t *job = adopted[i] ? NULL : farm_hmap_gets(self->jobs, held[i].job_id);
         int emulated = 0;
-        if (!job || job->state != FARM_JOB_QUEUED || job->attempt != held[i].attempt + 1 ||
+        if (!job || job->state != FARM_JOB_QUEUED ||
+            job->attempt != held[i].attempt + (job->parked ? 0 : 1) ||
             strcmp(job->node_name, node->cfg->name) != 0 ||
             !farm_node_serves(node, job->platform_index, &emulated))
             continue;
@@ -482,6 +528,13 @@ int farm_scheduler_node_rejoin(farm_scheduler_t *self, farm_node_t *node,
         s_running_insert(self, job);
         sn->used++;
         adopted[i] = 1;
+    }
+    /* parked for this node, which came back without them: run them elsewhere now */
+    for (farm_link_t *l = self->parked_order.next, *next; l != &self->parked_order; l = next) {
+        farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, timer_link);
+        next = l->next;
+        if (strcmp(job->node_name, node->cfg->name) == 0)
+            s_unpark_requeue(self, job, why, now);
     }
     s_node_reheap(self, sn);
     return 0;
@@ -763,6 +816,15 @@ void farm_scheduler_withdraw(farm_scheduler_t *self, farm_job_t *job, const char
 
 void farm_scheduler_tick(farm_scheduler_t *self, long long now)
 {
+    while (!farm_link_empty(&self->parked_order)) {
+        farm_job_t *job = FARM_LINK_OWNER(self->parked_order.next, farm_job_t, timer_link);
+        char why[FARM_NAME_MAX + 128];
+        if (now < job->park_until)
+            break;
+        snprintf(why, sizeof why, "node %s did not come back with attempt %u after the "
+                 "coordinator restarted", job->node_name, job->attempt);
+        s_unpark_requeue(self, job, why, now);
+    }
     while (!farm_link_empty(&self->running_order)) {
         farm_job_t *job = FARM_LINK_OWNER(self->running_order.next, farm_job_t, timer_link);
         if (now - job->started_at <= self->cfg->job_timeout_ms)
@@ -800,6 +862,11 @@ size_t farm_scheduler_node_jobs(const farm_scheduler_t *self, const farm_node_t 
 size_t farm_scheduler_queued(const farm_scheduler_t *self)
 {
     return self->queued;
+}
+
+size_t farm_scheduler_parked(const farm_scheduler_t *self)
+{
+    return self->n_parked;
 }
 
 /* ------------------------------------------------------------------ self-check */
@@ -898,6 +965,22 @@ int farm_scheduler_check(const farm_scheduler_t *self)
     if (order != queued)
         return S_BROKEN("the queue-timeout order holds %zu job(s), %zu are queued", order,
                         queued);
+    order = 0;
+    for (const farm_link_t *l = self->parked_order.next; l != &self->parked_order;
+         l = l->next) {
+        const farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, timer_link);
+        if (job->state != FARM_JOB_QUEUED || !job->parked || job->node ||
+            farm_link_linked(&job->queue_link) || farm_link_linked(&job->node_link))
+            return S_BROKEN("job %s is parked but not a parked queued job (state %d)", job->id,
+                            (int)job->state);
+        if (l->next != &self->parked_order &&
+            FARM_LINK_OWNER(l->next, farm_job_t, timer_link)->park_until < job->park_until)
+            return S_BROKEN("the parked jobs are out of park_until order at %s", job->id);
+        if (++order > self->n_parked)
+            break;
+    }
+    if (order != self->n_parked)
+        return S_BROKEN("%zu job(s) counted parked, the list holds %zu", self->n_parked, order);
     for (size_t ni = 0; ni < self->n_nodes; ni++)
         if ((rc = s_check_node(self, ni, &running)) < 0)
             return rc;

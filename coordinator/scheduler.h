@@ -51,6 +51,12 @@ void farm_scheduler_destroy(farm_scheduler_t **self_p);
 
 /* A new job (QUEUED, attempt 1, platform_index set): indexed by id and queued. */
 int farm_scheduler_add(farm_scheduler_t *self, farm_job_t *job, long long now);
+/* A job the journal says ran as job->attempt on node job->node_name when the coordinator
+ * stopped (restored at start; job->started_at set): it waits, QUEUED but not
+ * dispatched ("parked"), for that node's HELLO, which adopts it when the node still holds
+ * the attempt (farm_scheduler_node_rejoin). At `until`, or when the node comes back
+ * without it, it goes to the front of its queue as a new attempt (requeued). */
+int farm_scheduler_park(farm_scheduler_t *self, farm_job_t *job, long long until);
 /* Forgets a job that is neither queued nor running (its build is being freed). */
 void farm_scheduler_forget(farm_scheduler_t *self, farm_job_t *job);
 farm_job_t *farm_scheduler_job(farm_scheduler_t *self, const char *id);
@@ -117,7 +123,7 @@ int farm_scheduler_retry(farm_scheduler_t *self, farm_job_t *job, const char *wh
  * cancelled on its node. The caller sets the job's new state. */
 void farm_scheduler_withdraw(farm_scheduler_t *self, farm_job_t *job, const char *reason);
 
-/* Applies queue_timeout and job_timeout. */
+/* Applies queue_timeout and job_timeout, and ends the parked jobs' waits. */
 void farm_scheduler_tick(farm_scheduler_t *self, long long now);
 
 int farm_scheduler_node_used(const farm_scheduler_t *self, const farm_node_t *node);
@@ -125,6 +131,7 @@ int farm_scheduler_node_used(const farm_scheduler_t *self, const farm_node_t *no
 size_t farm_scheduler_node_jobs(const farm_scheduler_t *self, const farm_node_t *node,
                                 farm_job_t **out, size_t max);
 size_t farm_scheduler_queued(const farm_scheduler_t *self);
+size_t farm_scheduler_parked(const farm_scheduler_t *self);
 
 /* The self-check of the bookkeeping: every queued job in its platform's queue or waits
  * once, every running job on its node's list once, the counts (queued, waits, used slots,

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # An agent that loses its coordinator keeps its job running until a coordinator answers.
-# 1. The coordinator is SIGKILLed mid-RUN-step and started again 8 s later: the RUN step's
-#    process lives through the outage (the old agent killed it 2.5 s after the kill); the
-#    restarted coordinator does not know the job, answers the agent's HELLO (which lists
-#    it) with a cancel, and only then does the agent end it, naming the coordinator's
-#    reason. Its farmctl submit, left running, hears nothing more and after its 60 s
+# 1. The coordinator is SIGKILLed mid-RUN-step and started again 8 s later with its journal
+#    gone (a new state_dir, a lost disk): the RUN step's process lives through the outage
+#    (the old agent killed it 2.5 s after the kill); the restarted coordinator does not
+#    know the job, answers the agent's HELLO (which lists it) with a cancel, and only then
+#    does the agent end it, naming the coordinator's reason. (With its journal, a restarted
+#    coordinator adopts the job instead: test_e2e_coordinator_restart.) Its farmctl submit, left running, hears nothing more and after its 60 s
 #    silence bound says which build may be running or lost and what to run.
 # 2. The coordinator is SIGKILLed mid-RUN-step and not started again: the job goes on
 #    until --orphan-timeout (20 s here) and is ended then, with that reason.
@@ -50,7 +51,8 @@ lab_wait_until 30 "the agent to notice the coordinator was gone" \
 sleep 6
 kill -0 "$p" 2>/dev/null || lab_fail "the RUN step (pid $p) ended while no coordinator was there"
 grep -q 'cancelling' "$alog" && lab_fail "the agent cancelled its job with no coordinator to say so"
-lab_log "RUN step (pid $p) still runs; starting the coordinator again"
+lab_log "RUN step (pid $p) still runs; starting the coordinator again without its journal"
+rm -f "$LAB/state/journal.db" "$LAB/state/journal.db-wal" "$LAB/state/journal.db-shm"
 lab_start_coordinator "$LAB/farm.yaml"
 t_start=$SECONDS
 lab_wait_until 60 "the agent to be told to cancel its job" grep -q 'cancelling: the coordinator does not run this attempt' "$alog"

@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "common/config.h"
 #include "common/error.h"
 #include "coordinator/builds.h"
+#include "coordinator/journal.h"
 #include "coordinator/nodes.h"
 #include "coordinator/scheduler.h"
 
@@ -29,8 +31,17 @@ typedef struct {
     char kinds[256]; /* one letter per event */
 } fx_t;
 
-static void cb_assign(void *a, farm_job_t *j, farm_node_t *n) { ((fx_t *)a)->assigns++; }
+/* as the coordinator does: the assignment is journaled before the node hears of it */
+static void cb_assign(void *a, farm_job_t *j, farm_node_t *n)
+{
+    ((fx_t *)a)->assigns++;
+    farm_builds_job_journal(((fx_t *)a)->b, j);
+}
 static void cb_cancel(void *a, farm_job_t *j, farm_node_t *n, const char *r) { ((fx_t *)a)->cancels++; }
+static void cb_requeued(void *a, farm_job_t *j, const char *why)
+{
+    farm_builds_job_requeued(((fx_t *)a)->b, j, why);
+}
 
 static void cb_event(void *a, farm_build_t *b, const farm_job_t *j, farm_event_kind_t k,
                      const char *msg)
@@ -420,6 +431,122 @@ static void test_flags_checked_and_secrets_wiped(void **state)
     assert_string_equal(b->flags.index_annotations[0].key, "org.example.i"); /* kept */
 }
 
+static void s_fx_restart(fx_t *fx, farm_journal_t *j)
+{
+    farm_scheduler_cbs_t scbs = {.assign = cb_assign, .cancel = cb_cancel,
+                                 .requeued = cb_requeued};
+    farm_builds_cbs_t bcbs = {cb_event, cb_stitch, cb_done};
+    farm_builds_destroy(&fx->b);
+    farm_scheduler_destroy(&fx->s);
+    farm_nodes_destroy(&fx->nodes);
+    fx->nodes = farm_nodes_new(fx->cfg);
+    fx->s = farm_scheduler_new(fx->cfg, &scbs, fx);
+    fx->b = farm_builds_new(fx->cfg, fx->s, &bcbs, fx);
+    assert_non_null(fx->b);
+    farm_builds_set_journal(fx->b, j);
+}
+
+/* With a journal, what a coordinator accepted comes back after it is gone: a pushed
+ * platform keeps its image, a running one waits (parked) for its node, a queued one is
+ * queued, a build that had logins waits for its submitter (its running jobs still
+ * parked, nothing queued anew), and new ids follow the old ones. */
+static void test_restore_from_journal(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b1 = NULL, *b2 = NULL, *b3 = NULL, *b4 = NULL, *r;
+    char reason[2048], dir[] = "/tmp/farm-builds-XXXXXX", ids[4][FARM_ID_MAX + 1];
+    char *tag[] = {"reg.local:5000/team/app:1"}, *both[] = {"linux/amd64", "linux/arm64"};
+    char *amd[] = {"linux/amd64"}, *arm[] = {"linux/arm64"};
+    farm_cred_t cred = {.registry = "reg.local:5000", .username = "u", .secret = "s3cret"};
+    farm_journal_loaded_t loaded;
+    farm_journal_t *j;
+    uint64_t seq4;
+
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(j = farm_journal_open(dir, NULL));
+    farm_builds_set_journal(fx->b, j);
+    s_up(fx, "a", "linux/amd64");
+    s_up(fx, "b", "linux/arm64");
+    assert_int_equal(s_submit(fx, &b1, tag, 1, both, 2, NULL, "c1", reason), 0);
+    farm_builds_start(fx->b, b1, 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    s_pushed(fx, &b1->jobs[0]); /* amd64 pushed, arm64 runs on b */
+    {
+        farm_submit_t sub = {.tags = tag, .n_tags = 1, .platforms = amd, .n_platforms = 1,
+                             .context_digest = DIGEST, .context_stored = 1, .context_size = 10,
+                             .client = "c2", .client_len = 2, .creds = &cred, .n_creds = 1};
+        assert_int_equal(farm_builds_submit(fx->b, &b2, &sub, 0, reason, sizeof reason), 0);
+    }
+    farm_builds_start(fx->b, b2, 0);
+    assert_int_equal(s_submit(fx, &b3, tag, 1, both, 2, NULL, "c1", reason), 0);
+    farm_builds_start(fx->b, b3, 0);
+    assert_int_equal(s_submit(fx, &b4, tag, 1, arm, 1, NULL, "c1", reason), 0);
+    farm_builds_start(fx->b, b4, 0);
+    farm_scheduler_dispatch(fx->s, 0); /* a: b2, b3 amd64; b: b1 and b3 arm64; b4 queued */
+    assert_int_equal(farm_scheduler_queued(fx->s), 1);
+    assert_true(b1->seq < b2->seq && b2->seq < b3->seq && b3->seq < b4->seq);
+    snprintf(ids[0], sizeof ids[0], "%s", b1->id);
+    snprintf(ids[1], sizeof ids[1], "%s", b2->id);
+    snprintf(ids[3], sizeof ids[3], "%s", b4->id);
+    seq4 = b4->seq;
+
+    /* the coordinator is gone (nothing more written); another starts on the journal */
+    s_fx_restart(fx, j);
+    assert_int_equal(farm_journal_load_unfinished(j, &loaded), 0);
+    assert_int_equal(loaded.n_builds, 4);
+    assert_int_equal(farm_builds_restore(fx->b, &loaded, 10000, 100), 0);
+    farm_journal_loaded_free(&loaded);
+    assert_int_equal(farm_builds_active(fx->b), 4);
+    assert_non_null(r = farm_builds_get(fx->b, ids[0]));
+    assert_int_equal(r->jobs[0].state, FARM_JOB_DONE);
+    assert_string_equal(r->jobs[0].image->digest, DIGEST);
+    assert_int_equal(r->jobs[1].state, FARM_JOB_QUEUED);
+    assert_true(r->jobs[1].parked);
+    assert_string_equal(r->jobs[1].node_name, "b");
+    assert_int_equal(r->jobs[1].attempt, 1);
+    assert_int_equal(r->n_creds, 0);
+    assert_false(r->awaiting_submitter);
+    assert_non_null(r = farm_builds_get(fx->b, ids[1]));
+    assert_true(r->awaiting_submitter); /* the login was never written */
+    assert_true(r->jobs[0].parked);
+    assert_int_equal(farm_scheduler_parked(fx->s), 4);
+    assert_int_equal(farm_scheduler_queued(fx->s), 1); /* b4 */
+    assert_int_equal(farm_scheduler_check(fx->s), 0);
+    assert_int_equal(fx->stitched, 0);
+    /* no node comes back: each parked job is queued anew, but b2's waits for its
+     * submitter outside the queue */
+    farm_scheduler_tick(fx->s, 10101);
+    assert_int_equal(farm_scheduler_parked(fx->s), 0);
+    assert_int_equal(farm_scheduler_queued(fx->s), 4);
+    assert_int_equal(farm_scheduler_check(fx->s), 0);
+    assert_non_null(r = farm_builds_get(fx->b, ids[1]));
+    assert_int_equal(r->jobs[0].state, FARM_JOB_QUEUED);
+    assert_int_equal(r->jobs[0].attempt, 2);
+    /* its submitter back: resumed, queued */
+    r->awaiting_submitter = 0;
+    farm_builds_resume(fx->b, r, 10000, 10200);
+    assert_int_equal(farm_scheduler_queued(fx->s), 5);
+    assert_int_equal(farm_scheduler_check(fx->s), 0);
+    /* a new submit's id follows the old ones */
+    assert_int_equal(s_submit(fx, &b1, tag, 1, amd, 1, NULL, "c1", reason), 0);
+    assert_true(b1->seq > seq4);
+    /* b4 ends: after another restart only three come back */
+    assert_non_null(r = farm_builds_get(fx->b, ids[3]));
+    assert_int_equal(farm_builds_cancel(fx->b, ids[3], "c9", 2, "", 1, 10300), 0); /* an admin */
+    s_fx_restart(fx, j);
+    assert_int_equal(farm_journal_load_unfinished(j, &loaded), 0);
+    assert_int_equal(loaded.n_builds, 4); /* b1, b2, b3 and the new one */
+    for (size_t i = 0; i < loaded.n_builds; i++)
+        assert_string_not_equal(loaded.builds[i].id, ids[3]);
+    farm_journal_loaded_free(&loaded);
+    farm_journal_destroy(&j);
+    {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -433,6 +560,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_owner_and_admin, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_builds_per_client, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_flags_checked_and_secrets_wiped, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_restore_from_journal, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,7 +90,7 @@ static int s_setup(void **state)
     fx->ctx = farm_ctxstore_new(store, 0, 0, 0, NULL, NULL);
     assert_non_null(fx->ctx);
     fx->cl = farm_clients_new(
-        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx}, cb_send, fx);
+        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, NULL}, cb_send, fx);
     assert_non_null(fx->cl);
     *state = fx;
     return 0;

@@ -337,6 +337,73 @@ static void test_crash_between_write_and_act(void **state)
     farm_journal_destroy(&j);
 }
 
+/* Group commit: in batch mode what was committed survives the writer's SIGKILL, what was
+ * written after the last commit does not (the coordinator holds back what it would say
+ * about those writes until the commit), a write that fails takes back only itself, and
+ * a submit number is handed out again only if its batch was lost with it. */
+static void test_batch_commit(void **state)
+{
+    const char *a = "b7-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", *b = "b8-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        farm_journal_t *j = farm_journal_open(s_dir, NULL);
+        farm_journal_build_t rec;
+        farm_journal_job_t jobs[1], bad;
+        char bid[FARM_ID_MAX + 1];
+        if (!j)
+            _exit(2);
+        farm_journal_set_batch(j, 1);
+        s_build(&rec, a, 7);
+        s_job(&jobs[0], a, 1, s_plats[0]);
+        if (farm_journal_put_build(j, &rec, jobs, 1) < 0)
+            _exit(3);
+        /* a job of no build: refused, the build before it stays in the batch */
+        s_job(&bad, "b99-00000000000000000000000000000000", 1, s_plats[0]);
+        if (farm_journal_put_job(j, &bad) == 0)
+            _exit(4);
+        if (farm_journal_commit(j) < 0)
+            _exit(5);
+        if (farm_journal_next_build_id(j, bid, sizeof bid, NULL) < 0)
+            _exit(6);
+        s_build(&rec, b, 8);
+        s_job(&jobs[0], b, 1, s_plats[0]);
+        if (farm_journal_put_build(j, &rec, jobs, 1) < 0)
+            _exit(7);
+        raise(SIGKILL); /* no commit: b is not said to anyone */
+        _exit(8);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+
+    farm_journal_t *j = s_open();
+    farm_journal_loaded_t l;
+    farm_journal_build_t got;
+    assert_int_equal(farm_journal_load_unfinished(j, &l), 0);
+    assert_int_equal(l.n_builds, 1);
+    assert_string_equal(l.builds[0].id, a);
+    assert_int_equal(l.n_jobs, 1);
+    farm_journal_loaded_free(&l);
+    assert_int_equal(farm_journal_get_build(j, &got, b), FARM_ENOTFOUND);
+    /* with the batch off again, a write is durable on its own; turning it off commits */
+    farm_journal_set_batch(j, 1);
+    {
+        farm_journal_build_t rec;
+        farm_journal_job_t jobs[1];
+        s_build(&rec, b, 8);
+        s_job(&jobs[0], b, 1, s_plats[0]);
+        assert_int_equal(farm_journal_put_build(j, &rec, jobs, 1), 0);
+    }
+    farm_journal_set_batch(j, 0);
+    farm_journal_destroy(&j);
+    j = s_open();
+    assert_int_equal(farm_journal_get_build(j, &got, b), 0);
+    farm_journal_build_clear(&got);
+    farm_journal_destroy(&j);
+}
+
 /* The schema as version 1 wrote it (before attempts and needs_submitter), kept here as an
  * older coordinator left it on disk. */
 static const char s_v1[] =
@@ -918,7 +985,7 @@ static void f_close(void *i) { ((fake_t *)i)->closed++; }
 static void test_other_backend(void **state)
 {
     static const farm_journal_ops_t ops = {"fake", f_put_build, f_put_job, f_finish, f_load,
-                                           f_get, f_prune, f_seq, f_close};
+                                           f_get, f_prune, f_seq, NULL, NULL, f_close};
     fake_t f = {.seq = 100};
     farm_journal_opts_t o = {.retention_ms = 5000};
     farm_journal_t *j = farm_journal_new(&ops, &f, &o);
@@ -951,6 +1018,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_failure_and_lost_attempt, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_crash_between_write_and_act, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_commit, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_migrates_version_1, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_damaged_or_foreign_refused, s_setup, s_teardown),

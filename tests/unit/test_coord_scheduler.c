@@ -1055,6 +1055,85 @@ static void test_rejoin_takes_back_a_requeued_attempt(void **state)
     s_fx_free(fx);
 }
 
+/* A restarted coordinator parks the jobs its journal says ran on nodes: none is sent
+ * anywhere while it waits; the node's HELLO holding the attempt adopts it (job_timeout
+ * still from its start), one the node no longer holds goes to the front of the queue as
+ * the next attempt at once, and one whose node never comes back at the end of its wait. */
+static void test_parked_jobs_wait_for_their_node(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 4);
+    farm_node_t *a = farm_nodes_by_name(fx->nodes, "a"), *b;
+    farm_sched_held_t held[] = {{"b1.1", 3}, {"b9.9", 1}};
+    int adopted[2];
+    const char *nodes[] = {"a", "a", "b"};
+    unsigned attempts[] = {3, 1, 2};
+
+    for (size_t i = 0; i < 3; i++) {
+        farm_job_t *j = &fx->jobs[i];
+        snprintf(j->id, sizeof j->id, "b1.%zu", i + 1);
+        snprintf(j->platform, sizeof j->platform, "linux/amd64");
+        snprintf(j->node_name, sizeof j->node_name, "%s", nodes[i]);
+        j->attempt = attempts[i];
+        j->state = FARM_JOB_RUNNING; /* as the journal had it */
+        j->started_at = -2000;
+        assert_int_equal(farm_scheduler_park(fx->s, j, 10000 + (long long)i), 0);
+        s_checked(fx->s);
+        assert_int_equal(j->state, FARM_JOB_QUEUED);
+    }
+    assert_int_equal(farm_scheduler_parked(fx->s), 3);
+    assert_int_equal(farm_scheduler_queued(fx->s), 0);
+    /* a job with no node to wait for is refused */
+    snprintf(fx->jobs[3].id, sizeof fx->jobs[3].id, "b1.4");
+    assert_int_equal(farm_scheduler_park(fx->s, &fx->jobs[3], 10000), FARM_EINVALID);
+    s_job(fx, 3, "linux/amd64", 0);
+    b = s_up(fx, "b", "linux/amd64", 2);
+    farm_scheduler_dispatch(fx->s, 100);
+    assert_int_equal(s_count(fx, 'a'), 1); /* only the queued one: the parked wait */
+    assert_ptr_equal(s_nth(fx, 'a', 0)->job, &fx->jobs[3]);
+    assert_ptr_equal(fx->jobs[3].node, b);
+
+    /* a (never seen by this coordinator) says HELLO holding b1.1 attempt 3, not b1.2 */
+    assert_int_equal(s_rejoin(fx, a, held, 2, adopted, 2000), 0);
+    assert_int_equal(adopted[0], 1);
+    assert_int_equal(adopted[1], 0);
+    assert_int_equal(fx->jobs[0].state, FARM_JOB_RUNNING);
+    assert_ptr_equal(fx->jobs[0].node, a);
+    assert_int_equal(fx->jobs[0].attempt, 3);
+    assert_ptr_equal(farm_scheduler_running(fx->s, a, "b1.1", 3), &fx->jobs[0]);
+    assert_int_equal(s_count(fx, 'r'), 1); /* b1.2: a came back without it */
+    assert_ptr_equal(s_nth(fx, 'r', 0)->job, &fx->jobs[1]);
+    assert_int_equal(fx->jobs[1].attempt, 2);
+    assert_int_equal(farm_scheduler_parked(fx->s), 1);
+    farm_scheduler_dispatch(fx->s, 2000);
+    assert_ptr_equal(fx->jobs[1].node, a); /* a's free slot */
+    assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED); /* still b's, though b is up */
+    /* b's HELLO was before the restore's end here: its wait ends at 10 s */
+    farm_scheduler_tick(fx->s, 10001);
+    assert_int_equal(farm_scheduler_parked(fx->s), 1);
+    farm_scheduler_tick(fx->s, 10002);
+    assert_int_equal(farm_scheduler_parked(fx->s), 0);
+    assert_int_equal(s_count(fx, 'r'), 2);
+    assert_int_equal(fx->jobs[2].attempt, 3);
+    farm_scheduler_dispatch(fx->s, 10002);
+    assert_ptr_equal(fx->jobs[2].node, b);
+    /* job_timeout from the adopted attempt's first start (-2 s): expired at 58.001 s */
+    farm_scheduler_tick(fx->s, 58001);
+    assert_int_equal(s_count(fx, 'e'), 1);
+    assert_ptr_equal(s_nth(fx, 'e', 0)->job, &fx->jobs[0]);
+    farm_scheduler_release(fx->s, &fx->jobs[1]);
+    fx->jobs[1].state = FARM_JOB_DONE;
+    /* a parked job withdrawn (its build cancelled) leaves no trace */
+    fx->jobs[2].node_name[0] = 'a';
+    farm_scheduler_release(fx->s, &fx->jobs[2]);
+    fx->jobs[2].state = FARM_JOB_DONE;
+    fx->jobs[0].state = FARM_JOB_RUNNING;
+    assert_int_equal(farm_scheduler_park(fx->s, &fx->jobs[0], 70000), 0);
+    assert_int_equal(farm_scheduler_parked(fx->s), 1);
+    farm_scheduler_withdraw(fx->s, &fx->jobs[0], "cancelled");
+    assert_int_equal(farm_scheduler_parked(fx->s), 0);
+    s_fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1082,6 +1161,7 @@ int main(void)
         cmocka_unit_test(test_warm_keys_are_bounded),
         cmocka_unit_test(test_rejoin_adopts_what_the_node_holds),
         cmocka_unit_test(test_rejoin_takes_back_a_requeued_attempt),
+        cmocka_unit_test(test_parked_jobs_wait_for_their_node),
         cmocka_unit_test(test_self_check_names_broken_bookkeeping),
         cmocka_unit_test(test_unhealthy_node_takes_no_job),
         cmocka_unit_test(test_unhealthy_only_node_jobs_wait),
