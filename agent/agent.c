@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "agent/cache.h"
+#include "agent/health.h"
 #include "agent/held.h"
 #include "agent/jobs.h"
 #include "agent/session.h"
@@ -22,11 +23,13 @@
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/reactor.h"
+#include "common/str.h"
 #include "common/wire.h"
 
 #define MSG_BUDGET 1000          /* coordinator messages read per turn */
 #define FETCH_IDLE_MS 10000      /* a fetch with nothing received this long asks again */
 #define JOBS_POLL_MS 200         /* reap workers, enforce kill deadlines */
+#define PROBE_MS 2000            /* a registry's connection, from this node */
 
 struct farm_agent {
     farm_agent_opts_t opts;
@@ -44,6 +47,10 @@ struct farm_agent {
     char builder_root[FARM_PATH_MAX]; /* --builder-root, else WORK_DIR/builder */
     uint64_t builder_cache_bytes;     /* as the last job measured it */
     uint64_t cache_hits;              /* build steps from the cache, all jobs */
+    char unhealthy[FARM_HEALTH_CAUSE_MAX]; /* "" healthy; else the failing health check,
+                                            * said in HELLO and every heartbeat */
+    char probe_registry[FARM_REFERENCE_MAX]; /* a registry a job could not reach: checked
+                                              * with the others until it answers */
 };
 
 /* ------------------------------------------------------------------ sending */
@@ -92,12 +99,51 @@ static void s_hello(farm_agent_t *self)
     h.builder = (char *)self->opts.builder.builder;
     h.version = FARM_VERSION;
     h.session = farm_session_id(self->session);
+    h.unhealthy = self->unhealthy;
     env.body_case = FARM__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     s_send(self, &env);
     free(held);
     free(held_p);
     farm_log_debug("HELLO sent to %s (%zu job(s) held)", self->opts.coordinator, h.n_jobs);
+}
+
+static void s_heartbeat(farm_agent_t *self)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
+    hb.jobs_running = (uint32_t)farm_jobs_count(self->jobs);
+    hb.builder_cache_bytes = self->builder_cache_bytes;
+    hb.cache_hits = self->cache_hits;
+    hb.unhealthy = self->unhealthy;
+    env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    s_send(self, &env);
+}
+
+/* Runs the health checks and records their verdict; says when it changes (a node that
+ * is healthy again tells the coordinator at once). 1 when unhealthy. */
+static int s_health_update(farm_agent_t *self)
+{
+    char cause[FARM_HEALTH_CAUSE_MAX];
+    int sick = farm_health_check(cause, sizeof cause, &self->opts);
+
+    if (!sick && self->probe_registry[0])
+        sick = farm_health_probe(cause, sizeof cause, self->probe_registry, PROBE_MS);
+    if (!sick)
+        self->probe_registry[0] = '\0';
+
+    if (sick && strcmp(cause, self->unhealthy) != 0)
+        farm_log_warn("this node is unhealthy: %s; it takes no job until its health checks "
+                      "pass (checked again every %d s)", cause, FARM_AGENT_RECHECK_MS / 1000);
+    else if (!sick && self->unhealthy[0])
+        farm_log_info("this node is healthy again (it was: %s); it takes jobs", self->unhealthy);
+    if (!sick && self->unhealthy[0] && farm_session_ready(self->session)) {
+        self->unhealthy[0] = '\0';
+        s_heartbeat(self);
+    }
+    snprintf(self->unhealthy, sizeof self->unhealthy, "%s", sick ? cause : "");
+    return sick;
 }
 
 static void s_request_chunk(void *arg, const char *digest, uint64_t offset)
@@ -112,14 +158,17 @@ static void s_request_chunk(void *arg, const char *digest, uint64_t offset)
     s_send(self, &env);
 }
 
+/* registry: the job's push target ("" or NULL when not known), probed from here when
+ * the error says it could not be reached. */
 static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attempt,
-                          const char *platform, const farm_tail_t *tail, const char *error,
-                          const Farm__WorkerResult *ok)
+                          const char *platform, const char *registry, const farm_tail_t *tail,
+                          const char *error, const Farm__WorkerResult *ok)
 {
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__JobResult r = FARM__JOB_RESULT__INIT;
     Farm__Descriptor d = FARM__DESCRIPTOR__INIT;
     const char *lines[FARM_TAIL_LINES];
+    char cause[FARM_HEALTH_CAUSE_MAX], line[FARM_HEALTH_CAUSE_MAX + 1024];
 
     r.job_id = (char *)job_id;
     r.attempt = attempt;
@@ -142,6 +191,30 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
         r.n_log_tail = farm_tail_lines(tail, lines);
         r.log_tail = (char **)lines;
     }
+    if (!ok) {
+        /* the error names the cause the log shows; a node-local one counts as the node's
+         * fault only when its own health checks confirm it (the log is the build's) */
+        farm_fault_t fault = farm_health_classify(cause, sizeof cause, error, lines,
+                                                  r.n_log_tail);
+        if (fault != FARM_FAULT_NODE && farm_health_registry(error, registry)) {
+            /* the push target did not answer at all: this node's network, if a connection
+             * from here fails now too (the re-checks try it again) */
+            snprintf(self->probe_registry, sizeof self->probe_registry, "%s", registry);
+            farm_str_fmt_cut(cause, sizeof cause, "registry %s unreachable", registry);
+            fault = FARM_FAULT_NODE;
+        }
+        if (fault == FARM_FAULT_NODE && s_health_update(self)) {
+            r.node_fault = self->unhealthy;
+            farm_log_warn("job=%s attempt=%u failed for this node's reason (%s): the "
+                          "coordinator runs it elsewhere", job_id, attempt, self->unhealthy);
+        } else if (fault == FARM_FAULT_NODE) {
+            farm_log_info("job=%s attempt=%u: its log says %s, but this node's health checks "
+                          "pass: the failure counts as the build's", job_id, attempt, cause);
+            farm_health_classify_build(cause, sizeof cause, error, lines, r.n_log_tail);
+        }
+        farm_health_error(line, sizeof line, cause, self->opts.name, error);
+        r.error = line;
+    }
     /* kept until the coordinator takes it: it may be away now, or go away before this
      * reaches it */
     if (farm_held_put(self->held, &r) < 0)
@@ -158,7 +231,7 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
                       attempt, platform, ok->image->digest, ok->cache_hits, ok->steps);
     else
         farm_log_info("job=%s attempt=%u platform=%s failed: %s", job_id, attempt, platform,
-                      error);
+                      r.error);
 }
 
 /* After a WELCOME: every result the coordinator has not taken yet, oldest first. */
@@ -212,7 +285,8 @@ static void s_job_detach(farm_agent_t *self, farm_agent_job_t *job)
 
 static void s_job_fail(farm_agent_t *self, farm_agent_job_t *job, const char *error)
 {
-    s_send_result(self, job->id, job->attempt, job->platform, &job->tail, error, NULL);
+    s_send_result(self, job->id, job->attempt, job->platform, s_assign_of(job)->registry,
+                  &job->tail, error, NULL);
     s_job_detach(self, job);
     farm_jobs_drop(self->jobs, job, farm_now_ms());
 }
@@ -358,6 +432,7 @@ static void s_job_finish(farm_agent_t *self, farm_agent_job_t *job)
     const void *bytes = farm_child_result(job->child, &len);
     Farm__WorkerResult *r = NULL;
     char status[64], *msg = NULL;
+    const char *reg = s_assign_of(job)->registry;
 
     s_job_detach(self, job);
     if (job->cancelled) {
@@ -366,19 +441,19 @@ static void s_job_finish(farm_agent_t *self, farm_agent_job_t *job)
                (r = farm__worker_result__unpack(NULL, len, bytes)) != NULL) {
         if (r->ok && (!r->image || !farm_digest_valid(r->image->digest) ||
                       !r->image->media_type[0]))
-            s_send_result(self, job->id, job->attempt, job->platform, &job->tail,
+            s_send_result(self, job->id, job->attempt, job->platform, reg, &job->tail,
                           "the worker reported success without a valid image descriptor", NULL);
         else if (r->ok)
-            s_send_result(self, job->id, job->attempt, job->platform, NULL, NULL, r);
+            s_send_result(self, job->id, job->attempt, job->platform, reg, NULL, NULL, r);
         else
-            s_send_result(self, job->id, job->attempt, job->platform, &job->tail,
+            s_send_result(self, job->id, job->attempt, job->platform, reg, &job->tail,
                           r->error[0] ? r->error : "the worker failed without saying why", NULL);
         farm__worker_result__free_unpacked(r, NULL);
     } else {
         s_status_text(status, sizeof status, job->exit_status);
         if (asprintf(&msg, "job worker ended (%s) without a result", status) < 0)
             msg = NULL;
-        s_send_result(self, job->id, job->attempt, job->platform, &job->tail,
+        s_send_result(self, job->id, job->attempt, job->platform, reg, &job->tail,
                       msg ? msg : "job worker ended without a result", NULL);
         free(msg);
     }
@@ -459,7 +534,8 @@ static void s_on_assign(farm_agent_t *self, Farm__Envelope **env_p)
         if (!dup) {
             farm_log_warn("job=%.64s attempt=%u refused: %s", a->job_id, a->attempt,
                           farm_error_last());
-            s_send_result(self, a->job_id, a->attempt, a->platform, NULL, farm_error_last(), NULL);
+            s_send_result(self, a->job_id, a->attempt, a->platform, NULL, NULL,
+                          farm_error_last(), NULL);
         }
         return;
     }
@@ -641,17 +717,7 @@ static int s_on_heartbeat(farm_reactor_t *reactor, void *arg)
     (void)reactor;
     s_bounds(self, now);
     switch (farm_session_tick(self->session, now)) {
-    case FARM_SESSION_HEARTBEAT: {
-        Farm__Envelope env = FARM__ENVELOPE__INIT;
-        Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
-        hb.jobs_running = (uint32_t)farm_jobs_count(self->jobs);
-        hb.builder_cache_bytes = self->builder_cache_bytes;
-        hb.cache_hits = self->cache_hits;
-        env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
-        env.heartbeat = &hb;
-        s_send(self, &env);
-        break;
-    }
+    case FARM_SESSION_HEARTBEAT: s_heartbeat(self); break;
     case FARM_SESSION_HELLO: s_hello(self); break; /* WELCOME not seen yet: ask again */
     case FARM_SESSION_RECONNECT:
         /* Paranoid Pirate: the coordinator is gone; reconnect with backoff */
@@ -669,6 +735,16 @@ static int s_on_heartbeat(farm_reactor_t *reactor, void *arg)
         break;
     default: break;
     }
+    return 0;
+}
+
+/* An unhealthy node checks itself again until the checks pass (the disk freed, ...). */
+static int s_on_recheck(farm_reactor_t *reactor, void *arg)
+{
+    farm_agent_t *self = arg;
+    (void)reactor;
+    if (self->unhealthy[0])
+        s_health_update(self);
     return 0;
 }
 
@@ -754,8 +830,12 @@ farm_agent_t *farm_agent_new(const farm_agent_opts_t *opts)
                                                s_on_heartbeat, self);
     if (self->t_heartbeat < 0 ||
         farm_reactor_timer_add(self->reactor, "fetch-retry", 1000, 0, s_on_fetch_retry, self) < 0 ||
-        farm_reactor_timer_add(self->reactor, "jobs", JOBS_POLL_MS, 0, s_on_jobs_poll, self) < 0)
+        farm_reactor_timer_add(self->reactor, "jobs", JOBS_POLL_MS, 0, s_on_jobs_poll, self) < 0 ||
+        farm_reactor_timer_add(self->reactor, "health", FARM_AGENT_RECHECK_MS, 0, s_on_recheck,
+                               self) < 0)
         goto fail;
+    /* a node unhealthy at start says so in its HELLO and runs, rather than refusing */
+    s_health_update(self);
     farm_reactor_set_turn_end(self->reactor, s_turn_end, self);
     if (s_connect(self) < 0)
         goto fail;

@@ -25,6 +25,8 @@ typedef struct {
 } farm_builder_opts_t;
 
 #define FARM_AGENT_ORPHAN_TIMEOUT_MS (10LL * 60 * 1000)
+#define FARM_AGENT_MIN_FREE (1ULL << 30) /* --min-free: `farm-agent check` FAILs under it */
+#define FARM_AGENT_RECHECK_MS 15000      /* an unhealthy node's health checks, again */
 
 typedef struct {
     const char *coordinator; /* endpoint */
@@ -40,6 +42,8 @@ typedef struct {
     const char *coordinator_key; /* CURVE: the coordinator's public key (Z85) */
     long long orphan_timeout_ms; /* jobs given up after this long with no coordinator
                                   * answering (0: FARM_AGENT_ORPHAN_TIMEOUT_MS) */
+    unsigned long long min_free; /* --min-free: free disk below which the node is
+                                  * unhealthy (0: FARM_AGENT_MIN_FREE) */
 } farm_agent_opts_t;
 
 typedef struct farm_agent farm_agent_t;

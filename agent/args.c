@@ -34,6 +34,9 @@ void farm_agent_args_usage(FILE *f)
             "  --builder-cache-max SIZE  bound of all builder storage, the layer caches\n"
             "                      (default 20G; the oldest images, then the least recently\n"
             "                      used idle caches go first; 0: none)\n"
+            "  --min-free SIZE     free disk the work dir, builder storage and temp dir\n"
+            "                      need (default 1G); under it the node is unhealthy and\n"
+            "                      takes no job until the space is back\n"
             "  --orphan-timeout T  how long jobs go on with no coordinator answering, e.g.\n"
             "                      90s, 10m, 1h (default 10m); they are kept through shorter\n"
             "                      outages and handed to the coordinator when it answers\n"
@@ -110,7 +113,7 @@ static int s_one_of(const char *flag, const char *value, const char *a, const ch
 int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int check)
 {
     enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK, O_CACHE, O_KEY, O_CKEY,
-           O_RUNTIME, O_NETWORK, O_BCACHE, O_VERSION, O_ORPHAN };
+           O_RUNTIME, O_NETWORK, O_BCACHE, O_VERSION, O_ORPHAN, O_MINFREE };
     static const struct option opts[] = {
         {"coordinator", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
@@ -126,6 +129,7 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
         {"network", required_argument, NULL, O_NETWORK},
         {"builder-cache-max", required_argument, NULL, O_BCACHE},
         {"orphan-timeout", required_argument, NULL, O_ORPHAN},
+        {"min-free", required_argument, NULL, O_MINFREE},
         {"key", required_argument, NULL, O_KEY},
         {"coordinator-key", required_argument, NULL, O_CKEY},
         {"verbose", no_argument, NULL, 'v'},
@@ -146,6 +150,7 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
     o->builder.network = "slirp4netns";
     o->builder.cache_max = 20ULL << 30;
     o->orphan_timeout_ms = FARM_AGENT_ORPHAN_TIMEOUT_MS;
+    o->min_free = FARM_AGENT_MIN_FREE;
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:n:p:s:vh", opts, NULL)) != -1) {
         switch (c) {
@@ -174,6 +179,13 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
             } else if (!(o->builder.cache_max = s_size(optarg))) {
                 fprintf(stderr, "farm-agent: --builder-cache-max wants a size like 500M or "
                                 "20G (0: no bound), not \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case O_MINFREE:
+            if (!(o->min_free = s_size(optarg))) {
+                fprintf(stderr, "farm-agent: --min-free wants a size like 500M or 2G, not "
+                                "\"%s\"\n", optarg);
                 return 2;
             }
             break;

@@ -145,6 +145,17 @@ int farm_builder_enter(farm_builder_t *b)
     return 0;
 }
 
+void farm_builder_tidy(farm_builder_t *b)
+{
+    static const char *const rm_all[] = {"rm", "--all", NULL};
+    int fd;
+
+    if (!b->scope[0] || (fd = farm_layers_lock(b->scope, b->slug, 1, 1)) < 0)
+        return;
+    farm_builder_run(b, NULL, NULL, rm_all);
+    close(fd);
+}
+
 void farm_builder_leave(farm_builder_t *b)
 {
     if (b->lock >= 0)

@@ -53,5 +53,9 @@ int farm_builder_enter(farm_builder_t *b);
 uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max);
 /* Releases the cache's lock. */
 void farm_builder_leave(farm_builder_t *b);
+/* After a failed build, the lock released: removes the working containers the build left
+ * (buildah keeps a failed step's) when no other job of this cache runs, so a full disk
+ * does not stay full; the steps it committed stay as cache. */
+void farm_builder_tidy(farm_builder_t *b);
 
 #endif

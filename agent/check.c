@@ -225,7 +225,13 @@ farm_check_level_t farm_check_skew_level(long long skew_ms)
 
 farm_check_level_t farm_check_disk_level(unsigned long long free_bytes, unsigned long long want)
 {
-    if (free_bytes < S_GIB)
+    return farm_check_disk_level_min(free_bytes, want, S_GIB);
+}
+
+farm_check_level_t farm_check_disk_level_min(unsigned long long free_bytes,
+                                             unsigned long long want, unsigned long long min)
+{
+    if (free_bytes < min)
         return FARM_CHECK_FAIL;
     if (free_bytes < want || free_bytes < 10 * S_GIB)
         return FARM_CHECK_WARN;
@@ -1034,7 +1040,8 @@ static int s_existing(char *out, size_t len, const char *path, int *out_err)
 }
 
 static void s_disk(farm_check_report_t *r, const farm_check_host_t *h, const char *what,
-                   const char *dir, const char *flag, unsigned long long want)
+                   const char *dir, const char *flag, unsigned long long want,
+                   unsigned long long min_free)
 {
     char near[FARM_PATH_MAX], who[128];
     struct statvfs sv;
@@ -1060,14 +1067,21 @@ static void s_disk(farm_check_report_t *r, const farm_check_host_t *h, const cha
         return;
     }
     free_bytes = (unsigned long long)sv.f_bavail * sv.f_frsize;
-    level = farm_check_disk_level(free_bytes, want);
+    level = farm_check_disk_level_min(free_bytes, want, min_free);
     {
+        char under[64];
+        if (min_free >= S_GIB)
+            snprintf(under, sizeof under, " (under --min-free %.1f GiB)",
+                     (double)min_free / (double)S_GIB);
+        else
+            snprintf(under, sizeof under, " (under --min-free %.0f MiB)",
+                     (double)min_free / (1024.0 * 1024.0));
         farm_check_item_t *it = s_item(r, level, 0, what, "%s%s%s%s: %.1f GiB free%s", dir,
                                        strcmp(near, dir) ? " (on " : "",
                                        strcmp(near, dir) ? near : "",
                                        strcmp(near, dir) ? ")" : "",
                                        (double)free_bytes / (double)S_GIB,
-                                       level == FARM_CHECK_FAIL ? " (under 1 GiB)"
+                                       level == FARM_CHECK_FAIL ? under
                                        : level == FARM_CHECK_WARN ? " (under what it may use)"
                                                                   : "");
         s_fix(it, "free space on that filesystem, or %s on a larger disk%s", flag,
@@ -1085,16 +1099,19 @@ static void s_disks(farm_check_report_t *r, const farm_agent_opts_t *o,
     unsigned long long layers = o->builder.cache_max ? o->builder.cache_max : 10 * S_GIB;
     char storage[FARM_PATH_MAX];
 
-    s_disk(r, h, "disk (work dir)", o->work_dir, "--work-dir", cache);
+    unsigned long long min = o->min_free ? o->min_free : FARM_AGENT_MIN_FREE;
+
+    s_disk(r, h, "disk (work dir)", o->work_dir, "--work-dir", cache, min);
     /* the builder's storage where the agent puts it: --builder-root, else WORK_DIR/builder;
      * it may grow to --builder-cache-max */
     if (o->builder.builder_root && *o->builder.builder_root)
         farm_str_fmt_cut(storage, sizeof storage, "%s", o->builder.builder_root);
     else
         farm_str_fmt_cut(storage, sizeof storage, "%s/builder", o->work_dir);
-    s_disk(r, h, "disk (builder storage)", storage, "--builder-root", layers);
+    s_disk(r, h, "disk (builder storage)", storage, "--builder-root", layers, min);
     /* buildah writes layers being committed or pulled under TMPDIR (default /var/tmp) */
-    s_disk(r, h, "disk (temp dir)", h->tmpdir ? h->tmpdir : "/var/tmp", "TMPDIR=DIR", 10 * S_GIB);
+    s_disk(r, h, "disk (temp dir)", h->tmpdir ? h->tmpdir : "/var/tmp", "TMPDIR=DIR", 10 * S_GIB,
+           min);
 }
 
 static long long s_wall_ms(void)

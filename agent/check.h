@@ -114,6 +114,9 @@ farm_check_level_t farm_check_skew_level(long long skew_ms);
  * size) or 10 GiB. */
 farm_check_level_t farm_check_disk_level(unsigned long long free_bytes,
                                          unsigned long long want);
+/* The same with the FAIL line at min (--min-free) instead of 1 GiB. */
+farm_check_level_t farm_check_disk_level_min(unsigned long long free_bytes,
+                                             unsigned long long want, unsigned long long min);
 
 /* From /proc/PID/status text: the capability bounding set (CapBnd, a mask of 1 << CAP_*)
  * and the no_new_privs flag (NoNewPrivs). 0, or FARM_EINVALID when a line is missing. */

@@ -894,6 +894,10 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
         goto done;
     }
     rc = s_build(out, rq, &b, ctx, layout, &plat);
+    if (rc < 0) { /* what the failed build left goes first, so the bound counts without it */
+        farm_builder_leave(&b.bl);
+        farm_builder_tidy(&b.bl);
+    }
     /* failed builds too: they keep the steps they committed */
     out->cache_bytes = farm_builder_bound(&b.bl, rq->builder->cache_max);
     if (rc < 0)

@@ -237,6 +237,22 @@ void farm_agents_cancel(farm_agents_t *self, farm_job_t *job, farm_node_t *node,
     s_send_node(self, node, &env);
 }
 
+/* ------------------------------------------------------------------ node health */
+
+/* What the agent says of its health (HELLO, heartbeat, a node-fault result): an unhealthy
+ * node takes no job until it says it is healthy again (farm_scheduler_node_health). */
+static void s_set_health(farm_agents_t *self, farm_node_t *node, const char *cause)
+{
+    if (!farm_nodes_health(self->p.nodes, node, cause))
+        return;
+    farm_scheduler_node_health(self->p.sched, node, node->unhealthy[0] != '\0');
+    if (node->unhealthy[0])
+        farm_log_warn("node=%s unhealthy: %s; it takes no job until its agent's re-check "
+                      "passes", node->cfg->name, node->unhealthy);
+    else
+        farm_log_info("node=%s healthy again: it takes jobs", node->cfg->name);
+}
+
 /* ------------------------------------------------------------------ HELLO, results, reads */
 
 /* rehello: the session is unknown and the agent should introduce itself again (sent
@@ -334,6 +350,7 @@ static void s_on_hello(farm_agents_t *self, const void *rid, size_t rid_len,
         s_reject(self, rid, rid_len, "coordinator out of memory; try again", 1);
         return;
     }
+    s_set_health(self, node, h->unhealthy);
     emu = calloc(node->n_platforms + 1, sizeof *emu);
     for (size_t i = 0; emu && i < node->n_platforms; i++)
         if (node->platforms[i].emulated)
@@ -377,7 +394,6 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
                       r->job_id, r->attempt);
         return;
     }
-    farm_scheduler_release(self->p.sched, job);
     /* the agent's tail holds the lines it streamed as JobLogs too: it replaces ours, or
      * a failure would show each line twice */
     if (r->n_log_tail)
@@ -385,6 +401,23 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
     for (size_t i = r->n_log_tail > FARM_TAIL_LINES ? r->n_log_tail - FARM_TAIL_LINES : 0;
          i < r->n_log_tail; i++)
         farm_tail_add(&job->tail, r->log_tail[i]);
+    if (!r->ok && r->node_fault[0]) {
+        /* the node's own fault, which its health check confirmed: it takes nothing until
+         * healthy again, and the job runs once more elsewhere (a new attempt) */
+        s_set_health(self, node, r->node_fault);
+        if (!job->node_retried) {
+            char why[FARM_NODE_CAUSE_MAX + 640];
+            job->node_retried = 1;
+            snprintf(why, sizeof why, "%.512s", r->error[0] ? r->error : r->node_fault);
+            farm_log_warn("job=%s attempt=%u failed for node %s's reason (%s); it runs again "
+                          "on another node", job->id, job->attempt, node->cfg->name,
+                          node->unhealthy);
+            /* the job is still RUNNING here: retry releases its slot and queues it */
+            farm_scheduler_retry(self->p.sched, job, why, now);
+            return;
+        }
+    }
+    farm_scheduler_release(self->p.sched, job);
     if (!r->ok) {
         farm_builds_job_failed(self->p.builds, job, now, "%s",
                                r->error[0] ? r->error : "build failed");
@@ -555,6 +588,7 @@ void farm_agents_message(farm_agents_t *self, const void *rid, size_t rid_len,
     case FARM__ENVELOPE__BODY_HEARTBEAT:
         node->builder_cache_bytes = env->heartbeat->builder_cache_bytes;
         node->cache_hits = env->heartbeat->cache_hits;
+        s_set_health(self, node, env->heartbeat->unhealthy);
         break;
     case FARM__ENVELOPE__BODY_JOB_LOG: s_on_job_log(self, node, env->job_log); break;
     case FARM__ENVELOPE__BODY_JOB_RESULT: s_on_job_result(self, node, env->job_result); break;

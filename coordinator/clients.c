@@ -336,7 +336,10 @@ static void s_on_nodes(farm_clients_t *self, const farm_client_t *c)
         size_t nj = farm_scheduler_node_jobs(self->p.sched, n, NULL, 0);
         farm__node_info__init(ni);
         ni->name = n->cfg->name;
-        ni->state = farm_scheduler_node_drained(self->p.sched, n) ? "draining" : states[n->state];
+        ni->state = farm_scheduler_node_drained(self->p.sched, n) ? "draining"
+                    : n->state == FARM_NODE_READY && n->unhealthy[0] ? "unhealthy"
+                                                                    : states[n->state];
+        ni->cause = n->unhealthy;
         ni->slots = (uint32_t)n->slots;
         ni->used = (uint32_t)farm_scheduler_node_used(self->p.sched, n);
         ni->builder_cache_bytes = n->builder_cache_bytes;

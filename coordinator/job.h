@@ -51,6 +51,7 @@ typedef struct farm_job {
     char *cache_key;                     /* what a node's layer cache holds for it: see */
     size_t cache_key_len;                /* coordinator/warm.h (owned by the build) */
     int warm;                            /* the last attempt went to a node that built it */
+    int node_retried;                    /* ran again after its node's own fault (once) */
     int warm_waiting;                    /* QUEUED, waiting for a busy warm node ... */
     long long warm_until;                /* ... until then (coordinator.cache_wait) */
     unsigned cache_hits, steps;          /* the builder's, from the result (DONE) */

@@ -258,6 +258,19 @@ long long farm_nodes_gap_check(farm_nodes_t *self, long long now, int heartbeat_
     return gap;
 }
 
+int farm_nodes_health(farm_nodes_t *self, farm_node_t *node, const char *cause)
+{
+    int was = node->unhealthy[0] != '\0';
+    size_t n = 0;
+
+    (void)self;
+    /* the agent's text, shown by farmctl and logged: control bytes become '?' */
+    for (const char *c = cause ? cause : ""; *c && n < FARM_NODE_CAUSE_MAX; c++)
+        node->unhealthy[n++] = (unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c;
+    node->unhealthy[n] = '\0';
+    return was != (n > 0);
+}
+
 int farm_node_serves(const farm_node_t *node, size_t platform_index, int *emulated)
 {
     for (size_t i = 0; i < node->n_platforms; i++) {

@@ -10,6 +10,8 @@
 #include "common/config.h"
 #include "common/limits.h"
 
+#define FARM_NODE_CAUSE_MAX 600 /* an unhealthy node's cause, bytes kept */
+
 typedef enum { FARM_NODE_UNKNOWN, FARM_NODE_READY, FARM_NODE_LOST } farm_node_state_t;
 
 typedef struct {
@@ -32,6 +34,8 @@ typedef struct farm_node {
     char version[33];      /* the agent's, from HELLO; "" if it sent none */
     uint64_t builder_cache_bytes; /* from its heartbeats: builder storage in use */
     uint64_t cache_hits;          /* build steps from its cache since the agent started */
+    char unhealthy[FARM_NODE_CAUSE_MAX + 1]; /* "" healthy; else why it takes no job (the
+                                              * agent's word: HELLO, heartbeat, result) */
 } farm_node_t;
 
 typedef struct farm_nodes farm_nodes_t;
@@ -79,6 +83,11 @@ void farm_nodes_lose(farm_nodes_t *self, farm_node_t *node);
  * nodes' silence: every READY node's silence is counted from now, a fresh grace period.
  * Returns the length of that gap in ms (0: none). */
 long long farm_nodes_gap_check(farm_nodes_t *self, long long now, int heartbeat_ms);
+
+/* Records what the agent says of its health: cause "" (healthy) or why it takes no job,
+ * kept printable and cut to FARM_NODE_CAUSE_MAX. 1 when the node's health changed
+ * (healthy to unhealthy or back), else 0. */
+int farm_nodes_health(farm_nodes_t *self, farm_node_t *node, const char *cause);
 
 /* 1 when the node was accepted for the platform (config index); *emulated set. */
 int farm_node_serves(const farm_node_t *node, size_t platform_index, int *emulated);

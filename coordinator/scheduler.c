@@ -25,6 +25,7 @@ typedef struct snode {
     farm_node_t *node; /* NULL until the node first says HELLO */
     int live;
     int drained;       /* an admin took it out of scheduling: counts as not live */
+    int sick;          /* its agent says it is unhealthy: counts as not live either */
     int used;
     farm_link_t running; /* farm_job_t.node_link */
     member_t *members;
@@ -145,6 +146,13 @@ static void s_heap_remove(heap_t *h, member_t *m)
 
 /* ------------------------------------------------------------------ helpers */
 
+/* Out of scheduling (drained or unhealthy): takes no job and counts as not live, so
+ * emulated nodes may step in and jobs with no other node wait for one. */
+static int s_out(const snode_t *sn)
+{
+    return sn->drained || sn->sick;
+}
+
 static void s_mark_dirty(farm_scheduler_t *self, size_t p)
 {
     if (self->plats[p].dirty)
@@ -156,7 +164,7 @@ static void s_mark_dirty(farm_scheduler_t *self, size_t p)
 /* The node's load changed: move it in (or out of) every heap it belongs to. */
 static void s_node_reheap(farm_scheduler_t *self, snode_t *sn)
 {
-    int has_free = sn->live && !sn->drained && sn->used < sn->node->slots;
+    int has_free = sn->live && !s_out(sn) && sn->used < sn->node->slots;
     for (size_t i = 0; i < sn->n_members; i++) {
         member_t *m = &sn->members[i];
         heap_t *h = &self->plats[m->platform].free[m->emulated];
@@ -390,7 +398,7 @@ int farm_scheduler_node_up(farm_scheduler_t *self, farm_node_t *node, long long 
         m->rank = m->emulated ? s_rank(cp->emulated, cp->n_emulated, node->cfg->name)
                               : s_rank(cp->native, cp->n_native, node->cfg->name);
         m->pos = -1;
-        if (!sn->drained)
+        if (!s_out(sn))
             self->plats[m->platform].live[m->emulated]++;
     }
     sn->live = 1;
@@ -409,7 +417,7 @@ void farm_scheduler_node_down(farm_scheduler_t *self, farm_node_t *node, const c
         return;
     sn->live = 0;
     s_node_reheap(self, sn); /* out of every heap */
-    for (size_t i = 0; i < sn->n_members && !sn->drained; i++)
+    for (size_t i = 0; i < sn->n_members && !s_out(sn); i++)
         self->plats[sn->members[i].platform].live[sn->members[i].emulated]--;
     /* from the newest: each goes to the front, so they keep their order there */
     while (!farm_link_empty(&sn->running)) {
@@ -532,20 +540,46 @@ int farm_scheduler_node_rejoin(farm_scheduler_t *self, farm_node_t *node,
     return 0;
 }
 
-void farm_scheduler_node_drain(farm_scheduler_t *self, farm_node_t *node, int on)
+/* Sets one of the node's out-of-scheduling flags; the live counts change only when the
+ * node goes out (first flag) or comes back (last flag). */
+static void s_set_out(farm_scheduler_t *self, snode_t *sn, int *flag, int on)
 {
-    snode_t *sn = &self->nodes[node->index];
+    int was_out = s_out(sn);
 
-    if (!!on == sn->drained)
+    if (!!on == *flag)
         return;
-    sn->drained = !!on;
-    if (sn->live) {
+    *flag = !!on;
+    if (sn->live && was_out != s_out(sn)) {
         for (size_t i = 0; i < sn->n_members; i++) {
-            self->plats[sn->members[i].platform].live[sn->members[i].emulated] += on ? -1 : 1;
+            splat_t *p = &self->plats[sn->members[i].platform];
+            p->live[sn->members[i].emulated] += s_out(sn) ? -1 : 1;
             s_mark_dirty(self, sn->members[i].platform);
+            if (p->live[0] + p->live[1] > 0)
+                continue;
+            /* its last node went out: no warm node to wait for, the queue says it waits */
+            s_unwait_all(p);
+            for (farm_link_t *l = p->queue.next; l != &p->queue; l = l->next)
+                s_say_waiting(self, FARM_LINK_OWNER(l, farm_job_t, queue_link));
         }
         s_node_reheap(self, sn);
     }
+}
+
+void farm_scheduler_node_drain(farm_scheduler_t *self, farm_node_t *node, int on)
+{
+    snode_t *sn = &self->nodes[node->index];
+    s_set_out(self, sn, &sn->drained, on);
+}
+
+void farm_scheduler_node_health(farm_scheduler_t *self, farm_node_t *node, int sick)
+{
+    snode_t *sn = &self->nodes[node->index];
+    s_set_out(self, sn, &sn->sick, sick);
+}
+
+int farm_scheduler_node_sick(const farm_scheduler_t *self, const farm_node_t *node)
+{
+    return self->nodes[node->index].sick;
 }
 
 int farm_scheduler_node_drained(const farm_scheduler_t *self, const farm_node_t *node)
@@ -578,7 +612,7 @@ static member_t *s_warm_member(farm_scheduler_t *self, const farm_job_t *job, in
     n = farm_warm_nodes(self->warm, job->cache_key, job->cache_key_len, idx);
     for (size_t i = 0; i < n; i++) {
         snode_t *sn = idx[i] < self->n_nodes ? &self->nodes[idx[i]] : NULL;
-        if (!sn || !sn->live || sn->drained)
+        if (!sn || !sn->live || s_out(sn))
             continue;
         for (size_t k = 0; k < sn->n_members; k++) {
             member_t *m = &sn->members[k];
@@ -614,7 +648,8 @@ static void s_assign(farm_scheduler_t *self, farm_job_t *job, member_t *m, int w
 
 /* The next job of the platform and its node, while some node has a free slot:
  *   - a job waiting for a warm node goes there once it is free; to the least loaded node
- *     when its cache_wait is over or no warm node of it is left alive (lost, drained);
+ *     when its cache_wait is over or no warm node of it is left alive (lost, drained,
+ *     unhealthy);
  *   - the queue's head goes to a free warm node; if its warm nodes are all busy it waits
  *     for them (out of the queue, so the jobs behind it take the free nodes meanwhile;
  *     at most as many jobs of the platform wait as those nodes have slots); else it goes
@@ -754,6 +789,19 @@ void farm_scheduler_release(farm_scheduler_t *self, farm_job_t *job)
     s_node_reheap(self, sn);
 }
 
+int farm_scheduler_retry(farm_scheduler_t *self, farm_job_t *job, const char *why, long long now)
+{
+    if (job->state != FARM_JOB_RUNNING || !job->node)
+        return farm_error_set(FARM_EINVALID, "job %s does not run on a node", job->id);
+    farm_scheduler_release(self, job);
+    job->attempt++;
+    s_enqueue(self, job, 1, now);
+    if (self->cbs.requeued)
+        self->cbs.requeued(self->arg, job, why);
+    s_say_waiting(self, job);
+    return 0;
+}
+
 void farm_scheduler_withdraw(farm_scheduler_t *self, farm_job_t *job, const char *reason)
 {
     if (job->state == FARM_JOB_QUEUED) {
@@ -865,15 +913,16 @@ static int s_check_node(const farm_scheduler_t *self, size_t ni, size_t *running
     for (size_t i = 0; i < sn->n_members; i++) {
         const member_t *m = &sn->members[i];
         const heap_t *h = &self->plats[m->platform].free[m->emulated];
-        int has_free = sn->live && !sn->drained && sn->node && sn->used < sn->node->slots;
+        int has_free = sn->live && !s_out(sn) && sn->node && sn->used < sn->node->slots;
         if (m->pos >= 0 && ((size_t)m->pos >= h->n || h->a[m->pos] != m))
             return S_BROKEN("node %s's place in %s's heap is wrong", name,
                             self->cfg->platforms[m->platform].platform);
         /* absent with a free slot is allowed: a push that ran out of memory */
         if (m->pos >= 0 && !has_free)
             return S_BROKEN("node %s is offered for %s with no free slot (live %d, drained "
-                            "%d, used %d)", name, self->cfg->platforms[m->platform].platform,
-                            sn->live, sn->drained, sn->used);
+                            "%d, unhealthy %d, used %d)", name,
+                            self->cfg->platforms[m->platform].platform, sn->live, sn->drained,
+                            sn->sick, sn->used);
     }
     *running += (size_t)n;
     return 0;
@@ -898,7 +947,7 @@ int farm_scheduler_check(const farm_scheduler_t *self)
         queued += p->queued;
         for (size_t ni = 0; ni < self->n_nodes; ni++) {
             const snode_t *sn = &self->nodes[ni];
-            for (size_t k = 0; sn->live && !sn->drained && k < sn->n_members; k++)
+            for (size_t k = 0; sn->live && !s_out(sn) && k < sn->n_members; k++)
                 if (sn->members[k].platform == pi)
                     live[sn->members[k].emulated]++;
         }

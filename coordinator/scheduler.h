@@ -8,7 +8,9 @@
  *     Dockerfile) goes first while it has a free slot ("warm"); when all such nodes are
  *     busy the job waits for one at most coordinator.cache_wait, counted from when a
  *     cold node was free for it, and meanwhile the jobs behind it take the free nodes;
- *     lost and drained nodes are never waited for;
+ *     lost, drained and unhealthy nodes are never waited for;
+ *   - an unhealthy node (its agent says so) takes no job until it is healthy again; a job
+ *     that failed for its node's reason runs once more as a new attempt (retry);
  *   - no live node for the platform: the job waits (said once per attempt), up to
  *     queue_timeout; an attempt runs at most job_timeout;
  *   - a lost node's jobs go back to the front of their queue as a new attempt, and a
@@ -88,6 +90,14 @@ int farm_scheduler_node_rejoin(farm_scheduler_t *self, farm_node_t *node,
 void farm_scheduler_node_drain(farm_scheduler_t *self, farm_node_t *node, int on);
 int farm_scheduler_node_drained(const farm_scheduler_t *self, const farm_node_t *node);
 
+/* The node's agent says it is unhealthy (sick 1: a health check fails, e.g. its disk is
+ * full) or healthy again (0). Like a drain, an unhealthy node takes no new job and counts
+ * as not live (emulated nodes may step in; a job no other node serves waits, within
+ * queue_timeout); its running jobs go on. It lasts across reconnects until the agent
+ * says otherwise. */
+void farm_scheduler_node_health(farm_scheduler_t *self, farm_node_t *node, int sick);
+int farm_scheduler_node_sick(const farm_scheduler_t *self, const farm_node_t *node);
+
 /* Assigns queued jobs to free nodes, as many as possible. Returns how many. */
 size_t farm_scheduler_dispatch(farm_scheduler_t *self, long long now);
 /* When the next cache wait ends (dispatch again then), -1 if no job waits for one. */
@@ -105,6 +115,10 @@ farm_job_t *farm_scheduler_running(farm_scheduler_t *self, const farm_node_t *no
 /* Ends a running attempt (its result arrived, or it could not be sent): the slot is
  * free, job->node NULL. The caller sets the job's new state. */
 void farm_scheduler_release(farm_scheduler_t *self, farm_job_t *job);
+/* The running attempt failed for its node's own reason (the node is unhealthy now): the
+ * job goes back to the front of its queue as a new attempt (requeued callback, why), for
+ * another node. FARM_EINVALID when it does not run. */
+int farm_scheduler_retry(farm_scheduler_t *self, farm_job_t *job, const char *why, long long now);
 /* Takes a queued or running job out (build finished or cancelled): a running attempt is
  * cancelled on its node. The caller sets the job's new state. */
 void farm_scheduler_withdraw(farm_scheduler_t *self, farm_job_t *job, const char *reason);
@@ -122,9 +136,9 @@ size_t farm_scheduler_parked(const farm_scheduler_t *self);
 /* The self-check of the bookkeeping: every queued job in its platform's queue or waits
  * once, every running job on its node's list once, the counts (queued, waits, used slots,
  * live nodes) equal to what the lists hold, a node in a platform's heap of free nodes
- * only when it is live, not drained and has a free slot. 0, or FARM_ERROR naming the first
- * broken rule ("scheduler error: ..."). The unit tests call it after every step; the
- * coordinator with -v at every turn's end. */
+ * only when it is live, neither drained nor unhealthy, and has a free slot. 0, or
+ * FARM_ERROR naming the first broken rule ("scheduler error: ..."). The unit tests call
+ * it after every step; the coordinator with -v at every turn's end. */
 int farm_scheduler_check(const farm_scheduler_t *self);
 
 #endif

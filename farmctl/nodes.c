@@ -59,8 +59,9 @@ int farmctl_nodes_main(int argc, char **argv)
     /* CACHE: the node's builder storage (its layer cache); HITS: build steps it took from
      * it since the agent started; VERSION: its agent's ("?": an agent too old to say, "-":
      * never seen); a job placed there because the node built the same repository,
-     * platform and Dockerfile recently is marked (warm) */
-    printf("%-16s %-40s %-8s %-6s %-7s %-7s %-9s %s\n", "NAME", "PLATFORMS", "STATE", "SLOTS",
+     * platform and Dockerfile recently is marked (warm); an unhealthy node's cause (its
+     * agent's failing health check) follows on a line of its own */
+    printf("%-16s %-40s %-9s %-6s %-7s %-7s %-9s %s\n", "NAME", "PLATFORMS", "STATE", "SLOTS",
            "CACHE", "HITS", "VERSION", "JOBS");
     for (size_t i = 0; i < reply->nodes_reply->n_nodes; i++) {
         const Farm__NodeInfo *n = reply->nodes_reply->nodes[i];
@@ -79,8 +80,13 @@ int farmctl_nodes_main(int argc, char **argv)
             farm_text_inert(version, sizeof version, n->version);
         else
             snprintf(version, sizeof version, "%s", strcmp(n->state, "unknown") ? "?" : "-");
-        printf("%-16s %-40s %-8s %-6s %-7s %-7llu %-9s %s\n", name, plats, state, slots, cache,
+        printf("%-16s %-40s %-9s %-6s %-7s %-7llu %-9s %s\n", name, plats, state, slots, cache,
                (unsigned long long)n->cache_hits, version, jobs[0] ? jobs : "-");
+        if (n->cause[0]) {
+            char cause[1024];
+            farm_text_inert(cause, sizeof cause, n->cause);
+            printf("%-16s unhealthy: %s\n", "", cause);
+        }
     }
     farm_wire_free(&reply);
     return 0;

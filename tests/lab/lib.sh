@@ -47,8 +47,9 @@ LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobu
 # crun: test_e2e_agent_check judges it on this host's cgroups; openssl (the command) makes
 # test_e2e_registry_tls's certificates; file reads test_packages' binaries; git lists the
 # files test_tree_rules checks.
+# iptables: test_e2e_sick_registry cuts one agent's user off the registry.
 # test_lab_deps fails when a command the scripts call comes from a package not in LAB_DEPS.
-LAB_DEPS+=(crun file openssl git)
+LAB_DEPS+=(crun file openssl git iptables)
 
 LAB=${LAB:-}
 LAB_LAST_PID=

@@ -2,7 +2,8 @@
 /* The agents' side without a socket (the send function records each message): the
  * JobAssign a job becomes (its own build's logins only, farm.yaml's registry settings),
  * the cancels a HELLO after an outage gets for attempts this coordinator does not run
- * there (before the WELCOME), results acknowledged even when late, a session the
+ * there (before the WELCOME), results acknowledged even when late, a node's own fault
+ * (retried once elsewhere, the node unhealthy until it says otherwise), a session the
  * coordinator does not know, and farmctl at the agents' endpoint told where to go. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -307,6 +308,69 @@ static void test_results_are_acknowledged(void **state)
     assert_int_equal(farm_scheduler_check(fx->c.s), 0);
 }
 
+static void s_result(fx_t *fx, const farm_job_t *j, const char *error, const char *node_fault)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__JobResult r = FARM__JOB_RESULT__INIT;
+    r.job_id = (char *)j->id;
+    r.attempt = j->attempt;
+    r.error = (char *)error;
+    r.node_fault = (char *)node_fault;
+    env.body_case = FARM__ENVELOPE__BODY_JOB_RESULT;
+    env.job_result = &r;
+    farm_agents_message(fx->ag, "a", 1, "", &env);
+}
+
+static void s_heartbeat(fx_t *fx, const char *unhealthy)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
+    hb.unhealthy = (char *)unhealthy;
+    env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    farm_agents_message(fx->ag, "a", 1, "", &env);
+}
+
+/* A result the node says is its own fault makes it unhealthy (no job goes there) and
+ * queues the job again as a new attempt; a heartbeat without a cause makes it healthy;
+ * a second node fault of the same job fails it with the error. A build's failure (no
+ * node_fault) leaves the node healthy. */
+static void test_node_fault_retries_once_and_marks_the_node(void **state)
+{
+    fx_t *fx = *state;
+    farm_job_t *j = s_running_job(fx, "alice", NULL);
+    farm_node_t *a = s_node_a(fx);
+
+    s_result(fx, j, "No space left on device on node a (buildah build exited with status 1)",
+             "disk (builder storage): /b: 0.0 GiB free\n(under --min-free)");
+    assert_int_equal(fx->sent[0].body, FARM__ENVELOPE__BODY_JOB_ACK);
+    assert_string_equal(a->unhealthy, "disk (builder storage): /b: 0.0 GiB free?(under --min-free)");
+    assert_true(farm_scheduler_node_sick(fx->c.s, a));
+    assert_int_equal(j->state, FARM_JOB_QUEUED);
+    assert_int_equal(j->attempt, 2);
+    assert_int_equal(farm_scheduler_dispatch(fx->c.s, 1), 0); /* a is its only node */
+    assert_int_equal(farm_scheduler_check(fx->c.s), 0);
+    s_heartbeat(fx, "disk (builder storage): /b: 0.0 GiB free");
+    assert_true(farm_scheduler_node_sick(fx->c.s, a));
+    s_heartbeat(fx, "");
+    assert_string_equal(a->unhealthy, "");
+    assert_false(farm_scheduler_node_sick(fx->c.s, a));
+    assert_int_equal(farm_scheduler_dispatch(fx->c.s, 2), 1);
+    assert_int_equal(j->state, FARM_JOB_RUNNING);
+    s_result(fx, j, "No space left on device on node a (again)", "disk (builder storage): full");
+    assert_int_equal(j->state, FARM_JOB_FAILED);
+    assert_non_null(strstr(j->error, "No space left on device on node a (again)"));
+    assert_true(farm_scheduler_node_sick(fx->c.s, a));
+    s_heartbeat(fx, "");
+    /* the build's own failure: not retried, the node stays healthy */
+    j = s_running_job(fx, "bob", NULL);
+    s_result(fx, j, "step \"RUN false\" failed (exit status 1) on node a (...)", "");
+    assert_int_equal(j->state, FARM_JOB_FAILED);
+    assert_int_equal(j->attempt, 1);
+    assert_false(farm_scheduler_node_sick(fx->c.s, a));
+    assert_int_equal(farm_scheduler_check(fx->c.s), 0);
+}
+
 static void test_unknown_session_and_wrong_port(void **state)
 {
     fx_t *fx = *state;
@@ -341,6 +405,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rejoin_adopts_and_cancels_the_rest, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_results_are_acknowledged, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_node_fault_retries_once_and_marks_the_node, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_session_and_wrong_port, s_setup,
                                         s_teardown),
     };

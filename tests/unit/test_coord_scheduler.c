@@ -61,6 +61,19 @@ static void s_node_drain(farm_scheduler_t *s, farm_node_t *n, int on)
     s_checked(s);
 }
 
+static void s_node_health(farm_scheduler_t *s, farm_node_t *n, int sick)
+{
+    farm_scheduler_node_health(s, n, sick);
+    s_checked(s);
+}
+
+static int s_retry(farm_scheduler_t *s, farm_job_t *j, const char *why, long long now)
+{
+    int rc = farm_scheduler_retry(s, j, why, now);
+    s_checked(s);
+    return rc;
+}
+
 static size_t s_dispatch(farm_scheduler_t *s, long long now)
 {
     size_t n = farm_scheduler_dispatch(s, now);
@@ -91,6 +104,8 @@ static void s_tick(farm_scheduler_t *s, long long now)
 #define farm_scheduler_node_down s_node_down
 #define farm_scheduler_node_rejoin s_node_rejoin
 #define farm_scheduler_node_drain s_node_drain
+#define farm_scheduler_node_health s_node_health
+#define farm_scheduler_retry s_retry
 #define farm_scheduler_dispatch s_dispatch
 #define farm_scheduler_release s_release
 #define farm_scheduler_withdraw s_withdraw
@@ -374,6 +389,83 @@ static void test_drain(void **state)
     s_job(fx, 2, "linux/arm/v7", 2);
     farm_scheduler_dispatch(fx->s, 2);
     assert_string_equal(s_nth(fx, 'a', 2)->node, "pi");
+    s_fx_free(fx);
+}
+
+/* An unhealthy node takes no new job while its running one goes on; a job that failed
+ * for its node's reason runs again as a new attempt on the other node; healthy again, the
+ * node takes jobs. Drain and health are separate: undraining an unhealthy node leaves it
+ * out. */
+static void test_unhealthy_node_takes_no_job(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 4);
+    farm_node_t *a = s_up(fx, "a", "linux/amd64", 0);
+    farm_node_t *b = s_up(fx, "b", "linux/amd64", 0);
+    s_job(fx, 0, "linux/amd64", 0);
+    s_job(fx, 1, "linux/amd64", 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    assert_ptr_equal(fx->jobs[0].node, a);
+    assert_ptr_equal(fx->jobs[1].node, b);
+    farm_scheduler_node_health(fx->s, a, 1);
+    assert_true(farm_scheduler_node_sick(fx->s, a));
+    assert_ptr_equal(fx->jobs[0].node, a); /* its running job goes on */
+    assert_int_equal(farm_scheduler_retry(fx->s, &fx->jobs[0], "disk full on a", 1), 0);
+    assert_int_equal(s_count(fx, 'r'), 1);
+    assert_int_equal(fx->jobs[0].attempt, 2);
+    assert_int_equal(fx->jobs[0].state, FARM_JOB_QUEUED);
+    assert_int_equal(farm_scheduler_node_used(fx->s, a), 0);
+    /* a is idle and first in farm.yaml, b has a job: the retry still goes to b */
+    farm_scheduler_dispatch(fx->s, 1);
+    assert_ptr_equal(fx->jobs[0].node, b);
+    assert_string_equal(s_nth(fx, 'a', 2)->node, "b");
+    assert_int_equal(s_nth(fx, 'a', 2)->attempt, 2);
+    assert_int_equal(farm_scheduler_retry(fx->s, &fx->jobs[2], "x", 1), FARM_EINVALID);
+    /* b is full: a new job waits rather than go to a */
+    s_job(fx, 2, "linux/amd64", 2);
+    farm_scheduler_dispatch(fx->s, 2);
+    assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED);
+    assert_int_equal(s_count(fx, 'w'), 0); /* b is live: not "no node" */
+    /* drain and undrain leave it unhealthy, out of scheduling */
+    farm_scheduler_node_drain(fx->s, a, 1);
+    farm_scheduler_node_drain(fx->s, a, 0);
+    farm_scheduler_dispatch(fx->s, 3);
+    assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED);
+    /* reconnects keep it out too */
+    s_node_down(fx->s, a, "gone", 4);
+    assert_int_equal(farm_scheduler_node_up(fx->s, a, 5), 0);
+    farm_scheduler_dispatch(fx->s, 5);
+    assert_int_equal(fx->jobs[2].state, FARM_JOB_QUEUED);
+    farm_scheduler_node_health(fx->s, a, 0);
+    farm_scheduler_dispatch(fx->s, 6);
+    assert_ptr_equal(fx->jobs[2].node, a);
+    s_fx_free(fx);
+}
+
+/* The only node of a platform unhealthy: its jobs wait like jobs with no live node (said
+ * once), within queue_timeout; healthy again, it takes them. */
+static void test_unhealthy_only_node_jobs_wait(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 3);
+    farm_node_t *a = s_up(fx, "a", "linux/amd64", 1);
+    s_job(fx, 0, "linux/amd64", 0);
+    farm_scheduler_dispatch(fx->s, 0);
+    assert_ptr_equal(fx->jobs[0].node, a);
+    s_job(fx, 1, "linux/amd64", 0); /* queued behind it */
+    farm_scheduler_node_health(fx->s, a, 1);
+    assert_int_equal(s_count(fx, 'w'), 1); /* job 1 is told no node serves it now */
+    assert_int_equal(farm_scheduler_retry(fx->s, &fx->jobs[0], "disk full on a", 1), 0);
+    assert_int_equal(s_count(fx, 'w'), 2);
+    farm_scheduler_dispatch(fx->s, 1);
+    assert_int_equal(fx->jobs[0].state, FARM_JOB_QUEUED);
+    assert_int_equal(fx->jobs[1].state, FARM_JOB_QUEUED);
+    farm_scheduler_node_health(fx->s, a, 0);
+    farm_scheduler_dispatch(fx->s, 2);
+    assert_ptr_equal(fx->jobs[0].node, a); /* the retry first, at the front */
+    assert_int_equal(fx->jobs[0].attempt, 2);
+    farm_scheduler_node_health(fx->s, a, 1);
+    farm_scheduler_tick(fx->s, 2 + 10001); /* queue_timeout 10 s */
+    assert_int_equal(s_count(fx, 'e'), 1);
+    assert_ptr_equal(s_nth(fx, 'e', 0)->job, &fx->jobs[1]);
     s_fx_free(fx);
 }
 
@@ -1071,6 +1163,8 @@ int main(void)
         cmocka_unit_test(test_rejoin_takes_back_a_requeued_attempt),
         cmocka_unit_test(test_parked_jobs_wait_for_their_node),
         cmocka_unit_test(test_self_check_names_broken_bookkeeping),
+        cmocka_unit_test(test_unhealthy_node_takes_no_job),
+        cmocka_unit_test(test_unhealthy_only_node_jobs_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
