@@ -297,6 +297,16 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
         goto done;
     farm_digest_buffer(out_digest, json, len);
     *out_size = len;
+    /* no tag to move (builds submitted later took them all): the index is still pushed,
+     * by digest, so the build's result names something the registry holds */
+    if (req->n_tags == 0) {
+        rc = farm_registry_manifest_put(reg, pushed, req->repository, out_digest,
+                                        FARM_MEDIA_OCI_INDEX, json, len);
+        if (rc < 0)
+            farm_error_wrap(rc, "pushing the index to %s/%s@%s", req->registry,
+                            req->repository, out_digest);
+        goto done;
+    }
     for (size_t i = 0; i < req->n_tags; i++) {
         rc = farm_registry_manifest_put(reg, pushed, req->repository, req->tags[i],
                                         FARM_MEDIA_OCI_INDEX, json, len);

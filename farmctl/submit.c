@@ -562,6 +562,15 @@ done:
 
 static char *s_full_tags(const Farm__BuildDone *d, const char *first_tag, const char *sep);
 
+/* The build that kept tag from this one (a build submitted later pushed it), or NULL. */
+static const char *s_kept_by(const Farm__BuildDone *d, const char *tag)
+{
+    for (size_t i = 0; i < d->n_tags_kept; i++)
+        if (d->tags_kept[i]->tag && strcmp(d->tags_kept[i]->tag, tag) == 0)
+            return d->tags_kept[i]->build_id ? d->tags_kept[i]->build_id : "";
+    return NULL;
+}
+
 static int s_write_metadata(const char *path, const Farm__BuildDone *d, const char *first_tag)
 {
     char *full = NULL;
@@ -602,6 +611,15 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
     }
     json_object_set_new(root, "farm.platforms", plats);
     json_object_set_new(root, "farm.stitch_ms", json_integer((json_int_t)d->stitch_ms));
+    /* tags left to a build submitted later: the index is there by digest only */
+    json_t *kept = json_array();
+    for (size_t i = 0; i < d->n_tags_kept; i++) {
+        json_t *k = json_object();
+        json_object_set_new(k, "tag", json_string(d->tags_kept[i]->tag));
+        json_object_set_new(k, "pushed_by", json_string(d->tags_kept[i]->build_id));
+        json_array_append_new(kept, k);
+    }
+    json_object_set_new(root, "farm.tags_not_moved", kept);
     /* jansson escapes C0 controls; ENSURE_ASCII also writes C1 and all non-ASCII as \uXXXX,
      * so a `cat` of the file cannot drive a terminal either */
     rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
@@ -610,7 +628,8 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
 }
 
 /* Builds' image references are full: "registry/repo:tag", joined by sep; malloc'd
- * (every tag, whatever their number and length), NULL on out of memory. */
+ * (every tag the index was put under, whatever their number and length; with none,
+ * "registry/repo@digest"), NULL on out of memory. */
 static char *s_full_tags(const Farm__BuildDone *d, const char *first_tag, const char *sep)
 {
     farm_reference_t ref;
@@ -620,14 +639,32 @@ static char *s_full_tags(const Farm__BuildDone *d, const char *first_tag, const 
 
     if (!f)
         return NULL;
-    if (farm_reference_parse(&ref, first_tag) == 0)
+    if (farm_reference_parse(&ref, first_tag) == 0) {
+        size_t n = 0;
         for (size_t i = 0; i < d->n_tags; i++)
-            fprintf(f, "%s%s/%s:%s", i ? sep : "", ref.registry, ref.repository, d->tags[i]);
+            if (!s_kept_by(d, d->tags[i]))
+                fprintf(f, "%s%s/%s:%s", n++ ? sep : "", ref.registry, ref.repository,
+                        d->tags[i]);
+        if (n == 0)
+            fprintf(f, "%s/%s@%s", ref.registry, ref.repository, d->index_digest);
+    }
     if (fclose(f) != 0) {
         free(out);
         return NULL;
     }
     return out;
+}
+
+/* The tags a build submitted later had already pushed: not moved, and why. */
+static void s_say_kept(const Farm__BuildDone *d)
+{
+    for (size_t i = 0; i < d->n_tags_kept; i++) {
+        char tag[FARM_REFERENCE_MAX + 1], id[FARM_ID_MAX + 1];
+        farm_text_inert(tag, sizeof tag, d->tags_kept[i]->tag);
+        farm_text_inert(id, sizeof id, d->tags_kept[i]->build_id);
+        fprintf(stderr, "tag %s not moved: build %s (submitted later) already pushed it (this "
+                "build's index is still in the repository, by digest)\n", tag, id);
+    }
 }
 
 /* --iidfile: the index digest, as buildx writes an image id (no newline). */
@@ -723,6 +760,7 @@ static int s_follow(farmctl_client_t *cl, const submit_opts_t *o)
                                   (unsigned long long)d->stitch_ms);
             free(shown);
             free(tags);
+            s_say_kept(d);
             /* --allow-partial: say plainly which platforms the index lacks */
             for (size_t i = 0; i < o->n_platforms; i++) {
                 int found = 0;
