@@ -1258,7 +1258,8 @@ int farm_journal_put_tag(farm_journal_t *self, const farm_journal_tag_t *t)
     int rc;
     if ((rc = s_tags_kept(self)) < 0 || (rc = s_tag_ok(t->registry, t->repository, t->tag)) < 0)
         return rc;
-    if (!t->build_id[0] || memchr(t->build_id, 0, sizeof t->build_id) == NULL)
+    /* seq 0 with no id: no build holds the tag (a claim undone) */
+    if ((t->seq > 0 && !t->build_id[0]) || memchr(t->build_id, 0, sizeof t->build_id) == NULL)
         return farm_error_set(FARM_EINVALID, "journal: tag %s/%s:%s has no build id",
                               t->registry, t->repository, t->tag);
     return self->ops->put_tag(self->impl, t);

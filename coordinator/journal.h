@@ -101,7 +101,8 @@ typedef struct {
     char registry[FARM_REGISTRY_HOST_MAX + 1];
     char repository[256];
     char tag[FARM_JOURNAL_TAG_MAX + 1];
-    uint64_t seq;                     /* that build's submit number */
+    uint64_t seq;                     /* that build's submit number; 0: none (a claim
+                                       * undone), build_id "" */
     char build_id[FARM_ID_MAX + 1];
     long long at;                     /* wall-clock ms when it took the tag */
 } farm_journal_tag_t;

@@ -150,6 +150,9 @@ static void s_maybe_done(push_t *st)
     data = farm_child_result(st->child, &len);
     if (!st->failed_read && len)
         r = farm__stitch_result__unpack(NULL, len, data);
+    /* a failure the helper could tell: the tags it sent nothing to go back */
+    if (r && !r->ok)
+        farm_tagorder_undo(self->order, b, r->tags_tried, s_wall_ms());
     if (r && r->ok && farm_digest_valid(r->index_digest))
         farm_builds_finish(self->builds, b, 1, r->index_digest, r->index_size, NULL,
                            farm_now_ms());

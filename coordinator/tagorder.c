@@ -17,6 +17,8 @@ typedef struct tag_entry {
     int known;               /* seq and build_id were read (journal) or set */
     uint64_t seq;            /* 0: no build took it yet */
     char build_id[FARM_ID_MAX + 1];
+    uint64_t prev_seq;       /* what the last claim replaced, for farm_tagorder_undo */
+    char prev_id[FARM_ID_MAX + 1];
 } tag_entry_t;
 
 struct farm_tagorder {
@@ -175,6 +177,15 @@ static int s_known(farm_tagorder_t *self, tag_entry_t *e, const farm_build_t *b,
     return 0;
 }
 
+/* The journal record of b's tag i naming build id (seq and at set by the caller). */
+static void s_record(farm_journal_tag_t *t, const farm_build_t *b, size_t i, const char *id)
+{
+    snprintf(t->registry, sizeof t->registry, "%s", b->registry);
+    snprintf(t->repository, sizeof t->repository, "%s", b->repository);
+    snprintf(t->tag, sizeof t->tag, "%s", b->tags[i]);
+    snprintf(t->build_id, sizeof t->build_id, "%s", id);
+}
+
 int farm_tagorder_claim(farm_tagorder_t *self, farm_build_t *b, long long at)
 {
     int moved = 0, rc;
@@ -200,17 +211,47 @@ int farm_tagorder_claim(farm_tagorder_t *self, farm_build_t *b, long long at)
         }
         /* recorded before the push: a push that fails half-way may have moved it */
         if (self->journal) {
-            snprintf(t.registry, sizeof t.registry, "%s", b->registry);
-            snprintf(t.repository, sizeof t.repository, "%s", b->repository);
-            snprintf(t.tag, sizeof t.tag, "%s", b->tags[i]);
-            snprintf(t.build_id, sizeof t.build_id, "%s", b->id);
+            s_record(&t, b, i, b->id);
             if ((rc = farm_journal_put_tag(self->journal, &t)) < 0)
                 return farm_error_wrap(rc, "build %s: recording that it pushes tag %s", b->id,
                                        b->tags[i]);
         }
+        e->prev_seq = e->seq;
+        memcpy(e->prev_id, e->build_id, sizeof e->prev_id);
         e->seq = b->seq;
         snprintf(e->build_id, sizeof e->build_id, "%s", b->id);
         moved++;
     }
     return moved;
+}
+
+void farm_tagorder_undo(farm_tagorder_t *self, const farm_build_t *b, size_t tried,
+                        long long at)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; b->kept_by && i < b->n_tags; i++) {
+        tag_entry_t *e;
+        farm_journal_tag_t t = {.at = at};
+
+        if (b->kept_by[i][0] || k++ < tried)
+            continue; /* not its to move, or a PUT went out for it */
+        e = s_find(self, b, i);
+        if (!e || e->seq != b->seq || strcmp(e->build_id, b->id) != 0)
+            continue;
+        if (self->journal) {
+            s_record(&t, b, i, e->prev_id);
+            t.seq = e->prev_seq;
+            if (farm_journal_put_tag(self->journal, &t) < 0) {
+                farm_log_warn("build=%s tag %s stays recorded as this build's: %s", b->id,
+                              b->tags[i], farm_error_last());
+                continue;
+            }
+        }
+        e->seq = e->prev_seq;
+        memcpy(e->build_id, e->prev_id, sizeof e->build_id);
+        farm_log_info("build=%s tag %s/%s:%s given back to %s: the index push failed before "
+                      "it was sent there", b->id, b->registry, b->repository, b->tags[i],
+                      e->build_id[0] ? e->build_id : "no build");
+    }
 }

@@ -43,5 +43,12 @@ size_t farm_tagorder_busy(const farm_tagorder_t *self, const farm_build_t *b);
  * < 0 when the record could not be read or written (b's push must not go on: the error
  * names the journal and the tag). */
 int farm_tagorder_claim(farm_tagorder_t *self, farm_build_t *b, long long at);
+/* b's push failed and its helper said it sent a PUT for the first `tried` of the tags it
+ * was to move (in b's order): the others cannot name its index, so they go back to the
+ * build they had before the claim. Without such word (the helper died, or ran out of
+ * time) nothing is undone: a tag may have moved. A record that cannot be written back
+ * leaves the claim (said in the log). */
+void farm_tagorder_undo(farm_tagorder_t *self, const farm_build_t *b, size_t tried,
+                        long long at);
 
 #endif

@@ -238,13 +238,18 @@ static void test_destroy_stops_running_helpers(void **state)
 static char s_req_dir[] = "/tmp/farm-pushes-XXXXXX";
 static char s_script[512];
 
-static const char *s_keeping_script(void)
+static const char *s_keeping_script_with(const char *result)
 {
     strcpy(s_req_dir, "/tmp/farm-pushes-XXXXXX");
     assert_non_null(mkdtemp(s_req_dir));
     snprintf(s_script, sizeof s_script,
-             "f=$(mktemp %s/req.XXXXXX); cat <&3 >\"$f\"; sleep 0.3; " S_RESULT_OK, s_req_dir);
+             "f=$(mktemp %s/req.XXXXXX); cat <&3 >\"$f\"; sleep 0.3; %s", s_req_dir, result);
     return s_script;
+}
+
+static const char *s_keeping_script(void)
+{
+    return s_keeping_script_with(S_RESULT_OK);
 }
 
 /* The tags each helper was asked to move, one "t1,t2" string per request, sorted. */
@@ -358,6 +363,45 @@ static void test_no_tag_left_pushes_by_digest(void **state)
     assert_string_equal(fx->builds[1]->kept_by[0], fx->builds[2]->id);
 }
 
+/* The newer build's push fails: a failure before any PUT gives the tag back (the older
+ * build then moves it); one after a PUT was sent for it keeps it (it may name the newer
+ * index). */
+static void test_failed_push_gives_back_untouched_tags(void **state)
+{
+    static const char *const tags[BUILDS] = {"1", "1", "x"};
+    static const int finish[BUILDS] = {1, 0, 2};
+    char req[BUILDS][64];
+    /* ok=false, error "x", tags_tried 0 */
+    fx_t *fx = s_setup_tags(s_keeping_script_with("printf '\\022\\001x' >&4"), 3, 30000,
+                            tags, finish);
+
+    assert_int_equal(farm_reactor_run(fx->r, &fx->stop), 0);
+    assert_int_equal(fx->done_ok, 0);
+    assert_int_equal(s_requests(req), BUILDS);
+    /* both were asked to move tag 1: build 1 took nothing */
+    assert_string_equal(req[0], "1");
+    assert_string_equal(req[1], "1");
+    assert_string_equal(fx->builds[0]->kept_by[0], "");
+}
+
+static void test_failed_push_after_a_put_keeps_the_tag(void **state)
+{
+    static const char *const tags[BUILDS] = {"1", "1", "x"};
+    static const int finish[BUILDS] = {1, 0, 2};
+    char req[BUILDS][64];
+    /* ok=false, error "x", tags_tried 1 */
+    fx_t *fx = s_setup_tags(s_keeping_script_with("printf '\\022\\001x\\050\\001' >&4"), 3,
+                            30000, tags, finish);
+
+    assert_int_equal(farm_reactor_run(fx->r, &fx->stop), 0);
+    assert_int_equal(fx->done_ok, 0);
+    assert_int_equal(s_requests(req), BUILDS);
+    assert_string_equal(req[0], "");
+    assert_string_equal(req[1], "1");
+    assert_string_equal(req[2], "x");
+    assert_string_equal(fx->builds[0]->kept_by[0], fx->builds[1]->id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +413,8 @@ int main(void)
         cmocka_unit_test_teardown(test_one_push_per_tag, s_teardown),
         cmocka_unit_test_teardown(test_older_build_leaves_the_newer_ones_tag, s_teardown),
         cmocka_unit_test_teardown(test_no_tag_left_pushes_by_digest, s_teardown),
+        cmocka_unit_test_teardown(test_failed_push_gives_back_untouched_tags, s_teardown),
+        cmocka_unit_test_teardown(test_failed_push_after_a_put_keeps_the_tag, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

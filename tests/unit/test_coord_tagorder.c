@@ -3,7 +3,8 @@
  * once and a build waiting for a tag is not overtaken on it; a build's index goes under a
  * tag only when no build submitted later took it (a redo of the same build may), one
  * repository's tag is not another's, and with a journal the order survives a restart and
- * a record that cannot be written stops the push. */
+ * a record that cannot be written stops the push; a push that failed gives back the tags
+ * it sent nothing to. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -178,6 +179,70 @@ static void test_order_survives_a_restart(void **state)
     farm_fs_rmtree(dir);
 }
 
+/* A push that failed gives back the tags it sent nothing to, to whichever build had them
+ * (or none), in memory and in the journal; those it tried stay its. */
+static void test_failed_push_gives_back_untried_tags(void **state)
+{
+    char dir[] = "/tmp/farm-tagorder-XXXXXX";
+    farm_journal_t *j;
+    farm_tagorder_t *o;
+    farm_journal_tag_t t;
+    fake_build_t b3, b7, b5, b4;
+
+    assert_non_null(mkdtemp(dir));
+    j = farm_journal_open(dir, NULL);
+    assert_non_null(j);
+    o = farm_tagorder_new(j);
+    s_build(&b3, 3, "app", "1.0", NULL);
+    s_build(&b7, 7, "app", "latest", "1.0");
+    s_build(&b5, 5, "app", "1.0", "latest");
+    s_build(&b4, 4, "app", "1.0", "latest");
+    assert_int_equal(farm_tagorder_claim(o, &b3.b, 1), 1);
+    assert_int_equal(farm_tagorder_claim(o, &b7.b, 2), 2);
+    /* b7's helper sent a PUT for latest only, then failed */
+    farm_tagorder_undo(o, &b7.b, 1, 3);
+    assert_int_equal(farm_journal_get_tag(j, &t, "reg.local:5000", "app", "1.0"), 0);
+    assert_int_equal(t.seq, 3);
+    assert_string_equal(t.build_id, b3.b.id);
+    assert_int_equal(farm_journal_get_tag(j, &t, "reg.local:5000", "app", "latest"), 0);
+    assert_int_equal(t.seq, 7);
+    /* b5: 1.0 is back to b3 (older), so it moves; latest may name b7's index: kept */
+    assert_int_equal(farm_tagorder_claim(o, &b5.b, 4), 1);
+    assert_string_equal(b5.b.kept_by[0], "");
+    assert_string_equal(b5.b.kept_by[1], b7.b.id);
+    /* b5 fails before any PUT: 1.0 goes back to b3, latest stays b7's */
+    farm_tagorder_undo(o, &b5.b, 0, 5);
+    farm_tagorder_destroy(&o);
+    farm_journal_destroy(&j);
+
+    /* after a restart: b4 (older than b5, newer than b3) moves 1.0 */
+    j = farm_journal_open(dir, NULL);
+    o = farm_tagorder_new(j);
+    assert_int_equal(farm_tagorder_claim(o, &b4.b, 6), 1);
+    assert_string_equal(b4.b.kept_by[0], "");
+    assert_string_equal(b4.b.kept_by[1], b7.b.id);
+    /* undone to no build at all: a tag nobody held before */
+    fake_build_t b9;
+    s_build(&b9, 9, "app", "9.9", NULL);
+    assert_int_equal(farm_tagorder_claim(o, &b9.b, 7), 1);
+    farm_tagorder_undo(o, &b9.b, 0, 8);
+    assert_int_equal(farm_journal_get_tag(j, &t, "reg.local:5000", "app", "9.9"), 0);
+    assert_int_equal(t.seq, 0);
+    assert_string_equal(t.build_id, "");
+    fake_build_t b8;
+    s_build(&b8, 8, "app", "9.9", NULL);
+    assert_int_equal(farm_tagorder_claim(o, &b8.b, 9), 1);
+    farm_tagorder_destroy(&o);
+    farm_journal_destroy(&j);
+    s_free(&b3);
+    s_free(&b7);
+    s_free(&b5);
+    s_free(&b4);
+    s_free(&b9);
+    s_free(&b8);
+    farm_fs_rmtree(dir);
+}
+
 /* A journal that cannot write: the claim fails, naming the build and the tag. */
 static int f_put_tag(void *i, const farm_journal_tag_t *t)
 {
@@ -228,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_one_push_per_tag_and_no_overtaking),
         cmocka_unit_test(test_submit_order_wins_each_tag),
         cmocka_unit_test(test_order_survives_a_restart),
+        cmocka_unit_test(test_failed_push_gives_back_untried_tags),
         cmocka_unit_test(test_unwritable_record_stops_the_push),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
