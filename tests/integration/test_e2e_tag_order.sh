@@ -7,6 +7,9 @@
 # - A's own tag a-only names A's index; C, all of whose tags B took, is pushed by digest;
 # - A and C succeed, their indexes are in the repository by digest, and farmctl and the
 #   metadata file say which tag was not moved and which build has it.
+# Then across a restart: D (slow) is submitted, E after it pushes 3.0, the coordinator is
+# SIGKILLed and started again while D's RUN step goes on; D's adopted result is pushed by
+# the new coordinator, which knows from its journal that 3.0 is E's and leaves it.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
@@ -95,4 +98,36 @@ grep -Fq "#index pushed to $REPO@$c " "$LAB/C.err" || lab_fail "C does not say i
 [[ $(meta B 'd["farm.tags_not_moved"]') == "[]" ]] || lab_fail "B's metadata lists tags not moved"
 grep -q "every tag was taken by a build submitted later: its index is pushed by digest only" \
     "$LAB/coordinator.log" || lab_fail "the coordinator did not log C's push by digest"
+lab_log "out of order: 1.0 and 2.0 name B's index; A and C pushed by digest (A also under a-only)"
+
+# --- across a coordinator restart: the order is in the journal
+lab_example_context "$LAB/D"
+lab_example_context "$LAB/E"
+echo 'RUN echo D > /etc/farm-which && echo "farm-test: slower" && sleep 25' >>"$LAB/D/Dockerfile"
+echo 'RUN echo E > /etc/farm-which' >>"$LAB/E/Dockerfile"
+submit D 3.0
+lab_wait_until 60 "D to run its slow step" grep -q 'farm-test: slower' "$LAB/D.err"
+id_d=$(grep -o 'build b[0-9]*-[0-9a-f]* accepted' "$LAB/D.err" | head -1 | cut -d' ' -f2)
+[[ -n $id_d ]] || lab_fail "farmctl did not name build D"
+submit E 3.0
+finished E
+e=$(cat "$LAB/E.out")
+id_e=$(meta E 'd["farm.build_id"]')
+lab_log "E ($id_e) pushed 3.0 while D ($id_d) builds; SIGKILL to the coordinator"
+lab_stop coordinator KILL
+lab_wait_until 30 "the agent to notice the coordinator was gone" \
+    grep -q 'silent for .* ms; reconnecting' "$LAB/agent-x86-1.log"
+lab_start_coordinator "$LAB/farm.yaml"
+lab_wait_until 120 "D's index, pushed by the restarted coordinator" \
+    grep -q "build=$id_d pushed index" "$LAB/coordinator.log"
+d=$(grep -o "build=$id_d pushed index sha256:[0-9a-f]*" "$LAB/coordinator.log" | tail -1 | awk '{print $4}')
+[[ $d != "$e" ]] || lab_fail "D and E made the same index"
+grep -Fq "build=$id_d tag $REPO:3.0 not moved: build $id_e (submitted later) already pushed it" \
+    "$LAB/coordinator.log" || lab_fail "the restarted coordinator did not keep 3.0 for E"
+got=$(digest_of "$REPO:3.0") || lab_fail "tag 3.0 is not in $REPO"
+[[ $got == "$e" ]] || lab_fail "after the restart, tag 3.0 names $got, not the newer build E's index $e (D's is $d)"
+got=$(digest_of "$REPO@$d") || lab_fail "D's index $d is not in $REPO by digest"
+[[ $got == "$d" ]] || lab_fail "$REPO@$d serves bytes with digest $got"
+kill "$pid_D" 2>/dev/null || true
+lab_log "across a restart: 3.0 names E's index; D's index pushed by digest"
 lab_log "PASS"
