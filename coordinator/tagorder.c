@@ -11,7 +11,7 @@
 
 /* One tag: who pushes it now, who asked for it in this pass, whose index it names. */
 typedef struct tag_entry {
-    struct tag_entry *next;  /* every entry, for destroy */
+    farm_link_t link;        /* every entry, for destroy */
     const farm_build_t *busy; /* the build whose push holds it, NULL when none */
     unsigned wanted_pass;    /* a waiting build asked for it in this pass */
     int known;               /* seq and build_id were read (journal) or set */
@@ -24,7 +24,7 @@ typedef struct tag_entry {
 struct farm_tagorder {
     farm_journal_t *journal;
     farm_hmap_t *by_key;
-    tag_entry_t *all;
+    farm_link_t all;
     unsigned pass;
 };
 
@@ -60,8 +60,7 @@ static tag_entry_t *s_entry(farm_tagorder_t *self, const farm_build_t *b, size_t
         farm_error_set(FARM_ERROR, "coordinator out of memory");
         return NULL;
     }
-    e->next = self->all;
-    self->all = e;
+    farm_link_push_back(&self->all, &e->link);
     return e;
 }
 
@@ -74,6 +73,7 @@ farm_tagorder_t *farm_tagorder_new(farm_journal_t *journal)
         return NULL;
     }
     self->journal = journal;
+    farm_link_init(&self->all);
     return self;
 }
 
@@ -82,9 +82,9 @@ void farm_tagorder_destroy(farm_tagorder_t **self_p)
     farm_tagorder_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
-    while (self->all) {
-        tag_entry_t *e = self->all;
-        self->all = e->next;
+    while (!farm_link_empty(&self->all)) {
+        tag_entry_t *e = FARM_LINK_OWNER(self->all.next, tag_entry_t, link);
+        farm_link_remove(&e->link);
         free(e);
     }
     farm_hmap_destroy(&self->by_key);
@@ -139,10 +139,24 @@ int farm_tagorder_take(farm_tagorder_t *self, const farm_build_t *b)
 void farm_tagorder_release(farm_tagorder_t *self, const farm_build_t *b)
 {
     for (size_t i = 0; i < b->n_tags; i++) {
-        tag_entry_t *e = s_find(self, b, i);
-        if (e && e->busy == b)
-            e->busy = NULL;
+        char key[S_KEY_MAX];
+        tag_entry_t *e;
+        if (s_key(key, b, i) < 0 || !(e = farm_hmap_gets(self->by_key, key)) || e->busy != b)
+            continue;
+        e->busy = NULL;
+        /* with a journal the record is there, read again when needed: memory stays
+         * bounded by the tags in flight (unless a waiting build wants it in this pass) */
+        if (self->journal && e->wanted_pass != self->pass) {
+            farm_hmap_dels(self->by_key, key);
+            farm_link_remove(&e->link);
+            free(e);
+        }
     }
+}
+
+size_t farm_tagorder_size(const farm_tagorder_t *self)
+{
+    return farm_hmap_size(self->by_key);
 }
 
 size_t farm_tagorder_busy(const farm_tagorder_t *self, const farm_build_t *b)

@@ -34,6 +34,9 @@ int farm_tagorder_may_start(farm_tagorder_t *self, const farm_build_t *b);
 /* b's push starts: its tags are busy until farm_tagorder_release. < 0 out of memory. */
 int farm_tagorder_take(farm_tagorder_t *self, const farm_build_t *b);
 void farm_tagorder_release(farm_tagorder_t *self, const farm_build_t *b);
+/* How many tags are in memory: with a journal, those being pushed or waited for; without,
+ * every tag a build took. */
+size_t farm_tagorder_size(const farm_tagorder_t *self);
 /* How many of its tags b holds now (busy). */
 size_t farm_tagorder_busy(const farm_tagorder_t *self, const farm_build_t *b);
 

@@ -243,6 +243,52 @@ static void test_failed_push_gives_back_untried_tags(void **state)
     farm_fs_rmtree(dir);
 }
 
+/* With a journal, a tag leaves memory when its push ends (the record is read again);
+ * without one, memory is the record and keeps it. */
+static void test_memory_with_and_without_a_journal(void **state)
+{
+    char dir[] = "/tmp/farm-tagorder-XXXXXX";
+    farm_journal_t *j;
+    farm_tagorder_t *o, *m = farm_tagorder_new(NULL);
+    fake_build_t b7, b5, b6;
+
+    assert_non_null(mkdtemp(dir));
+    j = farm_journal_open(dir, NULL);
+    assert_non_null(j);
+    o = farm_tagorder_new(j);
+    s_build(&b7, 7, "app", "1.0", "latest");
+    s_build(&b5, 5, "app", "1.0", NULL);
+    s_build(&b6, 6, "app", "latest", NULL);
+    for (farm_tagorder_t *t = o; t; t = t == o ? m : NULL) {
+        assert_int_equal(farm_tagorder_take(t, &b7.b), 0);
+        assert_int_equal(farm_tagorder_claim(t, &b7.b, 1), 2);
+        assert_int_equal(farm_tagorder_size(t), 2);
+        /* b6 waits for latest in this pass: that entry stays through the release */
+        farm_tagorder_pass_begin(t);
+        assert_int_equal(farm_tagorder_may_start(t, &b6.b), 0);
+        farm_tagorder_release(t, &b7.b);
+        assert_int_equal(farm_tagorder_size(t), t == o ? 1 : 2);
+        farm_tagorder_pass_begin(t);
+        assert_int_equal(farm_tagorder_may_start(t, &b5.b), 1);
+        assert_int_equal(farm_tagorder_take(t, &b5.b), 0);
+        assert_int_equal(farm_tagorder_claim(t, &b5.b, 2), 0);
+        assert_string_equal(b5.b.kept_by[0], b7.b.id);
+        farm_tagorder_release(t, &b5.b);
+        assert_int_equal(farm_tagorder_may_start(t, &b6.b), 1);
+        assert_int_equal(farm_tagorder_take(t, &b6.b), 0);
+        assert_int_equal(farm_tagorder_claim(t, &b6.b, 3), 0);
+        farm_tagorder_release(t, &b6.b);
+        assert_int_equal(farm_tagorder_size(t), t == o ? 0 : 2);
+    }
+    farm_tagorder_destroy(&o);
+    farm_tagorder_destroy(&m);
+    farm_journal_destroy(&j);
+    s_free(&b7);
+    s_free(&b5);
+    s_free(&b6);
+    farm_fs_rmtree(dir);
+}
+
 /* A journal that cannot write: the claim fails, naming the build and the tag. */
 static int f_put_tag(void *i, const farm_journal_tag_t *t)
 {
@@ -294,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_submit_order_wins_each_tag),
         cmocka_unit_test(test_order_survives_a_restart),
         cmocka_unit_test(test_failed_push_gives_back_untried_tags),
+        cmocka_unit_test(test_memory_with_and_without_a_journal),
         cmocka_unit_test(test_unwritable_record_stops_the_push),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
