@@ -241,6 +241,7 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     st->tags_taken = 1;
     if ((moved = farm_tagorder_claim(self->order, b, s_wall_ms())) < 0) {
         farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
+        farm_tagorder_undo(self->order, b, 0, s_wall_ms()); /* nothing was sent */
         goto done;
     }
     for (size_t i = 0; i < b->n_tags; i++)

@@ -236,6 +236,9 @@ int farm_tagorder_claim(farm_tagorder_t *self, farm_build_t *b, long long at)
         snprintf(e->build_id, sizeof e->build_id, "%s", b->id);
         moved++;
     }
+    /* durable before the push starts, also when the journal commits once per turn */
+    if (moved > 0 && self->journal && (rc = farm_journal_commit(self->journal)) < 0)
+        return farm_error_wrap(rc, "build %s: recording the tags it pushes", b->id);
     return moved;
 }
 

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -179,6 +181,40 @@ static void test_order_survives_a_restart(void **state)
     farm_fs_rmtree(dir);
 }
 
+/* With the journal in batch mode (one commit per reactor turn), a claim is still on disk
+ * before the push starts: a coordinator killed right after it leaves the record. */
+static void test_claim_durable_in_batch_mode(void **state)
+{
+    char dir[] = "/tmp/farm-tagorder-XXXXXX";
+    farm_journal_t *j;
+    farm_journal_tag_t t;
+    fake_build_t b7;
+    pid_t pid;
+    int status;
+
+    assert_non_null(mkdtemp(dir));
+    s_build(&b7, 7, "app", "1.0", NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        farm_journal_t *cj = farm_journal_open(dir, NULL);
+        farm_tagorder_t *o = cj ? farm_tagorder_new(cj) : NULL;
+        if (!o)
+            _exit(2);
+        farm_journal_set_batch(cj, 1);
+        _exit(farm_tagorder_claim(o, &b7.b, 1) == 1 ? 0 : 3); /* no close, no commit */
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    j = farm_journal_open(dir, NULL);
+    assert_non_null(j);
+    assert_int_equal(farm_journal_get_tag(j, &t, "reg.local:5000", "app", "1.0"), 0);
+    assert_string_equal(t.build_id, b7.b.id);
+    farm_journal_destroy(&j);
+    farm_fs_rmtree(dir);
+}
+
 /* A push that failed gives back the tags it sent nothing to, to whichever build had them
  * (or none), in memory and in the journal; those it tried stay its. */
 static void test_failed_push_gives_back_untried_tags(void **state)
@@ -340,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_submit_order_wins_each_tag),
         cmocka_unit_test(test_order_survives_a_restart),
         cmocka_unit_test(test_failed_push_gives_back_untried_tags),
+        cmocka_unit_test(test_claim_durable_in_batch_mode),
         cmocka_unit_test(test_memory_with_and_without_a_journal),
         cmocka_unit_test(test_unwritable_record_stops_the_push),
     };
