@@ -148,6 +148,7 @@ static void s_build_free(farm_builds_t *self, farm_build_t *b)
     for (size_t i = 0; i < b->n_tags; i++)
         free(b->tags[i]);
     free(b->tags);
+    free(b->kept_by);
     free(b->dockerfile);
     for (size_t i = 0; i < b->n_args; i++) {
         free(b->args[i].key);

@@ -143,6 +143,8 @@ static void s_send_done(farm_clients_t *self, farm_build_t *b, const void *rid, 
                                .warm = calloc(b->n_jobs + 1, sizeof *x.warm),
                                .cache_hits = calloc(b->n_jobs + 1, sizeof *x.cache_hits),
                                .steps = calloc(b->n_jobs + 1, sizeof *x.steps)};
+    Farm__TagKept *kept = calloc(b->n_tags + 1, sizeof *kept);
+    Farm__TagKept **kptrs = calloc(b->n_tags + 1, sizeof *kptrs);
     size_t n = 0;
 
     snprintf(repo, sizeof repo, "%s/%s", b->registry, b->repository);
@@ -155,7 +157,8 @@ static void s_send_done(farm_clients_t *self, farm_build_t *b, const void *rid, 
     done.tags = b->tags;
     done.repository = repo;
     done.stitch_ms = b->ok ? (uint64_t)(b->done_at - b->last_result_at) : 0;
-    if (!descs || !dptrs || !plats || !x.nodes || !x.warm || !x.cache_hits || !x.steps) {
+    if (!descs || !dptrs || !plats || !x.nodes || !x.warm || !x.cache_hits || !x.steps ||
+        !kept || !kptrs) {
         /* still answer: the client must not wait forever */
         done.ok = 0;
         done.error = "coordinator out of memory while reporting the result";
@@ -172,6 +175,17 @@ static void s_send_done(farm_clients_t *self, farm_build_t *b, const void *rid, 
     done.child_cache_hits = x.cache_hits;
     done.n_child_steps = n;
     done.child_steps = x.steps;
+    /* the tags a build submitted later kept (coordinator/tagorder.h) */
+    for (size_t i = 0; b->ok && b->kept_by && i < b->n_tags; i++) {
+        if (!b->kept_by[i][0])
+            continue;
+        farm__tag_kept__init(&kept[done.n_tags_kept]);
+        kept[done.n_tags_kept].tag = b->tags[i];
+        kept[done.n_tags_kept].build_id = b->kept_by[i];
+        kptrs[done.n_tags_kept] = &kept[done.n_tags_kept];
+        done.n_tags_kept++;
+    }
+    done.tags_kept = kptrs;
 send:
     env.body_case = FARM__ENVELOPE__BODY_BUILD_DONE;
     env.build_done = &done;
@@ -186,6 +200,8 @@ send:
     free(x.warm);
     free(x.cache_hits);
     free(x.steps);
+    free(kept);
+    free(kptrs);
 }
 
 void farm_clients_done(farm_clients_t *self, farm_build_t *b, int ok, const char *index_digest,

@@ -527,6 +527,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     self->ctx = farm_ctxstore_new(contexts, cfg->context_quota, (size_t)cfg->max_uploads,
                                   (size_t)cfg->max_uploads_per_client, s_context_in_use, self);
     self->reactor = farm_reactor_new();
+    popts.journal = self->journal; /* each tag's last build, across restarts */
     self->pushes = self->builds && self->reactor
                        ? farm_pushes_new(self->reactor, self->builds, cfg, &popts) : NULL;
     parts = (farm_coord_parts_t){cfg, self->nodes, self->sched, self->builds, self->ctx,

@@ -125,6 +125,10 @@ typedef struct farm_build {
     farm_build_state_t state;
     long long created, last_result_at, done_at;
     void *stitch;      /* the coordinator's handle on the index push (a helper process) */
+    /* parallel to tags once the index push had its turn (coordinator/tagorder.h): the id
+     * of the build submitted later that already put its index under that tag, so this
+     * build's index was not put there; "" where the tag was moved. NULL before. */
+    char (*kept_by)[FARM_ID_MAX + 1];
     farm_link_t link;  /* builds' running or done list */
 } farm_build_t;
 

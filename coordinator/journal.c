@@ -318,6 +318,11 @@ static const char *const s_migrations[FARM_JOURNAL_SCHEMA] = {
     " CASE state WHEN 'running' THEN 'running' WHEN 'done' THEN 'done'"
     " WHEN 'failed' THEN 'failed' WHEN 'cancelled' THEN 'cancelled' ELSE 'lost' END,"
     " started_at, finished_at FROM jobs WHERE attempt > 0;",
+    /* 3: per tag, the build whose index push last took it (submit order wins a tag); not
+     * tied to builds: the order outlives the pruned builds */
+    "CREATE TABLE tags(registry TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL,"
+    " seq INTEGER NOT NULL, build_id TEXT NOT NULL, at INTEGER NOT NULL,"
+    " PRIMARY KEY(registry, repository, tag));",
 };
 
 #define S_APPLICATION_ID 0x6661726d /* "farm" */
@@ -1025,6 +1030,62 @@ static int s_next_seq(void *impl, uint64_t *out)
     return s_end(s, rc);
 }
 
+static int s_put_tag(void *impl, const farm_journal_tag_t *t)
+{
+    s_sql_t *s = impl;
+    sqlite3_stmt *st = NULL;
+    int rc = s_begin(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = s_prepare(s, &st, "INSERT OR REPLACE INTO tags(registry, repository, tag, seq,"
+                                " build_id, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")) == 0) {
+        s_bind_text(st, 1, t->registry);
+        s_bind_text(st, 2, t->repository);
+        s_bind_text(st, 3, t->tag);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)t->seq);
+        s_bind_text(st, 5, t->build_id);
+        sqlite3_bind_int64(st, 6, t->at);
+        rc = s_step_done(s, st, "recording a tag's build");
+        sqlite3_finalize(st);
+    }
+    return s_end(s, rc);
+}
+
+static int s_get_tag(void *impl, farm_journal_tag_t *out, const char *registry,
+                     const char *repository, const char *tag)
+{
+    s_sql_t *s = impl;
+    sqlite3_stmt *st = NULL;
+    int rc = s_prepare(s, &st, "SELECT registry, repository, tag, seq, build_id, at FROM tags"
+                               " WHERE registry=?1 AND repository=?2 AND tag=?3"), r;
+    memset(out, 0, sizeof *out);
+    if (rc < 0)
+        return rc;
+    s_bind_text(st, 1, registry);
+    s_bind_text(st, 2, repository);
+    s_bind_text(st, 3, tag);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        if (s_col_fixed(out->registry, sizeof out->registry, st, 0) < 0 ||
+            s_col_fixed(out->repository, sizeof out->repository, st, 1) < 0 ||
+            s_col_fixed(out->tag, sizeof out->tag, st, 2) < 0 ||
+            s_col_fixed(out->build_id, sizeof out->build_id, st, 4) < 0 ||
+            sqlite3_column_int64(st, 3) < 0)
+            rc = farm_error_set(FARM_EINVALID, "journal %s: the record of tag %s/%s:%s is "
+                                "malformed (changed by hand?)", s->path, registry, repository,
+                                tag);
+        out->seq = (uint64_t)sqlite3_column_int64(st, 3);
+        out->at = sqlite3_column_int64(st, 5);
+    } else if (r == SQLITE_DONE) {
+        rc = farm_error_set(FARM_ENOTFOUND, "journal %s: no record of tag %s/%s:%s", s->path,
+                            registry, repository, tag);
+    } else {
+        rc = s_sqlerr(s, r, "reading a tag's build");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static const farm_journal_ops_t s_sqlite_ops = {
     .name = "sqlite",
     .put_build = s_put_build,
@@ -1038,6 +1099,8 @@ static const farm_journal_ops_t s_sqlite_ops = {
     .commit = s_commit,
     .pending = s_pending,
     .close = s_sql_close,
+    .put_tag = s_put_tag,
+    .get_tag = s_get_tag,
 };
 
 /* ------------------------------------------------------------------ front */
@@ -1184,6 +1247,50 @@ int farm_journal_get_build(farm_journal_t *self, farm_journal_build_t *out, cons
         return farm_error_set(FARM_ENOTFOUND, "journal: no build with that id");
     }
     return self->ops->get_build(self->impl, out, id);
+}
+
+static int s_tag_ok(const char *registry, const char *repository, const char *tag)
+{
+    if (!registry || !*registry || strlen(registry) > FARM_REGISTRY_HOST_MAX)
+        return farm_error_set(FARM_EINVALID, "journal: a tag's registry is empty or longer "
+                              "than %d bytes", FARM_REGISTRY_HOST_MAX);
+    if (!repository || !*repository || strlen(repository) > 255)
+        return farm_error_set(FARM_EINVALID, "journal: a tag's repository is empty or longer "
+                              "than 255 bytes");
+    if (!tag || !*tag || strlen(tag) > FARM_JOURNAL_TAG_MAX)
+        return farm_error_set(FARM_EINVALID, "journal: tag of %s/%s is empty or longer than "
+                              "%d bytes", registry, repository, FARM_JOURNAL_TAG_MAX);
+    return 0;
+}
+
+static int s_tags_kept(const farm_journal_t *self)
+{
+    if (self->ops->put_tag && self->ops->get_tag)
+        return 0;
+    return farm_error_set(FARM_EINVALID, "journal backend %s keeps no tags (it is older than "
+                          "schema 3)", self->ops->name ? self->ops->name : "?");
+}
+
+int farm_journal_put_tag(farm_journal_t *self, const farm_journal_tag_t *t)
+{
+    int rc;
+    if ((rc = s_tags_kept(self)) < 0 || (rc = s_tag_ok(t->registry, t->repository, t->tag)) < 0)
+        return rc;
+    /* seq 0 with no id: no build holds the tag (a claim undone) */
+    if ((t->seq > 0 && !t->build_id[0]) || memchr(t->build_id, 0, sizeof t->build_id) == NULL)
+        return farm_error_set(FARM_EINVALID, "journal: tag %s/%s:%s has no build id",
+                              t->registry, t->repository, t->tag);
+    return self->ops->put_tag(self->impl, t);
+}
+
+int farm_journal_get_tag(farm_journal_t *self, farm_journal_tag_t *out, const char *registry,
+                         const char *repository, const char *tag)
+{
+    int rc;
+    memset(out, 0, sizeof *out);
+    if ((rc = s_tags_kept(self)) < 0 || (rc = s_tag_ok(registry, repository, tag)) < 0)
+        return rc;
+    return self->ops->get_tag(self->impl, out, registry, repository, tag);
 }
 
 int farm_journal_prune(farm_journal_t *self, size_t *out_removed, long long now)

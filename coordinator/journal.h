@@ -23,10 +23,11 @@
 #include "coordinator/job.h"
 
 /* The schema this code writes; a journal with a higher version is refused. */
-#define FARM_JOURNAL_SCHEMA 2
+#define FARM_JOURNAL_SCHEMA 3
 /* Ceilings of the strings only the journal bounds (the others are in common/limits.h). */
 #define FARM_JOURNAL_REASON_MAX 8192    /* bytes in a build's reason or a job's error */
 #define FARM_JOURNAL_MEDIA_TYPE_MAX 127 /* bytes in a result's media type */
+#define FARM_JOURNAL_TAG_MAX 128        /* bytes in a tag name (the distribution spec's) */
 /* Finished builds are kept this long for clients that follow them, then pruned. */
 #define FARM_JOURNAL_RETENTION_MS (7LL * 24 * 3600 * 1000)
 
@@ -95,6 +96,19 @@ typedef struct {
     char *error;                      /* FAILED: why (NULL otherwise) */
 } farm_journal_job_t;
 
+/* A tag (registry/repository:tag) and the build whose index push last took it: the
+ * per-tag order rule (coordinator/tagorder.h) lets no build submitted earlier put its
+ * index there afterwards, across restarts. */
+typedef struct {
+    char registry[FARM_REGISTRY_HOST_MAX + 1];
+    char repository[256];
+    char tag[FARM_JOURNAL_TAG_MAX + 1];
+    uint64_t seq;                     /* that build's submit number; 0: none (a claim
+                                       * undone), build_id "" */
+    char build_id[FARM_ID_MAX + 1];
+    long long at;                     /* wall-clock ms when it took the tag */
+} farm_journal_tag_t;
+
 /* What a starting coordinator reconciles: every build not DONE, oldest submit first, and
  * their jobs, build by build in job order (job.build_id says whose). */
 typedef struct farm_journal_loaded {
@@ -131,6 +145,11 @@ typedef struct farm_journal_ops {
     int (*pending)(void *impl); /* 1 while a batch holds writes not committed */
     /* commits what a batch holds */
     void (*close)(void *impl);
+    /* the tag's record inserted or replaced (schema 3; a backend without them: NULL) */
+    int (*put_tag)(void *impl, const farm_journal_tag_t *t);
+    /* the tag's record: FARM_ENOTFOUND when no build took it yet */
+    int (*get_tag)(void *impl, farm_journal_tag_t *out, const char *registry,
+                   const char *repository, const char *tag);
 } farm_journal_ops_t;
 
 typedef struct farm_journal farm_journal_t;
@@ -170,6 +189,13 @@ void farm_journal_loaded_free(farm_journal_loaded_t *loaded);
 int farm_journal_get_build(farm_journal_t *self, farm_journal_build_t *out, const char *id);
 /* Frees what a record the journal returned owns; the record itself is not freed. */
 void farm_journal_build_clear(farm_journal_build_t *b);
+/* The tags' records: checked against their ceilings (FARM_EINVALID names the field);
+ * FARM_EINVALID too from a backend that keeps no tags. get: FARM_ENOTFOUND when the tag
+ * was never taken. Records are kept when their builds are pruned: the order outlives
+ * them. */
+int farm_journal_put_tag(farm_journal_t *self, const farm_journal_tag_t *t);
+int farm_journal_get_tag(farm_journal_t *self, farm_journal_tag_t *out, const char *registry,
+                         const char *repository, const char *tag);
 /* Prunes builds DONE longer than the retention before now. */
 int farm_journal_prune(farm_journal_t *self, size_t *out_removed, long long now);
 

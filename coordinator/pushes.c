@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "common/buildflags.h"
@@ -14,6 +15,7 @@
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "coordinator/tagorder.h"
 
 /* The index push of one build: a helper process. */
 typedef struct {
@@ -23,6 +25,7 @@ typedef struct {
     int log_id, result_id; /* reactor readers, 0 once at EOF */
     int timer_id;          /* the deadline */
     int failed_read;
+    int tags_taken;        /* its tags are busy in the tag order */
 } push_t;
 
 /* Builds whose index push waits for a free helper slot, oldest first. */
@@ -41,9 +44,18 @@ struct farm_pushes {
     size_t n_running;
     size_t n_waiting;
     push_wait_t *head, *tail;
+    farm_tagorder_t *order; /* per tag: one push at a time, the submit order wins */
 };
 
 static char *s_default_argv[] = {"/proc/self/exe", "stitch", NULL};
+
+/* Wall-clock ms: a tag's record must mean the same after a restart. */
+static long long s_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 farm_pushes_t *farm_pushes_new(farm_reactor_t *reactor, farm_builds_t *builds,
                                const farm_config_t *cfg, const farm_pushes_opts_t *opts)
@@ -59,6 +71,10 @@ farm_pushes_t *farm_pushes_new(farm_reactor_t *reactor, farm_builds_t *builds,
     self->parallel = opts->parallel;
     self->timeout_ms = opts->timeout_ms;
     self->argv = opts->argv ? opts->argv : s_default_argv;
+    if (!(self->order = farm_tagorder_new(opts->journal))) {
+        free(self);
+        return NULL;
+    }
     return self;
 }
 
@@ -103,6 +119,8 @@ static void s_push_free(push_t **st_p)
     if (st->child)
         st->owner->n_running--;
     farm_child_destroy(&st->child);
+    if (st->build && st->tags_taken)
+        farm_tagorder_release(st->owner->order, st->build);
     if (st->build)
         st->build->stitch = NULL;
     free(st);
@@ -132,6 +150,9 @@ static void s_maybe_done(push_t *st)
     data = farm_child_result(st->child, &len);
     if (!st->failed_read && len)
         r = farm__stitch_result__unpack(NULL, len, data);
+    /* a failure the helper could tell: the tags it sent nothing to go back */
+    if (r && !r->ok)
+        farm_tagorder_undo(self->order, b, r->tags_tried, s_wall_ms());
     if (r && r->ok && farm_digest_valid(r->index_digest))
         farm_builds_finish(self->builds, b, 1, r->index_digest, r->index_size, NULL,
                            farm_now_ms());
@@ -196,16 +217,39 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     /* niced: the index push must not take the CPU from dispatch and heartbeats */
     farm_child_opts_t opts = {.argv = self->argv, .nice = 10};
     push_t *st = calloc(1, sizeof *st);
+    char **tags = calloc(b->n_tags + 1, sizeof *tags);
     uint8_t *packed = NULL;
-    size_t n = 0, len;
+    size_t n = 0, len, n_tags = 0;
+    int moved;
     Farm__BuildFlags fl;
     farm_buildflags_wire_t fw = {0};
 
-    if (!descs || !dptrs || !plats || !st || farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {
+    if (!descs || !dptrs || !plats || !st || !tags ||
+        farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {
         farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
                            farm_now_ms());
         goto done;
     }
+    st->owner = self;
+    st->build = b;
+    /* its turn: the tags are its own until the push ends; those a build submitted later
+     * already took stay with it */
+    if (farm_tagorder_take(self->order, b) < 0) {
+        farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
+        goto done;
+    }
+    st->tags_taken = 1;
+    if ((moved = farm_tagorder_claim(self->order, b, s_wall_ms())) < 0) {
+        farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
+        farm_tagorder_undo(self->order, b, 0, s_wall_ms()); /* nothing was sent */
+        goto done;
+    }
+    for (size_t i = 0; i < b->n_tags; i++)
+        if (!b->kept_by[i][0])
+            tags[n_tags++] = b->tags[i];
+    if (moved == 0)
+        farm_log_info("build=%s every tag was taken by a build submitted later: its index "
+                      "is pushed by digest only", b->id);
     n = farm_pushes_children(descs, dptrs, plats, b, NULL);
     req.registry = b->registry;
     req.repository = b->repository;
@@ -225,8 +269,8 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     }
     req.n_children = n;
     req.children = dptrs;
-    req.n_tags = b->n_tags;
-    req.tags = b->tags;
+    req.n_tags = n_tags;
+    req.tags = tags;
     req.n_index_annotations = fl.n_index_annotations;
     req.index_annotations = fl.index_annotations;
     if (farm_wire_pack(&packed, &len, &req.base) < 0) {
@@ -235,8 +279,6 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     }
     opts.request = packed;
     opts.request_len = len;
-    st->owner = self;
-    st->build = b;
     st->child = farm_child_spawn(&opts);
     explicit_bzero(packed, len); /* the login is in the child's sealed memfd now */
     if (!st->child) {
@@ -266,6 +308,7 @@ done:
     if (st)
         s_push_free(&st);
     free(packed);
+    free(tags);
     free(descs);
     free(dptrs);
     free(plats);
@@ -277,8 +320,11 @@ void farm_pushes_request(farm_pushes_t *self, farm_build_t *b)
     push_wait_t *w;
 
     if (self->n_running < self->parallel && !self->head) {
-        s_start(self, b);
-        return;
+        farm_tagorder_pass_begin(self->order);
+        if (farm_tagorder_may_start(self->order, b) == 1) {
+            s_start(self, b);
+            return;
+        }
     }
     if (!(w = calloc(1, sizeof *w))) {
         farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
@@ -296,12 +342,28 @@ void farm_pushes_request(farm_pushes_t *self, farm_build_t *b)
 
 void farm_pushes_start_waiting(farm_pushes_t *self)
 {
-    while (self->head && self->n_running < self->parallel) {
-        push_wait_t *w = self->head;
-        if (!(self->head = w->next))
-            self->tail = NULL;
+    push_wait_t **pp = &self->head, *prev = NULL;
+
+    /* oldest first; one waiting for a tag being pushed lets the others by, but not on
+     * that tag (the pass) */
+    farm_tagorder_pass_begin(self->order);
+    while (*pp && self->n_running < self->parallel) {
+        push_wait_t *w = *pp;
+        int r = farm_tagorder_may_start(self->order, w->build);
+        if (r == 0) {
+            prev = w;
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        if (self->tail == w)
+            self->tail = prev;
         self->n_waiting--;
-        s_start(self, w->build);
+        if (r == 1)
+            s_start(self, w->build);
+        else
+            farm_builds_finish(self->builds, w->build, 0, NULL, 0, "coordinator out of memory",
+                               farm_now_ms());
         free(w);
     }
 }
@@ -310,11 +372,8 @@ void farm_pushes_drop(farm_pushes_t *self, farm_build_t *b)
 {
     push_t *st = b->stitch;
     (void)self;
-    if (st) {
-        st->build = NULL;
-        b->stitch = NULL;
-        s_push_free(&st);
-    }
+    if (st)
+        s_push_free(&st); /* releases b's tags and clears b->stitch */
 }
 
 static void s_drop(void *arg, farm_build_t *b)
@@ -344,6 +403,7 @@ void farm_pushes_destroy(farm_pushes_t **self_p)
     }
     if (self->builds)
         farm_builds_each(self->builds, s_drop, self);
+    farm_tagorder_destroy(&self->order);
     free(self);
     *self_p = NULL;
 }

@@ -2,7 +2,10 @@
 /* Index pushes: the `farm-coordinator stitch` helper processes that verify a build's
  * children and push its image index, supervised here (their log and result pipes and a
  * deadline on the reactor), at most `parallel` at once, the others waiting their turn
- * oldest first. Each ends in farm_builds_finish. */
+ * oldest first. Per tag the submit order wins (coordinator/tagorder.h): two pushes of one
+ * tag never run at once, and a tag a build submitted later already took is left to it
+ * (the index is pushed by digest only, b->kept_by says which). Each ends in
+ * farm_builds_finish. */
 #ifndef FARM_COORD_PUSHES_H
 #define FARM_COORD_PUSHES_H
 
@@ -14,6 +17,7 @@
 #include "common/reactor.h"
 #include "common/wire.h"
 #include "coordinator/builds.h"
+#include "coordinator/journal.h"
 
 typedef struct farm_pushes farm_pushes_t;
 
@@ -21,6 +25,7 @@ typedef struct {
     size_t parallel;         /* helpers at once */
     long long timeout_ms;    /* a push that takes longer is stopped and the build fails */
     char *const *argv;       /* the helper; NULL: {"/proc/self/exe", "stitch"} */
+    farm_journal_t *journal; /* keeps each tag's last build (borrowed); NULL: memory */
 } farm_pushes_opts_t;
 
 /* reactor, builds and cfg are borrowed and must outlive the object. */
@@ -30,10 +35,11 @@ farm_pushes_t *farm_pushes_new(farm_reactor_t *reactor, farm_builds_t *builds,
 void farm_pushes_destroy(farm_pushes_t **self_p);
 
 /* Every job of b is done (the builds stitch callback): its push starts now, or when a
- * helper slot frees (farm_pushes_start_waiting), so a burst of finished builds never
- * forks a burst of processes. */
+ * helper slot frees and no push of one of its tags runs (farm_pushes_start_waiting), so a
+ * burst of finished builds never forks a burst of processes. */
 void farm_pushes_request(farm_pushes_t *self, farm_build_t *b);
-/* Starts waiting pushes while slots are free (the turn-end hook). */
+/* Starts waiting pushes, oldest first, while slots are free and their tags are not being
+ * pushed (the turn-end hook). */
 void farm_pushes_start_waiting(farm_pushes_t *self);
 /* b is being freed: its helper, if any, is stopped (farm_builds_reap's free_fn). */
 void farm_pushes_drop(farm_pushes_t *self, farm_build_t *b);

@@ -273,7 +273,7 @@ done:
 }
 
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
-                    const farm_stitch_req_t *req)
+                    size_t *out_tried, const farm_stitch_req_t *req)
 {
     /* the submitter's login, else the farm's own only where farm.yaml grants it, else
      * anonymous: never the coordinator's login on a client's behalf by default */
@@ -287,6 +287,7 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
     size_t len = 0;
     int rc = 0;
 
+    *out_tried = 0;
     if (!reg)
         return FARM_ERROR;
     for (size_t i = 0; i < req->n_children; i++)
@@ -297,7 +298,18 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
         goto done;
     farm_digest_buffer(out_digest, json, len);
     *out_size = len;
+    /* no tag to move (builds submitted later took them all): the index is still pushed,
+     * by digest, so the build's result names something the registry holds */
+    if (req->n_tags == 0) {
+        rc = farm_registry_manifest_put(reg, pushed, req->repository, out_digest,
+                                        FARM_MEDIA_OCI_INDEX, json, len);
+        if (rc < 0)
+            farm_error_wrap(rc, "pushing the index to %s/%s@%s", req->registry,
+                            req->repository, out_digest);
+        goto done;
+    }
     for (size_t i = 0; i < req->n_tags; i++) {
+        *out_tried = i + 1;
         rc = farm_registry_manifest_put(reg, pushed, req->repository, req->tags[i],
                                         FARM_MEDIA_OCI_INDEX, json, len);
         if (rc < 0) {
@@ -319,15 +331,24 @@ done:
 
 /* ------------------------------------------------------------------ the helper program */
 
-static int s_result(int ok, const char *error, const char *digest, uint64_t size)
+static int s_result_tried(int ok, const char *error, const char *digest, uint64_t size,
+                          size_t tried)
 {
     Farm__StitchResult r = FARM__STITCH_RESULT__INIT;
+
+    r.tags_tried = (uint32_t)tried;
 
     r.ok = ok;
     r.error = (char *)(error ? error : "");
     r.index_digest = (char *)(digest ? digest : "");
     r.index_size = size;
     return farm_wire_result(&r.base) < 0 || !ok;
+}
+
+/* A result before any tag was tried. */
+static int s_result(int ok, const char *error, const char *digest, uint64_t size)
+{
+    return s_result_tried(ok, error, digest, size, 0);
 }
 
 int farm_stitch_main(void)
@@ -398,10 +419,11 @@ int farm_stitch_main(void)
     sr.n_ann = req->n_index_annotations;
     sr.ca_pem = req->ca_pem.len ? (const char *)req->ca_pem.data : NULL;
     sr.ca_pem_len = req->ca_pem.len;
-    if (farm_stitch_run(digest, &size, &sr) < 0)
-        rc = s_result(0, farm_error_last(), NULL, 0);
+    size_t tried = 0;
+    if (farm_stitch_run(digest, &size, &tried, &sr) < 0)
+        rc = s_result_tried(0, farm_error_last(), NULL, 0, tried);
     else
-        rc = s_result(1, NULL, digest, size);
+        rc = s_result_tried(1, NULL, digest, size, tried);
 done:
     free(children);
     free(ann);

@@ -17,7 +17,7 @@ typedef struct {
     int insecure;
     const farm_descriptor_t *children;
     size_t n_children;
-    char *const *tags;      /* tag names only (no repository) */
+    char *const *tags;      /* tag names only (no repository); none: pushed by digest */
     size_t n_tags;
     const farm_registry_creds_t *creds; /* the submitter's login for registry, or NULL */
     int farm_credentials;   /* no creds: may use the coordinator's docker config (farm.yaml) */
@@ -30,9 +30,11 @@ typedef struct {
 
 /* Reads each child's manifest (by digest) and image config from the build's repository
  * and checks them (farm_stitch_check_child), composes the OCI index and PUTs it under
- * every tag. */
+ * every tag, or by its digest when there is no tag (the tag order kept them all).
+ * out_tried: how many of req->tags, in order, a PUT was sent for, so a failure says
+ * which tags it cannot have moved. */
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
-                    const farm_stitch_req_t *req);
+                    size_t *out_tried, const farm_stitch_req_t *req);
 
 /* Image configs are read into memory for the check: bounded like the agent's. */
 #define FARM_STITCH_CONFIG_MAX (8u << 20)

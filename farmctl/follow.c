@@ -34,18 +34,30 @@ static void s_on_interrupt(int sig)
 
 /* ------------------------------------------------------------------ the result */
 
-/* The image references, "registry/repo:tag" joined by sep; malloc'd, NULL when out of
- * memory. */
+/* The build that kept tag from this one (a build submitted later pushed it), or NULL. */
+static const char *s_kept_by(const Farm__BuildDone *d, const char *tag)
+{
+    for (size_t i = 0; i < d->n_tags_kept; i++)
+        if (d->tags_kept[i]->tag && strcmp(d->tags_kept[i]->tag, tag) == 0)
+            return d->tags_kept[i]->build_id ? d->tags_kept[i]->build_id : "";
+    return NULL;
+}
+
+/* The image references the index was put under, "registry/repo:tag" joined by sep (with
+ * none, "registry/repo@digest"); malloc'd, NULL when out of memory. */
 static char *s_full_tags(const Farm__BuildDone *d, const char *repository, const char *sep)
 {
     char *out = NULL;
-    size_t len = 0;
+    size_t len = 0, n = 0;
     FILE *f = open_memstream(&out, &len);
 
     if (!f)
         return NULL;
     for (size_t i = 0; i < d->n_tags; i++)
-        fprintf(f, "%s%s:%s", i ? sep : "", repository, d->tags[i]);
+        if (!s_kept_by(d, d->tags[i]))
+            fprintf(f, "%s%s:%s", n++ ? sep : "", repository, d->tags[i]);
+    if (n == 0)
+        fprintf(f, "%s@%s", repository, d->index_digest);
     if (fclose(f) != 0) {
         free(out);
         return NULL;
@@ -93,11 +105,32 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
     }
     json_object_set_new(root, "farm.platforms", plats);
     json_object_set_new(root, "farm.stitch_ms", json_integer((json_int_t)d->stitch_ms));
+    /* tags left to a build submitted later: the index is there by digest only */
+    json_t *kept = json_array();
+    for (size_t i = 0; i < d->n_tags_kept; i++) {
+        json_t *k = json_object();
+        json_object_set_new(k, "tag", json_string(d->tags_kept[i]->tag));
+        json_object_set_new(k, "pushed_by", json_string(d->tags_kept[i]->build_id));
+        json_array_append_new(kept, k);
+    }
+    json_object_set_new(root, "farm.tags_not_moved", kept);
     /* jansson escapes C0 controls; ENSURE_ASCII also writes C1 and all non-ASCII as \uXXXX,
      * so a `cat` of the file cannot drive a terminal either */
     rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
     json_decref(root);
     return rc == 0 ? 0 : farm_error_set(FARM_EIO, "cannot write metadata file %s", path);
+}
+
+/* The tags a build submitted later had already pushed: not moved, and why. */
+static void s_say_kept(const Farm__BuildDone *d)
+{
+    for (size_t i = 0; i < d->n_tags_kept; i++) {
+        char tag[FARM_REFERENCE_MAX + 1], id[FARM_ID_MAX + 1];
+        farm_text_inert(tag, sizeof tag, d->tags_kept[i]->tag);
+        farm_text_inert(id, sizeof id, d->tags_kept[i]->build_id);
+        fprintf(stderr, "tag %s not moved: build %s (submitted later) already pushed it (this "
+                "build's index is still in the repository, by digest)\n", tag, id);
+    }
 }
 
 /* --iidfile: the index digest, as buildx writes an image id (no newline). */
@@ -147,6 +180,7 @@ static int s_done(const farmctl_follow_t *f, const Farm__BuildDone *d)
                           shown ? shown : "(out of memory)", (unsigned long long)d->stitch_ms);
     free(shown);
     free(tags);
+    s_say_kept(d);
     /* --allow-partial: say plainly which platforms the index lacks */
     for (size_t i = 0; i < f->n_platforms; i++) {
         int found = 0;

@@ -789,6 +789,8 @@ static const char *const s_columns[] = {
     "jobs.image_size", "jobs.image_media_type", "jobs.error",
     "attempts.build_id", "attempts.platform", "attempts.attempt", "attempts.node",
     "attempts.outcome", "attempts.started_at", "attempts.finished_at",
+    /* a tag's name and the build that last took it: no login */
+    "tags.registry", "tags.repository", "tags.tag", "tags.seq", "tags.build_id", "tags.at",
 };
 
 static void test_schema_has_no_secret_column(void **state)
@@ -949,6 +951,106 @@ static void test_secrets_never_stored(void **state)
     farm_journal_destroy(&j);
 }
 
+static void s_tag(farm_journal_tag_t *t, const char *tag, uint64_t seq, const char *id)
+{
+    memset(t, 0, sizeof *t);
+    snprintf(t->registry, sizeof t->registry, "registry.example:5000");
+    snprintf(t->repository, sizeof t->repository, "team/app");
+    snprintf(t->tag, sizeof t->tag, "%s", tag);
+    t->seq = seq;
+    snprintf(t->build_id, sizeof t->build_id, "%s", id);
+    t->at = 1700000000000LL + (long long)seq;
+}
+
+/* A tag's build: written, replaced, read back after a reopen, kept when its build is
+ * pruned, and one tag is not another (registry, repository and tag all count). */
+static void test_tags_round_trip(void **state)
+{
+    farm_journal_opts_t o = {.retention_ms = 1000};
+    farm_journal_t *j = farm_journal_open(s_dir, &o);
+    farm_journal_tag_t t, got;
+
+    assert_non_null(j);
+    assert_int_equal(farm_journal_get_tag(j, &got, "registry.example:5000", "team/app", "1.0"),
+                     FARM_ENOTFOUND);
+    assert_non_null(strstr(farm_error_last(), "no record of tag"));
+    s_put_queued(j, "b5-five", 5);
+    s_tag(&t, "1.0", 5, "b5-five");
+    assert_int_equal(farm_journal_put_tag(j, &t), 0);
+    s_tag(&t, "latest", 5, "b5-five");
+    assert_int_equal(farm_journal_put_tag(j, &t), 0);
+    s_tag(&t, "1.0", 7, "b7-seven");
+    assert_int_equal(farm_journal_put_tag(j, &t), 0);
+    assert_int_equal(farm_journal_finish(j, "b5-five", 1, NULL, INDEX, 1, 1700000000000LL), 0);
+    assert_int_equal(farm_journal_prune(j, NULL, 1800000000000LL), 0);
+    farm_journal_destroy(&j);
+
+    j = s_open();
+    assert_int_equal(farm_journal_get_build(j, &(farm_journal_build_t){0}, "b5-five"),
+                     FARM_ENOTFOUND);
+    assert_int_equal(farm_journal_get_tag(j, &got, "registry.example:5000", "team/app", "1.0"),
+                     0);
+    assert_int_equal(got.seq, 7);
+    assert_string_equal(got.build_id, "b7-seven");
+    assert_string_equal(got.tag, "1.0");
+    assert_int_equal(got.at, 1700000000007LL);
+    assert_int_equal(farm_journal_get_tag(j, &got, "registry.example:5000", "team/app",
+                                          "latest"), 0);
+    assert_int_equal(got.seq, 5);
+    assert_string_equal(got.build_id, "b5-five");
+    assert_int_equal(farm_journal_get_tag(j, &got, "registry.example:5000", "team/other", "1.0"),
+                     FARM_ENOTFOUND);
+    assert_int_equal(farm_journal_get_tag(j, &got, "other.example", "team/app", "1.0"),
+                     FARM_ENOTFOUND);
+    /* ceilings and empty fields are the front's, naming what was wrong */
+    char longtag[FARM_JOURNAL_TAG_MAX + 2];
+    memset(longtag, 'x', sizeof longtag - 1);
+    longtag[sizeof longtag - 1] = 0;
+    assert_int_equal(farm_journal_get_tag(j, &got, "registry.example:5000", "team/app", longtag),
+                     FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "longer than 128 bytes"));
+    s_tag(&t, "", 9, "b9-nine");
+    assert_int_equal(farm_journal_put_tag(j, &t), FARM_EINVALID);
+    s_tag(&t, "2.0", 9, "");
+    assert_int_equal(farm_journal_put_tag(j, &t), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "has no build id"));
+    farm_journal_destroy(&j);
+    assert_int_equal(s_sql_int("SELECT count(*) FROM tags"), 2);
+}
+
+/* A schema-2 journal (before tags) opens: its builds stay, the tags table is added, and
+ * tags are kept from then on. */
+static void test_migrates_version_2(void **state)
+{
+    farm_journal_t *j = s_open();
+    farm_journal_tag_t t, got;
+    farm_journal_loaded_t l;
+
+    s_put_queued(j, "b3-three", 3);
+    farm_journal_destroy(&j);
+    /* what a schema-2 coordinator left: no tags table, user_version 2 */
+    s_sql_exec("DROP TABLE tags; PRAGMA user_version=2;");
+    assert_int_equal(s_sql_int("SELECT count(*) FROM sqlite_schema WHERE name='tags'"), 0);
+
+    j = s_open();
+    assert_int_equal(farm_journal_load_unfinished(j, &l), 0);
+    assert_int_equal(l.n_builds, 1);
+    assert_string_equal(l.builds[0].id, "b3-three");
+    farm_journal_loaded_free(&l);
+    assert_int_equal(farm_journal_get_tag(j, &got, "registry.example:5000", "team/app", "1.0"),
+                     FARM_ENOTFOUND);
+    s_tag(&t, "1.0", 3, "b3-three");
+    assert_int_equal(farm_journal_put_tag(j, &t), 0);
+    farm_journal_destroy(&j);
+    j = s_open();
+    assert_int_equal(farm_journal_get_tag(j, &got, "registry.example:5000", "team/app", "1.0"),
+                     0);
+    assert_string_equal(got.build_id, "b3-three");
+    farm_journal_destroy(&j);
+    assert_int_equal(s_sql_int("PRAGMA user_version"), 3);
+    assert_int_equal(s_sql_int("SELECT count(*) FROM tags"), 1);
+}
+
 /* The vtable is the only way in: a backend of the test's own sees every call. */
 typedef struct {
     int puts, jobs, finishes, loads, prunes, seqs, closed;
@@ -984,8 +1086,10 @@ static void f_close(void *i) { ((fake_t *)i)->closed++; }
 
 static void test_other_backend(void **state)
 {
+    /* a backend written before schema 3: no tag ops */
     static const farm_journal_ops_t ops = {"fake", f_put_build, f_put_job, f_finish, f_load,
-                                           f_get, f_prune, f_seq, NULL, NULL, NULL, f_close};
+                                           f_get, f_prune, f_seq, NULL, NULL, NULL, f_close,
+                                           NULL, NULL};
     fake_t f = {.seq = 100};
     farm_journal_opts_t o = {.retention_ms = 5000};
     farm_journal_t *j = farm_journal_new(&ops, &f, &o);
@@ -1005,6 +1109,12 @@ static void test_other_backend(void **state)
     assert_int_equal(f.prune_before, 95000);
     assert_int_equal(farm_journal_next_build_id(j, id, sizeof id, NULL), 0);
     assert_int_equal(strncmp(id, "b101-", 5), 0);
+    /* it keeps no tags: said, not a crash */
+    farm_journal_tag_t t = {.registry = "r", .repository = "a", .tag = "1", .seq = 1,
+                            .build_id = "b1-x"};
+    assert_int_equal(farm_journal_put_tag(j, &t), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "journal backend fake keeps no tags"));
+    assert_int_equal(farm_journal_get_tag(j, &t, "r", "a", "1"), FARM_EINVALID);
     farm_journal_destroy(&j);
     assert_int_equal(f.puts, 1);
     assert_int_equal(f.loads, 1);
@@ -1030,6 +1140,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_has_no_secret_column, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_secrets_never_stored, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_other_backend, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_tags_round_trip, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_version_2, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
