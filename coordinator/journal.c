@@ -278,10 +278,17 @@ done:
 
 /* ------------------------------------------------------------------ SQLite backend */
 
+#define S_STMTS_MAX 32
+
 typedef struct {
     sqlite3 *db;
     char path[FARM_PATH_MAX];
     int batch;  /* writes join one transaction until s_commit (each in a savepoint) */
+    struct {
+        const char *sql; /* a literal: known by its address */
+        sqlite3_stmt *st;
+    } stmts[S_STMTS_MAX]; /* prepared once, reset after each use */
+    size_t n_stmts;
     int in_tx;  /* ... which is open */
 } s_sql_t;
 
@@ -362,10 +369,51 @@ static int s_exec(s_sql_t *s, const char *sql, const char *what)
     return rc == SQLITE_OK ? 0 : s_sqlerr(s, rc, what);
 }
 
+/* A statement of sql, a string literal: prepared on first use and kept (a write costs
+ * its steps, not its parsing), reset by s_unprep. */
 static int s_prepare(s_sql_t *s, sqlite3_stmt **out, const char *sql)
 {
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, out, NULL);
-    return rc == SQLITE_OK ? 0 : s_sqlerr(s, rc, "preparing a statement");
+    int rc;
+    for (size_t i = 0; i < s->n_stmts; i++)
+        if (s->stmts[i].sql == sql) {
+            *out = s->stmts[i].st;
+            return 0;
+        }
+    rc = sqlite3_prepare_v3(s->db, sql, -1, s->n_stmts < S_STMTS_MAX ? SQLITE_PREPARE_PERSISTENT : 0,
+                            out, NULL);
+    if (rc != SQLITE_OK)
+        return s_sqlerr(s, rc, "preparing a statement");
+    if (s->n_stmts < S_STMTS_MAX) {
+        s->stmts[s->n_stmts].sql = sql;
+        s->stmts[s->n_stmts++].st = *out;
+    }
+    return 0;
+}
+
+/* Done with a statement from s_prepare: reset for its next use (finalized when not kept). */
+static void s_unprep(s_sql_t *s, sqlite3_stmt *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < s->n_stmts; i++)
+        if (s->stmts[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    s_unprep(s, st);
+}
+
+/* A statement without parameters or rows, kept prepared. */
+static int s_run(s_sql_t *s, const char *sql, const char *what)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = s_prepare(s, &st, sql), r;
+    if (rc < 0)
+        return rc;
+    r = sqlite3_step(st);
+    s_unprep(s, st);
+    return r == SQLITE_DONE || r == SQLITE_ROW ? 0 : s_sqlerr(s, r, what);
 }
 
 /* One statement run to its end (no rows wanted). */
@@ -387,7 +435,7 @@ static int s_begin(s_sql_t *s)
             return rc;
         s->in_tx = 1;
     }
-    return s_exec(s, "SAVEPOINT w", "starting a write");
+    return s_run(s, "SAVEPOINT w", "starting a write");
 }
 
 static int s_end(s_sql_t *s, int rc)
@@ -397,7 +445,7 @@ static int s_end(s_sql_t *s, int rc)
             sqlite3_exec(s->db, "ROLLBACK TO w; RELEASE w", NULL, NULL, NULL);
             return rc;
         }
-        return s_exec(s, "RELEASE w", "ending a write");
+        return s_run(s, "RELEASE w", "ending a write");
     }
     if (rc < 0) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -439,7 +487,7 @@ static int s_int(s_sql_t *s, long long *out, const char *sql)
         else
             rc = s_sqlerr(s, r, sql);
     }
-    sqlite3_finalize(st);
+    s_unprep(s, st);
     return rc;
 }
 
@@ -513,11 +561,11 @@ static int s_schema(s_sql_t *s)
         return rc;
     if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
         rc = s_sqlerr(s, rc, "checking it");
-        sqlite3_finalize(st);
+        s_unprep(s, st);
         return rc;
     }
     snprintf(check, sizeof check, "%s", s_text0(st));
-    sqlite3_finalize(st);
+    s_unprep(s, st);
     if (strcmp(check, "ok") != 0)
         return s_sqlerr(s, SQLITE_CORRUPT, check);
     for (long long v = version; v < FARM_JOURNAL_SCHEMA; v++) {
@@ -546,6 +594,8 @@ static void s_sql_close(void *impl)
         return;
     if (s->in_tx && s_commit(s) < 0)
         farm_log_error("%s", farm_error_last());
+    for (size_t i = 0; i < s->n_stmts; i++)
+        sqlite3_finalize(s->stmts[i].st);
     sqlite3_close_v2(s->db);
     free(s);
 }
@@ -607,10 +657,10 @@ static s_sql_t *s_sql_open(const char *state_dir)
                            "(journal_mode %s)", s->path, mode ? mode : "?");
         else
             s_sqlerr(s, rc, "turning write-ahead logging on");
-        sqlite3_finalize(stmt);
+        s_unprep(s, stmt);
         goto fail;
     }
-    sqlite3_finalize(stmt);
+    s_unprep(s, stmt);
     if (s_exec(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", "setting it up") < 0 ||
         s_begin(s) < 0)
         goto fail;
@@ -658,7 +708,7 @@ static int s_put_job_rows(s_sql_t *s, const farm_journal_job_t *j)
     s_bind_text(st, 12, j->image_media_type);
     s_bind_text(st, 13, j->error);
     rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    s_unprep(s, st);
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
         return farm_error_set(FARM_ENOTFOUND, "journal %s: job %s of build %s, which the "
                               "journal does not hold", s->path, j->id, j->build_id);
@@ -679,7 +729,7 @@ static int s_put_job_rows(s_sql_t *s, const farm_journal_job_t *j)
     sqlite3_bind_int64(st, 6, j->started_at);
     sqlite3_bind_int64(st, 7, j->finished_at);
     rc = s_step_done(s, st, "writing an attempt");
-    sqlite3_finalize(st);
+    s_unprep(s, st);
     return rc;
 }
 
@@ -735,7 +785,7 @@ static int s_put_build(void *impl, const farm_journal_build_t *b, const farm_jou
                                 ", which another build holds", s->path, b->id, b->seq);
         else if (r != SQLITE_DONE)
             rc = s_sqlerr(s, r, "writing a build");
-        sqlite3_finalize(st);
+        s_unprep(s, st);
         st = NULL;
     }
     /* a submit number given by another journal (or by hand) is never handed out again */
@@ -743,7 +793,7 @@ static int s_put_build(void *impl, const farm_journal_build_t *b, const farm_jou
                                            " WHERE key='next_seq'")) == 0) {
         sqlite3_bind_int64(st, 1, (sqlite3_int64)b->seq);
         rc = s_step_done(s, st, "recording the submit number");
-        sqlite3_finalize(st);
+        s_unprep(s, st);
     }
     for (size_t i = 0; rc == 0 && i < n_jobs; i++)
         rc = s_put_job_rows(s, &jobs[i]);
@@ -776,7 +826,7 @@ static int s_exec_build_at(s_sql_t *s, const char *sql, const char *id, int64_t 
     s_bind_text(st, 1, id);
     sqlite3_bind_int64(st, 2, at);
     rc = s_step_done(s, st, what);
-    sqlite3_finalize(st);
+    s_unprep(s, st);
     return rc;
 }
 
@@ -799,7 +849,7 @@ static int s_finish(void *impl, const char *id, int ok, const char *reason,
     sqlite3_bind_int64(st, 5, (sqlite3_int64)index_size);
     sqlite3_bind_int64(st, 6, at);
     rc = s_step_done(s, st, "finishing a build");
-    sqlite3_finalize(st);
+    s_unprep(s, st);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         rc = farm_error_set(FARM_ENOTFOUND, "journal %s: no build %s to finish", s->path, id);
     if (rc == 0)
@@ -948,7 +998,7 @@ static int s_load_unfinished(void *impl, farm_journal_loaded_t *out)
     }
     if (r != SQLITE_DONE && (rc = s_sqlerr(s, r, "reading builds")) < 0)
         goto done;
-    sqlite3_finalize(st);
+    s_unprep(s, st);
     cap = 0;
     if ((rc = s_prepare(s, &st, "SELECT j.build_id, j.id, j.platform, j.state, j.attempt,"
                                 " j.node, j.queued_at, j.started_at, j.finished_at,"
@@ -965,7 +1015,7 @@ static int s_load_unfinished(void *impl, farm_journal_loaded_t *out)
     if (r != SQLITE_DONE)
         rc = s_sqlerr(s, r, "reading jobs");
 done:
-    sqlite3_finalize(st);
+    s_unprep(s, st);
     if (rc < 0)
         farm_journal_loaded_free(out);
     return rc;
@@ -987,7 +1037,7 @@ static int s_get_build(void *impl, farm_journal_build_t *out, const char *id)
         rc = farm_error_set(FARM_ENOTFOUND, "journal %s: no build %s", s->path, id);
     else
         rc = s_sqlerr(s, r, "reading a build");
-    sqlite3_finalize(st);
+    s_unprep(s, st);
     return rc;
 }
 
@@ -1001,7 +1051,7 @@ static int s_prune(void *impl, size_t *out_removed, long long before)
     if ((rc = s_prepare(s, &st, "DELETE FROM builds WHERE state='done' AND done_at < ?1")) == 0) {
         sqlite3_bind_int64(st, 1, before);
         rc = s_step_done(s, st, "pruning finished builds");
-        sqlite3_finalize(st);
+        s_unprep(s, st);
     }
     if (rc == 0 && out_removed)
         *out_removed = (size_t)sqlite3_changes(s->db);
@@ -1026,7 +1076,7 @@ static int s_next_seq(void *impl, uint64_t *out)
         rc = s_sqlerr(s, r == SQLITE_DONE ? SQLITE_CORRUPT : r, "taking a submit number");
     if (rc == 0 && (r = sqlite3_step(st)) != SQLITE_DONE)
         rc = s_sqlerr(s, r, "taking a submit number");
-    sqlite3_finalize(st);
+    s_unprep(s, st);
     return s_end(s, rc);
 }
 
@@ -1046,7 +1096,7 @@ static int s_put_tag(void *impl, const farm_journal_tag_t *t)
         s_bind_text(st, 5, t->build_id);
         sqlite3_bind_int64(st, 6, t->at);
         rc = s_step_done(s, st, "recording a tag's build");
-        sqlite3_finalize(st);
+        s_unprep(s, st);
     }
     return s_end(s, rc);
 }
@@ -1082,7 +1132,7 @@ static int s_get_tag(void *impl, farm_journal_tag_t *out, const char *registry,
     } else {
         rc = s_sqlerr(s, r, "reading a tag's build");
     }
-    sqlite3_finalize(st);
+    s_unprep(s, st);
     return rc;
 }
 
