@@ -998,3 +998,8 @@ size_t farm_builds_active(const farm_builds_t *self)
 {
     return self->n_active;
 }
+
+void farm_builds_reload(farm_builds_t *self, const farm_config_t *cfg)
+{
+    self->cfg = cfg;
+}

@@ -521,3 +521,8 @@ void farm_clients_beat(farm_clients_t *self)
 {
     farm_builds_each_active(self->p.builds, s_client_beat, self);
 }
+
+void farm_clients_reload(farm_clients_t *self, const farm_config_t *cfg)
+{
+    self->p.cfg = cfg;
+}

@@ -50,6 +50,9 @@ void farm_clients_refuse(farm_clients_t *self, const void *rid, size_t rid_len,
 void farm_clients_refuse_via(farm_clients_send_fn send, void *arg, const void *rid,
                              size_t rid_len, const char *reason);
 
+/* farm.yaml was reloaded: cfg replaces the parts' config (borrowed likewise). */
+void farm_clients_reload(farm_clients_t *self, const farm_config_t *cfg);
+
 /* The builds' callbacks: one event of b for its client and the log; b finished; and a
  * heartbeat to the client of every running build. */
 void farm_clients_event(farm_clients_t *self, farm_build_t *b, const farm_job_t *job,

@@ -31,6 +31,7 @@
 #include "coordinator/nodes.h"
 #include "coordinator/peerwarn.h"
 #include "coordinator/pushes.h"
+#include "coordinator/reload.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/timeserve.h"
 #include "coordinator/warmfile.h"
@@ -228,7 +229,12 @@ static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
             /* the ZAP handler let in only listed keys; User-Id is the client's name */
             const farm_config_client_t *cl = farm_enrolled_client(self->enrolled, user);
             if (!cl) {
-                farm_peer_warn("message from an unauthenticated client connection; ignored");
+                /* the ZAP handler let this connection in under a name a reload removed */
+                char why[512];
+                snprintf(why, sizeof why, "client \"%.64s\" is no longer enrolled under "
+                         "clients: in %s (farm.yaml was reloaded without it); ask the "
+                         "farm's admin to enrol your key again", user, self->cfg->path);
+                farm_clients_refuse(self->cl, rid, rid_len, why);
                 farm_wire_free(&env);
                 continue;
             }
@@ -260,10 +266,20 @@ static void s_reap_stitch(void *arg, farm_build_t *b)
     farm_pushes_drop(self->pushes, b);
 }
 
+/* farm.yaml re-read (SIGHUP): the parts a reload touches. */
+static farm_reload_parts_t s_reload_parts(farm_coordinator_t *self)
+{
+    return (farm_reload_parts_t){&self->cfg, &self->enrolled, self->nodes, self->sched,
+                                 self->builds, self->pushes, self->cl, self->ag,
+                                 self->warmfile};
+}
+
 static int s_on_chores(farm_reactor_t *r, void *arg)
 {
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms();
+    farm_reload_parts_t rp = s_reload_parts(self);
+    farm_reload_forget_idle(&rp);
     farm_scheduler_tick(self->sched, now);
     farm_warmfile_save(self->warmfile, now, 0);
     farm_builds_reap(self->builds, now, DONE_KEEP_MS, s_reap_stitch, self);
@@ -342,6 +358,10 @@ static void s_on_turn_end(farm_reactor_t *r, void *arg)
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms(), wake;
 
+    if (farm_reload_requested()) {
+        farm_reload_parts_t rp = s_reload_parts(self);
+        farm_reload(&rp, now);
+    }
     farm_scheduler_dispatch(self->sched, now);
     /* -v: the bookkeeping's self-check, said once until it holds again */
     if (farm_log_enabled(FARM_LOG_DEBUG)) {
@@ -523,6 +543,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         goto fail;
     if (s_listen(self) < 0)
         goto fail;
+    farm_reload_catch_sighup();
     farm_log_info("listening: agents on %s, clients on %s; %zu node(s), %zu platform(s), "
                   "heartbeat %d ms, state in %s", cfg->agents_endpoint, cfg->clients_endpoint,
                   cfg->n_nodes, cfg->n_platforms, cfg->heartbeat_ms, state);
