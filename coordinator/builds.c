@@ -555,7 +555,7 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     if (s->target_plain_http && !b->insecure) {
         rc = s_refuse(reason, len, "registry %s answers plain HTTP, not TLS, and %s does not "
                       "allow that for it: add `registries: \"%s\": {insecure: true}` there "
-                      "and restart farm-coordinator (or tag for the registry's TLS address)",
+                      "and reload farm-coordinator (or tag for the registry's TLS address)",
                       b->registry, self->cfg->path, b->registry);
         goto fail;
     }

@@ -290,6 +290,7 @@ static void s_on_nodes(farm_clients_t *self, const farm_client_t *c)
     Farm__NodeInfo *infos = calloc(n_nodes + 1, sizeof *infos);
     Farm__NodeInfo **ptrs = calloc(n_nodes + 1, sizeof *ptrs);
     farm_job_t **jobs = NULL;
+    size_t shown = 0;
 
     if (!infos || !ptrs)
         goto send; /* an empty answer rather than none */
@@ -297,9 +298,14 @@ static void s_on_nodes(farm_clients_t *self, const farm_client_t *c)
         farm_node_t *n = farm_nodes_at(self->p.nodes, i);
         Farm__NodeInfo *ni = &infos[i];
         size_t nj = farm_scheduler_node_jobs(self->p.sched, n, NULL, 0);
+        if (n->removed && n->state != FARM_NODE_READY)
+            continue; /* removed from farm.yaml and gone: forgotten */
         farm__node_info__init(ni);
         ni->name = n->cfg->name;
-        ni->state = farm_scheduler_node_drained(self->p.sched, n) ? "draining" : states[n->state];
+        /* removed: a reload dropped it from farm.yaml; it finishes what it runs */
+        ni->state = n->removed && n->state == FARM_NODE_READY ? "removed"
+                    : farm_scheduler_node_drained(self->p.sched, n) ? "draining"
+                                                                   : states[n->state];
         ni->slots = (uint32_t)n->slots;
         ni->used = (uint32_t)farm_scheduler_node_used(self->p.sched, n);
         ni->builder_cache_bytes = n->builder_cache_bytes;
@@ -331,9 +337,9 @@ static void s_on_nodes(farm_clients_t *self, const farm_client_t *c)
                 }
             ni->n_job_warm = ni->n_jobs;
         }
-        ptrs[i] = ni;
+        ptrs[shown++] = ni;
     }
-    rep.n_nodes = n_nodes;
+    rep.n_nodes = shown;
     rep.nodes = ptrs;
 send:
     env.body_case = FARM__ENVELOPE__BODY_NODES_REPLY;
@@ -471,7 +477,7 @@ void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
     if (c->role < need) {
         char reason[512];
         snprintf(reason, sizeof reason, "client %s has role %s; to %s it needs role %s: an "
-                 "admin changes clients: %s: role: in %s and restarts farm-coordinator", c->name,
+                 "admin changes clients: %s: role: in %s and reloads farm-coordinator", c->name,
                  farm_role_name(c->role), what, farm_role_name(need), c->name, self->p.cfg->path);
         farm_peer_warn("%s", reason);
         farm_clients_refuse(self, c->rid, c->rid_len, reason);

@@ -202,7 +202,7 @@ static void test_roles(void **state)
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED);
     assert_string_equal(fx->sent.reason,
                         "client carol has role read; to submit it needs role submit: an admin "
-                        "changes clients: carol: role: in t.yaml and restarts farm-coordinator");
+                        "changes clients: carol: role: in t.yaml and reloads farm-coordinator");
     d.node = "a";
     env.body_case = FARM__ENVELOPE__BODY_DRAIN;
     env.drain = &d;

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# farm.yaml reloaded (SIGHUP) in a running coordinator, on real parts (registry,
+# coordinator, sandboxed agents, farmctl, CURVE keys):
+#   1. nodes a, b (a drained); a build runs on b; the file is reloaded with b removed and
+#      c added: b's build finishes and pushes (attempt 1, never re-dispatched), b is then
+#      forgotten and its agent told why, c connects and builds the next build;
+#   2. an invalid farm.yaml is refused with its file:line:column in the log, and a setting
+#      only a restart can change is refused by name; the config in force keeps serving;
+#   3. a client key removed: that client is refused with a message naming why, another
+#      client is served.
+set -euo pipefail
+# shellcheck source=../lab/lib.sh
+source "$(dirname "$0")/../lab/lib.sh"
+lab_init
+lab_registry_start
+pa=$(lab_free_port)
+pc=$(lab_free_port)
+yaml=$LAB/farm.yaml
+
+# write_yaml NODES CLIENTS [CLIENTS_PORT] [EXTRA_PLATFORM_NODE]: the farm.yaml the
+# coordinator reads, replaced whole (as an editor or config management would)
+write_yaml() {
+    local nodes=$1 clients=$2 port=${3:-$pc} extra=${4:-} n list=""
+    for n in $nodes $extra; do list+=${list:+, }$n; done
+    {
+        echo "coordinator:"
+        echo "  agents: tcp://127.0.0.1:$pa"
+        echo "  clients: tcp://127.0.0.1:$port"
+        echo "  heartbeat: 500ms"
+        echo "  state_dir: $LAB/state"
+        echo "  public_key: \"$(lab_keygen coordinator)\""
+        echo "  secret_key_file: $LAB/keys/coordinator.key"
+        echo "platforms:"
+        echo "  linux/amd64: [$list]"
+        echo "nodes:"
+        for n in $nodes; do echo "  $n: {slots: 1, key: \"$(lab_keygen "$n")\"}"; done
+        echo "clients:"
+        for n in $clients; do echo "  $n: {key: \"$(lab_keygen "$n")\", role: admin}"; done
+        echo "registries:"
+        echo "  \"$REGISTRY\": {insecure: true}"
+    } >"$yaml.new"
+    mv "$yaml.new" "$yaml"
+}
+
+# reload WHAT PATTERN: SIGHUP the coordinator and wait for one more log line matching
+# PATTERN (grep -E) than before
+reload() {
+    local what=$1 pattern=$2 before
+    before=$(grep -cE -- "$pattern" "$LAB/coordinator.log" || true)
+    lab_log "SIGHUP: $what"
+    kill -HUP "$(lab_pid coordinator)" # the main process only, as systemctl reload does
+    lab_wait_until 20 "the coordinator's answer to the reload ($what)" \
+        bash -c '(( $(grep -cE -- "$1" "$2" || true) > $3 ))' _ "$pattern" "$LAB/coordinator.log" "$before"
+}
+
+mkdir -p "$LAB/state"
+write_yaml "a b" "lab ops"
+export FARM_KEY=$LAB/keys/lab.key FARM_COORDINATOR_KEY=$LAB/keys/coordinator.pub
+lab_start_coordinator "$yaml"
+lab_start_agent a linux/amd64
+lab_start_agent b linux/amd64
+lab_wait_nodes 2 30 a b
+lab_farmctl drain a >/dev/null || lab_fail "farmctl drain a failed"
+
+ctx=$LAB/ctx
+lab_example_context "$ctx"
+cat >>"$ctx/Dockerfile" <<'DEOF'
+ARG ROUND
+ARG PAUSE=1
+RUN echo "farm-test: long step starts $ROUND" && sleep $PAUSE && echo "farm-test: long step ends"
+DEOF
+
+# submit N PAUSE: a build of $REGISTRY/reload/app:N in the background (pid in $submit_pid)
+submit() {
+    "$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$REGISTRY/reload/app:$1" \
+        --platform linux/amd64 --build-arg "ROUND=$1" --build-arg "PAUSE=$2" --progress plain \
+        "$ctx" >"$LAB/out$1" 2>"$LAB/err$1" &
+    submit_pid=$!
+}
+# finished N: the build's farmctl exited 0 and its index is in the registry
+finished() {
+    local rc=0
+    wait "$submit_pid" || rc=$?
+    cat "$LAB/err$1" >&2
+    ((rc == 0)) || lab_fail "build $1 failed (farmctl exit $rc)"
+    lab_index "$REGISTRY/reload/app:$1" | grep -q 'image.index.v1+json' \
+        || lab_fail "no index under $REGISTRY/reload/app:$1"
+}
+
+# --- 1. b removed while it builds, c added ------------------------------------------------
+submit 1 25
+lab_wait_until 180 "build 1's long RUN step" grep -q "] farm-test: long step starts 1$" "$LAB/err1"
+grep -q "dispatched: attempt 1 on b" "$LAB/err1" || lab_fail "build 1 did not run on b (a is drained)"
+write_yaml "a c" "lab ops"
+reload "b removed, c added" "reload: .* applied"
+grep -E "reload: $yaml applied: 2 node\(s\) \(added: c; removed: b\)" "$LAB/coordinator.log" >&2 \
+    || lab_fail "the coordinator did not log the reload's outcome (added c, removed b)"
+lab_start_agent c linux/amd64
+lab_wait_nodes 1 30 c
+# b still runs build 1 and is still listed with it
+lab_farmctl nodes >"$LAB/nodes-after" || lab_fail "farmctl nodes failed after the reload"
+cat "$LAB/nodes-after" >&2
+grep -Eq "^b +removed +1/1 .* b1-[0-9a-f]+\.1$" "$LAB/nodes-after" || lab_fail "b is not shown removed, running build 1"
+finished 1
+grep -q "attempt 2" "$LAB/err1" && lab_fail "build 1 was re-dispatched after the reload"
+grep -q "long step ends" "$LAB/err1" || lab_fail "build 1's RUN step did not finish on b"
+# b, idle, is forgotten and its agent told why; it exits as for any refusal
+lab_wait_until 20 "b to be forgotten" grep -q "node=b removed from farm.yaml and idle: forgotten" "$LAB/coordinator.log"
+lab_wait_until 20 "b's agent to hear why" grep -q "node \"b\" was removed from $yaml (reload)" "$LAB/agent-b.log"
+lab_wait_until 20 "b's agent to stop" bash -c '! kill -0 "$1" 2>/dev/null' _ "$(lab_pid agent-b)"
+lab_farmctl nodes >"$LAB/nodes-forgotten" || lab_fail "farmctl nodes failed"
+! grep -q "^b " "$LAB/nodes-forgotten" || lab_fail "farmctl nodes still lists the forgotten node b"
+submit 2 1
+finished 2
+grep -q "dispatched: attempt 1 on c" "$LAB/err2" || lab_fail "build 2 did not run on c"
+grep -q "job=.*attempt=1 platform=linux/amd64 pushed" "$LAB/agent-c.log" || lab_fail "c's agent pushed nothing"
+
+# --- 2. refused reloads: the config in force stays --------------------------------------
+write_yaml "a c" "lab ops" "$pc" zz
+zz_line=$(grep -n "linux/amd64: \[a, c, zz\]" "$yaml" | cut -d: -f1)
+reload "a platform mapped to an undefined node" "reload refused"
+grep -E "$yaml:$zz_line:[0-9]+: node \"?zz\"? is mapped to linux/amd64 but is not defined under nodes:" \
+    "$LAB/coordinator.log" >&2 || lab_fail "the refusal does not name $yaml:$zz_line:COLUMN and the problem"
+grep -q "reload refused: $yaml is not valid .*the farm.yaml loaded before stays in force" \
+    "$LAB/coordinator.log" || lab_fail "the coordinator did not log that the old config stays"
+other=$(lab_free_port)
+write_yaml "a c" "lab ops" "$other"
+reload "coordinator.clients changed" "reload refused"
+grep -q "coordinator.clients cannot change on reload (tcp://127.0.0.1:$pc -> tcp://127.0.0.1:$other); restart the coordinator" \
+    "$LAB/coordinator.log" || lab_fail "the refusal does not name coordinator.clients"
+# still the config loaded in part 1: c builds, on the same endpoint
+submit 3 1
+finished 3
+grep -q "dispatched: attempt 1 on c" "$LAB/err3" || lab_fail "build 3 did not run on c after the refused reloads"
+
+# --- 3. a client key removed ------------------------------------------------------------
+write_yaml "a c" "ops"
+reload "client lab removed" "reload: .* applied"
+lab_key=$(sed -n 's/^public-key = //p' "$LAB/keys/lab.pub")
+rc=0
+timeout 60 "$FARMCTL" builds --coordinator "$FARM_COORDINATOR" >"$LAB/removed.out" 2>"$LAB/removed.err" || rc=$?
+cat "$LAB/removed.err" >&2
+((rc != 0 && rc != 124)) || lab_fail "farmctl with the removed key: exit $rc"
+grep -qF -- "refused farmctl's key $lab_key" "$LAB/removed.err" \
+    && grep -qF "it is not enrolled under clients:" "$LAB/removed.err" \
+    || lab_fail "the removed client is not told its key is no longer enrolled"
+FARM_KEY=$LAB/keys/ops.key timeout 60 "$FARMCTL" nodes --coordinator "$FARM_COORDINATOR" >"$LAB/ops.out" \
+    || lab_fail "client ops was not served after the reload"
+grep -Eq "^c +linux/amd64 +ready " "$LAB/ops.out" || lab_fail "ops is not shown node c: $(cat "$LAB/ops.out")"
+lab_log "PASS"
