@@ -8,7 +8,9 @@
 #   2. an invalid farm.yaml is refused with its file:line:column in the log, and a setting
 #      only a restart can change is refused by name; the config in force keeps serving;
 #   3. a client key removed: that client is refused with a message naming why, another
-#      client is served.
+#      client is served;
+#   4. a platform removed while a build of it waits: the build fails, its reason naming
+#      the reload.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"
@@ -18,10 +20,10 @@ pa=$(lab_free_port)
 pc=$(lab_free_port)
 yaml=$LAB/farm.yaml
 
-# write_yaml NODES CLIENTS [CLIENTS_PORT] [EXTRA_PLATFORM_NODE]: the farm.yaml the
-# coordinator reads, replaced whole (as an editor or config management would)
+# write_yaml NODES CLIENTS [CLIENTS_PORT] [EXTRA_PLATFORM_NODE] [PLATFORM_LINE]: the
+# farm.yaml the coordinator reads, replaced whole (as an editor or config management would)
 write_yaml() {
-    local nodes=$1 clients=$2 port=${3:-$pc} extra=${4:-} n list=""
+    local nodes=$1 clients=$2 port=${3:-$pc} extra=${4:-} more=${5:-} n list=""
     for n in $nodes $extra; do list+=${list:+, }$n; done
     {
         echo "coordinator:"
@@ -33,6 +35,7 @@ write_yaml() {
         echo "  secret_key_file: $LAB/keys/coordinator.key"
         echo "platforms:"
         echo "  linux/amd64: [$list]"
+        [[ -z $more ]] || echo "  $more"
         echo "nodes:"
         for n in $nodes; do echo "  $n: {slots: 1, key: \"$(lab_keygen "$n")\"}"; done
         echo "clients:"
@@ -148,4 +151,24 @@ grep -qF -- "refused farmctl's key $lab_key" "$LAB/removed.err" \
 FARM_KEY=$LAB/keys/ops.key timeout 60 "$FARMCTL" nodes --coordinator "$FARM_COORDINATOR" >"$LAB/ops.out" \
     || lab_fail "client ops was not served after the reload"
 grep -Eq "^c +linux/amd64 +ready " "$LAB/ops.out" || lab_fail "ops is not shown node c: $(cat "$LAB/ops.out")"
+
+# --- 4. a platform removed while a build of it waits ------------------------------------
+export FARM_KEY=$LAB/keys/ops.key
+write_yaml "a c" "ops" "$pc" "" "linux/arm64: [a]"
+reload "linux/arm64 added" "reload: .* applied"
+grep -q "applied: 2 node(s) (added: none; removed: none), 2 platform(s) (added: linux/arm64; removed: none)" \
+    "$LAB/coordinator.log" || lab_fail "the reload adding linux/arm64 was not logged"
+"$FARMCTL" submit --coordinator "$FARM_COORDINATOR" -t "$REGISTRY/reload/app:4" --platform linux/arm64 \
+    --build-arg ROUND=4 --progress plain "$ctx" >"$LAB/out4" 2>"$LAB/err4" &
+submit_pid=$!
+# no node serves linux/arm64 (a is drained and offers amd64 only): the job waits
+lab_wait_until 60 "build 4 to wait for a node" grep -q "no live node serves linux/arm64 yet" "$LAB/err4"
+write_yaml "a c" "ops"
+reload "linux/arm64 removed" "reload: .* applied"
+rc=0
+wait "$submit_pid" || rc=$?
+cat "$LAB/err4" >&2
+((rc != 0)) || lab_fail "build 4 succeeded without its platform"
+grep -q "platform linux/arm64 was removed from $yaml (reload)" "$LAB/err4" \
+    || lab_fail "build 4's failure does not name the reload"
 lab_log "PASS"
