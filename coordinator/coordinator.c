@@ -226,14 +226,15 @@ static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
         }
         c.rid_len = rid_len;
         if (self->cfg->secure) {
-            /* the ZAP handler let in only listed keys; User-Id is the client's name */
-            const farm_config_client_t *cl = farm_enrolled_client(self->enrolled, user);
+            /* the ZAP handler let in only listed keys; User-Id is the client's key */
+            const farm_config_client_t *cl = farm_enrolled_client_by_key(self->enrolled, user);
             if (!cl) {
-                /* the ZAP handler let this connection in under a name a reload removed */
+                /* let in with a key a reload has since removed (or replaced) */
                 char why[512];
-                snprintf(why, sizeof why, "client \"%.64s\" is no longer enrolled under "
-                         "clients: in %s (farm.yaml was reloaded without it); ask the "
-                         "farm's admin to enrol your key again", user, self->cfg->path);
+                snprintf(why, sizeof why, "key %.40s is no longer enrolled under clients: in "
+                         "%s (farm.yaml was reloaded without it); ask the farm's admin to "
+                         "enrol it again, or use the key that is enrolled", user,
+                         self->cfg->path);
                 farm_clients_refuse(self->cl, rid, rid_len, why);
                 farm_wire_free(&env);
                 continue;

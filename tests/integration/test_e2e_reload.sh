@@ -7,8 +7,8 @@
 #      forgotten and its agent told why, c connects and builds the next build;
 #   2. an invalid farm.yaml is refused with its file:line:column in the log, and a setting
 #      only a restart can change is refused by name; the config in force keeps serving;
-#   3. a client key removed: that client is refused with a message naming why, another
-#      client is served;
+#   3. a client key removed: that client is refused with a message naming why, on a new
+#      connection and on one it opened before the reload; another client is served;
 #   4. a platform removed while a build of it waits: the build fails, its reason naming
 #      the reload.
 set -euo pipefail
@@ -138,8 +138,38 @@ finished 3
 grep -q "dispatched: attempt 1 on c" "$LAB/err3" || lab_fail "build 3 did not run on c after the refused reloads"
 
 # --- 3. a client key removed ------------------------------------------------------------
+# a connection made with lab's key before the reload: its next message is refused, naming why
+cat >"$LAB/held.py" <<'PY'
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from farm_wire import check, curve_dealer, envelope, failures, read_key, recv_body
+endpoint, keydir, flag = sys.argv[2], sys.argv[3], sys.argv[4]
+s = curve_dealer(endpoint, keydir + "/lab.key", read_key(keydir + "/coordinator.pub")[0])
+s.send(envelope(26, b""))
+check(recv_body(s, 27) is not None, "lab lists the nodes before the reload")
+open(flag + ".ready", "w").close()
+deadline = time.time() + 60
+while not os.path.exists(flag + ".go") and time.time() < deadline:
+    time.sleep(0.1)
+s.send(envelope(26, b""))
+r = recv_body(s, 23)
+reason = r[1][0].decode() if r and 1 in r else ""
+print("refused: " + reason)
+check("is no longer enrolled under clients:" in reason, "the held connection is refused, naming why")
+check(recv_body(s, 27, 1000) is None, "and is not given the node list")
+sys.exit(1 if failures else 0)
+PY
+"$LAB_PYTHON" "$LAB/held.py" "$FARM_SOURCE_DIR/tests/integration" "$FARM_COORDINATOR" "$LAB/keys" \
+    "$LAB/held" >"$LAB/held.out" 2>&1 &
+held_pid=$!
+lab_wait_until 30 "lab's held connection to be served" test -e "$LAB/held.ready"
 write_yaml "a c" "ops"
 reload "client lab removed" "reload: .* applied"
+touch "$LAB/held.go"
+rc=0
+wait "$held_pid" || rc=$?
+cat "$LAB/held.out" >&2
+((rc == 0)) || lab_fail "a connection opened with lab's key before the reload was still served"
 lab_key=$(sed -n 's/^public-key = //p' "$LAB/keys/lab.pub")
 rc=0
 timeout 60 "$FARMCTL" builds --coordinator "$FARM_COORDINATOR" >"$LAB/removed.out" 2>"$LAB/removed.err" || rc=$?
