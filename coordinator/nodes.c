@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "coordinator/nodes.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,7 +250,7 @@ farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
     node->session = h->session;
     node->last_seen = now;
     node->slots = node->cfg->slots;
-    node->hello_slots = h->slots < (uint32_t)node->slots ? (int)h->slots : 0;
+    node->hello_slots = h->slots < (uint32_t)INT_MAX ? (int)h->slots : INT_MAX;
     /* compared unsigned: a huge value must not wrap to a negative int */
     if (h->slots > 0 && h->slots < (uint32_t)node->slots)
         node->slots = (int)h->slots;
@@ -377,7 +378,7 @@ int farm_nodes_reload(farm_nodes_t *self, const farm_config_t *cfg, const long *
             node->conf.column = c->column;
             if (node->state == FARM_NODE_READY)
                 node->slots = node->hello_slots > 0 && node->hello_slots < c->slots
-                                  ? node->hello_slots : c->slots;
+                                  ? node->hello_slots : c->slots; /* as at HELLO */
         }
         s_remap_platforms(node, cfg, plat_map);
     }

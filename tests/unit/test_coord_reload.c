@@ -273,6 +273,38 @@ static void test_nodes_removed_added_and_back(void **state)
     s_fx_free(fx);
 }
 
+/* A live node's slots follow farm.yaml's, never above what its agent offered at HELLO. */
+static void test_slots_follow_a_reload(void **state)
+{
+    fx_t *fx = s_fx(HEAD "}\nplatforms:\n  linux/amd64: [a, b]\n"
+                         "nodes:\n  a: {slots: 4}\n  b: {slots: 4}\n");
+    char *plats[] = {"linux/amd64"}, reason[512];
+    farm_hello_t h = {.name = "a", .platforms = plats, .n_platforms = 1, .slots = 2,
+                      .builder = "test", .version = FARM_VERSION, .session = 1};
+    farm_node_t *a = NULL, *b = NULL;
+
+    assert_int_equal(farm_nodes_hello(fx->nodes, &a, &h, "a", 1, 0, reason, sizeof reason),
+                     FARM_HELLO_NEW);
+    h.name = "b";
+    h.slots = 6; /* more than farm.yaml's 4 */
+    h.session = 2;
+    assert_int_equal(farm_nodes_hello(fx->nodes, &b, &h, "b", 1, 0, reason, sizeof reason),
+                     FARM_HELLO_NEW);
+    assert_int_equal(farm_scheduler_node_up(fx->s, a, 0), 0);
+    assert_int_equal(farm_scheduler_node_up(fx->s, b, 0), 0);
+    assert_int_equal(a->slots, 2);
+    assert_int_equal(b->slots, 4);
+    assert_int_equal(s_reload(fx, HEAD "}\nplatforms:\n  linux/amd64: [a, b]\n"
+                                       "nodes:\n  a: {slots: 8}\n  b: {slots: 8}\n"), 0);
+    assert_int_equal(a->slots, 2); /* the agent's own bound */
+    assert_int_equal(b->slots, 6);
+    assert_int_equal(s_reload(fx, HEAD "}\nplatforms:\n  linux/amd64: [a, b]\n"
+                                       "nodes:\n  a: {slots: 1}\n  b: {slots: 1}\n"), 0);
+    assert_int_equal(a->slots, 1);
+    assert_int_equal(b->slots, 1);
+    s_fx_free(fx);
+}
+
 static void test_scheduler_follows_a_reload(void **state)
 {
     fx_t *fx = s_fx(Y_AB);
@@ -364,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_restart_only_settings_are_refused_by_name),
         cmocka_unit_test(test_platforms_map_by_name),
         cmocka_unit_test(test_nodes_removed_added_and_back),
+        cmocka_unit_test(test_slots_follow_a_reload),
         cmocka_unit_test(test_scheduler_follows_a_reload),
         cmocka_unit_test(test_removed_platform_jobs_must_go_first),
     };
