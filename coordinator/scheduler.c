@@ -954,21 +954,23 @@ size_t farm_scheduler_platform_jobs(const farm_scheduler_t *self, size_t platfor
 {
     const splat_t *p = platform_index < self->n_plats ? &self->plats[platform_index] : NULL;
     const farm_link_t *lists[2] = {p ? &p->queue : NULL, p ? &p->waits : NULL};
-    size_t n = 0;
+    size_t n = 0, k;
 
-    for (size_t k = 0; k < 2; k++)
+    for (k = 0; k < 2; k++)
         for (const farm_link_t *l = lists[k] ? lists[k]->next : NULL; l && l != lists[k];
              l = l->next, n++)
             if (n < max)
                 out[n] = FARM_LINK_OWNER(l, farm_job_t, queue_link);
-    for (const farm_link_t *l = self->running_order.next; l != &self->running_order;
-         l = l->next) {
-        farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, timer_link);
-        if (job->platform_index != platform_index)
-            continue;
-        if (n < max)
-            out[n] = job;
-        n++;
+    for (k = 0; k < 2; k++) {
+        const farm_link_t *order = k ? &self->parked_order : &self->running_order;
+        for (const farm_link_t *l = order->next; l != order; l = l->next) {
+            farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, timer_link);
+            if (job->platform_index != platform_index)
+                continue;
+            if (n < max)
+                out[n] = job;
+            n++;
+        }
     }
     return n;
 }
@@ -1069,6 +1071,10 @@ int farm_scheduler_reload(farm_scheduler_t *self, const farm_config_t *cfg,
         free(old->free[1].a);
     }
     for (farm_link_t *l = self->running_order.next; l != &self->running_order; l = l->next) {
+        farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, timer_link);
+        job->platform_index = (size_t)plat_map[job->platform_index];
+    }
+    for (farm_link_t *l = self->parked_order.next; l != &self->parked_order; l = l->next) {
         farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, timer_link);
         job->platform_index = (size_t)plat_map[job->platform_index];
     }

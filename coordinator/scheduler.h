@@ -137,8 +137,8 @@ int farm_scheduler_check(const farm_scheduler_t *self);
  * nothing changed. */
 int farm_scheduler_reload(farm_scheduler_t *self, const farm_config_t *cfg,
                           const long *plat_map, size_t n_nodes);
-/* The queued and running jobs of the platform (config index), at most max into out;
- * returns how many there are. */
+/* The queued (parked too) and running jobs of the platform (config index), at most max
+ * into out; returns how many there are. */
 size_t farm_scheduler_platform_jobs(const farm_scheduler_t *self, size_t platform_index,
                                     farm_job_t **out, size_t max);
 

@@ -360,6 +360,42 @@ static void test_scheduler_follows_a_reload(void **state)
     s_fx_free(fx);
 }
 
+/* A job restored from the journal and parked for its node's HELLO follows its platform. */
+static void test_parked_job_follows_its_platform(void **state)
+{
+    fx_t *fx = s_fx(Y_AB);
+    farm_job_t *j = &fx->jobs[0], *out[2];
+
+    snprintf(j->id, sizeof j->id, "b1.1");
+    snprintf(j->platform, sizeof j->platform, "linux/arm64");
+    j->platform_index = 1;
+    j->attempt = 1;
+    snprintf(j->node_name, sizeof j->node_name, "c");
+    assert_int_equal(farm_scheduler_park(fx->s, j, 60000), 0);
+    s_checked(fx->s);
+    assert_int_equal(farm_scheduler_platform_jobs(fx->s, 1, out, 2), 1);
+    assert_ptr_equal(out[0], j);
+    assert_int_equal(s_reload(fx, Y_AC), 0); /* linux/arm64 is second there too; amd64 third */
+    assert_int_equal(j->platform_index, 1);
+    assert_int_equal(s_reload(fx, HEAD "}\nplatforms:\n  linux/arm64: [c]\n"
+                                       "nodes:\n  c: {}\n"), 0);
+    assert_int_equal(j->platform_index, 0);
+    assert_int_equal(farm_scheduler_parked(fx->s), 1);
+    /* its node comes back without it: it is queued under the new index and dispatched */
+    {
+        farm_node_t *c = NULL;
+        char reason[512];
+        int adopted = 0;
+        assert_true(s_hello(fx, &c, "c", "linux/arm64", reason) >= 0);
+        assert_int_equal(farm_scheduler_node_rejoin(fx->s, c, NULL, 0, &adopted, "restarted", 0), 0);
+        s_checked(fx->s);
+    }
+    assert_int_equal(farm_scheduler_parked(fx->s), 0);
+    assert_int_equal(s_dispatch(fx), 1);
+    assert_int_equal(j->state, FARM_JOB_RUNNING);
+    s_fx_free(fx);
+}
+
 static void test_removed_platform_jobs_must_go_first(void **state)
 {
     fx_t *fx = s_fx(Y_AB);
@@ -398,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_nodes_removed_added_and_back),
         cmocka_unit_test(test_slots_follow_a_reload),
         cmocka_unit_test(test_scheduler_follows_a_reload),
+        cmocka_unit_test(test_parked_job_follows_its_platform),
         cmocka_unit_test(test_removed_platform_jobs_must_go_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
