@@ -75,6 +75,16 @@ void farm_clients_refuse(farm_clients_t *self, const void *rid, size_t rid_len,
     farm_clients_refuse_via(self->send, self->arg, rid, rid_len, reason);
 }
 
+void farm_clients_refuse_unenrolled(farm_clients_t *self, const void *rid, size_t rid_len,
+                                    const char *key_z85)
+{
+    char why[512];
+    snprintf(why, sizeof why, "key %.40s is no longer enrolled under clients: in %s (farm.yaml "
+             "was reloaded without it); ask the farm's admin to enrol it again, or use the key "
+             "that is enrolled", key_z85, self->p.cfg->path);
+    farm_clients_refuse(self, rid, rid_len, why);
+}
+
 int farm_client_sees(const farm_client_t *c, const farm_build_t *b)
 {
     return c->role >= FARM_ROLE_ADMIN || farm_build_owned_by(b, c->rid, c->rid_len, c->name);

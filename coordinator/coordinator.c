@@ -71,6 +71,7 @@ struct farm_coordinator {
     farm_journal_t *journal;   /* builds and jobs, across restarts: committed each turn */
     farm_wire_outbox_t *outbox; /* what waits for that commit (see s_send_client) */
     int clients_held;          /* the outbox holds a client's message: the rest follow it */
+    farm_reload_parts_t reload; /* what a reload of farm.yaml (SIGHUP) touches */
     long long pruned_at;
     int stopping;              /* shutting down: the nodes keep what they run */
 };
@@ -229,13 +230,7 @@ static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
             /* the ZAP handler let in only listed keys; User-Id is the client's key */
             const farm_config_client_t *cl = farm_enrolled_client_by_key(self->enrolled, user);
             if (!cl) {
-                /* let in with a key a reload has since removed (or replaced) */
-                char why[512];
-                snprintf(why, sizeof why, "key %.40s is no longer enrolled under clients: in "
-                         "%s (farm.yaml was reloaded without it); ask the farm's admin to "
-                         "enrol it again, or use the key that is enrolled", user,
-                         self->cfg->path);
-                farm_clients_refuse(self->cl, rid, rid_len, why);
+                farm_clients_refuse_unenrolled(self->cl, rid, rid_len, user);
                 farm_wire_free(&env);
                 continue;
             }
@@ -267,20 +262,11 @@ static void s_reap_stitch(void *arg, farm_build_t *b)
     farm_pushes_drop(self->pushes, b);
 }
 
-/* farm.yaml re-read (SIGHUP): the parts a reload touches. */
-static farm_reload_parts_t s_reload_parts(farm_coordinator_t *self)
-{
-    return (farm_reload_parts_t){&self->cfg, &self->enrolled, self->nodes, self->sched,
-                                 self->builds, self->pushes, self->cl, self->ag,
-                                 self->warmfile};
-}
-
 static int s_on_chores(farm_reactor_t *r, void *arg)
 {
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms();
-    farm_reload_parts_t rp = s_reload_parts(self);
-    farm_reload_forget_idle(&rp);
+    farm_reload_forget_idle(&self->reload);
     farm_scheduler_tick(self->sched, now);
     farm_warmfile_save(self->warmfile, now, 0);
     farm_builds_reap(self->builds, now, DONE_KEEP_MS, s_reap_stitch, self);
@@ -359,10 +345,8 @@ static void s_on_turn_end(farm_reactor_t *r, void *arg)
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms(), wake;
 
-    if (farm_reload_requested()) {
-        farm_reload_parts_t rp = s_reload_parts(self);
-        farm_reload(&rp, now);
-    }
+    if (farm_reload_requested())
+        farm_reload(&self->reload, now);
     farm_scheduler_dispatch(self->sched, now);
     /* -v: the bookkeeping's self-check, said once until it holds again */
     if (farm_log_enabled(FARM_LOG_DEBUG)) {
@@ -544,6 +528,9 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         goto fail;
     if (s_listen(self) < 0)
         goto fail;
+    self->reload = (farm_reload_parts_t){&self->cfg, &self->enrolled, self->nodes, self->sched,
+                                         self->builds, self->pushes, self->cl, self->ag,
+                                         self->warmfile};
     farm_reload_catch_sighup();
     farm_log_info("listening: agents on %s, clients on %s; %zu node(s), %zu platform(s), "
                   "heartbeat %d ms, state in %s", cfg->agents_endpoint, cfg->clients_endpoint,
