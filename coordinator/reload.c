@@ -100,6 +100,27 @@ static int s_fail_removed_platforms(const farm_reload_parts_t *p, const farm_con
     return 0;
 }
 
+/* A connected node whose key neu replaced: its session was let in with the old key, which
+ * farm.yaml no longer trusts, so it ends now (its jobs go to other nodes) and its agent is
+ * told why. */
+static void s_drop_rekeyed(const farm_reload_parts_t *p, const farm_config_t *neu)
+{
+    for (size_t i = 0; i < farm_nodes_count(p->nodes); i++) {
+        farm_node_t *node = farm_nodes_at(p->nodes, i);
+        const farm_config_node_t *c = farm_config_node(neu, node->cfg->name);
+        char why[512];
+
+        if (!c || node->state != FARM_NODE_READY || !c->key || !node->cfg->key ||
+            strcmp(c->key, node->cfg->key) == 0)
+            continue;
+        snprintf(why, sizeof why, "node \"%s\"'s key changed in %s (reload) and this "
+                 "connection was made with the old one; restart the agent with the key now "
+                 "enrolled", node->cfg->name, neu->path);
+        farm_log_warn("node=%s: its key changed in farm.yaml; its session ends", node->cfg->name);
+        farm_agents_forget(p->ag, node, why);
+    }
+}
+
 /* The parts move to neu (the node table first: the scheduler reads its platforms).
  * *moved is set once some part points into neu. */
 static int s_apply(const farm_reload_parts_t *p, farm_config_t *neu, const long *map,
@@ -115,8 +136,10 @@ static int s_apply(const farm_reload_parts_t *p, farm_config_t *neu, const long 
         return farm_error_set(FARM_ERROR, "out of memory");
     for (size_t i = 0; i < n; i++)
         was_removed[i] = farm_nodes_at(p->nodes, i)->removed;
-    if ((rc = s_fail_removed_platforms(p, *p->cfg, map, now)) < 0 ||
-        (rc = farm_nodes_reload(p->nodes, neu, map)) < 0)
+    if ((rc = s_fail_removed_platforms(p, *p->cfg, map, now)) < 0)
+        goto done;
+    s_drop_rekeyed(p, neu);
+    if ((rc = farm_nodes_reload(p->nodes, neu, map)) < 0)
         goto done;
     *moved = 1;
     if ((rc = farm_scheduler_reload(p->sched, neu, map, farm_nodes_count(p->nodes))) < 0)

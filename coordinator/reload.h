@@ -9,6 +9,8 @@
  * clients, keys, roles, registries and timeouts apply to the next request, job or push.
  *   - a node removed finishes what it runs, takes nothing new, and is forgotten once
  *     idle: its agent is told why (as an unknown node is); a node added may say HELLO;
+ *     a connected node whose key changed is lost at once (its session was made with the
+ *     old key; its jobs go elsewhere) and its agent told why;
  *   - a platform removed: its queued and running jobs fail, the reason naming the
  *     reload (their nodes are told to stop); a platform added starts with an empty
  *     queue and takes nodes at their next HELLO. */

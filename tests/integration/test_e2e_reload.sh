@@ -10,7 +10,8 @@
 #   3. a client key removed: that client is refused with a message naming why, on a new
 #      connection and on one it opened before the reload; another client is served;
 #   4. a platform removed while a build of it waits: the build fails, its reason naming
-#      the reload.
+#      the reload;
+#   5. a node's key replaced: its agent, connected with the old key, is told why and stops.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"
@@ -37,7 +38,7 @@ write_yaml() {
         echo "  linux/amd64: [$list]"
         [[ -z $more ]] || echo "  $more"
         echo "nodes:"
-        for n in $nodes; do echo "  $n: {slots: 1, key: \"$(lab_keygen "$n")\"}"; done
+        for n in $nodes; do echo "  $n: {slots: 1, key: \"$(lab_keygen "${KEY_OF[$n]:-$n}")\"}"; done
         echo "clients:"
         for n in $clients; do echo "  $n: {key: \"$(lab_keygen "$n")\", role: admin}"; done
         echo "registries:"
@@ -57,6 +58,7 @@ reload() {
         bash -c '(( $(grep -cE -- "$1" "$2" || true) > $3 ))' _ "$pattern" "$LAB/coordinator.log" "$before"
 }
 
+declare -A KEY_OF=() # a node's key pair, when not the one named after it
 mkdir -p "$LAB/state"
 write_yaml "a b" "lab ops"
 export FARM_KEY=$LAB/keys/lab.key FARM_COORDINATOR_KEY=$LAB/keys/coordinator.pub
@@ -201,4 +203,13 @@ cat "$LAB/err4" >&2
 ((rc != 0)) || lab_fail "build 4 succeeded without its platform"
 grep -q "platform linux/arm64 was removed from $yaml (reload)" "$LAB/err4" \
     || lab_fail "build 4's failure does not name the reload"
+
+# --- 5. a node's key replaced -----------------------------------------------------------
+KEY_OF[c]=c-new
+write_yaml "a c" "ops"
+reload "c's key replaced" "reload: .* applied"
+lab_wait_until 20 "c's agent to hear why" grep -q "node \"c\"'s key changed in $yaml (reload)" "$LAB/agent-c.log"
+lab_wait_until 20 "c's agent to stop" bash -c '! kill -0 "$1" 2>/dev/null' _ "$(lab_pid agent-c)"
+lab_farmctl nodes >"$LAB/nodes-rekeyed" || lab_fail "farmctl nodes failed"
+grep -Eq "^c +linux/amd64 +lost " "$LAB/nodes-rekeyed" || lab_fail "c is not shown lost: $(cat "$LAB/nodes-rekeyed")"
 lab_log "PASS"
