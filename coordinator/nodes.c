@@ -291,8 +291,9 @@ long long farm_nodes_gap_check(farm_nodes_t *self, long long now, int heartbeat_
     return gap;
 }
 
-/* The node's accepted platforms after a reload: indexes into cfg, those no longer mapped
- * to it dropped, native or emulated as cfg now says. */
+/* The node's accepted platforms after a reload: indexes into cfg, those gone or no longer
+ * mapped to it dropped, native or emulated as cfg now says. A removed node keeps those
+ * still in cfg (it takes no job anyway), so that listed again it serves them at once. */
 static void s_remap_platforms(farm_node_t *node, const farm_config_t *cfg, const long *plat_map)
 {
     size_t n = 0;
@@ -301,11 +302,14 @@ static void s_remap_platforms(farm_node_t *node, const farm_config_t *cfg, const
         long to = plat_map[node->platforms[i].platform_index];
         const farm_config_platform_t *cp = to >= 0 ? &cfg->platforms[to] : NULL;
         int native = cp && s_listed(cp->native, cp->n_native, node->cfg->name);
-        if (node->removed || !cp ||
-            (!native && !s_listed(cp->emulated, cp->n_emulated, node->cfg->name)))
+        int listed = native || (cp && s_listed(cp->emulated, cp->n_emulated, node->cfg->name));
+        if (!cp || (!listed && !node->removed))
             continue;
         node->platforms[n].platform_index = (size_t)to;
-        node->platforms[n].emulated = !native;
+        if (listed)
+            node->platforms[n].emulated = !native;
+        else
+            node->platforms[n].emulated = node->platforms[i].emulated;
         n++;
     }
     node->n_platforms = n;

@@ -90,7 +90,8 @@ long long farm_nodes_gap_check(farm_nodes_t *self, long long now, int heartbeat_
  * node's; its session still delivers the results of what it runs), a node new in cfg is
  * appended (it can say HELLO at once). Every node's accepted platforms follow the new
  * mapping: a platform gone or no longer mapped to it is dropped (a newly mapped one is
- * taken at its next HELLO). On failure (out of memory) nothing changed. */
+ * taken at its next HELLO); a removed node keeps those still in cfg, so that listed again
+ * while connected it serves them at once. On failure (out of memory) nothing changed. */
 int farm_nodes_reload(farm_nodes_t *self, const farm_config_t *cfg, const long *plat_map);
 
 /* 1 when the node was accepted for the platform (config index); *emulated set. */

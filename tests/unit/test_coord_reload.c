@@ -251,7 +251,9 @@ static void test_nodes_removed_added_and_back(void **state)
     assert_int_equal(farm_nodes_count(fx->nodes), 3);
     assert_true(b->removed);
     assert_string_equal(b->cfg->name, "b"); /* its own copy: the old file is freed */
-    assert_int_equal(b->n_platforms, 0);
+    assert_int_equal(b->n_platforms, 2); /* kept (renumbered), should it be listed again */
+    assert_int_equal(b->platforms[0].platform_index, 2);
+    assert_int_equal(b->platforms[1].platform_index, 1);
     assert_null(farm_nodes_by_name(fx->nodes, "b"));
     assert_non_null(farm_nodes_by_name(fx->nodes, "c"));
     assert_int_equal(farm_nodes_by_name(fx->nodes, "c")->index, 2);
@@ -269,6 +271,12 @@ static void test_nodes_removed_added_and_back(void **state)
     assert_int_equal(s_reload(fx, Y_AB), 0);
     assert_false(b->removed);
     assert_ptr_equal(farm_nodes_by_name(fx->nodes, "b"), b);
+    /* still connected: it serves its platforms again without a new HELLO */
+    assert_int_equal(b->n_platforms, 2);
+    assert_true(farm_node_serves(b, 0, NULL) && farm_node_serves(b, 1, NULL));
+    s_job(fx, 0, "linux/arm64");
+    assert_int_equal(s_dispatch(fx), 1);
+    assert_ptr_equal(fx->jobs[0].node, b);
     assert_null(farm_nodes_by_name(fx->nodes, "c"));
     s_fx_free(fx);
 }
