@@ -1419,3 +1419,65 @@ long farm_config_parse_duration_ms(const char *s)
         return -1;
     return (long)(total + 0.5);
 }
+
+/* ------------------------------------------------------------------ reload */
+
+static int s_same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* One setting a running coordinator cannot take on: its name, and both values said. */
+static int s_fixed(const farm_config_t *neu, const char *name, const char *was, const char *now)
+{
+    return farm_error_set(FARM_EINVALID, "%s: %s cannot change on reload (%s -> %s); restart "
+                          "the coordinator, or put the old value back", neu->path, name,
+                          was ? was : "not set", now ? now : "not set");
+}
+
+int farm_config_reload_check(const farm_config_t *old, const farm_config_t *neu)
+{
+    char a[32], b[32];
+
+    if (!s_same_str(old->agents_endpoint, neu->agents_endpoint))
+        return s_fixed(neu, "coordinator.agents", old->agents_endpoint, neu->agents_endpoint);
+    if (!s_same_str(old->clients_endpoint, neu->clients_endpoint))
+        return s_fixed(neu, "coordinator.clients", old->clients_endpoint, neu->clients_endpoint);
+    if (!s_same_str(old->state_dir, neu->state_dir))
+        return s_fixed(neu, "coordinator.state_dir", old->state_dir, neu->state_dir);
+    if (!s_same_str(old->public_key, neu->public_key))
+        return s_fixed(neu, "coordinator.public_key", old->public_key, neu->public_key);
+    if (!s_same_str(old->secret_key_file, neu->secret_key_file))
+        return s_fixed(neu, "coordinator.secret_key_file", old->secret_key_file,
+                       neu->secret_key_file);
+#define S_FIXED_NUM(field, name, fmt)                                                        \
+    if (old->field != neu->field) {                                                          \
+        snprintf(a, sizeof a, fmt, old->field);                                              \
+        snprintf(b, sizeof b, fmt, neu->field);                                              \
+        return s_fixed(neu, name, a, b);                                                     \
+    }
+    S_FIXED_NUM(heartbeat_ms, "coordinator.heartbeat", "%d ms")
+    S_FIXED_NUM(max_uploads, "coordinator.max_uploads", "%d")
+    S_FIXED_NUM(max_uploads_per_client, "coordinator.max_uploads_per_client", "%d")
+    S_FIXED_NUM(context_quota, "coordinator.context_quota", "%llu bytes")
+#undef S_FIXED_NUM
+    if (neu->n_platforms == 0)
+        return farm_error_set(FARM_EINVALID, "%s: the coordinator needs at least one entry "
+                              "under platforms:", neu->path);
+    return 0;
+}
+
+int farm_config_platform_map(long **out, const farm_config_t *old, const farm_config_t *neu)
+{
+    long *map = calloc(old->n_platforms + 1, sizeof *map);
+
+    *out = NULL;
+    if (!map)
+        return farm_error_set(FARM_ERROR, "out of memory");
+    for (size_t i = 0; i < old->n_platforms; i++) {
+        const farm_config_platform_t *p = farm_config_platform(neu, old->platforms[i].platform);
+        map[i] = p ? (long)(p - neu->platforms) : -1;
+    }
+    *out = map;
+    return 0;
+}

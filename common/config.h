@@ -139,6 +139,17 @@ int farm_config_registry_grants(const farm_config_registry_t *r, const char *cli
  * a PEM certificate). The coordinator calls it at start-up; farmctl never needs it. */
 int farm_config_load_cas(farm_config_t *cfg);
 
+/* Reload (the coordinator re-reads farm.yaml on SIGHUP). 0 when neu may replace old in a
+ * running coordinator; FARM_EINVALID naming the first setting that needs a restart
+ * (coordinator.agents, .clients, .state_dir, .public_key, .secret_key_file, .heartbeat,
+ * .max_uploads, .max_uploads_per_client, .context_quota) with both values, or a farm
+ * without platforms. Nodes, clients, keys, roles, registries, platforms and the timeouts
+ * may change. */
+int farm_config_reload_check(const farm_config_t *old, const farm_config_t *neu);
+/* *out[i] = the index in neu of old's platform i (matched by its canonical string), -1
+ * when neu lacks it. The caller frees *out. */
+int farm_config_platform_map(long **out, const farm_config_t *old, const farm_config_t *neu);
+
 /* Parses a duration "500ms", "1s", "2m", "1h" into milliseconds; -1 on junk. */
 long farm_config_parse_duration_ms(const char *s);
 

@@ -626,3 +626,16 @@ void farm_agents_beat(farm_agents_t *self, long long now)
             s_node_lost(self, n, "its connection is gone");
     }
 }
+
+void farm_agents_reload(farm_agents_t *self, const farm_config_t *cfg)
+{
+    self->p.cfg = cfg;
+}
+
+void farm_agents_forget(farm_agents_t *self, farm_node_t *node, const char *reason)
+{
+    if (node->state == FARM_NODE_READY)
+        s_reject(self, node->rid, node->rid_len, reason, 0);
+    farm_nodes_lose(self->p.nodes, node);
+    farm_scheduler_node_down(self->p.sched, node, reason, farm_now_ms());
+}

@@ -43,6 +43,12 @@ void farm_agents_assign(farm_agents_t *self, farm_job_t *job, farm_node_t *node)
 void farm_agents_cancel(farm_agents_t *self, farm_job_t *job, farm_node_t *node,
                         const char *reason);
 
+/* farm.yaml was reloaded: cfg replaces the parts' config (borrowed likewise). */
+void farm_agents_reload(farm_agents_t *self, const farm_config_t *cfg);
+/* A node a reload removed has finished what it ran: its agent is told why (a Reject, as
+ * an unknown node's HELLO is) and the node is lost, its session forgotten. */
+void farm_agents_forget(farm_agents_t *self, farm_node_t *node, const char *reason);
+
 /* The heartbeat: nodes silent for `liveness` beats are lost, the others hear from us. */
 void farm_agents_beat(farm_agents_t *self, long long now);
 

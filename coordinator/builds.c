@@ -562,7 +562,7 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     if (s->target_plain_http && !b->insecure) {
         rc = s_refuse(reason, len, "registry %s answers plain HTTP, not TLS, and %s does not "
                       "allow that for it: add `registries: \"%s\": {insecure: true}` there "
-                      "and restart farm-coordinator (or tag for the registry's TLS address)",
+                      "and reload farm-coordinator (or tag for the registry's TLS address)",
                       b->registry, self->cfg->path, b->registry);
         goto fail;
     }
@@ -1124,4 +1124,9 @@ void farm_builds_each(farm_builds_t *self, void (*fn)(void *arg, farm_build_t *b
 size_t farm_builds_active(const farm_builds_t *self)
 {
     return self->n_active;
+}
+
+void farm_builds_reload(farm_builds_t *self, const farm_config_t *cfg)
+{
+    self->cfg = cfg;
 }

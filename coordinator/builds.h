@@ -72,6 +72,8 @@ farm_builds_t *farm_builds_new(const farm_config_t *cfg, farm_scheduler_t *sched
                                const farm_builds_cbs_t *cbs, void *arg);
 /* Frees every build (their helper handles must be gone: see farm_builds_each). */
 void farm_builds_destroy(farm_builds_t **self_p);
+/* farm.yaml was reloaded: new builds are checked against cfg (borrowed likewise). */
+void farm_builds_reload(farm_builds_t *self, const farm_config_t *cfg);
 
 /* The journal (coordinator/journal.h) every build and job change is written to before the
  * coordinator acts on it; build ids then come from it (unique across restarts). NULL,

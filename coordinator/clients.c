@@ -77,6 +77,16 @@ void farm_clients_refuse(farm_clients_t *self, const void *rid, size_t rid_len,
     farm_clients_refuse_via(self->send, self->arg, rid, rid_len, reason);
 }
 
+void farm_clients_refuse_unenrolled(farm_clients_t *self, const void *rid, size_t rid_len,
+                                    const char *key_z85)
+{
+    char why[512];
+    snprintf(why, sizeof why, "key %.40s is no longer enrolled under clients: in %s (farm.yaml "
+             "was reloaded without it); ask the farm's admin to enrol it again, or use the key "
+             "that is enrolled", key_z85, self->p.cfg->path);
+    farm_clients_refuse(self, rid, rid_len, why);
+}
+
 int farm_client_sees(const farm_client_t *c, const farm_build_t *b)
 {
     return c->role >= FARM_ROLE_ADMIN || farm_build_owned_by(b, c->rid, c->rid_len, c->name);
@@ -343,6 +353,7 @@ static void s_on_nodes(farm_clients_t *self, const farm_client_t *c)
     Farm__NodeInfo *infos = calloc(n_nodes + 1, sizeof *infos);
     Farm__NodeInfo **ptrs = calloc(n_nodes + 1, sizeof *ptrs);
     farm_job_t **jobs = NULL;
+    size_t shown = 0;
 
     if (!infos || !ptrs)
         goto send; /* an empty answer rather than none */
@@ -350,9 +361,13 @@ static void s_on_nodes(farm_clients_t *self, const farm_client_t *c)
         farm_node_t *n = farm_nodes_at(self->p.nodes, i);
         Farm__NodeInfo *ni = &infos[i];
         size_t nj = farm_scheduler_node_jobs(self->p.sched, n, NULL, 0);
+        if (n->removed && n->state != FARM_NODE_READY)
+            continue; /* removed from farm.yaml and gone: forgotten */
         farm__node_info__init(ni);
         ni->name = n->cfg->name;
-        ni->state = farm_scheduler_node_drained(self->p.sched, n) ? "draining"
+        /* removed: a reload dropped it from farm.yaml; it finishes what it runs */
+        ni->state = n->removed && n->state == FARM_NODE_READY ? "removed"
+                    : farm_scheduler_node_drained(self->p.sched, n) ? "draining"
                     : n->state == FARM_NODE_READY && n->unhealthy[0] ? "unhealthy"
                                                                     : states[n->state];
         ni->cause = n->unhealthy;
@@ -387,9 +402,9 @@ static void s_on_nodes(farm_clients_t *self, const farm_client_t *c)
                 }
             ni->n_job_warm = ni->n_jobs;
         }
-        ptrs[i] = ni;
+        ptrs[shown++] = ni;
     }
-    rep.n_nodes = n_nodes;
+    rep.n_nodes = shown;
     rep.nodes = ptrs;
 send:
     env.body_case = FARM__ENVELOPE__BODY_NODES_REPLY;
@@ -726,7 +741,7 @@ void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
     if (c->role < need) {
         char reason[512];
         snprintf(reason, sizeof reason, "client %s has role %s; to %s it needs role %s: an "
-                 "admin changes clients: %s: role: in %s and restarts farm-coordinator", c->name,
+                 "admin changes clients: %s: role: in %s and reloads farm-coordinator", c->name,
                  farm_role_name(c->role), what, farm_role_name(need), c->name, self->p.cfg->path);
         farm_peer_warn("%s", reason);
         farm_clients_refuse(self, c->rid, c->rid_len, reason);
@@ -775,4 +790,9 @@ static void s_client_beat(void *arg, farm_build_t *b)
 void farm_clients_beat(farm_clients_t *self)
 {
     farm_builds_each_active(self->p.builds, s_client_beat, self);
+}
+
+void farm_clients_reload(farm_clients_t *self, const farm_config_t *cfg)
+{
+    self->p.cfg = cfg;
 }

@@ -47,8 +47,15 @@ void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
  * at the agents' endpoint is told where to go). */
 void farm_clients_refuse(farm_clients_t *self, const void *rid, size_t rid_len,
                          const char *reason);
+/* A message over a connection let in with a key a reload has since removed or replaced
+ * (key_z85, its User-Id): refused, naming the key and the fix. */
+void farm_clients_refuse_unenrolled(farm_clients_t *self, const void *rid, size_t rid_len,
+                                    const char *key_z85);
 void farm_clients_refuse_via(farm_clients_send_fn send, void *arg, const void *rid,
                              size_t rid_len, const char *reason);
+
+/* farm.yaml was reloaded: cfg replaces the parts' config (borrowed likewise). */
+void farm_clients_reload(farm_clients_t *self, const farm_config_t *cfg);
 
 /* The builds' callbacks: one event of b for its client and the log; b finished; and a
  * heartbeat to the client of every running build. */

@@ -31,6 +31,7 @@
 #include "coordinator/nodes.h"
 #include "coordinator/peerwarn.h"
 #include "coordinator/pushes.h"
+#include "coordinator/reload.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/timeserve.h"
 #include "coordinator/warmfile.h"
@@ -73,6 +74,7 @@ struct farm_coordinator {
     int clients_held;          /* the outbox holds a client's message: the rest follow it */
     long long committed_at;    /* the last commit */
     int commit_timer;          /* a turn at the next commit's time */
+    farm_reload_parts_t reload; /* what a reload of farm.yaml (SIGHUP) touches */
     long long pruned_at;
     int stopping;              /* shutting down: the nodes keep what they run */
 };
@@ -250,10 +252,10 @@ static int s_clients_readable(farm_reactor_t *r, int revents, void *arg)
         }
         c.rid_len = rid_len;
         if (self->cfg->secure) {
-            /* the ZAP handler let in only listed keys; User-Id is the client's name */
-            const farm_config_client_t *cl = farm_enrolled_client(self->enrolled, user);
+            /* the ZAP handler let in only listed keys; User-Id is the client's key */
+            const farm_config_client_t *cl = farm_enrolled_client_by_key(self->enrolled, user);
             if (!cl) {
-                farm_peer_warn("message from an unauthenticated client connection; ignored");
+                farm_clients_refuse_unenrolled(self->cl, rid, rid_len, user);
                 farm_wire_free(&env);
                 continue;
             }
@@ -289,6 +291,7 @@ static int s_on_chores(farm_reactor_t *r, void *arg)
 {
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms();
+    farm_reload_forget_idle(&self->reload);
     farm_scheduler_tick(self->sched, now);
     farm_builds_submitter_overdue(self->builds, now);
     farm_warmfile_save(self->warmfile, now, 0);
@@ -368,6 +371,8 @@ static void s_on_turn_end(farm_reactor_t *r, void *arg)
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms(), wake;
 
+    if (farm_reload_requested())
+        farm_reload(&self->reload, now);
     farm_scheduler_dispatch(self->sched, now);
     /* -v: the bookkeeping's self-check, said once until it holds again */
     if (farm_log_enabled(FARM_LOG_DEBUG)) {
@@ -550,6 +555,10 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         goto fail;
     if (s_listen(self) < 0)
         goto fail;
+    self->reload = (farm_reload_parts_t){&self->cfg, &self->enrolled, self->nodes, self->sched,
+                                         self->builds, self->pushes, self->cl, self->ag,
+                                         self->warmfile};
+    farm_reload_catch_sighup();
     farm_log_info("listening: agents on %s, clients on %s; %zu node(s), %zu platform(s), "
                   "heartbeat %d ms, state in %s", cfg->agents_endpoint, cfg->clients_endpoint,
                   cfg->n_nodes, cfg->n_platforms, cfg->heartbeat_ms, state);

@@ -67,7 +67,7 @@ const char *farm_enrolled_lookup(const farm_enrolled_t *self, const char *domain
         *other = !user && farm_hmap_get(self->client_keys, key, 32) != NULL;
     } else if (strcmp(domain, "clients") == 0) {
         const farm_config_client_t *c = farm_hmap_get(self->client_keys, key, 32);
-        user = c ? c->name : NULL;
+        user = c ? c->key : NULL;
         *other = !user && farm_hmap_get(self->node_keys, key, 32) != NULL;
     }
     return user;
@@ -76,4 +76,14 @@ const char *farm_enrolled_lookup(const farm_enrolled_t *self, const char *domain
 const farm_config_client_t *farm_enrolled_client(const farm_enrolled_t *self, const char *name)
 {
     return farm_hmap_gets(self->clients_by_name, name);
+}
+
+const farm_config_client_t *farm_enrolled_client_by_key(const farm_enrolled_t *self,
+                                                        const char *key_z85)
+{
+    uint8_t raw[32];
+
+    if (!key_z85 || farm_key_decode(raw, key_z85) < 0)
+        return NULL;
+    return farm_hmap_get(self->client_keys, raw, 32);
 }

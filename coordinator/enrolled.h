@@ -15,12 +15,18 @@ typedef struct farm_enrolled farm_enrolled_t;
 farm_enrolled_t *farm_enrolled_new(const farm_config_t *cfg);
 void farm_enrolled_destroy(farm_enrolled_t **self_p);
 
-/* Which enrolled peer key is at an endpoint (domain "agents": a node's name, "clients": a
- * client's), or NULL to refuse; then *other = 1 when the key is enrolled for the other
- * endpoint (a node dialling the clients' port, or the reverse). A farm_zap_lookup_fn. */
+/* Which enrolled peer key is at an endpoint (domain "agents": a node's name; "clients":
+ * the client's key itself, in Z85, so that each message is judged by the key that sent it
+ * against the index in force: a reload that removes or changes a client's key shuts out
+ * connections made with the old one, whatever its name), or NULL to refuse; then
+ * *other = 1 when the key is enrolled for the other endpoint (a node dialling the
+ * clients' port, or the reverse). A farm_zap_lookup_fn. */
 const char *farm_enrolled_lookup(const farm_enrolled_t *self, const char *domain,
                                  const uint8_t key[32], int *other);
 /* The enrolled client called name, or NULL. */
 const farm_config_client_t *farm_enrolled_client(const farm_enrolled_t *self, const char *name);
+/* The enrolled client whose public key is key_z85 (the clients' User-Id), or NULL. */
+const farm_config_client_t *farm_enrolled_client_by_key(const farm_enrolled_t *self,
+                                                        const char *key_z85);
 
 #endif

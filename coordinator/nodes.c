@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "coordinator/nodes.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +13,44 @@
 
 struct farm_nodes {
     const farm_config_t *cfg;
-    farm_node_t *nodes;
+    farm_node_t **nodes; /* each its own allocation: jobs point at them across reloads */
     size_t n;
     farm_hmap_t *by_name;
     farm_hmap_t *by_rid; /* READY sessions only */
     long long last_check; /* farm_nodes_gap_check's last call (0: none yet) */
 };
+
+/* A node record holding its own copy of its farm.yaml entry. */
+static farm_node_t *s_node_new(const farm_config_node_t *c, size_t index)
+{
+    farm_node_t *n = calloc(1, sizeof *n);
+
+    if (!n)
+        return NULL;
+    n->conf = *c;
+    n->conf.name = strdup(c->name);
+    n->conf.key = c->key ? strdup(c->key) : NULL;
+    if (!n->conf.name || (c->key && !n->conf.key)) {
+        free(n->conf.name);
+        free(n->conf.key);
+        free(n);
+        return NULL;
+    }
+    n->cfg = &n->conf;
+    n->index = index;
+    n->slots = c->slots;
+    return n;
+}
+
+static void s_node_free(farm_node_t *n)
+{
+    if (!n)
+        return;
+    free(n->platforms);
+    free(n->conf.name);
+    free(n->conf.key);
+    free(n);
+}
 
 farm_nodes_t *farm_nodes_new(const farm_config_t *cfg)
 {
@@ -26,17 +59,16 @@ farm_nodes_t *farm_nodes_new(const farm_config_t *cfg)
     if (!self)
         return NULL;
     self->cfg = cfg;
-    self->n = cfg->n_nodes;
     self->nodes = calloc(cfg->n_nodes + 1, sizeof *self->nodes);
     self->by_name = farm_hmap_new();
     self->by_rid = farm_hmap_new();
     if (!self->nodes || !self->by_name || !self->by_rid)
         goto fail;
     for (size_t i = 0; i < cfg->n_nodes; i++) {
-        farm_node_t *n = &self->nodes[i];
-        n->cfg = &cfg->nodes[i];
-        n->index = i;
-        n->slots = cfg->nodes[i].slots;
+        farm_node_t *n = s_node_new(&cfg->nodes[i], i);
+        if (!n)
+            goto fail;
+        self->nodes[self->n++] = n;
         if (farm_hmap_puts(self->by_name, n->cfg->name, n) < 0)
             goto fail;
     }
@@ -53,7 +85,7 @@ void farm_nodes_destroy(farm_nodes_t **self_p)
     if (!self)
         return;
     for (size_t i = 0; self->nodes && i < self->n; i++)
-        free(self->nodes[i].platforms);
+        s_node_free(self->nodes[i]);
     free(self->nodes);
     farm_hmap_destroy(&self->by_name);
     farm_hmap_destroy(&self->by_rid);
@@ -68,7 +100,7 @@ size_t farm_nodes_count(const farm_nodes_t *self)
 
 farm_node_t *farm_nodes_at(farm_nodes_t *self, size_t i)
 {
-    return i < self->n ? &self->nodes[i] : NULL;
+    return i < self->n ? self->nodes[i] : NULL;
 }
 
 farm_node_t *farm_nodes_by_name(farm_nodes_t *self, const char *name)
@@ -218,6 +250,7 @@ farm_hello_outcome_t farm_nodes_hello(farm_nodes_t *self, farm_node_t **out,
     node->session = h->session;
     node->last_seen = now;
     node->slots = node->cfg->slots;
+    node->hello_slots = h->slots < (uint32_t)INT_MAX ? (int)h->slots : INT_MAX;
     /* compared unsigned: a huge value must not wrap to a negative int */
     if (h->slots > 0 && h->slots < (uint32_t)node->slots)
         node->slots = (int)h->slots;
@@ -253,8 +286,8 @@ long long farm_nodes_gap_check(farm_nodes_t *self, long long now, int heartbeat_
     farm_log_warn("the coordinator did not run for %lld ms (stopped or stalled); every node "
                   "gets a fresh liveness period to be heard from", gap);
     for (size_t i = 0; i < self->n; i++)
-        if (self->nodes[i].state == FARM_NODE_READY && self->nodes[i].last_seen < now)
-            self->nodes[i].last_seen = now;
+        if (self->nodes[i]->state == FARM_NODE_READY && self->nodes[i]->last_seen < now)
+            self->nodes[i]->last_seen = now;
     return gap;
 }
 
@@ -269,6 +302,114 @@ int farm_nodes_health(farm_nodes_t *self, farm_node_t *node, const char *cause)
         node->unhealthy[n++] = (unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c;
     node->unhealthy[n] = '\0';
     return was != (n > 0);
+}
+
+/* The node's accepted platforms after a reload: indexes into cfg, those gone or no longer
+ * mapped to it dropped, native or emulated as cfg now says. A removed node keeps those
+ * still in cfg (it takes no job anyway), so that listed again it serves them at once. */
+static void s_remap_platforms(farm_node_t *node, const farm_config_t *cfg, const long *plat_map)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < node->n_platforms; i++) {
+        long to = plat_map[node->platforms[i].platform_index];
+        const farm_config_platform_t *cp = to >= 0 ? &cfg->platforms[to] : NULL;
+        int native = cp && s_listed(cp->native, cp->n_native, node->cfg->name);
+        int listed = native || (cp && s_listed(cp->emulated, cp->n_emulated, node->cfg->name));
+        if (!cp || (!listed && !node->removed))
+            continue;
+        node->platforms[n].platform_index = (size_t)to;
+        if (listed)
+            node->platforms[n].emulated = !native;
+        else
+            node->platforms[n].emulated = node->platforms[i].emulated;
+        n++;
+    }
+    node->n_platforms = n;
+}
+
+/* The record named name among the first n of the table, or NULL. */
+static farm_node_t *s_find(farm_nodes_t *self, const char *name)
+{
+    for (size_t k = 0; k < self->n; k++)
+        if (strcmp(self->nodes[k]->cfg->name, name) == 0)
+            return self->nodes[k];
+    return NULL;
+}
+
+int farm_nodes_reload(farm_nodes_t *self, const farm_config_t *cfg, const long *plat_map)
+{
+    farm_node_t **table = NULL, **added = calloc(cfg->n_nodes + 1, sizeof *added);
+    farm_node_t **rec = calloc(cfg->n_nodes + 1, sizeof *rec); /* cfg's i-th node's record */
+    char **keys = calloc(cfg->n_nodes + 1, sizeof *keys);
+    size_t n_added = 0, n_put = 0;
+    int rc = farm_error_set(FARM_ERROR, "out of memory reloading the node table");
+
+    /* everything that can fail first: the new records, the kept ones' new keys, the
+     * by-name entries of nodes (new or listed again) not yet found by name */
+    if (!added || !rec || !keys)
+        goto done;
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        const farm_config_node_t *c = &cfg->nodes[i];
+        farm_node_t *old = s_find(self, c->name);
+        if (old && c->key && !(keys[i] = strdup(c->key)))
+            goto done;
+        if (!old && !(added[n_added] = s_node_new(c, self->n + n_added)))
+            goto done;
+        rec[i] = old ? old : added[n_added++];
+    }
+    if (n_added && !(table = realloc(self->nodes, (self->n + n_added + 1) * sizeof *table)))
+        goto done;
+    if (table)
+        self->nodes = table;
+    for (; n_put < cfg->n_nodes; n_put++) {
+        if (farm_hmap_gets(self->by_name, cfg->nodes[n_put].name) == rec[n_put])
+            continue;
+        if (farm_hmap_puts(self->by_name, cfg->nodes[n_put].name, rec[n_put]) < 0) {
+            while (n_put-- > 0)
+                if (rec[n_put]->removed || rec[n_put]->index >= self->n)
+                    farm_hmap_dels(self->by_name, cfg->nodes[n_put].name);
+            goto done;
+        }
+    }
+    /* committed: nothing below fails */
+    for (size_t k = 0; k < n_added; k++) {
+        self->nodes[self->n++] = added[k];
+        added[k] = NULL;
+    }
+    for (size_t k = 0; k < self->n; k++) {
+        farm_node_t *node = self->nodes[k];
+        const farm_config_node_t *c = farm_config_node(cfg, node->cfg->name);
+        node->removed = !c;
+        if (!c) {
+            if (farm_hmap_gets(self->by_name, node->cfg->name) == node)
+                farm_hmap_dels(self->by_name, node->cfg->name);
+        } else {
+            size_t ci = (size_t)(c - cfg->nodes);
+            free(node->conf.key);
+            node->conf.key = keys[ci];
+            keys[ci] = NULL;
+            node->conf.slots = c->slots;
+            node->conf.key_given = c->key_given;
+            node->conf.line = c->line;
+            node->conf.column = c->column;
+            if (node->state == FARM_NODE_READY)
+                node->slots = node->hello_slots > 0 && node->hello_slots < c->slots
+                                  ? node->hello_slots : c->slots; /* as at HELLO */
+        }
+        s_remap_platforms(node, cfg, plat_map);
+    }
+    self->cfg = cfg;
+    rc = 0;
+done:
+    for (size_t i = 0; added && i < n_added; i++)
+        s_node_free(added[i]);
+    for (size_t i = 0; keys && i < cfg->n_nodes; i++)
+        free(keys[i]);
+    free(added);
+    free(rec);
+    free(keys);
+    return rc;
 }
 
 int farm_node_serves(const farm_node_t *node, size_t platform_index, int *emulated)

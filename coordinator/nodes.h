@@ -20,8 +20,12 @@ typedef struct {
 } farm_node_platform_t;
 
 typedef struct farm_node {
-    const farm_config_node_t *cfg;
-    size_t index;          /* in the table, stable */
+    const farm_config_node_t *cfg; /* = &conf */
+    farm_config_node_t conf; /* its farm.yaml entry, copied: a reload frees the old file */
+    size_t index;          /* in the table, stable (a reload appends, never moves) */
+    int removed;           /* a reload dropped it from farm.yaml: it finishes what it runs,
+                            * takes nothing new, and is forgotten then */
+    int hello_slots;       /* the agent's own bound from HELLO (0: none) */
     farm_node_state_t state;
     char rid[256];         /* routing id of the current session */
     size_t rid_len;
@@ -88,6 +92,16 @@ long long farm_nodes_gap_check(farm_nodes_t *self, long long now, int heartbeat_
  * kept printable and cut to FARM_NODE_CAUSE_MAX. 1 when the node's health changed
  * (healthy to unhealthy or back), else 0. */
 int farm_nodes_health(farm_nodes_t *self, farm_node_t *node, const char *cause);
+
+/* farm.yaml was reloaded (cfg replaces the one in force; plat_map from
+ * farm_config_platform_map): a node still listed takes its new slots and key, one no longer
+ * listed is marked removed (no longer found by name, so its HELLO is refused as an unknown
+ * node's; its session still delivers the results of what it runs), a node new in cfg is
+ * appended (it can say HELLO at once). Every node's accepted platforms follow the new
+ * mapping: a platform gone or no longer mapped to it is dropped (a newly mapped one is
+ * taken at its next HELLO); a removed node keeps those still in cfg, so that listed again
+ * while connected it serves them at once. On failure (out of memory) nothing changed. */
+int farm_nodes_reload(farm_nodes_t *self, const farm_config_t *cfg, const long *plat_map);
 
 /* 1 when the node was accepted for the platform (config index); *emulated set. */
 int farm_node_serves(const farm_node_t *node, size_t platform_index, int *emulated);

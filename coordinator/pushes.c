@@ -407,3 +407,8 @@ void farm_pushes_destroy(farm_pushes_t **self_p)
     free(self);
     *self_p = NULL;
 }
+
+void farm_pushes_reload(farm_pushes_t *self, const farm_config_t *cfg)
+{
+    self->cfg = cfg;
+}

@@ -33,6 +33,8 @@ farm_pushes_t *farm_pushes_new(farm_reactor_t *reactor, farm_builds_t *builds,
                                const farm_config_t *cfg, const farm_pushes_opts_t *opts);
 /* Stops every helper (their builds are left as they are) and forgets the waiting ones. */
 void farm_pushes_destroy(farm_pushes_t **self_p);
+/* farm.yaml was reloaded: pushes started from now on use cfg's registries: settings. */
+void farm_pushes_reload(farm_pushes_t *self, const farm_config_t *cfg);
 
 /* Every job of b is done (the builds stitch callback): its push starts now, or when a
  * helper slot frees and no push of one of its tags runs (farm_pushes_start_waiting), so a

@@ -894,7 +894,8 @@ static int s_check_queue(const farm_scheduler_t *self, size_t pi, const farm_lin
 static int s_check_node(const farm_scheduler_t *self, size_t ni, size_t *running)
 {
     const snode_t *sn = &self->nodes[ni];
-    const char *name = self->cfg->nodes[ni].name;
+    /* node indexes are the node table's, not farm.yaml's (a reload appends) */
+    const char *name = sn->node ? sn->node->cfg->name : "(not connected yet)";
     int n = 0;
 
     for (const farm_link_t *l = sn->running.next; l != &sn->running; l = l->next) {
@@ -993,4 +994,192 @@ int farm_scheduler_check(const farm_scheduler_t *self)
         return S_BROKEN("the job-timeout order holds %zu job(s), nodes run %zu", order,
                         running);
     return 0;
+}
+
+/* ------------------------------------------------------------------ reload */
+
+size_t farm_scheduler_platform_jobs(const farm_scheduler_t *self, size_t platform_index,
+                                    farm_job_t **out, size_t max)
+{
+    const splat_t *p = platform_index < self->n_plats ? &self->plats[platform_index] : NULL;
+    const farm_link_t *lists[2] = {p ? &p->queue : NULL, p ? &p->waits : NULL};
+    size_t n = 0, k;
+
+    for (k = 0; k < 2; k++)
+        for (const farm_link_t *l = lists[k] ? lists[k]->next : NULL; l && l != lists[k];
+             l = l->next, n++)
+            if (n < max)
+                out[n] = FARM_LINK_OWNER(l, farm_job_t, queue_link);
+    for (k = 0; k < 2; k++) {
+        const farm_link_t *order = k ? &self->parked_order : &self->running_order;
+        for (const farm_link_t *l = order->next; l != order; l = l->next) {
+            farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, timer_link);
+            if (job->platform_index != platform_index)
+                continue;
+            if (n < max)
+                out[n] = job;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* The snode array moved (realloc): the members' back pointers follow. */
+static void s_nodes_moved(snode_t *nodes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < nodes[i].n_members; k++)
+            nodes[i].members[k].sn = &nodes[i];
+}
+
+/* Moves every job of list from onto the back of list to, renumbered to platform pi. */
+static void s_move_jobs(farm_link_t *from, farm_link_t *to, size_t pi)
+{
+    while (from->next != from) {
+        farm_job_t *job = FARM_LINK_OWNER(from->next, farm_job_t, queue_link);
+        farm_link_remove(&job->queue_link);
+        farm_link_push_back(to, &job->queue_link);
+        job->platform_index = pi;
+    }
+}
+
+int farm_scheduler_reload(farm_scheduler_t *self, const farm_config_t *cfg,
+                          const long *plat_map, size_t n_nodes)
+{
+    size_t np = cfg->n_platforms, n_old = self->n_nodes;
+    splat_t *plats = NULL;
+    size_t *dirty = NULL;
+    member_t **members = NULL; /* the live nodes' new members, by node index */
+    int rc = FARM_ERROR;
+
+    for (size_t pi = 0; pi < self->n_plats; pi++)
+        if (plat_map[pi] < 0 && farm_scheduler_platform_jobs(self, pi, NULL, 0) > 0)
+            return farm_error_set(FARM_EINVALID, "scheduler: %s is gone from farm.yaml but "
+                                  "still has jobs", self->cfg->platforms[pi].platform);
+    if (n_nodes < n_old)
+        return farm_error_set(FARM_EINVALID, "scheduler: the node table shrank");
+    plats = calloc(np + 1, sizeof *plats);
+    dirty = calloc(np + 1, sizeof *dirty);
+    members = calloc(n_nodes + 1, sizeof *members);
+    if (!plats || !dirty || !members)
+        goto oom;
+    for (size_t ni = 0; ni < n_old; ni++) {
+        const snode_t *sn = &self->nodes[ni];
+        if (sn->live && sn->node && !(members[ni] = calloc(sn->node->n_platforms + 1,
+                                                          sizeof *members[ni])))
+            goto oom;
+    }
+    if (n_nodes > n_old) {
+        /* the list heads inside move with the array: unlink, grow, link again */
+        snode_t *nodes;
+        farm_link_t *tmp = calloc(n_old + 1, sizeof *tmp);
+        if (!tmp)
+            goto oom;
+        for (size_t ni = 0; ni < n_old; ni++) {
+            farm_link_init(&tmp[ni]);
+            while (!farm_link_empty(&self->nodes[ni].running)) {
+                farm_link_t *l = self->nodes[ni].running.next;
+                farm_link_remove(l);
+                farm_link_push_back(&tmp[ni], l);
+            }
+        }
+        nodes = realloc(self->nodes, (n_nodes + 1) * sizeof *nodes);
+        if (nodes)
+            self->nodes = nodes;
+        for (size_t ni = 0; ni < (nodes ? n_nodes : n_old); ni++) {
+            if (ni >= n_old)
+                memset(&self->nodes[ni], 0, sizeof self->nodes[ni]);
+            farm_link_init(&self->nodes[ni].running);
+            while (ni < n_old && !farm_link_empty(&tmp[ni])) {
+                farm_link_t *l = tmp[ni].next;
+                farm_link_remove(l);
+                farm_link_push_back(&self->nodes[ni].running, l);
+            }
+        }
+        free(tmp);
+        if (!nodes)
+            goto oom;
+        s_nodes_moved(self->nodes, n_old);
+        self->n_nodes = n_nodes;
+    }
+    /* committed: nothing below fails */
+    for (size_t pi = 0; pi < np; pi++) {
+        farm_link_init(&plats[pi].queue);
+        farm_link_init(&plats[pi].waits);
+    }
+    for (size_t pi = 0; pi < self->n_plats; pi++) {
+        splat_t *old = &self->plats[pi];
+        if (plat_map[pi] >= 0) {
+            splat_t *p = &plats[plat_map[pi]];
+            s_move_jobs(&old->queue, &p->queue, (size_t)plat_map[pi]);
+            s_move_jobs(&old->waits, &p->waits, (size_t)plat_map[pi]);
+            p->queued = old->queued;
+            p->n_waits = old->n_waits;
+        }
+        free(old->free[0].a);
+        free(old->free[1].a);
+    }
+    for (farm_link_t *l = self->running_order.next; l != &self->running_order; l = l->next) {
+        farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, timer_link);
+        job->platform_index = (size_t)plat_map[job->platform_index];
+    }
+    for (farm_link_t *l = self->parked_order.next; l != &self->parked_order; l = l->next) {
+        farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, timer_link);
+        job->platform_index = (size_t)plat_map[job->platform_index];
+    }
+    free(self->plats);
+    free(self->dirty);
+    self->plats = plats;
+    self->dirty = dirty;
+    self->n_plats = np;
+    self->n_dirty = 0;
+    self->cfg = cfg;
+    for (size_t ni = 0; ni < self->n_nodes; ni++) {
+        snode_t *sn = &self->nodes[ni];
+        free(sn->members);
+        sn->members = NULL;
+        sn->n_members = 0;
+        if (!sn->live || !sn->node)
+            continue; /* a node's members are made again at its next HELLO */
+        sn->members = members[ni];
+        members[ni] = NULL;
+        sn->n_members = sn->node->n_platforms;
+        for (size_t i = 0; i < sn->n_members; i++) {
+            const farm_node_platform_t *np_ = &sn->node->platforms[i];
+            const farm_config_platform_t *cp = &cfg->platforms[np_->platform_index];
+            member_t *m = &sn->members[i];
+            m->sn = sn;
+            m->platform = np_->platform_index;
+            m->emulated = np_->emulated;
+            m->rank = m->emulated ? s_rank(cp->emulated, cp->n_emulated, sn->node->cfg->name)
+                                  : s_rank(cp->native, cp->n_native, sn->node->cfg->name);
+            m->pos = -1;
+            if (!s_out(sn))
+                self->plats[m->platform].live[m->emulated]++;
+        }
+        s_node_reheap(self, sn);
+    }
+    for (size_t pi = 0; pi < np; pi++) {
+        s_mark_dirty(self, pi);
+        /* a platform with no live node left: its jobs wait for any node, and say so */
+        if (self->plats[pi].live[0] + self->plats[pi].live[1] == 0) {
+            s_unwait_all(&self->plats[pi]);
+            for (farm_link_t *l = self->plats[pi].queue.next; l != &self->plats[pi].queue;
+                 l = l->next)
+                s_say_waiting(self, FARM_LINK_OWNER(l, farm_job_t, queue_link));
+        }
+    }
+    rc = 0;
+    goto done;
+oom:
+    rc = farm_error_set(FARM_ERROR, "out of memory reloading the scheduler");
+done:
+    for (size_t ni = 0; members && ni < n_nodes; ni++)
+        free(members[ni]);
+    free(members);
+    if (rc < 0) {
+        free(plats);
+        free(dirty);
+    }
+    return rc;
 }

@@ -141,4 +141,19 @@ size_t farm_scheduler_parked(const farm_scheduler_t *self);
  * it after every step; the coordinator with -v at every turn's end. */
 int farm_scheduler_check(const farm_scheduler_t *self);
 
+/* farm.yaml was reloaded. Before: every job of a platform cfg lacks (plat_map[i] < 0)
+ * is out of the scheduler (the caller fails them: farm_scheduler_platform_jobs lists
+ * them), else FARM_EINVALID and nothing changes. The node table was reloaded first
+ * (farm_nodes_reload): n_nodes is its size now (it only grows), and the live nodes'
+ * platforms index cfg. The queues follow their platforms into cfg's order in their own
+ * order (a platform added starts empty), running jobs stay where they run, the nodes'
+ * heaps are rebuilt from their platforms and slots now. On failure (out of memory)
+ * nothing changed. */
+int farm_scheduler_reload(farm_scheduler_t *self, const farm_config_t *cfg,
+                          const long *plat_map, size_t n_nodes);
+/* The queued (parked too) and running jobs of the platform (config index), at most max
+ * into out; returns how many there are. */
+size_t farm_scheduler_platform_jobs(const farm_scheduler_t *self, size_t platform_index,
+                                    farm_job_t **out, size_t max);
+
 #endif

@@ -49,6 +49,20 @@ void farm_warmfile_destroy(farm_warmfile_t **self_p)
     *self_p = NULL;
 }
 
+int farm_warmfile_names(farm_warmfile_t *self, const char *const *names, size_t n)
+{
+    const char **copy = calloc(n + 1, sizeof *copy);
+
+    if (!copy)
+        return farm_error_set(FARM_ERROR, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        copy[i] = names[i];
+    free(self->node_names);
+    self->node_names = copy;
+    self->n_nodes = n;
+    return 0;
+}
+
 int farm_warmfile_restore(farm_warmfile_t *self)
 {
     int rc;

@@ -17,6 +17,9 @@ typedef struct farm_warmfile farm_warmfile_t;
 farm_warmfile_t *farm_warmfile_new(const char *path, farm_warm_t *warm,
                                    const farm_config_t *cfg);
 void farm_warmfile_destroy(farm_warmfile_t **self_p);
+/* The node names by node index from now on (the node table's, after a reload appended
+ * to it): names are borrowed, the array copied. */
+int farm_warmfile_names(farm_warmfile_t *self, const char *const *names, size_t n);
 
 /* Removes temp files an earlier run left and adds what the file holds to warm. Returns
  * the keys restored, or < 0 when the file could not be read (logged; warm unchanged). */

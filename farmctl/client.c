@@ -371,7 +371,7 @@ static int s_refused(farmctl_client_t *self, uint16_t event, uint32_t value)
         return farm_error_set(FARM_EAUTH, "the coordinator at %s refused farmctl's key %s (from "
                               "%s): it is not enrolled under clients: in the coordinator's "
                               "farm.yaml. Have the farm's admin add `clients: NAME: {key: \"%s\", "
-                              "role: submit}` and restart farm-coordinator, or use the key that "
+                              "role: submit}` and reload farm-coordinator, or use the key that "
                               "is enrolled", e, self->public_key, self->key_from, self->public_key);
     /* the server's greeting named another mechanism than ours */
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&

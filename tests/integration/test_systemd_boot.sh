@@ -281,6 +281,20 @@ submit() {
 }
 submit 1 boot1
 
+# --- reload: farm.yaml read again by the same process ------------------------------------------
+cpid=$(unit_prop farm-coordinator MainPID)
+inroot systemctl reload farm-coordinator >>"$LAB/systemctl.log" 2>&1 \
+    || { inroot systemctl status farm-coordinator --no-pager >&2 || true; journal farm-coordinator >&2
+         lab_fail "systemctl reload farm-coordinator failed"; }
+for i in $(seq 1 100); do
+    journal farm-coordinator 50 | grep -q 'reload: /etc/farm/farm.yaml applied' && break
+    ((i < 100)) || { journal farm-coordinator >&2; lab_fail "systemctl reload: the coordinator did not log the reload applied"; }
+    sleep 0.2
+done
+[[ $(unit_prop farm-coordinator MainPID) == "$cpid" && $(unit_prop farm-coordinator NRestarts) == 0 ]] \
+    || lab_fail "systemctl reload restarted the coordinator"
+lab_log "systemctl reload: farm.yaml applied by the same coordinator (pid $cpid in the root)"
+
 # --- a narrowed bounding set: the agent refuses to start and says why ----------------------
 inroot mkdir -p /etc/systemd/system/farm-agent.service.d
 inroot sh -c 'printf "[Service]\nCapabilityBoundingSet=\nCapabilityBoundingSet=CAP_SETUID CAP_SETGID\n" >/etc/systemd/system/farm-agent.service.d/narrow.conf'

@@ -224,7 +224,7 @@ static void test_roles(void **state)
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED);
     assert_string_equal(fx->sent.reason,
                         "client carol has role read; to submit it needs role submit: an admin "
-                        "changes clients: carol: role: in t.yaml and restarts farm-coordinator");
+                        "changes clients: carol: role: in t.yaml and reloads farm-coordinator");
     d.node = "a";
     env.body_case = FARM__ENVELOPE__BODY_DRAIN;
     env.drain = &d;
@@ -238,6 +238,13 @@ static void test_roles(void **state)
     assert_int_equal(farm_clients_needs(FARM__ENVELOPE__BODY_JOB_RESULT, &what), FARM_ROLE_NONE);
     assert_int_equal(farm_clients_needs(FARM__ENVELOPE__BODY_CANCEL, &what), FARM_ROLE_SUBMIT);
     assert_string_equal(what, "cancel builds");
+    /* a connection let in with a key a reload has since removed */
+    farm_clients_refuse_unenrolled(fx->cl, "r", 1, "6Nv).=U@Q.6g:P{e@rvS=3&7za+7XZf<D{CbgErO");
+    assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED);
+    assert_string_equal(fx->sent.reason,
+                        "key 6Nv).=U@Q.6g:P{e@rvS=3&7za+7XZf<D{CbgErO is no longer enrolled under "
+                        "clients: in t.yaml (farm.yaml was reloaded without it); ask the farm's "
+                        "admin to enrol it again, or use the key that is enrolled");
 }
 
 static void test_submit_limits_and_drain(void **state)

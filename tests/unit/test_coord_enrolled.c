@@ -44,7 +44,9 @@ static void test_keys_by_endpoint(void **state)
     elsewhere = -1;
     assert_string_equal(farm_enrolled_lookup(e, "agents", node, &elsewhere), "x86");
     assert_int_equal(elsewhere, 0);
-    assert_string_equal(farm_enrolled_lookup(e, "clients", alice, &elsewhere), "alice");
+    /* a client is known by its key: each message is judged against the keys in force */
+    assert_string_equal(farm_enrolled_lookup(e, "clients", alice, &elsewhere), ALICE_KEY);
+    assert_string_equal(farm_enrolled_client_by_key(e, ALICE_KEY)->name, "alice");
     assert_int_equal(elsewhere, 0);
     /* the wrong port: refused, and said to be the other endpoint's key */
     assert_null(farm_enrolled_lookup(e, "clients", node, &elsewhere));
