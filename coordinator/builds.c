@@ -24,6 +24,7 @@ struct farm_builds {
     farm_builds_cbs_t cbs;
     void *arg;
     farm_hmap_t *by_id;
+    farm_hmap_t *by_token; /* token digest -> build (a Submit sent again finds its build) */
     farm_hmap_t *contexts; /* context digest -> builds not DONE that use it (count) */
     farm_hmap_t *per_client; /* client name (or routing id without keys) -> builds not DONE */
     farm_link_t active;    /* RUNNING and STITCHING builds, oldest first */
@@ -49,6 +50,7 @@ farm_builds_t *farm_builds_new(const farm_config_t *cfg, farm_scheduler_t *sched
     self->cbs = *cbs;
     self->arg = arg;
     self->by_id = farm_hmap_new();
+    self->by_token = farm_hmap_new();
     self->contexts = farm_hmap_new();
     self->per_client = farm_hmap_new();
     farm_link_init(&self->active);
@@ -58,7 +60,7 @@ farm_builds_t *farm_builds_new(const farm_config_t *cfg, farm_scheduler_t *sched
         clock_gettime(CLOCK_REALTIME, &ts);
         self->wall_offset = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - farm_now_ms();
     }
-    if (!self->by_id || !self->contexts || !self->per_client) {
+    if (!self->by_id || !self->by_token || !self->contexts || !self->per_client) {
         farm_builds_destroy(&self);
         return NULL;
     }
@@ -171,6 +173,7 @@ void farm_builds_destroy(farm_builds_t **self_p)
         }
     }
     farm_hmap_destroy(&self->by_id);
+    farm_hmap_destroy(&self->by_token);
     farm_hmap_destroy(&self->contexts);
     farm_hmap_destroy(&self->per_client);
     free(self);
@@ -335,6 +338,26 @@ static int s_journal_build(farm_builds_t *self, const farm_build_t *b, int with_
 }
 
 /* ------------------------------------------------------------------ submit */
+
+/* A Submit sent again (its farmctl lost the coordinator before the answer) is known by
+ * its token: out of memory only costs that (a second build). */
+static void s_token_index(farm_builds_t *self, farm_build_t *b)
+{
+    if (b->token_digest[0] && farm_hmap_puts(self->by_token, b->token_digest, b) < 0)
+        farm_log_warn("build=%s: out of memory indexing its submit token", b->id);
+}
+
+farm_build_t *farm_builds_by_token(farm_builds_t *self, const void *token, size_t len)
+{
+    char digest[FARM_DIGEST_STRLEN];
+    farm_build_t *b;
+
+    if (!len)
+        return NULL;
+    farm_digest_buffer(digest, token, len);
+    b = farm_hmap_gets(self->by_token, digest);
+    return b && farm_build_token_is(b, token, len) ? b : NULL;
+}
 
 static int s_refuse(char *reason, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -590,6 +613,7 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
             farm_journal_finish(self->journal, b->id, 0, reason, NULL, 0, s_wall(self, now));
         goto fail;
     }
+    s_token_index(self, b);
     farm_link_push_back(&self->active, &b->link);
     self->n_active++;
     s_context_ref(self, b->context_digest, +1);
@@ -1057,6 +1081,7 @@ int farm_builds_restore(farm_builds_t *self, farm_journal_loaded_t *loaded, long
             return farm_error_set(FARM_ERROR, "out of memory");
         }
         b->last_result_at = now;
+        s_token_index(self, b);
         farm_link_push_back(&self->active, &b->link);
         self->n_active++;
         s_context_ref(self, b->context_digest, +1);
@@ -1097,6 +1122,8 @@ void farm_builds_reap(farm_builds_t *self, long long now, long long keep_ms,
             break;
         farm_link_remove(&b->link);
         farm_hmap_dels(self->by_id, b->id);
+        if (b->token_digest[0] && farm_hmap_gets(self->by_token, b->token_digest) == b)
+            farm_hmap_dels(self->by_token, b->token_digest);
         if (free_fn)
             free_fn(arg, b);
         s_build_free(self, b);

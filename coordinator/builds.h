@@ -142,6 +142,10 @@ int farm_build_follow(farm_build_t *b, farm_follower_t *out_dropped, const void 
                       size_t rid_len);
 /* Removes rid from b's followers (its connection is gone). */
 void farm_build_unfollow(farm_build_t *b, const void *rid, size_t rid_len);
+/* The build (in memory: not DONE, or DONE less than a minute ago) whose Submit carried
+ * token, or NULL: a farmctl that lost the coordinator before its answer sends the same
+ * Submit again, and must get that build, not a second one. */
+farm_build_t *farm_builds_by_token(farm_builds_t *self, const void *token, size_t len);
 /* 1 when token is the one the build's Submit carried (its submitting farmctl). */
 int farm_build_token_is(const farm_build_t *b, const void *token, size_t len);
 

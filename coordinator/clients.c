@@ -258,6 +258,7 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
     farm_build_t *b = NULL;
     uint64_t size = 0;
     long long now = farm_now_ms();
+    int fresh = 0;
     farm_submit_t sub = {.tags = s->tags, .n_tags = s->n_tags, .platforms = s->platforms,
                          .n_platforms = s->n_platforms, .dockerfile = s->dockerfile,
                          .n_args = s->n_build_args, .context_digest = s->context_digest,
@@ -320,9 +321,24 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
         sub.context_stored = farm_ctxstore_has_for(self->p.ctx, s->context_digest, c->key,
                                                    &size);
     sub.context_size = size;
-    if (farm_builds_submit(self->p.builds, &b, &sub, now, reason, sizeof reason) < 0) {
+    /* the same Submit again (its farmctl lost the coordinator before the answer, perhaps
+     * to a restart): the build it made, never a second one */
+    b = farm_builds_by_token(self->p.builds, s->submit_token.data, s->submit_token.len);
+    if (b && (!b->owner[0] || strcmp(b->owner, c->name) == 0)) {
+        if (b->awaiting_submitter &&
+            farm_builds_submitter_back(self->p.builds, b, creds, s->n_credentials, &flags, now,
+                                       reason, sizeof reason) < 0) {
+            farm_clients_refuse(self, rid, rid_len, reason);
+            goto done;
+        }
+        farm_build_follow(b, NULL, rid, rid_len);
+        farm_log_info("build=%s: its Submit came again (its farmctl reconnected); answered "
+                      "with this build", b->id);
+    } else if (farm_builds_submit(self->p.builds, &b, &sub, now, reason, sizeof reason) < 0) {
         farm_clients_refuse(self, rid, rid_len, reason);
         goto done;
+    } else {
+        fresh = 1; /* started below, once the client was told */
     }
     farm_ctxstore_touch(self->p.ctx, b->context_digest);
     acc.build_id = b->id;
@@ -334,7 +350,10 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
     env.accepted = &acc;
     s_send(self, rid, rid_len, &env);
     free(acc.platforms);
-    farm_builds_start(self->p.builds, b, now);
+    if (fresh)
+        farm_builds_start(self->p.builds, b, now);
+    else if (b->state == FARM_BUILD_DONE)
+        s_send_done(self, b, rid, rid_len);
 done:
     free(creds); /* borrowed pointers: the envelope's strings are wiped with it */
     farm_buildflags_clear(&flags); /* a refused build's secrets (an accepted one took them) */

@@ -466,22 +466,48 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
     Farm__Envelope *reply = NULL;
     char *buf = NULL;
     int fd = -1, rc, uploading = 0, again = 0, sent_any = 0;
-    unsigned offers = 1, unanswered = 1;
+    unsigned offers = 1, unanswered = 1, drops = farmctl_client_disconnects(cl);
     uint64_t sent = 0, acked = 0;
+    long long heard = farm_now_ms(), lost_at = 0;
 
     if ((rc = s_offer(cl, digest, size)) < 0)
         return rc;
     for (;;) {
         const Farm__ContextStatus *st;
+        unsigned d;
 
         farm_wire_free(&reply);
-        rc = farmctl_client_recv(cl, &reply, REPLY_TIMEOUT_MS);
+        rc = farmctl_client_recv(cl, &reply, 1000);
+        /* the connection dropped (a coordinator restart): what was in flight is gone with
+         * it; offer again, once it is back, up to --give-up-after */
+        if ((d = farmctl_client_disconnects(cl)) != drops) {
+            drops = d;
+            if (!lost_at)
+                farmctl_progress_note(o->pg, "#lost the coordinator at %s during the upload; "
+                                      "offering the context again when it is back",
+                                      farmctl_client_endpoint(cl));
+            lost_at = farm_now_ms();
+            farm_wire_free(&reply);
+            if ((rc = s_offer(cl, digest, size)) < 0)
+                goto done;
+            unanswered = 1;
+            again = uploading = 0;
+            continue;
+        }
         if (rc == FARM_ERETRY) {
-            rc = farmctl_client_silent(cl, REPLY_TIMEOUT_MS);
+            long long quiet = farm_now_ms() - heard;
+            if (lost_at ? quiet < o->give_up_ms : quiet < REPLY_TIMEOUT_MS)
+                continue;
+            rc = farmctl_client_silent(cl, (int)(quiet < INT32_MAX ? quiet : INT32_MAX));
             goto done;
         }
         if (rc < 0)
             goto done;
+        heard = farm_now_ms();
+        if (lost_at) {
+            farmctl_progress_note(o->pg, "#the coordinator answers again; uploading");
+            lost_at = 0;
+        }
         if (reply->body_case == FARM__ENVELOPE__BODY_HEARTBEAT)
             continue;
         if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
@@ -565,10 +591,12 @@ done:
     return rc;
 }
 
+static int s_submit_answer(farmctl_client_t *cl, submit_opts_t *o, Farm__Envelope *env);
+
 static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
                     uint64_t size, const char *dockerfile)
 {
-    Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__Submit s = FARM__SUBMIT__INIT;
     Farm__KeyValue kvs[FARM_BUILD_ARGS_MAX], *kvp[FARM_BUILD_ARGS_MAX];
     Farm__RegistryCredential creds[FARM_CREDENTIALS_MAX], *credp[FARM_CREDENTIALS_MAX];
@@ -613,7 +641,7 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     s.submit_token.len = sizeof o->token;
     env.body_case = FARM__ENVELOPE__BODY_SUBMIT;
     env.submit = &s;
-    rc = farmctl_client_send(cl, &env);
+    rc = s_submit_answer(cl, o, &env);
     farm_buildflags_wire_free(&fw);
     /* the logins and secrets stay in this process's memory only while it follows the
      * build: a coordinator that restarts asks for them again */
@@ -621,14 +649,44 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
         s_creds_clear(o);
         farm_buildflags_wipe_secrets(&o->flags);
     }
+    return rc;
+}
+
+/* Sends the Submit and waits for its answer. A connection that drops meanwhile (a
+ * coordinator restart) gets the same Submit again once it is back, up to --give-up-after:
+ * its token makes a coordinator that took the first one answer with that build. */
+static int s_submit_answer(farmctl_client_t *cl, submit_opts_t *o, Farm__Envelope *env)
+{
+    Farm__Envelope *reply = NULL;
+    unsigned drops = farmctl_client_disconnects(cl), d;
+    long long heard = farm_now_ms(), lost_at = 0;
+    int rc = farmctl_client_send(cl, env);
+
     if (rc < 0)
         return rc;
     for (;;) {
-        rc = farmctl_client_recv(cl, &reply, REPLY_TIMEOUT_MS);
-        if (rc == FARM_ERETRY)
-            return farmctl_client_silent(cl, REPLY_TIMEOUT_MS);
+        rc = farmctl_client_recv(cl, &reply, 1000);
+        if ((d = farmctl_client_disconnects(cl)) != drops) {
+            drops = d;
+            if (!lost_at)
+                farmctl_progress_note(o->pg, "#lost the coordinator at %s before it answered "
+                                      "the submit; sending it again when it is back",
+                                      farmctl_client_endpoint(cl));
+            lost_at = farm_now_ms();
+            farm_wire_free(&reply);
+            if ((rc = farmctl_client_send(cl, env)) < 0)
+                return rc;
+            continue;
+        }
+        if (rc == FARM_ERETRY) {
+            long long quiet = farm_now_ms() - heard;
+            if (lost_at ? quiet < o->give_up_ms : quiet < REPLY_TIMEOUT_MS)
+                continue;
+            return farmctl_client_silent(cl, (int)(quiet < INT32_MAX ? quiet : INT32_MAX));
+        }
         if (rc < 0)
             return rc;
+        heard = farm_now_ms();
         if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
             char why[1024];
             farm_text_inert(why, sizeof why, reply->refused->reason);

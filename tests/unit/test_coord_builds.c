@@ -643,6 +643,10 @@ static void test_restore_from_journal(void **state)
     assert_true(r->awaiting_submitter); /* the login was never written */
     assert_true(farm_build_token_is(r, "tok-of-c2", 9)); /* its digest was: the same farmctl */
     assert_false(farm_build_token_is(r, "tok-of-c3", 9));
+    /* the same Submit sent again finds it (and only the same token does) */
+    assert_ptr_equal(farm_builds_by_token(fx->b, "tok-of-c2", 9), r);
+    assert_null(farm_builds_by_token(fx->b, "tok-of-c3", 9));
+    assert_null(farm_builds_by_token(fx->b, "", 0));
     assert_true(r->jobs[0].parked);
     assert_int_equal(farm_scheduler_parked(fx->s), 4);
     assert_int_equal(farm_scheduler_queued(fx->s), 1); /* b4 */
