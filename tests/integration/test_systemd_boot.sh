@@ -340,6 +340,28 @@ lab_log "restarted both units: node ready again"
 
 # --- upgrade ----------------------------------------------------------------------------------
 pids_old="$(unit_prop farm-coordinator MainPID) $(unit_prop farm-agent MainPID)"
+# the coordinator's package first, while a build runs (its RUN step sleeps 8 s): the
+# package restarts the coordinator, which takes the build back from its journal and the
+# agent; the waiting farmctl follows it to the end
+slow=8.$$   # busybox sleep takes fractions: the host's pgrep finds this one (the root has none)
+inroot sh -c "rm -rf /root/t/ctx-slow && cp -r /root/t/ctx /root/t/ctx-slow && echo 'RUN sleep $slow' >>/root/t/ctx-slow/Dockerfile"
+ctl submit --coordinator "$FARM_COORD_EP" -t "$REGISTRY/boot/example:inflight" \
+    --platform linux/amd64 --progress plain /root/t/ctx-slow >"$LAB/submit-inflight.out" \
+    2>"$LAB/submit-inflight.err" &
+inflight=$!
+for i in $(seq 1 600); do
+    pgrep -f "sleep $slow\$" >/dev/null && break
+    ((i < 600)) || { cat "$LAB/submit-inflight.err" >&2; lab_fail "the in-flight build's RUN step did not start"; }
+    sleep 0.2
+done
+apt_in install "$(deb farm-coordinator /root/t/debs-next "$next")"
+st=0; wait "$inflight" || st=$?
+((st == 0)) && [[ $(tail -n 1 "$LAB/submit-inflight.out") =~ ^sha256:[0-9a-f]{64}$ ]] \
+    || { cat "$LAB/submit-inflight.err" >&2; journal farm-coordinator 60 >&2
+         lab_fail "the build in flight during the coordinator's upgrade did not end with its index (farmctl exited $st)"; }
+journal farm-coordinator 200 | grep -q 'attempt=1 adopted' \
+    || { journal farm-coordinator 200 >&2; lab_fail "the upgraded coordinator did not adopt the running attempt"; }
+lab_log "coordinator upgraded to $next-1 during a build: the build adopted and pushed ($(tail -n 1 "$LAB/submit-inflight.out"))"
 apt_in install "$(deb farm-coordinator /root/t/debs-next "$next")" "$(deb farm-agent /root/t/debs-next "$next")" \
     "$(deb farmctl /root/t/debs-next "$next")"
 for p in "${pkgs[@]}"; do
