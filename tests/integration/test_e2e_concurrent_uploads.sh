@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Concurrent submits of one fresh context never fail at the upload: 24 `farmctl submit`
-# at once from 3 client keys (8 each, more than coordinator.max_uploads_per_client: 2)
+# Concurrent submits of one fresh context never fail at the upload: 100 `farmctl submit`
+# at once from 10 client keys (10 each, more than coordinator.max_uploads_per_client: 2)
 # all succeed. A client's offers of a digest it is already uploading join that upload
 # (no slot replaced); an upload that is gone is offered again by farmctl. Each client
 # still sends the bytes itself (the context is stored once per key, no client is served
@@ -14,7 +14,7 @@ export LAB_SKIP_BINFMT=1
 lab_registry_start
 lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=n1:4"
 sed -i "/^  heartbeat:/a\\  max_uploads_per_client: 2" "$LAB/farm.yaml"
-clients=(alice bob carol)
+clients=(alice bob carol dave erin frank grace heidi ivan judy)
 for c in "${clients[@]}"; do
     k=$(lab_keygen "$c")
     sed -i "/^  lab: {key:/a\\  $c: {key: \"$k\", role: submit}" "$LAB/farm.yaml"
@@ -32,7 +32,7 @@ cp "$LAB/ex/busybox/amd64/busybox" "$ctx/busybox"
 head -c $((12 << 20)) /dev/urandom >"$ctx/noise"
 printf 'FROM scratch\nCOPY busybox /bin/busybox\n' >"$ctx/Dockerfile"
 
-per=8
+per=10
 pids=()
 t0=$SECONDS
 for c in "${clients[@]}"; do
