@@ -398,6 +398,59 @@ static int s_dockerfile_rel(char *out, size_t len, const char *context, const ch
     return farm_str_fmt(out, len, "the Dockerfile path", "%s", file_real + cl + 1);
 }
 
+/* A wait for the coordinator's answers that outlives a restart of it (the upload, the
+ * submit): the connection's drops are watched, and silence is bounded by
+ * REPLY_TIMEOUT_MS while connected, by --give-up-after once the connection dropped. */
+typedef struct {
+    unsigned drops;
+    long long heard, lost_at;
+} s_wait_t;
+
+enum { S_WAIT_GOT = 0, S_WAIT_MORE = 1, S_WAIT_RESEND = 2 };
+
+static void s_wait_init(s_wait_t *w, farmctl_client_t *cl)
+{
+    w->drops = farmctl_client_disconnects(cl);
+    w->heard = farm_now_ms();
+    w->lost_at = 0;
+}
+
+/* Receives for up to a second: S_WAIT_GOT with a message in *reply, S_WAIT_MORE to call
+ * again, S_WAIT_RESEND when the connection dropped (said once, as "lost the coordinator
+ * at E <what>"): what was in flight is gone with it, the caller sends again (ZeroMQ holds
+ * it until the connection is back); < 0 with the error set. */
+static int s_wait_next(farmctl_client_t *cl, const submit_opts_t *o, s_wait_t *w,
+                       Farm__Envelope **reply, const char *what)
+{
+    int rc = farmctl_client_recv(cl, reply, 1000);
+    unsigned d = farmctl_client_disconnects(cl);
+    long long quiet;
+
+    if (d != w->drops) {
+        w->drops = d;
+        if (!w->lost_at)
+            farmctl_progress_note(o->pg, "#lost the coordinator at %s %s",
+                                  farmctl_client_endpoint(cl), what);
+        w->lost_at = farm_now_ms();
+        farm_wire_free(reply);
+        return S_WAIT_RESEND;
+    }
+    if (rc == FARM_ERETRY) {
+        quiet = farm_now_ms() - w->heard;
+        if (w->lost_at ? quiet < o->give_up_ms : quiet < REPLY_TIMEOUT_MS)
+            return S_WAIT_MORE;
+        return farmctl_client_silent(cl, (int)(quiet < INT32_MAX ? quiet : INT32_MAX));
+    }
+    if (rc < 0)
+        return rc;
+    w->heard = farm_now_ms();
+    if (w->lost_at) {
+        farmctl_progress_note(o->pg, "#the coordinator answers again");
+        w->lost_at = 0;
+    }
+    return S_WAIT_GOT;
+}
+
 /* Sends the chunks from `from` while fewer than FARM_WIRE_WINDOW bytes are unacknowledged
  * (a credit window, zguide ch. 7 "file transfer": no stop-and-wait per chunk). Each chunk
  * is answered once: *unanswered counts them. */
@@ -466,48 +519,30 @@ static int s_upload(farmctl_client_t *cl, const char *tar, const char *digest, u
     Farm__Envelope *reply = NULL;
     char *buf = NULL;
     int fd = -1, rc, uploading = 0, again = 0, sent_any = 0;
-    unsigned offers = 1, unanswered = 1, drops = farmctl_client_disconnects(cl);
+    unsigned offers = 1, unanswered = 1;
     uint64_t sent = 0, acked = 0;
-    long long heard = farm_now_ms(), lost_at = 0;
+    s_wait_t w;
 
+    s_wait_init(&w, cl);
     if ((rc = s_offer(cl, digest, size)) < 0)
         return rc;
     for (;;) {
         const Farm__ContextStatus *st;
-        unsigned d;
 
         farm_wire_free(&reply);
-        rc = farmctl_client_recv(cl, &reply, 1000);
-        /* the connection dropped (a coordinator restart): what was in flight is gone with
-         * it; offer again, once it is back, up to --give-up-after */
-        if ((d = farmctl_client_disconnects(cl)) != drops) {
-            drops = d;
-            if (!lost_at)
-                farmctl_progress_note(o->pg, "#lost the coordinator at %s during the upload; "
-                                      "offering the context again when it is back",
-                                      farmctl_client_endpoint(cl));
-            lost_at = farm_now_ms();
-            farm_wire_free(&reply);
+        rc = s_wait_next(cl, o, &w, &reply, "during the upload; offering the context again "
+                         "when it is back");
+        if (rc == S_WAIT_MORE)
+            continue;
+        if (rc == S_WAIT_RESEND) {
             if ((rc = s_offer(cl, digest, size)) < 0)
                 goto done;
             unanswered = 1;
             again = uploading = 0;
             continue;
         }
-        if (rc == FARM_ERETRY) {
-            long long quiet = farm_now_ms() - heard;
-            if (lost_at ? quiet < o->give_up_ms : quiet < REPLY_TIMEOUT_MS)
-                continue;
-            rc = farmctl_client_silent(cl, (int)(quiet < INT32_MAX ? quiet : INT32_MAX));
-            goto done;
-        }
         if (rc < 0)
             goto done;
-        heard = farm_now_ms();
-        if (lost_at) {
-            farmctl_progress_note(o->pg, "#the coordinator answers again; uploading");
-            lost_at = 0;
-        }
         if (reply->body_case == FARM__ENVELOPE__BODY_HEARTBEAT)
             continue;
         if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
@@ -658,35 +693,24 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
 static int s_submit_answer(farmctl_client_t *cl, submit_opts_t *o, Farm__Envelope *env)
 {
     Farm__Envelope *reply = NULL;
-    unsigned drops = farmctl_client_disconnects(cl), d;
-    long long heard = farm_now_ms(), lost_at = 0;
-    int rc = farmctl_client_send(cl, env);
+    s_wait_t w;
+    int rc;
 
-    if (rc < 0)
+    s_wait_init(&w, cl);
+    if ((rc = farmctl_client_send(cl, env)) < 0)
         return rc;
     for (;;) {
-        rc = farmctl_client_recv(cl, &reply, 1000);
-        if ((d = farmctl_client_disconnects(cl)) != drops) {
-            drops = d;
-            if (!lost_at)
-                farmctl_progress_note(o->pg, "#lost the coordinator at %s before it answered "
-                                      "the submit; sending it again when it is back",
-                                      farmctl_client_endpoint(cl));
-            lost_at = farm_now_ms();
-            farm_wire_free(&reply);
+        rc = s_wait_next(cl, o, &w, &reply, "before it answered the submit; sending it again "
+                         "when it is back");
+        if (rc == S_WAIT_MORE)
+            continue;
+        if (rc == S_WAIT_RESEND) {
             if ((rc = farmctl_client_send(cl, env)) < 0)
                 return rc;
             continue;
         }
-        if (rc == FARM_ERETRY) {
-            long long quiet = farm_now_ms() - heard;
-            if (lost_at ? quiet < o->give_up_ms : quiet < REPLY_TIMEOUT_MS)
-                continue;
-            return farmctl_client_silent(cl, (int)(quiet < INT32_MAX ? quiet : INT32_MAX));
-        }
         if (rc < 0)
             return rc;
-        heard = farm_now_ms();
         if (reply->body_case == FARM__ENVELOPE__BODY_REFUSED) {
             char why[1024];
             farm_text_inert(why, sizeof why, reply->refused->reason);
