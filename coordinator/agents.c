@@ -608,6 +608,11 @@ void farm_agents_beat(farm_agents_t *self, long long now)
     Farm__Heartbeat hb = FARM__HEARTBEAT__INIT;
     long long gap = farm_nodes_gap_check(self->p.nodes, now, self->p.cfg->heartbeat_ms);
 
+    /* the coordinator's own pause is no job's time either: job_timeout, queue_timeout
+     * and the waits are counted without it */
+    if (gap > 0)
+        farm_scheduler_pause_gap(self->p.sched, gap);
+
     env.body_case = FARM__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
     for (size_t i = 0; i < farm_nodes_count(self->p.nodes); i++) {

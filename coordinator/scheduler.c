@@ -814,6 +814,23 @@ void farm_scheduler_withdraw(farm_scheduler_t *self, farm_job_t *job, const char
     }
 }
 
+void farm_scheduler_pause_gap(farm_scheduler_t *self, long long gap)
+{
+    /* the same shift for all: every list keeps its order */
+    for (farm_link_t *l = self->running_order.next; l != &self->running_order; l = l->next)
+        FARM_LINK_OWNER(l, farm_job_t, timer_link)->started_at += gap;
+    for (farm_link_t *l = self->queued_order.next; l != &self->queued_order; l = l->next) {
+        farm_job_t *job = FARM_LINK_OWNER(l, farm_job_t, timer_link);
+        job->queued_at += gap;
+        if (job->warm_waiting)
+            job->warm_until += gap;
+    }
+    for (farm_link_t *l = self->parked_order.next; l != &self->parked_order; l = l->next)
+        FARM_LINK_OWNER(l, farm_job_t, timer_link)->park_until += gap;
+    if (self->wake_at >= 0)
+        self->wake_at += gap;
+}
+
 void farm_scheduler_tick(farm_scheduler_t *self, long long now)
 {
     while (!farm_link_empty(&self->parked_order)) {

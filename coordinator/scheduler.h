@@ -123,6 +123,9 @@ int farm_scheduler_retry(farm_scheduler_t *self, farm_job_t *job, const char *wh
  * cancelled on its node. The caller sets the job's new state. */
 void farm_scheduler_withdraw(farm_scheduler_t *self, farm_job_t *job, const char *reason);
 
+/* The coordinator itself did not run for gap ms (SIGSTOP, a stalled host): every timeout
+ * and wait of the jobs moves gap later, so the pause costs no job its time. */
+void farm_scheduler_pause_gap(farm_scheduler_t *self, long long gap);
 /* Applies queue_timeout and job_timeout, and ends the parked jobs' waits. */
 void farm_scheduler_tick(farm_scheduler_t *self, long long now);
 

@@ -1134,6 +1134,32 @@ static void test_parked_jobs_wait_for_their_node(void **state)
     s_fx_free(fx);
 }
 
+/* The coordinator's own pause (SIGSTOP) is not the jobs' time: after pause_gap, a running
+ * attempt and a queued job expire that much later, and the order of expiry holds. */
+static void test_pause_gap_is_not_the_jobs_time(void **state)
+{
+    fx_t *fx = s_fx(Y_TWO, 3);
+    s_up(fx, "a", "linux/amd64", 1);
+
+    s_job(fx, 0, "linux/amd64", 0);
+    s_job(fx, 1, "linux/amd64", 1000);
+    farm_scheduler_dispatch(fx->s, 1000); /* 0 runs on a (1 slot); 1 queued */
+    assert_int_equal(fx->jobs[0].state, FARM_JOB_RUNNING);
+    assert_int_equal(fx->jobs[1].state, FARM_JOB_QUEUED);
+    /* stopped for 30 s at 5 s */
+    farm_scheduler_pause_gap(fx->s, 30000);
+    s_checked(fx->s);
+    farm_scheduler_tick(fx->s, 41001); /* queue_timeout 10 s: 1 + 30 + 10 = 41 s */
+    assert_int_equal(s_count(fx, 'e'), 1);
+    assert_ptr_equal(s_nth(fx, 'e', 0)->job, &fx->jobs[1]);
+    farm_scheduler_tick(fx->s, 90000); /* job_timeout 60 s: 1 + 30 + 60 = 91 s */
+    assert_int_equal(s_count(fx, 'e'), 1);
+    farm_scheduler_tick(fx->s, 91001);
+    assert_int_equal(s_count(fx, 'e'), 2);
+    assert_ptr_equal(s_nth(fx, 'e', 1)->job, &fx->jobs[0]);
+    s_fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1162,6 +1188,7 @@ int main(void)
         cmocka_unit_test(test_rejoin_adopts_what_the_node_holds),
         cmocka_unit_test(test_rejoin_takes_back_a_requeued_attempt),
         cmocka_unit_test(test_parked_jobs_wait_for_their_node),
+        cmocka_unit_test(test_pause_gap_is_not_the_jobs_time),
         cmocka_unit_test(test_self_check_names_broken_bookkeeping),
         cmocka_unit_test(test_unhealthy_node_takes_no_job),
         cmocka_unit_test(test_unhealthy_only_node_jobs_wait),
