@@ -514,7 +514,10 @@ static void s_list_build(void *arg, farm_build_t *b)
     bi->build_id = b->id;
     bi->owner = b->owner;
     bi->repository = s_keep(l, s_dup_fmt("%s/%s", b->registry, b->repository));
-    bi->state = b->state == FARM_BUILD_STITCHING ? "stitching" : "running";
+    /* waiting: restored after a restart, for its submitter to send its logins again */
+    bi->state = b->state == FARM_BUILD_STITCHING ? "stitching"
+                : b->awaiting_submitter          ? "waiting"
+                                                 : "running";
     bi->age_ms = (uint64_t)(l->now - b->created);
     bi->jobs = calloc(b->n_jobs + 1, sizeof *bi->jobs);
     for (size_t i = 0; bi->jobs && i < b->n_jobs; i++) {

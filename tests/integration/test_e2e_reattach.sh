@@ -62,6 +62,8 @@ bida=$(grep -o 'build b[0-9]*-[0-9a-f]* accepted' "$LAB/err-a" | head -1 | cut -
 lab_wait_until 120 "build a's index" grep -q "build=$bida pushed index" "$clog"
 sleep 3
 grep -q "job=$bid.1 " "$LAB/agent-x86-a.log" && lab_fail "build b ran before its submitter sent its secret again"
+lab_farmctl builds | grep -E "^$bid +.* waiting " >/dev/null \
+    || { lab_farmctl builds >&2; lab_fail "farmctl builds does not show build b waiting"; }
 kill -CONT "$(cat "$LAB/submit-b.pid")"
 lab_wait_until 60 "farmctl submit (b) to send its secrets again" \
     grep -qF "sending your registry logins and secrets for build $bid again" "$LAB/err-b"
