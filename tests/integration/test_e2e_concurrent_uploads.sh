@@ -15,6 +15,8 @@ lab_registry_start
 lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=n1:4"
 sed -i "/^  heartbeat:/a\\  max_uploads_per_client: 2" "$LAB/farm.yaml"
 clients=(alice bob carol dave erin frank grace heidi ivan judy)
+# the sanitized run (tests/CMakeLists.txt) looks for memory errors with the first 3
+clients=("${clients[@]:0:${FARM_TEST_CLIENTS:-10}}")
 for c in "${clients[@]}"; do
     k=$(lab_keygen "$c")
     sed -i "/^  lab: {key:/a\\  $c: {key: \"$k\", role: submit}" "$LAB/farm.yaml"
@@ -46,7 +48,7 @@ failed=0
 for p in "${pids[@]}"; do
     if ! wait "${p%%:*}"; then
         failed=$((failed + 1))
-        lab_log "submit ${p#*:} failed: $(grep "^farmctl submit:" "$LAB/${p#*:}.err" | tail -1)"
+        lab_log "submit ${p#*:} failed; it said: $(tail -n 5 "$LAB/${p#*:}.err")"
     fi
 done
 lab_log "$(( ${#clients[@]} * per )) submits in $((SECONDS - t0)) s, $failed failed"
