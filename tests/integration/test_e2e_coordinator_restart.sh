@@ -76,7 +76,15 @@ n=$(grep -c "job=$bid_run.1 attempt=[0-9]* platform=linux/amd64 started" "$alog"
 grep -q "re-dispatching" "$clog" && lab_fail "a job was dispatched again after the restart"
 grep -q "cancelling" "$alog" && lab_fail "the agent was told to cancel a job"
 lab_log "scenario 1: 2 of 2 builds pushed one index each; 0 build seconds rebuilt; the running attempt adopted $(((t_adopt - t_start) / 1000000)) ms after the restart, its index pushed after $(((t_adopted - t_start) / 1000000)) ms (the RUN step had ~10 s left)"
-for round in run queued; do kill "$(cat "$LAB/submit-$round.pid")" 2>/dev/null || true; done
+# the two farmctl submits, left running through the kill, followed their builds to the end
+for round in run queued; do
+    st=0; wait "$(cat "$LAB/submit-$round.pid")" || st=$?
+    ((st == 0)) || { cat "$LAB/err-$round" >&2; lab_fail "farmctl submit ($round) exited $st after the restart, not 0"; }
+    b=$bid_run; [[ $round == queued ]] && b=$bid_queued
+    d=$(grep -o "build=$b pushed index sha256:[0-9a-f]*" "$clog" | awk '{print $4}')
+    [[ $(tail -n 1 "$LAB/out-$round") == "$d" ]] \
+        || lab_fail "farmctl submit ($round) printed $(tail -n 1 "$LAB/out-$round"), not its build's index $d"
+done
 
 # --- 2. SIGTERM with 50 builds queued
 ctx=$LAB/ctx-small
