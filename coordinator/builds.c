@@ -928,12 +928,6 @@ void farm_builds_submitter_overdue(farm_builds_t *self, long long now)
 
 /* ------------------------------------------------------------------ restore */
 
-static const farm_job_state_t s_job_states[] = {
-    [FARM_JOURNAL_JOB_QUEUED] = FARM_JOB_QUEUED,   [FARM_JOURNAL_JOB_RUNNING] = FARM_JOB_RUNNING,
-    [FARM_JOURNAL_JOB_DONE] = FARM_JOB_DONE,       [FARM_JOURNAL_JOB_FAILED] = FARM_JOB_FAILED,
-    [FARM_JOURNAL_JOB_CANCELLED] = FARM_JOB_CANCELLED,
-};
-
 /* One job of a restored build from its record; a platform farm.yaml no longer serves
  * fails it (said). */
 static int s_restore_job(farm_builds_t *self, farm_build_t *b, farm_job_t *job,
@@ -945,8 +939,7 @@ static int s_restore_job(farm_builds_t *self, farm_build_t *b, farm_job_t *job,
     snprintf(job->id, sizeof job->id, "%s", rec->id);
     snprintf(job->node_name, sizeof job->node_name, "%s", rec->node);
     job->attempt = rec->attempt;
-    job->state = rec->state >= FARM_JOURNAL_JOB_QUEUED && rec->state <= FARM_JOURNAL_JOB_CANCELLED
-                     ? s_job_states[rec->state] : FARM_JOB_FAILED;
+    job->state = farm_journal_job_state(rec->state);
     job->queued_at = s_mono(self, rec->queued_at);
     job->started_at = s_mono(self, rec->started_at);
     if (farm_platform_parse(&job->plat, rec->platform) < 0)

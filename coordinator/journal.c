@@ -1417,13 +1417,24 @@ int farm_journal_build_from(farm_journal_build_t *out, char *plats[FARM_PLATFORM
     return 0;
 }
 
+/* A job's state and its journal record's, one table both ways. */
+static const farm_journal_job_state_t s_job_record_states[] = {
+    [FARM_JOB_QUEUED] = FARM_JOURNAL_JOB_QUEUED,   [FARM_JOB_RUNNING] = FARM_JOURNAL_JOB_RUNNING,
+    [FARM_JOB_DONE] = FARM_JOURNAL_JOB_DONE,       [FARM_JOB_FAILED] = FARM_JOURNAL_JOB_FAILED,
+    [FARM_JOB_CANCELLED] = FARM_JOURNAL_JOB_CANCELLED,
+};
+
+farm_job_state_t farm_journal_job_state(farm_journal_job_state_t s)
+{
+    for (size_t i = 0; i < sizeof s_job_record_states / sizeof *s_job_record_states; i++)
+        if (s_job_record_states[i] == s)
+            return (farm_job_state_t)i;
+    return FARM_JOB_FAILED; /* not a state this code writes */
+}
+
 void farm_journal_job_from(farm_journal_job_t *out, const farm_job_t *job)
 {
-    static const farm_journal_job_state_t map[] = {
-        [FARM_JOB_QUEUED] = FARM_JOURNAL_JOB_QUEUED,   [FARM_JOB_RUNNING] = FARM_JOURNAL_JOB_RUNNING,
-        [FARM_JOB_DONE] = FARM_JOURNAL_JOB_DONE,       [FARM_JOB_FAILED] = FARM_JOURNAL_JOB_FAILED,
-        [FARM_JOB_CANCELLED] = FARM_JOURNAL_JOB_CANCELLED,
-    };
+    const farm_journal_job_state_t *map = s_job_record_states;
     memset(out, 0, sizeof *out);
     snprintf(out->build_id, sizeof out->build_id, "%s", job->build ? job->build->id : "");
     snprintf(out->id, sizeof out->id, "%s", job->id);

@@ -210,5 +210,8 @@ int farm_journal_next_build_id(farm_journal_t *self, char *out, size_t len, uint
 int farm_journal_build_from(farm_journal_build_t *out, char *plats[FARM_PLATFORMS_MAX],
                             const farm_build_t *b, uint64_t seq);
 void farm_journal_job_from(farm_journal_job_t *out, const farm_job_t *job);
+/* The in-memory state of a job record's state (FARM_JOB_FAILED for one this code does
+ * not write). */
+farm_job_state_t farm_journal_job_state(farm_journal_job_state_t s);
 
 #endif
