@@ -184,6 +184,7 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
         r.push_ms = ok->push_ms;
         r.cache_hits = ok->cache_hits;
         r.steps = ok->steps;
+        r.provenance = ok->provenance; /* what the worker saw of its build */
         self->cache_hits += ok->cache_hits;
         if (ok->builder_cache_bytes)
             self->builder_cache_bytes = ok->builder_cache_bytes;

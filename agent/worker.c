@@ -5,6 +5,7 @@
 #include "agent/sandbox.h"
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -181,6 +183,13 @@ static void s_on_pipe(int sig)
 
 /* ------------------------------------------------------------------ the job */
 
+/* A base image the build used, resolved to the manifest digest the builder holds. */
+typedef struct {
+    char name[FARM_REFERENCE_MAX + 1];
+    char digest[FARM_DIGEST_STRLEN];
+    int final_stage;
+} base_t;
+
 typedef struct {
     char *error; /* malloc'd; NULL on success */
     char media_type[128];
@@ -189,6 +198,12 @@ typedef struct {
     uint64_t build_ms, push_ms;
     farm_layers_stats_t layers;  /* steps and cache hits, as the builder reported them */
     uint64_t cache_bytes;        /* builder storage after the job (0: not measured) */
+    /* for the platform's provenance (coordinator/attest.h) */
+    uint64_t started_ms, finished_ms; /* unix ms */
+    char dockerfile_digest[FARM_DIGEST_STRLEN];
+    base_t bases[FARM_LAYERS_FROMS_MAX + 1];
+    size_t n_bases;
+    int emulated;
 } outcome_t;
 
 static int s_fail(outcome_t *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -651,6 +666,78 @@ static int s_flag_args(outcome_t *out, char ***out_v, size_t *out_n, const farm_
     return 0;
 }
 
+static void s_on_first_line(void *arg, const char *line)
+{
+    char *d = arg;
+    if (!d[0] && farm_digest_valid(line))
+        memcpy(d, line, FARM_DIGEST_STRLEN);
+}
+
+/* Each stage's FROM, as the builder printed it, to the digest of the image it used:
+ * `buildah inspect --type image` in the job's storage. FROM scratch and FROM an earlier
+ * stage name no image; a name the storage does not hold is left out (provenance names
+ * only what the builder resolved). The final stage's comes from the image's own
+ * annotations too (s_push). */
+static void s_resolve_bases(outcome_t *out, const builder_t *b)
+{
+    const farm_layers_stats_t *st = &out->layers;
+
+    for (size_t i = 0; i < st->n_froms; i++) {
+        const char *name = st->froms[i].name;
+        char digest[FARM_DIGEST_STRLEN] = "";
+        const char *words[] = {"inspect", "--type", "image", "--format",
+                               "{{.FromImageDigest}}", name, NULL};
+        int stage = !strcasecmp(name, "scratch");
+        base_t *bs;
+
+        for (size_t j = 0; j < i && !stage; j++)
+            stage = st->froms[j].alias[0] && !strcasecmp(st->froms[j].alias, name);
+        if (stage)
+            continue;
+        if (farm_builder_run(&b->bl, s_on_first_line, digest, words) != 0 || !digest[0]) {
+            printf("farm: provenance: base image %s not found in the builder's storage; "
+                   "left out\n", name);
+            continue;
+        }
+        bs = &out->bases[out->n_bases++];
+        snprintf(bs->name, sizeof bs->name, "%s", name);
+        memcpy(bs->digest, digest, sizeof bs->digest);
+        bs->final_stage = i + 1 == st->n_froms;
+    }
+}
+
+/* The image's org.opencontainers.image.base.{name,digest} annotations (buildah writes
+ * them for the final stage's FROM): they name the final stage's base. */
+static void s_final_base(outcome_t *out, const farm_oci_image_t *img)
+{
+    json_t *root = json_loadb(img->manifest_json, img->manifest_len, 0, NULL);
+    json_t *ann = json_object_get(root, "annotations");
+    const char *name = json_string_value(json_object_get(ann, "org.opencontainers.image.base.name"));
+    const char *dg = json_string_value(json_object_get(ann, "org.opencontainers.image.base.digest"));
+    base_t *bs = NULL;
+
+    if (name && dg && farm_digest_valid(dg) && strlen(name) <= FARM_REFERENCE_MAX) {
+        for (size_t i = 0; i < out->n_bases && !bs; i++)
+            if (out->bases[i].final_stage)
+                bs = &out->bases[i];
+        if (!bs && out->n_bases < sizeof out->bases / sizeof out->bases[0])
+            bs = &out->bases[out->n_bases++];
+        if (bs) {
+            snprintf(bs->name, sizeof bs->name, "%s", name);
+            snprintf(bs->digest, sizeof bs->digest, "%s", dg);
+            bs->final_stage = 1;
+        }
+    }
+    json_decref(root);
+}
+
+static uint64_t s_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /* Builds into job_dir/oci with the builder (--layers: the steps stay cached). */
 static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_t *b,
                    const char *ctx, const char *layout, const farm_platform_t *plat)
@@ -762,6 +849,7 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
         rc = s_fail(out, "%s push to an OCI layout exited with status %d", b->bl.opts->builder, rc);
         goto done;
     }
+    s_resolve_bases(out, b);
     rc = 0;
 done:
     for (size_t i = 0; kv && i < nkv; i++)
@@ -824,15 +912,34 @@ static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *lay
         rc = s_fail(out, "push to %s/%s: %s", rq->registry, rq->repository, farm_error_last());
         goto done;
     }
+    s_final_base(out, img);
     memcpy(out->media_type, img->manifest.media_type, sizeof out->media_type);
     memcpy(out->digest, img->manifest.digest, sizeof out->digest);
     out->size = img->manifest.size;
     out->push_ms = (uint64_t)(farm_now_ms() - t0);
+    out->finished_ms = s_unix_ms();
     rc = 0;
 done:
     farm_registry_destroy(&reg);
     farm_oci_image_destroy(&img);
     return rc;
+}
+
+/* sha256 of the Dockerfile as the context holds it: a regular file only (a symlink in
+ * the context is not followed out of it). Left "" when it is not one. */
+static void s_dockerfile_digest(outcome_t *out, const char *ctx, const char *dockerfile)
+{
+    char path[FARM_PATH_MAX];
+    struct stat st;
+    uint64_t size;
+    int fd;
+
+    if (farm_path_join(path, sizeof path, ctx, dockerfile) < 0 || lstat(path, &st) != 0 ||
+        !S_ISREG(st.st_mode) || (fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return;
+    if (farm_digest_fd(out->dockerfile_digest, &size, fd, dockerfile) < 0)
+        out->dockerfile_digest[0] = '\0';
+    close(fd);
 }
 
 static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
@@ -841,10 +948,11 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
     builder_t b = {0};
     access_t acc = {.authfd = -1};
     farm_buildflags_t flags = {0};
-    farm_platform_t plat;
+    farm_platform_t plat, host;
     long long t0 = farm_now_ms();
     int rc;
 
+    out->started_ms = s_unix_ms();
     if (!rq->builder || !rq->builder->builder[0])
         return s_fail(out, "the worker request names no builder");
     if (!rq->job_id[0] || strlen(rq->job_id) > FARM_ID_MAX)
@@ -881,6 +989,8 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
     if (farm_context_extract(rq->context_tar, ctx, FARM_CONTEXT_EXTRACT_MAX,
                              FARM_CONTEXT_ENTRIES_MAX) < 0)
         return s_fail(out, "context: %s", farm_error_last());
+    s_dockerfile_digest(out, ctx, rq->dockerfile);
+    out->emulated = farm_platform_host(&host) == 0 && !farm_platform_equal(&host, &plat);
     if (farm_buildflags_from_wire(&flags, rq->flags) < 0)
         return s_fail(out, "build flags: %s", farm_error_last());
     b.flags = &flags;
@@ -921,6 +1031,8 @@ static int s_write_result(const outcome_t *out, const Farm__WorkerRequest *rq)
 {
     Farm__WorkerResult r = FARM__WORKER_RESULT__INIT;
     Farm__Descriptor d = FARM__DESCRIPTOR__INIT;
+    Farm__ProvenanceJob pj = FARM__PROVENANCE_JOB__INIT;
+    Farm__ProvenanceBase bases[FARM_LAYERS_FROMS_MAX + 1], *pbp[FARM_LAYERS_FROMS_MAX + 1];
 
     r.ok = out->error == NULL;
     r.error = out->error ? out->error : "";
@@ -936,6 +1048,23 @@ static int s_write_result(const outcome_t *out, const Farm__WorkerRequest *rq)
     r.cache_hits = out->layers.cache_hits;
     r.steps = out->layers.steps;
     r.builder_cache_bytes = out->cache_bytes;
+    if (r.ok) {
+        pj.started_ms = out->started_ms;
+        pj.finished_ms = out->finished_ms;
+        pj.dockerfile_digest = (char *)out->dockerfile_digest;
+        pj.emulated = out->emulated;
+        for (size_t i = 0; i < out->n_bases; i++) {
+            Farm__ProvenanceBase *pb = &bases[i];
+            farm__provenance_base__init(pb);
+            pb->name = (char *)out->bases[i].name;
+            pb->digest = (char *)out->bases[i].digest;
+            pb->final_stage = out->bases[i].final_stage;
+            pbp[i] = pb;
+        }
+        pj.n_bases = out->n_bases;
+        pj.bases = pbp;
+        r.provenance = &pj;
+    }
     return farm_wire_result(&r.base);
 }
 

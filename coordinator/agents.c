@@ -374,6 +374,49 @@ static void s_on_job_log(farm_agents_t *self, farm_node_t *node, const Farm__Job
         farm_builds_job_log(self->p.builds, job, m->line);
 }
 
+/* A printable name of at most FARM_REFERENCE_MAX bytes (it goes into JSON and logs). */
+static int s_base_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > FARM_REFERENCE_MAX)
+        return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Keeps what the node said of its build for the platform's provenance: a base image
+ * with a bad name or digest is left out with a warning, never the build. */
+static void s_job_prov(farm_job_t *job, const farm_node_t *node, const Farm__ProvenanceJob *p)
+{
+    free(job->prov);
+    job->prov = NULL;
+    if (!p || !(job->prov = calloc(1, sizeof *job->prov)))
+        return;
+    job->prov->started_ms = p->started_ms;
+    job->prov->finished_ms = p->finished_ms >= p->started_ms ? p->finished_ms : p->started_ms;
+    if (farm_digest_valid(p->dockerfile_digest))
+        snprintf(job->prov->dockerfile_digest, sizeof job->prov->dockerfile_digest, "%s",
+                 p->dockerfile_digest);
+    job->prov->emulated = p->emulated;
+    for (size_t i = 0; i < p->n_bases; i++) {
+        const Farm__ProvenanceBase *b = p->bases[i];
+        if (job->prov->n_bases == FARM_JOB_PROV_BASES || !s_base_name_ok(b->name) ||
+            !farm_digest_valid(b->digest)) {
+            farm_log_warn("node=%s job=%s: base image %zu of its provenance is left out (more "
+                          "than %d, or a bad name or digest)", node->cfg->name, job->id, i,
+                          FARM_JOB_PROV_BASES);
+            continue;
+        }
+        snprintf(job->prov->bases[job->prov->n_bases].name, sizeof job->prov->bases[0].name,
+                 "%s", b->name);
+        snprintf(job->prov->bases[job->prov->n_bases].digest, sizeof job->prov->bases[0].digest,
+                 "%s", b->digest);
+        job->prov->bases[job->prov->n_bases++].final_stage = b->final_stage;
+    }
+}
+
 static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__JobResult *r)
 {
     farm_job_t *job = farm_scheduler_running(self->p.sched, node, r->job_id, r->attempt);
@@ -442,6 +485,7 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
     /* statistics from the builder's output: never more hits than steps */
     job->steps = r->steps;
     job->cache_hits = r->cache_hits <= r->steps ? r->cache_hits : r->steps;
+    s_job_prov(job, node, r->provenance);
     farm_scheduler_job_built(self->p.sched, job, node);
     farm_builds_job_pushed(self->p.builds, job, &image, r->build_ms, r->push_ms, now);
 }

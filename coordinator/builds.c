@@ -144,6 +144,7 @@ static void s_build_free(farm_builds_t *self, farm_build_t *b)
         farm_tail_clear(&b->jobs[i].tail);
         free(b->jobs[i].cache_key);
         free(b->jobs[i].image);
+        free(b->jobs[i].prov);
         free(b->jobs[i].error);
     }
     free(b->jobs);

@@ -32,6 +32,20 @@ typedef struct farm_link {
     struct farm_link *prev, *next;
 } farm_link_t;
 
+/* What a node reported for its platform's provenance (coordinator/attest.h), checked. */
+#define FARM_JOB_PROV_BASES 17 /* a job's FROMs (agent/layers.h) and the final stage's */
+typedef struct {
+    uint64_t started_ms, finished_ms;          /* unix ms */
+    char dockerfile_digest[FARM_DIGEST_STRLEN]; /* "" if the node gave none */
+    int emulated;                               /* the node's own word */
+    struct {
+        char name[FARM_REFERENCE_MAX + 1];
+        char digest[FARM_DIGEST_STRLEN];
+        int final_stage;
+    } bases[FARM_JOB_PROV_BASES];
+    size_t n_bases;
+} farm_job_prov_t;
+
 typedef struct farm_job {
     struct farm_build *build;
     char id[FARM_ID_MAX + 1];
@@ -56,6 +70,8 @@ typedef struct farm_job {
     long long warm_until;                /* ... until then (coordinator.cache_wait) */
     unsigned cache_hits, steps;          /* the builder's, from the result (DONE) */
     farm_descriptor_t *image;            /* when DONE (allocated: most jobs are queued) */
+    farm_job_prov_t *prov;               /* when DONE and its node reported it (allocated);
+                                          * not journaled: lost with a restart */
     char *error;                         /* when FAILED (allocated) */
     farm_tail_t tail;
     /* scheduler-owned links */

@@ -177,7 +177,7 @@ static char *s_dump(json_t *j)
 static char *s_options_json(const farm_journal_build_t *b)
 {
     const farm_buildflags_t *f = &b->flags;
-    json_t *o = json_pack("{s:s?, s:o, s:s?, s:b, s:b, s:o, s:o, s:o, s:s?, s:s?, s:s?}",
+    json_t *o = json_pack("{s:s?, s:o, s:s?, s:b, s:b, s:o, s:o, s:o, s:s?, s:s?, s:s?, s:s?}",
                           "dockerfile", b->dockerfile, "args", s_kv_json(b->args, b->n_args),
                           "target", f->target, "no_cache", f->no_cache, "pull", f->pull,
                           "labels", s_kv_json(f->labels, f->n_labels),
@@ -185,7 +185,10 @@ static char *s_options_json(const farm_journal_build_t *b)
                           "index_annotations",
                           s_kv_json(f->index_annotations, f->n_index_annotations),
                           "cache_from", f->cache_from, "cache_to", f->cache_to,
-                          "submit_token_sha256", b->token_digest[0] ? b->token_digest : NULL);
+                          "submit_token_sha256", b->token_digest[0] ? b->token_digest : NULL,
+                          /* the submit's choice: a restarted coordinator attests the same */
+                          "provenance", f->provenance ? farm_provenance_name(f->provenance)
+                                                      : NULL);
     return s_dump(o);
 }
 
@@ -267,6 +270,14 @@ static int s_options_from(farm_journal_build_t *b, const char *text)
         if (t && !farm_digest_valid(t))
             goto done;
         snprintf(b->token_digest, sizeof b->token_digest, "%s", t ? t : "");
+    }
+    {
+        json_t *p = json_object_get(o, "provenance"); /* null or absent: the default */
+        int m = json_is_string(p) ? farm_provenance_parse(json_string_value(p))
+                                  : FARM_PROVENANCE_DEFAULT;
+        if (m < 0 || (p && !json_is_string(p) && !json_is_null(p)))
+            goto done;
+        b->flags.provenance = m;
     }
     b->flags.no_cache = json_is_true(json_object_get(o, "no_cache"));
     b->flags.pull = json_is_true(json_object_get(o, "pull"));

@@ -15,6 +15,7 @@
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "coordinator/attest.h"
 #include "coordinator/tagorder.h"
 
 /* The index push of one build: a helper process. */
@@ -223,9 +224,11 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     int moved;
     Farm__BuildFlags fl;
     farm_buildflags_wire_t fw = {0};
+    farm_attest_req_t prov = {0};
 
     if (!descs || !dptrs || !plats || !st || !tags ||
-        farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {
+        farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0 ||
+        farm_attest_request(&req.provenance, &prov, b, self->cfg) < 0) {
         farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
                            farm_now_ms());
         goto done;
@@ -313,6 +316,7 @@ done:
     free(dptrs);
     free(plats);
     farm_buildflags_wire_free(&fw);
+    farm_attest_request_free(&prov);
 }
 
 void farm_pushes_request(farm_pushes_t *self, farm_build_t *b)

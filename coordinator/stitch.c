@@ -296,6 +296,16 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
     if ((rc = farm_oci_index_compose(&json, &len, req->children, req->n_children, req->ann_keys,
                                      req->ann_values, req->n_ann)) < 0)
         goto done;
+    if (req->attest) { /* after the children's checks: only verified images are attested */
+        json_t *extra = NULL;
+        rc = farm_attest_push(&extra, reg, req->attest, req->children, req->attest_children,
+                              req->n_children);
+        if (rc == 0)
+            rc = farm_attest_index_append(&json, &len, extra);
+        json_decref(extra);
+        if (rc < 0)
+            goto done;
+    }
     farm_digest_buffer(out_digest, json, len);
     *out_size = len;
     /* no tag to move (builds submitted later took them all): the index is still pushed,
@@ -357,6 +367,7 @@ int farm_stitch_main(void)
     farm_descriptor_t *children = NULL;
     farm_stitch_req_t sr = {0};
     farm_registry_creds_t creds = {0};
+    farm_attest_wire_t aw = {0};
     const char **ann = NULL;
     char digest[FARM_DIGEST_STRLEN];
     uint64_t size = 0;
@@ -419,12 +430,25 @@ int farm_stitch_main(void)
     sr.n_ann = req->n_index_annotations;
     sr.ca_pem = req->ca_pem.len ? (const char *)req->ca_pem.data : NULL;
     sr.ca_pem_len = req->ca_pem.len;
+    if (req->provenance) {
+        if (farm_attest_from_wire(&aw, req->provenance, children, req->n_children) < 0) {
+            rc = s_result(0, farm_error_last(), NULL, 0);
+            goto done;
+        }
+        aw.build.registry = req->registry;
+        aw.build.repository = req->repository;
+        aw.build.tags = req->tags;
+        aw.build.n_tags = req->n_tags;
+        sr.attest = &aw.build;
+        sr.attest_children = aw.children;
+    }
     size_t tried = 0;
     if (farm_stitch_run(digest, &size, &tried, &sr) < 0)
         rc = s_result_tried(0, farm_error_last(), NULL, 0, tried);
     else
         rc = s_result_tried(1, NULL, digest, size, tried);
 done:
+    farm_attest_wire_free(&aw);
     free(children);
     free(ann);
     if (req->credential) {

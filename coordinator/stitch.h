@@ -10,6 +10,7 @@
 
 #include "common/oci.h"
 #include "common/registry_auth.h"
+#include "coordinator/attest.h"
 
 typedef struct {
     const char *registry;   /* host[:port] */
@@ -26,10 +27,14 @@ typedef struct {
     const char *const *ann_keys;   /* the index's annotations (--annotation index:K=V) */
     const char *const *ann_values;
     size_t n_ann;
+    /* provenance (coordinator/attest.h): NULL: none; else one child record per child */
+    const farm_attest_build_t *attest;
+    const farm_attest_child_t *attest_children;
 } farm_stitch_req_t;
 
 /* Reads each child's manifest (by digest) and image config from the build's repository
- * and checks them (farm_stitch_check_child), composes the OCI index and PUTs it under
+ * and checks them (farm_stitch_check_child), pushes and checks each child's attestation
+ * manifest (req->attest), composes the OCI index and PUTs it under
  * every tag, or by its digest when there is no tag (the tag order kept them all).
  * out_tried: how many of req->tags, in order, a PUT was sent for, so a failure says
  * which tags it cannot have moved. */

@@ -68,6 +68,7 @@ typedef struct {
     const char *target;          /* --target */
     const char *cache_from, *cache_to; /* --cache-from, --cache-to */
     int no_cache, pull;          /* --no-cache, --pull */
+    int provenance;              /* --provenance / --attest (the last); 0: farm.yaml's */
     const char *labels[FARM_LABELS_MAX];
     size_t n_labels;
     const char *annotations[FARM_ANNOTATIONS_MAX];
@@ -186,6 +187,12 @@ static void s_usage(FILE *f)
             "                          annotation of each image manifest, or of the index\n"
             "      --secret id=ID,src=FILE|env=VAR\n"
             "                          secret for RUN --mount=type=secret,id=ID (repeatable)\n"
+            "      --provenance V      provenance attestation per platform: mode=min (the\n"
+            "                          default), mode=max (adds build args and every\n"
+            "                          stage's base image) or false (none); farm.yaml\n"
+            "                          build.provenance sets the default\n"
+            "      --attest type=provenance[,mode=min|max][,disabled=true]\n"
+            "                          the same, as buildx writes it\n"
             "      --iidfile FILE      write the index digest to FILE\n"
             "      --detach            print the build id once accepted and exit 0; follow it\n"
             "                          with farmctl wait BUILD\n"
@@ -330,6 +337,7 @@ static int s_flags(submit_opts_t *o, const farm_config_t *cfg, const char *farm_
     if ((o->cache_from && (rc = farm_buildflags_cache_spec(f, 0, o->cache_from)) < 0) ||
         (o->cache_to && (rc = farm_buildflags_cache_spec(f, 1, o->cache_to)) < 0))
         return rc;
+    f->provenance = o->provenance ? o->provenance : b ? b->provenance : 0;
     f->no_cache = o->no_cache || (b && b->no_cache);
     f->pull = o->pull || (b && b->pull);
     for (size_t i = 0; b && i < b->n_labels; i++)
@@ -760,7 +768,8 @@ static int s_parse_args(submit_opts_t *o, int argc, char **argv)
 {
     enum { O_PLATFORM = 256, O_BUILD_ARG, O_FARM, O_COORD, O_META, O_PROGRESS, O_PARTIAL,
            O_NETWORK, O_TARGET, O_NO_CACHE, O_PULL, O_LABEL, O_ANNOTATION, O_SECRET, O_IIDFILE,
-           O_CACHE_FROM, O_CACHE_TO, O_TRUST_COORD, O_DETACH, O_GIVE_UP };
+           O_CACHE_FROM, O_CACHE_TO, O_TRUST_COORD, O_DETACH, O_GIVE_UP, O_PROVENANCE,
+           O_ATTEST };
     static const struct option opts[] = {{"tag", required_argument, NULL, 't'},
                                          {"platform", required_argument, NULL, O_PLATFORM},
                                          {"file", required_argument, NULL, 'f'},
@@ -780,6 +789,8 @@ static int s_parse_args(submit_opts_t *o, int argc, char **argv)
                                          {"annotation", required_argument, NULL, O_ANNOTATION},
                                          {"secret", required_argument, NULL, O_SECRET},
                                          {"iidfile", required_argument, NULL, O_IIDFILE},
+                                         {"provenance", required_argument, NULL, O_PROVENANCE},
+                                         {"attest", required_argument, NULL, O_ATTEST},
                                          {"trust-repo-coordinator", no_argument, NULL,
                                           O_TRUST_COORD},
                                          {"detach", no_argument, NULL, O_DETACH},
@@ -840,6 +851,17 @@ static int s_parse_args(submit_opts_t *o, int argc, char **argv)
         case O_CACHE_TO: o->cache_to = optarg; break;
         case O_PULL: o->pull = 1; break;
         case O_IIDFILE: o->iidfile = optarg; break;
+        case O_PROVENANCE:
+        case O_ATTEST: {
+            farm_buildflags_t scratch = {0};
+            if ((c == O_PROVENANCE ? farm_buildflags_provenance_spec(&scratch, optarg)
+                                   : farm_buildflags_attest_spec(&scratch, optarg)) < 0) {
+                fprintf(stderr, "farmctl submit: %s\n", farm_error_last());
+                return 2;
+            }
+            o->provenance = scratch.provenance;
+            break;
+        }
         case O_TRUST_COORD: o->trust_repo_coordinator = 1; break;
         case 'q': o->progress = FARMCTL_PROGRESS_QUIET; break;
         case O_LABEL:
