@@ -34,6 +34,7 @@
 #include "common/platform.h"
 #include "common/proc.h"
 #include "common/registry.h"
+#include "common/reference.h"
 #include "common/registry_auth.h"
 #include "common/wire.h"
 
@@ -669,66 +670,137 @@ static int s_flag_args(outcome_t *out, char ***out_v, size_t *out_n, const farm_
 static void s_on_first_line(void *arg, const char *line)
 {
     char *d = arg;
-    if (!d[0] && farm_digest_valid(line))
-        memcpy(d, line, FARM_DIGEST_STRLEN);
+    if (!d[0] && strlen(line) < 72)
+        snprintf(d, 72, "%s", line);
 }
 
-/* Each stage's FROM, as the builder printed it, to the digest of the image it used:
- * `buildah inspect --type image` in the job's storage. FROM scratch and FROM an earlier
- * stage name no image; a name the storage does not hold is left out (provenance names
- * only what the builder resolved). The final stage's comes from the image's own
- * annotations too (s_push). */
-static void s_resolve_bases(outcome_t *out, const builder_t *b)
+/* A registry client for host as this build's submitter (the farm's own login only where
+ * farm.yaml grants it), with farm.yaml's settings for host. */
+static farm_registry_t *s_registry(const Farm__WorkerRequest *rq, const char *host, int insecure)
+{
+    const Farm__RegistryCredential *c = s_cred(rq, host);
+    const Farm__RegistrySettings *set = s_settings(rq, host);
+    farm_registry_creds_t creds = {0};
+    farm_registry_opts_t ropts = {0};
+
+    ropts.insecure = insecure || (set && set->insecure);
+    if (c) {
+        creds.username = c->username;
+        creds.secret = c->secret;
+        creds.identity_token = c->identity_token;
+    }
+    ropts.explicit_creds = c || !(set && set->farm_credentials);
+    ropts.creds = c ? &creds : NULL;
+    if (set && set->ca_pem.len) {
+        ropts.ca_pem = (const char *)set->ca_pem.data;
+        ropts.ca_pem_len = set->ca_pem.len;
+    }
+    return farm_registry_new(host, &ropts);
+}
+
+/* The manifest digest that ref names in reg (for an index: its child for plat), if that
+ * manifest's config is image_id (sha256:...): the image the builder used. */
+static int s_base_digest(char out[FARM_DIGEST_STRLEN], farm_registry_t *reg,
+                         const farm_reference_t *ref, const farm_platform_t *plat,
+                         const char *image_id)
+{
+    char media[128], d[FARM_DIGEST_STRLEN] = "", child[FARM_DIGEST_STRLEN];
+    const char *at = ref->digest[0] ? ref->digest : ref->tag;
+    json_t *root = NULL, *mans, *m;
+    char *body = NULL;
+    size_t len = 0, i;
+    int rc = -1;
+
+    out[0] = '\0';
+    for (int hop = 0; hop < 2; hop++) {
+        if (farm_registry_manifest_get(reg, &body, &len, media, sizeof media, ref->repository,
+                                       at) < 0)
+            goto done;
+        farm_digest_buffer(d, body, len);
+        if ((!strncmp(at, "sha256:", 7) && strcmp(at, d) != 0) ||
+            !(root = json_loadb(body, len, 0, NULL)))
+            goto done;
+        free(body);
+        body = NULL;
+        if (!json_is_array(mans = json_object_get(root, "manifests")))
+            break;
+        at = NULL; /* an index: the child for our platform */
+        json_array_foreach(mans, i, m) {
+            json_t *p = json_object_get(m, "platform");
+            const char *os = json_string_value(json_object_get(p, "os"));
+            const char *arch = json_string_value(json_object_get(p, "architecture"));
+            const char *var = json_string_value(json_object_get(p, "variant"));
+            const char *md = json_string_value(json_object_get(m, "digest"));
+            farm_platform_t got;
+            if (os && arch && md && farm_digest_valid(md) &&
+                farm_platform_from_config(&got, os, arch, var) == 0 &&
+                farm_platform_equal(&got, plat)) {
+                snprintf(child, sizeof child, "%s", md);
+                at = child;
+                break;
+            }
+        }
+        if (!at || hop == 1)
+            goto done;
+        json_decref(root);
+        root = NULL;
+    }
+    if (root && !strcmp(json_string_value(json_object_get(json_object_get(root, "config"),
+                                                           "digest")) ?: "", image_id)) {
+        memcpy(out, d, FARM_DIGEST_STRLEN);
+        rc = 0;
+    }
+done:
+    free(body);
+    json_decref(root);
+    return rc;
+}
+
+/* Each stage's FROM, as the builder printed it, to the manifest digest of the image it
+ * used. The builder's storage knows the image by its config digest only (a node that
+ * built the base itself holds it under its own manifest), so the registry is asked what
+ * the name is, and the answer counts only if its config is the one the build used.
+ * FROM scratch and FROM an earlier stage name no image; a base that cannot be tied is
+ * left out, said in the log: provenance names only what it can show. */
+static void s_resolve_bases(outcome_t *out, const builder_t *b, const Farm__WorkerRequest *rq,
+                            const farm_platform_t *plat)
 {
     const farm_layers_stats_t *st = &out->layers;
 
     for (size_t i = 0; i < st->n_froms; i++) {
         const char *name = st->froms[i].name;
-        char digest[FARM_DIGEST_STRLEN] = "";
-        const char *words[] = {"inspect", "--type", "image", "--format",
-                               "{{.FromImageDigest}}", name, NULL};
+        char id[72] = "", image_id[FARM_DIGEST_STRLEN + 8], digest[FARM_DIGEST_STRLEN];
+        const char *words[] = {"inspect", "--type", "image", "--format", "{{.FromImageID}}",
+                               name, NULL};
         int stage = !strcasecmp(name, "scratch");
+        farm_reference_t ref;
+        farm_registry_t *reg = NULL;
         base_t *bs;
 
         for (size_t j = 0; j < i && !stage; j++)
             stage = st->froms[j].alias[0] && !strcasecmp(st->froms[j].alias, name);
         if (stage)
             continue;
-        if (farm_builder_run(&b->bl, s_on_first_line, digest, words) != 0 || !digest[0]) {
-            printf("farm: provenance: base image %s not found in the builder's storage; "
-                   "left out\n", name);
+        if (farm_builder_run(&b->bl, s_on_first_line, id, words) != 0 || !id[0] ||
+            (snprintf(image_id, sizeof image_id, "%s%s",
+                      strncmp(id, "sha256:", 7) ? "sha256:" : "", id),
+             !farm_digest_valid(image_id)) ||
+            farm_reference_parse(&ref, name) < 0 ||
+            !(reg = s_registry(rq, ref.registry, 0)) ||
+            s_base_digest(digest, reg, &ref, plat, image_id) < 0) {
+            printf("farm: provenance: base image %s left out: %s\n", name,
+                   !id[0] ? "not in the builder's storage"
+                          : "the registry does not serve the image the build used under "
+                            "that name now");
+            farm_registry_destroy(&reg);
             continue;
         }
+        farm_registry_destroy(&reg);
         bs = &out->bases[out->n_bases++];
-        snprintf(bs->name, sizeof bs->name, "%s", name);
+        farm_reference_format(bs->name, sizeof bs->name, &ref);
         memcpy(bs->digest, digest, sizeof bs->digest);
         bs->final_stage = i + 1 == st->n_froms;
     }
-}
-
-/* The image's org.opencontainers.image.base.{name,digest} annotations (buildah writes
- * them for the final stage's FROM): they name the final stage's base. */
-static void s_final_base(outcome_t *out, const farm_oci_image_t *img)
-{
-    json_t *root = json_loadb(img->manifest_json, img->manifest_len, 0, NULL);
-    json_t *ann = json_object_get(root, "annotations");
-    const char *name = json_string_value(json_object_get(ann, "org.opencontainers.image.base.name"));
-    const char *dg = json_string_value(json_object_get(ann, "org.opencontainers.image.base.digest"));
-    base_t *bs = NULL;
-
-    if (name && dg && farm_digest_valid(dg) && strlen(name) <= FARM_REFERENCE_MAX) {
-        for (size_t i = 0; i < out->n_bases && !bs; i++)
-            if (out->bases[i].final_stage)
-                bs = &out->bases[i];
-        if (!bs && out->n_bases < sizeof out->bases / sizeof out->bases[0])
-            bs = &out->bases[out->n_bases++];
-        if (bs) {
-            snprintf(bs->name, sizeof bs->name, "%s", name);
-            snprintf(bs->digest, sizeof bs->digest, "%s", dg);
-            bs->final_stage = 1;
-        }
-    }
-    json_decref(root);
 }
 
 static uint64_t s_unix_ms(void)
@@ -849,7 +921,7 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
         rc = s_fail(out, "%s push to an OCI layout exited with status %d", b->bl.opts->builder, rc);
         goto done;
     }
-    s_resolve_bases(out, b);
+    s_resolve_bases(out, b, rq, plat);
     rc = 0;
 done:
     for (size_t i = 0; kv && i < nkv; i++)
@@ -868,8 +940,6 @@ static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *lay
     char plat_s[FARM_PLATFORM_STRLEN], got_s[FARM_PLATFORM_STRLEN];
     farm_oci_image_t *img = NULL;
     farm_registry_t *reg = NULL;
-    farm_registry_opts_t ropts = {0};
-    farm_registry_creds_t creds = {0};
     long long t0 = farm_now_ms();
     int rc;
 
@@ -885,25 +955,9 @@ static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *lay
     printf("farm: image %s for %s; pushing to %s/%s\n", img->manifest.digest, got_s,
            rq->registry, rq->repository);
     fflush(stdout);
-    ropts.insecure = rq->insecure;
     /* the submitter's login; the agent's own only where farm.yaml grants it to this
      * build's client; else anonymous (the registry's 401 says what is missing) */
-    {
-        const Farm__RegistryCredential *c = s_cred(rq, rq->registry);
-        const Farm__RegistrySettings *set = s_settings(rq, rq->registry);
-        if (c) {
-            creds.username = c->username;
-            creds.secret = c->secret;
-            creds.identity_token = c->identity_token;
-        }
-        ropts.explicit_creds = c || !(set && set->farm_credentials);
-        ropts.creds = c ? &creds : NULL;
-        if (set && set->ca_pem.len) {
-            ropts.ca_pem = (const char *)set->ca_pem.data;
-            ropts.ca_pem_len = set->ca_pem.len;
-        }
-    }
-    reg = farm_registry_new(rq->registry, &ropts);
+    reg = s_registry(rq, rq->registry, rq->insecure);
     if (!reg) {
         rc = s_fail(out, "registry %s: %s", rq->registry, farm_error_last());
         goto done;
@@ -912,7 +966,6 @@ static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *lay
         rc = s_fail(out, "push to %s/%s: %s", rq->registry, rq->repository, farm_error_last());
         goto done;
     }
-    s_final_base(out, img);
     memcpy(out->media_type, img->manifest.media_type, sizeof out->media_type);
     memcpy(out->digest, img->manifest.digest, sizeof out->digest);
     out->size = img->manifest.size;
