@@ -885,8 +885,8 @@ static void s_build(s_ctx_t *ctx, farm_yaml_node_t *map)
                                             "write false, min or max")))
                 continue;
             if (farm_buildflags_provenance_spec(&scratch, s) < 0)
-                farm_yaml_problem(ctx->y, FARM_YAML_AT(v), "build.provenance: %s; write false, "
-                                  "min or max", farm_error_last());
+                farm_yaml_problem(ctx->y, FARM_YAML_AT(v), "build.provenance: %s is not false, "
+                                  "min or max (buildx's modes; true is min)", farm_yaml_quote(s));
             else
                 b->provenance = scratch.provenance;
         } else if (!strcmp(k->value, "no_cache")) {

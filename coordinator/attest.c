@@ -216,7 +216,6 @@ int farm_attest_statement(char **out_json, size_t *out_len, const farm_attest_bu
 {
     char plat[FARM_PLATFORM_STRLEN], builder[sizeof FARM_ATTEST_BUILDER_PREFIX + FARM_NAME_MAX];
     json_t *st = NULL, *subj = NULL, *pred = NULL, *def = NULL, *run = NULL, *meta = NULL;
-    json_t *internal = NULL;
     int rc = 0;
 
     *out_json = NULL;
@@ -244,11 +243,12 @@ int farm_attest_statement(char **out_json, size_t *out_len, const farm_attest_bu
     }
     if ((rc = s_subjects(subj, b, image, plat)) < 0)
         goto done;
-    internal = json_pack("{s:b, s:s}", "emulated", c->emulated, "node_key_sha256",
-                         c->node_key_sha256 ? c->node_key_sha256 : "");
+    /* each value is made only when its turn comes: s_set takes it, set or not */
     if ((rc = s_set(def, "buildType", json_string(FARM_ATTEST_BUILD_TYPE))) < 0 ||
         (rc = s_set(def, "externalParameters", s_external(b, c, plat))) < 0 ||
-        (rc = s_set(def, "internalParameters", internal)) < 0 ||
+        (rc = s_set(def, "internalParameters",
+                    json_pack("{s:b, s:s}", "emulated", c->emulated, "node_key_sha256",
+                              c->node_key_sha256 ? c->node_key_sha256 : ""))) < 0 ||
         (rc = s_set(def, "resolvedDependencies", s_dependencies(b, c, plat))) < 0)
         goto done;
     if ((rc = s_set(meta, "invocationId", json_string(b->build_id))) < 0 ||

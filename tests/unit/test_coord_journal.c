@@ -73,6 +73,7 @@ static void s_build(farm_journal_build_t *b, const char *id, uint64_t seq)
     b->n_args = 2;
     b->flags.target = "runtime";
     b->flags.pull = 1;
+    b->flags.provenance = FARM_PROVENANCE_MAX; /* a restart attests as the submit chose */
     b->flags.labels = s_labels;
     b->flags.n_labels = 1;
     b->flags.cache_from = "registry.example:5000/cache";
@@ -188,6 +189,7 @@ static void test_round_trip(void **state)
     assert_string_equal(b->args[1].value, "slim");
     assert_string_equal(b->flags.target, "runtime");
     assert_int_equal(b->flags.pull, 1);
+    assert_int_equal(b->flags.provenance, FARM_PROVENANCE_MAX);
     assert_int_equal(b->flags.no_cache, 0);
     assert_int_equal(b->flags.n_labels, 1);
     assert_string_equal(b->flags.labels[0].value, "https://example/app");
@@ -451,6 +453,8 @@ static void test_migrates_version_1(void **state)
     assert_string_equal(l.builds[0].id, "b42-0000000000000000000000000000002a");
     assert_string_equal(l.builds[0].owner, "bob");
     assert_int_equal(l.builds[0].flags.no_cache, 1);
+    /* an older journal's build chose nothing: buildx's default */
+    assert_int_equal(l.builds[0].flags.provenance, FARM_PROVENANCE_DEFAULT);
     assert_string_equal(l.builds[0].platforms[1], "linux/arm/v7");
     /* nothing was known of its logins: it waits for its submitter */
     assert_int_equal(l.builds[0].needs_submitter, 1);
