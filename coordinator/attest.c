@@ -647,3 +647,60 @@ int farm_attest_request(Farm__ProvenanceStitch **out, farm_attest_req_t *st,
     *out = &st->ps;
     return 0;
 }
+
+/* ------------------------------------------------------------------ the journal's form */
+
+json_t *farm_attest_prov_json(const farm_job_prov_t *p)
+{
+    json_t *bases = json_array(), *o;
+
+    for (size_t i = 0; bases && i < p->n_bases; i++)
+        if (json_array_append_new(bases, json_pack("[ssb]", p->bases[i].name,
+                                                   p->bases[i].digest,
+                                                   p->bases[i].final_stage)) < 0) {
+            json_decref(bases);
+            return NULL;
+        }
+    o = json_pack("{s:I, s:I, s:s, s:b, s:o}", "started_ms", (json_int_t)p->started_ms,
+                  "finished_ms", (json_int_t)p->finished_ms, "dockerfile_digest",
+                  p->dockerfile_digest, "emulated", p->emulated, "bases", bases);
+    return o;
+}
+
+farm_job_prov_t *farm_attest_prov_from_json(const json_t *j)
+{
+    farm_job_prov_t *p = calloc(1, sizeof *p);
+    json_int_t t0 = 0, t1 = 0;
+    const char *df = "";
+    int emu = 0;
+    json_t *bases = NULL, *e;
+    size_t i;
+
+    if (!p)
+        return NULL;
+    if (json_unpack((json_t *)j, "{s:I, s:I, s:s, s:b, s:o}", "started_ms", &t0, "finished_ms",
+                    &t1, "dockerfile_digest", &df, "emulated", &emu, "bases", &bases) < 0 ||
+        t0 < 0 || t1 < 0 || (df[0] && !farm_digest_valid(df)) || !json_is_array(bases) ||
+        json_array_size(bases) > FARM_JOB_PROV_BASES)
+        goto bad;
+    p->started_ms = (uint64_t)t0;
+    p->finished_ms = (uint64_t)t1;
+    snprintf(p->dockerfile_digest, sizeof p->dockerfile_digest, "%s", df);
+    p->emulated = emu;
+    json_array_foreach(bases, i, e) {
+        const char *name, *dg;
+        int fin;
+        if (json_unpack(e, "[ssb]", &name, &dg, &fin) < 0 || !name[0] ||
+            strlen(name) > FARM_REFERENCE_MAX || !farm_digest_valid(dg))
+            goto bad;
+        snprintf(p->bases[i].name, sizeof p->bases[i].name, "%s", name);
+        snprintf(p->bases[i].digest, sizeof p->bases[i].digest, "%s", dg);
+        p->bases[i].final_stage = fin;
+        p->n_bases++;
+    }
+    return p;
+bad:
+    free(p);
+    farm_error_set(FARM_EINVALID, "a job's provenance record is malformed");
+    return NULL;
+}

@@ -112,6 +112,11 @@ void farm_attest_request_free(farm_attest_req_t *store);
  * not a key. */
 void farm_attest_key_fingerprint(char out[65], const char *z85);
 
+/* A job's provenance record as JSON (the journal keeps it in the build's options), and
+ * back: NULL (FARM_EINVALID) for one that is malformed or over a bound. */
+json_t *farm_attest_prov_json(const farm_job_prov_t *p);
+farm_job_prov_t *farm_attest_prov_from_json(const json_t *j);
+
 /* The stitch helper's side of the wire: a checked StitchRequest.provenance as plain
  * records pointing into w (and into store: free with farm_attest_wire_free). */
 typedef struct {

@@ -714,6 +714,8 @@ void farm_builds_job_pushed(farm_builds_t *self, farm_job_t *job, const farm_des
     *job->image = *image;
     b->last_result_at = now;
     farm_builds_job_journal(self, job);
+    if (job->prov) /* the build's options keep it (coordinator/attest.h) */
+        s_journal_build(self, b, 0, now);
     if (job->steps)
         snprintf(cached, sizeof cached, "; %u of %u steps from the cache", job->cache_hits,
                  job->steps);
@@ -1011,6 +1013,12 @@ static farm_build_t *s_restore_build(farm_builds_t *self, farm_journal_build_t *
     for (size_t i = 0; i < n_jobs; i++, b->n_jobs++)
         if (s_restore_job(self, b, &b->jobs[i], &jobs[i]) < 0)
             goto fail;
+    /* what the done jobs' nodes reported for provenance: the stitch attests the same */
+    for (size_t i = 0; i < b->n_jobs && i < FARM_PLATFORMS_MAX; i++)
+        if (b->jobs[i].state == FARM_JOB_DONE) {
+            b->jobs[i].prov = rec->prov[i];
+            rec->prov[i] = NULL;
+        }
     return b;
 oom:
     farm_error_set(FARM_ERROR, "out of memory");

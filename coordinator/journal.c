@@ -9,6 +9,7 @@
  * keeps the file locked while the coordinator runs (a second coordinator on the same
  * state_dir is refused) and needs no -shm file. */
 #include "coordinator/journal.h"
+#include "coordinator/attest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -189,7 +190,23 @@ static char *s_options_json(const farm_journal_build_t *b)
                           /* the submit's choice: a restarted coordinator attests the same */
                           "provenance", f->provenance ? farm_provenance_name(f->provenance)
                                                       : NULL);
+    json_t *jobs = NULL;
+    for (size_t i = 0; o && i < b->n_platforms && i < FARM_PLATFORMS_MAX; i++) {
+        if (!b->prov[i])
+            continue;
+        if ((!jobs && (!(jobs = json_array()) || json_object_set_new(o, "provenance_jobs",
+                                                                     jobs) < 0)))
+            goto oom;
+        while (json_array_size(jobs) < i)
+            if (json_array_append_new(jobs, json_null()) < 0)
+                goto oom;
+        if (json_array_append_new(jobs, farm_attest_prov_json(b->prov[i])) < 0)
+            goto oom;
+    }
     return s_dump(o);
+oom:
+    json_decref(o);
+    return NULL;
 }
 
 static int s_kv_from(farm_kv_t **out, size_t *n, json_t *a)
@@ -278,6 +295,15 @@ static int s_options_from(farm_journal_build_t *b, const char *text)
         if (m < 0 || (p && !json_is_string(p) && !json_is_null(p)))
             goto done;
         b->flags.provenance = m;
+    }
+    {
+        json_t *jobs = json_object_get(o, "provenance_jobs"), *e;
+        size_t i;
+        if (jobs && (!json_is_array(jobs) || json_array_size(jobs) > FARM_PLATFORMS_MAX))
+            goto done;
+        json_array_foreach(jobs, i, e)
+            if (!json_is_null(e) && !(b->prov[i] = farm_attest_prov_from_json(e)))
+                goto done;
     }
     b->flags.no_cache = json_is_true(json_object_get(o, "no_cache"));
     b->flags.pull = json_is_true(json_object_get(o, "pull"));
@@ -1285,6 +1311,8 @@ void farm_journal_build_clear(farm_journal_build_t *b)
     free(b->args);
     farm_buildflags_clear(&b->flags);
     free(b->reason);
+    for (size_t i = 0; i < FARM_PLATFORMS_MAX; i++)
+        free(b->prov[i]);
     memset(b, 0, sizeof *b);
 }
 
@@ -1395,8 +1423,10 @@ int farm_journal_build_from(farm_journal_build_t *out, char *plats[FARM_PLATFORM
     if (b->n_jobs > FARM_PLATFORMS_MAX)
         return farm_error_set(FARM_EINVALID, "journal: build %s has %zu jobs, over the ceiling "
                               "of %d", b->id, b->n_jobs, FARM_PLATFORMS_MAX);
-    for (size_t i = 0; i < b->n_jobs; i++)
+    for (size_t i = 0; i < b->n_jobs; i++) {
         plats[i] = b->jobs[i].platform;
+        out->prov[i] = b->jobs[i].prov; /* borrowed, as the rest */
+    }
     out->platforms = plats;
     out->n_platforms = b->n_jobs;
     if (farm_path_fmt(out->id, sizeof out->id, "%s", b->id) < 0 ||

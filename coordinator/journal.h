@@ -76,6 +76,9 @@ typedef struct {
     char *reason;                     /* DONE and failed: why (NULL otherwise) */
     char index_digest[FARM_DIGEST_STRLEN]; /* DONE and ok */
     uint64_t index_size;
+    /* parallel to platforms: what each job's node reported for its provenance (NULL:
+     * nothing), kept in the options so a restarted stitch attests as the first would */
+    farm_job_prov_t *prov[FARM_PLATFORMS_MAX];
 } farm_journal_build_t;
 
 /* A job (one platform of a build) as of its latest attempt. Writing one also records

@@ -54,6 +54,16 @@ static char *s_plats[] = {"linux/amd64", "linux/arm64/v8"};
 static farm_kv_t s_args[] = {{"VERSION", "1.0"}, {"FLAVOUR", "slim"}};
 static farm_kv_t s_labels[] = {{"org.opencontainers.image.source", "https://example/app"}};
 
+/* what the second job's node reported for its provenance */
+static farm_job_prov_t s_prov = {
+    .started_ms = 1700000001000ULL,
+    .finished_ms = 1700000002000ULL,
+    .dockerfile_digest = DIGEST,
+    .emulated = 1,
+    .bases = {{"r.example/base:1", DIGEST, 1}},
+    .n_bases = 1,
+};
+
 static void s_build(farm_journal_build_t *b, const char *id, uint64_t seq)
 {
     memset(b, 0, sizeof *b);
@@ -74,6 +84,7 @@ static void s_build(farm_journal_build_t *b, const char *id, uint64_t seq)
     b->flags.target = "runtime";
     b->flags.pull = 1;
     b->flags.provenance = FARM_PROVENANCE_MAX; /* a restart attests as the submit chose */
+    b->prov[1] = &s_prov;                      /* ... and says what the first would have */
     b->flags.labels = s_labels;
     b->flags.n_labels = 1;
     b->flags.cache_from = "registry.example:5000/cache";
@@ -190,6 +201,9 @@ static void test_round_trip(void **state)
     assert_string_equal(b->flags.target, "runtime");
     assert_int_equal(b->flags.pull, 1);
     assert_int_equal(b->flags.provenance, FARM_PROVENANCE_MAX);
+    assert_null(b->prov[0]);
+    assert_non_null(b->prov[1]);
+    assert_memory_equal(b->prov[1], &s_prov, sizeof s_prov);
     assert_int_equal(b->flags.no_cache, 0);
     assert_int_equal(b->flags.n_labels, 1);
     assert_string_equal(b->flags.labels[0].value, "https://example/app");
