@@ -112,7 +112,7 @@ static int s_setup(void **state)
     fx->ctx = farm_ctxstore_new(store, 0, 0, 0, NULL, NULL);
     assert_non_null(fx->ctx);
     fx->cl = farm_clients_new(
-        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, NULL}, cb_send, fx);
+        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, NULL, NULL}, cb_send, fx);
     assert_non_null(fx->cl);
     *state = fx;
     return 0;
@@ -525,7 +525,7 @@ static void test_follow_from_journal(void **state)
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED); /* no journal given */
     farm_clients_destroy(&fx->cl);
     fx->cl = farm_clients_new(
-        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, j}, cb_send, fx);
+        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, j, NULL}, cb_send, fx);
     assert_non_null(fx->cl);
     s_follow(fx, &s_alice, id, NULL);
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_BUILD_DONE);
