@@ -89,9 +89,10 @@ size_t farm_cachecmd_pending(const farm_cachecmd_t *self)
 static void s_unreachable(char *why, size_t cap, const farm_node_t *n, long long now)
 {
     why[0] = '\0';
+    (void)now;
     if (n->state == FARM_NODE_LOST)
-        snprintf(why, cap, "lost: no heartbeat for %lld s; start its agent, or leave it out "
-                 "with --node", (now - n->last_seen) / 1000);
+        snprintf(why, cap, "lost: its agent stopped answering; start it again, or leave the "
+                 "node out with --node");
     else if (n->state == FARM_NODE_UNKNOWN)
         snprintf(why, cap, "never connected since the coordinator started; start its agent");
 }

@@ -12,11 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/limits.h"
 #include "common/wire.h"
 #include "coordinator/nodes.h"
 #include "coordinator/scheduler.h"
 
-#define FARM_CACHECMD_WAIT_MS 120000 /* a node's answer is waited for this long */
+#define FARM_CACHECMD_WAIT_MS FARM_CACHE_ANSWER_MS /* a node's answer, at most */
 #define FARM_CACHECMD_PENDING_MAX 64 /* requests waiting for nodes at once */
 
 typedef int (*farm_cachecmd_send_fn)(void *arg, const void *rid, size_t rid_len,

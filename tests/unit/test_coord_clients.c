@@ -231,6 +231,16 @@ static void test_roles(void **state)
     s_message(fx, &s_alice, &env);
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED);
     assert_non_null(strstr(fx->sent.reason, "to drain nodes it needs role admin"));
+    /* farmctl du and prune: admin only (a submit client is alice) */
+    {
+        Farm__CacheQuery q = FARM__CACHE_QUERY__INIT;
+        env.body_case = FARM__ENVELOPE__BODY_CACHE_QUERY;
+        env.cache_query = &q;
+        s_message(fx, &s_alice, &env);
+        assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED);
+        assert_non_null(strstr(fx->sent.reason, "to list or prune node caches (farmctl du, "
+                                                "prune) it needs role admin"));
+    }
     /* a reader may list */
     s_request(fx, &s_carol, FARM__ENVELOPE__BODY_BUILDS_REQUEST);
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_BUILDS_REPLY);
