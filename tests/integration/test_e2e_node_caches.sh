@@ -5,8 +5,9 @@
 # prune --filter until=1h keeps what was just used; a prune while a job builds leaves that
 # job's cache alone and the job succeeds; a plain prune frees the space (du says so), and
 # the next build of the same Dockerfile is cold (no step from the cache, not placed as
-# warm); a client with role submit is refused with the role it needs; a lost node is
-# named in the answer.
+# warm); a plain prune keeps the base images builds pulled, --all removes them too; a
+# client with role submit is refused with the role it needs; a lost node is named in the
+# answer.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"
@@ -140,6 +141,21 @@ grep -q 'farm: 0 of [1-9][0-9]* build steps from the cache' "$LAB/a2.log" \
     || { grep 'steps from the cache' "$LAB/a2.log" >&2; lab_fail "the rebuild after prune took steps from a cache"; }
 grep -q '(warm)' "$LAB/a2.out" "$LAB/a2.log" && lab_fail "the rebuild after prune was placed as warm"
 lab_log "the rebuild after prune is cold"
+
+# a base image a build pulled stays through a plain prune; --all removes it too
+mkdir -p "$LAB/onbase"
+printf 'FROM %s\nRUN echo on-base >/on-base\n' "$REGISTRY/team/app:a" >"$LAB/onbase/Dockerfile"
+lab_farmctl drain n2 >/dev/null
+submit onbase "$LAB/onbase"
+lab_farmctl drain n2 --undo >/dev/null
+lab_farmctl prune -f --node n1 --format json >"$LAB/p4.json"
+kept=$(sum n1 builder size "$LAB/p4.json")
+((kept > 1000000)) || lab_fail "a plain prune left $kept bytes on n1: it removed the base image"
+[[ $(sum n1 builder freed "$LAB/p4.json") -gt 0 ]] || lab_fail "a plain prune freed no build step"
+lab_farmctl prune -f --all --node n1 --format json >"$LAB/p5.json"
+left=$(sum n1 builder size "$LAB/p5.json")
+((left < kept / 2)) || lab_fail "prune --all left $left of $kept bytes: the base image stayed"
+lab_log "a plain prune kept the base image ($kept bytes); --all removed it ($left left)"
 
 # a lost node is named
 lab_stop agent-n2 KILL
