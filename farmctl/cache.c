@@ -270,9 +270,11 @@ static int s_confirm(const args_t *a)
             a->all ? ", base images included," : "", a->n_nodes ? "the nodes named" : "every "
             "connected node", a->until_s ? " (only what the filter selects)" : "");
     fflush(stderr);
-    if (!fgets(line, sizeof line, stdin))
+    if (!fgets(line, sizeof line, stdin) || (line[0] != 'y' && line[0] != 'Y')) {
+        fprintf(stderr, "farmctl prune: nothing pruned\n");
         return 0;
-    return line[0] == 'y' || line[0] == 'Y';
+    }
+    return 1;
 }
 
 int farmctl_prune_main(int argc, char **argv)

@@ -82,6 +82,11 @@ if lab_farmctl prune </dev/null >/dev/null 2>"$LAB/noforce.err"; then
     lab_fail "farmctl prune pruned without a terminal and without -f"
 fi
 grep -q 'pass -f' "$LAB/noforce.err" || lab_fail "the refusal without -f does not say -f"
+# on a terminal it asks; "n" prunes nothing
+printf 'n\n' | script -qec "'$FARMCTL' prune --coordinator '$FARM_COORDINATOR'" /dev/null \
+    >"$LAB/tty.out" 2>&1 && lab_fail "farmctl prune on a terminal answered n exited 0"
+grep -q 'Are you sure you want to continue? \[y/N\]' "$LAB/tty.out" \
+    && grep -q 'nothing pruned' "$LAB/tty.out" || { cat "$LAB/tty.out" >&2; lab_fail "prune on a terminal did not ask"; }
 # an unknown node is refused, naming the nodes there are
 if lab_farmctl du --node nope >/dev/null 2>"$LAB/nope.err"; then lab_fail "du --node nope ran"; fi
 grep -q 'no node "nope" in farm.yaml; its nodes are: n1, n2' "$LAB/nope.err" \
