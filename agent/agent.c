@@ -584,10 +584,12 @@ static void s_inv_context(void *arg, const farm_cache_item_t *it)
     e->kind = "context";
     e->id = strdup(it->digest);
     e->kept = strdup(it->kept);
-    if (!e->id || !e->kept) {
+    if (!e->id || !e->kept) { /* out of memory: the entry is left out */
         free(e->id);
         free(e->kept);
-        e->id = e->kept = "";
+        free(e);
+        l->n--;
+        return;
     }
     e->size = it->size;
     e->last_used_unix = it->used_s;
@@ -613,6 +615,7 @@ static void s_inv_finish(farm_agent_t *self)
     const void *bytes = farm_child_result(self->inv_child, &len);
     Farm__CacheJobResult *r = len ? farm__cache_job_result__unpack(NULL, len, bytes) : NULL;
     inv_list_t l = {0};
+    size_t n_builder;
     uint64_t builder_bytes = 0;
     const char *error = r ? r->error : "farm-agent cache ended without a result";
 
@@ -625,6 +628,7 @@ static void s_inv_finish(farm_agent_t *self)
         l.freed += e->freed;
         builder_bytes += e->size;
     }
+    n_builder = l.n;
     if (farm_cache_inventory(self->cache, &self->inv_ask, s_context_in_use, self->jobs,
                              s_inv_context, &l) < 0 && !error[0])
         error = farm_error_last();
@@ -635,14 +639,10 @@ static void s_inv_finish(farm_agent_t *self)
                   self->inv_ask.prune ? "prune" : "du", l.n, (unsigned long long)l.freed,
                   error[0] ? "; " : "", error);
     for (size_t i = 0; i < l.n; i++) {
-        if (r && i < r->n_entries) {
-            free(l.ptrs[i]);
-            continue;
-        }
-        if (l.ptrs[i]->id[0])
+        if (i >= n_builder) { /* the contexts' strings are ours; the caches' are r's */
             free(l.ptrs[i]->id);
-        if (l.ptrs[i]->kept[0] || l.ptrs[i]->id[0])
             free(l.ptrs[i]->kept);
+        }
         free(l.ptrs[i]);
     }
     free(l.ptrs);

@@ -171,7 +171,8 @@ static void s_env_free(char **envp, size_t cap)
     free(envp);
 }
 
-static int s_run(Farm__CacheJobResult *res, Farm__CacheEntry ***out_ptrs,
+/* Fills res->entries (the array *out_ents, its strings malloc'd) per builder cache. */
+static int s_run(Farm__CacheJobResult *res, Farm__CacheEntry **out_ents,
                  const Farm__CacheJobRequest *rq)
 {
     farm_inventory_ask_t ask = {.prune = rq->prune, .until_s = rq->until_s, .all = rq->all,
@@ -204,6 +205,7 @@ static int s_run(Farm__CacheJobResult *res, Farm__CacheEntry ***out_ptrs,
         Farm__CacheEntry *e = &ents[res->n_entries];
         farm_builder_t b;
         char dir[FARM_PATH_MAX + FARM_PLATFORM_STRLEN + 2], plat[FARM_PLATFORM_STRLEN], why[128];
+        char lock_err[128];
         int lock, go;
 
         if (farm_inventory_platform(plat, sizeof plat, list[i].slug) < 0 ||
@@ -214,15 +216,28 @@ static int s_run(Farm__CacheJobResult *res, Farm__CacheEntry ***out_ptrs,
         b.envp = envp;
         farm__cache_entry__init(e);
         e->kind = "builder";
-        e->scope = strdup(list[i].scope);
-        e->platform = strdup(plat);
         e->last_used_unix = list[i].used.tv_sec;
         /* a job holds its cache's lock shared while it builds */
         lock = farm_layers_lock(b.scope, b.slug, 1, 1);
-        e->in_use = lock < 0;
+        snprintf(lock_err, sizeof lock_err, "%.120s", lock < 0 ? farm_error_last() : "");
+        e->in_use = lock == FARM_ERETRY;
         e->size = farm_builder_bytes(&b, dir);
         go = farm_inventory_decide(why, sizeof why, &ask, e->in_use, e->last_used_unix);
+        if (lock < 0 && !e->in_use) { /* never emptied without its lock */
+            snprintf(why, sizeof why, "%s", lock_err);
+            go = 0;
+        }
+        e->scope = strdup(list[i].scope);
+        e->platform = strdup(plat);
         e->kept = strdup(why);
+        if (!e->scope || !e->platform || !e->kept) {
+            free(e->scope);
+            free(e->platform);
+            free(e->kept);
+            if (lock >= 0)
+                close(lock);
+            continue; /* out of memory: left out of the answer, untouched */
+        }
         if (go) {
             uint64_t before = e->size;
             s_empty(&b, rq->all);
@@ -236,21 +251,15 @@ static int s_run(Farm__CacheJobResult *res, Farm__CacheEntry ***out_ptrs,
         ptrs[res->n_entries++] = e;
     }
     free(list);
-    res->entries = ptrs;
-    *out_ptrs = ptrs;
-    (void)ents; /* freed with ptrs[0]'s array by the caller: ents == ptrs[0] when any */
     s_env_free(envp, envc);
     farm_sandbox_stop(&sb);
     if (!ents || !ptrs) {
         free(ents);
         free(ptrs);
-        *out_ptrs = NULL;
-        res->entries = NULL;
-        res->n_entries = 0;
         return farm_error_set(FARM_ERROR, "out of memory");
     }
-    if (!res->n_entries)
-        free(ents);
+    res->entries = ptrs;
+    *out_ents = ents;
     return 0;
 }
 
@@ -258,7 +267,7 @@ int farm_inventory_main(void)
 {
     Farm__CacheJobRequest *rq = NULL;
     Farm__CacheJobResult res = FARM__CACHE_JOB_RESULT__INIT;
-    Farm__CacheEntry **ptrs = NULL;
+    Farm__CacheEntry *ents = NULL;
     void *req = NULL;
     size_t req_len = 0;
     int rc;
@@ -274,17 +283,16 @@ int farm_inventory_main(void)
     if (farm_child_request_read(&req, &req_len, REQUEST_MAX) < 0 ||
         !(rq = farm__cache_job_request__unpack(NULL, req_len, req)))
         res.error = "the request is not a valid farm.CacheJobRequest";
-    else if (s_run(&res, &ptrs, rq) < 0)
+    else if (s_run(&res, &ents, rq) < 0)
         res.error = (char *)farm_error_last();
     rc = farm_wire_result(&res.base) < 0 ? 1 : 0;
     for (size_t i = 0; i < res.n_entries; i++) {
-        free(ptrs[i]->scope);
-        free(ptrs[i]->platform);
-        free(ptrs[i]->kept);
+        free(ents[i].scope);
+        free(ents[i].platform);
+        free(ents[i].kept);
     }
-    if (res.n_entries)
-        free(ptrs[0]);
-    free(ptrs);
+    free(ents);
+    free(res.entries);
     if (rq)
         farm__cache_job_request__free_unpacked(rq, NULL);
     free(req);
