@@ -688,7 +688,8 @@ static void s_on_cache_query(farm_agent_t *self, const Farm__CacheQuery *q)
     farm_child_opts_t o = {.argv = argv, .nice = 10};
     uint8_t *req = NULL;
     size_t req_len = 0;
-    int id;
+    char **dirs = NULL, **ids = NULL;
+    int id, rc;
 
     if (self->inv_child) {
         s_cache_report(self, q->request_id, NULL, 0, 0, "a du or prune already runs on this "
@@ -709,7 +710,25 @@ static void s_on_cache_query(farm_agent_t *self, const Farm__CacheQuery *q)
     rq.until_s = q->until_s;
     rq.all = q->all;
     rq.home = self->inv_home;
-    if (farm_wire_pack(&req, &req_len, &rq.base) < 0 ||
+    /* the running jobs' directories are measured too (kind "job", always in use) */
+    {
+        size_t n = 0;
+        for (farm_agent_job_t *j = farm_jobs_first(self->jobs); j; j = j->next)
+            n++;
+        dirs = calloc(n + 1, sizeof *dirs);
+        ids = calloc(n + 1, sizeof *ids);
+        for (farm_agent_job_t *j = farm_jobs_first(self->jobs); dirs && ids && j; j = j->next)
+            if (j->state != FARM_AGENT_JOB_DEAD && j->dir[0]) {
+                dirs[rq.n_job_dirs++] = j->dir;
+                ids[rq.n_job_ids++] = j->id;
+            }
+        rq.job_dirs = dirs;
+        rq.job_ids = ids;
+    }
+    rc = farm_wire_pack(&req, &req_len, &rq.base);
+    free(dirs);
+    free(ids);
+    if (rc < 0 ||
         (o.request = req, o.request_len = req_len, !(self->inv_child = farm_child_spawn(&o)))) {
         free(req);
         s_cache_report(self, q->request_id, NULL, 0, 0, farm_error_last());

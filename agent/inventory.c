@@ -251,6 +251,41 @@ static int s_run(Farm__CacheJobResult *res, Farm__CacheEntry **out_ents,
         ptrs[res->n_entries++] = e;
     }
     free(list);
+    /* the running jobs' directories (extracted context, OCI layout, builder temp): in use
+     * while they exist, removed by the agent when each job ends */
+    if (ents && ptrs && rq->n_job_dirs == rq->n_job_ids && rq->n_job_dirs <= ENTRIES_MAX) {
+        Farm__CacheEntry *grown_e = realloc(ents, (res->n_entries + rq->n_job_dirs + 1) *
+                                                      sizeof *ents);
+        Farm__CacheEntry **grown_p = grown_e ? realloc(ptrs, (res->n_entries + rq->n_job_dirs + 1) *
+                                                                 sizeof *ptrs) : NULL;
+        if (grown_e)
+            ents = grown_e;
+        if (grown_p)
+            ptrs = grown_p;
+        for (size_t i = 0; grown_e && grown_p && i < rq->n_job_dirs; i++) {
+            Farm__CacheEntry *e = &ents[res->n_entries];
+            farm_builder_t b = {.opts = rq->builder, .sb = sb, .envp = envp, .lock = -1};
+            char why[128];
+
+            farm__cache_entry__init(e);
+            e->kind = "job";
+            e->in_use = 1;
+            e->last_used_unix = ask.now_s;
+            e->size = farm_builder_bytes(&b, rq->job_dirs[i]);
+            farm_inventory_decide(why, sizeof why, &ask, 1, ask.now_s);
+            e->id = strdup(rq->job_ids[i]);
+            e->kept = strdup(why);
+            if (!e->id || !e->kept) {
+                free(e->id);
+                free(e->kept);
+                continue;
+            }
+            ptrs[res->n_entries++] = e;
+        }
+        /* the pointers into ents moved with it */
+        for (size_t i = 0; i < res->n_entries; i++)
+            ptrs[i] = &ents[i];
+    }
     s_env_free(envp, envc);
     farm_sandbox_stop(&sb);
     if (!ents || !ptrs) {
@@ -261,6 +296,13 @@ static int s_run(Farm__CacheJobResult *res, Farm__CacheEntry **out_ents,
     res->entries = ptrs;
     *out_ents = ents;
     return 0;
+}
+
+/* An entry's string: ours (malloc'd) or protobuf-c's shared empty default. */
+static void s_free_str(char *str)
+{
+    if (str != protobuf_c_empty_string)
+        free(str);
 }
 
 int farm_inventory_main(void)
@@ -287,9 +329,10 @@ int farm_inventory_main(void)
         res.error = (char *)farm_error_last();
     rc = farm_wire_result(&res.base) < 0 ? 1 : 0;
     for (size_t i = 0; i < res.n_entries; i++) {
-        free(ents[i].scope);
-        free(ents[i].platform);
-        free(ents[i].kept);
+        s_free_str(ents[i].scope);
+        s_free_str(ents[i].platform);
+        s_free_str(ents[i].id);
+        s_free_str(ents[i].kept);
     }
     free(ents);
     free(res.entries);

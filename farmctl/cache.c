@@ -53,7 +53,8 @@ static void s_ago(char *out, size_t len, long long used_s, long long now_s)
     snprintf(out, len, "%s ago", age);
 }
 
-/* "builder alice linux/amd64" or "context sha256:0123456789ab" (inert: the node's words) */
+/* "builder alice linux/amd64", "context sha256:0123456789ab" or "job ID" (inert: the
+ * node's words) */
 static void s_what(char *out, size_t len, const Farm__CacheEntry *e)
 {
     char a[128], b[128];
@@ -61,6 +62,9 @@ static void s_what(char *out, size_t len, const Farm__CacheEntry *e)
         farm_text_inert(a, sizeof a, e->scope);
         farm_text_inert(b, sizeof b, e->platform);
         snprintf(out, len, "builder %s %s", a, b);
+    } else if (strcmp(e->kind, "job") == 0) {
+        farm_text_inert(a, sizeof a, e->id);
+        snprintf(out, len, "job %.60s", a);
     } else {
         farm_text_inert(a, sizeof a, e->id);
         snprintf(out, len, "context %.19s", a);
@@ -232,7 +236,7 @@ int farmctl_du_main(int argc, char **argv)
                     farm_text_inert(scope, sizeof scope, e->scope);
                     printf("Client:\t\t%s\nPlatform:\t%s\n", scope, id);
                 } else {
-                    printf("Digest:\t\t%s\n", id);
+                    printf("%s\t\t%s\n", strcmp(e->kind, "job") == 0 ? "Job:" : "Digest:", id);
                 }
                 printf("Size:\t\t%s (%llu bytes)\nLast used:\t%s\nIn use:\t\t%s\n"
                        "Reclaimable:\t%s\n\n", size, (unsigned long long)e->size, ago,

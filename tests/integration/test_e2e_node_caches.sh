@@ -122,6 +122,9 @@ jq -e '.reports[0].entries[] | select(.kind == "builder" and .scope == "lab" and
 jq -e '.reports[0].entries[] | select(.kind == "context" and .in_use == true and
     .kept == "in use by a running job")' "$LAB/p2.json" >/dev/null \
     || lab_fail "the prune did not keep the running job's context"
+jq -e '.reports[0].entries[] | select(.kind == "job" and .in_use == true and .size > 0 and
+    .kept == "in use by a running job")' "$LAB/p2.json" >/dev/null \
+    || lab_fail "the running job's directory is not listed, in use, with its size"
 wait $slow_pid || { cat "$LAB/slow.log" >&2; lab_fail "the job that ran through a prune failed"; }
 grep -q 'slow-done' "$LAB/slow.log" || lab_fail "the slow job's step did not finish"
 lab_farmctl drain n2 --undo >/dev/null
