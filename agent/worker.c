@@ -184,7 +184,8 @@ static void s_on_pipe(int sig)
 
 /* ------------------------------------------------------------------ the job */
 
-/* A base image the build used, resolved to the manifest digest the builder holds. */
+/* A base image the build used: the manifest the registry serves for its name whose
+ * config is the image the builder used (s_resolve_bases). */
 typedef struct {
     char name[FARM_REFERENCE_MAX + 1];
     char digest[FARM_DIGEST_STRLEN];
@@ -675,7 +676,7 @@ static void s_on_first_line(void *arg, const char *line)
 }
 
 /* A registry client for host as this build's submitter (the farm's own login only where
- * farm.yaml grants it), with farm.yaml's settings for host. */
+ * farm.yaml grants it), with farm.yaml's CA for host; plain HTTP only if insecure. */
 static farm_registry_t *s_registry(const Farm__WorkerRequest *rq, const char *host, int insecure)
 {
     const Farm__RegistryCredential *c = s_cred(rq, host);
@@ -683,7 +684,7 @@ static farm_registry_t *s_registry(const Farm__WorkerRequest *rq, const char *ho
     farm_registry_creds_t creds = {0};
     farm_registry_opts_t ropts = {0};
 
-    ropts.insecure = insecure || (set && set->insecure);
+    ropts.insecure = insecure;
     if (c) {
         creds.username = c->username;
         creds.secret = c->secret;
@@ -761,13 +762,14 @@ done:
  * built the base itself holds it under its own manifest), so the registry is asked what
  * the name is, and the answer counts only if its config is the one the build used.
  * FROM scratch and FROM an earlier stage name no image; a base that cannot be tied is
- * left out, said in the log: provenance names only what it can show. */
+ * left out, said in the log: provenance names only what it can show. None without
+ * provenance; the final stage's only in min mode (the statement has no others). */
 static void s_resolve_bases(outcome_t *out, const builder_t *b, const Farm__WorkerRequest *rq,
                             const farm_platform_t *plat)
 {
     const farm_layers_stats_t *st = &out->layers;
 
-    for (size_t i = 0; i < st->n_froms; i++) {
+    for (size_t i = 0; i < st->n_froms && b->flags->provenance != FARM_PROVENANCE_OFF; i++) {
         const char *name = st->froms[i].name;
         char id[72] = "", image_id[FARM_DIGEST_STRLEN + 8], digest[FARM_DIGEST_STRLEN];
         const char *words[] = {"inspect", "--type", "image", "--format", "{{.FromImageID}}",
@@ -777,16 +779,19 @@ static void s_resolve_bases(outcome_t *out, const builder_t *b, const Farm__Work
         farm_registry_t *reg = NULL;
         base_t *bs;
 
+        const Farm__RegistrySettings *set;
+
         for (size_t j = 0; j < i && !stage; j++)
             stage = st->froms[j].alias[0] && !strcasecmp(st->froms[j].alias, name);
-        if (stage)
+        if (stage || (b->flags->provenance != FARM_PROVENANCE_MAX && i + 1 != st->n_froms))
             continue;
         if (farm_builder_run(&b->bl, s_on_first_line, id, words) != 0 || !id[0] ||
             (snprintf(image_id, sizeof image_id, "%s%s",
                       strncmp(id, "sha256:", 7) ? "sha256:" : "", id),
              !farm_digest_valid(image_id)) ||
             farm_reference_parse(&ref, name) < 0 ||
-            !(reg = s_registry(rq, ref.registry, 0)) ||
+            !(reg = s_registry(rq, ref.registry,
+                               (set = s_settings(rq, ref.registry)) && set->insecure)) ||
             s_base_digest(digest, reg, &ref, plat, image_id) < 0) {
             printf("farm: provenance: base image %s left out: %s\n", name,
                    !id[0] ? "not in the builder's storage"
