@@ -8,11 +8,21 @@
 # (tests/data/provenance/statement-slsa-v1.schema.json) and against what the test knows:
 # each platform's node and its key, the context digest, the Dockerfile's digest, the
 # bases' digests per platform, the build args (max only), the build id. skopeo inspect
-# and skopeo copy --multi-arch all still take the index.
+# and skopeo copy --multi-arch all still take the index. A registry that changes an
+# attestation manifest's bytes gets no index.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"
 lab_init
+# the farm's registry is a real one behind a forwarder that lies about attestation
+# manifests in team/lied only (tests/integration/lying_registry.py)
+lab_registry_start
+upstream=$REGISTRY
+port=$(lab_free_port)
+lab_spawn lying "$LAB/lying.log" "${LAB_PYTHON:-/usr/bin/python3}" \
+    "$FARM_SOURCE_DIR/tests/integration/lying_registry.py" "$port" "$upstream" team/lied
+REGISTRY=127.0.0.1:$port
+lab_wait_until 20 "the forwarding registry" curl -sf -o /dev/null "http://$REGISTRY/v2/"
 lab_start_farm
 PY=${LAB_PYTHON:-/usr/bin/python3}
 PLATS=linux/amd64,linux/arm64,linux/arm/v7
@@ -213,4 +223,16 @@ for m in idx["manifests"]:
 assert n == 6, n
 print("skopeo copy --multi-arch all: 3 images and 3 attestation manifests with their blobs")
 PYEOF
-lab_log "PASS: provenance per platform (max, min, --attest, off) read back and judged"
+# no partial index: a registry that serves an attestation manifest with other bytes than
+# were pushed fails the stitch, and nothing goes under the tag
+if lab_farmctl submit -t "$REGISTRY/team/lied:1" --platform "$PLATS" --progress plain \
+    -f "$ctx/Dockerfile.app" "$ctx" >"$LAB/lied.out" 2>"$LAB/lied.err"; then
+    lab_fail "the build succeeded though the registry lied about its attestations"
+fi
+grep -q 'lied about' "$LAB/lying.log" || lab_fail "the forwarder was never asked for an attestation"
+grep -q 'provenance for child sha256:[0-9a-f]*, in .*team/lied: reading attestation manifest sha256:[0-9a-f]* back: .*content has digest' "$LAB/lied.err" \
+    || { tail -5 "$LAB/lied.err" >&2; lab_fail "the failure does not say which attestation the registry changed"; }
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.oci.image.index.v1+json' \
+    "http://$upstream/v2/team/lied/manifests/1")
+[[ $code == 404 ]] || lab_fail "an index went under team/lied:1 (HTTP $code) after a failed attestation"
+lab_log "PASS: provenance per platform (max, min, --attest, off) read back and judged; a lying registry gets no index"
