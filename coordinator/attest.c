@@ -420,9 +420,9 @@ static int s_check(farm_registry_t *reg, const char *repo, const char *man_diges
     return 0;
 }
 
-int farm_attest_push(json_t **out_entries, farm_registry_t *reg, const farm_attest_build_t *b,
-                     const farm_descriptor_t *children, const farm_attest_child_t *cc,
-                     size_t n)
+int farm_attest_push(json_t **out_entries, farm_registry_t *reg, const char *repository,
+                     const farm_attest_build_t *b, const farm_descriptor_t *children,
+                     const farm_attest_child_t *cc, size_t n)
 {
     json_t *entries = json_array();
     int rc = 0;
@@ -445,16 +445,16 @@ int farm_attest_push(json_t **out_entries, farm_registry_t *reg, const farm_atte
         }
         farm_digest_buffer(cd, cfg, cl);
         farm_digest_buffer(md, man, ml);
-        if ((rc = s_push_blob(reg, b->repository, sd, stmt, sl)) < 0 ||
-            (rc = s_push_blob(reg, b->repository, cd, cfg, cl)) < 0 ||
-            (rc = farm_registry_manifest_put(reg, pushed, b->repository, md,
+        if ((rc = s_push_blob(reg, repository, sd, stmt, sl)) < 0 ||
+            (rc = s_push_blob(reg, repository, cd, cfg, cl)) < 0 ||
+            (rc = farm_registry_manifest_put(reg, pushed, repository, md,
                                              FARM_MEDIA_OCI_MANIFEST, man, ml)) < 0 ||
             (rc = strcmp(pushed, md) ? farm_error_set(FARM_EINVALID, "digest %s after the "
                                                       "push, not %s", pushed, md)
                                      : 0) < 0 ||
-            (rc = s_check(reg, b->repository, md, man, ml, cd, cl, sd, sl)) < 0) {
+            (rc = s_check(reg, repository, md, man, ml, cd, cl, sd, sl)) < 0) {
             rc = farm_error_wrap(rc, "%s provenance for child %s, in %s/%s", plat,
-                                 children[i].digest, b->registry, b->repository);
+                                 children[i].digest, b->registry, repository);
         } else if ((rc = s_append(entries, farm_attest_index_entry(md, ml,
                                                                    children[i].digest))) < 0) {
             /* the message says it */
@@ -483,12 +483,11 @@ void farm_attest_wire_free(farm_attest_wire_t *store)
 }
 
 int farm_attest_from_wire(farm_attest_wire_t *out, const Farm__ProvenanceStitch *w,
-                          const farm_descriptor_t *children, size_t n_children)
+                          size_t n_children)
 {
     size_t n_bases = 0, k = 0;
     int mode = farm_attest_mode_parse(w->mode);
 
-    (void)children;
     memset(out, 0, sizeof *out);
     if (mode <= 0)
         return farm_error_set(FARM_EINVALID, "provenance mode \"%.16s\" is not min or max",

@@ -82,13 +82,14 @@ int farm_attest_manifest(char **out_manifest, size_t *out_man_len, char **out_co
 /* The index entry that references attestation manifest (digest, size) for child. */
 json_t *farm_attest_index_entry(const char *man_digest, size_t man_len, const char *child);
 
-/* Pushes, to repository, each child's statement and config blobs and its attestation
- * manifest (by digest), then reads each manifest back and checks its bytes, and that
- * its blobs are there with their sizes. *out_entries: a JSON array of index entries,
- * one per child, in order. Nothing is pushed under a tag. */
-int farm_attest_push(json_t **out_entries, farm_registry_t *reg, const farm_attest_build_t *b,
-                     const farm_descriptor_t *children, const farm_attest_child_t *cc,
-                     size_t n);
+/* Pushes, to repository (in reg's registry), each child's statement and config blobs and
+ * its attestation manifest (by digest), then reads each manifest back and checks its
+ * bytes, and that its blobs are there with their sizes. *out_entries: a JSON array of
+ * index entries, one per child, in order. Nothing is pushed under a tag. The statements
+ * name b's registry, repository and tags as their subjects. */
+int farm_attest_push(json_t **out_entries, farm_registry_t *reg, const char *repository,
+                     const farm_attest_build_t *b, const farm_descriptor_t *children,
+                     const farm_attest_child_t *cc, size_t n);
 
 /* Appends entries to the "manifests" of the index *json (its bytes replaced). */
 int farm_attest_index_append(char **json, size_t *len, const json_t *entries);
@@ -126,7 +127,7 @@ typedef struct {
     farm_kv_t *args;
 } farm_attest_wire_t;
 int farm_attest_from_wire(farm_attest_wire_t *out, const Farm__ProvenanceStitch *w,
-                          const farm_descriptor_t *children, size_t n_children);
+                          size_t n_children);
 void farm_attest_wire_free(farm_attest_wire_t *store);
 
 #endif

@@ -298,8 +298,8 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
         goto done;
     if (req->attest) { /* after the children's checks: only verified images are attested */
         json_t *extra = NULL;
-        rc = farm_attest_push(&extra, reg, req->attest, req->children, req->attest_children,
-                              req->n_children);
+        rc = farm_attest_push(&extra, reg, req->repository, req->attest, req->children,
+                              req->attest_children, req->n_children);
         if (rc == 0)
             rc = farm_attest_index_append(&json, &len, extra);
         json_decref(extra);
@@ -431,7 +431,7 @@ int farm_stitch_main(void)
     sr.ca_pem = req->ca_pem.len ? (const char *)req->ca_pem.data : NULL;
     sr.ca_pem_len = req->ca_pem.len;
     if (req->provenance) {
-        if (farm_attest_from_wire(&aw, req->provenance, children, req->n_children) < 0) {
+        if (farm_attest_from_wire(&aw, req->provenance, req->n_children) < 0) {
             rc = s_result(0, farm_error_last(), NULL, 0);
             goto done;
         }

@@ -324,7 +324,6 @@ static void test_from_wire_bounds(void **state)
     Farm__ProvenanceChild c = FARM__PROVENANCE_CHILD__INIT, *cp = &c;
     Farm__ProvenanceJob j = FARM__PROVENANCE_JOB__INIT;
     Farm__ProvenanceBase base = FARM__PROVENANCE_BASE__INIT, *bp[FARM_ATTEST_BASES_MAX + 1];
-    farm_descriptor_t kid = {0};
     farm_attest_wire_t aw;
     (void)state;
 
@@ -342,17 +341,17 @@ static void test_from_wire_bounds(void **state)
     c.job = &j;
     j.bases = bp;
     j.n_bases = 2;
-    assert_int_equal(farm_attest_from_wire(&aw, &w, &kid, 1), 0);
+    assert_int_equal(farm_attest_from_wire(&aw, &w, 1), 0);
     assert_int_equal(aw.build.mode, FARM_ATTEST_MAX);
     assert_int_equal(aw.children[0].n_bases, 2);
     assert_true(aw.children[0].have_job);
     farm_attest_wire_free(&aw);
-    assert_int_equal(farm_attest_from_wire(&aw, &w, &kid, 2), FARM_EINVALID);
+    assert_int_equal(farm_attest_from_wire(&aw, &w, 2), FARM_EINVALID);
     j.n_bases = FARM_ATTEST_BASES_MAX + 1;
-    assert_int_equal(farm_attest_from_wire(&aw, &w, &kid, 1), FARM_EINVALID);
+    assert_int_equal(farm_attest_from_wire(&aw, &w, 1), FARM_EINVALID);
     j.n_bases = 1;
     w.mode = "off";
-    assert_int_equal(farm_attest_from_wire(&aw, &w, &kid, 1), FARM_EINVALID);
+    assert_int_equal(farm_attest_from_wire(&aw, &w, 1), FARM_EINVALID);
 }
 
 /* --provenance and --attest as buildx spells them */
