@@ -8,6 +8,7 @@
 #include "farmctl/drain.h"
 #include "farmctl/follow.h"
 #include "farmctl/keygen.h"
+#include "farmctl/verify.h"
 #include "farmctl/nodes.h"
 #include "farmctl/submit.h"
 #include "farmctl/validate.h"
@@ -23,6 +24,9 @@ static void s_usage(FILE *f)
                "  wait BUILD (alias attach)                         follow a build to its end\n"
                "  drain NODE [--undo]                               (admin) no new jobs for NODE\n"
                "  keygen NAME [--dir DIR]                           write a CURVE key pair\n"
+               "  keygen --signing NAME [--dir DIR]                 write an index signing key pair\n"
+               "  verify REF [--key PUB]                            show an index's platforms and\n"
+               "                                                    check its signatures\n"
                "  version                                           print the version\n\n"
                "Run `farmctl COMMAND --help` for a command's options.\n");
 }
@@ -46,6 +50,8 @@ int main(int argc, char **argv)
         return farmctl_wait_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "drain") == 0)
         return farmctl_drain_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "verify") == 0 || strcmp(argv[1], "inspect") == 0)
+        return farmctl_verify_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "keygen") == 0)
         return farmctl_keygen_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
