@@ -281,8 +281,8 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     req.tags = tags;
     req.n_index_annotations = fl.n_index_annotations;
     req.index_annotations = fl.index_annotations;
-    req.signing_key_pem.data = (uint8_t *)self->signing_key_pem;
-    req.signing_key_pem.len = self->signing_key_pem ? self->signing_key_len : 0;
+    req.signing_secret_key_pem.data = (uint8_t *)self->signing_key_pem;
+    req.signing_secret_key_pem.len = self->signing_key_pem ? self->signing_key_len : 0;
     if (farm_wire_pack(&packed, &len, &req.base) < 0) {
         farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
         goto done;

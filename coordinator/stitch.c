@@ -440,10 +440,10 @@ int farm_stitch_main(void)
     sr.n_ann = req->n_index_annotations;
     sr.ca_pem = req->ca_pem.len ? (const char *)req->ca_pem.data : NULL;
     sr.ca_pem_len = req->ca_pem.len;
-    if (req->signing_key_pem.len) {
-        int krc = farm_sigstore_key_parse(&key, req->signing_key_pem.data,
-                                          req->signing_key_pem.len, "the signing key");
-        explicit_bzero(req->signing_key_pem.data, req->signing_key_pem.len);
+    if (req->signing_secret_key_pem.len) {
+        int krc = farm_sigstore_key_parse(&key, req->signing_secret_key_pem.data,
+                                          req->signing_secret_key_pem.len, "the signing key");
+        explicit_bzero(req->signing_secret_key_pem.data, req->signing_secret_key_pem.len);
         if (krc < 0) {
             rc = s_result(0, farm_error_last(), NULL, 0);
             goto done;

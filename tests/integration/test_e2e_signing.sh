@@ -92,6 +92,12 @@ for t in 1 stable; do
         || { cat "$LAB/s1.err" >&2; lab_fail "farmctl submit does not say it signed $repo:$t"; }
 done
 index=$(tr -d '\n' <"$LAB/s1.out" | grep -o 'sha256:[0-9a-f]\{64\}' | tail -n1)
+# the private key is in no log (the coordinator's holds the helper's lines too)
+keyline=$(sed -n 2p "$K/farm.key")
+[[ ${#keyline} -ge 40 ]] || lab_fail "farm.key has no PEM body line"
+if grep -rlF -- "$keyline" "$LAB"/*.log "$LAB"/*.err "$LAB"/*.out 2>/dev/null; then
+    lab_fail "the signing key appears in a log"
+fi
 [[ -n $index ]] || lab_fail "no index digest in the submit's output"
 
 # Three judges. skopeo (containers/image) with a policy that takes only farm's signatures
