@@ -8,6 +8,7 @@ sharing no code with farm. Debian's skopeo and podman have that evaluation patch
 
 usage: sigstore_policy.py REGISTRY/REPO:TAG|@DIGEST PUBKEY.pem
        sigstore_policy.py --forge REGISTRY/REPO:TAG MANIFEST_OUT INDEX_OUT
+       sigstore_policy.py --attest REGISTRY/REPO:TAG NEWTAG ARCH=NODE:native|emulated...
 Reads the index over plain HTTP (the lab's registry), then, as `skopeo copy --multi-arch
 all` does, judges every image it lists, and the index itself as a copy of the index
 alone would: each needs a signature in its sha256-<hex>.sig manifest (layers of type
@@ -175,7 +176,75 @@ def forge(ref_s, man_out, index_out):
     print(old, c["digest"], "sha256:" + hashlib.sha256(ib).hexdigest())
 
 
+def push_blob(reg, data):
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    req = urllib.request.Request(f"{reg.base}/blobs/uploads/", method="POST", data=b"")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        loc = r.headers["Location"]
+    if loc.startswith("/"):
+        loc = reg.base.split("/v2/")[0] + loc
+    sep = "&" if "?" in loc else "?"
+    req = urllib.request.Request(f"{loc}{sep}digest={digest}", method="PUT", data=data,
+                                 headers={"Content-Type": "application/octet-stream"})
+    urllib.request.urlopen(req, timeout=60).read()
+    return digest
+
+
+def put_manifest(reg, ref, data, media_type):
+    req = urllib.request.Request(f"{reg.base}/manifests/{ref}", method="PUT", data=data,
+                                 headers={"Content-Type": media_type})
+    urllib.request.urlopen(req, timeout=60).read()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def attest(ref_s, new_tag, specs):
+    """The index under ref_s again, under new_tag, with a provenance attestation manifest
+    per platform named in specs ("amd64=NODE:native"), attached the way BuildKit attaches
+    them: an in-toto Statement v1 whose SLSA Provenance v1 predicate names the builder
+    urn:farm:node:NODE and internalParameters.emulated, in a manifest listed with the
+    unknown/unknown platform and the vnd.docker.reference.* annotations."""
+    r = parse_ref(ref_s)
+    reg = Registry(r[0], r[1])
+    idx = json.loads(reg.get(f"manifests/{r[2]}", ACCEPT))
+    cfg = b"{}"
+    cfg_digest = push_blob(reg, cfg)
+    for spec in specs:
+        arch, _, rest = spec.partition("=")
+        node, _, how = rest.partition(":")
+        child = [m for m in idx["manifests"] if m["platform"]["architecture"] == arch][0]
+        st = json.dumps({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": ref_s, "digest": {"sha256": child["digest"][7:]}}],
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "predicate": {
+                "buildDefinition": {"buildType": "urn:farm:test", "externalParameters": {},
+                                    "internalParameters": {"emulated": how == "emulated"}},
+                "runDetails": {"builder": {"id": "urn:farm:node:" + node}},
+            },
+        }).encode()
+        man = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": cfg_digest, "size": len(cfg)},
+            "layers": [{"mediaType": "application/vnd.in-toto+json", "digest": push_blob(reg, st),
+                        "size": len(st),
+                        "annotations": {"in-toto.io/predicate-type": "https://slsa.dev/provenance/v1"}}],
+        }).encode()
+        d = put_manifest(reg, "sha256:" + hashlib.sha256(man).hexdigest(), man,
+                         "application/vnd.oci.image.manifest.v1+json")
+        idx["manifests"].append({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": len(man),
+            "platform": {"os": "unknown", "architecture": "unknown"},
+            "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                            "vnd.docker.reference.digest": child["digest"]},
+        })
+    print(put_manifest(reg, new_tag, json.dumps(idx).encode(), "application/vnd.oci.image.index.v1+json"))
+
+
 def main():
+    if sys.argv[1] == "--attest":
+        attest(sys.argv[2], sys.argv[3], sys.argv[4:])
+        return
     if sys.argv[1] == "--forge":
         forge(*sys.argv[2:5])
         return

@@ -179,6 +179,20 @@ grep -q "VERIFIED: the index" "$LAB/v1.out" || lab_fail "verify does not say VER
 verify "$REGISTRY/$repo@$index" --key "$K/farm.pub" >/dev/null 2>&1 || lab_fail "farmctl verify refused the index by digest"
 verify "$REGISTRY/$repo:1" >"$LAB/v0.out" 2>&1 || lab_fail "farmctl verify without --key failed"
 grep -q "signature: not checked" "$LAB/v0.out" || lab_fail "verify without --key does not say it did not check"
+grep -qE "^linux/amd64 +sha256:[0-9a-f]{64} +- +-" "$LAB/v0.out" || lab_fail "verify shows a node without provenance"
+# with provenance attestations attached as BuildKit attaches them (an index of farm's
+# shape, unsigned: verify shows the nodes and native or emulated, and no signature)
+"$LAB_PYTHON" "$FARM_SOURCE_DIR/tests/integration/sigstore_policy.py" --attest "$REGISTRY/$repo:1" attested \
+    amd64=amd64-1:native arm64=x86-9:emulated >/dev/null || lab_fail "attaching test attestations failed"
+if verify "$REGISTRY/$repo:attested" --key "$K/farm.pub" >"$LAB/va.out" 2>&1; then
+    lab_fail "farmctl verify accepted an index farm did not sign"
+fi
+cat "$LAB/va.out" >&2
+grep -q "index $REGISTRY/$repo:attested@sha256:[0-9a-f]*: 3 platform(s)" "$LAB/va.out" || lab_fail "verify counts attestations as platforms"
+grep -qE "^linux/amd64 +sha256:[0-9a-f]{64} +amd64-1 +native " "$LAB/va.out" || lab_fail "verify does not show amd64 built natively on amd64-1"
+grep -qE "^linux/arm64(/v8)? +sha256:[0-9a-f]{64} +x86-9 +emulated " "$LAB/va.out" || lab_fail "verify does not show arm64 emulated on x86-9"
+grep -qE "^linux/arm/v7 +sha256:[0-9a-f]{64} +- +- " "$LAB/va.out" || lab_fail "verify shows provenance arm/v7 lacks"
+[[ $(grep -c "^(attestation)" "$LAB/va.out") == 2 ]] || lab_fail "verify does not list the two attestation manifests"
 # the one .sig manifest of the index holds one layer per tag, as cosign appends
 sig_layers() { # REPO DIGEST
     curl -sf -H "Accept: application/vnd.oci.image.manifest.v1+json" \
