@@ -59,4 +59,10 @@
 /* Paths farm builds from configured directories (state_dir, --work-dir). */
 #define FARM_PATH_MAX 4096
 
+/* Sigstore signatures (common/sigstore.h): a payload read back, a PEM key file, and the
+ * signatures one sha256-<hex>.sig manifest may hold (farm adds to one with fewer). */
+#define FARM_SIGSTORE_PAYLOAD_MAX (64u << 10)
+#define FARM_SIGSTORE_KEY_MAX (16u << 10)
+#define FARM_SIGSTORE_LAYERS_MAX 256
+
 #endif

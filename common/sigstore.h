@@ -17,14 +17,11 @@
 #include <openssl/evp.h>
 
 #include "common/digest.h"
+#include "common/limits.h" /* FARM_SIGSTORE_PAYLOAD_MAX, _KEY_MAX, _LAYERS_MAX */
 
 #define FARM_SIGSTORE_PAYLOAD_TYPE "application/vnd.dev.cosign.simplesigning.v1+json"
 #define FARM_SIGSTORE_ANNOTATION "dev.cosignproject.cosign/signature"
 #define FARM_SIGSTORE_SIG_TYPE "cosign container image signature"
-/* a payload, a key file, a .sig manifest's layers: bounds on what is read */
-#define FARM_SIGSTORE_PAYLOAD_MAX (64u << 10)
-#define FARM_SIGSTORE_KEY_MAX (16u << 10)
-#define FARM_SIGSTORE_LAYERS_MAX 256
 /* "sha256-" + 64 hex + ".sig" */
 #define FARM_SIGSTORE_TAG_LEN (7 + 64 + 4 + 1)
 /* the longest identity: a reference with a tag and a digest */
