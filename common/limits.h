@@ -60,9 +60,10 @@
 #define FARM_PATH_MAX 4096
 
 /* Sigstore signatures (common/sigstore.h): a payload read back, a PEM key file, and the
- * signatures one sha256-<hex>.sig manifest may hold (farm adds to one with fewer). */
+ * signatures one sha256-<hex>.sig manifest may hold (about 1.4 MB of manifest; past it
+ * farm drops the oldest when it adds one). */
 #define FARM_SIGSTORE_PAYLOAD_MAX (64u << 10)
 #define FARM_SIGSTORE_KEY_MAX (16u << 10)
-#define FARM_SIGSTORE_LAYERS_MAX 256
+#define FARM_SIGSTORE_LAYERS_MAX 4096
 
 #endif

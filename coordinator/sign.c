@@ -98,12 +98,6 @@ static int s_existing_layers(json_t **out, farm_registry_t *reg, const char *rep
                repo, tag, media);
         layers = NULL;
     }
-    if (layers && json_array_size(layers) + 1 > FARM_SIGSTORE_LAYERS_MAX) {
-        json_decref(root);
-        return farm_error_set(FARM_ETOOBIG, "%s:%s already holds %zu signatures, the most farm "
-                              "adds to; remove old ones (push that tag again with fewer "
-                              "layers) and push again", repo, tag, json_array_size(layers));
-    }
     *out = layers ? json_deep_copy(layers) : json_array();
     json_decref(root);
     return *out ? 0 : farm_error_set(FARM_ERROR, "out of memory");
@@ -201,10 +195,14 @@ static int s_sign_digest(farm_registry_t *reg, const char *repo, const char *dig
         if (rc < 0)
             goto done;
     }
+    /* an image rebuilt unchanged under a new tag each time (a tag per commit) gains a
+     * signature each time: past the bound the oldest go, rather than fail the build */
     if (json_array_size(layers) > FARM_SIGSTORE_LAYERS_MAX) {
-        rc = farm_error_set(FARM_ETOOBIG, "%s:%s would hold over %u signatures", repo, tag,
-                            FARM_SIGSTORE_LAYERS_MAX);
-        goto done;
+        size_t drop = json_array_size(layers) - FARM_SIGSTORE_LAYERS_MAX;
+        for (size_t i = 0; i < drop; i++)
+            json_array_remove(layers, 0);
+        printf("%s:%s: the %zu oldest signature(s) dropped to stay within %u\n", repo, tag,
+               drop, FARM_SIGSTORE_LAYERS_MAX);
     }
     if (added)
         rc = s_put_sig_manifest(reg, repo, tag, layers);
