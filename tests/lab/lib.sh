@@ -46,8 +46,8 @@ LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobu
 
 # python3-cryptography: sigstore_policy.py checks farm's signatures as containers/image does.
 # crun: test_e2e_agent_check judges it on this host's cgroups; openssl (the command) makes
-# test_e2e_registry_tls's certificates and checks test_sigstore's signatures; file reads test_packages' binaries; git lists the
-# files test_tree_rules checks.
+# test_e2e_registry_tls's certificates and checks test_sigstore's signatures; file reads
+# test_packages' binaries; git lists the files test_tree_rules checks.
 # iptables: test_e2e_sick_registry cuts one agent's user off the registry.
 # test_lab_deps fails when a command the scripts call comes from a package not in LAB_DEPS.
 LAB_DEPS+=(crun file openssl git iptables)
