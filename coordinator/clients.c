@@ -197,6 +197,13 @@ static void s_send_done(farm_clients_t *self, farm_build_t *b, const void *rid, 
         done.n_tags_kept++;
     }
     done.tags_kept = kptrs;
+    if (b->ok && b->signed_info.n_identities) {
+        done.n_signed_identities = b->signed_info.n_identities;
+        done.signed_identities = b->signed_info.identities;
+        done.signing_key_id = b->signed_info.key_id;
+        done.signed_manifests = b->signed_info.manifests;
+        done.sign_ms = (uint64_t)b->signed_info.ms;
+    }
 send:
     env.body_case = FARM__ENVELOPE__BODY_BUILD_DONE;
     env.build_done = &done;

@@ -41,12 +41,13 @@ LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobu
     libcurl4-openssl-dev libssl-dev libyaml-dev libjansson-dev libarchive-dev libcmocka-dev
     libsqlite3-dev
     buildah docker-registry qemu-user-static skopeo golang-github-opencontainers-image-spec-dev
-    python3 python3-jsonschema binfmt-support iproute2 runc slirp4netns uidmap curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev systemd
+    python3 python3-jsonschema python3-cryptography binfmt-support iproute2 runc slirp4netns uidmap curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev systemd
     mmdebstrap systemd-container)
 
+# python3-cryptography: sigstore_policy.py checks farm's signatures as containers/image does.
 # crun: test_e2e_agent_check judges it on this host's cgroups; openssl (the command) makes
-# test_e2e_registry_tls's certificates; file reads test_packages' binaries; git lists the
-# files test_tree_rules checks.
+# test_e2e_registry_tls's certificates and checks test_sigstore's signatures; file reads
+# test_packages' binaries; git lists the files test_tree_rules checks.
 # iptables: test_e2e_sick_registry cuts one agent's user off the registry.
 # jq: test_e2e_node_caches reads farmctl du's and prune's --format json.
 # test_lab_deps fails when a command the scripts call comes from a package not in LAB_DEPS.
