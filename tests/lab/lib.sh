@@ -491,6 +491,43 @@ EOF
     lab_log "registry up at $REGISTRY"
 }
 
+# --- a skopeo that verifies sigstore signatures ------------------------------------------
+# Debian 12's containers/image has sigstore verification patched out (every sigstore
+# signature is refused with "Debian-local change: sigstore disabled"); Debian 13's has it.
+# lab_skopeo_root bootstraps a trixie root holding its skopeo once (mmdebstrap from the
+# Debian archive, cached in $FARM_CACHE/skopeo-root), unpacks it into $LAB/skopeo-root.
+# lab_skopeo ARGS... runs that skopeo there, in a mount namespace of its own with $LAB
+# bind-mounted at the same path (paths under $LAB mean the same inside) and the host's
+# network (the lab's registry on 127.0.0.1).
+lab_skopeo_root() {
+    local mirror=http://deb.debian.org/debian cache=$FARM_CACHE/skopeo-root t0=$SECONDS
+    local tarball=$FARM_CACHE/skopeo-root/trixie-skopeo.tar
+    mkdir -p "$cache"
+    if [[ ! -f $tarball ]]; then
+        mmdebstrap --variant=apt --format=tar --include=skopeo trixie "$tarball.$$.part" \
+            "$mirror" >"$LAB/mmdebstrap-skopeo.log" 2>&1 || {
+            rm -f "$tarball.$$.part"
+            tail -n 30 "$LAB/mmdebstrap-skopeo.log" >&2
+            lab_fail "mmdebstrap of a Debian 13 root with skopeo failed"
+        }
+        mv "$tarball.$$.part" "$tarball"
+        lab_log "bootstrapped $tarball in $((SECONDS - t0)) s"
+    fi
+    LAB_SKOPEO_ROOT=$LAB/skopeo-root
+    mkdir -p "$LAB_SKOPEO_ROOT"
+    tar -C "$LAB_SKOPEO_ROOT" -xf "$tarball" || lab_fail "could not unpack $tarball"
+    mkdir -p "$LAB_SKOPEO_ROOT$LAB"
+    lab_log "skopeo with sigstore: $(lab_skopeo --version)"
+}
+lab_skopeo() {
+    [[ -n ${LAB_SKOPEO_ROOT:-} ]] || lab_fail "lab_skopeo before lab_skopeo_root"
+    # shellcheck disable=SC2016
+    unshare -m -- sh -c 'root=$1 lab=$2; shift 2
+        mount --make-rprivate / && mount --bind "$lab" "$root$lab" &&
+        mount -t proc proc "$root/proc" && exec chroot "$root" skopeo "$@"' \
+        lab_skopeo "$LAB_SKOPEO_ROOT" "$LAB" "$@"
+}
+
 # --- qemu / binfmt_misc -----------------------------------------------------------------
 
 __LAB_BINFMT=/proc/sys/fs/binfmt_misc
