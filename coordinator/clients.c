@@ -155,9 +155,21 @@ static void s_send_done(farm_clients_t *self, farm_build_t *b, const void *rid, 
                                .steps = calloc(b->n_jobs + 1, sizeof *x.steps)};
     Farm__TagKept *kept = calloc(b->n_tags + 1, sizeof *kept);
     Farm__TagKept **kptrs = calloc(b->n_tags + 1, sizeof *kptrs);
+    char (*repos)[sizeof repo] = calloc(b->n_targets + 1, sizeof *repos);
+    char **rptrs = calloc(b->n_targets + 1, sizeof *rptrs);
     size_t n = 0;
 
     snprintf(repo, sizeof repo, "%s/%s", b->registry, b->repository);
+    /* every repository and each tag in full: the tags may name several (targets.h) */
+    for (size_t k = 0; repos && rptrs && k < b->n_targets; k++) {
+        snprintf(repos[k], sizeof repos[k], "%s/%s", b->targets[k].registry,
+                 b->targets[k].repository);
+        rptrs[k] = repos[k];
+        done.n_repositories++;
+    }
+    done.repositories = rptrs;
+    done.n_tag_refs = b->tag_refs ? b->n_tags : 0;
+    done.tag_refs = b->tag_refs;
     done.build_id = b->id;
     done.ok = b->ok;
     done.error = b->error ? b->error : "";
@@ -192,6 +204,7 @@ static void s_send_done(farm_clients_t *self, farm_build_t *b, const void *rid, 
         farm__tag_kept__init(&kept[done.n_tags_kept]);
         kept[done.n_tags_kept].tag = b->tags[i];
         kept[done.n_tags_kept].build_id = b->kept_by[i];
+        kept[done.n_tags_kept].ref = b->tag_refs ? b->tag_refs[i] : "";
         kptrs[done.n_tags_kept] = &kept[done.n_tags_kept];
         done.n_tags_kept++;
     }
@@ -212,6 +225,8 @@ send:
     free(x.steps);
     free(kept);
     free(kptrs);
+    free(repos);
+    free(rptrs);
 }
 
 void farm_clients_done(farm_clients_t *self, farm_build_t *b, int ok, const char *index_digest,
@@ -593,6 +608,11 @@ static int s_follow_journal(farm_clients_t *self, const farm_client_t *c, const 
         done.n_tags = jb.n_tags;
         done.tags = jb.tags;
         done.repository = repo;
+        /* tags in several repositories: each in full (the repositories follow from them) */
+        if (jb.n_tag_refs == jb.n_tags) {
+            done.n_tag_refs = jb.n_tag_refs;
+            done.tag_refs = jb.tag_refs;
+        }
         env.body_case = FARM__ENVELOPE__BODY_BUILD_DONE;
         env.build_done = &done;
         s_send(self, c->rid, c->rid_len, &env);

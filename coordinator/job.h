@@ -73,6 +73,13 @@ typedef struct {
     int identity_token;
 } farm_cred_t;
 
+/* A repository a build's tags name (coordinator/targets.h). */
+typedef struct {
+    char registry[FARM_REGISTRY_HOST_MAX + 1];
+    char repository[256];
+    int insecure;                   /* farm.yaml allows plain HTTP for registry */
+} farm_target_t;
+
 typedef enum { FARM_BUILD_RUNNING, FARM_BUILD_STITCHING, FARM_BUILD_DONE } farm_build_state_t;
 
 /* The connections that hear a build's events and its BuildDone: the submit's, and each
@@ -109,6 +116,13 @@ typedef struct farm_build {
     char repository[256];
     char **tags;       /* tag names */
     size_t n_tags;
+    /* the repositories the tags name, the first tag's first (= registry/repository
+     * above); parallel to tags: each tag's repository and the tag in full. A build with
+     * one repository has n_targets 1 (coordinator/targets.h). */
+    farm_target_t *targets;
+    size_t n_targets;
+    uint32_t *tag_target;
+    char **tag_refs;
     int insecure;
     int allow_partial;
     int network_none;               /* RUN steps without network (farmctl --network none) */

@@ -56,6 +56,10 @@ typedef struct {
     char repository[256];
     char **tags;
     size_t n_tags;
+    /* parallel to tags, in full (registry/repository:tag), kept in the options only when
+     * the tags name more than one repository; else none (every tag is registry/repository's) */
+    char **tag_refs;
+    size_t n_tag_refs;
     char **platforms;                 /* canonical, one per job, in job order */
     size_t n_platforms;
     char context_digest[FARM_DIGEST_STRLEN];

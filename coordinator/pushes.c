@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "coordinator/tagorder.h"
+#include "coordinator/targets.h"
 
 /* The index push of one build: a helper process. */
 typedef struct {
@@ -218,14 +219,17 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     farm_child_opts_t opts = {.argv = self->argv, .nice = 10};
     push_t *st = calloc(1, sizeof *st);
     char **tags = calloc(b->n_tags + 1, sizeof *tags);
+    uint32_t *tag_targets = calloc(b->n_tags + 1, sizeof *tag_targets);
+    farm_targets_wire_t tw = {0};
     uint8_t *packed = NULL;
     size_t n = 0, len, n_tags = 0;
     int moved;
     Farm__BuildFlags fl;
     farm_buildflags_wire_t fw = {0};
 
-    if (!descs || !dptrs || !plats || !st || !tags ||
-        farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {
+    if (!descs || !dptrs || !plats || !st || !tags || !tag_targets ||
+        farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0 ||
+        farm_targets_to_wire(&tw, b, self->cfg, 1) < 0) {
         farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
                            farm_now_ms());
         goto done;
@@ -245,8 +249,10 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
         goto done;
     }
     for (size_t i = 0; i < b->n_tags; i++)
-        if (!b->kept_by[i][0])
+        if (!b->kept_by[i][0]) {
+            tag_targets[n_tags] = b->tag_target[i];
             tags[n_tags++] = b->tags[i];
+        }
     if (moved == 0)
         farm_log_info("build=%s every tag was taken by a build submitted later: its index "
                       "is pushed by digest only", b->id);
@@ -271,6 +277,10 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     req.children = dptrs;
     req.n_tags = n_tags;
     req.tags = tags;
+    req.n_targets = tw.n;
+    req.targets = tw.ptrs;
+    req.n_tag_targets = tw.n ? n_tags : 0;
+    req.tag_targets = tag_targets;
     req.n_index_annotations = fl.n_index_annotations;
     req.index_annotations = fl.index_annotations;
     if (farm_wire_pack(&packed, &len, &req.base) < 0) {
@@ -309,6 +319,8 @@ done:
         s_push_free(&st);
     free(packed);
     free(tags);
+    free(tag_targets);
+    farm_targets_wire_free(&tw);
     free(descs);
     free(dptrs);
     free(plats);

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/wire.h"
+#include "coordinator/targets.h"
 
 /* ------------------------------------------------------------------ child checks */
 
@@ -221,7 +222,7 @@ int farm_stitch_check_child(const farm_descriptor_t *expect, const char *served_
 
 /* Reads the child from the build's repository, and nowhere else: a digest that lives
  * only in another repository is not found here and is refused. */
-static int s_verify_child(farm_registry_t *reg, const farm_stitch_req_t *req,
+static int s_verify_child(farm_registry_t *reg, const farm_stitch_target_t *req,
                           const farm_descriptor_t *child)
 {
     char media[128] = "", plat[FARM_PLATFORM_STRLEN], cfg_digest[FARM_DIGEST_STRLEN];
@@ -282,39 +283,66 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
                                  .creds = req->creds,
                                  .ca_pem = req->ca_pem,
                                  .ca_pem_len = req->ca_pem_len};
-    farm_registry_t *reg = farm_registry_new(req->registry, &opts);
+    farm_stitch_target_t *tg = calloc(req->n_targets + 1, sizeof *tg);
+    farm_registry_t **regs = calloc(req->n_targets + 1, sizeof *regs);
     char *json = NULL, pushed[FARM_DIGEST_STRLEN];
-    size_t len = 0;
+    size_t len = 0, n_repos = req->n_targets + 1;
     int rc = 0;
 
     *out_tried = 0;
-    if (!reg)
-        return FARM_ERROR;
-    for (size_t i = 0; i < req->n_children; i++)
-        if ((rc = s_verify_child(reg, req, &req->children[i])) < 0)
+    if (!tg || !regs || !(regs[0] = farm_registry_new(req->registry, &opts))) {
+        rc = FARM_ERROR;
+        goto done;
+    }
+    /* repository 0 is the build's own; the others are coordinator/targets.h's */
+    tg[0] = (farm_stitch_target_t){.registry = req->registry, .repository = req->repository};
+    for (size_t k = 1; k < n_repos; k++) {
+        const farm_stitch_target_t *t = &req->targets[k - 1];
+        farm_registry_opts_t o = {.insecure = t->insecure,
+                                  .explicit_creds = t->creds || !t->farm_credentials,
+                                  .creds = t->creds, .ca_pem = t->ca_pem,
+                                  .ca_pem_len = t->ca_pem_len};
+        tg[k] = *t;
+        if (!(regs[k] = farm_registry_new(t->registry, &o))) {
+            rc = FARM_ERROR;
             goto done;
+        }
+    }
+    for (size_t i = 0; req->tag_targets && i < req->n_tags; i++)
+        if (req->tag_targets[i] >= n_repos) {
+            rc = farm_error_set(FARM_EINVALID, "stitch request: tag %s names repository %u of "
+                                "%zu", req->tags[i], (unsigned)req->tag_targets[i], n_repos);
+            goto done;
+        }
+    for (size_t k = 0; k < n_repos; k++)
+        for (size_t i = 0; i < req->n_children; i++)
+            if ((rc = s_verify_child(regs[k], &tg[k], &req->children[i])) < 0)
+                goto done;
     if ((rc = farm_oci_index_compose(&json, &len, req->children, req->n_children, req->ann_keys,
                                      req->ann_values, req->n_ann)) < 0)
         goto done;
     farm_digest_buffer(out_digest, json, len);
     *out_size = len;
     /* no tag to move (builds submitted later took them all): the index is still pushed,
-     * by digest, so the build's result names something the registry holds */
-    if (req->n_tags == 0) {
-        rc = farm_registry_manifest_put(reg, pushed, req->repository, out_digest,
-                                        FARM_MEDIA_OCI_INDEX, json, len);
-        if (rc < 0)
-            farm_error_wrap(rc, "pushing the index to %s/%s@%s", req->registry,
-                            req->repository, out_digest);
-        goto done;
-    }
-    for (size_t i = 0; i < req->n_tags; i++) {
-        *out_tried = i + 1;
-        rc = farm_registry_manifest_put(reg, pushed, req->repository, req->tags[i],
+     * by digest, so the build's result names something the registry holds; with several
+     * repositories the index is in each before any tag moves (all or nothing) */
+    for (size_t k = 0; (req->n_tags == 0 || n_repos > 1) && k < n_repos; k++) {
+        rc = farm_registry_manifest_put(regs[k], pushed, tg[k].repository, out_digest,
                                         FARM_MEDIA_OCI_INDEX, json, len);
         if (rc < 0) {
-            farm_error_wrap(rc, "pushing the index to %s/%s:%s", req->registry, req->repository,
-                            req->tags[i]);
+            farm_error_wrap(rc, "pushing the index to %s/%s@%s (no tag was moved)",
+                            tg[k].registry, tg[k].repository, out_digest);
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < req->n_tags; i++) {
+        uint32_t k = req->tag_targets ? req->tag_targets[i] : 0;
+        *out_tried = i + 1;
+        rc = farm_registry_manifest_put(regs[k], pushed, tg[k].repository, req->tags[i],
+                                        FARM_MEDIA_OCI_INDEX, json, len);
+        if (rc < 0) {
+            farm_error_wrap(rc, "pushing the index to %s/%s:%s", tg[k].registry,
+                            tg[k].repository, req->tags[i]);
             goto done;
         }
         if (strcmp(pushed, out_digest) != 0) {
@@ -325,7 +353,10 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
     }
 done:
     free(json);
-    farm_registry_destroy(&reg);
+    for (size_t k = 0; regs && k < n_repos; k++)
+        farm_registry_destroy(&regs[k]);
+    free(regs);
+    free(tg);
     return rc;
 }
 
@@ -356,7 +387,8 @@ int farm_stitch_main(void)
     Farm__StitchRequest *req = NULL;
     farm_descriptor_t *children = NULL;
     farm_stitch_req_t sr = {0};
-    farm_registry_creds_t creds = {0};
+    farm_registry_creds_t creds = {0}, *tcreds = NULL;
+    farm_stitch_target_t *targets = NULL;
     const char **ann = NULL;
     char digest[FARM_DIGEST_STRLEN];
     uint64_t size = 0;
@@ -419,6 +451,10 @@ int farm_stitch_main(void)
     sr.n_ann = req->n_index_annotations;
     sr.ca_pem = req->ca_pem.len ? (const char *)req->ca_pem.data : NULL;
     sr.ca_pem_len = req->ca_pem.len;
+    if (farm_targets_from_stitch(&targets, &tcreds, &sr, req) < 0) {
+        rc = s_result(0, farm_error_last(), NULL, 0);
+        goto done;
+    }
     size_t tried = 0;
     if (farm_stitch_run(digest, &size, &tried, &sr) < 0)
         rc = s_result_tried(0, farm_error_last(), NULL, 0, tried);
@@ -427,10 +463,18 @@ int farm_stitch_main(void)
 done:
     free(children);
     free(ann);
+    free(targets);
+    free(tcreds);
     if (req->credential) {
         explicit_bzero(req->credential->secret, strlen(req->credential->secret));
         explicit_bzero(req->credential->username, strlen(req->credential->username));
     }
+    for (size_t k = 0; k < req->n_targets; k++)
+        if (req->targets[k]->credential) {
+            Farm__RegistryCredential *c = req->targets[k]->credential;
+            explicit_bzero(c->secret, strlen(c->secret));
+            explicit_bzero(c->username, strlen(c->username));
+        }
     farm__stitch_request__free_unpacked(req, NULL);
     return rc;
 }

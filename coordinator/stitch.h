@@ -11,6 +11,17 @@
 #include "common/oci.h"
 #include "common/registry_auth.h"
 
+/* One more repository the index goes to (the build's tags name several). */
+typedef struct {
+    const char *registry;
+    const char *repository;
+    int insecure;
+    const farm_registry_creds_t *creds;
+    int farm_credentials;
+    const char *ca_pem;
+    size_t ca_pem_len;
+} farm_stitch_target_t;
+
 typedef struct {
     const char *registry;   /* host[:port] */
     const char *repository;
@@ -26,11 +37,18 @@ typedef struct {
     const char *const *ann_keys;   /* the index's annotations (--annotation index:K=V) */
     const char *const *ann_values;
     size_t n_ann;
+    /* the other repositories: tags[i] goes to targets[tag_targets[i] - 1], or to
+     * registry/repository above when tag_targets is NULL or tag_targets[i] is 0 */
+    const farm_stitch_target_t *targets;
+    size_t n_targets;
+    const uint32_t *tag_targets;
 } farm_stitch_req_t;
 
 /* Reads each child's manifest (by digest) and image config from the build's repository
  * and checks them (farm_stitch_check_child), composes the OCI index and PUTs it under
  * every tag, or by its digest when there is no tag (the tag order kept them all).
+ * With other repositories: the children are checked in each and the index PUT by digest
+ * to each before any tag moves, so a repository that fails moves no tag anywhere.
  * out_tried: how many of req->tags, in order, a PUT was sent for, so a failure says
  * which tags it cannot have moved. */
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
