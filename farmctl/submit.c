@@ -115,7 +115,7 @@ static int s_add_creds(submit_opts_t *o, const char *host, int target)
     return 0;
 }
 
-/* Which logins go with the build: the target registry's, the registry caches', and those
+/* Which logins go with the build: the target registries', the registry caches', and those
  * of the registries farm.yaml lists (where base images come from; farmctl cannot know a
  * Dockerfile's FROM registries in general). Nothing else in the docker config leaves this
  * machine. */
@@ -124,10 +124,13 @@ static int s_collect_creds(submit_opts_t *o, const farm_config_t *cfg)
     farm_reference_t ref;
     int rc;
 
-    if (farm_reference_parse(&ref, o->tags[0]) < 0)
-        return FARM_EINVALID;
-    if ((rc = s_add_creds(o, ref.registry, 1)) < 0)
-        return rc;
+    /* every registry the tags name: the images and the index are pushed to each */
+    for (size_t i = 0; i < o->n_tags; i++) {
+        if (farm_reference_parse(&ref, o->tags[i]) < 0)
+            return FARM_EINVALID;
+        if ((rc = s_add_creds(o, ref.registry, 1)) < 0)
+            return rc;
+    }
     const char *caches[] = {o->flags.cache_to, o->flags.cache_from};
     for (size_t i = 0; i < 2; i++) {
         const char *c = caches[i];
