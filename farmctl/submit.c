@@ -162,7 +162,9 @@ static void s_usage(FILE *f)
 {
     fprintf(f,
             "usage: farmctl submit [options] [CONTEXT]\n"
-            "  -t, --tag REF           image reference to push the index to (repeatable)\n"
+            "  -t, --tag REF           image reference to push the index to (repeatable;\n"
+            "                          tags may name several repositories: each gets\n"
+            "                          every image, and no tag moves unless all can)\n"
             "      --platform P,...    platforms to build (default: farm.yaml build.platforms)\n"
             "  -f, --file PATH         Dockerfile (default: CONTEXT/Dockerfile)\n"
             "      --build-arg K=V     build argument (repeatable)\n"
