@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "common/error.h"
+#include "common/limits.h"
 
 #define S_REF_DIGEST "vnd.docker.reference.digest"
 
@@ -220,5 +221,93 @@ done:
     free(nd);
     free(used);
     free(keep_img);
+    return rc;
+}
+
+/* A kept attestation manifest: there by digest, with the size and type its entry says. */
+static int s_check_attestation(farm_registry_t *reg, const farm_stitch_target_t *t,
+                               const farm_amend_kept_t *k, const char *ref)
+{
+    char got[FARM_DIGEST_STRLEN] = "", mt[128] = "";
+    uint64_t size = 0;
+    int rc = farm_registry_manifest_head(reg, got, &size, mt, sizeof mt, t->repository,
+                                         k->d.digest);
+
+    if (rc == FARM_ENOTFOUND)
+        return farm_error_set(FARM_ENOTFOUND, "%s: kept index entry %zu, attestation %s, is "
+                              "not in %s/%s", ref, k->entry + 1, k->d.digest, t->registry,
+                              t->repository);
+    if (rc < 0)
+        return farm_error_wrap(rc, "%s: kept index entry %zu, attestation %s", ref,
+                               k->entry + 1, k->d.digest);
+    if ((got[0] && strcmp(got, k->d.digest) != 0) || size != k->d.size ||
+        strcmp(mt, k->d.media_type) != 0)
+        return farm_error_set(FARM_EINVALID, "%s: kept index entry %zu, attestation %s: %s/%s "
+                              "serves %s, %llu bytes of %s; the entry says %llu bytes of %s",
+                              ref, k->entry + 1, k->d.digest, t->registry, t->repository,
+                              got[0] ? got : "(no digest)", (unsigned long long)size, mt,
+                              (unsigned long long)k->d.size, k->d.media_type);
+    return 0;
+}
+
+int farm_amend_stitch(char **json, size_t *len, farm_descriptor_t **out_kept,
+                      size_t *out_n_kept, farm_registry_t *const *regs,
+                      const farm_stitch_target_t *t, size_t n_repos, const char *tag)
+{
+    char ref[FARM_REGISTRY_HOST_MAX + 256 + 160], mt[128] = "", *old = NULL, *merged = NULL;
+    farm_amend_kept_t *kept = NULL;
+    farm_descriptor_t *imgs = NULL;
+    size_t old_len = 0, merged_len = 0, n_kept = 0, n_imgs = 0;
+    int rc;
+
+    snprintf(ref, sizeof ref, "%s/%s:%s", t[0].registry, t[0].repository, tag);
+    rc = farm_registry_manifest_get(regs[0], &old, &old_len, mt, sizeof mt, t[0].repository,
+                                    tag);
+    if (rc == FARM_ENOTFOUND) {
+        rc = farm_error_set(FARM_ENOTFOUND, "%s names no image: --amend keeps the other "
+                            "platforms of the index there, and there is none; submit every "
+                            "platform without --amend first", ref);
+        goto done;
+    }
+    if (rc < 0) {
+        rc = farm_error_wrap(rc, "reading %s, the index to amend", ref);
+        goto done;
+    }
+    if ((rc = farm_amend_merge(&merged, &merged_len, &kept, &n_kept, ref, mt, old, old_len,
+                               *json, *len)) < 0)
+        goto done;
+    if (!(imgs = calloc(n_kept + 1, sizeof *imgs))) {
+        rc = farm_error_set(FARM_ERROR, "out of memory");
+        goto done;
+    }
+    for (size_t k = 0; k < n_repos; k++)
+        for (size_t i = 0; i < n_kept; i++) {
+            char plat[FARM_PLATFORM_STRLEN];
+            if (kept[i].attestation) {
+                if ((rc = s_check_attestation(regs[k], &t[k], &kept[i], ref)) < 0)
+                    goto done;
+                continue;
+            }
+            farm_platform_format(plat, sizeof plat, &kept[i].d.platform);
+            if ((rc = farm_stitch_verify_child(regs[k], &t[k], &kept[i].d)) < 0) {
+                rc = farm_error_wrap(rc, "%s: kept index entry %zu (%s, %s) refused", ref,
+                                     kept[i].entry + 1, plat, kept[i].d.digest);
+                goto done;
+            }
+            if (k == 0)
+                imgs[n_imgs++] = kept[i].d;
+        }
+    free(*json);
+    *json = merged;
+    *len = merged_len;
+    merged = NULL;
+    *out_kept = imgs;
+    *out_n_kept = n_imgs;
+    imgs = NULL;
+done:
+    free(old);
+    free(merged);
+    free(kept);
+    free(imgs);
     return rc;
 }

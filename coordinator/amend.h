@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "common/oci.h"
+#include "coordinator/stitch.h"
 
 /* An entry of the old index the new one keeps: an image of a platform not rebuilt, or an
  * attestation manifest (platform unknown/unknown, annotation
@@ -35,5 +36,16 @@ typedef struct {
 int farm_amend_merge(char **out_json, size_t *out_len, farm_amend_kept_t **out_kept,
                      size_t *out_n_kept, const char *ref, const char *served_type,
                      const char *old, size_t old_len, const char *new_json, size_t new_len);
+
+/* In the stitch, after the new children were checked and composed (json, len): reads the
+ * index under tag in the build's repository (regs[0], t[0]; FARM_ENOTFOUND: nothing
+ * there), merges (farm_amend_merge), checks every kept image in each repository with
+ * farm_stitch_verify_child against what its index entry claims (digest, size, media type,
+ * the config's platform) and every kept attestation manifest by digest, size and media
+ * type; a lying entry is refused, named. Then json is the merged index and out_kept (malloc'd)
+ * the images kept. */
+int farm_amend_stitch(char **json, size_t *len, farm_descriptor_t **out_kept,
+                      size_t *out_n_kept, farm_registry_t *const *regs,
+                      const farm_stitch_target_t *t, size_t n_repos, const char *tag);
 
 #endif

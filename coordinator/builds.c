@@ -150,6 +150,7 @@ static void s_build_free(farm_builds_t *self, farm_build_t *b)
     free(b->jobs);
     farm_targets_free(b);
     free(b->kept_by);
+    free(b->amend_kept);
     free(b->dockerfile);
     for (size_t i = 0; i < b->n_args; i++) {
         free(b->args[i].key);
@@ -558,6 +559,13 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
         goto fail;
     }
     b->allow_partial = s->allow_partial;
+    /* an amend keeps the other platforms only when every rebuilt one is there */
+    if (s->amend && s->allow_partial) {
+        rc = s_refuse(reason, len, "--amend and --allow-partial together would drop a "
+                      "platform that failed from the amended index; drop one of them");
+        goto fail;
+    }
+    b->amend = s->amend;
     snprintf(b->context_digest, sizeof b->context_digest, "%s", s->context_digest);
     b->context_size = s->context_size;
     b->created = b->last_result_at = now;
@@ -985,6 +993,7 @@ static farm_build_t *s_restore_build(farm_builds_t *self, farm_journal_build_t *
         goto oom;
     b->insecure = rec->insecure;
     b->allow_partial = rec->allow_partial;
+    b->amend = rec->amend;
     b->network_none = rec->network_none;
     b->awaiting_submitter = rec->needs_submitter;
     snprintf(b->token_digest, sizeof b->token_digest, "%s", rec->token_digest);

@@ -157,6 +157,9 @@ static void s_send_done(farm_clients_t *self, farm_build_t *b, const void *rid, 
     Farm__TagKept **kptrs = calloc(b->n_tags + 1, sizeof *kptrs);
     char (*repos)[sizeof repo] = calloc(b->n_targets + 1, sizeof *repos);
     char **rptrs = calloc(b->n_targets + 1, sizeof *rptrs);
+    Farm__Descriptor *kdesc = calloc(b->n_amend_kept + 1, sizeof *kdesc);
+    Farm__Descriptor **kdptr = calloc(b->n_amend_kept + 1, sizeof *kdptr);
+    char (*kplat)[FARM_PLATFORM_STRLEN] = calloc(b->n_amend_kept + 1, sizeof *kplat);
     size_t n = 0;
 
     snprintf(repo, sizeof repo, "%s/%s", b->registry, b->repository);
@@ -168,6 +171,17 @@ static void s_send_done(farm_clients_t *self, farm_build_t *b, const void *rid, 
         done.n_repositories++;
     }
     done.repositories = rptrs;
+    /* --amend: the images kept from the index amended */
+    for (size_t i = 0; kdesc && kdptr && kplat && i < b->n_amend_kept; i++) {
+        farm__descriptor__init(&kdesc[i]);
+        kdesc[i].media_type = b->amend_kept[i].media_type;
+        kdesc[i].digest = b->amend_kept[i].digest;
+        kdesc[i].size = b->amend_kept[i].size;
+        farm_platform_format(kplat[i], sizeof kplat[i], &b->amend_kept[i].platform);
+        kdesc[i].platform = kplat[i];
+        kdptr[done.n_kept_children++] = &kdesc[i];
+    }
+    done.kept_children = kdptr;
     done.n_tag_refs = b->tag_refs ? b->n_tags : 0;
     done.tag_refs = b->tag_refs;
     done.build_id = b->id;
@@ -227,6 +241,9 @@ send:
     free(kptrs);
     free(repos);
     free(rptrs);
+    free(kdesc);
+    free(kdptr);
+    free(kplat);
 }
 
 void farm_clients_done(farm_clients_t *self, farm_build_t *b, int ok, const char *index_digest,
@@ -281,7 +298,8 @@ static void s_on_submit(farm_clients_t *self, const farm_client_t *c, const Farm
                          .target_plain_http = s->target_plain_http,
                          .client = rid,
                          .client_len = rid_len, .owner = c->name,
-                         .token = s->submit_token.data, .token_len = s->submit_token.len};
+                         .token = s->submit_token.data, .token_len = s->submit_token.len,
+                         .amend = s->amend};
 
     if (s->submit_token.len > FARM_SUBMIT_TOKEN_MAX) {
         snprintf(reason, sizeof reason, "submit_token is %zu bytes; at most %d",

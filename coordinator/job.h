@@ -143,6 +143,11 @@ typedef struct farm_build {
      * of the build submitted later that already put its index under that tag, so this
      * build's index was not put there; "" where the tag was moved. NULL before. */
     char (*kept_by)[FARM_ID_MAX + 1];
+    /* farmctl submit --amend: the platforms built are replaced in the index now under the
+     * first tag, its others kept (coordinator/amend.h); once pushed, the images kept */
+    int amend;
+    farm_descriptor_t *amend_kept;
+    size_t n_amend_kept;
     farm_link_t link;  /* builds' running or done list */
 } farm_build_t;
 

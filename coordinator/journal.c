@@ -188,6 +188,10 @@ static char *s_options_json(const farm_journal_build_t *b)
                           s_kv_json(f->index_annotations, f->n_index_annotations),
                           "cache_from", f->cache_from, "cache_to", f->cache_to,
                           "submit_token_sha256", b->token_digest[0] ? b->token_digest : NULL);
+    if (o && b->amend && json_object_set_new(o, "amend", json_true()) < 0) {
+        json_decref(o);
+        return NULL;
+    }
     /* tags in several repositories: each tag's repository (absent: all the build's) */
     if (o && b->n_tag_refs > 0 &&
         json_object_set_new(o, "tag_refs", s_strv_json(b->tag_refs, b->n_tag_refs)) < 0) {
@@ -285,6 +289,7 @@ static int s_options_from(farm_journal_build_t *b, const char *text)
     }
     b->flags.no_cache = json_is_true(json_object_get(o, "no_cache"));
     b->flags.pull = json_is_true(json_object_get(o, "pull"));
+    b->amend = json_is_true(json_object_get(o, "amend"));
     rc = 0;
 done:
     json_decref(o);
@@ -1430,6 +1435,7 @@ int farm_journal_build_from(farm_journal_build_t *out, char *plats[FARM_PLATFORM
     out->flags.n_secrets = 0;
     out->insecure = b->insecure;
     out->allow_partial = b->allow_partial;
+    out->amend = b->amend;
     out->network_none = b->network_none;
     out->needs_submitter = b->n_creds > 0 || b->flags.n_secrets > 0;
     snprintf(out->token_digest, sizeof out->token_digest, "%s", b->token_digest);

@@ -70,6 +70,7 @@ typedef struct {
     size_t n_args;
     farm_buildflags_t flags;          /* flags.secrets is never written, and empty when read */
     int insecure, allow_partial, network_none;
+    int amend;                        /* farmctl submit --amend (kept in the options) */
     char token_digest[FARM_DIGEST_STRLEN]; /* SHA-256 of the submitting farmctl's random
                                        * token ("" none): the token itself is never stored */
     int needs_submitter;              /* the build had logins or secrets: only its submitter

@@ -15,6 +15,7 @@
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "coordinator/amend.h"
 #include "coordinator/tagorder.h"
 #include "coordinator/targets.h"
 
@@ -154,6 +155,23 @@ static void s_maybe_done(push_t *st)
     /* a failure the helper could tell: the tags it sent nothing to go back */
     if (r && !r->ok)
         farm_tagorder_undo(self->order, b, r->tags_tried, s_wall_ms());
+    /* --amend: the images kept from the amended index, for BuildDone */
+    free(b->amend_kept);
+    b->amend_kept = NULL;
+    b->n_amend_kept = 0;
+    if (r && r->ok && r->n_kept && r->n_kept <= FARM_AMEND_ENTRIES_MAX &&
+        (b->amend_kept = calloc(r->n_kept, sizeof *b->amend_kept))) {
+        for (size_t i = 0; i < r->n_kept; i++) {
+            farm_descriptor_t *d = &b->amend_kept[b->n_amend_kept];
+            const Farm__Descriptor *w = r->kept[i];
+            if (!farm_digest_valid(w->digest) || farm_platform_parse(&d->platform, w->platform) < 0)
+                continue;
+            snprintf(d->media_type, sizeof d->media_type, "%s", w->media_type);
+            snprintf(d->digest, sizeof d->digest, "%s", w->digest);
+            d->size = w->size;
+            b->n_amend_kept++;
+        }
+    }
     if (r && r->ok && farm_digest_valid(r->index_digest))
         farm_builds_finish(self->builds, b, 1, r->index_digest, r->index_size, NULL,
                            farm_now_ms());
@@ -277,6 +295,8 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     req.children = dptrs;
     req.n_tags = n_tags;
     req.tags = tags;
+    /* --amend: the index under the first tag is the one amended */
+    req.amend_tag = b->amend && b->n_tags ? b->tags[0] : "";
     req.n_targets = tw.n;
     req.targets = tw.ptrs;
     req.n_tag_targets = tw.n ? n_tags : 0;

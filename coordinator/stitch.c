@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/wire.h"
+#include "coordinator/amend.h"
 #include "coordinator/targets.h"
 
 /* ------------------------------------------------------------------ child checks */
@@ -222,8 +223,8 @@ int farm_stitch_check_child(const farm_descriptor_t *expect, const char *served_
 
 /* Reads the child from the build's repository, and nowhere else: a digest that lives
  * only in another repository is not found here and is refused. */
-static int s_verify_child(farm_registry_t *reg, const farm_stitch_target_t *req,
-                          const farm_descriptor_t *child)
+int farm_stitch_verify_child(farm_registry_t *reg, const farm_stitch_target_t *req,
+                             const farm_descriptor_t *child)
 {
     char media[128] = "", plat[FARM_PLATFORM_STRLEN], cfg_digest[FARM_DIGEST_STRLEN];
     char *man = NULL, *cfg = NULL;
@@ -274,7 +275,8 @@ done:
 }
 
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
-                    size_t *out_tried, const farm_stitch_req_t *req)
+                    size_t *out_tried, farm_descriptor_t **out_kept, size_t *out_n_kept,
+                    const farm_stitch_req_t *req)
 {
     /* the submitter's login, else the farm's own only where farm.yaml grants it, else
      * anonymous: never the coordinator's login on a client's behalf by default */
@@ -290,6 +292,8 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
     int rc = 0;
 
     *out_tried = 0;
+    *out_kept = NULL;
+    *out_n_kept = 0;
     if (!tg || !regs || !(regs[0] = farm_registry_new(req->registry, &opts))) {
         rc = FARM_ERROR;
         goto done;
@@ -316,10 +320,15 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
         }
     for (size_t k = 0; k < n_repos; k++)
         for (size_t i = 0; i < req->n_children; i++)
-            if ((rc = s_verify_child(regs[k], &tg[k], &req->children[i])) < 0)
+            if ((rc = farm_stitch_verify_child(regs[k], &tg[k], &req->children[i])) < 0)
                 goto done;
     if ((rc = farm_oci_index_compose(&json, &len, req->children, req->n_children, req->ann_keys,
                                      req->ann_values, req->n_ann)) < 0)
+        goto done;
+    /* --amend: the other platforms of the index under the tag, each checked as above */
+    if (req->amend_tag && req->amend_tag[0] &&
+        (rc = farm_amend_stitch(&json, &len, out_kept, out_n_kept, regs, tg, n_repos,
+                                req->amend_tag)) < 0)
         goto done;
     farm_digest_buffer(out_digest, json, len);
     *out_size = len;
@@ -363,9 +372,26 @@ done:
 /* ------------------------------------------------------------------ the helper program */
 
 static int s_result_tried(int ok, const char *error, const char *digest, uint64_t size,
-                          size_t tried)
+                          size_t tried, const farm_descriptor_t *kept, size_t n_kept)
 {
     Farm__StitchResult r = FARM__STITCH_RESULT__INIT;
+    Farm__Descriptor *kd = calloc(n_kept + 1, sizeof *kd);
+    Farm__Descriptor **kp = calloc(n_kept + 1, sizeof *kp);
+    char (*plats)[FARM_PLATFORM_STRLEN] = calloc(n_kept + 1, sizeof *plats);
+    int rc;
+
+    /* --amend: the images kept from the amended index */
+    for (size_t i = 0; kd && kp && plats && i < n_kept; i++) {
+        farm__descriptor__init(&kd[i]);
+        kd[i].media_type = (char *)kept[i].media_type;
+        kd[i].digest = (char *)kept[i].digest;
+        kd[i].size = kept[i].size;
+        farm_platform_format(plats[i], sizeof plats[i], &kept[i].platform);
+        kd[i].platform = plats[i];
+        kp[i] = &kd[i];
+        r.n_kept++;
+    }
+    r.kept = kp;
 
     r.tags_tried = (uint32_t)tried;
 
@@ -373,13 +399,17 @@ static int s_result_tried(int ok, const char *error, const char *digest, uint64_
     r.error = (char *)(error ? error : "");
     r.index_digest = (char *)(digest ? digest : "");
     r.index_size = size;
-    return farm_wire_result(&r.base) < 0 || !ok;
+    rc = farm_wire_result(&r.base) < 0 || !ok;
+    free(kd);
+    free(kp);
+    free(plats);
+    return rc;
 }
 
 /* A result before any tag was tried. */
 static int s_result(int ok, const char *error, const char *digest, uint64_t size)
 {
-    return s_result_tried(ok, error, digest, size, 0);
+    return s_result_tried(ok, error, digest, size, 0, NULL, 0);
 }
 
 int farm_stitch_main(void)
@@ -389,6 +419,8 @@ int farm_stitch_main(void)
     farm_stitch_req_t sr = {0};
     farm_registry_creds_t creds = {0}, *tcreds = NULL;
     farm_stitch_target_t *targets = NULL;
+    farm_descriptor_t *kept = NULL;
+    size_t n_kept = 0;
     const char **ann = NULL;
     char digest[FARM_DIGEST_STRLEN];
     uint64_t size = 0;
@@ -455,16 +487,18 @@ int farm_stitch_main(void)
         rc = s_result(0, farm_error_last(), NULL, 0);
         goto done;
     }
+    sr.amend_tag = req->amend_tag[0] ? req->amend_tag : NULL;
     size_t tried = 0;
-    if (farm_stitch_run(digest, &size, &tried, &sr) < 0)
-        rc = s_result_tried(0, farm_error_last(), NULL, 0, tried);
+    if (farm_stitch_run(digest, &size, &tried, &kept, &n_kept, &sr) < 0)
+        rc = s_result_tried(0, farm_error_last(), NULL, 0, tried, NULL, 0);
     else
-        rc = s_result_tried(1, NULL, digest, size, tried);
+        rc = s_result_tried(1, NULL, digest, size, tried, kept, n_kept);
 done:
     free(children);
     free(ann);
     free(targets);
     free(tcreds);
+    free(kept);
     if (req->credential) {
         explicit_bzero(req->credential->secret, strlen(req->credential->secret));
         explicit_bzero(req->credential->username, strlen(req->credential->username));

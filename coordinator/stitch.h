@@ -42,8 +42,12 @@ typedef struct {
     const farm_stitch_target_t *targets;
     size_t n_targets;
     const uint32_t *tag_targets;
+    /* --amend: the tag in registry/repository whose index this one amends (NULL: none) */
+    const char *amend_tag;
 } farm_stitch_req_t;
 
+/* out_kept (--amend; malloc'd, may be NULL with 0): the images kept from the amended
+ * index. */
 /* Reads each child's manifest (by digest) and image config from the build's repository
  * and checks them (farm_stitch_check_child), composes the OCI index and PUTs it under
  * every tag, or by its digest when there is no tag (the tag order kept them all).
@@ -52,7 +56,12 @@ typedef struct {
  * out_tried: how many of req->tags, in order, a PUT was sent for, so a failure says
  * which tags it cannot have moved. */
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
-                    size_t *out_tried, const farm_stitch_req_t *req);
+                    size_t *out_tried, farm_descriptor_t **out_kept, size_t *out_n_kept,
+                    const farm_stitch_req_t *req);
+/* The check of one child in one repository (registry, repository of t): the manifest by
+ * digest and its config, against what expect says (farm_stitch_check_child). */
+int farm_stitch_verify_child(farm_registry_t *reg, const farm_stitch_target_t *t,
+                             const farm_descriptor_t *expect);
 
 /* Image configs are read into memory for the check: bounded like the agent's. */
 #define FARM_STITCH_CONFIG_MAX (8u << 20)

@@ -127,6 +127,14 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
                                                                             : 0));
         json_object_set_new(plats, d->children[i]->platform, p);
     }
+    /* --amend: the images kept from the index amended, by platform */
+    if (d->n_kept_children > 0) {
+        json_t *kp = json_object();
+        for (size_t i = 0; i < d->n_kept_children; i++)
+            json_object_set_new(kp, d->kept_children[i]->platform,
+                                json_string(d->kept_children[i]->digest));
+        json_object_set_new(root, "farm.kept_platforms", kp);
+    }
     json_object_set_new(root, "farm.platforms", plats);
     json_object_set_new(root, "farm.stitch_ms", json_integer((json_int_t)d->stitch_ms));
     /* tags left to a build submitted later: the index is there by digest only */
@@ -201,6 +209,13 @@ static int s_done(const farmctl_follow_t *f, const Farm__BuildDone *d)
         farm_text_inert(digest, sizeof digest, d->children[i]->digest);
         farmctl_progress_note(f->pg, "[%s %s] %s%s", plat, node, digest,
                               i < d->n_child_warm && d->child_warm[i] ? " (warm)" : "");
+    }
+    /* --amend: the platforms kept from the index amended */
+    for (size_t i = 0; i < d->n_kept_children; i++) {
+        char plat[128], digest[FARM_DIGEST_STRLEN];
+        farm_text_inert(plat, sizeof plat, d->kept_children[i]->platform);
+        farm_text_inert(digest, sizeof digest, d->kept_children[i]->digest);
+        farmctl_progress_note(f->pg, "[%s kept] %s", plat, digest);
     }
     shown = tags ? farm_text_inert_dup(tags) : NULL;
     farmctl_progress_note(f->pg, "#index pushed to %s (stitched in %llu ms)",
