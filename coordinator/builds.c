@@ -594,8 +594,10 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     self->n_active++;
     s_context_ref(self, b->context_digest, +1);
     s_client_ref(self, b, +1);
-    farm_log_info("build=%s accepted: %zu platform(s) -> %s/%s, context %s", b->id, b->n_jobs,
-                  b->registry, b->repository, b->context_digest);
+    farm_log_info("build=%s accepted: %zu platform(s) -> %s/%s%s, context %s%s", b->id,
+                  b->n_jobs, b->registry, b->repository,
+                  b->n_targets > 1 ? " and other repositories" : "", b->context_digest,
+                  b->amend ? ", amending the index under the first tag" : "");
     *out = b;
     return 0;
 fail:
@@ -662,8 +664,9 @@ static void s_check(farm_builds_t *self, farm_build_t *b, long long now)
     b->state = FARM_BUILD_STITCHING;
     s_journal_build(self, b, 0, now); /* a restart redoes the stitch */
     farm_builds_event(self, b, NULL, FARM_EVENT_VERIFYING,
-                      "all %zu platform(s) built; verifying children in %s/%s", done,
-                      b->registry, b->repository);
+                      "all %zu platform(s) built; verifying children in %s/%s%s", done,
+                      b->registry, b->repository,
+                      b->n_targets > 1 ? " and the build's other repositories" : "");
     if (self->cbs.stitch)
         self->cbs.stitch(self->arg, b);
 }

@@ -142,7 +142,8 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
     for (size_t i = 0; i < d->n_tags_kept; i++) {
         json_t *k = json_object();
         json_object_set_new(k, "tag", json_string(d->tags_kept[i]->tag));
-        if (d->tags_kept[i]->ref && d->tags_kept[i]->ref[0])
+        /* several repositories: which one's tag */
+        if (d->n_repositories > 1 && d->tags_kept[i]->ref && d->tags_kept[i]->ref[0])
             json_object_set_new(k, "ref", json_string(d->tags_kept[i]->ref));
         json_object_set_new(k, "pushed_by", json_string(d->tags_kept[i]->build_id));
         json_array_append_new(kept, k);
@@ -161,7 +162,8 @@ static void s_say_kept(const Farm__BuildDone *d)
     for (size_t i = 0; i < d->n_tags_kept; i++) {
         char tag[FARM_REFERENCE_MAX + 1], id[FARM_ID_MAX + 1];
         const char *ref = d->tags_kept[i]->ref;
-        farm_text_inert(tag, sizeof tag, ref && ref[0] ? ref : d->tags_kept[i]->tag);
+        farm_text_inert(tag, sizeof tag,
+                        d->n_repositories > 1 && ref && ref[0] ? ref : d->tags_kept[i]->tag);
         farm_text_inert(id, sizeof id, d->tags_kept[i]->build_id);
         fprintf(stderr, "tag %s not moved: build %s (submitted later) already pushed it (this "
                 "build's index is still in the repository, by digest)\n", tag, id);
