@@ -59,4 +59,9 @@
 /* Paths farm builds from configured directories (state_dir, --work-dir). */
 #define FARM_PATH_MAX 4096
 
+/* farmctl du and prune: the coordinator waits this long for the nodes' answers; farmctl
+ * waits a little longer for the coordinator's */
+#define FARM_CACHE_ANSWER_MS 120000
+#define FARM_CACHE_CLIENT_WAIT_MS (FARM_CACHE_ANSWER_MS + 15000)
+
 #endif

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/platform.h"
 #include "common/text.h"
+#include "coordinator/cachecmd.h"
 #include "coordinator/journal.h"
 #include "coordinator/peerwarn.h"
 #include "coordinator/pushes.h"
@@ -486,6 +487,9 @@ farm_role_t farm_clients_needs(Farm__Envelope__BodyCase body, const char **what)
     case FARM__ENVELOPE__BODY_FOLLOW: *what = "follow builds"; return FARM_ROLE_READ;
     case FARM__ENVELOPE__BODY_LOGINS: *what = "send a build's logins"; return FARM_ROLE_SUBMIT;
     case FARM__ENVELOPE__BODY_DRAIN: *what = "drain nodes"; return FARM_ROLE_ADMIN;
+    case FARM__ENVELOPE__BODY_CACHE_QUERY:
+        *what = "list or prune node caches (farmctl du, prune)";
+        return FARM_ROLE_ADMIN;
     default: *what = "do this"; return FARM_ROLE_NONE;
     }
 }
@@ -830,6 +834,19 @@ void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
         break;
     case FARM__ENVELOPE__BODY_FOLLOW: s_on_follow(self, c, env->follow); break;
     case FARM__ENVELOPE__BODY_LOGINS: s_on_logins(self, c, env->logins); break;
+    case FARM__ENVELOPE__BODY_CACHE_QUERY: {
+        char reason[768];
+        if (!self->p.cachecmd)
+            farm_clients_refuse(self, c->rid, c->rid_len, "this coordinator does not serve "
+                                "du or prune");
+        else if (farm_cachecmd_request(self->p.cachecmd, reason, sizeof reason, c->rid,
+                                       c->rid_len, env->cache_query, farm_now_ms()) < 0)
+            farm_clients_refuse(self, c->rid, c->rid_len, reason);
+        else
+            farm_log_info("%s of node caches asked by %s", env->cache_query->prune ? "prune"
+                          : "du", c->name[0] ? c->name : "a local client");
+        break;
+    }
     case FARM__ENVELOPE__BODY_HEARTBEAT: break;
     default:
         farm_peer_warn("client sent an unexpected message (type %d); ignored",

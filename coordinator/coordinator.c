@@ -24,6 +24,7 @@
 #include "common/wire.h"
 #include "coordinator/agents.h"
 #include "coordinator/builds.h"
+#include "coordinator/cachecmd.h"
 #include "coordinator/clients.h"
 #include "coordinator/ctxstore.h"
 #include "coordinator/enrolled.h"
@@ -69,6 +70,7 @@ struct farm_coordinator {
     farm_pushes_t *pushes;     /* the index-push helpers */
     farm_clients_t *cl;        /* farmctl's requests, and what builds' clients hear */
     farm_agents_t *ag;         /* what the nodes hear and say */
+    farm_cachecmd_t *cachecmd; /* farmctl du and prune, waiting for the nodes */
     farm_journal_t *journal;   /* builds and jobs, across restarts: committed each turn */
     farm_wire_outbox_t *outbox; /* what waits for that commit (see s_send_client) */
     int clients_held;          /* the outbox holds a client's message: the rest follow it */
@@ -292,6 +294,7 @@ static int s_on_chores(farm_reactor_t *r, void *arg)
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms();
     farm_reload_forget_idle(&self->reload);
+    farm_cachecmd_tick(self->cachecmd, now);
     farm_scheduler_tick(self->sched, now);
     farm_builds_submitter_overdue(self->builds, now);
     farm_warmfile_save(self->warmfile, now, 0);
@@ -535,15 +538,18 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     popts.journal = self->journal; /* each tag's last build, across restarts */
     self->pushes = self->builds && self->reactor
                        ? farm_pushes_new(self->reactor, self->builds, cfg, &popts) : NULL;
+    self->cachecmd = self->nodes && self->sched
+                         ? farm_cachecmd_new(self->nodes, self->sched, s_send_client,
+                                             s_send_agent, self, 0) : NULL;
     parts = (farm_coord_parts_t){cfg, self->nodes, self->sched, self->builds, self->ctx,
-                                 self->journal};
+                                 self->journal, self->cachecmd};
     self->cl = self->builds && self->ctx ? farm_clients_new(&parts, s_send_client, self) : NULL;
     self->ag = self->builds && self->ctx && self->timeserve
                    ? farm_agents_new(&parts, self->timeserve, s_send_agent, self) : NULL;
     if (!self->ctx)
         goto fail; /* its error names the directory */
     if (!self->ag || !self->nodes || !self->timeserve || !self->sched || !self->builds ||
-        !self->reactor || !self->pushes || !self->cl) {
+        !self->reactor || !self->pushes || !self->cl || !self->cachecmd) {
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
     }
@@ -586,6 +592,7 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     farm_builds_destroy(&self->builds);
     farm_scheduler_destroy(&self->sched);
     farm_agents_destroy(&self->ag); /* the scheduler cancels through it to the end */
+    farm_cachecmd_destroy(&self->cachecmd);
     farm_nodes_destroy(&self->nodes);
     farm_timeserve_destroy(&self->timeserve);
     farm_ctxstore_destroy(&self->ctx);

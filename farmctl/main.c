@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "farmctl/builds.h"
+#include "farmctl/cache.h"
 #include "farmctl/drain.h"
 #include "farmctl/follow.h"
 #include "farmctl/keygen.h"
@@ -22,6 +23,8 @@ static void s_usage(FILE *f)
                "  builds                                            list the builds running now\n"
                "  wait BUILD (alias attach)                         follow a build to its end\n"
                "  drain NODE [--undo]                               (admin) no new jobs for NODE\n"
+               "  du [--node N] [--verbose]                         (admin) what the nodes' caches take\n"
+               "  prune [--node N] [--filter until=24h] [--all] [-f] (admin) empty the nodes' caches\n"
                "  keygen NAME [--dir DIR]                           write a CURVE key pair\n"
                "  version                                           print the version\n\n"
                "Run `farmctl COMMAND --help` for a command's options.\n");
@@ -46,6 +49,10 @@ int main(int argc, char **argv)
         return farmctl_wait_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "drain") == 0)
         return farmctl_drain_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "du") == 0)
+        return farmctl_du_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "prune") == 0)
+        return farmctl_prune_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "keygen") == 0)
         return farmctl_keygen_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {

@@ -48,8 +48,9 @@ LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobu
 # test_e2e_registry_tls's certificates; file reads test_packages' binaries; git lists the
 # files test_tree_rules checks.
 # iptables: test_e2e_sick_registry cuts one agent's user off the registry.
+# jq: test_e2e_node_caches reads farmctl du's and prune's --format json.
 # test_lab_deps fails when a command the scripts call comes from a package not in LAB_DEPS.
-LAB_DEPS+=(crun file openssl git iptables)
+LAB_DEPS+=(crun file openssl git iptables jq)
 
 LAB=${LAB:-}
 LAB_LAST_PID=
