@@ -183,7 +183,8 @@ static void s_send_done(farm_clients_t *self, farm_build_t *b, const void *rid, 
         kdptr[done.n_kept_children++] = &kdesc[i];
     }
     done.kept_children = kdptr;
-    done.n_tag_refs = b->tag_refs ? b->n_tags : 0;
+    /* one repository: the tags' names say it all (and farmctl names them with its own) */
+    done.n_tag_refs = b->tag_refs && b->n_targets > 1 ? b->n_tags : 0;
     done.tag_refs = b->tag_refs;
     done.build_id = b->id;
     done.ok = b->ok;
