@@ -11,7 +11,9 @@
 # 3. a lying kept child: an index whose linux/arm64 entry names the amd64 image; the amend
 #    is refused naming that entry, and the tag is not moved;
 # 4. a tag with no image, and a tag naming a single image, are refused, saying why;
-#    --amend without --platform is refused by farmctl before anything is sent.
+#    --amend without --platform is refused by farmctl before anything is sent;
+# 5. an amend whose second repository lacks the kept images is refused naming it, and no
+#    tag moves in either repository.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
@@ -187,4 +189,14 @@ grep -q "pass --platform" "$LAB/noplat.err" || lab_fail "--amend without --platf
 got=$(lab_index "$REPO:1" | sha256sum | sed 's/^/sha256:/; s/ .*//')
 [[ $got == "$i2" ]] || lab_fail "$REPO:1 moved to $got"
 lab_log "no index, a single image, no --platform: refused"
+
+# --- 5. with a second repository that lacks the kept images: refused, naming it
+submit tworepo v3 -t "$REPO:1" -t "$REGISTRY/team/amend2:1" --amend --platform linux/arm/v7
+((rc_tworepo != 0)) || lab_fail "an amend to a repository without the kept images succeeded"
+grep -q "kept index entry 1 (linux/amd64, $a1) refused.* is not in $REGISTRY/team/amend2" \
+    "$LAB/tworepo.err" || { cat "$LAB/tworepo.err" >&2; lab_fail "the refusal does not name the repository lacking the kept image"; }
+got=$(lab_index "$REPO:1" | sha256sum | sed 's/^/sha256:/; s/ .*//')
+[[ $got == "$i2" ]] || lab_fail "$REPO:1 moved to $got after a refused amend"
+lab_index "$REGISTRY/team/amend2:1" >/dev/null 2>&1 && lab_fail "team/amend2:1 exists after a refused amend"
+lab_log "a second repository without the kept images: refused, no tag moved"
 lab_log "PASS"
