@@ -250,6 +250,63 @@ static int s_check_attestation(farm_registry_t *reg, const farm_stitch_target_t 
     return 0;
 }
 
+/* A kept manifest (checked in the first repository, from) that repository t of the same
+ * registry lacks: its blobs mounted from there, then the manifest put by digest, so the
+ * check in t that follows finds it. Another registry is not copied to (its check then
+ * says the image is not there). */
+static int s_mount_kept(farm_registry_t *reg, const farm_stitch_target_t *t,
+                        const farm_stitch_target_t *from, const farm_amend_kept_t *k)
+{
+    char mt[128] = "", got[FARM_DIGEST_STRLEN], *man = NULL;
+    json_t *root = NULL, *layers;
+    size_t len = 0, i;
+    int rc = farm_registry_manifest_head(reg, NULL, NULL, NULL, 0, t->repository, k->d.digest);
+
+    if (rc != FARM_ENOTFOUND)
+        return rc;
+    if ((rc = farm_registry_manifest_get(reg, &man, &len, mt, sizeof mt, from->repository,
+                                         k->d.digest)) < 0)
+        goto done;
+    farm_digest_buffer(got, man, len);
+    if (strcmp(got, k->d.digest) != 0 ||
+        !(root = json_loadb(man, len, JSON_REJECT_DUPLICATES, NULL)) || !json_is_object(root)) {
+        rc = farm_error_set(FARM_EINVALID, "%s/%s@%s is not the manifest its digest names",
+                            from->registry, from->repository, k->d.digest);
+        goto done;
+    }
+    layers = json_object_get(root, "layers");
+    for (i = 0; i <= json_array_size(layers); i++) {
+        json_t *d = i == 0 ? json_object_get(root, "config") : json_array_get(layers, i - 1);
+        const char *dg = json_string_value(json_object_get(d, "digest"));
+        int mounted = 0;
+        if (!dg || !farm_digest_valid(dg)) {
+            rc = farm_error_set(FARM_EINVALID, "%s/%s@%s names a blob without a sha256 digest",
+                                from->registry, from->repository, k->d.digest);
+            goto done;
+        }
+        if ((rc = farm_registry_blob_exists(reg, NULL, t->repository, dg)) == 0)
+            continue;
+        if (rc != FARM_ENOTFOUND ||
+            (rc = farm_registry_blob_mount(reg, &mounted, t->repository, dg,
+                                           from->repository)) < 0)
+            goto done;
+        if (!mounted) {
+            rc = farm_error_set(FARM_ERROR, "registry %s would not mount blob %s from %s into "
+                                "%s", t->registry, dg, from->repository, t->repository);
+            goto done;
+        }
+    }
+    rc = farm_registry_manifest_put(reg, got, t->repository, k->d.digest,
+                                    mt[0] ? mt : k->d.media_type, man, len);
+done:
+    if (rc < 0)
+        rc = farm_error_wrap(rc, "copying kept %s into %s/%s", k->d.digest, t->registry,
+                             t->repository);
+    json_decref(root);
+    free(man);
+    return rc;
+}
+
 int farm_amend_stitch(char **json, size_t *len, farm_descriptor_t **out_kept,
                       size_t *out_n_kept, farm_registry_t *const *regs,
                       const farm_stitch_target_t *t, size_t n_repos, const char *tag)
@@ -283,6 +340,11 @@ int farm_amend_stitch(char **json, size_t *len, farm_descriptor_t **out_kept,
     for (size_t k = 0; k < n_repos; k++)
         for (size_t i = 0; i < n_kept; i++) {
             char plat[FARM_PLATFORM_STRLEN];
+            /* checked in the first repository already: mounted where another of the same
+             * registry lacks it */
+            if (k > 0 && strcmp(t[k].registry, t[0].registry) == 0 &&
+                (rc = s_mount_kept(regs[k], &t[k], &t[0], &kept[i])) < 0)
+                goto done;
             if (kept[i].attestation) {
                 if ((rc = s_check_attestation(regs[k], &t[k], &kept[i], ref)) < 0)
                     goto done;

@@ -11,6 +11,7 @@
 #    agents, another user, still push there): the build fails naming REG2, and neither
 #    tag moved: REG1's and REG2's :1 still name the first index, :2 exists in neither.
 # 3. REG2 read-only: the nodes' pushes there are refused; the build fails, no tag moves.
+# (1b: --amend into a repository of REG2 that lacks the kept image is refused naming it.)
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
@@ -156,6 +157,22 @@ names = d["image.name"].split(",")
 assert names == [r + ":1" for r in sys.argv[2:]], names
 PY
 lab_log "one submit, three repositories on two registries: index $idx under each tag, every child in each"
+
+# --- 1b. --amend into a repository of another registry that lacks the kept image: refused
+# naming it (the images are not copied across registries); no tag moves
+ctx amend
+rc_amend=0
+lab_farmctl submit -t "$A:1" -t "$REG2/fresh/app:1" --amend --platform linux/arm64 \
+    --progress plain "$LAB/amend" >"$LAB/amend.out" 2>"$LAB/amend.err" || rc_amend=$?
+((rc_amend != 0)) || lab_fail "an amend into another registry lacking the kept image succeeded"
+amd=$(lab_index "$A:1" | "$LAB_PYTHON" -c 'import json,sys
+print([m["digest"] for m in json.load(sys.stdin)["manifests"] if m["platform"]["architecture"] == "amd64"][0])')
+grep -q "kept index entry 1 (linux/amd64, $amd) refused.*is not in $REG2/fresh/app" "$LAB/amend.err" \
+    || { cat "$LAB/amend.err" >&2; lab_fail "the refusal does not name the repository lacking the kept image"; }
+got=$(digest_of "$A:1")
+[[ $got == "$idx" ]] || lab_fail "$A:1 moved to $got after a refused amend"
+absent "$REG2/fresh/app:1" || lab_fail "$REG2/fresh/app:1 exists after a refused amend"
+lab_log "--amend into another registry lacking the kept image: refused, no tag moved"
 
 # --- 2. the stitch cannot reach REG2: no tag moves anywhere
 cut=(OUTPUT -p tcp -d 127.0.0.1 --dport "$REG2_PORT" -m owner --uid-owner 0 -j REJECT)
