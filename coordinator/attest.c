@@ -128,7 +128,10 @@ static int s_subjects(json_t *subj, const farm_attest_build_t *b, const farm_des
     int rc;
 
     for (size_t i = 0; i < b->n_tags || (i == 0 && b->n_tags == 0); i++) {
-        snprintf(ref, sizeof ref, "%s/%s%s%s", b->registry, b->repository, b->n_tags ? ":" : "",
+        const char *reg = b->n_tags && b->tag_registries ? b->tag_registries[i] : b->registry;
+        const char *repo = b->n_tags && b->tag_repositories ? b->tag_repositories[i]
+                                                            : b->repository;
+        snprintf(ref, sizeof ref, "%s/%s%s%s", reg, repo, b->n_tags ? ":" : "",
                  b->n_tags ? b->tags[i] : "");
         json_t *s = json_object();
         if (!s || (rc = s_set(s, "name", s_purl(ref, plat))) < 0 ||
@@ -420,9 +423,10 @@ static int s_check(farm_registry_t *reg, const char *repo, const char *man_diges
     return 0;
 }
 
-int farm_attest_push(json_t **out_entries, farm_registry_t *reg, const char *repository,
-                     const farm_attest_build_t *b, const farm_descriptor_t *children,
-                     const farm_attest_child_t *cc, size_t n)
+int farm_attest_push(json_t **out_entries, farm_registry_t *reg, const char *registry,
+                     const char *repository, const farm_attest_build_t *b,
+                     const farm_descriptor_t *children, const farm_attest_child_t *cc,
+                     size_t n)
 {
     json_t *entries = json_array();
     int rc = 0;
@@ -454,7 +458,7 @@ int farm_attest_push(json_t **out_entries, farm_registry_t *reg, const char *rep
                                      : 0) < 0 ||
             (rc = s_check(reg, repository, md, man, ml, cd, cl, sd, sl)) < 0) {
             rc = farm_error_wrap(rc, "%s provenance for child %s, in %s/%s", plat,
-                                 children[i].digest, b->registry, repository);
+                                 children[i].digest, registry, repository);
         } else if ((rc = s_append(entries, farm_attest_index_entry(md, ml,
                                                                    children[i].digest))) < 0) {
             /* the message says it */
@@ -479,6 +483,7 @@ void farm_attest_wire_free(farm_attest_wire_t *store)
     free(store->children);
     free(store->bases);
     free(store->args);
+    free(store->tag_where);
     memset(store, 0, sizeof *store);
 }
 

@@ -67,6 +67,10 @@ typedef struct {
     const char *repository;
     char *const *tags;           /* tag names; none: the subject names the repository */
     size_t n_tags;
+    /* parallel to tags, each tag's registry and repository (a submit to several
+     * repositories); NULL: registry and repository above for every tag */
+    const char *const *tag_registries;
+    const char *const *tag_repositories;
 } farm_attest_build_t;
 
 /* The in-toto Statement v1 for one platform image (compact JSON, keys in a fixed
@@ -82,14 +86,15 @@ int farm_attest_manifest(char **out_manifest, size_t *out_man_len, char **out_co
 /* The index entry that references attestation manifest (digest, size) for child. */
 json_t *farm_attest_index_entry(const char *man_digest, size_t man_len, const char *child);
 
-/* Pushes, to repository (in reg's registry), each child's statement and config blobs and
+/* Pushes, to repository (in reg's registry, named registry in messages), each child's statement and config blobs and
  * its attestation manifest (by digest), then reads each manifest back and checks its
  * bytes, and that its blobs are there with their sizes. *out_entries: a JSON array of
  * index entries, one per child, in order. Nothing is pushed under a tag. The statements
  * name b's registry, repository and tags as their subjects. */
-int farm_attest_push(json_t **out_entries, farm_registry_t *reg, const char *repository,
-                     const farm_attest_build_t *b, const farm_descriptor_t *children,
-                     const farm_attest_child_t *cc, size_t n);
+int farm_attest_push(json_t **out_entries, farm_registry_t *reg, const char *registry,
+                     const char *repository, const farm_attest_build_t *b,
+                     const farm_descriptor_t *children, const farm_attest_child_t *cc,
+                     size_t n);
 
 /* Appends entries to the "manifests" of the index *json (its bytes replaced). */
 int farm_attest_index_append(char **json, size_t *len, const json_t *entries);
@@ -125,6 +130,7 @@ typedef struct {
     farm_attest_child_t *children;
     farm_attest_base_t *bases;
     farm_kv_t *args;
+    const char **tag_where;  /* the caller's: 2 x n_tags for tag_registries, _repositories */
 } farm_attest_wire_t;
 int farm_attest_from_wire(farm_attest_wire_t *out, const Farm__ProvenanceStitch *w,
                           size_t n_children);

@@ -21,6 +21,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/reactor.h"
+#include "common/sigstore.h"
 #include "common/wire.h"
 #include "coordinator/agents.h"
 #include "coordinator/builds.h"
@@ -63,6 +64,9 @@ struct farm_coordinator {
     /* with keys (cfg->secure): CURVE on both endpoints, peers known by their keys */
     farm_zap_t *zap;
     farm_keypair_t keys;
+    /* coordinator.signing_key_file's PEM, checked at start; the index pushes get it */
+    char *signing_key_pem;
+    size_t signing_key_len;
     farm_enrolled_t *enrolled; /* which node or client each key is */
     int cache_wait_timer;      /* wakes the dispatch when a job's cache wait ends */
     long long cache_wait_at;   /* ... at this time */
@@ -536,6 +540,19 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
                                   (size_t)cfg->max_uploads_per_client, s_context_in_use, self);
     self->reactor = farm_reactor_new();
     popts.journal = self->journal; /* each tag's last build, across restarts */
+    /* a key that cannot sign stops the start: a farm meant to sign never pushes an
+     * unsigned index */
+    if (cfg->signing_key_file) {
+        if (farm_sigstore_key_read(&self->signing_key_pem, &self->signing_key_len,
+                                   cfg->signing_key_file) < 0) {
+            farm_error_wrap(FARM_EINVALID, "%s:%d:%d: coordinator.signing_key_file", cfg->path,
+                            cfg->signing_key_line, cfg->signing_key_column);
+            goto fail;
+        }
+        popts.signing_key_pem = self->signing_key_pem;
+        popts.signing_key_len = self->signing_key_len;
+        farm_log_info("signing every pushed index with %s", cfg->signing_key_file);
+    }
     self->pushes = self->builds && self->reactor
                        ? farm_pushes_new(self->reactor, self->builds, cfg, &popts) : NULL;
     self->cachecmd = self->nodes && self->sched
@@ -606,6 +623,9 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
         zmq_ctx_term(self->zctx);
     farm_enrolled_destroy(&self->enrolled);
     farm_key_wipe(&self->keys);
+    if (self->signing_key_pem)
+        explicit_bzero(self->signing_key_pem, self->signing_key_len);
+    free(self->signing_key_pem);
     farm_warmfile_destroy(&self->warmfile);
     farm_journal_destroy(&self->journal); /* commits what the last turn wrote */
     farm_wire_outbox_destroy(&self->outbox);

@@ -9,6 +9,7 @@
 #include "farmctl/drain.h"
 #include "farmctl/follow.h"
 #include "farmctl/keygen.h"
+#include "farmctl/verify.h"
 #include "farmctl/nodes.h"
 #include "farmctl/submit.h"
 #include "farmctl/validate.h"
@@ -26,6 +27,9 @@ static void s_usage(FILE *f)
                "  du [--node N] [--verbose]                         (admin) what the nodes' caches take\n"
                "  prune [--node N] [--filter until=24h] [--all] [-f] (admin) empty the nodes' caches\n"
                "  keygen NAME [--dir DIR]                           write a CURVE key pair\n"
+               "  keygen --signing NAME [--dir DIR]                 write an index signing key pair\n"
+               "  verify REF [--key PUB]                            show an index's platforms and\n"
+               "                                                    check its signatures\n"
                "  version                                           print the version\n\n"
                "Run `farmctl COMMAND --help` for a command's options.\n");
 }
@@ -53,6 +57,8 @@ int main(int argc, char **argv)
         return farmctl_du_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "prune") == 0)
         return farmctl_prune_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "verify") == 0 || strcmp(argv[1], "inspect") == 0)
+        return farmctl_verify_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "keygen") == 0)
         return farmctl_keygen_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
