@@ -101,7 +101,8 @@ absent() {
 children() {
     local d
     for d in $(lab_index "$1" | "$LAB_PYTHON" -c 'import json,sys
-print(" ".join(m["digest"] for m in json.load(sys.stdin)["manifests"]))'); do
+print(" ".join(m["digest"] for m in json.load(sys.stdin)["manifests"]
+               if m["platform"]["os"] != "unknown"))'); do
         echo "$d $(skopeo inspect --raw --tls-verify=false "docker://${1%:*}@$d" \
             | "$LAB_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["config"]["digest"])')"
     done
