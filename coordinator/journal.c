@@ -808,7 +808,9 @@ static int s_put_build(void *impl, const farm_journal_build_t *b, const farm_jou
         " created, updated, done_at, ok, reason, index_digest, index_size, needs_submitter)"
         " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)"
         " ON CONFLICT(id) DO UPDATE SET state=?14, updated=?16, done_at=?17, ok=?18,"
-        " reason=?19, index_digest=?20, index_size=?21, needs_submitter=?22");
+        " reason=?19, index_digest=?20, index_size=?21, needs_submitter=?22,"
+        /* the options grow the jobs' provenance as their results come */
+        " options=?10");
     if (rc == 0) {
         s_bind_text(st, 1, b->id);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)b->seq);

@@ -8,8 +8,9 @@
 # (tests/data/provenance/statement-slsa-v1.schema.json) and against what the test knows:
 # each platform's node and its key, the context digest, the Dockerfile's digest, the
 # bases' digests per platform, the build args (max only), the build id. skopeo inspect
-# and skopeo copy --multi-arch all still take the index. A registry that changes an
-# attestation manifest's bytes gets no index.
+# and skopeo copy --multi-arch all still take the index. A coordinator killed between one
+# platform's end and the other's attests the first as it would have. A registry that
+# changes an attestation manifest's bytes gets no index.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"
@@ -200,6 +201,42 @@ judge("off", "off", None)
 judge("attest", "max", {"VERSION": "8"})
 for n in ("max", "min", "off", "attest"):
     print(f"stitch_ms {n}: {json.load(open(f'{lab}/{n}.json'))['farm.stitch_ms']}")
+PYEOF
+
+# a coordinator killed while one platform is done and the other still builds attests as
+# the first would have: the done platform's times and bases come back from the journal
+printf 'FROM %s/team/base2:1\nARG TARGETARCH\nRUN ["/bin/busybox", "sh", "-c", "if [ $TARGETARCH = arm ]; then /bin/busybox sleep 15; fi; echo r > /r"]\n' \
+    "$REGISTRY" >"$ctx/Dockerfile.slow"
+lab_farmctl submit --platform linux/amd64,linux/arm/v7 --progress plain -f "$ctx/Dockerfile.slow" \
+    -t "$REGISTRY/team/app:restart" --provenance=mode=max "$ctx" >"$LAB/restart.out" 2>"$LAB/restart.err" &
+rpid=$!
+lab_wait_until 120 "linux/amd64 to be pushed" grep -q '^\[linux/amd64 amd64-1\] pushed:' "$LAB/restart.err"
+grep -q '^\[linux/arm/v7 armv7-1\] pushed:' "$LAB/restart.err" && lab_fail "arm/v7 was done before the restart: the test shows nothing"
+lab_stop coordinator KILL
+sleep 1
+lab_start_coordinator "$LAB/farm.yaml"
+wait "$rpid" || { tail -20 "$LAB/restart.err" >&2; lab_fail "the submit across the restart failed"; }
+"$PY" - "$REGISTRY" <<'PYEOF' || lab_fail "the platform done before the restart lost its provenance"
+import json, sys, urllib.request
+registry = sys.argv[1]
+def get(kind, ref, accept="application/vnd.oci.image.index.v1+json"):
+    req = urllib.request.Request(f"http://{registry}/v2/{kind}/{ref}", headers={"Accept": accept})
+    return urllib.request.urlopen(req).read()
+idx = json.loads(get("team/app/manifests", "restart"))
+base = {m["platform"]["architecture"]: m["digest"]
+        for m in json.loads(get("team/base2/manifests", "1"))["manifests"]}
+kids = {m["digest"]: m["platform"]["architecture"] for m in idx["manifests"] if m["platform"]["os"] != "unknown"}
+atts = [m for m in idx["manifests"] if m["platform"]["os"] == "unknown"]
+assert len(atts) == 2, idx
+for a in atts:
+    arch = kids[a["annotations"]["vnd.docker.reference.digest"]]
+    man = json.loads(get("team/app/manifests", a["digest"], a["mediaType"]))
+    st = json.loads(get("team/app/blobs", man["layers"][0]["digest"], "*/*"))
+    md = st["predicate"]["runDetails"]["metadata"]
+    deps = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert "startedOn" in md and "finishedOn" in md, (arch, md)
+    assert [d["digest"]["sha256"] for d in deps[1:]] == [base[arch][7:]], (arch, deps)
+    print(f"after the restart, {arch}: {md['startedOn']} .. {md['finishedOn']}, base {deps[1]['name']}")
 PYEOF
 
 # skopeo still handles the index: picks the host's image, and copies everything

@@ -86,7 +86,6 @@ static void s_build(farm_journal_build_t *b, const char *id, uint64_t seq)
     b->flags.target = "runtime";
     b->flags.pull = 1;
     b->flags.provenance = FARM_PROVENANCE_MAX; /* a restart attests as the submit chose */
-    b->prov[1] = &s_prov;                      /* ... and says what the first would have */
     b->flags.labels = s_labels;
     b->flags.n_labels = 1;
     b->flags.cache_from = "registry.example:5000/cache";
@@ -164,6 +163,13 @@ static void test_round_trip(void **state)
     farm_journal_build_t got;
 
     s_put_queued(j, "b1-00112233445566778899aabbccddeeff", 1);
+    {   /* a job's result came: the build is written again, its options with what the
+         * node said for provenance (a restart attests as the first stitch would have) */
+        farm_journal_build_t again;
+        s_build(&again, "b1-00112233445566778899aabbccddeeff", 1);
+        again.prov[1] = &s_prov;
+        assert_int_equal(farm_journal_put_build(j, &again, NULL, 0), 0);
+    }
     s_job(&job, "b1-00112233445566778899aabbccddeeff", 1, s_plats[0]);
     job.state = FARM_JOURNAL_JOB_RUNNING;
     job.attempt = 1;
