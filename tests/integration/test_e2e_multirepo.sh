@@ -11,6 +11,8 @@
 #    agents, another user, still push there): the build fails naming REG2, and neither
 #    tag moved: REG1's and REG2's :1 still name the first index, :2 exists in neither.
 # 3. REG2 read-only: the nodes' pushes there are refused; the build fails, no tag moves.
+# (1c: the index is signed in each repository, under that repository's tag: Debian 13's
+# skopeo takes each tag with a sigstoreSigned policy for both registries.)
 # (1b: --amend into a repository of REG2 that lacks the kept image is refused naming it.)
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
@@ -62,6 +64,9 @@ EOC
 reg2_start
 
 lab_farm_yaml "$LAB/farm.yaml" "linux/amd64=x86-1" "linux/arm64=arm-1"
+# indexes signed (coordinator.signing_key_file): in every repository they go to
+"$FARMCTL" keygen --signing farm --dir "$LAB/keys" >/dev/null || lab_fail "keygen --signing failed"
+sed -i "/^coordinator:/a\\  signing_key_file: $LAB/keys/farm.key" "$LAB/farm.yaml"
 # the second registry is plain HTTP too
 sed -i "/^registries:/a\\  \"$REG2\": {insecure: true}" "$LAB/farm.yaml"
 grep -q "\"$REG2\": {insecure: true}" "$LAB/farm.yaml" || lab_fail "farm.yaml lacks $REG2"
@@ -158,6 +163,36 @@ names = d["image.name"].split(",")
 assert names == [r + ":1" for r in sys.argv[2:]], names
 PY
 lab_log "one submit, three repositories on two registries: index $idx under each tag, every child in each"
+
+# --- 1c. signed in each repository under its own tag: skopeo (a build with sigstore
+# verification, lab_skopeo) takes each tag with a policy that wants farm's key for both
+# registries; the index's signature in REG2 is one layer naming REG2's tag
+lab_skopeo_root
+mkdir -p "$LAB/registries.d"
+printf 'docker:\n  %s:\n    use-sigstore-attachments: true\n  %s:\n    use-sigstore-attachments: true\n' \
+    "$REG1" "$REG2" >"$LAB/registries.d/farm.yaml"
+req='[{"type": "sigstoreSigned", "keyPath": "'"$LAB/keys/farm.pub"'", "signedIdentity": {"type": "matchRepoDigestOrExact"}}]'
+printf '{"default": [{"type": "reject"}], "transports": {"docker": {"%s": %s, "%s": %s}}}\n' \
+    "$REG1" "$req" "$REG2" "$req" >"$LAB/policy.json"
+n=0
+for r in "$A" "$B" "$C"; do
+    n=$((n + 1))
+    lab_skopeo --policy "$LAB/policy.json" --registries.d "$LAB/registries.d" copy \
+        --src-tls-verify=false --remove-signatures --multi-arch all "docker://$r:1" \
+        "oci:$LAB/copy$n:x" >"$LAB/copy.out" 2>&1 || { cat "$LAB/copy.out" >&2; lab_fail "skopeo refused $r:1"; }
+done
+mt=application/vnd.oci.image.manifest.v1+json
+curl -sf -H "Accept: $mt" "http://$REG2/v2/mirror/app/manifests/sha256-${idx#sha256:}.sig" >"$LAB/b.sig" \
+    || lab_fail "no signature of the index in $B"
+layers() {
+    "$LAB_PYTHON" -c 'import json,sys
+m=json.load(open(sys.argv[1]))
+print(len(m["layers"]))' "$1"
+}
+(($(layers "$LAB/b.sig") == 1)) || lab_fail "$B's index signature has $(layers "$LAB/b.sig") layers, not 1 (its one tag)"
+grep -q "mirror/app:1" <(curl -sf "http://$REG2/v2/mirror/app/blobs/$("$LAB_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][0]["digest"])' "$LAB/b.sig")") \
+    || lab_fail "$B's signature does not name $B:1"
+lab_log "signed in each repository under its own tag: skopeo accepts $A:1, $B:1 and $C:1"
 
 # --- 1b. --amend into a repository of another registry that lacks the kept image: refused
 # naming it (the images are not copied across registries); no tag moves
