@@ -287,6 +287,16 @@ static void s_reap_stitch(void *arg, farm_build_t *b)
     farm_pushes_drop(self->pushes, b);
 }
 
+/* farm.yaml's history: into the journal (retention by time and count, the log bound). */
+static void s_history_opts(farm_coordinator_t *self)
+{
+    farm_journal_opts_t o = {.retention_ms = self->cfg->history_keep_ms,
+                             .max_builds = (size_t)self->cfg->history_max_builds,
+                             .log_limit = (size_t)self->cfg->history_log_limit};
+    if (self->journal)
+        farm_journal_set_opts(self->journal, &o);
+}
+
 static int s_on_chores(farm_reactor_t *r, void *arg)
 {
     farm_coordinator_t *self = arg;
@@ -297,6 +307,7 @@ static int s_on_chores(farm_reactor_t *r, void *arg)
     farm_warmfile_save(self->warmfile, now, 0);
     farm_builds_reap(self->builds, now, DONE_KEEP_MS, s_reap_stitch, self);
     farm_ctxstore_expire(self->ctx, now, UPLOAD_IDLE_MS);
+    s_history_opts(self); /* a reload may have changed them */
     if (now - self->pruned_at >= PRUNE_EVERY_MS) {
         struct timespec ts;
         self->pruned_at = now;
@@ -517,6 +528,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     /* its refusal names the file and what to do (another coordinator holds it, ...) */
     if (!(self->journal = farm_journal_open(state, NULL)))
         goto fail;
+    s_history_opts(self);
     if (!(self->outbox = farm_wire_outbox_new())) {
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
