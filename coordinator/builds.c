@@ -704,7 +704,7 @@ void farm_builds_job_log(farm_builds_t *self, farm_job_t *job, const char *line)
     farm_tail_add(&job->tail, line);
     /* the build's record: in the turn's one transaction with everything else */
     if (self->journal && farm_journal_put_line(self->journal, job->build->id, job->platform,
-                                               line) < 0)
+                                               job->node_name, line) < 0)
         s_journal_failed("a log line", job->build->id);
     farm_builds_event(self, job->build, job, FARM_EVENT_LOG, "%s", line);
 }

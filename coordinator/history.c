@@ -551,6 +551,7 @@ Farm__LogsReply **farm_history_logs(size_t *out_n, const farm_coord_parts_t *par
                     break;
                 farm__log_line__init(l);
                 l->platform = s_str(&a, lines[k].platform);
+                l->node = s_str(&a, lines[k].node);
                 l->line = s_str(&a, lines[k].line);
                 rep->lines[rep->n_lines++] = l;
             }

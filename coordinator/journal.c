@@ -357,7 +357,8 @@ static const char *const s_migrations[FARM_JOURNAL_SCHEMA] = {
     " cached INTEGER NOT NULL, PRIMARY KEY(build_id, platform, n),"
     " FOREIGN KEY(build_id, platform) REFERENCES jobs(build_id, platform) ON DELETE CASCADE);"
     "CREATE TABLE logs(build_id TEXT NOT NULL REFERENCES builds(id) ON DELETE CASCADE,"
-    " n INTEGER NOT NULL, platform TEXT NOT NULL, line TEXT NOT NULL, head INTEGER NOT NULL,"
+    " n INTEGER NOT NULL, platform TEXT NOT NULL, node TEXT NOT NULL, line TEXT NOT NULL,"
+    " head INTEGER NOT NULL,"
     " bytes INTEGER NOT NULL, PRIMARY KEY(build_id, n)) WITHOUT ROWID;"
     "CREATE INDEX logs_tail ON logs(build_id, head, n);",
 };
@@ -1292,8 +1293,8 @@ fail:
 
 /* The first half of the bound keeps the build's first lines; past it every line joins the
  * last half, which drops its oldest lines to stay within the bound. */
-static int s_put_line(void *impl, const char *build_id, const char *platform, const char *line,
-                      size_t limit)
+static int s_put_line(void *impl, const char *build_id, const char *platform, const char *node,
+                      const char *line, size_t limit)
 {
     s_sql_t *s = impl;
     sqlite3_stmt *st = NULL;
@@ -1313,8 +1314,8 @@ static int s_put_line(void *impl, const char *build_id, const char *platform, co
     }
     if ((rc = s_begin(s)) < 0)
         return rc;
-    if ((rc = s_prepare(s, &st, "INSERT INTO logs(build_id, n, platform, line, head, bytes)"
-                                " VALUES(?1,?2,?3,?4,?5,?6)")) < 0)
+    if ((rc = s_prepare(s, &st, "INSERT INTO logs(build_id, n, platform, line, head, bytes,"
+                                " node) VALUES(?1,?2,?3,?4,?5,?6,?7)")) < 0)
         return s_end(s, rc);
     s_bind_text(st, 1, build_id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)n.next++);
@@ -1322,6 +1323,7 @@ static int s_put_line(void *impl, const char *build_id, const char *platform, co
     s_bind_text(st, 4, line);
     sqlite3_bind_int(st, 5, head);
     sqlite3_bind_int64(st, 6, (sqlite3_int64)bytes);
+    s_bind_text(st, 7, node ? node : "");
     int r = sqlite3_step(st);
     s_unprep(s, st);
     if (r == SQLITE_CONSTRAINT_FOREIGNKEY)
@@ -1543,7 +1545,7 @@ static int s_get_lines(void *impl, farm_journal_line_t **out, size_t *out_n, con
         return farm_error_set(FARM_ENOTFOUND, "journal %s: no build %s", s->path, id);
     if (r != SQLITE_ROW)
         return s_sqlerr(s, r, "reading a build");
-    if ((rc = s_prepare(s, &st, "SELECT platform, line, head FROM logs WHERE build_id=?1 AND"
+    if ((rc = s_prepare(s, &st, "SELECT platform, line, head, node FROM logs WHERE build_id=?1 AND"
                                 " (?2 IS NULL OR platform=?2) ORDER BY n")) < 0)
         return rc;
     s_bind_text(st, 1, id);
@@ -1563,7 +1565,8 @@ static int s_get_lines(void *impl, farm_journal_line_t **out, size_t *out_n, con
                              "history.log_limit; its first and last lines are kept ...",
                              cut_lines, cut_bytes) < 0)
                     l->line = NULL;
-            } else if (s_col_fixed(l->platform, sizeof l->platform, st, 0) < 0) {
+            } else if (s_col_fixed(l->platform, sizeof l->platform, st, 0) < 0 ||
+                       s_col_fixed(l->node, sizeof l->node, st, 3) < 0) {
                 rc = farm_error_set(FARM_EINVALID, "journal %s: a log line of build %s cannot "
                                     "be read back", s->path, id);
                 goto done;
@@ -1884,7 +1887,7 @@ int farm_journal_put_steps(farm_journal_t *self, const char *build_id, const cha
 }
 
 int farm_journal_put_line(farm_journal_t *self, const char *build_id, const char *platform,
-                          const char *line)
+                          const char *node, const char *line)
 {
     char cut[FARM_JOURNAL_LINE_MAX + 1];
     int rc;
@@ -1895,7 +1898,10 @@ int farm_journal_put_line(farm_journal_t *self, const char *build_id, const char
         cut[FARM_JOURNAL_LINE_MAX] = 0;
         line = cut;
     }
-    return self->ops->put_line(self->impl, build_id, platform, line, self->log_limit);
+    if (node && strlen(node) > FARM_NAME_MAX)
+        return farm_error_set(FARM_EINVALID, "journal: build %s: a log line's node name is over "
+                              "%d bytes", build_id, FARM_NAME_MAX);
+    return self->ops->put_line(self->impl, build_id, platform, node, line, self->log_limit);
 }
 
 int farm_journal_list(farm_journal_t *self, farm_journal_build_t **out, size_t *out_n,

@@ -157,6 +157,7 @@ typedef struct {
 /* A kept line of a build's log; platform "" for the line saying what the bound cut. */
 typedef struct {
     char platform[FARM_PLATFORM_STRLEN];
+    char node[FARM_NAME_MAX + 1];     /* whose builder printed it */
     char *line;
 } farm_journal_line_t;
 
@@ -218,8 +219,8 @@ typedef struct farm_journal_ops {
     int (*put_steps)(void *impl, const char *build_id, const char *platform,
                      const farm_journal_step_t *steps, size_t n);
     /* one line of the build's log, the bound applied (limit: bytes kept per build) */
-    int (*put_line)(void *impl, const char *build_id, const char *platform, const char *line,
-                    size_t limit);
+    int (*put_line)(void *impl, const char *build_id, const char *platform, const char *node,
+                    const char *line, size_t limit);
     int (*list)(void *impl, farm_journal_build_t **out, size_t *out_n,
                 const farm_journal_filter_t *f);
     int (*get_record)(void *impl, farm_journal_record_t *out, const char *id);
@@ -287,7 +288,7 @@ void farm_journal_set_opts(farm_journal_t *self, const farm_journal_opts_t *opts
 int farm_journal_put_steps(farm_journal_t *self, const char *build_id, const char *platform,
                            const farm_journal_step_t *steps, size_t n);
 int farm_journal_put_line(farm_journal_t *self, const char *build_id, const char *platform,
-                          const char *line);
+                          const char *node, const char *line);
 /* The builds f selects, newest first: *out owned (farm_journal_builds_free). */
 int farm_journal_list(farm_journal_t *self, farm_journal_build_t **out, size_t *out_n,
                       const farm_journal_filter_t *f);

@@ -792,7 +792,7 @@ static const char *const s_columns[] = {
     "jobs.cache_hits", "jobs.steps", "builds.log_cut_lines", "builds.log_cut_bytes",
     /* build records: timed steps and the log (what RUN printed, never a login) */
     "steps.build_id", "steps.platform", "steps.n", "steps.number", "steps.text", "steps.ms",
-    "steps.cached", "logs.build_id", "logs.n", "logs.platform", "logs.line", "logs.head",
+    "steps.cached", "logs.build_id", "logs.n", "logs.platform", "logs.node", "logs.line", "logs.head",
     "logs.bytes",
     /* a tag's name and the build that last took it: no login */
     "tags.registry", "tags.repository", "tags.tag", "tags.seq", "tags.build_id", "tags.at",
@@ -1154,13 +1154,13 @@ static void test_log_bound(void **state)
     /* 100 lines of 10 bytes with their newline ("line 000N\n" stored as 9 + 1) */
     for (int i = 0; i < 60; i++) {
         snprintf(line, sizeof line, "line %04d", i);
-        assert_int_equal(farm_journal_put_line(j, id, i % 2 ? s_plats[1] : s_plats[0], line), 0);
+        assert_int_equal(farm_journal_put_line(j, id, i % 2 ? s_plats[1] : s_plats[0], "x86-1", line), 0);
     }
     farm_journal_destroy(&j); /* a restart mid-log */
     j = farm_journal_open(s_dir, &o);
     for (int i = 60; i < 100; i++) {
         snprintf(line, sizeof line, "line %04d", i);
-        assert_int_equal(farm_journal_put_line(j, id, i % 2 ? s_plats[1] : s_plats[0], line), 0);
+        assert_int_equal(farm_journal_put_line(j, id, i % 2 ? s_plats[1] : s_plats[0], "x86-1", line), 0);
     }
     assert_int_equal(farm_journal_get_lines(j, &lines, &n, id, NULL), 0);
     /* 50 in the first half (500 bytes), 50 in the last, 0 cut: exactly the bound */
@@ -1168,12 +1168,13 @@ static void test_log_bound(void **state)
     farm_journal_lines_free(lines, n);
     for (int i = 100; i < 130; i++) {
         snprintf(line, sizeof line, "line %04d", i);
-        assert_int_equal(farm_journal_put_line(j, id, i % 2 ? s_plats[1] : s_plats[0], line), 0);
+        assert_int_equal(farm_journal_put_line(j, id, i % 2 ? s_plats[1] : s_plats[0], "x86-1", line), 0);
         cut_bytes += 10;
     }
     assert_int_equal(farm_journal_get_lines(j, &lines, &n, id, NULL), 0);
     assert_int_equal(n, 101); /* 50 + the cut line + 50 */
     assert_string_equal(lines[0].line, "line 0000");
+    assert_string_equal(lines[0].node, "x86-1");
     assert_string_equal(lines[49].line, "line 0049");
     assert_string_equal(lines[50].platform, "");
     assert_non_null(strstr(lines[50].line, "... 30 lines (300 bytes) cut"));
@@ -1189,7 +1190,7 @@ static void test_log_bound(void **state)
     assert_string_equal(lines[26].line, "line 0081");
     farm_journal_lines_free(lines, n);
     assert_int_equal(farm_journal_get_lines(j, &lines, &n, "b7-none", NULL), FARM_ENOTFOUND);
-    assert_int_equal(farm_journal_put_line(j, "b7-none", s_plats[0], "x"), FARM_ENOTFOUND);
+    assert_int_equal(farm_journal_put_line(j, "b7-none", s_plats[0], "x86-1", "x"), FARM_ENOTFOUND);
     farm_journal_destroy(&j);
     assert_int_equal(s_sql_int("SELECT sum(bytes) FROM logs"), 1000);
     assert_int_equal(s_sql_int("SELECT log_cut_bytes FROM builds"), 300);
@@ -1211,7 +1212,7 @@ static void test_retention_by_count(void **state)
     for (int i = 2; i <= 7; i++) {
         snprintf(id, sizeof id, "b%d-done", i);
         s_put_queued(j, id, (uint64_t)i);
-        assert_int_equal(farm_journal_put_line(j, id, s_plats[0], "hello"), 0);
+        assert_int_equal(farm_journal_put_line(j, id, s_plats[0], "x86-1", "hello"), 0);
         assert_int_equal(farm_journal_finish(j, id, i % 2, i % 2 ? NULL : "failed: RUN false",
                                              i % 2 ? INDEX : NULL, 0, 1700000000000LL + i), 0);
     }
