@@ -538,7 +538,9 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     if (s_client_builds(self, s->owner, s->client, s->client_len) >=
         (uintptr_t)self->cfg->max_builds_per_client)
         return s_refuse(reason, len, "client %s already has %d builds running "
-                        "(coordinator.max_builds_per_client in %s); wait for some to finish",
+                        "(coordinator.max_builds_per_client in %s); wait for some to finish "
+                        "(`farmctl builds` lists them, `farmctl cancel BUILD` stops one) or "
+                        "ask an admin to raise it",
                         s->owner && s->owner[0] ? s->owner : "(this connection)",
                         self->cfg->max_builds_per_client, self->cfg->path);
 
