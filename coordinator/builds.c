@@ -151,6 +151,7 @@ static void s_build_free(farm_builds_t *self, farm_build_t *b)
         free(b->tags[i]);
     free(b->tags);
     free(b->kept_by);
+    farm_sign_out_clear(&b->signed_info);
     free(b->dockerfile);
     for (size_t i = 0; i < b->n_args; i++) {
         free(b->args[i].key);

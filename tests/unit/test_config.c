@@ -116,6 +116,7 @@ static void test_architecture_example(void **state)
     assert_true(cfg->secure);
     assert_string_equal(cfg->public_key, "h#Jp0}jHp+u=n8SCj.!}MMGd4CYB{pO}MoSRdM&N");
     assert_string_equal(cfg->secret_key_file, "/etc/farm/coordinator.key");
+    assert_null(cfg->signing_key_file); /* indexes are not signed */
     assert_string_equal(cfg->nodes[4].key, "um#>5Yn6IGO%LIjl8ZB[tUX5=c>>QEAvyM:vq=x]");
     assert_int_equal(cfg->n_clients, 1);
     assert_string_equal(cfg->clients[0].name, "alice");
@@ -366,13 +367,28 @@ static void test_unknown_keys(void **state)
           "unknown key \"hearbeat\" under coordinator:; did you mean \"heartbeat\"? (known keys: "
           "agents, clients, heartbeat, liveness, queue_timeout, job_timeout, context_ttl, state_dir, "
           "public_key, secret_key_file, max_builds_per_client, max_uploads, max_uploads_per_client, "
-          "context_quota, cache_wait)");
+          "context_quota, cache_wait, signing_key_file)");
     s_one("nodes:\n  a: {slot: 2}\n", "t.yaml:2:7", "did you mean \"slots\"?");
     s_one("platforms:\n  linux/amd64:\n    natve: [a]\n    emulated: [a]\nnodes: {a: {}}\n",
           "t.yaml:3:5", "unknown key \"natve\" under linux/amd64:; did you mean \"native\"?");
     s_one("registries:\n  r:5000: {insecure: true, tls: no}\n", "t.yaml:2:28",
           "unknown key \"tls\" under registry \"r:5000\"");
     s_one("build:\n  tag: [x]\n", "t.yaml:2:3", "did you mean \"tags\"?");
+}
+
+/* coordinator.signing_key_file: a path, kept with its line and column for the
+ * coordinator's start-up check (the file is read there, not here: farmctl reads the same
+ * farm.yaml on machines without the key) */
+static void test_signing_key_file(void **state)
+{
+    farm_config_t *cfg = s_ok("coordinator:\n  agents: tcp://127.0.0.1:1\n"
+                              "  signing_key_file: /nowhere/signing.key\n");
+    assert_string_equal(cfg->signing_key_file, "/nowhere/signing.key");
+    assert_int_equal(cfg->signing_key_line, 3);
+    assert_int_equal(cfg->signing_key_column, 21);
+    farm_config_destroy(&cfg);
+    s_one("coordinator:\n  signing_key_file: [a]\n", "t.yaml:2:21",
+          "coordinator.signing_key_file");
 }
 
 static void test_wrong_types(void **state)
@@ -946,6 +962,7 @@ int main(void)
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_alias_refused),
         cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_signing_key_file),
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_platform_problems),
