@@ -150,9 +150,11 @@ int farmctl_logs_main(int argc, char **argv)
             ev.platform = lr->lines[i]->platform;
             ev.node = lr->lines[i]->node;
             ev.message = lr->lines[i]->line;
-            if (!lr->lines[i]->platform[0]) /* what the bound cut */
-                fprintf(stdout, "#%s\n", lr->lines[i]->line);
-            else
+            if (!lr->lines[i]->platform[0]) { /* what the bound cut: the coordinator's */
+                char said[512];
+                farm_text_inert(said, sizeof said, lr->lines[i]->line);
+                fprintf(stdout, "#%s\n", said);
+            } else
                 farmctl_progress_event(f.pg, &ev);
         }
         if (lr->more) {
