@@ -302,6 +302,8 @@ typedef struct {
 typedef struct {
     farm_link_t link;
     uint64_t next;                    /* the next line's number */
+    uint64_t first_tail;              /* the last half's oldest line (its lines are
+                                       * numbered on from it: no index needed) */
     uint64_t head_bytes, tail_bytes;  /* kept in the first half, and in the last */
     uint64_t cut_lines, cut_bytes;    /* dropped from the last half's start */
     int tail;                         /* the first half is full: lines go to the last */
@@ -360,8 +362,7 @@ static const char *const s_migrations[FARM_JOURNAL_SCHEMA] = {
     "CREATE TABLE logs(build_id TEXT NOT NULL REFERENCES builds(id) ON DELETE CASCADE,"
     " n INTEGER NOT NULL, platform TEXT NOT NULL, node TEXT NOT NULL, line TEXT NOT NULL,"
     " head INTEGER NOT NULL,"
-    " bytes INTEGER NOT NULL, PRIMARY KEY(build_id, n)) WITHOUT ROWID;"
-    "CREATE INDEX logs_tail ON logs(build_id, head, n);",
+    " bytes INTEGER NOT NULL, PRIMARY KEY(build_id, n)) WITHOUT ROWID;",
 };
 
 #define S_APPLICATION_ID 0x6661726d /* "farm" */
@@ -1276,7 +1277,8 @@ static s_logstate_t *s_logstate(s_sql_t *s, const char *id)
                           " coalesce(sum(CASE WHEN head THEN bytes END), 0),"
                           " coalesce(sum(CASE WHEN head THEN 0 ELSE bytes END), 0),"
                           " (SELECT log_cut_lines FROM builds WHERE id=?1),"
-                          " (SELECT log_cut_bytes FROM builds WHERE id=?1)"
+                          " (SELECT log_cut_bytes FROM builds WHERE id=?1),"
+                          " coalesce(min(CASE WHEN head THEN NULL ELSE n END), 0)"
                           " FROM logs WHERE build_id=?1") < 0)
         goto fail;
     s_bind_text(st, 1, id);
@@ -1289,6 +1291,7 @@ static s_logstate_t *s_logstate(s_sql_t *s, const char *id)
     ls->tail_bytes = (uint64_t)sqlite3_column_int64(st, 2);
     ls->cut_lines = (uint64_t)sqlite3_column_int64(st, 3);
     ls->cut_bytes = (uint64_t)sqlite3_column_int64(st, 4);
+    ls->first_tail = (uint64_t)sqlite3_column_int64(st, 5);
     ls->tail = ls->tail_bytes > 0 || ls->cut_lines > 0;
     s_unprep(s, st);
     if (farm_hmap_puts(s->logs, id, ls) < 0) {
@@ -1319,9 +1322,11 @@ static int s_put_line(void *impl, const char *build_id, const char *platform, co
         return FARM_ERROR;
     n = *ls; /* taken only once written */
     head = !n.tail && n.head_bytes + bytes <= limit / 2;
-    if (head)
+    if (head) {
         n.head_bytes += bytes;
-    else {
+    } else {
+        if (n.tail_bytes == 0) /* the last half starts (again) with this line */
+            n.first_tail = n.next;
         n.tail = 1;
         n.tail_bytes += bytes;
     }
@@ -1350,10 +1355,11 @@ static int s_put_line(void *impl, const char *build_id, const char *platform, co
     if (rc < 0)
         return sp ? s_end(s, rc) : rc;
     while (rc == 0 && n.tail_bytes > 0 && n.head_bytes + n.tail_bytes > limit) {
-        if ((rc = s_prepare(s, &st, "DELETE FROM logs WHERE build_id=?1 AND n=(SELECT min(n)"
-                                    " FROM logs WHERE build_id=?1 AND head=0) RETURNING bytes")) < 0)
+        if ((rc = s_prepare(s, &st, "DELETE FROM logs WHERE build_id=?1 AND n=?2 AND head=0"
+                                    " RETURNING bytes")) < 0)
             break;
         s_bind_text(st, 1, build_id);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)n.first_tail++);
         r = sqlite3_step(st);
         if (r == SQLITE_ROW) {
             uint64_t gone = (uint64_t)sqlite3_column_int64(st, 0);
