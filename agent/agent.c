@@ -207,6 +207,7 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
         r.push_ms = ok->push_ms;
         r.cache_hits = ok->cache_hits;
         r.steps = ok->steps;
+        r.provenance = ok->provenance; /* what the worker saw of its build */
         self->cache_hits += ok->cache_hits;
         if (ok->builder_cache_bytes)
             self->builder_cache_bytes = ok->builder_cache_bytes;
@@ -399,6 +400,8 @@ static int s_job_request(farm_agent_t *self, farm_agent_job_t *job, uint8_t **ou
     rq.registry = a->registry;
     rq.repository = a->repository;
     rq.insecure = a->insecure;
+    rq.n_targets = a->n_targets; /* the build's other repositories */
+    rq.targets = a->targets;
     /* the submitter's logins and farm.yaml's registry settings, on the sealed memfd only */
     rq.n_credentials = a->n_credentials;
     rq.credentials = a->credentials;

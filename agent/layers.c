@@ -54,6 +54,34 @@ int farm_layers_cache_ref(char *out, size_t cap, const char *repo, const char *s
     return farm_path_fmt(out, cap, "%s/%s", repo, slug);
 }
 
+/* " FROM NAME [AS ALIAS]": a stage's first step. A name that does not fit is dropped,
+ * never cut: a cut name would resolve to another image. */
+static void s_scan_from(farm_layers_stats_t *st, const char *s)
+{
+    farm_layers_from_t *f;
+    size_t nl, al = 0;
+    const char *name, *alias = NULL;
+
+    if (strncmp(s, " FROM ", 6) != 0 || st->n_froms >= FARM_LAYERS_FROMS_MAX)
+        return;
+    name = s + 6;
+    nl = strcspn(name, " \t");
+    if (nl == 0 || nl > FARM_REFERENCE_MAX)
+        return;
+    if (name[nl] && (strncmp(name + nl, " AS ", 4) == 0 || strncmp(name + nl, " as ", 4) == 0)) {
+        alias = name + nl + 4;
+        al = strcspn(alias, " \t");
+        if (al >= sizeof f->alias)
+            return;
+    }
+    f = &st->froms[st->n_froms++];
+    memcpy(f->name, name, nl);
+    f->name[nl] = '\0';
+    if (alias)
+        memcpy(f->alias, alias, al);
+    f->alias[al] = '\0';
+}
+
 void farm_layers_scan(farm_layers_stats_t *st, const char *line)
 {
     const char *s;
@@ -66,6 +94,8 @@ void farm_layers_scan(farm_layers_stats_t *st, const char *line)
         if (sscanf(s, "STEP %u/%u%c", &a, &b, &colon) == 3 && colon == ':') {
             st->steps++;
             st->step_open = 1;
+            if (a == 1)
+                s_scan_from(st, strchr(s, ':') + 1);
         }
     } else if (strncmp(line, "--> Using cache ", 16) == 0 && st->step_open) {
         st->cache_hits++;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/limits.h"
 #include "common/platform.h"
 
 /* "linux-arm-v7": a platform as one path component. */
@@ -28,10 +29,20 @@ int farm_layers_cache_ref(char *out, size_t cap, const char *repo, const char *s
 /* What the builder's output said, line by line: STEP lines, the ones taken from the cache
  * ("--> Using cache ID"), and a failed cache push. Builder output is partly the
  * Dockerfile's: these numbers are statistics, never decisions about trust. */
+/* One stage's FROM as buildah printed it ("[2/3] STEP 1/4: FROM NAME [AS ALIAS]", ARGs
+ * expanded): for provenance, resolved to a digest afterwards (agent/worker.c). */
+#define FARM_LAYERS_FROMS_MAX 16
+typedef struct {
+    char name[FARM_REFERENCE_MAX + 1];
+    char alias[128];
+} farm_layers_from_t;
+
 typedef struct {
     uint32_t steps, cache_hits; /* at most one hit per step: never more hits than steps */
     int cache_push_failed;
     int step_open;              /* a STEP line came, and no hit for it yet */
+    farm_layers_from_t froms[FARM_LAYERS_FROMS_MAX]; /* in the order the stages ran */
+    size_t n_froms;
 } farm_layers_stats_t;
 void farm_layers_scan(farm_layers_stats_t *st, const char *line);
 

@@ -5,6 +5,7 @@
 #include "agent/sandbox.h"
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -32,6 +34,7 @@
 #include "common/platform.h"
 #include "common/proc.h"
 #include "common/registry.h"
+#include "common/reference.h"
 #include "common/registry_auth.h"
 #include "common/wire.h"
 
@@ -181,6 +184,14 @@ static void s_on_pipe(int sig)
 
 /* ------------------------------------------------------------------ the job */
 
+/* A base image the build used: the manifest the registry serves for its name whose
+ * config is the image the builder used (s_resolve_bases). */
+typedef struct {
+    char name[FARM_REFERENCE_MAX + 1];
+    char digest[FARM_DIGEST_STRLEN];
+    int final_stage;
+} base_t;
+
 typedef struct {
     char *error; /* malloc'd; NULL on success */
     char media_type[128];
@@ -189,6 +200,12 @@ typedef struct {
     uint64_t build_ms, push_ms;
     farm_layers_stats_t layers;  /* steps and cache hits, as the builder reported them */
     uint64_t cache_bytes;        /* builder storage after the job (0: not measured) */
+    /* for the platform's provenance (coordinator/attest.h) */
+    uint64_t started_ms, finished_ms; /* unix ms */
+    char dockerfile_digest[FARM_DIGEST_STRLEN];
+    base_t bases[FARM_LAYERS_FROMS_MAX + 1];
+    size_t n_bases;
+    int emulated;
 } outcome_t;
 
 static int s_fail(outcome_t *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -526,7 +543,8 @@ static void s_access_clear(access_t *acc)
 static void s_progress(void *arg, const char *digest, uint64_t size, int skipped)
 {
     (void)arg;
-    printf("farm: %s %s (%llu bytes)\n", skipped ? "exists " : "pushed ", digest,
+    printf("farm: %s %s (%llu bytes)\n",
+           skipped == 2 ? "mounted" : skipped ? "exists " : "pushed ", digest,
            (unsigned long long)size);
 }
 
@@ -651,6 +669,133 @@ static int s_flag_args(outcome_t *out, char ***out_v, size_t *out_n, const farm_
     return 0;
 }
 
+static void s_on_first_line(void *arg, const char *line)
+{
+    char *d = arg;
+    if (!d[0] && strlen(line) < 72)
+        snprintf(d, 72, "%s", line);
+}
+
+/* A registry client for host as this build's submitter (defined below, by the push). */
+static farm_registry_t *s_registry_open(const Farm__WorkerRequest *rq, const char *host,
+                                        int insecure);
+
+/* The manifest digest that ref names in reg (for an index: its child for plat), if that
+ * manifest's config is image_id (sha256:...): the image the builder used. */
+static int s_base_digest(char out[FARM_DIGEST_STRLEN], farm_registry_t *reg,
+                         const farm_reference_t *ref, const farm_platform_t *plat,
+                         const char *image_id)
+{
+    char media[128], d[FARM_DIGEST_STRLEN] = "", child[FARM_DIGEST_STRLEN];
+    const char *at = ref->digest[0] ? ref->digest : ref->tag;
+    json_t *root = NULL, *mans, *m;
+    char *body = NULL;
+    size_t len = 0, i;
+    int rc = -1;
+
+    out[0] = '\0';
+    for (int hop = 0; hop < 2; hop++) {
+        if (farm_registry_manifest_get(reg, &body, &len, media, sizeof media, ref->repository,
+                                       at) < 0)
+            goto done;
+        farm_digest_buffer(d, body, len);
+        if ((!strncmp(at, "sha256:", 7) && strcmp(at, d) != 0) ||
+            !(root = json_loadb(body, len, 0, NULL)))
+            goto done;
+        free(body);
+        body = NULL;
+        if (!json_is_array(mans = json_object_get(root, "manifests")))
+            break;
+        at = NULL; /* an index: the child for our platform */
+        json_array_foreach(mans, i, m) {
+            json_t *p = json_object_get(m, "platform");
+            const char *os = json_string_value(json_object_get(p, "os"));
+            const char *arch = json_string_value(json_object_get(p, "architecture"));
+            const char *var = json_string_value(json_object_get(p, "variant"));
+            const char *md = json_string_value(json_object_get(m, "digest"));
+            farm_platform_t got;
+            if (os && arch && md && farm_digest_valid(md) &&
+                farm_platform_from_config(&got, os, arch, var) == 0 &&
+                farm_platform_equal(&got, plat)) {
+                snprintf(child, sizeof child, "%s", md);
+                at = child;
+                break;
+            }
+        }
+        if (!at || hop == 1)
+            goto done;
+        json_decref(root);
+        root = NULL;
+    }
+    if (root && !strcmp(json_string_value(json_object_get(json_object_get(root, "config"),
+                                                           "digest")) ?: "", image_id)) {
+        memcpy(out, d, FARM_DIGEST_STRLEN);
+        rc = 0;
+    }
+done:
+    free(body);
+    json_decref(root);
+    return rc;
+}
+
+/* Each stage's FROM, as the builder printed it, to the manifest digest of the image it
+ * used. The builder's storage knows the image by its config digest only (a node that
+ * built the base itself holds it under its own manifest), so the registry is asked what
+ * the name is, and the answer counts only if its config is the one the build used.
+ * FROM scratch and FROM an earlier stage name no image; a base that cannot be tied is
+ * left out, said in the log: provenance names only what it can show. None without
+ * provenance; the final stage's only in min mode (the statement has no others). */
+static void s_resolve_bases(outcome_t *out, const builder_t *b, const Farm__WorkerRequest *rq,
+                            const farm_platform_t *plat)
+{
+    const farm_layers_stats_t *st = &out->layers;
+
+    for (size_t i = 0; i < st->n_froms && b->flags->provenance != FARM_PROVENANCE_OFF; i++) {
+        const char *name = st->froms[i].name;
+        char id[72] = "", image_id[FARM_DIGEST_STRLEN + 8], digest[FARM_DIGEST_STRLEN];
+        const char *words[] = {"inspect", "--type", "image", "--format", "{{.FromImageID}}",
+                               name, NULL};
+        int stage = !strcasecmp(name, "scratch");
+        farm_reference_t ref;
+        farm_registry_t *reg = NULL;
+        base_t *bs;
+
+        const Farm__RegistrySettings *set;
+
+        for (size_t j = 0; j < i && !stage; j++)
+            stage = st->froms[j].alias[0] && !strcasecmp(st->froms[j].alias, name);
+        if (stage || (b->flags->provenance != FARM_PROVENANCE_MAX && i + 1 != st->n_froms))
+            continue;
+        if (farm_builder_run(&b->bl, s_on_first_line, id, words) != 0 || !id[0] ||
+            (snprintf(image_id, sizeof image_id, "%s%s",
+                      strncmp(id, "sha256:", 7) ? "sha256:" : "", id),
+             !farm_digest_valid(image_id)) ||
+            farm_reference_parse(&ref, name) < 0 ||
+            !(reg = s_registry_open(rq, ref.registry,
+                               (set = s_settings(rq, ref.registry)) && set->insecure)) ||
+            s_base_digest(digest, reg, &ref, plat, image_id) < 0) {
+            printf("farm: provenance: base image %s left out: %s\n", name,
+                   !id[0] ? "not in the builder's storage"
+                          : "the registry does not serve the image the build used under "
+                            "that name now");
+            farm_registry_destroy(&reg);
+            continue;
+        }
+        farm_registry_destroy(&reg);
+        bs = &out->bases[out->n_bases++];
+        farm_reference_format(bs->name, sizeof bs->name, &ref);
+        memcpy(bs->digest, digest, sizeof bs->digest);
+        bs->final_stage = i + 1 == st->n_froms;
+    }
+}
+
+static uint64_t s_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /* Builds into job_dir/oci with the builder (--layers: the steps stay cached). */
 static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_t *b,
                    const char *ctx, const char *layout, const farm_platform_t *plat)
@@ -762,6 +907,7 @@ static int s_build(outcome_t *out, const Farm__WorkerRequest *rq, const builder_
         rc = s_fail(out, "%s push to an OCI layout exited with status %d", b->bl.opts->builder, rc);
         goto done;
     }
+    s_resolve_bases(out, b, rq, plat);
     rc = 0;
 done:
     for (size_t i = 0; kv && i < nkv; i++)
@@ -774,14 +920,37 @@ done:
     return rc;
 }
 
+/* A client for host with the submitter's login; the agent's own only where farm.yaml
+ * grants it to this build's client; else anonymous (the registry's 401 says what is
+ * missing). */
+static farm_registry_t *s_registry_open(const Farm__WorkerRequest *rq, const char *host,
+                                        int insecure)
+{
+    const Farm__RegistryCredential *c = s_cred(rq, host);
+    const Farm__RegistrySettings *set = s_settings(rq, host);
+    farm_registry_creds_t creds = {0};
+    farm_registry_opts_t ropts = {.insecure = insecure};
+
+    if (c) {
+        creds.username = c->username;
+        creds.secret = c->secret;
+        creds.identity_token = c->identity_token;
+    }
+    ropts.explicit_creds = c || !(set && set->farm_credentials);
+    ropts.creds = c ? &creds : NULL; /* copied by farm_registry_new */
+    if (set && set->ca_pem.len) {
+        ropts.ca_pem = (const char *)set->ca_pem.data;
+        ropts.ca_pem_len = set->ca_pem.len;
+    }
+    return farm_registry_new(host, &ropts);
+}
+
 static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *layout,
                   const farm_platform_t *plat)
 {
     char plat_s[FARM_PLATFORM_STRLEN], got_s[FARM_PLATFORM_STRLEN];
     farm_oci_image_t *img = NULL;
     farm_registry_t *reg = NULL;
-    farm_registry_opts_t ropts = {0};
-    farm_registry_creds_t creds = {0};
     long long t0 = farm_now_ms();
     int rc;
 
@@ -797,25 +966,7 @@ static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *lay
     printf("farm: image %s for %s; pushing to %s/%s\n", img->manifest.digest, got_s,
            rq->registry, rq->repository);
     fflush(stdout);
-    ropts.insecure = rq->insecure;
-    /* the submitter's login; the agent's own only where farm.yaml grants it to this
-     * build's client; else anonymous (the registry's 401 says what is missing) */
-    {
-        const Farm__RegistryCredential *c = s_cred(rq, rq->registry);
-        const Farm__RegistrySettings *set = s_settings(rq, rq->registry);
-        if (c) {
-            creds.username = c->username;
-            creds.secret = c->secret;
-            creds.identity_token = c->identity_token;
-        }
-        ropts.explicit_creds = c || !(set && set->farm_credentials);
-        ropts.creds = c ? &creds : NULL;
-        if (set && set->ca_pem.len) {
-            ropts.ca_pem = (const char *)set->ca_pem.data;
-            ropts.ca_pem_len = set->ca_pem.len;
-        }
-    }
-    reg = farm_registry_new(rq->registry, &ropts);
+    reg = s_registry_open(rq, rq->registry, rq->insecure);
     if (!reg) {
         rc = s_fail(out, "registry %s: %s", rq->registry, farm_error_last());
         goto done;
@@ -824,15 +975,57 @@ static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *lay
         rc = s_fail(out, "push to %s/%s: %s", rq->registry, rq->repository, farm_error_last());
         goto done;
     }
+    /* the same bytes to each of the build's other repositories: one digest to report */
+    for (size_t k = 0; k < rq->n_targets; k++) {
+        const Farm__MultirepoTarget *t = rq->targets[k];
+        int same = strcmp(t->registry, rq->registry) == 0;
+        farm_registry_t *other = same ? NULL : s_registry_open(rq, t->registry, t->insecure);
+
+        printf("farm: image %s for %s; %s to %s/%s\n", img->manifest.digest, got_s,
+               same ? "mounting" : "pushing", t->registry, t->repository);
+        fflush(stdout);
+        if (!same && !other) {
+            rc = s_fail(out, "registry %s: %s", t->registry, farm_error_last());
+            goto done;
+        }
+        /* on the same registry the blobs are mounted from the first repository */
+        rc = farm_oci_push_image_from(same ? reg : other, t->repository,
+                                      same ? rq->repository : NULL, layout, img, s_progress,
+                                      NULL);
+        farm_registry_destroy(&other);
+        if (rc < 0) {
+            rc = s_fail(out, "push to %s/%s: %s", t->registry, t->repository,
+                        farm_error_last());
+            goto done;
+        }
+    }
     memcpy(out->media_type, img->manifest.media_type, sizeof out->media_type);
     memcpy(out->digest, img->manifest.digest, sizeof out->digest);
     out->size = img->manifest.size;
     out->push_ms = (uint64_t)(farm_now_ms() - t0);
+    out->finished_ms = s_unix_ms();
     rc = 0;
 done:
     farm_registry_destroy(&reg);
     farm_oci_image_destroy(&img);
     return rc;
+}
+
+/* sha256 of the Dockerfile as the context holds it: a regular file only (a symlink in
+ * the context is not followed out of it). Left "" when it is not one. */
+static void s_dockerfile_digest(outcome_t *out, const char *ctx, const char *dockerfile)
+{
+    char path[FARM_PATH_MAX];
+    struct stat st;
+    uint64_t size;
+    int fd;
+
+    if (farm_path_join(path, sizeof path, ctx, dockerfile) < 0 || lstat(path, &st) != 0 ||
+        !S_ISREG(st.st_mode) || (fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return;
+    if (farm_digest_fd(out->dockerfile_digest, &size, fd, dockerfile) < 0)
+        out->dockerfile_digest[0] = '\0';
+    close(fd);
 }
 
 static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
@@ -841,10 +1034,11 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
     builder_t b = {0};
     access_t acc = {.authfd = -1};
     farm_buildflags_t flags = {0};
-    farm_platform_t plat;
+    farm_platform_t plat, host;
     long long t0 = farm_now_ms();
     int rc;
 
+    out->started_ms = s_unix_ms();
     if (!rq->builder || !rq->builder->builder[0])
         return s_fail(out, "the worker request names no builder");
     if (!rq->job_id[0] || strlen(rq->job_id) > FARM_ID_MAX)
@@ -857,6 +1051,12 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
         return s_fail(out, "Dockerfile path \"%.100s%s\" must be relative, inside the context "
                            "and at most %d bytes", rq->dockerfile,
                       strlen(rq->dockerfile) > 100 ? "..." : "", FARM_DOCKERFILE_PATH_MAX);
+    if (rq->n_targets > FARM_TAGS_MAX)
+        return s_fail(out, "%zu other repositories to push to; at most %d", rq->n_targets,
+                      FARM_TAGS_MAX);
+    for (size_t i = 0; i < rq->n_targets; i++)
+        if (!s_host_ok(rq->targets[i]->registry))
+            return s_fail(out, "another repository to push to names an invalid host");
     if (rq->n_credentials > FARM_CREDENTIALS_MAX || rq->n_registries > REGISTRIES_MAX)
         return s_fail(out, "%zu registry logins and %zu registry settings; at most %d and %d",
                       rq->n_credentials, rq->n_registries, FARM_CREDENTIALS_MAX, REGISTRIES_MAX);
@@ -881,6 +1081,8 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
     if (farm_context_extract(rq->context_tar, ctx, FARM_CONTEXT_EXTRACT_MAX,
                              FARM_CONTEXT_ENTRIES_MAX) < 0)
         return s_fail(out, "context: %s", farm_error_last());
+    s_dockerfile_digest(out, ctx, rq->dockerfile);
+    out->emulated = farm_platform_host(&host) == 0 && !farm_platform_equal(&host, &plat);
     if (farm_buildflags_from_wire(&flags, rq->flags) < 0)
         return s_fail(out, "build flags: %s", farm_error_last());
     b.flags = &flags;
@@ -921,6 +1123,8 @@ static int s_write_result(const outcome_t *out, const Farm__WorkerRequest *rq)
 {
     Farm__WorkerResult r = FARM__WORKER_RESULT__INIT;
     Farm__Descriptor d = FARM__DESCRIPTOR__INIT;
+    Farm__ProvenanceJob pj = FARM__PROVENANCE_JOB__INIT;
+    Farm__ProvenanceBase bases[FARM_LAYERS_FROMS_MAX + 1], *pbp[FARM_LAYERS_FROMS_MAX + 1];
 
     r.ok = out->error == NULL;
     r.error = out->error ? out->error : "";
@@ -936,6 +1140,23 @@ static int s_write_result(const outcome_t *out, const Farm__WorkerRequest *rq)
     r.cache_hits = out->layers.cache_hits;
     r.steps = out->layers.steps;
     r.builder_cache_bytes = out->cache_bytes;
+    if (r.ok) {
+        pj.started_ms = out->started_ms;
+        pj.finished_ms = out->finished_ms;
+        pj.dockerfile_digest = (char *)out->dockerfile_digest;
+        pj.emulated = out->emulated;
+        for (size_t i = 0; i < out->n_bases; i++) {
+            Farm__ProvenanceBase *pb = &bases[i];
+            farm__provenance_base__init(pb);
+            pb->name = (char *)out->bases[i].name;
+            pb->digest = (char *)out->bases[i].digest;
+            pb->final_stage = out->bases[i].final_stage;
+            pbp[i] = pb;
+        }
+        pj.n_bases = out->n_bases;
+        pj.bases = pbp;
+        r.provenance = &pj;
+    }
     return farm_wire_result(&r.base);
 }
 

@@ -43,7 +43,90 @@ void farm_buildflags_wipe_secrets(farm_buildflags_t *f)
 int farm_buildflags_empty(const farm_buildflags_t *f)
 {
     return !f->target && !f->no_cache && !f->pull && !f->n_labels && !f->n_annotations &&
-           !f->n_index_annotations && !f->n_secrets && !f->cache_from && !f->cache_to;
+           !f->n_index_annotations && !f->n_secrets && !f->cache_from && !f->cache_to &&
+           !f->provenance;
+}
+
+const char *farm_provenance_name(int p)
+{
+    return p == FARM_PROVENANCE_OFF   ? "off"
+           : p == FARM_PROVENANCE_MIN ? "min"
+           : p == FARM_PROVENANCE_MAX ? "max"
+                                      : "";
+}
+
+int farm_provenance_parse(const char *s)
+{
+    if (!s || !s[0])
+        return FARM_PROVENANCE_DEFAULT;
+    if (!strcmp(s, "off"))
+        return FARM_PROVENANCE_OFF;
+    if (!strcmp(s, "min"))
+        return FARM_PROVENANCE_MIN;
+    if (!strcmp(s, "max"))
+        return FARM_PROVENANCE_MAX;
+    return -1;
+}
+
+/* KEY=VALUE,... of --provenance and --attest. type: the --attest's type= ("" for
+ * --provenance, which may also be a bare true/false/min/max). */
+static int s_attest_keys(farm_buildflags_t *f, const char *spec, const char *flag, int attest)
+{
+    char buf[256], *save = NULL, *tok;
+    int mode = FARM_PROVENANCE_MIN, off = 0, typed = 0;
+
+    if (!spec || strlen(spec) >= sizeof buf)
+        return farm_error_set(FARM_EINVALID, "%s: write e.g. %s", flag,
+                              attest ? "type=provenance,mode=max" : "mode=max or false");
+    if (!attest && (!strcmp(spec, "false") || !strcmp(spec, "0") || !strcmp(spec, "off"))) {
+        f->provenance = FARM_PROVENANCE_OFF;
+        return 0;
+    }
+    if (!attest && (!strcmp(spec, "true") || !strcmp(spec, "1") || !strcmp(spec, "min"))) {
+        f->provenance = FARM_PROVENANCE_MIN;
+        return 0;
+    }
+    if (!attest && !strcmp(spec, "max")) {
+        f->provenance = FARM_PROVENANCE_MAX;
+        return 0;
+    }
+    strcpy(buf, spec);
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        const char *k = tok, *v = eq ? eq + 1 : "";
+        if (eq)
+            *eq = '\0';
+        if (!strcmp(k, "type") && attest) {
+            if (strcmp(v, "provenance") != 0)
+                return farm_error_set(FARM_EINVALID, "%s %s: farm attaches provenance "
+                                      "attestations only (type=provenance); \"%.32s\" is not "
+                                      "supported", flag, spec, v);
+            typed = 1;
+        } else if (!strcmp(k, "mode") && (!strcmp(v, "min") || !strcmp(v, "max"))) {
+            mode = !strcmp(v, "max") ? FARM_PROVENANCE_MAX : FARM_PROVENANCE_MIN;
+        } else if (!strcmp(k, "disabled") && (!strcmp(v, "true") || !strcmp(v, "false"))) {
+            off = !strcmp(v, "true");
+        } else {
+            return farm_error_set(FARM_EINVALID, "%s %s: \"%.32s\" is not understood; write "
+                                  "mode=min or mode=max, or disabled=true%s", flag, spec, tok,
+                                  attest ? ", after type=provenance" : " (or false)");
+        }
+    }
+    if (attest && !typed)
+        return farm_error_set(FARM_EINVALID, "%s %s: name the type first: "
+                              "type=provenance,mode=max", flag, spec);
+    f->provenance = off ? FARM_PROVENANCE_OFF : mode;
+    return 0;
+}
+
+int farm_buildflags_provenance_spec(farm_buildflags_t *f, const char *spec)
+{
+    return s_attest_keys(f, spec, "--provenance", 0);
+}
+
+int farm_buildflags_attest_spec(farm_buildflags_t *f, const char *spec)
+{
+    return s_attest_keys(f, spec, "--attest", 1);
 }
 
 void farm_buildflags_clear(farm_buildflags_t *f)
@@ -589,6 +672,11 @@ int farm_buildflags_from_wire(farm_buildflags_t *out, const Farm__BuildFlags *w)
                                   FARM_SECRET_MAX_TEXT, i + 1, w->secrets[i]->value.len);
     out->no_cache = w->no_cache;
     out->pull = w->pull;
+    if ((out->provenance = farm_provenance_parse(w->provenance)) < 0) {
+        out->provenance = 0;
+        return farm_error_set(FARM_EINVALID, "provenance \"%.16s\" is not off, min or max",
+                              w->provenance);
+    }
     if ((w->target[0] && !(out->target = strdup(w->target))) ||
         (w->cache_from[0] && !(out->cache_from = strdup(w->cache_from))) ||
         (w->cache_to[0] && !(out->cache_to = strdup(w->cache_to))) ||
@@ -659,6 +747,7 @@ int farm_buildflags_to_wire(Farm__BuildFlags *out, farm_buildflags_wire_t *store
     out->cache_to = f->cache_to ? f->cache_to : "";
     out->no_cache = f->no_cache;
     out->pull = f->pull;
+    out->provenance = (char *)farm_provenance_name(f->provenance);
     out->n_labels = nl;
     out->labels = s_kv_wire(store->kv, f->labels, nl, store->labels);
     out->n_annotations = na;

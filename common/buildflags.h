@@ -32,7 +32,16 @@ typedef struct {
     farm_secret_t *secrets;
     size_t n_secrets;
     char *cache_from, *cache_to;  /* registry cache repositories (one per platform below) */
+    int provenance;               /* FARM_PROVENANCE_*: attestations on the index */
 } farm_buildflags_t;
+
+/* Provenance attestations as buildx names them; DEFAULT is buildx's default, min. */
+enum {
+    FARM_PROVENANCE_DEFAULT = 0,
+    FARM_PROVENANCE_OFF,
+    FARM_PROVENANCE_MIN,
+    FARM_PROVENANCE_MAX
+};
 
 /* 1 when f asks for nothing (a build without flags sends none). */
 int farm_buildflags_empty(const farm_buildflags_t *f);
@@ -64,6 +73,17 @@ int farm_buildflags_set_label(farm_buildflags_t *f, const char *key, const char 
  * prefixes (manifest-descriptor:, index-descriptor:, TYPE[PLATFORM]:) are refused. */
 int farm_buildflags_annotation_spec(farm_buildflags_t *f, const char *spec);
 int farm_buildflags_set_annotation(farm_buildflags_t *f, const char *key, const char *value);
+
+/* --provenance as buildx writes it: true, false (or 1, 0), mode=min|max, disabled=true,
+ * or min, max (farm.yaml build.provenance); keys joined by ','. */
+int farm_buildflags_provenance_spec(farm_buildflags_t *f, const char *spec);
+/* --attest as buildx writes it: type=provenance[,mode=min|max][,disabled=true]. Other
+ * attestation types (sbom) are refused with the reason. */
+int farm_buildflags_attest_spec(farm_buildflags_t *f, const char *spec);
+/* "", "off", "min", "max" for a FARM_PROVENANCE_* (the wire's and the journal's words);
+ * farm_provenance_parse is the inverse, -1 for another word. */
+const char *farm_provenance_name(int p);
+int farm_provenance_parse(const char *s);
 
 /* --secret as buildx writes it: id=ID[,src=PATH|,env=VAR][,type=file|env]. */
 typedef enum {

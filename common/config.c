@@ -173,7 +173,7 @@ static const char *const s_reg_keys[] = {"insecure", "ca", "credentials_for", NU
 static const char *const s_build_keys[] = {"tags",   "platforms", "dockerfile", "network",
                                            "args",   "target",    "no_cache",   "pull",
                                            "labels", "annotations", "secrets",  "cache",
-                                           NULL};
+                                           "provenance", NULL};
 
 static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
 {
@@ -939,6 +939,16 @@ static void s_build(s_ctx_t *ctx, farm_yaml_node_t *map)
             else
                 b->cache = farm_yaml_strdup(ctx->y, s);
             farm_buildflags_clear(&scratch);
+        } else if (!strcmp(k->value, "provenance")) {
+            farm_buildflags_t scratch = {0};
+            if (!(s = farm_yaml_want_string(ctx->y, v, "build.provenance",
+                                            "write false, min or max")))
+                continue;
+            if (farm_buildflags_provenance_spec(&scratch, s) < 0)
+                farm_yaml_problem(ctx->y, FARM_YAML_AT(v), "build.provenance: %s is not false, "
+                                  "min or max (buildx's modes; true is min)", farm_yaml_quote(s));
+            else
+                b->provenance = scratch.provenance;
         } else if (!strcmp(k->value, "no_cache")) {
             farm_yaml_want_bool(ctx->y, v, "build.no_cache", &b->no_cache);
         } else if (!strcmp(k->value, "pull")) {

@@ -70,6 +70,7 @@ typedef struct {
     char *cache;       /* build.cache: registry cache repository (--cache-from and -to) */
     int no_cache;      /* build.no_cache: true */
     int pull;          /* build.pull: true (always pull base images) */
+    int provenance;    /* build.provenance: false|min|max, FARM_PROVENANCE_* (buildflags.h) */
     farm_kv_t *labels; /* build.labels: {KEY: VALUE} */
     size_t n_labels;
     farm_kv_t *annotations; /* build.annotations: {[manifest:|index:]KEY: VALUE} as written */

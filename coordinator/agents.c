@@ -17,6 +17,7 @@
 #include "coordinator/cachecmd.h"
 #include "coordinator/clients.h"
 #include "coordinator/peerwarn.h"
+#include "coordinator/targets.h"
 
 struct farm_agents {
     farm_coord_parts_t p;
@@ -105,8 +106,8 @@ static int s_assign_registries(farm_agents_t *self, const farm_build_t *b,
     memset(r, 0, sizeof *r);
     r->creds = calloc(b->n_creds + 1, sizeof *r->creds);
     r->cred_ptrs = calloc(b->n_creds + 1, sizeof *r->cred_ptrs);
-    r->sets = calloc(cfg->n_registries + 1, sizeof *r->sets);
-    r->set_ptrs = calloc(cfg->n_registries + 1, sizeof *r->set_ptrs);
+    r->sets = calloc(cfg->n_registries + b->n_targets + 1, sizeof *r->sets);
+    r->set_ptrs = calloc(cfg->n_registries + b->n_targets + 1, sizeof *r->set_ptrs);
     if (!r->creds || !r->cred_ptrs || !r->sets || !r->set_ptrs)
         return FARM_ERROR;
     for (size_t i = 0; i < b->n_creds; i++) {
@@ -130,9 +131,16 @@ static int s_assign_registries(farm_agents_t *self, const farm_build_t *b,
         s->farm_credentials = farm_config_registry_grants(c, b->owner);
         r->set_ptrs[n++] = s;
     }
-    if (!farm_config_registry(cfg, b->registry)) {
+    /* every repository the build pushes to (coordinator/targets.h), each host once */
+    for (size_t k = 0; k < b->n_targets || k == 0; k++) {
+        const char *host = b->n_targets ? b->targets[k].registry : b->registry;
+        int seen = farm_config_registry(cfg, host) != NULL;
+        for (size_t j = 0; j < k && !seen; j++)
+            seen = strcmp(b->targets[j].registry, host) == 0;
+        if (seen)
+            continue;
         farm__registry_settings__init(&r->sets[n]);
-        r->sets[n].registry = (char *)b->registry;
+        r->sets[n].registry = (char *)host;
         r->set_ptrs[n] = &r->sets[n];
         n++;
     }
@@ -147,6 +155,7 @@ void farm_agents_assign(farm_agents_t *self, farm_job_t *job, farm_node_t *node)
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__JobAssign ja = FARM__JOB_ASSIGN__INIT;
     assign_regs_t regs = {0};
+    farm_targets_wire_t tw = {0};
     Farm__BuildFlags fl;
     farm_buildflags_wire_t fw = {0};
     Farm__KeyValue *kvs = calloc(b->n_args + 1, sizeof *kvs);
@@ -189,12 +198,15 @@ void farm_agents_assign(farm_agents_t *self, farm_job_t *job, farm_node_t *node)
     /* most builds ask for no flags: then none is built, sent or unpacked */
     ja.flags = farm_buildflags_empty(&b->flags) ? NULL : &fl;
     if (s_assign_registries(self, b, &ja, &regs) < 0 ||
+        farm_targets_to_wire(&tw, b, self->p.cfg, 0) < 0 ||
         (ja.flags && farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0)) {
         farm_scheduler_release(self->p.sched, job);
         farm_builds_job_failed(self->p.builds, job, now,
                                "coordinator out of memory sending the job");
         goto done;
     }
+    ja.n_targets = tw.n; /* the build's other repositories: the image goes there too */
+    ja.targets = tw.ptrs;
     env.body_case = FARM__ENVELOPE__BODY_JOB_ASSIGN;
     env.job_assign = &ja;
     if ((rc = s_send_node(self, node, &env)) == FARM_ENOTFOUND) {
@@ -217,6 +229,7 @@ void farm_agents_assign(farm_agents_t *self, farm_job_t *job, farm_node_t *node)
     }
 done:
     s_assign_registries_free(&regs);
+    farm_targets_wire_free(&tw);
     farm_buildflags_wire_free(&fw);
     free(kvs);
     free(kvp);
@@ -399,6 +412,49 @@ static void s_on_job_log(farm_agents_t *self, farm_node_t *node, const Farm__Job
         farm_builds_job_log(self->p.builds, job, m->line);
 }
 
+/* A printable name of at most FARM_REFERENCE_MAX bytes (it goes into JSON and logs). */
+static int s_base_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > FARM_REFERENCE_MAX)
+        return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Keeps what the node said of its build for the platform's provenance: a base image
+ * with a bad name or digest is left out with a warning, never the build. */
+static void s_job_prov(farm_job_t *job, const farm_node_t *node, const Farm__ProvenanceJob *p)
+{
+    free(job->prov);
+    job->prov = NULL;
+    if (!p || !(job->prov = calloc(1, sizeof *job->prov)))
+        return;
+    job->prov->started_ms = p->started_ms;
+    job->prov->finished_ms = p->finished_ms >= p->started_ms ? p->finished_ms : p->started_ms;
+    if (farm_digest_valid(p->dockerfile_digest))
+        snprintf(job->prov->dockerfile_digest, sizeof job->prov->dockerfile_digest, "%s",
+                 p->dockerfile_digest);
+    job->prov->emulated = p->emulated;
+    for (size_t i = 0; i < p->n_bases; i++) {
+        const Farm__ProvenanceBase *b = p->bases[i];
+        if (job->prov->n_bases == FARM_JOB_PROV_BASES || !s_base_name_ok(b->name) ||
+            !farm_digest_valid(b->digest)) {
+            farm_log_warn("node=%s job=%s: base image %zu of its provenance is left out (more "
+                          "than %d, or a bad name or digest)", node->cfg->name, job->id, i,
+                          FARM_JOB_PROV_BASES);
+            continue;
+        }
+        snprintf(job->prov->bases[job->prov->n_bases].name, sizeof job->prov->bases[0].name,
+                 "%s", b->name);
+        snprintf(job->prov->bases[job->prov->n_bases].digest, sizeof job->prov->bases[0].digest,
+                 "%s", b->digest);
+        job->prov->bases[job->prov->n_bases++].final_stage = b->final_stage;
+    }
+}
+
 static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__JobResult *r)
 {
     farm_job_t *job = farm_scheduler_running(self->p.sched, node, r->job_id, r->attempt);
@@ -468,6 +524,7 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
     /* statistics from the builder's output: never more hits than steps */
     job->steps = r->steps;
     job->cache_hits = r->cache_hits <= r->steps ? r->cache_hits : r->steps;
+    s_job_prov(job, node, r->provenance);
     farm_scheduler_job_built(self->p.sched, job, node);
     farm_builds_job_pushed(self->p.builds, job, &image, r->build_ms, r->push_ms, now);
 }

@@ -33,6 +33,20 @@ typedef struct farm_link {
     struct farm_link *prev, *next;
 } farm_link_t;
 
+/* What a node reported for its platform's provenance (coordinator/attest.h), checked. */
+#define FARM_JOB_PROV_BASES 17 /* a job's FROMs (agent/layers.h) and the final stage's */
+typedef struct {
+    uint64_t started_ms, finished_ms;          /* unix ms */
+    char dockerfile_digest[FARM_DIGEST_STRLEN]; /* "" if the node gave none */
+    int emulated;                               /* the node's own word */
+    struct {
+        char name[FARM_REFERENCE_MAX + 1];
+        char digest[FARM_DIGEST_STRLEN];
+        int final_stage;
+    } bases[FARM_JOB_PROV_BASES];
+    size_t n_bases;
+} farm_job_prov_t;
+
 typedef struct farm_job {
     struct farm_build *build;
     char id[FARM_ID_MAX + 1];
@@ -57,6 +71,8 @@ typedef struct farm_job {
     long long warm_until;                /* ... until then (coordinator.cache_wait) */
     unsigned cache_hits, steps;          /* the builder's, from the result (DONE) */
     farm_descriptor_t *image;            /* when DONE (allocated: most jobs are queued) */
+    farm_job_prov_t *prov;               /* when DONE and its node reported it (allocated);
+                                          * not journaled: lost with a restart */
     char *error;                         /* when FAILED (allocated) */
     farm_tail_t tail;
     /* scheduler-owned links */
@@ -73,6 +89,13 @@ typedef struct {
     char *secret;
     int identity_token;
 } farm_cred_t;
+
+/* A repository a build's tags name (coordinator/targets.h). */
+typedef struct {
+    char registry[FARM_REGISTRY_HOST_MAX + 1];
+    char repository[256];
+    int insecure;                   /* farm.yaml allows plain HTTP for registry */
+} farm_target_t;
 
 typedef enum { FARM_BUILD_RUNNING, FARM_BUILD_STITCHING, FARM_BUILD_DONE } farm_build_state_t;
 
@@ -110,6 +133,13 @@ typedef struct farm_build {
     char repository[256];
     char **tags;       /* tag names */
     size_t n_tags;
+    /* the repositories the tags name, the first tag's first (= registry/repository
+     * above); parallel to tags: each tag's repository and the tag in full. A build with
+     * one repository has n_targets 1 (coordinator/targets.h). */
+    farm_target_t *targets;
+    size_t n_targets;
+    uint32_t *tag_target;
+    char **tag_refs;
     int insecure;
     int allow_partial;
     int network_none;               /* RUN steps without network (farmctl --network none) */
@@ -132,6 +162,11 @@ typedef struct farm_build {
     char (*kept_by)[FARM_ID_MAX + 1];
     /* DONE and ok with a signing key: what the index push signed, for BuildDone */
     farm_sign_out_t signed_info;
+    /* farmctl submit --amend: the platforms built are replaced in the index now under the
+     * first tag, its others kept (coordinator/amend.h); once pushed, the images kept */
+    int amend;
+    farm_descriptor_t *amend_kept;
+    size_t n_amend_kept;
     farm_link_t link;  /* builds' running or done list */
 } farm_build_t;
 

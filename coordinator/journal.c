@@ -9,6 +9,7 @@
  * keeps the file locked while the coordinator runs (a second coordinator on the same
  * state_dir is refused) and needs no -shm file. */
 #include "coordinator/journal.h"
+#include "coordinator/attest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,6 +110,8 @@ static int s_build_ok(const farm_journal_build_t *b)
         return farm_error_set(FARM_EINVALID, "journal: build %s: submit number %" PRIu64
                               " out of range", id, b->seq);
     if (s_strv_ok(id, "tags", b->tags, b->n_tags, FARM_TAGS_MAX, FARM_REFERENCE_MAX) < 0 ||
+        s_strv_ok(id, "tags in full", b->tag_refs, b->n_tag_refs, FARM_TAGS_MAX,
+                  FARM_REFERENCE_MAX) < 0 ||
         s_strv_ok(id, "platforms", b->platforms, b->n_platforms, FARM_PLATFORMS_MAX,
                   FARM_PLATFORM_STRLEN - 1) < 0 ||
         s_str_ok(w, id, "dockerfile", b->dockerfile, FARM_DOCKERFILE_PATH_MAX) < 0 ||
@@ -180,7 +183,7 @@ static char *s_dump(json_t *j)
 static char *s_options_json(const farm_journal_build_t *b)
 {
     const farm_buildflags_t *f = &b->flags;
-    json_t *o = json_pack("{s:s?, s:o, s:s?, s:b, s:b, s:o, s:o, s:o, s:s?, s:s?, s:s?}",
+    json_t *o = json_pack("{s:s?, s:o, s:s?, s:b, s:b, s:o, s:o, s:o, s:s?, s:s?, s:s?, s:s?}",
                           "dockerfile", b->dockerfile, "args", s_kv_json(b->args, b->n_args),
                           "target", f->target, "no_cache", f->no_cache, "pull", f->pull,
                           "labels", s_kv_json(f->labels, f->n_labels),
@@ -188,8 +191,33 @@ static char *s_options_json(const farm_journal_build_t *b)
                           "index_annotations",
                           s_kv_json(f->index_annotations, f->n_index_annotations),
                           "cache_from", f->cache_from, "cache_to", f->cache_to,
-                          "submit_token_sha256", b->token_digest[0] ? b->token_digest : NULL);
+                          "submit_token_sha256", b->token_digest[0] ? b->token_digest : NULL,
+                          /* the submit's choice: a restarted coordinator attests the same */
+                          "provenance", f->provenance ? farm_provenance_name(f->provenance)
+                                                      : NULL);
+    json_t *jobs = NULL;
+    if (o && b->amend && json_object_set_new(o, "amend", json_true()) < 0)
+        goto oom;
+    /* tags in several repositories: each tag's repository (absent: all the build's) */
+    if (o && b->n_tag_refs > 0 &&
+        json_object_set_new(o, "tag_refs", s_strv_json(b->tag_refs, b->n_tag_refs)) < 0)
+        goto oom;
+    for (size_t i = 0; o && i < b->n_platforms && i < FARM_PLATFORMS_MAX; i++) {
+        if (!b->prov[i])
+            continue;
+        if ((!jobs && (!(jobs = json_array()) || json_object_set_new(o, "provenance_jobs",
+                                                                     jobs) < 0)))
+            goto oom;
+        while (json_array_size(jobs) < i)
+            if (json_array_append_new(jobs, json_null()) < 0)
+                goto oom;
+        if (json_array_append_new(jobs, farm_attest_prov_json(b->prov[i])) < 0)
+            goto oom;
+    }
     return s_dump(o);
+oom:
+    json_decref(o);
+    return NULL;
 }
 
 static int s_kv_from(farm_kv_t **out, size_t *n, json_t *a)
@@ -265,14 +293,39 @@ static int s_options_from(farm_journal_build_t *b, const char *text)
         s_kv_from(&b->flags.index_annotations, &b->flags.n_index_annotations,
                   json_object_get(o, "index_annotations")) < 0)
         goto done;
+    if (json_object_get(o, "tag_refs")) {
+        char *text = json_dumps(json_object_get(o, "tag_refs"), JSON_COMPACT);
+        int bad = !text || s_strv_from(&b->tag_refs, &b->n_tag_refs, text) < 0;
+        free(text);
+        if (bad)
+            goto done;
+    }
     {
         const char *t = json_string_value(json_object_get(o, "submit_token_sha256"));
         if (t && !farm_digest_valid(t))
             goto done;
         snprintf(b->token_digest, sizeof b->token_digest, "%s", t ? t : "");
     }
+    {
+        json_t *p = json_object_get(o, "provenance"); /* null or absent: the default */
+        int m = json_is_string(p) ? farm_provenance_parse(json_string_value(p))
+                                  : FARM_PROVENANCE_DEFAULT;
+        if (m < 0 || (p && !json_is_string(p) && !json_is_null(p)))
+            goto done;
+        b->flags.provenance = m;
+    }
+    {
+        json_t *jobs = json_object_get(o, "provenance_jobs"), *e;
+        size_t i;
+        if (jobs && (!json_is_array(jobs) || json_array_size(jobs) > FARM_PLATFORMS_MAX))
+            goto done;
+        json_array_foreach(jobs, i, e)
+            if (!json_is_null(e) && !(b->prov[i] = farm_attest_prov_from_json(e)))
+                goto done;
+    }
     b->flags.no_cache = json_is_true(json_object_get(o, "no_cache"));
     b->flags.pull = json_is_true(json_object_get(o, "pull"));
+    b->amend = json_is_true(json_object_get(o, "amend"));
     rc = 0;
 done:
     json_decref(o);
@@ -828,7 +881,9 @@ static int s_put_build(void *impl, const farm_journal_build_t *b, const farm_jou
         " created, updated, done_at, ok, reason, index_digest, index_size, needs_submitter)"
         " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)"
         " ON CONFLICT(id) DO UPDATE SET state=?14, updated=?16, done_at=?17, ok=?18,"
-        " reason=?19, index_digest=?20, index_size=?21, needs_submitter=?22");
+        " reason=?19, index_digest=?20, index_size=?21, needs_submitter=?22,"
+        /* the options grow the jobs' provenance as their results come */
+        " options=?10");
     if (rc == 0) {
         s_bind_text(st, 1, b->id);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)b->seq);
@@ -1788,6 +1843,9 @@ void farm_journal_build_clear(farm_journal_build_t *b)
     for (size_t i = 0; i < b->n_tags; i++)
         free(b->tags[i]);
     free(b->tags);
+    for (size_t i = 0; i < b->n_tag_refs; i++)
+        free(b->tag_refs[i]);
+    free(b->tag_refs);
     for (size_t i = 0; i < b->n_platforms; i++)
         free(b->platforms[i]);
     free(b->platforms);
@@ -1799,6 +1857,8 @@ void farm_journal_build_clear(farm_journal_build_t *b)
     free(b->args);
     farm_buildflags_clear(&b->flags);
     free(b->reason);
+    for (size_t i = 0; i < FARM_PLATFORMS_MAX; i++)
+        free(b->prov[i]);
     memset(b, 0, sizeof *b);
 }
 
@@ -2030,8 +2090,10 @@ int farm_journal_build_from(farm_journal_build_t *out, char *plats[FARM_PLATFORM
     if (b->n_jobs > FARM_PLATFORMS_MAX)
         return farm_error_set(FARM_EINVALID, "journal: build %s has %zu jobs, over the ceiling "
                               "of %d", b->id, b->n_jobs, FARM_PLATFORMS_MAX);
-    for (size_t i = 0; i < b->n_jobs; i++)
+    for (size_t i = 0; i < b->n_jobs; i++) {
         plats[i] = b->jobs[i].platform;
+        out->prov[i] = b->jobs[i].prov; /* borrowed, as the rest */
+    }
     out->platforms = plats;
     out->n_platforms = b->n_jobs;
     if (farm_path_fmt(out->id, sizeof out->id, "%s", b->id) < 0 ||
@@ -2044,6 +2106,10 @@ int farm_journal_build_from(farm_journal_build_t *out, char *plats[FARM_PLATFORM
     out->seq = seq;
     out->tags = b->tags;
     out->n_tags = b->n_tags;
+    if (b->n_targets > 1) {
+        out->tag_refs = b->tag_refs;
+        out->n_tag_refs = b->n_tags;
+    }
     out->context_size = b->context_size;
     out->dockerfile = b->dockerfile;
     out->args = b->args;
@@ -2054,6 +2120,7 @@ int farm_journal_build_from(farm_journal_build_t *out, char *plats[FARM_PLATFORM
     out->flags.n_secrets = 0;
     out->insecure = b->insecure;
     out->allow_partial = b->allow_partial;
+    out->amend = b->amend;
     out->network_none = b->network_none;
     out->needs_submitter = b->n_creds > 0 || b->flags.n_secrets > 0;
     snprintf(out->token_digest, sizeof out->token_digest, "%s", b->token_digest);

@@ -206,6 +206,8 @@ def attest(ref_s, new_tag, specs):
     r = parse_ref(ref_s)
     reg = Registry(r[0], r[1])
     idx = json.loads(reg.get(f"manifests/{r[2]}", ACCEPT))
+    # the images only: farm's own attestations make way for these
+    idx["manifests"] = [m for m in idx["manifests"] if m["platform"]["os"] != "unknown"]
     cfg = b"{}"
     cfg_digest = push_blob(reg, cfg)
     for spec in specs:

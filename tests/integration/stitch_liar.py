@@ -2,7 +2,8 @@
 """A node that builds nothing: it says HELLO over its own CURVE key, heartbeats, and
 answers every JobAssign with a successful JobResult naming whatever image ANSWER_FILE
 holds when the job arrives ("MEDIA_TYPE DIGEST SIZE", one line), for the job's own
-platform. What a compromised agent can do; the stitch must judge the image itself.
+platform, and a hostile provenance record. What a compromised agent can do; the stitch
+must judge the image itself, and the coordinator what goes into a statement.
 Usage: stitch_liar.py AGENTS_ENDPOINT KEYFILE COORDINATOR_PUB NAME PLATFORM ANSWER_FILE
 """
 import sys
@@ -13,6 +14,22 @@ import zmq
 from farm_wire import ctx, curve_dealer, envelope, f_bytes, f_varint, fields, read_key
 
 AGENTS, KEYFILE, SERVER_PUB, NAME, PLATFORM, ANSWER = sys.argv[1:7]
+GOOD_BASE = "sha256:" + "ab" * 32
+
+
+def hostile_provenance():
+    """JobResult.provenance (a ProvenanceJob) with everything a lying node could put in it
+    beside one true-looking base: names that break lines or JSON, a bad digest, a name over
+    the reference bound, more bases than any build has, finish before start."""
+    def base(name, digest, final):
+        return f_bytes(70, name) + f_bytes(71, digest) + f_varint(72, final)
+    bases = [base("evil\n\"name", GOOD_BASE, 1), base("has space", GOOD_BASE, 1),
+             base("r.example/bad:1", "sha256:zz", 1), base("x" * 600, GOOD_BASE, 1),
+             base("r.example/ok:1", GOOD_BASE, 1)]
+    bases += [base(f"r.example/extra{i}:1", GOOD_BASE, 0) for i in range(20)]
+    return (f_varint(70, 2_000_000_000_000) + f_varint(71, 1_000_000_000_000)
+            + f_bytes(72, "sha256:nothex") + b"".join(f_bytes(73, b) for b in bases)
+            + f_varint(74, 0))
 sock = curve_dealer(AGENTS, KEYFILE, read_key(SERVER_PUB)[0])
 session = int(time.time() * 1000)
 sock.send(envelope(10, f_bytes(1, NAME) + f_bytes(2, PLATFORM) + f_varint(3, 1)
@@ -43,5 +60,6 @@ while True:
         desc = (f_bytes(1, mt) + f_bytes(2, digest) + f_varint(3, int(size))
                 + f_bytes(4, plat))
         sock.send(envelope(16, f_bytes(1, job_id) + f_varint(2, attempt) + f_varint(3, 1)
-                           + f_bytes(5, desc) + f_varint(7, 1) + f_varint(8, 1)))
+                           + f_bytes(5, desc) + f_varint(7, 1) + f_varint(8, 1)
+                           + f_bytes(70, hostile_provenance())))
         print("job", job_id, "for", plat, "answered with", digest, size, flush=True)

@@ -88,7 +88,8 @@ lab_farmctl submit -t "$REGISTRY/$repo:1" -t "$REGISTRY/$repo:stable" --platform
     --progress plain --metadata-file "$LAB/meta1.json" "$LAB/ctx" >"$LAB/s1.out" 2>"$LAB/s1.err" \
     || { cat "$LAB/s1.err" >&2; lab_fail "the signed build failed"; }
 for t in 1 stable; do
-    grep -qF "#signed $REGISTRY/$repo:$t (the index and 3 manifest(s) it lists)" "$LAB/s1.err" \
+    # the 3 images and their 3 provenance attestations
+    grep -qF "#signed $REGISTRY/$repo:$t (the index and 6 manifest(s) it lists)" "$LAB/s1.err" \
         || { cat "$LAB/s1.err" >&2; lab_fail "farmctl submit does not say it signed $repo:$t"; }
 done
 index=$(tr -d '\n' <"$LAB/s1.out" | grep -o 'sha256:[0-9a-f]\{64\}' | tail -n1)
@@ -120,12 +121,14 @@ copy() { # REF [POLICY]: skopeo copy --multi-arch all, output in $LAB/copy.out
         --src-tls-verify=false --remove-signatures --multi-arch all "docker://$1" \
         "oci:$LAB/copy$n_copy:x" >"$LAB/copy.out" 2>&1
 }
+# the manifests REF's index lists: 3 images and their 3 provenance attestations
+listed() { lab_index "$1" | "$LAB_PYTHON" -c 'import json,sys; print(len(json.load(sys.stdin)["manifests"]))'; }
 skopeo_accepts() { # REF: every image of the index copied, each judged by its signatures
     copy "$1" "${2:-}" || { cat "$LAB/copy.out" >&2; lab_fail "skopeo refused $1"; }
-    (($(grep -c "Copying image sha256:" "$LAB/copy.out") == 3)) \
-        || { cat "$LAB/copy.out" >&2; lab_fail "skopeo did not copy $1's 3 images"; }
+    (($(grep -c "Copying image sha256:" "$LAB/copy.out") == 6 && $(listed "$1") == 6)) \
+        || { cat "$LAB/copy.out" >&2; lab_fail "skopeo did not copy $1's 3 images and 3 attestations"; }
     [[ -f $LAB/copy$n_copy/index.json ]] || lab_fail "skopeo wrote no OCI layout for $1"
-    lab_log "skopeo accepts $1 (3 images, each sigstore-signed by the policy's key)"
+    lab_log "skopeo accepts $1 (3 images and 3 attestations, each sigstore-signed by the policy's key)"
 }
 skopeo_refuses() { # REF PATTERN [POLICY]
     if copy "$1" "${3:-}"; then cat "$LAB/copy.out" >&2; lab_fail "skopeo accepted $1"; fi
@@ -135,8 +138,8 @@ skopeo_refuses() { # REF PATTERN [POLICY]
 judge() { "$LAB_PYTHON" "$FARM_SOURCE_DIR/tests/integration/sigstore_policy.py" "$@"; }
 judge_accepts() { # REF PUB
     judge "$1" "$2" >"$LAB/judge.out" 2>&1 || { cat "$LAB/judge.out" >&2; lab_fail "the policy judge refused $1"; }
-    (($(grep -c ': accepted$' "$LAB/judge.out") == 4)) || { cat "$LAB/judge.out" >&2; lab_fail "the judge did not see the index and 3 images"; }
-    lab_log "the policy judge accepts $1 (index and 3 images)"
+    (($(grep -c ': accepted$' "$LAB/judge.out") == 7)) || { cat "$LAB/judge.out" >&2; lab_fail "the judge did not see the index, 3 images and 3 attestations"; }
+    lab_log "the policy judge accepts $1 (index, 3 images, 3 attestations)"
 }
 judge_refuses() { # REF PUB PATTERN
     if judge "$1" "$2" >"$LAB/judge.out" 2>&1; then cat "$LAB/judge.out" >&2; lab_fail "the policy judge accepted $1"; fi
@@ -168,7 +171,9 @@ grep -q "VERIFIED: the index" "$LAB/v1.out" || lab_fail "verify does not say VER
 verify "$REGISTRY/$repo@$index" --key "$K/farm.pub" >/dev/null 2>&1 || lab_fail "farmctl verify refused the index by digest"
 verify "$REGISTRY/$repo:1" >"$LAB/v0.out" 2>&1 || lab_fail "farmctl verify without --key failed"
 grep -q "signature: not checked" "$LAB/v0.out" || lab_fail "verify without --key does not say it did not check"
-grep -qE "^linux/amd64 +sha256:[0-9a-f]{64} +- +-" "$LAB/v0.out" || lab_fail "verify shows a node without provenance"
+# the node and how it built, from the index's provenance attestations
+grep -qE "^linux/amd64 +sha256:[0-9a-f]{64} +amd64-1 +native" "$LAB/v0.out" || lab_fail "verify does not show amd64-1, native, from the provenance"
+grep -qE "^linux/arm/v7 +sha256:[0-9a-f]{64} +armv7-1 +emulated" "$LAB/v0.out" || lab_fail "verify does not show armv7-1, emulated, from the provenance"
 # with provenance attestations attached as BuildKit attaches them (an index of farm's
 # shape, unsigned: verify shows the nodes and native or emulated, and no signature)
 "$LAB_PYTHON" "$FARM_SOURCE_DIR/tests/integration/sigstore_policy.py" --attest "$REGISTRY/$repo:1" attested \

@@ -7,7 +7,8 @@
 # right image with a wrong size. Each build fails with a message naming the platform,
 # the digest and what differed, and nothing is pushed under its tag. The same peer
 # naming a real linux/amd64 image of the repository with its true size gets the index
-# pushed (so the refusals are the checks, not a broken peer).
+# pushed (so the refusals are the checks, not a broken peer), and its hostile provenance
+# record is filtered before it reaches the statement.
 set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
@@ -108,4 +109,38 @@ lab_farmctl submit -t "$REGISTRY/$repo:honest" --platform linux/amd64 --progress
     "$LAB/ctx" >"$LAB/honest.out" 2>"$LAB/honest.err" || { cat "$LAB/honest.err" >&2; lab_fail "a true descriptor was refused"; }
 read -r got _ < <(child_of "$REGISTRY/$repo:honest" amd64)
 [[ $got == "$amd" ]] || lab_fail "the honest index names $got, not $amd"
+
+# 4. its provenance: the liar's record was hostile (names that break lines or JSON, a bad
+# digest, an over-long name, 25 bases, finish before start). The statement stays valid,
+# names the builder by the coordinator's own word (the key's node, its fingerprint), and
+# holds only the one base a statement may: the rest were left out, and the log says so.
+"$LAB_PYTHON" - "$REGISTRY" "$repo" "$amd" "$LAB/keys/liar.pub" \
+    "$FARM_SOURCE_DIR/tests/data/provenance/statement-slsa-v1.schema.json" <<'PYEOF' \
+    || lab_fail "the liar's provenance got into the statement"
+import hashlib, json, sys, urllib.request
+import jsonschema, zmq.utils.z85
+registry, repo, child, pub, schema = sys.argv[1:]
+def get(kind, ref, accept="application/vnd.oci.image.index.v1+json"):
+    req = urllib.request.Request(f"http://{registry}/v2/{repo}/{kind}/{ref}", headers={"Accept": accept})
+    return urllib.request.urlopen(req).read()
+idx = json.loads(get("manifests", "honest"))
+att = [m for m in idx["manifests"] if m.get("annotations", {}).get("vnd.docker.reference.digest") == child]
+assert len(att) == 1, idx
+man = json.loads(get("manifests", att[0]["digest"], att[0]["mediaType"]))
+st = json.loads(get("blobs", man["layers"][0]["digest"]))
+jsonschema.validate(st, json.load(open(schema)), cls=jsonschema.Draft202012Validator)
+key = [l.split("=", 1)[1].strip() for l in open(pub) if l.startswith("public-key = ")][0]
+bd, rd = st["predicate"]["buildDefinition"], st["predicate"]["runDetails"]
+assert rd["builder"]["id"] == "urn:farm:node:liar", rd["builder"]
+assert bd["internalParameters"] == {"emulated": False,
+    "node_key_sha256": hashlib.sha256(zmq.utils.z85.decode(key)).hexdigest()}, bd["internalParameters"]
+assert bd["resolvedDependencies"][1:] == [{"uri": "pkg:docker/r.example/ok@1?platform=linux%2Famd64",
+    "name": "r.example/ok:1", "digest": {"sha256": "ab" * 32}, "annotations": {"stage": "final"}}], bd["resolvedDependencies"]
+assert "digest" not in bd["externalParameters"]["dockerfile"], bd["externalParameters"]
+md = rd["metadata"]
+assert md["startedOn"] <= md["finishedOn"], md
+print("the liar's statement: valid, builder liar by its key, one base, no Dockerfile digest")
+PYEOF
+grep -q "node=liar job=.*: base image 0 of its provenance is left out" "$LAB/coordinator.log" \
+    || lab_fail "the coordinator did not say it left the liar's bad bases out"
 lab_log "PASS"

@@ -244,6 +244,39 @@ static void test_layers_scan(void **state)
                      FARM_EINVALID);
 }
 
+/* Each stage's FROM, for provenance: a stage's first step only, ARGs as buildah
+ * expanded them, the alias kept (a later FROM of it names no image); a name too long is
+ * dropped, never cut */
+static void test_layers_froms(void **state)
+{
+    static char longname[FARM_REFERENCE_MAX + 20];
+    const char *lines[] = {"[1/3] STEP 1/2: FROM r.example:5000/team/tools:1 AS tools",
+                           "[1/3] STEP 2/2: RUN echo STEP 1/9: FROM forged",
+                           "STEP 1/9: FROM forged-by-run-output-but-a-first-step",
+                           "[2/3] STEP 1/2: FROM scratch AS mid",
+                           "[3/3] STEP 1/3: FROM tools",
+                           "[3/3] STEP 2/3: COPY --from=mid /a /a",
+                           longname,
+                           NULL};
+    farm_layers_stats_t st = {0};
+    (void)state;
+
+    memcpy(longname, "STEP 1/1: FROM ", 15);
+    memset(longname + 15, 'a', sizeof longname - 16);
+    for (size_t i = 0; lines[i]; i++)
+        farm_layers_scan(&st, lines[i]);
+    /* the RUN's own output can print a first step's line: the worker keeps only names its
+     * storage and the registry tie to the image used (agent/worker.c) */
+    assert_int_equal(st.n_froms, 4);
+    assert_string_equal(st.froms[0].name, "r.example:5000/team/tools:1");
+    assert_string_equal(st.froms[0].alias, "tools");
+    assert_string_equal(st.froms[1].name, "forged-by-run-output-but-a-first-step");
+    assert_string_equal(st.froms[2].name, "scratch");
+    assert_string_equal(st.froms[2].alias, "mid");
+    assert_string_equal(st.froms[3].name, "tools");
+    assert_string_equal(st.froms[3].alias, "");
+}
+
 /* One cache per client and platform: the paths, and scopes that are not one component */
 static void test_builder_paths(void **state)
 {
@@ -292,6 +325,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_dockerfile_rule),
         cmocka_unit_test(test_subid_ranges),
         cmocka_unit_test(test_builder_paths),
+        cmocka_unit_test(test_layers_froms),
         cmocka_unit_test(test_layers_scan),
         cmocka_unit_test(test_bad_request_gets_a_result),
         cmocka_unit_test(test_builder_cannot_reach_result_fd),

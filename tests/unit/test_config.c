@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "common/buildflags.h"
 #include "common/config.h"
 #include "common/error.h"
 #include "common/limits.h"
@@ -584,6 +585,15 @@ static void test_build_flags(void **state)
     s_one("build:\n  target: \"-x\"\n", "t.yaml:2:11", "build.target: target \"-x\" is not a "
           "stage name");
     s_one("build:\n  no_cache: yes\n", "t.yaml:2:13", "build.no_cache must be true or false");
+    /* build.provenance: the default of farmctl submit's --provenance */
+    cfg = s_ok("build:\n  provenance: false\n");
+    assert_int_equal(cfg->build.provenance, FARM_PROVENANCE_OFF);
+    farm_config_destroy(&cfg);
+    cfg = s_ok("build:\n  provenance: max\n");
+    assert_int_equal(cfg->build.provenance, FARM_PROVENANCE_MAX);
+    farm_config_destroy(&cfg);
+    s_one("build:\n  provenance: full\n", "t.yaml:2:15",
+          "build.provenance: \"full\" is not false, min or max");
     s_one("build:\n  pull: 1\n", "t.yaml:2:9", "build.pull must be true or false");
     s_one("build:\n  labels: [a=b]\n", "t.yaml:2:11", "build.labels must be a map, got a list");
     s_one("build:\n  labels: {\"a b\": x}\n", "t.yaml:2:12",

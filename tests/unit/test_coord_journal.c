@@ -51,8 +51,20 @@ static int s_teardown(void **state)
 
 static char *s_tags[] = {"registry.example:5000/app:1.0", "registry.example:5000/app:latest"};
 static char *s_plats[] = {"linux/amd64", "linux/arm64/v8"};
+/* tags in two repositories: each in full */
+static char *s_refs[] = {"registry.example:5000/app:1.0", "mirror.example/team/app:latest"};
 static farm_kv_t s_args[] = {{"VERSION", "1.0"}, {"FLAVOUR", "slim"}};
 static farm_kv_t s_labels[] = {{"org.opencontainers.image.source", "https://example/app"}};
+
+/* what the second job's node reported for its provenance */
+static farm_job_prov_t s_prov = {
+    .started_ms = 1700000001000ULL,
+    .finished_ms = 1700000002000ULL,
+    .dockerfile_digest = DIGEST,
+    .emulated = 1,
+    .bases = {{"r.example/base:1", DIGEST, 1}},
+    .n_bases = 1,
+};
 
 static void s_build(farm_journal_build_t *b, const char *id, uint64_t seq)
 {
@@ -73,12 +85,16 @@ static void s_build(farm_journal_build_t *b, const char *id, uint64_t seq)
     b->n_args = 2;
     b->flags.target = "runtime";
     b->flags.pull = 1;
+    b->flags.provenance = FARM_PROVENANCE_MAX; /* a restart attests as the submit chose */
     b->flags.labels = s_labels;
     b->flags.n_labels = 1;
     b->flags.cache_from = "registry.example:5000/cache";
     b->allow_partial = 1;
     b->network_none = 1;
     b->needs_submitter = 1;
+    b->tag_refs = s_refs;
+    b->n_tag_refs = 2;
+    b->amend = 1;
     b->state = FARM_JOURNAL_BUILD_RUNNING;
     b->created = b->updated = 1700000000000LL;
 }
@@ -147,6 +163,13 @@ static void test_round_trip(void **state)
     farm_journal_build_t got;
 
     s_put_queued(j, "b1-00112233445566778899aabbccddeeff", 1);
+    {   /* a job's result came: the build is written again, its options with what the
+         * node said for provenance (a restart attests as the first stitch would have) */
+        farm_journal_build_t again;
+        s_build(&again, "b1-00112233445566778899aabbccddeeff", 1);
+        again.prov[1] = &s_prov;
+        assert_int_equal(farm_journal_put_build(j, &again, NULL, 0), 0);
+    }
     s_job(&job, "b1-00112233445566778899aabbccddeeff", 1, s_plats[0]);
     job.state = FARM_JOURNAL_JOB_RUNNING;
     job.attempt = 1;
@@ -188,6 +211,10 @@ static void test_round_trip(void **state)
     assert_string_equal(b->args[1].value, "slim");
     assert_string_equal(b->flags.target, "runtime");
     assert_int_equal(b->flags.pull, 1);
+    assert_int_equal(b->flags.provenance, FARM_PROVENANCE_MAX);
+    assert_null(b->prov[0]);
+    assert_non_null(b->prov[1]);
+    assert_memory_equal(b->prov[1], &s_prov, sizeof s_prov);
     assert_int_equal(b->flags.no_cache, 0);
     assert_int_equal(b->flags.n_labels, 1);
     assert_string_equal(b->flags.labels[0].value, "https://example/app");
@@ -198,6 +225,9 @@ static void test_round_trip(void **state)
     assert_int_equal(b->network_none, 1);
     assert_int_equal(b->insecure, 0);
     assert_int_equal(b->needs_submitter, 1);
+    assert_int_equal(b->n_tag_refs, 2);
+    assert_string_equal(b->tag_refs[1], "mirror.example/team/app:latest");
+    assert_int_equal(b->amend, 1);
     assert_int_equal(b->state, FARM_JOURNAL_BUILD_RUNNING);
     assert_int_equal(b->created, 1700000000000LL);
     assert_null(b->reason);
@@ -451,6 +481,8 @@ static void test_migrates_version_1(void **state)
     assert_string_equal(l.builds[0].id, "b42-0000000000000000000000000000002a");
     assert_string_equal(l.builds[0].owner, "bob");
     assert_int_equal(l.builds[0].flags.no_cache, 1);
+    /* an older journal's build chose nothing: buildx's default */
+    assert_int_equal(l.builds[0].flags.provenance, FARM_PROVENANCE_DEFAULT);
     assert_string_equal(l.builds[0].platforms[1], "linux/arm/v7");
     /* nothing was known of its logins: it waits for its submitter */
     assert_int_equal(l.builds[0].needs_submitter, 1);
