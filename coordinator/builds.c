@@ -283,7 +283,8 @@ static int s_journal_failed(const char *what, const char *id)
     return FARM_EIO;
 }
 
-void farm_builds_job_journal(farm_builds_t *self, const farm_job_t *job)
+/* why: how its last attempt ended, when the job went back to the queue (its record) */
+static void s_job_journal_why(farm_builds_t *self, const farm_job_t *job, const char *why)
 {
     farm_journal_job_t rec;
     long long now = farm_now_ms();
@@ -291,8 +292,14 @@ void farm_builds_job_journal(farm_builds_t *self, const farm_job_t *job)
     if (!self->journal || !job->build || job->build->state == FARM_BUILD_DONE)
         return;
     s_job_record(self, &rec, job, now);
+    rec.reason = why;
     if (farm_journal_put_job(self->journal, &rec) < 0)
         s_journal_failed("a job's state", job->id);
+}
+
+void farm_builds_job_journal(farm_builds_t *self, const farm_job_t *job)
+{
+    s_job_journal_why(self, job, NULL);
 }
 
 void farm_builds_job_requeued(farm_builds_t *self, farm_job_t *job, const char *why)
@@ -304,7 +311,7 @@ void farm_builds_job_requeued(farm_builds_t *self, farm_job_t *job, const char *
         farm_scheduler_withdraw(self->sched, job, why);
         job->state = FARM_JOB_QUEUED;
     }
-    farm_builds_job_journal(self, job);
+    s_job_journal_why(self, job, why);
     if (b->awaiting_submitter)
         farm_builds_event(self, b, job, FARM_EVENT_LOST, "%s; attempt %u waits for the build's "
                           "submitter to send its registry logins again", why, job->attempt);
@@ -503,7 +510,9 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     if (s_client_builds(self, s->owner, s->client, s->client_len) >=
         (uintptr_t)self->cfg->max_builds_per_client)
         return s_refuse(reason, len, "client %s already has %d builds running "
-                        "(coordinator.max_builds_per_client in %s); wait for some to finish",
+                        "(coordinator.max_builds_per_client in %s); wait for some to finish "
+                        "(`farmctl builds` lists them, `farmctl cancel BUILD` stops one) or "
+                        "ask an admin to raise it",
                         s->owner && s->owner[0] ? s->owner : "(this connection)",
                         self->cfg->max_builds_per_client, self->cfg->path);
 
@@ -676,6 +685,10 @@ static void s_check(farm_builds_t *self, farm_build_t *b, long long now)
 void farm_builds_job_log(farm_builds_t *self, farm_job_t *job, const char *line)
 {
     farm_tail_add(&job->tail, line);
+    /* the build's record: in the turn's one transaction with everything else */
+    if (self->journal && farm_journal_put_line(self->journal, job->build->id, job->platform,
+                                               job->node_name, line) < 0)
+        s_journal_failed("a log line", job->build->id);
     farm_builds_event(self, job->build, job, FARM_EVENT_LOG, "%s", line);
 }
 

@@ -921,6 +921,46 @@ static void test_not_a_regular_file(void **state)
     rmdir(dir);
 }
 
+/* history: its defaults, its forms (days, sizes with or without iB), and each bad value
+ * refused at its line and column with what it takes. */
+static void test_history(void **state)
+{
+    static const char base[] = "platforms:\n  linux/amd64: [a]\nnodes:\n  a: {}\n";
+    char yaml[512];
+    farm_config_t *cfg;
+    (void)state;
+
+    cfg = s_ok(base);
+    assert_int_equal(cfg->history_keep_ms, 7LL * 86400000);
+    assert_int_equal(cfg->history_max_builds, 10000);
+    assert_int_equal(cfg->history_log_limit, 1 << 20);
+    farm_config_destroy(&cfg);
+    snprintf(yaml, sizeof yaml, "%shistory:\n  keep: 30d\n  max_builds: 50\n  log_limit: 64KiB\n",
+             base);
+    cfg = s_ok(yaml);
+    assert_int_equal(cfg->history_keep_ms, 30LL * 86400000);
+    assert_int_equal(cfg->history_max_builds, 50);
+    assert_int_equal(cfg->history_log_limit, 64 << 10);
+    farm_config_destroy(&cfg);
+    snprintf(yaml, sizeof yaml, "%shistory:\n  keep: 12h\n  log_limit: 2M\n", base);
+    cfg = s_ok(yaml);
+    assert_int_equal(cfg->history_keep_ms, 12LL * 3600000);
+    assert_int_equal(cfg->history_log_limit, 2 << 20);
+    farm_config_destroy(&cfg);
+    snprintf(yaml, sizeof yaml, "%shistory:\n  keep: forever\n", base);
+    s_one(yaml, "t.yaml:6:9", "history.keep: \"forever\" is not a duration from 1m to 3650d");
+    snprintf(yaml, sizeof yaml, "%shistory:\n  keep: 0d\n", base);
+    s_one(yaml, "t.yaml:6:9", "history.keep");
+    snprintf(yaml, sizeof yaml, "%shistory:\n  max_builds: 0\n", base);
+    s_one(yaml, "t.yaml:6:15", "history.max_builds");
+    snprintf(yaml, sizeof yaml, "%shistory:\n  log_limit: 100\n", base);
+    s_one(yaml, "t.yaml:6:14", "history.log_limit");
+    snprintf(yaml, sizeof yaml, "%shistory:\n  log_limit: 1K\n", base);
+    s_one(yaml, "t.yaml:6:14", "use from 4K to 1G");
+    snprintf(yaml, sizeof yaml, "%shistory:\n  keeps: 7d\n", base);
+    s_one(yaml, "t.yaml:6:3", "keeps");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -951,6 +991,7 @@ int main(void)
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_diag),
         cmocka_unit_test(test_not_a_regular_file),
+        cmocka_unit_test(test_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
