@@ -16,6 +16,7 @@
 #include "common/platform.h"
 #include "coordinator/clients.h"
 #include "coordinator/peerwarn.h"
+#include "coordinator/stats.h"
 
 struct farm_agents {
     farm_coord_parts_t p;
@@ -412,6 +413,7 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
             farm_log_warn("job=%s attempt=%u failed for node %s's reason (%s); it runs again "
                           "on another node", job->id, job->attempt, node->cfg->name,
                           node->unhealthy);
+            farm_metric_inc(farm_cstats.job_failures, job->platform, "node_fault");
             /* the job is still RUNNING here: retry releases its slot and queues it */
             farm_scheduler_retry(self->p.sched, job, why, now);
             return;
@@ -419,6 +421,7 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
     }
     farm_scheduler_release(self->p.sched, job);
     if (!r->ok) {
+        farm_metric_inc(farm_cstats.job_failures, job->platform, "build");
         farm_builds_job_failed(self->p.builds, job, now, "%s",
                                r->error[0] ? r->error : "build failed");
         return;
@@ -427,6 +430,7 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
         farm_platform_parse(&p, r->image->platform) < 0 || !farm_platform_equal(&p, &job->plat) ||
         (strcmp(r->image->media_type, FARM_MEDIA_OCI_MANIFEST) != 0 &&
          strcmp(r->image->media_type, FARM_MEDIA_DOCKER_MANIFEST) != 0)) {
+        farm_metric_inc(farm_cstats.job_failures, job->platform, "bad_result");
         farm_builds_job_failed(self->p.builds, job, now,
                                "node %s reported an unusable image descriptor (platform %.96s, "
                                "media type %.128s)", node->cfg->name,
@@ -442,6 +446,8 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
     /* statistics from the builder's output: never more hits than steps */
     job->steps = r->steps;
     job->cache_hits = r->cache_hits <= r->steps ? r->cache_hits : r->steps;
+    farm_metric_add(farm_cstats.cache_steps, job->platform, NULL, job->steps);
+    farm_metric_add(farm_cstats.cache_hits, job->platform, NULL, job->cache_hits);
     farm_scheduler_job_built(self->p.sched, job, node);
     farm_builds_job_pushed(self->p.builds, job, &image, r->build_ms, r->push_ms, now);
 }

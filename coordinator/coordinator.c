@@ -33,7 +33,9 @@
 #include "coordinator/pushes.h"
 #include "coordinator/reload.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/stats.h"
 #include "coordinator/timeserve.h"
+#include "coordinator/web.h"
 #include "coordinator/warmfile.h"
 
 #define DONE_KEEP_MS 60000     /* finished builds linger so late results are recognised */
@@ -69,6 +71,7 @@ struct farm_coordinator {
     farm_pushes_t *pushes;     /* the index-push helpers */
     farm_clients_t *cl;        /* farmctl's requests, and what builds' clients hear */
     farm_agents_t *ag;         /* what the nodes hear and say */
+    farm_web_t *web;           /* coordinator.http: metrics, the page and its API (or NULL) */
     farm_journal_t *journal;   /* builds and jobs, across restarts: committed each turn */
     farm_wire_outbox_t *outbox; /* what waits for that commit (see s_send_client) */
     int clients_held;          /* the outbox holds a client's message: the rest follow it */
@@ -146,6 +149,7 @@ static void s_on_event(void *arg, farm_build_t *b, const farm_job_t *job, farm_e
 {
     farm_coordinator_t *self = arg;
     farm_clients_event(self->cl, b, job, kind, msg);
+    farm_web_event(self->web, b, job, kind, msg);
 }
 
 static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_digest,
@@ -153,6 +157,7 @@ static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_dige
 {
     farm_coordinator_t *self = arg;
     farm_clients_done(self->cl, b, ok, index_digest, index_size, error);
+    farm_web_done(self->web, b);
 }
 
 static void s_on_stitch(void *arg, farm_build_t *b)
@@ -167,6 +172,7 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
 {
     farm_coordinator_t *self = arg;
     farm_builds_job_journal(self->builds, job); /* before the node hears of it */
+    farm_metric_observe(farm_cstats.queue_wait, job->platform, NULL, (farm_now_ms() - job->queued_at) / 1000.0);
     farm_agents_assign(self->ag, job, node);
 }
 
@@ -190,6 +196,7 @@ static void s_on_waiting(void *arg, farm_job_t *job)
 static void s_on_requeued(void *arg, farm_job_t *job, const char *why)
 {
     farm_coordinator_t *self = arg;
+    farm_metric_inc(farm_cstats.job_failures, job->platform, "node_lost");
     farm_builds_job_requeued(self->builds, job, why);
 }
 
@@ -197,6 +204,7 @@ static void s_on_expired(void *arg, farm_job_t *job, int was_running)
 {
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms();
+    farm_metric_inc(farm_cstats.job_failures, job->platform, was_running ? "job_timeout" : "queue_timeout");
     if (was_running)
         farm_builds_job_failed(self->builds, job, now,
                                "attempt %u on node %s ran longer than %d s (coordinator.job_timeout)",
@@ -555,6 +563,8 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         goto fail;
     if (s_listen(self) < 0)
         goto fail;
+    if (cfg->http && !(self->web = farm_web_new(self->reactor, &self->cfg, &parts)))
+        goto fail;
     self->reload = (farm_reload_parts_t){&self->cfg, &self->enrolled, self->nodes, self->sched,
                                          self->builds, self->pushes, self->cl, self->ag,
                                          self->warmfile};
@@ -581,6 +591,7 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     if (!self)
         return;
     self->stopping = 1;
+    farm_web_destroy(&self->web); /* its streams end while their builds exist */
     farm_pushes_destroy(&self->pushes); /* stops the helpers while their builds exist */
     farm_clients_destroy(&self->cl);
     farm_builds_destroy(&self->builds);

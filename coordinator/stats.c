@@ -8,6 +8,7 @@
 
 farm_cstats_t farm_cstats;
 static farm_coord_parts_t s_parts;
+static farm_config_t *const *s_cfg_p;
 
 /* queue waits and index pushes: seconds to an hour; builds and jobs: to six hours */
 static const double s_wait_buckets[] = {0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600};
@@ -16,7 +17,7 @@ static const double s_run_buckets[] = {1, 5, 15, 30, 60, 120, 300, 600, 1200, 18
 
 static void s_collect(void *arg, farm_metrics_t *m)
 {
-    const farm_config_t *cfg = s_parts.cfg;
+    const farm_config_t *cfg = *s_cfg_p;
     farm_job_t **jobs = NULL;
     size_t cap = 0;
     uint64_t bytes = 0;
@@ -67,7 +68,7 @@ static void s_collect(void *arg, farm_metrics_t *m)
     farm_metric_set(farm_cstats.rss, NULL, NULL, farm_metrics_resident_bytes());
 }
 
-int farm_cstats_init(const farm_coord_parts_t *parts)
+int farm_cstats_init(const farm_coord_parts_t *parts, farm_config_t *const *cfg_p)
 {
     farm_cstats_t *s = &farm_cstats;
     farm_metrics_t *r;
@@ -77,6 +78,7 @@ int farm_cstats_init(const farm_coord_parts_t *parts)
     if (!(r = s->reg = farm_metrics_new()))
         return farm_error_set(FARM_ERROR, "out of memory");
     s_parts = *parts;
+    s_cfg_p = cfg_p;
 #define W s_wait_buckets, sizeof s_wait_buckets / sizeof *s_wait_buckets
 #define R s_run_buckets, sizeof s_run_buckets / sizeof *s_run_buckets
     s->queue_length = farm_metrics_gauge(r, "farm_queue_length", "Jobs waiting for a node, per platform.", "platform", NULL);
@@ -91,7 +93,7 @@ int farm_cstats_init(const farm_coord_parts_t *parts)
     s->job_failures = farm_metrics_counter(r, "farm_job_failures_total", "Job attempts that failed, by cause (build, bad_result, node_fault, node_lost, job_timeout, queue_timeout, send).", "platform", "cause");
     s->cache_steps = farm_metrics_counter(r, "farm_build_steps_total", "Builder steps of the jobs pushed.", "platform", NULL);
     s->cache_hits = farm_metrics_counter(r, "farm_cache_hits_total", "Builder steps taken from a node's layer cache.", "platform", NULL);
-    s->index_push = farm_metrics_histogram(r, "farm_index_push_seconds", "Time from a build's last job to its index pushed (or the push failing).", "result", NULL, W);
+    s->index_push = farm_metrics_histogram(r, "farm_index_push_seconds", "Time from a build's last job result to its index pushed.", NULL, NULL, W);
     s->registry_retries = farm_metrics_counter(r, "farm_registry_retries_total", "Registry requests of index pushes that were retried.", NULL, NULL);
     s->uploads = farm_metrics_counter(r, "farm_context_uploads_total", "Context uploads that ended, by result (stored, refused).", "result", NULL);
     s->uploads_active = farm_metrics_gauge(r, "farm_context_uploads_active", "Context uploads in progress.", NULL, NULL);
@@ -108,4 +110,15 @@ void farm_cstats_fini(void)
 {
     farm_metrics_destroy(&farm_cstats.reg);
     memset(&farm_cstats, 0, sizeof farm_cstats);
+}
+
+void farm_cstats_build_done(const farm_build_t *b, int ok, long long now)
+{
+    const char *result = ok ? "ok" : "failed";
+    if (!farm_cstats.reg)
+        return;
+    farm_metric_inc(farm_cstats.builds_finished, result, NULL);
+    farm_metric_observe(farm_cstats.build_duration, result, NULL, (now - b->created) / 1000.0);
+    if (ok)
+        farm_metric_observe(farm_cstats.index_push, NULL, NULL, (now - b->last_result_at) / 1000.0);
 }

@@ -24,7 +24,7 @@ typedef struct {
     farm_metric_t *job_failures;      /* counter {platform,cause}: attempts that failed */
     farm_metric_t *cache_steps;       /* counter {platform}: builder steps of pushed jobs */
     farm_metric_t *cache_hits;        /* counter {platform}: ... taken from the cache */
-    farm_metric_t *index_push;        /* histogram {result}: last job to index pushed */
+    farm_metric_t *index_push;        /* histogram: last job's result to the index pushed */
     farm_metric_t *registry_retries;  /* counter: index pushes' registry requests retried */
     farm_metric_t *uploads;           /* counter {result}: context uploads finished */
     farm_metric_t *uploads_active;    /* gauge */
@@ -35,8 +35,12 @@ typedef struct {
 
 extern farm_cstats_t farm_cstats;
 
-/* Makes the registry and every handle; parts (borrowed, copied) feed the gauges. */
-int farm_cstats_init(const farm_coord_parts_t *parts);
+/* Makes the registry and every handle; parts (copied) feed the gauges, with *cfg_p the
+ * config in force (a reload replaces it). */
+int farm_cstats_init(const farm_coord_parts_t *parts, farm_config_t *const *cfg_p);
 void farm_cstats_fini(void);
+
+/* b ended (farm_builds_finish): its duration, result and index push time. */
+void farm_cstats_build_done(const farm_build_t *b, int ok, long long now);
 
 #endif
