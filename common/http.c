@@ -35,6 +35,7 @@ struct farm_http {
     farm_reactor_t *reactor;
     struct MHD_Daemon *d;
     int reader, timer;
+    int open; /* no token, no Host rule: see farm_http_new */
     char *token; /* NULL: none (loopback only) */
     farm_http_handler_fn fn;
     void *arg;
@@ -332,7 +333,7 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *conn, const ch
                                   auth ? "the token is wrong" : "this endpoint needs a token");
             return MHD_YES;
         }
-    } else if (!s_host_loopback(MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+    } else if (!self->open && !s_host_loopback(MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                             MHD_HTTP_HEADER_HOST))) {
         /* a DNS name rebound to 127.0.0.1 must not let another site's page read this */
         farm_http_reply_error(&req, MHD_HTTP_FORBIDDEN,
@@ -347,7 +348,7 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *conn, const ch
 }
 
 farm_http_t *farm_http_new(farm_reactor_t *reactor, const char *addr, const char *token,
-                           farm_http_handler_fn fn, void *arg)
+                           int open, farm_http_handler_fn fn, void *arg)
 {
     farm_http_t *self = NULL;
     char host[256];
@@ -359,7 +360,7 @@ farm_http_t *farm_http_new(farm_reactor_t *reactor, const char *addr, const char
 
     if (farm_http_addr_parse(host, sizeof host, &port, &loopback, addr) < 0)
         return farm_error_wrap(FARM_EINVALID, "%s", addr), NULL;
-    if (!loopback && (!token || !*token)) {
+    if (!loopback && !open && (!token || !*token)) {
         farm_error_set(FARM_EINVALID, "%s is not a loopback address and no token is set: "
                                       "anyone who reaches it could read the farm; give a "
                                       "token or bind 127.0.0.1", addr);
@@ -387,6 +388,7 @@ farm_http_t *farm_http_new(farm_reactor_t *reactor, const char *addr, const char
     self->fn = fn;
     self->arg = arg;
     self->reader = self->timer = -1;
+    self->open = open;
     if (token && *token && !(self->token = strdup(token)))
         goto oom;
     self->d = MHD_start_daemon(

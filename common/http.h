@@ -39,10 +39,11 @@ int farm_http_addr_parse(char *host_out, size_t host_cap, int *port_out, int *lo
                          const char *s);
 
 /* Listens on addr (ADDR:PORT; port 0 picks one, see farm_http_port) and serves through
- * fn. token: NULL or "" for none; then addr must be loopback (refused otherwise).
- * NULL with the error slot set when it cannot listen. */
+ * fn. token: NULL or "" for none; then addr must be loopback (refused otherwise), unless
+ * open: what fn serves may be read by anyone who reaches addr (an agent's counters), so
+ * no token and no Host rule apply. NULL with the error slot set when it cannot listen. */
 farm_http_t *farm_http_new(farm_reactor_t *reactor, const char *addr, const char *token,
-                           farm_http_handler_fn fn, void *arg);
+                           int open, farm_http_handler_fn fn, void *arg);
 void farm_http_destroy(farm_http_t **self_p);
 int farm_http_port(const farm_http_t *self);
 

@@ -388,7 +388,7 @@ farm_web_t *farm_web_new(farm_reactor_t *reactor, farm_config_t *const *cfg_p,
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
     }
-    if (!(self->http = farm_http_new(reactor, cfg->http, token, s_handle, self))) {
+    if (!(self->http = farm_http_new(reactor, cfg->http, token, 0, s_handle, self))) {
         farm_error_wrap(farm_error_last_code(), "coordinator.http");
         goto fail;
     }
