@@ -358,8 +358,18 @@ farm_http_t *farm_http_new(farm_reactor_t *reactor, const char *addr, const char
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     const union MHD_DaemonInfo *info;
 
-    if (farm_http_addr_parse(host, sizeof host, &port, &loopback, addr) < 0)
+    size_t alen = strlen(addr);
+    char probe[300];
+    int any_port = alen > 2 && strcmp(addr + alen - 2, ":0") == 0;
+
+    /* ADDR:0 (tests): any free port, read back with farm_http_port */
+    if (any_port && snprintf(probe, sizeof probe, "%.*s:1", (int)(alen - 2), addr) >=
+                        (int)sizeof probe)
+        any_port = 0;
+    if (farm_http_addr_parse(host, sizeof host, &port, &loopback, any_port ? probe : addr) < 0)
         return farm_error_wrap(FARM_EINVALID, "%s", addr), NULL;
+    if (any_port)
+        port = 0;
     if (!loopback && !open && (!token || !*token)) {
         farm_error_set(FARM_EINVALID, "%s is not a loopback address and no token is set: "
                                       "anyone who reaches it could read the farm; give a "
