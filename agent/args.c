@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/endpoint.h"
 #include "common/error.h"
-#include "common/http.h"
 #include "common/limits.h"
 #include "common/platform.h"
 
@@ -217,7 +217,7 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
         case O_ROOT: o->builder.builder_root = optarg; break;
         case O_KEY: out->key_file = optarg; break;
         case O_METRICS:
-            if (farm_http_addr_parse(NULL, 0, NULL, NULL, optarg) < 0) {
+            if (farm_endpoint_parse_addr(NULL, 0, NULL, NULL, optarg) < 0) {
                 fprintf(stderr, "farm-agent: --metrics %s: %s\n", optarg, farm_error_last());
                 return 2;
             }

@@ -16,7 +16,6 @@
 
 #include "common/buildflags.h"
 #include "common/endpoint.h"
-#include "common/http.h"
 #include "common/error.h"
 #include "common/limits.h"
 #include "common/platform.h"
@@ -237,7 +236,7 @@ static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
         } else if (!strcmp(k->value, "http")) {
             if ((s = farm_yaml_want_string(ctx->y, v, "coordinator.http",
                                            "write ADDR:PORT, e.g. 127.0.0.1:9180"))) {
-                if (farm_http_addr_parse(NULL, 0, NULL, &cfg->http_loopback, s) < 0)
+                if (farm_endpoint_parse_addr(NULL, 0, NULL, &cfg->http_loopback, s) < 0)
                     farm_yaml_problem(ctx->y, FARM_YAML_AT(v), "coordinator.http: %s: %s",
                                       farm_yaml_quote(s), farm_error_last());
                 else

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "common/endpoint.h" /* farm_endpoint_parse_addr: ADDR:PORT */
 #include "common/reactor.h"
 
 /* Bounds on clients (see above). */
@@ -31,12 +32,6 @@ typedef struct farm_http_stream farm_http_stream_t;
 /* Handles one request (GET or HEAD, authorised): answers with farm_http_reply* exactly
  * once. A handler that answers nothing gets a 500. */
 typedef void (*farm_http_handler_fn)(void *arg, farm_http_req_t *req);
-
-/* ADDR:PORT as farm.yaml and --metrics take it: 127.0.0.1:9100, [::1]:9100,
- * 0.0.0.0:9100. *loopback is 1 when the address stays on this machine (the rule of
- * common/endpoint.h). FARM_EINVALID saying what is wrong, without repeating s. */
-int farm_http_addr_parse(char *host_out, size_t host_cap, int *port_out, int *loopback_out,
-                         const char *s);
 
 /* Listens on addr (ADDR:PORT; port 0 picks one, see farm_http_port) and serves through
  * fn. token: NULL or "" for none; then addr must be loopback (refused otherwise), unless

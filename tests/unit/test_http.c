@@ -30,20 +30,20 @@ static void test_addr_parse(void **state)
     char host[64];
     int port = 0, lo = 0;
 
-    assert_int_equal(farm_http_addr_parse(host, sizeof host, &port, &lo, "127.0.0.1:9180"), 0);
+    assert_int_equal(farm_endpoint_parse_addr(host, sizeof host, &port, &lo, "127.0.0.1:9180"), 0);
     assert_string_equal(host, "127.0.0.1");
     assert_int_equal(port, 9180);
     assert_int_equal(lo, 1);
-    assert_int_equal(farm_http_addr_parse(host, sizeof host, &port, &lo, "[::1]:80"), 0);
+    assert_int_equal(farm_endpoint_parse_addr(host, sizeof host, &port, &lo, "[::1]:80"), 0);
     assert_string_equal(host, "::1");
     assert_int_equal(lo, 1);
-    assert_int_equal(farm_http_addr_parse(host, sizeof host, &port, &lo, "0.0.0.0:9180"), 0);
+    assert_int_equal(farm_endpoint_parse_addr(host, sizeof host, &port, &lo, "0.0.0.0:9180"), 0);
     assert_int_equal(lo, 0);
     const char *bad[] = {"", "127.0.0.1", "localhost:9180", "127.0.0.1.nip.io:9180",
                          "http://127.0.0.1:9180", "127.0.0.1:0x50", "127.0.0.1:70000",
                          "127.0.0.1:9180/metrics"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        if (farm_http_addr_parse(host, sizeof host, &port, &lo, bad[i]) == 0)
+        if (farm_endpoint_parse_addr(host, sizeof host, &port, &lo, bad[i]) == 0)
             fail_msg("\"%s\" was taken for ADDR:PORT", bad[i]);
 }
 
