@@ -74,12 +74,14 @@ async function renderBuilds(rep) {
         const lines = lg.lines.filter(l => l.platform === j.platform).map(l => l.line);
         parts.push(el('div', {class: 'platform'}, j.platform + ' — ', el('span', {class: 'state ' + j.state}, j.state),
           j.node && j.node !== '-' ? ' on ' + j.node : ''));
-        parts.push(el('pre', {class: 'log', 'data-platform': j.platform}, lines.join('\n')));
+        if (lines.length)
+          parts.push(el('pre', {class: 'log', 'data-platform': j.platform}, lines.join('\n')));
       }
     } catch (e) {
       parts.push(el('p', {class: 'note'}, String(e.message)));
     }
     box.replaceChildren(...parts);
+    box.querySelectorAll('pre.log').forEach(p => { p.scrollTop = p.scrollHeight; }); // the newest lines
   }
   for (const [id, box] of logs)
     if (!seen.has(id)) { box.remove(); logs.delete(id); }
