@@ -17,6 +17,7 @@
 #include "agent/jobs.h"
 #include "agent/session.h"
 #include "agent/stats.h"
+#include "agent/steps.h"
 #include "common/child.h"
 #include "common/digest.h"
 #include "common/error.h"
@@ -165,8 +166,9 @@ static void s_request_chunk(void *arg, const char *digest, uint64_t offset)
  * the error says it could not be reached. */
 static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attempt,
                           const char *platform, const char *registry, const farm_tail_t *tail,
-                          const char *error, const Farm__WorkerResult *ok)
+                          const char *error, const Farm__WorkerResult *ok, farm_steps_t *steps)
 {
+    Farm__BuildStep bs[FARM_STEPS_MAX], *bsp[FARM_STEPS_MAX];
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__JobResult r = FARM__JOB_RESULT__INIT;
     Farm__Descriptor d = FARM__DESCRIPTOR__INIT;
@@ -176,6 +178,19 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
     r.job_id = (char *)job_id;
     r.attempt = attempt;
     r.ok = ok != NULL;
+    if (steps) { /* the build's record keeps them, ok or not */
+        farm_steps_end(steps, farm_now_ms());
+        for (size_t i = 0; i < steps->n; i++) {
+            farm__build_step__init(&bs[i]);
+            bs[i].number = steps->steps[i].number;
+            bs[i].text = steps->steps[i].text;
+            bs[i].ms = steps->steps[i].ms;
+            bs[i].cached = steps->steps[i].cached;
+            bsp[i] = &bs[i];
+        }
+        r.n_build_steps = steps->n;
+        r.build_steps = bsp;
+    }
     r.error = (char *)(error ? error : "");
     if (ok) {
         d.media_type = ok->image->media_type;
@@ -259,6 +274,7 @@ typedef struct {
     farm_agent_t *agent;
     Farm__Envelope *assign; /* owns the JobAssign */
     long long assigned_ms;  /* its timeout_ms counts from here */
+    farm_steps_t steps;     /* its build steps, timed as their lines come */
 } job_user_t;
 
 static void s_free_user(void *user)
@@ -266,6 +282,11 @@ static void s_free_user(void *user)
     job_user_t *u = user;
     farm_wire_free(&u->assign);
     free(u);
+}
+
+static farm_steps_t *s_steps_of(farm_agent_job_t *job)
+{
+    return &((job_user_t *)job->user)->steps;
 }
 
 static farm_agent_t *s_agent_of(const farm_agent_job_t *job)
@@ -292,7 +313,7 @@ static void s_job_fail(farm_agent_t *self, farm_agent_job_t *job, const char *er
 {
     farm_astats_job(job->platform, "failed", job->started_ms ? farm_now_ms() - job->started_ms : -1);
     s_send_result(self, job->id, job->attempt, job->platform, s_assign_of(job)->registry,
-                  &job->tail, error, NULL);
+                  &job->tail, error, NULL, s_steps_of(job));
     s_job_detach(self, job);
     farm_jobs_drop(self->jobs, job, farm_now_ms());
 }
@@ -306,6 +327,7 @@ static void s_job_line(void *arg, const char *line)
     farm_tail_add(&job->tail, line);
     if (job->cancelled || job->state == FARM_AGENT_JOB_DEAD)
         return;
+    farm_steps_line(s_steps_of(job), line, farm_now_ms());
     l.job_id = job->id;
     l.attempt = job->attempt;
     l.line = (char *)line;
@@ -449,20 +471,23 @@ static void s_job_finish(farm_agent_t *self, farm_agent_job_t *job)
         if (r->ok && (!r->image || !farm_digest_valid(r->image->digest) ||
                       !r->image->media_type[0]))
             s_send_result(self, job->id, job->attempt, job->platform, reg, &job->tail,
-                          "the worker reported success without a valid image descriptor", NULL);
+                          "the worker reported success without a valid image descriptor", NULL,
+                          s_steps_of(job));
         else if (r->ok) {
             result = "done";
-            s_send_result(self, job->id, job->attempt, job->platform, reg, NULL, NULL, r);
+            s_send_result(self, job->id, job->attempt, job->platform, reg, NULL, NULL, r,
+                          s_steps_of(job));
         } else
             s_send_result(self, job->id, job->attempt, job->platform, reg, &job->tail,
-                          r->error[0] ? r->error : "the worker failed without saying why", NULL);
+                          r->error[0] ? r->error : "the worker failed without saying why", NULL,
+                          s_steps_of(job));
         farm__worker_result__free_unpacked(r, NULL);
     } else {
         s_status_text(status, sizeof status, job->exit_status);
         if (asprintf(&msg, "job worker ended (%s) without a result", status) < 0)
             msg = NULL;
         s_send_result(self, job->id, job->attempt, job->platform, reg, &job->tail,
-                      msg ? msg : "job worker ended without a result", NULL);
+                      msg ? msg : "job worker ended without a result", NULL, s_steps_of(job));
         free(msg);
     }
     farm_astats_job(job->platform, result,
@@ -545,7 +570,7 @@ static void s_on_assign(farm_agent_t *self, Farm__Envelope **env_p)
             farm_log_warn("job=%.64s attempt=%u refused: %s", a->job_id, a->attempt,
                           farm_error_last());
             s_send_result(self, a->job_id, a->attempt, a->platform, NULL, NULL,
-                          farm_error_last(), NULL);
+                          farm_error_last(), NULL, NULL);
         }
         return;
     }

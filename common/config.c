@@ -76,7 +76,8 @@ static void s_want_size(s_ctx_t *ctx, const farm_yaml_node_t *n, const char *wha
         return;
     v = strtoull(s, &end, 10);
     shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : *end == 'T' ? 40 : -1;
-    if (end == s || shift < 0 || end[1] || v == 0 || v > (1ULL << 50) >> shift) {
+    if (end == s || shift < 0 || (end[1] && strcmp(end + 1, "iB") != 0) || v == 0 ||
+        v > (1ULL << 50) >> shift) {
         farm_yaml_problem(ctx->y, FARM_YAML_AT(n), "%s: %s is not a size; write a number and K, "
                           "M, G or T, e.g. 500M or 20G", what, farm_yaml_quote(s));
         return;
@@ -140,7 +141,7 @@ static char *s_want_endpoint(s_ctx_t *ctx, const farm_yaml_node_t *n, const char
 /* -- sections ------------------------------------------------------------------------ */
 
 static const char *const s_top_keys[] = {"coordinator", "platforms", "nodes", "clients",
-                                         "registries", "build", NULL};
+                                         "registries", "build", "history", NULL};
 static const char *const s_coord_keys[] = {"agents",      "clients",       "heartbeat",
                                            "liveness",    "queue_timeout", "job_timeout",
                                            "context_ttl", "state_dir",     "public_key",
@@ -861,6 +862,57 @@ static void s_build_secrets(s_ctx_t *ctx, const farm_yaml_node_t *v, farm_config
                           "most %d", b->n_secrets, FARM_SECRETS_MAX);
 }
 
+static const char *const s_history_keys[] = {"keep", "max_builds", "log_limit", NULL};
+
+/* history: {keep: 7d, max_builds: 10000, log_limit: 1M} */
+static void s_history(s_ctx_t *ctx, farm_yaml_node_t *map)
+{
+    farm_config_t *cfg = ctx->cfg;
+
+    if (farm_yaml_want_map(ctx->y, map, "history:",
+                           "indent keep:, max_builds: and log_limit: under it") < 0)
+        return;
+    farm_yaml_check_keys(ctx->y, map, s_history_keys, "under history:");
+    for (size_t i = 0; i + 1 < map->n; i += 2) {
+        const farm_yaml_node_t *k = map->items[i], *v = map->items[i + 1];
+        if (k->skip)
+            continue;
+        if (!strcmp(k->value, "keep")) {
+            const char *s = farm_yaml_want_string(ctx->y, v, "history.keep",
+                                                  "write a duration, e.g. 7d, 12h or 30m");
+            long long ms = -1;
+            char *end;
+            if (!s)
+                continue;
+            if (s[0] && s[strlen(s) - 1] == 'd') { /* days: the unit a retention is said in */
+                long long d = strtoll(s, &end, 10);
+                ms = end != s && *end == 'd' && !end[1] && d > 0 && d <= 3650
+                         ? d * 86400000LL : -1;
+            } else if (farm_config_parse_duration_ms(s) >= 0) {
+                ms = farm_config_parse_duration_ms(s);
+            }
+            if (ms < 60000 || ms > 3650LL * 86400000) {
+                farm_yaml_problem(ctx->y, FARM_YAML_AT(v), "history.keep: %s is not a duration "
+                                  "from 1m to 3650d; write e.g. 7d, 12h or 30m",
+                                  farm_yaml_quote(s));
+                continue;
+            }
+            cfg->history_keep_ms = ms;
+        } else if (!strcmp(k->value, "max_builds")) {
+            farm_yaml_want_int(ctx->y, v, "history.max_builds", 1, 1000000,
+                               &cfg->history_max_builds);
+        } else if (!strcmp(k->value, "log_limit")) {
+            unsigned long long n = 0;
+            s_want_size(ctx, v, "history.log_limit", &n);
+            if (n && (n < 4096 || n > (1ULL << 30)))
+                farm_yaml_problem(ctx->y, FARM_YAML_AT(v), "history.log_limit: %llu bytes is "
+                                  "out of range; use from 4K to 1G", n);
+            else if (n)
+                cfg->history_log_limit = n;
+        }
+    }
+}
+
 static void s_build(s_ctx_t *ctx, farm_yaml_node_t *map)
 {
     farm_config_build_t *b = &ctx->cfg->build;
@@ -1126,6 +1178,8 @@ static void s_top(s_ctx_t *ctx, farm_yaml_node_t *root)
             s_registries(ctx, v);
         else if (!strcmp(k->value, "build"))
             s_build(ctx, v);
+        else if (!strcmp(k->value, "history"))
+            s_history(ctx, v);
         if (farm_yaml_oom(ctx->y))
             return;
     }
@@ -1157,6 +1211,9 @@ int farm_config_parse(farm_config_t **out, const char *name, const char *yaml, s
     cfg->context_ttl_ms = 86400000;
     cfg->cache_wait_ms = 3000;
     cfg->max_builds_per_client = 64;
+    cfg->history_keep_ms = 7LL * 86400000;
+    cfg->history_max_builds = 10000;
+    cfg->history_log_limit = 1ULL << 20;
     cfg->max_uploads = FARM_UPLOADS_MAX;
     cfg->max_uploads_per_client = FARM_UPLOADS_PER_CLIENT_MAX;
     cfg->context_quota = 20ULL << 30;

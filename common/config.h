@@ -112,6 +112,10 @@ typedef struct {
     farm_config_registry_t *registries;
     size_t n_registries;
     farm_config_build_t build;
+    /* history: the coordinator's build records (its journal) */
+    long long history_keep_ms;        /* history.keep: finished builds kept this long, default 7d */
+    int history_max_builds;           /* history.max_builds: and at most this many, default 10000 */
+    unsigned long long history_log_limit; /* history.log_limit: bytes of log per build, default 1M */
 } farm_config_t;
 
 /* farm_diag_t (every problem found in a file) comes from common/yamltree.h. */

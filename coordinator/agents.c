@@ -368,6 +368,30 @@ static void s_on_hello(farm_agents_t *self, const void *rid, size_t rid_len,
                   node->cfg->name, node->n_platforms, node->slots, node->builder, h->version);
 }
 
+/* The attempt's timed steps into the build's record (statistics from the builder's
+ * output: kept, never acted on). */
+static void s_record_steps(farm_agents_t *self, const farm_job_t *job, const Farm__JobResult *r)
+{
+    farm_journal_step_t steps[FARM_JOURNAL_STEPS_MAX];
+    size_t n = 0;
+
+    if (!self->p.journal || !r->n_build_steps)
+        return;
+    for (size_t i = 0; i < r->n_build_steps && n < FARM_JOURNAL_STEPS_MAX; i++) {
+        const Farm__BuildStep *bs = r->build_steps[i];
+        if (!bs)
+            continue;
+        steps[n].number = bs->number;
+        steps[n].text = bs->text;
+        steps[n].ms = bs->ms;
+        steps[n].cached = bs->cached;
+        n++;
+    }
+    if (farm_journal_put_steps(self->p.journal, job->build->id, job->platform, steps, n) < 0)
+        farm_log_warn("journal: the steps of job %s not written: %s", job->id,
+                      farm_error_last());
+}
+
 static void s_on_job_log(farm_agents_t *self, farm_node_t *node, const Farm__JobLog *m)
 {
     farm_job_t *job = farm_scheduler_running(self->p.sched, node, m->job_id, m->attempt);
@@ -395,6 +419,7 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
                       r->job_id, r->attempt);
         return;
     }
+    s_record_steps(self, job, r);
     /* the agent's tail holds the lines it streamed as JobLogs too: it replaces ours, or
      * a failure would show each line twice */
     if (r->n_log_tail)

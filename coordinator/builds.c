@@ -282,7 +282,8 @@ static int s_journal_failed(const char *what, const char *id)
     return FARM_EIO;
 }
 
-void farm_builds_job_journal(farm_builds_t *self, const farm_job_t *job)
+/* why: how its last attempt ended, when the job went back to the queue (its record) */
+static void s_job_journal_why(farm_builds_t *self, const farm_job_t *job, const char *why)
 {
     farm_journal_job_t rec;
     long long now = farm_now_ms();
@@ -290,8 +291,14 @@ void farm_builds_job_journal(farm_builds_t *self, const farm_job_t *job)
     if (!self->journal || !job->build || job->build->state == FARM_BUILD_DONE)
         return;
     s_job_record(self, &rec, job, now);
+    rec.reason = why;
     if (farm_journal_put_job(self->journal, &rec) < 0)
         s_journal_failed("a job's state", job->id);
+}
+
+void farm_builds_job_journal(farm_builds_t *self, const farm_job_t *job)
+{
+    s_job_journal_why(self, job, NULL);
 }
 
 void farm_builds_job_requeued(farm_builds_t *self, farm_job_t *job, const char *why)
@@ -303,7 +310,7 @@ void farm_builds_job_requeued(farm_builds_t *self, farm_job_t *job, const char *
         farm_scheduler_withdraw(self->sched, job, why);
         job->state = FARM_JOB_QUEUED;
     }
-    farm_builds_job_journal(self, job);
+    s_job_journal_why(self, job, why);
     if (b->awaiting_submitter)
         farm_builds_event(self, b, job, FARM_EVENT_LOST, "%s; attempt %u waits for the build's "
                           "submitter to send its registry logins again", why, job->attempt);
@@ -696,6 +703,10 @@ static void s_check(farm_builds_t *self, farm_build_t *b, long long now)
 void farm_builds_job_log(farm_builds_t *self, farm_job_t *job, const char *line)
 {
     farm_tail_add(&job->tail, line);
+    /* the build's record: in the turn's one transaction with everything else */
+    if (self->journal && farm_journal_put_line(self->journal, job->build->id, job->platform,
+                                               job->node_name, line) < 0)
+        s_journal_failed("a log line", job->build->id);
     farm_builds_event(self, job->build, job, FARM_EVENT_LOG, "%s", line);
 }
 

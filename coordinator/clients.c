@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/platform.h"
 #include "common/text.h"
+#include "coordinator/history.h"
 #include "coordinator/journal.h"
 #include "coordinator/peerwarn.h"
 #include "coordinator/pushes.h"
@@ -453,6 +454,10 @@ farm_role_t farm_clients_needs(Farm__Envelope__BodyCase body, const char **what)
     case FARM__ENVELOPE__BODY_FOLLOW: *what = "follow builds"; return FARM_ROLE_READ;
     case FARM__ENVELOPE__BODY_LOGINS: *what = "send a build's logins"; return FARM_ROLE_SUBMIT;
     case FARM__ENVELOPE__BODY_DRAIN: *what = "drain nodes"; return FARM_ROLE_ADMIN;
+    /* which builds: farm_history_may_list and farm_history_may_read */
+    case FARM__ENVELOPE__BODY_HISTORY_REQUEST: *what = "list build history"; return FARM_ROLE_READ;
+    case FARM__ENVELOPE__BODY_HISTORY_GET: *what = "inspect builds"; return FARM_ROLE_READ;
+    case FARM__ENVELOPE__BODY_LOGS_REQUEST: *what = "read build logs"; return FARM_ROLE_READ;
     default: *what = "do this"; return FARM_ROLE_NONE;
     }
 }
@@ -753,6 +758,157 @@ done:
     farm_buildflags_clear(&secrets);
 }
 
+/* ------------------------------------------------------------------ build records */
+
+static farm_history_caller_t s_caller(const farm_client_t *c)
+{
+    return (farm_history_caller_t){c->name, c->role};
+}
+
+static void s_on_history(farm_clients_t *self, const farm_client_t *c,
+                         const Farm__HistoryRequest *req)
+{
+    farm_history_caller_t caller = s_caller(c);
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__HistoryReply *rep = farm_history_list(&self->p, &caller, req);
+
+    if (!rep) {
+        farm_clients_refuse(self, c->rid, c->rid_len, farm_error_last());
+        return;
+    }
+    env.body_case = FARM__ENVELOPE__BODY_HISTORY_REPLY;
+    env.history_reply = rep;
+    s_send(self, c->rid, c->rid_len, &env);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+}
+
+static void s_on_history_get(farm_clients_t *self, const farm_client_t *c,
+                             const Farm__HistoryGet *req)
+{
+    farm_history_caller_t caller = s_caller(c);
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__HistoryRecord *rec = farm_history_get(&self->p, &caller, req);
+
+    if (!rec) {
+        farm_clients_refuse(self, c->rid, c->rid_len, farm_error_last());
+        return;
+    }
+    env.body_case = FARM__ENVELOPE__BODY_HISTORY_RECORD;
+    env.history_record = rec;
+    s_send(self, c->rid, c->rid_len, &env);
+    protobuf_c_message_free_unpacked(&rec->base, NULL);
+}
+
+/* The kept lines, then (follow, the build still running) its events as to a follower: in
+ * one turn, so that no line falls between the two. */
+static void s_on_logs(farm_clients_t *self, const farm_client_t *c, const Farm__LogsRequest *req)
+{
+    farm_history_caller_t caller = s_caller(c);
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    size_t n = 0;
+    Farm__LogsReply **reps = farm_history_logs(&n, &self->p, &caller, req, 0);
+    farm_build_t *b;
+    farm_follower_t old;
+
+    if (!reps || !n) {
+        farm_clients_refuse(self, c->rid, c->rid_len, reps ? "no log" : farm_error_last());
+        farm_history_logs_free(reps, n);
+        return;
+    }
+    b = req->follow ? farm_builds_get(self->p.builds, reps[0]->build_id) : NULL;
+    if (b && b->state != FARM_BUILD_DONE) {
+        reps[n - 1]->following = 1;
+        if (farm_build_follow(b, &old, c->rid, c->rid_len)) {
+            char reason[512];
+            snprintf(reason, sizeof reason, "build %s has %d followers; this one, the oldest, "
+                     "no longer hears it: `farmctl logs -f %s` follows it again", b->id,
+                     FARM_FOLLOWERS_MAX, b->id);
+            farm_clients_refuse(self, old.rid, old.rid_len, reason);
+        }
+    }
+    env.body_case = FARM__ENVELOPE__BODY_LOGS_REPLY;
+    for (size_t i = 0; i < n; i++) {
+        env.logs_reply = reps[i];
+        s_send(self, c->rid, c->rid_len, &env);
+    }
+    farm_history_logs_free(reps, n);
+}
+
+/* farmctl cancel BUILD: answered. (The submit's Ctrl-C is not: its build's end is.) */
+static void s_on_cancel(farm_clients_t *self, const farm_client_t *c, const Farm__Cancel *m)
+{
+    farm_history_caller_t caller = s_caller(c);
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__CancelReply cr = FARM__CANCEL_REPLY__INIT;
+    char id[FARM_ID_MAX + 1], msg[1024], reason[1024];
+    farm_build_t *b;
+    int rc, was_done;
+
+    if (!m->reply) {
+        farm_builds_cancel(self->p.builds, m->build_id, c->rid, c->rid_len, c->name,
+                           c->role >= FARM_ROLE_ADMIN, farm_now_ms());
+        return;
+    }
+    if (farm_history_resolve(id, &self->p, &caller, m->build_id) < 0 &&
+        !(m->build_id[0] != '^' && farm_builds_get(self->p.builds, m->build_id))) {
+        farm_clients_refuse(self, c->rid, c->rid_len, farm_error_last());
+        return;
+    }
+    if (m->build_id[0] != '^')
+        snprintf(id, sizeof id, "%s", m->build_id);
+    b = farm_builds_get(self->p.builds, id);
+    was_done = b && b->state == FARM_BUILD_DONE;
+    rc = farm_builds_cancel(self->p.builds, id, c->rid, c->rid_len, c->name,
+                            c->role >= FARM_ROLE_ADMIN, farm_now_ms());
+    if (rc == FARM_EAUTH) {
+        snprintf(reason, sizeof reason, "build %s belongs to client %s; client %s (role %s) may "
+                 "cancel only its own builds, an admin any: ask %s or an admin", id, b->owner,
+                 c->name, farm_role_name(c->role), b->owner);
+        farm_peer_warn("%s", reason);
+        farm_clients_refuse(self, c->rid, c->rid_len, reason);
+        return;
+    }
+    if (rc == FARM_ENOTFOUND || was_done) {
+        /* gone from memory or ended: its record says how */
+        Farm__HistoryGet get = FARM__HISTORY_GET__INIT;
+        Farm__HistoryRecord *rec;
+        get.build = id;
+        if (!(rec = farm_history_get(&self->p, &caller, &get))) {
+            snprintf(reason, sizeof reason, "%s", farm_error_last());
+            if (strstr(reason, "may inspect only its own"))
+                snprintf(reason, sizeof reason, "build %s is not client %s's; a submit client "
+                         "may cancel only its own builds, an admin any", id, c->name);
+            farm_clients_refuse(self, c->rid, c->rid_len, reason);
+            return;
+        }
+        snprintf(msg, sizeof msg, "build %s had already ended (%s): nothing to cancel", id,
+                 rec->build ? rec->build->status : "done");
+        cr.state = "done";
+        cr.message = msg;
+        cr.build_id = id;
+        env.body_case = FARM__ENVELOPE__BODY_CANCEL_REPLY;
+        env.cancel_reply = &cr;
+        s_send(self, c->rid, c->rid_len, &env);
+        protobuf_c_message_free_unpacked(&rec->base, NULL);
+        return;
+    }
+    b = farm_builds_get(self->p.builds, id);
+    cr.build_id = id;
+    if (b && b->state == FARM_BUILD_STITCHING) {
+        cr.state = "stitching";
+        snprintf(msg, sizeof msg, "too late to cancel build %s: its index is being pushed",
+                 id);
+    } else {
+        cr.state = "cancelled";
+        snprintf(msg, sizeof msg, "build %s cancelled; nothing was pushed under its tags", id);
+        farm_log_info("build=%s cancelled by %s", id, c->name[0] ? c->name : "a local client");
+    }
+    cr.message = msg;
+    env.body_case = FARM__ENVELOPE__BODY_CANCEL_REPLY;
+    env.cancel_reply = &cr;
+    s_send(self, c->rid, c->rid_len, &env);
+}
+
 void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
                           const Farm__Envelope *env)
 {
@@ -786,10 +942,10 @@ void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
     case FARM__ENVELOPE__BODY_NODES_REQUEST: s_on_nodes(self, c); break;
     case FARM__ENVELOPE__BODY_DRAIN: s_on_drain(self, c, env->drain); break;
     case FARM__ENVELOPE__BODY_BUILDS_REQUEST: s_on_builds(self, c); break;
-    case FARM__ENVELOPE__BODY_CANCEL:
-        farm_builds_cancel(self->p.builds, env->cancel->build_id, c->rid, c->rid_len, c->name,
-                           c->role >= FARM_ROLE_ADMIN, farm_now_ms());
-        break;
+    case FARM__ENVELOPE__BODY_CANCEL: s_on_cancel(self, c, env->cancel); break;
+    case FARM__ENVELOPE__BODY_HISTORY_REQUEST: s_on_history(self, c, env->history_request); break;
+    case FARM__ENVELOPE__BODY_HISTORY_GET: s_on_history_get(self, c, env->history_get); break;
+    case FARM__ENVELOPE__BODY_LOGS_REQUEST: s_on_logs(self, c, env->logs_request); break;
     case FARM__ENVELOPE__BODY_FOLLOW: s_on_follow(self, c, env->follow); break;
     case FARM__ENVELOPE__BODY_LOGINS: s_on_logins(self, c, env->logins); break;
     case FARM__ENVELOPE__BODY_HEARTBEAT: break;

@@ -30,6 +30,7 @@
 #include "coordinator/journal.h"
 #include "coordinator/nodes.h"
 #include "coordinator/peerwarn.h"
+#include "coordinator/history.h"
 #include "coordinator/pushes.h"
 #include "coordinator/reload.h"
 #include "coordinator/scheduler.h"
@@ -78,6 +79,7 @@ struct farm_coordinator {
     long long committed_at;    /* the last commit */
     int commit_timer;          /* a turn at the next commit's time */
     farm_reload_parts_t reload; /* what a reload of farm.yaml (SIGHUP) touches */
+    farm_history_watches_t *watches; /* live log lines for readers other than farmctl */
     long long pruned_at;
     int stopping;              /* shutting down: the nodes keep what they run */
 };
@@ -149,6 +151,8 @@ static void s_on_event(void *arg, farm_build_t *b, const farm_job_t *job, farm_e
 {
     farm_coordinator_t *self = arg;
     farm_clients_event(self->cl, b, job, kind, msg);
+    if (kind == FARM_EVENT_LOG && job)
+        farm_history_line(self->watches, b->id, job->platform, msg);
     farm_web_event(self->web, b, job, kind, msg);
 }
 
@@ -157,6 +161,7 @@ static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_dige
 {
     farm_coordinator_t *self = arg;
     farm_clients_done(self->cl, b, ok, index_digest, index_size, error);
+    farm_history_ended(self->watches, b->id);
     farm_web_done(self->web, b);
 }
 
@@ -295,6 +300,16 @@ static void s_reap_stitch(void *arg, farm_build_t *b)
     farm_pushes_drop(self->pushes, b);
 }
 
+/* farm.yaml's history: into the journal (retention by time and count, the log bound). */
+static void s_history_opts(farm_coordinator_t *self)
+{
+    farm_journal_opts_t o = {.retention_ms = self->cfg->history_keep_ms,
+                             .max_builds = (size_t)self->cfg->history_max_builds,
+                             .log_limit = (size_t)self->cfg->history_log_limit};
+    if (self->journal)
+        farm_journal_set_opts(self->journal, &o);
+}
+
 static int s_on_chores(farm_reactor_t *r, void *arg)
 {
     farm_coordinator_t *self = arg;
@@ -305,6 +320,7 @@ static int s_on_chores(farm_reactor_t *r, void *arg)
     farm_warmfile_save(self->warmfile, now, 0);
     farm_builds_reap(self->builds, now, DONE_KEEP_MS, s_reap_stitch, self);
     farm_ctxstore_expire(self->ctx, now, UPLOAD_IDLE_MS);
+    s_history_opts(self); /* a reload may have changed them */
     if (now - self->pruned_at >= PRUNE_EVERY_MS) {
         struct timespec ts;
         self->pruned_at = now;
@@ -525,6 +541,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     /* its refusal names the file and what to do (another coordinator holds it, ...) */
     if (!(self->journal = farm_journal_open(state, NULL)))
         goto fail;
+    s_history_opts(self);
     if (!(self->outbox = farm_wire_outbox_new())) {
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
@@ -546,12 +563,13 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     parts = (farm_coord_parts_t){cfg, self->nodes, self->sched, self->builds, self->ctx,
                                  self->journal};
     self->cl = self->builds && self->ctx ? farm_clients_new(&parts, s_send_client, self) : NULL;
+    self->watches = farm_history_watches_new();
     self->ag = self->builds && self->ctx && self->timeserve
                    ? farm_agents_new(&parts, self->timeserve, s_send_agent, self) : NULL;
     if (!self->ctx)
         goto fail; /* its error names the directory */
     if (!self->ag || !self->nodes || !self->timeserve || !self->sched || !self->builds ||
-        !self->reactor || !self->pushes || !self->cl) {
+        !self->reactor || !self->pushes || !self->cl || !self->watches) {
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
     }
@@ -594,6 +612,7 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     farm_web_destroy(&self->web); /* its streams end while their builds exist */
     farm_pushes_destroy(&self->pushes); /* stops the helpers while their builds exist */
     farm_clients_destroy(&self->cl);
+    farm_history_watches_destroy(&self->watches);
     farm_builds_destroy(&self->builds);
     farm_scheduler_destroy(&self->sched);
     farm_agents_destroy(&self->ag); /* the scheduler cancels through it to the end */

@@ -62,7 +62,8 @@ int farm_history_resolve(char out[FARM_ID_MAX + 1], const farm_coord_parts_t *pa
 
 /* Live log lines of running builds, for a page that shows them as they come: fn is called
  * for each line of the build (platform, line), and once with platform and line NULL when
- * the build ends; then the watch is gone. The watch id (> 0), or < 0. */
+ * the build ends; then the watch is gone. The watch id (> 0), or < 0. fn may not watch or
+ * unwatch while the lines are being handed out (the end call excepted). */
 typedef void (*farm_history_line_fn)(void *arg, const char *build_id, const char *platform,
                                      const char *line);
 typedef struct farm_history_watches farm_history_watches_t;

@@ -24,12 +24,14 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/hmap.h"
 #include "common/log.h"
 
 struct farm_journal {
     const farm_journal_ops_t *ops;
     void *impl;
     long long retention_ms;
+    size_t max_builds, log_limit;
     char path[FARM_PATH_MAX];
 };
 
@@ -278,7 +280,7 @@ done:
 
 /* ------------------------------------------------------------------ SQLite backend */
 
-#define S_STMTS_MAX 32
+#define S_STMTS_MAX 64
 
 typedef struct {
     sqlite3 *db;
@@ -290,7 +292,19 @@ typedef struct {
     } stmts[S_STMTS_MAX]; /* prepared once, reset after each use */
     size_t n_stmts;
     int in_tx;  /* ... which is open */
+    farm_hmap_t *logs; /* build id -> s_logstate_t of the builds whose log grew this run */
+    farm_link_t log_states; /* the same, to free them */
 } s_sql_t;
+
+/* Where a running build's log stands against its bound: read from the file the first time
+ * a line comes after a start, then kept here (dropped when the build finishes). */
+typedef struct {
+    farm_link_t link;
+    uint64_t next;                    /* the next line's number */
+    uint64_t head_bytes, tail_bytes;  /* kept in the first half, and in the last */
+    uint64_t cut_lines, cut_bytes;    /* dropped from the last half's start */
+    int tail;                         /* the first half is full: lines go to the last */
+} s_logstate_t;
 
 /* Each version's step, applied in order from the file's user_version. A step only adds:
  * an older coordinator's journal opens in a newer one, never the other way round. */
@@ -330,6 +344,23 @@ static const char *const s_migrations[FARM_JOURNAL_SCHEMA] = {
     "CREATE TABLE tags(registry TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL,"
     " seq INTEGER NOT NULL, build_id TEXT NOT NULL, at INTEGER NOT NULL,"
     " PRIMARY KEY(registry, repository, tag));",
+    /* 4: build records: why each attempt ended, a job's cache hits and steps, its last
+     * attempt's timed steps, and the build's log within its bound (head: in the first
+     * half kept; the last half loses its oldest lines, counted in log_cut_*) */
+    "ALTER TABLE attempts ADD COLUMN reason TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN cache_hits INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN steps INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE builds ADD COLUMN log_cut_lines INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE builds ADD COLUMN log_cut_bytes INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE steps(build_id TEXT NOT NULL, platform TEXT NOT NULL, n INTEGER NOT NULL,"
+    " number INTEGER NOT NULL, text TEXT NOT NULL, ms INTEGER NOT NULL,"
+    " cached INTEGER NOT NULL, PRIMARY KEY(build_id, platform, n),"
+    " FOREIGN KEY(build_id, platform) REFERENCES jobs(build_id, platform) ON DELETE CASCADE);"
+    "CREATE TABLE logs(build_id TEXT NOT NULL REFERENCES builds(id) ON DELETE CASCADE,"
+    " n INTEGER NOT NULL, platform TEXT NOT NULL, node TEXT NOT NULL, line TEXT NOT NULL,"
+    " head INTEGER NOT NULL,"
+    " bytes INTEGER NOT NULL, PRIMARY KEY(build_id, n)) WITHOUT ROWID;"
+    "CREATE INDEX logs_tail ON logs(build_id, head, n);",
 };
 
 #define S_APPLICATION_ID 0x6661726d /* "farm" */
@@ -597,6 +628,12 @@ static void s_sql_close(void *impl)
     for (size_t i = 0; i < s->n_stmts; i++)
         sqlite3_finalize(s->stmts[i].st);
     sqlite3_close_v2(s->db);
+    while (s->log_states.next && !farm_link_empty(&s->log_states)) {
+        farm_link_t *l = s->log_states.next;
+        farm_link_remove(l);
+        free(FARM_LINK_OWNER(l, s_logstate_t, link));
+    }
+    farm_hmap_destroy(&s->logs);
     free(s);
 }
 
@@ -608,10 +645,12 @@ static s_sql_t *s_sql_open(const char *state_dir)
     sqlite3_stmt *stmt = NULL;
     int rc;
 
-    if (!s) {
+    if (!s || !(s->logs = farm_hmap_new())) {
+        free(s);
         farm_error_set(FARM_ERROR, "journal: out of memory");
         return NULL;
     }
+    farm_link_init(&s->log_states);
     if (farm_path_join(s->path, sizeof s->path, state_dir, "journal.db") < 0)
         goto fail;
     /* RETURNING (3.35) and SQLITE_OPEN_NOFOLLOW (3.31): features, not symbols, so the
@@ -687,11 +726,11 @@ static int s_put_job_rows(s_sql_t *s, const farm_journal_job_t *j)
     sqlite3_stmt *st = NULL;
     int rc = s_prepare(s, &st,
         "INSERT INTO jobs(build_id, id, platform, state, attempt, node, queued_at, started_at,"
-        " finished_at, image_digest, image_size, image_media_type, error)"
-        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"
+        " finished_at, image_digest, image_size, image_media_type, error, cache_hits, steps)"
+        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
         " ON CONFLICT(build_id, platform) DO UPDATE SET id=?2, state=?4, attempt=?5, node=?6,"
         " queued_at=?7, started_at=?8, finished_at=?9, image_digest=?10, image_size=?11,"
-        " image_media_type=?12, error=?13");
+        " image_media_type=?12, error=?13, cache_hits=?14, steps=?15");
     if (rc < 0)
         return rc;
     s_bind_text(st, 1, j->build_id);
@@ -707,6 +746,8 @@ static int s_put_job_rows(s_sql_t *s, const farm_journal_job_t *j)
     sqlite3_bind_int64(st, 11, (sqlite3_int64)j->image_size);
     s_bind_text(st, 12, j->image_media_type);
     s_bind_text(st, 13, j->error);
+    sqlite3_bind_int64(st, 14, j->cache_hits);
+    sqlite3_bind_int64(st, 15, j->steps);
     rc = sqlite3_step(st);
     s_unprep(s, st);
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
@@ -716,10 +757,27 @@ static int s_put_job_rows(s_sql_t *s, const farm_journal_job_t *j)
         return s_sqlerr(s, rc, "writing a job");
     if (j->attempt == 0)
         return 0;
+    if (j->state == FARM_JOURNAL_JOB_QUEUED) {
+        /* back in the queue: the attempt that ran is lost (the coordinator numbers the
+         * next one before it says so: that one has not started) */
+        if ((rc = s_prepare(s, &st,
+            "UPDATE attempts SET outcome='lost', reason=?4, finished_at=?5 WHERE build_id=?1"
+            " AND platform=?2 AND attempt<=?3 AND outcome='running'")) < 0)
+            return rc;
+        s_bind_text(st, 1, j->build_id);
+        s_bind_text(st, 2, j->platform);
+        sqlite3_bind_int64(st, 3, j->attempt);
+        s_bind_text(st, 4, j->reason ? j->reason : "");
+        sqlite3_bind_int64(st, 5, j->queued_at);
+        rc = s_step_done(s, st, "writing a lost attempt");
+        s_unprep(s, st);
+        return rc;
+    }
     if ((rc = s_prepare(s, &st,
         "INSERT INTO attempts(build_id, platform, attempt, node, outcome, started_at,"
-        " finished_at) VALUES(?1,?2,?3,?4,?5,?6,?7) ON CONFLICT(build_id, platform, attempt)"
-        " DO UPDATE SET node=?4, outcome=?5, started_at=?6, finished_at=?7")) < 0)
+        " finished_at, reason) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"
+        " ON CONFLICT(build_id, platform, attempt)"
+        " DO UPDATE SET node=?4, outcome=?5, started_at=?6, finished_at=?7, reason=?8")) < 0)
         return rc;
     s_bind_text(st, 1, j->build_id);
     s_bind_text(st, 2, j->platform);
@@ -728,6 +786,7 @@ static int s_put_job_rows(s_sql_t *s, const farm_journal_job_t *j)
     s_bind_text(st, 5, outcome[j->state]);
     sqlite3_bind_int64(st, 6, j->started_at);
     sqlite3_bind_int64(st, 7, j->finished_at);
+    s_bind_text(st, 8, j->reason ? j->reason : j->error ? j->error : "");
     rc = s_step_done(s, st, "writing an attempt");
     s_unprep(s, st);
     return rc;
@@ -852,10 +911,20 @@ static int s_finish(void *impl, const char *id, int ok, const char *reason,
     s_unprep(s, st);
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         rc = farm_error_set(FARM_ENOTFOUND, "journal %s: no build %s to finish", s->path, id);
-    if (rc == 0)
-        rc = s_exec_build_at(s, "UPDATE attempts SET outcome='cancelled', finished_at=?2"
-                                " WHERE build_id=?1 AND outcome='running'",
-                             id, at, "cancelling attempts");
+    if (rc == 0 && (rc = s_prepare(s, &st, "UPDATE attempts SET outcome='cancelled',"
+                                           " finished_at=?2, reason=?3 WHERE build_id=?1 AND"
+                                           " outcome='running'")) == 0) {
+        s_bind_text(st, 1, id);
+        sqlite3_bind_int64(st, 2, at);
+        s_bind_text(st, 3, ok ? "the build finished" : reason ? reason : "the build failed");
+        rc = s_step_done(s, st, "cancelling attempts");
+        s_unprep(s, st);
+    }
+    s_logstate_t *ls = farm_hmap_dels(s->logs, id);
+    if (ls) {
+        farm_link_remove(&ls->link);
+        free(ls);
+    }
     if (rc == 0)
         rc = s_exec_build_at(s, "UPDATE jobs SET state='cancelled', finished_at=?2"
                                 " WHERE build_id=?1 AND state IN ('queued','running')",
@@ -955,6 +1024,8 @@ static int s_row_job(s_sql_t *s, farm_journal_job_t *j, sqlite3_stmt *st)
     j->started_at = sqlite3_column_int64(st, 7);
     j->finished_at = sqlite3_column_int64(st, 8);
     j->image_size = (uint64_t)sqlite3_column_int64(st, 10);
+    j->cache_hits = (unsigned)sqlite3_column_int64(st, 13);
+    j->steps = (unsigned)sqlite3_column_int64(st, 14);
     if (s_job_ok(j) < 0)
         goto bad;
     return 0;
@@ -1002,7 +1073,8 @@ static int s_load_unfinished(void *impl, farm_journal_loaded_t *out)
     cap = 0;
     if ((rc = s_prepare(s, &st, "SELECT j.build_id, j.id, j.platform, j.state, j.attempt,"
                                 " j.node, j.queued_at, j.started_at, j.finished_at,"
-                                " j.image_digest, j.image_size, j.image_media_type, j.error"
+                                " j.image_digest, j.image_size, j.image_media_type, j.error,"
+                                " j.cache_hits, j.steps"
                                 " FROM jobs j JOIN builds b ON b.id = j.build_id"
                                 " WHERE b.state != 'done' ORDER BY b.seq, j.rowid")) < 0)
         goto done;
@@ -1136,6 +1208,411 @@ static int s_get_tag(void *impl, farm_journal_tag_t *out, const char *registry,
     return rc;
 }
 
+/* ---- build records (schema 4) */
+
+static int s_put_steps(void *impl, const char *build_id, const char *platform,
+                       const farm_journal_step_t *steps, size_t n)
+{
+    s_sql_t *s = impl;
+    sqlite3_stmt *st = NULL;
+    int rc = s_begin(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = s_prepare(s, &st, "DELETE FROM steps WHERE build_id=?1 AND platform=?2")) == 0) {
+        s_bind_text(st, 1, build_id);
+        s_bind_text(st, 2, platform);
+        rc = s_step_done(s, st, "replacing steps");
+        s_unprep(s, st);
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if ((rc = s_prepare(s, &st, "INSERT INTO steps(build_id, platform, n, number, text, ms,"
+                                    " cached) VALUES(?1,?2,?3,?4,substr(?5,1,?8),?6,?7)")) < 0)
+            break;
+        s_bind_text(st, 1, build_id);
+        s_bind_text(st, 2, platform);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)i);
+        sqlite3_bind_int64(st, 4, steps[i].number);
+        s_bind_text(st, 5, steps[i].text ? steps[i].text : "");
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)steps[i].ms);
+        sqlite3_bind_int(st, 7, !!steps[i].cached);
+        sqlite3_bind_int(st, 8, FARM_JOURNAL_STEP_TEXT_MAX);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_CONSTRAINT_FOREIGNKEY)
+            rc = farm_error_set(FARM_ENOTFOUND, "journal %s: steps of %s of build %s, which the "
+                                "journal does not hold", s->path, platform, build_id);
+        else if (r != SQLITE_DONE)
+            rc = s_sqlerr(s, r, "writing a step");
+        s_unprep(s, st);
+    }
+    return s_end(s, rc);
+}
+
+/* The build's log state: kept, or read from the file (the first line after a start). */
+static s_logstate_t *s_logstate(s_sql_t *s, const char *id)
+{
+    s_logstate_t *ls = farm_hmap_gets(s->logs, id);
+    sqlite3_stmt *st = NULL;
+
+    if (ls)
+        return ls;
+    if (!(ls = calloc(1, sizeof *ls))) {
+        farm_error_set(FARM_ERROR, "journal: out of memory");
+        return NULL;
+    }
+    if (s_prepare(s, &st, "SELECT coalesce(max(n) + 1, 0),"
+                          " coalesce(sum(CASE WHEN head THEN bytes END), 0),"
+                          " coalesce(sum(CASE WHEN head THEN 0 ELSE bytes END), 0),"
+                          " (SELECT log_cut_lines FROM builds WHERE id=?1),"
+                          " (SELECT log_cut_bytes FROM builds WHERE id=?1)"
+                          " FROM logs WHERE build_id=?1") < 0)
+        goto fail;
+    s_bind_text(st, 1, id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        s_sqlerr(s, sqlite3_errcode(s->db), "reading a log's state");
+        goto fail;
+    }
+    ls->next = (uint64_t)sqlite3_column_int64(st, 0);
+    ls->head_bytes = (uint64_t)sqlite3_column_int64(st, 1);
+    ls->tail_bytes = (uint64_t)sqlite3_column_int64(st, 2);
+    ls->cut_lines = (uint64_t)sqlite3_column_int64(st, 3);
+    ls->cut_bytes = (uint64_t)sqlite3_column_int64(st, 4);
+    ls->tail = ls->tail_bytes > 0 || ls->cut_lines > 0;
+    s_unprep(s, st);
+    if (farm_hmap_puts(s->logs, id, ls) < 0) {
+        farm_error_set(FARM_ERROR, "journal: out of memory");
+        free(ls);
+        return NULL;
+    }
+    farm_link_push_back(&s->log_states, &ls->link);
+    return ls;
+fail:
+    s_unprep(s, st);
+    free(ls);
+    return NULL;
+}
+
+/* The first half of the bound keeps the build's first lines; past it every line joins the
+ * last half, which drops its oldest lines to stay within the bound. */
+static int s_put_line(void *impl, const char *build_id, const char *platform, const char *node,
+                      const char *line, size_t limit)
+{
+    s_sql_t *s = impl;
+    sqlite3_stmt *st = NULL;
+    s_logstate_t *ls = s_logstate(s, build_id), n;
+    uint64_t bytes = strlen(line) + 1;
+    int rc, head;
+
+    if (!ls)
+        return FARM_ERROR;
+    n = *ls; /* taken only once written */
+    head = !n.tail && n.head_bytes + bytes <= limit / 2;
+    if (head)
+        n.head_bytes += bytes;
+    else {
+        n.tail = 1;
+        n.tail_bytes += bytes;
+    }
+    if ((rc = s_begin(s)) < 0)
+        return rc;
+    if ((rc = s_prepare(s, &st, "INSERT INTO logs(build_id, n, platform, line, head, bytes,"
+                                " node) VALUES(?1,?2,?3,?4,?5,?6,?7)")) < 0)
+        return s_end(s, rc);
+    s_bind_text(st, 1, build_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)n.next++);
+    s_bind_text(st, 3, platform);
+    s_bind_text(st, 4, line);
+    sqlite3_bind_int(st, 5, head);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)bytes);
+    s_bind_text(st, 7, node ? node : "");
+    int r = sqlite3_step(st);
+    s_unprep(s, st);
+    if (r == SQLITE_CONSTRAINT_FOREIGNKEY)
+        return s_end(s, farm_error_set(FARM_ENOTFOUND, "journal %s: a log line of build %s, "
+                                       "which the journal does not hold", s->path, build_id));
+    if (r != SQLITE_DONE)
+        return s_end(s, s_sqlerr(s, r, "writing a log line"));
+    while (rc == 0 && n.tail_bytes > 0 && n.head_bytes + n.tail_bytes > limit) {
+        if ((rc = s_prepare(s, &st, "DELETE FROM logs WHERE build_id=?1 AND n=(SELECT min(n)"
+                                    " FROM logs WHERE build_id=?1 AND head=0) RETURNING bytes")) < 0)
+            break;
+        s_bind_text(st, 1, build_id);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+            uint64_t gone = (uint64_t)sqlite3_column_int64(st, 0);
+            n.tail_bytes -= gone < n.tail_bytes ? gone : n.tail_bytes;
+            n.cut_lines++;
+            n.cut_bytes += gone;
+            while ((r = sqlite3_step(st)) == SQLITE_ROW)
+                ;
+        }
+        else
+            n.tail_bytes = 0; /* the file has none left: nothing more to cut */
+        if (r != SQLITE_DONE)
+            rc = s_sqlerr(s, r, "cutting a log");
+        s_unprep(s, st);
+    }
+    if (rc == 0 && n.cut_lines != ls->cut_lines &&
+        (rc = s_prepare(s, &st, "UPDATE builds SET log_cut_lines=?2, log_cut_bytes=?3"
+                                " WHERE id=?1")) == 0) {
+        s_bind_text(st, 1, build_id);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)n.cut_lines);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)n.cut_bytes);
+        rc = s_step_done(s, st, "counting a log's cut");
+        s_unprep(s, st);
+    }
+    if ((rc = s_end(s, rc)) == 0) {
+        n.link = ls->link;
+        *ls = n;
+    }
+    return rc;
+}
+
+/* The status a person reads: running, stitching, completed, failed, cancelled. */
+#define S_STATUS_SQL                                                                   \
+    "CASE WHEN state='running' THEN 'running' WHEN state='stitching' THEN 'stitching'" \
+    " WHEN ok THEN 'completed' WHEN reason LIKE 'cancelled%' THEN 'cancelled'"         \
+    " ELSE 'failed' END"
+
+static int s_list(void *impl, farm_journal_build_t **out, size_t *out_n,
+                  const farm_journal_filter_t *f)
+{
+    s_sql_t *s = impl;
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int rc, r;
+
+    *out = NULL;
+    *out_n = 0;
+    if ((rc = s_prepare(s, &st,
+        "SELECT " S_BUILD_COLS " FROM builds WHERE"
+        " (?1 IS NULL OR (owner=?1) != ?2) AND"
+        " (?3 IS NULL OR (registry || '/' || repository = ?3) != ?4) AND"
+        " (?5 IS NULL OR (" S_STATUS_SQL " = ?5) != ?6) AND"
+        " (?7 = 0 OR created >= ?7) AND (?8 = 0 OR created <= ?8)"
+        " ORDER BY seq DESC LIMIT ?9 OFFSET ?10")) < 0)
+        return rc;
+    s_bind_text(st, 1, f->owner);
+    sqlite3_bind_int(st, 2, !!f->owner_not);
+    s_bind_text(st, 3, f->repository);
+    sqlite3_bind_int(st, 4, !!f->repository_not);
+    s_bind_text(st, 5, f->status);
+    sqlite3_bind_int(st, 6, !!f->status_not);
+    sqlite3_bind_int64(st, 7, f->since);
+    sqlite3_bind_int64(st, 8, f->until);
+    sqlite3_bind_int64(st, 9, (sqlite3_int64)(f->limit ? f->limit : FARM_JOURNAL_MAX_BUILDS));
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)f->offset);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = s_grow((void **)out, &cap, *out_n, sizeof **out)) < 0 ||
+            (rc = s_row_build(s, &(*out)[*out_n], st)) < 0)
+            goto done;
+        (*out_n)++;
+    }
+    if (r != SQLITE_DONE)
+        rc = s_sqlerr(s, r, "listing builds");
+done:
+    s_unprep(s, st);
+    if (rc < 0) {
+        farm_journal_builds_free(*out, *out_n);
+        *out = NULL;
+        *out_n = 0;
+    }
+    return rc;
+}
+
+static int s_get_build(void *impl, farm_journal_build_t *out, const char *id);
+
+static int s_get_record(void *impl, farm_journal_record_t *out, const char *id)
+{
+    s_sql_t *s = impl;
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int rc, r;
+
+    memset(out, 0, sizeof *out);
+    if ((rc = s_get_build(impl, &out->build, id)) < 0)
+        return rc;
+    if ((rc = s_prepare(s, &st, "SELECT build_id, id, platform, state, attempt, node, queued_at,"
+                                " started_at, finished_at, image_digest, image_size,"
+                                " image_media_type, error, cache_hits, steps FROM jobs"
+                                " WHERE build_id=?1 ORDER BY rowid")) < 0)
+        goto done;
+    s_bind_text(st, 1, id);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = s_grow((void **)&out->jobs, &cap, out->n_jobs, sizeof *out->jobs)) < 0 ||
+            (rc = s_row_job(s, &out->jobs[out->n_jobs], st)) < 0)
+            goto done;
+        out->n_jobs++;
+    }
+    if (r != SQLITE_DONE && (rc = s_sqlerr(s, r, "reading jobs")) < 0)
+        goto done;
+    s_unprep(s, st);
+    cap = 0;
+    if ((rc = s_prepare(s, &st, "SELECT a.platform, a.attempt, a.node, a.outcome, a.reason,"
+                                " a.started_at, a.finished_at FROM attempts a JOIN jobs j ON"
+                                " j.build_id=a.build_id AND j.platform=a.platform"
+                                " WHERE a.build_id=?1 ORDER BY j.rowid, a.attempt")) < 0)
+        goto done;
+    s_bind_text(st, 1, id);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        farm_journal_attempt_t *a;
+        if ((rc = s_grow((void **)&out->attempts, &cap, out->n_attempts,
+                         sizeof *out->attempts)) < 0)
+            goto done;
+        a = &out->attempts[out->n_attempts];
+        memset(a, 0, sizeof *a);
+        if (s_col_fixed(a->platform, sizeof a->platform, st, 0) < 0 ||
+            s_col_fixed(a->node, sizeof a->node, st, 2) < 0 ||
+            s_col_fixed(a->outcome, sizeof a->outcome, st, 3) < 0 ||
+            s_col_dup(&a->reason, st, 4, FARM_JOURNAL_REASON_MAX) < 0) {
+            free(a->reason);
+            rc = farm_error_set(FARM_EINVALID, "journal %s: an attempt of build %s cannot be "
+                                "read back (was the file changed outside farm?)", s->path, id);
+            goto done;
+        }
+        a->attempt = (unsigned)sqlite3_column_int64(st, 1);
+        a->started_at = sqlite3_column_int64(st, 5);
+        a->finished_at = sqlite3_column_int64(st, 6);
+        out->n_attempts++;
+    }
+    if (r != SQLITE_DONE && (rc = s_sqlerr(s, r, "reading attempts")) < 0)
+        goto done;
+    s_unprep(s, st);
+    cap = 0;
+    if ((rc = s_prepare(s, &st, "SELECT s.platform, s.number, s.text, s.ms, s.cached FROM steps"
+                                " s JOIN jobs j ON j.build_id=s.build_id AND"
+                                " j.platform=s.platform WHERE s.build_id=?1"
+                                " ORDER BY j.rowid, s.n")) < 0)
+        goto done;
+    s_bind_text(st, 1, id);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        farm_journal_step_t *p;
+        if ((rc = s_grow((void **)&out->steps, &cap, out->n_steps, sizeof *out->steps)) < 0)
+            goto done;
+        p = &out->steps[out->n_steps];
+        memset(p, 0, sizeof *p);
+        if (s_col_fixed(p->platform, sizeof p->platform, st, 0) < 0 ||
+            s_col_dup(&p->text, st, 2, FARM_JOURNAL_STEP_TEXT_MAX) < 0) {
+            free(p->text);
+            rc = farm_error_set(FARM_EINVALID, "journal %s: a step of build %s cannot be read "
+                                "back (was the file changed outside farm?)", s->path, id);
+            goto done;
+        }
+        p->number = (unsigned)sqlite3_column_int64(st, 1);
+        p->ms = (uint64_t)sqlite3_column_int64(st, 3);
+        p->cached = sqlite3_column_int(st, 4);
+        out->n_steps++;
+    }
+    if (r != SQLITE_DONE && (rc = s_sqlerr(s, r, "reading steps")) < 0)
+        goto done;
+    s_unprep(s, st);
+    if ((rc = s_prepare(s, &st, "SELECT log_cut_lines, log_cut_bytes FROM builds"
+                                " WHERE id=?1")) < 0)
+        goto done;
+    s_bind_text(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        out->log_cut_lines = (uint64_t)sqlite3_column_int64(st, 0);
+        out->log_cut_bytes = (uint64_t)sqlite3_column_int64(st, 1);
+    }
+done:
+    s_unprep(s, st);
+    if (rc < 0)
+        farm_journal_record_clear(out);
+    return rc;
+}
+
+static int s_get_lines(void *impl, farm_journal_line_t **out, size_t *out_n, const char *id,
+                       const char *platform)
+{
+    s_sql_t *s = impl;
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    long long cut_lines = 0, cut_bytes = 0;
+    int rc, r, said = 0;
+
+    *out = NULL;
+    *out_n = 0;
+    if ((rc = s_prepare(s, &st, "SELECT log_cut_lines, log_cut_bytes FROM builds"
+                                " WHERE id=?1")) < 0)
+        return rc;
+    s_bind_text(st, 1, id);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        cut_lines = sqlite3_column_int64(st, 0);
+        cut_bytes = sqlite3_column_int64(st, 1);
+    }
+    s_unprep(s, st);
+    if (r == SQLITE_DONE)
+        return farm_error_set(FARM_ENOTFOUND, "journal %s: no build %s", s->path, id);
+    if (r != SQLITE_ROW)
+        return s_sqlerr(s, r, "reading a build");
+    if ((rc = s_prepare(s, &st, "SELECT platform, line, head, node FROM logs WHERE build_id=?1 AND"
+                                " (?2 IS NULL OR platform=?2) ORDER BY n")) < 0)
+        return rc;
+    s_bind_text(st, 1, id);
+    s_bind_text(st, 2, platform);
+    for (;;) {
+        int row = (r = sqlite3_step(st)) == SQLITE_ROW;
+        int marker = cut_lines > 0 && !said && (!row || !sqlite3_column_int(st, 2));
+        for (int k = 0; k < marker + row; k++) {
+            farm_journal_line_t *l;
+            if ((rc = s_grow((void **)out, &cap, *out_n, sizeof **out)) < 0)
+                goto done;
+            l = &(*out)[*out_n];
+            memset(l, 0, sizeof *l);
+            if (k == 0 && marker) {
+                said = 1;
+                if (asprintf(&l->line, "... %lld lines (%lld bytes) cut: the log is over "
+                             "history.log_limit; its first and last lines are kept ...",
+                             cut_lines, cut_bytes) < 0)
+                    l->line = NULL;
+            } else if (s_col_fixed(l->platform, sizeof l->platform, st, 0) < 0 ||
+                       s_col_fixed(l->node, sizeof l->node, st, 3) < 0) {
+                rc = farm_error_set(FARM_EINVALID, "journal %s: a log line of build %s cannot "
+                                    "be read back", s->path, id);
+                goto done;
+            } else {
+                l->line = strdup((const char *)sqlite3_column_text(st, 1));
+            }
+            if (!l->line) {
+                rc = farm_error_set(FARM_ERROR, "journal: out of memory reading a log");
+                goto done;
+            }
+            (*out_n)++;
+        }
+        if (!row)
+            break;
+    }
+    if (r != SQLITE_DONE)
+        rc = s_sqlerr(s, r, "reading a log");
+done:
+    s_unprep(s, st);
+    if (rc < 0) {
+        farm_journal_lines_free(*out, *out_n);
+        *out = NULL;
+        *out_n = 0;
+    }
+    return rc;
+}
+
+static int s_prune_count(void *impl, size_t *out_removed, size_t keep)
+{
+    s_sql_t *s = impl;
+    sqlite3_stmt *st = NULL;
+    int rc = s_begin(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = s_prepare(s, &st, "DELETE FROM builds WHERE state='done' AND seq < (SELECT seq"
+                                " FROM builds WHERE state='done' ORDER BY seq DESC LIMIT 1"
+                                " OFFSET ?1)")) == 0) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)(keep ? keep - 1 : 0));
+        rc = s_step_done(s, st, "pruning the oldest finished builds");
+        s_unprep(s, st);
+    }
+    if (rc == 0 && out_removed)
+        *out_removed = (size_t)sqlite3_changes(s->db);
+    return s_end(s, rc);
+}
+
 static const farm_journal_ops_t s_sqlite_ops = {
     .name = "sqlite",
     .put_build = s_put_build,
@@ -1151,6 +1628,12 @@ static const farm_journal_ops_t s_sqlite_ops = {
     .close = s_sql_close,
     .put_tag = s_put_tag,
     .get_tag = s_get_tag,
+    .put_steps = s_put_steps,
+    .put_line = s_put_line,
+    .list = s_list,
+    .get_record = s_get_record,
+    .get_lines = s_get_lines,
+    .prune_count = s_prune_count,
 };
 
 /* ------------------------------------------------------------------ front */
@@ -1167,9 +1650,16 @@ farm_journal_t *farm_journal_new(const farm_journal_ops_t *ops, void *impl,
     }
     self->ops = ops;
     self->impl = impl;
+    farm_journal_set_opts(self, opts);
+    return self;
+}
+
+void farm_journal_set_opts(farm_journal_t *self, const farm_journal_opts_t *opts)
+{
     self->retention_ms = opts && opts->retention_ms > 0 ? opts->retention_ms
                                                         : FARM_JOURNAL_RETENTION_MS;
-    return self;
+    self->max_builds = opts && opts->max_builds > 0 ? opts->max_builds : FARM_JOURNAL_MAX_BUILDS;
+    self->log_limit = opts && opts->log_limit > 0 ? opts->log_limit : FARM_JOURNAL_LOG_LIMIT;
 }
 
 farm_journal_t *farm_journal_open(const char *state_dir, const farm_journal_opts_t *opts)
@@ -1248,7 +1738,13 @@ int farm_journal_finish(farm_journal_t *self, const char *id, int ok, const char
     if (s_str_ok("journal: build", id, "reason", reason, FARM_JOURNAL_REASON_MAX) < 0 ||
         s_str_ok("journal: build", id, "index digest", index_digest, FARM_DIGEST_STRLEN - 1) < 0)
         return FARM_EINVALID;
-    return self->ops->finish(self->impl, id, ok, reason, index_digest, index_size, at);
+    int rc = self->ops->finish(self->impl, id, ok, reason, index_digest, index_size, at);
+    size_t n = 0;
+    if (rc == 0 && self->ops->prune_count &&
+        self->ops->prune_count(self->impl, &n, self->max_builds) == 0 && n > 0)
+        farm_log_info("journal: %zu finished build(s) beyond history.max_builds (%zu) pruned",
+                      n, self->max_builds);
+    return rc; /* a prune that failed is tried again at the next build's end */
 }
 
 int farm_journal_load_unfinished(farm_journal_t *self, farm_journal_loaded_t *out)
@@ -1345,14 +1841,135 @@ int farm_journal_get_tag(farm_journal_t *self, farm_journal_tag_t *out, const ch
 
 int farm_journal_prune(farm_journal_t *self, size_t *out_removed, long long now)
 {
-    size_t n = 0;
+    size_t n = 0, by_count = 0;
     int rc = self->ops->prune(self->impl, &n, now - self->retention_ms);
+    if (rc == 0 && self->ops->prune_count &&
+        (rc = self->ops->prune_count(self->impl, &by_count, self->max_builds)) == 0 && by_count)
+        farm_log_info("journal: %zu finished build(s) beyond history.max_builds (%zu) pruned",
+                      by_count, self->max_builds);
     if (rc == 0 && n > 0)
         farm_log_info("journal: %zu finished build(s) older than %lld s pruned", n,
                       self->retention_ms / 1000);
     if (out_removed)
-        *out_removed = n;
+        *out_removed = n + by_count;
     return rc;
+}
+
+/* ------------------------------------------------------------------ build records */
+
+static int s_records_kept(const farm_journal_t *self)
+{
+    if (!self->ops->list || !self->ops->get_record || !self->ops->put_line)
+        return farm_error_set(FARM_EINVALID, "journal backend %s keeps no build records",
+                              self->ops->name ? self->ops->name : "?");
+    return 0;
+}
+
+static int s_ids_ok(const char *build_id, const char *platform)
+{
+    if (!build_id || !*build_id || strlen(build_id) > FARM_ID_MAX)
+        return farm_error_set(FARM_EINVALID, "journal: a record without a valid build id");
+    if (!platform || !*platform || strlen(platform) >= FARM_PLATFORM_STRLEN)
+        return farm_error_set(FARM_EINVALID, "journal: build %s: a record without a valid "
+                              "platform", build_id);
+    return 0;
+}
+
+int farm_journal_put_steps(farm_journal_t *self, const char *build_id, const char *platform,
+                           const farm_journal_step_t *steps, size_t n)
+{
+    int rc;
+    if ((rc = s_records_kept(self)) < 0 || (rc = s_ids_ok(build_id, platform)) < 0)
+        return rc;
+    if (n > FARM_JOURNAL_STEPS_MAX)
+        n = FARM_JOURNAL_STEPS_MAX; /* statistics: the first ones are kept */
+    return self->ops->put_steps(self->impl, build_id, platform, steps, n);
+}
+
+int farm_journal_put_line(farm_journal_t *self, const char *build_id, const char *platform,
+                          const char *node, const char *line)
+{
+    char cut[FARM_JOURNAL_LINE_MAX + 1];
+    int rc;
+    if ((rc = s_records_kept(self)) < 0 || (rc = s_ids_ok(build_id, platform)) < 0)
+        return rc;
+    if (strlen(line) > FARM_JOURNAL_LINE_MAX) { /* a line is text for a person: cut, kept */
+        memcpy(cut, line, FARM_JOURNAL_LINE_MAX);
+        cut[FARM_JOURNAL_LINE_MAX] = 0;
+        line = cut;
+    }
+    if (node && strlen(node) > FARM_NAME_MAX)
+        return farm_error_set(FARM_EINVALID, "journal: build %s: a log line's node name is over "
+                              "%d bytes", build_id, FARM_NAME_MAX);
+    return self->ops->put_line(self->impl, build_id, platform, node, line, self->log_limit);
+}
+
+int farm_journal_list(farm_journal_t *self, farm_journal_build_t **out, size_t *out_n,
+                      const farm_journal_filter_t *f)
+{
+    farm_journal_filter_t none = {0};
+    int rc;
+    *out = NULL;
+    *out_n = 0;
+    if ((rc = s_records_kept(self)) < 0)
+        return rc;
+    return self->ops->list(self->impl, out, out_n, f ? f : &none);
+}
+
+void farm_journal_builds_free(farm_journal_build_t *builds, size_t n)
+{
+    for (size_t i = 0; builds && i < n; i++)
+        farm_journal_build_clear(&builds[i]);
+    free(builds);
+}
+
+int farm_journal_get_record(farm_journal_t *self, farm_journal_record_t *out, const char *id)
+{
+    int rc;
+    memset(out, 0, sizeof *out);
+    if ((rc = s_records_kept(self)) < 0)
+        return rc;
+    if (!id || !*id || strlen(id) > FARM_ID_MAX)
+        return farm_error_set(FARM_ENOTFOUND, "journal: no build with that id");
+    return self->ops->get_record(self->impl, out, id);
+}
+
+void farm_journal_record_clear(farm_journal_record_t *r)
+{
+    if (!r)
+        return;
+    farm_journal_build_clear(&r->build);
+    for (size_t i = 0; i < r->n_jobs; i++)
+        free(r->jobs[i].error);
+    free(r->jobs);
+    for (size_t i = 0; i < r->n_attempts; i++)
+        free(r->attempts[i].reason);
+    free(r->attempts);
+    for (size_t i = 0; i < r->n_steps; i++)
+        free(r->steps[i].text);
+    free(r->steps);
+    memset(r, 0, sizeof *r);
+}
+
+int farm_journal_get_lines(farm_journal_t *self, farm_journal_line_t **out, size_t *out_n,
+                           const char *id, const char *platform)
+{
+    int rc;
+    *out = NULL;
+    *out_n = 0;
+    if ((rc = s_records_kept(self)) < 0)
+        return rc;
+    if (!id || !*id || strlen(id) > FARM_ID_MAX)
+        return farm_error_set(FARM_ENOTFOUND, "journal: no build with that id");
+    return self->ops->get_lines(self->impl, out, out_n, id, platform && *platform ? platform
+                                                                                  : NULL);
+}
+
+void farm_journal_lines_free(farm_journal_line_t *lines, size_t n)
+{
+    for (size_t i = 0; lines && i < n; i++)
+        free(lines[i].line);
+    free(lines);
 }
 
 int farm_journal_next_build_id(farm_journal_t *self, char *out, size_t len, uint64_t *out_seq)
@@ -1449,4 +2066,6 @@ void farm_journal_job_from(farm_journal_job_t *out, const farm_job_t *job)
         out->image_size = job->image->size;
     }
     out->error = job->state == FARM_JOB_FAILED ? job->error : NULL;
+    out->cache_hits = job->cache_hits;
+    out->steps = job->steps;
 }

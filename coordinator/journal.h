@@ -23,13 +23,20 @@
 #include "coordinator/job.h"
 
 /* The schema this code writes; a journal with a higher version is refused. */
-#define FARM_JOURNAL_SCHEMA 3
+#define FARM_JOURNAL_SCHEMA 4
 /* Ceilings of the strings only the journal bounds (the others are in common/limits.h). */
 #define FARM_JOURNAL_REASON_MAX 8192    /* bytes in a build's reason or a job's error */
 #define FARM_JOURNAL_MEDIA_TYPE_MAX 127 /* bytes in a result's media type */
 #define FARM_JOURNAL_TAG_MAX 128        /* bytes in a tag name (the distribution spec's) */
-/* Finished builds are kept this long for clients that follow them, then pruned. */
+/* Finished builds are kept this long (farm.yaml history.keep), and at most this many
+ * (history.max_builds), then pruned; each build's log is kept up to this many bytes
+ * (history.log_limit): its first half and its last, with what was cut between counted. */
 #define FARM_JOURNAL_RETENTION_MS (7LL * 24 * 3600 * 1000)
+#define FARM_JOURNAL_MAX_BUILDS 10000
+#define FARM_JOURNAL_LOG_LIMIT (1024 * 1024)
+#define FARM_JOURNAL_STEPS_MAX 512      /* timed steps kept per attempt */
+#define FARM_JOURNAL_STEP_TEXT_MAX 256  /* bytes of a step's text kept */
+#define FARM_JOURNAL_LINE_MAX 8192      /* bytes of a log line kept (cut beyond) */
 
 typedef enum {
     FARM_JOURNAL_BUILD_RUNNING = 1, /* accepted: jobs queued or running */
@@ -94,7 +101,65 @@ typedef struct {
     uint64_t image_size;
     char image_media_type[FARM_JOURNAL_MEDIA_TYPE_MAX + 1];
     char *error;                      /* FAILED: why (NULL otherwise) */
+    unsigned cache_hits, steps;       /* DONE: the builder's, from the result */
+    /* written, not read back: why the attempt ended (QUEUED: why it was lost; FAILED:
+     * error is used when NULL). Kept with the attempt (farm_journal_attempt_t). */
+    const char *reason;
 } farm_journal_job_t;
+
+/* An attempt of a job as the journal keeps it. */
+typedef struct {
+    char platform[FARM_PLATFORM_STRLEN];
+    unsigned attempt;
+    char node[FARM_NAME_MAX + 1];
+    char outcome[16];                 /* running, done, failed, cancelled, lost */
+    char *reason;                     /* owned; "" when none */
+    long long started_at, finished_at;
+} farm_journal_attempt_t;
+
+/* A build step an agent timed (JobResult.build_steps). text is borrowed when written,
+ * owned when read. */
+typedef struct {
+    char platform[FARM_PLATFORM_STRLEN];
+    unsigned number;
+    char *text;
+    uint64_t ms;
+    int cached;
+} farm_journal_step_t;
+
+/* A build's whole record (farmctl history inspect): the build, its jobs in job order, its
+ * attempts and its last attempts' steps (each naming its platform), and what its log
+ * bound cut. Owned: farm_journal_record_clear. */
+typedef struct {
+    farm_journal_build_t build;
+    farm_journal_job_t *jobs;
+    size_t n_jobs;
+    farm_journal_attempt_t *attempts;
+    size_t n_attempts;
+    farm_journal_step_t *steps;
+    size_t n_steps;
+    uint64_t log_cut_lines, log_cut_bytes;
+} farm_journal_record_t;
+
+/* Which builds farm_journal_list returns, newest (highest seq) first. NULL/0: any. Each
+ * string filter with its negation (1: != instead of =). */
+typedef struct {
+    const char *owner;
+    int owner_not;
+    const char *repository;           /* registry/repository */
+    int repository_not;
+    const char *status;               /* running, stitching, completed, failed, cancelled */
+    int status_not;
+    long long since, until;           /* created within (wall-clock ms; 0: open) */
+    size_t offset, limit;             /* limit 0: FARM_JOURNAL_MAX_BUILDS */
+} farm_journal_filter_t;
+
+/* A kept line of a build's log; platform "" for the line saying what the bound cut. */
+typedef struct {
+    char platform[FARM_PLATFORM_STRLEN];
+    char node[FARM_NAME_MAX + 1];     /* whose builder printed it */
+    char *line;
+} farm_journal_line_t;
 
 /* A tag (registry/repository:tag) and the build whose index push last took it: the
  * per-tag order rule (coordinator/tagorder.h) lets no build submitted earlier put its
@@ -150,12 +215,27 @@ typedef struct farm_journal_ops {
     /* the tag's record: FARM_ENOTFOUND when no build took it yet */
     int (*get_tag)(void *impl, farm_journal_tag_t *out, const char *registry,
                    const char *repository, const char *tag);
+    /* schema 4, build records (a backend without them: NULL) */
+    int (*put_steps)(void *impl, const char *build_id, const char *platform,
+                     const farm_journal_step_t *steps, size_t n);
+    /* one line of the build's log, the bound applied (limit: bytes kept per build) */
+    int (*put_line)(void *impl, const char *build_id, const char *platform, const char *node,
+                    const char *line, size_t limit);
+    int (*list)(void *impl, farm_journal_build_t **out, size_t *out_n,
+                const farm_journal_filter_t *f);
+    int (*get_record)(void *impl, farm_journal_record_t *out, const char *id);
+    int (*get_lines)(void *impl, farm_journal_line_t **out, size_t *out_n, const char *id,
+                     const char *platform);
+    /* removes DONE builds beyond the newest keep (by submit order) */
+    int (*prune_count)(void *impl, size_t *out_removed, size_t keep);
 } farm_journal_ops_t;
 
 typedef struct farm_journal farm_journal_t;
 
 typedef struct {
-    long long retention_ms;           /* 0: FARM_JOURNAL_RETENTION_MS (no farm.yaml key yet) */
+    long long retention_ms;           /* 0: FARM_JOURNAL_RETENTION_MS (history.keep) */
+    size_t max_builds;                /* 0: FARM_JOURNAL_MAX_BUILDS (history.max_builds) */
+    size_t log_limit;                 /* 0: FARM_JOURNAL_LOG_LIMIT (history.log_limit) */
 } farm_journal_opts_t;
 
 /* Opens (creates, or migrates to FARM_JOURNAL_SCHEMA) the SQLite journal state_dir/
@@ -196,8 +276,31 @@ void farm_journal_build_clear(farm_journal_build_t *b);
 int farm_journal_put_tag(farm_journal_t *self, const farm_journal_tag_t *t);
 int farm_journal_get_tag(farm_journal_t *self, farm_journal_tag_t *out, const char *registry,
                          const char *repository, const char *tag);
-/* Prunes builds DONE longer than the retention before now. */
+/* Prunes builds DONE longer than the retention before now, and the oldest finished ones
+ * beyond max_builds (a build that finishes prunes by count at once). */
 int farm_journal_prune(farm_journal_t *self, size_t *out_removed, long long now);
+/* farm.yaml was reloaded: the history settings change (0: the default). */
+void farm_journal_set_opts(farm_journal_t *self, const farm_journal_opts_t *opts);
+
+/* Build records (schema 4). steps: the last attempt's timed steps of the platform
+ * (replacing earlier ones); line: one line of the build's log, kept within log_limit
+ * (the first half and the last; what falls between is counted and said when read). */
+int farm_journal_put_steps(farm_journal_t *self, const char *build_id, const char *platform,
+                           const farm_journal_step_t *steps, size_t n);
+int farm_journal_put_line(farm_journal_t *self, const char *build_id, const char *platform,
+                          const char *node, const char *line);
+/* The builds f selects, newest first: *out owned (farm_journal_builds_free). */
+int farm_journal_list(farm_journal_t *self, farm_journal_build_t **out, size_t *out_n,
+                      const farm_journal_filter_t *f);
+void farm_journal_builds_free(farm_journal_build_t *builds, size_t n);
+/* One build's record: FARM_ENOTFOUND when none. */
+int farm_journal_get_record(farm_journal_t *self, farm_journal_record_t *out, const char *id);
+void farm_journal_record_clear(farm_journal_record_t *r);
+/* The build's kept log lines in order (platform: one platform's, NULL: all), with a line
+ * "... N lines (M bytes) cut ..." (platform "") where the bound cut. */
+int farm_journal_get_lines(farm_journal_t *self, farm_journal_line_t **out, size_t *out_n,
+                           const char *id, const char *platform);
+void farm_journal_lines_free(farm_journal_line_t *lines, size_t n);
 
 /* A new build id, "b<seq>-<32 hex>" as builds have always been named: seq is the journal's
  * next submit number (so ids and submit order hold across restarts), the hex 128 random

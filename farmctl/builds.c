@@ -8,6 +8,7 @@
 
 #include "common/config.h"
 #include "common/error.h"
+#include "common/pbjson.h"
 #include "common/text.h"
 #include "farmctl/client.h"
 
@@ -17,14 +18,19 @@ int farmctl_builds_main(int argc, char **argv)
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
     Farm__BuildsRequest req = FARM__BUILDS_REQUEST__INIT;
     char a[512], b[512], c[512];
-    int rc;
+    int rc, json = 0;
 
-    if ((rc = farmctl_short_args(argc, argv, "builds", &t)) >= 0)
+    if ((rc = farmctl_short_args_json(argc, argv, "builds", &t, &json)) >= 0)
         return rc;
     env.body_case = FARM__ENVELOPE__BODY_BUILDS_REQUEST;
     env.builds_request = &req;
     if (farmctl_request(&reply, "builds", &t, &env, FARM__ENVELOPE__BODY_BUILDS_REPLY) != 0)
         return 1;
+    if (json) {
+        rc = farm_pbjson_print(stdout, &reply->builds_reply->base) < 0;
+        farm_wire_free(&reply);
+        return rc;
+    }
     printf("%-44s %-10s %-9s %-8s %s\n", "BUILD", "OWNER", "STATE", "AGE", "REPOSITORY");
     for (size_t i = 0; i < reply->builds_reply->n_builds; i++) {
         const Farm__BuildInfo *bi = reply->builds_reply->builds[i];

@@ -583,7 +583,24 @@ done:
 
 int farmctl_short_args(int argc, char **argv, const char *cmd, farmctl_target_t *out)
 {
+    return farmctl_short_args_json(argc, argv, cmd, out, NULL);
+}
+
+int farmctl_format_option(int *json, const char *cmd, const char *arg)
+{
+    if (strcmp(arg, "json") && strcmp(arg, "table")) {
+        fprintf(stderr, "farmctl %s: --format is json or table, not \"%.40s\"\n", cmd, arg);
+        return -1;
+    }
+    *json = !strcmp(arg, "json");
+    return 0;
+}
+
+int farmctl_short_args_json(int argc, char **argv, const char *cmd, farmctl_target_t *out,
+                            int *json)
+{
     static const struct option opts[] = {FARMCTL_TARGET_OPTIONS, {"help", no_argument, NULL, 'h'},
+                                         {"format", required_argument, NULL, 'F'},
                                          {NULL, 0, NULL, 0}};
     int c;
 
@@ -592,10 +609,18 @@ int farmctl_short_args(int argc, char **argv, const char *cmd, farmctl_target_t 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if ((c = farmctl_target_option(out, c, optarg)) == 0)
             continue;
+        if (c == 'F' && json) {
+            if (farmctl_format_option(json, cmd, optarg) < 0)
+                return 2;
+            continue;
+        }
         if (c == 'h') {
-            printf("usage: farmctl %s " FARMCTL_TARGET_USAGE "\n", cmd);
+            printf("usage: farmctl %s " FARMCTL_TARGET_USAGE "%s\n", cmd,
+                   json ? " [--format json|table]" : "");
             return 0;
         }
+        if (c == 'F')
+            fprintf(stderr, "farmctl %s: takes no --format\n", cmd);
         return 2;
     }
     if (optind != argc) {

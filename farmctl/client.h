@@ -61,6 +61,12 @@ int farmctl_request(Farm__Envelope **out, const char *cmd, const farmctl_target_
 /* The short commands' arguments, "farmctl CMD " FARMCTL_TARGET_USAGE: -1 to go on with
  * *out set, else the exit status (0 after --help, 2). */
 int farmctl_short_args(int argc, char **argv, const char *cmd, farmctl_target_t *out);
+/* The same, and --format json|table into *json (1: print the reply through common/pbjson,
+ * the schema the coordinator's HTTP API serves too). */
+int farmctl_short_args_json(int argc, char **argv, const char *cmd, farmctl_target_t *out,
+                            int *json);
+/* --format's value: 0, or -1 having said what is wrong. */
+int farmctl_format_option(int *json, const char *cmd, const char *arg);
 void farmctl_client_destroy(farmctl_client_t **self_p);
 int farmctl_client_send(farmctl_client_t *self, Farm__Envelope *env);
 /* Waits up to timeout_ms for one message: FARM_ERETRY on timeout. A connection that

@@ -361,7 +361,11 @@ int farmctl_follow(const farmctl_follow_t *f)
         switch (msg->body_case) {
         /* this connection follows one build: what comes is that build's (its id as the
          * coordinator spells it; farmctl holds an inert copy) */
-        case FARM__ENVELOPE__BODY_EVENT: farmctl_progress_event(f->pg, msg->event); break;
+        case FARM__ENVELOPE__BODY_EVENT:
+            if (!f->only_platform || msg->event->kind != FARM__EVENT_KIND__EVENT_LOG ||
+                !strcmp(msg->event->platform, f->only_platform))
+                farmctl_progress_event(f->pg, msg->event);
+            break;
         case FARM__ENVELOPE__BODY_FOLLOWING:
             if (msg->following->heartbeat_ms)
                 heartbeat_ms = (int)msg->following->heartbeat_ms;

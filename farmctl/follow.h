@@ -36,6 +36,8 @@ typedef struct {
      * Logins. NULL: this follower has none (farmctl wait). */
     int (*send_logins)(void *arg, farmctl_client_t *cl, const char *build_id);
     void *arg;
+    const char *only_platform;      /* farmctl logs --platform: other platforms' log lines
+                                     * are not shown; NULL: all */
 } farmctl_follow_t;
 
 /* Follows f->build_id until its BuildDone; returns the exit status (having said why). */

@@ -7,6 +7,7 @@
 #include "farmctl/builds.h"
 #include "farmctl/drain.h"
 #include "farmctl/follow.h"
+#include "farmctl/history.h"
 #include "farmctl/keygen.h"
 #include "farmctl/nodes.h"
 #include "farmctl/submit.h"
@@ -21,6 +22,10 @@ static void s_usage(FILE *f)
                "  nodes                                             list the farm's nodes\n"
                "  builds                                            list the builds running now\n"
                "  wait BUILD (alias attach)                         follow a build to its end\n"
+               "  history [ls] [--filter K=V]                       builds kept, newest first\n"
+               "  history inspect BUILD                             a build's record (^1: the one before last)\n"
+               "  logs [-f] BUILD [--platform P]                    a build's log; -f follows it\n"
+               "  cancel BUILD                                      stop a running build\n"
                "  drain NODE [--undo]                               (admin) no new jobs for NODE\n"
                "  keygen NAME [--dir DIR]                           write a CURVE key pair\n"
                "  version                                           print the version\n\n"
@@ -44,6 +49,12 @@ int main(int argc, char **argv)
         return farmctl_builds_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "wait") == 0 || strcmp(argv[1], "attach") == 0)
         return farmctl_wait_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "history") == 0)
+        return farmctl_history_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "logs") == 0)
+        return farmctl_logs_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "cancel") == 0)
+        return farmctl_cancel_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "drain") == 0)
         return farmctl_drain_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "keygen") == 0)

@@ -8,6 +8,7 @@
 
 #include "common/config.h"
 #include "common/error.h"
+#include "common/pbjson.h"
 #include "common/str.h"
 #include "common/text.h"
 #include "farmctl/client.h"
@@ -48,14 +49,19 @@ int farmctl_nodes_main(int argc, char **argv)
     farmctl_target_t t;
     Farm__Envelope env = FARM__ENVELOPE__INIT, *reply = NULL;
     Farm__NodesRequest req = FARM__NODES_REQUEST__INIT;
-    int rc;
+    int rc, json = 0;
 
-    if ((rc = farmctl_short_args(argc, argv, "nodes", &t)) >= 0)
+    if ((rc = farmctl_short_args_json(argc, argv, "nodes", &t, &json)) >= 0)
         return rc;
     env.body_case = FARM__ENVELOPE__BODY_NODES_REQUEST;
     env.nodes_request = &req;
     if (farmctl_request(&reply, "nodes", &t, &env, FARM__ENVELOPE__BODY_NODES_REPLY) != 0)
         return 1;
+    if (json) {
+        rc = farm_pbjson_print(stdout, &reply->nodes_reply->base) < 0;
+        farm_wire_free(&reply);
+        return rc;
+    }
     /* CACHE: the node's builder storage (its layer cache); HITS: build steps it took from
      * it since the agent started; VERSION: its agent's ("?": an agent too old to say, "-":
      * never seen); a job placed there because the node built the same repository,

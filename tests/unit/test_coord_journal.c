@@ -788,7 +788,12 @@ static const char *const s_columns[] = {
     "jobs.queued_at", "jobs.started_at", "jobs.finished_at", "jobs.image_digest",
     "jobs.image_size", "jobs.image_media_type", "jobs.error",
     "attempts.build_id", "attempts.platform", "attempts.attempt", "attempts.node",
-    "attempts.outcome", "attempts.started_at", "attempts.finished_at",
+    "attempts.outcome", "attempts.started_at", "attempts.finished_at", "attempts.reason",
+    "jobs.cache_hits", "jobs.steps", "builds.log_cut_lines", "builds.log_cut_bytes",
+    /* build records: timed steps and the log (what RUN printed, never a login) */
+    "steps.build_id", "steps.platform", "steps.n", "steps.number", "steps.text", "steps.ms",
+    "steps.cached", "logs.build_id", "logs.n", "logs.platform", "logs.node", "logs.line", "logs.head",
+    "logs.bytes",
     /* a tag's name and the build that last took it: no login */
     "tags.registry", "tags.repository", "tags.tag", "tags.seq", "tags.build_id", "tags.at",
 };
@@ -1020,6 +1025,13 @@ static void test_tags_round_trip(void **state)
 
 /* A schema-2 journal (before tags) opens: its builds stay, the tags table is added, and
  * tags are kept from then on. */
+/* Schema 4's additions taken back: the file a schema-3 coordinator left. */
+#define S_UNDO_V4                                                                          \
+    "DROP TABLE logs; DROP TABLE steps; ALTER TABLE attempts DROP COLUMN reason;"          \
+    "ALTER TABLE jobs DROP COLUMN cache_hits; ALTER TABLE jobs DROP COLUMN steps;"         \
+    "ALTER TABLE builds DROP COLUMN log_cut_lines; ALTER TABLE builds DROP COLUMN"         \
+    " log_cut_bytes;"
+
 static void test_migrates_version_2(void **state)
 {
     farm_journal_t *j = s_open();
@@ -1028,8 +1040,8 @@ static void test_migrates_version_2(void **state)
 
     s_put_queued(j, "b3-three", 3);
     farm_journal_destroy(&j);
-    /* what a schema-2 coordinator left: no tags table, user_version 2 */
-    s_sql_exec("DROP TABLE tags; PRAGMA user_version=2;");
+    /* what a schema-2 coordinator left: no tags table, no build records, user_version 2 */
+    s_sql_exec(S_UNDO_V4 "DROP TABLE tags; PRAGMA user_version=2;");
     assert_int_equal(s_sql_int("SELECT count(*) FROM sqlite_schema WHERE name='tags'"), 0);
 
     j = s_open();
@@ -1047,8 +1059,194 @@ static void test_migrates_version_2(void **state)
                      0);
     assert_string_equal(got.build_id, "b3-three");
     farm_journal_destroy(&j);
-    assert_int_equal(s_sql_int("PRAGMA user_version"), 3);
+    assert_int_equal(s_sql_int("PRAGMA user_version"), FARM_JOURNAL_SCHEMA);
     assert_int_equal(s_sql_int("SELECT count(*) FROM tags"), 1);
+}
+
+
+/* ------------------------------------------------------------------ build records */
+
+/* A record holds each attempt and why it ended (lost: the requeue's reason, on the
+ * attempt that ran, not the one the coordinator numbered next), a job's cache counts and
+ * its timed steps, and reads back whole after a reopen. */
+static void test_record_attempts_steps(void **state)
+{
+    farm_journal_t *j = s_open();
+    farm_journal_job_t job;
+    farm_journal_record_t r;
+    farm_journal_step_t steps[3] = {{"", 1, "FROM alpine", 120, 1},
+                                    {"", 2, "RUN make", 4500, 0},
+                                    {"", 3, "COPY . /app", 30, 0}};
+    const char *id = "b5-0123456789abcdef0123456789abcdef";
+
+    s_put_queued(j, id, 5);
+    s_job(&job, id, 1, s_plats[0]);
+    job.state = FARM_JOURNAL_JOB_RUNNING;
+    job.attempt = 1;
+    job.started_at = 1700000001000LL;
+    snprintf(job.node, sizeof job.node, "x86-1");
+    assert_int_equal(farm_journal_put_job(j, &job), 0);
+    /* as the scheduler does it: attempt numbered 2, then requeued with the reason */
+    job.state = FARM_JOURNAL_JOB_QUEUED;
+    job.attempt = 2;
+    job.queued_at = 1700000002000LL;
+    job.reason = "node x86-1 lost (no heartbeat for 3 s)";
+    assert_int_equal(farm_journal_put_job(j, &job), 0);
+    job.reason = NULL;
+    job.state = FARM_JOURNAL_JOB_DONE;
+    snprintf(job.node, sizeof job.node, "x86-2");
+    job.started_at = 1700000003000LL;
+    job.finished_at = 1700000009000LL;
+    job.cache_hits = 1;
+    job.steps = 3;
+    snprintf(job.image_digest, sizeof job.image_digest, IMAGE);
+    snprintf(job.image_media_type, sizeof job.image_media_type,
+             "application/vnd.oci.image.manifest.v1+json");
+    assert_int_equal(farm_journal_put_job(j, &job), 0);
+    assert_int_equal(farm_journal_put_steps(j, id, s_plats[0], steps, 3), 0);
+    assert_int_equal(farm_journal_finish(j, id, 0, "cancelled by farmctl", NULL, 0,
+                                         1700000010000LL), 0);
+    farm_journal_destroy(&j);
+
+    j = s_open();
+    assert_int_equal(farm_journal_get_record(j, &r, id), 0);
+    assert_string_equal(r.build.id, id);
+    assert_string_equal(r.build.owner, "alice");
+    assert_string_equal(r.build.dockerfile, "docker/Dockerfile.prod");
+    assert_int_equal(r.n_jobs, 2);
+    assert_int_equal(r.jobs[0].cache_hits, 1);
+    assert_int_equal(r.jobs[0].steps, 3);
+    assert_int_equal(r.n_attempts, 2); /* no phantom attempt 2 "lost" */
+    assert_int_equal(r.attempts[0].attempt, 1);
+    assert_string_equal(r.attempts[0].outcome, "lost");
+    assert_string_equal(r.attempts[0].node, "x86-1");
+    assert_string_equal(r.attempts[0].reason, "node x86-1 lost (no heartbeat for 3 s)");
+    assert_int_equal(r.attempts[0].finished_at, 1700000002000LL);
+    assert_int_equal(r.attempts[1].attempt, 2);
+    assert_string_equal(r.attempts[1].outcome, "done");
+    assert_string_equal(r.attempts[1].node, "x86-2");
+    assert_int_equal(r.n_steps, 3);
+    assert_string_equal(r.steps[1].text, "RUN make");
+    assert_int_equal(r.steps[1].ms, 4500);
+    assert_true(r.steps[0].cached);
+    assert_false(r.steps[1].cached);
+    assert_string_equal(r.steps[2].platform, s_plats[0]);
+    farm_journal_record_clear(&r);
+    assert_int_equal(farm_journal_get_record(j, &r, "b9-none"), FARM_ENOTFOUND);
+    farm_journal_destroy(&j);
+}
+
+/* The log keeps its first half and its last within history.log_limit and says what it cut
+ * between them, counted exactly; the state survives a reopen. */
+static void test_log_bound(void **state)
+{
+    farm_journal_opts_t o = {.log_limit = 1000};
+    farm_journal_t *j;
+    farm_journal_line_t *lines = NULL;
+    size_t n = 0;
+    char line[64];
+    const char *id = "b6-0123456789abcdef0123456789abcdef";
+    uint64_t cut_bytes = 0;
+
+    j = farm_journal_open(s_dir, &o);
+    assert_non_null(j);
+    s_put_queued(j, id, 6);
+    /* 100 lines of 10 bytes with their newline ("line 000N\n" stored as 9 + 1) */
+    for (int i = 0; i < 60; i++) {
+        snprintf(line, sizeof line, "line %04d", i);
+        assert_int_equal(farm_journal_put_line(j, id, i % 2 ? s_plats[1] : s_plats[0], "x86-1", line), 0);
+    }
+    farm_journal_destroy(&j); /* a restart mid-log */
+    j = farm_journal_open(s_dir, &o);
+    for (int i = 60; i < 100; i++) {
+        snprintf(line, sizeof line, "line %04d", i);
+        assert_int_equal(farm_journal_put_line(j, id, i % 2 ? s_plats[1] : s_plats[0], "x86-1", line), 0);
+    }
+    assert_int_equal(farm_journal_get_lines(j, &lines, &n, id, NULL), 0);
+    /* 50 in the first half (500 bytes), 50 in the last, 0 cut: exactly the bound */
+    assert_int_equal(n, 100);
+    farm_journal_lines_free(lines, n);
+    for (int i = 100; i < 130; i++) {
+        snprintf(line, sizeof line, "line %04d", i);
+        assert_int_equal(farm_journal_put_line(j, id, i % 2 ? s_plats[1] : s_plats[0], "x86-1", line), 0);
+        cut_bytes += 10;
+    }
+    assert_int_equal(farm_journal_get_lines(j, &lines, &n, id, NULL), 0);
+    assert_int_equal(n, 101); /* 50 + the cut line + 50 */
+    assert_string_equal(lines[0].line, "line 0000");
+    assert_string_equal(lines[0].node, "x86-1");
+    assert_string_equal(lines[49].line, "line 0049");
+    assert_string_equal(lines[50].platform, "");
+    assert_non_null(strstr(lines[50].line, "... 30 lines (300 bytes) cut"));
+    assert_string_equal(lines[51].line, "line 0080");
+    assert_string_equal(lines[100].line, "line 0129");
+    farm_journal_lines_free(lines, n);
+    assert_int_equal(cut_bytes, 300);
+    /* one platform's lines, the cut said where it was */
+    assert_int_equal(farm_journal_get_lines(j, &lines, &n, id, s_plats[1]), 0);
+    assert_int_equal(n, 51);
+    assert_string_equal(lines[0].line, "line 0001");
+    assert_non_null(strstr(lines[25].line, "30 lines"));
+    assert_string_equal(lines[26].line, "line 0081");
+    farm_journal_lines_free(lines, n);
+    assert_int_equal(farm_journal_get_lines(j, &lines, &n, "b7-none", NULL), FARM_ENOTFOUND);
+    assert_int_equal(farm_journal_put_line(j, "b7-none", s_plats[0], "x86-1", "x"), FARM_ENOTFOUND);
+    farm_journal_destroy(&j);
+    assert_int_equal(s_sql_int("SELECT sum(bytes) FROM logs"), 1000);
+    assert_int_equal(s_sql_int("SELECT log_cut_bytes FROM builds"), 300);
+}
+
+/* Finished builds beyond history.max_builds go, oldest first, when another finishes;
+ * running ones stay whatever their number. */
+static void test_retention_by_count(void **state)
+{
+    farm_journal_opts_t o = {.max_builds = 3};
+    farm_journal_t *j = farm_journal_open(s_dir, &o);
+    farm_journal_build_t *bs = NULL;
+    farm_journal_filter_t f = {0};
+    size_t n = 0;
+    char id[64];
+
+    assert_non_null(j);
+    s_put_queued(j, "b1-running", 1);
+    for (int i = 2; i <= 7; i++) {
+        snprintf(id, sizeof id, "b%d-done", i);
+        s_put_queued(j, id, (uint64_t)i);
+        assert_int_equal(farm_journal_put_line(j, id, s_plats[0], "x86-1", "hello"), 0);
+        assert_int_equal(farm_journal_finish(j, id, i % 2, i % 2 ? NULL : "failed: RUN false",
+                                             i % 2 ? INDEX : NULL, 0, 1700000000000LL + i), 0);
+    }
+    assert_int_equal(farm_journal_list(j, &bs, &n, NULL), 0);
+    assert_int_equal(n, 4);
+    assert_string_equal(bs[0].id, "b7-done"); /* newest first */
+    assert_string_equal(bs[2].id, "b5-done");
+    assert_string_equal(bs[3].id, "b1-running");
+    farm_journal_builds_free(bs, n);
+    f.status = "failed";
+    assert_int_equal(farm_journal_list(j, &bs, &n, &f), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(bs[0].id, "b6-done");
+    farm_journal_builds_free(bs, n);
+    f.status_not = 1;
+    f.limit = 1;
+    f.offset = 1;
+    assert_int_equal(farm_journal_list(j, &bs, &n, &f), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(bs[0].id, "b5-done");
+    farm_journal_builds_free(bs, n);
+    memset(&f, 0, sizeof f);
+    f.owner = "bob";
+    assert_int_equal(farm_journal_list(j, &bs, &n, &f), 0);
+    assert_int_equal(n, 0);
+    farm_journal_builds_free(bs, n);
+    f.owner = NULL;
+    f.repository = "registry.example:5000/app";
+    f.since = 1700000000000LL;
+    assert_int_equal(farm_journal_list(j, &bs, &n, &f), 0);
+    assert_int_equal(n, 4);
+    farm_journal_builds_free(bs, n);
+    farm_journal_destroy(&j);
+    assert_int_equal(s_sql_int("SELECT count(*) FROM logs"), 3); /* theirs went with them */
 }
 
 /* The vtable is the only way in: a backend of the test's own sees every call. */
@@ -1089,7 +1287,7 @@ static void test_other_backend(void **state)
     /* a backend written before schema 3: no tag ops */
     static const farm_journal_ops_t ops = {"fake", f_put_build, f_put_job, f_finish, f_load,
                                            f_get, f_prune, f_seq, NULL, NULL, NULL, f_close,
-                                           NULL, NULL};
+                                           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     fake_t f = {.seq = 100};
     farm_journal_opts_t o = {.retention_ms = 5000};
     farm_journal_t *j = farm_journal_new(&ops, &f, &o);
@@ -1142,6 +1340,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_backend, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_tags_round_trip, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_migrates_version_2, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_record_attempts_steps, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_log_bound, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_retention_by_count, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
