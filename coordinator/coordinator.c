@@ -153,7 +153,6 @@ static void s_on_event(void *arg, farm_build_t *b, const farm_job_t *job, farm_e
     farm_clients_event(self->cl, b, job, kind, msg);
     if (kind == FARM_EVENT_LOG && job)
         farm_history_line(self->watches, b->id, job->platform, msg);
-    farm_web_event(self->web, b, job, kind, msg);
 }
 
 static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_digest,
@@ -162,7 +161,6 @@ static void s_on_done(void *arg, farm_build_t *b, int ok, const char *index_dige
     farm_coordinator_t *self = arg;
     farm_clients_done(self->cl, b, ok, index_digest, index_size, error);
     farm_history_ended(self->watches, b->id);
-    farm_web_done(self->web, b);
 }
 
 static void s_on_stitch(void *arg, farm_build_t *b)
@@ -581,7 +579,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         goto fail;
     if (s_listen(self) < 0)
         goto fail;
-    if (cfg->http && !(self->web = farm_web_new(self->reactor, &self->cfg, &parts)))
+    if (cfg->http && !(self->web = farm_web_new(self->reactor, &self->cfg, &parts, self->watches)))
         goto fail;
     self->reload = (farm_reload_parts_t){&self->cfg, &self->enrolled, self->nodes, self->sched,
                                          self->builds, self->pushes, self->cl, self->ag,

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/pbjson.h"
 #include "coordinator/clients.h"
+#include "coordinator/history.h"
 #include "coordinator/stats.h"
 #include "coordinator/webfiles.h"
 
@@ -23,6 +24,7 @@
 typedef struct s_follow {
     farm_web_t *web;
     farm_http_stream_t *stream;
+    int watch; /* farm_history_watch's id while the build runs, else 0 */
     char build_id[FARM_ID_MAX + 1];
     char platform[FARM_PLATFORM_STRLEN]; /* "" every platform */
     char *buf;
@@ -39,6 +41,7 @@ struct farm_web {
     farm_http_t *http;
     farm_clients_t *cl;  /* its own: answers go to s_capture, never to a socket */
     json_t *captured;    /* the last reply the clients module sent us */
+    farm_history_watches_t *watches; /* the builds' live log lines */
     s_follow_t *follows;
 };
 
@@ -68,11 +71,6 @@ static json_t *s_ask(farm_web_t *self, Farm__Envelope__BodyCase body)
     Farm__BuildsRequest br = FARM__BUILDS_REQUEST__INIT;
     json_t *out;
 
-    if (self->cfg_seen != *self->cfg_p) { /* farm.yaml was reloaded */
-        self->cfg_seen = *self->cfg_p;
-        self->parts.cfg = self->cfg_seen;
-        farm_clients_reload(self->cl, self->cfg_seen);
-    }
     env.body_case = body;
     if (body == FARM__ENVELOPE__BODY_NODES_REQUEST)
         env.nodes_request = &nr;
@@ -95,38 +93,7 @@ static void s_reply_json(farm_http_req_t *req, int status, json_t *j)
     farm_http_reply_take(req, status, "application/json", text, strlen(text));
 }
 
-static json_t *s_find_build(json_t *builds_reply, const char *id)
-{
-    size_t i;
-    json_t *b;
-    json_array_foreach(json_object_get(builds_reply, "builds"), i, b)
-        if (strcmp(json_string_value(json_object_get(b, "build_id")) ?: "", id) == 0)
-            return b;
-    return NULL;
-}
-
 /* -- logs ------------------------------------------------------------------------------ */
-
-/* The LogLine objects of the lines kept for b's jobs (platform "" for all). */
-static json_t *s_kept_lines(const farm_build_t *b, const char *platform)
-{
-    json_t *lines = json_array();
-    for (size_t i = 0; lines && i < b->n_jobs; i++) {
-        const farm_job_t *j = &b->jobs[i];
-        const char *kept[FARM_TAIL_LINES];
-        size_t n;
-        if (platform[0] && strcmp(platform, j->platform))
-            continue;
-        n = farm_tail_lines(&j->tail, kept);
-        for (size_t k = 0; k < n; k++) {
-            Farm__LogLine ll = FARM__LOG_LINE__INIT;
-            ll.platform = (char *)j->platform;
-            ll.line = (char *)kept[k];
-            json_array_append_new(lines, farm_pbjson(&ll.base));
-        }
-    }
-    return lines;
-}
 
 static void s_follow_put(s_follow_t *f, const char *platform, const char *line)
 {
@@ -186,6 +153,8 @@ static void s_follow_done(void *arg)
 {
     s_follow_t *f = arg;
     farm_web_t *self = f->web;
+    if (self && f->watch > 0)
+        farm_history_unwatch(self->watches, f->watch);
     if (f->prev)
         f->prev->next = f->next;
     else if (self)
@@ -196,82 +165,134 @@ static void s_follow_done(void *arg)
     free(f);
 }
 
+/* A live line of the followed build (platform NULL: the build ended, the watch is gone). */
+static void s_follow_line(void *arg, const char *build_id, const char *platform,
+                          const char *line)
+{
+    s_follow_t *f = arg;
+    if (!platform) {
+        f->watch = 0;
+        f->ended = 1;
+        farm_http_stream_wake(f->stream);
+        return;
+    }
+    if (!f->platform[0] || !strcmp(f->platform, platform))
+        s_follow_put(f, platform, line);
+}
+
+/* An HTTP status for the history module's refusal (its message names the cause). */
+static int s_status_of(int code)
+{
+    return code == FARM_ENOTFOUND ? 404 : code == FARM_EINVALID ? 400 : code == FARM_EAUTH ? 403
+                                                                                         : 500;
+}
+
+static const farm_history_caller_t s_admin = {.name = "", .role = FARM_ROLE_ADMIN};
+
+/* The build's kept log (farm_history_logs: what farmctl logs prints), as one LogsReply;
+ * follow=1: those lines, then the live ones until the build ends, as NDJSON LogLines. */
 static void s_logs(farm_web_t *self, farm_http_req_t *req, const char *id)
 {
     const char *platform = farm_http_req_query(req, "platform");
     const char *follow = farm_http_req_query(req, "follow");
-    farm_build_t *b = farm_builds_get(self->parts.builds, id);
-    json_t *lines;
+    Farm__LogsRequest lr = FARM__LOGS_REQUEST__INIT;
+    Farm__LogsReply **reps;
+    farm_build_t *b;
+    size_t n = 0;
     s_follow_t *f;
 
-    if (!platform)
-        platform = "";
-    if (!b) {
-        farm_http_reply_error(req, 404, "no running or recent build %s (a finished build's "
-                              "log is in farmctl logs %s)", id, id);
-        return;
-    }
-    if (strlen(platform) >= FARM_PLATFORM_STRLEN) {
+    lr.build = (char *)id;
+    lr.platform = (char *)(platform ? platform : "");
+    if (strlen(lr.platform) >= FARM_PLATFORM_STRLEN) {
         farm_http_reply_error(req, 400, "platform=: too long");
         return;
     }
-    if (!(lines = s_kept_lines(b, platform))) {
-        farm_http_reply_error(req, 500, "out of memory");
+    if (!(reps = farm_history_logs(&n, &self->parts, &s_admin, &lr, 0))) {
+        farm_http_reply_error(req, s_status_of(farm_error_last_code()), "%s", farm_error_last());
         return;
     }
     if (!follow || strcmp(follow, "1")) {
-        json_t *rep = json_pack("{s:s,s:o,s:b,s:b}", "build_id", b->id, "lines", lines, "more",
-                                0, "following", 0);
-        s_reply_json(req, 200, rep);
+        json_t *all = n ? farm_pbjson(&reps[0]->base) : NULL, *lines;
+        lines = json_object_get(all, "lines");
+        for (size_t i = 1; all && i < n; i++) {
+            json_t *more = farm_pbjson(&reps[i]->base);
+            json_array_extend(lines, json_object_get(more, "lines"));
+            json_decref(more);
+        }
+        json_object_set_new(all, "more", json_false());
+        farm_history_logs_free(reps, n);
+        s_reply_json(req, 200, all);
         return;
     }
     if (!(f = calloc(1, sizeof *f))) {
-        json_decref(lines);
+        farm_history_logs_free(reps, n);
         farm_http_reply_error(req, 500, "out of memory");
         return;
     }
     f->web = self;
-    snprintf(f->build_id, sizeof f->build_id, "%s", b->id);
-    snprintf(f->platform, sizeof f->platform, "%s", platform);
+    snprintf(f->build_id, sizeof f->build_id, "%s", n ? reps[0]->build_id : id);
+    snprintf(f->platform, sizeof f->platform, "%s", lr.platform);
     f->next = self->follows;
     if (f->next)
         f->next->prev = f;
     self->follows = f;
-    {
-        size_t i;
-        json_t *l;
-        json_array_foreach(lines, i, l)
-            s_follow_put(f, json_string_value(json_object_get(l, "platform")),
-                         json_string_value(json_object_get(l, "line")));
-    }
-    json_decref(lines);
-    f->ended = b->state == FARM_BUILD_DONE;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < reps[i]->n_lines; k++)
+            s_follow_put(f, reps[i]->lines[k]->platform, reps[i]->lines[k]->line);
+    farm_history_logs_free(reps, n);
+    /* in the same turn as the kept lines: no line falls between */
+    b = farm_builds_get(self->parts.builds, f->build_id);
+    if (b && b->state != FARM_BUILD_DONE)
+        f->watch = farm_history_watch(self->watches, f->build_id, s_follow_line, f);
+    f->ended = f->watch <= 0;
     /* on failure the stream's done callback has freed f */
     f->stream = farm_http_reply_stream(req, "application/x-ndjson", s_follow_fill,
                                        s_follow_done, f);
 }
 
-void farm_web_event(farm_web_t *self, const farm_build_t *b, const farm_job_t *job,
-                    farm_event_kind_t kind, const char *msg)
+/* /api/history[?filter=KEY=VALUE][&limit=N]: HistoryReply, newest first */
+static void s_history(farm_web_t *self, farm_http_req_t *req)
 {
-    if (!self || !job || !msg)
-        return;
-    for (s_follow_t *f = self->follows; f; f = f->next) {
-        if (strcmp(f->build_id, b->id) || (f->platform[0] && strcmp(f->platform, job->platform)))
-            continue;
-        s_follow_put(f, job->platform, msg);
+    const char *filter = farm_http_req_query(req, "filter");
+    const char *limit = farm_http_req_query(req, "limit");
+    Farm__HistoryRequest hr = FARM__HISTORY_REQUEST__INIT;
+    Farm__HistoryReply *rep;
+    char *filters[1] = {(char *)filter};
+    char *end = NULL;
+
+    if (filter) {
+        hr.n_filters = 1;
+        hr.filters = filters;
     }
+    if (limit) {
+        unsigned long v = strtoul(limit, &end, 10);
+        if (!*limit || *end || v > 10000) {
+            farm_http_reply_error(req, 400, "limit=%s: write a number from 1 to 10000", limit);
+            return;
+        }
+        hr.limit = (uint32_t)v;
+    }
+    if (!(rep = farm_history_list(&self->parts, &s_admin, &hr))) {
+        farm_http_reply_error(req, s_status_of(farm_error_last_code()), "%s", farm_error_last());
+        return;
+    }
+    s_reply_json(req, 200, farm_pbjson(&rep->base));
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
 }
 
-void farm_web_done(farm_web_t *self, const farm_build_t *b)
+/* /api/builds/ID (an id, or ^N): its HistoryRecord */
+static void s_record(farm_web_t *self, farm_http_req_t *req, const char *id)
 {
-    if (!self)
+    Farm__HistoryGet hg = FARM__HISTORY_GET__INIT;
+    Farm__HistoryRecord *rec;
+
+    hg.build = (char *)id;
+    if (!(rec = farm_history_get(&self->parts, &s_admin, &hg))) {
+        farm_http_reply_error(req, s_status_of(farm_error_last_code()), "%s", farm_error_last());
         return;
-    for (s_follow_t *f = self->follows; f; f = f->next)
-        if (!strcmp(f->build_id, b->id) && !f->ended) {
-            f->ended = 1;
-            farm_http_stream_wake(f->stream);
-        }
+    }
+    s_reply_json(req, 200, farm_pbjson(&rec->base));
+    protobuf_c_message_free_unpacked(&rec->base, NULL);
 }
 
 /* -- routes ---------------------------------------------------------------------------- */
@@ -281,6 +302,12 @@ static void s_handle(void *arg, farm_http_req_t *req)
     farm_web_t *self = arg;
     const char *path = farm_http_req_path(req);
     const farm_webfile_t *file;
+
+    if (self->cfg_seen != *self->cfg_p) { /* farm.yaml was reloaded */
+        self->cfg_seen = *self->cfg_p;
+        self->parts.cfg = self->cfg_seen;
+        farm_clients_reload(self->cl, self->cfg_seen);
+    }
 
     if (!strcmp(path, "/metrics")) {
         size_t len = 0;
@@ -305,6 +332,11 @@ static void s_handle(void *arg, farm_http_req_t *req)
         s_reply_json(req, 200, s_ask(self, FARM__ENVELOPE__BODY_BUILDS_REQUEST));
         return;
     }
+    if (!strcmp(path, "/api/history")) {
+        farm_metric_inc(farm_cstats.http_requests, "/api/history", NULL);
+        s_history(self, req);
+        return;
+    }
     if (!strncmp(path, "/api/builds/", 12)) {
         char id[FARM_ID_MAX + 1];
         const char *rest = path + 12, *slash = strchr(rest, '/');
@@ -321,23 +353,14 @@ static void s_handle(void *arg, farm_http_req_t *req)
             return;
         }
         if (!slash) {
-            json_t *all = s_ask(self, FARM__ENVELOPE__BODY_BUILDS_REQUEST), *b;
             farm_metric_inc(farm_cstats.http_requests, "/api/builds/ID", NULL);
-            if (!(b = s_find_build(all, id))) {
-                json_decref(all);
-                farm_http_reply_error(req, 404, "no running build %s (farmctl history "
-                                      "inspect %s shows a finished one)", id, id);
-                return;
-            }
-            json_incref(b);
-            json_decref(all);
-            s_reply_json(req, 200, b);
+            s_record(self, req, id);
             return;
         }
     }
     farm_metric_inc(farm_cstats.http_requests, "other", NULL);
     farm_http_reply_error(req, 404, "%s: not here; the page is at /, the API under /api/ "
-                          "(nodes, builds, builds/ID, builds/ID/logs), metrics at /metrics",
+                          "(nodes, builds, history, builds/ID, builds/ID/logs), metrics at /metrics",
                           path);
 }
 
@@ -368,7 +391,7 @@ static char *s_read_token(const char *path)
 }
 
 farm_web_t *farm_web_new(farm_reactor_t *reactor, farm_config_t *const *cfg_p,
-                         const farm_coord_parts_t *parts)
+                         const farm_coord_parts_t *parts, farm_history_watches_t *watches)
 {
     const farm_config_t *cfg = *cfg_p;
     farm_web_t *self = calloc(1, sizeof *self);
@@ -381,6 +404,7 @@ farm_web_t *farm_web_new(farm_reactor_t *reactor, farm_config_t *const *cfg_p,
     self->cfg_p = cfg_p;
     self->cfg_seen = cfg;
     self->parts = *parts;
+    self->watches = watches;
     if (cfg->http_token_file && !(token = s_read_token(cfg->http_token_file)))
         goto fail;
     if (farm_cstats_init(parts, cfg_p) < 0 ||

@@ -92,13 +92,43 @@ async function renderBuilds(rep) {
   fill(document.querySelector('#queue tbody'), queue, 'nothing is waiting', 4);
 }
 
+// One build's record (farmctl history inspect), shown under the history when its row is clicked.
+async function showRecord(id) {
+  const box = document.getElementById('record');
+  try {
+    const r = await getJSON('/api/builds/' + encodeURIComponent(id));
+    const b = r.build;
+    const parts = [el('h3', {}, b.build_id + ' — ', el('span', {class: 'state ' + b.status}, b.status)),
+      el('p', {}, 'repository ' + b.repository + (b.tags.length ? ' (tags ' + b.tags.join(', ') + ')' : '') +
+        ', owner ' + (b.owner || '-') + ', context ' + r.context_digest + ' (' + bytes(r.context_size) + '), ' +
+        'Dockerfile ' + (r.dockerfile || 'Dockerfile') + (b.index_digest ? ', index ' + b.index_digest : '') +
+        (b.error ? ', error: ' + b.error : ''))];
+    for (const p of r.platforms) {
+      const attempts = p.attempts.map(a => '#' + a.attempt + ' on ' + a.node + ': ' + a.outcome + (a.reason ? ' (' + a.reason + ')' : '')).join('; ');
+      parts.push(el('div', {class: 'platform'}, p.platform + ' — ', el('span', {class: 'state ' + p.state}, p.state),
+        (p.node ? ' on ' + p.node : '') + ', ' + p.cache_hits + ' of ' + p.steps + ' steps cached' +
+        (p.image && p.image.digest ? ', ' + p.image.digest : '') + (p.error ? ', ' + p.error : '')));
+      if (attempts) parts.push(el('p', {class: 'note'}, 'attempts: ' + attempts));
+      if (p.build_steps.length)
+        parts.push(el('pre', {class: 'log steps'}, p.build_steps.map(s =>
+          (s.ms / 1000).toFixed(1).padStart(6) + ' s' + (s.cached ? ' cached ' : '        ') + s.text).join('\n')));
+    }
+    if (r.log_cut_lines) parts.push(el('p', {class: 'note'}, r.log_cut_lines + ' log lines (' + bytes(r.log_cut_bytes) + ') cut by history.log_limit'));
+    box.replaceChildren(...parts);
+    box.dataset.build = b.build_id;
+  } catch (e) {
+    box.replaceChildren(el('p', {class: 'note'}, String(e.message)));
+  }
+}
+
 function renderHistory(rep) {
-  const rows = rep.builds.map(h => el('tr', {'data-build': h.build_id},
+  const rows = rep.builds.map(h => el('tr', {'data-build': h.build_id, class: 'pick', title: 'show its record'},
     el('td', {}, h.build_id), el('td', {class: 'state ' + h.status}, h.status), el('td', {}, h.repository),
     el('td', {}, h.owner || '-'), el('td', {}, h.platforms.join(', ')),
     el('td', {}, new Date(h.created_unix_ms).toISOString().replace('T', ' ').slice(0, 19)),
     el('td', {}, h.done_unix_ms ? secs(h.done_unix_ms - h.created_unix_ms) : '-'),
     el('td', {}, h.index_digest || h.error || '')));
+  for (const r of rows) r.addEventListener('click', () => { location.hash = r.dataset.build; showRecord(r.dataset.build); });
   fill(document.querySelector('#history tbody'), rows, 'no build recorded yet', 8);
 }
 
@@ -122,3 +152,5 @@ async function refresh() {
 }
 
 refresh();
+// /#BUILD_ID opens that build's record (a link to share)
+if (location.hash.length > 1) showRecord(decodeURIComponent(location.hash.slice(1)));

@@ -10,7 +10,10 @@
 #    (name resolution off for everything but 127.0.0.1: the page needs no network): it
 #    shows the node, the running build and its log lines, more lines the second time, and
 #    the two builds waiting in the queue. A screenshot is kept in the build dir
-#    (test-artifacts/web-page.png).
+#    (test-artifacts/web-page.png, taken while the second build runs). The last build's log, followed over HTTP (follow=1)
+#    from before it started, streams every line and ends when the build does. After the
+#    builds, /api/history and the page's history show all three completed, and the page
+#    opened at /#BUILD shows that build's record (node, attempt, timed steps).
 # 3. Prometheus scrapes the coordinator and the agent every second; its HTTP API then says
 #    3 builds finished ok, the queue grew (to 2) and drained to 0, 3 queue waits and 3 jobs
 #    done on the agent, and both targets up.
@@ -123,9 +126,6 @@ PY
 chrome --dump-dom "$url/" >"$LAB/page-1.html" || lab_fail "chromium could not load the page"
 sleep 4
 chrome --dump-dom "$url/" >"$LAB/page-2.html" || lab_fail "chromium could not load the page again"
-chrome --screenshot="$FARM_BUILD_DIR/test-artifacts/web-page.png" --window-size=1280,1000 "$url/" >/dev/null \
-    || lab_fail "chromium could not take a screenshot"
-[[ -s $FARM_BUILD_DIR/test-artifacts/web-page.png ]] || lab_fail "no screenshot written"
 n1=$(dom_lines "$b1" "$LAB/page-1.html")
 n2=$(dom_lines "$b1" "$LAB/page-2.html")
 lab_log "the page showed $n1 then $n2 log lines of $b1"
@@ -139,13 +139,66 @@ for b in "${bids[@]:1}"; do
 done
 grep -q "cannot read the coordinator" "$LAB/page-2.html" && lab_fail "the page could not read the API"
 
+# the last build's log followed over HTTP from before it starts: the stream ends by itself
+# when the build does, holding every line of its RUN step
+b3=${bids[2]}
+curl -sSN --max-time 300 "$url/api/builds/$b3/logs?follow=1&platform=linux/amd64" >"$LAB/follow-3.ndjson" &
+follow_pid=$!
+
 # --- the builds finish: dispatched with the hostile connections still held
+# (the screenshot: the first build in the history with its record open, the second
+# running with its log, the third queued)
+timeout 300 "$FARMCTL" wait --coordinator "$FARM_COORDINATOR" "$b1" >"$LAB/wait-$b1.out" 2>&1 \
+    || { cat "$LAB/wait-$b1.out" >&2; lab_fail "build $b1 did not finish ok"; }
+deadline=$((SECONDS + 120))
+until (($(lines_of "${bids[1]}") >= 3)); do
+    ((SECONDS < deadline)) || lab_fail "no log line of ${bids[1]} reached the API in 120 s"
+    sleep 0.5
+done
+chrome --screenshot="$FARM_BUILD_DIR/test-artifacts/web-page.png" --window-size=1280,1400 "$url/#$b1" >/dev/null \
+    || lab_fail "chromium could not take a screenshot"
+[[ -s $FARM_BUILD_DIR/test-artifacts/web-page.png ]] || lab_fail "no screenshot written"
 for b in "${bids[@]}"; do
     timeout 300 "$FARMCTL" wait --coordinator "$FARM_COORDINATOR" "$b" >"$LAB/wait-$b.out" 2>&1 \
         || { cat "$LAB/wait-$b.out" >&2; lab_fail "build $b did not finish ok"; }
 done
 lab_alive hostile || lab_fail "the hostile client ended before the builds did"
 lab_log "three builds done with 200 silent HTTP connections held"
+st=0
+timeout 30 tail --pid="$follow_pid" -f /dev/null || lab_fail "the followed log of $b3 did not end with its build"
+wait "$follow_pid" || st=$?
+((st == 0)) || lab_fail "curl following $b3's log exited $st"
+for i in 1 7 14; do
+    grep -q "\"line\":\"[^\"]*farm-web: line $i of round 3\"" "$LAB/follow-3.ndjson" \
+        || lab_fail "the followed log of $b3 lacks line $i (see $LAB/follow-3.ndjson)"
+done
+python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$LAB/follow-3.ndjson" \
+    || lab_fail "the followed log is not one JSON object a line"
+
+# the history: the API and the page, with one build's record opened by its link
+curl -fsS "$url/api/history" >"$LAB/history.json" || lab_fail "/api/history failed"
+python3 - "$LAB/history.json" "${bids[@]}" <<'PY' || lab_fail "/api/history does not list the three builds completed: $(cat "$LAB/history.json")"
+import json, sys
+h = {b["build_id"]: b for b in json.load(open(sys.argv[1]))["builds"]}
+for bid in sys.argv[2:]:
+    assert h[bid]["status"] == "completed" and h[bid]["index_digest"].startswith("sha256:"), h.get(bid)
+PY
+chrome --dump-dom "$url/#$b1" >"$LAB/page-3.html" || lab_fail "chromium could not load the page after the builds"
+for b in "${bids[@]}"; do
+    grep -q "<tr data-build=\"$b\" class=\"pick\" title=\"show its record\"><td>$b</td><td class=\"state completed\">completed</td>" \
+        "$LAB/page-3.html" || lab_fail "the page's history does not show $b completed (see $LAB/page-3.html)"
+done
+python3 - "$LAB/page-3.html" "$b1" <<'PY' || lab_fail "the page does not show $b1's record (see $LAB/page-3.html)"
+import re, sys
+dom, bid = open(sys.argv[1]).read(), sys.argv[2]
+rec = dom[dom.index('<div id="record"'):]
+assert '<div id="record" class="build" data-build="%s">' % bid in dom, "no record box for the build"
+assert "linux/amd64 — " in rec and "on x86-w" in rec, "no platform line naming the node"
+assert re.search(r"[0-9.]+ s +(cached )? *STEP \d+/\d+: RUN for i in", rec), "no timed step"
+assert "#1 on x86-w: done" in rec, "no attempt"
+PY
+grep -q '<div class="build" data-build=' "$LAB/page-3.html" \
+    && lab_fail "the page still shows a running build after all three finished"
 
 # --- 3. what Prometheus scraped
 want() { # want EXPR VALUE [WAIT]
