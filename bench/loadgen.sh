@@ -31,6 +31,9 @@
 # Environment: FARM_BUILD_DIR (default /work/main/build) holds farm-loadgen and
 # farm-coordinator; FARM_COORDINATOR_BIN and FARM_LOADGEN_BIN override either one;
 # LOADGEN_CACHE_WAIT sets farm.yaml's coordinator.cache_wait (e.g. 0: no warm waits).
+# LOADGEN_HTTP=metrics turns coordinator.http on and scrapes /metrics every second during
+# each run, as Prometheus would; LOADGEN_HTTP=page also reads what the web page reads
+# (/api/nodes, /api/builds, /api/history) every second; unset: HTTP off.
 # LAB_KEEP=1 keeps the lab directory (coordinator logs) for a look afterwards.
 set -euo pipefail
 
@@ -99,6 +102,7 @@ bench_farm_yaml() {
     local out=$1 nodes=$2 run=$3 pa pc i p np=${#plat_list[@]}
     pa=$(lab_free_port)
     pc=$(lab_free_port)
+    BENCH_HTTP_PORT=$(lab_free_port)
     BENCH_AGENTS_EP=tcp://127.0.0.1:$pa
     BENCH_CLIENTS_EP=tcp://127.0.0.1:$pc
     {
@@ -110,6 +114,7 @@ bench_farm_yaml() {
         echo "  state_dir: $LAB/state-$run"
         echo "  max_builds_per_client: 100000   # the load comes from a few simulated clients"
         [[ -n ${LOADGEN_CACHE_WAIT:-} ]] && echo "  cache_wait: $LOADGEN_CACHE_WAIT"
+        [[ -n ${LOADGEN_HTTP:-} ]] && echo "  http: 127.0.0.1:$BENCH_HTTP_PORT"
         echo "platforms:"
         for ((p = 0; p < np; p++)); do
             echo "  ${plat_list[p]}:"
@@ -152,6 +157,20 @@ bench_run() {
     lab_spawn "loadgen-$run" "$LAB/loadgen-$run.log" \
         bash -c 'exec "$@" >"$0"' "$LAB/$run.out" "$loadgen_bin" "${args[@]}"
     lpid=$LAB_LAST_PID
+    if [[ -n ${LOADGEN_HTTP:-} ]]; then
+        local -a paths=(/metrics)
+        [[ $LOADGEN_HTTP == page ]] && paths+=(/api/nodes /api/builds /api/history)
+        # shellcheck disable=SC2016 # the inner shell's
+        lab_spawn "scraper-$run" "$LAB/scraper-$run.log" bash -c '
+            port=$1; shift; n=0 bytes=0
+            while :; do
+                for p in "$@"; do
+                    b=$(curl -fsS --max-time 5 "http://127.0.0.1:$port$p" | wc -c) && n=$((n + 1)) bytes=$((bytes + b))
+                done
+                echo "requests=$n bytes=$bytes"
+                sleep 1
+            done' scraper "$BENCH_HTTP_PORT" "${paths[@]}"
+    fi
     deadline=$((SECONDS + cap + 30))
     while lab_alive "loadgen-$run" && ((SECONDS < deadline)); do sleep 0.5; done
     if lab_alive "loadgen-$run"; then
@@ -159,6 +178,10 @@ bench_run() {
         lab_stop "loadgen-$run" TERM 10
     fi
     wait "$lpid" || rc=$?
+    if [[ -n ${LOADGEN_HTTP:-} ]]; then
+        lab_stop "scraper-$run" TERM 5
+        echo "$run.http_$(tail -n 1 "$LAB/scraper-$run.log" | sed 's/ bytes=/ http_bytes=/')  # LOADGEN_HTTP=$LOADGEN_HTTP"
+    fi
     cat "$LAB/$run.out"
     echo "$run.loadgen_exit=$rc"
     if lab_alive "coordinator-$run"; then

@@ -15,6 +15,7 @@
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "coordinator/stats.h"
 #include "coordinator/tagorder.h"
 
 /* The index push of one build: a helper process. */
@@ -153,6 +154,8 @@ static void s_maybe_done(push_t *st)
     /* a failure the helper could tell: the tags it sent nothing to go back */
     if (r && !r->ok)
         farm_tagorder_undo(self->order, b, r->tags_tried, s_wall_ms());
+    if (r)
+        farm_metric_add(farm_cstats.registry_retries, NULL, NULL, r->registry_retries);
     if (r && r->ok && farm_digest_valid(r->index_digest))
         farm_builds_finish(self->builds, b, 1, r->index_digest, r->index_size, NULL,
                            farm_now_ms());

@@ -337,7 +337,7 @@ static int s_result_tried(int ok, const char *error, const char *digest, uint64_
     Farm__StitchResult r = FARM__STITCH_RESULT__INIT;
 
     r.tags_tried = (uint32_t)tried;
-
+    r.registry_retries = (uint32_t)farm_registry_retries_total();
     r.ok = ok;
     r.error = (char *)(error ? error : "");
     r.index_digest = (char *)(digest ? digest : "");
