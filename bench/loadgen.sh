@@ -161,13 +161,14 @@ bench_run() {
         local -a paths=(/metrics)
         [[ $LOADGEN_HTTP == page ]] && paths+=(/api/nodes /api/builds /api/history)
         # shellcheck disable=SC2016 # the inner shell's
+        # one line per request: PATH SECONDS BYTES (curl's time_total, size_download)
         lab_spawn "scraper-$run" "$LAB/scraper-$run.log" bash -c '
-            port=$1; shift; n=0 bytes=0
+            port=$1; shift
             while :; do
                 for p in "$@"; do
-                    b=$(curl -fsS --max-time 5 "http://127.0.0.1:$port$p" | wc -c) && n=$((n + 1)) bytes=$((bytes + b))
+                    curl -fsS -o /dev/null --max-time 5 -w "$p %{time_total} %{size_download}\n" \
+                        "http://127.0.0.1:$port$p" || echo "$p failed"
                 done
-                echo "requests=$n bytes=$bytes"
                 sleep 1
             done' scraper "$BENCH_HTTP_PORT" "${paths[@]}"
     fi
@@ -180,7 +181,11 @@ bench_run() {
     wait "$lpid" || rc=$?
     if [[ -n ${LOADGEN_HTTP:-} ]]; then
         lab_stop "scraper-$run" TERM 5
-        echo "$run.http_$(tail -n 1 "$LAB/scraper-$run.log" | sed 's/ bytes=/ http_bytes=/')  # LOADGEN_HTTP=$LOADGEN_HTTP"
+        # per path: requests, mean and max time to the last byte, mean size
+        awk -v run="$run" '$1 ~ /^\// && NF == 3 { n[$1]++; t[$1] += $2; if ($2 > m[$1]) m[$1] = $2; b[$1] += $3 }
+            $2 == "failed" { f[$1]++ }
+            END { for (p in n) printf "%s.http%s=%d requests, mean %.1f ms, max %.1f ms, mean %d bytes, %d failed\n",
+                  run, p, n[p], 1000 * t[p] / n[p], 1000 * m[p], b[p] / n[p], f[p] }' "$LAB/scraper-$run.log"
     fi
     cat "$LAB/$run.out"
     echo "$run.loadgen_exit=$rc"

@@ -235,12 +235,11 @@ farm_http_stream_t *farm_http_reply_stream(farm_http_req_t *req, const char *con
 
     if (!s || req->answered) {
         free(s);
-        if (done)
-            done(arg);
         return NULL;
     }
+    /* done stays unset until the answer is queued: a failure leaves arg to the caller */
     *s = (farm_http_stream_t){.http = req->http, .conn = req->conn, .fill = fill,
-                              .done = done, .arg = arg, .next = req->http->streams};
+                              .arg = arg, .next = req->http->streams};
     if (s->next)
         s->next->prev = s;
     req->http->streams = s;
@@ -250,9 +249,11 @@ farm_http_stream_t *farm_http_reply_stream(farm_http_req_t *req, const char *con
         s_stream_free(s);
         return NULL;
     }
-    /* s_queue destroys our reference: the connection keeps the response (and s) alive */
+    /* s_queue destroys our reference: the connection keeps the response (and s) alive;
+     * when it could not queue, s is freed with the response */
     if (s_queue(req, MHD_HTTP_OK, r, content_type) != MHD_YES)
         return NULL;
+    s->done = done;
     return s;
 }
 

@@ -60,7 +60,8 @@ int farm_http_reply_error(farm_http_req_t *req, int status, const char *fmt, ...
  * 0 when it has nothing yet (the connection then waits, costing nothing, until
  * farm_http_stream_wake), or -1 when the stream is over. done is called once when the
  * stream ends for any reason (over, client gone, server destroyed): after it, the
- * stream pointer is invalid and wake must not be called with it. */
+ * stream pointer is invalid and wake must not be called with it. NULL when the answer
+ * could not be made: done is not called, arg is still the caller's. */
 typedef ssize_t (*farm_http_fill_fn)(void *arg, char *buf, size_t max);
 typedef void (*farm_http_done_fn)(void *arg);
 farm_http_stream_t *farm_http_reply_stream(farm_http_req_t *req, const char *content_type,

@@ -106,8 +106,11 @@ static void s_follow_put(s_follow_t *f, const char *platform, const char *line)
     if (!(text = farm_pbjson_dumps(&ll.base, 0)))
         return;
     n = strlen(text);
-    if (f->sent == f->len)
-        f->sent = f->len = 0;
+    if (f->sent) { /* what the client took makes room */
+        memmove(f->buf, f->buf + f->sent, f->len - f->sent);
+        f->len -= f->sent;
+        f->sent = 0;
+    }
     if (f->len + n + 1 > S_FOLLOW_BUF) {
         f->dropped++;
         free(text);
@@ -245,9 +248,10 @@ static void s_logs(farm_web_t *self, farm_http_req_t *req, const char *id)
     if (b && b->state != FARM_BUILD_DONE)
         f->watch = farm_history_watch(self->watches, f->build_id, s_follow_line, f);
     f->ended = f->watch <= 0;
-    /* on failure the stream's done callback has freed f */
     f->stream = farm_http_reply_stream(req, "application/x-ndjson", s_follow_fill,
                                        s_follow_done, f);
+    if (!f->stream)
+        s_follow_done(f); /* no stream: the request is answered with an error, or closed */
 }
 
 /* /api/history[?filter=KEY=VALUE][&limit=N]: HistoryReply, newest first */

@@ -21,7 +21,7 @@ set -euo pipefail
 # shellcheck source=../lab/lib.sh
 source "$(dirname "$0")/../lab/lib.sh"   # FARM_SOURCE_DIR, FARM_BUILD_DIR default there
 lab_init
-for c in prometheus chromium curl python3; do
+for c in prometheus chromium curl "$LAB_PYTHON"; do
     command -v "$c" >/dev/null || lab_fail "$c is not installed (LAB_DEPS has its package)"
 done
 export LAB_SKIP_BINFMT=1
@@ -56,14 +56,14 @@ lab_wait_until 30 "Prometheus to be ready" curl -fsS -o /dev/null "http://127.0.
 prom_api="http://127.0.0.1:$pp/api/v1"
 # promql EXPR: the single value of an instant query ("" when there is none)
 promql() {
-    curl -fsS --get "$prom_api/query" --data-urlencode "query=$1" | python3 -c '
+    curl -fsS --get "$prom_api/query" --data-urlencode "query=$1" | "$LAB_PYTHON" -c '
 import json, sys
 r = json.load(sys.stdin)["data"]["result"]
 print(r[0]["value"][1] if len(r) == 1 else "")'
 }
 
 # --- 1. a hostile client: 200 connections that send nothing, held to the end
-lab_spawn hostile "$LAB/hostile.log" python3 -c "
+lab_spawn hostile "$LAB/hostile.log" "$LAB_PYTHON" -c "
 import socket, time
 socks = [socket.create_connection(('127.0.0.1', $hp)) for _ in range(200)]
 print('holding', len(socks), flush=True)
@@ -73,7 +73,7 @@ t0=$(date +%s%N)
 curl -fsS "$url/api/nodes" >"$LAB/nodes.json" || lab_fail "/api/nodes is not answered with 200 silent connections open"
 ms=$((($(date +%s%N) - t0) / 1000000))
 ((ms < 2000)) || lab_fail "/api/nodes took $ms ms with 200 silent connections open"
-python3 -c 'import json,sys; n=json.load(open(sys.argv[1]))["nodes"]; assert n[0]["name"]=="x86-w" and n[0]["state"]=="ready", n' \
+"$LAB_PYTHON" -c 'import json,sys; n=json.load(open(sys.argv[1]))["nodes"]; assert n[0]["name"]=="x86-w" and n[0]["state"]=="ready", n' \
     "$LAB/nodes.json" || lab_fail "/api/nodes does not show x86-w ready: $(cat "$LAB/nodes.json")"
 code=$(curl -s -o "$LAB/rebind.txt" -w '%{http_code}' -H "Host: farm.attacker.example" "$url/api/builds")
 [[ $code == 403 ]] || lab_fail "a request for Host farm.attacker.example got $code, not 403"
@@ -99,7 +99,7 @@ b1=${bids[0]}
 lab_log "builds ${bids[*]}"
 # the first build's log lines reach the coordinator
 lines_of() { curl -fsS "$url/api/builds/$1/logs?platform=linux/amd64" \
-    | python3 -c 'import json,sys; print(sum("farm-web: line" in l["line"] for l in json.load(sys.stdin)["lines"]))'; }
+    | "$LAB_PYTHON" -c 'import json,sys; print(sum("farm-web: line" in l["line"] for l in json.load(sys.stdin)["lines"]))'; }
 deadline=$((SECONDS + 180))
 until (($(lines_of "$b1") >= 2)); do
     ((SECONDS < deadline)) || lab_fail "no log line of $b1 reached /api/builds/$b1/logs in 180 s"
@@ -112,7 +112,7 @@ chrome() {
         --virtual-time-budget=3000 "$@" 2>>"$LAB/chromium.log"
 }
 # log lines of build $1 in a dumped DOM $2
-dom_lines() { python3 - "$1" "$2" <<'PY'
+dom_lines() { "$LAB_PYTHON" - "$1" "$2" <<'PY'
 import re, sys
 dom = open(sys.argv[2]).read()
 start = dom.find('<div class="build" data-build="%s">' % sys.argv[1])
@@ -172,12 +172,12 @@ for i in 1 7 14; do
     grep -q "\"line\":\"[^\"]*farm-web: line $i of round 3\"" "$LAB/follow-3.ndjson" \
         || lab_fail "the followed log of $b3 lacks line $i (see $LAB/follow-3.ndjson)"
 done
-python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$LAB/follow-3.ndjson" \
+"$LAB_PYTHON" -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$LAB/follow-3.ndjson" \
     || lab_fail "the followed log is not one JSON object a line"
 
 # the history: the API and the page, with one build's record opened by its link
 curl -fsS "$url/api/history" >"$LAB/history.json" || lab_fail "/api/history failed"
-python3 - "$LAB/history.json" "${bids[@]}" <<'PY' || lab_fail "/api/history does not list the three builds completed: $(cat "$LAB/history.json")"
+"$LAB_PYTHON" - "$LAB/history.json" "${bids[@]}" <<'PY' || lab_fail "/api/history does not list the three builds completed: $(cat "$LAB/history.json")"
 import json, sys
 h = {b["build_id"]: b for b in json.load(open(sys.argv[1]))["builds"]}
 for bid in sys.argv[2:]:
@@ -188,7 +188,7 @@ for b in "${bids[@]}"; do
     grep -q "<tr data-build=\"$b\" class=\"pick\" title=\"show its record\"><td>$b</td><td class=\"state completed\">completed</td>" \
         "$LAB/page-3.html" || lab_fail "the page's history does not show $b completed (see $LAB/page-3.html)"
 done
-python3 - "$LAB/page-3.html" "$b1" <<'PY' || lab_fail "the page does not show $b1's record (see $LAB/page-3.html)"
+"$LAB_PYTHON" - "$LAB/page-3.html" "$b1" <<'PY' || lab_fail "the page does not show $b1's record (see $LAB/page-3.html)"
 import re, sys
 dom, bid = open(sys.argv[1]).read(), sys.argv[2]
 rec = dom[dom.index('<div id="record"'):]
@@ -222,6 +222,6 @@ want 'farm_agent_healthy' 1
 want 'up{job="farm-coordinator"}' 1
 want 'up{job="farm-agent"}' 1
 rss=$(promql 'process_resident_memory_bytes{job="farm-coordinator"}')
-[[ $rss =~ ^[0-9.e+]+$ ]] && python3 -c "import sys; assert float(sys.argv[1]) > 1e6" "$rss" \
+[[ $rss =~ ^[0-9.e+]+$ ]] && "$LAB_PYTHON" -c "import sys; assert float(sys.argv[1]) > 1e6" "$rss" \
     || lab_fail "the coordinator's resident memory is \"$rss\""
 lab_log "test_e2e_web: OK"
