@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "agent/cache.h"
 #include "agent/health.h"
 #include "agent/held.h"
+#include "agent/inventory.h"
 #include "agent/jobs.h"
 #include "agent/session.h"
 #include "agent/stats.h"
@@ -54,6 +56,12 @@ struct farm_agent {
                                             * said in HELLO and every heartbeat */
     char probe_registry[FARM_REFERENCE_MAX]; /* a registry a job could not reach: checked
                                               * with the others until it answers */
+    /* farmctl du / prune: one at a time, its builder part in `farm-agent cache` */
+    farm_child_t *inv_child;
+    int inv_reader_log, inv_reader_result;
+    uint64_t inv_request;
+    farm_inventory_ask_t inv_ask;
+    char inv_home[FARM_PATH_MAX];
     farm_http_t *http;           /* --metrics: /metrics (NULL: off) */
 };
 
@@ -510,6 +518,8 @@ static void s_drop_all(farm_agent_t *self, const char *why)
     farm_cache_abort_all(self->cache);
 }
 
+static void s_inv_finish(farm_agent_t *self);
+
 /* End of every turn: finished workers are reported, dead jobs freed. Only here, so no
  * handler of this turn holds a freed job (a REJECT read before a job's log). */
 static void s_turn_end(farm_reactor_t *reactor, void *arg)
@@ -523,6 +533,12 @@ static void s_turn_end(farm_reactor_t *reactor, void *arg)
         if (farm_jobs_finished(j, now))
             s_job_finish(self, j);
     farm_jobs_reap(self->jobs);
+    if (self->inv_child) {
+        int status;
+        farm_child_reap(self->inv_child, &status);
+        if (farm_child_done(self->inv_child))
+            s_inv_finish(self);
+    }
 }
 
 /* ------------------------------------------------------------------ contexts */
@@ -550,6 +566,226 @@ static void s_on_chunk(farm_agent_t *self, const Farm__ContextChunk *c)
     }
     if (st == FARM_CACHE_STORED)
         farm_cache_trim(self->cache, s_context_in_use, self->jobs);
+}
+
+/* ------------------------------------------------------------------ du and prune */
+
+static void s_cache_report(farm_agent_t *self, uint64_t request, Farm__CacheEntry **entries,
+                           size_t n, uint64_t freed, const char *error)
+{
+    Farm__Envelope env = FARM__ENVELOPE__INIT;
+    Farm__CacheReport r = FARM__CACHE_REPORT__INIT;
+
+    r.request_id = request;
+    r.node = (char *)self->opts.name;
+    r.entries = entries;
+    r.n_entries = n;
+    r.freed = freed;
+    r.error = (char *)(error ? error : "");
+    env.body_case = FARM__ENVELOPE__BODY_CACHE_REPORT;
+    env.cache_report = &r;
+    s_send(self, &env);
+}
+
+typedef struct {
+    Farm__CacheEntry **ptrs;
+    size_t n, cap;
+    uint64_t freed;
+} inv_list_t;
+
+static Farm__CacheEntry *s_inv_add(inv_list_t *l)
+{
+    Farm__CacheEntry *e;
+    if (l->n == l->cap) {
+        Farm__CacheEntry **grown = realloc(l->ptrs, (l->cap ? l->cap * 2 : 32) * sizeof *grown);
+        if (!grown)
+            return NULL;
+        l->ptrs = grown;
+        l->cap = l->cap ? l->cap * 2 : 32;
+    }
+    if (!(e = calloc(1, sizeof *e)))
+        return NULL;
+    farm__cache_entry__init(e);
+    return l->ptrs[l->n++] = e;
+}
+
+static void s_inv_context(void *arg, const farm_cache_item_t *it)
+{
+    inv_list_t *l = arg;
+    Farm__CacheEntry *e = s_inv_add(l);
+
+    if (!e)
+        return;
+    e->kind = "context";
+    e->id = strdup(it->digest);
+    e->kept = strdup(it->kept);
+    if (!e->id || !e->kept) { /* out of memory: the entry is left out */
+        free(e->id);
+        free(e->kept);
+        free(e);
+        l->n--;
+        return;
+    }
+    e->size = it->size;
+    e->last_used_unix = it->used_s;
+    e->in_use = it->in_use;
+    e->freed = it->freed;
+    l->freed += it->freed;
+}
+
+static void s_inv_detach(farm_agent_t *self)
+{
+    if (self->inv_reader_log)
+        farm_reactor_remove(self->reactor, self->inv_reader_log);
+    if (self->inv_reader_result)
+        farm_reactor_remove(self->reactor, self->inv_reader_result);
+    self->inv_reader_log = self->inv_reader_result = 0;
+}
+
+/* `farm-agent cache` is done: its builder caches, then the contexts (listed, pruned here:
+ * only this process knows which a job needs), in one report. */
+static void s_inv_finish(farm_agent_t *self)
+{
+    size_t len = 0;
+    const void *bytes = farm_child_result(self->inv_child, &len);
+    Farm__CacheJobResult *r = len ? farm__cache_job_result__unpack(NULL, len, bytes) : NULL;
+    inv_list_t l = {0};
+    size_t n_builder;
+    uint64_t builder_bytes = 0;
+    const char *error = r ? r->error : "farm-agent cache ended without a result";
+
+    s_inv_detach(self);
+    for (size_t i = 0; r && i < r->n_entries; i++) {
+        Farm__CacheEntry *e = s_inv_add(&l);
+        if (!e)
+            break;
+        *e = *r->entries[i]; /* its strings stay r's until the report is sent */
+        l.freed += e->freed;
+        builder_bytes += e->size;
+    }
+    n_builder = l.n;
+    if (farm_cache_inventory(self->cache, &self->inv_ask, s_context_in_use, self->jobs,
+                             s_inv_context, &l) < 0 && !error[0])
+        error = farm_error_last();
+    if (r && !r->error[0])
+        self->builder_cache_bytes = builder_bytes; /* what `farmctl nodes` shows, now */
+    s_cache_report(self, self->inv_request, l.ptrs, l.n, l.freed, error);
+    farm_log_info("%s answered: %zu entries, %llu bytes freed%s%s",
+                  self->inv_ask.prune ? "prune" : "du", l.n, (unsigned long long)l.freed,
+                  error[0] ? "; " : "", error);
+    for (size_t i = 0; i < l.n; i++) {
+        if (i >= n_builder) { /* the contexts' strings are ours; the caches' are r's */
+            free(l.ptrs[i]->id);
+            free(l.ptrs[i]->kept);
+        }
+        free(l.ptrs[i]);
+    }
+    free(l.ptrs);
+    if (r)
+        farm__cache_job_result__free_unpacked(r, NULL);
+    farm_child_destroy(&self->inv_child);
+}
+
+static void s_inv_line(void *arg, const char *line)
+{
+    (void)arg;
+    farm_log_info("cache: %s", line);
+}
+
+static int s_on_inv_log(farm_reactor_t *reactor, int revents, void *arg)
+{
+    farm_agent_t *self = arg;
+    (void)revents;
+    if (farm_child_read_log(self->inv_child, s_inv_line, NULL) != 0) {
+        farm_reactor_remove(reactor, self->inv_reader_log);
+        self->inv_reader_log = 0;
+    }
+    return 0;
+}
+
+static int s_on_inv_result(farm_reactor_t *reactor, int revents, void *arg)
+{
+    farm_agent_t *self = arg;
+    (void)revents;
+    if (farm_child_read_result(self->inv_child) != 0) {
+        farm_reactor_remove(reactor, self->inv_reader_result);
+        self->inv_reader_result = 0;
+    }
+    return 0;
+}
+
+static void s_on_cache_query(farm_agent_t *self, const Farm__CacheQuery *q)
+{
+    const farm_builder_opts_t *bo = &self->opts.builder;
+    Farm__CacheJobRequest rq = FARM__CACHE_JOB_REQUEST__INIT;
+    Farm__BuilderOptions b = FARM__BUILDER_OPTIONS__INIT;
+    char *argv[] = {(char *)self->opts.worker_exe, "cache", NULL};
+    farm_child_opts_t o = {.argv = argv, .nice = 10};
+    uint8_t *req = NULL;
+    size_t req_len = 0;
+    char **dirs = NULL, **ids = NULL;
+    int id, rc;
+
+    if (self->inv_child) {
+        s_cache_report(self, q->request_id, NULL, 0, 0, "a du or prune already runs on this "
+                       "node; ask again when it has answered");
+        return;
+    }
+    self->inv_request = q->request_id;
+    self->inv_ask = (farm_inventory_ask_t){.prune = q->prune, .until_s = q->until_s,
+                                           .all = q->all, .now_s = (long long)time(NULL)};
+    b.builder = (char *)bo->builder;
+    b.storage_driver = (char *)(bo->storage_driver ? bo->storage_driver : "");
+    b.isolation = (char *)(bo->isolation ? bo->isolation : "oci");
+    b.runtime = (char *)(bo->runtime ? bo->runtime : "runc");
+    b.network = "none";
+    b.root = self->builder_root;
+    rq.builder = &b;
+    rq.prune = q->prune;
+    rq.until_s = q->until_s;
+    rq.all = q->all;
+    rq.home = self->inv_home;
+    /* the running jobs' directories are measured too (kind "job", always in use) */
+    {
+        size_t n = 0;
+        for (farm_agent_job_t *j = farm_jobs_first(self->jobs); j; j = j->next)
+            n++;
+        dirs = calloc(n + 1, sizeof *dirs);
+        ids = calloc(n + 1, sizeof *ids);
+        for (farm_agent_job_t *j = farm_jobs_first(self->jobs); dirs && ids && j; j = j->next)
+            if (j->state != FARM_AGENT_JOB_DEAD && j->dir[0]) {
+                dirs[rq.n_job_dirs++] = j->dir;
+                ids[rq.n_job_ids++] = j->id;
+            }
+        rq.job_dirs = dirs;
+        rq.job_ids = ids;
+    }
+    rc = farm_wire_pack(&req, &req_len, &rq.base);
+    free(dirs);
+    free(ids);
+    if (rc < 0 ||
+        (o.request = req, o.request_len = req_len, !(self->inv_child = farm_child_spawn(&o)))) {
+        free(req);
+        s_cache_report(self, q->request_id, NULL, 0, 0, farm_error_last());
+        return;
+    }
+    free(req);
+    if ((id = farm_reactor_add_fd(self->reactor, farm_child_log_fd(self->inv_child), ZMQ_POLLIN,
+                                  s_on_inv_log, self)) > 0)
+        self->inv_reader_log = id;
+    if ((id = farm_reactor_add_fd(self->reactor, farm_child_result_fd(self->inv_child),
+                                  ZMQ_POLLIN, s_on_inv_result, self)) > 0)
+        self->inv_reader_result = id;
+    if (!self->inv_reader_log || !self->inv_reader_result) {
+        s_inv_detach(self);
+        farm_child_destroy(&self->inv_child);
+        s_cache_report(self, q->request_id, NULL, 0, 0, "agent cannot watch farm-agent cache "
+                       "(out of memory)");
+        return;
+    }
+    farm_log_info("%s asked by the coordinator%s (farm-agent cache pid %d)",
+                  q->prune ? "prune" : "du", q->prune && q->all ? " with --all" : "",
+                  (int)farm_child_pid(self->inv_child));
 }
 
 /* ------------------------------------------------------------------ messages */
@@ -656,6 +892,10 @@ static void s_on_message(farm_agent_t *self, Farm__Envelope **env_p)
                            env->job_ack->job_id, env->job_ack->attempt);
         break;
     case FARM__ENVELOPE__BODY_CONTEXT_CHUNK: s_on_chunk(self, env->context_chunk); break;
+    case FARM__ENVELOPE__BODY_CACHE_QUERY:
+        if (farm_session_ready(self->session))
+            s_on_cache_query(self, env->cache_query);
+        break;
     default:
         farm_log_warn("unexpected message type %d from the coordinator; ignored",
                       (int)env->body_case);
@@ -857,6 +1097,7 @@ farm_agent_t *farm_agent_new(const farm_agent_opts_t *opts)
     if (farm_path_join(cache_dir, sizeof cache_dir, opts->work_dir, "cache") < 0 ||
         farm_path_join(jobs_dir, sizeof jobs_dir, opts->work_dir, "jobs") < 0 ||
         farm_path_join(held_dir, sizeof held_dir, opts->work_dir, "results") < 0 ||
+        farm_path_join(self->inv_home, sizeof self->inv_home, opts->work_dir, "cache-home") < 0 ||
         farm_path_fmt(probe, sizeof probe, "%s/job-4294967295-4294967295/context/%0*d", jobs_dir,
                       64, 0) < 0) {
         farm_error_wrap(FARM_ETOOBIG, "--work-dir is too long");
@@ -930,6 +1171,7 @@ void farm_agent_destroy(farm_agent_t **self_p)
     farm_http_destroy(&self->http);
     farm_astats_fini();
     farm_jobs_destroy(&self->jobs);
+    farm_child_destroy(&self->inv_child);
     farm_held_destroy(&self->held);
     farm_cache_destroy(&self->cache);
     farm_reactor_destroy(&self->reactor);

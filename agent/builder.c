@@ -88,9 +88,7 @@ static void s_on_first_number(void *arg, const char *line)
         *v = strtoull(line, NULL, 10);
 }
 
-/* Bytes under dir ("du -sb DIR" inside the sandbox: builder storage belongs to our
- * subordinate ids); 0 when it cannot be measured. */
-static uint64_t s_bytes(const farm_builder_t *b, const char *dir)
+uint64_t farm_builder_bytes(const farm_builder_t *b, const char *dir)
 {
     char *argv[FARM_SANDBOX_PREFIX_MAX + 4];
     int n = b->sb ? farm_sandbox_prefix(b->sb, argv) : 0;
@@ -165,11 +163,7 @@ void farm_builder_leave(farm_builder_t *b)
 
 /* ------------------------------------------------------------------ the node-wide bound */
 
-/* One cache of the node: ROOT/SCOPE/SLUG.lock, last used (entered) at mtime. */
-typedef struct {
-    char scope[FARM_NAME_MAX + 1], slug[FARM_PLATFORM_STRLEN];
-    struct timespec used;
-} s_cache_t;
+typedef farm_builder_cache_t s_cache_t;
 
 static int s_by_use(const void *a, const void *b)
 {
@@ -230,25 +224,50 @@ static void s_scan_scope(s_cache_t **list, size_t *n, size_t *cap, const char *r
     closedir(d);
 }
 
-/* Every cache under the builder root but b's own, least recently used first. */
-static s_cache_t *s_other_caches(const farm_builder_t *b, size_t *out_n)
+farm_builder_cache_t *farm_builder_caches(const char *root, size_t *out_n)
 {
     s_cache_t *list = NULL;
-    size_t n = 0, cap = 0, k = 0;
-    const char *own = strrchr(b->scope, '/') + 1;
+    size_t n = 0, cap = 0;
     struct dirent *e;
-    DIR *d = opendir(b->opts->root);
+    DIR *d = opendir(root);
 
     while (d && (e = readdir(d)))
         if (s_scope_ok(e->d_name) || strcmp(e->d_name, "@keyless") == 0)
-            s_scan_scope(&list, &n, &cap, b->opts->root, e->d_name);
+            s_scan_scope(&list, &n, &cap, root, e->d_name);
     if (d)
         closedir(d);
+    if (n)
+        qsort(list, n, sizeof *list, s_by_use);
+    *out_n = n;
+    return list;
+}
+
+int farm_builder_open(farm_builder_t *b, const Farm__BuilderOptions *opts,
+                      const farm_builder_cache_t *c)
+{
+    memset(b, 0, sizeof *b);
+    b->opts = opts;
+    b->lock = -1;
+    if (strlen(c->slug) >= sizeof b->slug ||
+        farm_path_fmt(b->scope, sizeof b->scope, "%s/%s", opts->root, c->scope) < 0 ||
+        farm_path_fmt(b->root, sizeof b->root, "%s/%s/storage", b->scope, c->slug) < 0 ||
+        farm_path_fmt(b->runroot, sizeof b->runroot, "%s/%s/run", b->scope, c->slug) < 0)
+        return farm_error_set(FARM_ETOOBIG, "builder cache %s/%s: path too long", c->scope,
+                              c->slug);
+    memcpy(b->slug, c->slug, strlen(c->slug) + 1);
+    return 0;
+}
+
+/* Every cache under the builder root but b's own, least recently used first. */
+static s_cache_t *s_other_caches(const farm_builder_t *b, size_t *out_n)
+{
+    size_t n = 0, k = 0;
+    const char *own = strrchr(b->scope, '/') + 1;
+    s_cache_t *list = farm_builder_caches(b->opts->root, &n);
+
     for (size_t i = 0; i < n; i++)
         if (strcmp(list[i].scope, own) != 0 || strcmp(list[i].slug, b->slug) != 0)
             list[k++] = list[i];
-    if (k)
-        qsort(list, k, sizeof *list, s_by_use);
     *out_n = k;
     return list;
 }
@@ -260,7 +279,7 @@ static uint64_t s_bound_node(const farm_builder_t *b, uint64_t max)
 {
     static const char *const rm_all[] = {"rm", "--all", NULL};
     static const char *const wipe[] = {"rmi", "--all", "--force", NULL};
-    uint64_t size = s_bytes(b, b->opts->root), before = size;
+    uint64_t size = farm_builder_bytes(b, b->opts->root), before = size;
     size_t n = 0, emptied = 0, busy = 0;
     s_cache_t *list;
 
@@ -286,7 +305,7 @@ static uint64_t s_bound_node(const farm_builder_t *b, uint64_t max)
         futimens(x, NULL); /* empty now: the last to try next time, not the first */
         close(x);
         emptied++;
-        size = s_bytes(b, b->opts->root);
+        size = farm_builder_bytes(b, b->opts->root);
     }
     free(list);
     if (emptied)
@@ -315,7 +334,7 @@ uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max)
     if (farm_path_fmt(mine, sizeof mine, "%s/%s", b->scope, b->slug) < 0)
         return 0;
     farm_builder_leave(b);
-    if (max && (size = before = s_bytes(b, mine)) == 0) {
+    if (max && (size = before = farm_builder_bytes(b, mine)) == 0) {
         /* a cache a job just used is never empty: du failed, and saying so beats a bound
          * that quietly does nothing */
         printf("farm: cannot measure builder storage %s (du); --builder-cache-max is not "
@@ -330,7 +349,7 @@ uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max)
         return s_bound_node(b, max);
     }
     farm_builder_run(b, NULL, NULL, prune);
-    while ((size = s_bytes(b, mine)) > max && removed < 10000) {
+    while ((size = farm_builder_bytes(b, mine)) > max && removed < 10000) {
         oldest_t o = {{0}, {0}};
         const char *rmi[] = {"rmi", "--force", o.id, NULL};
         if (farm_builder_run(b, s_on_image, &o, list) != 0 || !o.id[0] ||
@@ -340,7 +359,7 @@ uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max)
     }
     if (size > max) {
         farm_builder_run(b, NULL, NULL, wipe);
-        size = s_bytes(b, mine);
+        size = farm_builder_bytes(b, mine);
     }
     close(x);
     printf("farm: builder cache %.1f MiB > --builder-cache-max %.1f MiB: pruned %s (%d job "

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "agent/sandbox.h"
 #include "common/limits.h"
@@ -51,6 +52,21 @@ int farm_builder_enter(farm_builder_t *b);
  * platforms') that no job uses, least recently entered first. Never an image a running
  * job uses. Releases the lock. Returns the bytes of the whole builder root (0: unknown). */
 uint64_t farm_builder_bound(farm_builder_t *b, uint64_t max);
+/* Bytes under dir ("du -sb DIR" inside the sandbox when b has one: builder storage
+ * belongs to the agent's subordinate ids); 0 when it cannot be measured. */
+uint64_t farm_builder_bytes(const farm_builder_t *b, const char *dir);
+
+/* One cache of the node: ROOT/SCOPE/SLUG.lock, last used (a job entered it) at mtime. */
+typedef struct {
+    char scope[FARM_NAME_MAX + 1], slug[FARM_PLATFORM_STRLEN];
+    struct timespec used;
+} farm_builder_cache_t;
+/* Every cache under root, least recently used first (malloc'd; NULL when none). */
+farm_builder_cache_t *farm_builder_caches(const char *root, size_t *out_n);
+/* b for an existing cache c under opts->root (as farm_builder_init for a job). */
+int farm_builder_open(farm_builder_t *b, const Farm__BuilderOptions *opts,
+                      const farm_builder_cache_t *c);
+
 /* Releases the cache's lock. */
 void farm_builder_leave(farm_builder_t *b);
 /* After a failed build, the lock released: removes the working containers the build left

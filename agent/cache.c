@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "agent/inventory.h"
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/limits.h"
@@ -233,4 +234,40 @@ int farm_cache_trim(farm_cache_t *self, int (*in_use)(void *arg, const char *dig
 {
     trim_t t = {.cache = self, .in_use = in_use, .arg = arg};
     return farm_store_sweep(self->store, 0, self->max_bytes, s_trim_in_use, &t);
+}
+
+/* ---- inventory: farmctl du and prune */
+
+typedef struct {
+    farm_cache_t *cache;
+    const farm_inventory_ask_t *ask;
+    int (*in_use)(void *arg, const char *digest);
+    void *arg;
+    void (*fn)(void *fn_arg, const farm_cache_item_t *item);
+    void *fn_arg;
+} inventory_t;
+
+static void s_inventory_one(void *arg, const char *digest, uint64_t size, long long used_s)
+{
+    inventory_t *v = arg;
+    char why[128];
+    farm_cache_item_t it = {.digest = digest, .size = size, .used_s = used_s, .kept = why};
+
+    it.in_use = (v->in_use && v->in_use(v->arg, digest)) || s_find(v->cache, digest);
+    if (farm_inventory_decide(why, sizeof why, v->ask, it.in_use, used_s)) {
+        farm_store_remove(v->cache->store, digest);
+        farm_log_info("pruned context %s (%llu bytes)", digest, (unsigned long long)size);
+        it.freed = size;
+        it.size = 0;
+    }
+    v->fn(v->fn_arg, &it);
+}
+
+int farm_cache_inventory(farm_cache_t *self, const farm_inventory_ask_t *ask,
+                         int (*in_use)(void *arg, const char *digest), void *arg,
+                         void (*fn)(void *fn_arg, const farm_cache_item_t *item), void *fn_arg)
+{
+    inventory_t v = {.cache = self, .ask = ask, .in_use = in_use, .arg = arg, .fn = fn,
+                     .fn_arg = fn_arg};
+    return farm_store_each(self->store, s_inventory_one, &v);
 }

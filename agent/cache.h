@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/inventory.h"
+
 typedef struct farm_cache farm_cache_t;
 
 /* Asks the coordinator for the bytes of digest from offset (one ContextGet). */
@@ -55,5 +57,21 @@ size_t farm_cache_fetching(const farm_cache_t *self);
 /* Evicts least recently used contexts until the cache fits its bound; never one for which
  * in_use(arg, digest) is non-zero. Logs "evicted context DIGEST". Returns the count. */
 int farm_cache_trim(farm_cache_t *self, int (*in_use)(void *arg, const char *digest), void *arg);
+
+/* One cached context, for farmctl du and prune (agent/inventory.h). */
+typedef struct {
+    const char *digest;
+    uint64_t size;     /* bytes now (0 once pruned) */
+    long long used_s;  /* last use, seconds since the epoch */
+    int in_use;        /* a job needs it or it is being fetched */
+    uint64_t freed;
+    const char *kept;  /* why it stays when a prune was asked ("" otherwise) */
+} farm_cache_item_t;
+/* Lists every cached context to fn and, when ask->prune, removes those it may
+ * (farm_inventory_decide): never one for which in_use(arg, digest) is non-zero or that is
+ * being fetched. Returns how many it listed, < 0 when the cache cannot be read. */
+int farm_cache_inventory(farm_cache_t *self, const farm_inventory_ask_t *ask,
+                         int (*in_use)(void *arg, const char *digest), void *arg,
+                         void (*fn)(void *fn_arg, const farm_cache_item_t *item), void *fn_arg);
 
 #endif

@@ -5,7 +5,8 @@
  *   systemd then leaves it stopped (the unit's RestartPreventExitStatus=) instead of
  *   restarting it every few seconds
  * farm-agent check [the same options]   what this host lacks for that agent (agent/check.h)
- * farm-agent worker   (started by the agent itself for each job: agent/worker.h) */
+ * farm-agent worker   (started by the agent itself for each job: agent/worker.h)
+ * farm-agent cache    (started by the agent for farmctl du and prune: agent/inventory.h) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "agent/agent.h"
 #include "agent/args.h"
 #include "agent/check.h"
+#include "agent/inventory.h"
 #include "agent/worker.h"
 #include "common/endpoint.h"
 #include "common/error.h"
@@ -109,6 +111,8 @@ int main(int argc, char **argv)
     /* the agent re-runs itself as each job's worker: nothing else may run first */
     if (argc == 2 && strcmp(argv[1], "worker") == 0)
         return farm_worker_main();
+    if (argc == 2 && strcmp(argv[1], "cache") == 0)
+        return farm_inventory_main();
     check = argc >= 2 && strcmp(argv[1], "check") == 0;
     memset(&keys, 0, sizeof keys);
     if ((rc = check ? farm_agent_args_parse(&a, argc - 1, argv + 1, 1)

@@ -5,7 +5,13 @@
  * done: 8 transactions, each synced), and the start-up cost with --unfinished jobs not
  * finished (open + load). Prints KEY=VALUE figures; a benchmark, not a test.
  *
- * usage: farm-journal-bench [--dir DIR] [--builds N] [--unfinished JOBS] [--loads N] */
+ * With --records N: fills DIR/state with N finished builds' records (two platforms, five
+ * timed steps each, --log-lines lines of log) in batches as the coordinator commits them,
+ * and times history's reads (the newest 100, one record, one log); a coordinator started
+ * on DIR/state then serves them (bench/history-rss.sh reads its RSS).
+ *
+ * usage: farm-journal-bench [--dir DIR] [--builds N] [--unfinished JOBS] [--loads N]
+ *                           [--records N [--log-lines L]] */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,10 +119,105 @@ static int s_one_build(farm_journal_t *j, double *lat, size_t *n_lat, long long 
     return 0;
 }
 
+/* N finished builds with their records, then history's reads timed. */
+static int s_records_mode(const char *dir, long n, long log_lines)
+{
+    char sub[FARM_PATH_MAX], id[FARM_ID_MAX + 1], first[FARM_ID_MAX + 1] = "", line[160];
+    farm_journal_opts_t o = {.max_builds = (size_t)n};
+    farm_journal_t *j;
+    long long now = (long long)time(NULL) * 1000;
+    static const char *const texts[] = {"FROM scratch", "COPY busybox /bin/busybox",
+                                        "RUN busybox --install -s /bin", "RUN make",
+                                        "LABEL a=b"};
+    double t0;
+
+    if (farm_path_join(sub, sizeof sub, dir, "state") < 0 || farm_fs_mkdirs(sub) < 0 ||
+        !(j = farm_journal_open(sub, &o)))
+        return -1;
+    farm_journal_set_batch(j, 1);
+    t0 = s_now();
+    for (long i = 0; i < n; i++) {
+        farm_journal_build_t b;
+        farm_journal_job_t jobs[2];
+        farm_journal_step_t steps[5];
+        uint64_t seq;
+        if (farm_journal_next_build_id(j, id, sizeof id, &seq) < 0)
+            return -1;
+        if (!first[0])
+            snprintf(first, sizeof first, "%s", id);
+        s_records(&b, jobs, id, seq, now - (n - i) * 1000);
+        if (farm_journal_put_build(j, &b, jobs, 2) < 0)
+            return -1;
+        for (int k = 0; k < 2; k++) {
+            jobs[k].state = FARM_JOURNAL_JOB_DONE;
+            jobs[k].attempt = 1;
+            snprintf(jobs[k].node, sizeof jobs[k].node, "node-%ld", i % 50);
+            snprintf(jobs[k].image_digest, sizeof jobs[k].image_digest,
+                     "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
+            snprintf(jobs[k].image_media_type, sizeof jobs[k].image_media_type,
+                     "application/vnd.oci.image.manifest.v1+json");
+            jobs[k].cache_hits = 2;
+            jobs[k].steps = 5;
+            for (int t = 0; t < 5; t++)
+                steps[t] = (farm_journal_step_t){"", (unsigned)t + 1, (char *)texts[t],
+                                                 100 * (uint64_t)t, t < 2};
+            for (long l = 0; l < log_lines / 2; l++) {
+                snprintf(line, sizeof line, "#%ld 0.%03ld compiling module %ld of the app, "
+                         "warnings: none", l, l % 1000, l);
+                if (farm_journal_put_line(j, id, jobs[k].platform, jobs[k].node, line) < 0)
+                    return -1;
+            }
+            if (farm_journal_put_job(j, &jobs[k]) < 0 ||
+                farm_journal_put_steps(j, id, jobs[k].platform, steps, 5) < 0)
+                return -1;
+        }
+        if (farm_journal_finish(j, id, 1, NULL, "sha256:aaaabbbbccccddddaaaabbbbccccddddaaaabbbb"
+                                "ccccddddaaaabbbbccccdddd", 700, now) < 0)
+            return -1;
+        if (i % 100 == 99 && farm_journal_commit(j) < 0)
+            return -1;
+    }
+    if (farm_journal_commit(j) < 0)
+        return -1;
+    printf("HISTORY_RECORDS=%ld\nHISTORY_LOG_LINES_PER_BUILD=%ld\nHISTORY_FILL_S=%.1f\n", n,
+           log_lines, s_now() - t0);
+    {
+        farm_journal_build_t *bs = NULL;
+        farm_journal_filter_t f = {.limit = 100};
+        farm_journal_record_t r;
+        farm_journal_line_t *lines = NULL;
+        size_t nb = 0, nl = 0;
+        t0 = s_now();
+        if (farm_journal_list(j, &bs, &nb, &f) < 0)
+            return -1;
+        printf("HISTORY_LIST_100_MS=%.2f\n", (s_now() - t0) * 1e3);
+        farm_journal_builds_free(bs, nb);
+        f.status = "failed"; /* none: the whole table scanned */
+        t0 = s_now();
+        if (farm_journal_list(j, &bs, &nb, &f) < 0)
+            return -1;
+        printf("HISTORY_LIST_FILTER_MISS_MS=%.2f\n", (s_now() - t0) * 1e3);
+        farm_journal_builds_free(bs, nb);
+        t0 = s_now();
+        if (farm_journal_get_record(j, &r, first) < 0)
+            return -1;
+        printf("HISTORY_RECORD_MS=%.2f\n", (s_now() - t0) * 1e3);
+        farm_journal_record_clear(&r);
+        t0 = s_now();
+        if (farm_journal_get_lines(j, &lines, &nl, first, NULL) < 0)
+            return -1;
+        printf("HISTORY_LOG_MS=%.2f\nHISTORY_LOG_LINES=%zu\n", (s_now() - t0) * 1e3, nl);
+        farm_journal_lines_free(lines, nl);
+    }
+    farm_journal_destroy(&j);
+    printf("HISTORY_STATE_DIR=%s\n", sub);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
-    long builds = 200, unfinished = 10000, loads = 5;
+    long builds = 200, unfinished = 10000, loads = 5, records = 0, log_lines = 100;
     char tmp[] = "/var/tmp/farm-journal-bench-XXXXXX", sub[FARM_PATH_MAX];
     farm_journal_t *j = NULL;
     int rc = 1;
@@ -130,9 +231,13 @@ int main(int argc, char **argv)
             unfinished = strtol(argv[++i], NULL, 10);
         else if (i + 1 < argc && strcmp(argv[i], "--loads") == 0)
             loads = strtol(argv[++i], NULL, 10);
+        else if (i + 1 < argc && strcmp(argv[i], "--records") == 0)
+            records = strtol(argv[++i], NULL, 10);
+        else if (i + 1 < argc && strcmp(argv[i], "--log-lines") == 0)
+            log_lines = strtol(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "usage: %s [--dir DIR] [--builds N] [--unfinished JOBS] "
-                            "[--loads N]\n", argv[0]);
+                            "[--loads N] [--records N [--log-lines L]]\n", argv[0]);
             return 2;
         }
     }
@@ -143,6 +248,13 @@ int main(int argc, char **argv)
     if (!dir && !(dir = mkdtemp(tmp))) {
         perror("farm-journal-bench: mkdtemp");
         return 1;
+    }
+    if (records > 0) {
+        if (log_lines < 0 || s_records_mode(dir, records, log_lines) < 0) {
+            fprintf(stderr, "farm-journal-bench: %s\n", farm_error_last());
+            return 1;
+        }
+        return 0;
     }
     long long now = (long long)time(NULL) * 1000;
     size_t n_lat = 0;

@@ -130,6 +130,7 @@ typedef struct {
     size_t ctx_len;
     char ctx_digest[FARM_DIGEST_STRLEN];
     int hold, submitting, fatal, coord_gone;
+    int log_lines;            /* JobLog lines each agent sends before a job's result */
     int hb_ms, liveness;
     long long t_start, hard_deadline, next_scan, next_rss, next_progress;
 
@@ -466,6 +467,20 @@ static void s_agent_result(s_lg_t *lg, s_agent_t *a, const char *job_id, uint32_
     Farm__Descriptor d = FARM__DESCRIPTOR__INIT;
     s_image_t *img = &lg->images[a->plat];
 
+    /* a chatty build: its lines reach the coordinator's journal (the build's record) */
+    for (int i = 0; i < lg->log_lines; i++) {
+        Farm__Envelope le = FARM__ENVELOPE__INIT;
+        Farm__JobLog l = FARM__JOB_LOG__INIT;
+        char line[128];
+        snprintf(line, sizeof line, "STEP %d/%d: RUN echo loadgen line %d of job %.40s", i + 1,
+                 lg->log_lines, i, job_id);
+        l.job_id = (char *)job_id;
+        l.attempt = attempt;
+        l.line = line;
+        le.body_case = FARM__ENVELOPE__BODY_JOB_LOG;
+        le.job_log = &l;
+        s_send(lg, a->idx, &le);
+    }
     d.media_type = img->media_type;
     d.digest = img->digest;
     d.size = img->size;
@@ -1429,6 +1444,7 @@ static void s_usage(FILE *f)
             "  --connect-timeout S, --fill-timeout S, --drain-timeout S, --finish-timeout S\n"
             "                           phase limits (default 60, 120, 120, 60)\n"
             "  --io-threads N           ZeroMQ I/O threads (default 1)\n"
+            "  --log-lines N            log lines each agent sends before a result (default 0)\n"
             "  --reactor epoll|zmq_poll how the sockets are watched (default epoll over their\n"
             "                           ZMQ_FDs: zmq_poll asks all of them every turn)\n"
             "  --prefix S               prefix of every result key\n");
@@ -1459,7 +1475,7 @@ int main(int argc, char **argv)
     enum {
         O_AEP = 256, O_CEP, O_REG, O_REPO, O_PLATS, O_PLAN, O_AGENTS, O_PREFIX_NODE, O_SLOTS,
         O_CLIENTS, O_BPLATS, O_JOBS, O_INFLIGHT, O_DURATION, O_WINDOW, O_PID, O_DEADLINE,
-        O_CONNECT, O_FILL, O_DRAIN, O_FINISH, O_IO, O_PREFIX, O_REACTOR
+        O_CONNECT, O_FILL, O_DRAIN, O_FINISH, O_IO, O_PREFIX, O_REACTOR, O_LOGLINES
     };
     static const struct option opts[] = {
         {"agents-endpoint", required_argument, NULL, O_AEP},
@@ -1484,6 +1500,7 @@ int main(int argc, char **argv)
         {"drain-timeout", required_argument, NULL, O_DRAIN},
         {"finish-timeout", required_argument, NULL, O_FINISH},
         {"io-threads", required_argument, NULL, O_IO},
+        {"log-lines", required_argument, NULL, O_LOGLINES},
         {"prefix", required_argument, NULL, O_PREFIX},
         {"reactor", required_argument, NULL, O_REACTOR},
         {"help", no_argument, NULL, 'h'},
@@ -1571,7 +1588,8 @@ int main(int argc, char **argv)
                 {O_FILL, "--fill-timeout", 1, 86400},
                 {O_DRAIN, "--drain-timeout", 1, 86400},
                 {O_FINISH, "--finish-timeout", 0, 86400},
-                {O_IO, "--io-threads", 1, 64}};
+                {O_IO, "--io-threads", 1, 64},
+                {O_LOGLINES, "--log-lines", 0, 100000}};
             size_t k;
             for (k = 0; k < sizeof nums / sizeof nums[0] && nums[k].opt != c; k++)
                 ;
@@ -1594,6 +1612,7 @@ int main(int argc, char **argv)
             case O_DRAIN: lg->drain_timeout_s = (int)v; break;
             case O_FINISH: lg->finish_timeout_s = (int)v; break;
             case O_IO: lg->io_threads = (int)v; break;
+            case O_LOGLINES: lg->log_lines = (int)v; break;
             }
         }
         }

@@ -31,6 +31,8 @@
 # Environment: FARM_BUILD_DIR (default /work/main/build) holds farm-loadgen and
 # farm-coordinator; FARM_COORDINATOR_BIN and FARM_LOADGEN_BIN override either one;
 # LOADGEN_CACHE_WAIT sets farm.yaml's coordinator.cache_wait (e.g. 0: no warm waits).
+# LOADGEN_LOG_LINES=N: each agent sends N log lines before each result (journaled with
+# the build's record), for the dispatch rate of chatty builds.
 # LOADGEN_HTTP=metrics turns coordinator.http on and scrapes /metrics every second during
 # each run, as Prometheus would; LOADGEN_HTTP=page also reads what the web page reads
 # (/api/nodes, /api/builds, /api/history) every second; unset: HTTP off.
@@ -151,7 +153,7 @@ bench_run() {
     local -a args=(--agents-endpoint "$BENCH_AGENTS_EP" --clients-endpoint "$BENCH_CLIENTS_EP"
         --registry "$REGISTRY" --repository loadgen --platforms "$platforms" --agents "$nodes"
         --slots "$slots" --coordinator-pid "$cpid" --prefix "$run." --deadline "$cap"
-        --reactor "$reactor" "${extra[@]}")
+        --reactor "$reactor" --log-lines "${LOADGEN_LOG_LINES:-0}" "${extra[@]}")
     lab_log "run $run: $nodes agents, up to ${cap}s (progress in $LAB/loadgen-$run.log)"
     # shellcheck disable=SC2016 # $0 and $@ are the inner shell's
     lab_spawn "loadgen-$run" "$LAB/loadgen-$run.log" \

@@ -147,8 +147,8 @@ static const char *const s_coord_keys[] = {"agents",      "clients",       "hear
                                            "context_ttl", "state_dir",     "public_key",
                                            "secret_key_file", "max_builds_per_client",
                                            "max_uploads", "max_uploads_per_client",
-                                           "context_quota", "cache_wait", "http",
-                                           "http_token_file", NULL};
+                                           "context_quota", "cache_wait", "signing_key_file",
+                                           "http", "http_token_file", NULL};
 static const char *const s_plat_keys[] = {"native", "emulated", NULL};
 static const char *const s_node_keys[] = {"slots", "key", NULL};
 static const char *const s_client_keys[] = {"key", "role", NULL};
@@ -256,6 +256,13 @@ static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
                                            "(farmctl keygen)")))
                 cfg->secret_key_file = farm_yaml_strdup(ctx->y, s);
             ctx->key_at = v;
+        } else if (!strcmp(k->value, "signing_key_file")) {
+            if ((s = farm_yaml_want_string(ctx->y, v, "coordinator.signing_key_file",
+                                           "write the path of the index signing key "
+                                           "(farmctl keygen --signing NAME wrote NAME.key)")))
+                cfg->signing_key_file = farm_yaml_strdup(ctx->y, s);
+            cfg->signing_key_line = v->line;
+            cfg->signing_key_column = v->col;
         }
     }
     /* the page and API show every build: off the machine only behind a token */
@@ -1320,6 +1327,7 @@ void farm_config_destroy(farm_config_t **self_p)
     free(c->clients);
     free(c->public_key);
     free(c->secret_key_file);
+    free(c->signing_key_file);
     free(c->http);
     free(c->http_token_file);
     for (size_t i = 0; i < c->n_registries; i++) {
@@ -1535,6 +1543,11 @@ int farm_config_reload_check(const farm_config_t *old, const farm_config_t *neu)
     if (!s_same_str(old->secret_key_file, neu->secret_key_file))
         return s_fixed(neu, "coordinator.secret_key_file", old->secret_key_file,
                        neu->secret_key_file);
+    /* the coordinator read and checked the key at start; a new one needs the same checks
+     * before any index is signed with it */
+    if (!s_same_str(old->signing_key_file, neu->signing_key_file))
+        return s_fixed(neu, "coordinator.signing_key_file", old->signing_key_file,
+                       neu->signing_key_file);
     if (!s_same_str(old->http, neu->http))
         return s_fixed(neu, "coordinator.http", old->http, neu->http);
     if (!s_same_str(old->http_token_file, neu->http_token_file))

@@ -94,6 +94,10 @@ typedef struct {
     char *public_key;        /* coordinator.public_key (Z85): farmctl and agents need it */
     int public_key_line, public_key_column; /* where it was written, for messages */
     char *secret_key_file;   /* coordinator.secret_key_file: the coordinator's key pair */
+    /* coordinator.signing_key_file: the PEM EC P-256 key every pushed index is signed
+     * with (sigstore), NULL: indexes are not signed */
+    char *signing_key_file;
+    int signing_key_line, signing_key_column;
     int secure;              /* keys are configured: CURVE on both endpoints */
     int max_builds_per_client;        /* coordinator.max_builds_per_client: running at once, default 64 */
     int max_uploads;                  /* coordinator.max_uploads: context uploads at once, default 64 */
@@ -149,7 +153,8 @@ int farm_config_load_cas(farm_config_t *cfg);
 
 /* Reload (the coordinator re-reads farm.yaml on SIGHUP). 0 when neu may replace old in a
  * running coordinator; FARM_EINVALID naming the first setting that needs a restart
- * (coordinator.agents, .clients, .state_dir, .public_key, .secret_key_file, .heartbeat,
+ * (coordinator.agents, .clients, .state_dir, .public_key, .secret_key_file,
+ * .signing_key_file, .heartbeat,
  * .max_uploads, .max_uploads_per_client, .context_quota) with both values, or a farm
  * without platforms. Nodes, clients, keys, roles, registries, platforms and the timeouts
  * may change. */

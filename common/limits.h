@@ -59,4 +59,15 @@
 /* Paths farm builds from configured directories (state_dir, --work-dir). */
 #define FARM_PATH_MAX 4096
 
+/* farmctl du and prune: the coordinator waits this long for the nodes' answers; farmctl
+ * waits a little longer for the coordinator's */
+#define FARM_CACHE_ANSWER_MS 120000
+#define FARM_CACHE_CLIENT_WAIT_MS (FARM_CACHE_ANSWER_MS + 15000)
+/* Sigstore signatures (common/sigstore.h): a payload read back, a PEM key file, and the
+ * signatures one sha256-<hex>.sig manifest may hold (about 1.4 MB of manifest; past it
+ * farm drops the oldest when it adds one). */
+#define FARM_SIGSTORE_PAYLOAD_MAX (64u << 10)
+#define FARM_SIGSTORE_KEY_MAX (16u << 10)
+#define FARM_SIGSTORE_LAYERS_MAX 4096
+
 #endif

@@ -831,3 +831,31 @@ int farm_store_usage(farm_store_t *self, uint64_t *out_bytes)
     closedir(d);
     return n;
 }
+
+int farm_store_each(farm_store_t *self, farm_store_each_fn fn, void *arg)
+{
+    int fd = openat(self->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    char digest[FARM_DIGEST_STRLEN];
+
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return farm_error_set(FARM_EIO, "store %s: cannot list it: %s", self->dir, strerror(errno));
+    }
+    while ((de = readdir(d))) {
+        struct stat st;
+
+        if (!s_is_object_name(de->d_name) ||
+            fstatat(self->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        memcpy(digest, "sha256:", 7);
+        memcpy(digest + 7, de->d_name, HEX_LEN);
+        digest[7 + HEX_LEN] = '\0';
+        fn(arg, digest, (uint64_t)st.st_size, (long long)st.st_mtim.tv_sec);
+        n++;
+    }
+    closedir(d);
+    return n;
+}

@@ -41,6 +41,12 @@ int farm_store_verify_all(farm_store_t *self, uint64_t *out_bytes);
 int farm_store_verify_logged(farm_store_t *self, const char *what);
 /* Bytes the objects take on disk now (a directory scan); returns how many objects. */
 int farm_store_usage(farm_store_t *self, uint64_t *out_bytes);
+/* Calls fn for every object on disk (not hashed here: what takes space), with its size
+ * and last use (mtime, seconds since the epoch). fn may remove the object. Returns how
+ * many, or < 0 when the directory cannot be listed. */
+typedef void (*farm_store_each_fn)(void *arg, const char *digest, uint64_t size,
+                                   long long used_s);
+int farm_store_each(farm_store_t *self, farm_store_each_fn fn, void *arg);
 /* Opens a verified object read-only (O_NOFOLLOW): an fd, or FARM_ENOTFOUND. */
 int farm_store_open(farm_store_t *self, const char *digest, uint64_t *out_size);
 /* Marks a use now (mtime): the last to be evicted. */

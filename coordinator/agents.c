@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/oci.h"
 #include "common/platform.h"
+#include "coordinator/cachecmd.h"
 #include "coordinator/clients.h"
 #include "coordinator/peerwarn.h"
 #include "coordinator/stats.h"
@@ -557,7 +558,8 @@ static int s_client_body(Farm__Envelope__BodyCase body)
     case FARM__ENVELOPE__BODY_CONTEXT_CHUNK:
     case FARM__ENVELOPE__BODY_SUBMIT:
     case FARM__ENVELOPE__BODY_CANCEL:
-    case FARM__ENVELOPE__BODY_DRAIN: return 1;
+    case FARM__ENVELOPE__BODY_DRAIN:
+    case FARM__ENVELOPE__BODY_CACHE_QUERY: return 1;
     default: return 0;
     }
 }
@@ -625,6 +627,10 @@ void farm_agents_message(farm_agents_t *self, const void *rid, size_t rid_len,
     case FARM__ENVELOPE__BODY_JOB_RESULT: s_on_job_result(self, node, env->job_result); break;
     case FARM__ENVELOPE__BODY_CONTEXT_GET:
         s_on_context_get(self, node, rid, rid_len, env->context_get);
+        break;
+    case FARM__ENVELOPE__BODY_CACHE_REPORT:
+        if (self->p.cachecmd)
+            farm_cachecmd_report(self->p.cachecmd, node, env->cache_report, farm_now_ms());
         break;
     default:
         farm_peer_warn("node=%s sent an unexpected message (type %d); ignored",

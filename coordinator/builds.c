@@ -152,6 +152,7 @@ static void s_build_free(farm_builds_t *self, farm_build_t *b)
         free(b->tags[i]);
     free(b->tags);
     free(b->kept_by);
+    farm_sign_out_clear(&b->signed_info);
     free(b->dockerfile);
     for (size_t i = 0; i < b->n_args; i++) {
         free(b->args[i].key);
@@ -539,7 +540,9 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     if (s_client_builds(self, s->owner, s->client, s->client_len) >=
         (uintptr_t)self->cfg->max_builds_per_client)
         return s_refuse(reason, len, "client %s already has %d builds running "
-                        "(coordinator.max_builds_per_client in %s); wait for some to finish",
+                        "(coordinator.max_builds_per_client in %s); wait for some to finish "
+                        "(`farmctl builds` lists them, `farmctl cancel BUILD` stops one) or "
+                        "ask an admin to raise it",
                         s->owner && s->owner[0] ? s->owner : "(this connection)",
                         self->cfg->max_builds_per_client, self->cfg->path);
 

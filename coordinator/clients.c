@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/platform.h"
 #include "common/text.h"
+#include "coordinator/cachecmd.h"
 #include "coordinator/history.h"
 #include "coordinator/journal.h"
 #include "coordinator/peerwarn.h"
@@ -197,6 +198,13 @@ static void s_send_done(farm_clients_t *self, farm_build_t *b, const void *rid, 
         done.n_tags_kept++;
     }
     done.tags_kept = kptrs;
+    if (b->ok && b->signed_info.n_identities) {
+        done.n_signed_identities = b->signed_info.n_identities;
+        done.signed_identities = b->signed_info.identities;
+        done.signing_key_id = b->signed_info.key_id;
+        done.signed_manifests = b->signed_info.manifests;
+        done.sign_ms = (uint64_t)b->signed_info.ms;
+    }
 send:
     env.body_case = FARM__ENVELOPE__BODY_BUILD_DONE;
     env.build_done = &done;
@@ -458,6 +466,9 @@ farm_role_t farm_clients_needs(Farm__Envelope__BodyCase body, const char **what)
     case FARM__ENVELOPE__BODY_HISTORY_REQUEST: *what = "list build history"; return FARM_ROLE_READ;
     case FARM__ENVELOPE__BODY_HISTORY_GET: *what = "inspect builds"; return FARM_ROLE_READ;
     case FARM__ENVELOPE__BODY_LOGS_REQUEST: *what = "read build logs"; return FARM_ROLE_READ;
+    case FARM__ENVELOPE__BODY_CACHE_QUERY:
+        *what = "list or prune node caches (farmctl du, prune)";
+        return FARM_ROLE_ADMIN;
     default: *what = "do this"; return FARM_ROLE_NONE;
     }
 }
@@ -948,6 +959,19 @@ void farm_clients_message(farm_clients_t *self, const farm_client_t *c,
     case FARM__ENVELOPE__BODY_LOGS_REQUEST: s_on_logs(self, c, env->logs_request); break;
     case FARM__ENVELOPE__BODY_FOLLOW: s_on_follow(self, c, env->follow); break;
     case FARM__ENVELOPE__BODY_LOGINS: s_on_logins(self, c, env->logins); break;
+    case FARM__ENVELOPE__BODY_CACHE_QUERY: {
+        char reason[768];
+        if (!self->p.cachecmd)
+            farm_clients_refuse(self, c->rid, c->rid_len, "this coordinator does not serve "
+                                "du or prune");
+        else if (farm_cachecmd_request(self->p.cachecmd, reason, sizeof reason, c->rid,
+                                       c->rid_len, env->cache_query, farm_now_ms()) < 0)
+            farm_clients_refuse(self, c->rid, c->rid_len, reason);
+        else
+            farm_log_info("%s of node caches asked by %s", env->cache_query->prune ? "prune"
+                          : "du", c->name[0] ? c->name : "a local client");
+        break;
+    }
     case FARM__ENVELOPE__BODY_HEARTBEAT: break;
     default:
         farm_peer_warn("client sent an unexpected message (type %d); ignored",

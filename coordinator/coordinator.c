@@ -21,9 +21,11 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/reactor.h"
+#include "common/sigstore.h"
 #include "common/wire.h"
 #include "coordinator/agents.h"
 #include "coordinator/builds.h"
+#include "coordinator/cachecmd.h"
 #include "coordinator/clients.h"
 #include "coordinator/ctxstore.h"
 #include "coordinator/enrolled.h"
@@ -65,6 +67,9 @@ struct farm_coordinator {
     /* with keys (cfg->secure): CURVE on both endpoints, peers known by their keys */
     farm_zap_t *zap;
     farm_keypair_t keys;
+    /* coordinator.signing_key_file's PEM, checked at start; the index pushes get it */
+    char *signing_key_pem;
+    size_t signing_key_len;
     farm_enrolled_t *enrolled; /* which node or client each key is */
     int cache_wait_timer;      /* wakes the dispatch when a job's cache wait ends */
     long long cache_wait_at;   /* ... at this time */
@@ -73,6 +78,7 @@ struct farm_coordinator {
     farm_clients_t *cl;        /* farmctl's requests, and what builds' clients hear */
     farm_agents_t *ag;         /* what the nodes hear and say */
     farm_web_t *web;           /* coordinator.http: metrics, the page and its API (or NULL) */
+    farm_cachecmd_t *cachecmd; /* farmctl du and prune, waiting for the nodes */
     farm_journal_t *journal;   /* builds and jobs, across restarts: committed each turn */
     farm_wire_outbox_t *outbox; /* what waits for that commit (see s_send_client) */
     int clients_held;          /* the outbox holds a client's message: the rest follow it */
@@ -313,6 +319,7 @@ static int s_on_chores(farm_reactor_t *r, void *arg)
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms();
     farm_reload_forget_idle(&self->reload);
+    farm_cachecmd_tick(self->cachecmd, now);
     farm_scheduler_tick(self->sched, now);
     farm_builds_submitter_overdue(self->builds, now);
     farm_warmfile_save(self->warmfile, now, 0);
@@ -556,10 +563,26 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
                                   (size_t)cfg->max_uploads_per_client, s_context_in_use, self);
     self->reactor = farm_reactor_new();
     popts.journal = self->journal; /* each tag's last build, across restarts */
+    /* a key that cannot sign stops the start: a farm meant to sign never pushes an
+     * unsigned index */
+    if (cfg->signing_key_file) {
+        if (farm_sigstore_key_read(&self->signing_key_pem, &self->signing_key_len,
+                                   cfg->signing_key_file) < 0) {
+            farm_error_wrap(FARM_EINVALID, "%s:%d:%d: coordinator.signing_key_file", cfg->path,
+                            cfg->signing_key_line, cfg->signing_key_column);
+            goto fail;
+        }
+        popts.signing_key_pem = self->signing_key_pem;
+        popts.signing_key_len = self->signing_key_len;
+        farm_log_info("signing every pushed index with %s", cfg->signing_key_file);
+    }
     self->pushes = self->builds && self->reactor
                        ? farm_pushes_new(self->reactor, self->builds, cfg, &popts) : NULL;
+    self->cachecmd = self->nodes && self->sched
+                         ? farm_cachecmd_new(self->nodes, self->sched, s_send_client,
+                                             s_send_agent, self, 0) : NULL;
     parts = (farm_coord_parts_t){cfg, self->nodes, self->sched, self->builds, self->ctx,
-                                 self->journal};
+                                 self->journal, self->cachecmd};
     self->cl = self->builds && self->ctx ? farm_clients_new(&parts, s_send_client, self) : NULL;
     self->watches = farm_history_watches_new();
     self->ag = self->builds && self->ctx && self->timeserve
@@ -567,7 +590,7 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
     if (!self->ctx)
         goto fail; /* its error names the directory */
     if (!self->ag || !self->nodes || !self->timeserve || !self->sched || !self->builds ||
-        !self->reactor || !self->pushes || !self->cl || !self->watches) {
+        !self->reactor || !self->pushes || !self->cl || !self->cachecmd || !self->watches) {
         farm_error_set(FARM_ERROR, "out of memory");
         goto fail;
     }
@@ -614,6 +637,7 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     farm_builds_destroy(&self->builds);
     farm_scheduler_destroy(&self->sched);
     farm_agents_destroy(&self->ag); /* the scheduler cancels through it to the end */
+    farm_cachecmd_destroy(&self->cachecmd);
     farm_nodes_destroy(&self->nodes);
     farm_timeserve_destroy(&self->timeserve);
     farm_ctxstore_destroy(&self->ctx);
@@ -627,6 +651,9 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
         zmq_ctx_term(self->zctx);
     farm_enrolled_destroy(&self->enrolled);
     farm_key_wipe(&self->keys);
+    if (self->signing_key_pem)
+        explicit_bzero(self->signing_key_pem, self->signing_key_len);
+    free(self->signing_key_pem);
     farm_warmfile_destroy(&self->warmfile);
     farm_journal_destroy(&self->journal); /* commits what the last turn wrote */
     farm_wire_outbox_destroy(&self->outbox);

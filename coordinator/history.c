@@ -16,7 +16,7 @@
 #include "common/text.h"
 
 #define S_LIST_DEFAULT 100
-#define S_LIST_MAX 10000
+#define S_LIST_MAX 1000 /* a reply stays under the wire's 4096 entries per field */
 #define S_LOGS_CHUNK (256 * 1024)
 
 /* ------------------------------------------------------------------ rules */

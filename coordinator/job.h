@@ -15,6 +15,7 @@
 #include "common/oci.h"
 #include "common/platform.h"
 #include "common/tail.h"
+#include "coordinator/sign.h"
 
 struct farm_node;
 struct farm_build;
@@ -129,6 +130,8 @@ typedef struct farm_build {
      * of the build submitted later that already put its index under that tag, so this
      * build's index was not put there; "" where the tag was moved. NULL before. */
     char (*kept_by)[FARM_ID_MAX + 1];
+    /* DONE and ok with a signing key: what the index push signed, for BuildDone */
+    farm_sign_out_t signed_info;
     farm_link_t link;  /* builds' running or done list */
 } farm_build_t;
 

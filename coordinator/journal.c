@@ -32,6 +32,7 @@ struct farm_journal {
     void *impl;
     long long retention_ms;
     size_t max_builds, log_limit;
+    size_t finished;  /* builds finished since the last prune by count */
     char path[FARM_PATH_MAX];
 };
 
@@ -467,6 +468,18 @@ static int s_begin(s_sql_t *s)
         s->in_tx = 1;
     }
     return s_run(s, "SAVEPOINT w", "starting a write");
+}
+
+/* The batch's transaction open, without a savepoint: for a write of one statement. */
+static int s_begin_batch(s_sql_t *s)
+{
+    int rc;
+    if (!s->in_tx) {
+        if ((rc = s_exec(s, "BEGIN IMMEDIATE", "starting a transaction")) < 0)
+            return rc;
+        s->in_tx = 1;
+    }
+    return 0;
 }
 
 static int s_end(s_sql_t *s, int rc)
@@ -1300,7 +1313,7 @@ static int s_put_line(void *impl, const char *build_id, const char *platform, co
     sqlite3_stmt *st = NULL;
     s_logstate_t *ls = s_logstate(s, build_id), n;
     uint64_t bytes = strlen(line) + 1;
-    int rc, head;
+    int rc, head, sp;
 
     if (!ls)
         return FARM_ERROR;
@@ -1312,11 +1325,14 @@ static int s_put_line(void *impl, const char *build_id, const char *platform, co
         n.tail = 1;
         n.tail_bytes += bytes;
     }
-    if ((rc = s_begin(s)) < 0)
+    /* a line that cuts nothing is one INSERT, all or nothing by itself: in a batch it
+     * needs no savepoint of its own (a chatty build's lines cost their inserts) */
+    sp = !s->batch || n.head_bytes + n.tail_bytes > limit;
+    if ((rc = sp ? s_begin(s) : s_begin_batch(s)) < 0)
         return rc;
     if ((rc = s_prepare(s, &st, "INSERT INTO logs(build_id, n, platform, line, head, bytes,"
                                 " node) VALUES(?1,?2,?3,?4,?5,?6,?7)")) < 0)
-        return s_end(s, rc);
+        return sp ? s_end(s, rc) : rc;
     s_bind_text(st, 1, build_id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)n.next++);
     s_bind_text(st, 3, platform);
@@ -1327,10 +1343,12 @@ static int s_put_line(void *impl, const char *build_id, const char *platform, co
     int r = sqlite3_step(st);
     s_unprep(s, st);
     if (r == SQLITE_CONSTRAINT_FOREIGNKEY)
-        return s_end(s, farm_error_set(FARM_ENOTFOUND, "journal %s: a log line of build %s, "
-                                       "which the journal does not hold", s->path, build_id));
-    if (r != SQLITE_DONE)
-        return s_end(s, s_sqlerr(s, r, "writing a log line"));
+        rc = farm_error_set(FARM_ENOTFOUND, "journal %s: a log line of build %s, which the "
+                            "journal does not hold", s->path, build_id);
+    else if (r != SQLITE_DONE)
+        rc = s_sqlerr(s, r, "writing a log line");
+    if (rc < 0)
+        return sp ? s_end(s, rc) : rc;
     while (rc == 0 && n.tail_bytes > 0 && n.head_bytes + n.tail_bytes > limit) {
         if ((rc = s_prepare(s, &st, "DELETE FROM logs WHERE build_id=?1 AND n=(SELECT min(n)"
                                     " FROM logs WHERE build_id=?1 AND head=0) RETURNING bytes")) < 0)
@@ -1360,7 +1378,9 @@ static int s_put_line(void *impl, const char *build_id, const char *platform, co
         rc = s_step_done(s, st, "counting a log's cut");
         s_unprep(s, st);
     }
-    if ((rc = s_end(s, rc)) == 0) {
+    if (sp)
+        rc = s_end(s, rc);
+    if (rc == 0) {
         n.link = ls->link;
         *ls = n;
     }
@@ -1740,7 +1760,10 @@ int farm_journal_finish(farm_journal_t *self, const char *id, int ok, const char
         return FARM_EINVALID;
     int rc = self->ops->finish(self->impl, id, ok, reason, index_digest, index_size, at);
     size_t n = 0;
-    if (rc == 0 && self->ops->prune_count &&
+    /* the count's query walks max_builds rows: run once per 1% of them (a history may
+     * hold up to 1% more for a while), and at the first finish after a start */
+    if (rc == 0 && self->finished++ % (self->max_builds / 100 + 1) == 0 &&
+        self->ops->prune_count &&
         self->ops->prune_count(self->impl, &n, self->max_builds) == 0 && n > 0)
         farm_log_info("journal: %zu finished build(s) beyond history.max_builds (%zu) pruned",
                       n, self->max_builds);

@@ -277,7 +277,8 @@ int farm_journal_put_tag(farm_journal_t *self, const farm_journal_tag_t *t);
 int farm_journal_get_tag(farm_journal_t *self, farm_journal_tag_t *out, const char *registry,
                          const char *repository, const char *tag);
 /* Prunes builds DONE longer than the retention before now, and the oldest finished ones
- * beyond max_builds (a build that finishes prunes by count at once). */
+ * beyond max_builds (also when builds finish: every max_builds/100 + 1 of them, so a
+ * history may hold up to 1% more for a while). */
 int farm_journal_prune(farm_journal_t *self, size_t *out_removed, long long now);
 /* farm.yaml was reloaded: the history settings change (0: the default). */
 void farm_journal_set_opts(farm_journal_t *self, const farm_journal_opts_t *opts);

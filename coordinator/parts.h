@@ -18,6 +18,7 @@ typedef struct {
     farm_builds_t *builds;
     farm_ctxstore_t *ctx;
     farm_journal_t *journal; /* NULL in unit tests: nothing written */
+    struct farm_cachecmd *cachecmd; /* farmctl du and prune (NULL: refused) */
 } farm_coord_parts_t;
 
 #endif

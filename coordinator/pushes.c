@@ -15,6 +15,7 @@
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "coordinator/sign.h"
 #include "coordinator/stats.h"
 #include "coordinator/tagorder.h"
 
@@ -46,6 +47,8 @@ struct farm_pushes {
     size_t n_waiting;
     push_wait_t *head, *tail;
     farm_tagorder_t *order; /* per tag: one push at a time, the submit order wins */
+    const char *signing_key_pem; /* borrowed; NULL: indexes are not signed */
+    size_t signing_key_len;
 };
 
 static char *s_default_argv[] = {"/proc/self/exe", "stitch", NULL};
@@ -72,6 +75,8 @@ farm_pushes_t *farm_pushes_new(farm_reactor_t *reactor, farm_builds_t *builds,
     self->parallel = opts->parallel;
     self->timeout_ms = opts->timeout_ms;
     self->argv = opts->argv ? opts->argv : s_default_argv;
+    self->signing_key_pem = opts->signing_key_pem;
+    self->signing_key_len = opts->signing_key_len;
     if (!(self->order = farm_tagorder_new(opts->journal))) {
         free(self);
         return NULL;
@@ -156,7 +161,10 @@ static void s_maybe_done(push_t *st)
         farm_tagorder_undo(self->order, b, r->tags_tried, s_wall_ms());
     if (r)
         farm_metric_add(farm_cstats.registry_retries, NULL, NULL, r->registry_retries);
-    if (r && r->ok && farm_digest_valid(r->index_digest))
+    if (r && r->ok && farm_digest_valid(r->index_digest) && self->signing_key_pem &&
+        farm_sign_keep(b, r) < 0)
+        farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
+    else if (r && r->ok && farm_digest_valid(r->index_digest))
         farm_builds_finish(self->builds, b, 1, r->index_digest, r->index_size, NULL,
                            farm_now_ms());
     else if (r && !r->ok && r->error && r->error[0])
@@ -276,6 +284,8 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     req.tags = tags;
     req.n_index_annotations = fl.n_index_annotations;
     req.index_annotations = fl.index_annotations;
+    req.signing_secret_key_pem.data = (uint8_t *)self->signing_key_pem;
+    req.signing_secret_key_pem.len = self->signing_key_pem ? self->signing_key_len : 0;
     if (farm_wire_pack(&packed, &len, &req.base) < 0) {
         farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
         goto done;

@@ -26,6 +26,10 @@ typedef struct {
     long long timeout_ms;    /* a push that takes longer is stopped and the build fails */
     char *const *argv;       /* the helper; NULL: {"/proc/self/exe", "stitch"} */
     farm_journal_t *journal; /* keeps each tag's last build (borrowed); NULL: memory */
+    /* coordinator.signing_key_file's PEM, read and checked at start (borrowed): every
+     * index is signed with it (coordinator/sign.h); NULL: none */
+    const char *signing_key_pem;
+    size_t signing_key_len;
 } farm_pushes_opts_t;
 
 /* reactor, builds and cfg are borrowed and must outlive the object. */

@@ -10,6 +10,7 @@
 #include "common/child.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/sigstore.h"
 #include "common/wire.h"
 
 /* ------------------------------------------------------------------ child checks */
@@ -306,7 +307,7 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
         if (rc < 0)
             farm_error_wrap(rc, "pushing the index to %s/%s@%s", req->registry,
                             req->repository, out_digest);
-        goto done;
+        goto sign;
     }
     for (size_t i = 0; i < req->n_tags; i++) {
         *out_tried = i + 1;
@@ -323,6 +324,11 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
             goto done;
         }
     }
+sign:
+    if (rc == 0 && req->signing_key &&
+        (rc = farm_sign_repository(req->signed_out, reg, req->registry, req->repository, json,
+                                   len, req->tags, req->n_tags, req->signing_key)) < 0)
+        farm_error_wrap(rc, "the index %s was pushed but not signed", out_digest);
 done:
     free(json);
     farm_registry_destroy(&reg);
@@ -331,18 +337,32 @@ done:
 
 /* ------------------------------------------------------------------ the helper program */
 
-static int s_result_tried(int ok, const char *error, const char *digest, uint64_t size,
-                          size_t tried)
+static int s_result_signed(int ok, const char *error, const char *digest, uint64_t size,
+                           size_t tried, const farm_sign_out_t *sig)
 {
     Farm__StitchResult r = FARM__STITCH_RESULT__INIT;
 
     r.tags_tried = (uint32_t)tried;
     r.registry_retries = (uint32_t)farm_registry_retries_total();
+    if (ok && sig && sig->n_identities) {
+        r.n_signed_identities = sig->n_identities;
+        r.signed_identities = sig->identities;
+        r.signing_key_id = (char *)sig->key_id;
+        r.signed_manifests = sig->manifests;
+        r.sign_ms = (uint64_t)sig->ms;
+    }
+
     r.ok = ok;
     r.error = (char *)(error ? error : "");
     r.index_digest = (char *)(digest ? digest : "");
     r.index_size = size;
     return farm_wire_result(&r.base) < 0 || !ok;
+}
+
+static int s_result_tried(int ok, const char *error, const char *digest, uint64_t size,
+                          size_t tried)
+{
+    return s_result_signed(ok, error, digest, size, tried, NULL);
 }
 
 /* A result before any tag was tried. */
@@ -357,6 +377,8 @@ int farm_stitch_main(void)
     farm_descriptor_t *children = NULL;
     farm_stitch_req_t sr = {0};
     farm_registry_creds_t creds = {0};
+    farm_sign_out_t sig = {0};
+    EVP_PKEY *key = NULL;
     const char **ann = NULL;
     char digest[FARM_DIGEST_STRLEN];
     uint64_t size = 0;
@@ -419,12 +441,25 @@ int farm_stitch_main(void)
     sr.n_ann = req->n_index_annotations;
     sr.ca_pem = req->ca_pem.len ? (const char *)req->ca_pem.data : NULL;
     sr.ca_pem_len = req->ca_pem.len;
+    if (req->signing_secret_key_pem.len) {
+        int krc = farm_sigstore_key_parse(&key, req->signing_secret_key_pem.data,
+                                          req->signing_secret_key_pem.len, "the signing key");
+        explicit_bzero(req->signing_secret_key_pem.data, req->signing_secret_key_pem.len);
+        if (krc < 0) {
+            rc = s_result(0, farm_error_last(), NULL, 0);
+            goto done;
+        }
+        sr.signing_key = key;
+        sr.signed_out = &sig;
+    }
     size_t tried = 0;
     if (farm_stitch_run(digest, &size, &tried, &sr) < 0)
         rc = s_result_tried(0, farm_error_last(), NULL, 0, tried);
     else
-        rc = s_result_tried(1, NULL, digest, size, tried);
+        rc = s_result_signed(1, NULL, digest, size, tried, &sig);
 done:
+    EVP_PKEY_free(key);
+    farm_sign_out_clear(&sig);
     free(children);
     free(ann);
     if (req->credential) {

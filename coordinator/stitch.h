@@ -10,6 +10,7 @@
 
 #include "common/oci.h"
 #include "common/registry_auth.h"
+#include "coordinator/sign.h"
 
 typedef struct {
     const char *registry;   /* host[:port] */
@@ -26,11 +27,15 @@ typedef struct {
     const char *const *ann_keys;   /* the index's annotations (--annotation index:K=V) */
     const char *const *ann_values;
     size_t n_ann;
+    EVP_PKEY *signing_key;        /* sign the pushed index (coordinator/sign.h), or NULL */
+    farm_sign_out_t *signed_out;  /* with signing_key: what was signed */
 } farm_stitch_req_t;
 
 /* Reads each child's manifest (by digest) and image config from the build's repository
  * and checks them (farm_stitch_check_child), composes the OCI index and PUTs it under
- * every tag, or by its digest when there is no tag (the tag order kept them all).
+ * every tag, or by its digest when there is no tag (the tag order kept them all); then,
+ * with a signing key, signs it there (farm_sign_repository): only an index whose every
+ * child was verified is signed, and a failure before the push signs nothing.
  * out_tried: how many of req->tags, in order, a PUT was sent for, so a failure says
  * which tags it cannot have moved. */
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,

@@ -144,6 +144,41 @@ size_t farm_warm_nodes(farm_warm_t *self, const char *key, size_t key_len,
     return e->n_nodes;
 }
 
+size_t farm_warm_forget(farm_warm_t *self, size_t node_index, const char *scope,
+                        const char *platform)
+{
+    size_t ls = strlen(scope), lp = strlen(platform), count = 0;
+    farm_link_t *l = self->lru.next;
+
+    while (l != &self->lru) {
+        entry_t *e = FARM_LINK_OWNER(l, entry_t, lru);
+        const char *repo = e->key + ls + 1, *plat;
+        size_t i, k = 0;
+
+        l = l->next;
+        /* scope NUL registry/repository NUL platform NUL dockerfile */
+        if (e->key_len <= ls || memcmp(e->key, scope, ls) != 0 || e->key[ls] != '\0')
+            continue;
+        plat = repo + strnlen(repo, (size_t)(e->key + e->key_len - repo)) + 1;
+        if (plat + lp >= e->key + e->key_len || memcmp(plat, platform, lp) != 0 || plat[lp])
+            continue;
+        for (i = 0; i < e->n_nodes; i++)
+            if (e->nodes[i] != node_index)
+                e->nodes[k++] = e->nodes[i];
+        if (k == e->n_nodes)
+            continue;
+        e->n_nodes = k;
+        count++;
+        self->dirty = 1;
+        if (k == 0) {
+            farm_hmap_del(self->by_key, e->key, e->key_len);
+            farm_link_remove(&e->lru);
+            free(e);
+        }
+    }
+    return count;
+}
+
 size_t farm_warm_size(const farm_warm_t *self)
 {
     return farm_hmap_size(self->by_key);

@@ -30,6 +30,11 @@ int farm_warm_record(farm_warm_t *self, const char *key, size_t key_len, size_t 
  * key for the LRU order. */
 size_t farm_warm_nodes(farm_warm_t *self, const char *key, size_t key_len,
                        size_t out[FARM_WARM_NODES]);
+/* node_index's builder cache of scope (a client's name, "" without keys) and platform was
+ * emptied (farmctl prune): it is no longer warm for any key of theirs. Returns how many
+ * keys forgot it (a key left with no node is dropped). */
+size_t farm_warm_forget(farm_warm_t *self, size_t node_index, const char *scope,
+                        const char *platform);
 size_t farm_warm_size(const farm_warm_t *self);
 
 /* --- across restarts: STATE_DIR/warm.json, nodes by name (the indexes are farm.yaml's

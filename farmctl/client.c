@@ -531,6 +531,12 @@ const char *farmctl_client_endpoint(const farmctl_client_t *self)
 int farmctl_request(Farm__Envelope **out, const char *cmd, const farmctl_target_t *t,
                     Farm__Envelope *env, Farm__Envelope__BodyCase want)
 {
+    return farmctl_request_wait(out, cmd, t, env, want, 5000);
+}
+
+int farmctl_request_wait(Farm__Envelope **out, const char *cmd, const farmctl_target_t *t,
+                         Farm__Envelope *env, Farm__Envelope__BodyCase want, int wait_ms)
+{
     const char *farm = t->farm, *coord = t->coord;
     farm_config_t *cfg = NULL;
     farmctl_client_t *cl = NULL;
@@ -556,9 +562,9 @@ int farmctl_request(Farm__Envelope **out, const char *cmd, const farmctl_target_
         goto done;
     }
     for (;;) {
-        int r = farmctl_client_recv(cl, &reply, 5000);
+        int r = farmctl_client_recv(cl, &reply, wait_ms);
         if (r == FARM_ERETRY)
-            r = farmctl_client_silent(cl, 5000);
+            r = farmctl_client_silent(cl, wait_ms);
         if (r < 0) {
             fprintf(stderr, "farmctl %s: %s\n", cmd, farm_error_last());
             goto done;

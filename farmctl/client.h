@@ -58,6 +58,9 @@ int farmctl_target_option(farmctl_target_t *t, int c, const char *arg);
  * "farmctl CMD: ..." and gives 1; else 0 and *out (farm_wire_free it). */
 int farmctl_request(Farm__Envelope **out, const char *cmd, const farmctl_target_t *t,
                     Farm__Envelope *env, Farm__Envelope__BodyCase want);
+/* The same, waiting up to wait_ms for the answer (farmctl du and prune: the nodes'). */
+int farmctl_request_wait(Farm__Envelope **out, const char *cmd, const farmctl_target_t *t,
+                         Farm__Envelope *env, Farm__Envelope__BodyCase want, int wait_ms);
 /* The short commands' arguments, "farmctl CMD " FARMCTL_TARGET_USAGE: -1 to go on with
  * *out set, else the exit status (0 after --help, 2). */
 int farmctl_short_args(int argc, char **argv, const char *cmd, farmctl_target_t *out);

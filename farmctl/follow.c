@@ -114,6 +114,14 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
         json_array_append_new(kept, k);
     }
     json_object_set_new(root, "farm.tags_not_moved", kept);
+    if (d->n_signed_identities) {
+        json_t *ids = json_array();
+        for (size_t i = 0; i < d->n_signed_identities; i++)
+            json_array_append_new(ids, json_string(d->signed_identities[i]));
+        json_object_set_new(root, "farm.signed_identities", ids);
+        json_object_set_new(root, "farm.signing_key_id", json_string(d->signing_key_id));
+        json_object_set_new(root, "farm.sign_ms", json_integer((json_int_t)d->sign_ms));
+    }
     /* jansson escapes C0 controls; ENSURE_ASCII also writes C1 and all non-ASCII as \uXXXX,
      * so a `cat` of the file cannot drive a terminal either */
     rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
@@ -130,6 +138,24 @@ static void s_say_kept(const Farm__BuildDone *d)
         farm_text_inert(id, sizeof id, d->tags_kept[i]->build_id);
         fprintf(stderr, "tag %s not moved: build %s (submitted later) already pushed it (this "
                 "build's index is still in the repository, by digest)\n", tag, id);
+    }
+}
+
+/* The sigstore signatures the coordinator pushed beside the index (its signing key). */
+static void s_say_signed(const farmctl_follow_t *f, const Farm__BuildDone *d)
+{
+    char key[FARM_DIGEST_STRLEN];
+
+    if (!d->n_signed_identities)
+        return;
+    farm_text_inert(key, sizeof key, d->signing_key_id);
+    for (size_t i = 0; i < d->n_signed_identities; i++) {
+        char *id = farm_text_inert_dup(d->signed_identities[i]);
+        farmctl_progress_note(f->pg, "#signed %s (the index and %u manifest(s) it lists) with "
+                              "key %s, in %llu ms", id ? id : "?",
+                              d->signed_manifests ? d->signed_manifests - 1 : 0, key,
+                              (unsigned long long)d->sign_ms);
+        free(id);
     }
 }
 
@@ -181,6 +207,7 @@ static int s_done(const farmctl_follow_t *f, const Farm__BuildDone *d)
     free(shown);
     free(tags);
     s_say_kept(d);
+    s_say_signed(f, d);
     /* --allow-partial: say plainly which platforms the index lacks */
     for (size_t i = 0; i < f->n_platforms; i++) {
         int found = 0;

@@ -253,8 +253,8 @@ int farmctl_history_main(int argc, char **argv)
             break;
         case O_LIMIT:
             limit = strtoul(optarg, &end, 10);
-            if (!*optarg || *end || limit == 0 || limit > 10000) {
-                fprintf(stderr, "farmctl history: --limit is a number from 1 to 10000\n");
+            if (!*optarg || *end || limit == 0 || limit > 1000) {
+                fprintf(stderr, "farmctl history: --limit is a number from 1 to 1000\n");
                 return 2;
             }
             break;

@@ -108,6 +108,7 @@ int farmctl_logs_main(int argc, char **argv)
     }
     if (!(f.cl = farmctl_connect("logs", &t, &cfg)))
         goto done;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* -f: each line as it comes, into a pipe too */
     if (!(f.pg = farmctl_progress_new(FARMCTL_PROGRESS_PLAIN, stdout))) {
         fprintf(stderr, "farmctl logs: out of memory\n");
         goto done;

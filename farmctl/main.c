@@ -5,10 +5,12 @@
 
 #include "common/log.h"
 #include "farmctl/builds.h"
+#include "farmctl/cache.h"
 #include "farmctl/drain.h"
 #include "farmctl/follow.h"
 #include "farmctl/history.h"
 #include "farmctl/keygen.h"
+#include "farmctl/verify.h"
 #include "farmctl/nodes.h"
 #include "farmctl/submit.h"
 #include "farmctl/validate.h"
@@ -27,7 +29,12 @@ static void s_usage(FILE *f)
                "  logs [-f] BUILD [--platform P]                    a build's log; -f follows it\n"
                "  cancel BUILD                                      stop a running build\n"
                "  drain NODE [--undo]                               (admin) no new jobs for NODE\n"
+               "  du [--node N] [--verbose]                         (admin) what the nodes' caches take\n"
+               "  prune [--node N] [--filter until=24h] [--all] [-f] (admin) empty the nodes' caches\n"
                "  keygen NAME [--dir DIR]                           write a CURVE key pair\n"
+               "  keygen --signing NAME [--dir DIR]                 write an index signing key pair\n"
+               "  verify REF [--key PUB]                            show an index's platforms and\n"
+               "                                                    check its signatures\n"
                "  version                                           print the version\n\n"
                "Run `farmctl COMMAND --help` for a command's options.\n");
 }
@@ -57,6 +64,12 @@ int main(int argc, char **argv)
         return farmctl_cancel_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "drain") == 0)
         return farmctl_drain_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "du") == 0)
+        return farmctl_du_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "prune") == 0)
+        return farmctl_prune_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "verify") == 0 || strcmp(argv[1], "inspect") == 0)
+        return farmctl_verify_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "keygen") == 0)
         return farmctl_keygen_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {

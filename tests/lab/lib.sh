@@ -41,17 +41,19 @@ LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobu
     libcurl4-openssl-dev libssl-dev libyaml-dev libjansson-dev libarchive-dev libcmocka-dev
     libsqlite3-dev libmicrohttpd-dev
     buildah docker-registry qemu-user-static skopeo golang-github-opencontainers-image-spec-dev
-    python3 python3-jsonschema binfmt-support iproute2 runc slirp4netns uidmap curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev systemd
+    python3 python3-jsonschema python3-cryptography binfmt-support iproute2 runc slirp4netns uidmap curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev systemd
     mmdebstrap systemd-container)
 
+# python3-cryptography: sigstore_policy.py checks farm's signatures as containers/image does.
 # crun: test_e2e_agent_check judges it on this host's cgroups; openssl (the command) makes
-# test_e2e_registry_tls's certificates; file reads test_packages' binaries; git lists the
-# files test_tree_rules checks.
+# test_e2e_registry_tls's certificates and checks test_sigstore's signatures; file reads
+# test_packages' binaries; git lists the files test_tree_rules checks.
 # iptables: test_e2e_sick_registry cuts one agent's user off the registry.
+# jq: test_e2e_node_caches reads farmctl du's and prune's --format json.
 # prometheus: test_e2e_web scrapes the farm with a real Prometheus, and promtool checks
 # deploy/prometheus/; chromium: test_e2e_web loads the page headless.
 # test_lab_deps fails when a command the scripts call comes from a package not in LAB_DEPS.
-LAB_DEPS+=(crun file openssl git iptables prometheus chromium)
+LAB_DEPS+=(crun file openssl git iptables jq prometheus chromium)
 
 LAB=${LAB:-}
 LAB_LAST_PID=
@@ -489,6 +491,43 @@ EOF
     done
     export REGISTRY=127.0.0.1:$port
     lab_log "registry up at $REGISTRY"
+}
+
+# --- a skopeo that verifies sigstore signatures ------------------------------------------
+# Debian 12's containers/image has sigstore verification patched out (every sigstore
+# signature is refused with "Debian-local change: sigstore disabled"); Debian 13's has it.
+# lab_skopeo_root bootstraps a trixie root holding its skopeo once (mmdebstrap from the
+# Debian archive, cached in $FARM_CACHE/skopeo-root), unpacks it into $LAB/skopeo-root.
+# lab_skopeo ARGS... runs that skopeo there, in a mount namespace of its own with $LAB
+# bind-mounted at the same path (paths under $LAB mean the same inside) and the host's
+# network (the lab's registry on 127.0.0.1).
+lab_skopeo_root() {
+    local mirror=http://deb.debian.org/debian cache=$FARM_CACHE/skopeo-root t0=$SECONDS
+    local tarball=$FARM_CACHE/skopeo-root/trixie-skopeo.tar
+    mkdir -p "$cache"
+    if [[ ! -f $tarball ]]; then
+        mmdebstrap --variant=apt --format=tar --include=skopeo trixie "$tarball.$$.part" \
+            "$mirror" >"$LAB/mmdebstrap-skopeo.log" 2>&1 || {
+            rm -f "$tarball.$$.part"
+            tail -n 30 "$LAB/mmdebstrap-skopeo.log" >&2
+            lab_fail "mmdebstrap of a Debian 13 root with skopeo failed"
+        }
+        mv "$tarball.$$.part" "$tarball"
+        lab_log "bootstrapped $tarball in $((SECONDS - t0)) s"
+    fi
+    LAB_SKOPEO_ROOT=$LAB/skopeo-root
+    mkdir -p "$LAB_SKOPEO_ROOT"
+    tar -C "$LAB_SKOPEO_ROOT" -xf "$tarball" || lab_fail "could not unpack $tarball"
+    mkdir -p "$LAB_SKOPEO_ROOT$LAB"
+    lab_log "skopeo with sigstore: $(lab_skopeo --version)"
+}
+lab_skopeo() {
+    [[ -n ${LAB_SKOPEO_ROOT:-} ]] || lab_fail "lab_skopeo before lab_skopeo_root"
+    # shellcheck disable=SC2016
+    unshare -m -- sh -c 'root=$1 lab=$2; shift 2
+        mount --make-rprivate / && mount --bind "$lab" "$root$lab" &&
+        mount -t proc proc "$root/proc" && exec chroot "$root" skopeo "$@"' \
+        lab_skopeo "$LAB_SKOPEO_ROOT" "$LAB" "$@"
 }
 
 # --- qemu / binfmt_misc -----------------------------------------------------------------

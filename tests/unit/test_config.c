@@ -116,6 +116,7 @@ static void test_architecture_example(void **state)
     assert_true(cfg->secure);
     assert_string_equal(cfg->public_key, "h#Jp0}jHp+u=n8SCj.!}MMGd4CYB{pO}MoSRdM&N");
     assert_string_equal(cfg->secret_key_file, "/etc/farm/coordinator.key");
+    assert_null(cfg->signing_key_file); /* indexes are not signed */
     assert_string_equal(cfg->nodes[4].key, "um#>5Yn6IGO%LIjl8ZB[tUX5=c>>QEAvyM:vq=x]");
     assert_int_equal(cfg->n_clients, 1);
     assert_string_equal(cfg->clients[0].name, "alice");
@@ -366,13 +367,28 @@ static void test_unknown_keys(void **state)
           "unknown key \"hearbeat\" under coordinator:; did you mean \"heartbeat\"? (known keys: "
           "agents, clients, heartbeat, liveness, queue_timeout, job_timeout, context_ttl, state_dir, "
           "public_key, secret_key_file, max_builds_per_client, max_uploads, max_uploads_per_client, "
-          "context_quota, cache_wait, http, http_token_file)");
+          "context_quota, cache_wait, signing_key_file, http, http_token_file)");
     s_one("nodes:\n  a: {slot: 2}\n", "t.yaml:2:7", "did you mean \"slots\"?");
     s_one("platforms:\n  linux/amd64:\n    natve: [a]\n    emulated: [a]\nnodes: {a: {}}\n",
           "t.yaml:3:5", "unknown key \"natve\" under linux/amd64:; did you mean \"native\"?");
     s_one("registries:\n  r:5000: {insecure: true, tls: no}\n", "t.yaml:2:28",
           "unknown key \"tls\" under registry \"r:5000\"");
     s_one("build:\n  tag: [x]\n", "t.yaml:2:3", "did you mean \"tags\"?");
+}
+
+/* coordinator.signing_key_file: a path, kept with its line and column for the
+ * coordinator's start-up check (the file is read there, not here: farmctl reads the same
+ * farm.yaml on machines without the key) */
+static void test_signing_key_file(void **state)
+{
+    farm_config_t *cfg = s_ok("coordinator:\n  agents: tcp://127.0.0.1:1\n"
+                              "  signing_key_file: /nowhere/signing.key\n");
+    assert_string_equal(cfg->signing_key_file, "/nowhere/signing.key");
+    assert_int_equal(cfg->signing_key_line, 3);
+    assert_int_equal(cfg->signing_key_column, 21);
+    farm_config_destroy(&cfg);
+    s_one("coordinator:\n  signing_key_file: [a]\n", "t.yaml:2:21",
+          "coordinator.signing_key_file");
 }
 
 static void test_wrong_types(void **state)
@@ -918,6 +934,46 @@ static void test_not_a_regular_file(void **state)
     rmdir(dir);
 }
 
+/* history: its defaults, its forms (days, sizes with or without iB), and each bad value
+ * refused at its line and column with what it takes. */
+static void test_history(void **state)
+{
+    static const char base[] = "platforms:\n  linux/amd64: [a]\nnodes:\n  a: {}\n";
+    char yaml[512];
+    farm_config_t *cfg;
+    (void)state;
+
+    cfg = s_ok(base);
+    assert_int_equal(cfg->history_keep_ms, 7LL * 86400000);
+    assert_int_equal(cfg->history_max_builds, 10000);
+    assert_int_equal(cfg->history_log_limit, 1 << 20);
+    farm_config_destroy(&cfg);
+    snprintf(yaml, sizeof yaml, "%shistory:\n  keep: 30d\n  max_builds: 50\n  log_limit: 64KiB\n",
+             base);
+    cfg = s_ok(yaml);
+    assert_int_equal(cfg->history_keep_ms, 30LL * 86400000);
+    assert_int_equal(cfg->history_max_builds, 50);
+    assert_int_equal(cfg->history_log_limit, 64 << 10);
+    farm_config_destroy(&cfg);
+    snprintf(yaml, sizeof yaml, "%shistory:\n  keep: 12h\n  log_limit: 2M\n", base);
+    cfg = s_ok(yaml);
+    assert_int_equal(cfg->history_keep_ms, 12LL * 3600000);
+    assert_int_equal(cfg->history_log_limit, 2 << 20);
+    farm_config_destroy(&cfg);
+    snprintf(yaml, sizeof yaml, "%shistory:\n  keep: forever\n", base);
+    s_one(yaml, "t.yaml:6:9", "history.keep: \"forever\" is not a duration from 1m to 3650d");
+    snprintf(yaml, sizeof yaml, "%shistory:\n  keep: 0d\n", base);
+    s_one(yaml, "t.yaml:6:9", "history.keep");
+    snprintf(yaml, sizeof yaml, "%shistory:\n  max_builds: 0\n", base);
+    s_one(yaml, "t.yaml:6:15", "history.max_builds");
+    snprintf(yaml, sizeof yaml, "%shistory:\n  log_limit: 100\n", base);
+    s_one(yaml, "t.yaml:6:14", "history.log_limit");
+    snprintf(yaml, sizeof yaml, "%shistory:\n  log_limit: 1K\n", base);
+    s_one(yaml, "t.yaml:6:14", "use from 4K to 1G");
+    snprintf(yaml, sizeof yaml, "%shistory:\n  keeps: 7d\n", base);
+    s_one(yaml, "t.yaml:6:3", "keeps");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -929,6 +985,7 @@ int main(void)
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_alias_refused),
         cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_signing_key_file),
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_platform_problems),
@@ -948,6 +1005,7 @@ int main(void)
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_diag),
         cmocka_unit_test(test_not_a_regular_file),
+        cmocka_unit_test(test_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,7 +122,7 @@ static int s_setup(void **state)
     fx->ts = farm_timeserve_new(FARM_TIMESERVE_PER_PEER, FARM_TIMESERVE_TOTAL);
     assert_non_null(fx->ctx);
     assert_non_null(fx->ts);
-    fx->ag = farm_agents_new(&(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, NULL},
+    fx->ag = farm_agents_new(&(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, NULL, NULL},
                               fx->ts, cb_send,
                              fx);
     assert_non_null(fx->ag);

@@ -112,7 +112,7 @@ static int s_setup(void **state)
     fx->ctx = farm_ctxstore_new(store, 0, 0, 0, NULL, NULL);
     assert_non_null(fx->ctx);
     fx->cl = farm_clients_new(
-        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, NULL}, cb_send, fx);
+        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, NULL, NULL}, cb_send, fx);
     assert_non_null(fx->cl);
     *state = fx;
     return 0;
@@ -231,6 +231,16 @@ static void test_roles(void **state)
     s_message(fx, &s_alice, &env);
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED);
     assert_non_null(strstr(fx->sent.reason, "to drain nodes it needs role admin"));
+    /* farmctl du and prune: admin only (a submit client is alice) */
+    {
+        Farm__CacheQuery q = FARM__CACHE_QUERY__INIT;
+        env.body_case = FARM__ENVELOPE__BODY_CACHE_QUERY;
+        env.cache_query = &q;
+        s_message(fx, &s_alice, &env);
+        assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED);
+        assert_non_null(strstr(fx->sent.reason, "to list or prune node caches (farmctl du, "
+                                                "prune) it needs role admin"));
+    }
     /* a reader may list */
     s_request(fx, &s_carol, FARM__ENVELOPE__BODY_BUILDS_REQUEST);
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_BUILDS_REPLY);
@@ -525,7 +535,7 @@ static void test_follow_from_journal(void **state)
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_REFUSED); /* no journal given */
     farm_clients_destroy(&fx->cl);
     fx->cl = farm_clients_new(
-        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, j}, cb_send, fx);
+        &(farm_coord_parts_t){fx->c.cfg, fx->c.nodes, fx->c.s, fx->c.b, fx->ctx, j, NULL}, cb_send, fx);
     assert_non_null(fx->cl);
     s_follow(fx, &s_alice, id, NULL);
     assert_int_equal(fx->sent.body, FARM__ENVELOPE__BODY_BUILD_DONE);

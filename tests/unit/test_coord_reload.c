@@ -54,6 +54,9 @@ static void test_restart_only_settings_are_refused_by_name(void **state)
         {HEAD ", heartbeat: 2s}\n", "coordinator.heartbeat cannot change on reload (1000 ms "
                                     "-> 2000 ms)"},
         {HEAD ", max_uploads: 3}\n", "coordinator.max_uploads cannot change"},
+        {HEAD ", signing_key_file: /etc/farm/signing.key}\n",
+         "coordinator.signing_key_file cannot change on reload (not set -> "
+         "/etc/farm/signing.key)"},
     };
     const char *body = "platforms:\n  linux/amd64: [a]\nnodes:\n  a: {}\n";
     char yaml[1024];
