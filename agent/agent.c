@@ -405,6 +405,8 @@ static int s_job_request(farm_agent_t *self, farm_agent_job_t *job, uint8_t **ou
     rq.registry = a->registry;
     rq.repository = a->repository;
     rq.insecure = a->insecure;
+    rq.n_targets = a->n_targets; /* the build's other repositories */
+    rq.targets = a->targets;
     /* the submitter's logins and farm.yaml's registry settings, on the sealed memfd only */
     rq.n_credentials = a->n_credentials;
     rq.credentials = a->credentials;

@@ -526,7 +526,8 @@ static void s_access_clear(access_t *acc)
 static void s_progress(void *arg, const char *digest, uint64_t size, int skipped)
 {
     (void)arg;
-    printf("farm: %s %s (%llu bytes)\n", skipped ? "exists " : "pushed ", digest,
+    printf("farm: %s %s (%llu bytes)\n",
+           skipped == 2 ? "mounted" : skipped ? "exists " : "pushed ", digest,
            (unsigned long long)size);
 }
 
@@ -774,14 +775,37 @@ done:
     return rc;
 }
 
+/* A client for host with the submitter's login; the agent's own only where farm.yaml
+ * grants it to this build's client; else anonymous (the registry's 401 says what is
+ * missing). */
+static farm_registry_t *s_registry_open(const Farm__WorkerRequest *rq, const char *host,
+                                        int insecure)
+{
+    const Farm__RegistryCredential *c = s_cred(rq, host);
+    const Farm__RegistrySettings *set = s_settings(rq, host);
+    farm_registry_creds_t creds = {0};
+    farm_registry_opts_t ropts = {.insecure = insecure};
+
+    if (c) {
+        creds.username = c->username;
+        creds.secret = c->secret;
+        creds.identity_token = c->identity_token;
+    }
+    ropts.explicit_creds = c || !(set && set->farm_credentials);
+    ropts.creds = c ? &creds : NULL; /* copied by farm_registry_new */
+    if (set && set->ca_pem.len) {
+        ropts.ca_pem = (const char *)set->ca_pem.data;
+        ropts.ca_pem_len = set->ca_pem.len;
+    }
+    return farm_registry_new(host, &ropts);
+}
+
 static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *layout,
                   const farm_platform_t *plat)
 {
     char plat_s[FARM_PLATFORM_STRLEN], got_s[FARM_PLATFORM_STRLEN];
     farm_oci_image_t *img = NULL;
     farm_registry_t *reg = NULL;
-    farm_registry_opts_t ropts = {0};
-    farm_registry_creds_t creds = {0};
     long long t0 = farm_now_ms();
     int rc;
 
@@ -797,25 +821,7 @@ static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *lay
     printf("farm: image %s for %s; pushing to %s/%s\n", img->manifest.digest, got_s,
            rq->registry, rq->repository);
     fflush(stdout);
-    ropts.insecure = rq->insecure;
-    /* the submitter's login; the agent's own only where farm.yaml grants it to this
-     * build's client; else anonymous (the registry's 401 says what is missing) */
-    {
-        const Farm__RegistryCredential *c = s_cred(rq, rq->registry);
-        const Farm__RegistrySettings *set = s_settings(rq, rq->registry);
-        if (c) {
-            creds.username = c->username;
-            creds.secret = c->secret;
-            creds.identity_token = c->identity_token;
-        }
-        ropts.explicit_creds = c || !(set && set->farm_credentials);
-        ropts.creds = c ? &creds : NULL;
-        if (set && set->ca_pem.len) {
-            ropts.ca_pem = (const char *)set->ca_pem.data;
-            ropts.ca_pem_len = set->ca_pem.len;
-        }
-    }
-    reg = farm_registry_new(rq->registry, &ropts);
+    reg = s_registry_open(rq, rq->registry, rq->insecure);
     if (!reg) {
         rc = s_fail(out, "registry %s: %s", rq->registry, farm_error_last());
         goto done;
@@ -823,6 +829,30 @@ static int s_push(outcome_t *out, const Farm__WorkerRequest *rq, const char *lay
     if (farm_oci_push_image(reg, rq->repository, layout, img, s_progress, NULL) < 0) {
         rc = s_fail(out, "push to %s/%s: %s", rq->registry, rq->repository, farm_error_last());
         goto done;
+    }
+    /* the same bytes to each of the build's other repositories: one digest to report */
+    for (size_t k = 0; k < rq->n_targets; k++) {
+        const Farm__MultirepoTarget *t = rq->targets[k];
+        int same = strcmp(t->registry, rq->registry) == 0;
+        farm_registry_t *other = same ? NULL : s_registry_open(rq, t->registry, t->insecure);
+
+        printf("farm: image %s for %s; %s to %s/%s\n", img->manifest.digest, got_s,
+               same ? "mounting" : "pushing", t->registry, t->repository);
+        fflush(stdout);
+        if (!same && !other) {
+            rc = s_fail(out, "registry %s: %s", t->registry, farm_error_last());
+            goto done;
+        }
+        /* on the same registry the blobs are mounted from the first repository */
+        rc = farm_oci_push_image_from(same ? reg : other, t->repository,
+                                      same ? rq->repository : NULL, layout, img, s_progress,
+                                      NULL);
+        farm_registry_destroy(&other);
+        if (rc < 0) {
+            rc = s_fail(out, "push to %s/%s: %s", t->registry, t->repository,
+                        farm_error_last());
+            goto done;
+        }
     }
     memcpy(out->media_type, img->manifest.media_type, sizeof out->media_type);
     memcpy(out->digest, img->manifest.digest, sizeof out->digest);
@@ -857,6 +887,12 @@ static int s_run(outcome_t *out, const Farm__WorkerRequest *rq)
         return s_fail(out, "Dockerfile path \"%.100s%s\" must be relative, inside the context "
                            "and at most %d bytes", rq->dockerfile,
                       strlen(rq->dockerfile) > 100 ? "..." : "", FARM_DOCKERFILE_PATH_MAX);
+    if (rq->n_targets > FARM_TAGS_MAX)
+        return s_fail(out, "%zu other repositories to push to; at most %d", rq->n_targets,
+                      FARM_TAGS_MAX);
+    for (size_t i = 0; i < rq->n_targets; i++)
+        if (!s_host_ok(rq->targets[i]->registry))
+            return s_fail(out, "another repository to push to names an invalid host");
     if (rq->n_credentials > FARM_CREDENTIALS_MAX || rq->n_registries > REGISTRIES_MAX)
         return s_fail(out, "%zu registry logins and %zu registry settings; at most %d and %d",
                       rq->n_credentials, rq->n_registries, FARM_CREDENTIALS_MAX, REGISTRIES_MAX);

@@ -410,6 +410,13 @@ void farm_oci_image_destroy(farm_oci_image_t **self_p)
 int farm_oci_push_image(farm_registry_t *reg, const char *repo, const char *layout_dir,
                         const farm_oci_image_t *img, farm_oci_progress_fn fn, void *arg)
 {
+    return farm_oci_push_image_from(reg, repo, NULL, layout_dir, img, fn, arg);
+}
+
+int farm_oci_push_image_from(farm_registry_t *reg, const char *repo, const char *from,
+                             const char *layout_dir, const farm_oci_image_t *img,
+                             farm_oci_progress_fn fn, void *arg)
+{
     char path[FARM_PATH_MAX], got[FARM_DIGEST_STRLEN] = "";
     int rc = 0, attempt = 0;
 
@@ -425,7 +432,21 @@ again:
             rc = farm_error_set(FARM_ENOTFOUND, "%s: %s", path, strerror(errno));
             goto done;
         }
-        if ((rc = farm_registry_blob_push_file(reg, &skipped, repo, img->blobs[i], path)) < 0) {
+        if (from && (rc = farm_registry_blob_exists(reg, NULL, repo, img->blobs[i])) < 0) {
+            if (rc != FARM_ENOTFOUND) {
+                rc = farm_error_wrap(rc, "looking for blob %s in %s", img->blobs[i], repo);
+                goto done;
+            }
+            if ((rc = farm_registry_blob_mount(reg, &skipped, repo, img->blobs[i], from)) < 0) {
+                rc = farm_error_wrap(rc, "mounting blob %s into %s", img->blobs[i], repo);
+                goto done;
+            }
+            skipped *= 2;
+        } else if (from) {
+            skipped = 1;
+        }
+        if (!skipped &&
+            (rc = farm_registry_blob_push_file(reg, &skipped, repo, img->blobs[i], path)) < 0) {
             rc = farm_error_wrap(rc, "pushing blob %s to %s", img->blobs[i], repo);
             goto done;
         }

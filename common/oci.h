@@ -34,13 +34,20 @@ void farm_oci_image_destroy(farm_oci_image_t **self_p);
 /* Path of blob `digest` inside the layout: DIR/blobs/sha256/<hex>. */
 void farm_oci_blob_path(char *buf, size_t len, const char *layout_dir, const char *digest);
 
-/* Called once per blob pushed or skipped, for progress lines. May be NULL. */
+/* Called once per blob pushed or skipped, for progress lines. May be NULL. skipped: 0
+ * uploaded, 1 already there, 2 mounted from another repository. */
 typedef void (*farm_oci_progress_fn)(void *arg, const char *digest, uint64_t size, int skipped);
 
 /* Pushes every blob (HEAD first, skip what exists) and then the manifest BY DIGEST
  * into repo. */
 int farm_oci_push_image(farm_registry_t *reg, const char *repo, const char *layout_dir,
                         const farm_oci_image_t *img, farm_oci_progress_fn fn, void *arg);
+/* The same into another repository of a registry that already holds the image in from
+ * (the same registry, the same login): each blob missing in repo is mounted from there,
+ * and uploaded only where the registry declines. from NULL: farm_oci_push_image. */
+int farm_oci_push_image_from(farm_registry_t *reg, const char *repo, const char *from,
+                             const char *layout_dir, const farm_oci_image_t *img,
+                             farm_oci_progress_fn fn, void *arg);
 
 /* Composes an OCI image index (schemaVersion 2, mediaType index) naming the children
  * in order, with explicit variants (arm64 -> v8, arm -> v7). annotations may be NULL

@@ -971,6 +971,35 @@ done:
     return rc;
 }
 
+int farm_registry_blob_mount(farm_registry_t *self, int *out_mounted, const char *repo,
+                            const char *digest, const char *from)
+{
+    char url[1024], what[600];
+    s_req_t post = {.method = "POST", .url = url, .repo = repo, .push = 1, .discard = 1};
+    s_resp_t resp = {0};
+    int rc;
+
+    *out_mounted = 0;
+    if ((rc = s_check_blob(self, repo, digest)) < 0 || (rc = s_check_repo(self, from)) < 0)
+        return rc;
+    if ((rc = farm_str_fmt(url, sizeof url, "the mount URL", "%s/v2/%s/blobs/uploads/?mount=%s"
+                           "&from=%s", self->base, repo, digest, from)) < 0 ||
+        (rc = farm_str_fmt(what, sizeof what, "the request label",
+                           "mounting blob %s from %s into %s", digest, from, repo)) < 0)
+        return farm_error_wrap(rc, "registry %s: %s", self->host, repo);
+    if ((rc = s_send(self, &post, &resp)) < 0)
+        goto done;
+    /* 201: mounted; 202: the registry would not (another login's repository, or it does
+     * not mount) and opened an upload instead, which it expires by itself */
+    if (resp.status == 201)
+        *out_mounted = 1;
+    else if (resp.status != 202)
+        rc = s_http_error(self, &resp, what);
+done:
+    s_resp_free(&resp);
+    return rc;
+}
+
 int farm_registry_blob_get(farm_registry_t *self, char **out_body, size_t *out_len,
                            const char *repo, const char *digest, size_t max)
 {

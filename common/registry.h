@@ -56,6 +56,13 @@ int farm_registry_blob_exists(farm_registry_t *self, uint64_t *out_size, const c
 int farm_registry_blob_push_file(farm_registry_t *self, int *out_skipped, const char *repo,
                                  const char *digest, const char *path);
 
+/* Cross-repository mount (POST /v2/repo/blobs/uploads/?mount=digest&from=from): the
+ * registry links a blob it holds in from into repo without the bytes travelling again.
+ * 0 with *out_mounted 1 when it did, 0 with 0 when it declined (push the blob instead),
+ * < 0 on error. */
+int farm_registry_blob_mount(farm_registry_t *self, int *out_mounted, const char *repo,
+                            const char *digest, const char *from);
+
 /* Downloads a blob into memory (bounded by max bytes); digest verified. */
 int farm_registry_blob_get(farm_registry_t *self, char **out_body, size_t *out_len,
                            const char *repo, const char *digest, size_t max);

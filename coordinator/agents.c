@@ -18,6 +18,7 @@
 #include "coordinator/clients.h"
 #include "coordinator/peerwarn.h"
 #include "coordinator/stats.h"
+#include "coordinator/targets.h"
 
 struct farm_agents {
     farm_coord_parts_t p;
@@ -106,8 +107,8 @@ static int s_assign_registries(farm_agents_t *self, const farm_build_t *b,
     memset(r, 0, sizeof *r);
     r->creds = calloc(b->n_creds + 1, sizeof *r->creds);
     r->cred_ptrs = calloc(b->n_creds + 1, sizeof *r->cred_ptrs);
-    r->sets = calloc(cfg->n_registries + 1, sizeof *r->sets);
-    r->set_ptrs = calloc(cfg->n_registries + 1, sizeof *r->set_ptrs);
+    r->sets = calloc(cfg->n_registries + b->n_targets + 1, sizeof *r->sets);
+    r->set_ptrs = calloc(cfg->n_registries + b->n_targets + 1, sizeof *r->set_ptrs);
     if (!r->creds || !r->cred_ptrs || !r->sets || !r->set_ptrs)
         return FARM_ERROR;
     for (size_t i = 0; i < b->n_creds; i++) {
@@ -131,9 +132,16 @@ static int s_assign_registries(farm_agents_t *self, const farm_build_t *b,
         s->farm_credentials = farm_config_registry_grants(c, b->owner);
         r->set_ptrs[n++] = s;
     }
-    if (!farm_config_registry(cfg, b->registry)) {
+    /* every repository the build pushes to (coordinator/targets.h), each host once */
+    for (size_t k = 0; k < b->n_targets || k == 0; k++) {
+        const char *host = b->n_targets ? b->targets[k].registry : b->registry;
+        int seen = farm_config_registry(cfg, host) != NULL;
+        for (size_t j = 0; j < k && !seen; j++)
+            seen = strcmp(b->targets[j].registry, host) == 0;
+        if (seen)
+            continue;
         farm__registry_settings__init(&r->sets[n]);
-        r->sets[n].registry = (char *)b->registry;
+        r->sets[n].registry = (char *)host;
         r->set_ptrs[n] = &r->sets[n];
         n++;
     }
@@ -148,6 +156,7 @@ void farm_agents_assign(farm_agents_t *self, farm_job_t *job, farm_node_t *node)
     Farm__Envelope env = FARM__ENVELOPE__INIT;
     Farm__JobAssign ja = FARM__JOB_ASSIGN__INIT;
     assign_regs_t regs = {0};
+    farm_targets_wire_t tw = {0};
     Farm__BuildFlags fl;
     farm_buildflags_wire_t fw = {0};
     Farm__KeyValue *kvs = calloc(b->n_args + 1, sizeof *kvs);
@@ -190,12 +199,15 @@ void farm_agents_assign(farm_agents_t *self, farm_job_t *job, farm_node_t *node)
     /* most builds ask for no flags: then none is built, sent or unpacked */
     ja.flags = farm_buildflags_empty(&b->flags) ? NULL : &fl;
     if (s_assign_registries(self, b, &ja, &regs) < 0 ||
+        farm_targets_to_wire(&tw, b, self->p.cfg, 0) < 0 ||
         (ja.flags && farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0)) {
         farm_scheduler_release(self->p.sched, job);
         farm_builds_job_failed(self->p.builds, job, now,
                                "coordinator out of memory sending the job");
         goto done;
     }
+    ja.n_targets = tw.n; /* the build's other repositories: the image goes there too */
+    ja.targets = tw.ptrs;
     env.body_case = FARM__ENVELOPE__BODY_JOB_ASSIGN;
     env.job_assign = &ja;
     if ((rc = s_send_node(self, node, &env)) == FARM_ENOTFOUND) {
@@ -218,6 +230,7 @@ void farm_agents_assign(farm_agents_t *self, farm_job_t *job, farm_node_t *node)
     }
 done:
     s_assign_registries_free(&regs);
+    farm_targets_wire_free(&tw);
     farm_buildflags_wire_free(&fw);
     free(kvs);
     free(kvp);

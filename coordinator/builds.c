@@ -17,6 +17,7 @@
 #include "common/reference.h"
 #include "coordinator/journal.h"
 #include "coordinator/stats.h"
+#include "coordinator/targets.h"
 #include "coordinator/warm.h"
 
 struct farm_builds {
@@ -148,11 +149,10 @@ static void s_build_free(farm_builds_t *self, farm_build_t *b)
         free(b->jobs[i].error);
     }
     free(b->jobs);
-    for (size_t i = 0; i < b->n_tags; i++)
-        free(b->tags[i]);
-    free(b->tags);
+    farm_targets_free(b);
     free(b->kept_by);
     farm_sign_out_clear(&b->signed_info);
+    free(b->amend_kept);
     free(b->dockerfile);
     for (size_t i = 0; i < b->n_args; i++) {
         free(b->args[i].key);
@@ -400,45 +400,15 @@ static int s_check_args(const farm_submit_t *s, char *reason, size_t len)
     return 0;
 }
 
-static int s_has_tag(const farm_build_t *b, const char *tag)
+/* Tags may name several repositories (coordinator/targets.h); each target's registry
+ * is judged by farm.yaml like the first's. */
+static int s_fill_tags(farm_builds_t *self, farm_build_t *b, const farm_submit_t *s,
+                       char *reason, size_t len)
 {
-    for (size_t i = 0; i < b->n_tags; i++)
-        if (strcmp(b->tags[i], tag) == 0)
-            return 1;
-    return 0;
-}
-
-static int s_fill_tags(farm_build_t *b, const farm_submit_t *s, char *reason, size_t len)
-{
-    for (size_t i = 0; i < s->n_tags; i++) {
-        farm_reference_t ref;
-        if (strlen(s->tags[i]) > FARM_REFERENCE_MAX)
-            return s_refuse(reason, len, "tag %zu is longer than %d bytes", i + 1,
-                            FARM_REFERENCE_MAX);
-        if (farm_reference_parse(&ref, s->tags[i]) < 0)
-            return s_refuse(reason, len, "bad tag: %s", farm_error_last());
-        if (!ref.tag[0] || ref.digest[0])
-            return s_refuse(reason, len, "tag %s must name a tag, not a digest", s->tags[i]);
-        if (i == 0) {
-            if (snprintf(b->registry, sizeof b->registry, "%s", ref.registry) >=
-                    (int)sizeof b->registry ||
-                snprintf(b->repository, sizeof b->repository, "%s", ref.repository) >=
-                    (int)sizeof b->repository)
-                return s_refuse(reason, len, "tag %s: registry or repository name too long",
-                                s->tags[i]);
-        } else if (strcmp(b->registry, ref.registry) != 0 ||
-                   strcmp(b->repository, ref.repository) != 0) {
-            return s_refuse(reason, len,
-                            "tags must all name the same repository (%s/%s vs %s); push "
-                            "other repositories with a separate submit", b->registry,
-                            b->repository, s->tags[i]);
-        }
-        if (s_has_tag(b, ref.tag))
-            continue;
-        if (!(b->tags[b->n_tags] = strdup(ref.tag)))
-            return s_refuse(reason, len, "coordinator out of memory");
-        b->n_tags++;
-    }
+    if (farm_targets_fill(b, s->tags, s->n_tags, reason, len) < 0)
+        return FARM_EINVALID;
+    for (size_t k = 0; k < b->n_targets; k++)
+        b->targets[k].insecure = farm_config_registry_insecure(self->cfg, b->targets[k].registry);
     return 0;
 }
 
@@ -549,12 +519,11 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     b = calloc(1, sizeof *b);
     if (!b)
         return s_refuse(reason, len, "coordinator out of memory");
-    b->tags = calloc(s->n_tags, sizeof *b->tags);
     b->jobs = calloc(s->n_platforms, sizeof *b->jobs);
     b->dockerfile = strdup(dockerfile);
     b->network_none = network_none;
     b->args = calloc(s->n_args + 1, sizeof *b->args);
-    if (!b->tags || !b->jobs || !b->dockerfile || !b->args) {
+    if (!b->jobs || !b->dockerfile || !b->args) {
         rc = s_refuse(reason, len, "coordinator out of memory");
         goto fail;
     }
@@ -567,7 +536,7 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
             goto fail;
         }
     }
-    if ((rc = s_fill_tags(b, s, reason, len)) < 0 ||
+    if ((rc = s_fill_tags(self, b, s, reason, len)) < 0 ||
         (rc = s_copy_creds(b, s->creds, s->n_creds, reason, len)) < 0)
         goto fail;
     if (s_new_id(self, b) < 0) {
@@ -601,6 +570,13 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
         goto fail;
     }
     b->allow_partial = s->allow_partial;
+    /* an amend keeps the other platforms only when every rebuilt one is there */
+    if (s->amend && s->allow_partial) {
+        rc = s_refuse(reason, len, "--amend and --allow-partial together would drop a "
+                      "platform that failed from the amended index; drop one of them");
+        goto fail;
+    }
+    b->amend = s->amend;
     snprintf(b->context_digest, sizeof b->context_digest, "%s", s->context_digest);
     b->context_size = s->context_size;
     b->created = b->last_result_at = now;
@@ -629,8 +605,10 @@ int farm_builds_submit(farm_builds_t *self, farm_build_t **out, const farm_submi
     self->n_active++;
     s_context_ref(self, b->context_digest, +1);
     s_client_ref(self, b, +1);
-    farm_log_info("build=%s accepted: %zu platform(s) -> %s/%s, context %s", b->id, b->n_jobs,
-                  b->registry, b->repository, b->context_digest);
+    farm_log_info("build=%s accepted: %zu platform(s) -> %s/%s%s, context %s%s", b->id,
+                  b->n_jobs, b->registry, b->repository,
+                  b->n_targets > 1 ? " and other repositories" : "", b->context_digest,
+                  b->amend ? ", amending the index under the first tag" : "");
     *out = b;
     return 0;
 fail:
@@ -697,8 +675,9 @@ static void s_check(farm_builds_t *self, farm_build_t *b, long long now)
     b->state = FARM_BUILD_STITCHING;
     s_journal_build(self, b, 0, now); /* a restart redoes the stitch */
     farm_builds_event(self, b, NULL, FARM_EVENT_VERIFYING,
-                      "all %zu platform(s) built; verifying children in %s/%s", done,
-                      b->registry, b->repository);
+                      "all %zu platform(s) built; verifying children in %s/%s%s", done,
+                      b->registry, b->repository,
+                      b->n_targets > 1 ? " and the build's other repositories" : "");
     if (self->cbs.stitch)
         self->cbs.stitch(self->arg, b);
 }
@@ -1006,13 +985,29 @@ static farm_build_t *s_restore_build(farm_builds_t *self, farm_journal_build_t *
     snprintf(b->context_digest, sizeof b->context_digest, "%s", rec->context_digest);
     b->seq = rec->seq;
     b->context_size = rec->context_size;
-    b->tags = rec->tags;
-    b->n_tags = rec->n_tags;
     b->args = rec->args;
     b->n_args = rec->n_args;
     b->flags = rec->flags;
-    rec->tags = NULL;
-    rec->n_tags = 0;
+    /* the tags' repositories: in full when the build named several, else all the first */
+    if (rec->n_tag_refs > 0) {
+        char why[512];
+        if (farm_targets_fill(b, rec->tag_refs, rec->n_tag_refs, why, sizeof why) < 0 ||
+            b->n_tags == 0 || strcmp(b->registry, rec->registry) != 0 ||
+            strcmp(b->repository, rec->repository) != 0) {
+            farm_error_set(FARM_EINVALID, "journal: build %s: its tags in full do not name its "
+                           "repository %s/%s", rec->id, rec->registry, rec->repository);
+            goto fail;
+        }
+    } else {
+        b->tags = rec->tags;
+        b->n_tags = rec->n_tags;
+        rec->tags = NULL;
+        rec->n_tags = 0;
+        if (farm_targets_single(b) < 0)
+            goto oom;
+    }
+    for (size_t k = 1; k < b->n_targets; k++)
+        b->targets[k].insecure = farm_config_registry_insecure(self->cfg, b->targets[k].registry);
     rec->args = NULL;
     rec->n_args = 0;
     memset(&rec->flags, 0, sizeof rec->flags);
@@ -1020,6 +1015,7 @@ static farm_build_t *s_restore_build(farm_builds_t *self, farm_journal_build_t *
         goto oom;
     b->insecure = rec->insecure;
     b->allow_partial = rec->allow_partial;
+    b->amend = rec->amend;
     b->network_none = rec->network_none;
     b->awaiting_submitter = rec->needs_submitter;
     snprintf(b->token_digest, sizeof b->token_digest, "%s", rec->token_digest);

@@ -62,6 +62,7 @@ typedef struct {
                                      * zeroed) when it is accepted */
     const void *token;              /* Submit.submit_token (kept as its SHA-256) */
     size_t token_len;
+    int amend;                      /* rebuild these platforms, keep the index's others */
 } farm_submit_t;
 
 typedef struct farm_builds farm_builds_t;

@@ -74,6 +74,13 @@ typedef struct {
     int identity_token;
 } farm_cred_t;
 
+/* A repository a build's tags name (coordinator/targets.h). */
+typedef struct {
+    char registry[FARM_REGISTRY_HOST_MAX + 1];
+    char repository[256];
+    int insecure;                   /* farm.yaml allows plain HTTP for registry */
+} farm_target_t;
+
 typedef enum { FARM_BUILD_RUNNING, FARM_BUILD_STITCHING, FARM_BUILD_DONE } farm_build_state_t;
 
 /* The connections that hear a build's events and its BuildDone: the submit's, and each
@@ -110,6 +117,13 @@ typedef struct farm_build {
     char repository[256];
     char **tags;       /* tag names */
     size_t n_tags;
+    /* the repositories the tags name, the first tag's first (= registry/repository
+     * above); parallel to tags: each tag's repository and the tag in full. A build with
+     * one repository has n_targets 1 (coordinator/targets.h). */
+    farm_target_t *targets;
+    size_t n_targets;
+    uint32_t *tag_target;
+    char **tag_refs;
     int insecure;
     int allow_partial;
     int network_none;               /* RUN steps without network (farmctl --network none) */
@@ -132,6 +146,11 @@ typedef struct farm_build {
     char (*kept_by)[FARM_ID_MAX + 1];
     /* DONE and ok with a signing key: what the index push signed, for BuildDone */
     farm_sign_out_t signed_info;
+    /* farmctl submit --amend: the platforms built are replaced in the index now under the
+     * first tag, its others kept (coordinator/amend.h); once pushed, the images kept */
+    int amend;
+    farm_descriptor_t *amend_kept;
+    size_t n_amend_kept;
     farm_link_t link;  /* builds' running or done list */
 } farm_build_t;
 

@@ -109,6 +109,8 @@ static int s_build_ok(const farm_journal_build_t *b)
         return farm_error_set(FARM_EINVALID, "journal: build %s: submit number %" PRIu64
                               " out of range", id, b->seq);
     if (s_strv_ok(id, "tags", b->tags, b->n_tags, FARM_TAGS_MAX, FARM_REFERENCE_MAX) < 0 ||
+        s_strv_ok(id, "tags in full", b->tag_refs, b->n_tag_refs, FARM_TAGS_MAX,
+                  FARM_REFERENCE_MAX) < 0 ||
         s_strv_ok(id, "platforms", b->platforms, b->n_platforms, FARM_PLATFORMS_MAX,
                   FARM_PLATFORM_STRLEN - 1) < 0 ||
         s_str_ok(w, id, "dockerfile", b->dockerfile, FARM_DOCKERFILE_PATH_MAX) < 0 ||
@@ -189,6 +191,16 @@ static char *s_options_json(const farm_journal_build_t *b)
                           s_kv_json(f->index_annotations, f->n_index_annotations),
                           "cache_from", f->cache_from, "cache_to", f->cache_to,
                           "submit_token_sha256", b->token_digest[0] ? b->token_digest : NULL);
+    if (o && b->amend && json_object_set_new(o, "amend", json_true()) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    /* tags in several repositories: each tag's repository (absent: all the build's) */
+    if (o && b->n_tag_refs > 0 &&
+        json_object_set_new(o, "tag_refs", s_strv_json(b->tag_refs, b->n_tag_refs)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
     return s_dump(o);
 }
 
@@ -265,6 +277,13 @@ static int s_options_from(farm_journal_build_t *b, const char *text)
         s_kv_from(&b->flags.index_annotations, &b->flags.n_index_annotations,
                   json_object_get(o, "index_annotations")) < 0)
         goto done;
+    if (json_object_get(o, "tag_refs")) {
+        char *text = json_dumps(json_object_get(o, "tag_refs"), JSON_COMPACT);
+        int bad = !text || s_strv_from(&b->tag_refs, &b->n_tag_refs, text) < 0;
+        free(text);
+        if (bad)
+            goto done;
+    }
     {
         const char *t = json_string_value(json_object_get(o, "submit_token_sha256"));
         if (t && !farm_digest_valid(t))
@@ -273,6 +292,7 @@ static int s_options_from(farm_journal_build_t *b, const char *text)
     }
     b->flags.no_cache = json_is_true(json_object_get(o, "no_cache"));
     b->flags.pull = json_is_true(json_object_get(o, "pull"));
+    b->amend = json_is_true(json_object_get(o, "amend"));
     rc = 0;
 done:
     json_decref(o);
@@ -1782,6 +1802,9 @@ void farm_journal_build_clear(farm_journal_build_t *b)
     for (size_t i = 0; i < b->n_tags; i++)
         free(b->tags[i]);
     free(b->tags);
+    for (size_t i = 0; i < b->n_tag_refs; i++)
+        free(b->tag_refs[i]);
+    free(b->tag_refs);
     for (size_t i = 0; i < b->n_platforms; i++)
         free(b->platforms[i]);
     free(b->platforms);
@@ -2038,6 +2061,10 @@ int farm_journal_build_from(farm_journal_build_t *out, char *plats[FARM_PLATFORM
     out->seq = seq;
     out->tags = b->tags;
     out->n_tags = b->n_tags;
+    if (b->n_targets > 1) {
+        out->tag_refs = b->tag_refs;
+        out->n_tag_refs = b->n_tags;
+    }
     out->context_size = b->context_size;
     out->dockerfile = b->dockerfile;
     out->args = b->args;
@@ -2048,6 +2075,7 @@ int farm_journal_build_from(farm_journal_build_t *out, char *plats[FARM_PLATFORM
     out->flags.n_secrets = 0;
     out->insecure = b->insecure;
     out->allow_partial = b->allow_partial;
+    out->amend = b->amend;
     out->network_none = b->network_none;
     out->needs_submitter = b->n_creds > 0 || b->flags.n_secrets > 0;
     snprintf(out->token_digest, sizeof out->token_digest, "%s", b->token_digest);

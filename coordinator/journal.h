@@ -63,6 +63,10 @@ typedef struct {
     char repository[256];
     char **tags;
     size_t n_tags;
+    /* parallel to tags, in full (registry/repository:tag), kept in the options only when
+     * the tags name more than one repository; else none (every tag is registry/repository's) */
+    char **tag_refs;
+    size_t n_tag_refs;
     char **platforms;                 /* canonical, one per job, in job order */
     size_t n_platforms;
     char context_digest[FARM_DIGEST_STRLEN];
@@ -73,6 +77,7 @@ typedef struct {
     size_t n_args;
     farm_buildflags_t flags;          /* flags.secrets is never written, and empty when read */
     int insecure, allow_partial, network_none;
+    int amend;                        /* farmctl submit --amend (kept in the options) */
     char token_digest[FARM_DIGEST_STRLEN]; /* SHA-256 of the submitting farmctl's random
                                        * token ("" none): the token itself is never stored */
     int needs_submitter;              /* the build had logins or secrets: only its submitter

@@ -15,9 +15,11 @@
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "coordinator/amend.h"
 #include "coordinator/sign.h"
 #include "coordinator/stats.h"
 #include "coordinator/tagorder.h"
+#include "coordinator/targets.h"
 
 /* The index push of one build: a helper process. */
 typedef struct {
@@ -161,6 +163,23 @@ static void s_maybe_done(push_t *st)
         farm_tagorder_undo(self->order, b, r->tags_tried, s_wall_ms());
     if (r)
         farm_metric_add(farm_cstats.registry_retries, NULL, NULL, r->registry_retries);
+    /* --amend: the images kept from the amended index, for BuildDone */
+    free(b->amend_kept);
+    b->amend_kept = NULL;
+    b->n_amend_kept = 0;
+    if (r && r->ok && r->n_kept && r->n_kept <= FARM_AMEND_ENTRIES_MAX &&
+        (b->amend_kept = calloc(r->n_kept, sizeof *b->amend_kept))) {
+        for (size_t i = 0; i < r->n_kept; i++) {
+            farm_descriptor_t *d = &b->amend_kept[b->n_amend_kept];
+            const Farm__Descriptor *w = r->kept[i];
+            if (!farm_digest_valid(w->digest) || farm_platform_parse(&d->platform, w->platform) < 0)
+                continue;
+            snprintf(d->media_type, sizeof d->media_type, "%s", w->media_type);
+            snprintf(d->digest, sizeof d->digest, "%s", w->digest);
+            d->size = w->size;
+            b->n_amend_kept++;
+        }
+    }
     if (r && r->ok && farm_digest_valid(r->index_digest) && self->signing_key_pem &&
         farm_sign_keep(b, r) < 0)
         farm_builds_finish(self->builds, b, 0, NULL, 0, farm_error_last(), farm_now_ms());
@@ -229,14 +248,17 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     farm_child_opts_t opts = {.argv = self->argv, .nice = 10};
     push_t *st = calloc(1, sizeof *st);
     char **tags = calloc(b->n_tags + 1, sizeof *tags);
+    uint32_t *tag_targets = calloc(b->n_tags + 1, sizeof *tag_targets);
+    farm_targets_wire_t tw = {0};
     uint8_t *packed = NULL;
     size_t n = 0, len, n_tags = 0;
     int moved;
     Farm__BuildFlags fl;
     farm_buildflags_wire_t fw = {0};
 
-    if (!descs || !dptrs || !plats || !st || !tags ||
-        farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0) {
+    if (!descs || !dptrs || !plats || !st || !tags || !tag_targets ||
+        farm_buildflags_to_wire(&fl, &fw, &b->flags) < 0 ||
+        farm_targets_to_wire(&tw, b, self->cfg, 1) < 0) {
         farm_builds_finish(self->builds, b, 0, NULL, 0, "coordinator out of memory",
                            farm_now_ms());
         goto done;
@@ -256,8 +278,10 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
         goto done;
     }
     for (size_t i = 0; i < b->n_tags; i++)
-        if (!b->kept_by[i][0])
+        if (!b->kept_by[i][0]) {
+            tag_targets[n_tags] = b->tag_target[i];
             tags[n_tags++] = b->tags[i];
+        }
     if (moved == 0)
         farm_log_info("build=%s every tag was taken by a build submitted later: its index "
                       "is pushed by digest only", b->id);
@@ -282,6 +306,12 @@ static void s_start(farm_pushes_t *self, farm_build_t *b)
     req.children = dptrs;
     req.n_tags = n_tags;
     req.tags = tags;
+    /* --amend: the index under the first tag is the one amended */
+    req.amend_tag = b->amend && b->n_tags ? b->tags[0] : "";
+    req.n_targets = tw.n;
+    req.targets = tw.ptrs;
+    req.n_tag_targets = tw.n ? n_tags : 0;
+    req.tag_targets = tag_targets;
     req.n_index_annotations = fl.n_index_annotations;
     req.index_annotations = fl.index_annotations;
     req.signing_secret_key_pem.data = (uint8_t *)self->signing_key_pem;
@@ -322,6 +352,8 @@ done:
         s_push_free(&st);
     free(packed);
     free(tags);
+    free(tag_targets);
+    farm_targets_wire_free(&tw);
     free(descs);
     free(dptrs);
     free(plats);

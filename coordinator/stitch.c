@@ -12,6 +12,8 @@
 #include "common/log.h"
 #include "common/sigstore.h"
 #include "common/wire.h"
+#include "coordinator/amend.h"
+#include "coordinator/targets.h"
 
 /* ------------------------------------------------------------------ child checks */
 
@@ -222,8 +224,8 @@ int farm_stitch_check_child(const farm_descriptor_t *expect, const char *served_
 
 /* Reads the child from the build's repository, and nowhere else: a digest that lives
  * only in another repository is not found here and is refused. */
-static int s_verify_child(farm_registry_t *reg, const farm_stitch_req_t *req,
-                          const farm_descriptor_t *child)
+int farm_stitch_verify_child(farm_registry_t *reg, const farm_stitch_target_t *req,
+                             const farm_descriptor_t *child)
 {
     char media[128] = "", plat[FARM_PLATFORM_STRLEN], cfg_digest[FARM_DIGEST_STRLEN];
     char *man = NULL, *cfg = NULL;
@@ -274,7 +276,8 @@ done:
 }
 
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
-                    size_t *out_tried, const farm_stitch_req_t *req)
+                    size_t *out_tried, farm_descriptor_t **out_kept, size_t *out_n_kept,
+                    const farm_stitch_req_t *req)
 {
     /* the submitter's login, else the farm's own only where farm.yaml grants it, else
      * anonymous: never the coordinator's login on a client's behalf by default */
@@ -283,39 +286,74 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
                                  .creds = req->creds,
                                  .ca_pem = req->ca_pem,
                                  .ca_pem_len = req->ca_pem_len};
-    farm_registry_t *reg = farm_registry_new(req->registry, &opts);
+    farm_stitch_target_t *tg = calloc(req->n_targets + 1, sizeof *tg);
+    farm_registry_t **regs = calloc(req->n_targets + 1, sizeof *regs);
+    char **rtags = calloc(req->n_tags + 1, sizeof *rtags);
     char *json = NULL, pushed[FARM_DIGEST_STRLEN];
-    size_t len = 0;
+    size_t len = 0, n_repos = req->n_targets + 1;
     int rc = 0;
 
     *out_tried = 0;
-    if (!reg)
-        return FARM_ERROR;
-    for (size_t i = 0; i < req->n_children; i++)
-        if ((rc = s_verify_child(reg, req, &req->children[i])) < 0)
+    *out_kept = NULL;
+    *out_n_kept = 0;
+    if (!tg || !regs || !rtags || !(regs[0] = farm_registry_new(req->registry, &opts))) {
+        rc = FARM_ERROR;
+        goto done;
+    }
+    /* repository 0 is the build's own; the others are coordinator/targets.h's */
+    tg[0] = (farm_stitch_target_t){.registry = req->registry, .repository = req->repository};
+    for (size_t k = 1; k < n_repos; k++) {
+        const farm_stitch_target_t *t = &req->targets[k - 1];
+        farm_registry_opts_t o = {.insecure = t->insecure,
+                                  .explicit_creds = t->creds || !t->farm_credentials,
+                                  .creds = t->creds, .ca_pem = t->ca_pem,
+                                  .ca_pem_len = t->ca_pem_len};
+        tg[k] = *t;
+        if (!(regs[k] = farm_registry_new(t->registry, &o))) {
+            rc = FARM_ERROR;
             goto done;
+        }
+    }
+    for (size_t i = 0; req->tag_targets && i < req->n_tags; i++)
+        if (req->tag_targets[i] >= n_repos) {
+            rc = farm_error_set(FARM_EINVALID, "stitch request: tag %s names repository %u of "
+                                "%zu", req->tags[i], (unsigned)req->tag_targets[i], n_repos);
+            goto done;
+        }
+    for (size_t k = 0; k < n_repos; k++)
+        for (size_t i = 0; i < req->n_children; i++)
+            if ((rc = farm_stitch_verify_child(regs[k], &tg[k], &req->children[i])) < 0)
+                goto done;
     if ((rc = farm_oci_index_compose(&json, &len, req->children, req->n_children, req->ann_keys,
                                      req->ann_values, req->n_ann)) < 0)
+        goto done;
+    /* --amend: the other platforms of the index under the tag, each checked as above */
+    if (req->amend_tag && req->amend_tag[0] &&
+        (rc = farm_amend_stitch(&json, &len, out_kept, out_n_kept, regs, tg, n_repos,
+                                req->amend_tag)) < 0)
         goto done;
     farm_digest_buffer(out_digest, json, len);
     *out_size = len;
     /* no tag to move (builds submitted later took them all): the index is still pushed,
-     * by digest, so the build's result names something the registry holds */
-    if (req->n_tags == 0) {
-        rc = farm_registry_manifest_put(reg, pushed, req->repository, out_digest,
-                                        FARM_MEDIA_OCI_INDEX, json, len);
-        if (rc < 0)
-            farm_error_wrap(rc, "pushing the index to %s/%s@%s", req->registry,
-                            req->repository, out_digest);
-        goto sign;
-    }
-    for (size_t i = 0; i < req->n_tags; i++) {
-        *out_tried = i + 1;
-        rc = farm_registry_manifest_put(reg, pushed, req->repository, req->tags[i],
+     * by digest, so the build's result names something the registry holds; with several
+     * repositories the index is in each before any tag moves (all or nothing) */
+    for (size_t k = 0; (req->n_tags == 0 || n_repos > 1) && k < n_repos; k++) {
+        rc = farm_registry_manifest_put(regs[k], pushed, tg[k].repository, out_digest,
                                         FARM_MEDIA_OCI_INDEX, json, len);
         if (rc < 0) {
-            farm_error_wrap(rc, "pushing the index to %s/%s:%s", req->registry, req->repository,
-                            req->tags[i]);
+            farm_error_wrap(rc, "pushing the index to %s/%s@%s (no tag was moved)",
+                            tg[k].registry, tg[k].repository, out_digest);
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < req->n_tags; i++) {
+        uint32_t k = req->tag_targets ? req->tag_targets[i] : 0;
+        *out_tried = i + 1;
+        rc = farm_registry_manifest_put(regs[k], pushed, tg[k].repository, req->tags[i],
+                                        FARM_MEDIA_OCI_INDEX, json, len);
+        if (rc < 0) {
+            farm_error_wrap(rc, "pushing the index to %s/%s:%s", tg[k].registry,
+                            tg[k].repository, req->tags[i]);
             goto done;
         }
         if (strcmp(pushed, out_digest) != 0) {
@@ -324,23 +362,54 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
             goto done;
         }
     }
-sign:
-    if (rc == 0 && req->signing_key &&
-        (rc = farm_sign_repository(req->signed_out, reg, req->registry, req->repository, json,
-                                   len, req->tags, req->n_tags, req->signing_key)) < 0)
-        farm_error_wrap(rc, "the index %s was pushed but not signed", out_digest);
+    /* signed in each repository, under the tags that went there (none: by digest) */
+    for (size_t k = 0; req->signing_key && k < n_repos; k++) {
+        size_t n = 0;
+        for (size_t i = 0; i < req->n_tags; i++)
+            if ((req->tag_targets ? req->tag_targets[i] : 0) == k)
+                rtags[n++] = req->tags[i];
+        rc = farm_sign_repository(req->signed_out, regs[k], tg[k].registry, tg[k].repository,
+                                  json, len, rtags, n, req->signing_key);
+        if (rc < 0) {
+            farm_error_wrap(rc, "the index %s was pushed to %s/%s but not signed", out_digest,
+                            tg[k].registry, tg[k].repository);
+            goto done;
+        }
+    }
 done:
+    free(rtags);
     free(json);
-    farm_registry_destroy(&reg);
+    for (size_t k = 0; regs && k < n_repos; k++)
+        farm_registry_destroy(&regs[k]);
+    free(regs);
+    free(tg);
     return rc;
 }
 
 /* ------------------------------------------------------------------ the helper program */
 
-static int s_result_signed(int ok, const char *error, const char *digest, uint64_t size,
-                           size_t tried, const farm_sign_out_t *sig)
+static int s_result_tried(int ok, const char *error, const char *digest, uint64_t size,
+                          size_t tried, const farm_descriptor_t *kept, size_t n_kept,
+                          const farm_sign_out_t *sig)
 {
     Farm__StitchResult r = FARM__STITCH_RESULT__INIT;
+    Farm__Descriptor *kd = calloc(n_kept + 1, sizeof *kd);
+    Farm__Descriptor **kp = calloc(n_kept + 1, sizeof *kp);
+    char (*plats)[FARM_PLATFORM_STRLEN] = calloc(n_kept + 1, sizeof *plats);
+    int rc;
+
+    /* --amend: the images kept from the amended index */
+    for (size_t i = 0; kd && kp && plats && i < n_kept; i++) {
+        farm__descriptor__init(&kd[i]);
+        kd[i].media_type = (char *)kept[i].media_type;
+        kd[i].digest = (char *)kept[i].digest;
+        kd[i].size = kept[i].size;
+        farm_platform_format(plats[i], sizeof plats[i], &kept[i].platform);
+        kd[i].platform = plats[i];
+        kp[i] = &kd[i];
+        r.n_kept++;
+    }
+    r.kept = kp;
 
     r.tags_tried = (uint32_t)tried;
     r.registry_retries = (uint32_t)farm_registry_retries_total();
@@ -356,19 +425,17 @@ static int s_result_signed(int ok, const char *error, const char *digest, uint64
     r.error = (char *)(error ? error : "");
     r.index_digest = (char *)(digest ? digest : "");
     r.index_size = size;
-    return farm_wire_result(&r.base) < 0 || !ok;
-}
-
-static int s_result_tried(int ok, const char *error, const char *digest, uint64_t size,
-                          size_t tried)
-{
-    return s_result_signed(ok, error, digest, size, tried, NULL);
+    rc = farm_wire_result(&r.base) < 0 || !ok;
+    free(kd);
+    free(kp);
+    free(plats);
+    return rc;
 }
 
 /* A result before any tag was tried. */
 static int s_result(int ok, const char *error, const char *digest, uint64_t size)
 {
-    return s_result_tried(ok, error, digest, size, 0);
+    return s_result_tried(ok, error, digest, size, 0, NULL, 0, NULL);
 }
 
 int farm_stitch_main(void)
@@ -376,7 +443,10 @@ int farm_stitch_main(void)
     Farm__StitchRequest *req = NULL;
     farm_descriptor_t *children = NULL;
     farm_stitch_req_t sr = {0};
-    farm_registry_creds_t creds = {0};
+    farm_registry_creds_t creds = {0}, *tcreds = NULL;
+    farm_stitch_target_t *targets = NULL;
+    farm_descriptor_t *kept = NULL;
+    size_t n_kept = 0;
     farm_sign_out_t sig = {0};
     EVP_PKEY *key = NULL;
     const char **ann = NULL;
@@ -441,6 +511,11 @@ int farm_stitch_main(void)
     sr.n_ann = req->n_index_annotations;
     sr.ca_pem = req->ca_pem.len ? (const char *)req->ca_pem.data : NULL;
     sr.ca_pem_len = req->ca_pem.len;
+    if (farm_targets_from_stitch(&targets, &tcreds, &sr, req) < 0) {
+        rc = s_result(0, farm_error_last(), NULL, 0);
+        goto done;
+    }
+    sr.amend_tag = req->amend_tag[0] ? req->amend_tag : NULL;
     if (req->signing_secret_key_pem.len) {
         int krc = farm_sigstore_key_parse(&key, req->signing_secret_key_pem.data,
                                           req->signing_secret_key_pem.len, "the signing key");
@@ -453,19 +528,28 @@ int farm_stitch_main(void)
         sr.signed_out = &sig;
     }
     size_t tried = 0;
-    if (farm_stitch_run(digest, &size, &tried, &sr) < 0)
-        rc = s_result_tried(0, farm_error_last(), NULL, 0, tried);
+    if (farm_stitch_run(digest, &size, &tried, &kept, &n_kept, &sr) < 0)
+        rc = s_result_tried(0, farm_error_last(), NULL, 0, tried, NULL, 0, NULL);
     else
-        rc = s_result_signed(1, NULL, digest, size, tried, &sig);
+        rc = s_result_tried(1, NULL, digest, size, tried, kept, n_kept, &sig);
 done:
     EVP_PKEY_free(key);
     farm_sign_out_clear(&sig);
     free(children);
     free(ann);
+    free(targets);
+    free(tcreds);
+    free(kept);
     if (req->credential) {
         explicit_bzero(req->credential->secret, strlen(req->credential->secret));
         explicit_bzero(req->credential->username, strlen(req->credential->username));
     }
+    for (size_t k = 0; k < req->n_targets; k++)
+        if (req->targets[k]->credential) {
+            Farm__RegistryCredential *c = req->targets[k]->credential;
+            explicit_bzero(c->secret, strlen(c->secret));
+            explicit_bzero(c->username, strlen(c->username));
+        }
     farm__stitch_request__free_unpacked(req, NULL);
     return rc;
 }

@@ -12,6 +12,17 @@
 #include "common/registry_auth.h"
 #include "coordinator/sign.h"
 
+/* One more repository the index goes to (the build's tags name several). */
+typedef struct {
+    const char *registry;
+    const char *repository;
+    int insecure;
+    const farm_registry_creds_t *creds;
+    int farm_credentials;
+    const char *ca_pem;
+    size_t ca_pem_len;
+} farm_stitch_target_t;
+
 typedef struct {
     const char *registry;   /* host[:port] */
     const char *repository;
@@ -29,17 +40,34 @@ typedef struct {
     size_t n_ann;
     EVP_PKEY *signing_key;        /* sign the pushed index (coordinator/sign.h), or NULL */
     farm_sign_out_t *signed_out;  /* with signing_key: what was signed */
+    /* the other repositories: tags[i] goes to targets[tag_targets[i] - 1], or to
+     * registry/repository above when tag_targets is NULL or tag_targets[i] is 0 */
+    const farm_stitch_target_t *targets;
+    size_t n_targets;
+    const uint32_t *tag_targets;
+    /* --amend: the tag in registry/repository whose index this one amends (NULL: none) */
+    const char *amend_tag;
 } farm_stitch_req_t;
 
+/* out_kept (--amend; malloc'd, may be NULL with 0): the images kept from the amended
+ * index. */
 /* Reads each child's manifest (by digest) and image config from the build's repository
  * and checks them (farm_stitch_check_child), composes the OCI index and PUTs it under
- * every tag, or by its digest when there is no tag (the tag order kept them all); then,
- * with a signing key, signs it there (farm_sign_repository): only an index whose every
- * child was verified is signed, and a failure before the push signs nothing.
+ * every tag, or by its digest when there is no tag (the tag order kept them all).
+ * With other repositories: the children are checked in each and the index PUT by digest
+ * to each before any tag moves, so a repository that fails moves no tag anywhere. Then,
+ * with a signing key, it signs the index in each repository (farm_sign_repository):
+ * only an index whose every child was verified is signed, and a failure before the push
+ * signs nothing.
  * out_tried: how many of req->tags, in order, a PUT was sent for, so a failure says
  * which tags it cannot have moved. */
 int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
-                    size_t *out_tried, const farm_stitch_req_t *req);
+                    size_t *out_tried, farm_descriptor_t **out_kept, size_t *out_n_kept,
+                    const farm_stitch_req_t *req);
+/* The check of one child in one repository (registry, repository of t): the manifest by
+ * digest and its config, against what expect says (farm_stitch_check_child). */
+int farm_stitch_verify_child(farm_registry_t *reg, const farm_stitch_target_t *t,
+                             const farm_descriptor_t *expect);
 
 /* Image configs are read into memory for the check: bounded like the agent's. */
 #define FARM_STITCH_CONFIG_MAX (8u << 20)

@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "common/hmap.h"
 #include "common/log.h"
+#include "coordinator/targets.h"
 
 /* One tag: who pushes it now, who asked for it in this pass, whose index it names. */
 typedef struct tag_entry {
@@ -33,10 +34,11 @@ struct farm_tagorder {
 
 static int s_key(char out[S_KEY_MAX], const farm_build_t *b, size_t i)
 {
-    int n = snprintf(out, S_KEY_MAX, "%s/%s:%s", b->registry, b->repository, b->tags[i]);
+    const farm_target_t *t = farm_targets_of(b, i);
+    int n = snprintf(out, S_KEY_MAX, "%s/%s:%s", t->registry, t->repository, b->tags[i]);
     if (n < 0 || n >= S_KEY_MAX)
         return farm_error_set(FARM_EINVALID, "build %s: tag %s/%s:%s is too long", b->id,
-                              b->registry, b->repository, b->tags[i]);
+                              t->registry, t->repository, b->tags[i]);
     return 0;
 }
 
@@ -130,7 +132,7 @@ int farm_tagorder_take(farm_tagorder_t *self, const farm_build_t *b)
         /* the turn rule was asked first: a busy tag here is a programming error */
         if (e->busy && e->busy != b)
             farm_log_error("build=%s tag %s taken while build %s pushes it: report this",
-                           b->id, b->tags[i], e->busy->id);
+                           b->id, b->tag_refs[i], e->busy->id);
         e->busy = b;
     }
     return 0;
@@ -178,10 +180,11 @@ static int s_known(farm_tagorder_t *self, tag_entry_t *e, const farm_build_t *b,
     if (e->known)
         return 0;
     if (self->journal) {
-        rc = farm_journal_get_tag(self->journal, &t, b->registry, b->repository, b->tags[i]);
+        const farm_target_t *tg = farm_targets_of(b, i);
+        rc = farm_journal_get_tag(self->journal, &t, tg->registry, tg->repository, b->tags[i]);
         if (rc < 0 && rc != FARM_ENOTFOUND)
             return farm_error_wrap(rc, "build %s: reading which build last pushed tag %s",
-                                   b->id, b->tags[i]);
+                                   b->id, b->tag_refs[i]);
         if (rc == 0) {
             e->seq = t.seq;
             snprintf(e->build_id, sizeof e->build_id, "%s", t.build_id);
@@ -194,8 +197,9 @@ static int s_known(farm_tagorder_t *self, tag_entry_t *e, const farm_build_t *b,
 /* The journal record of b's tag i naming build id (seq and at set by the caller). */
 static void s_record(farm_journal_tag_t *t, const farm_build_t *b, size_t i, const char *id)
 {
-    snprintf(t->registry, sizeof t->registry, "%s", b->registry);
-    snprintf(t->repository, sizeof t->repository, "%s", b->repository);
+    const farm_target_t *tg = farm_targets_of(b, i);
+    snprintf(t->registry, sizeof t->registry, "%s", tg->registry);
+    snprintf(t->repository, sizeof t->repository, "%s", tg->repository);
     snprintf(t->tag, sizeof t->tag, "%s", b->tags[i]);
     snprintf(t->build_id, sizeof t->build_id, "%s", id);
 }
@@ -218,9 +222,8 @@ int farm_tagorder_claim(farm_tagorder_t *self, farm_build_t *b, long long at)
         /* equal: this build took it before (a push redone after a restart) */
         if (e->seq > b->seq) {
             snprintf(b->kept_by[i], sizeof b->kept_by[i], "%s", e->build_id);
-            farm_log_info("build=%s tag %s/%s:%s not moved: build %s (submitted later) "
-                          "already pushed it", b->id, b->registry, b->repository, b->tags[i],
-                          e->build_id);
+            farm_log_info("build=%s tag %s not moved: build %s (submitted later) already "
+                          "pushed it", b->id, b->tag_refs[i], e->build_id);
             continue;
         }
         /* recorded before the push: a push that fails half-way may have moved it */
@@ -228,7 +231,7 @@ int farm_tagorder_claim(farm_tagorder_t *self, farm_build_t *b, long long at)
             s_record(&t, b, i, b->id);
             if ((rc = farm_journal_put_tag(self->journal, &t)) < 0)
                 return farm_error_wrap(rc, "build %s: recording that it pushes tag %s", b->id,
-                                       b->tags[i]);
+                                       b->tag_refs[i]);
         }
         e->prev_seq = e->seq;
         memcpy(e->prev_id, e->build_id, sizeof e->prev_id);
@@ -261,14 +264,14 @@ void farm_tagorder_undo(farm_tagorder_t *self, const farm_build_t *b, size_t tri
             t.seq = e->prev_seq;
             if (farm_journal_put_tag(self->journal, &t) < 0) {
                 farm_log_warn("build=%s tag %s stays recorded as this build's: %s", b->id,
-                              b->tags[i], farm_error_last());
+                              b->tag_refs[i], farm_error_last());
                 continue;
             }
         }
         e->seq = e->prev_seq;
         memcpy(e->build_id, e->prev_id, sizeof e->build_id);
-        farm_log_info("build=%s tag %s/%s:%s given back to %s: the index push failed before "
-                      "it was sent there", b->id, b->registry, b->repository, b->tags[i],
+        farm_log_info("build=%s tag %s given back to %s: the index push failed before it "
+                      "was sent there", b->id, b->tag_refs[i],
                       e->build_id[0] ? e->build_id : "no build");
     }
 }

@@ -34,17 +34,28 @@ static void s_on_interrupt(int sig)
 
 /* ------------------------------------------------------------------ the result */
 
-/* The build that kept tag from this one (a build submitted later pushed it), or NULL. */
-static const char *s_kept_by(const Farm__BuildDone *d, const char *tag)
+/* Tags in several repositories: the coordinator names each tag in full. */
+static int s_has_refs(const Farm__BuildDone *d)
 {
-    for (size_t i = 0; i < d->n_tags_kept; i++)
-        if (d->tags_kept[i]->tag && strcmp(d->tags_kept[i]->tag, tag) == 0)
-            return d->tags_kept[i]->build_id ? d->tags_kept[i]->build_id : "";
+    return d->n_tag_refs > 0 && d->n_tag_refs == d->n_tags;
+}
+
+/* The build that kept tag i from this one (a build submitted later pushed it), or NULL. */
+static const char *s_kept_by(const Farm__BuildDone *d, size_t i)
+{
+    for (size_t k = 0; k < d->n_tags_kept; k++) {
+        const Farm__TagKept *t = d->tags_kept[k];
+        int same = s_has_refs(d) && t->ref && t->ref[0]
+                       ? strcmp(t->ref, d->tag_refs[i]) == 0
+                       : t->tag && strcmp(t->tag, d->tags[i]) == 0;
+        if (same)
+            return t->build_id ? t->build_id : "";
+    }
     return NULL;
 }
 
 /* The image references the index was put under, "registry/repo:tag" joined by sep (with
- * none, "registry/repo@digest"); malloc'd, NULL when out of memory. */
+ * none, "registry/repo@digest" for each repository); malloc'd, NULL when out of memory. */
 static char *s_full_tags(const Farm__BuildDone *d, const char *repository, const char *sep)
 {
     char *out = NULL;
@@ -53,10 +64,17 @@ static char *s_full_tags(const Farm__BuildDone *d, const char *repository, const
 
     if (!f)
         return NULL;
-    for (size_t i = 0; i < d->n_tags; i++)
-        if (!s_kept_by(d, d->tags[i]))
+    for (size_t i = 0; i < d->n_tags; i++) {
+        if (s_kept_by(d, i))
+            continue;
+        if (s_has_refs(d))
+            fprintf(f, "%s%s", n++ ? sep : "", d->tag_refs[i]);
+        else
             fprintf(f, "%s%s:%s", n++ ? sep : "", repository, d->tags[i]);
-    if (n == 0)
+    }
+    for (size_t k = 0; n == 0 && d->n_repositories > 1 && k < d->n_repositories; k++)
+        fprintf(f, "%s%s@%s", k ? sep : "", d->repositories[k], d->index_digest);
+    if (n == 0 && d->n_repositories <= 1)
         fprintf(f, "%s@%s", repository, d->index_digest);
     if (fclose(f) != 0) {
         free(out);
@@ -80,6 +98,12 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
     for (size_t i = 0; i < d->n_tags; i++)
         json_array_append_new(names, json_string(d->tags[i]));
     json_object_set_new(root, "farm.tags", names);
+    if (d->n_repositories > 0) {
+        json_t *repos = json_array();
+        for (size_t i = 0; i < d->n_repositories; i++)
+            json_array_append_new(repos, json_string(d->repositories[i]));
+        json_object_set_new(root, "farm.repositories", repos);
+    }
     /* as buildx writes it: the full references, comma-separated */
     if (!(full = s_full_tags(d, repository, ","))) {
         json_decref(root);
@@ -103,6 +127,14 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
                                                                             : 0));
         json_object_set_new(plats, d->children[i]->platform, p);
     }
+    /* --amend: the images kept from the index amended, by platform */
+    if (d->n_kept_children > 0) {
+        json_t *kp = json_object();
+        for (size_t i = 0; i < d->n_kept_children; i++)
+            json_object_set_new(kp, d->kept_children[i]->platform,
+                                json_string(d->kept_children[i]->digest));
+        json_object_set_new(root, "farm.kept_platforms", kp);
+    }
     json_object_set_new(root, "farm.platforms", plats);
     json_object_set_new(root, "farm.stitch_ms", json_integer((json_int_t)d->stitch_ms));
     /* tags left to a build submitted later: the index is there by digest only */
@@ -110,6 +142,9 @@ static int s_write_metadata(const char *path, const Farm__BuildDone *d, const ch
     for (size_t i = 0; i < d->n_tags_kept; i++) {
         json_t *k = json_object();
         json_object_set_new(k, "tag", json_string(d->tags_kept[i]->tag));
+        /* several repositories: which one's tag */
+        if (d->n_repositories > 1 && d->tags_kept[i]->ref && d->tags_kept[i]->ref[0])
+            json_object_set_new(k, "ref", json_string(d->tags_kept[i]->ref));
         json_object_set_new(k, "pushed_by", json_string(d->tags_kept[i]->build_id));
         json_array_append_new(kept, k);
     }
@@ -134,7 +169,9 @@ static void s_say_kept(const Farm__BuildDone *d)
 {
     for (size_t i = 0; i < d->n_tags_kept; i++) {
         char tag[FARM_REFERENCE_MAX + 1], id[FARM_ID_MAX + 1];
-        farm_text_inert(tag, sizeof tag, d->tags_kept[i]->tag);
+        const char *ref = d->tags_kept[i]->ref;
+        farm_text_inert(tag, sizeof tag,
+                        d->n_repositories > 1 && ref && ref[0] ? ref : d->tags_kept[i]->tag);
         farm_text_inert(id, sizeof id, d->tags_kept[i]->build_id);
         fprintf(stderr, "tag %s not moved: build %s (submitted later) already pushed it (this "
                 "build's index is still in the repository, by digest)\n", tag, id);
@@ -201,11 +238,26 @@ static int s_done(const farmctl_follow_t *f, const Farm__BuildDone *d)
         farmctl_progress_note(f->pg, "[%s %s] %s%s", plat, node, digest,
                               i < d->n_child_warm && d->child_warm[i] ? " (warm)" : "");
     }
+    /* --amend: the platforms kept from the index amended */
+    for (size_t i = 0; i < d->n_kept_children; i++) {
+        char plat[128], digest[FARM_DIGEST_STRLEN];
+        farm_text_inert(plat, sizeof plat, d->kept_children[i]->platform);
+        farm_text_inert(digest, sizeof digest, d->kept_children[i]->digest);
+        farmctl_progress_note(f->pg, "[%s kept] %s", plat, digest);
+    }
     shown = tags ? farm_text_inert_dup(tags) : NULL;
     farmctl_progress_note(f->pg, "#index pushed to %s (stitched in %llu ms)",
                           shown ? shown : "(out of memory)", (unsigned long long)d->stitch_ms);
     free(shown);
     free(tags);
+    if (d->n_repositories > 1) {
+        farmctl_progress_note(f->pg, "#in %zu repositories:", d->n_repositories);
+        for (size_t i = 0; i < d->n_repositories; i++) {
+            char r[FARM_REFERENCE_MAX + 1];
+            farm_text_inert(r, sizeof r, d->repositories[i]);
+            farmctl_progress_note(f->pg, "#  %s@%s", r, d->index_digest);
+        }
+    }
     s_say_kept(d);
     s_say_signed(f, d);
     /* --allow-partial: say plainly which platforms the index lacks */

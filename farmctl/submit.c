@@ -54,6 +54,7 @@ typedef struct {
     const char *metadata_file;
     const char *context;
     int allow_partial;
+    int amend;                  /* --amend: rebuild --platform, keep the index's others */
     int target_plain_http; /* the tags' registry answered plain HTTP (farmctl/probe.h) */
     const char *network; /* NULL: farm.yaml build.network, else the node's */
     farmctl_progress_mode_t progress;
@@ -115,7 +116,7 @@ static int s_add_creds(submit_opts_t *o, const char *host, int target)
     return 0;
 }
 
-/* Which logins go with the build: the target registry's, the registry caches', and those
+/* Which logins go with the build: the target registries', the registry caches', and those
  * of the registries farm.yaml lists (where base images come from; farmctl cannot know a
  * Dockerfile's FROM registries in general). Nothing else in the docker config leaves this
  * machine. */
@@ -124,10 +125,13 @@ static int s_collect_creds(submit_opts_t *o, const farm_config_t *cfg)
     farm_reference_t ref;
     int rc;
 
-    if (farm_reference_parse(&ref, o->tags[0]) < 0)
-        return FARM_EINVALID;
-    if ((rc = s_add_creds(o, ref.registry, 1)) < 0)
-        return rc;
+    /* every registry the tags name: the images and the index are pushed to each */
+    for (size_t i = 0; i < o->n_tags; i++) {
+        if (farm_reference_parse(&ref, o->tags[i]) < 0)
+            return FARM_EINVALID;
+        if ((rc = s_add_creds(o, ref.registry, 1)) < 0)
+            return rc;
+    }
     const char *caches[] = {o->flags.cache_to, o->flags.cache_from};
     for (size_t i = 0; i < 2; i++) {
         const char *c = caches[i];
@@ -159,7 +163,9 @@ static void s_usage(FILE *f)
 {
     fprintf(f,
             "usage: farmctl submit [options] [CONTEXT]\n"
-            "  -t, --tag REF           image reference to push the index to (repeatable)\n"
+            "  -t, --tag REF           image reference to push the index to (repeatable;\n"
+            "                          tags may name several repositories: each gets\n"
+            "                          every image, and no tag moves unless all can)\n"
             "      --platform P,...    platforms to build (default: farm.yaml build.platforms)\n"
             "  -f, --file PATH         Dockerfile (default: CONTEXT/Dockerfile)\n"
             "      --build-arg K=V     build argument (repeatable)\n"
@@ -172,6 +178,9 @@ static void s_usage(FILE *f)
             "      --metadata-file F   write build metadata as JSON to F\n"
             "      --progress MODE     auto, plain, tty or quiet (default auto)\n"
             "      --allow-partial     push an index of the platforms that succeeded\n"
+            "      --amend             rebuild only --platform's platforms; the new index\n"
+            "                          keeps the other platforms of the index under the\n"
+            "                          first -t (each checked in the registry)\n"
             "      --network MODE      RUN steps' network: default (the node's: outbound\n"
             "                          only) or none (default: farm.yaml build.network)\n"
             "      --target STAGE      build the Dockerfile's stage STAGE\n"
@@ -655,6 +664,7 @@ static int s_submit(farmctl_client_t *cl, submit_opts_t *o, const char *digest,
     s.context_digest = (char *)digest;
     s.context_size = size;
     s.allow_partial = o->allow_partial;
+    s.amend = o->amend;
     s.target_plain_http = o->target_plain_http;
     s.network = (char *)(o->network ? o->network : "");
     for (size_t i = 0; i < o->n_creds; i++) {
@@ -760,7 +770,7 @@ static int s_parse_args(submit_opts_t *o, int argc, char **argv)
 {
     enum { O_PLATFORM = 256, O_BUILD_ARG, O_FARM, O_COORD, O_META, O_PROGRESS, O_PARTIAL,
            O_NETWORK, O_TARGET, O_NO_CACHE, O_PULL, O_LABEL, O_ANNOTATION, O_SECRET, O_IIDFILE,
-           O_CACHE_FROM, O_CACHE_TO, O_TRUST_COORD, O_DETACH, O_GIVE_UP };
+           O_CACHE_FROM, O_CACHE_TO, O_TRUST_COORD, O_DETACH, O_GIVE_UP, O_AMEND };
     static const struct option opts[] = {{"tag", required_argument, NULL, 't'},
                                          {"platform", required_argument, NULL, O_PLATFORM},
                                          {"file", required_argument, NULL, 'f'},
@@ -770,6 +780,7 @@ static int s_parse_args(submit_opts_t *o, int argc, char **argv)
                                          {"metadata-file", required_argument, NULL, O_META},
                                          {"progress", required_argument, NULL, O_PROGRESS},
                                          {"allow-partial", no_argument, NULL, O_PARTIAL},
+                                         {"amend", no_argument, NULL, O_AMEND},
                                          {"network", required_argument, NULL, O_NETWORK},
                                          {"target", required_argument, NULL, O_TARGET},
                                          {"no-cache", no_argument, NULL, O_NO_CACHE},
@@ -817,6 +828,7 @@ static int s_parse_args(submit_opts_t *o, int argc, char **argv)
         case O_COORD: o->coordinator = optarg; break;
         case O_META: o->metadata_file = optarg; break;
         case O_PARTIAL: o->allow_partial = 1; break;
+        case O_AMEND: o->amend = 1; break;
         case O_NETWORK:
             if (farm_build_network_parse(optarg, &none) < 0) {
                 fprintf(stderr, "farmctl submit: --network wants default or none: %s\n",
@@ -863,6 +875,17 @@ static int s_parse_args(submit_opts_t *o, int argc, char **argv)
         o->context = argv[optind++];
     if (optind < argc) {
         s_usage(stderr);
+        return 2;
+    }
+    /* the platforms to rebuild are the user's word, never farm.yaml's default list */
+    if (o->amend && o->n_platforms == 0) {
+        fprintf(stderr, "farmctl submit: --amend rebuilds only the platforms you name and "
+                        "keeps the others of the index under the first -t: pass --platform P\n");
+        return 2;
+    }
+    if (o->amend && o->allow_partial) {
+        fprintf(stderr, "farmctl submit: --amend and --allow-partial together would drop a "
+                        "platform that failed from the amended index; drop one of them\n");
         return 2;
     }
     if (stat(o->context, &st) != 0 || !S_ISDIR(st.st_mode)) {

@@ -18,6 +18,7 @@
 #include "common/buildflags.h"
 #include "common/error.h"
 #include "coordinator/builds.h"
+#include "coordinator/targets.h"
 #include "coordinator/journal.h"
 #include "coordinator/nodes.h"
 #include "coordinator/scheduler.h"
@@ -117,6 +118,37 @@ static int s_submit(fx_t *fx, farm_build_t **out, char *const *tags, size_t n_ta
     return farm_builds_submit(fx->b, out, &s, 0, reason, 2048);
 }
 
+/* Tags in several repositories: one build, each tag's repository kept, the first tag's
+ * the build's own; a tag named twice counts once; farm.yaml's insecure per registry. */
+static void test_submit_several_repositories(void **state)
+{
+    fx_t *fx = *state;
+    farm_build_t *b = NULL;
+    char reason[2048];
+    char *tags[] = {"reg.local:5000/team/app:1", "other.example:5001/b/c:1",
+                    "reg.local:5000/team/app:latest", "reg.local:5000/team/mirror:1",
+                    "other.example:5001/b/c:1"};
+
+    assert_int_equal(s_submit(fx, &b, tags, 5, (char *[]){"linux/amd64"}, 1, NULL, "c1", reason),
+                     0);
+    assert_non_null(b);
+    assert_string_equal(b->registry, "reg.local:5000");
+    assert_string_equal(b->repository, "team/app");
+    assert_int_equal(b->n_tags, 4);
+    assert_int_equal(b->n_targets, 3);
+    assert_string_equal(b->targets[1].registry, "other.example:5001");
+    assert_string_equal(b->targets[1].repository, "b/c");
+    assert_string_equal(b->targets[2].repository, "team/mirror");
+    assert_int_equal(b->tag_target[0], 0);
+    assert_int_equal(b->tag_target[1], 1);
+    assert_int_equal(b->tag_target[2], 0);
+    assert_int_equal(b->tag_target[3], 2);
+    assert_string_equal(b->tags[1], "1");
+    assert_string_equal(b->tag_refs[1], "other.example:5001/b/c:1");
+    assert_string_equal(b->tag_refs[2], "reg.local:5000/team/app:latest");
+    assert_string_equal(farm_targets_of(b, 3)->repository, "team/mirror");
+}
+
 static void test_submit_refusals(void **state)
 {
     fx_t *fx = *state;
@@ -130,8 +162,13 @@ static void test_submit_refusals(void **state)
     assert_int_equal(s_submit(fx, &b, tag, 1, amd, 1, "TARGETARCH", "c1", reason), FARM_EINVALID);
     assert_non_null(strstr(reason, "TARGETARCH is set by farm"));
     assert_int_equal(s_submit(fx, &b, tag, 1, amd, 1, "A=B", "c1", reason), FARM_EINVALID);
-    assert_int_equal(s_submit(fx, &b, two, 2, amd, 1, NULL, "c1", reason), FARM_EINVALID);
-    assert_non_null(strstr(reason, "same repository"));
+    {
+        char *digest[] = {"reg.local:5000/team/app:1", "other.local/b@" DIGEST};
+        assert_int_equal(s_submit(fx, &b, digest, 2, amd, 1, NULL, "c1", reason),
+                         FARM_EINVALID);
+        assert_non_null(strstr(reason, "must name a tag, not a digest"));
+    }
+    (void)two;
     {
         farm_submit_t s = {.tags = tag, .n_tags = 1, .platforms = amd, .n_platforms = 1,
                            .context_digest = DIGEST, .context_stored = 1, .context_size = 10,
@@ -613,7 +650,10 @@ static void test_restore_from_journal(void **state)
     farm_builds_start(fx->b, b2, 0);
     assert_int_equal(s_submit(fx, &b3, tag, 1, both, 2, NULL, "c1", reason), 0);
     farm_builds_start(fx->b, b3, 0);
-    assert_int_equal(s_submit(fx, &b4, tag, 1, arm, 1, NULL, "c1", reason), 0);
+    /* b4's tags name two repositories: both come back */
+    assert_int_equal(s_submit(fx, &b4, (char *[]){"reg.local:5000/team/app:1",
+                                                  "other.example:5001/b/c:2"}, 2, arm, 1, NULL,
+                              "c1", reason), 0);
     farm_builds_start(fx->b, b4, 0);
     farm_scheduler_dispatch(fx->s, 0); /* a: b2, b3 amd64; b: b1 and b3 arm64; b4 queued */
     assert_int_equal(farm_scheduler_queued(fx->s), 1);
@@ -639,6 +679,17 @@ static void test_restore_from_journal(void **state)
     assert_int_equal(r->jobs[1].attempt, 1);
     assert_int_equal(r->n_creds, 0);
     assert_false(r->awaiting_submitter);
+    assert_non_null(r = farm_builds_get(fx->b, ids[3]));
+    assert_int_equal(r->n_targets, 2);
+    assert_int_equal(r->n_tags, 2);
+    assert_string_equal(r->repository, "team/app");
+    assert_string_equal(farm_targets_of(r, 1)->registry, "other.example:5001");
+    assert_string_equal(farm_targets_of(r, 1)->repository, "b/c");
+    assert_string_equal(r->tags[1], "2");
+    assert_string_equal(r->tag_refs[1], "other.example:5001/b/c:2");
+    assert_non_null(r = farm_builds_get(fx->b, ids[0]));
+    assert_int_equal(r->n_targets, 1);
+    assert_string_equal(r->tag_refs[0], "reg.local:5000/team/app:1");
     assert_non_null(r = farm_builds_get(fx->b, ids[1]));
     assert_true(r->awaiting_submitter); /* the login was never written */
     assert_true(farm_build_token_is(r, "tok-of-c2", 9)); /* its digest was: the same farmctl */
@@ -689,6 +740,7 @@ static void test_restore_from_journal(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_submit_several_repositories, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_submit_refusals, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_submit_records_jobs_and_insecure, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_plain_http_registry, s_setup, s_teardown),

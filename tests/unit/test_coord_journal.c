@@ -51,6 +51,8 @@ static int s_teardown(void **state)
 
 static char *s_tags[] = {"registry.example:5000/app:1.0", "registry.example:5000/app:latest"};
 static char *s_plats[] = {"linux/amd64", "linux/arm64/v8"};
+/* tags in two repositories: each in full */
+static char *s_refs[] = {"registry.example:5000/app:1.0", "mirror.example/team/app:latest"};
 static farm_kv_t s_args[] = {{"VERSION", "1.0"}, {"FLAVOUR", "slim"}};
 static farm_kv_t s_labels[] = {{"org.opencontainers.image.source", "https://example/app"}};
 
@@ -79,6 +81,9 @@ static void s_build(farm_journal_build_t *b, const char *id, uint64_t seq)
     b->allow_partial = 1;
     b->network_none = 1;
     b->needs_submitter = 1;
+    b->tag_refs = s_refs;
+    b->n_tag_refs = 2;
+    b->amend = 1;
     b->state = FARM_JOURNAL_BUILD_RUNNING;
     b->created = b->updated = 1700000000000LL;
 }
@@ -198,6 +203,9 @@ static void test_round_trip(void **state)
     assert_int_equal(b->network_none, 1);
     assert_int_equal(b->insecure, 0);
     assert_int_equal(b->needs_submitter, 1);
+    assert_int_equal(b->n_tag_refs, 2);
+    assert_string_equal(b->tag_refs[1], "mirror.example/team/app:latest");
+    assert_int_equal(b->amend, 1);
     assert_int_equal(b->state, FARM_JOURNAL_BUILD_RUNNING);
     assert_int_equal(b->created, 1700000000000LL);
     assert_null(b->reason);

@@ -26,7 +26,20 @@
 typedef struct {
     farm_build_t b;
     char *tags[4];
+    farm_target_t targets[2];
+    uint32_t tag_target[4];
+    char *refs[4];
+    char refbuf[4][600];
 } fake_build_t;
+
+/* Tag i in full, in the build's repository k (0: its own). */
+static void s_tag_in(fake_build_t *f, size_t i, uint32_t k)
+{
+    f->tag_target[i] = k;
+    snprintf(f->refbuf[i], sizeof f->refbuf[i], "%s/%s:%s", f->targets[k].registry,
+             f->targets[k].repository, f->tags[i]);
+    f->refs[i] = f->refbuf[i];
+}
 
 static void s_build(fake_build_t *f, uint64_t seq, const char *repo, const char *t0,
                     const char *t1)
@@ -41,6 +54,16 @@ static void s_build(fake_build_t *f, uint64_t seq, const char *repo, const char 
     f->tags[1] = (char *)t1;
     f->b.tags = f->tags;
     f->b.n_tags = t1 ? 2 : 1;
+    snprintf(f->targets[0].registry, sizeof f->targets[0].registry, "reg.local:5000");
+    snprintf(f->targets[0].repository, sizeof f->targets[0].repository, "%s", repo);
+    snprintf(f->targets[1].registry, sizeof f->targets[1].registry, "other.local:5000");
+    snprintf(f->targets[1].repository, sizeof f->targets[1].repository, "%s", repo);
+    f->b.targets = f->targets;
+    f->b.n_targets = 1;
+    f->b.tag_target = f->tag_target;
+    f->b.tag_refs = f->refs;
+    for (size_t i = 0; i < f->b.n_tags; i++)
+        s_tag_in(f, i, 0);
 }
 
 static void s_free(fake_build_t *f)
@@ -93,6 +116,52 @@ static void test_one_push_per_tag_and_no_overtaking(void **state)
     assert_int_equal(farm_tagorder_busy(o, &b3.b), 1);
     farm_tagorder_destroy(&o);
     assert_null(o);
+    farm_tagorder_destroy(&o);
+}
+
+/* Tags of one name in two repositories are two tags: the turn and the order rule hold for
+ * each registry/repository:tag apart. */
+static void test_tags_in_two_repositories(void **state)
+{
+    farm_tagorder_t *o = farm_tagorder_new(NULL);
+    fake_build_t b1, b2, b3;
+
+    assert_non_null(o);
+    s_build(&b1, 1, "app", "1", "1"); /* reg.local:5000/app:1 and other.local:5000/app:1 */
+    b1.b.n_targets = 2;
+    s_tag_in(&b1, 1, 1);
+    s_build(&b2, 2, "app", "1", NULL); /* other.local:5000/app:1 only */
+    b2.b.n_targets = 2;
+    s_tag_in(&b2, 0, 1);
+    s_build(&b3, 3, "app", "1", NULL); /* reg.local:5000/app:1 */
+    assert_string_equal(b1.b.tag_refs[1], "other.local:5000/app:1");
+
+    farm_tagorder_pass_begin(o);
+    assert_int_equal(farm_tagorder_may_start(o, &b2.b), 1);
+    assert_int_equal(farm_tagorder_take(o, &b2.b), 0);
+    assert_int_equal(farm_tagorder_claim(o, &b2.b, 1000), 1);
+    /* b1 shares other.local's tag with b2's push: it waits; b3 shares nothing with b2 but
+     * reg.local's tag with b1, asked first: it waits for b1 */
+    assert_int_equal(farm_tagorder_may_start(o, &b1.b), 0);
+    assert_int_equal(farm_tagorder_may_start(o, &b3.b), 0);
+    farm_tagorder_release(o, &b2.b);
+    farm_tagorder_pass_begin(o);
+    assert_int_equal(farm_tagorder_may_start(o, &b1.b), 1);
+    assert_int_equal(farm_tagorder_take(o, &b1.b), 0);
+    assert_int_equal(farm_tagorder_busy(o, &b1.b), 2);
+    /* b1 moves its own repository's tag; the other's was pushed by b2, submitted later */
+    assert_int_equal(farm_tagorder_claim(o, &b1.b, 2000), 1);
+    assert_string_equal(b1.b.kept_by[0], "");
+    assert_string_equal(b1.b.kept_by[1], b2.b.id);
+    farm_tagorder_release(o, &b1.b);
+    farm_tagorder_pass_begin(o);
+    assert_int_equal(farm_tagorder_may_start(o, &b3.b), 1);
+    assert_int_equal(farm_tagorder_take(o, &b3.b), 0);
+    assert_int_equal(farm_tagorder_claim(o, &b3.b, 3000), 1);
+    farm_tagorder_release(o, &b3.b);
+    s_free(&b1);
+    s_free(&b2);
+    s_free(&b3);
     farm_tagorder_destroy(&o);
 }
 
@@ -354,7 +423,7 @@ static void test_unwritable_record_stops_the_push(void **state)
     s_build(&b1, 1, "app", "1.0", NULL);
     assert_true(farm_tagorder_claim(o, &b1.b, 1) < 0);
     assert_non_null(strstr(farm_error_last(), b1.b.id));
-    assert_non_null(strstr(farm_error_last(), "recording that it pushes tag 1.0"));
+    assert_non_null(strstr(farm_error_last(), "recording that it pushes tag reg.local:5000/app:1.0"));
     assert_non_null(strstr(farm_error_last(), "the disk is full"));
     farm_tagorder_destroy(&o);
     farm_journal_destroy(&j);
@@ -362,7 +431,7 @@ static void test_unwritable_record_stops_the_push(void **state)
     j = farm_journal_new(&ops2, NULL, NULL);
     o = farm_tagorder_new(j);
     assert_true(farm_tagorder_claim(o, &b1.b, 1) < 0);
-    assert_non_null(strstr(farm_error_last(), "reading which build last pushed tag 1.0"));
+    assert_non_null(strstr(farm_error_last(), "reading which build last pushed tag reg.local:5000/app:1.0"));
     assert_non_null(strstr(farm_error_last(), "cannot be read"));
     s_free(&b1);
     farm_tagorder_destroy(&o);
@@ -374,6 +443,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_push_per_tag_and_no_overtaking),
         cmocka_unit_test(test_submit_order_wins_each_tag),
+        cmocka_unit_test(test_tags_in_two_repositories),
         cmocka_unit_test(test_order_survives_a_restart),
         cmocka_unit_test(test_failed_push_gives_back_untried_tags),
         cmocka_unit_test(test_claim_durable_in_batch_mode),
