@@ -18,11 +18,13 @@
 #include "agent/inventory.h"
 #include "agent/jobs.h"
 #include "agent/session.h"
+#include "agent/stats.h"
 #include "agent/steps.h"
 #include "common/child.h"
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/http.h"
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/reactor.h"
@@ -60,6 +62,7 @@ struct farm_agent {
     uint64_t inv_request;
     farm_inventory_ask_t inv_ask;
     char inv_home[FARM_PATH_MAX];
+    farm_http_t *http;           /* --metrics: /metrics (NULL: off) */
 };
 
 /* ------------------------------------------------------------------ sending */
@@ -209,6 +212,8 @@ static void s_send_result(farm_agent_t *self, const char *job_id, unsigned attem
         r.steps = ok->steps;
         r.provenance = ok->provenance; /* what the worker saw of its build */
         self->cache_hits += ok->cache_hits;
+        farm_metric_add(farm_astats.cache_steps, platform, NULL, ok->steps);
+        farm_metric_add(farm_astats.cache_hits, platform, NULL, ok->cache_hits);
         if (ok->builder_cache_bytes)
             self->builder_cache_bytes = ok->builder_cache_bytes;
     } else if (tail) {
@@ -315,6 +320,7 @@ static void s_job_detach(farm_agent_t *self, farm_agent_job_t *job)
 
 static void s_job_fail(farm_agent_t *self, farm_agent_job_t *job, const char *error)
 {
+    farm_astats_job(job->platform, "failed", job->started_ms ? farm_now_ms() - job->started_ms : -1);
     s_send_result(self, job->id, job->attempt, job->platform, s_assign_of(job)->registry,
                   &job->tail, error, NULL, s_steps_of(job));
     s_job_detach(self, job);
@@ -466,6 +472,7 @@ static void s_job_finish(farm_agent_t *self, farm_agent_job_t *job)
     Farm__WorkerResult *r = NULL;
     char status[64], *msg = NULL;
     const char *reg = s_assign_of(job)->registry;
+    const char *result = job->cancelled ? "cancelled" : "failed";
 
     s_job_detach(self, job);
     if (job->cancelled) {
@@ -477,10 +484,11 @@ static void s_job_finish(farm_agent_t *self, farm_agent_job_t *job)
             s_send_result(self, job->id, job->attempt, job->platform, reg, &job->tail,
                           "the worker reported success without a valid image descriptor", NULL,
                           s_steps_of(job));
-        else if (r->ok)
+        else if (r->ok) {
+            result = "done";
             s_send_result(self, job->id, job->attempt, job->platform, reg, NULL, NULL, r,
                           s_steps_of(job));
-        else
+        } else
             s_send_result(self, job->id, job->attempt, job->platform, reg, &job->tail,
                           r->error[0] ? r->error : "the worker failed without saying why", NULL,
                           s_steps_of(job));
@@ -493,6 +501,8 @@ static void s_job_finish(farm_agent_t *self, farm_agent_job_t *job)
                       msg ? msg : "job worker ended without a result", NULL, s_steps_of(job));
         free(msg);
     }
+    farm_astats_job(job->platform, result,
+                    job->started_ms ? farm_now_ms() - job->started_ms : -1);
     farm_jobs_drop(self->jobs, job, farm_now_ms());
 }
 
@@ -1033,6 +1043,44 @@ static int s_on_jobs_poll(farm_reactor_t *reactor, void *arg)
 
 /* ------------------------------------------------------------------ lifecycle */
 
+static void s_metrics_read(void *arg, double *running, double *slots, double *cache_bytes,
+                           double *healthy, double *connected)
+{
+    farm_agent_t *self = arg;
+    *running = (double)farm_jobs_count(self->jobs);
+    *slots = self->opts.slots;
+    *cache_bytes = (double)self->builder_cache_bytes;
+    *healthy = !self->unhealthy[0];
+    *connected = farm_session_ready(self->session);
+}
+
+static void s_metrics_serve(void *arg, farm_http_req_t *req)
+{
+    size_t len = 0;
+    char *text;
+    if (strcmp(farm_http_req_path(req), "/metrics")) {
+        farm_http_reply_error(req, 404, "%s: not here; this agent serves /metrics only",
+                              farm_http_req_path(req));
+        return;
+    }
+    text = farm_metrics_render(farm_astats.reg, &len);
+    farm_http_reply_take(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
+/* --metrics: the registry and its endpoint (counters only: open to whoever reaches it) */
+static int s_metrics_start(farm_agent_t *self)
+{
+    farm_astats_source_t src = {s_metrics_read, self};
+    if (farm_astats_init(&src) < 0)
+        return FARM_ERROR;
+    if (!(self->http = farm_http_new(self->reactor, self->opts.metrics, NULL, 1,
+                                     s_metrics_serve, self)))
+        return farm_error_wrap(FARM_EINVALID, "--metrics");
+    farm_log_info("metrics on http://%s/metrics (port %d)", self->opts.metrics,
+                  farm_http_port(self->http));
+    return 0;
+}
+
 farm_agent_t *farm_agent_new(const farm_agent_opts_t *opts)
 {
     farm_agent_t *self = calloc(1, sizeof *self);
@@ -1103,6 +1151,8 @@ farm_agent_t *farm_agent_new(const farm_agent_opts_t *opts)
         farm_reactor_timer_add(self->reactor, "health", FARM_AGENT_RECHECK_MS, 0, s_on_recheck,
                                self) < 0)
         goto fail;
+    if (self->opts.metrics && s_metrics_start(self) < 0)
+        goto fail;
     /* a node unhealthy at start says so in its HELLO and runs, rather than refusing */
     s_health_update(self);
     farm_reactor_set_turn_end(self->reactor, s_turn_end, self);
@@ -1121,6 +1171,8 @@ void farm_agent_destroy(farm_agent_t **self_p)
         return;
     if (self->jobs && farm_jobs_count(self->jobs))
         farm_log_warn("agent stopping: ending %zu job(s)", farm_jobs_count(self->jobs));
+    farm_http_destroy(&self->http);
+    farm_astats_fini();
     farm_jobs_destroy(&self->jobs);
     farm_child_destroy(&self->inv_child);
     farm_held_destroy(&self->held);

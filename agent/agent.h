@@ -44,6 +44,7 @@ typedef struct {
                                   * answering (0: FARM_AGENT_ORPHAN_TIMEOUT_MS) */
     unsigned long long min_free; /* --min-free: free disk below which the node is
                                   * unhealthy (0: FARM_AGENT_MIN_FREE) */
+    const char *metrics;         /* --metrics ADDR:PORT: serve /metrics there (NULL: off) */
 } farm_agent_opts_t;
 
 typedef struct farm_agent farm_agent_t;

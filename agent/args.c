@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/endpoint.h"
 #include "common/error.h"
 #include "common/limits.h"
 #include "common/platform.h"
@@ -40,6 +41,9 @@ void farm_agent_args_usage(FILE *f)
             "  --orphan-timeout T  how long jobs go on with no coordinator answering, e.g.\n"
             "                      90s, 10m, 1h (default 10m); they are kept through shorter\n"
             "                      outages and handed to the coordinator when it answers\n"
+            "  --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+            "                      (e.g. 127.0.0.1:9101; counters only, no token: bind an\n"
+            "                      address only your Prometheus reaches)\n"
             "  --key FILE          this node's CURVE key pair (farmctl keygen NAME)\n"
             "  --coordinator-key K the coordinator's public key, or its .pub file\n"
             "  -v, --verbose       debug logging\n"
@@ -113,7 +117,7 @@ static int s_one_of(const char *flag, const char *value, const char *a, const ch
 int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int check)
 {
     enum { O_STORAGE = 256, O_ISOLATION, O_ROOT, O_BUILDER, O_WORK, O_CACHE, O_KEY, O_CKEY,
-           O_RUNTIME, O_NETWORK, O_BCACHE, O_VERSION, O_ORPHAN, O_MINFREE };
+           O_RUNTIME, O_NETWORK, O_BCACHE, O_VERSION, O_ORPHAN, O_MINFREE, O_METRICS };
     static const struct option opts[] = {
         {"coordinator", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
@@ -131,6 +135,7 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
         {"orphan-timeout", required_argument, NULL, O_ORPHAN},
         {"min-free", required_argument, NULL, O_MINFREE},
         {"key", required_argument, NULL, O_KEY},
+        {"metrics", required_argument, NULL, O_METRICS},
         {"coordinator-key", required_argument, NULL, O_CKEY},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -211,6 +216,13 @@ int farm_agent_args_parse(farm_agent_args_t *out, int argc, char **argv, int che
             break;
         case O_ROOT: o->builder.builder_root = optarg; break;
         case O_KEY: out->key_file = optarg; break;
+        case O_METRICS:
+            if (farm_endpoint_parse_addr(NULL, 0, NULL, NULL, optarg) < 0) {
+                fprintf(stderr, "farm-agent: --metrics %s: %s\n", optarg, farm_error_last());
+                return 2;
+            }
+            o->metrics = optarg;
+            break;
         case O_CKEY: out->coordinator_key = optarg; break;
         case 'v': out->verbose = 1; break;
         case 'h':

@@ -33,6 +33,9 @@
 # LOADGEN_CACHE_WAIT sets farm.yaml's coordinator.cache_wait (e.g. 0: no warm waits).
 # LOADGEN_LOG_LINES=N: each agent sends N log lines before each result (journaled with
 # the build's record), for the dispatch rate of chatty builds.
+# LOADGEN_HTTP=metrics turns coordinator.http on and scrapes /metrics every second during
+# each run, as Prometheus would; LOADGEN_HTTP=page also reads what the web page reads
+# (/api/nodes, /api/builds, /api/history) every second; unset: HTTP off.
 # LAB_KEEP=1 keeps the lab directory (coordinator logs) for a look afterwards.
 set -euo pipefail
 
@@ -101,6 +104,7 @@ bench_farm_yaml() {
     local out=$1 nodes=$2 run=$3 pa pc i p np=${#plat_list[@]}
     pa=$(lab_free_port)
     pc=$(lab_free_port)
+    BENCH_HTTP_PORT=$(lab_free_port)
     BENCH_AGENTS_EP=tcp://127.0.0.1:$pa
     BENCH_CLIENTS_EP=tcp://127.0.0.1:$pc
     {
@@ -112,6 +116,7 @@ bench_farm_yaml() {
         echo "  state_dir: $LAB/state-$run"
         echo "  max_builds_per_client: 100000   # the load comes from a few simulated clients"
         [[ -n ${LOADGEN_CACHE_WAIT:-} ]] && echo "  cache_wait: $LOADGEN_CACHE_WAIT"
+        [[ -n ${LOADGEN_HTTP:-} ]] && echo "  http: 127.0.0.1:$BENCH_HTTP_PORT"
         echo "platforms:"
         for ((p = 0; p < np; p++)); do
             echo "  ${plat_list[p]}:"
@@ -154,6 +159,21 @@ bench_run() {
     lab_spawn "loadgen-$run" "$LAB/loadgen-$run.log" \
         bash -c 'exec "$@" >"$0"' "$LAB/$run.out" "$loadgen_bin" "${args[@]}"
     lpid=$LAB_LAST_PID
+    if [[ -n ${LOADGEN_HTTP:-} ]]; then
+        local -a paths=(/metrics)
+        [[ $LOADGEN_HTTP == page ]] && paths+=(/api/nodes /api/builds /api/history)
+        # shellcheck disable=SC2016 # the inner shell's
+        # one line per request: PATH SECONDS BYTES (curl's time_total, size_download)
+        lab_spawn "scraper-$run" "$LAB/scraper-$run.log" bash -c '
+            port=$1; shift
+            while :; do
+                for p in "$@"; do
+                    curl -fsS -o /dev/null --max-time 5 -w "$p %{time_total} %{size_download}\n" \
+                        "http://127.0.0.1:$port$p" || echo "$p failed"
+                done
+                sleep 1
+            done' scraper "$BENCH_HTTP_PORT" "${paths[@]}"
+    fi
     deadline=$((SECONDS + cap + 30))
     while lab_alive "loadgen-$run" && ((SECONDS < deadline)); do sleep 0.5; done
     if lab_alive "loadgen-$run"; then
@@ -161,6 +181,14 @@ bench_run() {
         lab_stop "loadgen-$run" TERM 10
     fi
     wait "$lpid" || rc=$?
+    if [[ -n ${LOADGEN_HTTP:-} ]]; then
+        lab_stop "scraper-$run" TERM 5
+        # per path: requests, mean and max time to the last byte, mean size
+        awk -v run="$run" '$1 ~ /^\// && NF == 3 { n[$1]++; t[$1] += $2; if ($2 > m[$1]) m[$1] = $2; b[$1] += $3 }
+            $2 == "failed" { f[$1]++ }
+            END { for (p in n) printf "%s.http%s=%d requests, mean %.1f ms, max %.1f ms, mean %d bytes, %d failed\n",
+                  run, p, n[p], 1000 * t[p] / n[p], 1000 * m[p], b[p] / n[p], f[p] }' "$LAB/scraper-$run.log"
+    fi
     cat "$LAB/$run.out"
     echo "$run.loadgen_exit=$rc"
     if lab_alive "coordinator-$run"; then

@@ -148,7 +148,7 @@ static const char *const s_coord_keys[] = {"agents",      "clients",       "hear
                                            "secret_key_file", "max_builds_per_client",
                                            "max_uploads", "max_uploads_per_client",
                                            "context_quota", "cache_wait", "signing_key_file",
-                                           NULL};
+                                           "http", "http_token_file", NULL};
 static const char *const s_plat_keys[] = {"native", "emulated", NULL};
 static const char *const s_node_keys[] = {"slots", "key", NULL};
 static const char *const s_client_keys[] = {"key", "role", NULL};
@@ -234,6 +234,22 @@ static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
             cfg->public_key_line = v->line;
             cfg->public_key_column = v->col;
             ctx->key_at = v;
+        } else if (!strcmp(k->value, "http")) {
+            if ((s = farm_yaml_want_string(ctx->y, v, "coordinator.http",
+                                           "write ADDR:PORT, e.g. 127.0.0.1:9180"))) {
+                if (farm_endpoint_parse_addr(NULL, 0, NULL, &cfg->http_loopback, s) < 0)
+                    farm_yaml_problem(ctx->y, FARM_YAML_AT(v), "coordinator.http: %s: %s",
+                                      farm_yaml_quote(s), farm_error_last());
+                else
+                    cfg->http = farm_yaml_strdup(ctx->y, s);
+                cfg->http_line = v->line;
+                cfg->http_column = v->col;
+            }
+        } else if (!strcmp(k->value, "http_token_file")) {
+            if ((s = farm_yaml_want_string(ctx->y, v, "coordinator.http_token_file",
+                                           "write the path of a file holding the token, "
+                                           "e.g. /etc/farm/http.token")))
+                cfg->http_token_file = farm_yaml_strdup(ctx->y, s);
         } else if (!strcmp(k->value, "secret_key_file")) {
             if ((s = farm_yaml_want_string(ctx->y, v, "coordinator.secret_key_file",
                                            "write the path of the coordinator's key file "
@@ -249,6 +265,15 @@ static void s_coordinator(s_ctx_t *ctx, farm_yaml_node_t *map)
             cfg->signing_key_column = v->col;
         }
     }
+    /* the page and API show every build: off the machine only behind a token */
+    if (cfg->http && !cfg->http_loopback && !cfg->http_token_file)
+        farm_yaml_problem(ctx->y, cfg->http_line, cfg->http_column,
+                          "coordinator.http is %s, which is not a loopback address, but "
+                          "coordinator.http_token_file is not set: anyone who reaches it "
+                          "could read every build and node. Bind 127.0.0.1:PORT, or add "
+                          "coordinator.http_token_file naming a file that holds a token "
+                          "(e.g. openssl rand -hex 32 > /etc/farm/http.token)",
+                          farm_yaml_quote(cfg->http));
     if (agents && clients && !strcmp(agents->value, clients->value))
         farm_yaml_problem(ctx->y, FARM_YAML_AT(clients),
                           "coordinator.clients is the same endpoint as "
@@ -1313,6 +1338,8 @@ void farm_config_destroy(farm_config_t **self_p)
     free(c->public_key);
     free(c->secret_key_file);
     free(c->signing_key_file);
+    free(c->http);
+    free(c->http_token_file);
     for (size_t i = 0; i < c->n_registries; i++) {
         free(c->registries[i].host);
         free(c->registries[i].ca);
@@ -1531,6 +1558,11 @@ int farm_config_reload_check(const farm_config_t *old, const farm_config_t *neu)
     if (!s_same_str(old->signing_key_file, neu->signing_key_file))
         return s_fixed(neu, "coordinator.signing_key_file", old->signing_key_file,
                        neu->signing_key_file);
+    if (!s_same_str(old->http, neu->http))
+        return s_fixed(neu, "coordinator.http", old->http, neu->http);
+    if (!s_same_str(old->http_token_file, neu->http_token_file))
+        return s_fixed(neu, "coordinator.http_token_file", old->http_token_file,
+                       neu->http_token_file);
 #define S_FIXED_NUM(field, name, fmt)                                                        \
     if (old->field != neu->field) {                                                          \
         snprintf(a, sizeof a, fmt, old->field);                                              \

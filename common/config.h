@@ -104,6 +104,10 @@ typedef struct {
     int max_uploads;                  /* coordinator.max_uploads: context uploads at once, default 64 */
     int max_uploads_per_client;       /* coordinator.max_uploads_per_client: default 4 */
     unsigned long long context_quota; /* coordinator.context_quota: bytes of stored contexts, default 20 GiB */
+    char *http;                       /* coordinator.http: ADDR:PORT of /metrics, the page and API, NULL: off */
+    int http_loopback;                /* it is a loopback address */
+    int http_line, http_column;
+    char *http_token_file;            /* coordinator.http_token_file: the bearer token's file, NULL: none */
     farm_config_client_t *clients;
     size_t n_clients;
     farm_config_platform_t *platforms;

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/error.h"
@@ -94,4 +95,39 @@ int farm_endpoint_loopback(const char *e)
 {
     farm_endpoint_t ep;
     return farm_endpoint_parse(&ep, e) == 0 && ep.loopback;
+}
+
+int farm_endpoint_parse_addr(char *host_out, size_t host_cap, int *port_out,
+                              int *loopback_out, const char *s)
+{
+    farm_endpoint_t ep;
+    char e[300];
+
+    if (!s || !*s)
+        return farm_error_set(FARM_EINVALID, "it is empty; write ADDR:PORT, e.g. "
+                                             "127.0.0.1:9100");
+    if (strstr(s, "://"))
+        return farm_error_set(FARM_EINVALID, "write ADDR:PORT without a scheme, e.g. "
+                                             "127.0.0.1:9100");
+    if (snprintf(e, sizeof e, "tcp://%s", s) >= (int)sizeof e)
+        return farm_error_set(FARM_EINVALID, "it is too long");
+    if (farm_endpoint_parse(&ep, e) < 0)
+        return FARM_EINVALID;
+    /* MHD binds an address, not a name: a name would bind whatever it resolves to */
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcmp(ep.host, "*") && inet_pton(AF_INET, ep.host, &a4) != 1 &&
+        inet_pton(AF_INET6, ep.host, &a6) != 1)
+        return farm_error_set(FARM_EINVALID, "\"%s\" is not an IP address; write one, e.g. "
+                                             "127.0.0.1:9100 or 0.0.0.0:9100", ep.host);
+    if (host_out) {
+        if (strlen(ep.host) >= host_cap)
+            return farm_error_set(FARM_EINVALID, "the address is too long");
+        strcpy(host_out, strcmp(ep.host, "*") ? ep.host : "0.0.0.0");
+    }
+    if (port_out)
+        *port_out = ep.port;
+    if (loopback_out)
+        *loopback_out = ep.loopback;
+    return 0;
 }

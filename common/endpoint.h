@@ -28,4 +28,11 @@ int farm_endpoint_parse(farm_endpoint_t *out, const char *e);
 /* 1 when e is a valid endpoint that stays on this machine (see loopback above), else 0. */
 int farm_endpoint_loopback(const char *e);
 
+/* An HTTP listen address, ADDR:PORT as farm.yaml's coordinator.http and farm-agent
+ * --metrics take it: 127.0.0.1:9180, [::1]:9180, 0.0.0.0:9180 (an IP address, never a
+ * name: a name binds whatever it resolves to). *loopback_out as for endpoints above.
+ * FARM_EINVALID saying what is wrong, without repeating s. Out-parameters may be NULL. */
+int farm_endpoint_parse_addr(char *host_out, size_t host_cap, int *port_out,
+                             int *loopback_out, const char *s);
+
 #endif

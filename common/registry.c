@@ -569,6 +569,13 @@ done:
 }
 
 /* ------------------------------------------------------------------------------ */
+static unsigned long s_retries; /* farm_registry_retries_total */
+
+unsigned long farm_registry_retries_total(void)
+{
+    return s_retries;
+}
+
 /* request with retries and auth */
 
 static long s_backoff_ms(farm_registry_t *self, int attempt, long retry_after)
@@ -602,6 +609,7 @@ static int s_send(farm_registry_t *self, const s_req_t *req, s_resp_t *resp)
         if (rc == FARM_ERETRY) {
             if (req->no_retry || attempt >= self->max_retries)
                 return rc;
+            s_retries++;
             farm_log_debug("registry %s: retrying (%d/%d) after: %s", self->host, attempt + 1,
                            self->max_retries, farm_error_last());
             s_sleep_ms(s_backoff_ms(self, attempt++, -1));
@@ -621,6 +629,7 @@ static int s_send(farm_registry_t *self, const s_req_t *req, s_resp_t *resp)
         if (s_status_retryable(resp->status) && !req->no_retry &&
             attempt < self->max_retries) {
             long ms = s_backoff_ms(self, attempt++, resp->retry_after);
+            s_retries++;
             farm_log_debug("registry %s: HTTP %ld, retrying (%d/%d) in %ld ms", self->host,
                            resp->status, attempt, self->max_retries, ms);
             s_sleep_ms(ms);

@@ -39,6 +39,9 @@ typedef struct {
 /* host is "localhost:5000" or "docker.io" (mapped to registry-1.docker.io). opts may be NULL. */
 farm_registry_t *farm_registry_new(const char *host, const farm_registry_opts_t *opts);
 void farm_registry_destroy(farm_registry_t **self_p);
+/* Requests retried (a transfer error or a retryable status) by every registry client of
+ * this process so far: the index-push helper reports it for the coordinator's metrics. */
+unsigned long farm_registry_retries_total(void);
 
 /* GET /v2/ and run the auth dance if challenged. */
 int farm_registry_ping(farm_registry_t *self);

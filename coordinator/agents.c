@@ -17,6 +17,7 @@
 #include "coordinator/cachecmd.h"
 #include "coordinator/clients.h"
 #include "coordinator/peerwarn.h"
+#include "coordinator/stats.h"
 #include "coordinator/targets.h"
 
 struct farm_agents {
@@ -494,6 +495,7 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
             farm_log_warn("job=%s attempt=%u failed for node %s's reason (%s); it runs again "
                           "on another node", job->id, job->attempt, node->cfg->name,
                           node->unhealthy);
+            farm_metric_inc(farm_cstats.job_failures, job->platform, "node_fault");
             /* the job is still RUNNING here: retry releases its slot and queues it */
             farm_scheduler_retry(self->p.sched, job, why, now);
             return;
@@ -501,6 +503,7 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
     }
     farm_scheduler_release(self->p.sched, job);
     if (!r->ok) {
+        farm_metric_inc(farm_cstats.job_failures, job->platform, "build");
         farm_builds_job_failed(self->p.builds, job, now, "%s",
                                r->error[0] ? r->error : "build failed");
         return;
@@ -509,6 +512,7 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
         farm_platform_parse(&p, r->image->platform) < 0 || !farm_platform_equal(&p, &job->plat) ||
         (strcmp(r->image->media_type, FARM_MEDIA_OCI_MANIFEST) != 0 &&
          strcmp(r->image->media_type, FARM_MEDIA_DOCKER_MANIFEST) != 0)) {
+        farm_metric_inc(farm_cstats.job_failures, job->platform, "bad_result");
         farm_builds_job_failed(self->p.builds, job, now,
                                "node %s reported an unusable image descriptor (platform %.96s, "
                                "media type %.128s)", node->cfg->name,
@@ -525,6 +529,8 @@ static void s_on_job_result(farm_agents_t *self, farm_node_t *node, const Farm__
     job->steps = r->steps;
     job->cache_hits = r->cache_hits <= r->steps ? r->cache_hits : r->steps;
     s_job_prov(job, node, r->provenance);
+    farm_metric_add(farm_cstats.cache_steps, job->platform, NULL, job->steps);
+    farm_metric_add(farm_cstats.cache_hits, job->platform, NULL, job->cache_hits);
     farm_scheduler_job_built(self->p.sched, job, node);
     farm_builds_job_pushed(self->p.builds, job, &image, r->build_ms, r->push_ms, now);
 }

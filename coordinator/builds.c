@@ -16,6 +16,7 @@
 #include "common/proc.h"
 #include "common/reference.h"
 #include "coordinator/journal.h"
+#include "coordinator/stats.h"
 #include "coordinator/targets.h"
 #include "coordinator/warm.h"
 
@@ -705,6 +706,7 @@ void farm_builds_job_pushed(farm_builds_t *self, farm_job_t *job, const farm_des
         return;
     }
     *job->image = *image;
+    farm_metric_observe(farm_cstats.job_duration, job->platform, "done", (now - job->started_at) / 1000.0);
     b->last_result_at = now;
     farm_builds_job_journal(self, job);
     if (job->prov) /* the build's options keep it (coordinator/attest.h) */
@@ -725,6 +727,8 @@ void farm_builds_job_failed(farm_builds_t *self, farm_job_t *job, long long now,
     farm_build_t *b = job->build;
     va_list ap;
 
+    if (job->state == FARM_JOB_RUNNING && job->started_at)
+        farm_metric_observe(farm_cstats.job_duration, job->platform, "failed", (now - job->started_at) / 1000.0);
     if (job->state == FARM_JOB_QUEUED || job->state == FARM_JOB_RUNNING)
         farm_scheduler_withdraw(self->sched, job, "failed");
     va_start(ap, fmt);
@@ -753,6 +757,7 @@ void farm_builds_finish(farm_builds_t *self, farm_build_t *b, int ok, const char
         j->state = FARM_JOB_CANCELLED;
     }
     b->done_at = now;
+    farm_cstats_build_done(b, ok, now);
     /* before the client hears it: a restart does not run a finished build again */
     if (self->journal &&
         farm_journal_finish(self->journal, b->id, ok, ok ? NULL : error, ok ? index_digest : NULL,

@@ -32,11 +32,13 @@
 #include "coordinator/journal.h"
 #include "coordinator/nodes.h"
 #include "coordinator/peerwarn.h"
-#include "coordinator/pushes.h"
 #include "coordinator/history.h"
+#include "coordinator/pushes.h"
 #include "coordinator/reload.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/stats.h"
 #include "coordinator/timeserve.h"
+#include "coordinator/web.h"
 #include "coordinator/warmfile.h"
 
 #define DONE_KEEP_MS 60000     /* finished builds linger so late results are recognised */
@@ -75,6 +77,7 @@ struct farm_coordinator {
     farm_pushes_t *pushes;     /* the index-push helpers */
     farm_clients_t *cl;        /* farmctl's requests, and what builds' clients hear */
     farm_agents_t *ag;         /* what the nodes hear and say */
+    farm_web_t *web;           /* coordinator.http: metrics, the page and its API (or NULL) */
     farm_cachecmd_t *cachecmd; /* farmctl du and prune, waiting for the nodes */
     farm_journal_t *journal;   /* builds and jobs, across restarts: committed each turn */
     farm_wire_outbox_t *outbox; /* what waits for that commit (see s_send_client) */
@@ -178,6 +181,7 @@ static void s_on_assign(void *arg, farm_job_t *job, farm_node_t *node)
 {
     farm_coordinator_t *self = arg;
     farm_builds_job_journal(self->builds, job); /* before the node hears of it */
+    farm_metric_observe(farm_cstats.queue_wait, job->platform, NULL, (farm_now_ms() - job->queued_at) / 1000.0);
     farm_agents_assign(self->ag, job, node);
 }
 
@@ -201,6 +205,7 @@ static void s_on_waiting(void *arg, farm_job_t *job)
 static void s_on_requeued(void *arg, farm_job_t *job, const char *why)
 {
     farm_coordinator_t *self = arg;
+    farm_metric_inc(farm_cstats.job_failures, job->platform, "node_lost");
     farm_builds_job_requeued(self->builds, job, why);
 }
 
@@ -208,6 +213,7 @@ static void s_on_expired(void *arg, farm_job_t *job, int was_running)
 {
     farm_coordinator_t *self = arg;
     long long now = farm_now_ms();
+    farm_metric_inc(farm_cstats.job_failures, job->platform, was_running ? "job_timeout" : "queue_timeout");
     if (was_running)
         farm_builds_job_failed(self->builds, job, now,
                                "attempt %u on node %s ran longer than %d s (coordinator.job_timeout)",
@@ -596,6 +602,8 @@ farm_coordinator_t *farm_coordinator_new(farm_config_t **cfg_p)
         goto fail;
     if (s_listen(self) < 0)
         goto fail;
+    if (cfg->http && !(self->web = farm_web_new(self->reactor, &self->cfg, &parts, self->watches)))
+        goto fail;
     self->reload = (farm_reload_parts_t){&self->cfg, &self->enrolled, self->nodes, self->sched,
                                          self->builds, self->pushes, self->cl, self->ag,
                                          self->warmfile};
@@ -622,6 +630,7 @@ void farm_coordinator_destroy(farm_coordinator_t **self_p)
     if (!self)
         return;
     self->stopping = 1;
+    farm_web_destroy(&self->web); /* its streams end while their builds exist */
     farm_pushes_destroy(&self->pushes); /* stops the helpers while their builds exist */
     farm_clients_destroy(&self->cl);
     farm_history_watches_destroy(&self->watches);

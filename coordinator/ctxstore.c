@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/store.h"
 #include "common/wire.h"
+#include "coordinator/stats.h"
 
 #define OWNER_MAX 63           /* a client's key (Z85, 40) or name */
 #define OWNERS_PER_CONTEXT 256 /* beyond it the earliest uploader must send it again */
@@ -548,6 +549,7 @@ void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
                                                 : farm_error_last());
         s_drop(self, up);
         if (rc < 0) {
+            farm_metric_inc(farm_cstats.uploads, "refused", NULL);
             s_status(out, 0, 0, err);
             return;
         }
@@ -556,6 +558,7 @@ void farm_ctxstore_chunk(farm_ctxstore_t *self, farm_ctx_status_t *out, const vo
     if (s_own(self, digest, owner) > 0)
         s_owners_save(self);
     farm_log_info("stored context %s (%llu bytes)", digest, (unsigned long long)size);
+    farm_metric_inc(farm_cstats.uploads, "stored", NULL);
     s_status(out, 1, size, NULL);
 }
 
@@ -626,3 +629,10 @@ void farm_ctxstore_sweep(farm_ctxstore_t *self, long long ttl_ms,
         s_owners_save(self);
 }
 
+
+void farm_ctxstore_usage(farm_ctxstore_t *self, uint64_t *bytes_out, size_t *uploads_out)
+{
+    *bytes_out = 0;
+    farm_store_usage(self->store, bytes_out);
+    *uploads_out = self->n_uploads;
+}

@@ -67,6 +67,8 @@ int farm_ctxstore_read(farm_ctxstore_t *self, const char *digest, uint64_t offse
 void farm_ctxstore_expire(farm_ctxstore_t *self, long long now, long long idle_ms);
 /* Deletes contexts unused for ttl_ms, then the least recently used beyond the quota,
  * never one in_use claims; forgets the owners of what is gone. */
+/* Bytes stored on disk now (a directory scan) and the uploads in progress, for metrics. */
+void farm_ctxstore_usage(farm_ctxstore_t *self, uint64_t *bytes_out, size_t *uploads_out);
 void farm_ctxstore_sweep(farm_ctxstore_t *self, long long ttl_ms,
                          int (*in_use)(void *arg, const char *digest), void *arg);
 

@@ -18,6 +18,8 @@
 #include "coordinator/attest.h"
 #include "coordinator/sign.h"
 #include "coordinator/amend.h"
+#include "coordinator/sign.h"
+#include "coordinator/stats.h"
 #include "coordinator/tagorder.h"
 #include "coordinator/targets.h"
 
@@ -161,6 +163,8 @@ static void s_maybe_done(push_t *st)
     /* a failure the helper could tell: the tags it sent nothing to go back */
     if (r && !r->ok)
         farm_tagorder_undo(self->order, b, r->tags_tried, s_wall_ms());
+    if (r)
+        farm_metric_add(farm_cstats.registry_retries, NULL, NULL, r->registry_retries);
     /* --amend: the images kept from the amended index, for BuildDone */
     free(b->amend_kept);
     b->amend_kept = NULL;

@@ -425,6 +425,7 @@ static int s_result_tried(int ok, const char *error, const char *digest, uint64_
     r.kept = kp;
 
     r.tags_tried = (uint32_t)tried;
+    r.registry_retries = (uint32_t)farm_registry_retries_total();
     if (ok && sig && sig->n_identities) {
         r.n_signed_identities = sig->n_identities;
         r.signed_identities = sig->identities;

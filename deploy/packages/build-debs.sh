@@ -49,7 +49,7 @@ declare -A toolchain=([arm64]=toolchain-aarch64.cmake [armhf]=toolchain-armhf.cm
 declare -A elf=([amd64]='x86-64' [arm64]='ARM aarch64' [armhf]='ARM, EABI5')
 # the target's -dev packages farm links against (CMakeLists.txt's pkg_check_modules)
 dev_libs=(libzmq3-dev libprotobuf-c-dev libcurl4-openssl-dev libssl-dev libyaml-dev
-    libjansson-dev libarchive-dev libsqlite3-dev)
+    libjansson-dev libarchive-dev libsqlite3-dev libmicrohttpd-dev)
 
 IFS=, read -r -a want <<<"$arches"
 for a in "${want[@]}"; do

@@ -120,8 +120,8 @@ set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
 # sysroot, not in dpkg's database. test_packages checks these against dpkg-shlibdeps.
 # (Built as PIE, the daemons import protobuf_c_empty_string, new in libprotobuf-c 1.3.1,
 # instead of copying it into the executable.)
-set(FARM_DEB_LIBS_coordinator "libc6 (>= 2.34), libcurl4 (>= 7.63.0), libjansson4 (>= 2.14), libprotobuf-c1 (>= 1.3.1), libsqlite3-0 (>= 3.20.0), libssl3 (>= 3.0.0), libyaml-0-2, libzmq5 (>= 4.2.0)")
-set(FARM_DEB_LIBS_agent "libarchive13 (>= 3.5.0), libc6 (>= 2.34), libcurl4 (>= 7.63.0), libjansson4 (>= 2.14), libprotobuf-c1 (>= 1.3.1), libssl3 (>= 3.0.0), libzmq5 (>= 4.2.0)")
+set(FARM_DEB_LIBS_coordinator "libc6 (>= 2.34), libcurl4 (>= 7.63.0), libjansson4 (>= 2.14), libmicrohttpd12 (>= 0.9.61), libprotobuf-c1 (>= 1.3.1), libsqlite3-0 (>= 3.20.0), libssl3 (>= 3.0.0), libyaml-0-2, libzmq5 (>= 4.2.0)")
+set(FARM_DEB_LIBS_agent "libarchive13 (>= 3.5.0), libc6 (>= 2.34), libcurl4 (>= 7.63.0), libjansson4 (>= 2.14), libmicrohttpd12 (>= 0.9.61), libprotobuf-c1 (>= 1.3.1), libssl3 (>= 3.0.0), libzmq5 (>= 4.2.0)")
 set(FARM_DEB_LIBS_farmctl "libarchive13 (>= 3.5.0), libc6 (>= 2.34), libcurl4 (>= 7.63.0), libjansson4 (>= 2.14), libprotobuf-c1 (>= 1.0.1), libssl3 (>= 3.0.0), libyaml-0-2, libzmq5 (>= 4.2.0)")
 
 set(CPACK_DEBIAN_COORDINATOR_PACKAGE_NAME farm-coordinator)

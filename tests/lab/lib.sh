@@ -39,7 +39,7 @@ export LAB_PYTHON
 # Debian packages the build, the unit tests and the lab need (tests/run.sh, quickstart).
 LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
     libcurl4-openssl-dev libssl-dev libyaml-dev libjansson-dev libarchive-dev libcmocka-dev
-    libsqlite3-dev
+    libsqlite3-dev libmicrohttpd-dev
     buildah docker-registry qemu-user-static skopeo golang-github-opencontainers-image-spec-dev
     python3 python3-jsonschema python3-cryptography binfmt-support iproute2 runc slirp4netns uidmap curl valgrind apache2-utils bc python3-zmq clang libclang-rt-14-dev systemd
     mmdebstrap systemd-container)
@@ -50,8 +50,10 @@ LAB_DEPS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobu
 # test_packages' binaries; git lists the files test_tree_rules checks.
 # iptables: test_e2e_sick_registry cuts one agent's user off the registry.
 # jq: test_e2e_node_caches reads farmctl du's and prune's --format json.
+# prometheus: test_e2e_web scrapes the farm with a real Prometheus, and promtool checks
+# deploy/prometheus/; chromium: test_e2e_web loads the page headless.
 # test_lab_deps fails when a command the scripts call comes from a package not in LAB_DEPS.
-LAB_DEPS+=(crun file openssl git iptables jq)
+LAB_DEPS+=(crun file openssl git iptables jq prometheus chromium)
 
 LAB=${LAB:-}
 LAB_LAST_PID=

@@ -368,7 +368,7 @@ static void test_unknown_keys(void **state)
           "unknown key \"hearbeat\" under coordinator:; did you mean \"heartbeat\"? (known keys: "
           "agents, clients, heartbeat, liveness, queue_timeout, job_timeout, context_ttl, state_dir, "
           "public_key, secret_key_file, max_builds_per_client, max_uploads, max_uploads_per_client, "
-          "context_quota, cache_wait, signing_key_file)");
+          "context_quota, cache_wait, signing_key_file, http, http_token_file)");
     s_one("nodes:\n  a: {slot: 2}\n", "t.yaml:2:7", "did you mean \"slots\"?");
     s_one("platforms:\n  linux/amd64:\n    natve: [a]\n    emulated: [a]\nnodes: {a: {}}\n",
           "t.yaml:3:5", "unknown key \"natve\" under linux/amd64:; did you mean \"native\"?");
@@ -546,6 +546,29 @@ static void test_durations_and_endpoints(void **state)
            {"[1s]", "coordinator.cache_wait must be a duration, got a list"});
     /* a bare 0 stays refused where 0 is not allowed */
     s_one("coordinator:\n  heartbeat: 0\n", "t.yaml:2:14", "give it a unit");
+}
+
+/* coordinator.http: ADDR:PORT, loopback unless a token file is named */
+static void test_http_settings(void **state)
+{
+    farm_config_t *cfg = s_ok("coordinator:\n  http: 127.0.0.1:9180\n");
+    assert_string_equal(cfg->http, "127.0.0.1:9180");
+    assert_int_equal(cfg->http_loopback, 1);
+    assert_null(cfg->http_token_file);
+    farm_config_destroy(&cfg);
+    cfg = s_ok("coordinator:\n  http: 0.0.0.0:9180\n  http_token_file: /etc/farm/http.token\n");
+    assert_int_equal(cfg->http_loopback, 0);
+    assert_string_equal(cfg->http_token_file, "/etc/farm/http.token");
+    farm_config_destroy(&cfg);
+    s_one("coordinator:\n  http: 0.0.0.0:9180\n", "t.yaml:2:9",
+          "coordinator.http is \"0.0.0.0:9180\", which is not a loopback address, but "
+          "coordinator.http_token_file is not set");
+    S_EACH("coordinator:\n  http: %s\n", "t.yaml:2:9",
+           {"localhost:9180", "coordinator.http: \"localhost:9180\": \"localhost\" is not an IP address"},
+           {"http://127.0.0.1:9180", "without a scheme"},
+           {"127.0.0.1", "needs a host and a port"},
+           {"127.0.0.1:0", "from 1 to 65535"});
+    s_one("coordinator:\n  http: [9180]\n", "t.yaml:2:9", "coordinator.http must be");
 }
 
 static void test_build_args(void **state)
@@ -979,6 +1002,7 @@ int main(void)
         cmocka_unit_test(test_undefined_node),
         cmocka_unit_test(test_slots),
         cmocka_unit_test(test_durations_and_endpoints),
+        cmocka_unit_test(test_http_settings),
         cmocka_unit_test(test_build_args),
         cmocka_unit_test(test_build_flags),
         cmocka_unit_test(test_build_secrets_stay_in_the_repository),

@@ -146,6 +146,7 @@ static void test_bearer_and_quirks(void **state)
     assert_non_null(reg);
 
     /* ping: 401 Bearer -> token (Basic creds) -> 503 Retry-After: 1 -> 200 */
+    unsigned long retries0 = farm_registry_retries_total();
     clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = farm_registry_ping(reg);
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -155,6 +156,8 @@ static void test_bearer_and_quirks(void **state)
     assert_int_equal(s_count(fx, "GET /token", " 200 token"), 1);
     assert_int_equal(s_count(fx, "GET /v2/ ", " 503 "), 1);
     assert_int_equal(s_count(fx, "GET /v2/ ", " 200 bearer farm/"), 1);
+    /* the 503 retried is counted (the index-push helper reports it as a metric) */
+    assert_int_equal(farm_registry_retries_total() - retries0, 1);
 
     /* push: HEAD 404, POST 503 (retried), 202 relative Location with ?state=, PUT 500
      * (upload restarted from a fresh POST), PUT 201 */
