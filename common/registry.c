@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -968,6 +969,25 @@ int farm_registry_blob_push_file(farm_registry_t *self, int *out_skipped, const 
 done:
     if (f)
         fclose(f);
+    return rc;
+}
+
+int farm_registry_blob_push_mem(farm_registry_t *self, int *out_skipped, const char *repo,
+                                const char *digest, const void *data, size_t len)
+{
+    char path[64];
+    int fd = memfd_create("farm-blob", MFD_CLOEXEC), rc;
+
+    if (fd < 0)
+        return farm_error_set(FARM_EIO, "memfd_create: %s", strerror(errno));
+    if (write(fd, data, len) != (ssize_t)len) {
+        close(fd);
+        return farm_error_set(FARM_EIO, "writing the blob %s to a memfd: %s", digest,
+                              strerror(errno));
+    }
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    rc = farm_registry_blob_push_file(self, out_skipped, repo, digest, path);
+    close(fd);
     return rc;
 }
 

@@ -56,6 +56,11 @@ int farm_registry_blob_exists(farm_registry_t *self, uint64_t *out_size, const c
 int farm_registry_blob_push_file(farm_registry_t *self, int *out_skipped, const char *repo,
                                  const char *digest, const char *path);
 
+/* The same for bytes in memory (a signature, an attestation): through a memfd, which
+ * the upload reads as a file. */
+int farm_registry_blob_push_mem(farm_registry_t *self, int *out_skipped, const char *repo,
+                                const char *digest, const void *data, size_t len);
+
 /* Cross-repository mount (POST /v2/repo/blobs/uploads/?mount=digest&from=from): the
  * registry links a blob it holds in from into repo without the bytes travelling again.
  * 0 with *out_mounted 1 when it did, 0 with 0 when it declined (push the blob instead),

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -371,25 +370,6 @@ int farm_attest_index_append(char **json, size_t *len, const json_t *entries)
 
 /* ------------------------------------------------------------------ the push */
 
-/* A blob from memory: the registry client pushes files, so a memfd stands in for one. */
-static int s_push_blob(farm_registry_t *reg, const char *repo, const char *digest,
-                       const char *data, size_t len)
-{
-    char path[64];
-    int fd = memfd_create("farm-attest", MFD_CLOEXEC), rc;
-
-    if (fd < 0)
-        return farm_error_set(FARM_EIO, "memfd_create: %s", strerror(errno));
-    if (write(fd, data, len) != (ssize_t)len) {
-        close(fd);
-        return farm_error_set(FARM_EIO, "writing the attestation blob: %s", strerror(errno));
-    }
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    rc = farm_registry_blob_push_file(reg, NULL, repo, digest, path);
-    close(fd);
-    return rc;
-}
-
 /* What the registry now holds under the manifest's digest is these bytes, and its blobs
  * are there with the sizes it names: an index never references an attestation that is
  * not whole. */
@@ -449,8 +429,8 @@ int farm_attest_push(json_t **out_entries, farm_registry_t *reg, const char *reg
         }
         farm_digest_buffer(cd, cfg, cl);
         farm_digest_buffer(md, man, ml);
-        if ((rc = s_push_blob(reg, repository, sd, stmt, sl)) < 0 ||
-            (rc = s_push_blob(reg, repository, cd, cfg, cl)) < 0 ||
+        if ((rc = farm_registry_blob_push_mem(reg, NULL, repository, sd, stmt, sl)) < 0 ||
+            (rc = farm_registry_blob_push_mem(reg, NULL, repository, cd, cfg, cl)) < 0 ||
             (rc = farm_registry_manifest_put(reg, pushed, repository, md,
                                              FARM_MEDIA_OCI_MANIFEST, man, ml)) < 0 ||
             (rc = strcmp(pushed, md) ? farm_error_set(FARM_EINVALID, "digest %s after the "
