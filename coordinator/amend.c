@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/limits.h"
+#include "coordinator/sign.h"
 
 #define S_REF_DIGEST "vnd.docker.reference.digest"
 
@@ -309,7 +310,8 @@ done:
 
 int farm_amend_stitch(char **json, size_t *len, farm_descriptor_t **out_kept,
                       size_t *out_n_kept, farm_registry_t *const *regs,
-                      const farm_stitch_target_t *t, size_t n_repos, const char *tag)
+                      const farm_stitch_target_t *t, size_t n_repos, const char *tag,
+                      EVP_PKEY *signing_key)
 {
     char ref[FARM_REGISTRY_HOST_MAX + 256 + 160], mt[128] = "", *old = NULL, *merged = NULL;
     farm_amend_kept_t *kept = NULL;
@@ -345,6 +347,17 @@ int farm_amend_stitch(char **json, size_t *len, farm_descriptor_t **out_kept,
             if (k > 0 && strcmp(t[k].registry, t[0].registry) == 0 &&
                 (rc = s_mount_kept(regs[k], &t[k], &t[0], &kept[i])) < 0)
                 goto done;
+            /* signed now, so signed before: farm pushed it (in the first repository,
+             * where the amended index is; the others got the same bytes from there) */
+            if (k == 0 && signing_key &&
+                (rc = farm_sign_check_kept(regs[0], t[0].registry, t[0].repository,
+                                           kept[i].d.digest, signing_key)) < 0) {
+                rc = farm_error_wrap(rc, "%s: kept index entry %zu refused: --amend signs "
+                                     "only what this farm signed before; rebuild that platform "
+                                     "too (--platform), or submit every platform without "
+                                     "--amend", ref, kept[i].entry + 1);
+                goto done;
+            }
             if (kept[i].attestation) {
                 if ((rc = s_check_attestation(regs[k], &t[k], &kept[i], ref)) < 0)
                     goto done;

@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include <openssl/evp.h>
+
 #include "common/oci.h"
 #include "coordinator/stitch.h"
 
@@ -42,10 +44,13 @@ int farm_amend_merge(char **out_json, size_t *out_len, farm_amend_kept_t **out_k
  * there), merges (farm_amend_merge), checks every kept image in each repository with
  * farm_stitch_verify_child against what its index entry claims (digest, size, media type,
  * the config's platform) and every kept attestation manifest by digest, size and media
- * type; a lying entry is refused, named. Then json is the merged index and out_kept (malloc'd)
- * the images kept. */
+ * type; a lying entry is refused, named. With signing_key (the index will be signed),
+ * every kept manifest must carry this farm's signature (farm_sign_check_kept): a kept
+ * entry someone else pushed would otherwise be signed as farm's. Then json is the merged
+ * index and out_kept (malloc'd) the images kept. */
 int farm_amend_stitch(char **json, size_t *len, farm_descriptor_t **out_kept,
                       size_t *out_n_kept, farm_registry_t *const *regs,
-                      const farm_stitch_target_t *t, size_t n_repos, const char *tag);
+                      const farm_stitch_target_t *t, size_t n_repos, const char *tag,
+                      EVP_PKEY *signing_key);
 
 #endif

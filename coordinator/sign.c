@@ -290,3 +290,59 @@ done:
     free(digests);
     return rc;
 }
+
+/* The identity names registry/repository (with a tag or a digest after it). */
+static int s_identity_in(const char *identity, const char *registry, const char *repository)
+{
+    size_t r = strlen(registry), p = strlen(repository);
+    return strncmp(identity, registry, r) == 0 && identity[r] == '/' &&
+           strncmp(identity + r + 1, repository, p) == 0 &&
+           (identity[r + 1 + p] == ':' || identity[r + 1 + p] == '@');
+}
+
+int farm_sign_check_kept(farm_registry_t *reg, const char *registry, const char *repository,
+                         const char *digest, EVP_PKEY *key)
+{
+    char tag[FARM_SIGSTORE_TAG_LEN], mt[128] = "";
+    char *body = NULL;
+    size_t len = 0, i;
+    json_t *root = NULL, *l;
+    int rc, found = 0;
+
+    if ((rc = farm_sigstore_tag(tag, digest)) < 0)
+        return rc;
+    rc = farm_registry_manifest_get(reg, &body, &len, mt, sizeof mt, repository, tag);
+    if (rc == FARM_ENOTFOUND)
+        return farm_error_set(FARM_EAUTH, "%s/%s@%s has no signature: this farm did not push "
+                              "it", registry, repository, digest);
+    if (rc < 0)
+        return farm_error_wrap(rc, "reading the signatures of %s/%s@%s", registry, repository,
+                               digest);
+    root = json_loadb(body, len, 0, NULL);
+    json_array_foreach(json_object_get(root, "layers"), i, l) {
+        const char *d = json_string_value(json_object_get(l, "digest"));
+        const char *sig = json_string_value(
+            json_object_get(json_object_get(l, "annotations"), FARM_SIGSTORE_ANNOTATION));
+        char *payload = NULL, identity[FARM_SIGSTORE_IDENTITY_MAX], signs[FARM_DIGEST_STRLEN];
+        size_t plen = 0;
+        if (i >= FARM_SIGSTORE_LAYERS_MAX)
+            break;
+        if (!d || !sig || !farm_digest_valid(d) ||
+            farm_registry_blob_get(reg, &payload, &plen, repository, d,
+                                   FARM_SIGSTORE_PAYLOAD_MAX) < 0)
+            continue;
+        found = farm_sigstore_verify(key, payload, plen, sig) == 0 &&
+                farm_sigstore_payload_parse(identity, signs, payload, plen) == 0 &&
+                strcmp(signs, digest) == 0 && s_identity_in(identity, registry, repository);
+        free(payload);
+        if (found)
+            break;
+    }
+    json_decref(root);
+    free(body);
+    if (!found)
+        return farm_error_set(FARM_EAUTH, "%s/%s@%s is not signed by this farm's key (its "
+                              "signatures are another key's, or name another image)", registry,
+                              repository, digest);
+    return 0;
+}

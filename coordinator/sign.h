@@ -44,4 +44,12 @@ int farm_sign_repository(farm_sign_out_t *out, farm_registry_t *reg, const char 
                          const char *repository, const char *index_json, size_t index_len,
                          char *const *tags, size_t n_tags, EVP_PKEY *key);
 
+/* --amend with a signing key: 0 when the image or attestation manifest digest, kept from
+ * the index amended, carries a signature by key in registry/repository (a valid layer of
+ * its sha256-<hex>.sig whose payload names digest and an identity in that repository):
+ * farm signed it when it pushed it. Otherwise FARM_EAUTH, naming it: whoever put it
+ * there, it was not this farm, and signing the amended index would vouch for it. */
+int farm_sign_check_kept(farm_registry_t *reg, const char *registry, const char *repository,
+                         const char *digest, EVP_PKEY *key);
+
 #endif

@@ -343,7 +343,7 @@ int farm_stitch_run(char out_digest[FARM_DIGEST_STRLEN], uint64_t *out_size,
     /* --amend: the other platforms of the index under the tag, each checked as above */
     if (req->amend_tag && req->amend_tag[0] &&
         (rc = farm_amend_stitch(&json, &len, out_kept, out_n_kept, regs, tg, n_repos,
-                                req->amend_tag)) < 0)
+                                req->amend_tag, req->signing_key)) < 0)
         goto done;
     farm_digest_buffer(out_digest, json, len);
     *out_size = len;

@@ -11,7 +11,9 @@
 #     digest, and farmctl verify shows its three platforms; under a tag it was not signed
 #     for it is REFUSED;
 #  3. an attacker replaces the index under the tag (their own amd64 image and index, pushed
-#     with curl; then with farm's signature manifests copied beside them): REFUSED;
+#     with curl; then with farm's signature manifests copied beside them): REFUSED; a
+#     --amend over it is refused too (farm signs no kept entry it did not sign before),
+#     while an amend over farm's own signed index is signed and ACCEPTED;
 #  4. a build signed by another key (the coordinator restarted with it; a reload refuses
 #     the change): REFUSED with farm's key, ACCEPTED with the other's;
 #  5. a stitch that refuses a child (a lying node, tests/integration/stitch_liar.py) signs
@@ -230,6 +232,24 @@ skopeo_refuses "$REGISTRY/$repo:1" "does not match"
 judge_refuses "$REGISTRY/$repo:1" "$K/farm.pub" "Signature for digest sha256:[0-9a-f]+ does not match"
 verify_refuses "$REGISTRY/$repo:1" "$K/farm.pub" "the payload signs sha256:[0-9a-f]+, not this manifest"
 # the tag the attacker did not touch still verifies
+judge_accepts "$REGISTRY/$repo:stable" "$K/farm.pub"
+# --amend over the attacker's index: its kept amd64 entry is not farm's (the signature
+# copied beside it names another digest), so farm refuses to sign it into a new index
+before=$(lab_index "$REGISTRY/$repo:1" | sha256sum)
+if lab_farmctl submit --amend --platform linux/arm/v7 -t "$REGISTRY/$repo:1" --progress plain \
+    "$LAB/ctx" >"$LAB/amend-evil.out" 2>"$LAB/amend-evil.err"; then
+    lab_fail "--amend signed the attacker's kept image into a new index"
+fi
+grep -q "kept index entry 1 refused: --amend signs only what this farm signed before" "$LAB/amend-evil.err" \
+    || { cat "$LAB/amend-evil.err" >&2; lab_fail "the amend's refusal does not name the unsigned kept entry"; }
+grep -q "is not signed by this farm's key" "$LAB/amend-evil.err" || lab_fail "the amend's refusal does not say why"
+[[ $(lab_index "$REGISTRY/$repo:1" | sha256sum) == "$before" ]] || lab_fail "the refused amend moved the tag"
+lab_log "--amend over the attacker's index refused: $(grep -o "kept index entry 1 refused" "$LAB/amend-evil.err")"
+# and over farm's own signed index it keeps the two other platforms and signs the result
+lab_farmctl submit --amend --platform linux/arm/v7 -t "$REGISTRY/$repo:stable" --progress plain \
+    "$LAB/ctx" >"$LAB/amend-ok.out" 2>"$LAB/amend-ok.err" \
+    || { cat "$LAB/amend-ok.err" >&2; lab_fail "--amend over farm's signed index failed"; }
+skopeo_accepts "$REGISTRY/$repo:stable"
 judge_accepts "$REGISTRY/$repo:stable" "$K/farm.pub"
 
 # 4. another key: a reload cannot change it; the coordinator restarted with other.key
