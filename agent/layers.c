@@ -56,13 +56,24 @@ int farm_layers_cache_ref(char *out, size_t cap, const char *repo, const char *s
 
 /* " FROM NAME [AS ALIAS]": a stage's first step. A name that does not fit is dropped,
  * never cut: a cut name would resolve to another image. */
-static void s_scan_from(farm_layers_stats_t *st, const char *s)
+static void s_scan_from(farm_layers_stats_t *st, const char *s, unsigned stage, unsigned stages)
 {
     farm_layers_from_t *f;
     size_t nl, al = 0;
     const char *name, *alias = NULL;
 
-    if (strncmp(s, " FROM ", 6) != 0 || st->n_froms >= FARM_LAYERS_FROMS_MAX)
+    if (strncmp(s, " FROM ", 6) != 0)
+        return;
+    if (!st->stages)
+        st->stages = stages;
+    if (stages != st->stages || stage < 1 || stage > stages)
+        return;
+    for (size_t i = 0; i < st->n_froms; i++)
+        if (st->froms[i].stage == stage) {
+            st->froms[i].doubted = 1;
+            return;
+        }
+    if (st->n_froms >= FARM_LAYERS_FROMS_MAX)
         return;
     name = s + 6;
     nl = strcspn(name, " \t");
@@ -75,6 +86,8 @@ static void s_scan_from(farm_layers_stats_t *st, const char *s)
             return;
     }
     f = &st->froms[st->n_froms++];
+    f->stage = stage;
+    f->doubted = 0;
     memcpy(f->name, name, nl);
     f->name[nl] = '\0';
     if (alias)
@@ -89,13 +102,17 @@ void farm_layers_scan(farm_layers_stats_t *st, const char *line)
     /* "STEP 3/5: RUN ..." or, in multi-stage builds, "[2/2] STEP 1/4: FROM ..." */
     if ((s = strstr(line, "STEP ")) && (s == line || (s >= line + 2 && s[-1] == ' ' &&
                                                       s[-2] == ']'))) {
-        unsigned a, b;
+        unsigned a, b, stage = 1, stages = 1;
         char colon;
         if (sscanf(s, "STEP %u/%u%c", &a, &b, &colon) == 3 && colon == ':') {
             st->steps++;
             st->step_open = 1;
+            if (s != line && (sscanf(line, "[%u/%u]", &stage, &stages) != 2 ||
+                              line[strcspn(line, "]") + 1] != ' ' ||
+                              line + strcspn(line, "]") + 2 != s))
+                return;
             if (a == 1)
-                s_scan_from(st, strchr(s, ':') + 1);
+                s_scan_from(st, strchr(s, ':') + 1, stage, stages);
         }
     } else if (strncmp(line, "--> Using cache ", 16) == 0 && st->step_open) {
         st->cache_hits++;

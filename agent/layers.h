@@ -35,14 +35,22 @@ int farm_layers_cache_ref(char *out, size_t cap, const char *repo, const char *s
 typedef struct {
     char name[FARM_REFERENCE_MAX + 1];
     char alias[128];
+    unsigned stage;  /* 1-based, of `stages` ("[2/3]"; 1 of 1 without the prefix) */
+    int doubted;     /* a second FROM line came for this stage: a RUN step printed one */
 } farm_layers_from_t;
 
 typedef struct {
     uint32_t steps, cache_hits; /* at most one hit per step: never more hits than steps */
     int cache_push_failed;
     int step_open;              /* a STEP line came, and no hit for it yet */
-    farm_layers_from_t froms[FARM_LAYERS_FROMS_MAX]; /* in the order the stages ran */
+    /* Each stage's FROM line, in the order the stages ran. A RUN step can print lines
+     * like buildah's: the first FROM line's stage count holds (lines with another are
+     * ignored), and a stage that gets two FROM lines is doubted: its base is left out,
+     * never guessed (a RUN step's output comes after its own stage's FROM line, so a
+     * forged one either repeats a stage or comes before the real line of a later one). */
+    farm_layers_from_t froms[FARM_LAYERS_FROMS_MAX];
     size_t n_froms;
+    unsigned stages;
 } farm_layers_stats_t;
 void farm_layers_scan(farm_layers_stats_t *st, const char *line);
 

@@ -762,15 +762,23 @@ static void s_resolve_bases(outcome_t *out, const builder_t *b, const Farm__Work
 
         const Farm__RegistrySettings *set;
 
+        int final = st->froms[i].stage == st->stages;
+
         for (size_t j = 0; j < i && !stage; j++)
             stage = st->froms[j].alias[0] && !strcasecmp(st->froms[j].alias, name);
-        if (stage || (b->flags->provenance != FARM_PROVENANCE_MAX && i + 1 != st->n_froms))
+        if (stage || (b->flags->provenance != FARM_PROVENANCE_MAX && !final))
             continue;
-        if (farm_builder_run(&b->bl, s_on_first_line, id, words) != 0 || !id[0] ||
+        if (st->froms[i].doubted) {
+            printf("farm: provenance: the base of stage %u left out: the build printed more "
+                   "than one FROM line for it (a RUN step's output?)\n", st->froms[i].stage);
+            continue;
+        }
+        /* a name is parsed before it goes to buildah's argv (never an option) */
+        if (farm_reference_parse(&ref, name) < 0 || name[0] == '-' ||
+            farm_builder_run(&b->bl, s_on_first_line, id, words) != 0 || !id[0] ||
             (snprintf(image_id, sizeof image_id, "%s%s",
                       strncmp(id, "sha256:", 7) ? "sha256:" : "", id),
              !farm_digest_valid(image_id)) ||
-            farm_reference_parse(&ref, name) < 0 ||
             !(reg = s_registry_open(rq, ref.registry,
                                (set = s_settings(rq, ref.registry)) && set->insecure)) ||
             s_base_digest(digest, reg, &ref, plat, image_id) < 0) {
@@ -785,7 +793,7 @@ static void s_resolve_bases(outcome_t *out, const builder_t *b, const Farm__Work
         bs = &out->bases[out->n_bases++];
         farm_reference_format(bs->name, sizeof bs->name, &ref);
         memcpy(bs->digest, digest, sizeof bs->digest);
-        bs->final_stage = i + 1 == st->n_froms;
+        bs->final_stage = final;
     }
 }
 

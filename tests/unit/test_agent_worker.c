@@ -246,35 +246,61 @@ static void test_layers_scan(void **state)
 
 /* Each stage's FROM, for provenance: a stage's first step only, ARGs as buildah
  * expanded them, the alias kept (a later FROM of it names no image); a name too long is
- * dropped, never cut */
+ * dropped, never cut. A RUN step's output can print lines like buildah's: one without the
+ * build's stage count is ignored, and one for a stage that has (or later gets) its real
+ * FROM line makes that stage doubted: its base is left out, never the forged name. */
 static void test_layers_froms(void **state)
 {
     static char longname[FARM_REFERENCE_MAX + 20];
     const char *lines[] = {"[1/3] STEP 1/2: FROM r.example:5000/team/tools:1 AS tools",
                            "[1/3] STEP 2/2: RUN echo STEP 1/9: FROM forged",
-                           "STEP 1/9: FROM forged-by-run-output-but-a-first-step",
+                           "STEP 1/9: FROM forged-without-the-stage-count",
+                           "[2/4] STEP 1/9: FROM forged-with-another-stage-count",
+                           "[3/3] STEP 1/9: FROM forged-for-a-later-stage",
                            "[2/3] STEP 1/2: FROM scratch AS mid",
+                           "[2/3]  STEP 1/2: FROM forged-odd-spacing",
                            "[3/3] STEP 1/3: FROM tools",
                            "[3/3] STEP 2/3: COPY --from=mid /a /a",
-                           longname,
+                           "[1/3] STEP 1/1: FROM forged-for-an-earlier-stage",
                            NULL};
     farm_layers_stats_t st = {0};
     (void)state;
 
-    memcpy(longname, "STEP 1/1: FROM ", 15);
-    memset(longname + 15, 'a', sizeof longname - 16);
     for (size_t i = 0; lines[i]; i++)
         farm_layers_scan(&st, lines[i]);
-    /* the RUN's own output can print a first step's line: the worker keeps only names its
-     * storage and the registry tie to the image used (agent/worker.c) */
-    assert_int_equal(st.n_froms, 4);
+    assert_int_equal(st.stages, 3);
+    assert_int_equal(st.n_froms, 3);
     assert_string_equal(st.froms[0].name, "r.example:5000/team/tools:1");
     assert_string_equal(st.froms[0].alias, "tools");
-    assert_string_equal(st.froms[1].name, "forged-by-run-output-but-a-first-step");
+    assert_int_equal(st.froms[0].stage, 1);
+    assert_true(st.froms[0].doubted); /* the forged line for stage 1 at the end */
+    /* the forged stage 3 line came first: stored, then doubted when the real one came */
+    assert_string_equal(st.froms[1].name, "forged-for-a-later-stage");
+    assert_int_equal(st.froms[1].stage, 3);
+    assert_true(st.froms[1].doubted);
     assert_string_equal(st.froms[2].name, "scratch");
     assert_string_equal(st.froms[2].alias, "mid");
-    assert_string_equal(st.froms[3].name, "tools");
-    assert_string_equal(st.froms[3].alias, "");
+    assert_int_equal(st.froms[2].stage, 2);
+    assert_false(st.froms[2].doubted);
+
+    /* one stage, no prefix: the first FROM line is the base; a RUN step printing another
+     * makes it doubted; a name too long is dropped, never cut */
+    farm_layers_stats_t one = {0};
+    farm_layers_scan(&one, "STEP 1/3: FROM r.example/base:1");
+    farm_layers_scan(&one, "STEP 2/3: RUN echo hi");
+    assert_int_equal(one.n_froms, 1);
+    assert_false(one.froms[0].doubted);
+    assert_int_equal(one.froms[0].stage, one.stages);
+    farm_layers_scan(&one, "STEP 1/1: FROM r.example/evil:1");
+    assert_int_equal(one.n_froms, 1);
+    assert_string_equal(one.froms[0].name, "r.example/base:1");
+    assert_true(one.froms[0].doubted);
+
+    farm_layers_stats_t lng = {0};
+    memcpy(longname, "STEP 1/1: FROM ", 15);
+    memset(longname + 15, 'a', sizeof longname - 16);
+    farm_layers_scan(&lng, longname);
+    assert_int_equal(lng.n_froms, 0);
 }
 
 /* One cache per client and platform: the paths, and scopes that are not one component */
