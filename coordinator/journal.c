@@ -1362,6 +1362,10 @@ fail:
     return NULL;
 }
 
+/* What a log line costs against history.log_limit beyond its text: about what its row
+ * takes in the journal, so that a flood of empty lines is bounded like a long one. */
+#define S_LOG_ROW_COST 64
+
 /* The first half of the bound keeps the build's first lines; past it every line joins the
  * last half, which drops its oldest lines to stay within the bound. */
 static int s_put_line(void *impl, const char *build_id, const char *platform, const char *node,
@@ -1370,7 +1374,7 @@ static int s_put_line(void *impl, const char *build_id, const char *platform, co
     s_sql_t *s = impl;
     sqlite3_stmt *st = NULL;
     s_logstate_t *ls = s_logstate(s, build_id), n;
-    uint64_t bytes = strlen(line) + 1;
+    uint64_t bytes = strlen(line) + 1 + S_LOG_ROW_COST;
     int rc, head, sp;
 
     if (!ls)
@@ -1420,7 +1424,7 @@ static int s_put_line(void *impl, const char *build_id, const char *platform, co
             uint64_t gone = (uint64_t)sqlite3_column_int64(st, 0);
             n.tail_bytes -= gone < n.tail_bytes ? gone : n.tail_bytes;
             n.cut_lines++;
-            n.cut_bytes += gone;
+            n.cut_bytes += gone > S_LOG_ROW_COST ? gone - S_LOG_ROW_COST : 0; /* the text's */
             while ((r = sqlite3_step(st)) == SQLITE_ROW)
                 ;
         }

@@ -1172,7 +1172,8 @@ static void test_record_attempts_steps(void **state)
  * between them, counted exactly; the state survives a reopen. */
 static void test_log_bound(void **state)
 {
-    farm_journal_opts_t o = {.log_limit = 1000};
+    /* each line costs its text, its newline and 64 bytes for its row: 74 here */
+    farm_journal_opts_t o = {.log_limit = 7400};
     farm_journal_t *j;
     farm_journal_line_t *lines = NULL;
     size_t n = 0;
@@ -1195,7 +1196,7 @@ static void test_log_bound(void **state)
         assert_int_equal(farm_journal_put_line(j, id, i % 2 ? s_plats[1] : s_plats[0], "x86-1", line), 0);
     }
     assert_int_equal(farm_journal_get_lines(j, &lines, &n, id, NULL), 0);
-    /* 50 in the first half (500 bytes), 50 in the last, 0 cut: exactly the bound */
+    /* 50 in the first half (3,700 bytes of cost), 50 in the last, 0 cut: exactly the bound */
     assert_int_equal(n, 100);
     farm_journal_lines_free(lines, n);
     for (int i = 100; i < 130; i++) {
@@ -1224,8 +1225,20 @@ static void test_log_bound(void **state)
     assert_int_equal(farm_journal_get_lines(j, &lines, &n, "b7-none", NULL), FARM_ENOTFOUND);
     assert_int_equal(farm_journal_put_line(j, "b7-none", s_plats[0], "x86-1", "x"), FARM_ENOTFOUND);
     farm_journal_destroy(&j);
-    assert_int_equal(s_sql_int("SELECT sum(bytes) FROM logs"), 1000);
+    assert_int_equal(s_sql_int("SELECT sum(bytes) FROM logs"), 7400);
+    /* what the cut line says is the text's bytes, not the rows' cost */
     assert_int_equal(s_sql_int("SELECT log_cut_bytes FROM builds"), 300);
+
+    /* a flood of empty lines (a RUN step's `yes ''`) is bounded as well: each costs 65 */
+    const char *id2 = "b8-0123456789abcdef0123456789abcdef";
+    j = farm_journal_open(s_dir, &o);
+    s_put_queued(j, id2, 8);
+    for (int i = 0; i < 5000; i++)
+        assert_int_equal(farm_journal_put_line(j, id2, s_plats[0], "x86-1", ""), 0);
+    farm_journal_destroy(&j);
+    assert_true(s_sql_int("SELECT count(*) FROM logs WHERE build_id='b8-0123456789abcdef0123456789abcdef'") <= 7400 / 65);
+    assert_int_equal(s_sql_int("SELECT log_cut_bytes FROM builds WHERE id='b8-0123456789abcdef0123456789abcdef'"),
+                     5000 - 7400 / 65);
 }
 
 /* Finished builds beyond history.max_builds go, oldest first, when another finishes;
