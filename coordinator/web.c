@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -374,6 +376,17 @@ static char *s_read_token(const char *path)
     char *text = NULL, *s, *e;
     size_t len = 0;
 
+    struct stat st;
+    /* a secret like a key file: this user's own regular file that nobody else may read
+     * (a token others can read is anyone's on this host) */
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+        ((st.st_mode & 077) || st.st_uid != geteuid())) {
+        farm_error_set(FARM_EINVALID, "coordinator.http_token_file %s may be read by group or "
+                       "others, or is not this user's (mode %03o, uid %u): run chmod 600 %s "
+                       "(and chown it to the coordinator's user)", path,
+                       (unsigned)(st.st_mode & 0777), (unsigned)st.st_uid, path);
+        return NULL;
+    }
     if (farm_fs_read_file(&text, &len, path, S_TOKEN_MAX) < 0) {
         farm_error_wrap(FARM_EINVALID, "coordinator.http_token_file %s", path);
         return NULL;

@@ -35,8 +35,19 @@ timeout 20 "$FARM_COORDINATOR_BIN" --config "$LAB/farm.yaml" >"$LAB/empty.log" 2
 grep -q "http_token_file $LAB/http.token is empty; write a token in it" "$LAB/empty.log" \
     || { cat "$LAB/empty.log" >&2; lab_fail "the empty token file's refusal does not say so"; }
 
-# --- 2. with the token
+# a token file others may read is refused (README's `openssl rand -hex 32 > FILE` under
+# umask 022 makes one)
 echo "$token" >"$LAB/http.token"
+chmod 0644 "$LAB/http.token"
+st=0
+timeout 20 "$FARM_COORDINATOR_BIN" --config "$LAB/farm.yaml" >"$LAB/open.log" 2>&1 || st=$?
+((st == 78)) || lab_fail "the coordinator exited $st with a world-readable token file, not 78"
+grep -q "http_token_file $LAB/http.token may be read by group or others.*run chmod 600" "$LAB/open.log" \
+    || { cat "$LAB/open.log" >&2; lab_fail "the world-readable token file's refusal does not say so"; }
+grep -qF "$token" "$LAB/open.log" && lab_fail "the refusal printed the token"
+chmod 0600 "$LAB/http.token"
+
+# --- 2. with the token
 lab_start_coordinator "$LAB/farm.yaml"
 lab_wait_until 10 "the coordinator to serve HTTP on $hp" lab_port_owned "$hp" "$LAB_LAST_PID"
 grep -q "every request needs the bearer token of $LAB/http.token; the address is not loopback" \
