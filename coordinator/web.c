@@ -22,6 +22,10 @@
  * (and said), so a reader that does not read costs a bounded buffer. */
 #define S_FOLLOW_BUF (256 * 1024)
 #define S_TOKEN_MAX 4096
+/* Followed logs at once: a follow holds its connection until its build ends (the idle
+ * timeout does not close it), so they get a quarter of the server's connections and
+ * the page and /metrics always have the rest. */
+#define S_FOLLOWS_MAX 64
 
 typedef struct s_follow {
     farm_web_t *web;
@@ -45,6 +49,7 @@ struct farm_web {
     json_t *captured;    /* the last reply the clients module sent us */
     farm_history_watches_t *watches; /* the builds' live log lines */
     s_follow_t *follows;
+    size_t n_follows;    /* at most S_FOLLOWS_MAX: the rest of the connections stay free */
 };
 
 static int s_capture(void *arg, const void *rid, size_t rid_len, Farm__Envelope *env)
@@ -160,6 +165,8 @@ static void s_follow_done(void *arg)
     farm_web_t *self = f->web;
     if (self && f->watch > 0)
         farm_history_unwatch(self->watches, f->watch);
+    if (self && self->n_follows)
+        self->n_follows--;
     if (f->prev)
         f->prev->next = f->next;
     else if (self)
@@ -229,11 +236,18 @@ static void s_logs(farm_web_t *self, farm_http_req_t *req, const char *id)
         s_reply_json(req, 200, all);
         return;
     }
+    if (self->n_follows >= S_FOLLOWS_MAX) {
+        farm_history_logs_free(reps, n);
+        farm_http_reply_error(req, 503, "%d logs are followed already: read it without "
+                              "follow=1, or later", S_FOLLOWS_MAX);
+        return;
+    }
     if (!(f = calloc(1, sizeof *f))) {
         farm_history_logs_free(reps, n);
         farm_http_reply_error(req, 500, "out of memory");
         return;
     }
+    self->n_follows++;
     f->web = self;
     snprintf(f->build_id, sizeof f->build_id, "%s", n ? reps[0]->build_id : id);
     snprintf(f->platform, sizeof f->platform, "%s", lr.platform);
