@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "common/text.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,4 +176,20 @@ char *farm_text_inert_dup(const char *in)
 char *farm_text_inert_lines_dup(const char *in)
 {
     return s_dup(in, 1);
+}
+
+void farm_text_bytes(char *out, size_t len, unsigned long long bytes)
+{
+    static const char units[] = "KMGTP";
+    double v = (double)bytes;
+    int u = -1;
+
+    while (v >= 1024 && u < (int)sizeof units - 2) {
+        v /= 1024;
+        u++;
+    }
+    if (u < 0)
+        snprintf(out, len, "%llu", bytes);
+    else
+        snprintf(out, len, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
 }

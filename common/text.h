@@ -22,6 +22,10 @@
  * if cut, else 0. */
 int farm_text_inert(char *out, size_t len, const char *in);
 
+/* Bytes as a person reads them, in powers of 1024: 900 (under 1 KiB, a plain number),
+ * 1.5K, 20M, 3.2G. */
+void farm_text_bytes(char *out, size_t len, unsigned long long bytes);
+
 /* The same, whole and malloc'd; NULL when out of memory. */
 char *farm_text_inert_dup(const char *in);
 

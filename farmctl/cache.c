@@ -25,23 +25,6 @@ typedef struct {
     uint64_t until_s;
 } args_t;
 
-/* Bytes as a person reads them: 0, 900K, 1.5M, 20.3G (powers of 1024). */
-static void s_size(char *out, size_t len, unsigned long long bytes)
-{
-    static const char units[] = "KMGTP";
-    double v = (double)bytes;
-    int u = -1;
-
-    while (v >= 1024 && u < (int)sizeof units - 2) {
-        v /= 1024;
-        u++;
-    }
-    if (u < 0)
-        snprintf(out, len, "%lluB", bytes);
-    else
-        snprintf(out, len, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
-}
-
 static void s_ago(char *out, size_t len, long long used_s, long long now_s)
 {
     char age[32];
@@ -221,7 +204,7 @@ int farmctl_du_main(int argc, char **argv)
             const Farm__CacheEntry *e = rep->entries[k];
             char what[300], size[16], ago[48];
             s_what(what, sizeof what, e);
-            s_size(size, sizeof size, (unsigned long long)e->size);
+            farm_text_bytes(size, sizeof size, (unsigned long long)e->size);
             s_ago(ago, sizeof ago, e->last_used_unix, now);
             total += e->size;
             if (!e->in_use)
@@ -249,8 +232,8 @@ int farmctl_du_main(int argc, char **argv)
     }
     {
         char t[16], rcl[16];
-        s_size(t, sizeof t, total);
-        s_size(rcl, sizeof rcl, reclaim);
+        farm_text_bytes(t, sizeof t, total);
+        farm_text_bytes(rcl, sizeof rcl, reclaim);
         printf("Reclaimable:\t%s\nTotal:\t\t%s (%llu bytes)\n", rcl, t, total);
     }
     rc = s_missing(r, "du");
@@ -315,7 +298,7 @@ int farmctl_prune_main(int argc, char **argv)
                 farm_text_inert(why, sizeof why, e->kept);
                 printf("%-16s kept   %-44s %s\n", node, what, why);
             } else {
-                s_size(size, sizeof size, (unsigned long long)e->freed);
+                farm_text_bytes(size, sizeof size, (unsigned long long)e->freed);
                 printf("%-16s pruned %-44s %s freed\n", node, what, size);
             }
         }
@@ -323,7 +306,7 @@ int farmctl_prune_main(int argc, char **argv)
     }
     {
         char f[16];
-        s_size(f, sizeof f, freed);
+        farm_text_bytes(f, sizeof f, freed);
         printf("Total:\t%s reclaimed (%llu bytes)\n", f, freed);
     }
     rc = s_missing(r, "prune");

@@ -27,23 +27,6 @@ static void s_join(char *out, size_t len, char **items, size_t n, const char *su
     }
 }
 
-/* Bytes as a person reads them: 0, 900K, 1.5M, 20.3G (powers of 1024). */
-static void s_size(char *out, size_t len, unsigned long long bytes)
-{
-    static const char units[] = "KMGTP";
-    double v = (double)bytes;
-    int u = -1;
-
-    while (v >= 1024 && u < (int)sizeof units - 2) {
-        v /= 1024;
-        u++;
-    }
-    if (u < 0)
-        snprintf(out, len, "%llu", bytes);
-    else
-        snprintf(out, len, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
-}
-
 int farmctl_nodes_main(int argc, char **argv)
 {
     farmctl_target_t t;
@@ -79,7 +62,7 @@ int farmctl_nodes_main(int argc, char **argv)
             s_join(jobs, sizeof jobs, &n->jobs[j], 1,
                    j < n->n_job_warm && n->job_warm[j] ? "(warm)" : "");
         snprintf(slots, sizeof slots, "%u/%u", n->used, n->slots);
-        s_size(cache, sizeof cache, (unsigned long long)n->builder_cache_bytes);
+        farm_text_bytes(cache, sizeof cache, (unsigned long long)n->builder_cache_bytes);
         farm_text_inert(name, sizeof name, n->name);
         farm_text_inert(state, sizeof state, n->state);
         if (n->version[0])

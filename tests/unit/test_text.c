@@ -218,9 +218,29 @@ static void test_attack_line_is_inert(void **state)
     assert_null(strchr(out, '\x1b'));
 }
 
+/* Sizes in farmctl nodes and du: a plain number under 1 KiB, one decimal under 10 */
+static void test_bytes(void **state)
+{
+    char b[16];
+    (void)state;
+    farm_text_bytes(b, sizeof b, 0);
+    assert_string_equal(b, "0");
+    farm_text_bytes(b, sizeof b, 1023);
+    assert_string_equal(b, "1023");
+    farm_text_bytes(b, sizeof b, 1536);
+    assert_string_equal(b, "1.5K");
+    farm_text_bytes(b, sizeof b, 20ull << 20);
+    assert_string_equal(b, "20M");
+    farm_text_bytes(b, sizeof b, 3ull << 50);
+    assert_string_equal(b, "3.0P");
+    farm_text_bytes(b, sizeof b, ~0ull); /* past P stays in P */
+    assert_string_equal(b, "16384P");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bytes),
         cmocka_unit_test(test_plain_text_unchanged),
         cmocka_unit_test(test_utf8_valid),
         cmocka_unit_test(test_clear_screen_removed),
