@@ -48,8 +48,7 @@ struct farm_web {
     farm_clients_t *cl;  /* its own: answers go to s_capture, never to a socket */
     json_t *captured;    /* the last reply the clients module sent us */
     farm_history_watches_t *watches; /* the builds' live log lines */
-    s_follow_t *follows;
-    size_t n_follows;    /* at most S_FOLLOWS_MAX: the rest of the connections stay free */
+    s_follow_t *follows; /* at most S_FOLLOWS_MAX: the rest of the connections stay free */
 };
 
 static int s_capture(void *arg, const void *rid, size_t rid_len, Farm__Envelope *env)
@@ -165,8 +164,6 @@ static void s_follow_done(void *arg)
     farm_web_t *self = f->web;
     if (self && f->watch > 0)
         farm_history_unwatch(self->watches, f->watch);
-    if (self && self->n_follows)
-        self->n_follows--;
     if (f->prev)
         f->prev->next = f->next;
     else if (self)
@@ -236,7 +233,10 @@ static void s_logs(farm_web_t *self, farm_http_req_t *req, const char *id)
         s_reply_json(req, 200, all);
         return;
     }
-    if (self->n_follows >= S_FOLLOWS_MAX) {
+    size_t n_follows = 0;
+    for (const s_follow_t *g = self->follows; g; g = g->next)
+        n_follows++;
+    if (n_follows >= S_FOLLOWS_MAX) {
         farm_history_logs_free(reps, n);
         farm_http_reply_error(req, 503, "%d logs are followed already: read it without "
                               "follow=1, or later", S_FOLLOWS_MAX);
@@ -247,7 +247,6 @@ static void s_logs(farm_web_t *self, farm_http_req_t *req, const char *id)
         farm_http_reply_error(req, 500, "out of memory");
         return;
     }
-    self->n_follows++;
     f->web = self;
     snprintf(f->build_id, sizeof f->build_id, "%s", n ? reps[0]->build_id : id);
     snprintf(f->platform, sizeof f->platform, "%s", lr.platform);
