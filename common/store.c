@@ -808,30 +808,6 @@ int farm_store_verify_logged(farm_store_t *self, const char *what)
     return n;
 }
 
-int farm_store_usage(farm_store_t *self, uint64_t *out_bytes)
-{
-    int fd = openat(self->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    struct dirent *de;
-
-    *out_bytes = 0;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
-        return farm_error_set(FARM_EIO, "store %s: cannot list it: %s", self->dir, strerror(errno));
-    }
-    while ((de = readdir(d))) {
-        struct stat st;
-        if (!s_is_object_name(de->d_name) ||
-            fstatat(self->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
-            continue;
-        *out_bytes += (uint64_t)st.st_size;
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
 int farm_store_each(farm_store_t *self, farm_store_each_fn fn, void *arg)
 {
     int fd = openat(self->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
@@ -858,4 +834,17 @@ int farm_store_each(farm_store_t *self, farm_store_each_fn fn, void *arg)
     }
     closedir(d);
     return n;
+}
+
+static void s_add_size(void *arg, const char *digest, uint64_t size, long long mtime)
+{
+    (void)digest;
+    (void)mtime;
+    *(uint64_t *)arg += size;
+}
+
+int farm_store_usage(farm_store_t *self, uint64_t *out_bytes)
+{
+    *out_bytes = 0;
+    return farm_store_each(self, s_add_size, out_bytes);
 }
